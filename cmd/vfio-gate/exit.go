@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Stable exit codes (documented in --help and README).
+const (
+	exitOK          = 0
+	exitInternal    = 1 // usage or internal error; anything unclassified
+	exitAttestation = 2
+	exitDenied      = 3
+	exitUnavailable = 4
+	exitTPM         = 5
+	exitBind        = 6
+)
+
+// codeError carries an explicit exit code decided by a command (for example
+// "policy denied" after the verdict was already printed).
+type codeError struct {
+	code int
+	err  error
+	// quiet: the command already told the user; print nothing more.
+	quiet bool
+}
+
+func (e *codeError) Error() string { return e.err.Error() }
+func (e *codeError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error { return &codeError{code: code, err: err} }
+
+// quietCode ends the command with code and no further message.
+func quietCode(code int, err error) error { return &codeError{code: code, err: err, quiet: true} }
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, a ...any) error { return &usageError{msg: fmt.Sprintf(format, a...)} }
+
+// exitCode maps an error to its documented exit code. Anything it does not
+// recognise is 1: fail closed.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	return exitInternal
+}
+
+// report prints err once (unless a command already did) and returns the code.
+func report(w io.Writer, err error) int {
+	code := exitCode(err)
+	if err == nil {
+		return code
+	}
+	var ce *codeError
+	if errors.As(err, &ce) && ce.quiet {
+		return code
+	}
+	msg := err.Error()
+	// cobra's own usage errors ("unknown flag", "accepts 1 arg") have no prefix.
+	if !strings.HasPrefix(msg, "vfio-gate") {
+		msg = "vfio-gate: " + msg
+	}
+	fmt.Fprintln(w, msg)
+	return code
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// env is what the process gives the commands; tests build their own.
+type env struct {
+	in     io.Reader
+	out    io.Writer
+	errw   io.Writer
+	getenv func(string) string
+}
+
+// globals are the flags every command accepts, before or after its name.
+type globals struct {
+	sysfsRoot    string
+	policy       string
+	tpm          string
+	stateDir     string
+	daemonSocket string
+	json         bool
+	logLevel     string
+	log          *slog.Logger
+}
+
+const exitCodesHelp = `Exit codes:
+  0  allow / success
+  1  usage or internal error (anything unclassified: fail closed)
+  2  attestation failed (SPDM, certificate chain, signature)
+  3  policy denied
+  4  device or transport unavailable (no such device, mailbox busy, lockdown, timeout)
+  5  TPM error
+  6  vfio-pci bind error`
+
+func newRootCmd(e *env) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "vfio-gate",
+		Short: "Attest a PCI function (DOE/SPDM/TDISP) before it is bound to vfio-pci",
+		Long: `vfio-gate decides whether a PCI function may be bound to vfio-pci and handed to a
+(confidential) virtual machine. It finds the function's DOE mailbox, runs SPDM (CMA) to verify
+its certificate chain and signed measurements, optionally brokers TDISP, evaluates a policy,
+records the decision in a TPM PCR and event log, and binds the IOMMU group only on allow.
+
+The device is untrusted: any doubt means deny, with a reason you can act on.
+
+` + exitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version(),
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			lvl, err := parseLevel(g.logLevel)
+			if err != nil {
+				return err
+			}
+			g.log = slog.New(slog.NewTextHandler(e.errw, &slog.HandlerOptions{Level: lvl}))
+			slog.SetDefault(g.log)
+			return nil
+		},
+	}
+	root.SetVersionTemplate("vfio-gate {{.Version}}\n")
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.sysfsRoot, "sysfs-root", "/sys", "root of the sysfs tree (tests and the demo use a fixture tree)")
+	pf.StringVar(&g.policy, "policy", "/etc/vfio-gate/policy.yaml", "policy file")
+	pf.StringVar(&g.tpm, "tpm", "/dev/tpmrm0", "TPM: /dev/tpmrm0 | tcp:HOST:PORT (swtpm) | unix:PATH | sim")
+	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/vfio-gate", "state directory (event log, journal)")
+	pf.StringVar(&g.daemonSocket, "daemon-socket", "/run/vfio-gate/daemon.sock", "unix socket of the vfio-gate daemon")
+	pf.BoolVar(&g.json, "json", false, "machine-readable JSON output on stdout")
+	pf.StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+
+	root.SetHelpTemplate(root.HelpTemplate())
+	for _, c := range commands(e, g) {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// commands lists the subcommands; each lives in its own file.
+func commands(e *env, g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		newVersionCmd(e, g),
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return 0, usageErrorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v + " " + bi.GoVersion
+}
+
+func newVersionCmd(e *env, g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.json {
+				return writeJSON(e.out, map[string]string{"version": version()})
+			}
+			_, err := fmt.Fprintf(e.out, "vfio-gate %s\n", version())
+			return err
+		},
+	}
+}

@@ -1,0 +1,97 @@
+// Package testutil holds helpers shared by tests: capability checks that skip
+// (or, in CI, fail) for a named reason.
+package testutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// EnvRequire names the environment variable that turns skips into failures:
+// VFIOGATE_TEST_REQUIRE=root,bpf,swtpm,vm,libvirt (or "all").
+const EnvRequire = "VFIOGATE_TEST_REQUIRE"
+
+// Cap is a prerequisite a test may need.
+type Cap struct {
+	Name  string
+	Hint  string
+	Probe func() error
+}
+
+func (c Cap) String() string { return c.Name }
+
+// Root: running as uid 0 (writes to sysfs, flock under /run, swtpm sockets).
+var Root = Cap{Name: "root", Hint: "run the tests as root (CI does: bash .ci/run)", Probe: func() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("euid is %d", os.Geteuid())
+	}
+	return nil
+}}
+
+// Swtpm: the swtpm binary is installed.
+var Swtpm = Cap{Name: "swtpm", Hint: "install it: bash .ci/install-deps (apt-get install swtpm swtpm-tools)", Probe: func() error {
+	return lookPath("swtpm")
+}}
+
+// Libvirt: libvirtd and virsh are installed.
+var Libvirt = Cap{Name: "libvirt", Hint: "install it: bash .ci/install-deps (apt-get install libvirt-daemon-system)", Probe: func() error {
+	return errors.Join(lookPath("libvirtd"), lookPath("virsh"))
+}}
+
+// VM: QEMU is installed for the test/vm guest.
+var VM = Cap{Name: "vm", Hint: "install it: bash .ci/install-deps (apt-get install qemu-system-x86)", Probe: func() error {
+	return lookPath("qemu-system-x86_64")
+}}
+
+// BPF: root on a kernel with BTF (loading, not attaching; attach points are
+// proven in test/vm).
+var BPF = Cap{Name: "bpf", Hint: "run as root on a kernel with /sys/kernel/btf/vmlinux", Probe: func() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("euid is %d, loading BPF needs CAP_BPF", os.Geteuid())
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return fmt.Errorf("no kernel BTF: %w", err)
+	}
+	return nil
+}}
+
+func lookPath(name string) error {
+	if _, err := exec.LookPath(name); err != nil {
+		return fmt.Errorf("%s not found in PATH", name)
+	}
+	return nil
+}
+
+// Required reports whether VFIOGATE_TEST_REQUIRE lists c (or "all").
+func Required(c Cap, env string) bool {
+	for _, f := range strings.Split(env, ",") {
+		f = strings.TrimSpace(f)
+		if f == c.Name || f == "all" {
+			return true
+		}
+	}
+	return false
+}
+
+// Require skips the test when a capability is missing, naming what is missing
+// and how to get it, or fails it when VFIOGATE_TEST_REQUIRE lists the capability.
+func Require(t testing.TB, caps ...Cap) {
+	t.Helper()
+	env := os.Getenv(EnvRequire)
+	for _, c := range caps {
+		err := c.Probe()
+		if err == nil {
+			continue
+		}
+		if Required(c, env) {
+			t.Fatalf("%s required by %s=%s: %v (hint: %s)", c, EnvRequire, env, err, c.Hint)
+			return
+		}
+		t.Skipf("needs %s: %v (hint: %s)", c, err, c.Hint)
+		return
+	}
+}
