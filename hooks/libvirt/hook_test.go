@@ -101,10 +101,10 @@ func TestActionTable(t *testing.T) {
 }
 
 type fakeClient struct {
-	check            func(CheckRequest) (*CheckResult, error)
+	check             func(CheckRequest) (*CheckResult, error)
 	started, released []string
-	delay            time.Duration
-	lastReq          CheckRequest
+	delay             time.Duration
+	lastReq           CheckRequest
 }
 
 func (f *fakeClient) Check(ctx context.Context, req CheckRequest) (*CheckResult, error) {
