@@ -5,6 +5,7 @@ go 1.26.0
 require github.com/spf13/cobra v1.10.2
 
 require (
+	github.com/cilium/ebpf v0.22.0 // indirect
 	github.com/digitalocean/go-libvirt v0.0.0-20261013170128-efbbdf578ac8 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
@@ -12,3 +13,5 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	libvirt.org/go/libvirtxml v1.12008.0 // indirect
 )
+
+tool github.com/cilium/ebpf/cmd/bpf2go

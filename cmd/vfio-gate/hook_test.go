@@ -57,3 +57,14 @@ func TestInstallHookCLI(t *testing.T) {
 		t.Fatalf("uninstall exit %d %q", code, out)
 	}
 }
+
+func TestAuditNeedsDevice(t *testing.T) {
+	code, _, errs := runCLI(t, "audit")
+	if code != exitInternal || !strings.Contains(errs, "--device") {
+		t.Fatalf("exit %d %q", code, errs)
+	}
+	code, _, errs = runCLI(t, "audit", "--device", "../etc")
+	if code != exitInternal || !strings.Contains(errs, "malformed PCI address") {
+		t.Fatalf("exit %d %q", code, errs)
+	}
+}

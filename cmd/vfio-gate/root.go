@@ -90,6 +90,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newInstallHookCmd(e, g),
 		newUninstallHookCmd(e, g),
 		newStatusCmd(e, g),
+		newAuditCmd(e, g),
 	}
 }
 
