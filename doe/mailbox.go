@@ -37,7 +37,7 @@ const (
 	DefaultTimeout = time.Second // PCIe r6.0 §6.30.2, Linux PCI_DOE_TIMEOUT
 	DefaultPollMin = 2 * time.Microsecond
 	DefaultPollMax = time.Millisecond
-	DefaultSpin    = time.Millisecond
+	DefaultSpin    = 2 * time.Millisecond
 	// spinPollMax caps the poll interval while spinning, so a response is
 	// noticed at most this late during the first Spin of a wait.
 	spinPollMax = 32 * time.Microsecond
@@ -63,7 +63,7 @@ type Options struct {
 	// Spin: during the first Spin of a wait, waits are done by yielding the
 	// processor instead of sleeping, with the interval capped at 32 µs,
 	// because OS timers are much coarser than DOE latencies (time.Sleep of
-	// 2 µs often takes 50 µs to 1 ms). Default 1 ms; negative disables it.
+	// 2 µs often takes 50 µs to 1 ms). Default 2 ms; negative disables it.
 	// Under testing/synctest spinning falls back to sleeping by itself.
 	Spin time.Duration
 	// Logger receives debug records (aborts, busy mailboxes). Nil discards.
@@ -441,7 +441,8 @@ func (m *Mailbox) waitFor(ctx context.Context, done func(uint32) bool) (uint32, 
 			return st, ctxErr(ctx)
 		}
 		if m.opts.Spin > 0 && time.Since(start) < m.opts.Spin {
-			spin(ctx, min(interval, spinPollMax))
+			interval = min(interval, spinPollMax)
+			spin(ctx, interval)
 		} else {
 			sleep(ctx, interval)
 		}

@@ -286,10 +286,41 @@ func TestSlowReady(t *testing.T) {
 		if el < 300*time.Millisecond || el > 301*time.Millisecond {
 			t.Fatalf("took %v, want 300..301 ms", el)
 		}
-		if p := mb.Stats().Polls; p > 350 {
+		if p := mb.Stats().Polls; p > 400 {
 			t.Fatalf("%d polls for 300 ms", p)
 		}
+		if s := m.Stats(); s.Ready != 1 || s.Late > time.Millisecond {
+			t.Fatalf("model %+v: response noticed later than one 1 ms poll interval", s)
+		}
 	})
+}
+
+// TestPollDelay pins the polling schedule on the bubble clock: within the
+// spin window (2 ms) a ready response is seen within 32 µs, later within
+// one 1 ms interval; the number of Status reads stays small.
+func TestPollDelay(t *testing.T) {
+	cases := []struct {
+		lat, maxLate time.Duration
+		maxPolls     uint64
+	}{
+		{0, 0, 1},
+		{3 * time.Microsecond, 3 * time.Microsecond, 3},
+		{50 * time.Microsecond, 32 * time.Microsecond, 7},
+		{time.Millisecond, 32 * time.Microsecond, 40},
+		{1900 * time.Microsecond, 32 * time.Microsecond, 70},
+		{50 * time.Millisecond, time.Millisecond, 130},
+	}
+	for _, tc := range cases {
+		synctest.Test(t, func(t *testing.T) {
+			m, mb, _ := newMailbox(t, nil)
+			m.SetFault(doe.Fault{Latency: tc.lat})
+			mustEcho(t, mb, make([]byte, 64))
+			s, ms := mb.Stats(), m.Stats()
+			if ms.Late > tc.maxLate || s.Polls > tc.maxPolls {
+				t.Errorf("latency %v: noticed %v late after %d polls, want <= %v and <= %d", tc.lat, ms.Late, s.Polls, tc.maxLate, tc.maxPolls)
+			}
+		})
+	}
 }
 
 func TestTimeoutUsesCallerDeadline(t *testing.T) {

@@ -49,6 +49,11 @@ type ModelStats struct {
 	Objects       uint64 // requests answered (response produced or Error set)
 	Discarded     uint64 // requests dropped: written DW count != header Length
 	Aborts        uint64
+	// Ready counts responses that became ready after a latency; Late sums
+	// how long each waited, from ready to the first access that saw it
+	// (the requester's polling delay).
+	Ready uint64
+	Late  time.Duration
 }
 
 // Model is a register-level DOE mailbox (PCIe r6.0 §6.30, §7.9.24 with the
@@ -116,7 +121,9 @@ func (m *Model) Stats() ModelStats {
 
 // tick moves a finished latency wait to Data Object Ready.
 func (m *Model) tick() {
-	if m.busy && !m.readyAt.IsZero() && !m.now().Before(m.readyAt) {
+	if now := m.now(); m.busy && !m.readyAt.IsZero() && !now.Before(m.readyAt) {
+		m.stats.Ready++
+		m.stats.Late += now.Sub(m.readyAt)
 		m.busy, m.readyAt, m.dor = false, time.Time{}, len(m.rbuf) > 0
 	}
 }

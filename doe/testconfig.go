@@ -26,16 +26,21 @@ const (
 type TestConfig struct {
 	mu     sync.Mutex
 	mem    [pci.ConfigSize]byte
-	doe    map[uint16]*Model // capability offset → model
-	last   uint16            // offset of the last extended capability
-	end    uint16            // first free offset
+	doe    []doeAt
+	last   uint16 // offset of the last extended capability
+	end    uint16 // first free offset
 	reads  atomic.Uint64
 	writes atomic.Uint64
 }
 
+type doeAt struct {
+	off uint16
+	m   *Model
+}
+
 // NewTestConfig returns a config space with one DOE mailbox per model.
 func NewTestConfig(models ...*Model) *TestConfig {
-	c := &TestConfig{doe: map[uint16]*Model{}, end: 0x100}
+	c := &TestConfig{end: 0x100}
 	le := binary.LittleEndian
 	le.PutUint16(c.mem[0x00:], TestVendorID)
 	le.PutUint16(c.mem[0x02:], TestDeviceID)
@@ -47,7 +52,7 @@ func NewTestConfig(models ...*Model) *TestConfig {
 	le.PutUint16(c.mem[0x42:], 0x0002)              // PCIe cap version 2, endpoint
 	for _, m := range models {
 		off := c.AddExtCap(pci.ExtCapIDDOE, 1, make([]byte, CapSize-4))
-		c.doe[off] = m
+		c.doe = append(c.doe, doeAt{off, m})
 	}
 	return c
 }
@@ -92,10 +97,10 @@ func (c *TestConfig) Accesses() (reads, writes uint64) { return c.reads.Load(), 
 // doeReg finds the DOE model whose registers [+4, +0x18) overlap
 // [off, off+n), and the register offset.
 func (c *TestConfig) doeReg(off int64, n int) (*Model, uint16, bool) {
-	for base, m := range c.doe {
-		b := int64(base)
+	for _, d := range c.doe {
+		b := int64(d.off)
 		if off < b+int64(CapSize) && off+int64(n) > b+4 {
-			return m, uint16(off - b), true
+			return d.m, uint16(off - b), true
 		}
 	}
 	return nil, 0, false
