@@ -381,9 +381,20 @@ func (c *ConfigFile) WriteAt(b []byte, off int64) (int, error) {
 	}
 	n, err := c.f.WriteAt(b, off)
 	if err != nil {
-		err = c.sys.attrErr(c.bdf, "config", err)
+		err = c.sys.writeErr(c.bdf, err)
 	}
 	return n, err
+}
+
+// writeErr classifies a failed config write: EPERM under an active kernel
+// lockdown is ErrLockdown naming the mode.
+func (s *System) writeErr(bdf BDF, err error) error {
+	if errors.Is(err, syscall.EPERM) {
+		if mode, lerr := s.Lockdown(); lerr == nil && mode != "none" {
+			return fmt.Errorf("%w (lockdown mode %q; %s: %v)", ErrLockdown, mode, bdf, err)
+		}
+	}
+	return s.attrErr(bdf, "config", err)
 }
 
 // ConfigLen returns the config space size cfg exposes: Size() when it has

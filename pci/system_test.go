@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -407,3 +408,23 @@ func (m memCfg) WriteAt(b []byte, off int64) (int, error) { return copy(m[off:],
 type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
+
+func TestWriteErrLockdown(t *testing.T) {
+	tr := newTree(t, sysfstest.Function{BDF: "0000:01:00.0", IOMMUGroup: -1})
+	s := openSys(t, tr.Dir, nil)
+	bdf := mustBDF(t, "0000:01:00.0")
+	eperm := &fs.PathError{Op: "write", Path: "config", Err: syscall.EPERM}
+	if err := pci.WriteErr(s, bdf, eperm); errors.Is(err, pci.ErrLockdown) || !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("EPERM without lockdown: %v", err)
+	}
+	if err := tr.Lockdown("confidentiality"); err != nil {
+		t.Fatal(err)
+	}
+	err := pci.WriteErr(s, bdf, eperm)
+	if !errors.Is(err, pci.ErrLockdown) || !strings.Contains(err.Error(), `"confidentiality"`) {
+		t.Fatalf("EPERM under lockdown: %v", err)
+	}
+	if err := pci.WriteErr(s, bdf, &fs.PathError{Op: "write", Path: "config", Err: syscall.ENODEV}); !errors.Is(err, pci.ErrDeviceRemoved) {
+		t.Fatalf("ENODEV: %v", err)
+	}
+}

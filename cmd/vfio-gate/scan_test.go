@@ -333,3 +333,40 @@ func TestExitCodeSentinels(t *testing.T) {
 		t.Errorf("usage error -> %d", got)
 	}
 }
+
+// truncatedConfig is what sysfs gives an opener without CAP_SYS_ADMIN.
+type truncatedConfig struct{ pci.ConfigSpace }
+
+func (c truncatedConfig) ReadAt(b []byte, off int64) (int, error) {
+	if off+int64(len(b)) > 64 {
+		return 0, fmt.Errorf("%w (test)", pci.ErrNeedCapSysAdmin)
+	}
+	return c.ConfigSpace.ReadAt(b, off)
+}
+
+func TestScanUnreadableConfig(t *testing.T) {
+	fx := newDOEFixture(t)
+	fx.configs["0000:0f:00.0"] = truncatedConfig{fx.configs["0000:0f:00.0"]}
+	loop := doe.NewTestConfig(doe.NewModel(nil, nil))
+	loop.Poke(0x100, binary.LittleEndian.AppendUint32(nil, uint32(pci.ExtCapIDDOE)|1<<16|0x100<<20)) // points at itself
+	fx.configs["0000:0d:00.0"] = loop
+	code, out, errs := runCLIWith(t, fx.opener, "scan", "--json", "--sysfs-root", fx.tree.Dir, "--lock-dir", t.TempDir(),
+		"0000:0d:00.0", "0000:0f:00.0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	got := decodeScan(t, out)
+	tr := got["0000:0f:00.0"]
+	if tr.VendorID != "0x1b36" || len(tr.DOE) != 0 || len(tr.Errors) != 1 ||
+		!strings.Contains(tr.Errors[0], "config space beyond 64 bytes needs CAP_SYS_ADMIN") {
+		t.Errorf("truncated config: %+v", tr)
+	}
+	lp := got["0000:0d:00.0"]
+	if len(lp.Errors) == 0 || !strings.Contains(lp.Errors[0], "malformed capability list") {
+		t.Errorf("looping capability list: %+v", lp)
+	}
+	// The mailbox found before the loop is still listed and discovered.
+	if len(lp.DOE) != 1 || lp.DOE[0].Offset != "0x100" || !slices.Equal(lp.DOE[0].Features, []string{"discovery"}) {
+		t.Errorf("mailbox before the loop: %+v", lp.DOE)
+	}
+}
