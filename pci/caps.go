@@ -73,6 +73,9 @@ func Capabilities(cfg ConfigSpace) ([]Capability, error) {
 // all-zero or all-ones header at 0x100 means "no extended capabilities". A
 // hostile list ends in an error wrapping ErrCapLoop, never a hang.
 func ExtCapabilities(cfg ConfigSpace) ([]Capability, error) {
+	if ConfigLen(cfg) <= extCapStart {
+		return nil, nil // conventional PCI (256-byte config space): none
+	}
 	var caps []Capability
 	seen := map[uint16]bool{}
 	for off := uint16(extCapStart); off != 0; {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/vfio-gate/vfio-gate/pci"
 )
 
 // Stable exit codes (documented in --help and README).
@@ -51,6 +53,15 @@ func exitCode(err error) int {
 	var ce *codeError
 	if errors.As(err, &ce) {
 		return ce.code
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitInternal
+	}
+	for _, unavailable := range []error{pci.ErrNoDevice, pci.ErrDeviceRemoved, pci.ErrLockdown, pci.ErrNeedCapSysAdmin} {
+		if errors.Is(err, unavailable) {
+			return exitUnavailable
+		}
 	}
 	return exitInternal
 }

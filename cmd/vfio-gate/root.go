@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vfio-gate/vfio-gate/pci"
 )
 
 // env is what the process gives the commands; tests build their own.
@@ -16,6 +18,9 @@ type env struct {
 	out    io.Writer
 	errw   io.Writer
 	getenv func(string) string
+	// configOpener, if set, serves config spaces instead of sysfs (tests
+	// and the demo's software devices); see pci.Options.ConfigOpener.
+	configOpener func(pci.BDF) (pci.ConfigSpace, io.Closer, error)
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -91,6 +96,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newUninstallHookCmd(e, g),
 		newStatusCmd(e, g),
 		newAuditCmd(e, g),
+		newScanCmd(e, g),
 	}
 }
 

@@ -193,3 +193,19 @@ func (t *Tree) write(rel, content string, mode os.FileMode) error {
 func (t *Tree) link(target, rel string) error {
 	return os.Symlink(target, filepath.Join(t.Dir, rel))
 }
+
+// Attr writes (or overwrites) an attribute file of a function, creating
+// sub-directories such as "tsm": Attr(bdf, "tsm/connect", "tsm0\n").
+func (t *Tree) Attr(bdf, name, content string) error {
+	p := filepath.Join(t.Dir, DevicePath(bdf), name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(content), 0o644)
+}
+
+// RemoveAttr deletes an attribute file of a function (older kernels, other
+// architectures and malformed trees lack some).
+func (t *Tree) RemoveAttr(bdf, name string) error {
+	return os.Remove(filepath.Join(t.Dir, DevicePath(bdf), name))
+}
