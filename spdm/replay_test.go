@@ -19,6 +19,8 @@ type replayTransport struct {
 	msgs []refMessage
 	pos  int
 	fail error
+	// tamper, when set, may change the response to the recorded request at pos.
+	tamper func(pos int, rsp []byte) []byte
 }
 
 func newReplay(t testing.TB, f *refFile) *replayTransport {
@@ -46,7 +48,11 @@ func (rt *replayTransport) Exchange(ctx context.Context, req []byte) ([]byte, er
 		return nil, rt.fail
 	}
 	rt.pos += 2
-	return bytes.Clone(rsp.doe(rt.t)), nil
+	out := bytes.Clone(rsp.doe(rt.t))
+	if rt.tamper != nil {
+		out = rt.tamper(rt.pos-2, out)
+	}
+	return out, nil
 }
 
 func (rt *replayTransport) done() bool { return rt.pos == len(rt.msgs) }
@@ -141,15 +147,13 @@ type replayOutcome struct {
 
 // replayRun drives the requester with the steps in the recorded order.
 // tamper, when set, may change a response before it is returned.
-func replayRun(t testing.TB, name string, roots []*x509.Certificate, tr Transport) (*replayOutcome, error) {
+func replayRun(t testing.TB, name string, roots []*x509.Certificate, tamper func(int, []byte) []byte) (*replayOutcome, error) {
 	f := loadRef(t, name)
 	rt := newReplay(t, f)
+	rt.tamper = tamper
 	o := replayOptions(t, f, rt.msgs)
 	o.Roots = roots
-	if tr == nil {
-		tr = rt
-	}
-	r := NewRequester(tr, o)
+	r := NewRequester(rt, o)
 	out := &replayOutcome{r: r}
 	ctx := context.Background()
 	for i := 0; i < len(rt.msgs); {
