@@ -29,8 +29,8 @@ const (
 // by their offset within the capability. The doe package's device model
 // implements it.
 type DOERegisters interface {
-	ReadReg(off uint32) uint32
-	WriteReg(off uint32, v uint32)
+	ReadReg(reg uint16) uint32
+	WriteReg(reg uint16, v uint32)
 }
 
 // ErrConfigAccess is returned for config accesses real hardware would not
@@ -114,7 +114,7 @@ func (c *ConfigSpace) ReadAt(p []byte, off int64) (int, error) {
 		dw := (off + int64(i)) &^ 3
 		var v [4]byte
 		if c.inDOE(dw) {
-			binary.LittleEndian.PutUint32(v[:], c.doe.ReadReg(uint32(dw-c.doeOff)))
+			binary.LittleEndian.PutUint32(v[:], c.doe.ReadReg(uint16(dw-c.doeOff)))
 		} else {
 			copy(v[:], c.b[dw:dw+4])
 		}
@@ -141,7 +141,7 @@ func (c *ConfigSpace) WriteAt(p []byte, off int64) (int, error) {
 		// The DOE model sees dword writes only; narrower ones are dropped,
 		// as QEMU's model does.
 		if size == 4 {
-			c.doe.WriteReg(uint32(off-c.doeOff), binary.LittleEndian.Uint32(p))
+			c.doe.WriteReg(uint16(off-c.doeOff), binary.LittleEndian.Uint32(p))
 		}
 		return len(p), nil
 	}

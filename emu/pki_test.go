@@ -178,11 +178,13 @@ func TestConfigSpace(t *testing.T) {
 type fakeRegs struct {
 	writes   [][2]uint32
 	val      uint32
-	lastRead uint32
+	lastRead uint16
 }
 
-func (f *fakeRegs) ReadReg(off uint32) uint32 { f.lastRead = off; return f.val }
-func (f *fakeRegs) WriteReg(off, v uint32)    { f.writes = append(f.writes, [2]uint32{off, v}) }
+func (f *fakeRegs) ReadReg(reg uint16) uint32 { f.lastRead = reg; return f.val }
+func (f *fakeRegs) WriteReg(reg uint16, v uint32) {
+	f.writes = append(f.writes, [2]uint32{uint32(reg), v})
+}
 
 func TestFreshKeysDiffer(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
