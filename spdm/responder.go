@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 )
 
@@ -114,6 +115,8 @@ const (
 // rspConn is the per-connection state, reset by GET_VERSION.
 type rspConn struct {
 	stage       rspStage
+	reqVersion  Version // of the request being answered
+	reqCode     uint8
 	version     Version
 	reqFlags    uint32
 	reqDTS      uint32 // requester DataTransferSize (1.2+), 0 = unlimited
@@ -225,6 +228,7 @@ func (r *Responder) respond(ctx context.Context, req []byte) ([]byte, error) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0), nil
 	}
 	code := RequestCode(req[1])
+	r.c.reqVersion, r.c.reqCode = Version(req[0]), req[1]
 	if rsp := r.busy(req); rsp != nil {
 		return rsp, nil
 	}
@@ -290,11 +294,15 @@ func (r *Responder) busy(req []byte) []byte {
 	return r.errRsp(ErrorCodeBusy, 0)
 }
 
-// rspVersion is the version ERROR and other responses carry: the negotiated
-// one after CAPABILITIES, 1.0 before.
+// rspVersion is the version ERROR responses carry: the negotiated one after
+// CAPABILITIES; before, the request's own version when it is one we offer
+// (an ERROR to GET_CAPABILITIES speaks the version asked), else 1.0.
 func (r *Responder) rspVersion() Version {
 	if r.c.stage >= rspStageCapabilities {
 		return r.c.version
+	}
+	if r.c.reqVersion != Version10 && slices.Contains(r.cfg.Versions, r.c.reqVersion) && RequestCode(r.c.reqCode) != RequestGetVersion {
+		return r.c.reqVersion
 	}
 	return Version10
 }
