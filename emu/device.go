@@ -301,3 +301,26 @@ func (d *Device) Requests() int {
 
 // Reset drops the SPDM connection state, as a function-level reset would.
 func (d *Device) Reset() { d.responder.Reset() }
+
+// directTransport carries SPDM to the device's responder without the DOE
+// registers, padding responses to DW as DOE does.
+type directTransport struct{ d *Device }
+
+// Exchange implements spdm.Transport.
+func (t directTransport) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	if len(req)%4 != 0 {
+		req = append(slices.Clone(req), make([]byte, 4-len(req)%4)...)
+	}
+	rsp, err := t.d.serve(ctx, doe.FeatureCMA, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(rsp)%4 != 0 {
+		rsp = append(rsp, make([]byte, 4-len(rsp)%4)...)
+	}
+	return rsp, nil
+}
+
+// Direct returns an spdm.Transport to the device's CMA responder that
+// skips the DOE register model (faults still apply; Latency does not).
+func (d *Device) Direct() spdm.Transport { return directTransport{d} }
