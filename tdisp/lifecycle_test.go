@@ -437,3 +437,44 @@ func TestInterfaceIDFor(t *testing.T) {
 		t.Error("segment 0x100 accepted")
 	}
 }
+
+// countingSession counts round trips and bytes.
+type countingSession struct {
+	s                Session
+	trips, sent, got int
+}
+
+func (c *countingSession) VendorDefined(ctx context.Context, std uint16, vid, p []byte) ([]byte, error) {
+	r, err := c.s.VendorDefined(ctx, std, vid, p)
+	c.trips++
+	c.sent += len(p)
+	c.got += len(r)
+	return r, err
+}
+
+// BenchmarkLockReportStart: one TDISP lock → report → start → stop cycle
+// against the in-memory Device (no session crypto), with round trips/op.
+func BenchmarkLockReportStart(b *testing.B) {
+	ctx := context.Background()
+	d := NewDevice(DeviceConfig{Interface: 0x100, Ranges: make([]MMIORange, 8), DeviceSpecificInfo: make([]byte, 64)})
+	cs := &countingSession{s: d}
+	c := NewClient(cs, 0x100, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		n, err := c.Lock(ctx, LockParams{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := c.Report(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Start(ctx, n); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Stop(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cs.trips)/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(cs.sent+cs.got)/float64(b.N), "bytes/op")
+}

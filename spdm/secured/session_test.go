@@ -497,3 +497,40 @@ func pairForF(tb testing.TB) (req, rsp *Session) {
 	rsp, _ = NewSession(0xAABBCCDD, RoleResponder, hk)
 	return req, rsp
 }
+
+func BenchmarkSealOpen(b *testing.B) {
+	for _, a := range []AEAD{AES128GCM, AES256GCM, ChaCha20Poly1305} {
+		b.Run(a.String(), func(b *testing.B) {
+			s := Suite{Version: 0x12, Hash: crypto.SHA384, AEAD: a}
+			hs, _ := NewHandshakeSecret(s, make([]byte, 48))
+			hk, _ := hs.HandshakeKeys(make([]byte, 48))
+			req, _ := NewSession(1, RoleRequester, hk)
+			rsp, _ := NewSession(1, RoleResponder, hk)
+			msg := make([]byte, 64)
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				rec, err := req.Seal(msg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rsp.Open(rec); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkKeySchedule(b *testing.B) {
+	s := Suite{Version: 0x12, Hash: crypto.SHA384, AEAD: AES256GCM}
+	th := make([]byte, 48)
+	b.ReportAllocs()
+	for b.Loop() {
+		hs, _ := NewHandshakeSecret(s, th)
+		hk, _ := hs.HandshakeKeys(th)
+		if _, err := hk.MasterSecret().DataKeys(th); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
