@@ -306,8 +306,13 @@ func (s *Session) Err() error {
 	return s.err
 }
 
-// Handshake returns the handshake keys, for verify data (FINISH, FINISH_RSP).
-func (s *Session) Handshake() *HandshakeKeys { return s.handshake }
+// Handshake returns the handshake keys, for verify data (FINISH, FINISH_RSP),
+// or nil once the session is closed or dead.
+func (s *Session) Handshake() *HandshakeKeys {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handshake
+}
 
 // Sequence returns the next sequence number of direction d.
 func (s *Session) Sequence(d Direction) uint64 {
