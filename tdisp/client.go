@@ -19,7 +19,8 @@ type Session interface {
 // ClientOptions tunes a Client. The zero value is usable.
 type ClientOptions struct {
 	// PortionSize is the LENGTH asked for per GET_DEVICE_INTERFACE_REPORT
-	// (default 0x3C0, which keeps a response under spdm-emu's 0x400 limit).
+	// (default 0x3C0, which keeps a response under spdm-emu's 0x400 limit;
+	// at most MaxPayload minus the response overhead).
 	PortionSize uint16
 	Logger      *slog.Logger
 }
@@ -44,7 +45,7 @@ func NewClient(s Session, id InterfaceID, opts *ClientOptions) *Client {
 	c := &Client{s: s, id: id, version: Version10, portion: 0x3C0, log: slog.New(slog.DiscardHandler)}
 	if opts != nil {
 		if opts.PortionSize != 0 {
-			c.portion = opts.PortionSize
+			c.portion = min(opts.PortionSize, maxPortion)
 		}
 		if opts.Logger != nil {
 			c.log = opts.Logger

@@ -164,7 +164,8 @@ func (d *Device) Handle(ctx context.Context, payload []byte) []byte {
 		if int(m.Offset) > len(d.report) {
 			return fail(ErrorInvalidRequest, 0)
 		}
-		end := min(len(d.report), int(m.Offset)+int(m.Length))
+		// Cap the portion so the response fits MaxPayload.
+		end := min(len(d.report), int(m.Offset)+min(int(m.Length), maxPortion))
 		rsp = &ReportPortion{Portion: d.report[m.Offset:end], Remainder: uint16(len(d.report) - end)}
 	case *GetState:
 		rsp = &StateResponse{State: d.state}

@@ -3,6 +3,7 @@ package tdisp
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -477,4 +478,32 @@ func BenchmarkLockReportStart(b *testing.B) {
 	}
 	b.ReportMetric(float64(cs.trips)/float64(b.N), "roundtrips/op")
 	b.ReportMetric(float64(cs.sent+cs.got)/float64(b.N), "bytes/op")
+}
+
+func TestStateJSONAndLargePortions(t *testing.T) {
+	for s := StateConfigUnlocked; s <= StateError; s++ {
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back State
+		if err := json.Unmarshal(b, &back); err != nil || back != s {
+			t.Fatalf("%s: %s → %v %v", s, b, back, err)
+		}
+	}
+	var x State
+	if err := json.Unmarshal([]byte(`"LOCKED"`), &x); err == nil {
+		t.Fatal("unknown state name accepted")
+	}
+	// A big report read with the largest portions stays within MaxPayload.
+	ctx := context.Background()
+	d := NewDevice(DeviceConfig{Interface: 1, Ranges: make([]MMIORange, 1000)})
+	c := NewClient(d, 1, &ClientOptions{PortionSize: 0xFFFF})
+	if _, err := c.Lock(ctx, LockParams{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, raw, err := c.Report(ctx)
+	if err != nil || len(rep.MMIORanges) != 1000 || len(raw) != 16+16000+4 {
+		t.Fatalf("%d bytes, %v", len(raw), err)
+	}
 }

@@ -30,6 +30,9 @@ const (
 	// MaxPayload caps a TDISP payload we build or accept (protocol ID included).
 	// spdm-emu uses 0x400; DOE allows far more, the report is read in portions.
 	MaxPayload = 0x1000
+	// maxPortion is the largest report portion a MaxPayload response holds:
+	// protocol ID, header, PORTION_LENGTH, REMAINDER_LENGTH.
+	maxPortion = MaxPayload - 1 - HeaderSize - 4
 )
 
 // VendorIDPCISIG is the PCI-SIG vendor ID as carried in VENDOR_DEFINED (LE).

@@ -33,6 +33,30 @@ func (s State) String() string {
 // MarshalJSON writes the state name.
 func (s State) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
+// ParseState parses a state name as String writes it.
+func ParseState(name string) (State, error) {
+	for s := StateConfigUnlocked; s <= StateError; s++ {
+		if s.String() == name {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("tdisp: unknown TDI state %q", name)
+}
+
+// UnmarshalJSON reads a state name (for journals that persist states).
+func (s *State) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return err
+	}
+	v, err := ParseState(name)
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // Allowed reports whether request t may be processed in state s: nil, or a
 // *TransitionError (which unwraps to ErrorInvalidInterfaceState).
 //
