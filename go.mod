@@ -3,6 +3,7 @@ module github.com/vfio-gate/vfio-gate
 go 1.26.0
 
 require (
+	github.com/google/go-cmp v0.7.0
 	github.com/google/go-tpm v0.9.8
 	github.com/google/go-tpm-tools v0.4.11
 	github.com/spf13/cobra v1.10.2
