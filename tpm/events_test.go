@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -127,5 +128,41 @@ func TestDecodeSPDMEventRejectsPrefixes(t *testing.T) {
 		if _, err := DecodeSPDMEvent(append(append([]byte{}, e.Data...), 0)); err == nil {
 			t.Fatal("trailing byte accepted")
 		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	_, tp := openSim(t)
+	r, path := newRec(t, tp, DefaultPCR)
+	recordSample(t, r, false)
+	r.Record(t.Context(), ReleaseEvent(Release{BDF: "0000:3b:00.0", Domain: "vm1"}), TDISPStateEvent(TDISPState{BDF: "0000:3b:00.0", From: "RUN", To: "ERROR"}))
+	l, err := ReadLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"baseline (boot), TPM resetCount",
+		"8086:0d58 block 1 immutable-rom auth=success value 1111111111111111… (48 bytes)",
+		"block 2 mutable-firmware",
+		"block 3 firmware-config",
+		"block 4 device-mode (raw)",
+		"trust anchor sha256 ",
+		"0000:3b:00.0 8086:0d58 DENY rule nic-fw-2.1 (enforce) reasons measurement-mismatch",
+		"0000:3b:00.0 released from vm1",
+		"0000:3b:00.0 TDISP RUN -> ERROR",
+	}
+	if len(l.Records) != len(want) {
+		t.Fatalf("%d records", len(l.Records))
+	}
+	for i, rec := range l.Records {
+		d := Describe(rec)
+		if !strings.Contains(d.Summary, want[i]) || d.DecodeError != "" || d.Event == nil {
+			t.Errorf("record %d: %q (%s), want %q", i+1, d.Summary, d.DecodeError, want[i])
+		}
+	}
+	bad := *l.Records[1]
+	bad.Event.Data = bad.Event.Data[:10]
+	if d := Describe(&bad); d.DecodeError == "" {
+		t.Error("truncated SPDM event described without error")
 	}
 }

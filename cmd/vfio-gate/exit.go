@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
 // Stable exit codes (documented in --help and README).
@@ -51,6 +53,9 @@ func exitCode(err error) int {
 	var ce *codeError
 	if errors.As(err, &ce) {
 		return ce.code
+	}
+	if errors.Is(err, tpm.ErrTPM) {
+		return exitTPM
 	}
 	return exitInternal
 }
