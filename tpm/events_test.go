@@ -132,7 +132,7 @@ func TestDecodeSPDMEventRejectsPrefixes(t *testing.T) {
 }
 
 func TestDescribe(t *testing.T) {
-	_, tp := openSim(t)
+	_, tp := openSimT(t)
 	r, path := newRec(t, tp, DefaultPCR)
 	recordSample(t, r, false)
 	r.Record(t.Context(), ReleaseEvent(Release{BDF: "0000:3b:00.0", Domain: "vm1"}), TDISPStateEvent(TDISPState{BDF: "0000:3b:00.0", From: "RUN", To: "ERROR"}))

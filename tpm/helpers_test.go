@@ -16,7 +16,7 @@ import (
 )
 
 // openSim returns a fresh in-process simulator (manufacture-reset by Get).
-func openSim(t *testing.T) (*simulator.Simulator, transport.TPM) {
+func openSimT(t *testing.T) (*simulator.Simulator, transport.TPM) {
 	t.Helper()
 	s, err := simulator.Get()
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2/transport"
 	"golang.org/x/sys/unix"
 )
@@ -24,25 +23,28 @@ const maxResponse = 64 << 10
 // TPM 2.0 Part 1 §18.
 const tpmHeaderLen = 10
 
-// dialTimeout bounds connecting to swtpm.
-const dialTimeout = 5 * time.Second
+// dialTimeout bounds connecting to swtpm; sendTimeout one command on a
+// socket (a hung swtpm must not hang the gate; the kernel driver has its own
+// timeouts for /dev/tpmrm0).
+const (
+	dialTimeout = 5 * time.Second
+	sendTimeout = 60 * time.Second
+)
 
 // Open opens a TPM backend:
 //
 //	/dev/tpmrm0 (or any path)  the kernel resource manager, blocking syscalls
 //	tcp:HOST:PORT              swtpm / MS simulator command port (TPM_SEND_COMMAND framing)
 //	unix:PATH                  a unix stream socket speaking raw TPM commands (swtpm --server type=unixio)
-//	sim                        go-tpm-tools' in-process reference simulator (cgo), powered on and started
+//	sim                        go-tpm-tools' in-process reference simulator (cgo), powered on and started;
+//	                           fresh (manufactured) on every Open, one handle per process at a time:
+//	                           a second Open("sim") blocks until the first handle is closed
 //
 // Errors match ErrTPM.
 func Open(spec string) (transport.TPMCloser, error) {
 	switch {
 	case spec == "sim":
-		s, err := simulator.Get()
-		if err != nil {
-			return nil, tpmErr("open sim", err)
-		}
-		return transport.FromReadWriteCloser(s), nil
+		return openSim()
 	case strings.HasPrefix(spec, "tcp:"):
 		addr := strings.TrimPrefix(spec, "tcp:")
 		c, err := net.DialTimeout("tcp", addr, dialTimeout)
@@ -157,6 +159,9 @@ func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
 	defer s.mu.Unlock()
 	if len(cmd) > maxResponse {
 		return nil, tpmErr("send", fmt.Errorf("command of %d bytes too large", len(cmd)))
+	}
+	if err := s.conn.SetDeadline(time.Now().Add(sendTimeout)); err != nil {
+		return nil, tpmErr("send", err)
 	}
 	var out []byte
 	if s.msSim {

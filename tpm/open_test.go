@@ -30,7 +30,7 @@ func TestOpenRejects(t *testing.T) {
 // SOCK_SEQPACKET pair (one read returns one whole message, as on /dev/tpmrm0).
 // The real device is proven in test/vm.
 func TestDeviceTPMSyscallPath(t *testing.T) {
-	_, sim := openSim(t)
+	_, sim := openSimT(t)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -107,11 +107,18 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 	if err := os.MkdirAll(filepath.Dir(r.path), 0o750); err != nil {
 		return nil, &LogError{Path: r.path, Msg: "create state directory", Err: err}
 	}
+	_, statErr := os.Stat(r.path)
 	f, err := os.OpenFile(r.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, &LogError{Path: r.path, Msg: "open", Err: err}
 	}
 	defer f.Close()
+	if errors.Is(statErr, os.ErrNotExist) {
+		// A new file: make its directory entry durable too.
+		if err := syncDir(filepath.Dir(r.path)); err != nil {
+			return nil, &LogError{Path: r.path, Msg: "fsync directory", Err: err}
+		}
+	}
 	if err := flock(ctx, f); err != nil {
 		return nil, &LogError{Path: r.path, Msg: "lock", Err: err}
 	}
@@ -379,4 +386,13 @@ func matchingPrefix(values []map[string][]byte, pcrs map[string][]byte, banks []
 		}
 	}
 	return -1
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

@@ -99,12 +99,12 @@ func exerciseBackend(t *testing.T, tp transport.TPM, pcr int) {
 }
 
 func TestRecordVerifySimulator(t *testing.T) {
-	_, tp := openSim(t)
+	_, tp := openSimT(t)
 	exerciseBackend(t, tp, DefaultPCR)
 }
 
 func TestNewRecorderRefusesResettablePCR(t *testing.T) {
-	_, tp := openSim(t)
+	_, tp := openSimT(t)
 	for _, pcr := range []int{16, 23} {
 		_, err := NewRecorder(tp, RecorderOptions{PCR: pcr, LogPath: "/x"})
 		if !errors.Is(err, ErrResettablePCR) {
@@ -226,14 +226,14 @@ func runTamperCases(t *testing.T, open func(t *testing.T) transport.TPM) {
 }
 
 func TestVerifyDetectsTampering(t *testing.T) {
-	runTamperCases(t, func(t *testing.T) transport.TPM { _, tp := openSim(t); return tp })
+	runTamperCases(t, func(t *testing.T) transport.TPM { _, tp := openSimT(t); return tp })
 }
 
 // A torn last line is dropped by the next Record; records appended but never
 // extended are acknowledged by a resync baseline; both end in a log that
 // verifies again, with the history visible as a warning.
 func TestRecordRepairsTornTail(t *testing.T) {
-	_, tp := openSim(t)
+	_, tp := openSimT(t)
 	r, path := newRec(t, tp, DefaultPCR)
 	recordSample(t, r, true)
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
@@ -273,7 +273,7 @@ func TestRecordRepairsTornTail(t *testing.T) {
 // After a TPM reset (reboot) the old records cannot be checked against the
 // PCR; verify says so, and the next Record starts a new boot baseline.
 func TestVerifyAcrossReboot(t *testing.T) {
-	sim, tp := openSim(t)
+	sim, tp := openSimT(t)
 	r, path := newRec(t, tp, DefaultPCR)
 	recordSample(t, r, true)
 	if err := sim.Reset(); err != nil {
@@ -299,7 +299,7 @@ func TestVerifyAcrossReboot(t *testing.T) {
 // Someone else extended the PCR before our first record of this boot: the
 // baseline absorbs it (and says so), the log still verifies.
 func TestBaselineWarnsSharedPCR(t *testing.T) {
-	_, tp := openSim(t)
+	_, tp := openSimT(t)
 	extendBehindBack(t, tp, DefaultPCR)
 	r, path := newRec(t, tp, DefaultPCR)
 	recordSample(t, r, true)
@@ -310,7 +310,7 @@ func TestBaselineWarnsSharedPCR(t *testing.T) {
 }
 
 func TestRecordRejectsBadEvents(t *testing.T) {
-	_, tp := openSim(t)
+	_, tp := openSimT(t)
 	r, path := newRec(t, tp, 16)
 	for _, e := range []Event{{ContentType: "nope"}, {ContentType: ContentVFIOGate, Kind: KindBaseline}, {ContentType: ContentPCClient, Data: make([]byte, maxEventData+1)}} {
 		if _, err := r.Record(t.Context(), e); err == nil {
@@ -323,7 +323,7 @@ func TestRecordRejectsBadEvents(t *testing.T) {
 }
 
 func TestRecordHonoursContext(t *testing.T) {
-	_, tp := openSim(t)
+	_, tp := openSimT(t)
 	r, _ := newRec(t, tp, 16)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

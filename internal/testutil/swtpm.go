@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -94,3 +95,20 @@ func freePortPair(t testing.TB) int {
 	t.Fatal("no free pair of TCP ports")
 	return 0
 }
+
+// TPMDevice: a kernel TPM resource manager at /dev/tpmrm0 we may use (the
+// test/vm guest has a swtpm-backed one). Tests extend only PCR 16 and reset it.
+var TPMDevice = Cap{Name: "tpm", Hint: "run inside the test/vm guest (swtpm-backed /dev/tpmrm0), as root", Probe: func() error {
+	fi, err := os.Stat("/dev/tpmrm0")
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeCharDevice == 0 {
+		return fmt.Errorf("/dev/tpmrm0 is not a character device")
+	}
+	f, err := os.OpenFile("/dev/tpmrm0", os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}}
