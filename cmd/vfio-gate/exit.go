@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
 // Stable exit codes (documented in --help and README).
@@ -62,6 +63,9 @@ func exitCode(err error) int {
 		if errors.Is(err, unavailable) {
 			return exitUnavailable
 		}
+	}
+	if errors.Is(err, tpm.ErrTPM) {
+		return exitTPM
 	}
 	return exitInternal
 }

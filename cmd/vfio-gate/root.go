@@ -97,6 +97,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newStatusCmd(e, g),
 		newAuditCmd(e, g),
 		newScanCmd(e, g),
+		newLogCmd(e, g),
 	}
 }
 
