@@ -120,13 +120,13 @@ func (e *eval) check(name, expected, got string, pass bool) {
 }
 
 func (e *eval) deny(c Code, detail string, a ...any) {
-	r := ReasonFor(c, fmt.Sprintf(detail, a...))
+	// One reason per code (the first cause found); Checks keep every detail.
 	for _, have := range e.v.Reasons {
-		if have == r {
+		if have.Code == c {
 			return
 		}
 	}
-	e.v.Reasons = append(e.v.Reasons, r)
+	e.v.Reasons = append(e.v.Reasons, ReasonFor(c, fmt.Sprintf(detail, a...)))
 }
 
 // Evaluate decides on ev. It never fails: missing or contradictory evidence
@@ -321,8 +321,12 @@ func (e *eval) attested(r *Rule) {
 	}
 	if s.RequireSession {
 		ok := ev.Session != nil && ev.Session.Established
-		e.check("spdm.require_session", "established", yesNo(ok), ok)
-		if !ok {
+		got := yesNo(ok)
+		if ev.Session == nil && e.stopped {
+			got = "not reached"
+		}
+		e.check("spdm.require_session", "established", got, ok)
+		if !ok && got != "not reached" {
 			e.deny(CodeSessionRequired, "no SPDM secure session was established")
 		}
 	}
@@ -333,10 +337,12 @@ func (e *eval) attested(r *Rule) {
 		state := "no TDISP"
 		if ev.TDISP != nil {
 			state = ev.TDISP.State
+		} else if e.stopped {
+			state = "not reached"
 		}
 		ok := state == "CONFIG_LOCKED" || state == "RUN"
 		e.check("tdisp.require_lock", "CONFIG_LOCKED or RUN", state, ok)
-		if !ok {
+		if !ok && state != "not reached" {
 			e.deny(CodeTDISPNotLocked, "the TDISP interface state is %s", state)
 		}
 	}
