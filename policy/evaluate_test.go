@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/big"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -427,5 +428,18 @@ func TestExemptAndAnchors(t *testing.T) {
 	x := pol.Explain()
 	if len(x.Rules) != 2 || len(x.Rules[0].Anchors) != 1 || x.Rules[0].Anchors[0].SHA256 != p.rootSHA || *x.PCR != 14 {
 		t.Errorf("explain: %+v", x)
+	}
+}
+
+func TestREADMEDocumentsEveryCode(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range policy.Codes() {
+		row := "| `" + string(c) + "` | " + policy.Advice(c) + " |"
+		if !strings.Contains(string(b), row) {
+			t.Errorf("README lacks the row for %s:\n%s", c, row)
+		}
 	}
 }
