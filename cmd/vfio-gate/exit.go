@@ -9,6 +9,8 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/tpm"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
 // Stable exit codes (documented in --help and README).
@@ -67,6 +69,17 @@ func exitCode(err error) int {
 	if errors.Is(err, tpm.ErrTPM) {
 		return exitTPM
 	}
+	// A policy that does not load: refuse to run (never default-allow).
+	var pe *policy.Error
+	if errors.As(err, &pe) {
+		return exitInternal
+	}
+	if errors.Is(err, vfio.ErrNoDevice) {
+		return exitUnavailable
+	}
+	if isVFIOError(err) {
+		return exitBind
+	}
 	return exitInternal
 }
 
@@ -87,6 +100,16 @@ func report(w io.Writer, err error) int {
 	}
 	fmt.Fprintln(w, msg)
 	return code
+}
+
+// isVFIOError reports whether err comes from binding or releasing (package vfio).
+func isVFIOError(err error) bool {
+	var be *vfio.BindError
+	var ge *vfio.GroupError
+	return errors.As(err, &be) || errors.As(err, &ge) || errors.Is(err, vfio.ErrNoIOMMU) ||
+		errors.Is(err, vfio.ErrGroupNotViable) || errors.Is(err, vfio.ErrAlreadyBound) ||
+		errors.Is(err, vfio.ErrNoVFIODriver) || errors.Is(err, vfio.ErrNotBound) ||
+		errors.Is(err, vfio.ErrStateChanged) || errors.Is(err, vfio.ErrTimeout)
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -98,6 +98,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newAuditCmd(e, g),
 		newScanCmd(e, g),
 		newLogCmd(e, g),
+		newPolicyCmd(e, g),
 	}
 }
 
