@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/vfio-gate/vfio-gate/pci"
-	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
