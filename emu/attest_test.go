@@ -388,3 +388,50 @@ func TestAttestSmallDataTransferSize(t *testing.T) {
 		}
 	}
 }
+
+// TestAttestOneByOne: count, unsigned reads of each index (absent ones are
+// InvalidRequest and reset L1), the last one signed over all of them; with
+// raw bit streams (1.2+) the digests become the measured values.
+func TestAttestOneByOne(t *testing.T) {
+	ctx := context.Background()
+	for _, v := range allVersions {
+		for _, raw := range []bool{false, true} {
+			if raw && v < spdm.Version12 {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/raw=%v", v, raw), func(t *testing.T) {
+				d, err := New(Config{Algorithms: spdm.AsymECDSAP384, Versions: []spdm.Version{v}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr, _ := overDOE(t, d)
+				r := spdm.NewRequester(tr, &spdm.Options{Roots: d.Anchors()})
+				if _, err := r.Negotiate(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Digests(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Certificate(ctx, 0); err != nil {
+					t.Fatal(err)
+				}
+				blocks, last, err := r.MeasurementsOneByOne(ctx, spdm.MeasOpts{Signed: true, RawBitStream: raw})
+				if err != nil {
+					t.Fatal(err)
+				}
+				good := GoodMeasurements()
+				if len(blocks) != len(good) || !last.Verified || last.Blocks[0].Index != 0xFE {
+					t.Fatalf("%d blocks, last verified %v", len(blocks), last.Verified)
+				}
+				for i, b := range blocks {
+					if b.Index != good[i].Index || b.Type != good[i].Type {
+						t.Errorf("block %d: index %d type %d", i, b.Index, b.Type)
+					}
+					if raw && (!b.RawBitStream || !bytes.Equal(b.Value, good[i].Value)) {
+						t.Errorf("block %d not raw: %x", b.Index, b.Value)
+					}
+				}
+			})
+		}
+	}
+}
