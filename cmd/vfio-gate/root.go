@@ -86,6 +86,7 @@ The device is untrusted: any doubt means deny, with a reason you can act on.
 func commands(e *env, g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(e, g),
+		newEmulateCmd(e, g),
 	}
 }
 
