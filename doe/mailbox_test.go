@@ -316,9 +316,27 @@ func TestPollDelay(t *testing.T) {
 			m.SetFault(doe.Fault{Latency: tc.lat})
 			mustEcho(t, mb, make([]byte, 64))
 			s, ms := mb.Stats(), m.Stats()
+			t.Logf("latency %v: noticed %v late, %d polls", tc.lat, ms.Late, s.Polls)
 			if ms.Late > tc.maxLate || s.Polls > tc.maxPolls {
 				t.Errorf("latency %v: noticed %v late after %d polls, want <= %v and <= %d", tc.lat, ms.Late, s.Polls, tc.maxLate, tc.maxPolls)
 			}
+		})
+	}
+}
+
+// TestPollDelayFixedInterval: the Linux doe.c schedule (Status at once, then
+// every 7.8125 ms) notices a response up to a whole interval late.
+func TestPollDelayFixedInterval(t *testing.T) {
+	const linux = 7812500 * time.Nanosecond // HZ/128
+	for _, lat := range []time.Duration{50 * time.Microsecond, time.Millisecond} {
+		synctest.Test(t, func(t *testing.T) {
+			m, mb, _ := newMailbox(t, &doe.Options{PollMin: linux, PollMax: linux, Spin: -1})
+			m.SetFault(doe.Fault{Latency: lat})
+			mustEcho(t, mb, make([]byte, 64))
+			if late := m.Stats().Late; late != linux-lat {
+				t.Errorf("latency %v: noticed %v late, want %v", lat, late, linux-lat)
+			}
+			t.Logf("latency %v: fixed 7.8 ms polling notices it %v late", lat, m.Stats().Late)
 		})
 	}
 }
