@@ -102,6 +102,28 @@ func TestFindNoMailbox(t *testing.T) {
 	}
 }
 
+// shortConfig returns only the first 64 bytes, like sysfs for readers
+// without CAP_SYS_ADMIN.
+type shortConfig struct{ *doe.TestConfig }
+
+func (s shortConfig) ReadAt(p []byte, off int64) (int, error) {
+	if off >= 64 {
+		return 0, nil
+	}
+	return s.TestConfig.ReadAt(p[:min(len(p), int(64-off))], off)
+}
+
+func TestFindWithoutCapSysAdmin(t *testing.T) {
+	cfg := shortConfig{doe.NewTestConfig(doe.NewModel(nil, nil))}
+	if _, err := doe.Find(cfg, nil); !errors.Is(err, pci.ErrShortConfig) {
+		t.Fatalf("err = %v, want pci.ErrShortConfig", err)
+	}
+	mb := doe.New(cfg, 0x100, nil)
+	if _, err := mb.Exchange(context.Background(), doe.FeatureCMA, []byte{1}); !errors.Is(err, pci.ErrShortConfig) {
+		t.Fatalf("Exchange err = %v, want pci.ErrShortConfig", err)
+	}
+}
+
 func TestFindHostileCapList(t *testing.T) {
 	cfg := doe.NewTestConfig(doe.NewModel(nil, nil))
 	// Next pointer of the DOE capability points back to itself.

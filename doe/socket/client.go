@@ -144,3 +144,5 @@ func (c *Conn) Close() error {
 	c.err = net.ErrClosed
 	return c.c.Close()
 }
+
+var _ doe.Conn = (*Conn)(nil)
