@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
@@ -499,5 +501,84 @@ func TestClassify(t *testing.T) {
 		if got := attest.Classify(tc.err); got != tc.kind {
 			t.Errorf("Classify(%v) = %q, want %q", tc.err, got, tc.kind)
 		}
+	}
+}
+
+// serveSocket serves d over spdm-socket on a loopback port.
+func serveSocket(t *testing.T, d *emu.Device) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		socket.Serve(ctx, ln, d.Features(), d.Handler())
+	}()
+	t.Cleanup(func() { cancel(); ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+func TestTransportSocket(t *testing.T) {
+	for _, p := range []struct {
+		profile, kind string
+	}{{"good", ""}, {"bad-signature", attest.FailSignature}, {"wrong-root", attest.FailChain}} {
+		t.Run(p.profile, func(t *testing.T) {
+			d, err := emu.New(emu.Config{Algorithms: spdm.AsymECDSAP384, Profile: p.profile})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := serveSocket(t, d)
+			ctx := context.Background()
+			c, err := socket.Dial(ctx, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), attest.Identity{Socket: addr}, &attest.Options{Roots: d.Anchors()})
+			if cerr := c.Close(); cerr != nil {
+				t.Errorf("close (SHUTDOWN): %v", cerr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.kind == "" {
+				if ev.Failure != nil || !ev.ChallengeVerified || !ev.MeasurementsSignatureVerified || len(ev.Measurements) == 0 ||
+					ev.Identity.Socket != addr || !ev.Identity.FromCMASAN || ev.Identity.VendorID != d.Identity().Vendor {
+					t.Fatalf("failure %+v identity %+v", ev.Failure, ev.Identity)
+				}
+				return
+			}
+			if ev.Failure == nil || ev.Failure.Kind != p.kind {
+				t.Fatalf("failure %+v, want %s", ev.Failure, p.kind)
+			}
+		})
+	}
+}
+
+func TestTransportSocketPeerGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Close() // hang up at once
+		}
+	}()
+	defer ln.Close()
+	c, err := socket.Dial(context.Background(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ev, err := attest.Transport(context.Background(), c.Exchanger(doe.FeatureCMA), attest.Identity{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Failure == nil || ev.Failure.Kind != attest.FailTransport {
+		t.Fatalf("%+v", ev.Failure)
 	}
 }
