@@ -13,12 +13,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/cdat"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
+	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
 
@@ -317,5 +319,77 @@ func TestDOECLI(t *testing.T) {
 	fx.tree.Lockdown("integrity")
 	if code, _, _ := fx.run(t, "doe", "discover", "0000:0d:00.0", "--lock-dir", fx.lockDir); code != exitUnavailable {
 		t.Fatalf("lockdown: exit %d", code)
+	}
+}
+
+func TestPolicyCaptureLoadsAndAllows(t *testing.T) {
+	fx := newDevFixture(t)
+	d := fx.addEmu(t, "0000:01:00.0", emu.Config{})
+	tampered := fx.addEmu(t, "0000:02:00.0", emu.Config{Profile: "tampered"})
+	anchor := writeAnchor(t, d, false)
+	code, out, errs := fx.run(t, "policy", "capture", "0000:01:00.0", "--trust-anchor", anchor, "--lock-dir", fx.lockDir, "--name", "acme nvme")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errs, out)
+	}
+	for _, want := range []string{"vendor: 0x1b36", "device: [0x0010]", `min_version: "1.3"`, "asym: [ecdsa-p384]", "(verified this device's chain)",
+		"reference:", "mutable-firmware (digest)", "min_svn:", "forbid_debug_mode: true", "require_signed: true", "name: acme-nvme"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("capture lacks %q:\n%s", want, out)
+		}
+	}
+	// capture -> file -> Load -> Evaluate the same device -> allow.
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(path, &policy.LoadOptions{SkipPermissionCheck: true})
+	if err != nil {
+		t.Fatalf("captured policy does not load: %v\n%s", err, out)
+	}
+	sys, err := pci.Open(fx.dir, &pci.Options{Geteuid: func() int { return 0 }, ConfigOpener: func(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {
+		return fx.configs[b], io.NopCloser(nil), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	for _, tc := range []struct {
+		bdf   string
+		dev   *emu.Device
+		allow bool
+		code  policy.Code
+	}{{"0000:01:00.0", d, true, ""}, {"0000:02:00.0", tampered, false, policy.CodeMeasurementMismatch}} {
+		b, _ := pci.ParseBDF(tc.bdf)
+		f, err := sys.Function(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := pol.TrustAnchors(attest.Identity{VendorID: f.VendorID, DeviceID: f.DeviceID, SubsystemVendorID: f.SubsystemVendorID,
+			SubsystemID: f.SubsystemDeviceID, Class: f.Class, BDF: tc.bdf})
+		if len(roots) == 0 {
+			t.Fatal("captured rule has no anchors for the device")
+		}
+		ev, err := attest.Function(context.Background(), sys, b, &attest.Options{Roots: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := pol.Evaluate(ev, policy.Input{Confidential: true})
+		if v.Allow != tc.allow {
+			t.Fatalf("%s: verdict %+v", tc.bdf, v)
+		}
+		if !tc.allow && (len(v.Reasons) == 0 || v.Reasons[0].Code != tc.code) {
+			t.Fatalf("%s: reasons %+v, want %s", tc.bdf, v.Reasons, tc.code)
+		}
+	}
+	// No anchor, or an attestation that fails: nothing is printed.
+	if code, out, _ := fx.run(t, "policy", "capture", "0000:01:00.0", "--lock-dir", fx.lockDir); code != exitInternal || out != "" {
+		t.Fatalf("without anchor: exit %d out %q", code, out)
+	}
+	if code, out, _ := fx.run(t, "policy", "capture", "0000:02:00.0", "--trust-anchor", anchor, "--lock-dir", fx.lockDir); code != 0 || !strings.Contains(out, "reference:") {
+		t.Fatalf("tampered device with the same PKI still captures (the operator trusts it): exit %d", code)
+	}
+	fx.addEmu(t, "0000:03:00.0", emu.Config{Profile: "wrong-root"})
+	if code, out, _ := fx.run(t, "policy", "capture", "0000:03:00.0", "--trust-anchor", anchor, "--lock-dir", fx.lockDir); code != exitAttestation || out != "" {
+		t.Fatalf("wrong root: exit %d out %q", code, out)
 	}
 }
