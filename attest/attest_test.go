@@ -582,3 +582,35 @@ func TestTransportSocketPeerGone(t *testing.T) {
 		t.Fatalf("%+v", ev.Failure)
 	}
 }
+
+// refuseAll answers GET_MEASUREMENTS for "all indices" with ERROR
+// InvalidRequest, as devices that only serve single indices do.
+type refuseAll struct {
+	t       spdm.Transport
+	refused int
+}
+
+func (r *refuseAll) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	if len(req) >= 4 && req[1] == 0xE0 && req[3] == 0xFF {
+		r.refused++
+		return []byte{req[0], 0x7F, byte(spdm.ErrorCodeInvalidRequest), 0}, nil
+	}
+	return r.t.Exchange(ctx, req)
+}
+
+func TestTransportMeasurementsOneByOne(t *testing.T) {
+	d, err := emu.New(emu.Config{Algorithms: spdm.AsymECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &refuseAll{t: d.Direct()}
+	ev, err := attest.Transport(context.Background(), tr, attest.Identity{}, &attest.Options{Roots: d.Anchors()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.refused != 1 || ev.Failure != nil || !ev.MeasurementsOneByOne || !ev.MeasurementsSignatureVerified ||
+		len(ev.Measurements) != len(emu.GoodMeasurements()) {
+		t.Fatalf("refused %d failure %+v one-by-one %v signed %v blocks %d", tr.refused, ev.Failure, ev.MeasurementsOneByOne,
+			ev.MeasurementsSignatureVerified, len(ev.Measurements))
+	}
+}
