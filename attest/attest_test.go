@@ -614,3 +614,39 @@ func TestTransportMeasurementsOneByOne(t *testing.T) {
 			ev.MeasurementsSignatureVerified, len(ev.Measurements))
 	}
 }
+
+// vanishing is a config space whose device disappears after `after` writes
+// (mid-exchange, as a hot-unplug would).
+type vanishing struct {
+	pci.ConfigSpace
+	writes, after int
+}
+
+func (v *vanishing) ReadAt(p []byte, off int64) (int, error) {
+	if v.writes >= v.after {
+		return 0, fmt.Errorf("%w: read config", pci.ErrDeviceRemoved)
+	}
+	return v.ConfigSpace.ReadAt(p, off)
+}
+
+func (v *vanishing) WriteAt(p []byte, off int64) (int, error) {
+	v.writes++
+	if v.writes >= v.after {
+		return 0, fmt.Errorf("%w: write config", pci.ErrDeviceRemoved)
+	}
+	return v.ConfigSpace.WriteAt(p, off)
+}
+
+func TestFunctionDeviceRemovedMidway(t *testing.T) {
+	fx := newFixture(t)
+	d, bdf := fx.addEmu(t, "0000:0d:00.0", emu.Config{})
+	// Discovery takes a handful of writes; SPDM VCA many more.
+	fx.configs[bdf] = &vanishing{ConfigSpace: d, after: 40}
+	ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Failure == nil || ev.Failure.Kind != attest.FailDeviceGone || !ev.HasCMA {
+		t.Fatalf("%+v has_cma %v", ev.Failure, ev.HasCMA)
+	}
+}
