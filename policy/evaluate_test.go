@@ -443,3 +443,31 @@ func TestREADMEDocumentsEveryCode(t *testing.T) {
 		}
 	}
 }
+
+func TestSocketDeviceSAN(t *testing.T) {
+	p := newPKI(t)
+	pol := p.mustLoad(fmt.Sprintf(`version: 1
+rules:
+  - name: lab
+    match: {vendor: 0x1234, device: [0x5678, 0x5679]}
+    spdm: {trust_anchors: [%s], require_cma_san: true}
+`, p.rootPEM))
+	for _, c := range []struct {
+		dev  uint16
+		want []policy.Code
+	}{{0x5678, []policy.Code{}}, {0x5679, []policy.Code{"san-mismatch"}}} {
+		ev := p.goodEvidence()
+		// Only vendor and device are known for a socket device; class, revision,
+		// subsystem IDs and DSN in the SAN cannot be compared.
+		ev.Identity = attest.Identity{Socket: "127.0.0.1:2323", VendorID: 0x1234, DeviceID: c.dev}
+		ev.Chains[0].CMASAN.MatchesIdentity = nil
+		ev.Chains[0].CMASAN.DSN = u64(5)
+		v := pol.Evaluate(ev, policy.Input{Confidential: true, Now: now})
+		if v.Rule != "lab" {
+			t.Fatalf("rule %q", v.Rule)
+		}
+		if d := cmp.Diff(c.want, codes(v)); d != "" {
+			t.Errorf("device 0x%04x (-want +got):\n%s", c.dev, d)
+		}
+	}
+}
