@@ -73,6 +73,9 @@ func Load(path string, opts *LoadOptions) (*Policy, error) {
 // relative anchor and CRL paths (its directory); those files are read with
 // the same permission checks as Load.
 func Parse(data []byte, name string, opts *LoadOptions) (*Policy, error) {
+	if len(data) > maxFileSize {
+		return nil, &Error{File: name, Msg: fmt.Sprintf("larger than %d bytes", maxFileSize)}
+	}
 	d := &decoder{file: name, dir: filepath.Dir(name), opts: opts}
 	p := d.document(data)
 	if err := d.err(); err != nil {
