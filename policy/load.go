@@ -625,7 +625,7 @@ func parseDSN(s string) (uint64, error) {
 // Algorithm names as attest reports them (DSP0274 BaseAsymAlgo / BaseHashAlgo / MeasurementHashAlgo).
 var (
 	asymNames = []string{"rsassa-2048", "rsapss-2048", "rsassa-3072", "rsapss-3072", "ecdsa-p256", "rsassa-4096",
-		"rsapss-4096", "ecdsa-p384", "ecdsa-p521", "sm2-p256", "eddsa-ed25519", "eddsa-ed448"}
+		"rsapss-4096", "ecdsa-p384", "ecdsa-p521", "sm2-p256", "ed25519", "ed448"}
 	hashNames = []string{"sha-256", "sha-384", "sha-512", "sha3-256", "sha3-384", "sha3-512", "sm3-256"}
 )
 
