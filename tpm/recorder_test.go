@@ -331,3 +331,35 @@ func TestRecordHonoursContext(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// Two recorders on one log (as two processes would be) interleave whole
+// records under the flock: the log stays numbered and replays to the PCR.
+func TestConcurrentRecorders(t *testing.T) {
+	_, tp := openSimT(t)
+	r1, path := newRec(t, tp, DefaultPCR)
+	r2, err := NewRecorder(tp, RecorderOptions{LogPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for _, r := range []*Recorder{r1, r2} {
+		go func() {
+			for i := range 10 {
+				if _, err := r.Record(t.Context(), VerdictEvent(sampleDecision(i%2 == 0)), ReleaseEvent(Release{BDF: "0000:00:01.0"})); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := mustVerify(t, tp, path, DefaultPCR)
+	if !res.OK || res.Checked != 40 || res.Records != 41 {
+		t.Fatalf("%+v", res)
+	}
+}
