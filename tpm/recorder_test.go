@@ -288,6 +288,16 @@ func TestVerifyAcrossReboot(t *testing.T) {
 	if !res.OK || res.Checked != 6 || hasWarning(res, WarnEarlierBoots) == nil {
 		t.Fatalf("after reboot + record: %+v", res)
 	}
+	// Records of the earlier boot are still checked against their digests.
+	saved, _ := os.ReadFile(path)
+	rewriteLines(t, path, func(l []string) []string {
+		l[6] = strings.Replace(l[6], `"event_data":"7b`, `"event_data":"7c`, 1)
+		return l
+	})
+	if res := mustVerify(t, tp, path, DefaultPCR); res.OK || hasProblem(res, ProblemAltered) == nil || res.FirstDivergence != 7 {
+		t.Fatalf("altered record of an earlier boot: %+v", res)
+	}
+	os.WriteFile(path, saved, 0o640)
 	// Deleting the whole log is not a clean state when the PCR was extended.
 	os.Remove(path)
 	res = mustVerify(t, tp, path, DefaultPCR)
