@@ -415,3 +415,13 @@ func appendDurably(f *os.File, path string, lines []byte) error {
 	}
 	return nil
 }
+
+// RecordDecision records the events of one gate decision (EventsFor: SPDM
+// measurement blocks, trust anchor, verdict), allow or deny.
+func (r *Recorder) RecordDecision(ctx context.Context, ev *attest.Evidence, d Decision) ([]Record, error) {
+	evs, err := EventsFor(ev, d)
+	if err != nil {
+		return nil, err
+	}
+	return r.Record(ctx, evs...)
+}
