@@ -62,6 +62,12 @@ func (r *Requester) Digests(ctx context.Context) (*Digests, error) {
 				d.KeyPairID[slot], d.CertInfo[slot], d.KeyUsageMask[slot] = dr.KeyPairID[i], dr.CertInfo[i], dr.KeyUsageMask[i]
 			}
 		}
+		// A chain whose slot now reports another digest (or none) is stale.
+		for slot, cc := range r.chains {
+			if !bytes.Equal(cc.Digest, d.Digests[slot]) {
+				delete(r.chains, slot)
+			}
+		}
 		r.digests, out = d, d
 		return nil
 	})
