@@ -202,3 +202,27 @@ func TestParseCMASAN(t *testing.T) {
 		t.Fatal("optional fields set")
 	}
 }
+
+func TestCMASANMatches(t *testing.T) {
+	s, err := parseCMASAN(goodSAN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssv, ssid, dsn := uint16(0x8086), uint16(0), uint64(0x0123456789abcdef)
+	id := FunctionID{VendorID: 0x8086, DeviceID: 0x0b25, Class: 0x120000, Revision: 1, SubsystemVendorID: &ssv, SubsystemID: &ssid, DSN: &dsn}
+	if !s.Matches(id) {
+		t.Fatalf("%q vs %q", s.Raw, CMASANFor(id))
+	}
+	id.Revision = 2
+	if s.Matches(id) {
+		t.Fatal("other revision matches")
+	}
+	id.Revision, id.DSN = 1, nil
+	if s.Matches(id) {
+		t.Fatal("SAN with DSN matches a function without one")
+	}
+	var none *CMASAN
+	if none.Matches(id) {
+		t.Fatal("absent SAN matches")
+	}
+}
