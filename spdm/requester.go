@@ -51,8 +51,8 @@ type Options struct {
 	Logger *slog.Logger // [discard]
 
 	MinVersion, MaxVersion Version  // [1.0, 1.3]
-	AsymAlgos              AsymAlgo // offered and allowed [AsymVerifiable]
-	HashAlgos              HashAlgo // offered and allowed [HashSupported]
+	AsymAlgos              AsymAlgo // offered and allowed, masked to AsymVerifiable [AsymVerifiable]
+	HashAlgos              HashAlgo // offered and allowed, masked to HashSupported [HashSupported]
 
 	ChainCache ChainCache // optional
 	Timeouts   Timeouts
@@ -158,6 +158,9 @@ func NewRequester(t Transport, opts *Options) *Requester {
 	if o.HashAlgos == 0 {
 		o.HashAlgos = HashSupported
 	}
+	// Never offer what we could not verify: Negotiate fails if nothing is left.
+	o.AsymAlgos &= AsymVerifiable
+	o.HashAlgos &= HashSupported
 	if o.CapabilityFlags == 0 { // wire details not set: use the defaults as a group
 		o.CapabilityFlags = CapCert | CapChal
 		o.CTExponent = 20

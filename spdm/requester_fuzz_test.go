@@ -92,3 +92,15 @@ func FuzzRequesterResponses(f *testing.F) {
 		}
 	})
 }
+
+func TestUnverifiableAlgorithmsNotOffered(t *testing.T) {
+	r := NewRequester(blockingTransport{}, &Options{AsymAlgos: AsymSM2P256 | AsymEd448, HashAlgos: HashSHA384})
+	var pe *ProtocolError
+	if _, err := r.Negotiate(context.Background()); !errors.As(err, &pe) || r.Stats().RoundTrips != 0 {
+		t.Fatalf("%v after %d round trips", err, r.Stats().RoundTrips)
+	}
+	r = NewRequester(blockingTransport{}, &Options{AsymAlgos: AsymSM2P256 | AsymECDSAP384, HashAlgos: HashSM3_256 | HashSHA384})
+	if r.o.AsymAlgos != AsymECDSAP384 || r.o.HashAlgos != HashSHA384 {
+		t.Fatalf("offers %s %s", r.o.AsymAlgos, r.o.HashAlgos)
+	}
+}
