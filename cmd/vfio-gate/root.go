@@ -99,6 +99,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newScanCmd(e, g),
 		newLogCmd(e, g),
 		newPolicyCmd(e, g),
+		newEmulateCmd(e, g),
 	}
 }
 
