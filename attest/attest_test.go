@@ -473,6 +473,12 @@ func TestTransportDirect(t *testing.T) {
 		!ev.ChallengeVerified || !ev.MeasurementsSignatureVerified {
 		t.Fatalf("failure %+v identity %+v", ev.Failure, ev.Identity)
 	}
+	// Operator-given vendor:device that agree with the SAN match (class and
+	// the rest are unknown, so not compared).
+	ev, _ = attest.Transport(context.Background(), d.Direct(), attest.Identity{VendorID: id.Vendor, DeviceID: id.Device}, &attest.Options{Roots: d.Anchors()})
+	if s := ev.Chains[0].CMASAN; ev.Identity.FromCMASAN || s == nil || s.MatchesIdentity == nil || !*s.MatchesIdentity {
+		t.Fatalf("identity %+v SAN %+v", ev.Identity, s)
+	}
 	// With operator-given IDs that differ, the SAN does not match.
 	ev, _ = attest.Transport(context.Background(), d.Direct(), attest.Identity{VendorID: 0x8086, DeviceID: 0x1}, &attest.Options{Roots: d.Anchors()})
 	if s := ev.Chains[0].CMASAN; ev.Identity.FromCMASAN || s == nil || s.MatchesIdentity == nil || *s.MatchesIdentity {
