@@ -110,7 +110,7 @@ func parseCerts(b []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-func parsePCIID(s string) (uint16, uint16, error) {
+func parseAttestPCIID(s string) (uint16, uint16, error) {
 	v, d, ok := strings.Cut(s, ":")
 	if !ok || len(v) != 4 || len(d) != 4 {
 		return 0, 0, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
@@ -141,7 +141,7 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 	if f.socket != "" {
 		id := attest.Identity{Socket: f.socket}
 		if f.pciID != "" {
-			v, d, err := parsePCIID(f.pciID)
+			v, d, err := parseAttestPCIID(f.pciID)
 			if err != nil {
 				return nil, err
 			}
@@ -236,7 +236,7 @@ func yesNo(b bool) string {
 	return "NOT verified"
 }
 
-func short(s string, n int) string {
+func abbrev(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -287,7 +287,7 @@ func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
 		if !c.Verified {
 			v = "NOT verified (" + c.ErrorKind + "): " + c.Error
 		}
-		fmt.Fprintf(tw, "Slot %d\tchain %s, digest %s\n", c.Slot, v, short(c.Digest, 16))
+		fmt.Fprintf(tw, "Slot %d\tchain %s, digest %s\n", c.Slot, v, abbrev(c.Digest, 16))
 		if c.AnchorSHA256 != "" {
 			fmt.Fprintf(tw, "\tanchor sha256 %s\n", c.AnchorSHA256)
 		}
@@ -325,7 +325,7 @@ func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
 			if m.Raw {
 				form = "raw"
 			}
-			fmt.Fprintf(mw, "  %d\t%s\t%s\t%s\n", m.Index, m.TypeName, form, short(hex.EncodeToString(m.Value), 64))
+			fmt.Fprintf(mw, "  %d\t%s\t%s\t%s\n", m.Index, m.TypeName, form, abbrev(hex.EncodeToString(m.Value), 64))
 		}
 		if err := mw.Flush(); err != nil {
 			return err
