@@ -656,3 +656,29 @@ func TestFunctionDeviceRemovedMidway(t *testing.T) {
 		t.Fatalf("%+v has_cma %v", ev.Failure, ev.HasCMA)
 	}
 }
+
+func TestFunctionChainCache(t *testing.T) {
+	fx := newFixture(t)
+	d, bdf := fx.addEmu(t, "0000:0e:00.0", emu.Config{})
+	cache := &spdm.MapChainCache{}
+	o := &attest.Options{Roots: d.Anchors(), ChainCache: cache}
+	cold, _ := attest.Function(context.Background(), fx.sys, bdf, o)
+	warm, _ := attest.Function(context.Background(), fx.sys, bdf, o)
+	if cold.Failure != nil || warm.Failure != nil {
+		t.Fatal(cold.Failure, warm.Failure)
+	}
+	if warm.RoundTrips >= cold.RoundTrips || warm.BytesRecv >= cold.BytesRecv || !warm.Chains[0].Verified ||
+		!bytes.Equal(warm.Bundle.CertChainBuffer, cold.Bundle.CertChainBuffer) {
+		t.Fatalf("cold %d round trips %d bytes, warm %d round trips %d bytes", cold.RoundTrips, cold.BytesRecv, warm.RoundTrips, warm.BytesRecv)
+	}
+}
+
+func TestFunctionExplicitSlot(t *testing.T) {
+	fx := newFixture(t)
+	d, bdf := fx.addEmu(t, "0000:0f:00.0", emu.Config{})
+	slot := uint8(0)
+	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), Slot: &slot})
+	if ev.Failure != nil || ev.Bundle.Slot != 0 || !ev.ChallengeVerified {
+		t.Fatalf("%+v", ev.Failure)
+	}
+}

@@ -211,12 +211,19 @@ func TestAttestCLIExitCodes(t *testing.T) {
 	if code != exitUnavailable || !strings.Contains(out, `"mailbox-owned"`) || owned.Model().Stats().Writes != 0 {
 		t.Fatalf("cxl_pci bound: exit %d\n%s", code, out)
 	}
+	code, out, _ = fx.run(t, "attest", "0000:01:00.0", "--trust-anchor", anchor, "--slot", "3", "--lock-dir", fx.lockDir)
+	if code != exitAttestation || !strings.Contains(out, "slot 3 is not provisioned") {
+		t.Fatalf("--slot 3: exit %d\n%s", code, out)
+	}
+	if code, _, _ := fx.run(t, "attest", "0000:01:00.0", "--trust-anchor", anchor, "--slot", "0", "--lock-dir", fx.lockDir); code != 0 {
+		t.Fatalf("--slot 0: exit %d", code)
+	}
 	code, _, errs := fx.run(t, "attest", "0000:0f:00.0", "--lock-dir", fx.lockDir)
 	if code != exitUnavailable {
 		t.Fatalf("no device: exit %d %s", code, errs)
 	}
 	for _, args := range [][]string{{"attest"}, {"attest", "0000:01:00.0", "--socket", "127.0.0.1:1"}, {"attest", "zz"},
-		{"attest", "0000:01:00.0", "--pci-id", "1234:5678"}, {"attest", "0000:01:00.0", "--trust-anchor", "/nonexistent"}} {
+		{"attest", "0000:01:00.0", "--pci-id", "1234:5678"}, {"attest", "0000:01:00.0", "--slot", "9"}, {"attest", "0000:01:00.0", "--trust-anchor", "/nonexistent"}} {
 		if code, _, _ := fx.run(t, append(args, "--lock-dir", fx.lockDir)...); code != exitInternal {
 			t.Errorf("%v: exit %d, want usage error", args, code)
 		}
