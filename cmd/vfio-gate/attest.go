@@ -147,7 +147,9 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 			}
 			id.VendorID, id.DeviceID = v, d
 		}
-		c, err := socket.Dial(ctx, f.socket)
+		dctx, cancel := context.WithTimeout(ctx, f.timeout)
+		c, err := socket.Dial(dctx, f.socket)
+		cancel()
 		if err != nil {
 			return nil, withCode(exitUnavailable, err)
 		}

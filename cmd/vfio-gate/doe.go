@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ import (
 
 type doeFlags struct {
 	lockDir string
+	timeout time.Duration
 }
 
 func newDOECmd(e *env, g *globals) *cobra.Command {
@@ -28,17 +30,20 @@ func newDOECmd(e *env, g *globals) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	c.PersistentFlags().StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
+	c.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on the whole command (lock wait included)")
 	c.AddCommand(newDOEDiscoverCmd(e, g, f), newDOECDATCmd(e, g, f))
 	return c
 }
 
 // withMailboxes opens bdf for raw DOE (MayDriveDOE, the per-function lock,
 // a writable config space) and calls fn with its mailboxes.
-func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg string, fn func([]*doe.Mailbox) error) error {
+func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg string, fn func(context.Context, []*doe.Mailbox) error) error {
 	bdf, err := pci.ParseBDF(arg)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
 	log := g.log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -72,7 +77,7 @@ func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg str
 	if err != nil && len(mbs) == 0 {
 		return withCode(exitUnavailable, fmt.Errorf("%s: %w", bdf, err))
 	}
-	return fn(mbs)
+	return fn(ctx, mbs)
 }
 
 type discoverEntry struct {
@@ -92,12 +97,12 @@ owns the function, kernel lockdown is active, or not running as root. The per-fu
 is held while the mailboxes are used.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMailboxes(cmd.Context(), e, g, f, args[0], func(mbs []*doe.Mailbox) error {
+			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []*doe.Mailbox) error {
 				out := []discoverEntry{}
 				failed := 0
 				for _, mb := range mbs {
 					ent := discoverEntry{Offset: mb.Offset(), Features: []doe.Feature{}, Names: []string{}}
-					feats, err := mb.Discover(cmd.Context())
+					feats, err := mb.Discover(ctx)
 					if err != nil {
 						ent.Error = err.Error()
 						failed++
@@ -169,8 +174,7 @@ Exit 0 when the table is valid, 2 when the device returned a malformed table or 
 4 when the mailbox cannot be used or has no Table Access feature.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return withMailboxes(ctx, e, g, f, args[0], func(mbs []*doe.Mailbox) error {
+			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []*doe.Mailbox) error {
 				var mb *doe.Mailbox
 				for _, m := range mbs {
 					if _, err := m.Discover(ctx); err == nil && m.Supports(doe.FeatureCXLCDAT) {
