@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -53,6 +54,8 @@ type Config struct {
 	Now func() time.Time
 	// FreshKeys generates new keys instead of the published test keys.
 	FreshKeys bool
+	// Rand feeds the responder's nonces and signatures; nil = crypto/rand.
+	Rand io.Reader
 	// Logger receives debug records; nil = discard.
 	Logger *slog.Logger
 }
@@ -157,7 +160,7 @@ func New(cfg Config) (*Device, error) {
 	d.responder = spdm.NewResponder(spdm.ResponderConfig{
 		Versions: cfg.Versions, Keys: keys, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
 		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
-		VendorDefined: cfg.VendorDefined, Faults: rf, Logger: cfg.Logger,
+		VendorDefined: cfg.VendorDefined, Faults: rf, Rand: cfg.Rand, Logger: cfg.Logger,
 	})
 	d.model = doe.NewModel([]doe.Feature{doe.FeatureCMA}, d.handle)
 	if cfg.Latency > 0 {
