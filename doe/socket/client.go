@@ -115,7 +115,7 @@ func (c *Conn) exchange(ctx context.Context, f doe.Feature, obj []byte) ([]byte,
 	}
 	if m.cmd != CommandNormal || m.transport != TransportPCIDOE {
 		return nil, &doe.ProtocolError{Field: "socket header",
-			Reason: fmt.Sprintf("command %#x transport %#x, want NORMAL (1) and PCI_DOE (2)", uint32(m.cmd), uint32(m.transport))}
+			Reason: fmt.Sprintf("command %v transport %v, want NORMAL and PCI_DOE", m.cmd, m.transport)}
 	}
 	if len(m.payload) == 0 {
 		return nil, &doe.ProtocolError{Field: "PayloadSize", Reason: "empty response: the responder dropped the request"}
@@ -144,3 +144,5 @@ func (c *Conn) Close() error {
 	c.err = net.ErrClosed
 	return c.c.Close()
 }
+
+var _ doe.Conn = (*Conn)(nil)

@@ -83,10 +83,10 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			if m.transport == TransportPCIDOE {
 				reply.payload = s.answer(log, m.payload)
 			} else {
-				log.Info("doe/socket: unsupported transport", "transport", uint32(m.transport))
+				log.Info("doe/socket: unsupported transport", "transport", m.transport.String())
 			}
 		default:
-			log.Info("doe/socket: unknown command", "command", uint32(m.cmd))
+			log.Info("doe/socket: unknown command", "command", m.cmd.String())
 			reply = message{cmd: CommandUnknown, transport: m.transport, payload: []byte{}}
 		}
 		if err := writeMessage(c, reply); err != nil {
