@@ -88,6 +88,9 @@ func checkGood(t *testing.T, d *Device, f *flow, v spdm.Version, a spdm.AsymAlgo
 	if san == nil || san.Raw != id.CMAName() || san.VendorID != id.Vendor || san.DeviceID != id.Device || san.DSN == nil || *san.DSN != id.DSN {
 		t.Fatalf("CMA SAN %+v, want %s", san, id.CMAName())
 	}
+	if !san.Matches(id.FunctionID()) || spdm.CMASANFor(id.FunctionID()) != id.CMAName() {
+		t.Fatalf("spdm and emu disagree on the CMA SAN of %+v", id)
+	}
 	if !f.challenge.Verified || !f.meas.Verified || !f.meas.Signed {
 		t.Fatalf("challenge %v measurements %v", f.challenge.Verified, f.meas.Verified)
 	}
@@ -244,7 +247,7 @@ func TestAttestFaults(t *testing.T) {
 		{FaultExpiredLeaf, spdm.Version12, chainErr(spdm.ChainErrorExpired)},
 		{FaultSANMismatch, spdm.Version12, func(t *testing.T, d *Device, f *flow, err error) {
 			if err != nil || f.chainErr != nil || f.chain.CMASAN == nil || f.chain.CMASAN.DeviceID == d.Identity().Device ||
-				f.chain.CMASAN.VendorID != d.Identity().Vendor {
+				f.chain.CMASAN.VendorID != d.Identity().Vendor || f.chain.CMASAN.Matches(d.Identity().FunctionID()) {
 				t.Fatalf("want a verified chain whose SAN names another device: %v %v %+v", err, f.chainErr, f.chain.CMASAN)
 			}
 		}},

@@ -327,3 +327,15 @@ func (t directTransport) Exchange(ctx context.Context, req []byte) ([]byte, erro
 // Direct returns an spdm.Transport to the device's CMA responder that
 // skips the DOE register model (faults still apply; Latency does not).
 func (d *Device) Direct() spdm.Transport { return directTransport{d} }
+
+// FunctionID is the identity in the form spdm compares a CMA SAN with
+// (spdm.CMASANFor, (*spdm.CMASAN).Matches).
+func (id Identity) FunctionID() spdm.FunctionID {
+	f := spdm.FunctionID{VendorID: id.Vendor, DeviceID: id.Device, Class: id.Class, Revision: id.Revision,
+		SubsystemVendorID: &id.SubVendor, SubsystemID: &id.SubDevice}
+	if id.DSN != 0 {
+		dsn := id.DSN
+		f.DSN = &dsn
+	}
+	return f
+}
