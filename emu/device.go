@@ -41,6 +41,9 @@ type Config struct {
 	// of spdm.ResponderConfig).
 	Hash     spdm.HashAlgo
 	MeasHash spdm.MeasHashAlgo
+	// Slots is the number of provisioned certificate slots (0..Slots-1),
+	// 1..8; 0 = 1. Slot n > 0 holds a reissued leaf of the slot-0 chain.
+	Slots int
 	// Faults are added to the profile's.
 	Faults []Fault
 	// Latency delays every response: Data Object Ready comes this long after
@@ -67,7 +70,8 @@ type Device struct {
 	cfg       Config
 	profile   Profile
 	faults    map[Fault]bool
-	chains    []*Chain
+	chains    []*Chain   // slot 0
+	slots     [][]*Chain // all slots
 	responder *spdm.Responder
 	model     *doe.Model
 	config    *ConfigSpace
@@ -114,6 +118,12 @@ func New(cfg Config) (*Device, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Slots == 0 {
+		cfg.Slots = 1
+	}
+	if cfg.Slots < 1 || cfg.Slots > 8 {
+		return nil, fmt.Errorf("emu: %d certificate slots (want 1..8)", cfg.Slots)
+	}
 	prof, err := LookupProfile(cfg.Profile)
 	if err != nil {
 		return nil, err
@@ -139,6 +149,19 @@ func New(cfg Config) (*Device, error) {
 		}
 		d.chains = append(d.chains, c)
 		keys = append(keys, spdm.ResponderKey{Asym: ak.asym & cfg.Algorithms, Chain: c.DER(), Signer: c.LeafKey})
+	}
+	d.slots = [][]*Chain{d.chains}
+	for s := 1; s < cfg.Slots; s++ {
+		var sc []*Chain
+		for i, c := range d.chains {
+			rc, err := c.Reissue()
+			if err != nil {
+				return nil, err
+			}
+			sc = append(sc, rc)
+			keys = append(keys, spdm.ResponderKey{Slot: uint8(s), Asym: keys[i].Asym, Chain: rc.DER(), Signer: rc.LeafKey})
+		}
+		d.slots = append(d.slots, sc)
 	}
 	rf := spdm.ResponderFaults{
 		BadSignature:       d.faults[FaultBadSignature],
@@ -274,8 +297,16 @@ func (d *Device) Identity() Identity { return d.cfg.Identity }
 // Profile is the device's profile.
 func (d *Device) Profile() Profile { return d.profile }
 
-// Chains are the device's certificate chains, one per key type.
+// Chains are the device's slot-0 certificate chains, one per key type.
 func (d *Device) Chains() []*Chain { return slices.Clone(d.chains) }
+
+// SlotChains are the chains of certificate slot n (nil if not provisioned).
+func (d *Device) SlotChains(n int) []*Chain {
+	if n < 0 || n >= len(d.slots) {
+		return nil
+	}
+	return slices.Clone(d.slots[n])
+}
 
 // Anchors are the published root CAs (what a verifier should trust).
 func (d *Device) Anchors() []*x509.Certificate {
