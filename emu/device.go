@@ -127,6 +127,9 @@ func New(cfg Config) (*Device, error) {
 	if cfg.Slots < 1 || cfg.Slots > 8 {
 		return nil, fmt.Errorf("emu: %d certificate slots (want 1..8)", cfg.Slots)
 	}
+	if cfg.Measurements != nil {
+		cfg.Measurements = cloneMeasurements(cfg.Measurements) // the caller may reuse its slice
+	}
 	prof, err := LookupProfile(cfg.Profile)
 	if err != nil {
 		return nil, err
