@@ -162,7 +162,7 @@ func (r *Responder) summaryHash(kind uint8) []byte {
 // exchanged since the last reset, ending before the signature.
 func (r *Responder) getMeasurements(req []byte) []byte {
 	m, ok := rspDecode(req, decodeGetMeasurementsReq)
-	if !ok || r.cfg.Measurements == nil {
+	if !ok || r.cfg.Measurements == nil || r.c.measSpec == 0 {
 		r.c.l1 = nil
 		if !ok {
 			return r.errRsp(ErrorCodeInvalidRequest, 0)

@@ -568,6 +568,18 @@ func TestResponderErrors(t *testing.T) {
 	if code := errCode(t, c3.x((&negotiateAlgorithmsReq{Version: Version12, MeasSpec: 1, BaseAsym: AsymRSASSA4096, BaseHash: HashSHA256}).marshal())); code != ErrorCodeInvalidRequest {
 		t.Fatalf("no common algorithm: %v", code)
 	}
+	// A requester without the DMTF measurement specification negotiates,
+	// but gets no measurements.
+	c4 := &tReq{t: t, r: r2, v: Version12}
+	c4.x((&getVersionReq{}).marshal())
+	c4.x((&getCapabilitiesReq{Version: Version12, DataTransferSize: 64, MaxSPDMmsgSize: 64}).marshal())
+	ar, err := decodeAlgorithmsRsp(c4.x((&negotiateAlgorithmsReq{Version: Version12, BaseAsym: AsymECDSAP256, BaseHash: HashSHA256}).marshal()))
+	if err != nil || ar.MeasSpecSel != 0 || ar.MeasHash != 0 || ar.BaseAsym != AsymECDSAP256 {
+		t.Fatalf("ALGORITHMS without measurement spec: %+v %v", ar, err)
+	}
+	if code := errCode(t, c4.x((&getMeasurementsReq{Version: Version12, Op: MeasOpAll}).marshal())); code != ErrorCodeUnsupportedRequest {
+		t.Fatalf("measurements without a measurement spec: %v", code)
+	}
 	// Cancelled context.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -115,10 +115,9 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 	if rsp.BaseHash == 0 {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.cfg.Measurements != nil {
-		if m.MeasSpec&MeasurementSpecDMTF == 0 {
-			return r.errRsp(ErrorCodeInvalidRequest, 0)
-		}
+	// Measurements only when the requester speaks the DMTF measurement
+	// specification; otherwise none is selected and GET_MEASUREMENTS is refused.
+	if r.cfg.Measurements != nil && m.MeasSpec&MeasurementSpecDMTF != 0 {
 		rsp.MeasSpecSel = MeasurementSpecDMTF
 		rsp.MeasHash = r.cfg.MeasHash
 		if rsp.MeasHash == 0 {
