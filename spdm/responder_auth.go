@@ -84,7 +84,7 @@ func (r *Responder) challenge(req []byte) []byte {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestChallenge))
 	}
 	sl := r.slot(m.Slot)
-	if sl == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
+	if sl == nil || (m.SummaryType != SummaryNone && (r.cfg.Measurements == nil || r.c.measSpec == 0)) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	f := r.cfg.Faults
