@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
 // env is what the process gives the commands; tests build their own.
@@ -21,6 +22,9 @@ type env struct {
 	// configOpener, if set, serves config spaces instead of sysfs (tests
 	// and the demo's software devices); see pci.Options.ConfigOpener.
 	configOpener func(pci.BDF) (pci.ConfigSpace, io.Closer, error)
+	// vfioApply, if set, replaces the binding options (tests play the
+	// kernel through its Write hook and DevVFIO).
+	vfioApply *vfio.ApplyOptions
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -99,6 +103,11 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newScanCmd(e, g),
 		newLogCmd(e, g),
 		newPolicyCmd(e, g),
+		newCheckCmd(e, g),
+		newBindCmd(e, g),
+		newReleaseCmd(e, g),
+		newExplainCmd(e, g),
+		newDemoCmd(e, g),
 	}
 }
 
