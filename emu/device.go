@@ -42,6 +42,9 @@ type Config struct {
 	MeasHash spdm.MeasHashAlgo
 	// Faults are added to the profile's.
 	Faults []Fault
+	// Measurements, if non-nil, replace the profile's measurement set (a
+	// low SVN, an active debug mode, ...).
+	Measurements []Measurement
 	// Latency delays every response: Data Object Ready comes this long after
 	// Go on the DOE model, and the socket handler sleeps as long.
 	Latency time.Duration
@@ -172,6 +175,9 @@ func (d *Device) measurements() []spdm.ResponderMeasurement {
 	ms := GoodMeasurements()
 	if d.profile.Tampered {
 		ms = TamperedMeasurements()
+	}
+	if d.cfg.Measurements != nil {
+		ms = cloneMeasurements(d.cfg.Measurements)
 	}
 	if d.faults[FaultChangingMeasurements] {
 		d.mu.Lock()
