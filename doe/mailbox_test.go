@@ -102,6 +102,28 @@ func TestFindNoMailbox(t *testing.T) {
 	}
 }
 
+// shortConfig returns only the first 64 bytes, like sysfs for readers
+// without CAP_SYS_ADMIN.
+type shortConfig struct{ *doe.TestConfig }
+
+func (s shortConfig) ReadAt(p []byte, off int64) (int, error) {
+	if off >= 64 {
+		return 0, nil
+	}
+	return s.TestConfig.ReadAt(p[:min(len(p), int(64-off))], off)
+}
+
+func TestFindWithoutCapSysAdmin(t *testing.T) {
+	cfg := shortConfig{doe.NewTestConfig(doe.NewModel(nil, nil))}
+	if _, err := doe.Find(cfg, nil); !errors.Is(err, pci.ErrShortConfig) {
+		t.Fatalf("err = %v, want pci.ErrShortConfig", err)
+	}
+	mb := doe.New(cfg, 0x100, nil)
+	if _, err := mb.Exchange(context.Background(), doe.FeatureCMA, []byte{1}); !errors.Is(err, pci.ErrShortConfig) {
+		t.Fatalf("Exchange err = %v, want pci.ErrShortConfig", err)
+	}
+}
+
 func TestFindHostileCapList(t *testing.T) {
 	cfg := doe.NewTestConfig(doe.NewModel(nil, nil))
 	// Next pointer of the DOE capability points back to itself.
@@ -316,9 +338,27 @@ func TestPollDelay(t *testing.T) {
 			m.SetFault(doe.Fault{Latency: tc.lat})
 			mustEcho(t, mb, make([]byte, 64))
 			s, ms := mb.Stats(), m.Stats()
+			t.Logf("latency %v: noticed %v late, %d polls", tc.lat, ms.Late, s.Polls)
 			if ms.Late > tc.maxLate || s.Polls > tc.maxPolls {
 				t.Errorf("latency %v: noticed %v late after %d polls, want <= %v and <= %d", tc.lat, ms.Late, s.Polls, tc.maxLate, tc.maxPolls)
 			}
+		})
+	}
+}
+
+// TestPollDelayFixedInterval: the Linux doe.c schedule (Status at once, then
+// every 7.8125 ms) notices a response up to a whole interval late.
+func TestPollDelayFixedInterval(t *testing.T) {
+	const linux = 7812500 * time.Nanosecond // HZ/128
+	for _, lat := range []time.Duration{50 * time.Microsecond, time.Millisecond} {
+		synctest.Test(t, func(t *testing.T) {
+			m, mb, _ := newMailbox(t, &doe.Options{PollMin: linux, PollMax: linux, Spin: -1})
+			m.SetFault(doe.Fault{Latency: lat})
+			mustEcho(t, mb, make([]byte, 64))
+			if late := m.Stats().Late; late != linux-lat {
+				t.Errorf("latency %v: noticed %v late, want %v", lat, late, linux-lat)
+			}
+			t.Logf("latency %v: fixed 7.8 ms polling notices it %v late", lat, m.Stats().Late)
 		})
 	}
 }

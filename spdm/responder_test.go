@@ -606,6 +606,18 @@ func TestResponderChangingMeasurements(t *testing.T) {
 func FuzzResponder(f *testing.F) {
 	f.Add([]byte{0x10, 0x84, 0, 0}, []byte{0x12, 0xe1, 0, 0, 0, 10, 0, 0, 6, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0}, []byte{0x12, 0x81, 0, 0})
 	f.Add([]byte{0x10, 0x84, 0, 0}, []byte{0x11, 0xe1, 0, 0, 0, 10, 0, 0, 6, 0, 0, 0}, []byte{0x11, 0xe0, 1, 0xff})
+	// Every request the reference requester sent, in windows of three.
+	for _, name := range []string{"v11-p256", "v12-p384", "v13-p384"} {
+		var reqs [][]byte
+		for _, m := range loadRef(f, name).Messages {
+			if m.DOEType == 1 && m.Dir == "req" {
+				reqs = append(reqs, m.doe(f))
+			}
+		}
+		for i := 0; i+2 < len(reqs) && i < 40; i++ {
+			f.Add(reqs[i], reqs[i+1], reqs[i+2])
+		}
+	}
 	k := rspKey(f, AsymECDSAP256)
 	f.Fuzz(func(t *testing.T, a, b, c []byte) {
 		r := NewResponder(ResponderConfig{Keys: []ResponderKey{{Asym: AsymECDSAP256, Chain: k.chain, Signer: k.key}}, Measurements: rspTestMeasurements})

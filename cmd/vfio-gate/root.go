@@ -103,6 +103,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newScanCmd(e, g),
 		newLogCmd(e, g),
 		newPolicyCmd(e, g),
+		newEmulateCmd(e, g),
 		newCheckCmd(e, g),
 		newBindCmd(e, g),
 		newReleaseCmd(e, g),
