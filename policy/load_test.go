@@ -191,8 +191,8 @@ func TestLibvirtSection(t *testing.T) {
 		t.Fatalf("set: %+v", pol.Libvirt)
 	}
 	for text, want := range map[string]string{
-		"version: 1\nlibvirt: {hotplug: ignore}\n":       `libvirt.hotplug "ignore"`,
-		"version: 1\nlibvirt: {hotplugs: detach}\n":      `unknown key "hotplugs"`,
+		"version: 1\nlibvirt: {hotplug: ignore}\n":      `libvirt.hotplug "ignore"`,
+		"version: 1\nlibvirt: {hotplugs: detach}\n":     `unknown key "hotplugs"`,
 		"version: 1\nlibvirt: {record_tdisp_exit: 1}\n": "want true or false",
 	} {
 		if _, err := p.load(text); err == nil || !strings.Contains(err.Error(), want) {
