@@ -1,0 +1,574 @@
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/tpm"
+)
+
+// StateFileName is the daemon's state file under BackendOptions.StateDir.
+const StateFileName = "daemon-state.json"
+
+// stateVersion is the version of the state file format.
+const stateVersion = 1
+
+// Caps on what Status keeps.
+const (
+	maxDecisions = 64
+	maxReleased  = 32
+	maxReports   = 64
+)
+
+// TDISPUnavailable is the explanation the TDISP endpoints give until the
+// daemon owns SPDM sessions.
+const TDISPUnavailable = "this vfio-gate daemon cannot own TDISP sessions yet: the session owner " +
+	"(heartbeat, key update, TDISP journal) is not built in; TDISP lock/start/stop/state are refused, " +
+	"and a policy rule with tdisp.require_lock denies the device at check"
+
+// ErrTDISPUnavailable matches the APIError the TDISP endpoints return.
+var ErrTDISPUnavailable = errors.New("daemon: tdisp-unavailable")
+
+func tdispUnavailable(op string) *APIError {
+	return &APIError{Code: "tdisp-unavailable", Status: 501, Message: "TDISP " + op + ": " + TDISPUnavailable}
+}
+
+// BackendOptions configure NewBackend. Gate and Recorder are required.
+type BackendOptions struct {
+	Gate *gate.Gate
+	// Recorder is the gate's recorder: release events of functions the
+	// daemon did not bind itself (libvirt managed='yes') go there.
+	Recorder *tpm.Recorder
+	// System reads current drivers for Status and the original driver before
+	// a bind; nil leaves those fields empty.
+	System *pci.System
+	// StateDir holds StateFileName; "" keeps the state in memory only.
+	StateDir string
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// GateBackend implements Backend over one gate.Gate: it decides per
+// request, remembers which domain holds which functions (persisted in
+// StateDir), and releases them when the domain goes away.
+type GateBackend struct {
+	o       BackendOptions
+	log     *slog.Logger
+	now     func() time.Time
+	started time.Time
+
+	// opMu serialises Release against Check/Bind of the same domain, so a
+	// release never races the decision it undoes.
+	opMu sync.Mutex
+	mu   sync.Mutex
+	st   state
+	// decisions and reports are not persisted: they are for the operator.
+	decisions []DeviceDecision
+	reports   []Report
+}
+
+// state is what the state file holds.
+type state struct {
+	Version  int                     `json:"version"`
+	Domains  map[string]*domainState `json:"domains"`
+	Released []ReleaseRecord         `json:"released"`
+}
+
+type domainState struct {
+	Confidential bool                      `json:"confidential"`
+	Devices      map[string]*heldDevice    `json:"devices"` // by BDF string; allowed functions only
+	Checked      time.Time                 `json:"checked"`
+	Started      time.Time                 `json:"started,omitzero"`
+	Denied       map[string]DeviceDecision `json:"denied,omitempty"`
+}
+
+type heldDevice struct {
+	BDF            pci.BDF   `json:"bdf"`
+	Rule           string    `json:"rule,omitempty"`
+	VendorID       uint16    `json:"vendor_id"`
+	DeviceID       uint16    `json:"device_id"`
+	DSN            *uint64   `json:"dsn,omitempty"`
+	Bound          bool      `json:"bound"`
+	OriginalDriver string    `json:"original_driver,omitempty"`
+	EvidenceDigest string    `json:"evidence_digest,omitempty"`
+	Since          time.Time `json:"since"`
+}
+
+// NewBackend returns a Backend over o.Gate, loading the state file from
+// o.StateDir when there is one. A state file that cannot be read is an
+// error: the daemon must not forget what it holds.
+func NewBackend(o BackendOptions) (*GateBackend, error) {
+	if o.Gate == nil {
+		return nil, errors.New("daemon: BackendOptions.Gate is nil")
+	}
+	if o.Recorder == nil {
+		return nil, errors.New("daemon: BackendOptions.Recorder is nil (every release must be recorded)")
+	}
+	b := &GateBackend{o: o, log: o.Logger, now: o.Now, st: state{Version: stateVersion, Domains: map[string]*domainState{}}}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	b.started = b.now()
+	if err := b.load(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *GateBackend) statePath() string { return filepath.Join(b.o.StateDir, StateFileName) }
+
+func (b *GateBackend) load() error {
+	if b.o.StateDir == "" {
+		return nil
+	}
+	data, err := os.ReadFile(b.statePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("daemon: state: %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("daemon: state file %s is corrupt (move it away only after checking what is bound): %w", b.statePath(), err)
+	}
+	if st.Version != stateVersion {
+		return fmt.Errorf("daemon: state file %s has version %d, want %d", b.statePath(), st.Version, stateVersion)
+	}
+	if st.Domains == nil {
+		st.Domains = map[string]*domainState{}
+	}
+	for name, d := range st.Domains {
+		if d == nil {
+			delete(st.Domains, name)
+			continue
+		}
+		if d.Devices == nil {
+			d.Devices = map[string]*heldDevice{}
+		}
+	}
+	b.st = st
+	b.log.Info("state loaded", "path", b.statePath(), "domains", len(st.Domains))
+	return nil
+}
+
+// saveLocked writes the state atomically; b.mu is held.
+func (b *GateBackend) saveLocked() error {
+	if b.o.StateDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(b.o.StateDir, 0o700); err != nil {
+		return fmt.Errorf("daemon: state: %w", err)
+	}
+	data, err := json.MarshalIndent(&b.st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("daemon: state: %w", err)
+	}
+	tmp := b.statePath() + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("daemon: state: %w", err)
+	}
+	if err := os.Rename(tmp, b.statePath()); err != nil {
+		return fmt.Errorf("daemon: state: %w", err)
+	}
+	return nil
+}
+
+func badRequest(format string, a ...any) *APIError {
+	return &APIError{Code: "bad-request", Status: 400, Message: fmt.Sprintf(format, a...)}
+}
+
+// Check decides on every function of req (recorded in the TPM). With a
+// domain, the allowed functions are remembered as held by it.
+func (b *GateBackend) Check(ctx context.Context, req CheckRequest) (*CheckResponse, error) {
+	return b.decide(ctx, req, false)
+}
+
+// Bind is Check followed by binding the allowed IOMMU groups to vfio-pci;
+// the original drivers are remembered for Release.
+func (b *GateBackend) Bind(ctx context.Context, req CheckRequest) (*CheckResponse, error) {
+	return b.decide(ctx, req, true)
+}
+
+func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (*CheckResponse, error) {
+	if len(req.BDFs) == 0 {
+		return nil, badRequest("no functions given (bdfs is empty)")
+	}
+	b.opMu.Lock()
+	defer b.opMu.Unlock()
+	drivers := map[pci.BDF]string{}
+	if b.o.System != nil {
+		for _, f := range req.BDFs {
+			if fn, err := b.o.System.Function(f); err == nil {
+				drivers[f] = fn.Driver
+			}
+		}
+	}
+	gr := gate.Request{BDFs: req.BDFs, Confidential: req.Confidential, Domain: req.Domain}
+	var ds []gate.Decision
+	var err error
+	if bind {
+		ds, err = b.o.Gate.Bind(ctx, gr)
+	} else {
+		ds, err = b.o.Gate.Check(ctx, gr)
+	}
+	if err != nil {
+		if errors.Is(err, gate.ErrNoFunctions) {
+			return nil, badRequest("%v", err)
+		}
+		return nil, &APIError{Code: "unavailable", Status: 503, Message: err.Error()}
+	}
+	resp := &CheckResponse{Decision: policy.DecisionAllow, Devices: make([]DeviceDecision, 0, len(ds))}
+	now := b.now().UTC()
+	held := map[string]*heldDevice{}
+	denied := map[string]DeviceDecision{}
+	for _, d := range ds {
+		dd := toDeviceDecision(d, drivers[d.BDF], req.Domain)
+		if dd.Decision != policy.DecisionAllow {
+			resp.Decision = policy.DecisionDeny
+			denied[d.BDF.String()] = dd
+		} else {
+			held[d.BDF.String()] = &heldDevice{BDF: d.BDF, Rule: d.Verdict.Rule, VendorID: d.Identity.VendorID,
+				DeviceID: d.Identity.DeviceID, DSN: d.Identity.DSN, Bound: d.Bound, OriginalDriver: drivers[d.BDF],
+				EvidenceDigest: dd.EvidenceDigest, Since: now}
+		}
+		resp.Devices = append(resp.Devices, dd)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.decisions = append(b.decisions, resp.Devices...)
+	if n := len(b.decisions); n > maxDecisions {
+		b.decisions = slices.Clone(b.decisions[n-maxDecisions:])
+	}
+	if req.Domain == "" {
+		return resp, nil
+	}
+	dom := b.st.Domains[req.Domain]
+	if dom == nil {
+		dom = &domainState{Devices: map[string]*heldDevice{}}
+		b.st.Domains[req.Domain] = dom
+	}
+	dom.Confidential, dom.Checked = req.Confidential, now
+	for k, h := range held {
+		if old := dom.Devices[k]; old != nil && old.Bound && !h.Bound {
+			// Bound by an earlier bind for this domain: keep that record, Release must undo it.
+			h.Bound, h.OriginalDriver = true, old.OriginalDriver
+		}
+		dom.Devices[k] = h
+		delete(dom.Denied, k)
+	}
+	for k, dd := range denied {
+		if dom.Denied == nil {
+			dom.Denied = map[string]DeviceDecision{}
+		}
+		dom.Denied[k] = dd
+	}
+	if err := b.saveLocked(); err != nil {
+		// Without the record a release could miss a function: fail closed.
+		return nil, &APIError{Code: "internal", Status: 500, Message: err.Error()}
+	}
+	return resp, nil
+}
+
+// toDeviceDecision converts a gate decision for the API. A decision with an
+// error (TPM, bind) is a deny. mailbox-owned under a host driver gets the
+// libvirt managed='yes' advice.
+func toDeviceDecision(d gate.Decision, driver string, domain string) DeviceDecision {
+	dd := DeviceDecision{BDF: d.BDF, Decision: d.Verdict.Decision, Rule: d.Verdict.Rule,
+		EvidenceDigest: hex.EncodeToString(d.EvidenceDigest), Reasons: []Reason{}}
+	if dd.Decision == "" {
+		dd.Decision = policy.DecisionDeny
+	}
+	for _, r := range d.Verdict.Reasons {
+		msg := r.Message
+		if r.Code == policy.CodeMailboxOwned && driver != "" && driver != pci.VFIODriver {
+			target := d.BDF.String()
+			if domain != "" {
+				target = "--domain " + domain + " " + target
+			}
+			msg += fmt.Sprintf(" (the function is on its host driver %s: libvirt managed='yes' only moves it to vfio-pci after prepare; "+
+				"bind it first with `vfio-gate bind %s`, or use managed='no')", driver, target)
+		}
+		dd.Reasons = append(dd.Reasons, Reason{Code: string(r.Code), Message: msg})
+	}
+	if d.Err != nil {
+		dd.Decision = policy.DecisionDeny
+		code := "bind"
+		if errors.Is(d.Err, tpm.ErrTPM) || !d.Recorded {
+			code = "tpm"
+		}
+		if !slices.ContainsFunc(dd.Reasons, func(r Reason) bool { return r.Code == code }) {
+			dd.Reasons = append(dd.Reasons, Reason{Code: code, Message: d.Err.Error()})
+		}
+	}
+	if d.Verdict.WouldDeny {
+		dd.Rule = strings.TrimSpace(dd.Rule + " (audit: would deny)")
+	}
+	return dd
+}
+
+// Release gives back everything req.Domain holds: TDISP stop (no TDI is
+// ever locked without the session owner), unbind and restore the original
+// driver for functions the daemon bound (gate.Release, which records the
+// release event), and a TPM release event for the others (libvirt moves
+// managed functions back itself). Releasing an unknown domain, or one
+// already released, does nothing and succeeds. Functions in req.BDFs that
+// the domain does not hold are left alone (another domain may hold them).
+func (b *GateBackend) Release(ctx context.Context, req DomainRequest) error {
+	if req.Domain == "" {
+		return badRequest("release needs a domain name")
+	}
+	b.opMu.Lock()
+	defer b.opMu.Unlock()
+	b.mu.Lock()
+	dom := b.st.Domains[req.Domain]
+	b.mu.Unlock()
+	if dom == nil {
+		b.log.InfoContext(ctx, "release of a domain the daemon holds nothing for", "domain", req.Domain, "bdfs", len(req.BDFs))
+		return nil
+	}
+	var bound, other []*heldDevice
+	for _, k := range slices.Sorted(maps.Keys(dom.Devices)) {
+		h := dom.Devices[k]
+		if h.Bound {
+			bound = append(bound, h)
+		} else {
+			other = append(other, h)
+		}
+	}
+	rec := ReleaseRecord{Domain: req.Domain, BDFs: []pci.BDF{}, Recorded: true, Time: b.now().UTC()}
+	failed := map[pci.BDF]bool{}
+	if len(bound) > 0 {
+		bdfs := make([]pci.BDF, len(bound))
+		for i, h := range bound {
+			bdfs[i] = h.BDF
+		}
+		rs, err := b.o.Gate.Release(ctx, bdfs, req.Domain)
+		if rs == nil && err != nil {
+			return &APIError{Code: "unavailable", Status: 503, Message: err.Error()}
+		}
+		for _, r := range rs {
+			switch {
+			case r.Err == nil:
+				if !r.Recorded {
+					rec.Recorded = false
+				}
+			case errors.Is(r.Err, gate.ErrNotBound):
+				// Already released (by the CLI, or before a daemon restart): nothing to undo.
+			default:
+				failed[r.BDF] = true
+				rec.Errors = append(rec.Errors, fmt.Sprintf("%s: %v", r.BDF, r.Err))
+			}
+		}
+	}
+	var events []tpm.Event
+	for _, h := range other {
+		events = append(events, tpm.ReleaseEvent(tpm.Release{BDF: h.BDF.String(), VendorID: h.VendorID, DeviceID: h.DeviceID,
+			DSN: h.DSN, Domain: req.Domain, Reason: "domain released", Time: b.now()}))
+	}
+	if len(events) > 0 {
+		recs, err := b.o.Recorder.Record(ctx, events...)
+		if err != nil || len(recs) != len(events) {
+			rec.Recorded = false
+			rec.Errors = append(rec.Errors, fmt.Sprintf("release events not recorded in the TPM: %v", err))
+			for _, h := range other {
+				failed[h.BDF] = true
+			}
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, h := range append(bound, other...) {
+		if failed[h.BDF] {
+			continue
+		}
+		rec.BDFs = append(rec.BDFs, h.BDF)
+		delete(dom.Devices, h.BDF.String())
+	}
+	if len(dom.Devices) == 0 {
+		delete(b.st.Domains, req.Domain)
+	}
+	b.st.Released = append(b.st.Released, rec)
+	if n := len(b.st.Released); n > maxReleased {
+		b.st.Released = slices.Clone(b.st.Released[n-maxReleased:])
+	}
+	b.log.InfoContext(ctx, "domain released", "domain", req.Domain, "released", len(rec.BDFs), "errors", len(rec.Errors))
+	serr := b.saveLocked()
+	if len(rec.Errors) > 0 {
+		b.reportLocked(Report{Kind: "release-failed", Domain: req.Domain, Message: strings.Join(rec.Errors, "; ")})
+		return errors.Join(&APIError{Code: "release-failed", Status: 500, Message: strings.Join(rec.Errors, "; ")}, serr)
+	}
+	return serr
+}
+
+// StartDomain starts the TDIs locked for the domain. No TDI is ever locked
+// without the session owner, so it only records that the domain started;
+// a domain whose functions' rule requires a locked TDI is refused with
+// tdisp-unavailable (fail closed), and a domain the daemon never checked is
+// refused with not-checked.
+func (b *GateBackend) StartDomain(ctx context.Context, req DomainRequest) error {
+	if req.Domain == "" {
+		return badRequest("start needs a domain name")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dom := b.st.Domains[req.Domain]
+	if dom == nil {
+		if len(req.BDFs) == 0 {
+			return nil // no host PCI functions: nothing of ours
+		}
+		return &APIError{Code: "not-checked", Status: 409,
+			Message: fmt.Sprintf("domain %s was never checked by this daemon (prepare did not run through it)", req.Domain)}
+	}
+	for _, f := range req.BDFs {
+		if dom.Devices[f.String()] == nil {
+			return &APIError{Code: "not-checked", Status: 409,
+				Message: fmt.Sprintf("domain %s: %s has no allow decision from this daemon", req.Domain, f)}
+		}
+	}
+	for _, h := range dom.Devices {
+		if b.requiresLock(h.Rule) {
+			return tdispUnavailable("start (" + h.BDF.String() + ", rule " + h.Rule + ")")
+		}
+	}
+	dom.Started = b.now().UTC()
+	return b.saveLocked()
+}
+
+func (b *GateBackend) requiresLock(rule string) bool {
+	if rule == "" {
+		return false
+	}
+	for _, r := range b.o.Gate.Policy().Rules {
+		if r.Name == rule {
+			return r.TDISP != nil && r.TDISP.RequireLock
+		}
+	}
+	return false
+}
+
+// TDISPLock is refused: tdisp-unavailable.
+func (b *GateBackend) TDISPLock(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
+	return nil, tdispUnavailable("lock")
+}
+
+// TDISPStart is refused: tdisp-unavailable.
+func (b *GateBackend) TDISPStart(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
+	return nil, tdispUnavailable("start")
+}
+
+// TDISPStop is refused: tdisp-unavailable.
+func (b *GateBackend) TDISPStop(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
+	return nil, tdispUnavailable("stop")
+}
+
+// TDISPState is refused: tdisp-unavailable.
+func (b *GateBackend) TDISPState(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
+	return nil, tdispUnavailable("state")
+}
+
+// Status is what the daemon holds.
+func (b *GateBackend) Status(ctx context.Context) (*Status, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := &Status{Started: b.started, Policy: b.o.Gate.Policy().Path, Domains: map[string][]string{},
+		Devices: []DeviceStatus{}, TDIs: []TDIStatus{}, Sessions: []SessionStatus{},
+		Decisions: slices.Clone(b.decisions), Released: slices.Clone(b.st.Released), Reports: slices.Clone(b.reports),
+		TDISP: "unavailable: " + TDISPUnavailable}
+	for _, name := range slices.Sorted(maps.Keys(b.st.Domains)) {
+		dom := b.st.Domains[name]
+		list := []string{}
+		for _, k := range slices.Sorted(maps.Keys(dom.Devices)) {
+			h := dom.Devices[k]
+			list = append(list, k)
+			ds := DeviceStatus{BDF: h.BDF, Domain: name, Decision: policy.DecisionAllow, Rule: h.Rule, Bound: h.Bound,
+				OriginalDriver: h.OriginalDriver, Since: h.Since}
+			if b.o.System != nil {
+				if fn, err := b.o.System.Function(h.BDF); err == nil {
+					ds.Driver = fn.Driver
+				}
+			}
+			st.Devices = append(st.Devices, ds)
+		}
+		st.Domains[name] = list
+	}
+	if st.Decisions == nil {
+		st.Decisions = []DeviceDecision{}
+	}
+	if st.Released == nil {
+		st.Released = []ReleaseRecord{}
+	}
+	if st.Reports == nil {
+		st.Reports = []Report{}
+	}
+	return st, nil
+}
+
+// Held returns the functions a domain holds (an allow decision from this
+// daemon), in BDF order.
+func (b *GateBackend) Held(domain string) []pci.BDF {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dom := b.st.Domains[domain]
+	if dom == nil {
+		return nil
+	}
+	out := []pci.BDF{}
+	for _, k := range slices.Sorted(maps.Keys(dom.Devices)) {
+		out = append(out, dom.Devices[k].BDF)
+	}
+	return out
+}
+
+// Domains returns the names of the domains the daemon holds functions for.
+func (b *GateBackend) Domains() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Sorted(maps.Keys(b.st.Domains))
+}
+
+// Report records something the daemon noticed (shown by Status) and logs it
+// at warn level.
+func (b *GateBackend) Report(ctx context.Context, r Report) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reportLocked(r)
+	b.log.WarnContext(ctx, r.Message, "kind", r.Kind, "domain", r.Domain, "bdf", r.BDF)
+}
+
+func (b *GateBackend) reportLocked(r Report) {
+	if r.Time.IsZero() {
+		r.Time = b.now().UTC()
+	}
+	b.reports = append(b.reports, r)
+	if n := len(b.reports); n > maxReports {
+		b.reports = slices.Clone(b.reports[n-maxReports:])
+	}
+}
+
+// PollTDIs re-reads the TDISP state of the TDIs of running domains and
+// returns those that left CONFIG_LOCKED/RUN. Without the session owner the
+// daemon holds no TDI, so there is nothing to read.
+func (b *GateBackend) PollTDIs(ctx context.Context) ([]TDIStatus, error) {
+	return nil, nil
+}
+
+var _ Backend = (*GateBackend)(nil)
