@@ -538,6 +538,18 @@ func (b *GateBackend) Held(domain string) []pci.BDF {
 	return out
 }
 
+// DomainTimes returns when a domain the daemon holds was last checked and
+// started (zero when StartDomain never ran); ok is false for an unknown domain.
+func (b *GateBackend) DomainTimes(domain string) (checked, started time.Time, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dom := b.st.Domains[domain]
+	if dom == nil {
+		return time.Time{}, time.Time{}, false
+	}
+	return dom.Checked, dom.Started, true
+}
+
 // Domains returns the names of the domains the daemon holds functions for.
 func (b *GateBackend) Domains() []string {
 	b.mu.Lock()

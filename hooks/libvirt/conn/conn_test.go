@@ -30,6 +30,9 @@ func TestRealLibvirtdTestDriver(t *testing.T) {
 	if err != nil || !strings.Contains(x, "<name>test</name>") {
 		t.Fatalf("xml %q err %v", x, err)
 	}
+	if run, err := c.RunningDomains(); err != nil || !slices.Contains(run, "test") {
+		t.Fatalf("running domains = %v, %v; want the built-in \"test\"", run, err)
+	}
 	if _, err := c.DomainXML("no-such-domain"); err == nil {
 		t.Fatal("lookup of a missing domain succeeded")
 	}
