@@ -46,7 +46,7 @@ type fakeSource struct {
 }
 
 func (f *fakeSource) RunningDomains() ([]string, error) { return f.running, nil }
-func (f *fakeSource) LiveXML(n string) (string, error)   { return f.xml[n], nil }
+func (f *fakeSource) LiveXML(n string) (string, error)  { return f.xml[n], nil }
 func (f *fakeSource) DetachHostdevPCI(name string, dom uint16, bus, slot, fn uint8, managed bool) error {
 	f.detached = append(f.detached, fmt.Sprintf("%s %04x:%02x:%02x.%x", name, dom, bus, slot, fn))
 	return nil
@@ -66,8 +66,8 @@ func TestMonitorHotplugAndReconcile(t *testing.T) {
 				times: map[string][2]time.Time{
 					"vm1":      {now.Add(-time.Hour), now.Add(-time.Hour)},
 					"gone":     {now.Add(-time.Hour), now.Add(-time.Hour)}, // started, no longer running
-					"starting": {now.Add(-time.Second), {}},                 // checked at prepare just now
-					"aborted":  {now.Add(-time.Hour), {}},                   // checked long ago, never started
+					"starting": {now.Add(-time.Second), {}},                // checked at prepare just now
+					"aborted":  {now.Add(-time.Hour), {}},                  // checked long ago, never started
 				}}
 			src := &fakeSource{running: []string{"vm1"}, xml: map[string]string{"vm1": liveXML}}
 			m := &Monitor{Backend: h, Hotplug: mode, Now: func() time.Time { return now }}
