@@ -113,6 +113,8 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newReleaseCmd(e, g),
 		newExplainCmd(e, g),
 		newDemoCmd(e, g),
+		newDaemonCmd(e, g),
+		newLibvirtCmd(e, g),
 	}
 }
 
