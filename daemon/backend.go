@@ -304,8 +304,9 @@ func toDeviceDecision(d gate.Decision, driver string, domain string) DeviceDecis
 			if domain != "" {
 				target = "--domain " + domain + " " + target
 			}
-			msg += fmt.Sprintf(" (the function is on its host driver %s: libvirt managed='yes' only moves it to vfio-pci after prepare; "+
-				"bind it first with `vfio-gate bind %s`, or use managed='no')", driver, target)
+			msg += fmt.Sprintf(" (the function is still on its host driver %s, as at libvirt prepare of a managed='yes' hostdev: "+
+				"unbind %s from %s, then `vfio-gate bind %s` attests it with no driver and binds it to vfio-pci on allow; "+
+				"or use managed='no')", driver, d.BDF, driver, target)
 		}
 		dd.Reasons = append(dd.Reasons, Reason{Code: string(r.Code), Message: msg})
 	}

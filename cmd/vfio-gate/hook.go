@@ -27,7 +27,24 @@ lifecycle step. It reads the domain XML on stdin and asks the vfio-gate daemon:
   anything else   exit 0 at once
 
 It never calls libvirtd (that would deadlock) and reads no environment. Without a running
-daemon, prepare denies: "vfio-gate daemon is not running (systemctl start vfio-gate)".`,
+daemon, prepare denies: "vfio-gate daemon is not running (systemctl start vfio-gate)".
+
+managed='yes': at prepare libvirt has not yet moved the function off its host driver, and
+vfio-gate never drives a DOE mailbox a kernel driver owns. So a function with a DOE mailbox
+that is still on a host driver (nvme, mlx5_core, cxl_pci, ...) is denied with mailbox-owned,
+and the message says what to do: unbind the host driver
+(echo BDF > /sys/bus/pci/drivers/DRIVER/unbind), then "vfio-gate bind --domain NAME BDF"
+attests it with no driver bound and binds it to vfio-pci only on allow; libvirt accepts a
+managed='yes' function that is already on vfio-pci (and gives it back to the host driver at
+stop), or declare it managed='no'. vfio-gate does not unbind a host driver by itself at
+prepare: that would take a device away from the host before any decision. A function already
+on vfio-pci (or on no driver) is attested at prepare. A function without any DOE mailbox is
+judged by the policy's defaults (no-cma) with read-only config space access.
+
+Not gated: <interface type='network'> backed by a hostdev pool: libvirt picks the VF after
+prepare and the hook cannot ask it. Use <hostdev> or <interface type='hostdev'> with a source
+address for devices that must be gated; "vfio-gate libvirt preflight" warns about such
+interfaces, and the daemon reports hostdevs it finds on running domains without a decision.`,
 		Args:                  cobra.ArbitraryArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
