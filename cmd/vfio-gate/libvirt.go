@@ -54,14 +54,25 @@ bad policy.`,
 				return err
 			}
 			x, err := lc.DomainXML(args[0])
-			lc.Close()
 			if err != nil {
+				lc.Close()
 				return err
 			}
 			dom, err := lvhook.ParseDomain(strings.NewReader(x))
 			if err != nil {
+				lc.Close()
 				return err
 			}
+			for _, n := range dom.Networks {
+				mode, err := lc.NetworkForwardMode(n)
+				switch {
+				case err != nil:
+					fmt.Fprintf(e.errw, "vfio-gate: warning: network %s: %v: cannot tell whether it hands out PCI functions\n", n, err)
+				case mode == "hostdev":
+					fmt.Fprintf(e.errw, "vfio-gate: warning: <interface type='network'> uses network %s, a hostdev pool: libvirt picks the PCI function after prepare, so the hook cannot gate it; use <interface type='hostdev'> with a source address\n", n)
+				}
+			}
+			lc.Close()
 			conf := confidential || dom.Confidential(nil)
 			if len(dom.PCI) == 0 {
 				if g.json {

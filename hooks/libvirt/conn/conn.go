@@ -10,6 +10,7 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+	"libvirt.org/go/libvirtxml"
 )
 
 // DefaultSocket is libvirtd's read-write socket.
@@ -138,4 +139,25 @@ func (c *Conn) DetachHostdevPCI(name string, dom uint16, bus, slot, fn uint8, ma
 		return fmt.Errorf("libvirt: detach %04x:%02x:%02x.%x from %q: %w", dom, bus, slot, fn, name, err)
 	}
 	return nil
+}
+
+// NetworkForwardMode returns the <forward mode=...> of a libvirt network
+// ("" when it has none): "hostdev" means a pool of PCI functions (VFs).
+func (c *Conn) NetworkForwardMode(name string) (string, error) {
+	n, err := c.l.NetworkLookupByName(name)
+	if err != nil {
+		return "", fmt.Errorf("libvirt: network %q: %w", name, err)
+	}
+	x, err := c.l.NetworkGetXMLDesc(n, 0)
+	if err != nil {
+		return "", fmt.Errorf("libvirt: network %q XML: %w", name, err)
+	}
+	var nx libvirtxml.Network
+	if err := nx.Unmarshal(x); err != nil {
+		return "", fmt.Errorf("libvirt: network %q XML: %w", name, err)
+	}
+	if nx.Forward == nil {
+		return "", nil
+	}
+	return nx.Forward.Mode, nil
 }
