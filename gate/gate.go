@@ -454,7 +454,11 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	var prepErr []error
 	for i, it := range items {
 		d := &it.d
-		td := tpm.Decision{BDF: it.bdf.String(), VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID,
+		name := it.bdf.String()
+		if d.Identity.BDF == "" && d.Identity.Socket != "" {
+			name = "socket:" + d.Identity.Socket
+		}
+		td := tpm.Decision{BDF: name, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID,
 			DSN: d.Identity.DSN, Rule: d.Verdict.Rule, Allow: d.Verdict.Allow, Mode: string(d.Verdict.Mode),
 			Reasons: reasonCodes(d.Verdict), EvidenceDigest: d.EvidenceDigest, Confidential: confidential, Time: now}
 		evs, err := tpm.EventsFor(d.Evidence, td)

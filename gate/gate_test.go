@@ -6,17 +6,21 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
@@ -451,5 +455,40 @@ func TestFixtureDebugModeEncoding(t *testing.T) {
 	b := emu.DeviceMode(0, 0, 0, 1<<1)
 	if binary.LittleEndian.Uint32(b[12:]) != 2 {
 		t.Fatal("DeviceModeState not at offset 12")
+	}
+}
+
+// A responder behind spdm-socket is gated with the same policy.
+func TestCheckSocket(t *testing.T) {
+	w := newWorld(t, policyOpts{})
+	for _, c := range []struct {
+		profile string
+		allow   bool
+		code    policy.Code
+	}{{"good", true, ""}, {"tampered", false, policy.CodeMeasurementMismatch}} {
+		d, err := emu.New(emu.Config{Identity: withDSN(nvme, 9), Profile: c.profile, Algorithms: spdm.AsymECDSAP384})
+		must(t, err)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		go socket.Serve(ctx, ln, d.Features(), d.Handler())
+		dec, err := w.gate().CheckSocket(t.Context(), ln.Addr().String(), attest.Identity{VendorID: 0x1b36, DeviceID: 0x0010}, true)
+		cancel()
+		ln.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dec.Allowed() != c.allow || (c.code != "" && !slices.Contains(codes(dec), string(c.code))) || !dec.Recorded {
+			t.Fatalf("%s: %s %v recorded=%v failure %+v id %+v slot %d chains %+v", c.profile, dec.Verdict.Decision, dec.Verdict.Reasons, dec.Recorded, dec.Evidence.Failure, dec.Identity, dec.Evidence.Bundle.Slot, dec.Evidence.Chains[0].CMASAN)
+		}
+	}
+	// Nobody listening: a transport deny, recorded.
+	dec, err := w.gate().CheckSocket(t.Context(), "127.0.0.1:1", attest.Identity{VendorID: 0x1b36, DeviceID: 0x0010}, true)
+	if err != nil || dec.Allowed() || !slices.Contains(codes(dec), string(policy.CodeTransport)) || !dec.Recorded {
+		t.Fatalf("no listener: %v %v", codes(dec), err)
+	}
+	vs := w.verifyLog()
+	if len(vs) != 3 || !strings.HasPrefix(vs[0].BDF, "socket:127.0.0.1:") {
+		t.Fatalf("verdicts %+v", vs)
 	}
 }
