@@ -15,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
@@ -241,13 +243,15 @@ func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, err
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			g.attestOne(ctx, it, req.Confidential)
+			g.attestOne(ctx, it, req.Confidential, min(len(items), g.o.Concurrency))
 		}()
 	}
 	wg.Wait()
 	if bind {
 		g.groupRule(items)
 	}
+	// One Recorder.Record for all: one log read and one PCR read per
+	// request (per-function calls cost more than they overlap).
 	g.record(ctx, items, req.Confidential)
 	for _, it := range items {
 		v := it.d.Verdict
@@ -286,8 +290,13 @@ func (g *Gate) rootsFor(id attest.Identity) []*x509.Certificate {
 	return p.TrustAnchors(id)
 }
 
-func (g *Gate) attestOptions(id attest.Identity) *attest.Options {
+func (g *Gate) attestOptions(id attest.Identity, inFlight int) *attest.Options {
 	o := g.o.Attest
+	if o.DOE == nil && inFlight > runtime.NumCPU() {
+		// More mailboxes in flight than CPUs: wait for Data Object Ready
+		// by sleeping, not spinning, or the spinners starve the others.
+		o.DOE = &doe.Options{Spin: -1}
+	}
 	o.Roots = g.rootsFor(id)
 	if o.Now == nil {
 		o.Now = g.now
@@ -299,7 +308,7 @@ func (g *Gate) attestOptions(id attest.Identity) *attest.Options {
 }
 
 // attestOne fills it.d: the function's identity, evidence and verdict.
-func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool) {
+func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool, inFlight int) {
 	d := &it.d
 	d.BDF = it.bdf
 	d.Identity = attest.Identity{BDF: it.bdf.String()}
@@ -308,7 +317,7 @@ func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool) {
 	if err == nil {
 		it.fn = fn
 		d.Identity = identityOf(fn)
-		ev, err = attest.Function(ctx, g.o.System, it.bdf, g.attestOptions(d.Identity))
+		ev, err = attest.Function(ctx, g.o.System, it.bdf, g.attestOptions(d.Identity, inFlight))
 	}
 	switch {
 	case err == nil && ev != nil:

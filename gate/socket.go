@@ -22,7 +22,7 @@ func (g *Gate) CheckSocket(ctx context.Context, addr string, id attest.Identity,
 	var ev *attest.Evidence
 	c, err := socket.Dial(ctx, addr)
 	if err == nil {
-		ev, err = attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, g.attestOptions(id))
+		ev, err = attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, g.attestOptions(id, 1))
 		c.Close()
 	}
 	if err != nil || ev == nil {
