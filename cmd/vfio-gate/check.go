@@ -64,6 +64,12 @@ type setupOptions struct {
 // openGate loads the policy (refusing to run without a valid one: exit 1),
 // opens the TPM (exit 5 when it cannot be used) and the sysfs tree.
 func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, error) {
+	if so.policyLoad == nil {
+		so.policyLoad = e.policyLoad
+	}
+	if so.geteuid == nil {
+		so.geteuid = e.geteuid
+	}
 	p, err := policy.Load(g.policy, so.policyLoad)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
@@ -25,6 +26,10 @@ type env struct {
 	// vfioApply, if set, replaces the binding options (tests play the
 	// kernel through its Write hook and DevVFIO).
 	vfioApply *vfio.ApplyOptions
+	// policyLoad and geteuid, if set, adjust policy loading and the root
+	// check of config-space access (tests of check/bind on fixture trees).
+	policyLoad *policy.LoadOptions
+	geteuid    func() int
 }
 
 // globals are the flags every command accepts, before or after its name.
