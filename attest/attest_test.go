@@ -444,8 +444,8 @@ func TestFunctionFloors(t *testing.T) {
 	fx := newFixture(t)
 	d, bdf := fx.addEmu(t, "0000:0c:00.0", emu.Config{Algorithms: emu.AllAlgorithms, Versions: []spdm.Version{spdm.Version11, spdm.Version12}})
 	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), MinVersion: "1.2",
-		AsymAlgos: []string{"eddsa-ed25519"}, HashAlgos: []string{"sha-512"}})
-	if ev.Failure != nil || ev.Version != "1.2" || ev.Algorithms.BaseAsym != "eddsa-ed25519" || ev.Algorithms.BaseHash != "sha-512" {
+		AsymAlgos: []string{"ed25519"}, HashAlgos: []string{"sha-512"}})
+	if ev.Failure != nil || ev.Version != "1.2" || ev.Algorithms.BaseAsym != "ed25519" || ev.Algorithms.BaseHash != "sha-512" {
 		t.Fatalf("%+v %s %+v", ev.Failure, ev.Version, ev.Algorithms)
 	}
 	// A floor the device cannot meet is a protocol failure, not a downgrade.
@@ -472,6 +472,12 @@ func TestTransportDirect(t *testing.T) {
 	if ev.Failure != nil || !ev.Identity.FromCMASAN || ev.Identity.VendorID != id.Vendor || ev.Identity.DeviceID != id.Device ||
 		!ev.ChallengeVerified || !ev.MeasurementsSignatureVerified {
 		t.Fatalf("failure %+v identity %+v", ev.Failure, ev.Identity)
+	}
+	// Operator-given vendor:device that agree with the SAN match (class and
+	// the rest are unknown, so not compared).
+	ev, _ = attest.Transport(context.Background(), d.Direct(), attest.Identity{VendorID: id.Vendor, DeviceID: id.Device}, &attest.Options{Roots: d.Anchors()})
+	if s := ev.Chains[0].CMASAN; ev.Identity.FromCMASAN || s == nil || s.MatchesIdentity == nil || !*s.MatchesIdentity {
+		t.Fatalf("identity %+v SAN %+v", ev.Identity, s)
 	}
 	// With operator-given IDs that differ, the SAN does not match.
 	ev, _ = attest.Transport(context.Background(), d.Direct(), attest.Identity{VendorID: 0x8086, DeviceID: 0x1}, &attest.Options{Roots: d.Anchors()})
@@ -579,6 +585,100 @@ func TestTransportSocketPeerGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	if ev.Failure == nil || ev.Failure.Kind != attest.FailTransport {
+		t.Fatalf("%+v", ev.Failure)
+	}
+}
+
+// refuseAll answers GET_MEASUREMENTS for "all indices" with ERROR
+// InvalidRequest, as devices that only serve single indices do.
+type refuseAll struct {
+	t       spdm.Transport
+	refused int
+}
+
+func (r *refuseAll) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	if len(req) >= 4 && req[1] == 0xE0 && req[3] == 0xFF {
+		r.refused++
+		return []byte{req[0], 0x7F, byte(spdm.ErrorCodeInvalidRequest), 0}, nil
+	}
+	return r.t.Exchange(ctx, req)
+}
+
+func TestTransportMeasurementsOneByOne(t *testing.T) {
+	d, err := emu.New(emu.Config{Algorithms: spdm.AsymECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &refuseAll{t: d.Direct()}
+	ev, err := attest.Transport(context.Background(), tr, attest.Identity{}, &attest.Options{Roots: d.Anchors()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.refused != 1 || ev.Failure != nil || !ev.MeasurementsOneByOne || !ev.MeasurementsSignatureVerified ||
+		len(ev.Measurements) != len(emu.GoodMeasurements()) {
+		t.Fatalf("refused %d failure %+v one-by-one %v signed %v blocks %d", tr.refused, ev.Failure, ev.MeasurementsOneByOne,
+			ev.MeasurementsSignatureVerified, len(ev.Measurements))
+	}
+}
+
+// vanishing is a config space whose device disappears after `after` writes
+// (mid-exchange, as a hot-unplug would).
+type vanishing struct {
+	pci.ConfigSpace
+	writes, after int
+}
+
+func (v *vanishing) ReadAt(p []byte, off int64) (int, error) {
+	if v.writes >= v.after {
+		return 0, fmt.Errorf("%w: read config", pci.ErrDeviceRemoved)
+	}
+	return v.ConfigSpace.ReadAt(p, off)
+}
+
+func (v *vanishing) WriteAt(p []byte, off int64) (int, error) {
+	v.writes++
+	if v.writes >= v.after {
+		return 0, fmt.Errorf("%w: write config", pci.ErrDeviceRemoved)
+	}
+	return v.ConfigSpace.WriteAt(p, off)
+}
+
+func TestFunctionDeviceRemovedMidway(t *testing.T) {
+	fx := newFixture(t)
+	d, bdf := fx.addEmu(t, "0000:0d:00.0", emu.Config{})
+	// Discovery takes a handful of writes; SPDM VCA many more.
+	fx.configs[bdf] = &vanishing{ConfigSpace: d, after: 40}
+	ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Failure == nil || ev.Failure.Kind != attest.FailDeviceGone || !ev.HasCMA {
+		t.Fatalf("%+v has_cma %v", ev.Failure, ev.HasCMA)
+	}
+}
+
+func TestFunctionChainCache(t *testing.T) {
+	fx := newFixture(t)
+	d, bdf := fx.addEmu(t, "0000:0e:00.0", emu.Config{})
+	cache := &spdm.MapChainCache{}
+	o := &attest.Options{Roots: d.Anchors(), ChainCache: cache}
+	cold, _ := attest.Function(context.Background(), fx.sys, bdf, o)
+	warm, _ := attest.Function(context.Background(), fx.sys, bdf, o)
+	if cold.Failure != nil || warm.Failure != nil {
+		t.Fatal(cold.Failure, warm.Failure)
+	}
+	if warm.RoundTrips >= cold.RoundTrips || warm.BytesRecv >= cold.BytesRecv || !warm.Chains[0].Verified ||
+		!bytes.Equal(warm.Bundle.CertChainBuffer, cold.Bundle.CertChainBuffer) {
+		t.Fatalf("cold %d round trips %d bytes, warm %d round trips %d bytes", cold.RoundTrips, cold.BytesRecv, warm.RoundTrips, warm.BytesRecv)
+	}
+}
+
+func TestFunctionExplicitSlot(t *testing.T) {
+	fx := newFixture(t)
+	d, bdf := fx.addEmu(t, "0000:0f:00.0", emu.Config{})
+	slot := uint8(0)
+	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), Slot: &slot})
+	if ev.Failure != nil || ev.Bundle.Slot != 0 || !ev.ChallengeVerified {
 		t.Fatalf("%+v", ev.Failure)
 	}
 }

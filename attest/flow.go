@@ -484,19 +484,27 @@ func (r *run) cmaSAN(s *spdm.CMASAN) *CMASAN {
 	out := &CMASAN{Raw: s.Raw, VendorID: s.VendorID, DeviceID: s.DeviceID, Class: s.Class, Revision: s.Revision,
 		SubsystemVendorID: s.SubsystemVendorID, SubsystemID: s.SubsystemID, DSN: s.DSN}
 	id := r.ev.Identity
-	if id.VendorID != 0 || id.DeviceID != 0 {
-		m := s.VendorID == id.VendorID && s.DeviceID == id.DeviceID && s.Class == id.Class && s.Revision == id.Revision
-		if s.SubsystemVendorID != nil {
-			m = m && *s.SubsystemVendorID == id.SubsystemVendorID
-		}
-		if s.SubsystemID != nil {
-			m = m && *s.SubsystemID == id.SubsystemID
-		}
-		if s.DSN != nil {
-			m = m && id.DSN != nil && *id.DSN == *s.DSN
-		}
-		out.MatchesIdentity = &m
+	if id.VendorID == 0 && id.DeviceID == 0 {
+		return out // real IDs unknown: nothing to compare
 	}
+	// A PCI function's identity is fully known from sysfs; an operator's
+	// --pci-id for a socket device gives vendor and device only, so fields
+	// it leaves zero are not compared there.
+	full := id.BDF != ""
+	m := s.VendorID == id.VendorID && s.DeviceID == id.DeviceID
+	if full || id.Class != 0 || id.Revision != 0 {
+		m = m && s.Class == id.Class && s.Revision == id.Revision
+	}
+	if s.SubsystemVendorID != nil && (full || id.SubsystemVendorID != 0) {
+		m = m && *s.SubsystemVendorID == id.SubsystemVendorID
+	}
+	if s.SubsystemID != nil && (full || id.SubsystemID != 0) {
+		m = m && *s.SubsystemID == id.SubsystemID
+	}
+	if s.DSN != nil && (full || id.DSN != nil) {
+		m = m && id.DSN != nil && *id.DSN == *s.DSN
+	}
+	out.MatchesIdentity = &m
 	return out
 }
 

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -515,5 +517,40 @@ func TestDiscoverHostile(t *testing.T) {
 	}
 	if len(loop.Features()) != 0 {
 		t.Error("a failed discovery cached features")
+	}
+}
+
+func TestStaleStateOnEntryIsAborted(t *testing.T) {
+	m, mb, _ := newMailbox(t, nil)
+	// Someone left a response unread: DOR set on entry.
+	obj, _ := doe.EncodeObject(doe.FeatureCMA, []byte("stale"))
+	for i := 0; i < len(obj); i += 4 {
+		m.WriteReg(doe.RegWrite, binary.LittleEndian.Uint32(obj[i:]))
+	}
+	m.WriteReg(doe.RegCtrl, doe.CtrlGo)
+	if m.ReadReg(doe.RegStatus)&doe.StatusDOR == 0 {
+		t.Fatal("setup: no stale response")
+	}
+	mustEcho(t, mb, []byte("fresh"))
+	// Someone left the Error bit set.
+	m.WriteReg(doe.RegRead, 0)
+	for m.ReadReg(doe.RegStatus)&doe.StatusErr == 0 {
+		m.WriteReg(doe.RegRead, 0)
+	}
+	mustEcho(t, mb, []byte("fresh again"))
+	if s := mb.Stats(); s.Aborts != 2 || s.Failures != 0 {
+		t.Fatalf("stats %+v, want 2 aborts and no failure", s)
+	}
+}
+
+func TestBusyOnEntryIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	m := doe.NewModel([]doe.Feature{doe.FeatureCMA}, echo)
+	mb := doe.New(doe.NewTestConfig(m), 0x100, &doe.Options{Logger: log})
+	m.SetFault(doe.Fault{BusyUntilAbort: true})
+	mustEcho(t, mb, []byte{1})
+	if !strings.Contains(buf.String(), "busy on entry") || !strings.Contains(buf.String(), "doe_offset=0x100") {
+		t.Fatalf("log = %q", buf.String())
 	}
 }

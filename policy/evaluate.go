@@ -535,25 +535,28 @@ func (e *eval) checkSAN(r *Rule) {
 	}
 	id := e.ev.Identity
 	var bad []string
+	// A socket device's identity is what the operator said (vendor and
+	// device) or was taken from this very SAN: only those IDs are known.
+	socket := id.Socket != "" && id.BDF == ""
 	if san.VendorID != id.VendorID {
 		bad = append(bad, fmt.Sprintf("vendor 0x%04x != 0x%04x", san.VendorID, id.VendorID))
 	}
 	if san.DeviceID != id.DeviceID {
 		bad = append(bad, fmt.Sprintf("device 0x%04x != 0x%04x", san.DeviceID, id.DeviceID))
 	}
-	if san.Class != id.Class {
+	if !socket && san.Class != id.Class {
 		bad = append(bad, fmt.Sprintf("class 0x%06x != 0x%06x", san.Class, id.Class))
 	}
-	if san.Revision != id.Revision {
+	if !socket && san.Revision != id.Revision {
 		bad = append(bad, fmt.Sprintf("revision 0x%02x != 0x%02x", san.Revision, id.Revision))
 	}
-	if san.SubsystemVendorID != nil && *san.SubsystemVendorID != id.SubsystemVendorID {
+	if !socket && san.SubsystemVendorID != nil && *san.SubsystemVendorID != id.SubsystemVendorID {
 		bad = append(bad, fmt.Sprintf("subsystem vendor 0x%04x != 0x%04x", *san.SubsystemVendorID, id.SubsystemVendorID))
 	}
-	if san.SubsystemID != nil && *san.SubsystemID != id.SubsystemID {
+	if !socket && san.SubsystemID != nil && *san.SubsystemID != id.SubsystemID {
 		bad = append(bad, fmt.Sprintf("subsystem 0x%04x != 0x%04x", *san.SubsystemID, id.SubsystemID))
 	}
-	if san.DSN != nil && (id.DSN == nil || *san.DSN != *id.DSN) {
+	if !socket && san.DSN != nil && (id.DSN == nil || *san.DSN != *id.DSN) {
 		bad = append(bad, "device serial number differs")
 	}
 	if len(bad) == 0 && san.MatchesIdentity != nil && !*san.MatchesIdentity {

@@ -443,3 +443,71 @@ func TestREADMEDocumentsEveryCode(t *testing.T) {
 		}
 	}
 }
+
+func TestSocketDeviceSAN(t *testing.T) {
+	p := newPKI(t)
+	pol := p.mustLoad(fmt.Sprintf(`version: 1
+rules:
+  - name: lab
+    match: {vendor: 0x1234, device: [0x5678, 0x5679]}
+    spdm: {trust_anchors: [%s], require_cma_san: true}
+`, p.rootPEM))
+	for _, c := range []struct {
+		dev  uint16
+		want []policy.Code
+	}{{0x5678, []policy.Code{}}, {0x5679, []policy.Code{"san-mismatch"}}} {
+		ev := p.goodEvidence()
+		// Only vendor and device are known for a socket device; class, revision,
+		// subsystem IDs and DSN in the SAN cannot be compared.
+		ev.Identity = attest.Identity{Socket: "127.0.0.1:2323", VendorID: 0x1234, DeviceID: c.dev}
+		ev.Chains[0].CMASAN.MatchesIdentity = nil
+		ev.Chains[0].CMASAN.DSN = u64(5)
+		v := pol.Evaluate(ev, policy.Input{Confidential: true, Now: now})
+		if v.Rule != "lab" {
+			t.Fatalf("rule %q", v.Rule)
+		}
+		if d := cmp.Diff(c.want, codes(v)); d != "" {
+			t.Errorf("device 0x%04x (-want +got):\n%s", c.dev, d)
+		}
+	}
+}
+
+// TestREADMESchemaExampleLoads keeps the README's schema example valid: it is
+// loaded with its file paths and elided digests replaced by real ones.
+func TestREADMESchemaExampleLoads(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	start := strings.Index(s, "### Schema (version 1)")
+	if start < 0 {
+		t.Fatal("README has no schema section")
+	}
+	s = s[start:]
+	i := strings.Index(s, "```yaml\n")
+	j := strings.Index(s[i+8:], "```")
+	if i < 0 || j < 0 {
+		t.Fatal("no yaml block in the schema section")
+	}
+	text := s[i+8 : i+8+j]
+	p := newPKI(t)
+	crl := p.crl("acme.crl", p.root, now.Add(-time.Hour), now.Add(time.Hour))
+	text = strings.NewReplacer(
+		"/etc/vfio-gate/anchors/acme-root.pem", p.rootPEM,
+		"/etc/vfio-gate/crl/acme.crl", crl,
+		"sha384:9f2c...", fmt.Sprintf("sha384:%x", fwDigest),
+		"sha384:41aa...", fmt.Sprintf("sha384:%x", fwDigest2),
+	).Replace(text)
+	pol, err := p.load(text)
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if len(pol.Rules) != 1 || pol.Rules[0].SPDM == nil || pol.Rules[0].Measurements == nil || pol.Rules[0].TDISP == nil {
+		t.Fatalf("README example loaded as %+v", pol)
+	}
+	v := pol.Evaluate(p.goodEvidence(), policy.Input{Confidential: true, Now: now})
+	if !v.Allow {
+		t.Fatalf("README example denies the good device: %+v", v.Reasons)
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -74,6 +73,9 @@ func Load(path string, opts *LoadOptions) (*Policy, error) {
 // relative anchor and CRL paths (its directory); those files are read with
 // the same permission checks as Load.
 func Parse(data []byte, name string, opts *LoadOptions) (*Policy, error) {
+	if len(data) > maxFileSize {
+		return nil, &Error{File: name, Msg: fmt.Sprintf("larger than %d bytes", maxFileSize)}
+	}
 	d := &decoder{file: name, dir: filepath.Dir(name), opts: opts}
 	p := d.document(data)
 	if err := d.err(); err != nil {
@@ -128,8 +130,12 @@ func checkOwnerMode(st fs.FileInfo, what string) error {
 	if st.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("%w: %s is writable by group or others (mode %04o): chmod go-w it", ErrInsecure, what, st.Mode().Perm())
 	}
-	if s, ok := st.Sys().(*syscall.Stat_t); ok && s.Uid != 0 {
-		return fmt.Errorf("%w: %s is owned by uid %d, not root: chown root it", ErrInsecure, what, s.Uid)
+	uid, ok := ownerUID(st)
+	if !ok {
+		return fmt.Errorf("%w: cannot tell the owner of the %s on this system", ErrInsecure, what)
+	}
+	if uid != 0 {
+		return fmt.Errorf("%w: %s is owned by uid %d, not root: chown root it", ErrInsecure, what, uid)
 	}
 	return nil
 }
@@ -407,10 +413,12 @@ func (d *decoder) boolean(n *yaml.Node) bool {
 
 // seq returns the items of a sequence; a scalar is accepted as a one-item list.
 func (d *decoder) seq(n *yaml.Node) []*yaml.Node {
-	switch n.Kind {
-	case yaml.SequenceNode:
+	switch {
+	case n.Kind == yaml.SequenceNode:
 		return n.Content
-	case yaml.ScalarNode:
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+		return nil // "key:" with nothing after it: an empty list
+	case n.Kind == yaml.ScalarNode:
 		return []*yaml.Node{n}
 	}
 	d.errorf(n, "want a list, got %s", describe(n))
@@ -617,7 +625,7 @@ func parseDSN(s string) (uint64, error) {
 // Algorithm names as attest reports them (DSP0274 BaseAsymAlgo / BaseHashAlgo / MeasurementHashAlgo).
 var (
 	asymNames = []string{"rsassa-2048", "rsapss-2048", "rsassa-3072", "rsapss-3072", "ecdsa-p256", "rsassa-4096",
-		"rsapss-4096", "ecdsa-p384", "ecdsa-p521", "sm2-p256", "eddsa-ed25519", "eddsa-ed448"}
+		"rsapss-4096", "ecdsa-p384", "ecdsa-p521", "sm2-p256", "ed25519", "ed448"}
 	hashNames = []string{"sha-256", "sha-384", "sha-512", "sha3-256", "sha3-384", "sha3-512", "sm3-256"}
 )
 

@@ -98,6 +98,18 @@ func TestLoadErrorsCarryLines(t *testing.T) {
 	}
 }
 
+func TestEmptyListsAndNoRules(t *testing.T) {
+	p := newPKI(t)
+	pol := p.mustLoad("version: 1\nrules:\niommu_group: {exempt_classes: []}\n")
+	if len(pol.Rules) != 0 || len(pol.ExemptClasses) != 0 {
+		t.Fatalf("%+v", pol)
+	}
+	if _, err := p.load("version: 1\nrules:\n  - name: r\n    match: {vendor: 1}\n    spdm: {trust_anchors:}\n"); err == nil ||
+		!strings.Contains(err.Error(), "policy.yaml:5:") || !strings.Contains(err.Error(), "at least one trust_anchors") {
+		t.Fatalf("null anchors: %v", err)
+	}
+}
+
 func TestLoadReportsSeveralErrors(t *testing.T) {
 	p := newPKI(t)
 	_, err := p.load("version: 1\nmode: x\ntpm: {pcr: 99}\nfoo: 1\n")

@@ -23,13 +23,14 @@ type env struct {
 	// configOpener, if set, serves config spaces instead of sysfs (tests
 	// and the demo's software devices); see pci.Options.ConfigOpener.
 	configOpener func(pci.BDF) (pci.ConfigSpace, io.Closer, error)
+	// geteuid, if set, replaces os.Geteuid for the raw-DOE rule (tests).
+	geteuid func() int
 	// vfioApply, if set, replaces the binding options (tests play the
 	// kernel through its Write hook and DevVFIO).
 	vfioApply *vfio.ApplyOptions
-	// policyLoad and geteuid, if set, adjust policy loading and the root
-	// check of config-space access (tests of check/bind on fixture trees).
+	// policyLoad, if set, adjusts policy loading (tests of check/bind on
+	// fixture trees skip the owner check).
 	policyLoad *policy.LoadOptions
-	geteuid    func() int
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -109,6 +110,8 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newLogCmd(e, g),
 		newPolicyCmd(e, g),
 		newEmulateCmd(e, g),
+		newAttestCmd(e, g),
+		newDOECmd(e, g),
 		newCheckCmd(e, g),
 		newBindCmd(e, g),
 		newReleaseCmd(e, g),

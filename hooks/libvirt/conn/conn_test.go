@@ -1,9 +1,11 @@
 package conn
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 )
@@ -30,5 +32,45 @@ func TestRealLibvirtdTestDriver(t *testing.T) {
 	}
 	if _, err := c.DomainXML("no-such-domain"); err == nil {
 		t.Fatal("lookup of a missing domain succeeded")
+	}
+}
+
+// TestWatcherSeesLifecycle destroys the test driver's running domain and
+// checks the watcher reports it stopped. The test driver keeps its state per
+// connection, so the destroy goes through the watcher's own connection.
+func TestWatcherSeesLifecycle(t *testing.T) {
+	testutil.StartLibvirtd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	events := make(chan Event, 16)
+	w := &Watcher{URI: "test:///default", Socket: "",
+		OnReconnect: func(ctx context.Context, c *Conn) {
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				d, err := c.l.DomainLookupByName("test")
+				if err != nil {
+					t.Errorf("lookup: %v", err)
+					return
+				}
+				if err := c.l.DomainDestroy(d); err != nil {
+					t.Errorf("destroy: %v", err)
+				}
+			}()
+		},
+		OnEvent: func(_ context.Context, e Event) { events <- e },
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case e := <-events:
+		if e.Domain != "test" || e.Kind != "stopped" {
+			t.Fatalf("event %+v, want test stopped", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no lifecycle event within 20 s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
