@@ -24,6 +24,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
@@ -62,7 +63,8 @@ type Options struct {
 	// Concurrency bounds parallel attestations; 0 = DefaultConcurrency.
 	Concurrency int
 	// Attest is the template of every attestation; Roots are replaced by the
-	// trust anchors of the policy rule matching each function.
+	// trust anchors of the policy rule matching each function. A nil
+	// ChainCache becomes one in-memory cache for the Gate's lifetime.
 	Attest attest.Options
 	// Bind configures vfio.Apply and vfio.Release.
 	Bind vfio.ApplyOptions
@@ -128,6 +130,11 @@ func New(o Options) (*Gate, error) {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
+	}
+	if o.Attest.ChainCache == nil {
+		// Chains are cached by their digest (which the device signs over
+		// in CHALLENGE): a warm check of a known device fetches no chain.
+		o.Attest.ChainCache = &spdm.MapChainCache{}
 	}
 	g := &Gate{o: o, log: o.Logger, now: o.Now, original: map[pci.BDF]boundRecord{}}
 	if g.log == nil {
