@@ -586,7 +586,7 @@ func printChecks(w io.Writer, d gate.Decision) {
 		if !c.Pass {
 			res = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, short(c.Expected, 70), short(c.Got, 70), res)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, short(c.Expected, 48), short(c.Got, 48), res)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
