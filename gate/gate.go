@@ -15,13 +15,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
@@ -60,7 +63,8 @@ type Options struct {
 	// Concurrency bounds parallel attestations; 0 = DefaultConcurrency.
 	Concurrency int
 	// Attest is the template of every attestation; Roots are replaced by the
-	// trust anchors of the policy rule matching each function.
+	// trust anchors of the policy rule matching each function. A nil
+	// ChainCache becomes one in-memory cache for the Gate's lifetime.
 	Attest attest.Options
 	// Bind configures vfio.Apply and vfio.Release.
 	Bind vfio.ApplyOptions
@@ -126,6 +130,11 @@ func New(o Options) (*Gate, error) {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
+	}
+	if o.Attest.ChainCache == nil {
+		// Chains are cached by their digest (which the device signs over
+		// in CHALLENGE): a warm check of a known device fetches no chain.
+		o.Attest.ChainCache = &spdm.MapChainCache{}
 	}
 	g := &Gate{o: o, log: o.Logger, now: o.Now, original: map[pci.BDF]boundRecord{}}
 	if g.log == nil {
@@ -241,13 +250,15 @@ func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, err
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			g.attestOne(ctx, it, req.Confidential)
+			g.attestOne(ctx, it, req.Confidential, min(len(items), g.o.Concurrency))
 		}()
 	}
 	wg.Wait()
 	if bind {
 		g.groupRule(items)
 	}
+	// One Recorder.Record for all: one log read and one PCR read per
+	// request (per-function calls cost more than they overlap).
 	g.record(ctx, items, req.Confidential)
 	for _, it := range items {
 		v := it.d.Verdict
@@ -286,8 +297,13 @@ func (g *Gate) rootsFor(id attest.Identity) []*x509.Certificate {
 	return p.TrustAnchors(id)
 }
 
-func (g *Gate) attestOptions(id attest.Identity) *attest.Options {
+func (g *Gate) attestOptions(id attest.Identity, inFlight int) *attest.Options {
 	o := g.o.Attest
+	if o.DOE == nil && inFlight > runtime.NumCPU() {
+		// More mailboxes in flight than CPUs: wait for Data Object Ready
+		// by sleeping, not spinning, or the spinners starve the others.
+		o.DOE = &doe.Options{Spin: -1}
+	}
 	o.Roots = g.rootsFor(id)
 	if o.Now == nil {
 		o.Now = g.now
@@ -299,7 +315,7 @@ func (g *Gate) attestOptions(id attest.Identity) *attest.Options {
 }
 
 // attestOne fills it.d: the function's identity, evidence and verdict.
-func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool) {
+func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool, inFlight int) {
 	d := &it.d
 	d.BDF = it.bdf
 	d.Identity = attest.Identity{BDF: it.bdf.String()}
@@ -308,7 +324,7 @@ func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool) {
 	if err == nil {
 		it.fn = fn
 		d.Identity = identityOf(fn)
-		ev, err = attest.Function(ctx, g.o.System, it.bdf, g.attestOptions(d.Identity))
+		ev, err = attest.Function(ctx, g.o.System, it.bdf, g.attestOptions(d.Identity, inFlight))
 	}
 	switch {
 	case err == nil && ev != nil:
@@ -454,7 +470,11 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	var prepErr []error
 	for i, it := range items {
 		d := &it.d
-		td := tpm.Decision{BDF: it.bdf.String(), VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID,
+		name := it.bdf.String()
+		if d.Identity.BDF == "" && d.Identity.Socket != "" {
+			name = "socket:" + d.Identity.Socket
+		}
+		td := tpm.Decision{BDF: name, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID,
 			DSN: d.Identity.DSN, Rule: d.Verdict.Rule, Allow: d.Verdict.Allow, Mode: string(d.Verdict.Mode),
 			Reasons: reasonCodes(d.Verdict), EvidenceDigest: d.EvidenceDigest, Confidential: confidential, Time: now}
 		evs, err := tpm.EventsFor(d.Evidence, td)

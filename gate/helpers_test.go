@@ -46,7 +46,7 @@ type dev struct {
 // world is a fixture sysfs tree with software devices, a policy, the TPM
 // simulator and a fake kernel for binding.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	tree    *sysfstest.Tree
 	sys     *pci.System
@@ -89,7 +89,7 @@ type policyOpts struct {
 	extra        string // appended to the rule
 }
 
-func newWorld(t *testing.T, po policyOpts, devs ...dev) *world {
+func newWorld(t testing.TB, po policyOpts, devs ...dev) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), emus: map[pci.BDF]*emu.Device{}, configs: map[pci.BDF]pci.ConfigSpace{},
 		opened: map[pci.BDF]func() error{}}

@@ -2,149 +2,28 @@ package gate
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
-	"net"
-	"sync"
-	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
 
-// spdm-socket protocol (QEMU backends/spdm-socket.c, DMTF spdm-emu
-// command.h; SPEC-FACTS §6.2): every message in both directions is
-// Command u32 BE ‖ TransportType u32 BE ‖ PayloadSize u32 BE ‖ payload. With
-// the PCI_DOE transport the payload is a whole DOE data object.
-const (
-	sockCmdNormal      = 0x0001
-	sockCmdShutdown    = 0xFFFE
-	sockTransportDOE   = 0x02
-	sockMaxPayload     = 1 << 20 // cap on what a server may announce
-	sockDefaultTimeout = 10 * time.Second
-)
-
-// ErrSocketProtocol is a malformed or unexpected spdm-socket message.
-var ErrSocketProtocol = errors.New("gate: spdm-socket protocol error")
-
-// SocketTransport carries CMA-SPDM to a responder behind the spdm-socket
-// protocol (DMTF spdm-emu, `vfio-gate emulate`), as QEMU does for its
-// emulated devices. It implements spdm.Transport. One exchange at a time.
-type SocketTransport struct {
-	mu   sync.Mutex
-	conn net.Conn
-}
-
-// DialSocket connects to HOST:PORT.
-func DialSocket(ctx context.Context, addr string) (*SocketTransport, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("gate: spdm-socket %s: %w", addr, err)
-	}
-	return &SocketTransport{conn: c}, nil
-}
-
-// Exchange sends one SPDM request and returns the response payload
-// (DW-padded, as over DOE).
-func (s *SocketTransport) Exchange(ctx context.Context, req []byte) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	obj, err := doe.EncodeObject(doe.FeatureCMA, req)
-	if err != nil {
-		return nil, err
-	}
-	dl, ok := ctx.Deadline()
-	if !ok {
-		dl = time.Now().Add(sockDefaultTimeout)
-	}
-	if err := s.conn.SetDeadline(dl); err != nil {
-		return nil, err
-	}
-	stop := context.AfterFunc(ctx, func() { s.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := s.send(sockCmdNormal, obj); err != nil {
-		return nil, s.ctxErr(ctx, err)
-	}
-	cmd, tt, payload, err := s.recv()
-	if err != nil {
-		return nil, s.ctxErr(ctx, err)
-	}
-	if cmd != sockCmdNormal || tt != sockTransportDOE {
-		return nil, fmt.Errorf("%w: reply command %#x transport %#x, want NORMAL over PCI_DOE", ErrSocketProtocol, cmd, tt)
-	}
-	f, rsp, err := doe.DecodeObject(payload, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSocketProtocol, err)
-	}
-	if f != doe.FeatureCMA {
-		return nil, fmt.Errorf("%w: reply object is %s, want CMA-SPDM", ErrSocketProtocol, f)
-	}
-	return rsp, nil
-}
-
-func (s *SocketTransport) ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("gate: spdm-socket: %w", ctx.Err())
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("gate: spdm-socket: %w", context.DeadlineExceeded)
-	}
-	return fmt.Errorf("gate: spdm-socket: %w", err)
-}
-
-func (s *SocketTransport) send(cmd uint32, payload []byte) error {
-	b := make([]byte, 12, 12+len(payload))
-	binary.BigEndian.PutUint32(b[0:], cmd)
-	binary.BigEndian.PutUint32(b[4:], sockTransportDOE)
-	binary.BigEndian.PutUint32(b[8:], uint32(len(payload)))
-	_, err := s.conn.Write(append(b, payload...))
-	return err
-}
-
-func (s *SocketTransport) recv() (cmd, tt uint32, payload []byte, err error) {
-	var h [12]byte
-	if _, err := io.ReadFull(s.conn, h[:]); err != nil {
-		return 0, 0, nil, err
-	}
-	cmd, tt = binary.BigEndian.Uint32(h[0:]), binary.BigEndian.Uint32(h[4:])
-	n := binary.BigEndian.Uint32(h[8:])
-	if n > sockMaxPayload {
-		return 0, 0, nil, fmt.Errorf("%w: reply announces %d bytes", ErrSocketProtocol, n)
-	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(s.conn, payload); err != nil {
-		return 0, 0, nil, err
-	}
-	return cmd, tt, payload, nil
-}
-
-// Close tells the server the session ends (SHUTDOWN, best effort) and closes.
-func (s *SocketTransport) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.conn.SetDeadline(time.Now().Add(time.Second))
-	_ = s.send(sockCmdShutdown, nil)
-	return s.conn.Close()
-}
-
 // CheckSocket attests a responder behind the spdm-socket protocol at addr
-// (HOST:PORT), evaluates id (the operator's word for what the device is:
-// vendor and device ID) against the policy and records the decision. No
+// (HOST:PORT: DMTF spdm-emu, `vfio-gate emulate`), evaluates it against the
+// policy with identity id (the operator's word for what the device is; zero
+// IDs = take them from the leaf's CMA SAN) and records the decision. No
 // sysfs function is involved, so there is no lock and nothing to bind.
 func (g *Gate) CheckSocket(ctx context.Context, addr string, id attest.Identity, confidential bool) (Decision, error) {
 	id.Socket = addr
 	it := &item{}
 	it.d.Identity = id
-	t, err := DialSocket(ctx, addr)
 	var ev *attest.Evidence
+	c, err := socket.Dial(ctx, addr)
 	if err == nil {
-		ev, err = attest.Transport(ctx, t, id, g.attestOptions(id))
-		t.Close()
+		ev, err = attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, g.attestOptions(id, 1))
+		c.Close()
 	}
 	if err != nil || ev == nil {
 		kind := attest.FailTransport
@@ -157,6 +36,9 @@ func (g *Gate) CheckSocket(ctx context.Context, addr string, id attest.Identity,
 		}
 		ev = &attest.Evidence{Identity: id, Started: g.now(), Failure: &attest.Failure{Step: "connect", Kind: kind, Message: msg}}
 	}
+	if id.VendorID != 0 || id.DeviceID != 0 {
+		completeFromSAN(ev)
+	}
 	if ev.Identity.Socket == "" {
 		ev.Identity.Socket = addr
 	}
@@ -166,4 +48,38 @@ func (g *Gate) CheckSocket(ctx context.Context, addr string, id attest.Identity,
 	it.d.EvidenceDigest = ev.Digest()
 	g.record(ctx, []*item{it}, confidential)
 	return it.d, nil
+}
+
+// completeFromSAN fills the identity fields the operator did not give
+// (--pci-id names only vendor and device) from the leaf's CMA SAN, when the
+// SAN agrees on vendor and device. Otherwise the identity stays as given,
+// and the policy's SAN check reports the disagreement (san-mismatch).
+func completeFromSAN(ev *attest.Evidence) {
+	for _, c := range ev.Chains {
+		if c.Slot != ev.Bundle.Slot || !c.Verified || c.CMASAN == nil {
+			continue
+		}
+		s, id := c.CMASAN, &ev.Identity
+		if s.VendorID != id.VendorID || s.DeviceID != id.DeviceID {
+			return
+		}
+		if id.Class == 0 && id.Revision == 0 {
+			id.Class, id.Revision = s.Class, s.Revision
+		}
+		if s.SubsystemVendorID != nil && id.SubsystemVendorID == 0 {
+			id.SubsystemVendorID = *s.SubsystemVendorID
+		}
+		if s.SubsystemID != nil && id.SubsystemID == 0 {
+			id.SubsystemID = *s.SubsystemID
+		}
+		if id.DSN == nil {
+			id.DSN = s.DSN
+		}
+		// attest compared the SAN with the partial identity; compare again.
+		m := s.Class == id.Class && s.Revision == id.Revision && (s.DSN == nil || id.DSN != nil && *s.DSN == *id.DSN) &&
+			(s.SubsystemVendorID == nil || *s.SubsystemVendorID == id.SubsystemVendorID) &&
+			(s.SubsystemID == nil || *s.SubsystemID == id.SubsystemID)
+		s.MatchesIdentity = &m
+		return
+	}
 }

@@ -64,6 +64,12 @@ type setupOptions struct {
 // openGate loads the policy (refusing to run without a valid one: exit 1),
 // opens the TPM (exit 5 when it cannot be used) and the sysfs tree.
 func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, error) {
+	if so.policyLoad == nil {
+		so.policyLoad = e.policyLoad
+	}
+	if so.geteuid == nil {
+		so.geteuid = e.geteuid
+	}
 	p, err := policy.Load(g.policy, so.policyLoad)
 	if err != nil {
 		return nil, err
@@ -580,7 +586,7 @@ func printChecks(w io.Writer, d gate.Decision) {
 		if !c.Pass {
 			res = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, short(c.Expected, 70), short(c.Got, 70), res)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, short(c.Expected, 48), short(c.Got, 48), res)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
@@ -27,6 +28,9 @@ type env struct {
 	// vfioApply, if set, replaces the binding options (tests play the
 	// kernel through its Write hook and DevVFIO).
 	vfioApply *vfio.ApplyOptions
+	// policyLoad, if set, adjusts policy loading (tests of check/bind on
+	// fixture trees skip the owner check).
+	policyLoad *policy.LoadOptions
 }
 
 // globals are the flags every command accepts, before or after its name.
