@@ -45,6 +45,8 @@ type Reason struct {
 // DeviceDecision is the decision for one function.
 type DeviceDecision struct {
 	BDF            pci.BDF  `json:"bdf"`
+	VendorID       uint16   `json:"vendor_id,omitempty"`
+	DeviceID       uint16   `json:"device_id,omitempty"`
 	Decision       string   `json:"decision"` // allow | deny
 	Reasons        []Reason `json:"reasons"`
 	Rule           string   `json:"rule,omitempty"`

@@ -292,7 +292,7 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 // error (TPM, bind) is a deny. mailbox-owned under a host driver gets the
 // libvirt managed='yes' advice.
 func toDeviceDecision(d gate.Decision, driver string, domain string) DeviceDecision {
-	dd := DeviceDecision{BDF: d.BDF, Decision: d.Verdict.Decision, Rule: d.Verdict.Rule,
+	dd := DeviceDecision{BDF: d.BDF, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID, Decision: d.Verdict.Decision, Rule: d.Verdict.Rule,
 		EvidenceDigest: hex.EncodeToString(d.EvidenceDigest), Reasons: []Reason{}}
 	if dd.Decision == "" {
 		dd.Decision = policy.DecisionDeny

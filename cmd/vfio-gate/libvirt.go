@@ -117,7 +117,7 @@ bad policy.`,
 func fromDaemon(r *daemon.CheckResponse) []gate.Decision {
 	out := make([]gate.Decision, 0, len(r.Devices))
 	for _, d := range r.Devices {
-		gd := gate.Decision{BDF: d.BDF, Identity: attest.Identity{BDF: d.BDF.String()}, Recorded: true,
+		gd := gate.Decision{BDF: d.BDF, Identity: attest.Identity{BDF: d.BDF.String(), VendorID: d.VendorID, DeviceID: d.DeviceID}, Recorded: true,
 			Verdict: policy.Verdict{Decision: d.Decision, Allow: d.Decision == policy.DecisionAllow, Rule: d.Rule, Mode: policy.ModeEnforce}}
 		gd.EvidenceDigest, _ = hex.DecodeString(d.EvidenceDigest)
 		for _, rs := range d.Reasons {

@@ -188,9 +188,15 @@ func TestVirshStartDeniedByDaemon(t *testing.T) {
 		cmd := exec.Command(bin, append([]string{"libvirt", "preflight", name, "--daemon-socket", sock}, common...)...)
 		out, err := cmd.CombinedOutput()
 		if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), ghostBDF) ||
-			!(strings.Contains(string(out), "no-cma") || strings.Contains(string(out), "unattested")) || !strings.Contains(string(out), via) {
+			!(strings.Contains(string(out), "no-cma") || strings.Contains(string(out), "unattested")) || !strings.Contains(string(out), via) ||
+			!strings.Contains(string(out), "8086:10d3") {
 			t.Fatalf("preflight (%s): %v\n%s", via, err, out)
 		}
+		t.Logf("preflight (%s):\n%s", via, out)
+	}
+	out, err = exec.Command(bin, "status", "--daemon-socket", sock).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "RELEASED") || !strings.Contains(string(out), name) {
+		t.Fatalf("status: %v\n%s", err, out)
 	}
 	preflight("decided by the daemon")
 	stop()
