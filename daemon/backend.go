@@ -19,6 +19,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
@@ -80,6 +81,9 @@ type GateBackend struct {
 	// decisions and reports are not persisted: they are for the operator.
 	decisions []DeviceDecision
 	reports   []Report
+	// tdis are the TDIs the TDISP journal in StateDir lists (left by an
+	// earlier session owner): possibly locked, not owned by this daemon.
+	tdis []TDIStatus
 }
 
 // state is what the state file holds.
@@ -130,7 +134,41 @@ func NewBackend(o BackendOptions) (*GateBackend, error) {
 	if err := b.load(); err != nil {
 		return nil, err
 	}
+	b.recoverJournal()
 	return b, nil
+}
+
+// recoverJournal reads the TDISP journal (tdisp.Journal in StateDir): every
+// entry is a TDI an earlier owner locked or started and did not stop. This
+// daemon cannot re-establish a session to STOP it (no session owner), so it
+// reports each one (status: tdis and reports) rather than forget it; a
+// journal that does not read back is reported as such (every TDI may be
+// locked).
+func (b *GateBackend) recoverJournal() {
+	if b.o.StateDir == "" {
+		return
+	}
+	j, err := tdisp.OpenJournal(b.o.StateDir, b.now)
+	if err != nil {
+		b.reportLocked(Report{Kind: "tdisp-journal", Message: "TDISP journal unusable: " + err.Error()})
+		return
+	}
+	defer j.Close()
+	es, err := j.Entries()
+	if err != nil {
+		b.reportLocked(Report{Kind: "tdisp-journal", Message: "TDISP journal unreadable (treat every TDI as possibly locked): " + err.Error()})
+		return
+	}
+	for _, e := range es {
+		bdf, err := pci.ParseBDF(e.BDF)
+		if err != nil {
+			continue
+		}
+		b.tdis = append(b.tdis, TDIStatus{BDF: bdf, Domain: e.Owner, State: e.State.String(), SessionID: e.SessionID, Since: e.Updated})
+		b.reportLocked(Report{Kind: "tdisp-orphan", Domain: e.Owner, BDF: e.BDF,
+			Message: fmt.Sprintf("TDI %s was left %s by owner %q (journal); this daemon cannot stop it without the TDISP session owner: its session is gone, so the device should have moved it to ERROR", e.BDF, e.State, e.Owner)})
+		b.log.Warn("TDI left locked by an earlier owner", "bdf", e.BDF, "state", e.State.String(), "owner", e.Owner)
+	}
 }
 
 func (b *GateBackend) statePath() string { return filepath.Join(b.o.StateDir, StateFileName) }
@@ -491,7 +529,7 @@ func (b *GateBackend) Status(ctx context.Context) (*Status, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := &Status{Started: b.started, Policy: b.o.Gate.Policy().Path, Domains: map[string][]string{},
-		Devices: []DeviceStatus{}, TDIs: []TDIStatus{}, Sessions: []SessionStatus{},
+		Devices: []DeviceStatus{}, TDIs: append([]TDIStatus{}, b.tdis...), Sessions: []SessionStatus{},
 		Decisions: slices.Clone(b.decisions), Released: slices.Clone(b.st.Released), Reports: slices.Clone(b.reports),
 		TDISP: "unavailable: " + TDISPUnavailable}
 	for _, name := range slices.Sorted(maps.Keys(b.st.Domains)) {

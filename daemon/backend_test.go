@@ -24,6 +24,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
@@ -456,5 +457,24 @@ func TestAPIEndToEnd(t *testing.T) {
 	must(t, err)
 	if len(st.Domains) != 0 || len(st.Released) != 2 || len(st.Decisions) != 2 {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestBackendJournalRecovery: TDIs an earlier owner left in the TDISP
+// journal show up in status and as reports after a (re)start.
+func TestBackendJournalRecovery(t *testing.T) {
+	w := newWorld(t)
+	j, err := tdisp.OpenJournal(w.stateDir, nil)
+	must(t, err)
+	must(t, j.Record(tdisp.JournalEntry{BDF: goodBDF, Interface: 1, Owner: "vm-old", State: tdisp.StateRun, SessionID: 0xff00}))
+	must(t, j.Close())
+	b := w.backend()
+	st, err := b.Status(t.Context())
+	must(t, err)
+	if len(st.TDIs) != 1 || st.TDIs[0].BDF.String() != goodBDF || st.TDIs[0].Domain != "vm-old" || st.TDIs[0].State != tdisp.StateRun.String() {
+		t.Fatalf("tdis %+v", st.TDIs)
+	}
+	if len(st.Reports) != 1 || st.Reports[0].Kind != "tdisp-orphan" || st.Reports[0].BDF != goodBDF {
+		t.Fatalf("reports %+v", st.Reports)
 	}
 }
