@@ -260,13 +260,27 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 			}
 		}
 	}
-	gr := gate.Request{BDFs: req.BDFs, Confidential: req.Confidential, Domain: req.Domain}
+	// A function another domain holds is in use (maybe by a running guest):
+	// never touch its mailbox; deny it, recorded like any decision.
+	var free []pci.BDF
+	var inUse []DeviceDecision
+	for _, f := range req.BDFs {
+		if owner := b.holder(f); owner != "" && owner != req.Domain {
+			inUse = append(inUse, DeviceDecision{BDF: f, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: CodeInUse,
+				Message: fmt.Sprintf("%s is held by domain %s (vfio-gate status); it is not attested or passed to another domain until that domain is released", f, owner)}}})
+			continue
+		}
+		free = append(free, f)
+	}
 	var ds []gate.Decision
 	var err error
-	if bind {
-		ds, err = b.o.Gate.Bind(ctx, gr)
-	} else {
-		ds, err = b.o.Gate.Check(ctx, gr)
+	if len(free) > 0 {
+		gr := gate.Request{BDFs: free, Confidential: req.Confidential, Domain: req.Domain}
+		if bind {
+			ds, err = b.o.Gate.Bind(ctx, gr)
+		} else {
+			ds, err = b.o.Gate.Check(ctx, gr)
+		}
 	}
 	if err != nil {
 		if errors.Is(err, gate.ErrNoFunctions) {
@@ -274,8 +288,15 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		}
 		return nil, &APIError{Code: "unavailable", Status: 503, Message: err.Error()}
 	}
-	resp := &CheckResponse{Decision: policy.DecisionAllow, Devices: make([]DeviceDecision, 0, len(ds))}
+	if len(inUse) > 0 {
+		b.recordInUse(ctx, inUse, req.Confidential)
+	}
+	resp := &CheckResponse{Decision: policy.DecisionAllow, Devices: make([]DeviceDecision, 0, len(ds)+len(inUse))}
 	now := b.now().UTC()
+	for _, dd := range inUse {
+		resp.Decision = policy.DecisionDeny
+		resp.Devices = append(resp.Devices, dd)
+	}
 	held := map[string]*heldDevice{}
 	denied := map[string]DeviceDecision{}
 	for _, d := range ds {
@@ -324,6 +345,38 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		return nil, &APIError{Code: "internal", Status: 500, Message: err.Error()}
 	}
 	return resp, nil
+}
+
+// CodeInUse is the reason code of a function another domain holds.
+const CodeInUse = "in-use"
+
+// holder returns the domain holding f ("" = none).
+func (b *GateBackend) holder(f pci.BDF) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(b.st.Domains)) {
+		if b.st.Domains[name].Devices[f.String()] != nil {
+			return name
+		}
+	}
+	return ""
+}
+
+// recordInUse records the in-use denies in the TPM (every decision is
+// recorded); a failure adds the tpm reason.
+func (b *GateBackend) recordInUse(ctx context.Context, dds []DeviceDecision, confidential bool) {
+	events := make([]tpm.Event, len(dds))
+	for i, dd := range dds {
+		events[i] = tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), Allow: false, Mode: string(b.o.Gate.Policy().Mode),
+			Reasons: []string{CodeInUse}, Confidential: confidential, Time: b.now()})
+	}
+	recs, err := b.o.Recorder.Record(ctx, events...)
+	if err == nil && len(recs) == len(events) {
+		return
+	}
+	for i := range dds {
+		dds[i].Reasons = append(dds[i].Reasons, Reason{Code: "tpm", Message: fmt.Sprintf("the decision could not be recorded in the TPM: %v", err)})
+	}
 }
 
 // toDeviceDecision converts a gate decision for the API. A decision with an

@@ -324,6 +324,15 @@ func TestBackendBindReleaseRestart(t *testing.T) {
 	if r.Decision != "allow" || w.driverOf(goodBDF) != "vfio-pci" {
 		t.Fatalf("bind: %+v driver %q", r, w.driverOf(goodBDF))
 	}
+	// Another domain asking for it is denied in-use, without touching it.
+	r, err = b.Check(ctx, daemon.CheckRequest{Domain: "vm2", BDFs: []pci.BDF{bdf(t, goodBDF), bdf(t, plainBDF)}})
+	must(t, err)
+	if r.Decision != "deny" || len(r.Devices) != 2 || r.Devices[0].BDF.String() != goodBDF || codes(r.Devices[0]) != daemon.CodeInUse {
+		t.Fatalf("in use: %+v", r)
+	}
+	if got := b.Held("vm2"); len(got) != 0 {
+		t.Fatalf("vm2 holds %v", got)
+	}
 	// Restart: a new backend over the same state dir knows what vm1 holds.
 	b2 := w.backend()
 	if got := b2.Held("vm1"); len(got) != 1 || got[0].String() != goodBDF {
@@ -351,12 +360,12 @@ func TestBackendBindReleaseRestart(t *testing.T) {
 	}
 	st, err = b2.Status(ctx)
 	must(t, err)
-	if len(st.Domains) != 0 || len(st.Released) != 1 || st.Released[0].Domain != "vm1" || !st.Released[0].Recorded {
+	if _, held := st.Domains["vm1"]; held || len(st.Released) != 1 || st.Released[0].Domain != "vm1" || !st.Released[0].Recorded {
 		t.Fatalf("status after release %+v", st)
 	}
 	// The state file survives and says the same.
 	b3 := w.backend()
-	if len(b3.Domains()) != 0 {
+	if ds := b3.Domains(); len(ds) != 1 || ds[0] != "vm2" {
 		t.Fatalf("after release + restart: %v", b3.Domains())
 	}
 	res, err := tpm.Verify(ctx, w.tp, w.logPath, w.rec.PCR())
