@@ -119,7 +119,8 @@ func TestVirshStartDeniedByDaemon(t *testing.T) {
 		t.Fatalf("daemon with a bad policy: %v\n%s", err, out)
 	}
 
-	testutil.StartLibvirtd(t)
+	// The hook goes in before libvirtd starts (it reads hooks at start; a
+	// SIGHUP is only for a libvirtd that was already running).
 	sock, dlog, stop := startDaemon(t, bin, common...)
 	if _, err := lvhook.InstallHook(lvhook.InstallOptions{LibvirtDir: "/etc/libvirt", Binary: bin, DaemonSocket: sock}); err != nil {
 		t.Fatal(err)
@@ -129,6 +130,7 @@ func TestVirshStartDeniedByDaemon(t *testing.T) {
 			t.Errorf("uninstall: %v", err)
 		}
 	})
+	testutil.StartLibvirtd(t)
 	hupLibvirtd(t)
 
 	const name = "vfio-gate-daemon-test"
