@@ -73,11 +73,12 @@ type GateBackend struct {
 	now     func() time.Time
 	started time.Time
 
-	// opMu serialises Release against Check/Bind of the same domain, so a
-	// release never races the decision it undoes.
-	opMu sync.Mutex
-	mu   sync.Mutex
-	st   state
+	// domMu holds one mutex per domain: Release never races the Check/Bind
+	// it undoes, while different domains are decided in parallel.
+	domMu   sync.Mutex
+	domLock map[string]*sync.Mutex
+	mu      sync.Mutex
+	st      state
 	// decisions and reports are not persisted: they are for the operator.
 	decisions []DeviceDecision
 	reports   []Report
@@ -250,8 +251,7 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 	if len(req.BDFs) == 0 {
 		return nil, badRequest("no functions given (bdfs is empty)")
 	}
-	b.opMu.Lock()
-	defer b.opMu.Unlock()
+	defer b.lockDomain(req.Domain)()
 	drivers := map[pci.BDF]string{}
 	if b.o.System != nil {
 		for _, f := range req.BDFs {
@@ -299,8 +299,15 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 	}
 	held := map[string]*heldDevice{}
 	denied := map[string]DeviceDecision{}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for _, d := range ds {
 		dd := toDeviceDecision(d, drivers[d.BDF], req.Domain)
+		if owner := b.holderLocked(d.BDF); owner != "" && owner != req.Domain && dd.Decision == policy.DecisionAllow {
+			// Another domain took it while this one was being attested.
+			dd.Decision = policy.DecisionDeny
+			dd.Reasons = append(dd.Reasons, Reason{Code: CodeInUse, Message: fmt.Sprintf("%s was given to domain %s while it was being checked", d.BDF, owner)})
+		}
 		if dd.Decision != policy.DecisionAllow {
 			resp.Decision = policy.DecisionDeny
 			denied[d.BDF.String()] = dd
@@ -311,8 +318,6 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		}
 		resp.Devices = append(resp.Devices, dd)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.decisions = append(b.decisions, resp.Devices...)
 	if n := len(b.decisions); n > maxDecisions {
 		b.decisions = slices.Clone(b.decisions[n-maxDecisions:])
@@ -347,6 +352,25 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 	return resp, nil
 }
 
+// lockDomain takes the domain's operation lock ("" = none) and returns its unlock.
+func (b *GateBackend) lockDomain(name string) func() {
+	if name == "" {
+		return func() {}
+	}
+	b.domMu.Lock()
+	if b.domLock == nil {
+		b.domLock = map[string]*sync.Mutex{}
+	}
+	m := b.domLock[name]
+	if m == nil {
+		m = &sync.Mutex{}
+		b.domLock[name] = m
+	}
+	b.domMu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
 // CodeInUse is the reason code of a function another domain holds.
 const CodeInUse = "in-use"
 
@@ -354,6 +378,10 @@ const CodeInUse = "in-use"
 func (b *GateBackend) holder(f pci.BDF) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.holderLocked(f)
+}
+
+func (b *GateBackend) holderLocked(f pci.BDF) string {
 	for _, name := range slices.Sorted(maps.Keys(b.st.Domains)) {
 		if b.st.Domains[name].Devices[f.String()] != nil {
 			return name
@@ -428,8 +456,7 @@ func (b *GateBackend) Release(ctx context.Context, req DomainRequest) error {
 	if req.Domain == "" {
 		return badRequest("release needs a domain name")
 	}
-	b.opMu.Lock()
-	defer b.opMu.Unlock()
+	defer b.lockDomain(req.Domain)()
 	b.mu.Lock()
 	dom := b.st.Domains[req.Domain]
 	b.mu.Unlock()

@@ -487,3 +487,37 @@ func TestBackendJournalRecovery(t *testing.T) {
 		t.Fatalf("reports %+v", st.Reports)
 	}
 }
+
+// TestBackendConcurrentDomains: two domains asking for the same function at
+// once: exactly one holds it, the other is denied in-use.
+func TestBackendConcurrentDomains(t *testing.T) {
+	w := newWorld(t)
+	b := w.backend()
+	ctx := t.Context()
+	type res struct {
+		dom string
+		r   *daemon.CheckResponse
+		err error
+	}
+	out := make(chan res, 2)
+	for _, d := range []string{"vmA", "vmB"} {
+		go func() {
+			r, err := b.Check(ctx, daemon.CheckRequest{Domain: d, BDFs: []pci.BDF{bdf(t, goodBDF)}})
+			out <- res{d, r, err}
+		}()
+	}
+	allowed := 0
+	for range 2 {
+		x := <-out
+		must(t, x.err)
+		switch {
+		case x.r.Decision == "allow":
+			allowed++
+		case codes(x.r.Devices[0]) != daemon.CodeInUse && !strings.Contains(codes(x.r.Devices[0]), daemon.CodeInUse):
+			t.Errorf("%s denied with %s, want in-use", x.dom, codes(x.r.Devices[0]))
+		}
+	}
+	if allowed != 1 || len(b.Held("vmA"))+len(b.Held("vmB")) != 1 {
+		t.Fatalf("allowed %d, held vmA %v vmB %v", allowed, b.Held("vmA"), b.Held("vmB"))
+	}
+}
