@@ -43,6 +43,11 @@ const (
 // DefaultConcurrency bounds how many functions are attested at once.
 const DefaultConcurrency = 16
 
+// RecordTimeout bounds recording the decisions of one request in the TPM.
+// It runs after the caller's context, which may have ended during
+// attestation: the decisions made (timeouts included) are still recorded.
+const RecordTimeout = 10 * time.Second
+
 // Errors of the gate itself (per-function failures are in Decision.Err).
 var (
 	ErrNoFunctions = errors.New("gate: no functions given")
@@ -489,7 +494,11 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		events = append(events, evs...)
 		verdictAt[i] = len(events) - 1
 	}
-	recs, err := g.o.Recorder.Record(ctx, events...)
+	// Record even when the caller's deadline passed during attestation (a
+	// timeout deny must be recorded too), within a bound of its own.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+	defer cancel()
+	recs, err := g.o.Recorder.Record(rctx, events...)
 	if err == nil && len(recs) != len(events) {
 		err = fmt.Errorf("tpm: %d of %d events recorded", len(recs), len(events))
 	}

@@ -492,3 +492,19 @@ func TestCheckSocket(t *testing.T) {
 		t.Fatalf("verdicts %+v", vs)
 	}
 }
+
+// A deadline that ends during attestation: the function is denied timeout,
+// and the deny is still recorded.
+func TestDeadlineDenyIsRecorded(t *testing.T) {
+	w := newWorld(t, policyOpts{}, dev{bdf: "0000:01:00.0", profile: "good", latency: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Millisecond)
+	defer cancel()
+	ds, err := w.gate().Check(ctx, gate.Request{BDFs: []pci.BDF{bdf(t, "0000:01:00.0")}, Confidential: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].Allowed() || !slices.Contains(codes(ds[0]), string(policy.CodeTimeout)) || !ds[0].Recorded {
+		t.Fatalf("%s %v recorded=%v err=%v", ds[0].Verdict.Decision, codes(ds[0]), ds[0].Recorded, ds[0].Err)
+	}
+	assertRecorded(t, w, ds)
+}
