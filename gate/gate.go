@@ -281,13 +281,15 @@ func identityOf(fn *pci.Function) attest.Identity {
 }
 
 // rootsFor returns the trust anchors attestation verifies chains against:
-// the matching rule's. When some rule matches on the DSN (not known before
-// attestation), the anchors of every rule: policy.Evaluate still accepts
-// only an anchor of the rule that finally matches.
+// the matching rule's. When the identity is not known before attestation
+// (some rule matches on the DSN; a socket device named by its CMA SAN), the
+// anchors of every rule: policy.Evaluate still accepts only an anchor of the
+// rule that finally matches.
 func (g *Gate) rootsFor(id attest.Identity) []*x509.Certificate {
 	p := g.o.Policy
+	unknown := id.VendorID == 0 && id.DeviceID == 0 // socket device identified by its CMA SAN later
 	for _, r := range p.Rules {
-		if r.Match.DSN != nil {
+		if r.Match.DSN != nil || unknown {
 			var all []*x509.Certificate
 			for _, r := range p.Rules {
 				for _, c := range r.Anchors() {
