@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"sync"
@@ -220,12 +221,19 @@ func (g *Gate) Check(ctx context.Context, req Request) ([]Decision, error) {
 // nothing in it is bound. Each group is bound on its own (vfio.PlanBind,
 // vfio.Apply); a failure undoes that group and is in Decision.Err.
 func (g *Gate) Bind(ctx context.Context, req Request) ([]Decision, error) {
-	items, err := g.decide(ctx, req, true)
+	items, pre, err := g.decideBind(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	defer unlockAll(items)
-	g.bind(ctx, items, req)
+	g.settlePreBound(ctx, items, pre, req)
+	var rest []*item
+	for _, it := range items {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(pre)), func(pb *preBound) bool { return slices.Contains(pb.bdfs, it.bdf) }) {
+			rest = append(rest, it)
+		}
+	}
+	g.bind(ctx, rest, req)
 	return decisions(items), nil
 }
 
@@ -248,6 +256,27 @@ func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, err
 	if err != nil {
 		return nil, err
 	}
+	g.decideLocked(ctx, items, req, bind)
+	return items, nil
+}
+
+// decideBind is decide for Bind: under the locks, functions on a host driver
+// first move to vfio-pci (detachForAttestation), so their mailbox can be used.
+func (g *Gate) decideBind(ctx context.Context, req Request) ([]*item, map[int]*preBound, error) {
+	bdfs := normalize(req.BDFs)
+	if len(bdfs) == 0 {
+		return nil, nil, ErrNoFunctions
+	}
+	items, err := g.lockAll(ctx, bdfs)
+	if err != nil {
+		return nil, nil, err
+	}
+	pre := g.detachForAttestation(ctx, items)
+	g.decideLocked(ctx, items, req, true)
+	return items, pre, nil
+}
+
+func (g *Gate) decideLocked(ctx context.Context, items []*item, req Request, bind bool) {
 	sem := make(chan struct{}, g.o.Concurrency)
 	var wg sync.WaitGroup
 	for _, it := range items {
@@ -270,7 +299,6 @@ func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, err
 		g.log.InfoContext(ctx, "decision", "bdf", it.bdf.String(), "decision", v.Decision, "would_deny", v.WouldDeny,
 			"rule", v.Rule, "reasons", reasonCodes(v), "recorded", it.d.Recorded)
 	}
-	return items, nil
 }
 
 // identityOf is the sysfs identity of fn (the DSN comes with attestation).
