@@ -1,0 +1,194 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// run runs vfio-gate with args and returns stdout, stderr and the exit code
+// (-1 if it could not be started or was killed).
+func (h *Harness) run(ctx context.Context, args ...string) (stdout, stderr string, code int) {
+	var o, e bytes.Buffer
+	cmd := exec.CommandContext(ctx, h.VfioGate, args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else {
+			code = -1
+			e.WriteString(err.Error())
+		}
+	}
+	return o.String(), e.String(), code
+}
+
+// has reports whether vfio-gate has the (sub)command path, e.g. "log",
+// "verify": its --help must succeed and show that exact usage line (cobra
+// prints the parent's help, with exit 0, for an unknown child).
+func (h *Harness) has(ctx context.Context, path ...string) bool {
+	out, _, code := h.run(ctx, append(path, "--help")...)
+	return code == 0 && strings.Contains(out, "Usage:\n  vfio-gate "+strings.Join(path, " "))
+}
+
+// need returns the SKIP of the first missing command, or nil.
+func (h *Harness) need(ctx context.Context, cmds ...string) *Result {
+	for _, c := range cmds {
+		if !h.has(ctx, strings.Fields(c)...) {
+			r := notYet(c)
+			return &r
+		}
+	}
+	return nil
+}
+
+// scanEntry is the part of `scan --json` (issue 2) these scenarios check.
+type scanEntry struct {
+	BDF        string          `json:"bdf"`
+	VendorID   string          `json:"vendor_id"`
+	DeviceID   string          `json:"device_id"`
+	Driver     *string         `json:"driver"`
+	IOMMUGroup json.RawMessage `json:"iommu_group"`
+	DOE        []struct {
+		Offset   string   `json:"offset"`
+		Features []string `json:"features"`
+	} `json:"doe"`
+	Errors []string `json:"errors"`
+	Raw    json.RawMessage
+}
+
+func (h *Harness) scan(ctx context.Context, args ...string) ([]scanEntry, string, error) {
+	out, errOut, code := h.run(ctx, append([]string{"scan", "--json"}, args...)...)
+	if code != 0 {
+		return nil, out, fmt.Errorf("vfio-gate scan --json %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal([]byte(out), &raws); err != nil {
+		return nil, out, fmt.Errorf("scan --json output is not a JSON array: %w", err)
+	}
+	entries := make([]scanEntry, len(raws))
+	for i, r := range raws {
+		if err := json.Unmarshal(r, &entries[i]); err != nil {
+			return nil, out, fmt.Errorf("scan --json entry %d: %w", i, err)
+		}
+		entries[i].Raw = r
+	}
+	return entries, out, nil
+}
+
+func parseHex(s string) (uint64, error) {
+	return strconv.ParseUint(strings.TrimPrefix(strings.ToLower(s), "0x"), 16, 32)
+}
+
+// scanCXL runs scan --json and returns the CXL function's entry after checking
+// its identity and its DOE capability offset against sysfs.
+func (h *Harness) scanCXL(ctx context.Context) (*scanEntry, *pciFunc, Result, bool) {
+	f, off, err := h.cxlDOE()
+	if err != nil {
+		return nil, nil, failf("%v", err), false
+	}
+	entries, _, err := h.scan(ctx)
+	if err != nil {
+		return nil, nil, failf("%v", err), false
+	}
+	var e *scanEntry
+	for i := range entries {
+		if entries[i].BDF == f.BDF {
+			e = &entries[i]
+		}
+	}
+	if e == nil {
+		return nil, nil, failf("scan --json has no entry for %s (%d entries)", f.BDF, len(entries)), false
+	}
+	v, err1 := parseHex(e.VendorID)
+	d, err2 := parseHex(e.DeviceID)
+	if err1 != nil || err2 != nil || v != f.Vendor || d != f.Device {
+		return nil, nil, failf("%s: scan says %s:%s, sysfs %04x:%04x", f.BDF, e.VendorID, e.DeviceID, f.Vendor, f.Device), false
+	}
+	if len(e.DOE) != 1 {
+		return nil, nil, failf("%s: scan lists %d DOE mailboxes, want 1: %s", f.BDF, len(e.DOE), e.Raw), false
+	}
+	if o, err := parseHex(e.DOE[0].Offset); err != nil || int(o) != off {
+		return nil, nil, failf("%s: scan DOE offset %q, config space has it at 0x%x", f.BDF, e.DOE[0].Offset, off), false
+	}
+	return e, f, Result{}, true
+}
+
+// scanBound (issue 8 scenario 1, first half): while cxl_pci is bound,
+// `scan --json` lists the CXL function's DOE capability but does not touch
+// the mailbox: no features, and a reason that names the driver.
+func scanBound(ctx context.Context, h *Harness) Result {
+	if r := h.need(ctx, "scan"); r != nil {
+		return *r
+	}
+	f, _, err := h.cxlDOE()
+	if err != nil {
+		return failf("%v", err)
+	}
+	if _, err := h.waitDriver(ctx, f.BDF, "cxl_pci", 10*time.Second); err != nil {
+		return failf("%v", err)
+	}
+	e, _, r, ok := h.scanCXL(ctx)
+	if !ok {
+		return r
+	}
+	if e.Driver == nil || *e.Driver != "cxl_pci" {
+		return failf("%s: scan driver %v, want cxl_pci", f.BDF, e.Driver)
+	}
+	if n := len(e.DOE[0].Features); n != 0 {
+		return failf("%s: scan ran discovery while cxl_pci is bound: features %v", f.BDF, e.DOE[0].Features)
+	}
+	if !strings.Contains(string(e.Raw), "cxl_pci") && !strings.Contains(strings.Join(e.Errors, " "), "driver") {
+		return failf("%s: discovery skipped without a reason naming the driver: %s", f.BDF, e.Raw)
+	}
+	return passf("%s: DOE at %s listed, discovery skipped while cxl_pci is bound (%s)", f.BDF, e.DOE[0].Offset, strings.Join(e.Errors, "; "))
+}
+
+// scanUnbound (issue 8 scenario 1, second half): with no driver bound, scan
+// runs discovery and lists discovery and cxl-cdat.
+func scanUnbound(ctx context.Context, h *Harness) Result {
+	if r := h.need(ctx, "scan"); r != nil {
+		return *r
+	}
+	f, _, err := h.cxlDOE()
+	if err != nil {
+		return failf("%v", err)
+	}
+	if err := h.unbind(ctx, f.BDF); err != nil {
+		return failf("%v", err)
+	}
+	e, _, r, ok := h.scanCXL(ctx)
+	if !ok {
+		return r
+	}
+	if e.Driver != nil {
+		return failf("%s: scan says driver %q, want null", f.BDF, *e.Driver)
+	}
+	feats := e.DOE[0].Features
+	for _, w := range []string{"discovery", "cxl-cdat"} {
+		if !contains(feats, w) {
+			return failf("%s: scan features %v, missing %q: %s", f.BDF, feats, w, e.Raw)
+		}
+	}
+	return passf("%s (no driver): DOE at %s features %v", f.BDF, e.DOE[0].Offset, feats)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
