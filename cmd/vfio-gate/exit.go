@@ -6,6 +6,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/tpm"
+	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
 // Stable exit codes (documented in --help and README).
@@ -52,6 +57,29 @@ func exitCode(err error) int {
 	if errors.As(err, &ce) {
 		return ce.code
 	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitInternal
+	}
+	for _, unavailable := range []error{pci.ErrNoDevice, pci.ErrDeviceRemoved, pci.ErrLockdown, pci.ErrNeedCapSysAdmin} {
+		if errors.Is(err, unavailable) {
+			return exitUnavailable
+		}
+	}
+	if errors.Is(err, tpm.ErrTPM) {
+		return exitTPM
+	}
+	// A policy that does not load: refuse to run (never default-allow).
+	var pe *policy.Error
+	if errors.As(err, &pe) {
+		return exitInternal
+	}
+	if errors.Is(err, vfio.ErrNoDevice) {
+		return exitUnavailable
+	}
+	if isVFIOError(err) {
+		return exitBind
+	}
 	return exitInternal
 }
 
@@ -72,6 +100,16 @@ func report(w io.Writer, err error) int {
 	}
 	fmt.Fprintln(w, msg)
 	return code
+}
+
+// isVFIOError reports whether err comes from binding or releasing (package vfio).
+func isVFIOError(err error) bool {
+	var be *vfio.BindError
+	var ge *vfio.GroupError
+	return errors.As(err, &be) || errors.As(err, &ge) || errors.Is(err, vfio.ErrNoIOMMU) ||
+		errors.Is(err, vfio.ErrGroupNotViable) || errors.Is(err, vfio.ErrAlreadyBound) ||
+		errors.Is(err, vfio.ErrNoVFIODriver) || errors.Is(err, vfio.ErrNotBound) ||
+		errors.Is(err, vfio.ErrStateChanged) || errors.Is(err, vfio.ErrTimeout)
 }
 
 func writeJSON(w io.Writer, v any) error {

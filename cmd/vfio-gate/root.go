@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vfio-gate/vfio-gate/pci"
 )
 
 // env is what the process gives the commands; tests build their own.
@@ -16,6 +18,9 @@ type env struct {
 	out    io.Writer
 	errw   io.Writer
 	getenv func(string) string
+	// configOpener, if set, serves config spaces instead of sysfs (tests
+	// and the demo's software devices); see pci.Options.ConfigOpener.
+	configOpener func(pci.BDF) (pci.ConfigSpace, io.Closer, error)
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -86,6 +91,14 @@ The device is untrusted: any doubt means deny, with a reason you can act on.
 func commands(e *env, g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(e, g),
+		newLibvirtHookCmd(e, g),
+		newInstallHookCmd(e, g),
+		newUninstallHookCmd(e, g),
+		newStatusCmd(e, g),
+		newAuditCmd(e, g),
+		newScanCmd(e, g),
+		newLogCmd(e, g),
+		newPolicyCmd(e, g),
 	}
 }
 

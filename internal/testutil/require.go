@@ -95,3 +95,14 @@ func Require(t testing.TB, caps ...Cap) {
 		return
 	}
 }
+
+// Kprobes: the kernel supports kprobes (needed to attach the audit probes;
+// the CI host has none, the test/vm guest has them).
+var Kprobes = Cap{Name: "kprobes", Hint: "run on a kernel with CONFIG_KPROBES (the test/vm guest: test/vm/run)", Probe: func() error {
+	for _, p := range []string{"/sys/bus/event_source/devices/kprobe/type", "/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events", "/proc/sys/debug/kprobes-optimization"} {
+		if _, err := os.Stat(p); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("no kprobe PMU, no kprobe_events in tracefs, no /proc/sys/debug/kprobes-optimization")
+}}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+// vfio-gate audit: report config-space accesses to guarded PCI functions.
+//
+// pci_user_{read,write}_config_{byte,word,dword} are the kernel functions
+// every user-initiated config access goes through: the sysfs "config" file
+// (pci-sysfs.c), /proc/bus/pci (proc.c) and VFIO (vfio_pci_config.c). Entry
+// probes on the path-specific callers tag the current thread so the event
+// can say which path it came by.
+//
+// Struct layouts come from the running kernel's BTF (CO-RE): only the fields
+// used are declared, with preserve_access_index.
+
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct kobject { const char *name; } __attribute__((preserve_access_index));
+struct device { struct kobject kobj; } __attribute__((preserve_access_index));
+struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
+
+#define NAME_LEN 16
+
+enum access_op { OP_READ = 1, OP_WRITE = 2 };
+enum access_path { PATH_UNKNOWN = 0, PATH_SYSFS = 1, PATH_PROCFS = 2, PATH_VFIO = 3 };
+
+// Fixed little-endian layout, 72 bytes; decoded by audit/event.go.
+struct event {
+	__u64 ts_ns;
+	__u64 cgroup_id;
+	__u32 tgid;
+	__u32 tid;
+	__u32 offset;
+	__u32 value;
+	__u8 size;
+	__u8 op;
+	__u8 path;
+	__u8 has_value;
+	__u32 reserved;
+	char comm[16];
+	char dev[NAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[NAME_LEN]);
+	__type(value, __u8);
+} guarded SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} thread_path SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+static __always_inline int report(struct pci_dev *dev, int where, __u8 size, __u8 op, __u32 value, __u8 has_value)
+{
+	char name[NAME_LEN] = {};
+	const char *p = BPF_CORE_READ(dev, dev.kobj.name);
+	if (!p || bpf_probe_read_kernel_str(name, sizeof(name), p) < 0)
+		return 0;
+	if (!bpf_map_lookup_elem(&guarded, name))
+		return 0;
+
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		return 0;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->tgid = id >> 32;
+	e->tid = tid;
+	e->offset = (__u32)where;
+	e->value = value;
+	e->size = size;
+	e->op = op;
+	e->has_value = has_value;
+	e->reserved = 0;
+	__u8 *path = bpf_map_lookup_elem(&thread_path, &tid);
+	e->path = path ? *path : PATH_UNKNOWN;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	__builtin_memcpy(e->dev, name, NAME_LEN);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("kprobe/pci_user_read_config_byte")
+int BPF_KPROBE(read_byte, struct pci_dev *dev, int where) { return report(dev, where, 1, OP_READ, 0, 0); }
+SEC("kprobe/pci_user_read_config_word")
+int BPF_KPROBE(read_word, struct pci_dev *dev, int where) { return report(dev, where, 2, OP_READ, 0, 0); }
+SEC("kprobe/pci_user_read_config_dword")
+int BPF_KPROBE(read_dword, struct pci_dev *dev, int where) { return report(dev, where, 4, OP_READ, 0, 0); }
+SEC("kprobe/pci_user_write_config_byte")
+int BPF_KPROBE(write_byte, struct pci_dev *dev, int where, __u8 val) { return report(dev, where, 1, OP_WRITE, val, 1); }
+SEC("kprobe/pci_user_write_config_word")
+int BPF_KPROBE(write_word, struct pci_dev *dev, int where, __u16 val) { return report(dev, where, 2, OP_WRITE, val, 1); }
+SEC("kprobe/pci_user_write_config_dword")
+int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return report(dev, where, 4, OP_WRITE, val, 1); }
+
+static __always_inline int tag(__u8 path)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&thread_path, &tid, &path, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int untag(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&thread_path, &tid);
+	return 0;
+}
+
+// Path tags. The Go side attaches each pair only if the symbol exists (the
+// sysfs and procfs handlers are static and may be inlined; vfio_pci_config_rw
+// exists only while vfio-pci-core is loaded).
+SEC("kprobe/pci_read_config")
+int BPF_KPROBE(tag_sysfs_read) { return tag(PATH_SYSFS); }
+SEC("kprobe/pci_write_config")
+int BPF_KPROBE(tag_sysfs_write) { return tag(PATH_SYSFS); }
+SEC("kprobe/proc_bus_pci_read")
+int BPF_KPROBE(tag_proc_read) { return tag(PATH_PROCFS); }
+SEC("kprobe/proc_bus_pci_write")
+int BPF_KPROBE(tag_proc_write) { return tag(PATH_PROCFS); }
+SEC("kprobe/vfio_pci_config_rw")
+int BPF_KPROBE(tag_vfio) { return tag(PATH_VFIO); }
+SEC("kretprobe/untag")
+int BPF_KRETPROBE(untag_ret) { return untag(); }

@@ -1,0 +1,168 @@
+// Package audit watches config-space accesses to guarded PCI functions with
+// eBPF (kprobes on pci_user_{read,write}_config_*) and reports who touched
+// what, by which path (sysfs, procfs, VFIO).
+package audit
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/internal/wire"
+)
+
+// EventSize is the size of one record in the ring buffer (struct event in cfgaccess.c).
+const EventSize = 72
+
+// Access is one config-space access by some process.
+type Access struct {
+	Time     time.Duration `json:"-"` // CLOCK_MONOTONIC (bpf_ktime_get_ns)
+	WallTime time.Time     `json:"time"`
+	PID      uint32        `json:"pid"` // thread group (process) ID
+	TID      uint32        `json:"tid"`
+	Comm     string        `json:"comm"`
+	CgroupID uint64        `json:"cgroup_id"`
+	Device   string        `json:"device"` // "0000:3b:00.0"
+	Op       string        `json:"op"`     // "read" or "write"
+	Offset   uint32        `json:"offset"`
+	Size     uint8         `json:"size"`
+	Value    *uint32       `json:"value,omitempty"` // writes only
+	Path     string        `json:"path"`            // "sysfs", "procfs", "vfio", "unknown"
+	Region   string        `json:"region,omitempty"`
+}
+
+// DecodeError reports a malformed ring-buffer record.
+type DecodeError struct{ Msg string }
+
+func (e *DecodeError) Error() string { return "audit: bad event record: " + e.Msg }
+
+var paths = map[uint8]string{0: "unknown", 1: "sysfs", 2: "procfs", 3: "vfio"}
+
+// DecodeAccess decodes one ring-buffer record.
+func DecodeAccess(b []byte) (*Access, error) {
+	if len(b) != EventSize {
+		return nil, &DecodeError{fmt.Sprintf("%d bytes, want %d", len(b), EventSize)}
+	}
+	s := wire.String(b)
+	var (
+		ts, cg                    uint64
+		tgid, tid, off, val, rsvd uint32
+		size, op, path, hasVal    uint8
+		comm, dev                 []byte
+	)
+	if !(s.ReadU64(&ts) && s.ReadU64(&cg) && s.ReadU32(&tgid) && s.ReadU32(&tid) && s.ReadU32(&off) && s.ReadU32(&val) &&
+		s.ReadU8(&size) && s.ReadU8(&op) && s.ReadU8(&path) && s.ReadU8(&hasVal) && s.ReadU32(&rsvd) &&
+		s.ReadBytes(&comm, 16) && s.ReadBytes(&dev, 16) && s.Empty()) {
+		return nil, &DecodeError{"truncated"}
+	}
+	a := &Access{Time: time.Duration(ts), PID: tgid, TID: tid, CgroupID: cg, Offset: off, Size: size,
+		Comm: cstr(comm), Device: cstr(dev)}
+	switch op {
+	case 1:
+		a.Op = "read"
+	case 2:
+		a.Op = "write"
+	default:
+		return nil, &DecodeError{fmt.Sprintf("op %d", op)}
+	}
+	if size != 1 && size != 2 && size != 4 {
+		return nil, &DecodeError{fmt.Sprintf("size %d", size)}
+	}
+	if off > 4095 {
+		return nil, &DecodeError{fmt.Sprintf("offset %#x", off)}
+	}
+	p, ok := paths[path]
+	if !ok {
+		return nil, &DecodeError{fmt.Sprintf("path %d", path)}
+	}
+	a.Path = p
+	switch hasVal {
+	case 0:
+	case 1:
+		if a.Op != "write" {
+			return nil, &DecodeError{"value on a read"}
+		}
+		v := val
+		a.Value = &v
+	default:
+		return nil, &DecodeError{fmt.Sprintf("has_value %d", hasVal)}
+	}
+	return a, nil
+}
+
+// EncodeAccess is DecodeAccess's inverse (tests and fuzzing).
+func EncodeAccess(a *Access) []byte {
+	op := uint8(1)
+	if a.Op == "write" {
+		op = 2
+	}
+	var path uint8
+	for k, v := range paths {
+		if v == a.Path {
+			path = k
+		}
+	}
+	var val uint32
+	var has uint8
+	if a.Value != nil {
+		val, has = *a.Value, 1
+	}
+	b := wire.NewBuilder(make([]byte, 0, EventSize)).AddU64(uint64(a.Time)).AddU64(a.CgroupID).AddU32(a.PID).AddU32(a.TID).
+		AddU32(a.Offset).AddU32(val).AddU8(a.Size).AddU8(op).AddU8(path).AddU8(has).AddU32(0)
+	b.AddBytes(fixed(a.Comm)).AddBytes(fixed(a.Device))
+	return b.Bytes()
+}
+
+func fixed(s string) []byte {
+	out := make([]byte, 16)
+	copy(out[:15], s)
+	return out
+}
+
+func cstr(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// Layout says where a function's interesting registers are, for Classify.
+type Layout struct {
+	DOE  []uint16 // DOE capability offsets (0x18 bytes each)
+	MSIX uint16   // MSI-X capability offset, 0 if none
+	// Locked ranges (e.g. what a locked TDI must not see changed): [start, end).
+	Locked [][2]uint16
+}
+
+// Classify names the region an access touched. The first match wins:
+// doe-mailbox, tdisp-locked, command, status, bar, msix, header,
+// capability (standard space), extended.
+func Classify(off uint32, size uint8, l Layout) string {
+	end := off + uint32(size)
+	overlaps := func(a, b uint32) bool { return off < b && end > a }
+	for _, d := range l.DOE {
+		if overlaps(uint32(d), uint32(d)+0x18) {
+			return "doe-mailbox"
+		}
+	}
+	for _, r := range l.Locked {
+		if overlaps(uint32(r[0]), uint32(r[1])) {
+			return "tdisp-locked"
+		}
+	}
+	switch {
+	case overlaps(0x04, 0x06):
+		return "command"
+	case overlaps(0x06, 0x08):
+		return "status"
+	case overlaps(0x10, 0x28):
+		return "bar"
+	case l.MSIX != 0 && overlaps(uint32(l.MSIX), uint32(l.MSIX)+12):
+		return "msix"
+	case off < 0x40:
+		return "header"
+	case off < 0x100:
+		return "capability"
+	}
+	return "extended"
+}

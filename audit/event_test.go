@@ -1,0 +1,84 @@
+package audit
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func TestDecodeRoundTrip(t *testing.T) {
+	v := uint32(0x80000000)
+	in := &Access{Time: 12345, PID: 42, TID: 43, Comm: "setpci", CgroupID: 7, Device: "0000:3b:00.0", Op: "write",
+		Offset: 0x108, Size: 4, Value: &v, Path: "sysfs"}
+	b := EncodeAccess(in)
+	if len(b) != EventSize {
+		t.Fatalf("len %d", len(b))
+	}
+	out, err := DecodeAccess(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip:\n%+v\n%+v", in, out)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good := EncodeAccess(&Access{Op: "read", Size: 4, Path: "vfio", Device: "0000:00:01.0"})
+	mut := func(i int, v byte) []byte { b := append([]byte(nil), good...); b[i] = v; return b }
+	cases := map[string][]byte{
+		"short":         good[:EventSize-1],
+		"long":          append(append([]byte(nil), good...), 0),
+		"bad op":        mut(33, 9),
+		"bad size":      mut(32, 3),
+		"bad path":      mut(34, 7),
+		"value on read": mut(35, 1),
+		"offset>4095":   mut(25, 0x10),
+	}
+	for name, b := range cases {
+		a, err := DecodeAccess(b)
+		var de *DecodeError
+		if a != nil || !errors.As(err, &de) {
+			t.Errorf("%s: %v %v", name, a, err)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	l := Layout{DOE: []uint16{0x150}, MSIX: 0x70, Locked: [][2]uint16{{0x200, 0x210}}}
+	cases := []struct {
+		off  uint32
+		size uint8
+		want string
+	}{
+		{0x04, 2, "command"}, {0x04, 4, "command"}, {0x06, 2, "status"}, {0x10, 4, "bar"}, {0x24, 4, "bar"},
+		{0x28, 4, "header"}, {0x00, 4, "header"}, {0x70, 4, "msix"}, {0x7c, 4, "capability"},
+		{0x150, 4, "doe-mailbox"}, {0x164, 4, "doe-mailbox"}, {0x168, 4, "extended"}, {0x14c, 4, "extended"},
+		{0x208, 1, "tdisp-locked"}, {0x40, 1, "capability"}, {0x100, 4, "extended"},
+	}
+	for _, c := range cases {
+		if got := Classify(c.off, c.size, l); got != c.want {
+			t.Errorf("Classify(%#x, %d) = %s, want %s", c.off, c.size, got, c.want)
+		}
+	}
+}
+
+func FuzzDecodeAccess(f *testing.F) {
+	v := uint32(1)
+	f.Add(EncodeAccess(&Access{Op: "write", Size: 1, Value: &v, Path: "procfs", Device: "0000:00:02.0", Comm: "x"}))
+	f.Add(EncodeAccess(&Access{Op: "read", Size: 2, Path: "unknown"}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := DecodeAccess(b)
+		if (a == nil) == (err == nil) {
+			t.Fatalf("a=%v err=%v", a, err)
+		}
+		if a == nil {
+			return
+		}
+		a2, err := DecodeAccess(EncodeAccess(a))
+		if err != nil || a2.Op != a.Op || a2.Offset != a.Offset || a2.Size != a.Size || a2.Path != a.Path || a2.PID != a.PID {
+			t.Fatalf("re-decode: %+v vs %+v (%v)", a, a2, err)
+		}
+	})
+}

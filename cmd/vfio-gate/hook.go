@@ -1,0 +1,133 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vfio-gate/vfio-gate/daemon"
+	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
+)
+
+func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
+	var budget time.Duration
+	c := &cobra.Command{
+		Use:   "libvirt-hook DOMNAME OPERATION SUBOP EXTRA",
+		Short: "The libvirt qemu hook (domain XML on stdin); installed by install-hook",
+		Long: `libvirt-hook is what libvirt runs, through hooks/qemu.d/vfio-gate, for every qemu domain
+lifecycle step. It reads the domain XML on stdin and asks the vfio-gate daemon:
+
+  prepare begin   check every host PCI function (<hostdev type='pci'>, <interface type='hostdev'>);
+                  any deny exits 1 and libvirt refuses to start the domain, showing our stderr
+  started begin   start the TEE device interfaces the daemon locked for the domain
+  release end     release every function the domain held (also after a failed start)
+  anything else   exit 0 at once
+
+It never calls libvirtd (that would deadlock) and reads no environment. Without a running
+daemon, prepare denies: "vfio-gate daemon is not running (systemctl start vfio-gate)".`,
+		Args:                  cobra.ArbitraryArgs,
+		DisableFlagsInUseLine: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(g.daemonSocket)}, Budget: budget}
+			if code := h.Run(cmd.Context(), args, e.in, e.errw); code != 0 {
+				return quietCode(code, fmt.Errorf("hook exit %d", code))
+			}
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&budget, "budget", lvhook.DefaultBudget, "time budget for one hook invocation (deny when exceeded)")
+	return c
+}
+
+func newInstallHookCmd(e *env, g *globals) *cobra.Command {
+	var dir, binary string
+	var dispatcher, reload bool
+	c := &cobra.Command{
+		Use:   "install-hook",
+		Short: "Install the libvirt qemu hook drop-in (hooks/qemu.d/vfio-gate)",
+		Long: `install-hook writes <libvirt-dir>/hooks/qemu.d/vfio-gate, a two-line script that runs
+"vfio-gate libvirt-hook". It never overwrites an existing hooks/qemu nor a drop-in it did not
+write. libvirt >= 6.5 runs qemu.d/ drop-ins itself; --dispatcher also creates hooks/qemu (only
+when none exists) for older libvirt. libvirtd reads hooks at start: reload it, or pass --reload.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if binary == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				binary, _ = filepath.EvalSymlinks(exe)
+			}
+			res, err := lvhook.InstallHook(lvhook.InstallOptions{LibvirtDir: dir, Binary: binary, DaemonSocket: g.daemonSocket, Dispatcher: dispatcher})
+			if err != nil {
+				return err
+			}
+			if reload {
+				if err := reloadLibvirtd(); err != nil {
+					res.Notes = append(res.Notes, "reload failed: "+err.Error())
+				} else {
+					res.Notes = append(res.Notes, "sent SIGHUP to libvirtd")
+				}
+			}
+			if g.json {
+				return writeJSON(e.out, map[string]any{"drop_in": res.DropIn, "dispatcher": res.Dispatcher, "notes": res.Notes})
+			}
+			fmt.Fprintf(e.out, "installed %s\n", res.DropIn)
+			for _, n := range res.Notes {
+				fmt.Fprintf(e.out, "note: %s\n", n)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
+	c.Flags().StringVar(&binary, "binary", "", "absolute path of vfio-gate for the hook to run (default: this executable)")
+	c.Flags().BoolVar(&dispatcher, "dispatcher", false, "also create hooks/qemu running qemu.d/* (libvirt < 6.5 only)")
+	c.Flags().BoolVar(&reload, "reload", false, "send SIGHUP to libvirtd so it sees the hook")
+	return c
+}
+
+func newUninstallHookCmd(e *env, g *globals) *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "uninstall-hook",
+		Short: "Remove exactly what install-hook installed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			removed, err := lvhook.UninstallHook(dir)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(e.out, map[string]any{"removed": removed})
+			}
+			if len(removed) == 0 {
+				fmt.Fprintln(e.out, "nothing to remove")
+			}
+			for _, r := range removed {
+				fmt.Fprintf(e.out, "removed %s\n", r)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
+	return c
+}
+
+func reloadLibvirtd() error {
+	b, err := os.ReadFile("/run/libvirtd.pid")
+	if err != nil {
+		return fmt.Errorf("libvirtd pid file: %w", err)
+	}
+	var pid int
+	if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || pid <= 1 {
+		return fmt.Errorf("libvirtd pid file %q unusable", b)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Signal(syscallSIGHUP)
+}

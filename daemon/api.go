@@ -1,0 +1,112 @@
+// Package daemon is the long-lived vfio-gate process: it hosts one gate,
+// holds the SPDM sessions of locked TDIs, and serves a versioned HTTP+JSON
+// API on a root-only unix socket (peer credentials checked with SO_PEERCRED).
+// The libvirt hook and the CLI are its clients.
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/pci"
+)
+
+// API paths (version 1).
+const (
+	PathCheck      = "/v1/check"
+	PathBind       = "/v1/bind"
+	PathRelease    = "/v1/release"
+	PathStart      = "/v1/domain/start"
+	PathTDISPLock  = "/v1/tdisp/lock"
+	PathTDISPStart = "/v1/tdisp/start"
+	PathTDISPStop  = "/v1/tdisp/stop"
+	PathTDISPState = "/v1/tdisp/state"
+	PathStatus     = "/v1/status"
+)
+
+// DefaultSocket is where the daemon listens unless --daemon-socket says otherwise.
+const DefaultSocket = "/run/vfio-gate/daemon.sock"
+
+// CheckRequest asks for a decision on functions, optionally for a domain.
+type CheckRequest struct {
+	Domain       string    `json:"domain,omitempty"`
+	Confidential bool      `json:"confidential"`
+	BDFs         []pci.BDF `json:"bdfs"`
+	// Lock asks the daemon to also lock the TDIs (TDISP) when policy requires it.
+	Lock bool `json:"lock,omitempty"`
+}
+
+// Reason is one deny reason.
+type Reason struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// DeviceDecision is the decision for one function.
+type DeviceDecision struct {
+	BDF            pci.BDF  `json:"bdf"`
+	Decision       string   `json:"decision"` // allow | deny
+	Reasons        []Reason `json:"reasons"`
+	Rule           string   `json:"rule,omitempty"`
+	EvidenceDigest string   `json:"evidence_digest,omitempty"`
+	TDIState       string   `json:"tdi_state,omitempty"`
+}
+
+// CheckResponse is the answer to check and bind.
+type CheckResponse struct {
+	Decision string           `json:"decision"` // allow only if every device is allowed
+	Devices  []DeviceDecision `json:"devices"`
+}
+
+// DomainRequest names a domain and (optionally) its functions.
+type DomainRequest struct {
+	Domain string    `json:"domain"`
+	BDFs   []pci.BDF `json:"bdfs,omitempty"`
+}
+
+// TDIRequest addresses one TDI.
+type TDIRequest struct {
+	BDF    pci.BDF `json:"bdf"`
+	Domain string  `json:"domain,omitempty"`
+}
+
+// TDIStatus is what the daemon knows about one TDI it holds.
+type TDIStatus struct {
+	BDF       pci.BDF   `json:"bdf"`
+	Domain    string    `json:"domain,omitempty"`
+	State     string    `json:"state"`
+	SessionID uint32    `json:"session_id,omitempty"`
+	Since     time.Time `json:"since"`
+}
+
+// Status is the daemon's whole state, for `vfio-gate status`.
+type Status struct {
+	Started   time.Time           `json:"started"`
+	Policy    string              `json:"policy"`
+	Domains   map[string][]string `json:"domains"` // domain -> BDFs it holds
+	TDIs      []TDIStatus         `json:"tdis"`
+	Decisions []DeviceDecision    `json:"last_decisions"`
+}
+
+// Backend is what the daemon serves: the gate plus TDISP session ownership.
+// Every method must be safe for concurrent use.
+type Backend interface {
+	Check(ctx context.Context, req CheckRequest) (*CheckResponse, error)
+	Bind(ctx context.Context, req CheckRequest) (*CheckResponse, error)
+	Release(ctx context.Context, req DomainRequest) error
+	StartDomain(ctx context.Context, req DomainRequest) error
+	TDISPLock(ctx context.Context, req TDIRequest) (*TDIStatus, error)
+	TDISPStart(ctx context.Context, req TDIRequest) (*TDIStatus, error)
+	TDISPStop(ctx context.Context, req TDIRequest) (*TDIStatus, error)
+	TDISPState(ctx context.Context, req TDIRequest) (*TDIStatus, error)
+	Status(ctx context.Context) (*Status, error)
+}
+
+// APIError is the JSON body of every non-2xx answer.
+type APIError struct {
+	Code    string `json:"code"` // stable: bad-request, forbidden, unavailable, internal, ...
+	Message string `json:"message"`
+	Status  int    `json:"-"`
+}
+
+func (e *APIError) Error() string { return "vfio-gate daemon: " + e.Code + ": " + e.Message }

@@ -1,0 +1,326 @@
+package emu
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/spdm"
+)
+
+// DefaultIdentity is the identity of the software function when Config
+// leaves it zero: QEMU's NVMe controller IDs, with a serial number.
+var DefaultIdentity = Identity{
+	Vendor: 0x1b36, Device: 0x0010, Class: 0x010802, Revision: 0x02,
+	SubVendor: 0x1af4, SubDevice: 0x1100, DSN: 0x00c0ffee00001234,
+}
+
+// Config describes a software device. Zero values pick defaults.
+type Config struct {
+	// BDF is where the function pretends to live (for sysfs fixtures).
+	BDF pci.BDF
+	// Identity is the config-space identity (and the CMA SAN); zero = DefaultIdentity.
+	Identity Identity
+	// Profile names the personality ("good", "tampered", a fault name); "" = "good".
+	Profile string
+	// Versions offered in VERSION; nil = 1.0–1.3.
+	Versions []spdm.Version
+	// Algorithms the device signs with; one chain is built per key type they
+	// need. 0 = every algorithm the package can sign with.
+	Algorithms spdm.AsymAlgo
+	// Hash and MeasHash restrict the base and measurement hash (0 = defaults
+	// of spdm.ResponderConfig).
+	Hash     spdm.HashAlgo
+	MeasHash spdm.MeasHashAlgo
+	// Faults are added to the profile's.
+	Faults []Fault
+	// Latency delays every response: Data Object Ready comes this long after
+	// Go on the DOE model, and the socket handler sleeps as long.
+	Latency time.Duration
+	// DataTransferSize and MaxSPDMmsgSize of the responder (1.2+); 0 = defaults.
+	DataTransferSize, MaxSPDMmsgSize uint32
+	// VendorDefined answers VENDOR_DEFINED_REQUEST (TDISP, IDE_KM); nil = unsupported.
+	VendorDefined func(ctx context.Context, standardID uint16, vendorID, payload []byte) ([]byte, error)
+	// Now is the clock for certificate validity; nil = time.Now.
+	Now func() time.Time
+	// FreshKeys generates new keys instead of the published test keys.
+	FreshKeys bool
+	// Logger receives debug records; nil = discard.
+	Logger *slog.Logger
+}
+
+// Device is a whole emulated PCIe function: a 4 KiB config space
+// (pci.ConfigSpace) with a DOE mailbox (doe.Model) whose CMA feature is
+// served by an SPDM responder. It is safe for concurrent use.
+type Device struct {
+	cfg       Config
+	profile   Profile
+	faults    map[Fault]bool
+	chains    []*Chain
+	responder *spdm.Responder
+	model     *doe.Model
+	config    *ConfigSpace
+
+	mu       sync.Mutex
+	measGen  int
+	requests int
+}
+
+// asymKeyTypes maps signature algorithms to the key type that signs them.
+var asymKeyTypes = []struct {
+	asym spdm.AsymAlgo
+	key  KeyType
+}{
+	{spdm.AsymECDSAP256, KeyECDSAP256},
+	{spdm.AsymECDSAP384, KeyECDSAP384},
+	{spdm.AsymECDSAP521, KeyECDSAP521},
+	{spdm.AsymRSASSA2048 | spdm.AsymRSAPSS2048, KeyRSA2048},
+	{spdm.AsymRSASSA3072 | spdm.AsymRSAPSS3072, KeyRSA3072},
+	{spdm.AsymRSASSA4096 | spdm.AsymRSAPSS4096, KeyRSA4096},
+	{spdm.AsymEd25519, KeyEd25519},
+}
+
+// AllAlgorithms is every signature algorithm the software device can use.
+const AllAlgorithms = spdm.AsymECDSAP256 | spdm.AsymECDSAP384 | spdm.AsymECDSAP521 |
+	spdm.AsymRSASSA2048 | spdm.AsymRSAPSS2048 | spdm.AsymRSASSA3072 | spdm.AsymRSAPSS3072 |
+	spdm.AsymRSASSA4096 | spdm.AsymRSAPSS4096 | spdm.AsymEd25519
+
+// New builds a software device: its certificate chains (one per key type
+// its algorithms need), measurements, responder, DOE model and config space.
+func New(cfg Config) (*Device, error) {
+	if cfg.Identity == (Identity{}) {
+		cfg.Identity = DefaultIdentity
+	}
+	if cfg.Profile == "" {
+		cfg.Profile = "good"
+	}
+	if cfg.Algorithms == 0 {
+		cfg.Algorithms = AllAlgorithms
+	}
+	if cfg.Algorithms&^AllAlgorithms != 0 {
+		return nil, fmt.Errorf("emu: cannot sign with %s", cfg.Algorithms&^AllAlgorithms)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	prof, err := LookupProfile(cfg.Profile)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{cfg: cfg, profile: prof, faults: map[Fault]bool{}}
+	for _, f := range append(slices.Clone(prof.Faults), cfg.Faults...) {
+		if _, ok := faultNames[f]; !ok {
+			return nil, fmt.Errorf("emu: unknown fault %d", int(f))
+		}
+		d.faults[f] = true
+	}
+	opts := ChainOptions{Identity: cfg.Identity, Now: cfg.Now(), FreshKeys: cfg.FreshKeys,
+		ExpiredLeaf: d.faults[FaultExpiredLeaf], WrongRoot: d.faults[FaultWrongRoot],
+		SANMismatch: d.faults[FaultSANMismatch], NoSAN: d.faults[FaultNoSAN]}
+	var keys []spdm.ResponderKey
+	for _, ak := range asymKeyTypes {
+		if cfg.Algorithms&ak.asym == 0 {
+			continue
+		}
+		c, err := NewChain(ak.key, opts)
+		if err != nil {
+			return nil, err
+		}
+		d.chains = append(d.chains, c)
+		keys = append(keys, spdm.ResponderKey{Asym: ak.asym & cfg.Algorithms, Chain: c.DER(), Signer: c.LeafKey})
+	}
+	rf := spdm.ResponderFaults{
+		BadSignature:       d.faults[FaultBadSignature],
+		WrongNonce:         d.faults[FaultWrongNonce],
+		WrongCertChainHash: d.faults[FaultWrongCertChainHash],
+	}
+	switch {
+	case d.faults[FaultBusyStorm]:
+		rf.Busy = -1
+	case d.faults[FaultBusyOnce]:
+		rf.Busy = 1
+	}
+	switch {
+	case d.faults[FaultNotReadyForever]:
+		rf.NotReady = -1
+	case d.faults[FaultNotReadyOnce]:
+		rf.NotReady = 1
+	}
+	d.responder = spdm.NewResponder(spdm.ResponderConfig{
+		Versions: cfg.Versions, Keys: keys, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
+		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
+		VendorDefined: cfg.VendorDefined, Faults: rf, Logger: cfg.Logger,
+	})
+	d.model = doe.NewModel([]doe.Feature{doe.FeatureCMA}, d.handle)
+	if cfg.Latency > 0 {
+		d.model.SetFault(doe.Fault{Latency: cfg.Latency})
+	}
+	d.config = NewConfigSpace(cfg.Identity, d.model)
+	return d, nil
+}
+
+// measurements is the responder's measurement source.
+func (d *Device) measurements() []spdm.ResponderMeasurement {
+	ms := GoodMeasurements()
+	if d.profile.Tampered {
+		ms = TamperedMeasurements()
+	}
+	if d.faults[FaultChangingMeasurements] {
+		d.mu.Lock()
+		d.measGen++
+		gen := d.measGen
+		d.mu.Unlock()
+		for i := range ms {
+			if ms[i].Index == 2 {
+				ms[i].Value = fmt.Appendf(ms[i].Value, " (run %d)", gen)
+			}
+		}
+	}
+	out := make([]spdm.ResponderMeasurement, len(ms))
+	for i, m := range ms {
+		out[i] = spdm.ResponderMeasurement{Index: m.Index, Type: m.Type, Raw: m.Raw, Value: m.Value}
+	}
+	return out
+}
+
+// ErrUnsupportedFeature is returned (and turns into the DOE Error bit) for
+// objects of a feature the device does not serve.
+var ErrUnsupportedFeature = errors.New("emu: unsupported DOE feature")
+
+// handle serves one DOE object for the model (synchronously, no latency).
+func (d *Device) handle(f doe.Feature, req []byte) ([]byte, error) {
+	return d.serve(context.Background(), f, req)
+}
+
+func (d *Device) serve(ctx context.Context, f doe.Feature, req []byte) ([]byte, error) {
+	if f != doe.FeatureCMA {
+		return nil, fmt.Errorf("%w %s", ErrUnsupportedFeature, f)
+	}
+	d.mu.Lock()
+	d.requests++
+	d.mu.Unlock()
+	rsp, err := d.responder.Respond(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return d.mangle(req, rsp), nil
+}
+
+// mangle applies the message-level faults to a response.
+func (d *Device) mangle(req, rsp []byte) []byte {
+	if len(req) < 2 || len(rsp) < 2 {
+		return rsp
+	}
+	code, rc := spdm.RequestCode(req[1]), spdm.ResponseCode(rsp[1])
+	switch {
+	case d.faults[FaultTruncated] && (rc == spdm.ResponseChallengeAuth || rc == spdm.ResponseMeasurements):
+		return rsp[:max(4, len(rsp)-7)]
+	case d.faults[FaultOversize] && rc == spdm.ResponseDigests:
+		return append(slices.Clone(rsp), bytes.Repeat([]byte{0xA5}, 4096)...)
+	case d.faults[FaultWrongResponseCode] && code == spdm.RequestGetDigests && rc == spdm.ResponseDigests:
+		out := slices.Clone(rsp)
+		out[1] = byte(spdm.ResponseCertificate)
+		return out
+	}
+	return rsp
+}
+
+// Handler serves the device's DOE features over another transport (the
+// spdm-socket server): it applies Config.Latency by sleeping.
+func (d *Device) Handler() doe.Handler {
+	return func(f doe.Feature, req []byte) ([]byte, error) {
+		if d.cfg.Latency > 0 {
+			time.Sleep(d.cfg.Latency)
+		}
+		return d.serve(context.Background(), f, req)
+	}
+}
+
+// Features is the DOE feature list after Discovery: CMA-SPDM.
+func (d *Device) Features() []doe.Feature { return []doe.Feature{doe.FeatureCMA} }
+
+// ReadAt reads config space (pci.ConfigSpace).
+func (d *Device) ReadAt(p []byte, off int64) (int, error) { return d.config.ReadAt(p, off) }
+
+// WriteAt writes config space (pci.ConfigSpace).
+func (d *Device) WriteAt(p []byte, off int64) (int, error) { return d.config.WriteAt(p, off) }
+
+// ConfigSpace is the function's config space.
+func (d *Device) ConfigSpace() *ConfigSpace { return d.config }
+
+// Model is the DOE mailbox model behind the config space (for fault injection).
+func (d *Device) Model() *doe.Model { return d.model }
+
+// Responder is the SPDM responder behind the CMA feature.
+func (d *Device) Responder() *spdm.Responder { return d.responder }
+
+// BDF is the configured address.
+func (d *Device) BDF() pci.BDF { return d.cfg.BDF }
+
+// Identity is the function's identity.
+func (d *Device) Identity() Identity { return d.cfg.Identity }
+
+// Profile is the device's profile.
+func (d *Device) Profile() Profile { return d.profile }
+
+// Chains are the device's certificate chains, one per key type.
+func (d *Device) Chains() []*Chain { return slices.Clone(d.chains) }
+
+// Anchors are the published root CAs (what a verifier should trust).
+func (d *Device) Anchors() []*x509.Certificate {
+	out := make([]*x509.Certificate, 0, len(d.chains))
+	for _, c := range d.chains {
+		out = append(out, c.Anchor)
+	}
+	return out
+}
+
+// AnchorsPEM is Anchors in PEM, one CERTIFICATE block per root.
+func (d *Device) AnchorsPEM() []byte {
+	var b []byte
+	for _, c := range d.chains {
+		b = append(b, c.AnchorPEM()...)
+	}
+	return b
+}
+
+// Requests counts SPDM requests served so far.
+func (d *Device) Requests() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.requests
+}
+
+// Reset drops the SPDM connection state, as a function-level reset would.
+func (d *Device) Reset() { d.responder.Reset() }
+
+// directTransport carries SPDM to the device's responder without the DOE
+// registers, padding responses to DW as DOE does.
+type directTransport struct{ d *Device }
+
+// Exchange implements spdm.Transport.
+func (t directTransport) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	if len(req)%4 != 0 {
+		req = append(slices.Clone(req), make([]byte, 4-len(req)%4)...)
+	}
+	rsp, err := t.d.serve(ctx, doe.FeatureCMA, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(rsp)%4 != 0 {
+		rsp = append(rsp, make([]byte, 4-len(rsp)%4)...)
+	}
+	return rsp, nil
+}
+
+// Direct returns an spdm.Transport to the device's CMA responder that
+// skips the DOE register model (faults still apply; Latency does not).
+func (d *Device) Direct() spdm.Transport { return directTransport{d} }

@@ -1,0 +1,5 @@
+package emu
+
+func transports() map[string]transportFunc {
+	return map[string]transportFunc{"doe": overDOE}
+}

@@ -1,0 +1,76 @@
+package conn
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/internal/testutil"
+)
+
+// TestRealLibvirtdTestDriver talks to a real libvirtd, through go-libvirt, with
+// libvirt's built-in test driver (a real daemon, a fake hypervisor).
+func TestRealLibvirtdTestDriver(t *testing.T) {
+	testutil.StartLibvirtd(t)
+	c, err := Dial("test:///default", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	names, err := c.Domains()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(names, "test") {
+		t.Fatalf("test driver domains = %v, want the built-in \"test\"", names)
+	}
+	x, err := c.DomainXML("test")
+	if err != nil || !strings.Contains(x, "<name>test</name>") {
+		t.Fatalf("xml %q err %v", x, err)
+	}
+	if _, err := c.DomainXML("no-such-domain"); err == nil {
+		t.Fatal("lookup of a missing domain succeeded")
+	}
+}
+
+// TestWatcherSeesLifecycle destroys the test driver's running domain and
+// checks the watcher reports it stopped. The test driver keeps its state per
+// connection, so the destroy goes through the watcher's own connection.
+func TestWatcherSeesLifecycle(t *testing.T) {
+	testutil.StartLibvirtd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	events := make(chan Event, 16)
+	w := &Watcher{URI: "test:///default", Socket: "",
+		OnReconnect: func(ctx context.Context, c *Conn) {
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				d, err := c.l.DomainLookupByName("test")
+				if err != nil {
+					t.Errorf("lookup: %v", err)
+					return
+				}
+				if err := c.l.DomainDestroy(d); err != nil {
+					t.Errorf("destroy: %v", err)
+				}
+			}()
+		},
+		OnEvent: func(_ context.Context, e Event) { events <- e },
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case e := <-events:
+		if e.Domain != "test" || e.Kind != "stopped" {
+			t.Fatalf("event %+v, want test stopped", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no lifecycle event within 20 s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

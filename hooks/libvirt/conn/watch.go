@@ -1,0 +1,66 @@
+package conn
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Watcher follows domain lifecycle events and survives libvirtd restarts:
+// when the connection drops it reconnects with backoff and calls OnReconnect,
+// so the owner can reconcile what happened while it was away.
+type Watcher struct {
+	URI, Socket string
+	// OnEvent is called for every lifecycle event, in order.
+	OnEvent func(ctx context.Context, e Event)
+	// OnReconnect is called after every successful (re)connection with the
+	// connection, before events flow; use it to re-read running domains.
+	OnReconnect func(ctx context.Context, c *Conn)
+	Logger      *slog.Logger
+	// MaxBackoff caps the reconnect delay (default 10 s).
+	MaxBackoff time.Duration
+}
+
+// Run watches until ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	log := w.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	maxB := w.MaxBackoff
+	if maxB <= 0 {
+		maxB = 10 * time.Second
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		c, err := Dial(w.URI, w.Socket)
+		if err != nil {
+			log.InfoContext(ctx, "libvirtd unreachable; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxB)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if w.OnReconnect != nil {
+			w.OnReconnect(ctx, c)
+		}
+		evs, err := c.Lifecycle(ctx)
+		if err != nil {
+			log.WarnContext(ctx, "lifecycle subscription failed", "err", err)
+			c.Close()
+			continue
+		}
+		for e := range evs {
+			if w.OnEvent != nil {
+				w.OnEvent(ctx, e)
+			}
+		}
+		c.Close()
+		log.InfoContext(ctx, "libvirtd connection closed; reconnecting")
+	}
+	return nil
+}

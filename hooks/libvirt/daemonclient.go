@@ -1,0 +1,50 @@
+package libvirt
+
+import (
+	"context"
+	"errors"
+
+	"github.com/vfio-gate/vfio-gate/daemon"
+	"github.com/vfio-gate/vfio-gate/pci"
+)
+
+// DaemonClient adapts the daemon's API client to the hook's Client.
+type DaemonClient struct{ C *daemon.Client }
+
+// Check asks the daemon to gate (and, per policy, lock) the domain's functions.
+func (d DaemonClient) Check(ctx context.Context, req CheckRequest) (*CheckResult, error) {
+	r, err := d.C.Check(ctx, daemon.CheckRequest{Domain: req.Domain, Confidential: req.Confidential, BDFs: bdfsOf(req.Devices), Lock: req.Confidential})
+	if err != nil {
+		if errors.Is(err, daemon.ErrNotRunning) {
+			return nil, ErrDaemonDown
+		}
+		return nil, err
+	}
+	out := &CheckResult{Allow: r.Decision == "allow"}
+	for _, dd := range r.Devices {
+		res := DeviceResult{BDF: dd.BDF, Decision: dd.Decision}
+		for _, rr := range dd.Reasons {
+			res.Reasons = append(res.Reasons, Reason{Code: rr.Code, Message: rr.Message})
+		}
+		out.Devices = append(out.Devices, res)
+	}
+	return out, nil
+}
+
+// Start starts the TDIs the daemon locked for the domain.
+func (d DaemonClient) Start(ctx context.Context, domain string, bdfs []pci.BDF) error {
+	return d.C.StartDomain(ctx, daemon.DomainRequest{Domain: domain, BDFs: bdfs})
+}
+
+// Release releases everything the domain held.
+func (d DaemonClient) Release(ctx context.Context, domain string, bdfs []pci.BDF) error {
+	return d.C.Release(ctx, daemon.DomainRequest{Domain: domain, BDFs: bdfs})
+}
+
+func bdfsOf(h []HostPCI) []pci.BDF {
+	out := make([]pci.BDF, len(h))
+	for i := range h {
+		out[i] = h[i].BDF
+	}
+	return out
+}

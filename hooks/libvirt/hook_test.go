@@ -1,0 +1,291 @@
+package libvirt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/pci"
+)
+
+func parseFile(t *testing.T, name string) (*Domain, error) {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return ParseDomain(f)
+}
+
+func bdf(s string) pci.BDF {
+	b, err := pci.ParseBDF(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestParseHostdevForms(t *testing.T) {
+	d, err := parseFile(t, "managed.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []HostPCI{
+		{BDF: bdf("0000:3b:00.0"), Managed: true, Source: "hostdev"},
+		{BDF: bdf("0000:3b:00.1"), Managed: false, Source: "hostdev"},
+		{BDF: bdf("0001:81:10.2"), Managed: true, Source: "interface"},
+	}
+	if len(d.PCI) != len(want) {
+		t.Fatalf("PCI = %+v", d.PCI)
+	}
+	for i := range want {
+		if d.PCI[i] != want[i] {
+			t.Errorf("PCI[%d] = %+v, want %+v", i, d.PCI[i], want[i])
+		}
+	}
+	if d.Name != "vm1" || d.UUID == "" || d.Confidential(nil) {
+		t.Fatalf("name %q uuid %q confidential %v", d.Name, d.UUID, d.Confidential(nil))
+	}
+}
+
+func TestLaunchSecurityTypes(t *testing.T) {
+	for _, ty := range []string{"sev", "sev-snp", "tdx", "s390-pv"} {
+		d, err := parseFile(t, "ls-"+ty+".xml")
+		if err != nil {
+			t.Fatalf("%s: %v", ty, err)
+		}
+		if d.LaunchSecurity != ty || !d.Confidential(nil) {
+			t.Errorf("%s: LaunchSecurity %q confidential %v", ty, d.LaunchSecurity, d.Confidential(nil))
+		}
+		if d.Confidential([]string{"tdx"}) != (ty == "tdx") {
+			t.Errorf("%s: custom confidential list ignored", ty)
+		}
+	}
+}
+
+func TestHostileXML(t *testing.T) {
+	for _, name := range []string{"entities.xml", "noaddr.xml", "outofrange.xml"} {
+		if _, err := parseFile(t, name); !errors.Is(err, ErrBadXML) {
+			t.Errorf("%s: err = %v, want ErrBadXML", name, err)
+		}
+	}
+	huge := strings.NewReader("<domain>" + strings.Repeat("<x/>", MaxDomainXML/4) + "</domain>")
+	if _, err := ParseDomain(huge); !errors.Is(err, ErrBadXML) || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("huge: %v", err)
+	}
+	if _, err := ParseDomain(strings.NewReader("  \n")); !errors.Is(err, ErrBadXML) {
+		t.Errorf("empty: %v", err)
+	}
+	if _, err := ParseDomain(strings.NewReader("<domain><devices><hostdev mode='subsystem' type='pci'><source><address bus='zz' slot='0' function='0'/></source></hostdev></devices></domain>")); !errors.Is(err, ErrBadXML) {
+		t.Errorf("wrong types: %v", err)
+	}
+}
+
+func TestActionTable(t *testing.T) {
+	cases := map[[2]string]Action{
+		{"prepare", "begin"}: ActionCheck, {"started", "begin"}: ActionStart, {"release", "end"}: ActionRelease,
+		{"start", "begin"}: ActionNone, {"stopped", "end"}: ActionNone, {"migrate", "begin"}: ActionNone,
+		{"prepare", "end"}: ActionNone, {"restore", "begin"}: ActionNone, {"reconnect", "begin"}: ActionNone,
+	}
+	for k, want := range cases {
+		if got := ActionFor(k[0], k[1]); got != want {
+			t.Errorf("ActionFor(%q, %q) = %v, want %v", k[0], k[1], got, want)
+		}
+	}
+}
+
+type fakeClient struct {
+	check             func(CheckRequest) (*CheckResult, error)
+	started, released []string
+	delay             time.Duration
+	lastReq           CheckRequest
+}
+
+func (f *fakeClient) Check(ctx context.Context, req CheckRequest) (*CheckResult, error) {
+	f.lastReq = req
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return f.check(req)
+}
+func (f *fakeClient) Start(_ context.Context, d string, _ []pci.BDF) error {
+	f.started = append(f.started, d)
+	return nil
+}
+func (f *fakeClient) Release(_ context.Context, d string, _ []pci.BDF) error {
+	f.released = append(f.released, d)
+	return nil
+}
+
+func runHook(t *testing.T, h *Hook, xmlFile string, args ...string) (int, string) {
+	t.Helper()
+	var in []byte
+	if xmlFile != "" {
+		var err error
+		if in, err = os.ReadFile(filepath.Join("testdata", xmlFile)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var errw bytes.Buffer
+	code := h.Run(context.Background(), args, bytes.NewReader(in), &errw)
+	return code, errw.String()
+}
+
+func TestHookPrepare(t *testing.T) {
+	allow := func(req CheckRequest) (*CheckResult, error) {
+		r := &CheckResult{Allow: true}
+		for _, d := range req.Devices {
+			r.Devices = append(r.Devices, DeviceResult{BDF: d.BDF, Decision: "allow"})
+		}
+		return r, nil
+	}
+	fc := &fakeClient{check: allow}
+	h := &Hook{Client: fc}
+	if code, msg := runHook(t, h, "ls-tdx.xml", "cvm-tdx", "prepare", "begin", "-"); code != 0 {
+		t.Fatalf("allow: exit %d %s", code, msg)
+	}
+	if !fc.lastReq.Confidential || len(fc.lastReq.Devices) != 1 {
+		t.Fatalf("request %+v", fc.lastReq)
+	}
+
+	fc.check = func(req CheckRequest) (*CheckResult, error) {
+		return &CheckResult{Allow: false, Devices: []DeviceResult{{BDF: bdf("0000:3b:00.0"), Decision: "deny",
+			Reasons: []Reason{{Code: "chain-untrusted", Message: "add the vendor's root CA to the policy's trust_anchors"}}}}}, nil
+	}
+	code, msg := runHook(t, h, "ls-tdx.xml", "cvm-tdx", "prepare", "begin", "-")
+	if code != 1 || !strings.Contains(msg, "DENY 0000:3b:00.0 chain-untrusted: add the vendor") {
+		t.Fatalf("deny: exit %d %q", code, msg)
+	}
+
+	// An answer that leaves a device out is a deny.
+	fc.check = func(req CheckRequest) (*CheckResult, error) {
+		return &CheckResult{Allow: true, Devices: []DeviceResult{{BDF: bdf("0000:3b:00.0"), Decision: "allow"}}}, nil
+	}
+	if code, _ := runHook(t, h, "managed.xml", "vm1", "prepare", "begin", "-"); code != 1 {
+		t.Fatalf("partial answer allowed: exit %d", code)
+	}
+
+	fc.check = func(CheckRequest) (*CheckResult, error) { return nil, ErrDaemonDown }
+	code, msg = runHook(t, h, "managed.xml", "vm1", "prepare", "begin", "-")
+	if code != 1 || !strings.Contains(msg, "daemon is not running (systemctl start vfio-gate)") {
+		t.Fatalf("daemon down: exit %d %q", code, msg)
+	}
+}
+
+func TestHookBudget(t *testing.T) {
+	fc := &fakeClient{delay: time.Second, check: func(CheckRequest) (*CheckResult, error) { return &CheckResult{Allow: true}, nil }}
+	h := &Hook{Client: fc, Budget: 20 * time.Millisecond}
+	code, msg := runHook(t, h, "managed.xml", "vm1", "prepare", "begin", "-")
+	if code != 1 || !strings.Contains(msg, "time budget") {
+		t.Fatalf("exit %d %q", code, msg)
+	}
+}
+
+func TestHookBadInput(t *testing.T) {
+	fc := &fakeClient{check: func(CheckRequest) (*CheckResult, error) { t.Fatal("daemon called"); return nil, nil }}
+	h := &Hook{Client: fc}
+	if code, msg := runHook(t, h, "", "vm1", "prepare", "begin", "-"); code != 1 || !strings.Contains(msg, "empty") {
+		t.Errorf("empty stdin at prepare: exit %d %q", code, msg)
+	}
+	if code, _ := runHook(t, h, "entities.xml", "vm1", "prepare", "begin", "-"); code != 1 {
+		t.Errorf("hostile XML at prepare: exit %d", code)
+	}
+	if code, _ := runHook(t, h, "", "vm1", "prepare", "begin"); code != 1 {
+		t.Errorf("3 args at prepare: exit %d", code)
+	}
+	if code, _ := runHook(t, h, "", "vm1", "stopped", "end"); code != 0 {
+		t.Errorf("3 args at stopped: exit %d", code)
+	}
+	if code, _ := runHook(t, h, "entities.xml", "vm1", "migrate", "begin", "-"); code != 0 {
+		t.Errorf("other op: exit %d", code)
+	}
+	// release with unreadable XML still asks the daemon to release by domain name.
+	if code, _ := runHook(t, h, "", "vm1", "release", "end", "-"); code != 0 || len(fc.released) != 1 {
+		t.Errorf("release: exit %d released %v", code, fc.released)
+	}
+	if code, _ := runHook(t, h, "managed.xml", "vm1", "started", "begin", "-"); code != 0 || len(fc.started) != 1 {
+		t.Errorf("started: exit %d started %v", code, fc.started)
+	}
+}
+
+func TestInstallUninstall(t *testing.T) {
+	dir := t.TempDir()
+	res, err := InstallHook(InstallOptions{LibvirtDir: dir, Binary: "/usr/local/bin/vfio-gate", DaemonSocket: "/run/vfio-gate/daemon.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(res.DropIn)
+	if err != nil || st.Mode().Perm() != 0o755 || res.Dispatcher != "" {
+		t.Fatalf("drop-in %v %v dispatcher %q", st, err, res.Dispatcher)
+	}
+	b, _ := os.ReadFile(res.DropIn)
+	if !strings.Contains(string(b), "exec '/usr/local/bin/vfio-gate' libvirt-hook --daemon-socket '/run/vfio-gate/daemon.sock' \"$@\"") {
+		t.Fatalf("drop-in content:\n%s", b)
+	}
+	// An existing hooks/qemu of someone else's is never touched, nor removed.
+	other := filepath.Join(dir, "hooks/qemu")
+	if err := os.WriteFile(other, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InstallHook(InstallOptions{LibvirtDir: dir, Binary: "/x/vfio-gate", Dispatcher: true}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(other); string(b) != "#!/bin/sh\nexit 0\n" {
+		t.Fatal("existing hooks/qemu was modified")
+	}
+	removed, err := UninstallHook(dir)
+	if err != nil || len(removed) != 1 {
+		t.Fatalf("removed %v err %v", removed, err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatal("uninstall removed someone else's hooks/qemu")
+	}
+	// A drop-in that is not ours is not overwritten.
+	if err := os.WriteFile(res.DropIn, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InstallHook(InstallOptions{LibvirtDir: dir, Binary: "/x/vfio-gate"}); err == nil {
+		t.Fatal("overwrote a foreign drop-in")
+	}
+	if _, err := InstallHook(InstallOptions{LibvirtDir: dir, Binary: "relative/vfio-gate"}); err == nil {
+		t.Fatal("accepted a relative binary path")
+	}
+}
+
+func TestInstallDispatcher(t *testing.T) {
+	dir := t.TempDir()
+	res, err := InstallHook(InstallOptions{LibvirtDir: dir, Binary: "/usr/bin/vfio-gate", Dispatcher: true})
+	if err != nil || res.Dispatcher == "" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	removed, err := UninstallHook(dir)
+	if err != nil || len(removed) != 2 {
+		t.Fatalf("removed %v %v", removed, err)
+	}
+}
+
+func FuzzParseDomain(f *testing.F) {
+	for _, n := range []string{"managed.xml", "ls-sev.xml", "entities.xml", "noaddr.xml"} {
+		b, err := os.ReadFile(filepath.Join("testdata", n))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		d, err := ParseDomain(bytes.NewReader(in))
+		if (d == nil) == (err == nil) {
+			t.Fatalf("domain %v err %v", d, err)
+		}
+	})
+}

@@ -1,0 +1,116 @@
+package libvirt
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DropInName is the file vfio-gate installs under hooks/qemu.d/.
+const DropInName = "vfio-gate"
+
+// dropInMarker identifies files we wrote, so uninstall never removes anyone else's.
+const dropInMarker = "# installed by vfio-gate install-hook"
+
+// InstallOptions configure InstallHook.
+type InstallOptions struct {
+	LibvirtDir   string // default /etc/libvirt
+	Binary       string // absolute path of the vfio-gate binary
+	DaemonSocket string // passed to libvirt-hook
+	// Dispatcher also creates hooks/qemu running hooks/qemu.d/* when no
+	// hooks/qemu exists. Only for libvirt < 6.5, which does not run qemu.d
+	// drop-ins itself; on newer libvirt it would run every drop-in twice.
+	Dispatcher bool
+}
+
+// InstallResult says what InstallHook did.
+type InstallResult struct {
+	DropIn     string
+	Dispatcher string // "" when none was created
+	Notes      []string
+}
+
+// InstallHook writes hooks/qemu.d/vfio-gate. It never overwrites an existing
+// hooks/qemu, nor a drop-in it did not write itself.
+func InstallHook(o InstallOptions) (*InstallResult, error) {
+	if o.LibvirtDir == "" {
+		o.LibvirtDir = "/etc/libvirt"
+	}
+	if !filepath.IsAbs(o.Binary) {
+		return nil, fmt.Errorf("install-hook: binary path %q must be absolute", o.Binary)
+	}
+	if strings.ContainsAny(o.Binary+o.DaemonSocket, "'\"\\$`\n") {
+		return nil, errors.New("install-hook: binary or socket path contains shell metacharacters")
+	}
+	hooks := filepath.Join(o.LibvirtDir, "hooks")
+	dropDir := filepath.Join(hooks, "qemu.d")
+	if err := os.MkdirAll(dropDir, 0o755); err != nil {
+		return nil, fmt.Errorf("install-hook: %w", err)
+	}
+	res := &InstallResult{DropIn: filepath.Join(dropDir, DropInName)}
+	if b, err := os.ReadFile(res.DropIn); err == nil && !strings.Contains(string(b), dropInMarker) {
+		return nil, fmt.Errorf("install-hook: %s exists and was not written by vfio-gate; not overwriting", res.DropIn)
+	}
+	script := fmt.Sprintf("#!/bin/sh\n%s\n# libvirt runs this as: qemu.d/vfio-gate DOMNAME OPERATION SUBOP EXTRA, domain XML on stdin.\nexec '%s' libvirt-hook --daemon-socket '%s' \"$@\"\n",
+		dropInMarker, o.Binary, o.DaemonSocket)
+	if err := writeExec(res.DropIn, script); err != nil {
+		return nil, err
+	}
+	main := filepath.Join(hooks, "qemu")
+	_, statErr := os.Stat(main)
+	switch {
+	case statErr == nil:
+		res.Notes = append(res.Notes, fmt.Sprintf("left the existing %s alone; libvirt >= 6.5 runs qemu.d/ drop-ins after it", main))
+	case errors.Is(statErr, fs.ErrNotExist) && o.Dispatcher:
+		disp := fmt.Sprintf("#!/bin/sh\n%s (dispatcher for libvirt < 6.5)\nxml=$(cat)\nfor h in %s/*; do\n  [ -x \"$h\" ] || continue\n  printf '%%s' \"$xml\" | \"$h\" \"$@\" || exit $?\ndone\n", dropInMarker, dropDir)
+		if err := writeExec(main, disp); err != nil {
+			return nil, err
+		}
+		res.Dispatcher = main
+		res.Notes = append(res.Notes, "created "+main+" to run qemu.d/ drop-ins (libvirt < 6.5)")
+	}
+	res.Notes = append(res.Notes, "libvirtd reads hooks only at start: reload it (systemctl reload libvirtd, or SIGHUP) or pass --reload")
+	return res, nil
+}
+
+// UninstallHook removes exactly what InstallHook wrote.
+func UninstallHook(libvirtDir string) ([]string, error) {
+	if libvirtDir == "" {
+		libvirtDir = "/etc/libvirt"
+	}
+	var removed []string
+	for _, p := range []string{filepath.Join(libvirtDir, "hooks/qemu.d", DropInName), filepath.Join(libvirtDir, "hooks/qemu")} {
+		b, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return removed, err
+		}
+		if !strings.Contains(string(b), dropInMarker) {
+			continue // not ours
+		}
+		if err := os.Remove(p); err != nil {
+			return removed, err
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
+}
+
+func writeExec(path, content string) error {
+	tmp := path + ".vfio-gate-tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o755); err != nil {
+		return fmt.Errorf("install-hook: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return errors.Join(err, os.Remove(tmp))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return errors.Join(fmt.Errorf("install-hook: %w", err), os.Remove(tmp))
+	}
+	return nil
+}

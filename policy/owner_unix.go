@@ -1,0 +1,16 @@
+//go:build unix
+
+package policy
+
+import (
+	"io/fs"
+	"syscall"
+)
+
+func ownerUID(st fs.FileInfo) (uint32, bool) {
+	s, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return s.Uid, true
+}

@@ -1,0 +1,182 @@
+package spdm
+
+import (
+	"slices"
+
+	"github.com/vfio-gate/vfio-gate/internal/wire"
+)
+
+// Responder preference orders: the first supported entry the requester also
+// offered is selected.
+var (
+	rspAsymOrder = []AsymAlgo{AsymECDSAP384, AsymECDSAP256, AsymECDSAP521, AsymRSAPSS3072, AsymRSASSA3072,
+		AsymRSAPSS4096, AsymRSASSA4096, AsymRSAPSS2048, AsymRSASSA2048, AsymEd25519}
+	rspHashOrder = []HashAlgo{HashSHA384, HashSHA256, HashSHA512, HashSHA3_384, HashSHA3_256, HashSHA3_512}
+)
+
+// getVersion answers GET_VERSION (DSP0274 §10.3) and restarts the connection.
+func (r *Responder) getVersion(req []byte) []byte {
+	m, ok := rspDecode(req, decodeGetVersionReq)
+	r.c = rspConn{}
+	if !ok {
+		return r.errRsp(ErrorCodeInvalidRequest, 0)
+	}
+	v := &versionRsp{}
+	for _, ver := range r.cfg.Versions {
+		v.Entries = append(v.Entries, uint16(ver)<<8)
+	}
+	rsp := v.marshal()
+	r.c.stage = rspStageVersion
+	r.c.vca = append(append([]byte(nil), m.raw...), rsp...)
+	return rsp
+}
+
+// rspFlags are the responder's CAPABILITIES flags at version v.
+func (r *Responder) rspFlags(v Version) uint32 {
+	var f uint32
+	if len(r.cfg.Keys) > 0 {
+		f |= CapCert | CapChal
+		if r.cfg.Measurements != nil {
+			f |= CapMeasSig
+		}
+	} else if r.cfg.Measurements != nil {
+		f |= CapMeasNoSig
+	}
+	if v >= Version12 && !r.cfg.NoChunk {
+		f |= CapChunk
+	}
+	return f
+}
+
+// getCapabilities answers GET_CAPABILITIES (DSP0274 §10.4).
+func (r *Responder) getCapabilities(req []byte) []byte {
+	if r.c.stage != rspStageVersion {
+		return r.errRsp(ErrorCodeUnexpectedRequest, 0)
+	}
+	v := Version(req[0])
+	if !slices.Contains(r.cfg.Versions, v) {
+		return r.errRsp(ErrorCodeVersionMismatch, 0)
+	}
+	m, ok := rspDecode(req, decodeGetCapabilitiesReq)
+	if !ok {
+		return r.errRsp(ErrorCodeInvalidRequest, 0)
+	}
+	rsp := &capabilitiesRsp{Version: v, CTExponent: r.cfg.CTExponent, Flags: r.rspFlags(v)}
+	if v >= Version12 {
+		rsp.DataTransferSize, rsp.MaxSPDMmsgSize = r.cfg.DataTransferSize, r.cfg.MaxSPDMmsgSize
+		r.c.reqDTS, r.c.reqMaxMsg = m.DataTransferSize, m.MaxSPDMmsgSize
+		r.c.chunk = rsp.Flags&CapChunk != 0 && m.Flags&CapChunk != 0
+	}
+	b := rsp.marshal()
+	r.c.version, r.c.reqFlags, r.c.stage = v, m.Flags, rspStageCapabilities
+	r.c.vca = append(append(r.c.vca, m.raw...), b...)
+	return b
+}
+
+// asymAllowed reports whether a is usable at version v by some key.
+func (r *Responder) keyFor(a AsymAlgo) *ResponderKey {
+	for i := range r.cfg.Keys {
+		if r.cfg.Keys[i].Asym&a != 0 {
+			return &r.cfg.Keys[i]
+		}
+	}
+	return nil
+}
+
+// negotiateAlgorithms answers NEGOTIATE_ALGORITHMS (DSP0274 §10.5): exactly
+// one of what the requester offered for each field, from the configured set.
+func (r *Responder) negotiateAlgorithms(req []byte) []byte {
+	if r.c.stage != rspStageCapabilities {
+		return r.errRsp(ErrorCodeUnexpectedRequest, 0)
+	}
+	m, ok := rspDecode(req, decodeNegotiateAlgorithmsReq)
+	if !ok {
+		return r.errRsp(ErrorCodeInvalidRequest, 0)
+	}
+	v := r.c.version
+	rsp := &algorithmsRsp{Version: v}
+	if len(r.cfg.Keys) > 0 {
+		for _, a := range rspAsymOrder {
+			if m.BaseAsym&a != 0 && r.cfg.Asym&a != 0 && (a != AsymEd25519 || v >= Version12) && r.keyFor(a) != nil {
+				rsp.BaseAsym = a
+				break
+			}
+		}
+		if rsp.BaseAsym == 0 {
+			return r.errRsp(ErrorCodeInvalidRequest, 0) // no common signature algorithm
+		}
+	}
+	for _, h := range rspHashOrder {
+		if m.BaseHash&h != 0 && r.cfg.Hash&h != 0 {
+			rsp.BaseHash = h
+			break
+		}
+	}
+	if rsp.BaseHash == 0 {
+		return r.errRsp(ErrorCodeInvalidRequest, 0)
+	}
+	if r.cfg.Measurements != nil {
+		if m.MeasSpec&MeasurementSpecDMTF == 0 {
+			return r.errRsp(ErrorCodeInvalidRequest, 0)
+		}
+		rsp.MeasSpecSel = MeasurementSpecDMTF
+		rsp.MeasHash = r.cfg.MeasHash
+		if rsp.MeasHash == 0 {
+			rsp.MeasHash = rspMeasHashFor(rsp.BaseHash)
+		}
+	}
+	if v >= Version12 {
+		// Opaque data format: general (format 1) if offered, else format 0.
+		switch {
+		case m.OtherParams&0x02 != 0:
+			rsp.OtherParamsSel = 0x02
+		case m.OtherParams&0x01 != 0:
+			rsp.OtherParamsSel = 0x01
+		}
+	}
+	// AlgStruct tables: each type the requester listed, nothing selected
+	// (this responder has no KEY_EX_CAP, PSK_CAP or MUT_AUTH_CAP).
+	for _, a := range m.Algs {
+		rsp.Algs = append(rsp.Algs, algStruct{Type: a.Type})
+	}
+	b := rsp.marshal()
+	r.c.asym, r.c.hash, r.c.measHash, r.c.measSpec = rsp.BaseAsym, rsp.BaseHash, rsp.MeasHash, rsp.MeasSpecSel
+	r.c.key = r.keyFor(rsp.BaseAsym)
+	if r.c.key != nil {
+		r.c.chainBuf = rspChainBuffer(rsp.BaseHash, r.c.key.Chain)
+	}
+	r.c.vca = append(append(r.c.vca, m.raw...), b...)
+	r.c.stage = rspStageNegotiated
+	return b
+}
+
+// rspMeasHashFor is the measurement hash matching a base hash.
+func rspMeasHashFor(h HashAlgo) MeasHashAlgo {
+	switch h {
+	case HashSHA256:
+		return MeasHashSHA256
+	case HashSHA384:
+		return MeasHashSHA384
+	case HashSHA512:
+		return MeasHashSHA512
+	case HashSHA3_256:
+		return MeasHashSHA3_256
+	case HashSHA3_384:
+		return MeasHashSHA3_384
+	case HashSHA3_512:
+		return MeasHashSHA3_512
+	}
+	return MeasHashRawBitStream
+}
+
+// rspChainBuffer is the SPDM certificate chain buffer (DSP0274 §10.7.1):
+// Length(2) ‖ Reserved(2) ‖ RootHash(H) ‖ DER certificates, root first.
+func rspChainBuffer(h HashAlgo, chain [][]byte) []byte {
+	root, _ := hashOf(h, chain[0])
+	b := wire.NewBuilder(nil).AddU16(0).AddU16(0).AddBytes(root)
+	for _, c := range chain {
+		b.AddBytes(c)
+	}
+	b.SetU16At(0, uint16(b.Len()))
+	return b.Bytes()
+}
