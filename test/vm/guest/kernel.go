@@ -123,6 +123,7 @@ func kernelDOECDAT(ctx context.Context, h *Harness) Result {
 	if len(t.Entries) == 0 {
 		return failf("%s: CDAT has no structures", f.BDF)
 	}
+	h.rawCDAT = raw
 	types := make([]string, len(t.Entries))
 	for i, e := range t.Entries {
 		types[i] = fmt.Sprint(e.Type)

@@ -66,6 +66,8 @@ type Harness struct {
 	VfioGate string // path of the vfio-gate binary
 	State    string // scratch directory for vfio-gate state (event log)
 	Log      io.Writer
+
+	rawCDAT []byte // the CDAT table kernel-doe-cdat read, for doe-cdat to compare
 }
 
 // FormatResult renders a RESULT line: the reason is folded onto one line so

@@ -27,6 +27,9 @@ func scenarios() []Scenario {
 		{"kernel-tpm", "run", kernelTPM},
 		{"log-verify", "run", logVerify},
 		{"bpf-audit", "run", bpfAudit},
+		{"go-test-tpm-device", "run", goTest("tpm.test", "^TestDeviceTPMRM0$")},
+		{"go-test-audit", "run", goTest("audit.test", "^(TestLoadAndGuard|TestSysfsReadProducesOneEvent)$")},
+		{"go-test-pci-realsys", "run", goTest("pci.test", "^TestRealSysfs")},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
@@ -35,7 +38,6 @@ func scenarios() []Scenario {
 
 // Placeholders until the commands land (each returns the SKIP of the first
 // missing command; replaced by real checks as the commands arrive on main).
-func doeCDAT(ctx context.Context, h *Harness) Result { return h.pending(ctx, "doe cdat") }
 func checkConfidentialDeny(ctx context.Context, h *Harness) Result {
 	return h.pending(ctx, "check")
 }
@@ -47,8 +49,6 @@ func bindGroupDenied(ctx context.Context, h *Harness) Result { return h.pending(
 func logVerify(ctx context.Context, h *Harness) Result {
 	return h.pending(ctx, "check", "log verify")
 }
-func bpfAudit(ctx context.Context, h *Harness) Result      { return h.pending(ctx, "audit") }
-func scanLockdown(ctx context.Context, h *Harness) Result  { return h.pending(ctx, "scan") }
 func checkLockdown(ctx context.Context, h *Harness) Result { return h.pending(ctx, "check") }
 
 // pending is the result of a scenario whose check is not written yet: the
