@@ -68,6 +68,7 @@ type Harness struct {
 	Log      io.Writer
 
 	rawCDAT []byte // the CDAT table kernel-doe-cdat read, for doe-cdat to compare
+	policy  string // the guest policy file, once written
 }
 
 // FormatResult renders a RESULT line: the reason is folded onto one line so
