@@ -271,12 +271,18 @@ func logVerify(ctx context.Context, h *Harness) Result {
 	if err != nil || code != 0 {
 		return failf("log verify of %d records: exit %d, %v: %s %s", len(lines), code, err, out, errOut)
 	}
-	// Tamper: change one hex digit of a digest in the first record.
-	tampered, ok := flipHexDigit(lines[0])
-	if !ok {
-		return failf("no digest to tamper with in %q", lines[0])
+	// Tamper: change one hex digit of the first digest in the log.
+	bad := append([]string(nil), lines...)
+	at := -1
+	for i, l := range lines {
+		if t, ok := flipHexDigit(l); ok {
+			bad[i], at = t, i
+			break
+		}
 	}
-	bad := append([]string{tampered}, lines[1:]...)
+	if at < 0 {
+		return failf("no record with a digest to tamper with among %d", len(lines))
+	}
 	if err := os.WriteFile(logPath, []byte(strings.Join(bad, "\n")+"\n"), 0o600); err != nil {
 		return failf("%v", err)
 	}
@@ -290,7 +296,7 @@ func logVerify(ctx context.Context, h *Harness) Result {
 	if _, _, code, _ := h.gate(ctx, "log", "verify"); code != 0 {
 		return failf("log verify of the restored log: exit %d", code)
 	}
-	return passf("log verify: %d records replay to the PCR through /dev/tpmrm0; tampered record 1 -> exit %d (%s)", len(lines), tcode, firstLine(terr+tout))
+	return passf("log verify: %d records replay to the PCR through /dev/tpmrm0; tampered record %d -> exit %d (%s)", len(lines), at+1, tcode, firstLine(terr+tout))
 }
 
 // flipHexDigit changes the first hex digit of the first "digest" value in a
@@ -343,7 +349,7 @@ func checkLockdown(ctx context.Context, h *Harness) Result {
 		return failf("%v", err)
 	}
 	if code == 0 || c.Decision != "deny" || !contains(c.codes(), "lockdown") {
-		return failf("check --confidential %s under lockdown: exit %d, %+v, stderr %q; want deny lockdown", f.BDF, code, c, errOut)
+		return failf("check --confidential %s under lockdown: exit %d, decision %s, reason codes %v (want lockdown); stderr %q", f.BDF, code, c.Decision, c.codes(), errOut)
 	}
 	return passf("%s under lockdown=integrity: deny %v (exit %d)", f.BDF, c.codes(), code)
 }

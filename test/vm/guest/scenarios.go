@@ -2,7 +2,6 @@
 
 package main
 
-
 // scenarios lists every scenario in the order it runs. Order matters where a
 // scenario leaves device state for the next (each says so in its comment):
 // scan-bound needs cxl_pci bound, the kernel DOE scenarios unbind it.
