@@ -3,6 +3,7 @@ package doe_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 //
 // Metrics: accesses/op (config reads + writes), min-accesses/op (1 write
 // per request DW + 2 per response DW + Go + 1 Status read), access-ratio
-// (target <= 1.2), poll-delay-µs/op (from the model turning ready to the
-// requester's first access that sees it; target <= 50 µs). ns/op includes
+// (target <= 1.2), poll-delay-µs/op and p50-poll-delay-µs (mean and median
+// time from the model turning ready to the requester's first access that
+// sees it; target <= 50 µs). ns/op includes
 // the ~3000 register accesses of the transfer itself.
 func BenchmarkExchange4KiB(b *testing.B) {
 	const dw = 2 + 1024
@@ -36,10 +38,13 @@ func BenchmarkExchange4KiB(b *testing.B) {
 				req := make([]byte, 4096)
 				ctx := context.Background()
 				before, mbefore := mb.Stats(), m.Stats()
+				var lates []time.Duration
 				for b.Loop() {
+					l0 := m.Stats().Late
 					if _, err := mb.Exchange(ctx, doe.FeatureCMA, req); err != nil {
 						b.Fatal(err)
 					}
+					lates = append(lates, m.Stats().Late-l0)
 				}
 				s, ms := mb.Stats(), m.Stats()
 				acc := float64(s.Accesses()-before.Accesses()) / float64(b.N)
@@ -48,6 +53,8 @@ func BenchmarkExchange4KiB(b *testing.B) {
 				b.ReportMetric(acc/minAccesses, "access-ratio")
 				if lat > 0 {
 					b.ReportMetric(float64(ms.Late-mbefore.Late)/float64(ms.Ready-mbefore.Ready)/1e3, "poll-delay-µs/op")
+					slices.Sort(lates)
+					b.ReportMetric(float64(lates[len(lates)/2])/1e3, "p50-poll-delay-µs")
 				}
 			})
 		}

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -99,6 +101,28 @@ func TestFindNoMailbox(t *testing.T) {
 	cfg.AddExtCap(pci.ExtCapIDDSN, 1, make([]byte, 8))
 	if _, err := doe.Find(cfg, nil); !errors.Is(err, doe.ErrNoMailbox) {
 		t.Fatalf("err = %v, want ErrNoMailbox", err)
+	}
+}
+
+// shortConfig returns only the first 64 bytes, like sysfs for readers
+// without CAP_SYS_ADMIN.
+type shortConfig struct{ *doe.TestConfig }
+
+func (s shortConfig) ReadAt(p []byte, off int64) (int, error) {
+	if off >= 64 {
+		return 0, nil
+	}
+	return s.TestConfig.ReadAt(p[:min(len(p), int(64-off))], off)
+}
+
+func TestFindWithoutCapSysAdmin(t *testing.T) {
+	cfg := shortConfig{doe.NewTestConfig(doe.NewModel(nil, nil))}
+	if _, err := doe.Find(cfg, nil); !errors.Is(err, pci.ErrShortConfig) {
+		t.Fatalf("err = %v, want pci.ErrShortConfig", err)
+	}
+	mb := doe.New(cfg, 0x100, nil)
+	if _, err := mb.Exchange(context.Background(), doe.FeatureCMA, []byte{1}); !errors.Is(err, pci.ErrShortConfig) {
+		t.Fatalf("Exchange err = %v, want pci.ErrShortConfig", err)
 	}
 }
 
@@ -316,9 +340,27 @@ func TestPollDelay(t *testing.T) {
 			m.SetFault(doe.Fault{Latency: tc.lat})
 			mustEcho(t, mb, make([]byte, 64))
 			s, ms := mb.Stats(), m.Stats()
+			t.Logf("latency %v: noticed %v late, %d polls", tc.lat, ms.Late, s.Polls)
 			if ms.Late > tc.maxLate || s.Polls > tc.maxPolls {
 				t.Errorf("latency %v: noticed %v late after %d polls, want <= %v and <= %d", tc.lat, ms.Late, s.Polls, tc.maxLate, tc.maxPolls)
 			}
+		})
+	}
+}
+
+// TestPollDelayFixedInterval: the Linux doe.c schedule (Status at once, then
+// every 7.8125 ms) notices a response up to a whole interval late.
+func TestPollDelayFixedInterval(t *testing.T) {
+	const linux = 7812500 * time.Nanosecond // HZ/128
+	for _, lat := range []time.Duration{50 * time.Microsecond, time.Millisecond} {
+		synctest.Test(t, func(t *testing.T) {
+			m, mb, _ := newMailbox(t, &doe.Options{PollMin: linux, PollMax: linux, Spin: -1})
+			m.SetFault(doe.Fault{Latency: lat})
+			mustEcho(t, mb, make([]byte, 64))
+			if late := m.Stats().Late; late != linux-lat {
+				t.Errorf("latency %v: noticed %v late, want %v", lat, late, linux-lat)
+			}
+			t.Logf("latency %v: fixed 7.8 ms polling notices it %v late", lat, m.Stats().Late)
 		})
 	}
 }
@@ -475,5 +517,40 @@ func TestDiscoverHostile(t *testing.T) {
 	}
 	if len(loop.Features()) != 0 {
 		t.Error("a failed discovery cached features")
+	}
+}
+
+func TestStaleStateOnEntryIsAborted(t *testing.T) {
+	m, mb, _ := newMailbox(t, nil)
+	// Someone left a response unread: DOR set on entry.
+	obj, _ := doe.EncodeObject(doe.FeatureCMA, []byte("stale"))
+	for i := 0; i < len(obj); i += 4 {
+		m.WriteReg(doe.RegWrite, binary.LittleEndian.Uint32(obj[i:]))
+	}
+	m.WriteReg(doe.RegCtrl, doe.CtrlGo)
+	if m.ReadReg(doe.RegStatus)&doe.StatusDOR == 0 {
+		t.Fatal("setup: no stale response")
+	}
+	mustEcho(t, mb, []byte("fresh"))
+	// Someone left the Error bit set.
+	m.WriteReg(doe.RegRead, 0)
+	for m.ReadReg(doe.RegStatus)&doe.StatusErr == 0 {
+		m.WriteReg(doe.RegRead, 0)
+	}
+	mustEcho(t, mb, []byte("fresh again"))
+	if s := mb.Stats(); s.Aborts != 2 || s.Failures != 0 {
+		t.Fatalf("stats %+v, want 2 aborts and no failure", s)
+	}
+}
+
+func TestBusyOnEntryIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	m := doe.NewModel([]doe.Feature{doe.FeatureCMA}, echo)
+	mb := doe.New(doe.NewTestConfig(m), 0x100, &doe.Options{Logger: log})
+	m.SetFault(doe.Fault{BusyUntilAbort: true})
+	mustEcho(t, mb, []byte{1})
+	if !strings.Contains(buf.String(), "busy on entry") || !strings.Contains(buf.String(), "doe_offset=0x100") {
+		t.Fatalf("log = %q", buf.String())
 	}
 }

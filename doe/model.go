@@ -121,7 +121,10 @@ func (m *Model) Stats() ModelStats {
 
 // tick moves a finished latency wait to Data Object Ready.
 func (m *Model) tick() {
-	if now := m.now(); m.busy && !m.readyAt.IsZero() && !now.Before(m.readyAt) {
+	if !m.busy || m.readyAt.IsZero() {
+		return
+	}
+	if now := m.now(); !now.Before(m.readyAt) {
 		m.stats.Ready++
 		m.stats.Late += now.Sub(m.readyAt)
 		m.busy, m.readyAt, m.dor = false, time.Time{}, len(m.rbuf) > 0

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -79,13 +80,16 @@ func checkGood(t *testing.T, d *Device, f *flow, v spdm.Version, a spdm.AsymAlgo
 	if f.neg.Version != v || f.neg.BaseAsym != a {
 		t.Fatalf("negotiated %s %s, want %s %s", f.neg.Version, f.neg.BaseAsym, v, a)
 	}
-	if f.chainErr != nil || !f.chain.Verified || !f.chain.Anchor.Equal(d.Anchors()[0]) {
+	if f.chainErr != nil || !f.chain.Verified || !slices.ContainsFunc(d.Anchors(), f.chain.Anchor.Equal) {
 		t.Fatalf("chain: %v", f.chainErr)
 	}
 	san := f.chain.CMASAN
 	id := d.Identity()
 	if san == nil || san.Raw != id.CMAName() || san.VendorID != id.Vendor || san.DeviceID != id.Device || san.DSN == nil || *san.DSN != id.DSN {
 		t.Fatalf("CMA SAN %+v, want %s", san, id.CMAName())
+	}
+	if !san.Matches(id.FunctionID()) || spdm.CMASANFor(id.FunctionID()) != id.CMAName() {
+		t.Fatalf("spdm and emu disagree on the CMA SAN of %+v", id)
 	}
 	if !f.challenge.Verified || !f.meas.Verified || !f.meas.Signed {
 		t.Fatalf("challenge %v measurements %v", f.challenge.Verified, f.meas.Verified)
@@ -243,7 +247,7 @@ func TestAttestFaults(t *testing.T) {
 		{FaultExpiredLeaf, spdm.Version12, chainErr(spdm.ChainErrorExpired)},
 		{FaultSANMismatch, spdm.Version12, func(t *testing.T, d *Device, f *flow, err error) {
 			if err != nil || f.chainErr != nil || f.chain.CMASAN == nil || f.chain.CMASAN.DeviceID == d.Identity().Device ||
-				f.chain.CMASAN.VendorID != d.Identity().Vendor {
+				f.chain.CMASAN.VendorID != d.Identity().Vendor || f.chain.CMASAN.Matches(d.Identity().FunctionID()) {
 				t.Fatalf("want a verified chain whose SAN names another device: %v %v %+v", err, f.chainErr, f.chain.CMASAN)
 			}
 		}},
@@ -346,5 +350,132 @@ func noLeak(t testing.TB, before int) {
 			t.Fatalf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestAttestSmallDataTransferSize: a requester that takes at most 256
+// bytes per message gets large responses through CHUNK_GET when both sides
+// chunk, and certificate portions cut to fit when it does not.
+func TestAttestSmallDataTransferSize(t *testing.T) {
+	ctx := context.Background()
+	for _, chunk := range []bool{true, false} {
+		for _, v := range []spdm.Version{spdm.Version12, spdm.Version13} {
+			t.Run(fmt.Sprintf("chunk=%v/%s", chunk, v), func(t *testing.T) {
+				d, err := New(Config{Algorithms: spdm.AsymECDSAP256 | spdm.AsymRSAPSS4096, Versions: []spdm.Version{v}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr, _ := overDOE(t, d)
+				flags := spdm.CapCert | spdm.CapChal
+				// RSA-4096: 512-byte signatures, CHALLENGE_AUTH and MEASUREMENTS exceed 256 bytes.
+				asym, dts, minRT := spdm.AsymRSAPSS4096, uint32(256), 12
+				if chunk {
+					flags |= spdm.CapChunk
+				} else {
+					// Without chunking every response must fit: P-256 and 512 bytes;
+					// the ~1.5 KB chain then takes at least 3 GET_CERTIFICATE.
+					asym, dts, minRT = spdm.AsymECDSAP256, 512, 9
+				}
+				f, err := attest(ctx, tr, d, spdm.Options{AsymAlgos: asym, CapabilityFlags: flags, CTExponent: 20,
+					DataTransferSize: dts, MaxSPDMmsgSize: 65536})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkGood(t, d, f, v, asym)
+				// Without chunking the chain comes in many portions; with it, the
+				// large responses take extra CHUNK_GET round trips.
+				if f.stats.RoundTrips < minRT {
+					t.Fatalf("%d round trips: small DataTransferSize not honoured", f.stats.RoundTrips)
+				}
+			})
+		}
+	}
+}
+
+// TestAttestOneByOne: count, unsigned reads of each index (absent ones are
+// InvalidRequest and reset L1), the last one signed over all of them; with
+// raw bit streams (1.2+) the digests become the measured values.
+func TestAttestOneByOne(t *testing.T) {
+	ctx := context.Background()
+	for _, v := range allVersions {
+		for _, raw := range []bool{false, true} {
+			if raw && v < spdm.Version12 {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/raw=%v", v, raw), func(t *testing.T) {
+				d, err := New(Config{Algorithms: spdm.AsymECDSAP384, Versions: []spdm.Version{v}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr, _ := overDOE(t, d)
+				r := spdm.NewRequester(tr, &spdm.Options{Roots: d.Anchors()})
+				if _, err := r.Negotiate(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Digests(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Certificate(ctx, 0); err != nil {
+					t.Fatal(err)
+				}
+				blocks, last, err := r.MeasurementsOneByOne(ctx, spdm.MeasOpts{Signed: true, RawBitStream: raw})
+				if err != nil {
+					t.Fatal(err)
+				}
+				good := GoodMeasurements()
+				if len(blocks) != len(good) || !last.Verified || last.Blocks[0].Index != 0xFE {
+					t.Fatalf("%d blocks, last verified %v", len(blocks), last.Verified)
+				}
+				for i, b := range blocks {
+					if b.Index != good[i].Index || b.Type != good[i].Type {
+						t.Errorf("block %d: index %d type %d", i, b.Index, b.Type)
+					}
+					if raw && (!b.RawBitStream || !bytes.Equal(b.Value, good[i].Value)) {
+						t.Errorf("block %d not raw: %x", b.Index, b.Value)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestAttestSlots: a device with three slots lists them all; each chain
+// reads, verifies against the same anchor, and signs CHALLENGE_AUTH.
+func TestAttestSlots(t *testing.T) {
+	ctx := context.Background()
+	d, err := New(Config{Algorithms: spdm.AsymECDSAP384, Slots: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := overDOE(t, d)
+	r := spdm.NewRequester(tr, &spdm.Options{Roots: d.Anchors()})
+	if _, err := r.Negotiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dg, err := r.Digests(ctx)
+	if err != nil || dg.SlotMask != 0x07 {
+		t.Fatalf("digests %+v %v", dg, err)
+	}
+	for slot := uint8(0); slot < 3; slot++ {
+		cc, err := r.Certificate(ctx, slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := d.SlotChains(int(slot))[0].Leaf().Raw
+		if !bytes.Equal(cc.Certs[len(cc.Certs)-1], want) {
+			t.Fatalf("slot %d leaf differs", slot)
+		}
+		if rep, err := r.VerifyChain(slot); err != nil || !rep.Verified {
+			t.Fatalf("slot %d chain: %v", slot, err)
+		}
+		if ch, err := r.Challenge(ctx, slot, spdm.SummaryNone); err != nil || !ch.Verified || ch.Slot != slot {
+			t.Fatalf("slot %d challenge: %v", slot, err)
+		}
+	}
+	if bytes.Equal(dg.Digests[0], dg.Digests[1]) {
+		t.Fatal("slots 0 and 1 have the same digest")
+	}
+	if _, err := New(Config{Slots: 9}); err == nil {
+		t.Fatal("9 slots accepted")
 	}
 }

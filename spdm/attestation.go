@@ -298,3 +298,33 @@ func (r *Requester) MeasurementsOneByOne(ctx context.Context, o MeasOpts) ([]Mea
 	}
 	return blocks, last, nil
 }
+
+// VendorDefined sends VENDOR_DEFINED_REQUEST outside a session and returns
+// the response payload. The response must carry the same StandardID and
+// VendorID. DSP0274 1.3 §10.15.
+func (r *Requester) VendorDefined(ctx context.Context, standardID uint16, vendorID, payload []byte) ([]byte, error) {
+	var out []byte
+	err := r.step(ctx, func() error {
+		if err := r.ready(RequestVendorDefined); err != nil {
+			return err
+		}
+		if len(vendorID) > 0xFF || len(payload) > 0xFFFF {
+			return protoErr(RequestVendorDefined, "vendor ID or payload too long")
+		}
+		req := (&vendorDefined{Version: r.neg.Version, StandardID: standardID, VendorID: vendorID, Payload: payload}).marshalRequest()
+		rsp, err := r.exchange(ctx, req, false)
+		if err != nil {
+			return err
+		}
+		vr, err := decodePadded(rsp, decodeVendorDefinedRsp)
+		if err != nil {
+			return err
+		}
+		if vr.StandardID != standardID || !bytes.Equal(vr.VendorID, vendorID) {
+			return protoErr(RequestVendorDefined, "response for standard %d vendor %x, asked %d %x", vr.StandardID, vr.VendorID, standardID, vendorID)
+		}
+		out = bytes.Clone(vr.Payload)
+		return nil
+	})
+	return out, err
+}

@@ -62,6 +62,12 @@ func (r *Requester) Digests(ctx context.Context) (*Digests, error) {
 				d.KeyPairID[slot], d.CertInfo[slot], d.KeyUsageMask[slot] = dr.KeyPairID[i], dr.CertInfo[i], dr.KeyUsageMask[i]
 			}
 		}
+		// A chain whose slot now reports another digest (or none) is stale.
+		for slot, cc := range r.chains {
+			if !bytes.Equal(cc.Digest, d.Digests[slot]) {
+				delete(r.chains, slot)
+			}
+		}
 		r.digests, out = d, d
 		return nil
 	})
@@ -167,7 +173,8 @@ func (r *Requester) Certificate(ctx context.Context, slot uint8) (*CertChain, er
 			return &VerificationError{Step: "digest", Err: fmt.Errorf("slot %d chain hashes to %x, DIGESTS said %x", slot, cc.Digest, digest)}
 		}
 		if len(cc.Certs) > 0 {
-			if c0, err := x509.ParseCertificate(cc.Certs[0]); err == nil && selfSigned(c0) {
+			// A self-issued first certificate is the root: RootHash must be its hash.
+			if c0, err := x509.ParseCertificate(cc.Certs[0]); err == nil && bytes.Equal(c0.RawIssuer, c0.RawSubject) {
 				if h, _ := hashOf(n.BaseHash, cc.Certs[0]); !bytes.Equal(h, cc.RootHash) {
 					return &VerificationError{Step: "root-hash", Err: fmt.Errorf("slot %d RootHash %x is not the hash of the root certificate %x", slot, cc.RootHash, h)}
 				}

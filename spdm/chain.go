@@ -335,3 +335,32 @@ func parseCMASAN(s string) (*CMASAN, error) {
 	}
 	return out, nil
 }
+
+// FunctionID is what the host knows about a PCI function, for comparing
+// with a CMA SAN. Nil optional fields are absent (type-1 header, no DSN
+// capability).
+type FunctionID struct {
+	VendorID, DeviceID uint16
+	Class              uint32
+	Revision           uint8
+	SubsystemVendorID  *uint16
+	SubsystemID        *uint16
+	DSN                *uint64
+}
+
+// CMASANFor builds the CMA SAN string a function with id must carry, as
+// the Linux CMA code does (PCIe r6.1 §6.31.3): lower-case hex, SSVID/SSID
+// only when known, the DSN last when present.
+func CMASANFor(id FunctionID) string {
+	s := fmt.Sprintf("Vendor=%04x:Device=%04x:CC=%06x:REV=%02x", id.VendorID, id.DeviceID, id.Class&0xFFFFFF, id.Revision)
+	if id.SubsystemVendorID != nil && id.SubsystemID != nil {
+		s += fmt.Sprintf(":SSVID=%04x:SSID=%04x", *id.SubsystemVendorID, *id.SubsystemID)
+	}
+	if id.DSN != nil {
+		s += fmt.Sprintf(":%016x", *id.DSN)
+	}
+	return s
+}
+
+// Matches reports whether the SAN is exactly the one id must carry.
+func (s *CMASAN) Matches(id FunctionID) bool { return s != nil && s.Raw == CMASANFor(id) }

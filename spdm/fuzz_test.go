@@ -221,3 +221,48 @@ func FuzzMeasurementRecord(f *testing.F) {
 		}
 	})
 }
+
+func FuzzChainBuffer(f *testing.F) {
+	ref := loadRef(f, "v12-p384")
+	f.Add(ref.Messages[15].spdm(f)[8:], uint8(1))
+	f.Add([]byte{8, 0, 0, 0, 1, 2, 3, 4}, uint8(0))
+	f.Fuzz(func(t *testing.T, b []byte, hsel uint8) {
+		h := []HashAlgo{HashSHA256, HashSHA384, HashSHA512}[int(hsel)%3]
+		cc, err := parseChainBuffer(b, h)
+		if (cc == nil) == (err == nil) {
+			t.Fatalf("result %v error %v", cc, err)
+		}
+		if err != nil {
+			return
+		}
+		var cat []byte
+		for _, c := range cc.Certs {
+			if len(c) < 2 || c[0] != 0x30 {
+				t.Fatal("certificate is not a SEQUENCE")
+			}
+			cat = append(cat, c...)
+		}
+		if !bytes.Equal(cat, b[4+h.Size():]) || !bytes.Equal(cc.Buffer, b) {
+			t.Fatal("certificates do not tile the buffer")
+		}
+	})
+}
+
+func FuzzCMASAN(f *testing.F) {
+	f.Add("Vendor=1b36:Device=0010:CC=010802:REV=02:SSVID=1af4:SSID=1100:00000000deadbeef")
+	f.Add("Vendor=1b36:Device=0010:CC=010802:REV=02")
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := parseCMASAN(s)
+		if (v == nil) == (err == nil) {
+			t.Fatal("result/error")
+		}
+		if err != nil {
+			return
+		}
+		id := FunctionID{VendorID: v.VendorID, DeviceID: v.DeviceID, Class: v.Class, Revision: v.Revision,
+			SubsystemVendorID: v.SubsystemVendorID, SubsystemID: v.SubsystemID, DSN: v.DSN}
+		if CMASANFor(id) != s || !v.Matches(id) {
+			t.Fatalf("%q re-encodes as %q", s, CMASANFor(id))
+		}
+	})
+}

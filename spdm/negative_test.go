@@ -187,3 +187,26 @@ func TestChainCache(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRootHashChecked: without DIGESTS, a CERTIFICATE whose RootHash is not
+// the hash of its (self-issued) first certificate is rejected.
+func TestRootHashChecked(t *testing.T) {
+	f := loadRef(t, "v12-p384")
+	rt := newReplay(t, f)
+	ip := &interposer{t: t, rt: rt, hook: func(req []byte) ([]byte, bool) {
+		if RequestCode(req[1]) == RequestGetCertificate {
+			rsp := rt.msgs[9].doe(t)
+			rsp[8+4+10] ^= 1 // a RootHash byte (after header, portion/remainder, chain Length/Reserved)
+			return rsp, true
+		}
+		return nil, false
+	}}
+	r := NewRequester(ip, replayOptions(t, f, rt.msgs))
+	if _, err := r.Negotiate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var ve *VerificationError
+	if _, err := r.Certificate(context.Background(), 0); !errors.As(err, &ve) || ve.Step != "root-hash" {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -25,6 +25,9 @@ func (r *Requester) Negotiate(ctx context.Context) (Negotiated, error) {
 
 func (r *Requester) negotiate(ctx context.Context) (Negotiated, error) {
 	var n Negotiated
+	if r.o.AsymAlgos == 0 || r.o.HashAlgos == 0 {
+		return n, protoErr(RequestNegotiateAlgorithms, "no verifiable asymmetric or hash algorithm allowed by Options")
+	}
 	// GET_VERSION / VERSION.
 	req := (&getVersionReq{}).marshal()
 	rsp, err := r.exchange(ctx, req, false)

@@ -42,14 +42,17 @@ type Timeouts struct {
 
 // Options configure a Requester. Zero fields take defaults.
 type Options struct {
-	Rand   io.Reader        // nonces and requester contexts [crypto/rand]
+	// Rand supplies, in order of the calls: for CHALLENGE the 32-byte nonce
+	// then (1.3) the 8-byte RequesterContext; for GET_MEASUREMENTS the nonce
+	// (signed only) then (1.3) the RequesterContext. [crypto/rand]
+	Rand   io.Reader
 	Now    func() time.Time // certificate validity [time.Now]
 	Roots  []*x509.Certificate
 	Logger *slog.Logger // [discard]
 
 	MinVersion, MaxVersion Version  // [1.0, 1.3]
-	AsymAlgos              AsymAlgo // offered and allowed [AsymVerifiable]
-	HashAlgos              HashAlgo // offered and allowed [HashSupported]
+	AsymAlgos              AsymAlgo // offered and allowed, masked to AsymVerifiable [AsymVerifiable]
+	HashAlgos              HashAlgo // offered and allowed, masked to HashSupported [HashSupported]
 
 	ChainCache ChainCache // optional
 	Timeouts   Timeouts
@@ -73,20 +76,25 @@ type Options struct {
 type Negotiated struct {
 	Version          Version
 	RequesterCaps    uint32
-	Caps             uint32 // responder capability flags
+	Caps             uint32 // responder capability flags (CapabilityNames)
 	CTExponent       uint8
 	DataTransferSize uint32 // responder's (1.2+; 0 before)
 	MaxSPDMmsgSize   uint32
-	MeasSpec         uint8
-	OtherParams      uint8
-	MultiKey         bool
-	BaseAsym         AsymAlgo
-	BaseHash         HashAlgo
-	MeasHash         MeasHashAlgo
-	DHE              DHEAlgo
-	AEAD             AEADAlgo
-	ReqBaseAsym      AsymAlgo
-	KeySchedule      KeySchedule
+	MultiKey         bool // 1.3 multi-key connection
+	Algorithms
+}
+
+// Algorithms are the ALGORITHMS selections (one bit each, or zero when not used).
+type Algorithms struct {
+	MeasSpec    uint8
+	OtherParams uint8
+	BaseAsym    AsymAlgo
+	BaseHash    HashAlgo
+	MeasHash    MeasHashAlgo
+	DHE         DHEAlgo
+	AEAD        AEADAlgo
+	ReqBaseAsym AsymAlgo
+	KeySchedule KeySchedule
 }
 
 // CT is the responder's cryptographic timeout 2^CTExponent µs.
@@ -94,7 +102,8 @@ func (n Negotiated) CT() time.Duration {
 	return time.Duration(1<<min(n.CTExponent, 40)) * time.Microsecond
 }
 
-// Stats count traffic on one connection (since NewRequester).
+// Stats count traffic on one connection (since NewRequester), bytes as the
+// transport carried them (DOE padding included, DOE header not).
 type Stats struct {
 	RoundTrips int
 	BytesSent  int
@@ -149,6 +158,9 @@ func NewRequester(t Transport, opts *Options) *Requester {
 	if o.HashAlgos == 0 {
 		o.HashAlgos = HashSupported
 	}
+	// Never offer what we could not verify: Negotiate fails if nothing is left.
+	o.AsymAlgos &= AsymVerifiable
+	o.HashAlgos &= HashSupported
 	if o.CapabilityFlags == 0 { // wire details not set: use the defaults as a group
 		o.CapabilityFlags = CapCert | CapChal
 		o.CTExponent = 20
@@ -384,10 +396,13 @@ func (r *Requester) send(ctx context.Context, req []byte, crypto bool) ([]byte, 
 		if err != nil {
 			return nil, err
 		}
-		if ack.Handle != h || ack.Seq != seq {
-			return nil, protoErr(RequestChunkSend, "CHUNK_SEND_ACK handle %d seq %d, want %d %d", ack.Handle, ack.Seq, h, seq)
+		if ack.Version != n.Version || ack.Handle != h || ack.Seq != seq {
+			return nil, protoErr(RequestChunkSend, "CHUNK_SEND_ACK version %s handle %d seq %d, want %s %d %d", ack.Version, ack.Handle, ack.Seq, n.Version, h, seq)
 		}
 		if ack.EarlyError {
+			if len(ack.Response) < hdrLen || ResponseCode(ack.Response[1]) != ResponseError {
+				return nil, protoErr(RequestChunkSend, "early error without an ERROR message")
+			}
 			return ack.Response, nil
 		}
 		if cs.Last {

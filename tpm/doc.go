@@ -6,7 +6,8 @@
 // Device evidence is logged with the TCG PC Client event types EDK2 uses
 // pre-boot for SPDM devices (EV_EFI_SPDM_FIRMWARE_BLOB 0x800000E1,
 // EV_EFI_SPDM_FIRMWARE_CONFIG 0x800000E2, EV_EFI_SPDM_DEVICE_AUTHORITY
-// 0x800000E4, TCG PC Client PFP 1.06 §10.4.1 and EDK2 TcgSpdm.h) and the
+// 0x800000E4: TCG PC Client Platform Firmware Profile event types; EDK2
+// UefiTcgPlatform.h and TcgSpdm.h) and the
 // TCG_DEVICE_SECURITY_EVENT_DATA2 ("SPDM Device Sec2") layout. Verdicts,
 // releases and TDISP state changes use the content type "vfio_gate".
 //

@@ -12,8 +12,8 @@ import (
 )
 
 // EventType is a TCG PC Client event type (TCG PC Client Platform Firmware
-// Profile 1.06 §10.4.1; SPDM types as defined by EDK2 UefiTcgPlatform.h and
-// TcgSpdm.h).
+// Profile, event types table; SPDM types as defined by EDK2 UefiTcgPlatform.h
+// and TcgSpdm.h).
 type EventType uint32
 
 // Event types vfio-gate writes.
@@ -197,8 +197,8 @@ func EventsFor(ev *attest.Evidence, d Decision) ([]Event, error) {
 	return append(out, VerdictEvent(d)), nil
 }
 
-// TCG_DEVICE_SECURITY_EVENT_DATA2 constants (TCG PFP 1.06 §10.4.3-ish; EDK2
-// UefiTcgPlatform.h).
+// TCG_DEVICE_SECURITY_EVENT_DATA2 constants (TCG PC Client Platform Firmware
+// Profile, device security events; layout as in EDK2 UefiTcgPlatform.h).
 const (
 	sec2Signature      = "SPDM Device Sec2"
 	sec2Version        = 2

@@ -76,9 +76,10 @@ const lockPoll = 10 * time.Millisecond
 
 // Record measures events in order and returns their log records.
 //
-// Order, per event (write-ahead): the CEL-JSON line is appended with one
-// write(2) and fsync'd, THEN the digests are extended into every active bank
-// with one TPM2_PCR_Extend. A crash can therefore leave (a) an incomplete last
+// Order (write-ahead): the CEL-JSON lines of all events are appended with
+// one write(2) and fsync'd, THEN each event's digests are extended, in order,
+// into every active bank with one TPM2_PCR_Extend per event. If an extend
+// fails, Record returns the records extended so far and the error. A crash can therefore leave (a) an incomplete last
 // line, never extended: Record truncates it and logs a warning, Verify
 // reports it as torn; or (b) complete records at the tail that were never
 // extended (crash or TPM failure between append and extend): the next Record
@@ -161,15 +162,8 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 		if err != nil {
 			return err
 		}
-		line = append(line, '\n')
-		if n, err := f.Write(line); err != nil || n != len(line) {
-			return &LogError{Path: r.path, Msg: "append", Err: errors.Join(err, fmt.Errorf("wrote %d of %d bytes", n, len(line)))}
-		}
-		if err := f.Sync(); err != nil {
-			return &LogError{Path: r.path, Msg: "fsync", Err: err}
-		}
 		next++
-		return nil
+		return appendDurably(f, r.path, append(line, '\n'))
 	}
 
 	// Baseline: a new boot, or a torn tail to acknowledge.
@@ -206,23 +200,37 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 		}
 	}
 
+	// Append every record of the batch, make them durable with one fsync,
+	// then extend them in order.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	recs := make([]Record, 0, len(events))
+	sums := make([]map[string][]byte, 0, len(events))
+	var buf []byte
 	for _, e := range events {
-		if err := ctx.Err(); err != nil {
-			return out, err
-		}
 		rec := Record{RecNum: next, PCR: r.pcr, Event: e}
-		sums := make(map[string][]byte, len(banks))
+		s := make(map[string][]byte, len(banks))
 		for _, b := range banks {
-			sums[b.name] = b.sum(e.Data)
-			rec.Digests = append(rec.Digests, Digest{HashAlg: b.name, Digest: hex.EncodeToString(sums[b.name])})
+			s[b.name] = b.sum(e.Data)
+			rec.Digests = append(rec.Digests, Digest{HashAlg: b.name, Digest: hex.EncodeToString(s[b.name])})
 		}
-		if err := appendRec(rec); err != nil {
+		line, err := json.Marshal(rec)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(append(buf, line...), '\n')
+		recs, sums = append(recs, rec), append(sums, s)
+		next++
+	}
+	if err := appendDurably(f, r.path, buf); err != nil {
+		return nil, err
+	}
+	for i, rec := range recs {
+		if err := extend(r.t, r.pcr, banks, sums[i]); err != nil {
 			return out, err
 		}
-		if err := extend(r.t, r.pcr, banks, sums); err != nil {
-			return out, err
-		}
-		r.log.DebugContext(ctx, "event recorded", "pcr", r.pcr, "recnum", rec.RecNum, "content_type", e.ContentType)
+		r.log.DebugContext(ctx, "event recorded", "pcr", r.pcr, "recnum", rec.RecNum, "content_type", rec.Event.ContentType)
 		out = append(out, rec)
 	}
 	return out, nil
@@ -395,4 +403,25 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// appendDurably writes whole lines with one write(2) (O_APPEND) and fsyncs.
+func appendDurably(f *os.File, path string, lines []byte) error {
+	if n, err := f.Write(lines); err != nil || n != len(lines) {
+		return &LogError{Path: path, Msg: "append", Err: errors.Join(err, fmt.Errorf("wrote %d of %d bytes", n, len(lines)))}
+	}
+	if err := f.Sync(); err != nil {
+		return &LogError{Path: path, Msg: "fsync", Err: err}
+	}
+	return nil
+}
+
+// RecordDecision records the events of one gate decision (EventsFor: SPDM
+// measurement blocks, trust anchor, verdict), allow or deny.
+func (r *Recorder) RecordDecision(ctx context.Context, ev *attest.Evidence, d Decision) ([]Record, error) {
+	evs, err := EventsFor(ev, d)
+	if err != nil {
+		return nil, err
+	}
+	return r.Record(ctx, evs...)
 }

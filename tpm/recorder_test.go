@@ -288,6 +288,16 @@ func TestVerifyAcrossReboot(t *testing.T) {
 	if !res.OK || res.Checked != 6 || hasWarning(res, WarnEarlierBoots) == nil {
 		t.Fatalf("after reboot + record: %+v", res)
 	}
+	// Records of the earlier boot are still checked against their digests.
+	saved, _ := os.ReadFile(path)
+	rewriteLines(t, path, func(l []string) []string {
+		l[6] = strings.Replace(l[6], `"event_data":"7b`, `"event_data":"7c`, 1)
+		return l
+	})
+	if res := mustVerify(t, tp, path, DefaultPCR); res.OK || hasProblem(res, ProblemAltered) == nil || res.FirstDivergence != 7 {
+		t.Fatalf("altered record of an earlier boot: %+v", res)
+	}
+	os.WriteFile(path, saved, 0o640)
 	// Deleting the whole log is not a clean state when the PCR was extended.
 	os.Remove(path)
 	res = mustVerify(t, tp, path, DefaultPCR)
@@ -329,5 +339,49 @@ func TestRecordHonoursContext(t *testing.T) {
 	cancel()
 	if _, err := r.Record(ctx, VerdictEvent(sampleDecision(true))); !errors.Is(err, context.Canceled) {
 		t.Fatalf("%v", err)
+	}
+}
+
+// Two recorders on one log (as two processes would be) interleave whole
+// records under the flock: the log stays numbered and replays to the PCR.
+func TestConcurrentRecorders(t *testing.T) {
+	_, tp := openSimT(t)
+	r1, path := newRec(t, tp, DefaultPCR)
+	r2, err := NewRecorder(tp, RecorderOptions{LogPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for _, r := range []*Recorder{r1, r2} {
+		go func() {
+			for i := range 10 {
+				if _, err := r.Record(t.Context(), VerdictEvent(sampleDecision(i%2 == 0)), ReleaseEvent(Release{BDF: "0000:00:01.0"})); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := mustVerify(t, tp, path, DefaultPCR)
+	if !res.OK || res.Checked != 40 || res.Records != 41 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestRecordDecision(t *testing.T) {
+	_, tp := openSimT(t)
+	r, path := newRec(t, tp, DefaultPCR)
+	recs, err := r.RecordDecision(t.Context(), sampleEvidence(), sampleDecision(false))
+	if err != nil || len(recs) != 6 || recs[5].Event.Kind != KindVerdict || recs[0].RecNum != 2 {
+		t.Fatalf("%v %+v", err, recs)
+	}
+	if res := mustVerify(t, tp, path, DefaultPCR); !res.OK {
+		t.Fatalf("%+v", res.Problems)
 	}
 }

@@ -3,6 +3,7 @@ package tpm
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -141,6 +142,18 @@ func Verify(ctx context.Context, t transport.TPM, logPath string, pcr int) (*Ver
 			break
 		}
 	}
+	// Records of earlier boots cannot be replayed, but each must still match
+	// its own digests.
+	upTo := start
+	if upTo < 0 {
+		upTo = len(lg.Records)
+	}
+	for _, rec := range lg.Records[:upTo] {
+		if p := selfConsistent(rec); p != nil {
+			res.problem(*p)
+			break
+		}
+	}
 	if start > 0 {
 		res.Warnings = append(res.Warnings, Problem{Kind: WarnEarlierBoots,
 			Msg: fmt.Sprintf("%d records are from earlier boots; they cannot be checked against this boot's PCR", start)})
@@ -241,4 +254,16 @@ func finish(res *VerifyResult, replay, pcrs map[string][]byte, banks []bank) *Ve
 	}
 	res.OK = len(res.Problems) == 0
 	return res
+}
+
+// selfConsistent checks that every digest of rec is the hash of its data.
+func selfConsistent(rec *Record) *Problem {
+	for _, d := range rec.Digests {
+		b, _ := bankByName(d.HashAlg) // ParseRecord admitted only known banks
+		if d.Digest != hex.EncodeToString(b.sum(rec.Event.Data)) {
+			return &Problem{RecNum: rec.RecNum, Line: rec.Line, Kind: ProblemAltered,
+				Msg: fmt.Sprintf("record %d (line %d, earlier boot): %s digest does not match its event data: the record was altered", rec.RecNum, rec.Line, d.HashAlg)}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vfio-gate/vfio-gate/doe/socket"
+	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/spdm"
+)
+
+// emulateOut is the --json startup record of `vfio-gate emulate`.
+type emulateOut struct {
+	Listen     string   `json:"listen"`
+	Profile    string   `json:"profile"`
+	Faults     []string `json:"faults"`
+	CA         string   `json:"ca"`
+	Versions   []string `json:"versions"`
+	Algorithms string   `json:"algorithms"`
+	Identity   string   `json:"identity"`
+	Slots      int      `json:"slots"`
+}
+
+func newEmulateCmd(e *env, g *globals) *cobra.Command {
+	var (
+		listen, profile, writeCA, algs, versions string
+		latency                                  time.Duration
+		slots                                    int
+	)
+	cmd := &cobra.Command{
+		Use:   "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
+		Short: "Serve the software CMA/SPDM device over the spdm-socket protocol",
+		Long: `emulate runs vfio-gate's software device (package emu): a PCIe function with a DOE
+mailbox whose CMA feature is an SPDM 1.0–1.3 responder with its own test PKI
+(root → intermediate → leaf with the CMA subject-alt-name), DMTF measurements and
+optional faults. It serves the spdm-socket protocol (QEMU's spdm_port peer, DMTF
+spdm-emu's --trans PCI_DOE) on --listen until interrupted, one client at a time; a
+client's SHUTDOWN ends that connection, not the server.
+
+At start it writes the device's root CA certificates (PEM, one per signature
+algorithm) to --write-ca, or to a fresh file in the temporary directory, and prints
+the path, so that "vfio-gate attest --socket HOST:PORT --trust-anchor PATH" can
+verify the device.
+
+Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
+
+` + exitCodesHelp,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if listen == "" {
+				return usageErrorf("emulate: --listen HOST:PORT is required")
+			}
+			asym, err := parseAsymList(algs)
+			if err != nil {
+				return err
+			}
+			vers, err := parseVersionList(versions)
+			if err != nil {
+				return err
+			}
+			if _, err := emu.LookupProfile(profile); err != nil {
+				return usageErrorf("emulate: --profile: %v", err)
+			}
+			dev, err := emu.New(emu.Config{Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots, Logger: g.log})
+			if err != nil {
+				return usageErrorf("emulate: %v", err)
+			}
+			caPath, err := writeAnchors(writeCA, dev.AnchorsPEM())
+			if err != nil {
+				return err
+			}
+			ln, err := (&net.ListenConfig{}).Listen(cmd.Context(), "tcp", listen)
+			if err != nil {
+				return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
+			}
+			out := emulateOut{Listen: ln.Addr().String(), Profile: profile, CA: caPath, Faults: []string{},
+				Algorithms: asymNames(dev), Identity: dev.Identity().CMAName(), Slots: slots}
+			for _, f := range dev.Profile().Faults {
+				out.Faults = append(out.Faults, f.String())
+			}
+			if len(vers) == 0 {
+				vers = []spdm.Version{spdm.Version10, spdm.Version11, spdm.Version12, spdm.Version13}
+			}
+			for _, v := range vers {
+				out.Versions = append(out.Versions, v.String())
+			}
+			if g.json {
+				if err := writeJSON(e.out, out); err != nil {
+					ln.Close()
+					return err
+				}
+			} else {
+				fmt.Fprintf(e.out, "vfio-gate emulate: listening on %s (spdm-socket, PCI_DOE), profile %s\n", out.Listen, profile)
+				fmt.Fprintf(e.out, "identity: %s\n", out.Identity)
+				fmt.Fprintf(e.out, "algorithms: %s; versions: %s\n", out.Algorithms, strings.Join(out.Versions, ", "))
+				fmt.Fprintf(e.out, "root CA: %s\n", caPath)
+				fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --trust-anchor %s\n", out.Listen, caPath)
+			}
+			srv := &socket.Server{Features: dev.Features(), Handler: dev.Handler(), Logger: g.log}
+			err = srv.Serve(cmd.Context(), ln)
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return nil // interrupted: the normal way to stop
+			}
+			return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "", "TCP address to serve spdm-socket on, e.g. 127.0.0.1:2323 (port 0 picks one)")
+	f.StringVar(&profile, "profile", "good", "device personality: "+emu.ProfileNames())
+	f.StringVar(&writeCA, "write-ca", "", "write the root CA certificates (PEM) here instead of a temporary file")
+	f.StringVar(&algs, "algorithms", "", "comma-separated signature algorithms (e.g. ecdsa-p384,rsapss-3072); default all")
+	f.StringVar(&versions, "versions", "", "comma-separated SPDM versions offered (e.g. 1.2,1.3); default 1.0-1.3")
+	f.DurationVar(&latency, "latency", 0, "delay every response by this much")
+	f.IntVar(&slots, "slots", 1, "number of provisioned certificate slots (1-8)")
+	return cmd
+}
+
+// writeAnchors writes the PEM anchors to path, or to a new temporary file.
+func writeAnchors(path string, pemBytes []byte) (string, error) {
+	if path == "" {
+		f, err := os.CreateTemp("", "vfio-gate-emu-ca-*.pem")
+		if err != nil {
+			return "", err
+		}
+		if _, err := f.Write(pemBytes); err != nil {
+			f.Close()
+			return "", err
+		}
+		return f.Name(), f.Close()
+	}
+	if err := os.WriteFile(path, pemBytes, 0o644); err != nil {
+		return "", err
+	}
+	return filepath.Abs(path)
+}
+
+// parseAsymList parses "ecdsa-p384,rsapss-3072" (the spdm.AsymAlgo names).
+func parseAsymList(s string) (spdm.AsymAlgo, error) {
+	var out spdm.AsymAlgo
+	if s == "" {
+		return 0, nil
+	}
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(strings.ToLower(name))
+		found := false
+		for i := 0; i < 12; i++ {
+			if a := spdm.AsymAlgo(1) << i; a&emu.AllAlgorithms != 0 && a.String() == name {
+				out |= a
+				found = true
+			}
+		}
+		if !found {
+			return 0, usageErrorf("--algorithms: unknown algorithm %q (want some of %s)", name, emu.AllAlgorithms)
+		}
+	}
+	return out, nil
+}
+
+// parseVersionList parses "1.2,1.3".
+func parseVersionList(s string) ([]spdm.Version, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []spdm.Version
+	for _, v := range strings.Split(s, ",") {
+		switch strings.TrimSpace(v) {
+		case "1.0":
+			out = append(out, spdm.Version10)
+		case "1.1":
+			out = append(out, spdm.Version11)
+		case "1.2":
+			out = append(out, spdm.Version12)
+		case "1.3":
+			out = append(out, spdm.Version13)
+		default:
+			return nil, usageErrorf("--versions: unknown SPDM version %q (want 1.0, 1.1, 1.2, 1.3)", v)
+		}
+	}
+	return out, nil
+}
+
+func asymNames(d *emu.Device) string {
+	var names []string
+	for _, c := range d.Chains() {
+		names = append(names, c.Type.String())
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/doe/socket"
+	"github.com/vfio-gate/vfio-gate/spdm"
+)
+
+// startEmulate runs `vfio-gate --json emulate ARGS` in-process and returns
+// its startup record, a stop function and the channel with the exit code.
+func startEmulate(t *testing.T, args ...string) (emulateOut, context.CancelFunc, <-chan int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		var errw strings.Builder
+		code := run(ctx, append([]string{"vfio-gate", "--json", "emulate"}, args...), strings.NewReader(""), pw, &errw,
+			func(string) string { return "" })
+		if code != 0 {
+			t.Logf("emulate stderr: %s", errw.String())
+		}
+		pw.Close()
+		done <- code
+	}()
+	var out emulateOut
+	if err := json.NewDecoder(pr).Decode(&out); err != nil {
+		cancel()
+		t.Fatalf("startup record: %v (exit %d)", err, <-done)
+	}
+	go io.Copy(io.Discard, pr)
+	return out, cancel, done
+}
+
+func TestEmulateServesAttestableDevice(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	out, stop, done := startEmulate(t, "--listen", "127.0.0.1:0", "--algorithms", "ecdsa-p384,ed25519", "--write-ca", caFile, "--slots", "2")
+	defer stop()
+	if out.Slots != 2 || out.CA != caFile || out.Profile != "good" || len(out.Versions) != 4 || out.Algorithms != "ecdsa-p384, ed25519" ||
+		!strings.HasPrefix(out.Identity, "Vendor=1b36:Device=0010:") {
+		t.Fatalf("startup record %+v", out)
+	}
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roots []*x509.Certificate
+	for blk, rest := pem.Decode(pemBytes); blk != nil; blk, rest = pem.Decode(rest) {
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, c)
+	}
+	if len(roots) != 2 {
+		t.Fatalf("%d roots in %s", len(roots), caFile)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Two clients one after the other: SHUTDOWN ends a connection, not the server.
+	for i, asym := range []spdm.AsymAlgo{spdm.AsymECDSAP384, spdm.AsymEd25519} {
+		c, err := socket.Dial(ctx, out.Listen)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		fs, err := doe.Discover(ctx, c)
+		if err != nil || len(fs) != 2 || fs[1] != doe.FeatureCMA {
+			t.Fatalf("discovery %v %v", fs, err)
+		}
+		r := spdm.NewRequester(c.Exchanger(doe.FeatureCMA), &spdm.Options{Roots: roots, AsymAlgos: asym})
+		if _, err := r.Negotiate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if dg, err := r.Digests(ctx); err != nil || dg.SlotMask != 0x03 {
+			t.Fatalf("digests: %v %+v", err, dg)
+		}
+		if _, err := r.Certificate(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := r.VerifyChain(0)
+		if err != nil || !rep.Verified || rep.CMASAN == nil || rep.CMASAN.Raw != out.Identity {
+			t.Fatalf("chain: %v %+v", err, rep)
+		}
+		if ch, err := r.Challenge(ctx, 0, spdm.SummaryAll); err != nil || !ch.Verified {
+			t.Fatalf("challenge: %v", err)
+		}
+		if m, err := r.Measurements(ctx, spdm.MeasOpts{Index: spdm.MeasOpAll, Signed: true}); err != nil || !m.Verified {
+			t.Fatalf("measurements: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatalf("close (SHUTDOWN): %v", err)
+		}
+	}
+	stop()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("interrupted emulate exits %d, want 0", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("emulate did not stop on interrupt")
+	}
+}
+
+func TestEmulateTemporaryCAAndProfile(t *testing.T) {
+	out, stop, done := startEmulate(t, "--listen", "127.0.0.1:0", "--profile", "tampered", "--algorithms", "ecdsa-p256", "--versions", "1.2")
+	defer func() { stop(); <-done }()
+	if out.Profile != "tampered" || len(out.Versions) != 1 || out.Versions[0] != "1.2" {
+		t.Fatalf("%+v", out)
+	}
+	defer os.Remove(out.CA)
+	if b, err := os.ReadFile(out.CA); err != nil || !strings.Contains(string(b), "BEGIN CERTIFICATE") {
+		t.Fatalf("temporary CA %s: %v", out.CA, err)
+	}
+	out2, stop2, done2 := startEmulate(t, "--listen", "127.0.0.1:0", "--profile", "busy-storm", "--algorithms", "ecdsa-p256")
+	defer func() { stop2(); <-done2; os.Remove(out2.CA) }()
+	if len(out2.Faults) != 1 || out2.Faults[0] != "busy-storm" {
+		t.Fatalf("%+v", out2)
+	}
+}
+
+func TestEmulateUsageErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"emulate"}, exitInternal, "--listen"},
+		{[]string{"emulate", "--listen", "127.0.0.1:0", "--profile", "nope"}, exitInternal, "unknown profile"},
+		{[]string{"emulate", "--listen", "127.0.0.1:0", "--algorithms", "sm2-p256"}, exitInternal, "unknown algorithm"},
+		{[]string{"emulate", "--listen", "127.0.0.1:0", "--versions", "1.4"}, exitInternal, "unknown SPDM version"},
+		{[]string{"emulate", "--listen", "127.0.0.1:0", "--slots", "9"}, exitInternal, "slots"},
+		{[]string{"emulate", "--listen", ln.Addr().String(), "--algorithms", "ecdsa-p256", "--write-ca", filepath.Join(t.TempDir(), "ca.pem")}, exitUnavailable, "address already in use"},
+	} {
+		code, _, errs := runCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, errs, tc.code, tc.msg)
+		}
+	}
+}
+
+func TestEmulateHelpListsProfiles(t *testing.T) {
+	code, out, _ := runCLI(t, "emulate", "--help")
+	if code != 0 || !strings.Contains(out, "busy-storm") || !strings.Contains(out, "--write-ca") || !strings.Contains(out, "Exit codes:") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
