@@ -9,10 +9,12 @@ func scenarios() []Scenario {
 	return []Scenario{
 		{"kernel-cxl-doe-cap", "run", kernelCXLDOECap},
 		{"scan-bound", "run", scanBound},
+		{"doe-bound-refused", "run", doeBoundRefused},
 		{"kernel-doe-discovery", "run", kernelDOEDiscovery},
 		{"kernel-doe-cdat", "run", kernelDOECDAT},
 		{"scan-unbound", "run", scanUnbound},
 		{"doe-cdat", "run", doeCDAT},
+		{"doe-cdat-cli", "run", doeCDATCLI},
 		{"kernel-iommu-groups", "run", kernelIOMMUGroups},
 		{"kernel-vfio-bind", "run", kernelVFIOBind},
 		{"check-confidential-deny", "run", checkConfidentialDeny},

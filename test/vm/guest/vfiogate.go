@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -219,4 +220,78 @@ func scanLockdown(ctx context.Context, h *Harness) Result {
 		return failf("%s: under lockdown scan says features %v, skipped %q; want none and a lockdown reason", f.BDF, e.DOE[0].Features, e.DOE[0].Skipped)
 	}
 	return passf("%s: DOE at %s, discovery skipped: %s", f.BDF, e.DOE[0].Offset, e.DOE[0].Skipped)
+}
+
+// doeBoundRefused (issue 8 scenario 1): while cxl_pci is bound, `vfio-gate
+// doe cdat` refuses to touch the mailbox: exit 4 and a reason naming the
+// driver.
+func doeBoundRefused(ctx context.Context, h *Harness) Result {
+	if r := h.need(ctx, "doe cdat"); r != nil {
+		return *r
+	}
+	f, _, err := h.cxlDOE()
+	if err != nil {
+		return failf("%v", err)
+	}
+	if _, err := h.waitDriver(ctx, f.BDF, "cxl_pci", 10*time.Second); err != nil {
+		return failf("%v", err)
+	}
+	out, errOut, code := h.run(ctx, "doe", "cdat", f.BDF)
+	if code != 4 || !strings.Contains(errOut+out, "cxl_pci") {
+		return failf("doe cdat %s with cxl_pci bound: exit %d, %q %q; want exit 4 naming cxl_pci", f.BDF, code, out, errOut)
+	}
+	return passf("%s: doe cdat refused while cxl_pci is bound (exit 4): %s", f.BDF, firstLine(errOut))
+}
+
+// cdatJSON is the part of `doe cdat --json` this checks.
+type cdatJSON struct {
+	Mailbox    uint16 `json:"mailbox"`
+	Length     uint32 `json:"length"`
+	ChecksumOK bool   `json:"checksum_ok"`
+	Structures []struct {
+		Type   uint8  `json:"type"`
+		Length uint16 `json:"length"`
+	} `json:"structures"`
+	Raw string `json:"raw"`
+}
+
+// doeCDATCLI (issue 8 scenario 2): `vfio-gate doe cdat --json` of the unbound
+// CXL function reads the table through the real sysfs config file; header,
+// checksum and structures must match what the raw kernel-doe-cdat read found,
+// byte for byte.
+func doeCDATCLI(ctx context.Context, h *Harness) Result {
+	if r := h.need(ctx, "doe cdat"); r != nil {
+		return *r
+	}
+	f, off, err := h.cxlDOE()
+	if err != nil {
+		return failf("%v", err)
+	}
+	if err := h.unbind(ctx, f.BDF); err != nil {
+		return failf("%v", err)
+	}
+	out, errOut, code := h.run(ctx, "doe", "cdat", "--json", f.BDF)
+	if code != 0 {
+		return failf("doe cdat --json %s: exit %d: %s %s", f.BDF, code, out, errOut)
+	}
+	var c cdatJSON
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		return failf("doe cdat --json output: %v: %q", err, out)
+	}
+	raw, err := hex.DecodeString(c.Raw)
+	if err != nil {
+		return failf("doe cdat raw: %v", err)
+	}
+	t, err := checkCDAT(raw)
+	if err != nil {
+		return failf("the table vfio-gate returned does not check: %v", err)
+	}
+	if int(c.Mailbox) != off || c.Length != t.Length || !c.ChecksumOK || len(c.Structures) != len(t.Entries) {
+		return failf("doe cdat says mailbox 0x%x, length %d, checksum_ok %v, %d structures; config space and the table say 0x%x, %d, true, %d",
+			c.Mailbox, c.Length, c.ChecksumOK, len(c.Structures), off, t.Length, len(t.Entries))
+	}
+	if h.rawCDAT != nil && !bytes.Equal(raw, h.rawCDAT) {
+		return failf("doe cdat table (%d bytes) differs from the raw read (%d bytes)", len(raw), len(h.rawCDAT))
+	}
+	return passf("%s: vfio-gate doe cdat: %d bytes, %d structures, checksum ok, equals the raw read: %v", f.BDF, c.Length, len(c.Structures), h.rawCDAT != nil)
 }
