@@ -259,3 +259,23 @@ func FuzzDecodeCDATResponse(f *testing.F) {
 		}
 	})
 }
+
+func TestWatchWriter(t *testing.T) {
+	w := &watchWriter{want: "audit attached", seen: make(chan struct{})}
+	w.Write([]byte("level=INFO msg=\"audit "))
+	select {
+	case <-w.seen:
+		t.Fatal("seen before the whole phrase arrived")
+	default:
+	}
+	w.Write([]byte("attached\" path_taggers=2\n"))
+	w.Write([]byte("audit attached again\n")) // must not close twice
+	select {
+	case <-w.seen:
+	default:
+		t.Fatal("phrase split across writes not seen")
+	}
+	if got := w.String(); !strings.Contains(got, "path_taggers=2") {
+		t.Errorf("String() = %q", got)
+	}
+}

@@ -3,17 +3,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -141,37 +140,21 @@ func bpfAudit(ctx context.Context, h *Harness) Result {
 	cmd.WaitDelay = 5 * time.Second
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return failf("%v", err)
-	}
+	stderr := &watchWriter{want: "audit attached", seen: make(chan struct{})}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return failf("start audit: %v", err)
 	}
-	attached := make(chan error, 1)
-	var errLines []string
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			errLines = append(errLines, sc.Text())
-			if !sent && strings.Contains(sc.Text(), "audit attached") {
-				attached <- nil
-				sent = true
-			}
-		}
-		if !sent {
-			attached <- errors.New("audit exited before attaching")
-		}
-	}()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	select {
-	case err := <-attached:
-		if err != nil {
-			_ = cmd.Wait()
-			return failf("%v: %s", err, strings.Join(errLines, " | "))
-		}
+	case <-stderr.seen:
+	case err := <-exited:
+		return failf("audit exited before attaching (%v): %s", err, stderr.String())
 	case <-time.After(30 * time.Second):
-		return failf("audit did not attach within 30 s")
+		cancel()
+		<-exited
+		return failf("audit did not attach within 30 s: %s", stderr.String())
 	}
 
 	access := func(bdf string, write bool, at int, v uint32) error {
@@ -197,7 +180,7 @@ func bpfAudit(ctx context.Context, h *Harness) Result {
 	}
 	time.Sleep(2 * time.Second) // let the ring buffer drain
 	_ = cmd.Process.Signal(syscall.SIGINT)
-	werr := cmd.Wait()
+	werr := <-exited
 	var events []auditEvent
 	for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
 		if l == "" {
@@ -215,7 +198,7 @@ func bpfAudit(ctx context.Context, h *Harness) Result {
 		{PID: me, Device: cxl.BDF, Op: "write", Offset: uint32(off + doeCtrl), Size: 4},
 	}
 	if len(events) != len(want) {
-		return failf("audit: %d events, want 2 (exit: %v): %+v; stderr: %s", len(events), werr, events, strings.Join(errLines, " | "))
+		return failf("audit: %d events, want 2 (exit: %v): %+v; stderr: %s", len(events), werr, events, stderr.String())
 	}
 	for i, w := range want {
 		g := events[i]
@@ -261,4 +244,31 @@ func goTest(binary, run string) func(context.Context, *Harness) Result {
 		}
 		return passf("%s: %s", binary, strings.Join(passed, " "))
 	}
+}
+
+// watchWriter collects a command's stderr and closes seen once a line
+// containing want has been written. Safe for the exec copy goroutine.
+type watchWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	want string
+	seen chan struct{}
+	done bool
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.done && strings.Contains(w.buf.String(), w.want) {
+		w.done = true
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(strings.Fields(w.buf.String()), " ")
 }
