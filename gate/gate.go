@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"sync"
@@ -42,6 +43,11 @@ const (
 
 // DefaultConcurrency bounds how many functions are attested at once.
 const DefaultConcurrency = 16
+
+// RecordTimeout bounds recording the decisions of one request in the TPM.
+// It runs after the caller's context, which may have ended during
+// attestation: the decisions made (timeouts included) are still recorded.
+const RecordTimeout = 10 * time.Second
 
 // Errors of the gate itself (per-function failures are in Decision.Err).
 var (
@@ -215,12 +221,19 @@ func (g *Gate) Check(ctx context.Context, req Request) ([]Decision, error) {
 // nothing in it is bound. Each group is bound on its own (vfio.PlanBind,
 // vfio.Apply); a failure undoes that group and is in Decision.Err.
 func (g *Gate) Bind(ctx context.Context, req Request) ([]Decision, error) {
-	items, err := g.decide(ctx, req, true)
+	items, pre, err := g.decideBind(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	defer unlockAll(items)
-	g.bind(ctx, items, req)
+	g.settlePreBound(ctx, items, pre, req)
+	var rest []*item
+	for _, it := range items {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(pre)), func(pb *preBound) bool { return slices.Contains(pb.bdfs, it.bdf) }) {
+			rest = append(rest, it)
+		}
+	}
+	g.bind(ctx, rest, req)
 	return decisions(items), nil
 }
 
@@ -243,6 +256,27 @@ func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, err
 	if err != nil {
 		return nil, err
 	}
+	g.decideLocked(ctx, items, req, bind)
+	return items, nil
+}
+
+// decideBind is decide for Bind: under the locks, functions on a host driver
+// first move to vfio-pci (detachForAttestation), so their mailbox can be used.
+func (g *Gate) decideBind(ctx context.Context, req Request) ([]*item, map[int]*preBound, error) {
+	bdfs := normalize(req.BDFs)
+	if len(bdfs) == 0 {
+		return nil, nil, ErrNoFunctions
+	}
+	items, err := g.lockAll(ctx, bdfs)
+	if err != nil {
+		return nil, nil, err
+	}
+	pre := g.detachForAttestation(ctx, items)
+	g.decideLocked(ctx, items, req, true)
+	return items, pre, nil
+}
+
+func (g *Gate) decideLocked(ctx context.Context, items []*item, req Request, bind bool) {
 	sem := make(chan struct{}, g.o.Concurrency)
 	var wg sync.WaitGroup
 	for _, it := range items {
@@ -265,7 +299,6 @@ func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, err
 		g.log.InfoContext(ctx, "decision", "bdf", it.bdf.String(), "decision", v.Decision, "would_deny", v.WouldDeny,
 			"rule", v.Rule, "reasons", reasonCodes(v), "recorded", it.d.Recorded)
 	}
-	return items, nil
 }
 
 // identityOf is the sysfs identity of fn (the DSN comes with attestation).
@@ -276,13 +309,15 @@ func identityOf(fn *pci.Function) attest.Identity {
 }
 
 // rootsFor returns the trust anchors attestation verifies chains against:
-// the matching rule's. When some rule matches on the DSN (not known before
-// attestation), the anchors of every rule: policy.Evaluate still accepts
-// only an anchor of the rule that finally matches.
+// the matching rule's. When the identity is not known before attestation
+// (some rule matches on the DSN; a socket device named by its CMA SAN), the
+// anchors of every rule: policy.Evaluate still accepts only an anchor of the
+// rule that finally matches.
 func (g *Gate) rootsFor(id attest.Identity) []*x509.Certificate {
 	p := g.o.Policy
+	unknown := id.VendorID == 0 && id.DeviceID == 0 // socket device identified by its CMA SAN later
 	for _, r := range p.Rules {
-		if r.Match.DSN != nil {
+		if r.Match.DSN != nil || unknown {
 			var all []*x509.Certificate
 			for _, r := range p.Rules {
 				for _, c := range r.Anchors() {
@@ -489,7 +524,11 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		events = append(events, evs...)
 		verdictAt[i] = len(events) - 1
 	}
-	recs, err := g.o.Recorder.Record(ctx, events...)
+	// Record even when the caller's deadline passed during attestation (a
+	// timeout deny must be recorded too), within a bound of its own.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+	defer cancel()
+	recs, err := g.o.Recorder.Record(rctx, events...)
 	if err == nil && len(recs) != len(events) {
 		err = fmt.Errorf("tpm: %d of %d events recorded", len(recs), len(events))
 	}

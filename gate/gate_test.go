@@ -208,16 +208,48 @@ func TestTPMFailureFailsClosed(t *testing.T) {
 	}
 }
 
-// A kernel driver owns the mailbox of a bound function: attestation is
-// refused (mailbox-owned), and for a confidential VM that is a deny.
+// A kernel driver owns the mailbox of a bound function. Check changes
+// nothing: attestation is refused (mailbox-owned), a deny for a confidential
+// VM. Bind moves the function to vfio-pci (which never touches DOE), attests
+// it there, keeps it on allow and gives it back to its driver on deny.
 func TestDriverOwnsMailbox(t *testing.T) {
-	w := newWorld(t, policyOpts{}, dev{bdf: "0000:01:00.0", profile: "good", driver: "nvme"})
-	ds, err := w.gate().Bind(t.Context(), gate.Request{BDFs: []pci.BDF{bdf(t, "0000:01:00.0")}, Confidential: true})
+	w := newWorld(t, policyOpts{}, dev{bdf: "0000:01:00.0", profile: "good", driver: "nvme"},
+		dev{bdf: "0000:02:00.0", profile: "tampered", driver: "nvme"})
+	g := w.gate()
+	good, bad := bdf(t, "0000:01:00.0"), bdf(t, "0000:02:00.0")
+	ds, err := g.Check(t.Context(), gate.Request{BDFs: []pci.BDF{good}, Confidential: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ds[0].Allowed() || ds[0].Bound || !slices.Contains(codes(ds[0]), string(policy.CodeMailboxOwned)) || w.kernel.driverOf("0000:01:00.0") != "nvme" {
-		t.Fatalf("driver-owned: %v bound=%v", codes(ds[0]), ds[0].Bound)
+	if ds[0].Allowed() || !slices.Contains(codes(ds[0]), string(policy.CodeMailboxOwned)) || w.kernel.driverOf("0000:01:00.0") != "nvme" {
+		t.Fatalf("check of a driver-owned function: %v driver=%s", codes(ds[0]), w.kernel.driverOf("0000:01:00.0"))
+	}
+	assertRecorded(t, w, ds)
+
+	ds, err = g.Bind(t.Context(), gate.Request{BDFs: []pci.BDF{good}, Confidential: true, Domain: "vm1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ds[0].Allowed() || !ds[0].Bound || ds[0].Err != nil || w.kernel.driverOf("0000:01:00.0") != "vfio-pci" {
+		t.Fatalf("bind of a driver-owned good function: %v bound=%v err=%v driver=%s", codes(ds[0]), ds[0].Bound, ds[0].Err, w.kernel.driverOf("0000:01:00.0"))
+	}
+	assertRecorded(t, w, ds)
+	if _, err := g.Release(t.Context(), []pci.BDF{good}, "vm1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.kernel.driverOf("0000:01:00.0"); got != "nvme" {
+		t.Fatalf("release gave it to %q, want its original nvme", got)
+	}
+
+	ds, err = g.Bind(t.Context(), gate.Request{BDFs: []pci.BDF{bad}, Confidential: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].Allowed() || ds[0].Bound || ds[0].Err != nil || !slices.Contains(codes(ds[0]), string(policy.CodeMeasurementMismatch)) {
+		t.Fatalf("bind of a driver-owned tampered function: %v bound=%v err=%v", codes(ds[0]), ds[0].Bound, ds[0].Err)
+	}
+	if got := w.kernel.driverOf("0000:02:00.0"); got != "nvme" {
+		t.Fatalf("denied function left on %q, want it back on nvme", got)
 	}
 	assertRecorded(t, w, ds)
 }
@@ -491,4 +523,20 @@ func TestCheckSocket(t *testing.T) {
 	if len(vs) != 3 || !strings.HasPrefix(vs[0].BDF, "socket:127.0.0.1:") {
 		t.Fatalf("verdicts %+v", vs)
 	}
+}
+
+// A deadline that ends during attestation: the function is denied timeout,
+// and the deny is still recorded.
+func TestDeadlineDenyIsRecorded(t *testing.T) {
+	w := newWorld(t, policyOpts{}, dev{bdf: "0000:01:00.0", profile: "good", latency: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Millisecond)
+	defer cancel()
+	ds, err := w.gate().Check(ctx, gate.Request{BDFs: []pci.BDF{bdf(t, "0000:01:00.0")}, Confidential: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].Allowed() || !slices.Contains(codes(ds[0]), string(policy.CodeTimeout)) || !ds[0].Recorded {
+		t.Fatalf("%s %v recorded=%v err=%v", ds[0].Verdict.Decision, codes(ds[0]), ds[0].Recorded, ds[0].Err)
+	}
+	assertRecorded(t, w, ds)
 }

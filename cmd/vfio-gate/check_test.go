@@ -5,15 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/vfio-gate/vfio-gate/doe/socket"
+	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
@@ -238,5 +242,42 @@ func TestDecisionsExitPriority(t *testing.T) {
 		if got := decisionsExit(c.ds); got != c.want {
 			t.Errorf("case %d: exit %d, want %d", i, got, c.want)
 		}
+	}
+}
+
+// check --socket: a software device behind spdm-socket, gated with the
+// demo policy; identity from --pci-id or from the CMA SAN.
+func TestCheckSocketCLI(t *testing.T) {
+	_, e, flags := demoEnv(t)
+	for _, c := range []struct {
+		profile string
+		args    []string
+		code    int
+	}{
+		{"good", []string{"--pci-id", "1b36:0010"}, exitOK},
+		{"good", nil, exitOK},
+		{"tampered", nil, exitDenied},
+	} {
+		d, err := emu.New(emu.Config{Identity: demoDevices()[0].id, Profile: c.profile, Algorithms: spdm.AsymECDSAP384})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go socket.Serve(ctx, ln, d.Features(), d.Handler())
+		args := append(append([]string{"check", "--confidential", "--json", "--socket", ln.Addr().String()}, c.args...), flags...)
+		code, out, errs := runEnv(t, e, args...)
+		cancel()
+		ln.Close()
+		var j checkJSON
+		if err := json.Unmarshal([]byte(out), &j); code != c.code || err != nil || len(j.Devices) != 1 || j.Devices[0].Socket != ln.Addr().String() || j.Devices[0].Rule != "demo-nvme" {
+			t.Fatalf("%s %v: exit %d %v\n%s\n%s", c.profile, c.args, code, err, out, errs)
+		}
+	}
+	if code, _, _ := runEnv(t, e, append([]string{"check", "--pci-id", "1b36:0010", "0000:01:00.0"}, flags...)...); code != exitInternal {
+		t.Fatalf("--pci-id without --socket: exit %d", code)
 	}
 }
