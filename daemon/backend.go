@@ -423,9 +423,10 @@ func toDeviceDecision(d gate.Decision, driver string, domain string) DeviceDecis
 			if domain != "" {
 				target = "--domain " + domain + " " + target
 			}
-			msg += fmt.Sprintf(" (the function is still on its host driver %s, as at libvirt prepare of a managed='yes' hostdev: "+
-				"unbind %s from %s, then `vfio-gate bind %s` attests it with no driver and binds it to vfio-pci on allow; "+
-				"or use managed='no')", driver, d.BDF, driver, target)
+			msg += fmt.Sprintf(" (the function is still on its host driver %s, as at libvirt prepare of a managed='yes' hostdev, "+
+				"and a check never moves it: run `vfio-gate bind %s` first, which moves its IOMMU group to vfio-pci, attests it there, "+
+				"keeps it on vfio-pci on allow and gives it back on deny; libvirt accepts a managed='yes' function already on vfio-pci; "+
+				"or use managed='no')", driver, target)
 		}
 		dd.Reasons = append(dd.Reasons, Reason{Code: string(r.Code), Message: msg})
 	}

@@ -313,6 +313,21 @@ func TestBackendManagedPrepare(t *testing.T) {
 	if w.driverOf(hostBDF) != "nvme" {
 		t.Fatal("check changed the driver")
 	}
+	// What the advice says: bind (through the daemon) moves it to vfio-pci,
+	// attests it there and keeps it; the next prepare check allows it.
+	r, err = b.Bind(t.Context(), daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{bdf(t, hostBDF)}})
+	must(t, err)
+	if r.Decision != "allow" || w.driverOf(hostBDF) != "vfio-pci" {
+		t.Fatalf("bind of a host-driver function: %+v, driver %q", r, w.driverOf(hostBDF))
+	}
+	r, err = b.Check(t.Context(), daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{bdf(t, hostBDF)}})
+	if err != nil || r.Decision != "allow" {
+		t.Fatalf("prepare check after bind: %+v %v", r, err)
+	}
+	must(t, b.Release(t.Context(), daemon.DomainRequest{Domain: "vm1"}))
+	if d := w.driverOf(hostBDF); d != "nvme" {
+		t.Fatalf("after release: driver %q, want nvme restored", d)
+	}
 }
 
 func TestBackendBindReleaseRestart(t *testing.T) {

@@ -32,12 +32,12 @@ daemon, prepare denies: "vfio-gate daemon is not running (systemctl start vfio-g
 managed='yes': at prepare libvirt has not yet moved the function off its host driver, and
 vfio-gate never drives a DOE mailbox a kernel driver owns. So a function with a DOE mailbox
 that is still on a host driver (nvme, mlx5_core, cxl_pci, ...) is denied with mailbox-owned,
-and the message says what to do: unbind the host driver
-(echo BDF > /sys/bus/pci/drivers/DRIVER/unbind), then "vfio-gate bind --domain NAME BDF"
-attests it with no driver bound and binds it to vfio-pci only on allow; libvirt accepts a
-managed='yes' function that is already on vfio-pci (and gives it back to the host driver at
-stop), or declare it managed='no'. vfio-gate does not unbind a host driver by itself at
-prepare: that would take a device away from the host before any decision. A function already
+and the message says what to do: run "vfio-gate bind --domain NAME BDF" first, which moves
+the function's IOMMU group to vfio-pci (which neither uses nor exposes DOE), attests it there,
+keeps it on vfio-pci on allow and gives it back to its drivers on deny; libvirt accepts a
+managed='yes' function that is already on vfio-pci. Or declare it managed='no'. The hook's
+check never moves a function off its host driver by itself: that would take a device away from
+the host at every start attempt, before any decision. A function already
 on vfio-pci (or on no driver) is attested at prepare. A function without any DOE mailbox is
 judged by the policy's defaults (no-cma) with read-only config space access.
 
