@@ -102,8 +102,30 @@ func (st sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	return st.s.Open(rsp)
+	msg, err := st.s.Open(rsp)
+	if err != nil {
+		// A responder that cannot open our record answers a plain ERROR
+		// (DecryptError): report that, the session is dead either way.
+		if em, derr := decodePadded(rsp, decodeErrorRsp); derr == nil && len(rsp) <= 8 {
+			return nil, fmt.Errorf("%w (the record layer saw: %v)", &ResponderError{Request: RequestCode(req[1]), Code: em.Code, Data: em.Data}, err)
+		}
+		return nil, err
+	}
+	return msg, nil
 }
+
+// KeyUpdateError is a KEY_UPDATE whose new keys did not work: the
+// VerifyNewKey exchange failed. The session is dead.
+type KeyUpdateError struct {
+	Op  KeyUpdateOp
+	Err error
+}
+
+func (e *KeyUpdateError) Error() string {
+	return fmt.Sprintf("spdm: %v: new keys not confirmed (key update mismatch): %v", e.Op, e.Err)
+}
+
+func (e *KeyUpdateError) Unwrap() error { return e.Err }
 
 // dheKey is an ephemeral DHE key pair: the ExchangeData we send and the
 // function that agrees on the shared secret with the peer's ExchangeData.
@@ -465,6 +487,10 @@ func (s *Session) KeyUpdate(ctx context.Context, op KeyUpdateOp) error {
 			s.tag++
 			ack, err := s.simple(ctx, RequestKeyUpdate, uint8(step), s.tag)
 			if err != nil {
+				if step == KeyUpdateVerifyNewKey {
+					s.sec.Close() // whatever the responder said, the keys disagree
+					return &KeyUpdateError{Op: op, Err: err}
+				}
 				return err
 			}
 			if ack.Param1 != uint8(step) || ack.Param2 != s.tag {
@@ -509,4 +535,29 @@ func (s *Session) EndWith(ctx context.Context, clearNegotiated bool) error {
 	}
 	s.sec.Close()
 	return err
+}
+
+// RequesterSessionCaps are the capability flags a requester advertises to
+// establish sessions (EnableSessions sets them).
+const RequesterSessionCaps = CapKeyEx | CapEncrypt | CapMAC | CapHBeat | CapKeyUpd
+
+// EnableSessions makes o offer what KeyExchange needs: the session
+// capabilities, ECDHE secp384r1/secp256r1, all three AEADs (or those already
+// set) and the SPDM key schedule. inClear also offers
+// HANDSHAKE_IN_THE_CLEAR_CAP.
+func EnableSessions(o *Options, inClear bool) {
+	if o.CapabilityFlags == 0 {
+		o.CapabilityFlags, o.CTExponent = CapCert|CapChal, 20
+	}
+	o.CapabilityFlags |= RequesterSessionCaps
+	if inClear {
+		o.CapabilityFlags |= CapHandshakeInClear
+	}
+	if o.DHEAlgos == 0 {
+		o.DHEAlgos = DHESECP256R1 | DHESECP384R1
+	}
+	if o.AEADAlgos == 0 {
+		o.AEADAlgos = AEADAES128GCM | AEADAES256GCM | AEADChaCha20Poly1305
+	}
+	o.KeySchedules = KeyScheduleSPDM
 }
