@@ -41,6 +41,11 @@ type Evidence struct {
 	BytesRecv  int           `json:"bytes_received"`
 	Started    time.Time     `json:"started"`
 	Duration   time.Duration `json:"duration_ns"`
+	// Timings are the durations of the steps that ran, in order.
+	Timings []Timing `json:"timings,omitempty"`
+	// MeasurementsOneByOne is true when the device refused "all
+	// measurements" and they were read one index at a time.
+	MeasurementsOneByOne bool `json:"measurements_one_by_one,omitempty"`
 
 	// Failure is set when attestation stopped early or a check failed.
 	Failure *Failure `json:"failure,omitempty"`
@@ -59,6 +64,15 @@ type Identity struct {
 	Driver            string  `json:"driver,omitempty"`
 	IOMMUGroup        *int    `json:"iommu_group,omitempty"`
 	Socket            string  `json:"socket,omitempty"` // HOST:PORT for spdm-socket devices
+	// FromCMASAN is true when the IDs were taken from the leaf certificate's
+	// CMA SAN (socket devices without --pci-id): claimed, not observed.
+	FromCMASAN bool `json:"from_cma_san,omitempty"`
+}
+
+// Timing is how long one attestation step took.
+type Timing struct {
+	Step     string        `json:"step"`
+	Duration time.Duration `json:"duration_ns"`
 }
 
 // Mailbox is one DOE instance and its discovered features ("cma-spdm", ...).
@@ -88,6 +102,8 @@ type ChainState struct {
 	AnchorSHA256 string `json:"anchor_sha256,omitempty"`
 	// CMASAN is the leaf's PCI-SIG CMA subjectAltName (OID 2.23.147), nil when absent.
 	CMASAN *CMASAN `json:"cma_san"`
+	// CMASANError is set when the leaf carries a CMA SAN that does not parse.
+	CMASANError string `json:"cma_san_error,omitempty"`
 	// DeviceInfo is the DMTF device-info otherName (1.3.6.1.4.1.412.274.1), nil when absent.
 	DeviceInfo   *string    `json:"device_info"`
 	Certificates []CertInfo `json:"certificates"`
@@ -161,10 +177,16 @@ type Bundle struct {
 	ChallengeTranscript []byte `json:"challenge_transcript,omitempty"`
 	ChallengeSignature  []byte `json:"challenge_signature,omitempty"`
 	ChallengeNonce      []byte `json:"challenge_nonce,omitempty"`
+	// ChallengeResponderNonce is CHALLENGE_AUTH's own nonce.
+	ChallengeResponderNonce []byte `json:"challenge_responder_nonce,omitempty"`
+	// MeasurementSummaryHash is CHALLENGE_AUTH's summary of all measurements.
+	MeasurementSummaryHash []byte `json:"measurement_summary_hash,omitempty"`
 	// L1 is the measurement transcript (without signature).
 	MeasurementTranscript []byte `json:"measurement_transcript,omitempty"`
 	MeasurementSignature  []byte `json:"measurement_signature,omitempty"`
 	MeasurementNonce      []byte `json:"measurement_nonce,omitempty"`
+	// MeasurementResponderNonce is the MEASUREMENTS response's own nonce.
+	MeasurementResponderNonce []byte `json:"measurement_responder_nonce,omitempty"`
 	// LeafChain is the full SPDM cert chain buffer of the slot used for signatures.
 	CertChainBuffer []byte `json:"cert_chain_buffer,omitempty"`
 	Slot            uint8  `json:"slot"`

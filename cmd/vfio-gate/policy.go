@@ -21,7 +21,7 @@ func newPolicyCmd(e *env, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	c.AddCommand(newPolicyCheckCmd(e, g))
+	c.AddCommand(newPolicyCheckCmd(e, g), newPolicyCaptureCmd(e, g))
 	return c
 }
 

@@ -21,6 +21,8 @@ type env struct {
 	// configOpener, if set, serves config spaces instead of sysfs (tests
 	// and the demo's software devices); see pci.Options.ConfigOpener.
 	configOpener func(pci.BDF) (pci.ConfigSpace, io.Closer, error)
+	// geteuid, if set, replaces os.Geteuid for the raw-DOE rule (tests).
+	geteuid func() int
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -100,6 +102,8 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newLogCmd(e, g),
 		newPolicyCmd(e, g),
 		newEmulateCmd(e, g),
+		newAttestCmd(e, g),
+		newDOECmd(e, g),
 	}
 }
 

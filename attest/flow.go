@@ -1,0 +1,622 @@
+package attest
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/spdm"
+)
+
+// run is the state of one attestation.
+type run struct {
+	o   Options
+	log *slog.Logger
+	ev  *Evidence
+	t0  time.Time
+}
+
+func newRun(o *Options) *run {
+	r := &run{}
+	if o != nil {
+		r.o = *o
+	}
+	if r.o.Timeout <= 0 {
+		r.o.Timeout = DefaultTimeout
+	}
+	if r.o.Now == nil {
+		r.o.Now = time.Now
+	}
+	r.log = r.o.Logger
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.t0 = r.o.Now()
+	r.ev = &Evidence{Started: r.t0, Chains: []ChainState{}, Measurements: []MeasurementBlock{}, DOE: []Mailbox{}}
+	return r
+}
+
+// fail records the first failure; later ones are logged only. It returns
+// false so steps can `return r.fail(...)`.
+func (r *run) fail(step, kind, format string, a ...any) bool {
+	msg := fmt.Sprintf(format, a...)
+	if r.ev.Failure == nil {
+		r.ev.Failure = &Failure{Step: step, Kind: kind, Message: msg}
+	} else {
+		r.log.Debug("further failure", "step", step, "kind", kind, "msg", msg)
+	}
+	return false
+}
+
+// failErr records err at step with its classified kind.
+func (r *run) failErr(step string, err error) bool {
+	return r.fail(step, Classify(err), "%v", err)
+}
+
+// timed runs fn and records its duration under step.
+func (r *run) timed(step string, fn func() bool) bool {
+	s := r.o.Now()
+	ok := fn()
+	r.ev.Timings = append(r.ev.Timings, Timing{Step: step, Duration: r.o.Now().Sub(s)})
+	return ok
+}
+
+func (r *run) finish() *Evidence {
+	r.ev.Duration = r.o.Now().Sub(r.t0)
+	return r.ev
+}
+
+func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Options) (*Evidence, error) {
+	r := newRun(o)
+	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+	defer cancel()
+
+	f, err := sys.Function(bdf)
+	if err != nil {
+		return nil, err
+	}
+	ev := r.ev
+	ev.Identity = Identity{
+		BDF: bdf.String(), VendorID: f.VendorID, DeviceID: f.DeviceID,
+		SubsystemVendorID: f.SubsystemVendorID, SubsystemID: f.SubsystemDeviceID,
+		Class: f.Class, Revision: f.Revision, Driver: f.Driver, IOMMUGroup: f.IOMMUGroup,
+	}
+	defer r.finish()
+
+	// Read-only first: identity and capabilities never need a write.
+	cfg, closer, err := f.OpenConfigReadOnly()
+	if err != nil {
+		if errors.Is(err, pci.ErrDeviceRemoved) || errors.Is(err, pci.ErrNoDevice) {
+			return nil, err
+		}
+		r.failErr("config", err)
+		return r.finish(), nil
+	}
+	caps, err := pci.ExtCapabilities(cfg)
+	if err == nil {
+		if offs := pci.FindExt(caps, pci.ExtCapIDDSN); len(offs) > 0 {
+			if dsn, ok, derr := f.DSN(cfg); derr == nil && ok {
+				ev.Identity.DSN = &dsn
+			} else if derr != nil {
+				err = derr
+			}
+		}
+	}
+	closer.Close()
+	if err != nil {
+		r.failErr("capabilities", err)
+		return r.finish(), nil
+	}
+	offs := pci.FindExt(caps, pci.ExtCapIDDOE)
+	if len(offs) == 0 {
+		r.fail("doe-discovery", FailNoDOE, "the function has no DOE extended capability")
+		return r.finish(), nil
+	}
+	for _, off := range offs {
+		ev.DOE = append(ev.DOE, Mailbox{Offset: off, Features: []string{}})
+	}
+	if err := sys.MayDriveDOE(f); err != nil {
+		r.fail("doe-discovery", blockedKind(err), "%v", err)
+		return r.finish(), nil
+	}
+
+	cfg, closer, err = f.OpenConfig()
+	if err != nil {
+		r.failErr("config", err)
+		return r.finish(), nil
+	}
+	defer closer.Close()
+	if w, ok := cfg.(interface{ Writable() bool }); ok && !w.Writable() {
+		r.fail("config", FailPermission, "%s: config space could not be opened for writing", bdf)
+		return r.finish(), nil
+	}
+
+	var cma *doe.Mailbox
+	var discErr error
+	r.timed("doe-discovery", func() bool {
+		mbs, err := doe.Find(cfg, r.o.DOE)
+		if err != nil && len(mbs) == 0 {
+			discErr = err
+			return false
+		}
+		for i, mb := range mbs {
+			feats, err := mb.Discover(ctx)
+			if err != nil {
+				r.log.Debug("discovery failed", "bdf", bdf.String(), "offset", mb.Offset(), "err", err)
+				if discErr == nil {
+					discErr = err
+				}
+				continue
+			}
+			names := make([]string, 0, len(feats))
+			for _, ft := range feats {
+				names = append(names, ft.Name())
+			}
+			if i < len(ev.DOE) && ev.DOE[i].Offset == mb.Offset() {
+				ev.DOE[i].Features = names
+			}
+			if cma == nil && mb.Supports(doe.FeatureCMA) {
+				cma = mb
+			}
+		}
+		return true
+	})
+	if cma == nil {
+		if discErr != nil {
+			// A mailbox we could not list might be the CMA one: never
+			// conclude "no CMA" from a failed discovery.
+			r.failErr("doe-discovery", discErr)
+		} else {
+			r.fail("doe-discovery", FailNoCMA, "no DOE mailbox offers CMA-SPDM (features: %s)", featureList(ev.DOE))
+		}
+		return r.finish(), nil
+	}
+	ev.HasCMA = true
+	r.spdm(ctx, cma.Exchanger(doe.FeatureCMA))
+	return r.finish(), nil
+}
+
+func featureList(mbs []Mailbox) string {
+	var all []string
+	for _, m := range mbs {
+		all = append(all, m.Features...)
+	}
+	if len(all) == 0 {
+		return "none"
+	}
+	return strings.Join(all, ", ")
+}
+
+// blockedKind maps a pci.MayDriveDOE refusal to a Failure kind.
+func blockedKind(err error) string {
+	switch {
+	case errors.Is(err, pci.ErrLockdown):
+		return FailLockdown
+	case errors.Is(err, pci.ErrDriverOwnsMailbox), errors.Is(err, pci.ErrTSMOwnsMailbox):
+		return FailMailboxOwned
+	case errors.Is(err, pci.ErrNotRoot):
+		return FailPermission
+	case errors.Is(err, pci.ErrDeviceRemoved):
+		return FailDeviceGone
+	}
+	return FailPermission
+}
+
+func attestTransport(ctx context.Context, t spdm.Transport, id Identity, o *Options) (*Evidence, error) {
+	if t == nil {
+		return nil, errors.New("attest: nil transport")
+	}
+	r := newRun(o)
+	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
+	defer cancel()
+	r.ev.Identity = id
+	r.ev.HasCMA = true // the transport is the CMA-SPDM channel itself
+	r.spdm(ctx, t)
+	// Identity from the leaf's CMA SAN when the caller gave none.
+	if id.VendorID == 0 && id.DeviceID == 0 {
+		if c := r.ev.usedChain(); c != nil && c.CMASAN != nil {
+			s := c.CMASAN
+			r.ev.Identity.VendorID, r.ev.Identity.DeviceID = s.VendorID, s.DeviceID
+			r.ev.Identity.Class, r.ev.Identity.Revision = s.Class, s.Revision
+			if s.SubsystemVendorID != nil {
+				r.ev.Identity.SubsystemVendorID = *s.SubsystemVendorID
+			}
+			if s.SubsystemID != nil {
+				r.ev.Identity.SubsystemID = *s.SubsystemID
+			}
+			r.ev.Identity.DSN = s.DSN
+			r.ev.Identity.FromCMASAN = true
+		}
+	}
+	return r.finish(), nil
+}
+
+// usedChain is the chain of the slot the signatures were checked with.
+func (e *Evidence) usedChain() *ChainState {
+	for i := range e.Chains {
+		if e.Chains[i].Slot == e.Bundle.Slot {
+			return &e.Chains[i]
+		}
+	}
+	return nil
+}
+
+// spdm runs the SPDM flow over t and fills the evidence. Every problem is
+// recorded as a Failure.
+func (r *run) spdm(ctx context.Context, t spdm.Transport) {
+	ev := r.ev
+	ro, err := r.requesterOptions()
+	if err != nil {
+		r.fail("version", FailProtocol, "%v", err)
+		return
+	}
+	req := spdm.NewRequester(t, ro)
+	defer func() {
+		st := req.Stats()
+		ev.RoundTrips, ev.BytesSent, ev.BytesRecv = st.RoundTrips, st.BytesSent, st.BytesRecv
+		if ctx.Err() != nil && ev.Failure == nil {
+			r.failErr("spdm", ctx.Err())
+		}
+	}()
+
+	var neg spdm.Negotiated
+	if !r.timed("version", func() bool {
+		neg, err = req.Negotiate(ctx)
+		return err == nil || r.failErr("version", err)
+	}) {
+		return
+	}
+	ev.Version = neg.Version.String()
+	ev.Capabilities = capNames(neg.Caps)
+	ev.Algorithms = Algorithms{
+		BaseAsym: AsymName(neg.BaseAsym), BaseHash: neg.BaseHash.String(),
+		MeasurementHash: measHashName(neg.MeasHash),
+	}
+	if neg.DHE != 0 {
+		ev.Algorithms.DHE = neg.DHE.String()
+	}
+	if neg.AEAD != 0 {
+		ev.Algorithms.AEAD = neg.AEAD.String()
+	}
+	if neg.Caps&spdm.CapCert == 0 {
+		r.fail("digests", FailProtocol, "the responder does not advertise CERT_CAP: it cannot prove an identity")
+		return
+	}
+
+	var digs *spdm.Digests
+	if !r.timed("digests", func() bool {
+		digs, err = req.Digests(ctx)
+		return err == nil || r.failErr("digests", err)
+	}) {
+		return
+	}
+	slots := digs.Slots()
+	if len(slots) == 0 {
+		r.fail("digests", FailProtocol, "the responder has no provisioned certificate slot")
+		return
+	}
+
+	reports := map[uint8]*spdm.ChainReport{}
+	chains := map[uint8]*spdm.CertChain{}
+	if !r.timed("certificate", func() bool {
+		for _, s := range slots {
+			cc, err := req.Certificate(ctx, s)
+			if err != nil {
+				cs := ChainState{Slot: s, Digest: hex.EncodeToString(digs.Digests[s]), Error: err.Error(),
+					ErrorKind: ChainErrorMalformed, Certificates: []CertInfo{}}
+				ev.Chains = append(ev.Chains, cs)
+				return r.failErr("certificate", err)
+			}
+			chains[s] = cc
+			rep, verr := req.VerifyChain(s)
+			reports[s] = rep
+			ev.Chains = append(ev.Chains, r.chainState(s, cc, rep, verr))
+		}
+		return true
+	}) {
+		return
+	}
+
+	// The slot whose key signs: requested, or the lowest verified, or the
+	// lowest provisioned (its chain failure is then the verdict).
+	var slot uint8
+	switch {
+	case r.o.Slot != nil:
+		slot = *r.o.Slot
+		if chains[slot] == nil {
+			r.fail("certificate", FailChain, "slot %d is not provisioned (provisioned: %v)", slot, slots)
+			return
+		}
+	default:
+		slot = slots[0]
+		for _, s := range slots {
+			if reports[s] != nil && reports[s].Verified {
+				slot = s
+				break
+			}
+		}
+	}
+	ev.Bundle.Slot = slot
+	ev.Bundle.CertChainBuffer = slices.Clone(chains[slot].Buffer)
+	if cs := ev.usedChain(); cs != nil && !cs.Verified {
+		r.fail("certificate", FailChain, "slot %d: %s", slot, cs.Error)
+	}
+
+	if neg.Caps&spdm.CapChal != 0 {
+		summary := spdm.SummaryNone
+		if neg.Caps&spdm.CapMeasMask != 0 {
+			summary = spdm.SummaryAll
+		}
+		var ch *spdm.ChallengeResult
+		if !r.timed("challenge", func() bool {
+			ch, err = req.Challenge(ctx, slot, summary)
+			if ch != nil {
+				ev.Bundle.ChallengeTranscript = slices.Clone(ch.Transcript)
+				ev.Bundle.ChallengeSignature = slices.Clone(ch.Signature)
+				ev.Bundle.ChallengeNonce = slices.Clone(ch.Nonce)
+				ev.Bundle.ChallengeResponderNonce = slices.Clone(ch.ResponderNonce)
+				ev.Bundle.MeasurementSummaryHash = slices.Clone(ch.SummaryHash)
+			}
+			return err == nil || r.failErr("challenge", err)
+		}) {
+			return
+		}
+		ev.ChallengeVerified = ch.Verified
+		if !ch.Verified {
+			r.fail("challenge", FailSignature, "CHALLENGE_AUTH signature did not verify")
+		}
+	}
+
+	if neg.Caps&spdm.CapMeasMask == 0 {
+		return
+	}
+	signed := neg.Caps&spdm.CapMeasMask == spdm.CapMeasSig
+	r.timed("measurements", func() bool {
+		mo := spdm.MeasOpts{Index: 0xFF, Signed: signed, Slot: slot}
+		res, err := req.Measurements(ctx, mo)
+		blocks := []spdm.MeasurementBlock(nil)
+		if err != nil && needsOneByOne(err) {
+			r.log.Debug("GET_MEASUREMENTS all refused, reading one by one", "err", err)
+			ev.MeasurementsOneByOne = true
+			blocks, res, err = req.MeasurementsOneByOne(ctx, spdm.MeasOpts{Signed: signed, Slot: slot})
+		} else if res != nil {
+			blocks = res.Blocks
+		}
+		if err != nil {
+			return r.failErr("measurements", err)
+		}
+		for _, b := range blocks {
+			ev.Measurements = append(ev.Measurements, measBlock(b))
+		}
+		if res != nil {
+			ev.Bundle.MeasurementTranscript = slices.Clone(res.Transcript)
+			ev.Bundle.MeasurementSignature = slices.Clone(res.Signature)
+			ev.Bundle.MeasurementNonce = slices.Clone(res.Nonce)
+			ev.Bundle.MeasurementResponderNonce = slices.Clone(res.ResponderNonce)
+			ev.MeasurementsSignatureVerified = signed && res.Signed && res.Verified
+		}
+		if signed && !ev.MeasurementsSignatureVerified {
+			return r.fail("measurements", FailSignature, "the MEASUREMENTS signature did not verify")
+		}
+		return true
+	})
+}
+
+// needsOneByOne: the device refused "all measurements" in a way that a
+// device needing single-index requests does.
+func needsOneByOne(err error) bool {
+	var re *spdm.ResponderError
+	if errors.As(err, &re) {
+		switch re.Code {
+		case spdm.ErrorCodeInvalidRequest, spdm.ErrorCodeUnsupportedRequest, spdm.ErrorCodeResponseTooLarge:
+			return true
+		}
+	}
+	return false
+}
+
+func measBlock(b spdm.MeasurementBlock) MeasurementBlock {
+	if !b.DMTF {
+		return MeasurementBlock{Index: b.Index, Spec: b.Spec, TypeName: "non-dmtf", Value: slices.Clone(b.Raw)}
+	}
+	return MeasurementBlock{Index: b.Index, Type: b.Type, TypeName: b.TypeName(), Raw: b.RawBitStream,
+		Value: slices.Clone(b.Value), Spec: b.Spec}
+}
+
+func (r *run) chainState(slot uint8, cc *spdm.CertChain, rep *spdm.ChainReport, verr error) ChainState {
+	cs := ChainState{Slot: slot, Digest: hex.EncodeToString(cc.Digest), Certificates: []CertInfo{}}
+	for _, der := range cc.Certs {
+		cs.Chain = append(cs.Chain, slices.Clone(der))
+	}
+	var certs []*x509.Certificate
+	if rep != nil {
+		certs = rep.Certs
+		cs.Verified = rep.Verified && verr == nil
+		if len(rep.AnchorSHA256) > 0 {
+			cs.AnchorSHA256 = hex.EncodeToString(rep.AnchorSHA256)
+		}
+		cs.DeviceInfo = rep.DeviceInfo
+		if rep.CMASAN != nil {
+			cs.CMASAN = r.cmaSAN(rep.CMASAN)
+		} else if rep.CMASANError != nil {
+			cs.CMASANError = rep.CMASANError.Error()
+		}
+	}
+	for _, c := range certs {
+		sum := sha256.Sum256(c.Raw)
+		cs.Certificates = append(cs.Certificates, CertInfo{Subject: c.Subject.String(), Issuer: c.Issuer.String(),
+			NotAfter: c.NotAfter.UTC(), SHA256: hex.EncodeToString(sum[:])})
+	}
+	if !cs.Verified {
+		if verr == nil {
+			verr = errors.New("chain did not verify")
+		}
+		cs.Error = verr.Error()
+		cs.ErrorKind = ChainErrorMalformed
+		var ce *spdm.ChainError
+		if errors.As(verr, &ce) && ce.Kind != "" {
+			cs.ErrorKind = ce.Kind
+		} else if rep != nil && rep.Err != nil && rep.Err.Kind != "" {
+			cs.ErrorKind = rep.Err.Kind
+		}
+		if len(r.o.Roots) == 0 {
+			cs.Error = "no trust anchor given: " + cs.Error
+		}
+	}
+	return cs
+}
+
+func (r *run) cmaSAN(s *spdm.CMASAN) *CMASAN {
+	out := &CMASAN{Raw: s.Raw, VendorID: s.VendorID, DeviceID: s.DeviceID, Class: s.Class, Revision: s.Revision,
+		SubsystemVendorID: s.SubsystemVendorID, SubsystemID: s.SubsystemID, DSN: s.DSN}
+	id := r.ev.Identity
+	if id.VendorID == 0 && id.DeviceID == 0 {
+		return out // real IDs unknown: nothing to compare
+	}
+	// A PCI function's identity is fully known from sysfs; an operator's
+	// --pci-id for a socket device gives vendor and device only, so fields
+	// it leaves zero are not compared there.
+	full := id.BDF != ""
+	m := s.VendorID == id.VendorID && s.DeviceID == id.DeviceID
+	if full || id.Class != 0 || id.Revision != 0 {
+		m = m && s.Class == id.Class && s.Revision == id.Revision
+	}
+	if s.SubsystemVendorID != nil && (full || id.SubsystemVendorID != 0) {
+		m = m && *s.SubsystemVendorID == id.SubsystemVendorID
+	}
+	if s.SubsystemID != nil && (full || id.SubsystemID != 0) {
+		m = m && *s.SubsystemID == id.SubsystemID
+	}
+	if s.DSN != nil && (full || id.DSN != nil) {
+		m = m && id.DSN != nil && *id.DSN == *s.DSN
+	}
+	out.MatchesIdentity = &m
+	return out
+}
+
+// requesterOptions turns the floors into spdm.Options.
+func (r *run) requesterOptions() (*spdm.Options, error) {
+	ro := &spdm.Options{Rand: r.o.Rand, Now: r.o.Now, Roots: r.o.Roots, Logger: r.log, ChainCache: r.o.ChainCache}
+	if r.o.MinVersion != "" {
+		v, err := ParseVersion(r.o.MinVersion)
+		if err != nil {
+			return nil, err
+		}
+		ro.MinVersion = v
+	}
+	for _, n := range r.o.AsymAlgos {
+		a, err := ParseAsym(n)
+		if err != nil {
+			return nil, err
+		}
+		ro.AsymAlgos |= a
+	}
+	for _, n := range r.o.HashAlgos {
+		h, err := ParseHash(n)
+		if err != nil {
+			return nil, err
+		}
+		ro.HashAlgos |= h
+	}
+	return ro, nil
+}
+
+// Classify maps an error of the DOE/SPDM/PCI layers to a Failure kind. Errors
+// it does not recognise are protocol failures: fail closed.
+func Classify(err error) string {
+	var (
+		ve *spdm.VerificationError
+		ce *spdm.ChainError
+		pe *spdm.ProtocolError
+		re *spdm.ResponderError
+		de *spdm.DecodeError
+		dp *doe.ProtocolError
+		ne net.Error
+	)
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, pci.ErrDeviceRemoved), errors.Is(err, pci.ErrNoDevice):
+		return FailDeviceGone
+	case errors.Is(err, doe.ErrMailboxBusy):
+		return FailMailboxBusy
+	case errors.Is(err, doe.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, context.Canceled):
+		return FailTimeout
+	case errors.Is(err, pci.ErrLockdown):
+		return FailLockdown
+	case errors.Is(err, pci.ErrNeedCapSysAdmin), errors.Is(err, pci.ErrReadOnlyConfig), errors.Is(err, fs.ErrPermission):
+		return FailPermission
+	case errors.As(err, &ce):
+		return FailChain
+	case errors.As(err, &ve):
+		switch ve.Step {
+		case "certificate-chain", "root-hash", "digest":
+			return FailChain
+		}
+		return FailSignature
+	case errors.As(err, &pe):
+		l := strings.ToLower(pe.Reason)
+		if strings.Contains(l, "nonce") || strings.Contains(l, "requestercontext") {
+			return FailNonce
+		}
+		return FailProtocol
+	case errors.As(err, &re), errors.As(err, &de):
+		return FailProtocol
+	case errors.Is(err, doe.ErrMailboxError), errors.As(err, &dp), errors.Is(err, doe.ErrTooLarge),
+		errors.Is(err, doe.ErrAborted), errors.Is(err, doe.ErrNoMailbox):
+		return FailTransport
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ECONNREFUSED):
+		return FailTransport
+	}
+	return FailProtocol
+}
+
+var capNameTable = []struct {
+	bit  uint32
+	name string
+}{
+	{spdm.CapCache, "cache"}, {spdm.CapCert, "cert"}, {spdm.CapChal, "chal"}, {spdm.CapMeasNoSig, "meas-no-sig"},
+	{spdm.CapMeasSig, "meas-sig"}, {spdm.CapMeasFresh, "meas-fresh"}, {spdm.CapEncrypt, "encrypt"},
+	{spdm.CapMAC, "mac"}, {spdm.CapMutAuth, "mut-auth"}, {spdm.CapKeyEx, "key-ex"}, {1 << 10, "psk"},
+	{2 << 10, "psk-with-context"}, {spdm.CapEncap, "encap"}, {spdm.CapHBeat, "hbeat"}, {spdm.CapKeyUpd, "key-upd"},
+	{spdm.CapHandshakeInClear, "handshake-in-the-clear"}, {spdm.CapPubKeyID, "pub-key-id"},
+	{spdm.CapChunk, "chunk"}, {spdm.CapAliasCert, "alias-cert"},
+}
+
+func capNames(c uint32) []string {
+	out := []string{}
+	for _, n := range capNameTable {
+		switch n.bit {
+		case spdm.CapMeasNoSig, spdm.CapMeasSig:
+			if c&spdm.CapMeasMask == n.bit {
+				out = append(out, n.name)
+			}
+		case 1 << 10, 2 << 10:
+			if c&spdm.CapPSKMask == n.bit {
+				out = append(out, n.name)
+			}
+		default:
+			if c&n.bit != 0 {
+				out = append(out, n.name)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,65 @@
+package attest
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vfio-gate/vfio-gate/spdm"
+)
+
+// Algorithm names in Evidence follow the policy file's vocabulary: the SPDM
+// package's names, except that EdDSA curves carry an "eddsa-" prefix.
+
+// AsymName names one BaseAsymAlgo bit as Evidence reports it ("ecdsa-p384",
+// "eddsa-ed25519").
+func AsymName(a spdm.AsymAlgo) string {
+	switch a {
+	case spdm.AsymEd25519:
+		return "eddsa-ed25519"
+	case spdm.AsymEd448:
+		return "eddsa-ed448"
+	}
+	return a.String()
+}
+
+func measHashName(m spdm.MeasHashAlgo) string {
+	if m == 0 {
+		return ""
+	}
+	return m.String()
+}
+
+// ParseAsym parses an asymmetric algorithm name (AsymName's, or the spdm
+// package's "ed25519").
+func ParseAsym(s string) (spdm.AsymAlgo, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for i := 0; i < 32; i++ {
+		a := spdm.AsymAlgo(1) << i
+		if n := a.String(); !strings.HasPrefix(n, "bit") && (n == s || AsymName(a) == s) {
+			return a, nil
+		}
+	}
+	return 0, fmt.Errorf("attest: unknown asymmetric algorithm %q", s)
+}
+
+// ParseHash parses a base hash algorithm name ("sha-384").
+func ParseHash(s string) (spdm.HashAlgo, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for i := 0; i < 32; i++ {
+		h := spdm.HashAlgo(1) << i
+		if n := h.String(); !strings.HasPrefix(n, "bit") && n == s {
+			return h, nil
+		}
+	}
+	return 0, fmt.Errorf("attest: unknown hash algorithm %q", s)
+}
+
+// ParseVersion parses "1.0" … "1.3".
+func ParseVersion(s string) (spdm.Version, error) {
+	for _, v := range []spdm.Version{spdm.Version10, spdm.Version11, spdm.Version12, spdm.Version13} {
+		if v.String() == strings.TrimSpace(s) {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("attest: unknown SPDM version %q (want 1.0, 1.1, 1.2 or 1.3)", s)
+}

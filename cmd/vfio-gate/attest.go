@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/doe/socket"
+	"github.com/vfio-gate/vfio-gate/pci"
+)
+
+// attestFlags are shared by `attest` and `policy capture`.
+type attestFlags struct {
+	anchors []string
+	slot    int
+	socket  string
+	pciID   string
+	lockDir string
+	timeout time.Duration
+}
+
+func (f *attestFlags) register(c *cobra.Command) {
+	fl := c.Flags()
+	fl.StringArrayVar(&f.anchors, "trust-anchor", nil, "trust anchor certificate (PEM, may hold several, or DER); repeatable")
+	fl.IntVar(&f.slot, "slot", -1, "certificate slot for CHALLENGE and MEASUREMENTS (default: lowest slot whose chain verifies)")
+	fl.StringVar(&f.socket, "socket", "", "attest a responder behind the spdm-socket protocol at HOST:PORT instead of a PCI function")
+	fl.StringVar(&f.pciID, "pci-id", "", "with --socket: the responder's VVVV:DDDD (default: taken from the leaf's CMA SAN)")
+	fl.StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
+	fl.DurationVar(&f.timeout, "timeout", attest.DefaultTimeout, "bound on the whole attestation")
+}
+
+// target checks the positional arguments against --socket.
+func (f *attestFlags) target(cmdName string, args []string) (pci.BDF, error) {
+	switch {
+	case f.socket != "" && len(args) > 0:
+		return pci.BDF{}, usageErrorf("%s: give either a BDF or --socket, not both", cmdName)
+	case f.socket == "" && len(args) != 1:
+		return pci.BDF{}, usageErrorf("%s: need exactly one BDF (or --socket HOST:PORT)", cmdName)
+	case f.socket == "" && f.pciID != "":
+		return pci.BDF{}, usageErrorf("%s: --pci-id only applies with --socket", cmdName)
+	case f.socket != "":
+		return pci.BDF{}, nil
+	}
+	b, err := pci.ParseBDF(args[0])
+	if err != nil {
+		return pci.BDF{}, usageErrorf("%s: %v", cmdName, err)
+	}
+	return b, nil
+}
+
+// loadAnchors reads trust anchor files: PEM with one or more CERTIFICATE
+// blocks, or a single DER certificate.
+func loadAnchors(paths []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, usageErrorf("--trust-anchor: %v", err)
+		}
+		certs, err := parseCerts(b)
+		if err != nil {
+			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
+		}
+		out = append(out, certs...)
+	}
+	return out, nil
+}
+
+func parseCerts(b []byte) ([]*x509.Certificate, error) {
+	if !strings.Contains(string(b), "-----BEGIN") {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("neither PEM nor a DER certificate: %w", err)
+		}
+		return []*x509.Certificate{c}, nil
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no CERTIFICATE block")
+	}
+	return out, nil
+}
+
+func parseAttestPCIID(s string) (uint16, uint16, error) {
+	v, d, ok := strings.Cut(s, ":")
+	if !ok || len(v) != 4 || len(d) != 4 {
+		return 0, 0, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
+	}
+	vv, err1 := strconv.ParseUint(v, 16, 16)
+	dd, err2 := strconv.ParseUint(d, 16, 16)
+	if err1 != nil || err2 != nil {
+		return 0, 0, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
+	}
+	return uint16(vv), uint16(dd), nil
+}
+
+// runAttestation attests the target of f (a BDF or --socket) and returns
+// the evidence, or an error when the target cannot be reached at all.
+func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf pci.BDF, roots []*x509.Certificate) (*attest.Evidence, error) {
+	log := g.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	o := &attest.Options{Roots: roots, Timeout: f.timeout, Logger: log}
+	if f.slot >= 0 {
+		if f.slot > 7 {
+			return nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
+		}
+		s := uint8(f.slot)
+		o.Slot = &s
+	}
+	if f.socket != "" {
+		id := attest.Identity{Socket: f.socket}
+		if f.pciID != "" {
+			v, d, err := parseAttestPCIID(f.pciID)
+			if err != nil {
+				return nil, err
+			}
+			id.VendorID, id.DeviceID = v, d
+		}
+		dctx, cancel := context.WithTimeout(ctx, f.timeout)
+		c, err := socket.Dial(dctx, f.socket)
+		cancel()
+		if err != nil {
+			return nil, withCode(exitUnavailable, err)
+		}
+		ev, err := attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, o)
+		if cerr := c.Close(); cerr != nil {
+			log.Debug("closing the spdm-socket connection", "err", cerr)
+		}
+		return ev, err
+	}
+	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
+	if err != nil {
+		return nil, withCode(exitUnavailable, err)
+	}
+	defer sys.Close()
+	lctx, cancel := context.WithTimeout(ctx, f.timeout)
+	unlock, err := pci.LockFunction(lctx, f.lockDir, bdf)
+	cancel()
+	if err != nil {
+		return nil, withCode(exitUnavailable, err)
+	}
+	defer unlock()
+	return attest.Function(ctx, sys, bdf, o)
+}
+
+// failureExit maps an attestation failure to the exit code: host-side and
+// transport problems are "unavailable" (4), the rest "did not pass" (2).
+func failureExit(f *attest.Failure) int {
+	switch f.Kind {
+	case attest.FailLockdown, attest.FailPermission, attest.FailMailboxBusy, attest.FailMailboxOwned,
+		attest.FailTimeout, attest.FailDeviceGone, attest.FailTransport:
+		return exitUnavailable
+	}
+	return exitAttestation
+}
+
+func newAttestCmd(e *env, g *globals) *cobra.Command {
+	f := &attestFlags{}
+	c := &cobra.Command{
+		Use:   "attest BDF | --socket HOST:PORT",
+		Short: "Attest one PCI function over DOE/SPDM (CMA) and print the evidence",
+		Long: `Attests a PCI function through its DOE mailbox (or a responder behind the spdm-socket protocol with
+--socket): SPDM version/capabilities/algorithms, digests, every provisioned certificate chain
+(verified against --trust-anchor), CHALLENGE and signed measurements. It prints what the device
+proved; it does not decide (that is "check" with a policy).
+
+Without a trust anchor no chain can verify: the chains are shown "verified: false" with the reason
+and the exit code is 2. The per-function lock is held while the mailbox is used.
+
+Exit codes: 0 attestation passed; 2 it did not (chain, signature, protocol, no DOE/CMA);
+4 device or transport unavailable (no such device, kernel driver owns the mailbox, lockdown,
+busy mailbox, timeout, socket failure); 1 usage or internal error.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bdf, err := f.target("attest", args)
+			if err != nil {
+				return err
+			}
+			roots, err := loadAnchors(f.anchors)
+			if err != nil {
+				return err
+			}
+			ev, err := runAttestation(cmd.Context(), e, g, f, bdf, roots)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				if err := writeJSON(e.out, ev); err != nil {
+					return err
+				}
+			} else if err := printEvidence(e.out, ev, len(roots)); err != nil {
+				return err
+			}
+			if ev.Failure != nil {
+				return quietCode(failureExit(ev.Failure), fmt.Errorf("attestation did not pass: %s", ev.Failure.Message))
+			}
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "verified"
+	}
+	return "NOT verified"
+}
+
+func abbrev(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// printEvidence is the human summary of attest.
+func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	id := ev.Identity
+	who := id.BDF
+	if id.Socket != "" {
+		who = "spdm-socket " + id.Socket
+	}
+	fmt.Fprintf(tw, "Device\t%s [%04x:%04x] class %06x rev %02x", who, id.VendorID, id.DeviceID, id.Class, id.Revision)
+	if id.FromCMASAN {
+		fmt.Fprint(tw, " (IDs from the certificate's CMA SAN)")
+	}
+	fmt.Fprintln(tw)
+	if id.BDF != "" {
+		drv := id.Driver
+		if drv == "" {
+			drv = "(none)"
+		}
+		grp := "(none)"
+		if id.IOMMUGroup != nil {
+			grp = strconv.Itoa(*id.IOMMUGroup)
+		}
+		dsn := "(none)"
+		if id.DSN != nil {
+			dsn = fmt.Sprintf("%016x", *id.DSN)
+		}
+		fmt.Fprintf(tw, "\tdriver %s, IOMMU group %s, DSN %s\n", drv, grp, dsn)
+	}
+	for _, m := range ev.DOE {
+		feats := strings.Join(m.Features, ", ")
+		if feats == "" {
+			feats = "(not discovered)"
+		}
+		fmt.Fprintf(tw, "DOE\tmailbox at 0x%03x: %s\n", m.Offset, feats)
+	}
+	if ev.Version != "" {
+		a := ev.Algorithms
+		fmt.Fprintf(tw, "SPDM\t%s, asym %s, hash %s, measurement hash %s\n", ev.Version, a.BaseAsym, a.BaseHash, a.MeasurementHash)
+	}
+	for _, c := range ev.Chains {
+		v := "verified"
+		if !c.Verified {
+			v = "NOT verified (" + c.ErrorKind + "): " + c.Error
+		}
+		fmt.Fprintf(tw, "Slot %d\tchain %s, digest %s\n", c.Slot, v, abbrev(c.Digest, 16))
+		if c.AnchorSHA256 != "" {
+			fmt.Fprintf(tw, "\tanchor sha256 %s\n", c.AnchorSHA256)
+		}
+		switch {
+		case c.CMASAN != nil:
+			m := "real IDs unknown"
+			if c.CMASAN.MatchesIdentity != nil {
+				m = "matches the function's IDs"
+				if !*c.CMASAN.MatchesIdentity {
+					m = "DOES NOT match the function's IDs"
+				}
+			}
+			fmt.Fprintf(tw, "\tCMA SAN %s (%s)\n", c.CMASAN.Raw, m)
+		case c.CMASANError != "":
+			fmt.Fprintf(tw, "\tCMA SAN malformed: %s\n", c.CMASANError)
+		default:
+			fmt.Fprint(tw, "\tCMA SAN absent\n")
+		}
+		for i, ci := range c.Certificates {
+			fmt.Fprintf(tw, "\t[%d] %s (issuer %s, not after %s)\n", i, ci.Subject, ci.Issuer, ci.NotAfter.Format("2006-01-02"))
+		}
+	}
+	if ev.Version != "" {
+		fmt.Fprintf(tw, "Challenge\t%s (slot %d)\n", yesNo(ev.ChallengeVerified), ev.Bundle.Slot)
+		fmt.Fprintf(tw, "Measurements\t%d blocks, signature %s\n", len(ev.Measurements), yesNo(ev.MeasurementsSignatureVerified))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(ev.Measurements) > 0 {
+		mw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(mw, "  INDEX\tTYPE\tFORM\tVALUE")
+		for _, m := range ev.Measurements {
+			form := "digest"
+			if m.Raw {
+				form = "raw"
+			}
+			fmt.Fprintf(mw, "  %d\t%s\t%s\t%s\n", m.Index, m.TypeName, form, abbrev(hex.EncodeToString(m.Value), 64))
+		}
+		if err := mw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "Traffic: %d round trips, %d bytes sent, %d received, %s\n", ev.RoundTrips, ev.BytesSent, ev.BytesRecv,
+		ev.Duration.Round(time.Microsecond))
+	fmt.Fprintf(w, "Evidence digest: %x\n", ev.Digest())
+	if ev.Failure != nil {
+		fmt.Fprintf(w, "Result: FAIL %s at %s: %s\n", ev.Failure.Kind, ev.Failure.Step, ev.Failure.Message)
+		if ev.Failure.Kind == attest.FailChain && anchors == 0 {
+			fmt.Fprintln(w, "  (no --trust-anchor was given: pass the device maker's root CA to verify the chain)")
+		}
+		return nil
+	}
+	_, err := fmt.Fprintln(w, "Result: PASS")
+	return err
+}
