@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/doe"
@@ -72,6 +73,7 @@ type Device struct {
 	model     *doe.Model
 	config    *ConfigSpace
 	tdi       *tdiState
+	bar0      atomic.Uint64
 
 	mu       sync.Mutex
 	measGen  int

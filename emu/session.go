@@ -44,12 +44,16 @@ func (d *Device) TDI() *tdisp.Device {
 	return d.tdi.dev
 }
 
-// bar0Base is the base address BAR0 is programmed to.
-func (d *Device) bar0Base() uint64 {
+// bar0Base is the base address BAR0 is programmed to. It is cached by the
+// config-write hook: the report is built while the DOE model holds the
+// config-space lock, so it cannot read config space itself.
+func (d *Device) bar0Base() uint64 { return d.bar0.Load() }
+
+func (d *Device) readBAR0() {
 	var b [8]byte
 	_, _ = d.config.ReadAt(b[:4], 0x10)
 	_, _ = d.config.ReadAt(b[4:], 0x14)
-	return binary.LittleEndian.Uint64(b[:]) &^ 0xF
+	d.bar0.Store(binary.LittleEndian.Uint64(b[:]) &^ 0xF)
 }
 
 // tdiRanges are BAR0's pages as the report lists them at LOCK: all but the
@@ -118,6 +122,9 @@ func (d *Device) sessionEnded(id uint32) {
 // lockedConfigWrite is the config-space hook: a write to a register LOCK
 // froze (command, BARs, expansion ROM) moves a locked or running TDI to ERROR.
 func (d *Device) lockedConfigWrite(off int64) {
+	if off >= 0x10 && off < 0x18 {
+		d.readBAR0()
+	}
 	if d.tdi != nil {
 		d.tdi.dev.LockedConfigWrite(int(off))
 	}

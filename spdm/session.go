@@ -561,3 +561,42 @@ func EnableSessions(o *Options, inClear bool) {
 	}
 	o.KeySchedules = KeyScheduleSPDM
 }
+
+// ErrChainNotVerified is returned by OpenSession when the slot's chain does
+// not verify against Options.Roots: a session with an unauthenticated
+// device proves nothing.
+var ErrChainNotVerified = errors.New("spdm: certificate chain not verified")
+
+// OpenSession is the whole way from a transport pair to a session: VCA,
+// DIGESTS, CERTIFICATE of slot, chain verification against o.Roots (the
+// session is refused with ErrChainNotVerified if it fails), KEY_EXCHANGE
+// and FINISH. o gets EnableSessions (handshake encrypted) unless it already
+// advertises KEY_EX_CAP. The Requester stays usable for plain requests.
+func OpenSession(ctx context.Context, plain, securedT Transport, o *Options, slot uint8) (*Requester, *Session, error) {
+	opts := Options{}
+	if o != nil {
+		opts = *o
+	}
+	if opts.CapabilityFlags&CapKeyEx == 0 {
+		EnableSessions(&opts, false)
+	}
+	r := NewRequester(plain, &opts)
+	if _, err := r.Negotiate(ctx); err != nil {
+		return r, nil, err
+	}
+	if _, err := r.Digests(ctx); err != nil {
+		return r, nil, err
+	}
+	if _, err := r.Certificate(ctx, slot); err != nil {
+		return r, nil, err
+	}
+	rep, err := r.VerifyChain(slot)
+	if err != nil || !rep.Verified {
+		if err == nil {
+			err = rep.Err
+		}
+		return r, nil, fmt.Errorf("%w: slot %d: %v", ErrChainNotVerified, slot, err)
+	}
+	s, err := r.KeyExchange(ctx, KeyExchangeOpts{Slot: slot, MeasurementSummaryType: SummaryNone, SecuredTransport: securedT})
+	return r, s, err
+}
