@@ -104,6 +104,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newEmulateCmd(e, g),
 		newAttestCmd(e, g),
 		newDOECmd(e, g),
+		newTDISPCmd(e, g),
 	}
 }
 
