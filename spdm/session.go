@@ -82,6 +82,7 @@ type Session struct {
 	info  SessionInfo
 	sec   *secured.Session
 	inner *Requester // shares VCA, chains and negotiation; talks over the sealed transport
+	wire  Stats      // secured records as carried
 	err   error      // sticky
 	ended bool
 	tag   uint8
@@ -89,8 +90,9 @@ type Session struct {
 
 // sealedTransport seals requests and opens responses of one session.
 type sealedTransport struct {
-	s *secured.Session
-	t Transport
+	s    *secured.Session
+	t    Transport
+	wire *Stats // record bytes as carried (DOE padding included)
 }
 
 func (st sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, error) {
@@ -99,6 +101,9 @@ func (st sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, err
 		return nil, err
 	}
 	rsp, err := st.t.Exchange(ctx, rec)
+	st.wire.RoundTrips++
+	st.wire.BytesSent += len(rec)
+	st.wire.BytesRecv += len(rsp)
 	if err != nil {
 		return nil, err
 	}
@@ -321,7 +326,7 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 		Hash: n.BaseHash, Slot: o.Slot, HandshakeInClear: inClear,
 		HeartbeatPeriod:        time.Duration(kr.HeartbeatPeriod) * time.Second,
 		MeasurementSummaryHash: bytes.Clone(kr.SummaryHash)}}
-	s.inner = &Requester{t: sealedTransport{s: sec, t: o.SecuredTransport}, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
+	s.inner = &Requester{t: sealedTransport{s: sec, t: o.SecuredTransport, wire: &s.wire}, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
 		neg: r.neg, vca: r.vca, chains: r.chains, digests: r.digests}
 
 	// FINISH / FINISH_RSP.
@@ -385,11 +390,12 @@ func (s *Session) Err() error {
 	return s.usable()
 }
 
-// Stats counts the traffic inside the session.
+// Stats counts the secured records of the session (round trips, and
+// bytes as carried: record header, AEAD tag and DOE padding included).
 func (s *Session) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.inner.stats
+	return s.wire
 }
 
 // Remaining is how many more records each direction can carry before a
