@@ -444,8 +444,8 @@ func TestFunctionFloors(t *testing.T) {
 	fx := newFixture(t)
 	d, bdf := fx.addEmu(t, "0000:0c:00.0", emu.Config{Algorithms: emu.AllAlgorithms, Versions: []spdm.Version{spdm.Version11, spdm.Version12}})
 	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), MinVersion: "1.2",
-		AsymAlgos: []string{"eddsa-ed25519"}, HashAlgos: []string{"sha-512"}})
-	if ev.Failure != nil || ev.Version != "1.2" || ev.Algorithms.BaseAsym != "eddsa-ed25519" || ev.Algorithms.BaseHash != "sha-512" {
+		AsymAlgos: []string{"ed25519"}, HashAlgos: []string{"sha-512"}})
+	if ev.Failure != nil || ev.Version != "1.2" || ev.Algorithms.BaseAsym != "ed25519" || ev.Algorithms.BaseHash != "sha-512" {
 		t.Fatalf("%+v %s %+v", ev.Failure, ev.Version, ev.Algorithms)
 	}
 	// A floor the device cannot meet is a protocol failure, not a downgrade.

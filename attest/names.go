@@ -7,20 +7,12 @@ import (
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
 
-// Algorithm names in Evidence follow the policy file's vocabulary: the SPDM
-// package's names, except that EdDSA curves carry an "eddsa-" prefix.
+// Algorithm names in Evidence are the spdm package's ("ecdsa-p384",
+// "ed25519", "sha-384"): the policy file uses the same vocabulary
+// (policy/names_test.go keeps the two in step).
 
-// AsymName names one BaseAsymAlgo bit as Evidence reports it ("ecdsa-p384",
-// "eddsa-ed25519").
-func AsymName(a spdm.AsymAlgo) string {
-	switch a {
-	case spdm.AsymEd25519:
-		return "eddsa-ed25519"
-	case spdm.AsymEd448:
-		return "eddsa-ed448"
-	}
-	return a.String()
-}
+// AsymName names one BaseAsymAlgo bit as Evidence reports it.
+func AsymName(a spdm.AsymAlgo) string { return a.String() }
 
 func measHashName(m spdm.MeasHashAlgo) string {
 	if m == 0 {
@@ -29,13 +21,12 @@ func measHashName(m spdm.MeasHashAlgo) string {
 	return m.String()
 }
 
-// ParseAsym parses an asymmetric algorithm name (AsymName's, or the spdm
-// package's "ed25519").
+// ParseAsym parses an asymmetric algorithm name ("ecdsa-p384", "ed25519").
 func ParseAsym(s string) (spdm.AsymAlgo, error) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	for i := 0; i < 32; i++ {
 		a := spdm.AsymAlgo(1) << i
-		if n := a.String(); !strings.HasPrefix(n, "bit") && (n == s || AsymName(a) == s) {
+		if n := a.String(); !strings.HasPrefix(n, "bit") && n == s {
 			return a, nil
 		}
 	}

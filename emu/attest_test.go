@@ -88,6 +88,9 @@ func checkGood(t *testing.T, d *Device, f *flow, v spdm.Version, a spdm.AsymAlgo
 	if san == nil || san.Raw != id.CMAName() || san.VendorID != id.Vendor || san.DeviceID != id.Device || san.DSN == nil || *san.DSN != id.DSN {
 		t.Fatalf("CMA SAN %+v, want %s", san, id.CMAName())
 	}
+	if !san.Matches(id.FunctionID()) || spdm.CMASANFor(id.FunctionID()) != id.CMAName() {
+		t.Fatalf("spdm and emu disagree on the CMA SAN of %+v", id)
+	}
 	if !f.challenge.Verified || !f.meas.Verified || !f.meas.Signed {
 		t.Fatalf("challenge %v measurements %v", f.challenge.Verified, f.meas.Verified)
 	}
@@ -244,7 +247,7 @@ func TestAttestFaults(t *testing.T) {
 		{FaultExpiredLeaf, spdm.Version12, chainErr(spdm.ChainErrorExpired)},
 		{FaultSANMismatch, spdm.Version12, func(t *testing.T, d *Device, f *flow, err error) {
 			if err != nil || f.chainErr != nil || f.chain.CMASAN == nil || f.chain.CMASAN.DeviceID == d.Identity().Device ||
-				f.chain.CMASAN.VendorID != d.Identity().Vendor {
+				f.chain.CMASAN.VendorID != d.Identity().Vendor || f.chain.CMASAN.Matches(d.Identity().FunctionID()) {
 				t.Fatalf("want a verified chain whose SAN names another device: %v %v %+v", err, f.chainErr, f.chain.CMASAN)
 			}
 		}},
@@ -433,5 +436,46 @@ func TestAttestOneByOne(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAttestSlots: a device with three slots lists them all; each chain
+// reads, verifies against the same anchor, and signs CHALLENGE_AUTH.
+func TestAttestSlots(t *testing.T) {
+	ctx := context.Background()
+	d, err := New(Config{Algorithms: spdm.AsymECDSAP384, Slots: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := overDOE(t, d)
+	r := spdm.NewRequester(tr, &spdm.Options{Roots: d.Anchors()})
+	if _, err := r.Negotiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dg, err := r.Digests(ctx)
+	if err != nil || dg.SlotMask != 0x07 {
+		t.Fatalf("digests %+v %v", dg, err)
+	}
+	for slot := uint8(0); slot < 3; slot++ {
+		cc, err := r.Certificate(ctx, slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := d.SlotChains(int(slot))[0].Leaf().Raw
+		if !bytes.Equal(cc.Certs[len(cc.Certs)-1], want) {
+			t.Fatalf("slot %d leaf differs", slot)
+		}
+		if rep, err := r.VerifyChain(slot); err != nil || !rep.Verified {
+			t.Fatalf("slot %d chain: %v", slot, err)
+		}
+		if ch, err := r.Challenge(ctx, slot, spdm.SummaryNone); err != nil || !ch.Verified || ch.Slot != slot {
+			t.Fatalf("slot %d challenge: %v", slot, err)
+		}
+	}
+	if bytes.Equal(dg.Digests[0], dg.Digests[1]) {
+		t.Fatal("slots 0 and 1 have the same digest")
+	}
+	if _, err := New(Config{Slots: 9}); err == nil {
+		t.Fatal("9 slots accepted")
 	}
 }

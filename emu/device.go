@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -41,8 +42,14 @@ type Config struct {
 	// of spdm.ResponderConfig).
 	Hash     spdm.HashAlgo
 	MeasHash spdm.MeasHashAlgo
+	// Slots is the number of provisioned certificate slots (0..Slots-1),
+	// 1..8; 0 = 1. Slot n > 0 holds a reissued leaf of the slot-0 chain.
+	Slots int
 	// Faults are added to the profile's.
 	Faults []Fault
+	// Measurements, if non-nil, replace the profile's measurement set (a
+	// low SVN, an active debug mode, ...).
+	Measurements []Measurement
 	// Latency delays every response: Data Object Ready comes this long after
 	// Go on the DOE model, and the socket handler sleeps as long.
 	Latency time.Duration
@@ -57,6 +64,8 @@ type Config struct {
 	Now func() time.Time
 	// FreshKeys generates new keys instead of the published test keys.
 	FreshKeys bool
+	// Rand feeds the responder's nonces and signatures; nil = crypto/rand.
+	Rand io.Reader
 	// Logger receives debug records; nil = discard.
 	Logger *slog.Logger
 }
@@ -68,7 +77,8 @@ type Device struct {
 	cfg       Config
 	profile   Profile
 	faults    map[Fault]bool
-	chains    []*Chain
+	chains    []*Chain   // slot 0
+	slots     [][]*Chain // all slots
 	responder *spdm.Responder
 	model     *doe.Model
 	config    *ConfigSpace
@@ -117,6 +127,15 @@ func New(cfg Config) (*Device, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Slots == 0 {
+		cfg.Slots = 1
+	}
+	if cfg.Slots < 1 || cfg.Slots > 8 {
+		return nil, fmt.Errorf("emu: %d certificate slots (want 1..8)", cfg.Slots)
+	}
+	if cfg.Measurements != nil {
+		cfg.Measurements = cloneMeasurements(cfg.Measurements) // the caller may reuse its slice
+	}
 	prof, err := LookupProfile(cfg.Profile)
 	if err != nil {
 		return nil, err
@@ -142,6 +161,19 @@ func New(cfg Config) (*Device, error) {
 		}
 		d.chains = append(d.chains, c)
 		keys = append(keys, spdm.ResponderKey{Asym: ak.asym & cfg.Algorithms, Chain: c.DER(), Signer: c.LeafKey})
+	}
+	d.slots = [][]*Chain{d.chains}
+	for s := 1; s < cfg.Slots; s++ {
+		var sc []*Chain
+		for i, c := range d.chains {
+			rc, err := c.Reissue()
+			if err != nil {
+				return nil, err
+			}
+			sc = append(sc, rc)
+			keys = append(keys, spdm.ResponderKey{Slot: uint8(s), Asym: keys[i].Asym, Chain: rc.DER(), Signer: rc.LeafKey})
+		}
+		d.slots = append(d.slots, sc)
 	}
 	rf := spdm.ResponderFaults{
 		BadSignature:       d.faults[FaultBadSignature],
@@ -178,7 +210,7 @@ func New(cfg Config) (*Device, error) {
 	d.responder = spdm.NewResponder(spdm.ResponderConfig{
 		Versions: cfg.Versions, Keys: keys, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
 		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
-		VendorDefined: d.vendorDefined, Faults: rf, Logger: cfg.Logger, Session: sc,
+		VendorDefined: d.vendorDefined, Faults: rf, Rand: cfg.Rand, Logger: cfg.Logger, Session: sc,
 	})
 	d.model = doe.NewModel(d.Features(), d.handle)
 	if cfg.Latency > 0 {
@@ -194,6 +226,9 @@ func (d *Device) measurements() []spdm.ResponderMeasurement {
 	ms := GoodMeasurements()
 	if d.profile.Tampered {
 		ms = TamperedMeasurements()
+	}
+	if d.cfg.Measurements != nil {
+		ms = cloneMeasurements(d.cfg.Measurements)
 	}
 	if d.faults[FaultChangingMeasurements] {
 		d.mu.Lock()
@@ -305,8 +340,16 @@ func (d *Device) Identity() Identity { return d.cfg.Identity }
 // Profile is the device's profile.
 func (d *Device) Profile() Profile { return d.profile }
 
-// Chains are the device's certificate chains, one per key type.
+// Chains are the device's slot-0 certificate chains, one per key type.
 func (d *Device) Chains() []*Chain { return slices.Clone(d.chains) }
+
+// SlotChains are the chains of certificate slot n (nil if not provisioned).
+func (d *Device) SlotChains(n int) []*Chain {
+	if n < 0 || n >= len(d.slots) {
+		return nil
+	}
+	return slices.Clone(d.slots[n])
+}
 
 // Anchors are the published root CAs (what a verifier should trust).
 func (d *Device) Anchors() []*x509.Certificate {
@@ -369,3 +412,15 @@ func (t directSecured) Exchange(ctx context.Context, req []byte) ([]byte, error)
 // Direct returns an spdm.Transport to the device's CMA responder that
 // skips the DOE register model (faults still apply; Latency does not).
 func (d *Device) Direct() spdm.Transport { return directTransport{d} }
+
+// FunctionID is the identity in the form spdm compares a CMA SAN with
+// (spdm.CMASANFor, (*spdm.CMASAN).Matches).
+func (id Identity) FunctionID() spdm.FunctionID {
+	f := spdm.FunctionID{VendorID: id.Vendor, DeviceID: id.Device, Class: id.Class, Revision: id.Revision,
+		SubsystemVendorID: &id.SubVendor, SubsystemID: &id.SubDevice}
+	if id.DSN != 0 {
+		dsn := id.DSN
+		f.DSN = &dsn
+	}
+	return f
+}

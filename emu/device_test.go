@@ -163,3 +163,17 @@ func TestChangingMeasurements(t *testing.T) {
 		}
 	}
 }
+
+func TestMeasurementsOverride(t *testing.T) {
+	ms := GoodMeasurements()
+	ms[5].Value = SVN(1) // a downgraded firmware
+	d, err := New(Config{Algorithms: spdm.AsymECDSAP256, Measurements: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms[5].Value = SVN(99) // the device keeps its own copy
+	got := d.measurements()
+	if got[5].Index != 6 || !bytes.Equal(got[5].Value, SVN(1)) {
+		t.Fatalf("SVN block %+v", got[5])
+	}
+}

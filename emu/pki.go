@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 )
 
@@ -190,6 +191,24 @@ type Chain struct {
 	Certs []*x509.Certificate
 	// LeafKey signs CHALLENGE_AUTH and MEASUREMENTS.
 	LeafKey crypto.Signer
+
+	interKey crypto.Signer
+	opts     ChainOptions
+	now      time.Time
+}
+
+// Reissue returns a chain with the same root, intermediate and leaf key but
+// a new leaf certificate (another serial number): what a device shows in a
+// second certificate slot.
+func (c *Chain) Reissue() (*Chain, error) {
+	inter := c.Certs[len(c.Certs)-2]
+	leaf, err := makeLeaf(c.Type, c.opts, c.LeafKey, inter, c.interKey, c.now)
+	if err != nil {
+		return nil, err
+	}
+	out := *c
+	out.Certs = append(slices.Clone(c.Certs[:len(c.Certs)-1]), leaf)
+	return &out, nil
 }
 
 // DER returns the presented certificates as DER, root first.
@@ -244,7 +263,8 @@ func NewChain(k KeyType, o ChainOptions) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Chain{Type: k, Anchor: anchor, Certs: []*x509.Certificate{root, inter, leaf}, LeafKey: leafKey}, nil
+	return &Chain{Type: k, Anchor: anchor, Certs: []*x509.Certificate{root, inter, leaf}, LeafKey: leafKey,
+		interKey: interKey, opts: o, now: now}, nil
 }
 
 func serial() (*big.Int, error) {

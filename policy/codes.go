@@ -62,7 +62,7 @@ var advice = map[Code]string{
 	CodeLockdown:            "kernel lockdown forbids user-space config-space writes, so the mailbox cannot be used: attest through the kernel's PCI TSM, or boot without lockdown",
 	CodePermission:          "the device's extended config space is not readable: run vfio-gate as root",
 	CodeMailboxBusy:         "another agent holds the device's DOE mailbox: find and stop it, then retry",
-	CodeMailboxOwned:        "a kernel driver or the TSM owns the DOE mailbox: unbind the driver (or use the TSM path) and retry",
+	CodeMailboxOwned:        "a kernel driver or the TSM owns the DOE mailbox: use `vfio-gate bind` (it moves the function to vfio-pci before attesting), or unbind the driver (or use the TSM path) and retry",
 	CodeMailboxTampered:     "another process touched the DOE mailbox during attestation: find it (vfio-gate audit) before retrying",
 	CodeTimeout:             "the device did not answer in time: check that it is healthy, then retry",
 	CodeDeviceRemoved:       "the device disappeared during the check: check the hardware, then retry",

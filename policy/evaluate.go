@@ -167,6 +167,11 @@ func (p *Policy) Evaluate(ev *attest.Evidence, in Input) Verdict {
 		if def == DenyUnattested && len(e.v.Reasons) == 0 {
 			// deny-unattested always denies here: no rule can attest this device.
 			switch {
+			case ev.Failure != nil && hostSide[ev.Failure.Kind] && ev.Failure.Kind != attest.FailNoDOE && ev.Failure.Kind != attest.FailNoCMA:
+				// The host could not look (lockdown, permission, a driver or
+				// another process owns the mailbox): whether the device has CMA
+				// is unknown, so say what stopped us, not "no CMA".
+				e.denyFailure(ev.Failure)
 			case !ev.HasCMA:
 				e.deny(CodeNoCMA, "defaults.%s is deny-unattested and the device has no CMA-SPDM mailbox", strings.ReplaceAll(ctx, "-", "_"))
 			case rule != nil:

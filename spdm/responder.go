@@ -11,9 +11,11 @@ import (
 )
 
 // ResponderKey is one signing identity of a responder: a key and its
-// certificate chain. The responder provisions slot 0 with the first key that
-// can sign with the negotiated asymmetric algorithm.
+// certificate chain in a slot. After ALGORITHMS the responder provisions
+// each slot with the first of its keys that can sign with the negotiated
+// asymmetric algorithm; slots without one are not provisioned.
 type ResponderKey struct {
+	Slot   uint8         // certificate slot 0..7
 	Asym   AsymAlgo      // the algorithms this key signs with (one RSA key serves RSASSA and RSA-PSS)
 	Chain  [][]byte      // DER certificates, root first, leaf last
 	Signer crypto.Signer // the leaf's private key
@@ -128,8 +130,8 @@ type rspConn struct {
 	hash        HashAlgo
 	measHash    MeasHashAlgo
 	measSpec    uint8
-	key         *ResponderKey
-	chainBuf    []byte // certificate chain buffer of slot 0 under hash
+	slots       [maxSlots]*rspSlot // provisioned slots for the negotiated algorithms
+	slotMask    uint8
 	vca         []byte // A: GET_VERSION … ALGORITHMS
 	m1          []byte // B: GET_DIGESTS/DIGESTS/GET_CERTIFICATE/CERTIFICATE since VCA or the last CHALLENGE_AUTH
 	l1          []byte // GET_MEASUREMENTS/MEASUREMENTS since the last reset
@@ -147,6 +149,21 @@ type rspConn struct {
 	aead        AEADAlgo
 	keySchedule KeySchedule
 	sessions    map[uint32]*rspSession
+}
+
+// rspSlot is a provisioned slot: its key and chain buffer under the
+// negotiated hash.
+type rspSlot struct {
+	key      *ResponderKey
+	chainBuf []byte
+}
+
+// slot returns provisioned slot n, or nil.
+func (r *Responder) slot(n uint8) *rspSlot {
+	if int(n) >= len(r.c.slots) {
+		return nil
+	}
+	return r.c.slots[n]
 }
 
 // rspPending is a response held back behind ResponseNotReady.

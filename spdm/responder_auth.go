@@ -5,21 +5,26 @@ import (
 	"slices"
 )
 
-// getDigests answers GET_DIGESTS (DSP0274 §10.6): slot 0 only.
+// getDigests answers GET_DIGESTS (DSP0274 §10.6): one digest per
+// provisioned slot, in slot order.
 func (r *Responder) getDigests(req []byte) []byte {
 	m, ok := rspDecode(req, decodeGetDigestsReq)
 	if !ok {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.c.key == nil {
+	if r.c.slotMask == 0 {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestGetDigests))
 	}
-	rsp := &digestsRsp{Version: r.c.version, SlotMask: 0x01}
+	rsp := &digestsRsp{Version: r.c.version, SlotMask: r.c.slotMask}
 	if r.c.version >= Version13 {
-		rsp.SupportedMask = 0x01
+		rsp.SupportedMask = r.c.slotMask
 	}
-	dg, _ := hashOf(r.c.hash, r.c.chainBuf)
-	rsp.Digests = [][]byte{dg}
+	for _, sl := range r.c.slots {
+		if sl != nil {
+			dg, _ := hashOf(r.c.hash, sl.chainBuf)
+			rsp.Digests = append(rsp.Digests, dg)
+		}
+	}
 	b := rsp.marshal()
 	r.c.m1 = append(append(r.c.m1, m.raw...), b...)
 	return r.send(RequestGetDigests, b)
@@ -36,15 +41,16 @@ func (r *Responder) getCertificate(req []byte) []byte {
 	if !ok {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.c.key == nil {
+	if r.c.slotMask == 0 {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestGetCertificate))
 	}
-	if m.Slot != 0 {
+	sl := r.slot(m.Slot)
+	if sl == nil {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	total := len(r.c.chainBuf)
+	total := len(sl.chainBuf)
 	off := int(m.Offset)
-	rsp := &certificateRsp{Version: r.c.version}
+	rsp := &certificateRsp{Version: r.c.version, Slot: m.Slot}
 	switch {
 	case m.Param2&1 != 0: // 1.3 SlotSizeRequested
 		rsp.Remainder = uint16(total)
@@ -55,7 +61,7 @@ func (r *Responder) getCertificate(req []byte) []byte {
 		if lim := r.singleMessageLimit(); lim > 0 && !r.c.chunk && n > lim-rspCertHeaderLen {
 			n = lim - rspCertHeaderLen
 		}
-		rsp.Portion = r.c.chainBuf[off : off+n]
+		rsp.Portion = sl.chainBuf[off : off+n]
 		rsp.Remainder = uint16(total - off - n)
 	}
 	b := rsp.marshal()
@@ -74,17 +80,18 @@ func (r *Responder) challenge(req []byte) []byte {
 	if !ok {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.c.key == nil {
+	if r.c.slotMask == 0 {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestChallenge))
 	}
-	if m.Slot != 0 || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
+	sl := r.slot(m.Slot)
+	if sl == nil || (m.SummaryType != SummaryNone && (r.cfg.Measurements == nil || r.c.measSpec == 0)) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	f := r.cfg.Faults
-	rsp := &challengeAuthRsp{Version: r.c.version, Param1: 0, SlotMask: 0x01, Context: m.Context}
-	rsp.CertChainHash, _ = hashOf(r.c.hash, r.c.chainBuf)
+	rsp := &challengeAuthRsp{Version: r.c.version, Param1: m.Slot, SlotMask: 1 << m.Slot, Context: m.Context}
+	rsp.CertChainHash, _ = hashOf(r.c.hash, sl.chainBuf)
 	if f.WrongCertChainHash {
-		rsp.CertChainHash, _ = hashOf(r.c.hash, append(slices.Clone(r.c.chainBuf), 0))
+		rsp.CertChainHash, _ = hashOf(r.c.hash, append(slices.Clone(sl.chainBuf), 0))
 	}
 	if _, err := io.ReadFull(r.cfg.Rand, rsp.Nonce[:]); err != nil {
 		return r.errRsp(ErrorCodeUnspecified, 0)
@@ -104,7 +111,7 @@ func (r *Responder) challenge(req []byte) []byte {
 	full := rsp.marshal()
 	unsigned := full[:len(full)-len(rsp.Signature)]
 	th, _ := hashOf(r.c.hash, r.c.vca, r.c.m1, signedReq, unsigned)
-	sig, err := signTranscript(r.cfg.Rand, r.c.version, r.c.asym, r.c.hash, ctxChallengeAuth, r.c.key.Signer, th)
+	sig, err := signTranscript(r.cfg.Rand, r.c.version, r.c.asym, r.c.hash, ctxChallengeAuth, sl.key.Signer, th)
 	if err != nil {
 		return r.errRsp(ErrorCodeUnspecified, 0)
 	}
@@ -155,7 +162,7 @@ func (r *Responder) summaryHash(kind uint8) []byte {
 // exchanged since the last reset, ending before the signature.
 func (r *Responder) getMeasurements(req []byte) []byte {
 	m, ok := rspDecode(req, decodeGetMeasurementsReq)
-	if !ok || r.cfg.Measurements == nil {
+	if !ok || r.cfg.Measurements == nil || r.c.measSpec == 0 {
 		r.c.l1 = nil
 		if !ok {
 			return r.errRsp(ErrorCodeInvalidRequest, 0)
@@ -163,9 +170,12 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestGetMeasurements))
 	}
 	signed := m.signed()
-	if signed && (r.c.key == nil || (m.SlotParam != 0 && r.c.version >= Version11)) {
-		r.c.l1 = nil
-		return r.errRsp(ErrorCodeInvalidRequest, 0)
+	var sl *rspSlot
+	if signed {
+		if sl = r.slot(m.SlotParam); sl == nil { // 1.0 has no SlotIDParam: slot 0
+			r.c.l1 = nil
+			return r.errRsp(ErrorCodeInvalidRequest, 0)
+		}
 	}
 	blocks := r.measurementBlocks(m.Attrs&MeasAttrRawBitStream != 0 && r.c.version >= Version12)
 	rsp := &measurementsRsp{Version: r.c.version, Context: m.Context, hasNonce: signed}
@@ -185,10 +195,13 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 		rsp.NumBlocks = uint8(len(blocks))
 		rsp.Record = marshalMeasurementRecord(blocks)
 	}
+	if signed && r.c.version >= Version11 {
+		rsp.Param2 = m.SlotParam
+	}
 	if signed && r.c.version >= Version12 {
-		rsp.Param2 = 0x20 // content changed: "no change detected"
+		rsp.Param2 |= 0x20 // content changed: "no change detected"
 		if prev, seen := r.c.lastRecord[m.Op]; seen && string(prev) != string(rsp.Record) {
-			rsp.Param2 = 0x10 // "change detected"
+			rsp.Param2 ^= 0x30 // "change detected"
 		}
 		if r.c.lastRecord == nil {
 			r.c.lastRecord = map[uint8][]byte{}
@@ -221,7 +234,7 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 	}
 	th, _ := hashOf(r.c.hash, vca, r.c.l1, signedReq, unsigned)
 	r.c.l1 = nil // L1 restarts after every signed response
-	sig, err := signTranscript(r.cfg.Rand, r.c.version, r.c.asym, r.c.hash, ctxMeasurements, r.c.key.Signer, th)
+	sig, err := signTranscript(r.cfg.Rand, r.c.version, r.c.asym, r.c.hash, ctxMeasurements, sl.key.Signer, th)
 	if err != nil {
 		return r.errRsp(ErrorCodeUnspecified, 0)
 	}

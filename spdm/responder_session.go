@@ -149,9 +149,10 @@ func (r *Responder) keyExchange(req []byte) []byte {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestKeyExchange))
 	}
 	m, ok := rspDecode(req, func(b []byte) (*keyExchangeReq, error) { return decodeKeyExchangeReq(b, dheSize(r.c.dhe)) })
-	if !ok || m.Slot != 0 || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
+	if !ok || m.Slot >= maxSlots || r.slot(m.Slot) == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
+	slot := r.slot(m.Slot)
 	limit := r.cfg.Session.MaxSessions
 	if limit == 0 {
 		limit = 4
@@ -219,10 +220,10 @@ func (r *Responder) keyExchange(req []byte) []byte {
 	}
 	full := rsp.marshal()
 	unsigned := full[:len(full)-len(rsp.Signature)]
-	ct, _ := hashOf(r.c.hash, r.c.chainBuf)
+	ct, _ := hashOf(r.c.hash, slot.chainBuf)
 	th := slices.Concat(r.c.vca, ct, m.raw, unsigned)
 	h, _ := hashOf(r.c.hash, th)
-	sig, err := signTranscript(r.cfg.Rand, v, r.c.asym, r.c.hash, ctxKeyExchange, r.c.key.Signer, h)
+	sig, err := signTranscript(r.cfg.Rand, v, r.c.asym, r.c.hash, ctxKeyExchange, slot.key.Signer, h)
 	if err != nil {
 		return r.errRsp(ErrorCodeUnspecified, 0)
 	}

@@ -568,6 +568,18 @@ func TestResponderErrors(t *testing.T) {
 	if code := errCode(t, c3.x((&negotiateAlgorithmsReq{Version: Version12, MeasSpec: 1, BaseAsym: AsymRSASSA4096, BaseHash: HashSHA256}).marshal())); code != ErrorCodeInvalidRequest {
 		t.Fatalf("no common algorithm: %v", code)
 	}
+	// A requester without the DMTF measurement specification negotiates,
+	// but gets no measurements.
+	c4 := &tReq{t: t, r: r2, v: Version12}
+	c4.x((&getVersionReq{}).marshal())
+	c4.x((&getCapabilitiesReq{Version: Version12, DataTransferSize: 64, MaxSPDMmsgSize: 64}).marshal())
+	ar, err := decodeAlgorithmsRsp(c4.x((&negotiateAlgorithmsReq{Version: Version12, BaseAsym: AsymECDSAP256, BaseHash: HashSHA256}).marshal()))
+	if err != nil || ar.MeasSpecSel != 0 || ar.MeasHash != 0 || ar.BaseAsym != AsymECDSAP256 {
+		t.Fatalf("ALGORITHMS without measurement spec: %+v %v", ar, err)
+	}
+	if code := errCode(t, c4.x((&getMeasurementsReq{Version: Version12, Op: MeasOpAll}).marshal())); code != ErrorCodeUnsupportedRequest {
+		t.Fatalf("measurements without a measurement spec: %v", code)
+	}
 	// Cancelled context.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -628,4 +640,80 @@ func FuzzResponder(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestResponderSlots(t *testing.T) {
+	// Slot 0 and slot 2 hold distinct P-256 identities; slot 1 an RSA one,
+	// which is not provisioned once P-256 is negotiated.
+	k0 := rspKey(t, AsymECDSAP256)
+	k0b := rspKeyFresh(t)
+	rsa := rspKey(t, AsymRSASSA2048)
+	r := NewResponder(ResponderConfig{
+		Keys: []ResponderKey{
+			{Slot: 0, Asym: AsymECDSAP256, Chain: k0.chain, Signer: k0.key},
+			{Slot: 1, Asym: AsymRSASSA2048, Chain: rsa.chain, Signer: rsa.key},
+			{Slot: 2, Asym: AsymECDSAP256, Chain: k0b.chain, Signer: k0b.key},
+		},
+		Measurements: rspTestMeasurements,
+	})
+	for _, v := range []Version{Version11, Version13} {
+		c := &tReq{t: t, r: r, v: v}
+		c.vcaFlow(AsymECDSAP256, HashSHA256)
+		dr := c.x((&getDigestsReq{Version: v}).marshal())
+		dg, err := decodeDigestsRsp(dr, 32, false)
+		if err != nil || dg.SlotMask != 0x05 || len(dg.Digests) != 2 || bytes.Equal(dg.Digests[0], dg.Digests[1]) {
+			t.Fatalf("%s DIGESTS mask %#x (%v)", v, dg.SlotMask, err)
+		}
+		if code := errCode(t, c.x((&getCertificateReq{Version: v, Slot: 1, Length: 100}).marshal())); code != ErrorCodeInvalidRequest {
+			t.Fatalf("unprovisioned slot 1: %v", code)
+		}
+		cr := c.x((&getCertificateReq{Version: v, Slot: 2, Length: 0xFFFF}).marshal())
+		cert, err := decodeCertificateRsp(cr)
+		if err != nil || cert.Slot != 2 {
+			t.Fatalf("slot 2 CERTIFICATE: %v", err)
+		}
+		if h, _ := hashOf(HashSHA256, cert.Portion); !bytes.Equal(h, dg.Digests[1]) {
+			t.Fatal("slot 2 chain does not hash to its digest")
+		}
+		c.m1 = append(append(append(c.m1, (&getDigestsReq{Version: v}).marshal()...), dr...), (&getCertificateReq{Version: v, Slot: 2, Length: 0xFFFF}).marshal()...)
+		c.m1 = append(c.m1, cr...)
+		c.chainBuf = cert.Portion
+		req := &challengeReq{Version: v, Slot: 2}
+		rb := req.marshal()
+		ca, err := decodeChallengeAuthRsp(c.x(rb), 32, 64, false)
+		if err != nil || ca.Param1 != 2 || ca.SlotMask != 1<<2 {
+			t.Fatalf("CHALLENGE_AUTH slot 2: %v %+v", err, ca)
+		}
+		th, _ := hashOf(HashSHA256, c.vca, c.m1, rb, ca.unsigned())
+		if err := verifySignature(v, AsymECDSAP256, HashSHA256, ctxChallengeAuth, k0b.key.Public(), th, ca.Signature); err != nil {
+			t.Fatalf("slot 2 signature: %v", err)
+		}
+		// Signed measurements with SlotIDParam 2 are signed by slot 2's key.
+		mq := &getMeasurementsReq{Version: v, Attrs: MeasAttrSignature, Op: MeasOpAll, SlotParam: 2}
+		mb := mq.marshal()
+		mr, err := decodeMeasurementsRsp(c.x(mb), MeasOpAll, 64)
+		if err != nil || mr.Param2&0x0F != 2 {
+			t.Fatalf("MEASUREMENTS slot 2: %v", err)
+		}
+		var vca []byte
+		if v >= Version12 {
+			vca = c.vca
+		}
+		th, _ = hashOf(HashSHA256, vca, mb, mr.unsigned())
+		if err := verifySignature(v, AsymECDSAP256, HashSHA256, ctxMeasurements, k0b.key.Public(), th, mr.Signature); err != nil {
+			t.Fatalf("slot 2 measurement signature: %v", err)
+		}
+	}
+}
+
+// rspKeyFresh is a second, distinct P-256 identity.
+func rspKeyFresh(t testing.TB) rspTestKey {
+	t.Helper()
+	saved, had := rspTestKeys.LoadAndDelete(AsymECDSAP256)
+	k := rspKey(t, AsymECDSAP256)
+	rspTestKeys.Delete(AsymECDSAP256)
+	if had {
+		rspTestKeys.Store(AsymECDSAP256, saved)
+	}
+	return k
 }

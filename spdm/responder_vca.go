@@ -74,7 +74,7 @@ func (r *Responder) getCapabilities(req []byte) []byte {
 	return b
 }
 
-// asymAllowed reports whether a is usable at version v by some key.
+// keyFor returns the first key that signs with a.
 func (r *Responder) keyFor(a AsymAlgo) *ResponderKey {
 	for i := range r.cfg.Keys {
 		if r.cfg.Keys[i].Asym&a != 0 {
@@ -116,10 +116,9 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 	if rsp.BaseHash == 0 {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.cfg.Measurements != nil {
-		if m.MeasSpec&MeasurementSpecDMTF == 0 {
-			return r.errRsp(ErrorCodeInvalidRequest, 0)
-		}
+	// Measurements only when the requester speaks the DMTF measurement
+	// specification; otherwise none is selected and GET_MEASUREMENTS is refused.
+	if r.cfg.Measurements != nil && m.MeasSpec&MeasurementSpecDMTF != 0 {
 		rsp.MeasSpecSel = MeasurementSpecDMTF
 		rsp.MeasHash = r.cfg.MeasHash
 		if rsp.MeasHash == 0 {
@@ -148,9 +147,12 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 	b := rsp.marshal()
 	r.c.asym, r.c.hash, r.c.measHash, r.c.measSpec = rsp.BaseAsym, rsp.BaseHash, rsp.MeasHash, rsp.MeasSpecSel
 	r.c.otherParams = rsp.OtherParamsSel
-	r.c.key = r.keyFor(rsp.BaseAsym)
-	if r.c.key != nil {
-		r.c.chainBuf = rspChainBuffer(rsp.BaseHash, r.c.key.Chain)
+	for i := range r.cfg.Keys {
+		k := &r.cfg.Keys[i]
+		if k.Asym&rsp.BaseAsym != 0 && k.Slot < maxSlots && r.c.slots[k.Slot] == nil && len(k.Chain) > 0 {
+			r.c.slots[k.Slot] = &rspSlot{key: k, chainBuf: rspChainBuffer(rsp.BaseHash, k.Chain)}
+			r.c.slotMask |= 1 << k.Slot
+		}
 	}
 	r.c.vca = append(append(r.c.vca, m.raw...), b...)
 	r.c.stage = rspStageNegotiated

@@ -26,12 +26,14 @@ type emulateOut struct {
 	Versions   []string `json:"versions"`
 	Algorithms string   `json:"algorithms"`
 	Identity   string   `json:"identity"`
+	Slots      int      `json:"slots"`
 }
 
 func newEmulateCmd(e *env, g *globals) *cobra.Command {
 	var (
 		listen, profile, writeCA, algs, versions string
 		latency                                  time.Duration
+		slots                                    int
 	)
 	cmd := &cobra.Command{
 		Use:   "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
@@ -67,9 +69,9 @@ Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
 			if _, err := emu.LookupProfile(profile); err != nil {
 				return usageErrorf("emulate: --profile: %v", err)
 			}
-			dev, err := emu.New(emu.Config{Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Logger: g.log})
+			dev, err := emu.New(emu.Config{Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots, Logger: g.log})
 			if err != nil {
-				return err
+				return usageErrorf("emulate: %v", err)
 			}
 			caPath, err := writeAnchors(writeCA, dev.AnchorsPEM())
 			if err != nil {
@@ -80,7 +82,7 @@ Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
 				return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
 			}
 			out := emulateOut{Listen: ln.Addr().String(), Profile: profile, CA: caPath, Faults: []string{},
-				Algorithms: asymNames(dev), Identity: dev.Identity().CMAName()}
+				Algorithms: asymNames(dev), Identity: dev.Identity().CMAName(), Slots: slots}
 			for _, f := range dev.Profile().Faults {
 				out.Faults = append(out.Faults, f.String())
 			}
@@ -117,6 +119,7 @@ Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
 	f.StringVar(&algs, "algorithms", "", "comma-separated signature algorithms (e.g. ecdsa-p384,rsapss-3072); default all")
 	f.StringVar(&versions, "versions", "", "comma-separated SPDM versions offered (e.g. 1.2,1.3); default 1.0-1.3")
 	f.DurationVar(&latency, "latency", 0, "delay every response by this much")
+	f.IntVar(&slots, "slots", 1, "number of provisioned certificate slots (1-8)")
 	return cmd
 }
 

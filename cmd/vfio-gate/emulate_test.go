@@ -46,9 +46,9 @@ func startEmulate(t *testing.T, args ...string) (emulateOut, context.CancelFunc,
 
 func TestEmulateServesAttestableDevice(t *testing.T) {
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	out, stop, done := startEmulate(t, "--listen", "127.0.0.1:0", "--algorithms", "ecdsa-p384,ed25519", "--write-ca", caFile)
+	out, stop, done := startEmulate(t, "--listen", "127.0.0.1:0", "--algorithms", "ecdsa-p384,ed25519", "--write-ca", caFile, "--slots", "2")
 	defer stop()
-	if out.CA != caFile || out.Profile != "good" || len(out.Versions) != 4 || out.Algorithms != "ecdsa-p384, ed25519" ||
+	if out.Slots != 2 || out.CA != caFile || out.Profile != "good" || len(out.Versions) != 4 || out.Algorithms != "ecdsa-p384, ed25519" ||
 		!strings.HasPrefix(out.Identity, "Vendor=1b36:Device=0010:") {
 		t.Fatalf("startup record %+v", out)
 	}
@@ -83,8 +83,8 @@ func TestEmulateServesAttestableDevice(t *testing.T) {
 		if _, err := r.Negotiate(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.Digests(ctx); err != nil {
-			t.Fatal(err)
+		if dg, err := r.Digests(ctx); err != nil || dg.SlotMask != 0x03 {
+			t.Fatalf("digests: %v %+v", err, dg)
 		}
 		if _, err := r.Certificate(ctx, 0); err != nil {
 			t.Fatal(err)
@@ -146,6 +146,7 @@ func TestEmulateUsageErrors(t *testing.T) {
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--profile", "nope"}, exitInternal, "unknown profile"},
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--algorithms", "sm2-p256"}, exitInternal, "unknown algorithm"},
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--versions", "1.4"}, exitInternal, "unknown SPDM version"},
+		{[]string{"emulate", "--listen", "127.0.0.1:0", "--slots", "9"}, exitInternal, "slots"},
 		{[]string{"emulate", "--listen", ln.Addr().String(), "--algorithms", "ecdsa-p256", "--write-ca", filepath.Join(t.TempDir(), "ca.pem")}, exitUnavailable, "address already in use"},
 	} {
 		code, _, errs := runCLI(t, tc.args...)

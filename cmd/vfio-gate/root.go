@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
 // env is what the process gives the commands; tests build their own.
@@ -23,6 +25,12 @@ type env struct {
 	configOpener func(pci.BDF) (pci.ConfigSpace, io.Closer, error)
 	// geteuid, if set, replaces os.Geteuid for the raw-DOE rule (tests).
 	geteuid func() int
+	// vfioApply, if set, replaces the binding options (tests play the
+	// kernel through its Write hook and DevVFIO).
+	vfioApply *vfio.ApplyOptions
+	// policyLoad, if set, adjusts policy loading (tests of check/bind on
+	// fixture trees skip the owner check).
+	policyLoad *policy.LoadOptions
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -104,6 +112,11 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newEmulateCmd(e, g),
 		newAttestCmd(e, g),
 		newDOECmd(e, g),
+		newCheckCmd(e, g),
+		newBindCmd(e, g),
+		newReleaseCmd(e, g),
+		newExplainCmd(e, g),
+		newDemoCmd(e, g),
 		newTDISPCmd(e, g),
 	}
 }

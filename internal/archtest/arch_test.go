@@ -25,7 +25,7 @@ var allowed = map[string][]string{
 	"tpm":           {"attest", "internal/wire"},
 	"vfio":          {"pci"},
 	"audit":         {"pci", "internal/wire"},
-	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "spdm", "tdisp"},
+	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "doe/socket", "spdm", "tdisp"},
 	"emu":           {"doe", "spdm", "tdisp", "pci", "internal/wire"},
 	"daemon":        {"gate", "attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "spdm", "tdisp"},
 	"hooks/libvirt": {"gate", "daemon", "attest", "policy", "pci"},

@@ -1,0 +1,603 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/spf13/cobra"
+
+	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/tpm"
+	"github.com/vfio-gate/vfio-gate/vfio"
+)
+
+// gateFlags are the flags of check, bind, release and explain.
+type gateFlags struct {
+	lockDir     string
+	timeout     time.Duration
+	concurrency int
+}
+
+func (f *gateFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
+	c.Flags().DurationVar(&f.timeout, "timeout", attest.DefaultTimeout, "time budget of one function's attestation")
+	c.Flags().IntVar(&f.concurrency, "concurrency", gate.DefaultConcurrency, "functions attested in parallel")
+}
+
+// gateSetup is an opened gate and what it holds.
+type gateSetup struct {
+	gate *gate.Gate
+	pol  *policy.Policy
+	tpm  transport.TPMCloser
+	sys  *pci.System
+	rec  *tpm.Recorder
+}
+
+func (s *gateSetup) Close() error {
+	var errs []error
+	if s.tpm != nil {
+		errs = append(errs, s.tpm.Close())
+	}
+	if s.sys != nil {
+		errs = append(errs, s.sys.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// setupOptions let the demo and tests adjust what openGate builds.
+type setupOptions struct {
+	policyLoad *policy.LoadOptions
+	geteuid    func() int
+}
+
+// openGate loads the policy (refusing to run without a valid one: exit 1),
+// opens the TPM (exit 5 when it cannot be used) and the sysfs tree.
+func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, error) {
+	if so.policyLoad == nil {
+		so.policyLoad = e.policyLoad
+	}
+	if so.geteuid == nil {
+		so.geteuid = e.geteuid
+	}
+	p, err := policy.Load(g.policy, so.policyLoad)
+	if err != nil {
+		return nil, err
+	}
+	s := &gateSetup{pol: p}
+	if s.tpm, err = tpm.Open(g.tpm); err != nil {
+		return nil, err
+	}
+	pcr := 0
+	if p.PCR >= 0 {
+		pcr = p.PCR
+	}
+	if s.rec, err = tpm.NewRecorder(s.tpm, tpm.RecorderOptions{PCR: pcr, LogPath: eventLogPath(g), Logger: g.log}); err != nil {
+		s.Close()
+		return nil, withCode(exitTPM, err)
+	}
+	if s.sys, err = pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: so.geteuid, Logger: g.log}); err != nil {
+		s.Close()
+		return nil, err
+	}
+	bind := vfio.ApplyOptions{Logger: g.log}
+	if e.vfioApply != nil {
+		bind = *e.vfioApply
+	}
+	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, LockDir: f.lockDir,
+		StateDir: g.stateDir, Concurrency: f.concurrency, Attest: attest.Options{Timeout: f.timeout},
+		Bind: bind, Logger: g.log})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func parseBDFs(args []string) ([]pci.BDF, error) {
+	var out []pci.BDF
+	for _, a := range args {
+		b, err := pci.ParseBDF(a)
+		if err != nil {
+			return nil, usageErrorf("%q is not a PCI address (want DDDD:BB:DD.F): %v", a, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// progress prints to stderr when more than one function is checked, or
+// when a single one takes longer than a second.
+func progress(w io.Writer, what string, n int) (done func()) {
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	printed := n > 1
+	if printed {
+		fmt.Fprintf(w, "vfio-gate: %s %d functions...\n", what, n)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-stop:
+		case <-t.C:
+			if !printed {
+				fmt.Fprintf(w, "vfio-gate: %s 1 function (attesting, this may take a while)...\n", what)
+				printed = true
+			}
+			<-stop
+		}
+	}()
+	return func() {
+		close(stop)
+		wg.Wait()
+		if printed {
+			fmt.Fprintf(w, "vfio-gate: %s done in %s\n", what, time.Since(start).Round(time.Millisecond))
+		}
+	}
+}
+
+// Output of check/bind --json. The keys decision, devices[].bdf, decision,
+// reasons[].code, reasons[].message, rule and evidence_digest are a contract.
+type checkJSON struct {
+	Decision string       `json:"decision"`
+	Mode     policy.Mode  `json:"mode"`
+	Devices  []deviceJSON `json:"devices"`
+}
+
+type deviceJSON struct {
+	BDF            string          `json:"bdf"`
+	Socket         string          `json:"socket,omitempty"`
+	Decision       string          `json:"decision"`
+	Reasons        []policy.Reason `json:"reasons"`
+	Rule           string          `json:"rule"`
+	EvidenceDigest string          `json:"evidence_digest"`
+	WouldDeny      bool            `json:"would_deny"`
+	Recorded       bool            `json:"recorded"`
+	Bound          bool            `json:"bound,omitempty"`
+	VendorID       string          `json:"vendor_id"`
+	DeviceID       string          `json:"device_id"`
+	Error          string          `json:"error,omitempty"`
+	Checks         []policy.Check  `json:"checks,omitempty"`
+}
+
+func toJSON(ds []gate.Decision, mode policy.Mode, withChecks bool) checkJSON {
+	out := checkJSON{Decision: policy.DecisionAllow, Mode: mode, Devices: []deviceJSON{}}
+	for _, d := range ds {
+		dj := deviceJSON{BDF: d.Identity.BDF, Socket: d.Identity.Socket, Decision: d.Verdict.Decision,
+			Reasons: d.Verdict.Reasons, Rule: d.Verdict.Rule, EvidenceDigest: hex.EncodeToString(d.EvidenceDigest),
+			WouldDeny: d.Verdict.WouldDeny, Recorded: d.Recorded, Bound: d.Bound,
+			VendorID: fmt.Sprintf("%04x", d.Identity.VendorID), DeviceID: fmt.Sprintf("%04x", d.Identity.DeviceID)}
+		if dj.BDF == "" && d.Identity.Socket == "" {
+			dj.BDF = d.BDF.String()
+		}
+		if dj.Reasons == nil {
+			dj.Reasons = []policy.Reason{}
+		}
+		if d.Err != nil {
+			dj.Error = d.Err.Error()
+		}
+		if withChecks {
+			dj.Checks = d.Verdict.Checks
+		}
+		if !d.Allowed() || d.Err != nil {
+			out.Decision = policy.DecisionDeny
+			if d.Err != nil && d.Verdict.Decision == policy.DecisionAllow {
+				dj.Decision = policy.DecisionDeny
+			}
+		}
+		out.Devices = append(out.Devices, dj)
+	}
+	return out
+}
+
+// unavailableCodes are reasons that say the device or its transport could
+// not be used (exit 4) rather than that the policy refused what it saw (3).
+var unavailableCodes = map[policy.Code]bool{
+	gate.CodeNoDevice: true, policy.CodeDeviceRemoved: true, policy.CodeTimeout: true,
+	policy.CodeMailboxBusy: true, policy.CodeMailboxOwned: true, policy.CodeLockdown: true,
+	policy.CodePermission: true, policy.CodeTransport: true, gate.CodeLock: true,
+}
+
+// decisionsExit is the exit code of check and bind, in this priority:
+// 5 when any decision could not be recorded in the TPM; 6 when any allowed
+// function failed to bind; 3 when any function is denied and at least one
+// denied function has a reason other than unavailability; 4 when every
+// denied function was denied only because it (or its transport) was
+// unavailable; 0 when all are allowed (audit mode: would-be denies too).
+func decisionsExit(ds []gate.Decision) int {
+	tpmErr, bindErr, denied, policyDeny := false, false, false, false
+	for _, d := range ds {
+		if d.Err != nil {
+			if errors.Is(d.Err, tpm.ErrTPM) || !d.Recorded {
+				tpmErr = true
+			} else {
+				bindErr = true
+			}
+		}
+		if d.Allowed() {
+			continue
+		}
+		denied = true
+		for _, r := range d.Verdict.Reasons {
+			if !unavailableCodes[r.Code] {
+				policyDeny = true
+			}
+		}
+		if len(d.Verdict.Reasons) == 0 {
+			policyDeny = true
+		}
+	}
+	switch {
+	case tpmErr:
+		return exitTPM
+	case bindErr:
+		return exitBind
+	case denied && policyDeny:
+		return exitDenied
+	case denied:
+		return exitUnavailable
+	}
+	return exitOK
+}
+
+// printDecisions writes the per-device table and the reasons.
+func printDecisions(w io.Writer, ds []gate.Decision, mode policy.Mode, showBound bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	hdr := "DEVICE\tID\tDECISION\tRULE\tREASONS"
+	if showBound {
+		hdr += "\tBOUND"
+	}
+	fmt.Fprintln(tw, hdr)
+	for _, d := range ds {
+		name := d.Identity.BDF
+		if name == "" {
+			name = d.Identity.Socket
+		}
+		dec := d.Verdict.Decision
+		if d.Verdict.WouldDeny {
+			dec += " (audit: would deny)"
+		}
+		rule := d.Verdict.Rule
+		if rule == "" {
+			rule = "-"
+		}
+		codes := []string{}
+		for _, r := range d.Verdict.Reasons {
+			codes = append(codes, string(r.Code))
+		}
+		rs := strings.Join(codes, ",")
+		if rs == "" {
+			rs = "-"
+		}
+		line := fmt.Sprintf("%s\t%04x:%04x\t%s\t%s\t%s", name, d.Identity.VendorID, d.Identity.DeviceID, dec, rule, rs)
+		if showBound {
+			line += fmt.Sprintf("\t%v", d.Bound)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+	for _, d := range ds {
+		name := d.Identity.BDF
+		if name == "" {
+			name = d.Identity.Socket
+		}
+		for _, r := range d.Verdict.Reasons {
+			fmt.Fprintf(w, "  %s %s: %s\n", name, r.Code, r.Message)
+		}
+		if d.Err != nil {
+			fmt.Fprintf(w, "  %s error: %v\n", name, d.Err)
+		}
+	}
+	if mode == policy.ModeAudit {
+		fmt.Fprintln(w, "policy mode is audit: denies are recorded and reported, nothing is blocked")
+	}
+}
+
+// finishDecisions prints (table or JSON) and maps to the exit code.
+func finishDecisions(e *env, g *globals, ds []gate.Decision, mode policy.Mode, showBound, withChecks bool) error {
+	if g.json {
+		if err := writeJSON(e.out, toJSON(ds, mode, withChecks)); err != nil {
+			return err
+		}
+	} else {
+		printDecisions(e.out, ds, mode, showBound)
+	}
+	if code := decisionsExit(ds); code != exitOK {
+		return quietCode(code, fmt.Errorf("exit %d", code))
+	}
+	return nil
+}
+
+func newCheckCmd(e *env, g *globals) *cobra.Command {
+	var f gateFlags
+	var confidential bool
+	var socket, pciID string
+	c := &cobra.Command{
+		Use:   "check BDF... | check --socket HOST:PORT [--pci-id VVVV:DDDD]",
+		Short: "Attest functions, evaluate the policy and record each decision in the TPM (no binding)",
+		Long: `check takes each function's lock, attests it (DOE → SPDM/CMA), evaluates the policy
+(--policy; a missing or invalid policy refuses to run), and records the evidence and the verdict
+in the TPM PCR and event log (--tpm, <--state-dir>/` + eventLogName + `), allow and deny alike.
+Functions are checked in parallel. Nothing is bound.
+
+With --socket it attests a responder behind the spdm-socket protocol (DMTF spdm-emu,
+vfio-gate emulate) instead; its identity comes from --pci-id, or else from the leaf
+certificate's CMA subjectAltName.
+
+Exit codes: 0 every function allowed (in audit mode also would-be denies); 3 a function is
+denied by policy; 4 every denied function was denied only because it or its transport was
+unavailable (no-device, device-removed, timeout, mailbox-busy, mailbox-owned, lockdown,
+permission, transport, lock); 5 a decision could not be recorded in the TPM (always a deny);
+1 usage, or no valid policy.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if socket != "" && len(args) > 0 {
+				return usageErrorf("check: give BDFs or --socket, not both")
+			}
+			if socket == "" && len(args) == 0 {
+				return usageErrorf("check: no functions given (BDF... or --socket HOST:PORT)")
+			}
+			if pciID != "" && socket == "" {
+				return usageErrorf("check: --pci-id needs --socket")
+			}
+			var id attest.Identity
+			if pciID != "" {
+				var err error
+				if id, err = parsePCIID(pciID); err != nil {
+					return err
+				}
+			}
+			bdfs, err := parseBDFs(args)
+			if err != nil {
+				return err
+			}
+			s, err := openGate(e, g, &f, setupOptions{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			var ds []gate.Decision
+			if socket != "" {
+				done := progress(e.errw, "checking", 1)
+				d, err := s.gate.CheckSocket(cmd.Context(), socket, id, confidential)
+				done()
+				if err != nil {
+					return err
+				}
+				ds = []gate.Decision{d}
+			} else {
+				done := progress(e.errw, "checking", len(normalizeCount(bdfs)))
+				ds, err = s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
+				done()
+				if err != nil {
+					return lockErr(err)
+				}
+			}
+			return finishDecisions(e, g, ds, s.pol.Mode, false, false)
+		},
+	}
+	f.add(c)
+	c.Flags().BoolVar(&confidential, "confidential", false, "the functions are for a confidential VM (defaults.confidential applies)")
+	c.Flags().StringVar(&socket, "socket", "", "attest an spdm-socket responder at HOST:PORT instead of sysfs functions")
+	c.Flags().StringVar(&pciID, "pci-id", "", "VVVV:DDDD identity of the --socket device (default: its CMA SAN)")
+	return c
+}
+
+func normalizeCount(b []pci.BDF) map[pci.BDF]bool {
+	m := map[pci.BDF]bool{}
+	for _, x := range b {
+		m[x] = true
+	}
+	return m
+}
+
+// lockErr classifies a failure to take the locks: a context that ended is 4.
+func lockErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, pci.ErrLockDir) {
+		return withCode(exitUnavailable, err)
+	}
+	return err
+}
+
+func parsePCIID(s string) (attest.Identity, error) {
+	v, d, ok := strings.Cut(s, ":")
+	if !ok || len(v) != 4 || len(d) != 4 {
+		return attest.Identity{}, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
+	}
+	vv, err1 := pci.ParseHexAttr("0x"+v, 16)
+	dd, err2 := pci.ParseHexAttr("0x"+d, 16)
+	if err1 != nil || err2 != nil {
+		return attest.Identity{}, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
+	}
+	return attest.Identity{VendorID: uint16(vv), DeviceID: uint16(dd)}, nil
+}
+
+func newBindCmd(e *env, g *globals) *cobra.Command {
+	var f gateFlags
+	var confidential bool
+	var domain string
+	c := &cobra.Command{
+		Use:   "bind BDF...",
+		Short: "Check the functions, then bind their IOMMU groups to vfio-pci on allow",
+		Long: `bind runs check with every function's lock held, applies the IOMMU group rule (every other
+member of a function's group must be allowed in the same request or exempt by policy, else
+nothing in the group is bound: iommu-group-unsafe), records the decisions in the TPM, and binds
+each group whose functions are all allowed (driver_override, unbind, drivers_probe, wait for
+/dev/vfio/N), undoing a group whose binding fails part-way. The original driver of each
+function is kept under <--state-dir>/bound/ for release.
+
+Exit codes as for check, plus 6 when an allowed group failed to bind (the error names the step
+and any undo failure).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bdfs, err := parseBDFs(args)
+			if err != nil {
+				return err
+			}
+			s, err := openGate(e, g, &f, setupOptions{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			done := progress(e.errw, "binding", len(normalizeCount(bdfs)))
+			ds, err := s.gate.Bind(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential, Domain: domain})
+			done()
+			if err != nil {
+				return lockErr(err)
+			}
+			return finishDecisions(e, g, ds, s.pol.Mode, true, false)
+		},
+	}
+	f.add(c)
+	c.Flags().BoolVar(&confidential, "confidential", false, "the functions are for a confidential VM")
+	c.Flags().StringVar(&domain, "domain", "", "name of the VM the functions are for (kept with the binding)")
+	return c
+}
+
+func newReleaseCmd(e *env, g *globals) *cobra.Command {
+	var f gateFlags
+	var domain string
+	c := &cobra.Command{
+		Use:   "release BDF...",
+		Short: "Give functions bound by vfio-gate back: unbind vfio-pci, restore the original driver",
+		Long: `release takes each function's lock, unbinds it from vfio-pci, clears driver_override, binds the
+driver it had before bind (from <--state-dir>/bound/), and records a release event in the TPM.
+A function vfio-gate did not bind is left alone. Exit 0 when all were released, 5 when a release
+event could not be recorded, 6 otherwise.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bdfs, err := parseBDFs(args)
+			if err != nil {
+				return err
+			}
+			s, err := openGate(e, g, &f, setupOptions{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			rs, err := s.gate.Release(cmd.Context(), bdfs, domain)
+			if rs == nil && err != nil {
+				return lockErr(err)
+			}
+			type relJSON struct {
+				BDF      string `json:"bdf"`
+				Released bool   `json:"released"`
+				Driver   string `json:"restored_driver"`
+				Recorded bool   `json:"recorded"`
+				Error    string `json:"error,omitempty"`
+			}
+			var out []relJSON
+			code := exitOK
+			for _, r := range rs {
+				j := relJSON{BDF: r.BDF.String(), Released: r.Err == nil, Driver: r.Driver, Recorded: r.Recorded}
+				if r.Err != nil {
+					j.Error = r.Err.Error()
+					var le *tpm.LogError
+					if errors.Is(r.Err, tpm.ErrTPM) || errors.As(r.Err, &le) {
+						code = exitTPM
+					} else if code == exitOK {
+						code = exitBind
+					}
+				}
+				out = append(out, j)
+			}
+			if g.json {
+				if err := writeJSON(e.out, map[string]any{"released": out}); err != nil {
+					return err
+				}
+			} else {
+				for _, j := range out {
+					switch {
+					case j.Error != "":
+						fmt.Fprintf(e.out, "%s: not released: %s\n", j.BDF, j.Error)
+					case j.Driver == "":
+						fmt.Fprintf(e.out, "%s: released (left without a driver, as before bind)\n", j.BDF)
+					default:
+						fmt.Fprintf(e.out, "%s: released, driver %s restored\n", j.BDF, j.Driver)
+					}
+				}
+			}
+			if code != exitOK {
+				return quietCode(code, err)
+			}
+			return nil
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&domain, "domain", "", "name of the VM the functions come from (for the release event)")
+	return c
+}
+
+func newExplainCmd(e *env, g *globals) *cobra.Command {
+	var f gateFlags
+	var confidential bool
+	c := &cobra.Command{
+		Use:   "explain BDF",
+		Short: "Check one function and print every policy check: expected, got, pass or fail",
+		Long: `explain is check for one function with the full table of the policy's checks (the rule that
+matched, chain, algorithms, each reference measurement, SVN, debug mode, ...). The decision is
+recorded in the TPM like any check. Exit codes as for check.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bdfs, err := parseBDFs(args)
+			if err != nil {
+				return err
+			}
+			s, err := openGate(e, g, &f, setupOptions{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			done := progress(e.errw, "checking", 1)
+			ds, err := s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
+			done()
+			if err != nil {
+				return lockErr(err)
+			}
+			if !g.json {
+				printChecks(e.out, ds[0])
+			}
+			return finishDecisions(e, g, ds, s.pol.Mode, false, true)
+		},
+	}
+	f.add(c)
+	c.Flags().BoolVar(&confidential, "confidential", false, "evaluate for a confidential VM")
+	return c
+}
+
+func printChecks(w io.Writer, d gate.Decision) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tEXPECTED\tGOT\tRESULT")
+	for _, c := range d.Verdict.Checks {
+		res := "pass"
+		if !c.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, short(c.Expected, 48), short(c.Got, 48), res)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+func short(s string, n int) string {
+	if s == "" {
+		return "-"
+	}
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}

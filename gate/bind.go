@@ -1,0 +1,237 @@
+package gate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/tpm"
+	"github.com/vfio-gate/vfio-gate/vfio"
+)
+
+// boundRecord is what gate remembers about a function it bound.
+type boundRecord struct {
+	BDF      string    `json:"bdf"`
+	Driver   string    `json:"original_driver"` // "" = none
+	Domain   string    `json:"domain,omitempty"`
+	VendorID uint16    `json:"vendor_id"`
+	DeviceID uint16    `json:"device_id"`
+	DSN      *uint64   `json:"dsn,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// bind binds, group by group, the functions whose whole requested part of
+// the group is allowed.
+func (g *Gate) bind(ctx context.Context, items []*item, req Request) {
+	groups := map[int][]*item{}
+	for _, it := range items {
+		if !it.d.Verdict.Allow || it.d.Err != nil {
+			continue
+		}
+		if it.fn == nil || it.fn.IOMMUGroup == nil {
+			// vfio reports the missing group (ErrNoIOMMU) as a bind error.
+			_, err := vfio.PlanBind(g.o.System.Root(), []pci.BDF{it.bdf}, vfio.PlanOptions{Exempt: g.exempt})
+			if err == nil {
+				err = vfio.ErrNoIOMMU
+			}
+			it.d.Err = err
+			continue
+		}
+		groups[*it.fn.IOMMUGroup] = append(groups[*it.fn.IOMMUGroup], it)
+	}
+	for _, n := range slices.Sorted(maps.Keys(groups)) {
+		members := groups[n]
+		// The group rule ran before recording: a denied member has made the
+		// others deny too (enforce). In audit mode everything goes to vfio,
+		// which refuses a group that is not viable.
+		bdfs := make([]pci.BDF, len(members))
+		for i, it := range members {
+			bdfs[i] = it.bdf
+		}
+		err := g.bindGroup(ctx, bdfs, members, req)
+		for _, it := range members {
+			if err != nil {
+				it.d.Err = err
+			} else {
+				it.d.Bound = true
+			}
+		}
+	}
+}
+
+func (g *Gate) exempt(_ pci.BDF, class uint32) bool { return g.o.Policy.Exempt(class) }
+
+func (g *Gate) bindGroup(ctx context.Context, bdfs []pci.BDF, members []*item, req Request) error {
+	root := g.o.System.Root()
+	plan, err := vfio.PlanBind(root, bdfs, vfio.PlanOptions{Exempt: g.exempt})
+	if err != nil {
+		return err
+	}
+	if err := vfio.Apply(ctx, root, plan, g.o.Bind); err != nil {
+		return err
+	}
+	orig := plan.Original()
+	var errs []error
+	for _, it := range members {
+		rec := boundRecord{BDF: it.bdf.String(), Driver: orig[it.bdf], Domain: req.Domain,
+			VendorID: it.d.Identity.VendorID, DeviceID: it.d.Identity.DeviceID, DSN: it.d.Identity.DSN, Time: g.now().UTC()}
+		errs = append(errs, g.saveBound(rec))
+	}
+	if err := errors.Join(errs...); err != nil {
+		// Without the record Release cannot restore the driver: undo.
+		rerr := vfio.Release(context.WithoutCancel(ctx), root, bdfs, orig, g.o.Bind)
+		return errors.Join(fmt.Errorf("gate: remember original drivers: %w", err), rerr)
+	}
+	return nil
+}
+
+func (g *Gate) boundPath(bdf string) string {
+	return filepath.Join(g.o.StateDir, "bound", bdf+".json")
+}
+
+func (g *Gate) saveBound(r boundRecord) error {
+	if g.o.StateDir == "" {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		b, _ := pci.ParseBDF(r.BDF)
+		g.original[b] = r
+		return nil
+	}
+	p := g.boundPath(r.BDF)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func (g *Gate) loadBound(b pci.BDF) (boundRecord, bool, error) {
+	if g.o.StateDir == "" {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		r, ok := g.original[b]
+		return r, ok, nil
+	}
+	data, err := os.ReadFile(g.boundPath(b.String()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return boundRecord{}, false, nil
+	}
+	if err != nil {
+		return boundRecord{}, false, err
+	}
+	var r boundRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return boundRecord{}, false, fmt.Errorf("gate: %s: %w", g.boundPath(b.String()), err)
+	}
+	return r, true, nil
+}
+
+func (g *Gate) dropBound(b pci.BDF) error {
+	if g.o.StateDir == "" {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		delete(g.original, b)
+		return nil
+	}
+	err := os.Remove(g.boundPath(b.String()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Released is the outcome of releasing one function.
+type Released struct {
+	BDF pci.BDF
+	// Driver is the original driver bound again ("" = left unbound).
+	Driver   string
+	Recorded bool
+	Err      error
+}
+
+// Release gives functions back: under each function's lock it unbinds it
+// from vfio-pci, clears driver_override, binds the driver it had before
+// Bind (from the state record), and records a release event in the TPM. A
+// function vfio-gate did not bind is refused (ErrNotBound) and left alone.
+// The error joins every per-function failure.
+func (g *Gate) Release(ctx context.Context, bdfs []pci.BDF, domain string) ([]Released, error) {
+	list := normalize(bdfs)
+	if len(list) == 0 {
+		return nil, ErrNoFunctions
+	}
+	items, err := g.lockAll(ctx, list)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockAll(items)
+	out := make([]Released, len(list))
+	var events []tpm.Event
+	var eventOf []int
+	for i, b := range list {
+		out[i].BDF = b
+		rec, ok, err := g.loadBound(b)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		if !ok {
+			out[i].Err = fmt.Errorf("%w: %s", ErrNotBound, b)
+			continue
+		}
+		out[i].Driver = rec.Driver
+		if err := vfio.Release(ctx, g.o.System.Root(), []pci.BDF{b}, map[pci.BDF]string{b: rec.Driver}, g.o.Bind); err != nil {
+			out[i].Err = err
+			continue
+		}
+		if err := g.dropBound(b); err != nil {
+			out[i].Err = err
+		}
+		events = append(events, tpm.ReleaseEvent(tpm.Release{BDF: b.String(), VendorID: rec.VendorID, DeviceID: rec.DeviceID,
+			DSN: rec.DSN, Domain: cmpOr(domain, rec.Domain), Reason: "released", Time: g.now()}))
+		eventOf = append(eventOf, i)
+	}
+	recs, rerr := g.o.Recorder.Record(ctx, events...)
+	for k, i := range eventOf {
+		if k < len(recs) {
+			out[i].Recorded = true
+		} else if out[i].Err == nil {
+			out[i].Err = cmpOrErr(rerr, errors.New("tpm: release event not recorded"))
+		}
+	}
+	var errs []error
+	for _, r := range out {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func cmpOrErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}

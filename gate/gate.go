@@ -1,0 +1,548 @@
+// Package gate is the decision pipeline: for each PCI function it takes the
+// per-function lock, attests the function, evaluates the policy, records the
+// decision in the TPM (allow and deny alike), and then binds the IOMMU group
+// to vfio-pci or refuses. Many functions are handled in parallel with a bound
+// on concurrency, so a check of N devices takes about as long as the slowest.
+//
+// Fail closed: a function that cannot be read, attested or recorded is denied
+// with a reason code; a TPM failure denies even in audit mode.
+package gate
+
+import (
+	"cmp"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/tpm"
+	"github.com/vfio-gate/vfio-gate/vfio"
+)
+
+// Reason codes gate adds to the policy's (policy.Codes): they describe what
+// happened around the evaluation rather than the evidence.
+const (
+	// CodeNoDevice: the BDF names no PCI function.
+	CodeNoDevice policy.Code = "no-device"
+	// CodeTPM: the decision could not be recorded in the TPM (fail closed).
+	CodeTPM policy.Code = "tpm"
+	// CodeLock: the per-function lock could not be taken.
+	CodeLock policy.Code = "lock"
+)
+
+// DefaultConcurrency bounds how many functions are attested at once.
+const DefaultConcurrency = 16
+
+// RecordTimeout bounds recording the decisions of one request in the TPM.
+// It runs after the caller's context, which may have ended during
+// attestation: the decisions made (timeouts included) are still recorded.
+const RecordTimeout = 10 * time.Second
+
+// Errors of the gate itself (per-function failures are in Decision.Err).
+var (
+	ErrNoFunctions = errors.New("gate: no functions given")
+	ErrNotBound    = errors.New("gate: function was not bound by vfio-gate (no record of its original driver)")
+)
+
+// Options configure a Gate. System, Policy and Recorder are required.
+type Options struct {
+	System   *pci.System
+	Policy   *policy.Policy
+	Recorder *tpm.Recorder
+	// LockDir holds the per-function lock files; "" = pci.DefaultLockDir.
+	LockDir string
+	// StateDir keeps one record per function bound by vfio-gate (its
+	// original driver, for Release) under StateDir/bound/. "" keeps them in
+	// memory only (this Gate's lifetime).
+	StateDir string
+	// Concurrency bounds parallel attestations; 0 = DefaultConcurrency.
+	Concurrency int
+	// Attest is the template of every attestation; Roots are replaced by the
+	// trust anchors of the policy rule matching each function. A nil
+	// ChainCache becomes one in-memory cache for the Gate's lifetime.
+	Attest attest.Options
+	// Bind configures vfio.Apply and vfio.Release.
+	Bind vfio.ApplyOptions
+	// Logger receives one Info record per decision; nil discards.
+	Logger *slog.Logger
+	// Now is the clock of evaluations and records; nil = time.Now.
+	Now func() time.Time
+}
+
+// Request names the functions of one check or bind.
+type Request struct {
+	BDFs         []pci.BDF
+	Confidential bool
+	// Domain is the VM the functions are for ("" = none), kept with the
+	// binding and in the release event.
+	Domain string
+}
+
+// Decision is the outcome for one function.
+type Decision struct {
+	BDF      pci.BDF
+	Identity attest.Identity
+	// Evidence is what attestation gathered (nil when the function could
+	// not be read at all).
+	Evidence *attest.Evidence
+	// Verdict is the policy's verdict, with gate's own reasons added
+	// (no-device, iommu-group-unsafe, tpm).
+	Verdict        policy.Verdict
+	EvidenceDigest []byte
+	// Recorded: the verdict event is in the TPM log and PCR.
+	Recorded bool
+	// Bound: the function is now on vfio-pci (Bind only).
+	Bound bool
+	// Err is a failure that is not a policy verdict: the TPM (matches
+	// tpm.ErrTPM) or binding (a vfio error).
+	Err error
+}
+
+// Allowed reports whether the function may be passed (policy allowed and
+// the decision was recorded). In audit mode it is true for would-be denies.
+func (d *Decision) Allowed() bool { return d.Verdict.Allow }
+
+// Gate runs the pipeline. It is safe for concurrent use: the per-function
+// lock serialises work on one function, within and across processes.
+type Gate struct {
+	o   Options
+	log *slog.Logger
+	now func() time.Time
+
+	mu       sync.Mutex
+	original map[pci.BDF]boundRecord // StateDir == ""
+}
+
+// New checks the options and returns a Gate.
+func New(o Options) (*Gate, error) {
+	switch {
+	case o.System == nil:
+		return nil, errors.New("gate: Options.System is nil")
+	case o.Policy == nil:
+		return nil, errors.New("gate: Options.Policy is nil (refusing to run without a policy)")
+	case o.Recorder == nil:
+		return nil, errors.New("gate: Options.Recorder is nil (every decision must be recorded)")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.Attest.ChainCache == nil {
+		// Chains are cached by their digest (which the device signs over
+		// in CHALLENGE): a warm check of a known device fetches no chain.
+		o.Attest.ChainCache = &spdm.MapChainCache{}
+	}
+	g := &Gate{o: o, log: o.Logger, now: o.Now, original: map[pci.BDF]boundRecord{}}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	return g, nil
+}
+
+// Policy is the gate's policy.
+func (g *Gate) Policy() *policy.Policy { return g.o.Policy }
+
+// item is one function on its way through the pipeline.
+type item struct {
+	bdf    pci.BDF
+	fn     *pci.Function
+	unlock func() error
+	d      Decision
+}
+
+func normalize(bdfs []pci.BDF) []pci.BDF {
+	out := slices.Clone(bdfs)
+	slices.SortFunc(out, compareBDF)
+	return slices.Compact(out)
+}
+
+func compareBDF(a, b pci.BDF) int {
+	return cmp.Or(cmp.Compare(a.Domain, b.Domain), cmp.Compare(a.Bus, b.Bus),
+		cmp.Compare(a.Device, b.Device), cmp.Compare(a.Function, b.Function))
+}
+
+// lockAll takes the locks of bdfs in BDF order (a fixed order, so two
+// overlapping requests cannot deadlock). On failure it releases what it took.
+func (g *Gate) lockAll(ctx context.Context, bdfs []pci.BDF) ([]*item, error) {
+	items := make([]*item, 0, len(bdfs))
+	for _, b := range bdfs {
+		unlock, err := pci.LockFunction(ctx, g.o.LockDir, b)
+		if err != nil {
+			unlockAll(items)
+			return nil, fmt.Errorf("gate: %w", err)
+		}
+		items = append(items, &item{bdf: b, unlock: unlock})
+	}
+	return items, nil
+}
+
+func unlockAll(items []*item) error {
+	var errs []error
+	for i := len(items) - 1; i >= 0; i-- {
+		if items[i].unlock != nil {
+			errs = append(errs, items[i].unlock())
+			items[i].unlock = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Check attests and evaluates every function of req and records each
+// decision in the TPM. It returns one Decision per distinct BDF, in BDF
+// order. The error is non-nil only when nothing could be decided (no
+// functions, or the context ended while waiting for a lock).
+func (g *Gate) Check(ctx context.Context, req Request) ([]Decision, error) {
+	items, err := g.decide(ctx, req, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockAll(items)
+	return decisions(items), nil
+}
+
+// Bind is Check followed by binding to vfio-pci, with the locks held
+// throughout. The IOMMU group rule applies before anything is recorded:
+// every other member of a function's group must itself be allowed in this
+// request, or be exempt by policy (bridges, ports); otherwise every
+// requested member of that group is denied with iommu-group-unsafe and
+// nothing in it is bound. Each group is bound on its own (vfio.PlanBind,
+// vfio.Apply); a failure undoes that group and is in Decision.Err.
+func (g *Gate) Bind(ctx context.Context, req Request) ([]Decision, error) {
+	items, pre, err := g.decideBind(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockAll(items)
+	g.settlePreBound(ctx, items, pre, req)
+	var rest []*item
+	for _, it := range items {
+		if !slices.ContainsFunc(slices.Collect(maps.Values(pre)), func(pb *preBound) bool { return slices.Contains(pb.bdfs, it.bdf) }) {
+			rest = append(rest, it)
+		}
+	}
+	g.bind(ctx, rest, req)
+	return decisions(items), nil
+}
+
+func decisions(items []*item) []Decision {
+	out := make([]Decision, len(items))
+	for i, it := range items {
+		out[i] = it.d
+	}
+	return out
+}
+
+// decide runs lock → attest → evaluate (in parallel) → group rule (bind) →
+// record. The locks stay held; the caller releases them.
+func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, error) {
+	bdfs := normalize(req.BDFs)
+	if len(bdfs) == 0 {
+		return nil, ErrNoFunctions
+	}
+	items, err := g.lockAll(ctx, bdfs)
+	if err != nil {
+		return nil, err
+	}
+	g.decideLocked(ctx, items, req, bind)
+	return items, nil
+}
+
+// decideBind is decide for Bind: under the locks, functions on a host driver
+// first move to vfio-pci (detachForAttestation), so their mailbox can be used.
+func (g *Gate) decideBind(ctx context.Context, req Request) ([]*item, map[int]*preBound, error) {
+	bdfs := normalize(req.BDFs)
+	if len(bdfs) == 0 {
+		return nil, nil, ErrNoFunctions
+	}
+	items, err := g.lockAll(ctx, bdfs)
+	if err != nil {
+		return nil, nil, err
+	}
+	pre := g.detachForAttestation(ctx, items)
+	g.decideLocked(ctx, items, req, true)
+	return items, pre, nil
+}
+
+func (g *Gate) decideLocked(ctx context.Context, items []*item, req Request, bind bool) {
+	sem := make(chan struct{}, g.o.Concurrency)
+	var wg sync.WaitGroup
+	for _, it := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			g.attestOne(ctx, it, req.Confidential, min(len(items), g.o.Concurrency))
+		}()
+	}
+	wg.Wait()
+	if bind {
+		g.groupRule(items)
+	}
+	// One Recorder.Record for all: one log read and one PCR read per
+	// request (per-function calls cost more than they overlap).
+	g.record(ctx, items, req.Confidential)
+	for _, it := range items {
+		v := it.d.Verdict
+		g.log.InfoContext(ctx, "decision", "bdf", it.bdf.String(), "decision", v.Decision, "would_deny", v.WouldDeny,
+			"rule", v.Rule, "reasons", reasonCodes(v), "recorded", it.d.Recorded)
+	}
+}
+
+// identityOf is the sysfs identity of fn (the DSN comes with attestation).
+func identityOf(fn *pci.Function) attest.Identity {
+	return attest.Identity{BDF: fn.BDF.String(), VendorID: fn.VendorID, DeviceID: fn.DeviceID,
+		SubsystemVendorID: fn.SubsystemVendorID, SubsystemID: fn.SubsystemDeviceID, Class: fn.Class,
+		Revision: fn.Revision, Driver: fn.Driver, IOMMUGroup: fn.IOMMUGroup}
+}
+
+// rootsFor returns the trust anchors attestation verifies chains against:
+// the matching rule's. When the identity is not known before attestation
+// (some rule matches on the DSN; a socket device named by its CMA SAN), the
+// anchors of every rule: policy.Evaluate still accepts only an anchor of the
+// rule that finally matches.
+func (g *Gate) rootsFor(id attest.Identity) []*x509.Certificate {
+	p := g.o.Policy
+	unknown := id.VendorID == 0 && id.DeviceID == 0 // socket device identified by its CMA SAN later
+	for _, r := range p.Rules {
+		if r.Match.DSN != nil || unknown {
+			var all []*x509.Certificate
+			for _, r := range p.Rules {
+				for _, c := range r.Anchors() {
+					if !slices.ContainsFunc(all, c.Equal) {
+						all = append(all, c)
+					}
+				}
+			}
+			return all
+		}
+	}
+	return p.TrustAnchors(id)
+}
+
+func (g *Gate) attestOptions(id attest.Identity, inFlight int) *attest.Options {
+	o := g.o.Attest
+	if o.DOE == nil && inFlight > runtime.NumCPU() {
+		// More mailboxes in flight than CPUs: wait for Data Object Ready
+		// by sleeping, not spinning, or the spinners starve the others.
+		o.DOE = &doe.Options{Spin: -1}
+	}
+	o.Roots = g.rootsFor(id)
+	if o.Now == nil {
+		o.Now = g.now
+	}
+	if o.Logger == nil {
+		o.Logger = g.log
+	}
+	return &o
+}
+
+// attestOne fills it.d: the function's identity, evidence and verdict.
+func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool, inFlight int) {
+	d := &it.d
+	d.BDF = it.bdf
+	d.Identity = attest.Identity{BDF: it.bdf.String()}
+	fn, err := g.o.System.Function(it.bdf)
+	var ev *attest.Evidence
+	if err == nil {
+		it.fn = fn
+		d.Identity = identityOf(fn)
+		ev, err = attest.Function(ctx, g.o.System, it.bdf, g.attestOptions(d.Identity, inFlight))
+	}
+	switch {
+	case err == nil && ev != nil:
+	case errors.Is(err, pci.ErrNoDevice):
+		d.Verdict = g.denyVerdict(CodeNoDevice, fmt.Sprintf("no PCI function %s exists", it.bdf),
+			"the address names no PCI function: check it (vfio-gate scan lists the functions)")
+		d.EvidenceDigest = nil
+		return
+	default:
+		// Removed while being read (or an error attest should have turned
+		// into a Failure): evaluate evidence that says so, so that the
+		// policy's mode and wording apply.
+		kind, msg := attest.FailDeviceGone, "the function could not be read"
+		if err != nil {
+			msg = err.Error()
+			if !errors.Is(err, pci.ErrDeviceRemoved) {
+				kind = attest.FailTransport
+			}
+		}
+		ev = &attest.Evidence{Identity: d.Identity, Started: g.now(),
+			Failure: &attest.Failure{Step: "sysfs", Kind: kind, Message: msg}}
+	}
+	if ev.Identity.BDF == "" {
+		ev.Identity.BDF = it.bdf.String()
+	}
+	d.Evidence = ev
+	d.Identity = ev.Identity
+	d.Verdict = g.o.Policy.Evaluate(ev, policy.Input{Confidential: confidential, Now: g.now()})
+	d.EvidenceDigest = ev.Digest()
+}
+
+// denyVerdict is a verdict gate makes itself (no evidence to evaluate):
+// always deny, whatever the mode.
+func (g *Gate) denyVerdict(c policy.Code, got, advice string) policy.Verdict {
+	return policy.Verdict{Decision: policy.DecisionDeny, Mode: g.o.Policy.Mode,
+		Reasons: []policy.Reason{reasonFor(c, got, advice)},
+		Checks:  []policy.Check{{Name: string(c), Expected: "none", Got: got, Pass: false}}}
+}
+
+func reasonFor(c policy.Code, detail, advice string) policy.Reason {
+	if advice == "" {
+		return policy.ReasonFor(c, detail)
+	}
+	return policy.Reason{Code: c, Message: upperFirst(detail) + "; " + advice + "."}
+}
+
+func upperFirst(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+// addReason adds a deny reason to v as the policy would: in enforce mode the
+// verdict becomes deny; in audit mode it stays allow and WouldDeny is set.
+// force denies in every mode (TPM failures: fail closed).
+func addReason(v *policy.Verdict, r policy.Reason, check policy.Check, force bool) {
+	if !slices.ContainsFunc(v.Reasons, func(x policy.Reason) bool { return x.Code == r.Code }) {
+		v.Reasons = append(v.Reasons, r)
+	}
+	v.Checks = append(v.Checks, check)
+	if v.Mode == policy.ModeAudit && !force {
+		v.Decision, v.Allow, v.WouldDeny = policy.DecisionAllow, true, true
+		return
+	}
+	v.Decision, v.Allow = policy.DecisionDeny, false
+}
+
+func reasonCodes(v policy.Verdict) []string {
+	out := make([]string, 0, len(v.Reasons))
+	for _, r := range v.Reasons {
+		out = append(out, string(r.Code))
+	}
+	return out
+}
+
+// groupRule denies every requested function whose IOMMU group has a member
+// that is neither allowed in this request nor exempt by policy.
+func (g *Gate) groupRule(items []*item) {
+	byBDF := map[pci.BDF]*item{}
+	for _, it := range items {
+		byBDF[it.bdf] = it
+	}
+	for _, it := range items {
+		if it.fn == nil || it.fn.IOMMUGroup == nil {
+			continue // nothing to bind, or no IOMMU: vfio says so
+		}
+		var bad []string
+		for _, m := range it.fn.GroupMembers {
+			if m == it.bdf {
+				continue
+			}
+			if other, ok := byBDF[m]; ok {
+				if !other.d.Verdict.Allow || len(other.d.Verdict.Reasons) > 0 {
+					bad = append(bad, fmt.Sprintf("%s is denied (%s)", m, joinCodes(other.d.Verdict)))
+				}
+				continue
+			}
+			mf, err := g.o.System.Function(m)
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s cannot be read (%v)", m, err))
+				continue
+			}
+			if !g.o.Policy.Exempt(mf.Class) {
+				drv := cmp.Or(mf.Driver, "none")
+				bad = append(bad, fmt.Sprintf("%s (class 0x%06x, driver %s) is not being bound and not exempt", m, mf.Class, drv))
+			}
+		}
+		if len(bad) == 0 {
+			continue
+		}
+		detail := fmt.Sprintf("IOMMU group %d: %s", *it.fn.IOMMUGroup, joinList(bad))
+		addReason(&it.d.Verdict, policy.ReasonFor(policy.CodeIOMMUGroupUnsafe, detail),
+			policy.Check{Name: "iommu_group", Expected: "every other member allowed or exempt", Got: joinList(bad)}, false)
+	}
+}
+
+func joinCodes(v policy.Verdict) string {
+	if len(v.Reasons) == 0 {
+		return v.Decision
+	}
+	return joinList(reasonCodes(v))
+}
+
+func joinList(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += ", "
+		}
+		out += x
+	}
+	return out
+}
+
+// record extends and logs every decision in one Recorder.Record call (one
+// log read, events in BDF order). A function whose verdict event did not
+// make it into the log is denied with reason tpm, in every mode.
+func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
+	now := g.now()
+	var events []tpm.Event
+	verdictAt := make([]int, len(items)) // index of each item's verdict event
+	var prepErr []error
+	for i, it := range items {
+		d := &it.d
+		name := it.bdf.String()
+		if d.Identity.BDF == "" && d.Identity.Socket != "" {
+			name = "socket:" + d.Identity.Socket
+		}
+		td := tpm.Decision{BDF: name, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID,
+			DSN: d.Identity.DSN, Rule: d.Verdict.Rule, Allow: d.Verdict.Allow, Mode: string(d.Verdict.Mode),
+			Reasons: reasonCodes(d.Verdict), EvidenceDigest: d.EvidenceDigest, Confidential: confidential, Time: now}
+		evs, err := tpm.EventsFor(d.Evidence, td)
+		if err != nil {
+			// Evidence tpm cannot encode: record the verdict alone, and deny.
+			prepErr = append(prepErr, err)
+			addReason(&d.Verdict, policy.ReasonFor(policy.CodeProtocol, "the evidence cannot be encoded as TPM events: "+err.Error()),
+				policy.Check{Name: "tpm.events", Expected: "encodable evidence", Got: err.Error()}, true)
+			td.Allow, td.Reasons = false, reasonCodes(d.Verdict)
+			evs = []tpm.Event{tpm.VerdictEvent(td)}
+		}
+		events = append(events, evs...)
+		verdictAt[i] = len(events) - 1
+	}
+	// Record even when the caller's deadline passed during attestation (a
+	// timeout deny must be recorded too), within a bound of its own.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+	defer cancel()
+	recs, err := g.o.Recorder.Record(rctx, events...)
+	if err == nil && len(recs) != len(events) {
+		err = fmt.Errorf("tpm: %d of %d events recorded", len(recs), len(events))
+	}
+	for i, it := range items {
+		if verdictAt[i] < len(recs) {
+			it.d.Recorded = true
+			continue
+		}
+		if err == nil {
+			err = errors.New("tpm: event not recorded")
+		}
+		it.d.Err = err
+		addReason(&it.d.Verdict, reasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error(),
+			"nothing is passed without a record: fix the TPM (--tpm) or the event log, then retry"),
+			policy.Check{Name: "tpm", Expected: "decision extended and logged", Got: err.Error()}, true)
+	}
+}
