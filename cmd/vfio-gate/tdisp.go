@@ -300,7 +300,7 @@ type cycleStep struct {
 	Request string      `json:"request"`
 	OK      bool        `json:"ok"`
 	State   tdisp.State `json:"state"`
-	Error   string      `json:"error,omitempty"`
+	Error   *string     `json:"error"` // null when ok
 }
 
 type cycleResult struct {
@@ -335,7 +335,7 @@ func runCycle(ctx context.Context, c *tdisp.Client, lp tdisp.LockParams) (*cycle
 			step.OK = false
 		}
 		if err != nil {
-			step.Error = err.Error()
+			step.Error = ptr(err.Error())
 		}
 		res.Steps = append(res.Steps, step)
 		res.FinalState = st
@@ -346,7 +346,7 @@ func runCycle(ctx context.Context, c *tdisp.Client, lp tdisp.LockParams) (*cycle
 				st, _ := c.State(ctx)
 				stop := cycleStep{Request: "STOP_INTERFACE", OK: serr == nil, State: st}
 				if serr != nil {
-					stop.Error = serr.Error()
+					stop.Error = ptr(serr.Error())
 				}
 				res.Steps = append(res.Steps, stop)
 				res.FinalState = st
@@ -394,7 +394,7 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
 				for _, s := range res.Steps {
 					ok := "ok"
 					if !s.OK {
-						ok = "FAILED: " + s.Error
+						ok = "FAILED: " + *s.Error
 					}
 					fmt.Fprintf(tw, "%s\t%s\tstate %v\n", s.Request, ok, s.State)
 				}
@@ -415,3 +415,5 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
 	c.Flags().Uint16Var(&f.lockFlags, "lock-flags", uint16(tdisp.LockNoFWUpdate), "LOCK_INTERFACE flags (masked to what the device supports)")
 	return c
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -55,8 +55,8 @@ func TestTDISPCycleCLI(t *testing.T) {
 			}
 			for i, s := range steps {
 				sm := s.(map[string]any)
-				hasKeys(t, "step", sm, "request", "ok", "state")
-				if sm["request"] != wantReq[i] || sm["ok"] != true || sm["state"] != wantState[i] {
+				hasKeys(t, "step", sm, "request", "ok", "state", "error")
+				if sm["request"] != wantReq[i] || sm["ok"] != true || sm["state"] != wantState[i] || sm["error"] != nil {
 					t.Errorf("step %d = %v", i, sm)
 				}
 			}
@@ -140,5 +140,26 @@ func TestAttestCLISession(t *testing.T) {
 	_, out, _ := fx.run(t, "attest", "--json", "--trust-anchor", anchor, "0000:3a:00.1")
 	if _, ok := evidenceJSON(t, out)["session"]; ok {
 		t.Fatal("session reported without --session")
+	}
+}
+
+// TestTDISPCycleCLIFailure: a refused LOCK (unaligned reporting offset) is a
+// failed step with its error, exit 2, and the TDI stays unlocked.
+func TestTDISPCycleCLIFailure(t *testing.T) {
+	fx := newDevFixture(t)
+	d := fx.addEmu(t, "0000:3a:00.1", emu.Config{})
+	anchor := writeAnchor(t, d, false)
+	code, out, _ := fx.run(t, "tdisp", "cycle", "--json", "--mmio-reporting-offset", "0x123", "--trust-anchor", anchor, "0000:3a:00.1")
+	if code != exitAttestation {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	m := jsonObject(t, out)
+	steps := m["steps"].([]any)
+	s0 := steps[0].(map[string]any)
+	if len(steps) != 1 || s0["ok"] != false || !strings.Contains(s0["error"].(string), "INVALID_REQUEST") || m["final_state"] != "CONFIG_UNLOCKED" || m["report"] != nil {
+		t.Fatalf("result %v", m)
+	}
+	if d.TDI().State() != tdisp.StateConfigUnlocked {
+		t.Fatal("TDI left locked")
 	}
 }
