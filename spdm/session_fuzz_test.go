@@ -2,6 +2,7 @@ package spdm
 
 import (
 	"bytes"
+	"context"
 	"testing"
 )
 
@@ -75,6 +76,58 @@ func FuzzOpaqueData(f *testing.F) {
 		}
 		if body, ok := smElement(els, smDataIDSelection); ok {
 			parseSMSelection(body)
+		}
+	})
+}
+
+// tamperT replaces the response to the n-th exchange (counted over both
+// transports) with a fuzzer-chosen one.
+type tamperT struct {
+	inner Transport
+	count *int
+	at    int
+	with  []byte
+	orig  *[]byte
+}
+
+func (t tamperT) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	rsp, err := t.inner.Exchange(ctx, req)
+	n := *t.count
+	*t.count++
+	if err != nil || n != t.at {
+		return rsp, err
+	}
+	*t.orig = bytes.Clone(rsp)
+	return bytes.Clone(t.with), nil
+}
+
+// FuzzSessionHostileDevice: a device answering KEY_EXCHANGE, FINISH or an
+// in-session request with arbitrary bytes never panics the requester, and
+// nothing but the genuine response is accepted.
+func FuzzSessionHostileDevice(f *testing.F) {
+	f.Add(uint8(0), []byte{0x12, 0x64, 0, 0})
+	f.Add(uint8(1), []byte{0xff, 0xff, 0xff, 0xff, 0x14, 0x00})
+	f.Add(uint8(2), []byte{0x12, 0x7f, 0x06, 0x00})
+	f.Fuzz(func(t *testing.T, step uint8, data []byte) {
+		rig := newSessionRig(t, AsymECDSAP256, Version12, AEADAES128GCM, false, nil)
+		count := 0
+		var orig []byte
+		at := rig.req.Stats().RoundTrips + int(step%3) // 0: KEY_EXCHANGE_RSP, 1: FINISH_RSP, 2: HEARTBEAT_ACK
+		count = rig.req.Stats().RoundTrips
+		rig.req.t = tamperT{inner: loopPlain{rig.rsp}, count: &count, at: at, with: data, orig: &orig}
+		sec := tamperT{inner: loopSecured{rig.rsp}, count: &count, at: at, with: data, orig: &orig}
+		s, err := rig.req.KeyExchange(context.Background(), KeyExchangeOpts{SecuredTransport: sec})
+		if (s == nil) == (err == nil) {
+			t.Fatalf("session %v with error %v", s, err)
+		}
+		if err == nil {
+			err = s.Heartbeat(context.Background())
+		}
+		// An ERROR (Busy, ResponseNotReady) may legitimately be retried into
+		// the genuine response; any other replacement must be refused.
+		retryable := len(data) >= 2 && data[1] == byte(ResponseError)
+		if err == nil && orig != nil && !bytes.Equal(orig, data) && !retryable {
+			t.Fatalf("forged response accepted at step %d", step%3)
 		}
 	})
 }

@@ -330,19 +330,22 @@ func (b *Broker) keep(o *owned) {
 			return
 		case <-t.C:
 		}
-		if !b.tick(o) {
+		if err := b.tick(o); err != nil {
+			if b.cfg.Lost != nil {
+				b.cfg.Lost(o.bdf, o.owner, err) // without o.mu: Lost may call Stop
+			}
 			return
 		}
 	}
 }
 
-// tick does one keep-alive round; false when the session is dead.
-func (b *Broker) tick(o *owned) bool {
+// tick does one keep-alive round; an error when the session is dead.
+func (b *Broker) tick(o *owned) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	select {
 	case <-o.stop:
-		return false
+		return nil
 	default:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
@@ -360,15 +363,12 @@ func (b *Broker) tick(o *owned) bool {
 		}
 	}
 	if err == nil {
-		return true
+		return nil
 	}
 	o.err = fmt.Errorf("tdisp: broker: session of %s lost: %w", o.bdf, err)
 	b.log.Error("tdisp broker: session lost; the TDI is in ERROR on the device", "bdf", o.bdf.String(), "owner", o.owner, "err", err)
 	_ = b.record(o, StateError)
-	if b.cfg.Lost != nil {
-		b.cfg.Lost(o.bdf, o.owner, o.err)
-	}
-	return false
+	return o.err
 }
 
 // RecoverResult is what Recover did with one journal entry.

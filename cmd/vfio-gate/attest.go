@@ -291,6 +291,16 @@ func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
 		a := ev.Algorithms
 		fmt.Fprintf(tw, "SPDM\t%s, asym %s, hash %s, measurement hash %s\n", ev.Version, a.BaseAsym, a.BaseHash, a.MeasurementHash)
 	}
+	if s := ev.Session; s != nil {
+		if s.Established {
+			fmt.Fprintf(tw, "Session	%#08x, secured messages %s, %s, %s (measurements read inside it)\n", s.SessionID, s.Version, s.AEAD, s.DHE)
+		} else {
+			fmt.Fprintf(tw, "Session	NOT established\n")
+		}
+	}
+	if t := ev.TDISP; t != nil {
+		fmt.Fprintf(tw, "TDISP	%s, TDI %s, report %d bytes\n", t.Version, t.State, len(t.Report))
+	}
 	for _, c := range ev.Chains {
 		v := "verified"
 		if !c.Verified {

@@ -136,6 +136,10 @@ func TestAttestCLISession(t *testing.T) {
 			t.Fatalf("session %v", s)
 		}
 	}
+	// Human output names the session.
+	if code, out, _ := fx.run(t, "attest", "--tdisp", "--trust-anchor", anchor, "0000:3a:00.1"); code != 0 || !strings.Contains(out, "Session") || !strings.Contains(out, "TDI CONFIG_UNLOCKED") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
 	// Without --session there is no session key.
 	_, out, _ := fx.run(t, "attest", "--json", "--trust-anchor", anchor, "0000:3a:00.1")
 	if _, ok := evidenceJSON(t, out)["session"]; ok {
