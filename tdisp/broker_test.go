@@ -237,3 +237,27 @@ func TestBrokerRecover(t *testing.T) {
 		t.Fatalf("journal %+v", es)
 	}
 }
+
+// TestBrokerKeyUpdateBeforeExhaustion: with the threshold at the top of the
+// sequence space every keep-alive round renews the keys first.
+func TestBrokerKeyUpdateBeforeExhaustion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		rig, j := newBrokerRig(t)
+		d, bdf := rig.add(t, "0000:3a:00.1", emu.SessionConfig{HeartbeatPeriod: 2})
+		b, _ := tdisp.NewBroker(tdisp.BrokerConfig{Open: rig.open, Journal: j, KeyUpdateBelow: ^uint64(0)})
+		defer b.Close(ctx)
+		if _, _, err := b.Lock(ctx, bdf, "vm-1", tdisp.LockParams{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5500 * time.Millisecond)
+		synctest.Wait()
+		h := b.Held()
+		if len(h) != 1 || h[0].KeyUpdates != 5 || h[0].Heartbeats != 5 || h[0].Err != nil {
+			t.Fatalf("held %+v", h)
+		}
+		if st, err := b.State(ctx, bdf); err != nil || st != tdisp.StateConfigLocked || d.TDI().State() != tdisp.StateConfigLocked {
+			t.Fatalf("state after key updates: %v %v", st, err)
+		}
+	})
+}
