@@ -131,3 +131,34 @@ func FuzzSessionHostileDevice(f *testing.F) {
 		}
 	})
 }
+
+// FuzzResponderSession feeds arbitrary plain and secured messages to a
+// responder with an established session: no panic, every plain request is
+// answered, a secured one either answered or refused with an error.
+func FuzzResponderSession(f *testing.F) {
+	f.Add([]byte{0x12, 0xe4, 0, 0}, false)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x12, 0x00, 1, 2, 3}, true)
+	f.Add([]byte{0x12, 0xe5, 0, 0, 1, 2, 3}, false)
+	f.Fuzz(func(t *testing.T, b []byte, secured bool) {
+		rig := newSessionRig(t, AsymECDSAP256, Version12, AEADAES256GCM, true, nil)
+		s, err := rig.open(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if secured {
+			if len(b) >= 4 && b[0]|b[1]|b[2]|b[3] == 0 {
+				copy(b, []byte{byte(s.ID()), byte(s.ID() >> 8), byte(s.ID() >> 16), byte(s.ID() >> 24)})
+			}
+			rsp, err := rig.rsp.RespondSecured(ctx, b)
+			if (rsp == nil) == (err == nil) {
+				t.Fatalf("RespondSecured: %x, %v", rsp, err)
+			}
+			return
+		}
+		rsp, err := rig.rsp.Respond(ctx, b)
+		if err != nil || len(rsp) < 4 {
+			t.Fatalf("Respond: %x, %v", rsp, err)
+		}
+	})
+}
