@@ -116,19 +116,6 @@ func parseCerts(b []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-func parseAttestPCIID(s string) (uint16, uint16, error) {
-	v, d, ok := strings.Cut(s, ":")
-	if !ok || len(v) != 4 || len(d) != 4 {
-		return 0, 0, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
-	}
-	vv, err1 := strconv.ParseUint(v, 16, 16)
-	dd, err2 := strconv.ParseUint(d, 16, 16)
-	if err1 != nil || err2 != nil {
-		return 0, 0, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
-	}
-	return uint16(vv), uint16(dd), nil
-}
-
 // runAttestation attests the target of f (a BDF or --socket) and returns
 // the evidence, or an error when the target cannot be reached at all.
 func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf pci.BDF, roots []*x509.Certificate) (*attest.Evidence, error) {
@@ -147,11 +134,11 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 	if f.socket != "" {
 		id := attest.Identity{Socket: f.socket}
 		if f.pciID != "" {
-			v, d, err := parseAttestPCIID(f.pciID)
+			p, err := parsePCIID(f.pciID)
 			if err != nil {
 				return nil, err
 			}
-			id.VendorID, id.DeviceID = v, d
+			id.VendorID, id.DeviceID = p.VendorID, p.DeviceID
 		}
 		dctx, cancel := context.WithTimeout(ctx, f.timeout)
 		c, err := socket.Dial(dctx, f.socket)

@@ -439,6 +439,11 @@ each group whose functions are all allowed (driver_override, unbind, drivers_pro
 /dev/vfio/N), undoing a group whose binding fails part-way. The original driver of each
 function is kept under <--state-dir>/bound/ for release.
 
+A function on a host driver cannot be attested there (the driver owns its DOE mailbox), so bind
+first moves its whole group to vfio-pci, which neither uses nor exposes DOE, attests it there,
+and on deny gives every function back to its original driver. check never does this: it reports
+mailbox-owned instead.
+
 Exit codes as for check, plus 6 when an allowed group failed to bind (the error names the step
 and any undo failure).`,
 		Args: cobra.MinimumNArgs(1),
