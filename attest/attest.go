@@ -33,6 +33,18 @@ type Options struct {
 	Rand                 io.Reader        // nonces [crypto/rand]
 	Logger               *slog.Logger     // [discard]
 	DOE                  *doe.Options     // mailbox tuning; nil = defaults
+
+	// Session runs the measurements inside an SPDM secure session
+	// (KEY_EXCHANGE with the verified slot's key) and fills
+	// Evidence.Session; TDISP also reads the TDI's state (and its report,
+	// when locked) inside that session into Evidence.TDISP (implies Session).
+	Session, TDISP bool
+	// SecuredTransport is the secured-CMA channel for Transport (the
+	// socket's type-2 exchanger); Function finds it in the mailbox.
+	SecuredTransport spdm.Transport
+	// TDISPInterface is the function whose TDI is read with Transport
+	// (Function uses its own BDF).
+	TDISPInterface pci.BDF
 }
 
 // Function attests one PCI function through its DOE mailbox. The caller holds the

@@ -28,6 +28,7 @@ type run struct {
 	log *slog.Logger
 	ev  *Evidence
 	t0  time.Time
+	tdi pci.BDF // function whose TDI Options.TDISP reads
 }
 
 func newRun(o *Options) *run {
@@ -186,7 +187,12 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 		return r.finish(), nil
 	}
 	ev.HasCMA = true
-	r.spdm(ctx, cma.Exchanger(doe.FeatureCMA))
+	var sec spdm.Transport
+	if cma.Supports(doe.FeatureSecuredCMA) {
+		sec = cma.Exchanger(doe.FeatureSecuredCMA)
+	}
+	r.tdi = bdf
+	r.spdm(ctx, cma.Exchanger(doe.FeatureCMA), sec)
 	return r.finish(), nil
 }
 
@@ -225,7 +231,8 @@ func attestTransport(ctx context.Context, t spdm.Transport, id Identity, o *Opti
 	defer cancel()
 	r.ev.Identity = id
 	r.ev.HasCMA = true // the transport is the CMA-SPDM channel itself
-	r.spdm(ctx, t)
+	r.tdi = r.o.TDISPInterface
+	r.spdm(ctx, t, r.o.SecuredTransport)
 	// Identity from the leaf's CMA SAN when the caller gave none.
 	if id.VendorID == 0 && id.DeviceID == 0 {
 		if c := r.ev.usedChain(); c != nil && c.CMASAN != nil {
@@ -257,7 +264,7 @@ func (e *Evidence) usedChain() *ChainState {
 
 // spdm runs the SPDM flow over t and fills the evidence. Every problem is
 // recorded as a Failure.
-func (r *run) spdm(ctx context.Context, t spdm.Transport) {
+func (r *run) spdm(ctx context.Context, t, sec spdm.Transport) {
 	ev := r.ev
 	ro, err := r.requesterOptions()
 	if err != nil {
@@ -381,15 +388,32 @@ func (r *run) spdm(ctx context.Context, t spdm.Transport) {
 		}
 	}
 
+	measure := req.Measurements
+	if r.o.Session || r.o.TDISP {
+		ss := r.session(ctx, req, sec, slot)
+		if ss == nil {
+			return
+		}
+		defer func() {
+			if err := ss.End(ctx); err != nil {
+				r.log.Debug("END_SESSION", "err", err)
+			}
+		}()
+		measure = ss.Measurements
+		if r.o.TDISP && !r.tdisp(ctx, ss) {
+			return
+		}
+	}
+
 	if neg.Caps&spdm.CapMeasMask == 0 {
 		return
 	}
 	signed := neg.Caps&spdm.CapMeasMask == spdm.CapMeasSig
 	r.timed("measurements", func() bool {
 		mo := spdm.MeasOpts{Index: 0xFF, Signed: signed, Slot: slot}
-		res, err := req.Measurements(ctx, mo)
+		res, err := measure(ctx, mo)
 		blocks := []spdm.MeasurementBlock(nil)
-		if err != nil && needsOneByOne(err) {
+		if err != nil && needsOneByOne(err) && !(r.o.Session || r.o.TDISP) {
 			r.log.Debug("GET_MEASUREMENTS all refused, reading one by one", "err", err)
 			ev.MeasurementsOneByOne = true
 			blocks, res, err = req.MeasurementsOneByOne(ctx, spdm.MeasOpts{Signed: signed, Slot: slot})
@@ -511,6 +535,9 @@ func (r *run) cmaSAN(s *spdm.CMASAN) *CMASAN {
 // requesterOptions turns the floors into spdm.Options.
 func (r *run) requesterOptions() (*spdm.Options, error) {
 	ro := &spdm.Options{Rand: r.o.Rand, Now: r.o.Now, Roots: r.o.Roots, Logger: r.log, ChainCache: r.o.ChainCache}
+	if r.o.Session || r.o.TDISP {
+		spdm.EnableSessions(ro, false)
+	}
 	if r.o.MinVersion != "" {
 		v, err := ParseVersion(r.o.MinVersion)
 		if err != nil {

@@ -26,7 +26,7 @@ func overDOE(t testing.TB, d *Device) (spdm.Transport, func()) {
 		t.Fatal(err)
 	}
 	fs, err := mbs[0].Discover(context.Background())
-	if err != nil || len(fs) != 2 || fs[1] != doe.FeatureCMA {
+	if err != nil || len(fs) != 3 || fs[1] != doe.FeatureCMA || fs[2] != doe.FeatureSecuredCMA {
 		t.Fatalf("Discover: %v %v", fs, err)
 	}
 	return mbs[0].Exchanger(doe.FeatureCMA), func() {}

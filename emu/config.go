@@ -49,6 +49,14 @@ type ConfigSpace struct {
 	wmask  [pci.ConfigSize]byte
 	doeOff int64
 	doe    DOERegisters
+	// onLockedWrite is called (without the lock held) after a write to a
+	// register TDISP LOCK freezes: command, BARs, expansion ROM.
+	onLockedWrite func(off int64)
+}
+
+// lockedRegister reports whether off is a register LOCK_INTERFACE freezes.
+func lockedRegister(off int64) bool {
+	return (off >= 0x04 && off < 0x06) || (off >= 0x10 && off < 0x28) || (off >= 0x30 && off < 0x34)
 }
 
 // NewConfigSpace builds the config space of a function with identity id: a
@@ -136,7 +144,12 @@ func (c *ConfigSpace) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("%w: write of %d bytes at %#x", ErrConfigAccess, len(p), off)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	unlock := c.mu.Unlock
+	defer func() { unlock() }()
+	if c.onLockedWrite != nil && lockedRegister(off) {
+		hook := c.onLockedWrite
+		unlock = func() { c.mu.Unlock(); hook(off) }
+	}
 	if c.inDOE(off &^ 3) {
 		// The DOE model sees dword writes only; narrower ones are dropped,
 		// as QEMU's model does.

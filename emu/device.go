@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/doe"
@@ -54,7 +55,10 @@ type Config struct {
 	Latency time.Duration
 	// DataTransferSize and MaxSPDMmsgSize of the responder (1.2+); 0 = defaults.
 	DataTransferSize, MaxSPDMmsgSize uint32
-	// VendorDefined answers VENDOR_DEFINED_REQUEST (TDISP, IDE_KM); nil = unsupported.
+	// Session configures secure sessions and the TDISP interface (session.go).
+	Session SessionConfig
+	// VendorDefined answers VENDOR_DEFINED_REQUEST; nil = TDISP inside a
+	// secure session (session.go).
 	VendorDefined func(ctx context.Context, standardID uint16, vendorID, payload []byte) ([]byte, error)
 	// Now is the clock for certificate validity; nil = time.Now.
 	Now func() time.Time
@@ -78,6 +82,8 @@ type Device struct {
 	responder *spdm.Responder
 	model     *doe.Model
 	config    *ConfigSpace
+	tdi       *tdiState
+	bar0      atomic.Uint64
 
 	mu       sync.Mutex
 	measGen  int
@@ -186,16 +192,32 @@ func New(cfg Config) (*Device, error) {
 	case d.faults[FaultNotReadyOnce]:
 		rf.NotReady = 1
 	}
+	var sc spdm.ResponderSessionConfig
+	if !cfg.Session.Disabled {
+		sc = spdm.ResponderSessionConfig{DHE: cfg.Session.DHE, AEAD: cfg.Session.AEAD, HandshakeInClear: cfg.Session.HandshakeInClear,
+			HeartbeatPeriod: cfg.Session.HeartbeatPeriod, Ended: d.sessionEnded,
+			Faults: spdm.ResponderSessionFaults{BadVerifyData: d.faults[FaultBadVerifyData], BadTag: d.faults[FaultBadTag],
+				WrongSessionID: d.faults[FaultWrongSessionID], KeyUpdateMismatch: d.faults[FaultKeyUpdateMismatch]}}
+		if sc.DHE == 0 {
+			sc.DHE = spdm.DHESECP256R1 | spdm.DHESECP384R1
+		}
+		if !cfg.Session.NoTDISP {
+			if d.tdi, err = d.newTDI(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	d.responder = spdm.NewResponder(spdm.ResponderConfig{
 		Versions: cfg.Versions, Keys: keys, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
 		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
-		VendorDefined: cfg.VendorDefined, Faults: rf, Rand: cfg.Rand, Logger: cfg.Logger,
+		VendorDefined: d.vendorDefined, Faults: rf, Rand: cfg.Rand, Logger: cfg.Logger, Session: sc,
 	})
-	d.model = doe.NewModel([]doe.Feature{doe.FeatureCMA}, d.handle)
+	d.model = doe.NewModel(d.Features(), d.handle)
 	if cfg.Latency > 0 {
 		d.model.SetFault(doe.Fault{Latency: cfg.Latency})
 	}
 	d.config = NewConfigSpace(cfg.Identity, d.model)
+	d.config.onLockedWrite = d.lockedConfigWrite
 	return d, nil
 }
 
@@ -236,6 +258,12 @@ func (d *Device) handle(f doe.Feature, req []byte) ([]byte, error) {
 }
 
 func (d *Device) serve(ctx context.Context, f doe.Feature, req []byte) ([]byte, error) {
+	if f == doe.FeatureSecuredCMA && !d.cfg.Session.Disabled {
+		d.mu.Lock()
+		d.requests++
+		d.mu.Unlock()
+		return d.responder.RespondSecured(ctx, req)
+	}
 	if f != doe.FeatureCMA {
 		return nil, fmt.Errorf("%w %s", ErrUnsupportedFeature, f)
 	}
@@ -279,8 +307,14 @@ func (d *Device) Handler() doe.Handler {
 	}
 }
 
-// Features is the DOE feature list after Discovery: CMA-SPDM.
-func (d *Device) Features() []doe.Feature { return []doe.Feature{doe.FeatureCMA} }
+// Features is the DOE feature list after Discovery: CMA-SPDM and (unless
+// sessions are disabled) secured CMA-SPDM.
+func (d *Device) Features() []doe.Feature {
+	if d.cfg.Session.Disabled {
+		return []doe.Feature{doe.FeatureCMA}
+	}
+	return []doe.Feature{doe.FeatureCMA, doe.FeatureSecuredCMA}
+}
 
 // ReadAt reads config space (pci.ConfigSpace).
 func (d *Device) ReadAt(p []byte, off int64) (int, error) { return d.config.ReadAt(p, off) }
@@ -362,6 +396,17 @@ func (t directTransport) Exchange(ctx context.Context, req []byte) ([]byte, erro
 		rsp = append(rsp, make([]byte, 4-len(rsp)%4)...)
 	}
 	return rsp, nil
+}
+
+// DirectSecured returns an spdm.Transport to the device's secured-CMA
+// feature that skips the DOE register model.
+func (d *Device) DirectSecured() spdm.Transport { return directSecured{d} }
+
+type directSecured struct{ d *Device }
+
+// Exchange implements spdm.Transport.
+func (t directSecured) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	return t.d.serve(ctx, doe.FeatureSecuredCMA, req)
 }
 
 // Direct returns an spdm.Transport to the device's CMA responder that

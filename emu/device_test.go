@@ -33,7 +33,7 @@ func TestDeviceOverDOEModel(t *testing.T) {
 	}
 	ctx := context.Background()
 	fs, err := mbs[0].Discover(ctx)
-	if err != nil || len(fs) != 2 || fs[1] != doe.FeatureCMA {
+	if err != nil || len(fs) != 3 || fs[1] != doe.FeatureCMA || fs[2] != doe.FeatureSecuredCMA {
 		t.Fatalf("Discover: %v %v", fs, err)
 	}
 	rsp, err := mbs[0].Exchanger(doe.FeatureCMA).Exchange(ctx, []byte{0x10, 0x84, 0, 0})

@@ -49,6 +49,18 @@ const (
 	FaultNotReadyOnce
 	// FaultBusyOnce: every request is answered Busy once (legal).
 	FaultBusyOnce
+	// FaultBadVerifyData: ResponderVerifyData (KEY_EXCHANGE_RSP or
+	// FINISH_RSP) is wrong: the session must not be established.
+	FaultBadVerifyData
+	// FaultBadTag: data-phase session records carry a corrupted AEAD tag:
+	// the session dies (authentication failed).
+	FaultBadTag
+	// FaultWrongSessionID: data-phase responses come in records of another
+	// session: the session dies (wrong session ID).
+	FaultWrongSessionID
+	// FaultKeyUpdateMismatch: KEY_UPDATE derives a wrong key on the device:
+	// VerifyNewKey fails and the session dies.
+	FaultKeyUpdateMismatch
 )
 
 var faultNames = map[Fault]string{
@@ -58,6 +70,8 @@ var faultNames = map[Fault]string{
 	FaultWrongResponseCode: "wrong-response-code", FaultNotReadyForever: "not-ready-forever",
 	FaultBusyStorm: "busy-storm", FaultChangingMeasurements: "changing-measurements",
 	FaultNotReadyOnce: "not-ready-once", FaultBusyOnce: "busy-once",
+	FaultBadVerifyData: "bad-verify-data", FaultBadTag: "bad-tag", FaultWrongSessionID: "wrong-session-id",
+	FaultKeyUpdateMismatch: "key-update-mismatch",
 }
 
 // Faults lists every fault in declaration order.

@@ -32,7 +32,7 @@ func overSocket(t testing.TB, d *Device) (spdm.Transport, func()) {
 		t.Fatal(err)
 	}
 	fs, err := doe.Discover(ctx, c)
-	if err != nil || len(fs) != 2 || fs[1] != doe.FeatureCMA {
+	if err != nil || len(fs) != 3 || fs[1] != doe.FeatureCMA || fs[2] != doe.FeatureSecuredCMA {
 		t.Fatalf("socket discovery: %v %v", fs, err)
 	}
 	return c.Exchanger(doe.FeatureCMA), func() {

@@ -129,6 +129,9 @@ type Requester struct {
 	digests *Digests
 	chains  map[uint8]*CertChain
 	handle  uint8
+
+	sessions int                            // KEY_EXCHANGEs sent (picks ReqSessionID)
+	dheHook  func(DHEAlgo) (*dheKey, error) // tests: replace the ephemeral DHE key
 }
 
 // NewRequester returns a Requester over t. opts may be nil.

@@ -87,6 +87,8 @@ type ResponderConfig struct {
 	Rand io.Reader
 	// Faults injects lies (tests and the software device only).
 	Faults ResponderFaults
+	// Session enables secure sessions (responder_session.go).
+	Session ResponderSessionConfig
 	// Logger receives debug records of traffic; nil = discard.
 	Logger *slog.Logger
 }
@@ -140,6 +142,13 @@ type rspConn struct {
 	large       *rspLarge
 	token       uint8
 	largeHandle uint8
+
+	// Sessions (responder_session.go).
+	otherParams uint8
+	dhe         DHEAlgo
+	aead        AEADAlgo
+	keySchedule KeySchedule
+	sessions    map[uint32]*rspSession
 }
 
 // rspSlot is a provisioned slot: its key and chain buffer under the
@@ -237,6 +246,7 @@ func (r *Responder) Respond(ctx context.Context, req []byte) ([]byte, error) {
 func (r *Responder) Reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.endAllSessions()
 	r.c = rspConn{}
 }
 
@@ -290,6 +300,10 @@ func (r *Responder) respond(ctx context.Context, req []byte) ([]byte, error) {
 		return r.chunkGet(req), nil
 	case RequestVendorDefined:
 		return r.vendorDefined(ctx, req)
+	case RequestKeyExchange:
+		return r.keyExchange(req), nil
+	case RequestFinish:
+		return r.finishClear(req), nil
 	}
 	return r.errRsp(ErrorCodeUnsupportedRequest, uint8(code)), nil
 }

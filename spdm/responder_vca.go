@@ -17,6 +17,7 @@ var (
 // getVersion answers GET_VERSION (DSP0274 §10.3) and restarts the connection.
 func (r *Responder) getVersion(req []byte) []byte {
 	m, ok := rspDecode(req, decodeGetVersionReq)
+	r.endAllSessions()
 	r.c = rspConn{}
 	if !ok {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
@@ -45,7 +46,7 @@ func (r *Responder) rspFlags(v Version) uint32 {
 	if v >= Version12 && !r.cfg.NoChunk {
 		f |= CapChunk
 	}
-	return f
+	return f | r.sessionFlags(v)
 }
 
 // getCapabilities answers GET_CAPABILITIES (DSP0274 §10.4).
@@ -135,11 +136,17 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 	}
 	// AlgStruct tables: each type the requester listed, nothing selected
 	// (this responder has no KEY_EX_CAP, PSK_CAP or MUT_AUTH_CAP).
+	// (KEY_EX_CAP: DHE, AEAD and key schedule are selected when sessions
+	// are enabled and the requester has KEY_EX_CAP; responder_session.go.)
+	r.c.dhe, r.c.aead, r.c.keySchedule = 0, 0, 0
 	for _, a := range m.Algs {
-		rsp.Algs = append(rsp.Algs, algStruct{Type: a.Type})
+		sel := algStruct{Type: a.Type, Supported: a.Supported}
+		r.selectSessionAlgs(&sel)
+		rsp.Algs = append(rsp.Algs, sel)
 	}
 	b := rsp.marshal()
 	r.c.asym, r.c.hash, r.c.measHash, r.c.measSpec = rsp.BaseAsym, rsp.BaseHash, rsp.MeasHash, rsp.MeasSpecSel
+	r.c.otherParams = rsp.OtherParamsSel
 	for i := range r.cfg.Keys {
 		k := &r.cfg.Keys[i]
 		if k.Asym&rsp.BaseAsym != 0 && k.Slot < maxSlots && r.c.slots[k.Slot] == nil && len(k.Chain) > 0 {

@@ -22,7 +22,10 @@ type DeviceConfig struct {
 	// Ranges are the TDI's MMIO ranges (from the BARs), FirstPage without
 	// the reporting offset; the offset of LOCK is added when the report is
 	// built.
-	Ranges             []MMIORange
+	Ranges []MMIORange
+	// RangesFunc, when set, replaces Ranges and is called at every LOCK
+	// (the emulator reads its BARs then).
+	RangesFunc         func() []MMIORange
 	InterfaceInfo      InterfaceInfo
 	MSIXControl        uint16
 	LNRControl         uint16
@@ -189,7 +192,11 @@ func (d *Device) buildReport(offset uint64) []byte {
 		InterfaceInfo: d.cfg.InterfaceInfo, MSIXControl: d.cfg.MSIXControl, LNRControl: d.cfg.LNRControl,
 		TPHControl: d.cfg.TPHControl, DeviceSpecificInfo: d.cfg.DeviceSpecificInfo,
 	}
-	for _, m := range d.cfg.Ranges {
+	ranges := d.cfg.Ranges
+	if d.cfg.RangesFunc != nil {
+		ranges = d.cfg.RangesFunc()
+	}
+	for _, m := range ranges {
 		m.FirstPage += offset >> pageShift
 		r.MMIORanges = append(r.MMIORanges, m)
 	}

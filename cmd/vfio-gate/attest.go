@@ -31,6 +31,8 @@ type attestFlags struct {
 	pciID   string
 	lockDir string
 	timeout time.Duration
+	session bool
+	tdisp   bool
 }
 
 func (f *attestFlags) register(c *cobra.Command) {
@@ -41,6 +43,10 @@ func (f *attestFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.pciID, "pci-id", "", "with --socket: the responder's VVVV:DDDD (default: taken from the leaf's CMA SAN)")
 	fl.StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
 	fl.DurationVar(&f.timeout, "timeout", attest.DefaultTimeout, "bound on the whole attestation")
+	if c.Name() == "attest" {
+		fl.BoolVar(&f.session, "session", false, "read the measurements inside an SPDM secure session (KEY_EXCHANGE) and report it as \"session\"")
+		fl.BoolVar(&f.tdisp, "tdisp", false, "also read the TDISP interface state (and report when locked) inside the session (implies --session)")
+	}
 }
 
 // target checks the positional arguments against --socket.
@@ -117,7 +123,7 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	o := &attest.Options{Roots: roots, Timeout: f.timeout, Logger: log}
+	o := &attest.Options{Roots: roots, Timeout: f.timeout, Logger: log, Session: f.session || f.tdisp, TDISP: f.tdisp}
 	if f.slot >= 0 {
 		if f.slot > 7 {
 			return nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
@@ -140,6 +146,7 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		if err != nil {
 			return nil, withCode(exitUnavailable, err)
 		}
+		o.SecuredTransport = c.Exchanger(doe.FeatureSecuredCMA)
 		ev, err := attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, o)
 		if cerr := c.Close(); cerr != nil {
 			log.Debug("closing the spdm-socket connection", "err", cerr)
@@ -270,6 +277,16 @@ func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
 	if ev.Version != "" {
 		a := ev.Algorithms
 		fmt.Fprintf(tw, "SPDM\t%s, asym %s, hash %s, measurement hash %s\n", ev.Version, a.BaseAsym, a.BaseHash, a.MeasurementHash)
+	}
+	if s := ev.Session; s != nil {
+		if s.Established {
+			fmt.Fprintf(tw, "Session	%#08x, secured messages %s, %s, %s (measurements read inside it)\n", s.SessionID, s.Version, s.AEAD, s.DHE)
+		} else {
+			fmt.Fprintf(tw, "Session	NOT established\n")
+		}
+	}
+	if t := ev.TDISP; t != nil {
+		fmt.Fprintf(tw, "TDISP	%s, TDI %s, report %d bytes\n", t.Version, t.State, len(t.Report))
 	}
 	for _, c := range ev.Chains {
 		v := "verified"

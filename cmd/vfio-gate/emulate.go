@@ -14,6 +14,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
 
@@ -34,6 +35,9 @@ func newEmulateCmd(e *env, g *globals) *cobra.Command {
 		listen, profile, writeCA, algs, versions string
 		latency                                  time.Duration
 		slots                                    int
+		aead, iface                              string
+		inClear                                  bool
+		heartbeat                                uint8
 	)
 	cmd := &cobra.Command{
 		Use:   "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
@@ -69,7 +73,24 @@ Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
 			if _, err := emu.LookupProfile(profile); err != nil {
 				return usageErrorf("emulate: --profile: %v", err)
 			}
-			dev, err := emu.New(emu.Config{Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots, Logger: g.log})
+			sc := emu.SessionConfig{HandshakeInClear: inClear, HeartbeatPeriod: heartbeat}
+			switch aead {
+			case "":
+			case spdm.AEADAES128GCM.String():
+				sc.AEAD = spdm.AEADAES128GCM
+			case spdm.AEADAES256GCM.String():
+				sc.AEAD = spdm.AEADAES256GCM
+			case spdm.AEADChaCha20Poly1305.String():
+				sc.AEAD = spdm.AEADChaCha20Poly1305
+			default:
+				return usageErrorf("emulate: --aead %q: want aes-128-gcm, aes-256-gcm or chacha20-poly1305", aead)
+			}
+			bdf, err := pci.ParseBDF(iface)
+			if err != nil {
+				return usageErrorf("emulate: --bdf: %v", err)
+			}
+			dev, err := emu.New(emu.Config{BDF: bdf, Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots,
+				Session: sc, Logger: g.log})
 			if err != nil {
 				return usageErrorf("emulate: %v", err)
 			}
@@ -120,6 +141,10 @@ Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
 	f.StringVar(&versions, "versions", "", "comma-separated SPDM versions offered (e.g. 1.2,1.3); default 1.0-1.3")
 	f.DurationVar(&latency, "latency", 0, "delay every response by this much")
 	f.IntVar(&slots, "slots", 1, "number of provisioned certificate slots (1-8)")
+	f.StringVar(&aead, "aead", "", "secure sessions: the only AEAD the device selects (aes-128-gcm, aes-256-gcm, chacha20-poly1305); default: prefers aes-256-gcm")
+	f.BoolVar(&inClear, "handshake-in-clear", false, "secure sessions: advertise HANDSHAKE_IN_THE_CLEAR_CAP")
+	f.Uint8Var(&heartbeat, "heartbeat", 0, "secure sessions: HeartbeatPeriod in seconds announced in KEY_EXCHANGE_RSP")
+	f.StringVar(&iface, "bdf", "0000:00:00.0", "the address the function pretends to have (its TDISP interface ID; tdisp --interface)")
 	return cmd
 }
 

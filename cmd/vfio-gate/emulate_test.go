@@ -76,7 +76,7 @@ func TestEmulateServesAttestableDevice(t *testing.T) {
 			t.Fatalf("client %d: %v", i, err)
 		}
 		fs, err := doe.Discover(ctx, c)
-		if err != nil || len(fs) != 2 || fs[1] != doe.FeatureCMA {
+		if err != nil || len(fs) != 3 || fs[1] != doe.FeatureCMA || fs[2] != doe.FeatureSecuredCMA {
 			t.Fatalf("discovery %v %v", fs, err)
 		}
 		r := spdm.NewRequester(c.Exchanger(doe.FeatureCMA), &spdm.Options{Roots: roots, AsymAlgos: asym})

@@ -119,6 +119,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newDemoCmd(e, g),
 		newDaemonCmd(e, g),
 		newLibvirtCmd(e, g),
+		newTDISPCmd(e, g),
 	}
 }
 

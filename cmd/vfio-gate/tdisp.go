@@ -1,0 +1,419 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/doe/socket"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/tdisp"
+)
+
+// tdispFlags are shared by the tdisp subcommands.
+type tdispFlags struct {
+	anchors   []string
+	slot      int
+	socket    string
+	iface     string
+	lockDir   string
+	timeout   time.Duration
+	mmioOff   uint64
+	lockFlags uint16
+}
+
+func (f *tdispFlags) register(c *cobra.Command) {
+	fl := c.Flags()
+	fl.StringArrayVar(&f.anchors, "trust-anchor", nil, "trust anchor certificate (PEM or DER); repeatable; the session needs a verified chain")
+	fl.IntVar(&f.slot, "slot", 0, "certificate slot whose key authenticates the session")
+	fl.StringVar(&f.socket, "socket", "", "talk to a responder behind the spdm-socket protocol at HOST:PORT instead of a PCI function")
+	fl.StringVar(&f.iface, "interface", "0000:00:00.0", "with --socket: the function (BDF) whose TDI to address")
+	fl.StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on the whole command")
+}
+
+// tdiConn is one short-lived session with a TDI.
+type tdiConn struct {
+	bdf     pci.BDF
+	sess    *spdm.Session
+	client  *tdisp.Client
+	closers []func()
+}
+
+func (c *tdiConn) close(ctx context.Context, log *slog.Logger) {
+	if c.sess != nil {
+		if err := c.sess.End(ctx); err != nil {
+			log.Debug("END_SESSION", "err", err)
+		}
+	}
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+}
+
+// openTDI opens the secured channel to the target (BDF or --socket),
+// establishes an SPDM session authenticated by the trust anchors and asks
+// for the TDISP version.
+func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, error) {
+	log := g.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &tdiConn{}
+	var plain, sec spdm.Transport
+	switch {
+	case f.socket != "" && len(args) > 0:
+		return nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
+	case f.socket == "" && len(args) != 1:
+		return nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
+	case f.slot < 0 || f.slot > 7:
+		return nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
+	}
+	roots, err := loadAnchors(f.anchors)
+	if err != nil {
+		return nil, err
+	}
+	if len(roots) == 0 {
+		return nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
+	}
+	if f.socket != "" {
+		if c.bdf, err = pci.ParseBDF(f.iface); err != nil {
+			return nil, usageErrorf("--interface: %v", err)
+		}
+		sc, err := socket.Dial(ctx, f.socket)
+		if err != nil {
+			return nil, withCode(exitUnavailable, err)
+		}
+		c.closers = append(c.closers, func() { _ = sc.Close() })
+		plain, sec = sc.Exchanger(doe.FeatureCMA), sc.Exchanger(doe.FeatureSecuredCMA)
+	} else {
+		if c.bdf, err = pci.ParseBDF(args[0]); err != nil {
+			return nil, usageErrorf("tdisp %s: %v", name, err)
+		}
+		if plain, sec, err = openMailbox(ctx, e, g, f, c, log); err != nil {
+			c.close(ctx, log)
+			return nil, err
+		}
+	}
+	_, s, err := spdm.OpenSession(ctx, plain, sec, &spdm.Options{Roots: roots, Logger: log}, uint8(f.slot))
+	if err != nil {
+		c.close(ctx, log)
+		if errors.Is(err, spdm.ErrChainNotVerified) {
+			return nil, withCode(exitAttestation, err)
+		}
+		return nil, withCode(exitUnavailable, fmt.Errorf("secure session: %w", err))
+	}
+	c.sess = s
+	id, err := tdisp.InterfaceIDFor(c.bdf)
+	if err != nil {
+		c.close(ctx, log)
+		return nil, err
+	}
+	c.client = tdisp.NewClient(s, id, &tdisp.ClientOptions{Logger: log})
+	if _, err := c.client.GetVersion(ctx); err != nil {
+		c.close(ctx, log)
+		return nil, withCode(exitAttestation, err)
+	}
+	return c, nil
+}
+
+// openMailbox finds the function's DOE mailbox with secured CMA, holding
+// the per-function lock, under the same rules as attest.
+func openMailbox(ctx context.Context, e *env, g *globals, f *tdispFlags, c *tdiConn, log *slog.Logger) (spdm.Transport, spdm.Transport, error) {
+	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
+	if err != nil {
+		return nil, nil, withCode(exitUnavailable, err)
+	}
+	c.closers = append(c.closers, func() { sys.Close() })
+	unlock, err := pci.LockFunction(ctx, f.lockDir, c.bdf)
+	if err != nil {
+		return nil, nil, withCode(exitUnavailable, err)
+	}
+	c.closers = append(c.closers, func() { _ = unlock() })
+	fn, err := sys.Function(c.bdf)
+	if err != nil {
+		return nil, nil, withCode(exitUnavailable, err)
+	}
+	if err := sys.MayDriveDOE(fn); err != nil {
+		return nil, nil, withCode(exitUnavailable, err)
+	}
+	cfg, closer, err := fn.OpenConfig()
+	if err != nil {
+		return nil, nil, withCode(exitUnavailable, err)
+	}
+	c.closers = append(c.closers, func() { closer.Close() })
+	mbs, err := doe.Find(cfg, nil)
+	if err != nil && len(mbs) == 0 {
+		return nil, nil, withCode(exitUnavailable, err)
+	}
+	for _, mb := range mbs {
+		if _, err := mb.Discover(ctx); err != nil {
+			continue
+		}
+		if mb.Supports(doe.FeatureCMA) && mb.Supports(doe.FeatureSecuredCMA) {
+			return mb.Exchanger(doe.FeatureCMA), mb.Exchanger(doe.FeatureSecuredCMA), nil
+		}
+	}
+	return nil, nil, withCode(exitAttestation, fmt.Errorf("%s: no DOE mailbox offers CMA-SPDM and secured CMA-SPDM", c.bdf))
+}
+
+// reportJSON is the parsed report as `tdisp report|cycle --json` print it.
+type reportJSON struct {
+	InterfaceInfo      tdisp.InterfaceInfo `json:"interface_info"`
+	MMIORanges         []tdisp.MMIORange   `json:"mmio_ranges"`
+	DeviceSpecificInfo tdisp.HexBytes      `json:"device_specific_info"`
+}
+
+func toReportJSON(r *tdisp.InterfaceReport) *reportJSON {
+	if r == nil {
+		return nil
+	}
+	out := &reportJSON{InterfaceInfo: r.InterfaceInfo, MMIORanges: r.MMIORanges, DeviceSpecificInfo: r.DeviceSpecificInfo}
+	if out.MMIORanges == nil {
+		out.MMIORanges = []tdisp.MMIORange{}
+	}
+	if out.DeviceSpecificInfo == nil {
+		out.DeviceSpecificInfo = tdisp.HexBytes{}
+	}
+	return out
+}
+
+type sessionJSON struct {
+	ID   uint32 `json:"session_id"`
+	AEAD string `json:"aead"`
+	DHE  string `json:"dhe"`
+}
+
+func sessionOf(s *spdm.Session) sessionJSON {
+	in := s.Info()
+	return sessionJSON{ID: in.ID, AEAD: in.AEAD.String(), DHE: in.DHE.String()}
+}
+
+func printReport(w io.Writer, r *tdisp.InterfaceReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "interface info\t%#04x\n", uint16(r.InterfaceInfo))
+	for _, m := range r.MMIORanges {
+		fmt.Fprintf(tw, "mmio range %d\tfirst page %#x, %d pages, attributes %#04x\n", m.RangeID, m.FirstPage, m.Pages, uint16(m.Attributes))
+	}
+	fmt.Fprintf(tw, "device specific info\t%q\n", string(r.DeviceSpecificInfo))
+	tw.Flush()
+}
+
+func newTDISPCmd(e *env, g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "tdisp",
+		Short: "Inspect a function's TEE device interface (TDISP) inside an SPDM secure session",
+		Long: `TDISP travels inside an SPDM secure session. These commands open their own short session
+(authenticated by --trust-anchor), do their work and end it. "state" and "report" only read;
+"cycle" runs lock -> report -> start -> state -> stop (a lab and CI check of a device). Locking a
+TDI for a real assignment is the daemon's job: the TDI is bound to the session that locked it.
+
+Exit codes: 0 ok; 2 the device failed a step or its chain did not verify; 4 device or transport
+unavailable; 1 usage or internal error.`,
+	}
+	c.AddCommand(newTDISPStateCmd(e, g), newTDISPReportCmd(e, g), newTDISPCycleCmd(e, g))
+	return c
+}
+
+func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
+	f := &tdispFlags{}
+	c := &cobra.Command{
+		Use:   "state BDF | --socket HOST:PORT",
+		Short: "Print the TDI state (GET_DEVICE_INTERFACE_STATE)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			conn, err := openTDI(ctx, e, g, f, args, "state")
+			if err != nil {
+				return err
+			}
+			defer conn.close(ctx, g.log)
+			st, err := conn.client.State(ctx)
+			if err != nil {
+				return withCode(exitAttestation, err)
+			}
+			if g.json {
+				return writeJSON(e.out, struct {
+					BDF       string            `json:"bdf"`
+					Interface tdisp.InterfaceID `json:"interface_id"`
+					State     tdisp.State       `json:"state"`
+					Session   sessionJSON       `json:"session"`
+				}{conn.bdf.String(), conn.client.Interface(), st, sessionOf(conn.sess)})
+			}
+			_, err = fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.bdf, conn.client.Interface(), st)
+			return err
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
+	f := &tdispFlags{}
+	c := &cobra.Command{
+		Use:   "report BDF | --socket HOST:PORT",
+		Short: "Print the parsed DEVICE_INTERFACE_REPORT of a locked or running TDI",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			conn, err := openTDI(ctx, e, g, f, args, "report")
+			if err != nil {
+				return err
+			}
+			defer conn.close(ctx, g.log)
+			st, err := conn.client.State(ctx)
+			if err != nil {
+				return withCode(exitAttestation, err)
+			}
+			if st != tdisp.StateConfigLocked && st != tdisp.StateRun {
+				return withCode(exitAttestation, fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.bdf, st))
+			}
+			rep, _, err := conn.client.Report(ctx)
+			if err != nil {
+				return withCode(exitAttestation, err)
+			}
+			if g.json {
+				return writeJSON(e.out, struct {
+					State  tdisp.State `json:"state"`
+					Report *reportJSON `json:"report"`
+				}{st, toReportJSON(rep)})
+			}
+			fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.bdf, conn.client.Interface(), st)
+			printReport(e.out, rep)
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}
+
+// cycleStep is one step of `tdisp cycle`.
+type cycleStep struct {
+	Request string      `json:"request"`
+	OK      bool        `json:"ok"`
+	State   tdisp.State `json:"state"`
+	Error   *string     `json:"error"` // null when ok
+}
+
+type cycleResult struct {
+	Steps      []cycleStep `json:"steps"`
+	Report     *reportJSON `json:"report"`
+	FinalState tdisp.State `json:"final_state"`
+}
+
+// runCycle runs lock → report → start → state → stop; it stops at the first
+// failing step (after trying STOP, so the TDI is not left locked).
+func runCycle(ctx context.Context, c *tdisp.Client, lp tdisp.LockParams) (*cycleResult, *tdisp.InterfaceReport, error) {
+	res := &cycleResult{Steps: []cycleStep{}}
+	var nonce [tdisp.NonceSize]byte
+	var rep *tdisp.InterfaceReport
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"LOCK_INTERFACE", func() (err error) { nonce, err = c.Lock(ctx, lp); return err }},
+		{"GET_DEVICE_INTERFACE_REPORT", func() (err error) { rep, _, err = c.Report(ctx); return err }},
+		{"START_INTERFACE", func() error { return c.Start(ctx, nonce) }},
+		{"GET_DEVICE_INTERFACE_STATE", func() error { _, err := c.State(ctx); return err }},
+		{"STOP_INTERFACE", func() error { return c.Stop(ctx) }},
+	}
+	var firstErr error
+	for i, s := range steps {
+		err := s.do()
+		st, serr := c.State(ctx)
+		step := cycleStep{Request: s.name, OK: err == nil, State: st}
+		if err == nil && serr != nil {
+			err = serr
+			step.OK = false
+		}
+		if err != nil {
+			step.Error = ptr(err.Error())
+		}
+		res.Steps = append(res.Steps, step)
+		res.FinalState = st
+		if err != nil {
+			firstErr = fmt.Errorf("%s: %w", s.name, err)
+			if i > 0 && i < len(steps)-1 { // locked: release it before giving up
+				serr := c.Stop(ctx)
+				st, _ := c.State(ctx)
+				stop := cycleStep{Request: "STOP_INTERFACE", OK: serr == nil, State: st}
+				if serr != nil {
+					stop.Error = ptr(serr.Error())
+				}
+				res.Steps = append(res.Steps, stop)
+				res.FinalState = st
+			}
+			break
+		}
+	}
+	res.Report = toReportJSON(rep)
+	return res, rep, firstErr
+}
+
+func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
+	f := &tdispFlags{}
+	c := &cobra.Command{
+		Use:   "cycle BDF | --socket HOST:PORT",
+		Short: "Run lock -> report -> start -> state -> stop in one session and print every step",
+		Long: `Runs the whole TDISP lifecycle in one secure session and prints each step, the TDI state
+after it, and the parsed interface report. If a step fails after LOCK, STOP is still sent so the
+TDI is not left locked. Lab and CI use only: never on a function assigned to a running VM.
+
+--json: {"steps": [{"request", "ok", "state", "error"}],
+         "report": {"interface_info", "mmio_ranges": [{"first_page", "pages", "attributes", "range_id"}],
+                    "device_specific_info"},
+         "final_state"}`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			conn, err := openTDI(ctx, e, g, f, args, "cycle")
+			if err != nil {
+				return err
+			}
+			defer conn.close(ctx, g.log)
+			caps, err := conn.client.GetCapabilities(ctx, 0)
+			if err != nil {
+				return withCode(exitAttestation, err)
+			}
+			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
+			res, rep, cerr := runCycle(ctx, conn.client, lp)
+			if g.json {
+				if err := writeJSON(e.out, res); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+				for _, s := range res.Steps {
+					ok := "ok"
+					if !s.OK {
+						ok = "FAILED: " + *s.Error
+					}
+					fmt.Fprintf(tw, "%s\t%s\tstate %v\n", s.Request, ok, s.State)
+				}
+				tw.Flush()
+				if rep != nil {
+					printReport(e.out, rep)
+				}
+				fmt.Fprintf(e.out, "final state: %v\n", res.FinalState)
+			}
+			if cerr != nil {
+				return quietCode(exitAttestation, cerr)
+			}
+			return nil
+		},
+	}
+	f.register(c)
+	c.Flags().Uint64Var(&f.mmioOff, "mmio-reporting-offset", 0, "LOCK_INTERFACE MMIO_REPORTING_OFFSET (4 KiB aligned)")
+	c.Flags().Uint16Var(&f.lockFlags, "lock-flags", uint16(tdisp.LockNoFWUpdate), "LOCK_INTERFACE flags (masked to what the device supports)")
+	return c
+}
+
+func ptr[T any](v T) *T { return &v }
