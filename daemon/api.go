@@ -113,9 +113,11 @@ type DeviceStatus struct {
 
 // SessionStatus is one SPDM session the daemon holds.
 type SessionStatus struct {
-	BDF       pci.BDF   `json:"bdf"`
-	SessionID uint32    `json:"session_id"`
-	Since     time.Time `json:"since"`
+	BDF        pci.BDF   `json:"bdf"`
+	SessionID  uint32    `json:"session_id"`
+	Heartbeats int       `json:"heartbeats"`
+	KeyUpdates int       `json:"key_updates"`
+	Since      time.Time `json:"since,omitzero"`
 }
 
 // ReleaseRecord says what one release did.

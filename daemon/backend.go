@@ -36,11 +36,10 @@ const (
 	maxReports   = 64
 )
 
-// TDISPUnavailable is the explanation the TDISP endpoints give until the
-// daemon owns SPDM sessions.
-const TDISPUnavailable = "this vfio-gate daemon cannot own TDISP sessions yet: the session owner " +
-	"(heartbeat, key update, TDISP journal) is not built in; TDISP lock/start/stop/state are refused, " +
-	"and a policy rule with tdisp.require_lock denies the device at check"
+// TDISPUnavailable is the explanation the TDISP endpoints give when the
+// backend has no session owner.
+const TDISPUnavailable = "this backend has no TDISP session owner (BackendOptions.TDIs is nil): " +
+	"TDISP lock/start/stop/state are refused, and a policy rule with tdisp.require_lock denies the device at check"
 
 // ErrTDISPUnavailable matches the APIError the TDISP endpoints return.
 var ErrTDISPUnavailable = errors.New("daemon: tdisp-unavailable")
@@ -60,8 +59,21 @@ type BackendOptions struct {
 	System *pci.System
 	// StateDir holds StateFileName; "" keeps the state in memory only.
 	StateDir string
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// TDIs owns the TDISP sessions (*tdisp.Broker); nil: the TDISP
+	// endpoints answer 501 tdisp-unavailable. The owner runs its own
+	// journal recovery (Broker.Recover) before it is handed over.
+	TDIs   TDIOwner
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// TDIOwner is the TDISP session owner the daemon drives: *tdisp.Broker.
+type TDIOwner interface {
+	Lock(ctx context.Context, bdf pci.BDF, owner string, p tdisp.LockParams) (*tdisp.InterfaceReport, []byte, error)
+	Start(ctx context.Context, bdf pci.BDF) error
+	State(ctx context.Context, bdf pci.BDF) (tdisp.State, error)
+	Stop(ctx context.Context, bdf pci.BDF) error
+	Held() []tdisp.Held
 }
 
 // GateBackend implements Backend over one gate.Gate: it decides per
@@ -85,6 +97,8 @@ type GateBackend struct {
 	// tdis are the TDIs the TDISP journal in StateDir lists (left by an
 	// earlier session owner): possibly locked, not owned by this daemon.
 	tdis []TDIStatus
+	// lastState is the last TDISP state PollTDIs saw per held TDI.
+	lastState map[pci.BDF]string
 }
 
 // state is what the state file holds.
@@ -135,7 +149,9 @@ func NewBackend(o BackendOptions) (*GateBackend, error) {
 	if err := b.load(); err != nil {
 		return nil, err
 	}
-	b.recoverJournal()
+	if o.TDIs == nil {
+		b.recoverJournal()
+	}
 	return b, nil
 }
 
@@ -461,8 +477,17 @@ func (b *GateBackend) Release(ctx context.Context, req DomainRequest) error {
 	b.mu.Lock()
 	dom := b.st.Domains[req.Domain]
 	b.mu.Unlock()
+	var tdiErrs []string
+	for _, t := range b.heldTDIs(req.Domain) {
+		if err := b.o.TDIs.Stop(ctx, t.BDF); err != nil && !errors.Is(err, tdisp.ErrNotHeld) {
+			tdiErrs = append(tdiErrs, fmt.Sprintf("%s: TDISP stop: %v", t.BDF, err))
+		}
+	}
 	if dom == nil {
 		b.log.InfoContext(ctx, "release of a domain the daemon holds nothing for", "domain", req.Domain, "bdfs", len(req.BDFs))
+		if len(tdiErrs) > 0 {
+			return &APIError{Code: "release-failed", Status: 500, Message: strings.Join(tdiErrs, "; ")}
+		}
 		return nil
 	}
 	var bound, other []*heldDevice
@@ -474,7 +499,7 @@ func (b *GateBackend) Release(ctx context.Context, req DomainRequest) error {
 			other = append(other, h)
 		}
 	}
-	rec := ReleaseRecord{Domain: req.Domain, BDFs: []pci.BDF{}, Recorded: true, Time: b.now().UTC()}
+	rec := ReleaseRecord{Domain: req.Domain, BDFs: []pci.BDF{}, Recorded: true, Time: b.now().UTC(), Errors: tdiErrs}
 	failed := map[pci.BDF]bool{}
 	if len(bound) > 0 {
 		bdfs := make([]pci.BDF, len(bound))
@@ -564,9 +589,19 @@ func (b *GateBackend) StartDomain(ctx context.Context, req DomainRequest) error 
 				Message: fmt.Sprintf("domain %s: %s has no allow decision from this daemon", req.Domain, f)}
 		}
 	}
-	for _, h := range dom.Devices {
-		if b.requiresLock(h.Rule) {
-			return tdispUnavailable("start (" + h.BDF.String() + ", rule " + h.Rule + ")")
+	if b.o.TDIs == nil {
+		for _, h := range dom.Devices {
+			if b.requiresLock(h.Rule) {
+				return tdispUnavailable("start (" + h.BDF.String() + ", rule " + h.Rule + ")")
+			}
+		}
+	}
+	for _, t := range b.heldTDIs(req.Domain) {
+		if t.State != tdisp.StateConfigLocked {
+			continue
+		}
+		if err := b.o.TDIs.Start(ctx, t.BDF); err != nil {
+			return tdispErr("start", t.BDF, err)
 		}
 	}
 	dom.Started = b.now().UTC()
@@ -585,24 +620,93 @@ func (b *GateBackend) requiresLock(rule string) bool {
 	return false
 }
 
-// TDISPLock is refused: tdisp-unavailable.
+// TDISPLock locks the TDI for req.Domain through the session owner (which
+// keeps the session alive until stop). With a domain, the function must be
+// held by it (an allow decision from this daemon).
 func (b *GateBackend) TDISPLock(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
-	return nil, tdispUnavailable("lock")
+	if b.o.TDIs == nil {
+		return nil, tdispUnavailable("lock")
+	}
+	if req.Domain != "" && !slices.Contains(b.Held(req.Domain), req.BDF) {
+		return nil, &APIError{Code: "not-checked", Status: 409,
+			Message: fmt.Sprintf("domain %s holds no allow decision for %s: check it first", req.Domain, req.BDF)}
+	}
+	if _, _, err := b.o.TDIs.Lock(ctx, req.BDF, req.Domain, tdisp.LockParams{}); err != nil {
+		return nil, tdispErr("lock", req.BDF, err)
+	}
+	return b.tdiStatus(req.BDF)
 }
 
-// TDISPStart is refused: tdisp-unavailable.
+// TDISPStart moves a locked TDI to RUN.
 func (b *GateBackend) TDISPStart(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
-	return nil, tdispUnavailable("start")
+	if b.o.TDIs == nil {
+		return nil, tdispUnavailable("start")
+	}
+	if err := b.o.TDIs.Start(ctx, req.BDF); err != nil {
+		return nil, tdispErr("start", req.BDF, err)
+	}
+	return b.tdiStatus(req.BDF)
 }
 
-// TDISPStop is refused: tdisp-unavailable.
+// TDISPStop stops a TDI (CONFIG_UNLOCKED) and ends its session.
 func (b *GateBackend) TDISPStop(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
-	return nil, tdispUnavailable("stop")
+	if b.o.TDIs == nil {
+		return nil, tdispUnavailable("stop")
+	}
+	if err := b.o.TDIs.Stop(ctx, req.BDF); err != nil {
+		return nil, tdispErr("stop", req.BDF, err)
+	}
+	return &TDIStatus{BDF: req.BDF, Domain: req.Domain, State: tdisp.StateConfigUnlocked.String(), Since: b.now().UTC()}, nil
 }
 
-// TDISPState is refused: tdisp-unavailable.
+// TDISPState asks the device for a held TDI's state.
 func (b *GateBackend) TDISPState(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
-	return nil, tdispUnavailable("state")
+	if b.o.TDIs == nil {
+		return nil, tdispUnavailable("state")
+	}
+	st, err := b.o.TDIs.State(ctx, req.BDF)
+	if err != nil {
+		return nil, tdispErr("state", req.BDF, err)
+	}
+	out, err := b.tdiStatus(req.BDF)
+	if err != nil {
+		return nil, err
+	}
+	out.State = st.String()
+	return out, nil
+}
+
+func (b *GateBackend) tdiStatus(bdf pci.BDF) (*TDIStatus, error) {
+	for _, h := range b.o.TDIs.Held() {
+		if h.BDF == bdf {
+			return &TDIStatus{BDF: h.BDF, Domain: h.Owner, State: h.State.String(), SessionID: h.SessionID, Since: b.now().UTC()}, nil
+		}
+	}
+	return nil, &APIError{Code: "not-held", Status: 404, Message: fmt.Sprintf("TDI %s is not held by the daemon", bdf)}
+}
+
+func tdispErr(op string, bdf pci.BDF, err error) *APIError {
+	switch {
+	case errors.Is(err, tdisp.ErrNotHeld):
+		return &APIError{Code: "not-held", Status: 404, Message: fmt.Sprintf("TDISP %s %s: %v", op, bdf, err)}
+	case errors.Is(err, tdisp.ErrAlreadyHeld):
+		return &APIError{Code: "tdi-held", Status: 409, Message: fmt.Sprintf("TDISP %s %s: %v", op, bdf, err)}
+	}
+	return &APIError{Code: "tdisp-failed", Status: 502, Message: fmt.Sprintf("TDISP %s %s: %v", op, bdf, err)}
+}
+
+// heldTDIs returns the TDIs the owner holds for a domain.
+func (b *GateBackend) heldTDIs(domain string) []tdisp.Held {
+	if b.o.TDIs == nil {
+		return nil
+	}
+	var out []tdisp.Held
+	for _, h := range b.o.TDIs.Held() {
+		if h.Owner == domain {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Status is what the daemon holds.
@@ -613,6 +717,17 @@ func (b *GateBackend) Status(ctx context.Context) (*Status, error) {
 		Devices: []DeviceStatus{}, TDIs: append([]TDIStatus{}, b.tdis...), Sessions: []SessionStatus{},
 		Decisions: slices.Clone(b.decisions), Released: slices.Clone(b.st.Released), Reports: slices.Clone(b.reports),
 		TDISP: "unavailable: " + TDISPUnavailable}
+	if b.o.TDIs != nil {
+		st.TDISP = "available"
+		for _, h := range b.o.TDIs.Held() {
+			state := h.State.String()
+			if h.Err != nil {
+				state += " (session lost: " + h.Err.Error() + ")"
+			}
+			st.TDIs = append(st.TDIs, TDIStatus{BDF: h.BDF, Domain: h.Owner, State: state, SessionID: h.SessionID})
+			st.Sessions = append(st.Sessions, SessionStatus{BDF: h.BDF, SessionID: h.SessionID, Heartbeats: h.Heartbeats, KeyUpdates: h.KeyUpdates})
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(b.st.Domains)) {
 		dom := b.st.Domains[name]
 		list := []string{}
@@ -696,11 +811,55 @@ func (b *GateBackend) reportLocked(r Report) {
 	}
 }
 
-// PollTDIs re-reads the TDISP state of the TDIs of running domains and
-// returns those that left CONFIG_LOCKED/RUN. Without the session owner the
-// daemon holds no TDI, so there is nothing to read.
+// PollTDIs re-reads, from the device, the TDISP state of every TDI the
+// owner holds and returns those that left CONFIG_LOCKED/RUN (or whose
+// session died) since the last poll. Each is reported and, when the
+// policy's libvirt.record_tdisp_exit is set, recorded in the TPM.
 func (b *GateBackend) PollTDIs(ctx context.Context) ([]TDIStatus, error) {
-	return nil, nil
+	if b.o.TDIs == nil {
+		return nil, nil
+	}
+	var left []TDIStatus
+	var events []tpm.Event
+	for _, h := range b.o.TDIs.Held() {
+		now := h.State.String()
+		reason := ""
+		if h.Err != nil {
+			now, reason = tdisp.StateError.String(), "session lost: "+h.Err.Error()
+		} else if st, err := b.o.TDIs.State(ctx, h.BDF); err != nil {
+			now, reason = "unknown", "state query failed: "+err.Error()
+		} else {
+			now = st.String()
+		}
+		b.mu.Lock()
+		if b.lastState == nil {
+			b.lastState = map[pci.BDF]string{}
+		}
+		prev, seen := b.lastState[h.BDF]
+		b.lastState[h.BDF] = now
+		b.mu.Unlock()
+		ok := now == tdisp.StateConfigLocked.String() || now == tdisp.StateRun.String()
+		if ok || (seen && prev == now) {
+			continue
+		}
+		from := prev
+		if !seen {
+			from = h.State.String()
+		}
+		t := TDIStatus{BDF: h.BDF, Domain: h.Owner, State: now, SessionID: h.SessionID, Since: b.now().UTC()}
+		left = append(left, t)
+		b.Report(ctx, Report{Kind: "tdisp-exit", Domain: h.Owner, BDF: h.BDF.String(),
+			Message: fmt.Sprintf("TDI %s of domain %s left CONFIG_LOCKED/RUN: %s -> %s %s", h.BDF, h.Owner, from, now, reason)})
+		if b.o.Gate.Policy().Libvirt.RecordTDISPExit {
+			events = append(events, tpm.TDISPStateEvent(tpm.TDISPState{BDF: h.BDF.String(), From: from, To: now, Reason: strings.TrimSpace("left while held " + reason), Time: b.now()}))
+		}
+	}
+	if len(events) > 0 {
+		if _, err := b.o.Recorder.Record(ctx, events...); err != nil {
+			return left, fmt.Errorf("daemon: recording TDISP state changes: %w", err)
+		}
+	}
+	return left, nil
 }
 
 var _ Backend = (*GateBackend)(nil)

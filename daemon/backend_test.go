@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -534,5 +535,128 @@ func TestBackendConcurrentDomains(t *testing.T) {
 	}
 	if allowed != 1 || len(b.Held("vmA"))+len(b.Held("vmB")) != 1 {
 		t.Fatalf("allowed %d, held vmA %v vmB %v", allowed, b.Held("vmA"), b.Held("vmB"))
+	}
+}
+
+// fakeOwner is a TDISP session owner that tracks states in memory.
+type fakeOwner struct {
+	mu    sync.Mutex
+	held  map[pci.BDF]*tdisp.Held
+	calls []string
+	dev   map[pci.BDF]tdisp.State // what the device says (State)
+}
+
+func (f *fakeOwner) Lock(_ context.Context, b pci.BDF, owner string, _ tdisp.LockParams) (*tdisp.InterfaceReport, []byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "lock "+b.String())
+	if f.held[b] != nil {
+		return nil, nil, tdisp.ErrAlreadyHeld
+	}
+	f.held[b] = &tdisp.Held{BDF: b, Owner: owner, State: tdisp.StateConfigLocked, SessionID: 0xabcd}
+	f.dev[b] = tdisp.StateConfigLocked
+	return &tdisp.InterfaceReport{}, nil, nil
+}
+func (f *fakeOwner) Start(_ context.Context, b pci.BDF) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "start "+b.String())
+	h := f.held[b]
+	if h == nil {
+		return tdisp.ErrNotHeld
+	}
+	h.State, f.dev[b] = tdisp.StateRun, tdisp.StateRun
+	return nil
+}
+func (f *fakeOwner) State(_ context.Context, b pci.BDF) (tdisp.State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held[b] == nil {
+		return 0, tdisp.ErrNotHeld
+	}
+	return f.dev[b], nil
+}
+func (f *fakeOwner) Stop(_ context.Context, b pci.BDF) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop "+b.String())
+	if f.held[b] == nil {
+		return tdisp.ErrNotHeld
+	}
+	delete(f.held, b)
+	return nil
+}
+func (f *fakeOwner) Held() []tdisp.Held {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []tdisp.Held
+	for _, h := range f.held {
+		out = append(out, *h)
+	}
+	return out
+}
+
+// TestBackendTDISPOwner: lock for a domain, start at the domain's start,
+// a state change is reported and recorded, release stops the TDI.
+func TestBackendTDISPOwner(t *testing.T) {
+	w := newWorld(t)
+	own := &fakeOwner{held: map[pci.BDF]*tdisp.Held{}, dev: map[pci.BDF]tdisp.State{}}
+	g, err := gate.New(gate.Options{System: w.sys, Policy: w.pol, Recorder: w.rec, LockDir: filepath.Join(w.dir, "locks"),
+		StateDir: w.stateDir, Attest: attest.Options{Timeout: 5 * time.Second}})
+	must(t, err)
+	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: w.rec, System: w.sys, StateDir: w.stateDir, TDIs: own})
+	must(t, err)
+	ctx := t.Context()
+	good := bdf(t, goodBDF)
+	var ae *daemon.APIError
+	if _, err := b.TDISPLock(ctx, daemon.TDIRequest{BDF: good, Domain: "vm1"}); !errors.As(err, &ae) || ae.Code != "not-checked" {
+		t.Fatalf("lock before check: %v", err)
+	}
+	_, err = b.Check(ctx, daemon.CheckRequest{Domain: "vm1", Confidential: true, BDFs: []pci.BDF{good}})
+	must(t, err)
+	st, err := b.TDISPLock(ctx, daemon.TDIRequest{BDF: good, Domain: "vm1"})
+	if err != nil || st.State != "CONFIG_LOCKED" || st.SessionID != 0xabcd || st.Domain != "vm1" {
+		t.Fatalf("lock: %+v %v", st, err)
+	}
+	if _, err := b.TDISPLock(ctx, daemon.TDIRequest{BDF: good, Domain: "vm1"}); !errors.As(err, &ae) || ae.Code != "tdi-held" {
+		t.Fatalf("second lock: %v", err)
+	}
+	must(t, b.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{good}}))
+	if s, err := b.TDISPState(ctx, daemon.TDIRequest{BDF: good}); err != nil || s.State != "RUN" {
+		t.Fatalf("state after start: %+v %v", s, err)
+	}
+	status, err := b.Status(ctx)
+	must(t, err)
+	if status.TDISP != "available" || len(status.TDIs) != 1 || len(status.Sessions) != 1 || status.Sessions[0].SessionID != 0xabcd {
+		t.Fatalf("status %+v", status)
+	}
+	// Healthy: nothing reported. Then the device drops the TDI to ERROR.
+	if left, err := b.PollTDIs(ctx); err != nil || len(left) != 0 {
+		t.Fatalf("poll healthy: %v %v", left, err)
+	}
+	own.mu.Lock()
+	own.dev[good] = tdisp.StateError
+	own.mu.Unlock()
+	left, err := b.PollTDIs(ctx)
+	if err != nil || len(left) != 1 || left[0].State != "ERROR" {
+		t.Fatalf("poll after error: %v %v", left, err)
+	}
+	if left, _ := b.PollTDIs(ctx); len(left) != 0 {
+		t.Fatalf("the same exit reported twice: %v", left)
+	}
+	l, err := tpm.ReadLog(w.logPath)
+	must(t, err)
+	tdispEvents := 0
+	for _, r := range l.Records {
+		if r.Event.Kind == tpm.KindTDISP {
+			tdispEvents++
+		}
+	}
+	if tdispEvents != 1 {
+		t.Fatalf("%d TDISP events in the log, want 1", tdispEvents)
+	}
+	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
+	if len(own.Held()) != 0 || own.calls[len(own.calls)-1] != "stop "+goodBDF {
+		t.Fatalf("release did not stop the TDI: %v", own.calls)
 	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/conn"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/tdisp"
 )
 
 func newDaemonCmd(e *env, g *globals) *cobra.Command {
@@ -38,8 +40,12 @@ hostdevs on running domains without a gate decision (hot-plug calls no hook): th
 reported at warn level and in "vfio-gate status", and detached when the policy says
 libvirt: {hotplug: detach}.
 
-TDISP session ownership (lock/start/stop/state) is not built in yet: those endpoints answer
-HTTP 501 with code tdisp-unavailable, and a rule with tdisp.require_lock denies at check.
+It owns the TDISP sessions (tdisp.Broker): /v1/tdisp/lock opens a secure SPDM session with the
+function over DOE (authenticated by the matching policy rule's trust anchors), locks the TDI for
+the domain and keeps the session alive (heartbeat, key update) until stop or release; the
+started hook starts a domain's locked TDIs; release stops them. Every lock and start is in the
+TDISP journal (<--state-dir>/tdisp-journal.json); at start-up the daemon stops the TDIs an earlier
+run left locked (their sessions are gone) and reports what it did.
 
 Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error; 5 TPM error.`,
 		Args: cobra.NoArgs,
@@ -70,9 +76,47 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 		return err
 	}
 	defer s.Close()
-	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: s.gate, Recorder: s.rec, System: s.sys, StateDir: g.stateDir, Logger: g.log})
+	// The TDISP session owner: its journal lives in the state dir; TDIs a
+	// previous run left locked are stopped before anything else (Recover).
+	journal, err := tdisp.OpenJournal(g.stateDir, nil)
 	if err != nil {
 		return err
+	}
+	defer journal.Close()
+	var b *daemon.GateBackend
+	broker, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: doeSessionOpener(s.sys, s.pol, f.lockDir, g.log), Journal: journal, Logger: g.log,
+		Lost: func(bdf pci.BDF, owner string, err error) {
+			if b != nil {
+				b.Report(context.Background(), daemon.Report{Kind: "tdisp-session-lost", Domain: owner, BDF: bdf.String(),
+					Message: fmt.Sprintf("the SPDM session holding TDI %s of domain %s died (%v): the device has moved the TDI to ERROR", bdf, owner, err)})
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	recovered, rerr := broker.Recover(rctx, func(string) bool { return false })
+	rcancel()
+	b, err = daemon.NewBackend(daemon.BackendOptions{Gate: s.gate, Recorder: s.rec, System: s.sys, StateDir: g.stateDir, Logger: g.log, TDIs: broker})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := broker.Close(cctx); err != nil {
+			g.log.Warn("ending TDISP sessions", "err", err)
+		}
+	}()
+	if rerr != nil {
+		b.Report(ctx, daemon.Report{Kind: "tdisp-journal", Message: "TDISP journal recovery: " + rerr.Error() + " (treat every journalled TDI as possibly locked)"})
+	}
+	for _, r := range recovered {
+		msg := fmt.Sprintf("TDI %s left %s by %q in an earlier run: %s", r.Entry.BDF, r.Entry.State, r.Entry.Owner, r.Action)
+		if r.Err != nil {
+			msg += ": " + r.Err.Error()
+		}
+		b.Report(ctx, daemon.Report{Kind: "tdisp-recovered", Domain: r.Entry.Owner, BDF: r.Entry.BDF, Message: msg})
 	}
 	ln, err := daemon.Listen(g.daemonSocket)
 	if err != nil {
@@ -81,7 +125,6 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	g.log.Info("daemon listening", "socket", g.daemonSocket, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot)
-	g.log.Warn("TDISP session ownership unavailable", "why", daemon.TDISPUnavailable)
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -139,15 +182,10 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	return nil
 }
 
-// pollTDIs reports the TDIs of running domains that left CONFIG_LOCKED/RUN.
+// pollTDIs re-reads the held TDIs' states; the backend reports (and per
+// policy records) those that left CONFIG_LOCKED/RUN.
 func pollTDIs(ctx context.Context, b *daemon.GateBackend, g *globals) {
-	left, err := b.PollTDIs(ctx)
-	if err != nil {
-		g.log.Warn("TDISP state poll failed", "err", err)
-		return
-	}
-	for _, t := range left {
-		b.Report(ctx, daemon.Report{Kind: "tdisp-exit", Domain: t.Domain, BDF: t.BDF.String(),
-			Message: fmt.Sprintf("TDI %s of domain %s left CONFIG_LOCKED/RUN: now %s", t.BDF, t.Domain, t.State)})
+	if left, err := b.PollTDIs(ctx); err != nil {
+		g.log.Warn("TDISP state poll", "err", err, "left", len(left))
 	}
 }
