@@ -48,6 +48,8 @@ type SessionInfo struct {
 	HeartbeatPeriod time.Duration
 	// MeasurementSummaryHash from KEY_EXCHANGE_RSP (nil when not asked).
 	MeasurementSummaryHash []byte
+	// CanHeartbeat and CanKeyUpdate: both sides have HBEAT_CAP / KEY_UPD_CAP.
+	CanHeartbeat, CanKeyUpdate bool
 }
 
 // SessionError says why a session operation failed and that the session is
@@ -68,6 +70,10 @@ func (e *SessionError) Unwrap() []error { return []error{e.Err, secured.ErrSessi
 
 // ErrSessionEnded is returned by operations on a session after End.
 var ErrSessionEnded = errors.New("spdm: session ended")
+
+// ErrNotNegotiated is returned (without harming the session) by Heartbeat
+// or KeyUpdate when HBEAT_CAP / KEY_UPD_CAP is not set on both sides.
+var ErrNotNegotiated = errors.New("spdm: capability not negotiated for this session")
 
 // Session is one SPDM secure session held by the requester. It is
 // independent of the Requester that established it (which may go on with
@@ -325,7 +331,9 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	s := &Session{sec: sec, info: SessionInfo{ID: id, Version: n.Version, SecuredVersion: smv, AEAD: n.AEAD, DHE: n.DHE,
 		Hash: n.BaseHash, Slot: o.Slot, HandshakeInClear: inClear,
 		HeartbeatPeriod:        time.Duration(kr.HeartbeatPeriod) * time.Second,
-		MeasurementSummaryHash: bytes.Clone(kr.SummaryHash)}}
+		MeasurementSummaryHash: bytes.Clone(kr.SummaryHash),
+		CanHeartbeat:           n.Caps&n.RequesterCaps&CapHBeat != 0,
+		CanKeyUpdate:           n.Caps&n.RequesterCaps&CapKeyUpd != 0}}
 	s.inner = &Requester{t: sealedTransport{s: sec, t: o.SecuredTransport, wire: &s.wire}, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
 		neg: r.neg, vca: r.vca, chains: r.chains, digests: r.digests}
 
@@ -475,6 +483,9 @@ func (s *Session) simple(ctx context.Context, code RequestCode, p1, p2 uint8) (*
 
 // Heartbeat sends HEARTBEAT and expects HEARTBEAT_ACK.
 func (s *Session) Heartbeat(ctx context.Context) error {
+	if !s.info.CanHeartbeat {
+		return fmt.Errorf("HEARTBEAT: %w", ErrNotNegotiated)
+	}
 	return s.do("HEARTBEAT", func() error {
 		_, err := s.simple(ctx, RequestHeartbeat, 0, 0)
 		return err
@@ -485,6 +496,9 @@ func (s *Session) Heartbeat(ctx context.Context) error {
 // KeyUpdateAllKeys: both), switches keys at the points DSP0274 defines, and
 // then proves the new keys with VerifyNewKey. A mismatch kills the session.
 func (s *Session) KeyUpdate(ctx context.Context, op KeyUpdateOp) error {
+	if !s.info.CanKeyUpdate {
+		return fmt.Errorf("KEY_UPDATE: %w", ErrNotNegotiated)
+	}
 	return s.do("KEY_UPDATE", func() error {
 		if op != KeyUpdateKey && op != KeyUpdateAllKeys {
 			return protoErr(RequestKeyUpdate, "operation %v is not a key update", op)
