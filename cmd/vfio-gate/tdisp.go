@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -98,15 +99,27 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 		if c.bdf, err = pci.ParseBDF(args[0]); err != nil {
 			return nil, usageErrorf("tdisp %s: %v", name, err)
 		}
-		if plain, sec, err = openMailbox(ctx, e, g, f, c, log); err != nil {
-			c.close(ctx, log)
-			return nil, err
+	}
+	var s *spdm.Session
+	if f.socket != "" {
+		_, s, err = spdm.OpenSession(ctx, plain, sec, &spdm.Options{Roots: roots, Logger: log}, uint8(f.slot))
+	} else {
+		sys, serr := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
+		if serr != nil {
+			return nil, withCode(exitUnavailable, serr)
+		}
+		c.closers = append(c.closers, func() { sys.Close() })
+		slot := uint8(f.slot)
+		var release func()
+		s, release, err = attest.OpenSession(ctx, sys, c.bdf, f.lockDir, &attest.Options{Roots: roots, Slot: &slot, Logger: log})
+		if release != nil {
+			c.closers = append(c.closers, release)
 		}
 	}
-	_, s, err := spdm.OpenSession(ctx, plain, sec, &spdm.Options{Roots: roots, Logger: log}, uint8(f.slot))
 	if err != nil {
 		c.close(ctx, log)
-		if errors.Is(err, spdm.ErrChainNotVerified) {
+		switch {
+		case errors.Is(err, spdm.ErrChainNotVerified), errors.Is(err, attest.ErrNoSecuredCMA):
 			return nil, withCode(exitAttestation, err)
 		}
 		return nil, withCode(exitUnavailable, fmt.Errorf("secure session: %w", err))
@@ -123,46 +136,6 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 		return nil, withCode(exitAttestation, err)
 	}
 	return c, nil
-}
-
-// openMailbox finds the function's DOE mailbox with secured CMA, holding
-// the per-function lock, under the same rules as attest.
-func openMailbox(ctx context.Context, e *env, g *globals, f *tdispFlags, c *tdiConn, log *slog.Logger) (spdm.Transport, spdm.Transport, error) {
-	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-	if err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	c.closers = append(c.closers, func() { sys.Close() })
-	unlock, err := pci.LockFunction(ctx, f.lockDir, c.bdf)
-	if err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	c.closers = append(c.closers, func() { _ = unlock() })
-	fn, err := sys.Function(c.bdf)
-	if err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	if err := sys.MayDriveDOE(fn); err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	cfg, closer, err := fn.OpenConfig()
-	if err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	c.closers = append(c.closers, func() { closer.Close() })
-	mbs, err := doe.Find(cfg, nil)
-	if err != nil && len(mbs) == 0 {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	for _, mb := range mbs {
-		if _, err := mb.Discover(ctx); err != nil {
-			continue
-		}
-		if mb.Supports(doe.FeatureCMA) && mb.Supports(doe.FeatureSecuredCMA) {
-			return mb.Exchanger(doe.FeatureCMA), mb.Exchanger(doe.FeatureSecuredCMA), nil
-		}
-	}
-	return nil, nil, withCode(exitAttestation, fmt.Errorf("%s: no DOE mailbox offers CMA-SPDM and secured CMA-SPDM", c.bdf))
 }
 
 // reportJSON is the parsed report as `tdisp report|cycle --json` print it.
