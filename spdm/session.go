@@ -88,8 +88,9 @@ type Session struct {
 	info  SessionInfo
 	sec   *secured.Session
 	inner *Requester // shares VCA, chains and negotiation; talks over the sealed transport
-	wire  Stats      // secured records as carried
-	err   error      // sticky
+	st    *sealedTransport
+	wire  Stats // secured records as carried
+	err   error // sticky
 	ended bool
 	tag   uint8
 }
@@ -99,9 +100,12 @@ type sealedTransport struct {
 	s    *secured.Session
 	t    Transport
 	wire *Stats // record bytes as carried (DOE padding included)
+	// beforeOpen, when set, runs once between sending and opening the
+	// response (KEY_UPDATE UpdateAllKeys: the ACK comes under the new key).
+	beforeOpen func() error
 }
 
-func (st sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+func (st *sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, error) {
 	rec, err := st.s.Seal(req)
 	if err != nil {
 		return nil, err
@@ -112,6 +116,12 @@ func (st sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, err
 	st.wire.BytesRecv += len(rsp)
 	if err != nil {
 		return nil, err
+	}
+	if f := st.beforeOpen; f != nil {
+		st.beforeOpen = nil
+		if err := f(); err != nil {
+			return nil, err
+		}
 	}
 	msg, err := st.s.Open(rsp)
 	if err != nil {
@@ -334,7 +344,8 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 		MeasurementSummaryHash: bytes.Clone(kr.SummaryHash),
 		CanHeartbeat:           n.Caps&n.RequesterCaps&CapHBeat != 0,
 		CanKeyUpdate:           n.Caps&n.RequesterCaps&CapKeyUpd != 0}}
-	s.inner = &Requester{t: sealedTransport{s: sec, t: o.SecuredTransport, wire: &s.wire}, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
+	s.st = &sealedTransport{s: sec, t: o.SecuredTransport, wire: &s.wire}
+	s.inner = &Requester{t: s.st, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
 		neg: r.neg, vca: r.vca, chains: r.chains, digests: r.digests}
 
 	// FINISH / FINISH_RSP.
@@ -493,8 +504,11 @@ func (s *Session) Heartbeat(ctx context.Context) error {
 }
 
 // KeyUpdate runs KEY_UPDATE with op (KeyUpdateKey: the request direction;
-// KeyUpdateAllKeys: both), switches keys at the points DSP0274 defines, and
-// then proves the new keys with VerifyNewKey. A mismatch kills the session.
+// KeyUpdateAllKeys: both) and then proves the new keys with VerifyNewKey.
+// Keys switch where DSP0274 (and libspdm) switch them: the request goes
+// under the old keys; with UpdateAllKeys the ACK already comes under the
+// responder's new key; our new request key is used from VerifyNewKey on. A
+// mismatch kills the session.
 func (s *Session) KeyUpdate(ctx context.Context, op KeyUpdateOp) error {
 	if !s.info.CanKeyUpdate {
 		return fmt.Errorf("KEY_UPDATE: %w", ErrNotNegotiated)
@@ -505,7 +519,13 @@ func (s *Session) KeyUpdate(ctx context.Context, op KeyUpdateOp) error {
 		}
 		for _, step := range []KeyUpdateOp{op, KeyUpdateVerifyNewKey} {
 			s.tag++
+			if step == KeyUpdateAllKeys {
+				// The responder answers UpdateAllKeys under its new key
+				// (DSP0274; libspdm does the same).
+				s.st.beforeOpen = func() error { return s.sec.UpdateKey(secured.Response) }
+			}
 			ack, err := s.simple(ctx, RequestKeyUpdate, uint8(step), s.tag)
+			s.st.beforeOpen = nil
 			if err != nil {
 				if step == KeyUpdateVerifyNewKey {
 					s.sec.Close() // whatever the responder said, the keys disagree
@@ -521,11 +541,6 @@ func (s *Session) KeyUpdate(ctx context.Context, op KeyUpdateOp) error {
 			}
 			if err := s.sec.UpdateKey(secured.Request); err != nil {
 				return err
-			}
-			if op == KeyUpdateAllKeys {
-				if err := s.sec.UpdateKey(secured.Response); err != nil {
-					return err
-				}
 			}
 		}
 		return nil
