@@ -2,10 +2,13 @@ package attest_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 )
@@ -53,5 +56,53 @@ func TestFunctionSessionFaults(t *testing.T) {
 		if ev.MeasurementsSignatureVerified {
 			t.Fatalf("%v: measurements verified through a broken session", f)
 		}
+	}
+}
+
+// TestSessionOpenerWithBroker: attest.SessionOpener drives a tdisp.Broker
+// over the DOE mailbox of a sysfs fixture: lock, start, stop; the
+// per-function lock is held while the session lives.
+func TestSessionOpenerWithBroker(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t)
+	d, b := fx.addEmu(t, "0000:05:00.0", emu.Config{})
+	lockDir := t.TempDir()
+	j, err := tdisp.OpenJournal(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	br, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: attest.SessionOpener(fx.sys, lockDir, &attest.Options{Roots: d.Anchors()}), Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close(ctx)
+	if _, _, err := br.Lock(ctx, b, "vm", tdisp.LockParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := br.Start(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if d.TDI().State() != tdisp.StateRun {
+		t.Fatalf("TDI %v", d.TDI().State())
+	}
+	// The function is locked while the broker holds the session.
+	lctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := pci.LockFunction(lctx, lockDir, b); err == nil {
+		t.Fatal("per-function lock free while the session lives")
+	}
+	if err := br.Stop(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := pci.LockFunction(ctx, lockDir, b)
+	if err != nil {
+		t.Fatalf("lock not released after Stop: %v", err)
+	}
+	_ = unlock()
+	// Wrong anchors: the opener refuses (chain not verified).
+	other, _ := emu.New(emu.Config{FreshKeys: true, Algorithms: spdm.AsymECDSAP384})
+	if _, _, err := attest.OpenSession(ctx, fx.sys, b, lockDir, &attest.Options{Roots: other.Anchors()}); !errors.Is(err, spdm.ErrChainNotVerified) {
+		t.Fatalf("wrong anchors: %v", err)
 	}
 }

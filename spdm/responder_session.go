@@ -405,7 +405,8 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 }
 
 // keyUpdate answers KEY_UPDATE (DSP0274 §10.19): the receive key switches
-// now, the send key (UpdateAllKeys) after the ACK went out under the old one.
+// now (the next request, VerifyNewKey, comes under it); for UpdateAllKeys
+// the send key switches too, before the ACK (as libspdm does).
 func (r *Responder) keyUpdate(s *rspSession, req []byte) ([]byte, func(), error) {
 	m, ok := rspDecode(req, func(b []byte) (*simpleMsg, error) { return decodeSimple("KEY_UPDATE", uint8(RequestKeyUpdate), b) })
 	if !ok {
@@ -425,7 +426,10 @@ func (r *Responder) keyUpdate(s *rspSession, req []byte) ([]byte, func(), error)
 			}
 		}
 		if op == KeyUpdateAllKeys {
-			return ack, func() { _ = s.sec.UpdateKey(secured.Response) }, nil
+			// The ACK already goes out under the new response key.
+			if err := s.sec.UpdateKey(secured.Response); err != nil {
+				return r.errRsp(ErrorCodeUnspecified, 0), nil, nil
+			}
 		}
 		return ack, nil, nil
 	case KeyUpdateVerifyNewKey:

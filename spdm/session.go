@@ -48,6 +48,8 @@ type SessionInfo struct {
 	HeartbeatPeriod time.Duration
 	// MeasurementSummaryHash from KEY_EXCHANGE_RSP (nil when not asked).
 	MeasurementSummaryHash []byte
+	// CanHeartbeat and CanKeyUpdate: both sides have HBEAT_CAP / KEY_UPD_CAP.
+	CanHeartbeat, CanKeyUpdate bool
 }
 
 // SessionError says why a session operation failed and that the session is
@@ -69,6 +71,10 @@ func (e *SessionError) Unwrap() []error { return []error{e.Err, secured.ErrSessi
 // ErrSessionEnded is returned by operations on a session after End.
 var ErrSessionEnded = errors.New("spdm: session ended")
 
+// ErrNotNegotiated is returned (without harming the session) by Heartbeat
+// or KeyUpdate when HBEAT_CAP / KEY_UPD_CAP is not set on both sides.
+var ErrNotNegotiated = errors.New("spdm: capability not negotiated for this session")
+
 // Session is one SPDM secure session held by the requester. It is
 // independent of the Requester that established it (which may go on with
 // other work or establish further sessions), so one long-lived owner can
@@ -82,8 +88,9 @@ type Session struct {
 	info  SessionInfo
 	sec   *secured.Session
 	inner *Requester // shares VCA, chains and negotiation; talks over the sealed transport
-	wire  Stats      // secured records as carried
-	err   error      // sticky
+	st    *sealedTransport
+	wire  Stats // secured records as carried
+	err   error // sticky
 	ended bool
 	tag   uint8
 }
@@ -93,9 +100,12 @@ type sealedTransport struct {
 	s    *secured.Session
 	t    Transport
 	wire *Stats // record bytes as carried (DOE padding included)
+	// beforeOpen, when set, runs once between sending and opening the
+	// response (KEY_UPDATE UpdateAllKeys: the ACK comes under the new key).
+	beforeOpen func() error
 }
 
-func (st sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+func (st *sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, error) {
 	rec, err := st.s.Seal(req)
 	if err != nil {
 		return nil, err
@@ -106,6 +116,12 @@ func (st sealedTransport) Exchange(ctx context.Context, req []byte) ([]byte, err
 	st.wire.BytesRecv += len(rsp)
 	if err != nil {
 		return nil, err
+	}
+	if f := st.beforeOpen; f != nil {
+		st.beforeOpen = nil
+		if err := f(); err != nil {
+			return nil, err
+		}
 	}
 	msg, err := st.s.Open(rsp)
 	if err != nil {
@@ -325,8 +341,11 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	s := &Session{sec: sec, info: SessionInfo{ID: id, Version: n.Version, SecuredVersion: smv, AEAD: n.AEAD, DHE: n.DHE,
 		Hash: n.BaseHash, Slot: o.Slot, HandshakeInClear: inClear,
 		HeartbeatPeriod:        time.Duration(kr.HeartbeatPeriod) * time.Second,
-		MeasurementSummaryHash: bytes.Clone(kr.SummaryHash)}}
-	s.inner = &Requester{t: sealedTransport{s: sec, t: o.SecuredTransport, wire: &s.wire}, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
+		MeasurementSummaryHash: bytes.Clone(kr.SummaryHash),
+		CanHeartbeat:           n.Caps&n.RequesterCaps&CapHBeat != 0,
+		CanKeyUpdate:           n.Caps&n.RequesterCaps&CapKeyUpd != 0}}
+	s.st = &sealedTransport{s: sec, t: o.SecuredTransport, wire: &s.wire}
+	s.inner = &Requester{t: s.st, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
 		neg: r.neg, vca: r.vca, chains: r.chains, digests: r.digests}
 
 	// FINISH / FINISH_RSP.
@@ -475,6 +494,9 @@ func (s *Session) simple(ctx context.Context, code RequestCode, p1, p2 uint8) (*
 
 // Heartbeat sends HEARTBEAT and expects HEARTBEAT_ACK.
 func (s *Session) Heartbeat(ctx context.Context) error {
+	if !s.info.CanHeartbeat {
+		return fmt.Errorf("HEARTBEAT: %w", ErrNotNegotiated)
+	}
 	return s.do("HEARTBEAT", func() error {
 		_, err := s.simple(ctx, RequestHeartbeat, 0, 0)
 		return err
@@ -482,16 +504,28 @@ func (s *Session) Heartbeat(ctx context.Context) error {
 }
 
 // KeyUpdate runs KEY_UPDATE with op (KeyUpdateKey: the request direction;
-// KeyUpdateAllKeys: both), switches keys at the points DSP0274 defines, and
-// then proves the new keys with VerifyNewKey. A mismatch kills the session.
+// KeyUpdateAllKeys: both) and then proves the new keys with VerifyNewKey.
+// Keys switch where DSP0274 (and libspdm) switch them: the request goes
+// under the old keys; with UpdateAllKeys the ACK already comes under the
+// responder's new key; our new request key is used from VerifyNewKey on. A
+// mismatch kills the session.
 func (s *Session) KeyUpdate(ctx context.Context, op KeyUpdateOp) error {
+	if !s.info.CanKeyUpdate {
+		return fmt.Errorf("KEY_UPDATE: %w", ErrNotNegotiated)
+	}
 	return s.do("KEY_UPDATE", func() error {
 		if op != KeyUpdateKey && op != KeyUpdateAllKeys {
 			return protoErr(RequestKeyUpdate, "operation %v is not a key update", op)
 		}
 		for _, step := range []KeyUpdateOp{op, KeyUpdateVerifyNewKey} {
 			s.tag++
+			if step == KeyUpdateAllKeys {
+				// The responder answers UpdateAllKeys under its new key
+				// (DSP0274; libspdm does the same).
+				s.st.beforeOpen = func() error { return s.sec.UpdateKey(secured.Response) }
+			}
 			ack, err := s.simple(ctx, RequestKeyUpdate, uint8(step), s.tag)
+			s.st.beforeOpen = nil
 			if err != nil {
 				if step == KeyUpdateVerifyNewKey {
 					s.sec.Close() // whatever the responder said, the keys disagree
@@ -507,11 +541,6 @@ func (s *Session) KeyUpdate(ctx context.Context, op KeyUpdateOp) error {
 			}
 			if err := s.sec.UpdateKey(secured.Request); err != nil {
 				return err
-			}
-			if op == KeyUpdateAllKeys {
-				if err := s.sec.UpdateKey(secured.Response); err != nil {
-					return err
-				}
 			}
 		}
 		return nil

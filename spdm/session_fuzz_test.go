@@ -71,6 +71,11 @@ func FuzzOpaqueData(f *testing.F) {
 		if got := marshalOpaque(fmt1, els); !bytes.Equal(got, b) {
 			t.Fatalf("re-encoding differs:\n got % x\nwant % x", got, b)
 		}
+		for i := range b {
+			if _, err := decodeOpaque(b[:i], fmt1); err == nil {
+				t.Fatalf("proper prefix of %d bytes decodes", i)
+			}
+		}
 		if body, ok := smElement(els, smDataIDSupported); ok {
 			parseSMSupported(body)
 		}

@@ -225,3 +225,33 @@ func TestSessionFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionWithoutHeartbeatCap: HEARTBEAT and KEY_UPDATE are refused
+// locally (ErrNotNegotiated) when a side lacks the capability, and the
+// session stays usable.
+func TestSessionWithoutHeartbeatCap(t *testing.T) {
+	ctx := context.Background()
+	r := rspTestResponder(t, AsymECDSAP256, func(c *ResponderConfig) {
+		c.Session = ResponderSessionConfig{DHE: DHESECP256R1}
+	})
+	root, _ := x509.ParseCertificate(rspKey(t, AsymECDSAP256).chain[0])
+	o := &Options{Roots: []*x509.Certificate{root}, CapabilityFlags: CapCert | CapChal | CapKeyEx | CapEncrypt | CapMAC}
+	EnableSessions(o, false)
+	o.CapabilityFlags &^= CapHBeat | CapKeyUpd
+	_, s, err := OpenSession(ctx, loopPlain{r}, loopSecured{r}, o, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := s.Info(); in.CanHeartbeat || in.CanKeyUpdate {
+		t.Fatalf("info %+v", in)
+	}
+	if err := s.Heartbeat(ctx); !errors.Is(err, ErrNotNegotiated) {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	if err := s.KeyUpdate(ctx, KeyUpdateKey); !errors.Is(err, ErrNotNegotiated) {
+		t.Fatalf("key update: %v", err)
+	}
+	if _, err := s.Measurements(ctx, MeasOpts{Index: 1}); err != nil || s.Err() != nil {
+		t.Fatalf("session harmed: %v %v", err, s.Err())
+	}
+}

@@ -351,16 +351,23 @@ func (b *Broker) tick(o *owned) error {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
 	defer cancel()
 	var err error
-	if o.sess.Remaining() < b.cfg.KeyUpdateBelow || (b.cfg.KeyUpdateEvery > 0 && time.Since(o.lastKU) >= b.cfg.KeyUpdateEvery) {
+	info := o.sess.Info()
+	if !info.CanKeyUpdate {
+		if o.sess.Remaining() == 0 {
+			err = errors.New("sequence numbers exhausted and KEY_UPDATE not negotiated")
+		}
+	} else if o.sess.Remaining() < b.cfg.KeyUpdateBelow || (b.cfg.KeyUpdateEvery > 0 && time.Since(o.lastKU) >= b.cfg.KeyUpdateEvery) {
 		if err = o.sess.KeyUpdate(ctx, spdm.KeyUpdateAllKeys); err == nil {
 			o.ku++
 			o.lastKU = time.Now()
 		}
 	}
-	if err == nil {
+	if err == nil && info.CanHeartbeat {
 		if err = o.sess.Heartbeat(ctx); err == nil {
 			o.hb++
 		}
+	} else if err == nil {
+		err = o.sess.Err() // no heartbeat negotiated: only notice a session already dead
 	}
 	if err == nil {
 		return nil

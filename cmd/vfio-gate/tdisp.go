@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -98,15 +99,27 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 		if c.bdf, err = pci.ParseBDF(args[0]); err != nil {
 			return nil, usageErrorf("tdisp %s: %v", name, err)
 		}
-		if plain, sec, err = openMailbox(ctx, e, g, f, c, log); err != nil {
-			c.close(ctx, log)
-			return nil, err
+	}
+	var s *spdm.Session
+	if f.socket != "" {
+		_, s, err = spdm.OpenSession(ctx, plain, sec, &spdm.Options{Roots: roots, Logger: log}, uint8(f.slot))
+	} else {
+		sys, serr := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
+		if serr != nil {
+			return nil, withCode(exitUnavailable, serr)
+		}
+		c.closers = append(c.closers, func() { sys.Close() })
+		slot := uint8(f.slot)
+		var release func()
+		s, release, err = attest.OpenSession(ctx, sys, c.bdf, f.lockDir, &attest.Options{Roots: roots, Slot: &slot, Logger: log})
+		if release != nil {
+			c.closers = append(c.closers, release)
 		}
 	}
-	_, s, err := spdm.OpenSession(ctx, plain, sec, &spdm.Options{Roots: roots, Logger: log}, uint8(f.slot))
 	if err != nil {
 		c.close(ctx, log)
-		if errors.Is(err, spdm.ErrChainNotVerified) {
+		switch {
+		case errors.Is(err, spdm.ErrChainNotVerified), errors.Is(err, attest.ErrNoSecuredCMA):
 			return nil, withCode(exitAttestation, err)
 		}
 		return nil, withCode(exitUnavailable, fmt.Errorf("secure session: %w", err))
@@ -123,46 +136,6 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 		return nil, withCode(exitAttestation, err)
 	}
 	return c, nil
-}
-
-// openMailbox finds the function's DOE mailbox with secured CMA, holding
-// the per-function lock, under the same rules as attest.
-func openMailbox(ctx context.Context, e *env, g *globals, f *tdispFlags, c *tdiConn, log *slog.Logger) (spdm.Transport, spdm.Transport, error) {
-	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-	if err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	c.closers = append(c.closers, func() { sys.Close() })
-	unlock, err := pci.LockFunction(ctx, f.lockDir, c.bdf)
-	if err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	c.closers = append(c.closers, func() { _ = unlock() })
-	fn, err := sys.Function(c.bdf)
-	if err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	if err := sys.MayDriveDOE(fn); err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	cfg, closer, err := fn.OpenConfig()
-	if err != nil {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	c.closers = append(c.closers, func() { closer.Close() })
-	mbs, err := doe.Find(cfg, nil)
-	if err != nil && len(mbs) == 0 {
-		return nil, nil, withCode(exitUnavailable, err)
-	}
-	for _, mb := range mbs {
-		if _, err := mb.Discover(ctx); err != nil {
-			continue
-		}
-		if mb.Supports(doe.FeatureCMA) && mb.Supports(doe.FeatureSecuredCMA) {
-			return mb.Exchanger(doe.FeatureCMA), mb.Exchanger(doe.FeatureSecuredCMA), nil
-		}
-	}
-	return nil, nil, withCode(exitAttestation, fmt.Errorf("%s: no DOE mailbox offers CMA-SPDM and secured CMA-SPDM", c.bdf))
 }
 
 // reportJSON is the parsed report as `tdisp report|cycle --json` print it.
@@ -211,6 +184,8 @@ func newTDISPCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "tdisp",
 		Short: "Inspect a function's TEE device interface (TDISP) inside an SPDM secure session",
+		Example: `  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem
+  sudo vfio-gate tdisp state 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem`,
 		Long: `TDISP travels inside an SPDM secure session. These commands open their own short session
 (authenticated by --trust-anchor), do their work and end it. "state" and "report" only read;
 "cycle" runs lock -> report -> start -> state -> stop (a lab and CI check of a device). Locking a
@@ -228,6 +203,9 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "state BDF | --socket HOST:PORT",
 		Short: "Print the TDI state (GET_DEVICE_INTERFACE_STATE)",
+		Long: `Opens a short secure session, asks the TDI for its state (CONFIG_UNLOCKED, CONFIG_LOCKED,
+RUN or ERROR), ends the session. Read-only. Exit codes as for "vfio-gate tdisp".`,
+		Example: "  vfio-gate tdisp state --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 			defer cancel()
@@ -261,6 +239,10 @@ func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "report BDF | --socket HOST:PORT",
 		Short: "Print the parsed DEVICE_INTERFACE_REPORT of a locked or running TDI",
+		Long: `Opens a short secure session and reads the TDI's interface report (MMIO ranges, interface
+info, device-specific data). Read-only: the TDI must already be CONFIG_LOCKED or RUN (exit 2
+otherwise; locking for an assignment is the daemon's job). Exit codes as for "vfio-gate tdisp".`,
+		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 			defer cancel()
@@ -361,8 +343,9 @@ func runCycle(ctx context.Context, c *tdisp.Client, lp tdisp.LockParams) (*cycle
 func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
 	f := &tdispFlags{}
 	c := &cobra.Command{
-		Use:   "cycle BDF | --socket HOST:PORT",
-		Short: "Run lock -> report -> start -> state -> stop in one session and print every step",
+		Use:     "cycle BDF | --socket HOST:PORT",
+		Short:   "Run lock -> report -> start -> state -> stop in one session and print every step",
+		Example: "  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
 		Long: `Runs the whole TDISP lifecycle in one secure session and prints each step, the TDI state
 after it, and the parsed interface report. If a step fails after LOCK, STOP is still sent so the
 TDI is not left locked. Lab and CI use only: never on a function assigned to a running VM.
