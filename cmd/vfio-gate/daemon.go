@@ -48,6 +48,11 @@ TDISP journal (<--state-dir>/tdisp-journal.json); at start-up the daemon stops t
 run left locked (their sessions are gone) and reports what it did.
 
 Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error; 5 TPM error.`,
+		Example: `  # as the systemd unit runs it
+  vfio-gate daemon --policy /etc/vfio-gate/policy.yaml --state-dir /var/lib/vfio-gate
+  # a test instance: fixture sysfs tree, swtpm, no libvirt
+  vfio-gate daemon --sysfs-root /tmp/sys --tpm tcp:127.0.0.1:2321 --state-dir /tmp/st \
+      --daemon-socket /tmp/vg.sock --no-libvirt --log-level info`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll})
@@ -84,7 +89,7 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	}
 	defer journal.Close()
 	var b *daemon.GateBackend
-	broker, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: doeSessionOpener(s.sys, s.pol, f.lockDir, g.log), Journal: journal, Logger: g.log,
+	broker, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Journal: journal, Logger: g.log,
 		Lost: func(bdf pci.BDF, owner string, err error) {
 			if b != nil {
 				b.Report(context.Background(), daemon.Report{Kind: "tdisp-session-lost", Domain: owner, BDF: bdf.String(),

@@ -45,6 +45,8 @@ Not gated: <interface type='network'> backed by a hostdev pool: libvirt picks th
 prepare and the hook cannot ask it. Use <hostdev> or <interface type='hostdev'> with a source
 address for devices that must be gated; "vfio-gate libvirt preflight" warns about such
 interfaces, and the daemon reports hostdevs it finds on running domains without a decision.`,
+		Example: `  # what libvirt runs (domain XML on stdin)
+  vfio-gate libvirt-hook --daemon-socket /run/vfio-gate/daemon.sock vm1 prepare begin - < vm1.xml`,
 		Args:                  cobra.ArbitraryArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -69,6 +71,8 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 "vfio-gate libvirt-hook". It never overwrites an existing hooks/qemu nor a drop-in it did not
 write. libvirt >= 6.5 runs qemu.d/ drop-ins itself; --dispatcher also creates hooks/qemu (only
 when none exists) for older libvirt. libvirtd reads hooks at start: reload it, or pass --reload.`,
+		Example: `  vfio-gate install-hook --reload
+  vfio-gate install-hook --libvirt-dir /etc/libvirt --binary /usr/local/bin/vfio-gate`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if binary == "" {
@@ -111,7 +115,10 @@ func newUninstallHookCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "uninstall-hook",
 		Short: "Remove exactly what install-hook installed",
-		Args:  cobra.NoArgs,
+		Long: `uninstall-hook removes hooks/qemu.d/vfio-gate and the hooks/qemu dispatcher when install-hook
+created them (files carrying its marker); anything else is left alone.`,
+		Example: `  vfio-gate uninstall-hook`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			removed, err := lvhook.UninstallHook(dir)
 			if err != nil {

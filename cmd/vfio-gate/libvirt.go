@@ -21,6 +21,9 @@ func newLibvirtCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "libvirt",
 		Short: "libvirt integration commands (preflight)",
+		Long: `libvirt groups the commands that talk to libvirtd through go-libvirt (never from the hook,
+which must not call back into libvirtd). See also install-hook, uninstall-hook and libvirt-hook.`,
+		Example: `  vfio-gate libvirt preflight vm1`,
 	}
 	c.AddCommand(newPreflightCmd(e, g))
 	return c
@@ -46,6 +49,8 @@ that driver now, preflight gives the same mailbox-owned deny the hook would.
 Output and exit codes as for check: 0 all allowed (or no host PCI functions), 3 denied by
 policy, 4 only unavailable devices, 5 TPM; 1 usage, libvirt unreachable, unknown domain,
 bad policy.`,
+		Example: `  vfio-gate libvirt preflight vm1
+  vfio-gate libvirt preflight vm1 --uri qemu:///system --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
