@@ -660,3 +660,57 @@ func TestBackendTDISPOwner(t *testing.T) {
 		t.Fatalf("release did not stop the TDI: %v", own.calls)
 	}
 }
+
+// TestBackendBrokerOverDOE: the real session owner (tdisp.Broker over
+// attest.SessionOpener) against the software device's DOE mailbox: lock for
+// the domain, start at the domain's start, state from the device, release
+// stops the TDI and frees the function.
+func TestBackendBrokerOverDOE(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	lockDir := filepath.Join(w.dir, "locks")
+	j, err := tdisp.OpenJournal(w.stateDir, nil)
+	must(t, err)
+	defer j.Close()
+	br, err := tdisp.NewBroker(tdisp.BrokerConfig{Journal: j,
+		Open: attest.SessionOpener(w.sys, lockDir, &attest.Options{Roots: w.pol.Rules[0].Anchors(), Timeout: 5 * time.Second})})
+	must(t, err)
+	defer br.Close(context.Background())
+	g, err := gate.New(gate.Options{System: w.sys, Policy: w.pol, Recorder: w.rec, LockDir: lockDir, StateDir: w.stateDir,
+		Attest: attest.Options{Timeout: 5 * time.Second}})
+	must(t, err)
+	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: w.rec, System: w.sys, StateDir: w.stateDir, TDIs: br})
+	must(t, err)
+	good := bdf(t, goodBDF)
+	r, err := b.Check(ctx, daemon.CheckRequest{Domain: "vm1", Confidential: true, BDFs: []pci.BDF{good}})
+	if err != nil || r.Decision != "allow" {
+		t.Fatalf("check %+v %v", r, err)
+	}
+	st, err := b.TDISPLock(ctx, daemon.TDIRequest{BDF: good, Domain: "vm1"})
+	if err != nil || st.State != tdisp.StateConfigLocked.String() || st.SessionID == 0 {
+		t.Fatalf("lock %+v %v", st, err)
+	}
+	must(t, b.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{good}}))
+	if s, err := b.TDISPState(ctx, daemon.TDIRequest{BDF: good}); err != nil || s.State != tdisp.StateRun.String() {
+		t.Fatalf("device state after start %+v %v", s, err)
+	}
+	if left, err := b.PollTDIs(ctx); err != nil || len(left) != 0 {
+		t.Fatalf("poll: %v %v", left, err)
+	}
+	status, err := b.Status(ctx)
+	must(t, err)
+	if len(status.Sessions) != 1 || status.TDIs[0].Domain != "vm1" {
+		t.Fatalf("status %+v", status)
+	}
+	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
+	if len(br.Held()) != 0 {
+		t.Fatalf("still held after release: %+v", br.Held())
+	}
+	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	unlock, err := pci.LockFunction(lctx, lockDir, good)
+	if err != nil {
+		t.Fatalf("function lock not freed after release: %v", err)
+	}
+	_ = unlock()
+}
