@@ -280,7 +280,29 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 	// never touch its mailbox; deny it, recorded like any decision.
 	var free []pci.BDF
 	var inUse []DeviceDecision
+	tdiOwner := map[pci.BDF]string{}
+	if b.o.TDIs != nil {
+		for _, h := range b.o.TDIs.Held() {
+			tdiOwner[h.BDF] = h.Owner
+		}
+	}
+	var fromSession []DeviceDecision
 	for _, f := range req.BDFs {
+		if owner, ok := tdiOwner[f]; ok {
+			// The session owner holds the function's lock and mailbox for the
+			// TDI's session: attesting again would wait for the lock. A TDI
+			// locked for this very domain, which holds an allow decision for
+			// it, keeps that decision (its live, authenticated session is the
+			// evidence that it is the same device); anything else is in use.
+			if h := b.heldDevice(req.Domain, f); h != nil && owner == req.Domain && req.Domain != "" {
+				fromSession = append(fromSession, DeviceDecision{BDF: f, VendorID: h.VendorID, DeviceID: h.DeviceID,
+					Decision: policy.DecisionAllow, Rule: h.Rule, EvidenceDigest: h.EvidenceDigest, Reasons: []Reason{}})
+				continue
+			}
+			inUse = append(inUse, DeviceDecision{BDF: f, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: CodeInUse,
+				Message: fmt.Sprintf("the TDI of %s is locked by the daemon for %q (vfio-gate status); stop it (tdisp stop) or release that domain first", f, owner)}}})
+			continue
+		}
 		if owner := b.holder(f); owner != "" && owner != req.Domain {
 			inUse = append(inUse, DeviceDecision{BDF: f, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: CodeInUse,
 				Message: fmt.Sprintf("%s is held by domain %s (vfio-gate status); it is not attested or passed to another domain until that domain is released", f, owner)}}})
@@ -304,13 +326,19 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		}
 		return nil, &APIError{Code: "unavailable", Status: 503, Message: err.Error()}
 	}
-	if len(inUse) > 0 {
-		b.recordInUse(ctx, inUse, req.Confidential)
+	if len(inUse)+len(fromSession) > 0 {
+		b.recordOwn(ctx, inUse, fromSession, req.Confidential)
 	}
 	resp := &CheckResponse{Decision: policy.DecisionAllow, Devices: make([]DeviceDecision, 0, len(ds)+len(inUse))}
 	now := b.now().UTC()
 	for _, dd := range inUse {
 		resp.Decision = policy.DecisionDeny
+		resp.Devices = append(resp.Devices, dd)
+	}
+	for _, dd := range fromSession {
+		if dd.Decision != policy.DecisionAllow {
+			resp.Decision = policy.DecisionDeny
+		}
 		resp.Devices = append(resp.Devices, dd)
 	}
 	held := map[string]*heldDevice{}
@@ -368,6 +396,19 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 	return resp, nil
 }
 
+// heldDevice returns the record of f held by domain, or nil.
+func (b *GateBackend) heldDevice(domain string, f pci.BDF) *heldDevice {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if dom := b.st.Domains[domain]; dom != nil {
+		if h := dom.Devices[f.String()]; h != nil {
+			c := *h
+			return &c
+		}
+	}
+	return nil
+}
+
 // lockDomain takes the domain's operation lock ("" = none) and returns its unlock.
 func (b *GateBackend) lockDomain(name string) func() {
 	if name == "" {
@@ -406,20 +447,32 @@ func (b *GateBackend) holderLocked(f pci.BDF) string {
 	return ""
 }
 
-// recordInUse records the in-use denies in the TPM (every decision is
-// recorded); a failure adds the tpm reason.
-func (b *GateBackend) recordInUse(ctx context.Context, dds []DeviceDecision, confidential bool) {
-	events := make([]tpm.Event, len(dds))
-	for i, dd := range dds {
-		events[i] = tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), Allow: false, Mode: string(b.o.Gate.Policy().Mode),
-			Reasons: []string{CodeInUse}, Confidential: confidential, Time: b.now()})
+// recordOwn records the decisions the daemon makes without the gate (in-use
+// denies, allows kept from a live TDI session) in the TPM: every decision is
+// recorded. A failure denies with the tpm reason.
+func (b *GateBackend) recordOwn(ctx context.Context, denies, allows []DeviceDecision, confidential bool) {
+	var events []tpm.Event
+	mode := string(b.o.Gate.Policy().Mode)
+	for _, dd := range denies {
+		events = append(events, tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), Allow: false, Mode: mode,
+			Reasons: []string{CodeInUse}, Confidential: confidential, Time: b.now()}))
+	}
+	for _, dd := range allows {
+		dig, _ := hex.DecodeString(dd.EvidenceDigest)
+		events = append(events, tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), VendorID: dd.VendorID, DeviceID: dd.DeviceID,
+			Rule: dd.Rule, Allow: true, Mode: mode, EvidenceDigest: dig, Confidential: confidential, Time: b.now()}))
 	}
 	recs, err := b.o.Recorder.Record(ctx, events...)
 	if err == nil && len(recs) == len(events) {
 		return
 	}
-	for i := range dds {
-		dds[i].Reasons = append(dds[i].Reasons, Reason{Code: "tpm", Message: fmt.Sprintf("the decision could not be recorded in the TPM: %v", err)})
+	fail := Reason{Code: "tpm", Message: fmt.Sprintf("the decision could not be recorded in the TPM: %v", err)}
+	for i := range denies {
+		denies[i].Reasons = append(denies[i].Reasons, fail)
+	}
+	for i := range allows {
+		allows[i].Decision = policy.DecisionDeny
+		allows[i].Reasons = append(allows[i].Reasons, fail)
 	}
 }
 

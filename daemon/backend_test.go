@@ -697,6 +697,18 @@ func TestBackendBrokerOverDOE(t *testing.T) {
 	if left, err := b.PollTDIs(ctx); err != nil || len(left) != 0 {
 		t.Fatalf("poll: %v %v", left, err)
 	}
+	// A check while the session holds the function answers at once: the
+	// domain keeps its decision, another domain is denied in-use.
+	qctx, qcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer qcancel()
+	r, err = b.Check(qctx, daemon.CheckRequest{Domain: "vm1", Confidential: true, BDFs: []pci.BDF{good}})
+	if err != nil || r.Decision != "allow" || r.Devices[0].Rule != "nvme" {
+		t.Fatalf("re-check by the TDI's domain: %+v %v", r, err)
+	}
+	r, err = b.Check(qctx, daemon.CheckRequest{Domain: "vm9", BDFs: []pci.BDF{good}})
+	if err != nil || r.Decision != "deny" || codes(r.Devices[0]) != daemon.CodeInUse {
+		t.Fatalf("check by another domain: %+v %v", r, err)
+	}
 	status, err := b.Status(ctx)
 	must(t, err)
 	if len(status.Sessions) != 1 || status.TDIs[0].Domain != "vm1" {
