@@ -87,3 +87,30 @@ func TestMeasurementsOneByOneGapHonest(t *testing.T) {
 		}
 	}
 }
+
+// A hostile device can present a new chain at every check; the gate's
+// long-lived cache must not grow without bound.
+func TestMapChainCacheBounded(t *testing.T) {
+	c := &MapChainCache{}
+	chain := make([]byte, 1024)
+	for i := range 3 * MaxCachedChains {
+		d := []byte{byte(i), byte(i >> 8), byte(i >> 16)}
+		c.Put(HashSHA256, d, chain)
+	}
+	if n := c.Len(); n > MaxCachedChains {
+		t.Fatalf("%d chains cached, limit %d", n, MaxCachedChains)
+	}
+	// The newest entry is still there; the oldest was evicted.
+	last := 3*MaxCachedChains - 1
+	if _, ok := c.Get(HashSHA256, []byte{byte(last), byte(last >> 8), byte(last >> 16)}); !ok {
+		t.Fatal("newest chain evicted")
+	}
+	if _, ok := c.Get(HashSHA256, []byte{0, 0, 0}); ok {
+		t.Fatal("oldest chain kept")
+	}
+	// Re-putting a known digest does not grow the cache.
+	c.Put(HashSHA256, []byte{byte(last), byte(last >> 8), byte(last >> 16)}, chain)
+	if n := c.Len(); n > MaxCachedChains {
+		t.Fatalf("%d chains cached after a re-put", n)
+	}
+}
