@@ -114,3 +114,56 @@ func TestMapChainCacheBounded(t *testing.T) {
 		t.Fatalf("%d chains cached after a re-put", n)
 	}
 }
+
+// resynchDowngrade answers the first GET_DIGESTS with ERROR RequestResynch
+// and then offers only SPDM 1.1 in the second VERSION.
+type resynchDowngrade struct {
+	t             Transport
+	digests, vers int
+}
+
+func (m *resynchDowngrade) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	switch RequestCode(req[1]) {
+	case RequestGetDigests:
+		m.digests++
+		if m.digests == 1 {
+			return []byte{req[0], byte(ResponseError), byte(ErrorCodeRequestResynch), 0}, nil
+		}
+	case RequestGetVersion:
+		m.vers++
+		if m.vers == 2 {
+			if _, err := m.t.Exchange(ctx, req); err != nil {
+				return nil, err
+			}
+			return []byte{0x10, byte(ResponseVersion), 0, 0, 0, 1, 0x00, 0x11}, nil
+		}
+	}
+	return m.t.Exchange(ctx, req)
+}
+
+// A responder must not be able to change the negotiated version or
+// algorithms behind the caller's back with RequestResynch: the caller has
+// recorded (and the policy judged) what Negotiate returned.
+func TestResynchCannotRenegotiateDifferently(t *testing.T) {
+	ctx := context.Background()
+	m := &resynchDowngrade{t: loopPlain{rspTestResponder(t, AsymECDSAP256, nil)}}
+	r := NewRequester(m, nil)
+	first, err := r.Negotiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Version != Version13 {
+		t.Fatalf("setup: negotiated %s", first.Version)
+	}
+	_, err = r.Digests(ctx)
+	if m.vers != 2 {
+		t.Fatalf("setup: resynch did not renegotiate (%d VERSION)", m.vers)
+	}
+	now, _ := r.Negotiated()
+	if err == nil && now != first {
+		t.Fatalf("renegotiated silently from %s to %s", first.Version, now.Version)
+	}
+	if err != nil && r.Err() == nil {
+		t.Fatal("the changed negotiation did not make the connection fail")
+	}
+}
