@@ -115,27 +115,20 @@ func TestMapChainCacheBounded(t *testing.T) {
 	}
 }
 
-// resynchDowngrade answers the first GET_DIGESTS with ERROR RequestResynch
-// and then offers only SPDM 1.1 in the second VERSION.
-type resynchDowngrade struct {
-	t             Transport
-	digests, vers int
+// resynchOnce answers the first GET_DIGESTS with ERROR RequestResynch and
+// then calls before (the device changes what it offers).
+type resynchOnce struct {
+	t       Transport
+	digests int
+	before  func()
 }
 
-func (m *resynchDowngrade) Exchange(ctx context.Context, req []byte) ([]byte, error) {
-	switch RequestCode(req[1]) {
-	case RequestGetDigests:
+func (m *resynchOnce) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	if RequestCode(req[1]) == RequestGetDigests {
 		m.digests++
 		if m.digests == 1 {
+			m.before()
 			return []byte{req[0], byte(ResponseError), byte(ErrorCodeRequestResynch), 0}, nil
-		}
-	case RequestGetVersion:
-		m.vers++
-		if m.vers == 2 {
-			if _, err := m.t.Exchange(ctx, req); err != nil {
-				return nil, err
-			}
-			return []byte{0x10, byte(ResponseVersion), 0, 0, 0, 1, 0x00, 0x11}, nil
 		}
 	}
 	return m.t.Exchange(ctx, req)
@@ -143,11 +136,15 @@ func (m *resynchDowngrade) Exchange(ctx context.Context, req []byte) ([]byte, er
 
 // A responder must not be able to change the negotiated version or
 // algorithms behind the caller's back with RequestResynch: the caller has
-// recorded (and the policy judged) what Negotiate returned.
+// recorded (and the policy judged) what Negotiate returned, and would
+// otherwise get a verified CHALLENGE_AUTH made under another negotiation.
 func TestResynchCannotRenegotiateDifferently(t *testing.T) {
 	ctx := context.Background()
-	m := &resynchDowngrade{t: loopPlain{rspTestResponder(t, AsymECDSAP256, nil)}}
-	r := NewRequester(m, nil)
+	versions := []Version{Version11, Version12, Version13}
+	rsp := rspTestResponder(t, AsymECDSAP256, func(c *ResponderConfig) { c.Versions = versions })
+	m := &resynchOnce{t: loopPlain{rsp}, before: func() { versions[1], versions[2] = Version11, Version11 }}
+	root, _ := x509.ParseCertificate(rspKey(t, AsymECDSAP256).chain[0])
+	r := NewRequester(m, &Options{Roots: []*x509.Certificate{root}})
 	first, err := r.Negotiate(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -156,14 +153,21 @@ func TestResynchCannotRenegotiateDifferently(t *testing.T) {
 		t.Fatalf("setup: negotiated %s", first.Version)
 	}
 	_, err = r.Digests(ctx)
-	if m.vers != 2 {
-		t.Fatalf("setup: resynch did not renegotiate (%d VERSION)", m.vers)
+	if err == nil {
+		_, err = r.Certificate(ctx, 0)
+	}
+	var ch *ChallengeResult
+	if err == nil {
+		ch, err = r.Challenge(ctx, 0, SummaryNone)
 	}
 	now, _ := r.Negotiated()
-	if err == nil && now != first {
-		t.Fatalf("renegotiated silently from %s to %s", first.Version, now.Version)
+	if now.Version != Version11 && err == nil {
+		t.Fatalf("setup: the device did not downgrade (%s)", now.Version)
 	}
-	if err != nil && r.Err() == nil {
-		t.Fatal("the changed negotiation did not make the connection fail")
+	if err == nil && ch.Verified {
+		t.Fatalf("CHALLENGE_AUTH verified under SPDM %s after negotiating %s", now.Version, first.Version)
+	}
+	if err == nil || r.Err() == nil {
+		t.Fatalf("the changed negotiation did not fail the connection: %v", err)
 	}
 }
