@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // tamperIndex1 is an interposer that flips the last value byte of the
@@ -169,5 +171,55 @@ func TestResynchCannotRenegotiateDifferently(t *testing.T) {
 	}
 	if err == nil || r.Err() == nil {
 		t.Fatalf("the changed negotiation did not fail the connection: %v", err)
+	}
+}
+
+// largeLoop answers GET_DIGESTS with ERROR LargeResponse, and every
+// CHUNK_GET with one chunk that reassembles to that same ERROR.
+type largeLoop struct {
+	t      Transport
+	chunks atomic.Int64
+}
+
+func (m *largeLoop) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	large := []byte{req[0], byte(ResponseError), byte(ErrorCodeLargeResponse), 0, 1}
+	switch RequestCode(req[1]) {
+	case RequestGetDigests:
+		return large, nil
+	case RequestChunkGet:
+		m.chunks.Add(1)
+		seq := uint16(req[4]) | uint16(req[5])<<8
+		c := &chunkResponseRsp{Version: Version(req[0]), Handle: 1, Seq: seq, LargeSize: uint32(len(large)), Chunk: large[:3]}
+		if seq != 0 {
+			c.Last, c.Chunk = true, large[3:]
+		}
+		return c.marshal(), nil
+	}
+	return m.t.Exchange(ctx, req)
+}
+
+// A responder whose reassembled large response is again a LargeResponse
+// must not keep the requester in CHUNK_GET forever (the caller's context
+// may have no deadline: the broker's long-lived sessions).
+func TestLargeResponseLoopBounded(t *testing.T) {
+	m := &largeLoop{t: loopPlain{rspTestResponder(t, AsymECDSAP256, nil)}}
+	r := NewRequester(m, &Options{CapabilityFlags: CapCert | CapChal | CapChunk, CTExponent: 20, MinVersion: Version12})
+	ctx := context.Background()
+	if _, err := r.Negotiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Digests(ctx)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Logf("after %d CHUNK_GETs: %v", m.chunks.Load(), err)
+		if err == nil {
+			t.Fatal("a LargeResponse loop produced digests")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("still in the LargeResponse loop after %d CHUNK_GETs", m.chunks.Load())
 	}
 }

@@ -285,7 +285,7 @@ func (r *Requester) exchange(ctx context.Context, req []byte, crypto bool) ([]by
 	}
 	r.lastRq = rc
 	backoff := r.o.Timeouts.BusyBackoff
-	busy, notReady := 0, 0
+	busy, notReady, large := 0, 0, 0
 	send := func() ([]byte, error) { return r.send(ctx, req, crypto) }
 	rsp, err := send()
 	for {
@@ -339,6 +339,9 @@ func (r *Requester) exchange(ctx context.Context, req []byte, crypto bool) ([]by
 		case ErrorCodeLargeResponse:
 			if Version(req[0]) < Version12 || len(em.Ext) != 1 {
 				return nil, protoErr(rc, "LargeResponse before 1.2 or without a handle")
+			}
+			if large++; large > 1 {
+				return nil, protoErr(rc, "the reassembled large response is another LargeResponse")
 			}
 			rsp, err = r.chunkGet(ctx, Version(req[0]), em.Ext[0])
 		default:
