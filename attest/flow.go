@@ -233,9 +233,11 @@ func attestTransport(ctx context.Context, t spdm.Transport, id Identity, o *Opti
 	r.ev.HasCMA = true // the transport is the CMA-SPDM channel itself
 	r.tdi = r.o.TDISPInterface
 	r.spdm(ctx, t, r.o.SecuredTransport)
-	// Identity from the leaf's CMA SAN when the caller gave none.
+	// Identity from the leaf's CMA SAN when the caller gave none, and only
+	// from a leaf that verified to an anchor: an unverified leaf is anyone's
+	// claim, and the identity chooses the policy rule.
 	if id.VendorID == 0 && id.DeviceID == 0 {
-		if c := r.ev.usedChain(); c != nil && c.CMASAN != nil {
+		if c := r.ev.usedChain(); c != nil && c.Verified && c.CMASAN != nil {
 			s := c.CMASAN
 			r.ev.Identity.VendorID, r.ev.Identity.DeviceID = s.VendorID, s.DeviceID
 			r.ev.Identity.Class, r.ev.Identity.Revision = s.Class, s.Revision

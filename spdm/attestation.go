@@ -269,7 +269,9 @@ func checkBlocks(n *Negotiated, op uint8, mr *measurementsRsp) error {
 // InvalidRequest) are skipped; the request made when only one block is
 // missing asks for a signature (so the last block's response is signed and
 // covers the unsigned ones before it in L1). Returns the blocks and the
-// signed result.
+// signed result. When an absent index was skipped after a block was read
+// (its ERROR resets L1, so the last signature would not cover the blocks
+// before it), the found indices are read again, each signed.
 func (r *Requester) MeasurementsOneByOne(ctx context.Context, o MeasOpts) ([]MeasurementBlock, *MeasurementsResult, error) {
 	cnt, err := r.Measurements(ctx, MeasOpts{Index: MeasOpCount, RawBitStream: o.RawBitStream})
 	if err != nil {
@@ -280,11 +282,15 @@ func (r *Requester) MeasurementsOneByOne(ctx context.Context, o MeasOpts) ([]Mea
 	}
 	var blocks []MeasurementBlock
 	var last *MeasurementsResult
+	// gap: an absent index was skipped after a block was read. Its ERROR
+	// reset L1, so the final signature does not cover the blocks before it.
+	gap := false
 	for idx := 1; idx <= 0xFE && len(blocks) < cnt.Count; idx++ {
 		mo := MeasOpts{Index: uint8(idx), RawBitStream: o.RawBitStream, Slot: o.Slot}
 		mo.Signed = o.Signed && len(blocks) == cnt.Count-1
 		res, err := r.Measurements(ctx, mo)
 		if errors.Is(err, ErrorCodeInvalidRequest) {
+			gap = gap || len(blocks) > 0
 			continue
 		}
 		if err != nil {
@@ -296,7 +302,22 @@ func (r *Requester) MeasurementsOneByOne(ctx context.Context, o MeasOpts) ([]Mea
 	if len(blocks) != cnt.Count {
 		return nil, nil, r.fail(protoErr(RequestGetMeasurements, "device announced %d measurements, found %d", cnt.Count, len(blocks)))
 	}
-	return blocks, last, nil
+	if !o.Signed || !gap {
+		return blocks, last, nil
+	}
+	// Read the indices now known to exist again, each with its own signature
+	// over a fresh nonce (as the DMTF reference requester does), so that every
+	// block returned is covered by a verified signature.
+	again := make([]MeasurementBlock, 0, len(blocks))
+	for _, b := range blocks {
+		res, err := r.Measurements(ctx, MeasOpts{Index: b.Index, RawBitStream: o.RawBitStream, Slot: o.Slot, Signed: true})
+		if err != nil {
+			return nil, nil, err
+		}
+		again = append(again, res.Blocks...)
+		last = res
+	}
+	return again, last, nil
 }
 
 // VendorDefined sends VENDOR_DEFINED_REQUEST outside a session and returns

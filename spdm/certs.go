@@ -242,10 +242,16 @@ func derLen(s wire.String) (int, bool) {
 	return 2 + nb + l, 2+nb+l <= len(s)
 }
 
-// MapChainCache is a ChainCache in memory, safe for concurrent use.
+// MaxCachedChains bounds MapChainCache: a hostile device can present a new
+// chain (up to 64 KiB) at every check, and a long-lived gate keeps its cache.
+const MaxCachedChains = 256
+
+// MapChainCache is a ChainCache in memory, safe for concurrent use. It holds
+// at most MaxCachedChains chains; the oldest is evicted first.
 type MapChainCache struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu    sync.Mutex
+	m     map[string][]byte
+	order []string // keys, oldest first
 }
 
 func cacheKey(h HashAlgo, digest []byte) string { return h.String() + ":" + hex.EncodeToString(digest) }
@@ -265,5 +271,20 @@ func (c *MapChainCache) Put(h HashAlgo, digest, chain []byte) {
 	if c.m == nil {
 		c.m = map[string][]byte{}
 	}
-	c.m[cacheKey(h, digest)] = bytes.Clone(chain)
+	k := cacheKey(h, digest)
+	if _, ok := c.m[k]; !ok {
+		for len(c.order) >= MaxCachedChains {
+			delete(c.m, c.order[0])
+			c.order = c.order[1:]
+		}
+		c.order = append(c.order, k)
+	}
+	c.m[k] = bytes.Clone(chain)
+}
+
+// Len is the number of chains cached.
+func (c *MapChainCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }

@@ -285,7 +285,7 @@ func (r *Requester) exchange(ctx context.Context, req []byte, crypto bool) ([]by
 	}
 	r.lastRq = rc
 	backoff := r.o.Timeouts.BusyBackoff
-	busy, notReady := 0, 0
+	busy, notReady, large := 0, 0, 0
 	send := func() ([]byte, error) { return r.send(ctx, req, crypto) }
 	rsp, err := send()
 	for {
@@ -339,6 +339,9 @@ func (r *Requester) exchange(ctx context.Context, req []byte, crypto bool) ([]by
 		case ErrorCodeLargeResponse:
 			if Version(req[0]) < Version12 || len(em.Ext) != 1 {
 				return nil, protoErr(rc, "LargeResponse before 1.2 or without a handle")
+			}
+			if large++; large > 1 {
+				return nil, protoErr(rc, "the reassembled large response is another LargeResponse")
 			}
 			rsp, err = r.chunkGet(ctx, Version(req[0]), em.Ext[0])
 		default:
@@ -466,14 +469,27 @@ func (r *Requester) chunkGet(ctx context.Context, v Version, handle uint8) ([]by
 	}
 }
 
-// step runs fn, restarting VCA once if the responder asks for resynch, and
+// step runs fn, restarting VCA once if the responder asks for resynch (the
+// new negotiation must equal the old one, else the connection fails), and
 // applies the sticky-error rule.
 func (r *Requester) step(ctx context.Context, fn func() error) error {
 	err := fn()
 	if errors.Is(err, ErrorCodeRequestResynch) {
 		r.log.InfoContext(ctx, "spdm responder requested resynch; restarting VCA")
-		if _, err2 := r.Negotiate(ctx); err2 != nil {
+		var before *Negotiated
+		if r.neg != nil {
+			b := *r.neg
+			before = &b
+		}
+		n, err2 := r.Negotiate(ctx)
+		if err2 != nil {
 			return err2
+		}
+		// The caller recorded (and may have judged) the first negotiation: a
+		// responder may not use a resynch to switch version or algorithms.
+		if before != nil && n != *before {
+			return r.fail(protoErr(RequestGetVersion, "after RequestResynch the responder negotiated %s %s/%s, before %s %s/%s",
+				n.Version, n.BaseAsym, n.BaseHash, before.Version, before.BaseAsym, before.BaseHash))
 		}
 		err = fn()
 	}
