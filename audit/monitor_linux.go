@@ -24,9 +24,11 @@ type Monitor struct {
 	log   *slog.Logger
 	boot  time.Time // wall-clock time at monotonic 0
 
-	syncMu sync.Mutex
-	rd     *ringbuf.Reader // set while Run runs
-	syncs  []syncReq
+	syncMu  sync.Mutex
+	rd      *ringbuf.Reader // set while Run runs
+	syncs   []syncReq
+	started chan struct{} // closed once Run first reads
+	once    sync.Once
 }
 
 // Options configure a Monitor.
@@ -40,7 +42,7 @@ func New(o Options) (*Monitor, error) {
 		return nil, fmt.Errorf("%w: /sys/kernel/btf/vmlinux is missing (build the kernel with CONFIG_DEBUG_INFO_BTF=y)", ErrNoBTF)
 	}
 	_ = rlimit.RemoveMemlock() // needed only on kernels < 5.11
-	m := &Monitor{log: o.Logger}
+	m := &Monitor{log: o.Logger, started: make(chan struct{})}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -159,6 +161,7 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 	}
 	m.rd = rd
 	m.syncMu.Unlock()
+	m.once.Do(func() { close(m.started) })
 	defer func() {
 		m.syncMu.Lock()
 		m.rd = nil
@@ -202,6 +205,9 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		fn(a)
 	}
 }
+
+// Started is closed once Run is reading events (Sync works from then on).
+func (m *Monitor) Started() <-chan struct{} { return m.started }
 
 // syncPoll is how often Run re-checks the ring while a Sync waits.
 const syncPoll = 5 * time.Millisecond

@@ -23,3 +23,4 @@ func (m *Monitor) Run(context.Context, func(*Access)) error { return ErrNotSuppo
 func (m *Monitor) Lost() (uint64, error)                    { return 0, ErrNotSupported }
 func (m *Monitor) Close() error                             { return nil }
 func (m *Monitor) Sync(context.Context) error               { return ErrNotSupported }
+func (m *Monitor) Started() <-chan struct{}                 { return nil }

@@ -38,6 +38,22 @@ func (w *Watcher) Run(ctx context.Context) error {
 	})
 }
 
+// Start runs Run in the background and returns once it is reading events
+// (or failed to start). wait ends it: cancel ctx, then call wait.
+func (w *Watcher) Start(ctx context.Context) (wait func() error, err error) {
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-w.m.Started():
+		return func() error { return <-done }, nil
+	case err := <-done:
+		if err == nil {
+			err = errors.New("audit: the event reader stopped before it started")
+		}
+		return nil, err
+	}
+}
+
 // Watch guards bdf and records every access to its config space until stop
 // is called. stop waits until every access made before it was called has
 // been seen (Monitor.Sync), unguards bdf when no other watch needs it, and
