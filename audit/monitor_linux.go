@@ -178,10 +178,13 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		m.syncMu.Lock()
 		pending := len(m.syncs) > 0
 		m.syncMu.Unlock()
+		// The BPF side wakes the reader only once 64 KiB are pending, so
+		// the ring is also polled: every readPoll, every syncPoll while a
+		// Sync waits.
 		if pending {
 			rd.SetDeadline(time.Now().Add(syncPoll))
 		} else {
-			rd.SetDeadline(time.Time{})
+			rd.SetDeadline(time.Now().Add(readPoll))
 		}
 		err := rd.ReadInto(&rec)
 		switch {
@@ -209,8 +212,12 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 // Started is closed once Run is reading events (Sync works from then on).
 func (m *Monitor) Started() <-chan struct{} { return m.started }
 
-// syncPoll is how often Run re-checks the ring while a Sync waits.
-const syncPoll = 5 * time.Millisecond
+// How often Run polls the ring: events below the BPF side's wakeup
+// threshold wait at most readPoll (syncPoll while a Sync waits).
+const (
+	readPoll = 20 * time.Millisecond
+	syncPoll = 2 * time.Millisecond
+)
 
 type syncReq struct {
 	at   time.Duration // CLOCK_MONOTONIC when Sync was called
