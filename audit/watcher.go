@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -14,28 +15,48 @@ import (
 // the DOE mailbox by another process is a tamper signal. Run must be running
 // for Watch's stop to return.
 type Watcher struct {
-	m *Monitor
+	m    *Monitor
+	self uint32 // this process: its own accesses are never kept
 
 	mu      sync.Mutex
 	watches map[string]map[*watch]struct{} // by device name
 }
 
-type watch struct{ got []Access }
+type watch struct {
+	got     []Access
+	dropped int // accesses beyond MaxKept
+}
 
-// NewWatcher returns a Watcher over m, which must be attached (Monitor.Attach).
+// MaxKept bounds the accesses one watch keeps (a process hammering a
+// function must not grow the gate's memory without bound); a watch that
+// had to drop some reports it as an error from stop.
+const MaxKept = 1024
+
+// NewWatcher returns a Watcher over m, which must be attached
+// (Monitor.Attach). Accesses by the calling process itself are not kept.
 func NewWatcher(m *Monitor) *Watcher {
-	return &Watcher{m: m, watches: map[string]map[*watch]struct{}{}}
+	return &Watcher{m: m, self: uint32(os.Getpid()), watches: map[string]map[*watch]struct{}{}}
 }
 
 // Run dispatches events until ctx ends (it is the Monitor's Run).
 func (w *Watcher) Run(ctx context.Context) error {
-	return w.m.Run(ctx, func(a *Access) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for x := range w.watches[a.Device] {
+	return w.m.Run(ctx, w.dispatch)
+}
+
+// dispatch hands one access to the watches of its device.
+func (w *Watcher) dispatch(a *Access) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if a.PID == w.self {
+		return
+	}
+	for x := range w.watches[a.Device] {
+		if len(x.got) < MaxKept {
 			x.got = append(x.got, *a)
+		} else {
+			x.dropped++
 		}
-	})
+	}
 }
 
 // Start runs Run in the background and returns once it is reading events
@@ -54,12 +75,12 @@ func (w *Watcher) Start(ctx context.Context) (wait func() error, err error) {
 	}
 }
 
-// Watch guards bdf and records every access to its config space until stop
-// is called. stop waits until every access made before it was called has
+// Watch guards bdf and records every access to its config space by other
+// processes until stop is called. stop waits until every access made before it was called has
 // been seen (Monitor.Sync), unguards bdf when no other watch needs it, and
-// returns the accesses. It fails, with the accesses seen so far, when the
-// record may be incomplete: the sync failed or the kernel side lost events
-// while the watch was open.
+// returns the accesses. It fails, with the accesses kept, when the record
+// may be incomplete: the sync failed, the kernel side lost events while the
+// watch was open, or more than MaxKept accesses came in.
 func (w *Watcher) Watch(ctx context.Context, bdf pci.BDF) (stop func(context.Context) ([]Access, error), err error) {
 	dev := bdf.String()
 	lost0, err := w.m.Lost()
@@ -92,6 +113,9 @@ func (w *Watcher) Watch(ctx context.Context, bdf pci.BDF) (stop func(context.Con
 			}
 			errs = append(errs, w.remove(dev, x))
 			got = x.got
+			if x.dropped > 0 {
+				errs = append(errs, fmt.Errorf("audit: %d more accesses to %s by other processes than the %d kept", x.dropped, dev, MaxKept))
+			}
 		})
 		return got, errors.Join(errs...)
 	}, nil

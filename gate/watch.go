@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/audit"
@@ -21,6 +22,10 @@ type AccessWatcher interface {
 	// record may be incomplete (and the gate then denies: fail closed).
 	Watch(ctx context.Context, bdf pci.BDF) (stop func(context.Context) ([]audit.Access, error), err error)
 }
+
+// watchStopTimeout bounds waiting for the audit to catch up after an
+// attestation (Monitor.Sync normally takes milliseconds).
+const watchStopTimeout = 5 * time.Second
 
 // doeCapLen is the size of a DOE extended capability (PCIe r6.0 §7.9.24).
 const doeCapLen = 0x18
@@ -64,7 +69,11 @@ func (g *Gate) endWatch(ctx context.Context, w *tamperWatch, fn *pci.Function, e
 	var accesses []audit.Access
 	err := w.err
 	if err == nil {
-		accesses, err = w.stop(context.WithoutCancel(ctx))
+		// The caller's deadline may have passed during attestation; the
+		// barrier gets a bound of its own.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), watchStopTimeout)
+		accesses, err = w.stop(sctx)
+		cancel()
 	}
 	self := uint32(os.Getpid())
 	doe, known := doeOffsets(fn, ev)
