@@ -92,6 +92,9 @@ func (g *Gate) endWatch(ctx context.Context, w *tamperWatch, fn *pci.Function, e
 	switch {
 	case len(foreign) > 0:
 		msg = describeTamper(foreign, known)
+		if err != nil {
+			msg += "; the record is also incomplete: " + err.Error()
+		}
 	case err != nil:
 		msg = "the config-space audit cannot vouch that no other process touched the DOE mailbox: " + err.Error()
 	default:
