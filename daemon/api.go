@@ -45,6 +45,8 @@ type Reason struct {
 // DeviceDecision is the decision for one function.
 type DeviceDecision struct {
 	BDF            pci.BDF  `json:"bdf"`
+	VendorID       uint16   `json:"vendor_id,omitempty"`
+	DeviceID       uint16   `json:"device_id,omitempty"`
 	Decision       string   `json:"decision"` // allow | deny
 	Reasons        []Reason `json:"reasons"`
 	Rule           string   `json:"rule,omitempty"`
@@ -84,8 +86,57 @@ type Status struct {
 	Started   time.Time           `json:"started"`
 	Policy    string              `json:"policy"`
 	Domains   map[string][]string `json:"domains"` // domain -> BDFs it holds
+	Devices   []DeviceStatus      `json:"devices"`
 	TDIs      []TDIStatus         `json:"tdis"`
+	Sessions  []SessionStatus     `json:"sessions"`
 	Decisions []DeviceDecision    `json:"last_decisions"`
+	Released  []ReleaseRecord     `json:"released"`
+	Reports   []Report            `json:"reports"`
+	// TDISP says whether this daemon can own TDISP sessions ("available" or
+	// why not).
+	TDISP string `json:"tdisp"`
+}
+
+// DeviceStatus is one function a domain holds.
+type DeviceStatus struct {
+	BDF      pci.BDF `json:"bdf"`
+	Domain   string  `json:"domain"`
+	Decision string  `json:"decision"`
+	Rule     string  `json:"rule,omitempty"`
+	// Bound: the daemon bound it to vfio-pci (bind); false when libvirt
+	// (managed='yes') or the operator did.
+	Bound          bool      `json:"bound"`
+	OriginalDriver string    `json:"original_driver,omitempty"`
+	Driver         string    `json:"driver,omitempty"` // bound now, read at status time
+	Since          time.Time `json:"since"`
+}
+
+// SessionStatus is one SPDM session the daemon holds.
+type SessionStatus struct {
+	BDF        pci.BDF   `json:"bdf"`
+	SessionID  uint32    `json:"session_id"`
+	Heartbeats int       `json:"heartbeats"`
+	KeyUpdates int       `json:"key_updates"`
+	Since      time.Time `json:"since,omitzero"`
+}
+
+// ReleaseRecord says what one release did.
+type ReleaseRecord struct {
+	Domain   string    `json:"domain"`
+	BDFs     []pci.BDF `json:"bdfs"`
+	Recorded bool      `json:"recorded"` // the release events are in the TPM log
+	Errors   []string  `json:"errors,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// Report is something the daemon noticed and could not prevent (a hot-plugged
+// hostdev without a decision, a TDI that left its state, a failed release).
+type Report struct {
+	Kind    string    `json:"kind"` // hotplug, hotplug-detached, tdisp-exit, release-failed, ...
+	Domain  string    `json:"domain,omitempty"`
+	BDF     string    `json:"bdf,omitempty"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
 }
 
 // Backend is what the daemon serves: the gate plus TDISP session ownership.

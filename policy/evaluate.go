@@ -173,11 +173,11 @@ func (p *Policy) Evaluate(ev *attest.Evidence, in Input) Verdict {
 				// is unknown, so say what stopped us, not "no CMA".
 				e.denyFailure(ev.Failure)
 			case !ev.HasCMA:
-				e.deny(CodeNoCMA, "defaults.%s is deny-unattested and the device has no CMA-SPDM mailbox", strings.ReplaceAll(ctx, "-", "_"))
+				e.deny(CodeNoCMA, "the policy's defaults.%s is deny-unattested and the device has no CMA-SPDM mailbox", strings.ReplaceAll(ctx, "-", "_"))
 			case rule != nil:
-				e.deny(CodeNoRule, "rule %q has no spdm section, and defaults.%s is deny-unattested", rule.Name, strings.ReplaceAll(ctx, "-", "_"))
+				e.deny(CodeNoRule, "rule %q has no spdm section, and the policy's defaults.%s is deny-unattested", rule.Name, strings.ReplaceAll(ctx, "-", "_"))
 			default:
-				e.deny(CodeNoRule, "no rule matches vendor 0x%04x device 0x%04x, and defaults.%s is deny-unattested",
+				e.deny(CodeNoRule, "no rule matches vendor 0x%04x device 0x%04x, and the policy's defaults.%s is deny-unattested",
 					ev.Identity.VendorID, ev.Identity.DeviceID, strings.ReplaceAll(ctx, "-", "_"))
 			}
 		}

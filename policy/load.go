@@ -184,7 +184,8 @@ func (d *decoder) err() error {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (d *decoder) document(data []byte) *Policy {
-	p := &Policy{Mode: ModeEnforce, PCR: -1, DefaultConfidential: DenyUnattested, DefaultNonConfidential: DenyUnattested}
+	p := &Policy{Mode: ModeEnforce, PCR: -1, DefaultConfidential: DenyUnattested, DefaultNonConfidential: DenyUnattested,
+		Libvirt: Libvirt{Hotplug: HotplugReport, RecordTDISPExit: true}}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -276,6 +277,21 @@ func (d *decoder) document(data []byte) *Policy {
 						}
 					}
 				},
+			})
+		},
+		"libvirt": func(v *yaml.Node) {
+			d.mapping(v, map[string]func(*yaml.Node){
+				"hotplug": func(v *yaml.Node) {
+					if s, ok := d.str(v); ok {
+						switch Hotplug(s) {
+						case HotplugReport, HotplugDetach:
+							p.Libvirt.Hotplug = Hotplug(s)
+						default:
+							d.errorf(v, "libvirt.hotplug %q: want report or detach", s)
+						}
+					}
+				},
+				"record_tdisp_exit": func(v *yaml.Node) { p.Libvirt.RecordTDISPExit = d.boolean(v) },
 			})
 		},
 		"rules": func(v *yaml.Node) {

@@ -179,3 +179,24 @@ func TestDERAnchorAndCRL(t *testing.T) {
 		t.Errorf("anchor %+v", a)
 	}
 }
+
+func TestLibvirtSection(t *testing.T) {
+	p := newPKI(t)
+	pol := p.mustLoad("version: 1\n")
+	if pol.Libvirt.Hotplug != policy.HotplugReport || !pol.Libvirt.RecordTDISPExit {
+		t.Fatalf("defaults: %+v", pol.Libvirt)
+	}
+	pol = p.mustLoad("version: 1\nlibvirt: {hotplug: detach, record_tdisp_exit: false}\n")
+	if pol.Libvirt.Hotplug != policy.HotplugDetach || pol.Libvirt.RecordTDISPExit {
+		t.Fatalf("set: %+v", pol.Libvirt)
+	}
+	for text, want := range map[string]string{
+		"version: 1\nlibvirt: {hotplug: ignore}\n":      `libvirt.hotplug "ignore"`,
+		"version: 1\nlibvirt: {hotplugs: detach}\n":     `unknown key "hotplugs"`,
+		"version: 1\nlibvirt: {record_tdisp_exit: 1}\n": "want true or false",
+	} {
+		if _, err := p.load(text); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+}

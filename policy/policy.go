@@ -37,8 +37,29 @@ type Policy struct {
 	// bridge) of IOMMU group members that need not be bound with the group.
 	ExemptClasses []uint16
 	Rules         []*Rule
+	// Libvirt is what the daemon does about libvirt domains (libvirt: in the file).
+	Libvirt Libvirt
 	// Warnings are non-fatal findings (expired anchors, resettable PCR, ...).
 	Warnings []Warning
+}
+
+// Hotplug says what the daemon does with a PCI hostdev that appears on a
+// running domain without a gate decision (hot-plug calls no libvirt hook).
+type Hotplug string
+
+// Hot-plug actions.
+const (
+	HotplugReport Hotplug = "report" // log at warn level and show in status
+	HotplugDetach Hotplug = "detach" // report, then detach it from the domain
+)
+
+// Libvirt is the libvirt: section of the policy. Zero value: report hot-plug,
+// record TDISP state exits in the TPM.
+type Libvirt struct {
+	Hotplug Hotplug
+	// RecordTDISPExit records a TPM event when a running domain's TDI leaves
+	// CONFIG_LOCKED/RUN (libvirt.record_tdisp_exit, default true).
+	RecordTDISPExit bool
 }
 
 // Warning is a non-fatal finding at a line of the policy file.

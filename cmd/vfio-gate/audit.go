@@ -25,7 +25,13 @@ function: time, pid, comm, cgroup, read/write, offset, size, value written, path
 region touched (doe-mailbox, command, bar, msix, header, capability, extended).
 
 It needs root (CAP_BPF and CAP_PERFMON), a kernel with BTF, and kprobes. Without them it says
-which is missing and exits 4. It runs until interrupted or --duration passes.`,
+which is missing and exits 4. It runs until interrupted or --duration passes. No policy, TPM
+or daemon.
+
+Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device, malformed BDF);
+4 eBPF or kprobes unavailable, or the function does not exist.`,
+		Example: `  sudo vfio-gate audit --device 0000:3b:00.0
+  sudo vfio-gate audit --json --device 0000:3b:00.0 --device 0000:3b:00.1 --duration 10m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(devices) == 0 {

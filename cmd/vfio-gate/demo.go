@@ -193,6 +193,9 @@ func newDemoCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the main job on three software devices: no root, no hardware",
+		Example: `  vfio-gate demo
+  vfio-gate demo --json
+  vfio-gate demo --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state --keep`,
 		Long: `demo builds a temporary sysfs tree with three software PCIe functions, each in its own IOMMU
 group, served by the software device (package emu) through an injected config space:
 

@@ -56,7 +56,12 @@ verify the device.
 
 Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
 
-` + exitCodesHelp,
+Needs nothing (no root, no hardware, no TPM). With --json the start-up banner is one JSON object.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM; 1 usage error (unknown profile, algorithm or version,
+missing --listen); 4 the address cannot be bound.`,
+		Example: `  vfio-gate emulate --listen 127.0.0.1:2323 --write-ca /tmp/emu-ca.pem
+  vfio-gate emulate --listen 127.0.0.1:0 --profile tampered --algorithms rsapss-3072 --versions 1.2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen == "" {

@@ -27,7 +27,26 @@ lifecycle step. It reads the domain XML on stdin and asks the vfio-gate daemon:
   anything else   exit 0 at once
 
 It never calls libvirtd (that would deadlock) and reads no environment. Without a running
-daemon, prepare denies: "vfio-gate daemon is not running (systemctl start vfio-gate)".`,
+daemon, prepare denies: "vfio-gate daemon is not running (systemctl start vfio-gate)".
+
+managed='yes': at prepare libvirt has not yet moved the function off its host driver, and
+vfio-gate never drives a DOE mailbox a kernel driver owns. So a function with a DOE mailbox
+that is still on a host driver (nvme, mlx5_core, cxl_pci, ...) is denied with mailbox-owned,
+and the message says what to do: run "vfio-gate bind --domain NAME BDF" first, which moves
+the function's IOMMU group to vfio-pci (which neither uses nor exposes DOE), attests it there,
+keeps it on vfio-pci on allow and gives it back to its drivers on deny; libvirt accepts a
+managed='yes' function that is already on vfio-pci. Or declare it managed='no'. The hook's
+check never moves a function off its host driver by itself: that would take a device away from
+the host at every start attempt, before any decision. A function already
+on vfio-pci (or on no driver) is attested at prepare. A function without any DOE mailbox is
+judged by the policy's defaults (no-cma) with read-only config space access.
+
+Not gated: <interface type='network'> backed by a hostdev pool: libvirt picks the VF after
+prepare and the hook cannot ask it. Use <hostdev> or <interface type='hostdev'> with a source
+address for devices that must be gated; "vfio-gate libvirt preflight" warns about such
+interfaces, and the daemon reports hostdevs it finds on running domains without a decision.`,
+		Example: `  # what libvirt runs (domain XML on stdin)
+  vfio-gate libvirt-hook --daemon-socket /run/vfio-gate/daemon.sock vm1 prepare begin - < vm1.xml`,
 		Args:                  cobra.ArbitraryArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,6 +71,8 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 "vfio-gate libvirt-hook". It never overwrites an existing hooks/qemu nor a drop-in it did not
 write. libvirt >= 6.5 runs qemu.d/ drop-ins itself; --dispatcher also creates hooks/qemu (only
 when none exists) for older libvirt. libvirtd reads hooks at start: reload it, or pass --reload.`,
+		Example: `  vfio-gate install-hook --reload
+  vfio-gate install-hook --libvirt-dir /etc/libvirt --binary /usr/local/bin/vfio-gate`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if binary == "" {
@@ -94,7 +115,10 @@ func newUninstallHookCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "uninstall-hook",
 		Short: "Remove exactly what install-hook installed",
-		Args:  cobra.NoArgs,
+		Long: `uninstall-hook removes hooks/qemu.d/vfio-gate and the hooks/qemu dispatcher when install-hook
+created them (files carrying its marker); anything else is left alone.`,
+		Example: `  vfio-gate uninstall-hook`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			removed, err := lvhook.UninstallHook(dir)
 			if err != nil {

@@ -22,14 +22,26 @@ func newLogCmd(e *env, g *globals) *cobra.Command {
 		Short: "Show or verify the TPM event log (CEL-JSON) of gate decisions",
 		Long: `The event log <state-dir>/` + eventLogName + ` holds one TCG Canonical Event Log
 record (JSON) per measured event: SPDM measurement blocks, the trust anchor, the verdict,
-releases and TDISP state changes. Each was extended into --pcr in every active bank.`,
+releases and TDISP state changes. Each was extended into --pcr in every active bank.
+
+"log show" needs read access to --state-dir only; "log verify" also needs the TPM (--tpm).`,
+		Example: `  vfio-gate log show
+  sudo vfio-gate log verify --tpm /dev/tpmrm0
+  vfio-gate --json log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state`,
 	}
 	cmd.PersistentFlags().IntVar(&pcr, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
 
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Print the decoded event log (a table, or JSON with --json)",
-		Args:  cobra.NoArgs,
+		Long: `Decodes <state-dir>/events.cel.jsonl (no TPM needed): one line per record with its number,
+the PCR (- for baseline records, which are logged but never extended), the event type and a
+summary. --json prints {"events": [...]} with each record's recnum, pcr, content_type,
+event_type, extended, digests, summary and decoded event.
+
+Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
+		Example: "  vfio-gate log show --state-dir /var/lib/vfio-gate",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := tpm.ReadLog(eventLogPath(g))
 			if err != nil {
@@ -67,8 +79,10 @@ releases and TDISP state changes. Each was extended into --pcr in every active b
 		Long: `Replays this boot's records of the event log in every active PCR bank and compares the
 result with the TPM (--tpm). Exit 0 when every bank matches and no record is altered or
 missing; exit 5 on a mismatch (the first problem names the record that diverges, or says
-that the TPM holds extends the log does not have) or when the TPM cannot be used.`,
-		Args: cobra.NoArgs,
+that the TPM holds extends the log does not have) or when the TPM cannot be used; exit 1 when
+the log cannot be read.`,
+		Example: "  vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := tpm.Open(g.tpm)
 			if err != nil {

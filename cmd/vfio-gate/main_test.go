@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // runCLI runs the CLI in-process and returns exit code, stdout, stderr.
@@ -63,5 +65,45 @@ func TestExitCodeMapping(t *testing.T) {
 		if got := exitCode(c.err); got != c.want {
 			t.Errorf("exitCode(%v) = %d, want %d", c.err, got, c.want)
 		}
+	}
+}
+
+// TestEveryCommandHasManPageHelp: each command says what it does (Long) and
+// shows how (Example); the global flags are described once, in the root help,
+// while flags a parent passes down are still listed in full.
+func TestEveryCommandHasManPageHelp(t *testing.T) {
+	// Owned by the daemon/hooks work, documented there.
+	skip := map[string]bool{"status": true, "install-hook": true, "uninstall-hook": true, "libvirt-hook": true,
+		"completion": true, "help": true}
+	root := newRootCmd(&env{})
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if skip[sub.Name()] {
+				continue
+			}
+			if sub.Long == "" || sub.Example == "" {
+				t.Errorf("%q: Long %t, Example %t: both are needed", sub.CommandPath(), sub.Long != "", sub.Example != "")
+			}
+			walk(sub)
+		}
+	}
+	walk(root)
+
+	code, out, _ := runCLI(t, "log", "show", "--help")
+	if code != 0 {
+		t.Fatalf("log show --help: exit %d", code)
+	}
+	for _, want := range []string{"Global flags: ", `(see "vfio-gate --help")`, "--pcr int"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log show --help lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "--daemon-socket string") {
+		t.Errorf("log show --help repeats the global flag descriptions:\n%s", out)
+	}
+	_, out, _ = runCLI(t, "--help")
+	if !strings.Contains(out, "--daemon-socket string") {
+		t.Errorf("root --help does not describe the global flags:\n%s", out)
 	}
 }

@@ -18,8 +18,13 @@ func newPolicyCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "policy",
 		Short: "Validate and explain policy files",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Long: `policy check loads a policy file exactly as check and bind do and explains it; policy capture
+attests a device you trust now and prints a policy with one rule that allows exactly it. The
+file format is in README "Policy file".`,
+		Example: `  vfio-gate policy check /etc/vfio-gate/policy.yaml
+  vfio-gate policy capture --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	c.AddCommand(newPolicyCheckCmd(e, g), newPolicyCaptureCmd(e, g))
 	return c
@@ -44,6 +49,9 @@ func newPolicyCheckCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "check [FILE]",
 		Short: "Validate a policy file and explain what it checks",
+		Example: `  vfio-gate policy check
+  vfio-gate --json policy check /etc/vfio-gate/policy.yaml
+  vfio-gate policy check --insecure-skip-permission-check ./draft.yaml`,
 		Long: `Loads FILE (default: --policy) exactly as check and bind do: strict YAML, every anchor and CRL
 read and verified, owner and mode of every file checked. Prints each rule, what it checks, and the
 SHA-256 fingerprint of each trust anchor. Exit 0 when valid, 1 with "file:line: message" per problem.`,

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -66,7 +67,19 @@ records the decision in a TPM PCR and event log, and binds the IOMMU group only 
 
 The device is untrusted: any doubt means deny, with a reason you can act on.
 
+Where to start: "vfio-gate demo" runs the whole job on three software devices (no root, no
+hardware); "vfio-gate scan" lists this machine's functions and their DOE mailboxes;
+"vfio-gate emulate" serves a software SPDM device that attest, check, policy capture and tdisp
+can talk to with --socket. Commands that touch a real function's config space need root.
+
+The flags below are global: every command accepts them, before or after its name, and each
+command's help only points back here.
+
 ` + exitCodesHelp,
+		Example: `  vfio-gate demo
+  vfio-gate scan --no-doe
+  sudo vfio-gate check --confidential 0000:3b:00.0
+  vfio-gate --json log show --state-dir /var/lib/vfio-gate`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version(),
@@ -91,6 +104,7 @@ The device is untrusted: any doubt means deny, with a reason you can act on.
 	pf.StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
 
 	root.SetHelpTemplate(root.HelpTemplate())
+	root.SetUsageTemplate(globalFlagsOnce(root))
 	for _, c := range commands(e, g) {
 		root.AddCommand(c)
 	}
@@ -117,8 +131,37 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newReleaseCmd(e, g),
 		newExplainCmd(e, g),
 		newDemoCmd(e, g),
+		newDaemonCmd(e, g),
+		newLibvirtCmd(e, g),
 		newTDISPCmd(e, g),
 	}
+}
+
+// globalFlagsOnce returns the usage template with the subcommands' "Global
+// Flags" listing replaced by one line naming the root's flags: they are
+// documented once, in the root help. Flags a parent command passes down (log
+// --pcr, doe --lock-dir) are still listed in full.
+func globalFlagsOnce(root *cobra.Command) string {
+	var names []string
+	root.PersistentFlags().VisitAll(func(f *pflag.Flag) { names = append(names, "--"+f.Name) })
+	cobra.AddTemplateFunc("parentFlagUsages", func(c *cobra.Command) string {
+		fs := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
+		c.InheritedFlags().VisitAll(func(f *pflag.Flag) {
+			if root.PersistentFlags().Lookup(f.Name) == nil {
+				fs.AddFlag(f)
+			}
+		})
+		return strings.TrimRight(fs.FlagUsages(), " \n")
+	})
+	const block = "Global Flags:\n{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}"
+	t := root.UsageTemplate()
+	if !strings.Contains(t, block) {
+		return t // a cobra whose template changed: keep its own listing
+	}
+	return strings.Replace(t, block, `{{with parentFlagUsages .}}Flags of the parent command:
+{{.}}
+
+{{end}}Global flags: `+strings.Join(names, " ")+` (see "vfio-gate --help")`, 1)
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -147,7 +190,10 @@ func newVersionCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Long: `version prints the module version, the VCS revision (when built from a git checkout)
+and the Go version; with --json {"version": "..."}. Needs nothing. Exit 0.`,
+		Example: "  vfio-gate version\n  vfio-gate --json version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if g.json {
 				return writeJSON(e.out, map[string]string{"version": version()})

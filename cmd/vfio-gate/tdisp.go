@@ -184,6 +184,8 @@ func newTDISPCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "tdisp",
 		Short: "Inspect a function's TEE device interface (TDISP) inside an SPDM secure session",
+		Example: `  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem
+  sudo vfio-gate tdisp state 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem`,
 		Long: `TDISP travels inside an SPDM secure session. These commands open their own short session
 (authenticated by --trust-anchor), do their work and end it. "state" and "report" only read;
 "cycle" runs lock -> report -> start -> state -> stop (a lab and CI check of a device). Locking a
@@ -201,6 +203,9 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "state BDF | --socket HOST:PORT",
 		Short: "Print the TDI state (GET_DEVICE_INTERFACE_STATE)",
+		Long: `Opens a short secure session, asks the TDI for its state (CONFIG_UNLOCKED, CONFIG_LOCKED,
+RUN or ERROR), ends the session. Read-only. Exit codes as for "vfio-gate tdisp".`,
+		Example: "  vfio-gate tdisp state --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 			defer cancel()
@@ -234,6 +239,10 @@ func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "report BDF | --socket HOST:PORT",
 		Short: "Print the parsed DEVICE_INTERFACE_REPORT of a locked or running TDI",
+		Long: `Opens a short secure session and reads the TDI's interface report (MMIO ranges, interface
+info, device-specific data). Read-only: the TDI must already be CONFIG_LOCKED or RUN (exit 2
+otherwise; locking for an assignment is the daemon's job). Exit codes as for "vfio-gate tdisp".`,
+		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 			defer cancel()
@@ -334,8 +343,9 @@ func runCycle(ctx context.Context, c *tdisp.Client, lp tdisp.LockParams) (*cycle
 func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
 	f := &tdispFlags{}
 	c := &cobra.Command{
-		Use:   "cycle BDF | --socket HOST:PORT",
-		Short: "Run lock -> report -> start -> state -> stop in one session and print every step",
+		Use:     "cycle BDF | --socket HOST:PORT",
+		Short:   "Run lock -> report -> start -> state -> stop in one session and print every step",
+		Example: "  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
 		Long: `Runs the whole TDISP lifecycle in one secure session and prints each step, the TDI state
 after it, and the parsed interface report. If a step fails after LOCK, STOP is still sent so the
 TDI is not left locked. Lab and CI use only: never on a function assigned to a running VM.

@@ -28,6 +28,10 @@ type Domain struct {
 	// PCI lists every host PCI function the domain would receive, from
 	// <hostdev mode='subsystem' type='pci'> and <interface type='hostdev'>.
 	PCI []HostPCI
+	// Networks names the libvirt networks of <interface type='network'>:
+	// one backed by a hostdev pool gets a VF only after prepare, so the hook
+	// cannot gate it (preflight looks the networks up and warns).
+	Networks []string
 }
 
 // HostPCI is one host PCI function assigned to the domain.
@@ -108,6 +112,9 @@ func ParseDomain(r io.Reader) (*Domain, error) {
 		d.PCI = append(d.PCI, HostPCI{BDF: bdf, Managed: h.Managed != "no", Source: "hostdev"})
 	}
 	for i, n := range x.Devices.Interfaces {
+		if n.Source != nil && n.Source.Network != nil && n.Source.Network.Network != "" {
+			d.Networks = append(d.Networks, n.Source.Network.Network)
+		}
 		if n.Source == nil || n.Source.Hostdev == nil {
 			continue
 		}

@@ -49,6 +49,9 @@ func TestParseHostdevForms(t *testing.T) {
 			t.Errorf("PCI[%d] = %+v, want %+v", i, d.PCI[i], want[i])
 		}
 	}
+	if len(d.Networks) != 1 || d.Networks[0] != "default" {
+		t.Errorf("Networks = %v, want [default]", d.Networks)
+	}
 	if d.Name != "vm1" || d.UUID == "" || d.Confidential(nil) {
 		t.Fatalf("name %q uuid %q confidential %v", d.Name, d.UUID, d.Confidential(nil))
 	}

@@ -19,6 +19,7 @@ const LibvirtSocket = "/var/run/libvirt/libvirt-sock"
 func StartLibvirtd(t testing.TB) {
 	t.Helper()
 	Require(t, Root, Libvirt)
+	lockLibvirtd(t)
 	if c, err := net.DialTimeout("unix", LibvirtSocket, time.Second); err == nil {
 		c.Close()
 		return // already running: leave it alone
@@ -38,7 +39,7 @@ func StartLibvirtd(t testing.TB) {
 
 func startDaemon(t testing.TB, name, pidfile string, argv ...string) {
 	t.Helper()
-	if pid := readPid(pidfile); pid > 0 && syscall.Kill(pid, 0) == nil {
+	if pid := readPid(pidfile); pid > 0 && alive(pid) {
 		return
 	}
 	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
@@ -53,9 +54,18 @@ func startDaemon(t testing.TB, name, pidfile string, argv ...string) {
 		t.Fatalf("%s started but wrote no %s", name, pidfile)
 	}
 	t.Cleanup(func() {
+		// Wait until it is really gone (socket and pid file released), so
+		// the next test neither talks to a dying daemon nor skips starting it.
 		_ = syscall.Kill(pid, syscall.SIGTERM)
-		for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+		deadline := time.Now().Add(30 * time.Second)
+		for alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
+		}
+		if alive(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			for i := 0; i < 100 && alive(pid); i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
 		}
 	})
 }
@@ -67,4 +77,57 @@ func readPid(path string) int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
+}
+
+// LibvirtdLock serialises tests that use the machine's libvirtd across test
+// processes (go test runs packages in parallel): without it one package
+// could stop the libvirtd another is using, or both start virtlogd at once.
+const LibvirtdLock = "/run/lock/vfio-gate-test-libvirtd.lock"
+
+// lockLibvirtd takes LibvirtdLock for the rest of the test; it is released
+// after every cleanup registered later (the daemons it started are stopped
+// first).
+func lockLibvirtd(t testing.TB) {
+	t.Helper()
+	if err := os.MkdirAll("/run/lock", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(LibvirtdLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
+			f.Close()
+			t.Fatalf("lock %s: %v", LibvirtdLock, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
+}
+
+// alive reports whether pid runs and is not a zombie (PID 1 of a container
+// may not reap the daemons that double-forked away from us).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
+	}
+	return true
 }

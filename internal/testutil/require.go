@@ -33,17 +33,17 @@ var Root = Cap{Name: "root", Hint: "run the tests as root (CI does: bash .ci/run
 }}
 
 // Swtpm: the swtpm binary is installed.
-var Swtpm = Cap{Name: "swtpm", Hint: "install it: bash .ci/install-deps (apt-get install swtpm swtpm-tools)", Probe: func() error {
+var Swtpm = Cap{Name: "swtpm", Hint: "install it: bash scripts/install-deps (apt-get install swtpm swtpm-tools)", Probe: func() error {
 	return lookPath("swtpm")
 }}
 
 // Libvirt: libvirtd and virsh are installed.
-var Libvirt = Cap{Name: "libvirt", Hint: "install it: bash .ci/install-deps (apt-get install libvirt-daemon-system)", Probe: func() error {
+var Libvirt = Cap{Name: "libvirt", Hint: "install it: bash scripts/install-deps (apt-get install libvirt-daemon-system)", Probe: func() error {
 	return errors.Join(lookPath("libvirtd"), lookPath("virsh"))
 }}
 
 // VM: QEMU is installed for the test/vm guest.
-var VM = Cap{Name: "vm", Hint: "install it: bash .ci/install-deps (apt-get install qemu-system-x86)", Probe: func() error {
+var VM = Cap{Name: "vm", Hint: "install it: bash scripts/install-deps (apt-get install qemu-system-x86)", Probe: func() error {
 	return lookPath("qemu-system-x86_64")
 }}
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+	"libvirt.org/go/libvirtxml"
 )
 
 // DefaultSocket is libvirtd's read-write socket.
@@ -106,4 +107,57 @@ func (c *Conn) Lifecycle(ctx context.Context) (<-chan Event, error) {
 		}
 	}()
 	return out, nil
+}
+
+// RunningDomains lists the names of the active domains.
+func (c *Conn) RunningDomains() ([]string, error) {
+	doms, _, err := c.l.ConnectListAllDomains(1, libvirt.ConnectListDomainsActive)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt: list running domains: %w", err)
+	}
+	names := make([]string, len(doms))
+	for i, d := range doms {
+		names[i] = d.Name
+	}
+	return names, nil
+}
+
+// DetachHostdevPCI detaches the PCI hostdev with source address
+// domain:bus:slot.function from the running domain (live only).
+func (c *Conn) DetachHostdevPCI(name string, dom uint16, bus, slot, fn uint8, managed bool) error {
+	d, err := c.l.DomainLookupByName(name)
+	if err != nil {
+		return fmt.Errorf("libvirt: domain %q: %w", name, err)
+	}
+	m := "no"
+	if managed {
+		m = "yes"
+	}
+	x := fmt.Sprintf("<hostdev mode='subsystem' type='pci' managed='%s'><source><address domain='0x%04x' bus='0x%02x' slot='0x%02x' function='0x%x'/></source></hostdev>",
+		m, dom, bus, slot, fn)
+	if err := c.l.DomainDetachDeviceFlags(d, x, uint32(libvirt.DomainDeviceModifyLive)); err != nil {
+		return fmt.Errorf("libvirt: detach %04x:%02x:%02x.%x from %q: %w", dom, bus, slot, fn, name, err)
+	}
+	return nil
+}
+
+// NetworkForwardMode returns the <forward mode=...> of a libvirt network
+// ("" when it has none): "hostdev" means a pool of PCI functions (VFs).
+func (c *Conn) NetworkForwardMode(name string) (string, error) {
+	n, err := c.l.NetworkLookupByName(name)
+	if err != nil {
+		return "", fmt.Errorf("libvirt: network %q: %w", name, err)
+	}
+	x, err := c.l.NetworkGetXMLDesc(n, 0)
+	if err != nil {
+		return "", fmt.Errorf("libvirt: network %q XML: %w", name, err)
+	}
+	var nx libvirtxml.Network
+	if err := nx.Unmarshal(x); err != nil {
+		return "", fmt.Errorf("libvirt: network %q XML: %w", name, err)
+	}
+	if nx.Forward == nil {
+		return "", nil
+	}
+	return nx.Forward.Mode, nil
 }

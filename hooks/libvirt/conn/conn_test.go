@@ -30,6 +30,12 @@ func TestRealLibvirtdTestDriver(t *testing.T) {
 	if err != nil || !strings.Contains(x, "<name>test</name>") {
 		t.Fatalf("xml %q err %v", x, err)
 	}
+	if run, err := c.RunningDomains(); err != nil || !slices.Contains(run, "test") {
+		t.Fatalf("running domains = %v, %v; want the built-in \"test\"", run, err)
+	}
+	if mode, err := c.NetworkForwardMode("default"); err != nil || mode != "nat" {
+		t.Fatalf("test driver network default: forward mode %q, %v; want nat", mode, err)
+	}
 	if _, err := c.DomainXML("no-such-domain"); err == nil {
 		t.Fatal("lookup of a missing domain succeeded")
 	}
@@ -43,9 +49,13 @@ func TestWatcherSeesLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	events := make(chan Event, 16)
+	destroyed := make(chan struct{})
 	w := &Watcher{URI: "test:///default", Socket: "",
 		OnReconnect: func(ctx context.Context, c *Conn) {
 			go func() {
+				// The destroy call must return before the watcher's
+				// connection is closed (the test cancels after the event).
+				defer close(destroyed)
 				time.Sleep(300 * time.Millisecond)
 				d, err := c.l.DomainLookupByName("test")
 				if err != nil {
@@ -69,6 +79,7 @@ func TestWatcherSeesLifecycle(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no lifecycle event within 20 s")
 	}
+	<-destroyed
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vfio-gate/vfio-gate/daemon"
+	"github.com/vfio-gate/vfio-gate/hooks/libvirt/conn"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/tdisp"
+)
+
+func newDaemonCmd(e *env, g *globals) *cobra.Command {
+	var f gateFlags
+	var uri, lvSocket string
+	var noLibvirt bool
+	var poll time.Duration
+	c := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the vfio-gate daemon (the libvirt hook's and the CLI's server)",
+		Long: `daemon loads --policy (a missing or invalid policy refuses to start: exit 1), opens the TPM
+(--tpm) and the sysfs tree (--sysfs-root), and serves the versioned HTTP+JSON API on the unix
+socket --daemon-socket (mode 0600 in a 0700 directory; only root peers, checked with SO_PEERCRED)
+until SIGTERM or SIGINT. What it holds (which domain has which functions, original drivers) is
+kept in <--state-dir>/` + daemon.StateFileName + `, so a restart knows it.
+
+When libvirtd's socket exists (and --no-libvirt is not given) it follows domain lifecycle
+events on --libvirt-uri, reconnecting when libvirtd restarts: a held domain that stops or
+crashes is released (libvirt's release hook does it too; release is idempotent). Every
+--poll-interval it re-reads the TDISP state of running domains' TDIs and looks for PCI
+hostdevs on running domains without a gate decision (hot-plug calls no hook): they are
+reported at warn level and in "vfio-gate status", and detached when the policy says
+libvirt: {hotplug: detach}.
+
+It owns the TDISP sessions (tdisp.Broker): /v1/tdisp/lock opens a secure SPDM session with the
+function over DOE (authenticated by the matching policy rule's trust anchors), locks the TDI for
+the domain and keeps the session alive (heartbeat, key update) until stop or release; the
+started hook starts a domain's locked TDIs; release stops them. Every lock and start is in the
+TDISP journal (<--state-dir>/tdisp-journal.json); at start-up the daemon stops the TDIs an earlier
+run left locked (their sessions are gone) and reports what it did.
+
+Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error; 5 TPM error.`,
+		Example: `  # as the systemd unit runs it
+  vfio-gate daemon --policy /etc/vfio-gate/policy.yaml --state-dir /var/lib/vfio-gate
+  # a test instance: fixture sysfs tree, swtpm, no libvirt
+  vfio-gate daemon --sysfs-root /tmp/sys --tpm tcp:127.0.0.1:2321 --state-dir /tmp/st \
+      --daemon-socket /tmp/vg.sock --no-libvirt --log-level info`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll})
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&uri, "libvirt-uri", "qemu:///system", "libvirt URI to watch")
+	c.Flags().StringVar(&lvSocket, "libvirt-socket", conn.DefaultSocket, "libvirtd's read-write socket")
+	c.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "do not watch libvirt (lifecycle, hot-plug)")
+	c.Flags().DurationVar(&poll, "poll-interval", 30*time.Second, "how often to re-read TDISP states and look for hot-plugged hostdevs")
+	return c
+}
+
+type daemonOptions struct {
+	uri, socket string
+	noLibvirt   bool
+	poll        time.Duration
+}
+
+func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOptions) error {
+	if o.poll <= 0 {
+		return usageErrorf("--poll-interval must be positive")
+	}
+	s, err := openGate(e, g, f, setupOptions{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	// The TDISP session owner: its journal lives in the state dir; TDIs a
+	// previous run left locked are stopped before anything else (Recover).
+	journal, err := tdisp.OpenJournal(g.stateDir, nil)
+	if err != nil {
+		return err
+	}
+	defer journal.Close()
+	var b *daemon.GateBackend
+	broker, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Journal: journal, Logger: g.log,
+		Lost: func(bdf pci.BDF, owner string, err error) {
+			if b != nil {
+				b.Report(context.Background(), daemon.Report{Kind: "tdisp-session-lost", Domain: owner, BDF: bdf.String(),
+					Message: fmt.Sprintf("the SPDM session holding TDI %s of domain %s died (%v): the device has moved the TDI to ERROR", bdf, owner, err)})
+			}
+		}})
+	if err != nil {
+		return err
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	recovered, rerr := broker.Recover(rctx, func(string) bool { return false })
+	rcancel()
+	b, err = daemon.NewBackend(daemon.BackendOptions{Gate: s.gate, Recorder: s.rec, System: s.sys, StateDir: g.stateDir, Logger: g.log, TDIs: broker})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := broker.Close(cctx); err != nil {
+			g.log.Warn("ending TDISP sessions", "err", err)
+		}
+	}()
+	if rerr != nil {
+		b.Report(ctx, daemon.Report{Kind: "tdisp-journal", Message: "TDISP journal recovery: " + rerr.Error() + " (treat every journalled TDI as possibly locked)"})
+	}
+	for _, r := range recovered {
+		msg := fmt.Sprintf("TDI %s left %s by %q in an earlier run: %s", r.Entry.BDF, r.Entry.State, r.Entry.Owner, r.Action)
+		if r.Err != nil {
+			msg += ": " + r.Err.Error()
+		}
+		b.Report(ctx, daemon.Report{Kind: "tdisp-recovered", Domain: r.Entry.Owner, BDF: r.Entry.BDF, Message: msg})
+	}
+	ln, err := daemon.Listen(g.daemonSocket)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	g.log.Info("daemon listening", "socket", g.daemonSocket, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot)
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var cur *conn.Conn // the watcher's current libvirtd connection
+	var m *conn.Monitor
+	if o.noLibvirt {
+		g.log.Info("not watching libvirt (--no-libvirt)")
+	} else if _, err := os.Stat(o.socket); err != nil {
+		g.log.Info("libvirtd socket absent: not watching libvirt", "socket", o.socket)
+	} else {
+		m = &conn.Monitor{Backend: b, Hotplug: s.pol.Libvirt.Hotplug, Logger: g.log}
+		w := &conn.Watcher{URI: o.uri, Socket: o.socket, Logger: g.log, OnEvent: m.OnEvent,
+			OnReconnect: func(ctx context.Context, c *conn.Conn) {
+				mu.Lock()
+				cur = c
+				mu.Unlock()
+				g.log.Info("watching libvirt", "uri", o.uri)
+				if err := m.Reconcile(ctx, c); err != nil {
+					g.log.Warn("reconcile with libvirt failed", "err", err)
+				}
+			}}
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(ctx) }()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(o.poll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			pollTDIs(ctx, b, g)
+			mu.Lock()
+			c := cur
+			mu.Unlock()
+			if m != nil && c != nil {
+				if err := m.Reconcile(ctx, c); err != nil {
+					g.log.Debug("reconcile with libvirt failed (the watcher reconnects)", "err", err)
+				}
+			}
+		}
+	}()
+	serr := daemon.Serve(ctx, ln, b, daemon.ServerOptions{Logger: g.log})
+	stop()
+	wg.Wait()
+	_ = os.Remove(g.daemonSocket)
+	if serr != nil && !errors.Is(serr, context.Canceled) {
+		return fmt.Errorf("vfio-gate daemon: %w", serr)
+	}
+	g.log.Info("daemon stopped")
+	return nil
+}
+
+// pollTDIs re-reads the held TDIs' states; the backend reports (and per
+// policy records) those that left CONFIG_LOCKED/RUN.
+func pollTDIs(ctx context.Context, b *daemon.GateBackend, g *globals) {
+	if left, err := b.PollTDIs(ctx); err != nil {
+		g.log.Warn("TDISP state poll", "err", err, "left", len(left))
+	}
+}

@@ -1,0 +1,99 @@
+package conn
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/daemon"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+)
+
+type fakeHolder struct {
+	held     map[string][]pci.BDF
+	times    map[string][2]time.Time
+	released []string
+	reports  []daemon.Report
+}
+
+func (f *fakeHolder) Held(d string) []pci.BDF { return f.held[d] }
+func (f *fakeHolder) Domains() []string {
+	var out []string
+	for d := range f.times {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+func (f *fakeHolder) DomainTimes(d string) (time.Time, time.Time, bool) {
+	t, ok := f.times[d]
+	return t[0], t[1], ok
+}
+func (f *fakeHolder) Release(_ context.Context, r daemon.DomainRequest) error {
+	f.released = append(f.released, r.Domain)
+	delete(f.times, r.Domain)
+	return nil
+}
+func (f *fakeHolder) Report(_ context.Context, r daemon.Report) { f.reports = append(f.reports, r) }
+
+type fakeSource struct {
+	running  []string
+	xml      map[string]string
+	detached []string
+}
+
+func (f *fakeSource) RunningDomains() ([]string, error) { return f.running, nil }
+func (f *fakeSource) LiveXML(n string) (string, error)  { return f.xml[n], nil }
+func (f *fakeSource) DetachHostdevPCI(name string, dom uint16, bus, slot, fn uint8, managed bool) error {
+	f.detached = append(f.detached, fmt.Sprintf("%s %04x:%02x:%02x.%x", name, dom, bus, slot, fn))
+	return nil
+}
+
+const liveXML = `<domain type='kvm'><name>vm1</name><devices>
+<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x3b' slot='0x00' function='0x0'/></source></hostdev>
+<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x5e' slot='0x00' function='0x1'/></source></hostdev>
+</devices></domain>`
+
+func TestMonitorHotplugAndReconcile(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	held, _ := pci.ParseBDF("0000:3b:00.0")
+	for _, mode := range []policy.Hotplug{policy.HotplugReport, policy.HotplugDetach} {
+		t.Run(string(mode), func(t *testing.T) {
+			h := &fakeHolder{held: map[string][]pci.BDF{"vm1": {held}},
+				times: map[string][2]time.Time{
+					"vm1":      {now.Add(-time.Hour), now.Add(-time.Hour)},
+					"gone":     {now.Add(-time.Hour), now.Add(-time.Hour)}, // started, no longer running
+					"starting": {now.Add(-time.Second), {}},                // checked at prepare just now
+					"aborted":  {now.Add(-time.Hour), {}},                  // checked long ago, never started
+				}}
+			src := &fakeSource{running: []string{"vm1"}, xml: map[string]string{"vm1": liveXML}}
+			m := &Monitor{Backend: h, Hotplug: mode, Now: func() time.Time { return now }}
+			for range 2 { // the second pass must not report the same hot-plug again
+				if err := m.Reconcile(t.Context(), src); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !slices.Equal(h.released, []string{"aborted", "gone"}) {
+				t.Fatalf("released %v, want aborted and gone (not the running vm1, not starting)", h.released)
+			}
+			switch mode {
+			case policy.HotplugReport:
+				if len(h.reports) != 1 || h.reports[0].Kind != "hotplug" || h.reports[0].BDF != "0000:5e:00.1" || len(src.detached) != 0 {
+					t.Fatalf("reports %+v detached %v", h.reports, src.detached)
+				}
+			case policy.HotplugDetach:
+				if len(src.detached) != 2 || src.detached[0] != "vm1 0000:5e:00.1" || h.reports[0].Kind != "hotplug-detached" {
+					t.Fatalf("reports %+v detached %v", h.reports, src.detached)
+				}
+			}
+			m.OnEvent(t.Context(), Event{Domain: "vm1", Kind: "crashed"})
+			m.OnEvent(t.Context(), Event{Domain: "unknown", Kind: "stopped"})
+			if h.released[len(h.released)-1] != "vm1" || len(h.released) != 3 {
+				t.Fatalf("released after events %v", h.released)
+			}
+		})
+	}
+}

@@ -1,0 +1,206 @@
+package libvirt_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/daemon"
+	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
+	"github.com/vfio-gate/vfio-gate/internal/testutil"
+	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
+)
+
+const daemonTestPolicy = `version: 1
+mode: enforce
+defaults:
+  confidential: deny-unattested
+  non_confidential: deny-unattested
+rules: []
+`
+
+// startDaemon runs a real `vfio-gate daemon` process and waits for its
+// socket; it is stopped with SIGTERM (and must exit 0) by the returned func.
+func startDaemon(t *testing.T, bin string, args ...string) (sock string, log *bytes.Buffer, stop func()) {
+	t.Helper()
+	dir := t.TempDir()
+	sock = filepath.Join(dir, "run", "daemon.sock")
+	log = &bytes.Buffer{}
+	cmd := exec.Command(bin, append([]string{"daemon", "--daemon-socket", sock, "--log-level", "info"}, args...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("daemon exit: %v\n%s", err, log)
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("daemon did not stop within 10 s of SIGTERM\n%s", log)
+		}
+	}
+	t.Cleanup(stop)
+	c := daemon.NewClient(sock)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		select {
+		case err := <-done:
+			t.Fatalf("daemon exited: %v\n%s", err, log)
+		default:
+		}
+		if _, err := c.Status(context.Background()); err == nil {
+			return sock, log, stop
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not answering on %s after 15 s\n%s", sock, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestVirshStartDeniedByDaemon: a real daemon (fixture sysfs tree whose
+// ghost function has no DOE, a deny-unattested policy, swtpm) answers the
+// installed hook; virsh start fails with the reason code; libvirt's release
+// reaches the daemon; preflight gives the same verdict, through the daemon
+// and in-process.
+func TestVirshStartDeniedByDaemon(t *testing.T) {
+	testutil.Require(t, testutil.Root, testutil.Libvirt, testutil.Swtpm)
+	bin := buildVfioGate(t)
+	tp := testutil.StartSwtpm(t, false)
+	dir := t.TempDir()
+	sysDir := filepath.Join(dir, "sys")
+	if err := os.Mkdir(sysDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := sysfstest.New(sysDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tree.Add(sysfstest.Function{BDF: ghostBDF, Vendor: 0x8086, Device: 0x10d3, Class: 0x020000, IOMMUGroup: 77}); err != nil {
+		t.Fatal(err)
+	}
+	polDir := filepath.Join(dir, "etc")
+	if err := os.Mkdir(polDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(polDir, "policy.yaml")
+	if err := os.WriteFile(pol, []byte(daemonTestPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state, locks := filepath.Join(dir, "state"), filepath.Join(dir, "locks")
+	common := []string{"--sysfs-root", sysDir, "--policy", pol, "--tpm", tp.Spec, "--state-dir", state, "--lock-dir", locks}
+
+	// A bad policy: the daemon refuses to start (exit 1).
+	bad := filepath.Join(polDir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("version: 1\nmode: relaxed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "daemon", "--policy", bad, "--sysfs-root", sysDir, "--tpm", tp.Spec, "--state-dir", state,
+		"--daemon-socket", filepath.Join(dir, "bad.sock"), "--no-libvirt").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "mode") {
+		t.Fatalf("daemon with a bad policy: %v\n%s", err, out)
+	}
+
+	// The hook goes in before libvirtd starts (it reads hooks at start; a
+	// SIGHUP is only for a libvirtd that was already running).
+	sock, dlog, stop := startDaemon(t, bin, common...)
+	if _, err := lvhook.InstallHook(lvhook.InstallOptions{LibvirtDir: "/etc/libvirt", Binary: bin, DaemonSocket: sock}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := lvhook.UninstallHook("/etc/libvirt"); err != nil {
+			t.Errorf("uninstall: %v", err)
+		}
+	})
+	testutil.StartLibvirtd(t)
+	hupLibvirtd(t)
+
+	const name = "vfio-gate-daemon-test"
+	xml := `<domain type='qemu'>
+  <name>` + name + `</name>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source><address domain='0x0000' bus='0xfe' slot='0x1f' function='0x7'/></source>
+    </hostdev>
+  </devices>
+</domain>`
+	f := filepath.Join(dir, "dom.xml")
+	if err := os.WriteFile(f, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	virsh(t, "define", f)
+	t.Cleanup(func() {
+		exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
+		exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
+	})
+	out, err = exec.Command("virsh", "-c", "qemu:///system", "start", name).CombinedOutput()
+	if err == nil {
+		t.Fatalf("virsh start succeeded; the daemon should have denied it:\n%s", out)
+	}
+	msg := string(out)
+	if !strings.Contains(msg, "Hook script execution failed") || !strings.Contains(msg, ghostBDF) ||
+		!(strings.Contains(msg, "no-cma") || strings.Contains(msg, "unattested")) {
+		t.Fatalf("virsh start failed, but not with the daemon's reason:\n%s\ndaemon log:\n%s", msg, dlog)
+	}
+	t.Logf("virsh: %s", strings.TrimSpace(msg))
+
+	// libvirt calls release end after the aborted start; the daemon records it.
+	c := daemon.NewClient(sock)
+	var st *daemon.Status
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		st, err = c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Released) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(st.Released) != 1 || st.Released[0].Domain != name || len(st.Domains) != 0 {
+		t.Fatalf("daemon status after the aborted start: %+v\ndaemon log:\n%s", st, dlog)
+	}
+	if len(st.Decisions) != 1 || st.Decisions[0].Decision != "deny" || st.Decisions[0].BDF.String() != ghostBDF {
+		t.Fatalf("last decisions %+v", st.Decisions)
+	}
+
+	// Preflight through the daemon, then in-process once the daemon is gone.
+	preflight := func(via string) {
+		cmd := exec.Command(bin, append([]string{"libvirt", "preflight", name, "--daemon-socket", sock}, common...)...)
+		out, err := cmd.CombinedOutput()
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), ghostBDF) ||
+			!(strings.Contains(string(out), "no-cma") || strings.Contains(string(out), "unattested")) || !strings.Contains(string(out), via) ||
+			!strings.Contains(string(out), "8086:10d3") {
+			t.Fatalf("preflight (%s): %v\n%s", via, err, out)
+		}
+		t.Logf("preflight (%s):\n%s", via, out)
+	}
+	out, err = exec.Command(bin, "status", "--daemon-socket", sock).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "RELEASED") || !strings.Contains(string(out), name) {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	preflight("decided by the daemon")
+	stop()
+	preflight("checking in-process")
+}
