@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -22,6 +23,12 @@ type Monitor struct {
 	links []link.Link
 	log   *slog.Logger
 	boot  time.Time // wall-clock time at monotonic 0
+
+	syncMu  sync.Mutex
+	rd      *ringbuf.Reader // set while Run runs
+	syncs   []syncReq
+	started chan struct{} // closed once Run first reads
+	once    sync.Once
 }
 
 // Options configure a Monitor.
@@ -35,7 +42,7 @@ func New(o Options) (*Monitor, error) {
 		return nil, fmt.Errorf("%w: /sys/kernel/btf/vmlinux is missing (build the kernel with CONFIG_DEBUG_INFO_BTF=y)", ErrNoBTF)
 	}
 	_ = rlimit.RemoveMemlock() // needed only on kernels < 5.11
-	m := &Monitor{log: o.Logger}
+	m := &Monitor{log: o.Logger, started: make(chan struct{})}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -140,21 +147,56 @@ func (m *Monitor) detach() error {
 }
 
 // Run reads events until ctx ends, calling fn for each decoded access.
-// Undecodable records are counted as lost and logged.
+// Undecodable records are logged and dropped. Only one Run may be active.
 func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 	rd, err := ringbuf.NewReader(m.objs.Events)
 	if err != nil {
 		return fmt.Errorf("audit: ring buffer: %w", err)
 	}
 	defer rd.Close()
+	m.syncMu.Lock()
+	if m.rd != nil {
+		m.syncMu.Unlock()
+		return errors.New("audit: Monitor.Run is already running")
+	}
+	m.rd = rd
+	m.syncMu.Unlock()
+	m.once.Do(func() { close(m.started) })
+	defer func() {
+		m.syncMu.Lock()
+		m.rd = nil
+		for _, s := range m.syncs {
+			close(s.done) // Sync sees rd gone and reports it
+		}
+		m.syncs = nil
+		m.syncMu.Unlock()
+	}()
 	stop := context.AfterFunc(ctx, func() { rd.Close() })
 	defer stop()
+	var rec ringbuf.Record
 	for {
-		rec, err := rd.Read()
-		if err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
+		m.syncMu.Lock()
+		pending := len(m.syncs) > 0
+		m.syncMu.Unlock()
+		// The BPF side wakes the reader only once 64 KiB are pending, so
+		// the ring is also polled: every readPoll, every syncPoll while a
+		// Sync waits.
+		if pending {
+			rd.SetDeadline(time.Now().Add(syncPoll))
+		} else {
+			rd.SetDeadline(time.Now().Add(readPoll))
+		}
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+		case errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded):
+			// ReadInto returns these only after reading up to the end of
+			// the ring: everything reserved before now has been handed to fn.
+			m.drained(rd)
+			continue
+		case errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil:
+			return nil
+		default:
 			return fmt.Errorf("audit: reading events: %w", err)
 		}
 		a, err := DecodeAccess(rec.RawSample)
@@ -164,6 +206,81 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		}
 		a.WallTime = m.boot.Add(a.Time)
 		fn(a)
+	}
+}
+
+// Started is closed once Run is reading events (Sync works from then on).
+func (m *Monitor) Started() <-chan struct{} { return m.started }
+
+// How often Run polls the ring: events below the BPF side's wakeup
+// threshold wait at most readPoll (syncPoll while a Sync waits).
+const (
+	readPoll = 20 * time.Millisecond
+	syncPoll = 2 * time.Millisecond
+)
+
+type syncReq struct {
+	at   time.Duration // CLOCK_MONOTONIC when Sync was called
+	done chan struct{}
+}
+
+// drained completes the Syncs called before a moment at which the ring was
+// empty: the BPF side reserves a record before the access it reports, so
+// every access made before Sync was called has been passed to Run's fn.
+func (m *Monitor) drained(rd *ringbuf.Reader) {
+	now := monotonicNow()
+	if rd.AvailableBytes() != 0 {
+		return
+	}
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
+	keep := m.syncs[:0]
+	for _, s := range m.syncs {
+		if s.at <= now {
+			close(s.done)
+		} else {
+			keep = append(keep, s)
+		}
+	}
+	m.syncs = keep
+}
+
+// Sync returns once every access made before the call has been passed to
+// the fn of the running Run (a barrier: what a caller did, or saw done,
+// before Sync is in the stream when Sync returns). It fails when Run is not
+// running or ends first.
+func (m *Monitor) Sync(ctx context.Context) error {
+	s := syncReq{at: monotonicNow(), done: make(chan struct{})}
+	m.syncMu.Lock()
+	rd := m.rd
+	if rd == nil {
+		m.syncMu.Unlock()
+		return errors.New("audit: Sync: Monitor.Run is not running")
+	}
+	m.syncs = append(m.syncs, s)
+	m.syncMu.Unlock()
+	if err := rd.Flush(); err != nil { // wake a Read blocked without deadline
+		m.log.Debug("ring buffer flush", "err", err)
+	}
+	select {
+	case <-s.done:
+		m.syncMu.Lock()
+		running := m.rd == rd
+		m.syncMu.Unlock()
+		if !running {
+			return errors.New("audit: Sync: Monitor.Run ended")
+		}
+		return nil
+	case <-ctx.Done():
+		m.syncMu.Lock()
+		for i, x := range m.syncs {
+			if x.done == s.done {
+				m.syncs = append(m.syncs[:i], m.syncs[i+1:]...)
+				break
+			}
+		}
+		m.syncMu.Unlock()
+		return fmt.Errorf("audit: Sync: %w", ctx.Err())
 	}
 }
 

@@ -22,3 +22,5 @@ func (m *Monitor) Attach() ([]string, error)                { return nil, ErrNot
 func (m *Monitor) Run(context.Context, func(*Access)) error { return ErrNotSupported }
 func (m *Monitor) Lost() (uint64, error)                    { return 0, ErrNotSupported }
 func (m *Monitor) Close() error                             { return nil }
+func (m *Monitor) Sync(context.Context) error               { return ErrNotSupported }
+func (m *Monitor) Started() <-chan struct{}                 { return nil }

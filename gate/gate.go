@@ -78,6 +78,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of evaluations and records; nil = time.Now.
 	Now func() time.Time
+	// Watcher, when set, watches each function's config space during its
+	// attestation: a DOE mailbox access by another process denies it with
+	// mailbox-tampered (watch.go).
+	Watcher AccessWatcher
 }
 
 // Request names the functions of one check or bind.
@@ -356,9 +360,12 @@ func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool, inFli
 	d.Identity = attest.Identity{BDF: it.bdf.String()}
 	fn, err := g.o.System.Function(it.bdf)
 	var ev *attest.Evidence
+	var w *tamperWatch
 	if err == nil {
 		it.fn = fn
 		d.Identity = identityOf(fn)
+		w = g.startWatch(ctx, it.bdf)
+		defer w.cancel(ctx)
 		ev, err = attest.Function(ctx, g.o.System, it.bdf, g.attestOptions(d.Identity, inFlight))
 	}
 	switch {
@@ -387,6 +394,7 @@ func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool, inFli
 	}
 	d.Evidence = ev
 	d.Identity = ev.Identity
+	g.endWatch(ctx, w, it.fn, ev)
 	d.Verdict = g.o.Policy.Evaluate(ev, policy.Input{Confidential: confidential, Now: g.now()})
 	d.EvidenceDigest = ev.Digest()
 }

@@ -23,6 +23,7 @@ struct device { struct kobject kobj; } __attribute__((preserve_access_index));
 struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
 
 #define NAME_LEN 16
+#define WAKEUP_BYTES (64 * 1024)
 
 enum access_op { OP_READ = 1, OP_WRITE = 2 };
 enum access_path { PATH_UNKNOWN = 0, PATH_SYSFS = 1, PATH_PROCFS = 2, PATH_VFIO = 3 };
@@ -103,7 +104,11 @@ static __always_inline int report(struct pci_dev *dev, int where, __u8 size, __u
 	e->path = path ? *path : PATH_UNKNOWN;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memcpy(e->dev, name, NAME_LEN);
-	bpf_ringbuf_submit(e, 0);
+	// Wake the reader only once WAKEUP_BYTES are pending: a wakeup per
+	// event costs more than the event. The Go reader polls the ring every
+	// few milliseconds for what is below the threshold.
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(e, avail >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	return 0;
 }
 

@@ -27,6 +27,7 @@ type gateFlags struct {
 	lockDir     string
 	timeout     time.Duration
 	concurrency int
+	audit       auditFlag // check and bind only (gateaudit.go)
 }
 
 func (f *gateFlags) add(c *cobra.Command) {
@@ -42,10 +43,12 @@ type gateSetup struct {
 	tpm  transport.TPMCloser
 	sys  *pci.System
 	rec  *tpm.Recorder
+	aud  *tamperAudit
 }
 
 func (s *gateSetup) Close() error {
 	var errs []error
+	errs = append(errs, s.aud.Close())
 	if s.tpm != nil {
 		errs = append(errs, s.tpm.Close())
 	}
@@ -94,9 +97,17 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	if e.vfioApply != nil {
 		bind = *e.vfioApply
 	}
+	var watcher gate.AccessWatcher
+	if f.audit.on {
+		if s.aud, err = startTamperAudit(g); err != nil {
+			s.Close()
+			return nil, err
+		}
+		watcher = s.aud.w
+	}
 	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, LockDir: f.lockDir,
 		StateDir: g.stateDir, Concurrency: f.concurrency, Attest: attest.Options{Timeout: f.timeout},
-		Bind: bind, Logger: g.log})
+		Bind: bind, Logger: g.log, Watcher: watcher})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -340,6 +351,11 @@ With --socket it attests a responder behind the spdm-socket protocol (DMTF spdm-
 vfio-gate emulate) instead; its identity comes from --pci-id, or else from the leaf
 certificate's CMA subjectAltName.
 
+With --audit (check and bind), kprobes watch every user config-space access to each function
+while it is attested (as vfio-gate audit does); an access to its DOE mailbox registers by any
+other process, or lost audit events, make the evidence fail with mailbox-tampered (a deny,
+recorded like every decision). Without root, BTF or kprobes, --audit exits 4 before deciding.
+
 Needs: root (config space, locks under /run), a valid root-owned policy (--policy) and a TPM
 (--tpm; 5 when it cannot be opened). Not the daemon. With --socket no root.
 
@@ -395,6 +411,7 @@ permission, transport, lock); 5 a decision could not be recorded in the TPM (alw
 		},
 	}
 	f.add(c)
+	f.audit.add(c)
 	c.Flags().BoolVar(&confidential, "confidential", false, "the functions are for a confidential VM (defaults.confidential applies)")
 	c.Flags().StringVar(&socket, "socket", "", "attest an spdm-socket responder at HOST:PORT instead of sysfs functions")
 	c.Flags().StringVar(&pciID, "pci-id", "", "VVVV:DDDD identity of the --socket device (default: its CMA SAN)")
@@ -475,6 +492,7 @@ and any undo failure).`,
 		},
 	}
 	f.add(c)
+	f.audit.add(c)
 	c.Flags().BoolVar(&confidential, "confidential", false, "the functions are for a confidential VM")
 	c.Flags().StringVar(&domain, "domain", "", "name of the VM the functions are for (kept with the binding)")
 	return c

@@ -281,3 +281,18 @@ func TestCheckSocketCLI(t *testing.T) {
 		t.Fatalf("--pci-id without --socket: exit %d", code)
 	}
 }
+
+// check --audit where the eBPF audit cannot run (no root, BTF or kprobes:
+// this test skips where it can) exits 4 with the audit's reason and decides
+// nothing: the operator asked for the tamper check.
+func TestCheckAuditUnavailable(t *testing.T) {
+	if testutil.Kprobes.Probe() == nil && os.Geteuid() == 0 {
+		t.Skip("kprobes and root are here: the audit can attach (proven in test/vm)")
+	}
+	w, e, flags := demoEnv(t)
+	code, out, errs := runEnv(t, e, append([]string{"check", "--audit", "--json", w.devices[0].bdf}, flags...)...)
+	if code != exitUnavailable || !strings.Contains(errs, "audit") || strings.Contains(out, `"decision"`) {
+		t.Fatalf("check --audit without kprobes: exit %d, out %q, err %q; want exit 4 naming the audit", code, out, errs)
+	}
+	t.Logf("stderr: %s", errs)
+}
