@@ -296,3 +296,17 @@ func TestCheckAuditUnavailable(t *testing.T) {
 	}
 	t.Logf("stderr: %s", errs)
 }
+
+// The daemon takes the same --audit: without kprobes it refuses to start
+// (exit 4) rather than run without the tamper signal it was asked for.
+func TestDaemonAuditUnavailable(t *testing.T) {
+	if testutil.Kprobes.Probe() == nil && os.Geteuid() == 0 {
+		t.Skip("kprobes and root are here: the audit can attach (proven in test/vm)")
+	}
+	_, e, flags := demoEnv(t)
+	sock := filepath.Join(t.TempDir(), "d.sock")
+	code, _, errs := runEnv(t, e, append([]string{"daemon", "--audit", "--no-libvirt", "--daemon-socket", sock}, flags...)...)
+	if code != exitUnavailable || !strings.Contains(errs, "audit") {
+		t.Fatalf("daemon --audit without kprobes: exit %d, err %q; want exit 4 naming the audit", code, errs)
+	}
+}

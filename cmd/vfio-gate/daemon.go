@@ -59,6 +59,7 @@ Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error
 		},
 	}
 	f.add(c)
+	f.audit.add(c)
 	c.Flags().StringVar(&uri, "libvirt-uri", "qemu:///system", "libvirt URI to watch")
 	c.Flags().StringVar(&lvSocket, "libvirt-socket", conn.DefaultSocket, "libvirtd's read-write socket")
 	c.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "do not watch libvirt (lifecycle, hot-plug)")
