@@ -329,7 +329,8 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		}
 		if owner := b.holder(f); owner != "" && owner != req.Domain {
 			inUse = append(inUse, DeviceDecision{BDF: f, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: CodeInUse,
-				Message: fmt.Sprintf("%s is held by domain %s (vfio-gate status); it is not attested or passed to another domain until that domain is released", f, owner)}}})
+				Message: fmt.Sprintf("%s is held by domain %s (vfio-gate status; or reserved for its start begin, deferred at its prepare); "+
+					"it is not attested or passed to another domain until that domain is released", f, owner)}}})
 			continue
 		}
 		drv, known := drivers[f]
