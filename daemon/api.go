@@ -27,6 +27,25 @@ const (
 // DefaultSocket is where the daemon listens unless --daemon-socket says otherwise.
 const DefaultSocket = "/run/vfio-gate/daemon.sock"
 
+// The libvirt start phases a check belongs to (CheckRequest.Phase).
+const (
+	// PhasePrepare is libvirt's "prepare begin": a managed='yes' hostdev is
+	// still on its host driver. The default.
+	PhasePrepare = "prepare"
+	// PhaseStart is libvirt's "start begin": libvirt has moved managed='yes'
+	// hostdevs to vfio-pci; a non-zero hook exit still aborts the start.
+	PhaseStart = "start"
+)
+
+// DecisionDeferred is the decision for a function whose check waits for
+// PhaseStart: at prepare it is a managed='yes' hostdev on its host driver
+// (whose DOE mailbox vfio-gate never drives). It is neither an allow nor a
+// deny, and it is not recorded in the TPM.
+const DecisionDeferred = "deferred"
+
+// CodeDeferred is the reason code that comes with DecisionDeferred.
+const CodeDeferred = "deferred"
+
 // CheckRequest asks for a decision on functions, optionally for a domain.
 type CheckRequest struct {
 	Domain       string    `json:"domain,omitempty"`
@@ -34,6 +53,14 @@ type CheckRequest struct {
 	BDFs         []pci.BDF `json:"bdfs"`
 	// Lock asks the daemon to also lock the TDIs (TDISP) when policy requires it.
 	Lock bool `json:"lock,omitempty"`
+	// Phase is PhasePrepare ("" means prepare) or PhaseStart. Check only;
+	// bind takes no phase.
+	Phase string `json:"phase,omitempty"`
+	// Managed lists the functions of BDFs that the domain XML declares
+	// managed='yes' (libvirt moves them to vfio-pci between prepare and
+	// start). At prepare such a function found on a host driver is
+	// deferred to start; every other function is checked at once.
+	Managed []pci.BDF `json:"managed,omitempty"`
 }
 
 // Reason is one deny reason.
@@ -47,7 +74,7 @@ type DeviceDecision struct {
 	BDF            pci.BDF  `json:"bdf"`
 	VendorID       uint16   `json:"vendor_id,omitempty"`
 	DeviceID       uint16   `json:"device_id,omitempty"`
-	Decision       string   `json:"decision"` // allow | deny
+	Decision       string   `json:"decision"` // allow | deny | deferred
 	Reasons        []Reason `json:"reasons"`
 	Rule           string   `json:"rule,omitempty"`
 	EvidenceDigest string   `json:"evidence_digest,omitempty"`
@@ -56,7 +83,9 @@ type DeviceDecision struct {
 
 // CheckResponse is the answer to check and bind.
 type CheckResponse struct {
-	Decision string           `json:"decision"` // allow only if every device is allowed
+	// Decision is allow when every device is allowed, deny when one is
+	// denied, else deferred (some deferred to PhaseStart, the rest allowed).
+	Decision string           `json:"decision"`
 	Devices  []DeviceDecision `json:"devices"`
 }
 
@@ -101,7 +130,7 @@ type Status struct {
 type DeviceStatus struct {
 	BDF      pci.BDF `json:"bdf"`
 	Domain   string  `json:"domain"`
-	Decision string  `json:"decision"`
+	Decision string  `json:"decision"` // allow, or deferred (reserved until start begin)
 	Rule     string  `json:"rule,omitempty"`
 	// Bound: the daemon bound it to vfio-pci (bind); false when libvirt
 	// (managed='yes') or the operator did.
@@ -122,8 +151,11 @@ type SessionStatus struct {
 
 // ReleaseRecord says what one release did.
 type ReleaseRecord struct {
-	Domain   string    `json:"domain"`
-	BDFs     []pci.BDF `json:"bdfs"`
+	Domain string    `json:"domain"`
+	BDFs   []pci.BDF `json:"bdfs"`
+	// Deferred are functions deferred at prepare and never checked (the
+	// start was aborted before start begin, or at it): forgotten, no event.
+	Deferred []pci.BDF `json:"deferred,omitempty"`
 	Recorded bool      `json:"recorded"` // the release events are in the TPM log
 	Errors   []string  `json:"errors,omitempty"`
 	Time     time.Time `json:"time"`

@@ -114,6 +114,15 @@ type domainState struct {
 	Checked      time.Time                 `json:"checked"`
 	Started      time.Time                 `json:"started,omitzero"`
 	Denied       map[string]DeviceDecision `json:"denied,omitempty"`
+	// Deferred are managed='yes' functions found on a host driver at
+	// prepare: reserved for this domain, checked at start begin.
+	Deferred map[string]*deferredDevice `json:"deferred,omitempty"`
+}
+
+type deferredDevice struct {
+	BDF    pci.BDF   `json:"bdf"`
+	Driver string    `json:"driver"` // the host driver at prepare
+	Since  time.Time `json:"since"`
 }
 
 type heldDevice struct {
@@ -267,6 +276,20 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 	if len(req.BDFs) == 0 {
 		return nil, badRequest("no functions given (bdfs is empty)")
 	}
+	phase := req.Phase
+	switch {
+	case phase == "":
+		phase = PhasePrepare
+	case phase != PhasePrepare && phase != PhaseStart:
+		return nil, badRequest("unknown phase %q (want %q or %q)", req.Phase, PhasePrepare, PhaseStart)
+	case bind && phase != PhasePrepare:
+		return nil, badRequest("bind takes no phase (it moves the functions to vfio-pci itself)")
+	}
+	for _, m := range req.Managed {
+		if !slices.Contains(req.BDFs, m) {
+			return nil, badRequest("managed lists %s, which bdfs does not", m)
+		}
+	}
 	defer b.lockDomain(req.Domain)()
 	drivers := map[pci.BDF]string{}
 	if b.o.System != nil {
@@ -286,7 +309,8 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 			tdiOwner[h.BDF] = h.Owner
 		}
 	}
-	var fromSession []DeviceDecision
+	var fromSession, kept, deferred, ownDenies []DeviceDecision
+	deferredDriver := map[pci.BDF]string{}
 	for _, f := range req.BDFs {
 		if owner, ok := tdiOwner[f]; ok {
 			// The session owner holds the function's lock and mailbox for the
@@ -305,7 +329,32 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		}
 		if owner := b.holder(f); owner != "" && owner != req.Domain {
 			inUse = append(inUse, DeviceDecision{BDF: f, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: CodeInUse,
-				Message: fmt.Sprintf("%s is held by domain %s (vfio-gate status); it is not attested or passed to another domain until that domain is released", f, owner)}}})
+				Message: fmt.Sprintf("%s is held by domain %s (vfio-gate status; or reserved for its start begin, deferred at its prepare); "+
+					"it is not attested or passed to another domain until that domain is released", f, owner)}}})
+			continue
+		}
+		drv, known := drivers[f]
+		onHost := known && drv != "" && drv != pci.VFIODriver
+		switch {
+		case !bind && phase == PhasePrepare && onHost && slices.Contains(req.Managed, f):
+			// libvirt moves it to vfio-pci before start begin; its mailbox
+			// belongs to the host driver now. No decision yet.
+			deferredDriver[f] = drv
+			deferred = append(deferred, DeviceDecision{BDF: f, Decision: DecisionDeferred, Reasons: []Reason{{Code: CodeDeferred,
+				Message: fmt.Sprintf("on host driver %s; libvirt moves it to vfio-pci before start: checked at start begin", drv)}}})
+			continue
+		case phase == PhaseStart && !onHost:
+			if h := b.heldDevice(req.Domain, f); h != nil && req.Domain != "" {
+				// Allowed at prepare (on vfio-pci or unbound then): that decision stands.
+				kept = append(kept, DeviceDecision{BDF: f, VendorID: h.VendorID, DeviceID: h.DeviceID,
+					Decision: policy.DecisionAllow, Rule: h.Rule, EvidenceDigest: h.EvidenceDigest, Reasons: []Reason{}})
+				continue
+			}
+		case phase == PhaseStart && onHost && b.wasDeferred(req.Domain, f):
+			// libvirt should have moved it to vfio-pci: fail closed.
+			ownDenies = append(ownDenies, DeviceDecision{BDF: f, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: string(policy.CodeMailboxOwned),
+				Message: fmt.Sprintf("%s is still on its host driver %s at libvirt start begin, although libvirt moves a managed='yes' hostdev to vfio-pci before start: "+
+					"vfio-gate never drives a mailbox a host driver owns, so it is refused (check what rebound it; or run `vfio-gate bind --domain %s %s` before starting)", f, drv, req.Domain, f)}}})
 			continue
 		}
 		free = append(free, f)
@@ -326,15 +375,21 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		}
 		return nil, &APIError{Code: "unavailable", Status: 503, Message: err.Error()}
 	}
+	inUse = append(inUse, ownDenies...)
 	if len(inUse)+len(fromSession) > 0 {
 		b.recordOwn(ctx, inUse, fromSession, req.Confidential)
 	}
-	resp := &CheckResponse{Decision: policy.DecisionAllow, Devices: make([]DeviceDecision, 0, len(ds)+len(inUse))}
+	resp := &CheckResponse{Decision: policy.DecisionAllow, Devices: make([]DeviceDecision, 0, len(req.BDFs))}
 	now := b.now().UTC()
+	denied := map[string]DeviceDecision{}
 	for _, dd := range inUse {
 		resp.Decision = policy.DecisionDeny
 		resp.Devices = append(resp.Devices, dd)
+		if dd.Reasons[0].Code != CodeInUse {
+			denied[dd.BDF.String()] = dd
+		}
 	}
+	resp.Devices = append(resp.Devices, kept...)
 	for _, dd := range fromSession {
 		if dd.Decision != policy.DecisionAllow {
 			resp.Decision = policy.DecisionDeny
@@ -342,11 +397,10 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		resp.Devices = append(resp.Devices, dd)
 	}
 	held := map[string]*heldDevice{}
-	denied := map[string]DeviceDecision{}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, d := range ds {
-		dd := toDeviceDecision(d, drivers[d.BDF], req.Domain)
+		dd := toDeviceDecision(d, drivers[d.BDF], req.Domain, phase, slices.Contains(req.Managed, d.BDF))
 		if owner := b.holderLocked(d.BDF); owner != "" && owner != req.Domain && dd.Decision == policy.DecisionAllow {
 			// Another domain took it while this one was being attested.
 			dd.Decision = policy.DecisionDeny
@@ -361,6 +415,20 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 				EvidenceDigest: dd.EvidenceDigest, Since: now}
 		}
 		resp.Devices = append(resp.Devices, dd)
+	}
+	for _, dd := range deferred {
+		if owner := b.holderLocked(dd.BDF); owner != "" && owner != req.Domain {
+			dd = DeviceDecision{BDF: dd.BDF, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: CodeInUse,
+				Message: fmt.Sprintf("%s was given to domain %s while this one was being prepared", dd.BDF, owner)}}}
+		}
+		resp.Devices = append(resp.Devices, dd)
+	}
+	for _, dd := range resp.Devices {
+		if dd.Decision == DecisionDeferred && resp.Decision == policy.DecisionAllow {
+			resp.Decision = DecisionDeferred
+		} else if dd.Decision != policy.DecisionAllow && dd.Decision != DecisionDeferred {
+			resp.Decision = policy.DecisionDeny
+		}
 	}
 	b.decisions = append(b.decisions, resp.Devices...)
 	if n := len(b.decisions); n > maxDecisions {
@@ -382,18 +450,44 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		}
 		dom.Devices[k] = h
 		delete(dom.Denied, k)
+		delete(dom.Deferred, k)
 	}
 	for k, dd := range denied {
 		if dom.Denied == nil {
 			dom.Denied = map[string]DeviceDecision{}
 		}
 		dom.Denied[k] = dd
+		delete(dom.Deferred, k)
+	}
+	for _, dd := range resp.Devices {
+		if dd.Decision != DecisionDeferred {
+			continue
+		}
+		k := dd.BDF.String()
+		if dom.Deferred == nil {
+			dom.Deferred = map[string]*deferredDevice{}
+		}
+		dom.Deferred[k] = &deferredDevice{BDF: dd.BDF, Driver: deferredDriver[dd.BDF], Since: now}
+		delete(dom.Denied, k)
+		if old := dom.Devices[k]; old != nil && !old.Bound {
+			// An earlier allow was for the function on vfio-pci; it is back on
+			// a host driver, so that decision no longer speaks for it.
+			delete(dom.Devices, k)
+		}
 	}
 	if err := b.saveLocked(); err != nil {
 		// Without the record a release could miss a function: fail closed.
 		return nil, &APIError{Code: "internal", Status: 500, Message: err.Error()}
 	}
 	return resp, nil
+}
+
+// wasDeferred reports whether f was deferred at prepare for domain.
+func (b *GateBackend) wasDeferred(domain string, f pci.BDF) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dom := b.st.Domains[domain]
+	return domain != "" && dom != nil && dom.Deferred[f.String()] != nil
 }
 
 // heldDevice returns the record of f held by domain, or nil.
@@ -431,7 +525,7 @@ func (b *GateBackend) lockDomain(name string) func() {
 // CodeInUse is the reason code of a function another domain holds.
 const CodeInUse = "in-use"
 
-// holder returns the domain holding f ("" = none).
+// holder returns the domain holding f, or reserving it by a deferral ("" = none).
 func (b *GateBackend) holder(f pci.BDF) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -440,7 +534,8 @@ func (b *GateBackend) holder(f pci.BDF) string {
 
 func (b *GateBackend) holderLocked(f pci.BDF) string {
 	for _, name := range slices.Sorted(maps.Keys(b.st.Domains)) {
-		if b.st.Domains[name].Devices[f.String()] != nil {
+		dom := b.st.Domains[name]
+		if dom.Devices[f.String()] != nil || dom.Deferred[f.String()] != nil {
 			return name
 		}
 	}
@@ -448,14 +543,19 @@ func (b *GateBackend) holderLocked(f pci.BDF) string {
 }
 
 // recordOwn records the decisions the daemon makes without the gate (in-use
-// denies, allows kept from a live TDI session) in the TPM: every decision is
+// denies, a deferred function still on its host driver at start, allows kept
+// from a live TDI session) in the TPM: every decision is
 // recorded. A failure denies with the tpm reason.
 func (b *GateBackend) recordOwn(ctx context.Context, denies, allows []DeviceDecision, confidential bool) {
 	var events []tpm.Event
 	mode := string(b.o.Gate.Policy().Mode)
 	for _, dd := range denies {
+		var codes []string
+		for _, r := range dd.Reasons {
+			codes = append(codes, r.Code)
+		}
 		events = append(events, tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), Allow: false, Mode: mode,
-			Reasons: []string{CodeInUse}, Confidential: confidential, Time: b.now()}))
+			Reasons: codes, Confidential: confidential, Time: b.now()}))
 	}
 	for _, dd := range allows {
 		dig, _ := hex.DecodeString(dd.EvidenceDigest)
@@ -477,9 +577,9 @@ func (b *GateBackend) recordOwn(ctx context.Context, denies, allows []DeviceDeci
 }
 
 // toDeviceDecision converts a gate decision for the API. A decision with an
-// error (TPM, bind) is a deny. mailbox-owned under a host driver gets the
-// libvirt managed='yes' advice.
-func toDeviceDecision(d gate.Decision, driver string, domain string) DeviceDecision {
+// error (TPM, bind) is a deny. mailbox-owned under a host driver gets advice
+// that fits the phase and whether libvirt manages the hostdev.
+func toDeviceDecision(d gate.Decision, driver, domain, phase string, managed bool) DeviceDecision {
 	dd := DeviceDecision{BDF: d.BDF, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID, Decision: d.Verdict.Decision, Rule: d.Verdict.Rule,
 		EvidenceDigest: hex.EncodeToString(d.EvidenceDigest), Reasons: []Reason{}}
 	if dd.Decision == "" {
@@ -492,10 +592,7 @@ func toDeviceDecision(d gate.Decision, driver string, domain string) DeviceDecis
 			if domain != "" {
 				target = "--domain " + domain + " " + target
 			}
-			msg += fmt.Sprintf(" (the function is still on its host driver %s, as at libvirt prepare of a managed='yes' hostdev, "+
-				"and a check never moves it: run `vfio-gate bind %s` first, which moves its IOMMU group to vfio-pci, attests it there, "+
-				"keeps it on vfio-pci on allow and gives it back on deny; libvirt accepts a managed='yes' function already on vfio-pci; "+
-				"or use managed='no')", driver, target)
+			msg += mailboxOwnedAdvice(driver, target, domain, phase, managed)
 		}
 		dd.Reasons = append(dd.Reasons, Reason{Code: string(r.Code), Message: msg})
 	}
@@ -515,11 +612,30 @@ func toDeviceDecision(d gate.Decision, driver string, domain string) DeviceDecis
 	return dd
 }
 
+// mailboxOwnedAdvice says what to do about a function denied mailbox-owned
+// because it is on host driver driver.
+func mailboxOwnedAdvice(driver, target, domain, phase string, managed bool) string {
+	bind := fmt.Sprintf("`vfio-gate bind %s` (moves its IOMMU group to vfio-pci, attests it there, keeps it on vfio-pci on allow "+
+		"and gives it back on deny; libvirt accepts a function already on vfio-pci)", target)
+	switch {
+	case phase == PhaseStart:
+		return fmt.Sprintf(" (the function is on its host driver %s at libvirt start begin, and a check never moves it: "+
+			"declare the hostdev managed='yes' so libvirt moves it to vfio-pci before start, or run %s first)", driver, bind)
+	case domain != "" && !managed:
+		return fmt.Sprintf(" (the function is on its host driver %s and the hostdev is not managed='yes', so libvirt will not move it "+
+			"and a check never does: run %s first; or declare it managed='yes': then vfio-gate checks it at libvirt start begin, "+
+			"after libvirt moved it to vfio-pci)", driver, bind)
+	}
+	return fmt.Sprintf(" (the function is on its host driver %s and a check never moves it: run %s first; "+
+		"a libvirt managed='yes' hostdev on a host driver is checked at start begin instead, after libvirt moved it to vfio-pci)", driver, bind)
+}
+
 // Release gives back everything req.Domain holds: TDISP stop (no TDI is
 // ever locked without the session owner), unbind and restore the original
 // driver for functions the daemon bound (gate.Release, which records the
 // release event), and a TPM release event for the others (libvirt moves
-// managed functions back itself). Releasing an unknown domain, or one
+// managed functions back itself). Functions deferred at prepare and never
+// checked are only forgotten (no decision, no event, no driver change). Releasing an unknown domain, or one
 // already released, does nothing and succeeds. Functions in req.BDFs that
 // the domain does not hold are left alone (another domain may hold them).
 func (b *GateBackend) Release(ctx context.Context, req DomainRequest) error {
@@ -601,6 +717,12 @@ func (b *GateBackend) Release(ctx context.Context, req DomainRequest) error {
 		rec.BDFs = append(rec.BDFs, h.BDF)
 		delete(dom.Devices, h.BDF.String())
 	}
+	// Deferred functions were never decided nor moved by the daemon (libvirt
+	// moves managed ones back itself): forget the reservation.
+	for _, k := range slices.Sorted(maps.Keys(dom.Deferred)) {
+		rec.Deferred = append(rec.Deferred, dom.Deferred[k].BDF)
+	}
+	dom.Deferred = nil
 	if len(dom.Devices) == 0 {
 		delete(b.st.Domains, req.Domain)
 	}
@@ -791,6 +913,16 @@ func (b *GateBackend) Status(ctx context.Context) (*Status, error) {
 				OriginalDriver: h.OriginalDriver, Since: h.Since}
 			if b.o.System != nil {
 				if fn, err := b.o.System.Function(h.BDF); err == nil {
+					ds.Driver = fn.Driver
+				}
+			}
+			st.Devices = append(st.Devices, ds)
+		}
+		for _, k := range slices.Sorted(maps.Keys(dom.Deferred)) {
+			dd := dom.Deferred[k]
+			ds := DeviceStatus{BDF: dd.BDF, Domain: name, Decision: DecisionDeferred, OriginalDriver: dd.Driver, Since: dd.Since}
+			if b.o.System != nil {
+				if fn, err := b.o.System.Function(dd.BDF); err == nil {
 					ds.Driver = fn.Driver
 				}
 			}

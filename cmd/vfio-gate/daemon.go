@@ -32,6 +32,11 @@ socket --daemon-socket (mode 0600 in a 0700 directory; only root peers, checked 
 until SIGTERM or SIGINT. What it holds (which domain has which functions, original drivers) is
 kept in <--state-dir>/` + daemon.StateFileName + `, so a restart knows it.
 
+Checks come in two phases (see libvirt-hook --help): at libvirt's prepare a managed='yes'
+hostdev still on its host driver is answered "deferred" (not attested, not recorded, reserved
+for the domain) and checked at start begin, once libvirt moved it to vfio-pci; one still on a
+host driver then is denied mailbox-owned. Release forgets deferrals that were never checked.
+
 When libvirtd's socket exists (and --no-libvirt is not given) it follows domain lifecycle
 events on --libvirt-uri, reconnecting when libvirtd restarts: a held domain that stops or
 crashes is released (libvirt's release hook does it too; release is idempotent). Every

@@ -20,33 +20,40 @@ func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
 		Long: `libvirt-hook is what libvirt runs, through hooks/qemu.d/vfio-gate, for every qemu domain
 lifecycle step. It reads the domain XML on stdin and asks the vfio-gate daemon:
 
-  prepare begin   check every host PCI function (<hostdev type='pci'>, <interface type='hostdev'>);
-                  any deny exits 1 and libvirt refuses to start the domain, showing our stderr
+  prepare begin   check every host PCI function (<hostdev type='pci'>, <interface type='hostdev'>),
+                  except managed='yes' ones still on a host driver, which are deferred; any deny
+                  exits 1 and libvirt refuses to start the domain, showing our stderr
+  start begin     check the functions prepare deferred, now on vfio-pci; every function must
+                  be allowed, else exit 1 (libvirt aborts the start, calls release end and gives
+                  managed functions back to their host drivers)
   started begin   start the TEE device interfaces the daemon locked for the domain
   release end     release every function the domain held (also after a failed start)
   anything else   exit 0 at once
 
 It never calls libvirtd (that would deadlock) and reads no environment. Without a running
-daemon, prepare denies: "vfio-gate daemon is not running (systemctl start vfio-gate)".
+daemon, prepare and start deny: "vfio-gate daemon is not running (systemctl start vfio-gate)".
+Malformed XML, empty stdin or wrong arguments deny at prepare and start begin.
 
-managed='yes': at prepare libvirt has not yet moved the function off its host driver, and
-vfio-gate never drives a DOE mailbox a kernel driver owns. So a function with a DOE mailbox
-that is still on a host driver (nvme, mlx5_core, cxl_pci, ...) is denied with mailbox-owned,
-and the message says what to do: run "vfio-gate bind --domain NAME BDF" first, which moves
-the function's IOMMU group to vfio-pci (which neither uses nor exposes DOE), attests it there,
-keeps it on vfio-pci on allow and gives it back to its drivers on deny; libvirt accepts a
-managed='yes' function that is already on vfio-pci. Or declare it managed='no'. The hook's
-check never moves a function off its host driver by itself: that would take a device away from
-the host at every start attempt, before any decision. A function already
-on vfio-pci (or on no driver) is attested at prepare. A function without any DOE mailbox is
-judged by the policy's defaults (no-cma) with read-only config space access.
+Two phases: vfio-gate never drives a DOE mailbox a kernel driver owns, and at prepare libvirt
+has not yet moved a managed='yes' hostdev off its host driver (nvme, mlx5_core, cxl_pci, ...).
+So the daemon answers such a function "deferred" at prepare (not attested, not recorded in the
+TPM, reserved against other domains) and checks it at start begin, when libvirt has moved it
+to vfio-pci (which neither uses nor exposes DOE); a non-zero exit there still aborts the start.
+A deferred function still on a host driver at start begin is denied mailbox-owned (fail closed).
+A function already on vfio-pci (or on no driver) is checked at prepare, whatever managed says.
+managed='no' on a host driver: libvirt never moves it, so it is denied mailbox-owned at prepare;
+run "vfio-gate bind --domain NAME BDF" first (moves its IOMMU group to vfio-pci, attests it
+there, keeps it on vfio-pci on allow, gives it back on deny), or declare it managed='yes'.
+The hook's check never moves a function off its host driver by itself. A function without
+any DOE mailbox is judged by the policy's defaults (no-cma) with read-only config space access.
 
 Not gated: <interface type='network'> backed by a hostdev pool: libvirt picks the VF after
 prepare and the hook cannot ask it. Use <hostdev> or <interface type='hostdev'> with a source
 address for devices that must be gated; "vfio-gate libvirt preflight" warns about such
 interfaces, and the daemon reports hostdevs it finds on running domains without a decision.`,
 		Example: `  # what libvirt runs (domain XML on stdin)
-  vfio-gate libvirt-hook --daemon-socket /run/vfio-gate/daemon.sock vm1 prepare begin - < vm1.xml`,
+  vfio-gate libvirt-hook --daemon-socket /run/vfio-gate/daemon.sock vm1 prepare begin - < vm1.xml
+  vfio-gate libvirt-hook --daemon-socket /run/vfio-gate/daemon.sock vm1 start begin - < vm1.xml`,
 		Args:                  cobra.ArbitraryArgs,
 		DisableFlagsInUseLine: true,
 		RunE: func(cmd *cobra.Command, args []string) error {

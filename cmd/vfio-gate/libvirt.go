@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/gate"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/conn"
+	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
@@ -43,12 +45,17 @@ in-process with the gate (--policy, --tpm, --sysfs-root). The domain is confiden
 <launchSecurity> is sev, sev-snp, tdx or s390-pv (or with --confidential). Decisions are
 recorded in the TPM as with check; nothing is bound, locked or held for the domain.
 
-Note: at the real prepare a managed='yes' hostdev is still on its host driver; if it is on
-that driver now, preflight gives the same mailbox-owned deny the hook would.
+Two phases, as in the hook: a managed='yes' hostdev that is on a host driver now (nvme,
+mlx5_core, ...) is "deferred": libvirt moves it to vfio-pci before start begin, where the hook
+has it checked; preflight cannot check it without moving it, so it lists it as "deferred:
+checked at start begin" (not recorded, not counted as a deny). Every other function (on
+vfio-pci, on no driver, or managed='no') is checked now, as at prepare; managed='no' on a
+host driver is denied mailbox-owned, as the hook would.
 
-Output and exit codes as for check: 0 all allowed (or no host PCI functions), 3 denied by
-policy, 4 only unavailable devices, 5 TPM; 1 usage, libvirt unreachable, unknown domain,
-bad policy.`,
+Output and exit codes as for check: 0 all allowed or deferred (or no host PCI functions), 3
+denied by policy, 4 only unavailable devices, 5 TPM; 1 usage, libvirt unreachable, unknown
+domain, bad policy. With --json, deferred functions carry "decision": "deferred", and the
+top-level decision is "deferred" when nothing is denied but something is deferred.`,
 		Example: `  vfio-gate libvirt preflight vm1
   vfio-gate libvirt preflight vm1 --uri qemu:///system --json`,
 		Args: cobra.ExactArgs(1),
@@ -88,11 +95,31 @@ bad policy.`,
 			}
 			bdfs := dom.BDFs()
 			fmt.Fprintf(e.errw, "vfio-gate: preflight of domain %s: %d host PCI function(s), confidential: %v\n", args[0], len(bdfs), conf)
-			r, err := daemon.NewClient(g.daemonSocket).Check(ctx, daemon.CheckRequest{Confidential: conf, BDFs: bdfs})
+			var managed []pci.BDF
+			for _, h := range dom.PCI {
+				if h.Managed && !slices.Contains(managed, h.BDF) {
+					managed = append(managed, h.BDF)
+				}
+			}
+			r, err := daemon.NewClient(g.daemonSocket).Check(ctx, daemon.CheckRequest{Confidential: conf, BDFs: bdfs,
+				Phase: daemon.PhasePrepare, Managed: managed})
 			switch {
 			case err == nil:
 				fmt.Fprintf(e.errw, "vfio-gate: decided by the daemon at %s\n", g.daemonSocket)
-				return finishDecisions(e, g, fromDaemon(r), policy.ModeEnforce, false, false)
+				var deferred []deferredFn
+				checked := &daemon.CheckResponse{Decision: r.Decision}
+				for _, d := range r.Devices {
+					if d.Decision != daemon.DecisionDeferred {
+						checked.Devices = append(checked.Devices, d)
+						continue
+					}
+					msg := "checked at start begin"
+					if len(d.Reasons) > 0 {
+						msg = d.Reasons[0].Message
+					}
+					deferred = append(deferred, deferredFn{BDF: d.BDF, Message: msg})
+				}
+				return finishPreflight(e, g, fromDaemon(checked), policy.ModeEnforce, deferred)
 			case !errors.Is(err, daemon.ErrNotRunning):
 				return withCode(exitUnavailable, err)
 			}
@@ -102,11 +129,22 @@ bad policy.`,
 				return err
 			}
 			defer s.Close()
-			ds, err := s.gate.Check(ctx, gate.Request{BDFs: bdfs, Confidential: conf, Domain: args[0]})
-			if err != nil {
-				return lockErr(err)
+			var deferred []deferredFn
+			var now []pci.BDF
+			for _, b := range bdfs {
+				if fn, err := s.sys.Function(b); err == nil && slices.Contains(managed, b) && fn.Driver != "" && fn.Driver != pci.VFIODriver {
+					deferred = append(deferred, deferredFn{BDF: b, Message: fmt.Sprintf("on host driver %s; libvirt moves it to vfio-pci before start: checked at start begin", fn.Driver)})
+					continue
+				}
+				now = append(now, b)
 			}
-			return finishDecisions(e, g, ds, s.pol.Mode, false, false)
+			var ds []gate.Decision
+			if len(now) > 0 {
+				if ds, err = s.gate.Check(ctx, gate.Request{BDFs: now, Confidential: conf, Domain: args[0]}); err != nil {
+					return lockErr(err)
+				}
+			}
+			return finishPreflight(e, g, ds, s.pol.Mode, deferred)
 		},
 	}
 	f.add(c)
@@ -114,6 +152,41 @@ bad policy.`,
 	c.Flags().StringVar(&lvSocket, "libvirt-socket", conn.DefaultSocket, "libvirtd's read-write socket")
 	c.Flags().BoolVar(&confidential, "confidential", false, "check as for a confidential domain even without <launchSecurity>")
 	return c
+}
+
+// deferredFn is a function whose check the hook defers to start begin.
+type deferredFn struct {
+	BDF     pci.BDF
+	Message string
+}
+
+// finishPreflight prints the checked decisions and the deferred functions;
+// the exit code is check's over the checked ones (deferred is no deny).
+func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, deferred []deferredFn) error {
+	if g.json {
+		out := toJSON(ds, mode, false)
+		for _, d := range deferred {
+			out.Devices = append(out.Devices, deviceJSON{BDF: d.BDF.String(), Decision: daemon.DecisionDeferred,
+				Reasons: []policy.Reason{{Code: daemon.CodeDeferred, Message: d.Message}}})
+		}
+		if out.Decision == policy.DecisionAllow && len(deferred) > 0 {
+			out.Decision = daemon.DecisionDeferred
+		}
+		if err := writeJSON(e.out, out); err != nil {
+			return err
+		}
+	} else {
+		if len(ds) > 0 {
+			printDecisions(e.out, ds, mode, false)
+		}
+		for _, d := range deferred {
+			fmt.Fprintf(e.out, "%s  deferred: %s\n", d.BDF, d.Message)
+		}
+	}
+	if code := decisionsExit(ds); code != exitOK {
+		return quietCode(code, fmt.Errorf("exit %d", code))
+	}
+	return nil
 }
 
 // fromDaemon turns the daemon's answer into decisions for check's output

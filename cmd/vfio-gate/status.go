@@ -50,7 +50,11 @@ object. Exit 4 when no daemon answers.`,
 			if len(st.Devices) > 0 {
 				fmt.Fprintln(tw, "\nDEVICE\tDOMAIN\tRULE\tBOUND BY DAEMON\tDRIVER NOW\tORIGINAL DRIVER\tSINCE")
 				for _, d := range st.Devices {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", d.BDF, d.Domain, dash(d.Rule), d.Bound, dash(d.Driver),
+					rule := dash(d.Rule)
+					if d.Decision == daemon.DecisionDeferred {
+						rule = "(deferred: checked at start begin)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", d.BDF, d.Domain, rule, d.Bound, dash(d.Driver),
 						dash(d.OriginalDriver), d.Since.Format("2006-01-02 15:04:05"))
 				}
 			}

@@ -204,3 +204,114 @@ func TestVirshStartDeniedByDaemon(t *testing.T) {
 	stop()
 	preflight("checking in-process")
 }
+
+// TestHookPhasesThroughDaemon: the real hook command against a real daemon
+// (fixture sysfs tree, swtpm, no libvirtd), playing libvirt's part: a
+// managed='yes' function on its host driver is deferred at prepare, denied
+// mailbox-owned at start begin while still there, and checked (allowed by
+// an allow-unattested policy) at start begin once moved to vfio-pci.
+func TestHookPhasesThroughDaemon(t *testing.T) {
+	testutil.Require(t, testutil.Root, testutil.Swtpm)
+	bin := buildVfioGate(t)
+	tp := testutil.StartSwtpm(t, false)
+	dir := t.TempDir()
+	sysDir := filepath.Join(dir, "sys")
+	if err := os.Mkdir(sysDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := sysfstest.New(sysDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fn = "0000:fe:1e.0"
+	for _, d := range []string{"vfio-pci", "e1000e"} {
+		if err := tree.Driver(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tree.Add(sysfstest.Function{BDF: fn, Vendor: 0x8086, Device: 0x10d3, Class: 0x020000, IOMMUGroup: 78, Driver: "e1000e"}); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pol, []byte(strings.Replace(daemonTestPolicy, "non_confidential: deny-unattested", "non_confidential: allow-unattested", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock, dlog, _ := startDaemon(t, bin, "--sysfs-root", sysDir, "--policy", pol, "--tpm", tp.Spec,
+		"--state-dir", filepath.Join(dir, "state"), "--lock-dir", filepath.Join(dir, "locks"), "--no-libvirt")
+	xml := `<domain type='qemu'><name>vm-phases</name><devices>
+  <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0xfe' slot='0x1e' function='0x0'/></source></hostdev>
+</devices></domain>`
+	hook := func(op, sub string) (int, string) {
+		t.Helper()
+		cmd := exec.Command(bin, "libvirt-hook", "--daemon-socket", sock, "vm-phases", op, sub, "-")
+		cmd.Stdin = strings.NewReader(xml)
+		cmd.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin", "HOME=/"} // what libvirt passes
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return 0, string(out)
+		case errors.As(err, &ee):
+			return ee.ExitCode(), string(out)
+		}
+		t.Fatalf("hook %s %s: %v", op, sub, err)
+		return 0, ""
+	}
+	c := daemon.NewClient(sock)
+	status := func() *daemon.Status {
+		t.Helper()
+		st, err := c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if code, out := hook("prepare", "begin"); code != 0 {
+		t.Fatalf("prepare: exit %d %s\n%s", code, out, dlog)
+	}
+	if st := status(); len(st.Devices) != 1 || st.Devices[0].Decision != daemon.DecisionDeferred || st.Devices[0].Driver != "e1000e" {
+		t.Fatalf("after prepare: devices %+v", st.Devices)
+	}
+	code, out := hook("start", "begin")
+	if code != 1 || !strings.Contains(out, "DENY "+fn+" mailbox-owned") || !strings.Contains(out, "still on its host driver e1000e") {
+		t.Fatalf("start on the host driver: exit %d %s", code, out)
+	}
+	t.Logf("start begin, still on e1000e: %s", strings.TrimSpace(out))
+	if code, _ := hook("release", "end"); code != 0 {
+		t.Fatalf("release: exit %d", code)
+	}
+	// Again, now with libvirt's move to vfio-pci between prepare and start.
+	if code, out := hook("prepare", "begin"); code != 0 {
+		t.Fatalf("prepare 2: exit %d %s", code, out)
+	}
+	if err := tree.Unbind(fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := tree.Bind(fn, "vfio-pci"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := hook("start", "begin"); code != 0 {
+		t.Fatalf("start on vfio-pci: exit %d %s\n%s", code, out, dlog)
+	}
+	if code, out := hook("started", "begin"); code != 0 {
+		t.Fatalf("started: exit %d %s", code, out)
+	}
+	st := status()
+	if len(st.Domains["vm-phases"]) != 1 || st.Devices[0].Decision != "allow" {
+		t.Fatalf("after start: %+v", st)
+	}
+	if code, _ := hook("release", "end"); code != 0 {
+		t.Fatalf("release 2: exit %d", code)
+	}
+	st = status()
+	if len(st.Domains) != 0 || len(st.Released) != 2 {
+		t.Fatalf("after release: %+v", st)
+	}
+	var verdicts []string
+	for _, d := range st.Decisions {
+		verdicts = append(verdicts, d.Decision)
+	}
+	if strings.Join(verdicts, ",") != "deferred,deny,deferred,allow" {
+		t.Fatalf("decisions %v", verdicts)
+	}
+}

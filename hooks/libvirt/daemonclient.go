@@ -3,6 +3,7 @@ package libvirt
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -11,16 +12,25 @@ import (
 // DaemonClient adapts the daemon's API client to the hook's Client.
 type DaemonClient struct{ C *daemon.Client }
 
-// Check asks the daemon to gate (and, per policy, lock) the domain's functions.
+// Check asks the daemon to gate (and, per policy, lock) the domain's
+// functions in the request's phase, saying which are managed='yes'.
 func (d DaemonClient) Check(ctx context.Context, req CheckRequest) (*CheckResult, error) {
-	r, err := d.C.Check(ctx, daemon.CheckRequest{Domain: req.Domain, Confidential: req.Confidential, BDFs: bdfsOf(req.Devices), Lock: req.Confidential})
+	var managed []pci.BDF
+	for _, h := range req.Devices {
+		if h.Managed && !slices.Contains(managed, h.BDF) {
+			managed = append(managed, h.BDF)
+		}
+	}
+	r, err := d.C.Check(ctx, daemon.CheckRequest{Domain: req.Domain, Confidential: req.Confidential, BDFs: bdfsOf(req.Devices),
+		Lock: req.Confidential, Phase: req.Phase, Managed: managed})
 	if err != nil {
 		if errors.Is(err, daemon.ErrNotRunning) {
 			return nil, ErrDaemonDown
 		}
 		return nil, err
 	}
-	out := &CheckResult{Allow: r.Decision == "allow"}
+	out := &CheckResult{Allow: r.Decision == "allow" ||
+		(r.Decision == daemon.DecisionDeferred && req.Phase != PhaseStart)}
 	for _, dd := range r.Devices {
 		res := DeviceResult{BDF: dd.BDF, Decision: dd.Decision}
 		for _, rr := range dd.Reasons {

@@ -16,17 +16,30 @@ type Action int
 
 // Actions. Every pair not in the table is ActionNone: exit 0 at once.
 const (
-	ActionNone    Action = iota
-	ActionCheck          // prepare begin: gate every host PCI function
-	ActionStart          // started begin: start TDIs locked for this domain
-	ActionRelease        // release end: release every function the domain had
+	ActionNone       Action = iota
+	ActionCheck             // prepare begin: gate every host PCI function (managed='yes' ones on a host driver are deferred)
+	ActionCheckStart        // start begin: gate what prepare deferred, now on vfio-pci
+	ActionStart             // started begin: start TDIs locked for this domain
+	ActionRelease           // release end: release every function the domain had
 )
+
+// Phases of CheckRequest.Phase.
+const (
+	PhasePrepare = "prepare"
+	PhaseStart   = "start"
+)
+
+// DecisionDeferred is a DeviceResult.Decision at prepare: the daemon checks
+// the function at start begin, after libvirt moved it to vfio-pci.
+const DecisionDeferred = "deferred"
 
 // ActionFor returns the action for a libvirt qemu hook invocation.
 func ActionFor(op, subop string) Action {
 	switch {
 	case op == "prepare" && subop == "begin":
 		return ActionCheck
+	case op == "start" && subop == "begin":
+		return ActionCheckStart
 	case op == "started" && subop == "begin":
 		return ActionStart
 	case op == "release" && subop == "end":
@@ -41,6 +54,8 @@ type CheckRequest struct {
 	UUID         string    `json:"uuid,omitempty"`
 	Confidential bool      `json:"confidential"`
 	Devices      []HostPCI `json:"devices"`
+	// Phase is PhasePrepare or PhaseStart.
+	Phase string `json:"phase"`
 }
 
 // Reason is one deny reason: a stable code and a sentence saying what to do.
@@ -52,12 +67,14 @@ type Reason struct {
 // DeviceResult is the daemon's decision for one function.
 type DeviceResult struct {
 	BDF      pci.BDF  `json:"bdf"`
-	Decision string   `json:"decision"` // "allow" or "deny"
+	Decision string   `json:"decision"` // "allow", "deny" or (at prepare) "deferred"
 	Reasons  []Reason `json:"reasons"`
 }
 
 // CheckResult is the daemon's answer for a domain.
 type CheckResult struct {
+	// Allow: the phase may pass (at prepare: every function allowed or
+	// deferred; at start: every function allowed).
 	Allow   bool           `json:"allow"`
 	Devices []DeviceResult `json:"devices"`
 }
@@ -92,7 +109,7 @@ const DefaultBudget = 60 * time.Second
 func (h *Hook) Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) int {
 	if len(args) != 4 {
 		// libvirt always passes four arguments. Fail closed only where we gate.
-		if len(args) >= 3 && ActionFor(args[1], args[2]) == ActionCheck {
+		if len(args) >= 3 && (ActionFor(args[1], args[2]) == ActionCheck || ActionFor(args[1], args[2]) == ActionCheckStart) {
 			fmt.Fprintf(stderr, "vfio-gate: hook called with %d arguments, want DOMNAME OPERATION SUBOP EXTRA: denying\n", len(args))
 			return 1
 		}
@@ -112,12 +129,16 @@ func (h *Hook) Run(ctx context.Context, args []string, stdin io.Reader, stderr i
 
 	dom, perr := ParseDomain(stdin)
 	switch act {
-	case ActionCheck:
+	case ActionCheck, ActionCheckStart:
 		if perr != nil {
 			fmt.Fprintf(stderr, "vfio-gate: domain %s: %v: denying\n", name, perr)
 			return 1
 		}
-		return h.check(ctx, name, dom, stderr)
+		phase := PhasePrepare
+		if act == ActionCheckStart {
+			phase = PhaseStart
+		}
+		return h.check(ctx, name, dom, phase, stderr)
 	case ActionStart:
 		if perr != nil {
 			fmt.Fprintf(stderr, "vfio-gate: domain %s: %v: cannot start TDIs\n", name, perr)
@@ -147,23 +168,26 @@ func (h *Hook) Run(ctx context.Context, args []string, stdin io.Reader, stderr i
 	return 0
 }
 
-func (h *Hook) check(ctx context.Context, name string, dom *Domain, stderr io.Writer) int {
+// check asks the daemon for the phase's decisions. At prepare a function
+// may be deferred (checked at start begin); at start every function must
+// be allowed.
+func (h *Hook) check(ctx context.Context, name string, dom *Domain, phase string, stderr io.Writer) int {
 	if len(dom.PCI) == 0 {
 		return 0 // nothing of ours to gate
 	}
 	res, err := h.Client.Check(ctx, CheckRequest{
-		Domain: name, UUID: dom.UUID, Confidential: dom.Confidential(h.ConfidentialTypes), Devices: dom.PCI,
+		Domain: name, UUID: dom.UUID, Confidential: dom.Confidential(h.ConfidentialTypes), Devices: dom.PCI, Phase: phase,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "vfio-gate: domain %s: %v: denying\n", name, explain(ctx, err, h.Budget))
 		return 1
 	}
-	if res.Allow && allAllowed(res, dom) {
+	if res.Allow && allPass(res, dom, phase) {
 		return 0
 	}
 	var lines []string
 	for _, d := range res.Devices {
-		if d.Decision == "allow" {
+		if passes(d.Decision, phase) {
 			continue
 		}
 		if len(d.Reasons) == 0 {
@@ -180,12 +204,17 @@ func (h *Hook) check(ctx context.Context, name string, dom *Domain, stderr io.Wr
 	return 1
 }
 
-// allAllowed checks that the daemon answered "allow" for every function the
-// domain lists: an answer that leaves one out is a deny.
-func allAllowed(res *CheckResult, dom *Domain) bool {
+// passes reports whether a device decision lets the phase pass.
+func passes(decision, phase string) bool {
+	return decision == "allow" || (phase == PhasePrepare && decision == DecisionDeferred)
+}
+
+// allPass checks that the daemon's answer lets every function the domain
+// lists pass the phase: an answer that leaves one out is a deny.
+func allPass(res *CheckResult, dom *Domain, phase string) bool {
 	ok := map[pci.BDF]bool{}
 	for _, d := range res.Devices {
-		if d.Decision == "allow" {
+		if passes(d.Decision, phase) {
 			ok[d.BDF] = true
 		} else {
 			return false

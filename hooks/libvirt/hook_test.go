@@ -92,8 +92,8 @@ func TestHostileXML(t *testing.T) {
 
 func TestActionTable(t *testing.T) {
 	cases := map[[2]string]Action{
-		{"prepare", "begin"}: ActionCheck, {"started", "begin"}: ActionStart, {"release", "end"}: ActionRelease,
-		{"start", "begin"}: ActionNone, {"stopped", "end"}: ActionNone, {"migrate", "begin"}: ActionNone,
+		{"prepare", "begin"}: ActionCheck, {"start", "begin"}: ActionCheckStart, {"started", "begin"}: ActionStart,
+		{"release", "end"}: ActionRelease, {"start", "end"}: ActionNone, {"stopped", "end"}: ActionNone, {"migrate", "begin"}: ActionNone,
 		{"prepare", "end"}: ActionNone, {"restore", "begin"}: ActionNone, {"reconnect", "begin"}: ActionNone,
 	}
 	for k, want := range cases {
@@ -291,4 +291,83 @@ func FuzzParseDomain(f *testing.F) {
 			t.Fatalf("domain %v err %v", d, err)
 		}
 	})
+}
+
+// answer builds a daemon answer: decisions by BDF, "allow" for the rest.
+func answer(dec map[string]string) func(CheckRequest) (*CheckResult, error) {
+	return func(req CheckRequest) (*CheckResult, error) {
+		r := &CheckResult{Allow: true}
+		for _, d := range req.Devices {
+			v := dec[d.BDF.String()]
+			if v == "" {
+				v = "allow"
+			}
+			dr := DeviceResult{BDF: d.BDF, Decision: v}
+			switch v {
+			case "deny":
+				r.Allow = false
+				dr.Reasons = []Reason{{Code: "mailbox-owned", Message: "still on its host driver nvme at libvirt start begin"}}
+			case DecisionDeferred:
+				if req.Phase == PhaseStart {
+					r.Allow = false
+				}
+				dr.Reasons = []Reason{{Code: "deferred", Message: "on host driver nvme; libvirt moves it to vfio-pci before start: checked at start begin"}}
+			}
+			r.Devices = append(r.Devices, dr)
+		}
+		return r, nil
+	}
+}
+
+// TestHookTwoPhases: prepare passes allow and deferred; start begin passes
+// only allow; both send their phase and the managed flags.
+func TestHookTwoPhases(t *testing.T) {
+	fc := &fakeClient{}
+	h := &Hook{Client: fc}
+	fc.check = answer(map[string]string{"0000:3b:00.0": DecisionDeferred})
+	if code, msg := runHook(t, h, "managed.xml", "vm1", "prepare", "begin", "-"); code != 0 {
+		t.Fatalf("prepare with a deferred function: exit %d %q", code, msg)
+	}
+	if fc.lastReq.Phase != PhasePrepare || len(fc.lastReq.Devices) != 3 || !fc.lastReq.Devices[0].Managed || fc.lastReq.Devices[1].Managed {
+		t.Fatalf("prepare request %+v", fc.lastReq)
+	}
+	// The daemon still answering deferred at start is a deny.
+	code, msg := runHook(t, h, "managed.xml", "vm1", "start", "begin", "-")
+	if code != 1 || fc.lastReq.Phase != PhaseStart || !strings.Contains(msg, "DENY 0000:3b:00.0 deferred") {
+		t.Fatalf("deferred at start: exit %d %q (phase %q)", code, msg, fc.lastReq.Phase)
+	}
+	// Even when it claims allow overall.
+	fc.check = func(req CheckRequest) (*CheckResult, error) {
+		r, _ := answer(map[string]string{"0000:3b:00.0": DecisionDeferred})(req)
+		r.Allow = true
+		return r, nil
+	}
+	if code, _ := runHook(t, h, "managed.xml", "vm1", "start", "begin", "-"); code != 1 {
+		t.Fatalf("deferred at start with allow=true: exit %d", code)
+	}
+	fc.check = answer(nil)
+	if code, msg := runHook(t, h, "managed.xml", "vm1", "start", "begin", "-"); code != 0 {
+		t.Fatalf("all allowed at start: exit %d %q", code, msg)
+	}
+	fc.check = answer(map[string]string{"0000:3b:00.0": "deny"})
+	for _, op := range []string{"prepare", "start"} {
+		code, msg := runHook(t, h, "managed.xml", "vm1", op, "begin", "-")
+		if code != 1 || !strings.Contains(msg, "DENY 0000:3b:00.0 mailbox-owned: still on its host driver") {
+			t.Fatalf("deny at %s: exit %d %q", op, code, msg)
+		}
+	}
+	fc.check = func(CheckRequest) (*CheckResult, error) { return nil, ErrDaemonDown }
+	if code, msg := runHook(t, h, "managed.xml", "vm1", "start", "begin", "-"); code != 1 || !strings.Contains(msg, "not running") {
+		t.Fatalf("daemon down at start: exit %d %q", code, msg)
+	}
+	// Bad input at start begin is a deny, without asking the daemon.
+	fc.check = func(CheckRequest) (*CheckResult, error) { t.Fatal("daemon called"); return nil, nil }
+	for _, in := range []string{"", "entities.xml", "noaddr.xml"} {
+		if code, msg := runHook(t, h, in, "vm1", "start", "begin", "-"); code != 1 || !strings.Contains(msg, "denying") {
+			t.Errorf("start with %q: exit %d %q", in, code, msg)
+		}
+	}
+	if code, _ := runHook(t, h, "", "vm1", "start", "begin"); code != 1 {
+		t.Errorf("3 args at start: exit %d", code)
+	}
 }
