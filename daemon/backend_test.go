@@ -94,16 +94,7 @@ defaults:
   confidential: deny-unattested
   non_confidential: deny-unattested
 rules:
-  - name: nvme
-    match: {vendor: 0x1b36, device: [0x0010]}
-    spdm:
-      min_version: "1.2"
-      trust_anchors: [root.pem]
-      require_cma_san: true
-    measurements:
-      require_signed: true
-      reference:
-`+gatetest.ReferenceYAML()), 0o600))
+`+gatetest.NVMeRule()), 0o600))
 	var err error
 	w.pol, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
 	must(t, err)
@@ -737,6 +728,17 @@ func TestBackendDeferredToStart(t *testing.T) {
 	w.verifyLog(ctx)
 }
 
+// prepareDeferred runs prepare for vm1 with host managed='yes' and checks it
+// was deferred; it returns the request.
+func prepareDeferred(t *testing.T, b *daemon.GateBackend, host pci.BDF) daemon.CheckRequest {
+	t.Helper()
+	req := daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{host}, Managed: []pci.BDF{host}}
+	if r, err := b.Check(t.Context(), req); err != nil || r.Decision != daemon.DecisionDeferred {
+		t.Fatalf("prepare: %+v %v", r, err)
+	}
+	return req
+}
+
 // TestBackendDeferredStillOnHostDriver: libvirt did not move the function:
 // start denies mailbox-owned (recorded) without driving its mailbox.
 func TestBackendDeferredStillOnHostDriver(t *testing.T) {
@@ -744,10 +746,7 @@ func TestBackendDeferredStillOnHostDriver(t *testing.T) {
 	b := w.backend()
 	ctx := t.Context()
 	host := bdf(t, hostBDF)
-	req := daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{host}, Managed: []pci.BDF{host}}
-	if r, err := b.Check(ctx, req); err != nil || r.Decision != daemon.DecisionDeferred {
-		t.Fatalf("prepare: %+v %v", r, err)
-	}
+	req := prepareDeferred(t, b, host)
 	req.Phase = daemon.PhaseStart
 	r, err := b.Check(ctx, req)
 	must(t, err)
@@ -775,10 +774,7 @@ func TestBackendDeferredTampered(t *testing.T) {
 	b := w.backend()
 	ctx := t.Context()
 	host := bdf(t, hostBDF)
-	req := daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{host}, Managed: []pci.BDF{host}}
-	if r, err := b.Check(ctx, req); err != nil || r.Decision != daemon.DecisionDeferred {
-		t.Fatalf("prepare: %+v %v", r, err)
-	}
+	req := prepareDeferred(t, b, host)
 	meas := emu.GoodMeasurements()
 	for i := range meas {
 		if meas[i].Index == 2 {

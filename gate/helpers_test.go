@@ -144,18 +144,9 @@ defaults:
   confidential: deny-unattested
   non_confidential: allow-unattested
 %srules:
-  - name: nvme
-    match: {vendor: 0x1b36, device: [0x0010]}
-    spdm:
-      min_version: "1.2"
-      trust_anchors: [root.pem]
-      require_cma_san: true
-    measurements:
-      require_signed: true
-      reference:
 %s      min_svn: %d
       forbid_debug_mode: true
-%s`, mode, exempt, gatetest.ReferenceYAML(), svn, po.extra)
+%s`, mode, exempt, gatetest.NVMeRule(), svn, po.extra)
 }
 
 func (w *world) opener(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {

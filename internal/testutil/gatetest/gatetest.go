@@ -114,6 +114,23 @@ func ReferenceYAML() string {
 	return ref.String()
 }
 
+// NVMeRule is the policy rule "nvme" that accepts emu's good device (QEMU
+// NVMe IDs, SPDM 1.2+, chain to root.pem, CMA SAN, signed measurements
+// equal to ReferenceYAML), ending inside its measurements block so that a
+// caller may append more keys (min_svn, ...) at six spaces.
+func NVMeRule() string {
+	return `  - name: nvme
+    match: {vendor: 0x1b36, device: [0x0010]}
+    spdm:
+      min_version: "1.2"
+      trust_anchors: [root.pem]
+      require_cma_san: true
+    measurements:
+      require_signed: true
+      reference:
+` + ReferenceYAML()
+}
+
 // Events decodes the data of the log's events of one kind, in order.
 func Events[T any](t testing.TB, logPath, kind string) []T {
 	t.Helper()
