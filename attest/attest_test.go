@@ -467,23 +467,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// serveSocket serves d over spdm-socket on a loopback port.
-func serveSocket(t *testing.T, d *emu.Device) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		socket.Serve(ctx, ln, d.Features(), d.Handler())
-	}()
-	t.Cleanup(func() { cancel(); ln.Close(); <-done })
-	return ln.Addr().String()
-}
-
 func TestTransportSocket(t *testing.T) {
 	for _, p := range []struct {
 		profile, kind string
@@ -493,7 +476,7 @@ func TestTransportSocket(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			addr := serveSocket(t, d)
+			addr := gatetest.ServeSocket(t, d)
 			ctx := context.Background()
 			c, err := socket.Dial(ctx, addr)
 			if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/cdat"
-	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -196,26 +195,13 @@ func TestAttestCLIExitCodes(t *testing.T) {
 	}
 }
 
-func serveEmu(t *testing.T, d *emu.Device) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); socket.Serve(ctx, ln, d.Features(), d.Handler()) }()
-	t.Cleanup(func() { cancel(); ln.Close(); <-done })
-	return ln.Addr().String()
-}
-
 func TestAttestCLISocket(t *testing.T) {
 	fx := newDevFixture(t)
 	d, err := emu.New(emu.Config{Algorithms: spdm.AsymECDSAP256})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveEmu(t, d)
+	addr := gatetest.ServeSocket(t, d)
 	anchor := writeAnchor(t, d, false)
 	code, out, errs := fx.run(t, "attest", "--socket", addr, "--trust-anchor", anchor, "--json")
 	if code != 0 {

@@ -1,10 +1,13 @@
 package gatetest
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"testing"
 
+	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
@@ -58,4 +61,20 @@ func (d *Devices) Open(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {
 		return nil, nil, fmt.Errorf("%w: %s", pci.ErrDeviceRemoved, b)
 	}
 	return c, NopCloser{}, nil
+}
+
+// ServeSocket serves d over spdm-socket on a loopback port until cleanup
+// and returns the address.
+func ServeSocket(t testing.TB, d *emu.Device) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	Must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		socket.Serve(ctx, ln, d.Features(), d.Handler())
+	}()
+	t.Cleanup(func() { cancel(); ln.Close(); <-done })
+	return ln.Addr().String()
 }
