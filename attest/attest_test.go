@@ -17,6 +17,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
 	"github.com/vfio-gate/vfio-gate/spdm"
@@ -25,29 +26,15 @@ import (
 // fixture is a sysfs tree whose functions' config spaces are served by
 // software devices (or plain byte slices).
 type fixture struct {
-	tree    *sysfstest.Tree
-	sys     *pci.System
-	configs map[pci.BDF]pci.ConfigSpace
+	*gatetest.Devices
+	sys *pci.System
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	dir := t.TempDir()
-	tree, err := sysfstest.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fx := &fixture{tree: tree, configs: map[pci.BDF]pci.ConfigSpace{}}
-	fx.sys, err = pci.Open(dir, &pci.Options{
-		Geteuid: func() int { return 0 },
-		ConfigOpener: func(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {
-			c, ok := fx.configs[b]
-			if !ok {
-				return nil, nil, fmt.Errorf("%w: %s", pci.ErrDeviceRemoved, b)
-			}
-			return c, io.NopCloser(nil), nil
-		},
-	})
+	fx := &fixture{Devices: gatetest.NewDevices(t)}
+	var err error
+	fx.sys, err = pci.Open(fx.Tree.Dir, &pci.Options{Geteuid: func() int { return 0 }, ConfigOpener: fx.Open})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,41 +42,11 @@ func newFixture(t *testing.T) *fixture {
 	return fx
 }
 
-// addConfig adds a function with identity id whose config space is cfg.
-func (fx *fixture) addConfig(t *testing.T, bdf string, id emu.Identity, driver string, cfg pci.ConfigSpace) pci.BDF {
-	t.Helper()
-	b, err := pci.ParseBDF(bdf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fx.tree.Add(sysfstest.Function{BDF: bdf, Vendor: id.Vendor, Device: id.Device, SubVendor: id.SubVendor,
-		SubDev: id.SubDevice, Class: id.Class, Revision: id.Revision, Driver: driver, IOMMUGroup: int(b.Device)}); err != nil {
-		t.Fatal(err)
-	}
-	fx.configs[b] = cfg
-	return b
-}
-
-// addEmu adds a software device.
-func (fx *fixture) addEmu(t *testing.T, bdf string, cfg emu.Config) (*emu.Device, pci.BDF) {
-	t.Helper()
-	b, _ := pci.ParseBDF(bdf)
-	cfg.BDF = b
-	if cfg.Algorithms == 0 {
-		cfg.Algorithms = spdm.AsymECDSAP384
-	}
-	d, err := emu.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d, fx.addConfig(t, bdf, d.Identity(), "", d)
-}
-
 func fixedRand() io.Reader { return bytes.NewReader(bytes.Repeat([]byte{0x5a}, 1<<16)) }
 
 func TestFunctionGood(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:01:00.0", emu.Config{})
+	d, bdf := fx.AddEmu(t, "0000:01:00.0", emu.Config{})
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors()})
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +113,7 @@ func TestFunctionGood(t *testing.T) {
 
 func TestFunctionWithoutAnchorIsUnverified(t *testing.T) {
 	fx := newFixture(t)
-	_, bdf := fx.addEmu(t, "0000:01:00.0", emu.Config{})
+	_, bdf := fx.AddEmu(t, "0000:01:00.0", emu.Config{})
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +165,7 @@ func TestFunctionFaults(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/%s", tc.fault, tc.v), func(t *testing.T) {
 			t.Parallel()
 			fx := newFixture(t)
-			d, bdf := fx.addEmu(t, "0000:02:00.0", emu.Config{Versions: []spdm.Version{tc.v}, Faults: []emu.Fault{tc.fault},
+			d, bdf := fx.AddEmu(t, "0000:02:00.0", emu.Config{Versions: []spdm.Version{tc.v}, Faults: []emu.Fault{tc.fault},
 				Algorithms: spdm.AsymECDSAP256})
 			ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), Timeout: 10 * time.Second})
 			if err != nil {
@@ -251,7 +208,7 @@ func TestFunctionEveryProfile(t *testing.T) {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()
 			fx := newFixture(t)
-			d, bdf := fx.addEmu(t, "0000:03:00.0", emu.Config{Profile: p.Name, Algorithms: spdm.AsymECDSAP256})
+			d, bdf := fx.AddEmu(t, "0000:03:00.0", emu.Config{Profile: p.Name, Algorithms: spdm.AsymECDSAP256})
 			ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatal(err)
@@ -270,8 +227,8 @@ func TestFunctionEveryProfile(t *testing.T) {
 
 func TestFunctionTamperedMeasuresDifferently(t *testing.T) {
 	fx := newFixture(t)
-	dg, good := fx.addEmu(t, "0000:01:00.0", emu.Config{})
-	dt, bad := fx.addEmu(t, "0000:02:00.0", emu.Config{Profile: "tampered"})
+	dg, good := fx.AddEmu(t, "0000:01:00.0", emu.Config{})
+	dt, bad := fx.AddEmu(t, "0000:02:00.0", emu.Config{Profile: "tampered"})
 	eg, _ := attest.Function(context.Background(), fx.sys, good, &attest.Options{Roots: dg.Anchors()})
 	et, _ := attest.Function(context.Background(), fx.sys, bad, &attest.Options{Roots: dt.Anchors()})
 	if eg.Failure != nil || et.Failure != nil {
@@ -306,7 +263,7 @@ func TestFunctionNoDOE(t *testing.T) {
 	fx := newFixture(t)
 	id := emu.DefaultIdentity
 	hdr := sysfstest.Header(sysfstest.Function{Vendor: id.Vendor, Device: id.Device, Class: id.Class})
-	bdf := fx.addConfig(t, "0000:04:00.0", id, "", memConfig(hdr))
+	bdf := fx.Add(t, "0000:04:00.0", id, "", memConfig(hdr))
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +277,7 @@ func TestFunctionDOEWithoutCMA(t *testing.T) {
 	fx := newFixture(t)
 	id := emu.DefaultIdentity
 	m := doe.NewModel([]doe.Feature{doe.FeatureCXLCDAT}, nil)
-	bdf := fx.addConfig(t, "0000:05:00.0", id, "", emu.NewConfigSpace(id, m))
+	bdf := fx.Add(t, "0000:05:00.0", id, "", emu.NewConfigSpace(id, m))
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +295,7 @@ func TestFunctionDriverOwnsMailbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bdf := fx.addConfig(t, b.String(), d.Identity(), "cxl_pci", d)
+	bdf := fx.Add(t, b.String(), d.Identity(), "cxl_pci", d)
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors()})
 	if err != nil {
 		t.Fatal(err)
@@ -356,8 +313,8 @@ func TestFunctionDriverOwnsMailbox(t *testing.T) {
 
 func TestFunctionTSMOwnsMailbox(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:06:00.0", emu.Config{})
-	if err := fx.tree.Attr(bdf.String(), "tsm/connect", "tsm0\n"); err != nil {
+	d, bdf := fx.AddEmu(t, "0000:06:00.0", emu.Config{})
+	if err := fx.Tree.Attr(bdf.String(), "tsm/connect", "tsm0\n"); err != nil {
 		t.Fatal(err)
 	}
 	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors()})
@@ -368,8 +325,8 @@ func TestFunctionTSMOwnsMailbox(t *testing.T) {
 
 func TestFunctionLockdown(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:07:00.0", emu.Config{})
-	if err := fx.tree.Lockdown("integrity"); err != nil {
+	d, bdf := fx.AddEmu(t, "0000:07:00.0", emu.Config{})
+	if err := fx.Tree.Lockdown("integrity"); err != nil {
 		t.Fatal(err)
 	}
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors()})
@@ -383,7 +340,7 @@ func TestFunctionLockdown(t *testing.T) {
 
 func TestFunctionBusyMailbox(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:08:00.0", emu.Config{})
+	d, bdf := fx.AddEmu(t, "0000:08:00.0", emu.Config{})
 	d.Model().SetFault(doe.Fault{StuckBusy: true})
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(),
 		DOE: &doe.Options{Timeout: 50 * time.Millisecond}})
@@ -397,7 +354,7 @@ func TestFunctionBusyMailbox(t *testing.T) {
 
 func TestFunctionMailboxErrorIsTransport(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:08:00.0", emu.Config{})
+	d, bdf := fx.AddEmu(t, "0000:08:00.0", emu.Config{})
 	d.Model().SetFault(doe.Fault{Error: true})
 	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors()})
 	if ev.Failure == nil || ev.Failure.Kind != attest.FailTransport {
@@ -407,7 +364,7 @@ func TestFunctionMailboxErrorIsTransport(t *testing.T) {
 
 func TestFunctionTimeout(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:09:00.0", emu.Config{Latency: 300 * time.Millisecond})
+	d, bdf := fx.AddEmu(t, "0000:09:00.0", emu.Config{Latency: 300 * time.Millisecond})
 	start := time.Now()
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), Timeout: 100 * time.Millisecond})
 	if err != nil {
@@ -432,7 +389,7 @@ func TestFunctionNoSuchDevice(t *testing.T) {
 
 func TestFunctionSlotNotProvisioned(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:0b:00.0", emu.Config{})
+	d, bdf := fx.AddEmu(t, "0000:0b:00.0", emu.Config{})
 	slot := uint8(3)
 	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), Slot: &slot})
 	if ev.Failure == nil || ev.Failure.Kind != attest.FailChain || ev.ChallengeVerified {
@@ -442,7 +399,7 @@ func TestFunctionSlotNotProvisioned(t *testing.T) {
 
 func TestFunctionFloors(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:0c:00.0", emu.Config{Algorithms: emu.AllAlgorithms, Versions: []spdm.Version{spdm.Version11, spdm.Version12}})
+	d, bdf := fx.AddEmu(t, "0000:0c:00.0", emu.Config{Algorithms: emu.AllAlgorithms, Versions: []spdm.Version{spdm.Version11, spdm.Version12}})
 	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), MinVersion: "1.2",
 		AsymAlgos: []string{"ed25519"}, HashAlgos: []string{"sha-512"}})
 	if ev.Failure != nil || ev.Version != "1.2" || ev.Algorithms.BaseAsym != "ed25519" || ev.Algorithms.BaseHash != "sha-512" {
@@ -510,23 +467,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// serveSocket serves d over spdm-socket on a loopback port.
-func serveSocket(t *testing.T, d *emu.Device) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		socket.Serve(ctx, ln, d.Features(), d.Handler())
-	}()
-	t.Cleanup(func() { cancel(); ln.Close(); <-done })
-	return ln.Addr().String()
-}
-
 func TestTransportSocket(t *testing.T) {
 	for _, p := range []struct {
 		profile, kind string
@@ -536,7 +476,7 @@ func TestTransportSocket(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			addr := serveSocket(t, d)
+			addr := gatetest.ServeSocket(t, d)
 			ctx := context.Background()
 			c, err := socket.Dial(ctx, addr)
 			if err != nil {
@@ -645,9 +585,9 @@ func (v *vanishing) WriteAt(p []byte, off int64) (int, error) {
 
 func TestFunctionDeviceRemovedMidway(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:0d:00.0", emu.Config{})
+	d, bdf := fx.AddEmu(t, "0000:0d:00.0", emu.Config{})
 	// Discovery takes a handful of writes; SPDM VCA many more.
-	fx.configs[bdf] = &vanishing{ConfigSpace: d, after: 40}
+	fx.Configs[bdf] = &vanishing{ConfigSpace: d, after: 40}
 	ev, err := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors()})
 	if err != nil {
 		t.Fatal(err)
@@ -659,7 +599,7 @@ func TestFunctionDeviceRemovedMidway(t *testing.T) {
 
 func TestFunctionChainCache(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:0e:00.0", emu.Config{})
+	d, bdf := fx.AddEmu(t, "0000:0e:00.0", emu.Config{})
 	cache := &spdm.MapChainCache{}
 	o := &attest.Options{Roots: d.Anchors(), ChainCache: cache}
 	cold, _ := attest.Function(context.Background(), fx.sys, bdf, o)
@@ -675,7 +615,7 @@ func TestFunctionChainCache(t *testing.T) {
 
 func TestFunctionExplicitSlot(t *testing.T) {
 	fx := newFixture(t)
-	d, bdf := fx.addEmu(t, "0000:0f:00.0", emu.Config{})
+	d, bdf := fx.AddEmu(t, "0000:0f:00.0", emu.Config{})
 	slot := uint8(0)
 	ev, _ := attest.Function(context.Background(), fx.sys, bdf, &attest.Options{Roots: d.Anchors(), Slot: &slot})
 	if ev.Failure != nil || ev.Bundle.Slot != 0 || !ev.ChallengeVerified {

@@ -17,7 +17,7 @@ import (
 // inside a secure session over the DOE mailbox and read the TDI state.
 func TestFunctionSession(t *testing.T) {
 	fx := newFixture(t)
-	d, b := fx.addEmu(t, "0000:05:00.0", emu.Config{Session: emu.SessionConfig{AEAD: spdm.AEADChaCha20Poly1305}})
+	d, b := fx.AddEmu(t, "0000:05:00.0", emu.Config{Session: emu.SessionConfig{AEAD: spdm.AEADChaCha20Poly1305}})
 	ev, err := attest.Function(context.Background(), fx.sys, b, &attest.Options{Roots: d.Anchors(), Session: true, TDISP: true})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func TestFunctionSession(t *testing.T) {
 func TestFunctionSessionFaults(t *testing.T) {
 	for _, f := range []emu.Fault{emu.FaultBadVerifyData, emu.FaultBadTag} {
 		fx := newFixture(t)
-		d, b := fx.addEmu(t, "0000:05:00.0", emu.Config{Faults: []emu.Fault{f}})
+		d, b := fx.AddEmu(t, "0000:05:00.0", emu.Config{Faults: []emu.Fault{f}})
 		ev, err := attest.Function(context.Background(), fx.sys, b, &attest.Options{Roots: d.Anchors(), Session: true})
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +65,7 @@ func TestFunctionSessionFaults(t *testing.T) {
 func TestSessionOpenerWithBroker(t *testing.T) {
 	ctx := context.Background()
 	fx := newFixture(t)
-	d, b := fx.addEmu(t, "0000:05:00.0", emu.Config{})
+	d, b := fx.AddEmu(t, "0000:05:00.0", emu.Config{})
 	lockDir := t.TempDir()
 	j, err := tdisp.OpenJournal(t.TempDir(), nil)
 	if err != nil {

@@ -2,9 +2,6 @@ package daemon_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,13 +18,13 @@ import (
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
-	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
 // Fixture functions: a good software device (attested, allowed), a plain
@@ -40,7 +37,7 @@ const (
 	absentBDF = "0000:3e:00.0"
 )
 
-var nvme = emu.Identity{Vendor: 0x1b36, Device: 0x0010, Class: 0x010802, Revision: 0x02, SubVendor: 0x1af4, SubDevice: 0x1100}
+var nvme = gatetest.NVMe
 
 type world struct {
 	t        *testing.T
@@ -52,51 +49,20 @@ type world struct {
 	rec      *tpm.Recorder
 	tp       transport.TPMCloser
 	logPath  string
-	devVFIO  string
+	kernel   *gatetest.Kernel
 	stateDir string
 }
 
-type memConfig []byte
-
-func (m memConfig) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= int64(len(m)) {
-		return 0, io.EOF
-	}
-	n := copy(p, m[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-func (m memConfig) WriteAt(p []byte, off int64) (int, error) { return len(p), nil }
-
-type nopCloser struct{}
-
-func (nopCloser) Close() error { return nil }
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func bdf(t testing.TB, s string) pci.BDF {
-	t.Helper()
-	b, err := pci.ParseBDF(s)
-	must(t, err)
-	return b
-}
+var (
+	must = gatetest.Must
+	bdf  = gatetest.BDF
+)
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), configs: map[pci.BDF]pci.ConfigSpace{}}
-	sysDir := filepath.Join(w.dir, "sys")
-	must(t, os.Mkdir(sysDir, 0o755))
-	var err error
-	w.tree, err = sysfstest.New(sysDir)
-	must(t, err)
-	must(t, w.tree.Driver("vfio-pci"))
+	var sysDir string
+	w.tree, sysDir = gatetest.NewTree(t, w.dir)
 	must(t, w.tree.Driver("nvme"))
 	var anchors []byte
 	for i, d := range []struct {
@@ -104,14 +70,13 @@ func newWorld(t *testing.T) *world {
 		plain       bool
 	}{{goodBDF, "", false}, {plainBDF, "", true}, {hostBDF, "nvme", false}} {
 		b := bdf(t, d.bdf)
-		id := nvme
-		id.DSN = 0x00c0ffee00000000 | uint64(i+1)
+		id := gatetest.WithDSN(nvme, uint64(i+1))
 		f := sysfstest.Function{BDF: d.bdf, Vendor: id.Vendor, Device: id.Device, SubVendor: id.SubVendor, SubDev: id.SubDevice,
 			Class: id.Class, Revision: id.Revision, IOMMUGroup: 100 + i, Driver: d.driver}
 		if d.plain {
 			f.Vendor, f.Device, f.Class = 0x8086, 0x10d3, 0x020000
 			f.Config = sysfstest.Header(f)
-			w.configs[b] = memConfig(f.Config)
+			w.configs[b] = gatetest.MemConfig(f.Config)
 		} else {
 			e, err := emu.New(emu.Config{BDF: b, Identity: id, Algorithms: spdm.AsymECDSAP384})
 			must(t, err)
@@ -122,13 +87,6 @@ func newWorld(t *testing.T) *world {
 		must(t, w.tree.Add(f))
 	}
 	must(t, os.WriteFile(filepath.Join(w.dir, "root.pem"), anchors, 0o600))
-	var ref strings.Builder
-	for _, m := range emu.GoodMeasurements() {
-		if m.Index > 6 {
-			continue
-		}
-		fmt.Fprintf(&ref, "        %d: [sha256:%x, sha384:%x, sha512:%x]\n", m.Index, sha256.Sum256(m.Value), sha512.Sum384(m.Value), sha512.Sum512(m.Value))
-	}
 	pp := filepath.Join(w.dir, "policy.yaml")
 	must(t, os.WriteFile(pp, []byte(`version: 1
 mode: enforce
@@ -136,31 +94,17 @@ defaults:
   confidential: deny-unattested
   non_confidential: deny-unattested
 rules:
-  - name: nvme
-    match: {vendor: 0x1b36, device: [0x0010]}
-    spdm:
-      min_version: "1.2"
-      trust_anchors: [root.pem]
-      require_cma_san: true
-    measurements:
-      require_signed: true
-      reference:
-`+ref.String()), 0o600))
+`+gatetest.NVMeRule()), 0o600))
+	var err error
 	w.pol, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
 	must(t, err)
 	w.sys, err = pci.Open(sysDir, &pci.Options{ConfigOpener: w.opener, Geteuid: func() int { return 0 }})
 	must(t, err)
 	t.Cleanup(func() { w.sys.Close() })
-	tp, err := tpm.Open("sim")
-	must(t, err)
-	t.Cleanup(func() { tp.Close() })
-	w.tp = tp
 	w.stateDir = filepath.Join(w.dir, "state")
 	w.logPath = filepath.Join(w.stateDir, "events.cel.jsonl")
-	w.rec, err = tpm.NewRecorder(tp, tpm.RecorderOptions{LogPath: w.logPath})
-	must(t, err)
-	w.devVFIO = filepath.Join(w.dir, "dev-vfio")
-	must(t, os.Mkdir(w.devVFIO, 0o755))
+	w.tp, w.rec = gatetest.OpenTPM(t, w.logPath)
+	w.kernel = gatetest.NewKernel(t, w.tree, w.dir)
 	return w
 }
 
@@ -169,48 +113,7 @@ func (w *world) opener(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: %s", pci.ErrNoDevice, b)
 	}
-	return c, nopCloser{}, nil
-}
-
-// write plays the kernel's side of vfio's sysfs writes.
-func (w *world) write(name, value string) error {
-	t := w.tree
-	parts := strings.Split(name, "/")
-	switch {
-	case len(parts) == 5 && parts[0] == "bus" && parts[2] == "devices" && parts[4] == "driver_override":
-		v := strings.TrimSpace(value)
-		if v == "" {
-			v = "(null)"
-		}
-		return t.Attr(parts[3], "driver_override", v+"\n")
-	case name == "bus/pci/drivers_probe":
-		ov, _ := os.ReadFile(filepath.Join(t.Dir, sysfstest.DevicePath(value), "driver_override"))
-		drv := strings.TrimSpace(string(ov))
-		if drv == "(null)" || drv == "" {
-			return nil
-		}
-		if err := t.Bind(value, drv); err != nil {
-			return err
-		}
-		g, err := os.Readlink(filepath.Join(t.Dir, sysfstest.DevicePath(value), "iommu_group"))
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(w.devVFIO, filepath.Base(g)), nil, 0o600)
-	case len(parts) == 5 && parts[2] == "drivers" && parts[4] == "unbind":
-		return t.Unbind(value)
-	case len(parts) == 5 && parts[2] == "drivers" && parts[4] == "bind":
-		return t.Bind(value, parts[3])
-	}
-	return fmt.Errorf("kernel: unexpected write %s=%q", name, value)
-}
-
-func (w *world) driverOf(b string) string {
-	l, err := os.Readlink(filepath.Join(w.tree.Dir, sysfstest.DevicePath(b), "driver"))
-	if err != nil {
-		return ""
-	}
-	return filepath.Base(l)
+	return c, gatetest.NopCloser{}, nil
 }
 
 // backend builds a gate and a backend over the world (a fresh one each
@@ -219,28 +122,27 @@ func (w *world) backend() *daemon.GateBackend {
 	w.t.Helper()
 	g, err := gate.New(gate.Options{System: w.sys, Policy: w.pol, Recorder: w.rec, LockDir: filepath.Join(w.dir, "locks"),
 		StateDir: w.stateDir, Attest: attest.Options{Timeout: 5 * time.Second},
-		Bind: vfio.ApplyOptions{DevVFIO: w.devVFIO, Wait: time.Second, Poll: time.Millisecond, Write: w.write}})
+		Bind: w.kernel.ApplyOptions()})
 	must(w.t, err)
 	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: w.rec, System: w.sys, StateDir: w.stateDir})
 	must(w.t, err)
 	return b
 }
 
+// verifyLog fails the test unless the TPM log replays against the PCR.
+func (w *world) verifyLog(ctx context.Context) {
+	w.t.Helper()
+	res, err := tpm.Verify(ctx, w.tp, w.logPath, w.rec.PCR())
+	if err != nil || !res.OK {
+		w.t.Fatalf("log verify %v %+v", err, res)
+	}
+}
+
 // releaseEvents returns the release events in the TPM log, after checking
 // the log replays against the PCR.
 func (w *world) releaseEvents() []tpm.Release {
 	w.t.Helper()
-	l, err := tpm.ReadLog(w.logPath)
-	must(w.t, err)
-	var out []tpm.Release
-	for _, r := range l.Records {
-		if r.Event.Kind == tpm.KindRelease {
-			var v tpm.Release
-			must(w.t, json.Unmarshal(r.Event.Data, &v))
-			out = append(out, v)
-		}
-	}
-	return out
+	return gatetest.Events[tpm.Release](w.t, w.logPath, tpm.KindRelease)
 }
 
 func codes(d daemon.DeviceDecision) string {
@@ -311,22 +213,22 @@ func TestBackendManagedPrepare(t *testing.T) {
 	if msg := d.Reasons[0].Message; !strings.Contains(msg, "managed='yes'") || !strings.Contains(msg, "vfio-gate bind --domain vm1 "+hostBDF) {
 		t.Fatalf("advice missing: %q", msg)
 	}
-	if w.driverOf(hostBDF) != "nvme" {
+	if w.kernel.DriverOf(hostBDF) != "nvme" {
 		t.Fatal("check changed the driver")
 	}
 	// What the advice says: bind (through the daemon) moves it to vfio-pci,
 	// attests it there and keeps it; the next prepare check allows it.
 	r, err = b.Bind(t.Context(), daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{bdf(t, hostBDF)}})
 	must(t, err)
-	if r.Decision != "allow" || w.driverOf(hostBDF) != "vfio-pci" {
-		t.Fatalf("bind of a host-driver function: %+v, driver %q", r, w.driverOf(hostBDF))
+	if r.Decision != "allow" || w.kernel.DriverOf(hostBDF) != "vfio-pci" {
+		t.Fatalf("bind of a host-driver function: %+v, driver %q", r, w.kernel.DriverOf(hostBDF))
 	}
 	r, err = b.Check(t.Context(), daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{bdf(t, hostBDF)}})
 	if err != nil || r.Decision != "allow" {
 		t.Fatalf("prepare check after bind: %+v %v", r, err)
 	}
 	must(t, b.Release(t.Context(), daemon.DomainRequest{Domain: "vm1"}))
-	if d := w.driverOf(hostBDF); d != "nvme" {
+	if d := w.kernel.DriverOf(hostBDF); d != "nvme" {
 		t.Fatalf("after release: driver %q, want nvme restored", d)
 	}
 }
@@ -337,8 +239,8 @@ func TestBackendBindReleaseRestart(t *testing.T) {
 	ctx := t.Context()
 	r, err := b.Bind(ctx, daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{bdf(t, goodBDF)}})
 	must(t, err)
-	if r.Decision != "allow" || w.driverOf(goodBDF) != "vfio-pci" {
-		t.Fatalf("bind: %+v driver %q", r, w.driverOf(goodBDF))
+	if r.Decision != "allow" || w.kernel.DriverOf(goodBDF) != "vfio-pci" {
+		t.Fatalf("bind: %+v driver %q", r, w.kernel.DriverOf(goodBDF))
 	}
 	// Another domain asking for it is denied in-use, without touching it.
 	r, err = b.Check(ctx, daemon.CheckRequest{Domain: "vm2", BDFs: []pci.BDF{bdf(t, goodBDF), bdf(t, plainBDF)}})
@@ -361,7 +263,7 @@ func TestBackendBindReleaseRestart(t *testing.T) {
 	}
 	must(t, b2.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{bdf(t, goodBDF)}}))
 	must(t, b2.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
-	if d := w.driverOf(goodBDF); d != "" {
+	if d := w.kernel.DriverOf(goodBDF); d != "" {
 		t.Fatalf("after release driver %q, want none (as before bind)", d)
 	}
 	rel := w.releaseEvents()
@@ -384,10 +286,7 @@ func TestBackendBindReleaseRestart(t *testing.T) {
 	if ds := b3.Domains(); len(ds) != 1 || ds[0] != "vm2" {
 		t.Fatalf("after release + restart: %v", b3.Domains())
 	}
-	res, err := tpm.Verify(ctx, w.tp, w.logPath, w.rec.PCR())
-	if err != nil || !res.OK {
-		t.Fatalf("log verify %v %+v", err, res)
-	}
+	w.verifyLog(ctx)
 }
 
 // TestBackendReleaseManaged: functions checked for a domain but bound by
@@ -730,20 +629,10 @@ func TestBackendBrokerOverDOE(t *testing.T) {
 // verdicts returns the verdict events in the TPM log by BDF (in order).
 func (w *world) verdicts() []tpm.VerdictData {
 	w.t.Helper()
-	l, err := tpm.ReadLog(w.logPath)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(w.logPath); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	must(w.t, err)
-	var out []tpm.VerdictData
-	for _, r := range l.Records {
-		if r.Event.Kind == tpm.KindVerdict {
-			var v tpm.VerdictData
-			must(w.t, json.Unmarshal(r.Event.Data, &v))
-			out = append(out, v)
-		}
-	}
-	return out
+	return gatetest.Events[tpm.VerdictData](w.t, w.logPath, tpm.KindVerdict)
 }
 
 // toVFIO plays libvirt's part for a managed='yes' hostdev between prepare
@@ -784,7 +673,7 @@ func TestBackendDeferredToStart(t *testing.T) {
 	if v := w.verdicts(); len(v) != 1 || v[0].BDF != goodBDF {
 		t.Fatalf("verdicts after prepare %+v: only the checked function may be recorded", v)
 	}
-	if w.driverOf(hostBDF) != "nvme" {
+	if w.kernel.DriverOf(hostBDF) != "nvme" {
 		t.Fatal("prepare moved the deferred function")
 	}
 	if got := b.Held("vm1"); len(got) != 1 || got[0].String() != goodBDF {
@@ -830,16 +719,24 @@ func TestBackendDeferredToStart(t *testing.T) {
 	}
 	must(t, b.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{host, bdf(t, goodBDF)}}))
 	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
-	if d := w.driverOf(hostBDF); d != "vfio-pci" {
+	if d := w.kernel.DriverOf(hostBDF); d != "vfio-pci" {
 		t.Fatalf("release changed the driver of a function libvirt moved: %q", d)
 	}
 	if rel := w.releaseEvents(); len(rel) != 2 {
 		t.Fatalf("release events %+v", rel)
 	}
-	res, err := tpm.Verify(ctx, w.tp, w.logPath, w.rec.PCR())
-	if err != nil || !res.OK {
-		t.Fatalf("log verify %v %+v", err, res)
+	w.verifyLog(ctx)
+}
+
+// prepareDeferred runs prepare for vm1 with host managed='yes' and checks it
+// was deferred; it returns the request.
+func prepareDeferred(t *testing.T, b *daemon.GateBackend, host pci.BDF) daemon.CheckRequest {
+	t.Helper()
+	req := daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{host}, Managed: []pci.BDF{host}}
+	if r, err := b.Check(t.Context(), req); err != nil || r.Decision != daemon.DecisionDeferred {
+		t.Fatalf("prepare: %+v %v", r, err)
 	}
+	return req
 }
 
 // TestBackendDeferredStillOnHostDriver: libvirt did not move the function:
@@ -849,10 +746,7 @@ func TestBackendDeferredStillOnHostDriver(t *testing.T) {
 	b := w.backend()
 	ctx := t.Context()
 	host := bdf(t, hostBDF)
-	req := daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{host}, Managed: []pci.BDF{host}}
-	if r, err := b.Check(ctx, req); err != nil || r.Decision != daemon.DecisionDeferred {
-		t.Fatalf("prepare: %+v %v", r, err)
-	}
+	req := prepareDeferred(t, b, host)
 	req.Phase = daemon.PhaseStart
 	r, err := b.Check(ctx, req)
 	must(t, err)
@@ -868,8 +762,8 @@ func TestBackendDeferredStillOnHostDriver(t *testing.T) {
 	}
 	// libvirt aborts the start and calls release end: nothing to undo.
 	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{host}}))
-	if len(b.Domains()) != 0 || len(w.releaseEvents()) != 0 || w.driverOf(hostBDF) != "nvme" {
-		t.Fatalf("after release: domains %v, events %+v, driver %q", b.Domains(), w.releaseEvents(), w.driverOf(hostBDF))
+	if len(b.Domains()) != 0 || len(w.releaseEvents()) != 0 || w.kernel.DriverOf(hostBDF) != "nvme" {
+		t.Fatalf("after release: domains %v, events %+v, driver %q", b.Domains(), w.releaseEvents(), w.kernel.DriverOf(hostBDF))
 	}
 }
 
@@ -880,10 +774,7 @@ func TestBackendDeferredTampered(t *testing.T) {
 	b := w.backend()
 	ctx := t.Context()
 	host := bdf(t, hostBDF)
-	req := daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{host}, Managed: []pci.BDF{host}}
-	if r, err := b.Check(ctx, req); err != nil || r.Decision != daemon.DecisionDeferred {
-		t.Fatalf("prepare: %+v %v", r, err)
-	}
+	req := prepareDeferred(t, b, host)
 	meas := emu.GoodMeasurements()
 	for i := range meas {
 		if meas[i].Index == 2 {

@@ -18,14 +18,13 @@ import (
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func codes(d gate.Decision) []string {
 	var out []string
@@ -203,7 +202,7 @@ func TestTPMFailureFailsClosed(t *testing.T) {
 	if d.Allowed() || d.Recorded || d.Bound || !slices.Contains(codes(d), string(gate.CodeTPM)) || !errors.Is(d.Err, tpm.ErrTPM) {
 		t.Fatalf("TPM down: %s %v recorded=%v bound=%v err=%v", d.Verdict.Decision, codes(d), d.Recorded, d.Bound, d.Err)
 	}
-	if got := w.kernel.driverOf("0000:01:00.0"); got != "" {
+	if got := w.kernel.DriverOf("0000:01:00.0"); got != "" {
 		t.Fatalf("bound to %s without a record", got)
 	}
 }
@@ -221,8 +220,8 @@ func TestDriverOwnsMailbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ds[0].Allowed() || !slices.Contains(codes(ds[0]), string(policy.CodeMailboxOwned)) || w.kernel.driverOf("0000:01:00.0") != "nvme" {
-		t.Fatalf("check of a driver-owned function: %v driver=%s", codes(ds[0]), w.kernel.driverOf("0000:01:00.0"))
+	if ds[0].Allowed() || !slices.Contains(codes(ds[0]), string(policy.CodeMailboxOwned)) || w.kernel.DriverOf("0000:01:00.0") != "nvme" {
+		t.Fatalf("check of a driver-owned function: %v driver=%s", codes(ds[0]), w.kernel.DriverOf("0000:01:00.0"))
 	}
 	assertRecorded(t, w, ds)
 
@@ -230,14 +229,14 @@ func TestDriverOwnsMailbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ds[0].Allowed() || !ds[0].Bound || ds[0].Err != nil || w.kernel.driverOf("0000:01:00.0") != "vfio-pci" {
-		t.Fatalf("bind of a driver-owned good function: %v bound=%v err=%v driver=%s", codes(ds[0]), ds[0].Bound, ds[0].Err, w.kernel.driverOf("0000:01:00.0"))
+	if !ds[0].Allowed() || !ds[0].Bound || ds[0].Err != nil || w.kernel.DriverOf("0000:01:00.0") != "vfio-pci" {
+		t.Fatalf("bind of a driver-owned good function: %v bound=%v err=%v driver=%s", codes(ds[0]), ds[0].Bound, ds[0].Err, w.kernel.DriverOf("0000:01:00.0"))
 	}
 	assertRecorded(t, w, ds)
 	if _, err := g.Release(t.Context(), []pci.BDF{good}, "vm1"); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.kernel.driverOf("0000:01:00.0"); got != "nvme" {
+	if got := w.kernel.DriverOf("0000:01:00.0"); got != "nvme" {
 		t.Fatalf("release gave it to %q, want its original nvme", got)
 	}
 
@@ -248,7 +247,7 @@ func TestDriverOwnsMailbox(t *testing.T) {
 	if ds[0].Allowed() || ds[0].Bound || ds[0].Err != nil || !slices.Contains(codes(ds[0]), string(policy.CodeMeasurementMismatch)) {
 		t.Fatalf("bind of a driver-owned tampered function: %v bound=%v err=%v", codes(ds[0]), ds[0].Bound, ds[0].Err)
 	}
-	if got := w.kernel.driverOf("0000:02:00.0"); got != "nvme" {
+	if got := w.kernel.DriverOf("0000:02:00.0"); got != "nvme" {
 		t.Fatalf("denied function left on %q, want it back on nvme", got)
 	}
 	assertRecorded(t, w, ds)
@@ -262,8 +261,8 @@ func TestBindAndRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ds[0].Bound || ds[0].Err != nil || w.kernel.driverOf("0000:01:00.0") != "vfio-pci" {
-		t.Fatalf("bind: bound=%v err=%v driver=%s %v", ds[0].Bound, ds[0].Err, w.kernel.driverOf("0000:01:00.0"), codes(ds[0]))
+	if !ds[0].Bound || ds[0].Err != nil || w.kernel.DriverOf("0000:01:00.0") != "vfio-pci" {
+		t.Fatalf("bind: bound=%v err=%v driver=%s %v", ds[0].Bound, ds[0].Err, w.kernel.DriverOf("0000:01:00.0"), codes(ds[0]))
 	}
 	assertRecorded(t, w, ds)
 	// The unattested NIC, for a non-confidential VM: allowed, bound, and
@@ -272,7 +271,7 @@ func TestBindAndRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ds[0].Bound || ds[0].Err != nil || w.kernel.driverOf("0000:02:00.0") != "vfio-pci" {
+	if !ds[0].Bound || ds[0].Err != nil || w.kernel.DriverOf("0000:02:00.0") != "vfio-pci" {
 		t.Fatalf("bind NIC: bound=%v err=%v %v", ds[0].Bound, ds[0].Err, codes(ds[0]))
 	}
 	assertRecorded(t, w, ds)
@@ -281,10 +280,10 @@ func TestBindAndRelease(t *testing.T) {
 	if err != nil || len(rs) != 2 || !rs[0].Recorded || !rs[1].Recorded || rs[0].Driver != "" || rs[1].Driver != "e1000e" {
 		t.Fatalf("release %+v %v", rs, err)
 	}
-	if d, ov := w.kernel.driverOf("0000:02:00.0"), w.kernel.override("0000:02:00.0"); d != "e1000e" || ov != "(null)" {
+	if d, ov := w.kernel.DriverOf("0000:02:00.0"), w.kernel.Override("0000:02:00.0"); d != "e1000e" || ov != "(null)" {
 		t.Fatalf("after release: driver %s override %s", d, ov)
 	}
-	if d := w.kernel.driverOf("0000:01:00.0"); d != "" {
+	if d := w.kernel.DriverOf("0000:01:00.0"); d != "" {
 		t.Fatalf("after release: attested function on %s, want no driver as before", d)
 	}
 	l, err := tpm.ReadLog(w.logPath)
@@ -319,7 +318,7 @@ func TestBindGroupWithBadMember(t *testing.T) {
 		t.Fatalf("bad member: %v", codes(ds[1]))
 	}
 	for _, b := range []string{"0000:01:00.0", "0000:01:00.1"} {
-		if d := w.kernel.driverOf(b); d != "" {
+		if d := w.kernel.DriverOf(b); d != "" {
 			t.Errorf("%s driver %s", b, d)
 		}
 	}
@@ -356,7 +355,7 @@ func TestBindGroupOutsiders(t *testing.T) {
 func TestBindUndoAfterFailedStep(t *testing.T) {
 	w := newWorld(t, policyOpts{}, dev{bdf: "0000:01:00.0", profile: "good", group: 7},
 		dev{bdf: "0000:01:00.1", profile: "good", group: 7})
-	w.kernel.fail["bus/pci/drivers_probe=0000:01:00.1"] = errors.New("injected: probe failed")
+	w.kernel.Fail["bus/pci/drivers_probe=0000:01:00.1"] = errors.New("injected: probe failed")
 	ds, err := w.gate().Bind(t.Context(), gate.Request{BDFs: []pci.BDF{bdf(t, "0000:01:00.0"), bdf(t, "0000:01:00.1")}})
 	if err != nil {
 		t.Fatal(err)
@@ -368,7 +367,7 @@ func TestBindUndoAfterFailedStep(t *testing.T) {
 		}
 	}
 	for _, b := range []string{"0000:01:00.0", "0000:01:00.1"} {
-		if d, ov := w.kernel.driverOf(b), w.kernel.override(b); d != "" || ov != "(null)" {
+		if d, ov := w.kernel.DriverOf(b), w.kernel.Override(b); d != "" || ov != "(null)" {
 			t.Errorf("%s after undo: driver %s override %s", b, d, ov)
 		}
 	}
@@ -498,7 +497,7 @@ func TestCheckSocket(t *testing.T) {
 		allow   bool
 		code    policy.Code
 	}{{"good", true, ""}, {"tampered", false, policy.CodeMeasurementMismatch}} {
-		d, err := emu.New(emu.Config{Identity: withDSN(nvme, 9), Profile: c.profile, Algorithms: spdm.AsymECDSAP384})
+		d, err := emu.New(emu.Config{Identity: gatetest.WithDSN(nvme, 9), Profile: c.profile, Algorithms: spdm.AsymECDSAP384})
 		must(t, err)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		must(t, err)

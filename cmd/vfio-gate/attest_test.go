@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -16,10 +15,9 @@ import (
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/cdat"
-	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
-	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
@@ -27,46 +25,20 @@ import (
 // devFixture is a sysfs tree whose functions are served by config spaces
 // in memory (software devices), run as "root".
 type devFixture struct {
+	*gatetest.Devices
 	dir     string
-	tree    *sysfstest.Tree
-	configs map[pci.BDF]pci.ConfigSpace
 	lockDir string
 }
 
 func newDevFixture(t *testing.T) *devFixture {
 	t.Helper()
-	dir := t.TempDir()
-	tree, err := sysfstest.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &devFixture{dir: dir, tree: tree, configs: map[pci.BDF]pci.ConfigSpace{}, lockDir: t.TempDir()}
-}
-
-func (fx *devFixture) add(t *testing.T, bdf string, id emu.Identity, driver string, cfg pci.ConfigSpace) {
-	t.Helper()
-	b, err := pci.ParseBDF(bdf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fx.tree.Add(sysfstest.Function{BDF: bdf, Vendor: id.Vendor, Device: id.Device, SubVendor: id.SubVendor,
-		SubDev: id.SubDevice, Class: id.Class, Revision: id.Revision, Driver: driver, IOMMUGroup: int(b.Device)}); err != nil {
-		t.Fatal(err)
-	}
-	fx.configs[b] = cfg
+	d := gatetest.NewDevices(t)
+	return &devFixture{Devices: d, dir: d.Tree.Dir, lockDir: t.TempDir()}
 }
 
 func (fx *devFixture) addEmu(t *testing.T, bdf string, cfg emu.Config) *emu.Device {
 	t.Helper()
-	cfg.BDF, _ = pci.ParseBDF(bdf)
-	if cfg.Algorithms == 0 {
-		cfg.Algorithms = spdm.AsymECDSAP384
-	}
-	d, err := emu.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fx.add(t, bdf, d.Identity(), "", d)
+	d, _ := fx.AddEmu(t, bdf, cfg)
 	return d
 }
 
@@ -75,14 +47,7 @@ func (fx *devFixture) run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errw bytes.Buffer
 	e := &env{in: strings.NewReader(""), out: &out, errw: &errw, getenv: func(string) string { return "" },
-		geteuid: func() int { return 0 },
-		configOpener: func(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {
-			c, ok := fx.configs[b]
-			if !ok {
-				return nil, nil, fmt.Errorf("%w: %s", pci.ErrDeviceRemoved, b)
-			}
-			return c, io.NopCloser(nil), nil
-		}}
+		geteuid: func() int { return 0 }, configOpener: fx.Open}
 	root := newRootCmd(e)
 	root.SetArgs(append([]string{"--sysfs-root", fx.dir}, args...))
 	root.SetOut(&out)
@@ -189,7 +154,7 @@ func TestAttestCLIExitCodes(t *testing.T) {
 	d := fx.addEmu(t, "0000:01:00.0", emu.Config{})
 	bad := fx.addEmu(t, "0000:02:00.0", emu.Config{Profile: "bad-signature"})
 	owned := fx.addEmu(t, "0000:03:00.0", emu.Config{})
-	fx.tree.Bind("0000:03:00.0", "cxl_pci")
+	fx.Tree.Bind("0000:03:00.0", "cxl_pci")
 	anchor := writeAnchor(t, d, false)
 
 	// No trust anchor: chain unverified with the reason, exit 2.
@@ -230,26 +195,13 @@ func TestAttestCLIExitCodes(t *testing.T) {
 	}
 }
 
-func serveEmu(t *testing.T, d *emu.Device) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); socket.Serve(ctx, ln, d.Features(), d.Handler()) }()
-	t.Cleanup(func() { cancel(); ln.Close(); <-done })
-	return ln.Addr().String()
-}
-
 func TestAttestCLISocket(t *testing.T) {
 	fx := newDevFixture(t)
 	d, err := emu.New(emu.Config{Algorithms: spdm.AsymECDSAP256})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveEmu(t, d)
+	addr := gatetest.ServeSocket(t, d)
 	anchor := writeAnchor(t, d, false)
 	code, out, errs := fx.run(t, "attest", "--socket", addr, "--trust-anchor", anchor, "--json")
 	if code != 0 {
@@ -286,12 +238,12 @@ func TestDOECLI(t *testing.T) {
 	fx := newDevFixture(t)
 	id := emu.Identity{Vendor: 0x8086, Device: 0x0d93, Class: 0x050210, Revision: 1}
 	good := doe.NewModel([]doe.Feature{doe.FeatureCXLCDAT}, cdat.Handler(cdatTable()))
-	fx.add(t, "0000:0d:00.0", id, "", emu.NewConfigSpace(id, good))
+	fx.Add(t, "0000:0d:00.0", id, "", emu.NewConfigSpace(id, good))
 	broken := cdatTable()
 	broken[len(broken)-1] ^= 0x55
-	fx.add(t, "0000:0e:00.0", id, "", emu.NewConfigSpace(id, doe.NewModel([]doe.Feature{doe.FeatureCXLCDAT}, cdat.Handler(broken))))
+	fx.Add(t, "0000:0e:00.0", id, "", emu.NewConfigSpace(id, doe.NewModel([]doe.Feature{doe.FeatureCXLCDAT}, cdat.Handler(broken))))
 	owned := doe.NewModel([]doe.Feature{doe.FeatureCXLCDAT}, cdat.Handler(cdatTable()))
-	fx.add(t, "0000:0f:00.0", id, "cxl_pci", emu.NewConfigSpace(id, owned))
+	fx.Add(t, "0000:0f:00.0", id, "cxl_pci", emu.NewConfigSpace(id, owned))
 
 	code, out, errs := fx.run(t, "doe", "discover", "0000:0d:00.0", "--lock-dir", fx.lockDir)
 	if code != 0 || !strings.Contains(out, "discovery") || !strings.Contains(out, "1e98") || !strings.Contains(out, "cxl-cdat") {
@@ -323,7 +275,7 @@ func TestDOECLI(t *testing.T) {
 	if code != exitUnavailable || !strings.Contains(errs, "cxl_pci") || owned.Stats().Reads != 0 || owned.Stats().Writes != 0 {
 		t.Fatalf("cxl_pci bound: exit %d %s %+v", code, errs, owned.Stats())
 	}
-	fx.tree.Lockdown("integrity")
+	fx.Tree.Lockdown("integrity")
 	if code, _, _ := fx.run(t, "doe", "discover", "0000:0d:00.0", "--lock-dir", fx.lockDir); code != exitUnavailable {
 		t.Fatalf("lockdown: exit %d", code)
 	}
@@ -354,7 +306,7 @@ func TestPolicyCaptureLoadsAndAllows(t *testing.T) {
 		t.Fatalf("captured policy does not load: %v\n%s", err, out)
 	}
 	sys, err := pci.Open(fx.dir, &pci.Options{Geteuid: func() int { return 0 }, ConfigOpener: func(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {
-		return fx.configs[b], io.NopCloser(nil), nil
+		return fx.Configs[b], io.NopCloser(nil), nil
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -381,11 +381,7 @@ permission, transport, lock); 5 a decision could not be recorded in the TPM (alw
 					return err
 				}
 			}
-			bdfs, err := parseBDFs(args)
-			if err != nil {
-				return err
-			}
-			s, err := openGate(e, g, &f, setupOptions{})
+			bdfs, s, err := openGateFor(e, g, &f, args)
 			if err != nil {
 				return err
 			}
@@ -400,11 +396,11 @@ permission, transport, lock); 5 a decision could not be recorded in the TPM (alw
 				}
 				ds = []gate.Decision{d}
 			} else {
-				done := progress(e.errw, "checking", len(normalizeCount(bdfs)))
-				ds, err = s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
-				done()
+				ds, err = decide(e, "checking", bdfs, func() ([]gate.Decision, error) {
+					return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
+				})
 				if err != nil {
-					return lockErr(err)
+					return err
 				}
 			}
 			return finishDecisions(e, g, ds, s.pol.Mode, false, false)
@@ -416,6 +412,31 @@ permission, transport, lock); 5 a decision could not be recorded in the TPM (alw
 	c.Flags().StringVar(&socket, "socket", "", "attest an spdm-socket responder at HOST:PORT instead of sysfs functions")
 	c.Flags().StringVar(&pciID, "pci-id", "", "VVVV:DDDD identity of the --socket device (default: its CMA SAN)")
 	return c
+}
+
+// openGateFor parses the BDF arguments and opens the gate.
+func openGateFor(e *env, g *globals, f *gateFlags, args []string) ([]pci.BDF, *gateSetup, error) {
+	bdfs, err := parseBDFs(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := openGate(e, g, f, setupOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return bdfs, s, nil
+}
+
+// decide runs a check or bind of bdfs under a progress line; a failure to
+// take the locks is classified by lockErr.
+func decide(e *env, verb string, bdfs []pci.BDF, run func() ([]gate.Decision, error)) ([]gate.Decision, error) {
+	done := progress(e.errw, verb, len(normalizeCount(bdfs)))
+	ds, err := run()
+	done()
+	if err != nil {
+		return nil, lockErr(err)
+	}
+	return ds, nil
 }
 
 func normalizeCount(b []pci.BDF) map[pci.BDF]bool {
@@ -473,20 +494,16 @@ Exit codes as for check, plus 6 when an allowed group failed to bind (the error 
 and any undo failure).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bdfs, err := parseBDFs(args)
-			if err != nil {
-				return err
-			}
-			s, err := openGate(e, g, &f, setupOptions{})
+			bdfs, s, err := openGateFor(e, g, &f, args)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			done := progress(e.errw, "binding", len(normalizeCount(bdfs)))
-			ds, err := s.gate.Bind(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential, Domain: domain})
-			done()
+			ds, err := decide(e, "binding", bdfs, func() ([]gate.Decision, error) {
+				return s.gate.Bind(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential, Domain: domain})
+			})
 			if err != nil {
-				return lockErr(err)
+				return err
 			}
 			return finishDecisions(e, g, ds, s.pol.Mode, true, false)
 		},
@@ -513,11 +530,7 @@ Exit codes: 0 all were released; 5 a release event could not be recorded; 6 othe
 names the function and step); 1 usage error.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bdfs, err := parseBDFs(args)
-			if err != nil {
-				return err
-			}
-			s, err := openGate(e, g, &f, setupOptions{})
+			bdfs, s, err := openGateFor(e, g, &f, args)
 			if err != nil {
 				return err
 			}
@@ -587,20 +600,16 @@ matched, chain, algorithms, each reference measurement, SVN, debug mode, ...). T
 recorded in the TPM like any check. Needs and exit codes as for check.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bdfs, err := parseBDFs(args)
-			if err != nil {
-				return err
-			}
-			s, err := openGate(e, g, &f, setupOptions{})
+			bdfs, s, err := openGateFor(e, g, &f, args)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			done := progress(e.errw, "checking", 1)
-			ds, err := s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
-			done()
+			ds, err := decide(e, "checking", bdfs, func() ([]gate.Decision, error) {
+				return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
+			})
 			if err != nil {
-				return lockErr(err)
+				return err
 			}
 			if !g.json {
 				printChecks(e.out, ds[0])

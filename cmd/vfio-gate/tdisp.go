@@ -198,6 +198,21 @@ unavailable; 1 usage or internal error.`,
 	return c
 }
 
+// withTDI is the RunE of a tdisp subcommand: within --timeout it opens a
+// session to the TDI of args, runs do, and ends the session.
+func withTDI(e *env, g *globals, f *tdispFlags, name string, do func(ctx context.Context, conn *tdiConn) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+		defer cancel()
+		conn, err := openTDI(ctx, e, g, f, args, name)
+		if err != nil {
+			return err
+		}
+		defer conn.close(ctx, g.log)
+		return do(ctx, conn)
+	}
+}
+
 func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 	f := &tdispFlags{}
 	c := &cobra.Command{
@@ -206,14 +221,7 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 		Long: `Opens a short secure session, asks the TDI for its state (CONFIG_UNLOCKED, CONFIG_LOCKED,
 RUN or ERROR), ends the session. Read-only. Exit codes as for "vfio-gate tdisp".`,
 		Example: "  vfio-gate tdisp state --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			conn, err := openTDI(ctx, e, g, f, args, "state")
-			if err != nil {
-				return err
-			}
-			defer conn.close(ctx, g.log)
+		RunE: withTDI(e, g, f, "state", func(ctx context.Context, conn *tdiConn) error {
 			st, err := conn.client.State(ctx)
 			if err != nil {
 				return withCode(exitAttestation, err)
@@ -228,7 +236,7 @@ RUN or ERROR), ends the session. Read-only. Exit codes as for "vfio-gate tdisp".
 			}
 			_, err = fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.bdf, conn.client.Interface(), st)
 			return err
-		},
+		}),
 	}
 	f.register(c)
 	return c
@@ -243,14 +251,7 @@ func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 info, device-specific data). Read-only: the TDI must already be CONFIG_LOCKED or RUN (exit 2
 otherwise; locking for an assignment is the daemon's job). Exit codes as for "vfio-gate tdisp".`,
 		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			conn, err := openTDI(ctx, e, g, f, args, "report")
-			if err != nil {
-				return err
-			}
-			defer conn.close(ctx, g.log)
+		RunE: withTDI(e, g, f, "report", func(ctx context.Context, conn *tdiConn) error {
 			st, err := conn.client.State(ctx)
 			if err != nil {
 				return withCode(exitAttestation, err)
@@ -271,7 +272,7 @@ otherwise; locking for an assignment is the daemon's job). Exit codes as for "vf
 			fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.bdf, conn.client.Interface(), st)
 			printReport(e.out, rep)
 			return nil
-		},
+		}),
 	}
 	f.register(c)
 	return c
@@ -354,14 +355,7 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
          "report": {"interface_info", "mmio_ranges": [{"first_page", "pages", "attributes", "range_id"}],
                     "device_specific_info"},
          "final_state"}`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			conn, err := openTDI(ctx, e, g, f, args, "cycle")
-			if err != nil {
-				return err
-			}
-			defer conn.close(ctx, g.log)
+		RunE: withTDI(e, g, f, "cycle", func(ctx context.Context, conn *tdiConn) error {
 			caps, err := conn.client.GetCapabilities(ctx, 0)
 			if err != nil {
 				return withCode(exitAttestation, err)
@@ -391,7 +385,7 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
 				return quietCode(exitAttestation, cerr)
 			}
 			return nil
-		},
+		}),
 	}
 	f.register(c)
 	c.Flags().Uint64Var(&f.mmioOff, "mmio-reporting-offset", 0, "LOCK_INTERFACE MMIO_REPORTING_OFFSET (4 KiB aligned)")

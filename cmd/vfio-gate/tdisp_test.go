@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 )
@@ -38,7 +39,7 @@ func TestTDISPCycleCLI(t *testing.T) {
 			anchor := writeAnchor(t, d, false)
 			target := []string{"0000:3a:00.1"}
 			if kind == "socket" {
-				target = []string{"--socket", serveEmu(t, d), "--interface", "0000:3a:00.1"}
+				target = []string{"--socket", gatetest.ServeSocket(t, d), "--interface", "0000:3a:00.1"}
 			}
 			args := append([]string{"tdisp", "cycle", "--json", "--trust-anchor", anchor}, target...)
 			code, out, errs := fx.run(t, args...)
@@ -121,7 +122,7 @@ func TestAttestCLISession(t *testing.T) {
 	fx := newDevFixture(t)
 	d := fx.addEmu(t, "0000:3a:00.1", emu.Config{Session: emu.SessionConfig{AEAD: spdm.AEADAES256GCM}})
 	anchor := writeAnchor(t, d, false)
-	for _, target := range [][]string{{"0000:3a:00.1"}, {"--socket", serveEmu(t, d)}} {
+	for _, target := range [][]string{{"0000:3a:00.1"}, {"--socket", gatetest.ServeSocket(t, d)}} {
 		code, out, errs := fx.run(t, append([]string{"attest", "--session", "--json", "--trust-anchor", anchor}, target...)...)
 		if code != 0 {
 			t.Fatalf("exit %d %s", code, errs)

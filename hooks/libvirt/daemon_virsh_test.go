@@ -134,26 +134,7 @@ func TestVirshStartDeniedByDaemon(t *testing.T) {
 	hupLibvirtd(t)
 
 	const name = "vfio-gate-daemon-test"
-	xml := `<domain type='qemu'>
-  <name>` + name + `</name>
-  <memory unit='MiB'>64</memory>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <hostdev mode='subsystem' type='pci' managed='yes'>
-      <source><address domain='0x0000' bus='0xfe' slot='0x1f' function='0x7'/></source>
-    </hostdev>
-  </devices>
-</domain>`
-	f := filepath.Join(dir, "dom.xml")
-	if err := os.WriteFile(f, []byte(xml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	virsh(t, "define", f)
-	t.Cleanup(func() {
-		exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
-		exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
-	})
+	defineGhostDomain(t, name)
 	out, err = exec.Command("virsh", "-c", "qemu:///system", "start", name).CombinedOutput()
 	if err == nil {
 		t.Fatalf("virsh start succeeded; the daemon should have denied it:\n%s", out)

@@ -48,26 +48,7 @@ func TestVirshStartBlockedByHook(t *testing.T) {
 	testutil.StartLibvirtd(t)
 	hupLibvirtd(t) // pick up the hook if libvirtd was already running
 
-	xml := `<domain type='qemu'>
-  <name>vfio-gate-test</name>
-  <memory unit='MiB'>64</memory>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <hostdev mode='subsystem' type='pci' managed='yes'>
-      <source><address domain='0x0000' bus='0xfe' slot='0x1f' function='0x7'/></source>
-    </hostdev>
-  </devices>
-</domain>`
-	f := filepath.Join(t.TempDir(), "dom.xml")
-	if err := os.WriteFile(f, []byte(xml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	virsh(t, "define", f)
-	t.Cleanup(func() {
-		exec.Command("virsh", "-c", "qemu:///system", "destroy", "vfio-gate-test").Run()
-		exec.Command("virsh", "-c", "qemu:///system", "undefine", "vfio-gate-test").Run()
-	})
+	defineGhostDomain(t, "vfio-gate-test")
 	out, err := exec.Command("virsh", "-c", "qemu:///system", "start", "vfio-gate-test").CombinedOutput()
 	if err == nil {
 		t.Fatalf("virsh start succeeded; the hook should have refused it:\n%s", out)
@@ -101,4 +82,30 @@ func hupLibvirtd(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // libvirtd re-reads hooks asynchronously
+}
+
+// defineGhostDomain defines a TCG domain named name with a managed='yes'
+// hostdev at 0000:fe:1f.7, and destroys and undefines it at cleanup.
+func defineGhostDomain(t *testing.T, name string) {
+	t.Helper()
+	xml := `<domain type='qemu'>
+  <name>` + name + `</name>
+  <memory unit='MiB'>64</memory>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source><address domain='0x0000' bus='0xfe' slot='0x1f' function='0x7'/></source>
+    </hostdev>
+  </devices>
+</domain>`
+	f := filepath.Join(t.TempDir(), "dom.xml")
+	if err := os.WriteFile(f, []byte(xml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	virsh(t, "define", f)
+	t.Cleanup(func() {
+		exec.Command("virsh", "-c", "qemu:///system", "destroy", name).Run()
+		exec.Command("virsh", "-c", "qemu:///system", "undefine", name).Run()
+	})
 }
