@@ -11,12 +11,12 @@ import (
 	"testing"
 )
 
-// The recorded spdm-emu run 6 (../spdm/secured/testdata/README.md) carries a
+// The recorded spdm-emu run 6 (../spdm/testdata/spdm-ref/README.md) carries a
 // TDISP 1.0 flow inside its first secure session, messages 54..75:
 // GET_VERSION, GET_CAPABILITIES, GET_STATE, LOCK, GET_STATE, GET_REPORT ×2,
 // START, GET_STATE, STOP, GET_STATE. The decrypted SPDM messages are in the
 // recording (and spdm/secured's tests prove that decryption).
-const recording = "../spdm/secured/testdata/v12-keyex.json"
+const recording = "../spdm/testdata/spdm-ref/v12-keyex.json"
 
 type goldenMsg struct {
 	Dir     string

@@ -31,9 +31,20 @@ type gateFlags struct {
 }
 
 func (f *gateFlags) add(c *cobra.Command) {
-	c.Flags().StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
-	c.Flags().DurationVar(&f.timeout, "timeout", attest.DefaultTimeout, "time budget of one function's attestation")
+	f.addOne(c)
 	c.Flags().IntVar(&f.concurrency, "concurrency", gate.DefaultConcurrency, "functions attested in parallel")
+}
+
+// addOne is add for a command that attests one function (explain): no --concurrency.
+func (f *gateFlags) addOne(c *cobra.Command) {
+	f.addLock(c)
+	c.Flags().DurationVar(&f.timeout, "timeout", attest.DefaultTimeout, "time budget of one function's attestation")
+}
+
+// addLock is add for a command that attests nothing (release): only --lock-dir.
+func (f *gateFlags) addLock(c *cobra.Command) {
+	f.timeout, f.concurrency = attest.DefaultTimeout, gate.DefaultConcurrency
+	c.Flags().StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
 }
 
 // gateSetup is an opened gate and what it holds.
@@ -583,7 +594,7 @@ names the function and step); 1 usage error.`,
 			return nil
 		},
 	}
-	f.add(c)
+	f.addLock(c)
 	c.Flags().StringVar(&domain, "domain", "", "name of the VM the functions come from (for the release event)")
 	return c
 }
@@ -617,7 +628,7 @@ recorded in the TPM like any check. Needs and exit codes as for check.`,
 			return finishDecisions(e, g, ds, s.pol.Mode, false, true)
 		},
 	}
-	f.add(c)
+	f.addOne(c)
 	c.Flags().BoolVar(&confidential, "confidential", false, "evaluate for a confidential VM")
 	return c
 }

@@ -50,7 +50,7 @@ type recSession struct {
 
 func loadRecording(t testing.TB, name string) *recording {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "spdm-ref", name)) // the spdm package's copy of the DMTF recordings
 	if err != nil {
 		t.Fatal(err)
 	}
