@@ -138,3 +138,13 @@ func decodePadded[T any](b []byte, dec func([]byte) (T, error)) (T, error) {
 	}
 	return m, err
 }
+
+// transferSizes reads the 1.2+ DataTransferSize and MaxSPDMmsgSize of
+// GET_CAPABILITIES and CAPABILITIES: DataTransferSize at least 42, and no
+// larger than MaxSPDMmsgSize.
+func (d *decoder) transferSizes(dts, maxMsg *uint32) bool {
+	return d.u32(dts, "DataTransferSize") &&
+		d.check(*dts >= minDataTransferSize, "DataTransferSize", "below 42") &&
+		d.u32(maxMsg, "MaxSPDMmsgSize") &&
+		d.check(*maxMsg >= *dts, "MaxSPDMmsgSize", "below DataTransferSize")
+}

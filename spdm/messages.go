@@ -128,10 +128,7 @@ func decodeGetCapabilitiesReq(b []byte) (*getCapabilitiesReq, error) {
 		ok = d.mbz(1, "Reserved") && d.u8(&m.CTExponent, "CTExponent") && d.mbz(2, "Reserved") && d.u32(&m.Flags, "Flags")
 	}
 	if ok && h.Version >= Version12 {
-		ok = d.u32(&m.DataTransferSize, "DataTransferSize") &&
-			d.check(m.DataTransferSize >= minDataTransferSize, "DataTransferSize", "below 42") &&
-			d.u32(&m.MaxSPDMmsgSize, "MaxSPDMmsgSize") &&
-			d.check(m.MaxSPDMmsgSize >= m.DataTransferSize, "MaxSPDMmsgSize", "below DataTransferSize")
+		ok = d.transferSizes(&m.DataTransferSize, &m.MaxSPDMmsgSize)
 	}
 	if !ok || !d.end() {
 		return nil, d.err()
@@ -171,10 +168,7 @@ func decodeCapabilitiesRsp(b []byte) (*capabilitiesRsp, error) {
 		d.check(m.Flags&CapMultiKeyMask != CapMultiKeyMask, "Flags", "MULTI_KEY_CAP 11b is reserved")
 	m.Version = h.Version
 	if ok && h.Version >= Version12 {
-		ok = d.u32(&m.DataTransferSize, "DataTransferSize") &&
-			d.check(m.DataTransferSize >= minDataTransferSize, "DataTransferSize", "below 42") &&
-			d.u32(&m.MaxSPDMmsgSize, "MaxSPDMmsgSize") &&
-			d.check(m.MaxSPDMmsgSize >= m.DataTransferSize, "MaxSPDMmsgSize", "below DataTransferSize")
+		ok = d.transferSizes(&m.DataTransferSize, &m.MaxSPDMmsgSize)
 	}
 	if !ok || !d.end() {
 		return nil, d.err()
