@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,7 @@ func auditTamper(ctx context.Context, h *Harness) Result {
 	if herr != nil {
 		return failf("hammer: %v", herr)
 	}
-	if code != 3 || c.Decision != "deny" || len(c.Devices) != 1 || !c.Devices[0].Recorded || !contains(c.codes(), "mailbox-tampered") {
+	if code != 3 || c.Decision != "deny" || len(c.Devices) != 1 || !c.Devices[0].Recorded || !slices.Contains(c.codes(), "mailbox-tampered") {
 		return failf("check --audit %s with a hammer (%d reads): exit %d, %+v, stderr %q; want exit 3, deny mailbox-tampered, recorded", f.BDF, reads.Load(), code, c, errOut)
 	}
 	msg := ""

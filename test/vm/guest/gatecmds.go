@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -149,7 +150,7 @@ func checkConfidentialDeny(ctx context.Context, h *Harness) Result {
 	if err != nil {
 		return failf("%v", err)
 	}
-	if code != 3 || c.Decision != "deny" || len(c.Devices) != 1 || !contains(c.codes(), "no-cma") || !c.Devices[0].Recorded {
+	if code != 3 || c.Decision != "deny" || len(c.Devices) != 1 || !slices.Contains(c.codes(), "no-cma") || !c.Devices[0].Recorded {
 		return failf("check --confidential %s: exit %d, %+v, stderr %q; want exit 3, deny no-cma, recorded", f.BDF, code, c, errOut)
 	}
 	if after, _ := h.function(f.BDF); after == nil || after.Driver != f.Driver {
@@ -237,7 +238,7 @@ func bindGroupDenied(ctx context.Context, h *Harness) Result {
 	if err != nil {
 		return failf("%v", err)
 	}
-	if code != 3 || c.Decision != "deny" || !contains(c.codes(), "iommu-group-unsafe") {
+	if code != 3 || c.Decision != "deny" || !slices.Contains(c.codes(), "iommu-group-unsafe") {
 		return failf("bind %s: exit %d, %+v, stderr %q; want exit 3, deny iommu-group-unsafe", edus[0].BDF, code, c, errOut)
 	}
 	for _, e := range edus {
@@ -348,7 +349,7 @@ func checkLockdown(ctx context.Context, h *Harness) Result {
 	if err != nil {
 		return failf("%v", err)
 	}
-	if code == 0 || c.Decision != "deny" || !contains(c.codes(), "lockdown") {
+	if code == 0 || c.Decision != "deny" || !slices.Contains(c.codes(), "lockdown") {
 		return failf("check --confidential %s under lockdown: exit %d, decision %s, reason codes %v (want lockdown); stderr %q", f.BDF, code, c.Decision, c.codes(), errOut)
 	}
 	return passf("%s under lockdown=integrity: deny %v (exit %d)", f.BDF, c.codes(), code)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -127,6 +128,22 @@ func (h *Harness) scanCXL(ctx context.Context) (*scanEntry, *pciFunc, Result, bo
 	return e, f, Result{}, true
 }
 
+// scanCXLUnbound is scanCXL after unbinding the CXL function's driver (and
+// after checking that the scan command exists).
+func (h *Harness) scanCXLUnbound(ctx context.Context) (*scanEntry, *pciFunc, Result, bool) {
+	if r := h.need(ctx, "scan"); r != nil {
+		return nil, nil, *r, false
+	}
+	f, _, err := h.cxlDOE()
+	if err != nil {
+		return nil, nil, failf("%v", err), false
+	}
+	if err := h.unbind(ctx, f.BDF); err != nil {
+		return nil, nil, failf("%v", err), false
+	}
+	return h.scanCXL(ctx)
+}
+
 // scanBound (issue 8 scenario 1, first half): while cxl_pci is bound,
 // `scan --json` lists the CXL function's DOE capability but does not touch
 // the mailbox: no features, and a reason that names the driver.
@@ -160,17 +177,7 @@ func scanBound(ctx context.Context, h *Harness) Result {
 // scanUnbound (issue 8 scenario 1, second half): with no driver bound, scan
 // runs discovery and lists discovery and cxl-cdat.
 func scanUnbound(ctx context.Context, h *Harness) Result {
-	if r := h.need(ctx, "scan"); r != nil {
-		return *r
-	}
-	f, _, err := h.cxlDOE()
-	if err != nil {
-		return failf("%v", err)
-	}
-	if err := h.unbind(ctx, f.BDF); err != nil {
-		return failf("%v", err)
-	}
-	e, _, r, ok := h.scanCXL(ctx)
+	e, f, r, ok := h.scanCXLUnbound(ctx)
 	if !ok {
 		return r
 	}
@@ -182,37 +189,18 @@ func scanUnbound(ctx context.Context, h *Harness) Result {
 	}
 	feats := e.DOE[0].Features
 	for _, w := range []string{"discovery", "cxl-cdat"} {
-		if !contains(feats, w) {
+		if !slices.Contains(feats, w) {
 			return failf("%s: scan features %v, missing %q: %s", f.BDF, feats, w, e.Raw)
 		}
 	}
 	return passf("%s (no driver): DOE at %s features %v", f.BDF, e.DOE[0].Offset, feats)
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // scanLockdown (lockdown boot, issue 8 scenario 7): with the CXL function
 // unbound, scan lists its DOE mailbox and says raw DOE is impossible because
 // of kernel lockdown. Runs after kernel-lockdown, which unbinds cxl_pci.
 func scanLockdown(ctx context.Context, h *Harness) Result {
-	if r := h.need(ctx, "scan"); r != nil {
-		return *r
-	}
-	f, _, err := h.cxlDOE()
-	if err != nil {
-		return failf("%v", err)
-	}
-	if err := h.unbind(ctx, f.BDF); err != nil {
-		return failf("%v", err)
-	}
-	e, _, r, ok := h.scanCXL(ctx)
+	e, f, r, ok := h.scanCXLUnbound(ctx)
 	if !ok {
 		return r
 	}
