@@ -13,6 +13,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
 )
 
 // These tests read this machine's /sys. They never write: config files are
@@ -147,5 +148,57 @@ func TestRealSysfsNeedCapSysAdmin(t *testing.T) {
 	if _, err := pci.ExtCapabilities(r.c); !errors.Is(err, pci.ErrNeedCapSysAdmin) ||
 		!strings.Contains(err.Error(), "config space beyond 64 bytes needs CAP_SYS_ADMIN") {
 		t.Fatalf("ExtCapabilities without CAP_SYS_ADMIN: %v", err)
+	}
+}
+
+// TestOpenConfigReadOnlyFallback: a config file the process may not write
+// (0444, CAP_DAC_OVERRIDE dropped on this thread) is opened read-only, and
+// says so.
+func TestOpenConfigReadOnlyFallback(t *testing.T) {
+	testutil.Require(t, testutil.Root)
+	tr := newTree(t, sysfstest.Function{BDF: "0000:01:00.0", Vendor: 0x1af4, IOMMUGroup: -1})
+	if err := os.Chmod(filepath.Join(tr.Dir, sysfstest.DevicePath("0000:01:00.0"), "config"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	s := openSys(t, tr.Dir, nil)
+	f, err := s.Function(mustBDF(t, "0000:01:00.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type res struct {
+		c   pci.ConfigSpace
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			ch <- res{err: err}
+			return
+		}
+		data[0].Effective &^= 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_READ_SEARCH
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			ch <- res{err: err}
+			return
+		}
+		c, _, err := f.OpenConfig()
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	cf := r.c.(*pci.ConfigFile)
+	defer cf.Close()
+	if cf.Writable() {
+		t.Fatal("0444 config opened writable without CAP_DAC_OVERRIDE")
+	}
+	if v, err := pci.ReadU16(cf, 0); err != nil || v != 0x1af4 {
+		t.Fatalf("read %#x %v", v, err)
+	}
+	if err := pci.WriteU16(cf, 4, 0); !errors.Is(err, pci.ErrReadOnlyConfig) {
+		t.Fatalf("write: %v", err)
 	}
 }
