@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -25,7 +26,7 @@ type emulateOut struct {
 	Faults     []string `json:"faults"`
 	CA         string   `json:"ca"`
 	Versions   []string `json:"versions"`
-	Algorithms string   `json:"algorithms"`
+	Algorithms []string `json:"algorithms"` // names --algorithms accepts
 	Identity   string   `json:"identity"`
 	Slots      int      `json:"slots"`
 }
@@ -108,7 +109,7 @@ missing --listen); 4 the address cannot be bound.`,
 				return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
 			}
 			out := emulateOut{Listen: ln.Addr().String(), Profile: profile, CA: caPath, Faults: []string{},
-				Algorithms: asymNames(dev), Identity: dev.Identity().CMAName(), Slots: slots}
+				Algorithms: asymNames(asym), Identity: dev.Identity().CMAName(), Slots: slots}
 			for _, f := range dev.Profile().Faults {
 				out.Faults = append(out.Faults, f.String())
 			}
@@ -126,7 +127,7 @@ missing --listen); 4 the address cannot be bound.`,
 			} else {
 				fmt.Fprintf(e.out, "vfio-gate emulate: listening on %s (spdm-socket, PCI_DOE), profile %s\n", out.Listen, profile)
 				fmt.Fprintf(e.out, "identity: %s\n", out.Identity)
-				fmt.Fprintf(e.out, "algorithms: %s; versions: %s\n", out.Algorithms, strings.Join(out.Versions, ", "))
+				fmt.Fprintf(e.out, "algorithms: %s; versions: %s\n", strings.Join(out.Algorithms, ","), strings.Join(out.Versions, ", "))
 				fmt.Fprintf(e.out, "root CA: %s\n", caPath)
 				fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --trust-anchor %s\n", out.Listen, caPath)
 			}
@@ -188,7 +189,7 @@ func parseAsymList(s string) (spdm.AsymAlgo, error) {
 			}
 		}
 		if !found {
-			return 0, usageErrorf("--algorithms: unknown algorithm %q (want some of %s)", name, emu.AllAlgorithms)
+			return 0, usageErrorf("--algorithms: unknown algorithm %q (want some of %s)", name, strings.Join(asymNames(0), ","))
 		}
 	}
 	return out, nil
@@ -217,10 +218,31 @@ func parseVersionList(s string) ([]spdm.Version, error) {
 	return out, nil
 }
 
-func asymNames(d *emu.Device) string {
-	var names []string
-	for _, c := range d.Chains() {
-		names = append(names, c.Type.String())
+// emuAsymOrder is the order emulate prints signature algorithms in (the
+// order of the --algorithms help); bits missing here follow in bit order.
+var emuAsymOrder = []spdm.AsymAlgo{spdm.AsymECDSAP256, spdm.AsymECDSAP384, spdm.AsymECDSAP521,
+	spdm.AsymRSASSA2048, spdm.AsymRSAPSS2048, spdm.AsymRSASSA3072, spdm.AsymRSAPSS3072,
+	spdm.AsymRSASSA4096, spdm.AsymRSAPSS4096, spdm.AsymEd25519}
+
+// asymNames lists the signature algorithms the device offers (asym as
+// parsed from --algorithms; 0 means all) by the SPDM asym names that
+// --algorithms, attest.AsymName and attest.ParseAsym use (e.g. "rsassa-2048",
+// not the key type "rsa-2048"), one name per algorithm.
+func asymNames(asym spdm.AsymAlgo) []string {
+	if asym == 0 {
+		asym = emu.AllAlgorithms
 	}
-	return strings.Join(names, ", ")
+	names := []string{}
+	for _, a := range emuAsymOrder {
+		if asym&a != 0 {
+			names = append(names, attest.AsymName(a))
+			asym &^= a
+		}
+	}
+	for i := 0; i < 32; i++ {
+		if a := spdm.AsymAlgo(1) << i; asym&a != 0 {
+			names = append(names, attest.AsymName(a))
+		}
+	}
+	return names
 }

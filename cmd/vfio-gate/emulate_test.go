@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestEmulateServesAttestableDevice(t *testing.T) {
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	out, stop, done := startEmulate(t, "--listen", "127.0.0.1:0", "--algorithms", "ecdsa-p384,ed25519", "--write-ca", caFile, "--slots", "2")
 	defer stop()
-	if out.Slots != 2 || out.CA != caFile || out.Profile != "good" || len(out.Versions) != 4 || out.Algorithms != "ecdsa-p384, ed25519" ||
+	if out.Slots != 2 || out.CA != caFile || out.Profile != "good" || len(out.Versions) != 4 || !slices.Equal(out.Algorithms, []string{"ecdsa-p384", "ed25519"}) ||
 		!strings.HasPrefix(out.Identity, "Vendor=1b36:Device=0010:") {
 		t.Fatalf("startup record %+v", out)
 	}
