@@ -43,7 +43,8 @@ func (f *tdispFlags) register(c *cobra.Command) {
 
 // tdiConn is one short-lived session with a TDI.
 type tdiConn struct {
-	bdf     pci.BDF
+	bdf     pci.BDF // the function; with --socket the --interface it addresses
+	name    string  // how output names the device: the BDF, or "socket:HOST:PORT"
 	sess    *spdm.Session
 	client  *tdisp.Client
 	closers []func()
@@ -89,6 +90,7 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 		if c.bdf, err = pci.ParseBDF(f.iface); err != nil {
 			return nil, usageErrorf("--interface: %v", err)
 		}
+		c.name = "socket:" + f.socket // as check --socket names it in the TPM log (gate)
 		sc, err := socket.Dial(ctx, f.socket)
 		if err != nil {
 			return nil, withCode(exitUnavailable, err)
@@ -99,6 +101,7 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 		if c.bdf, err = pci.ParseBDF(args[0]); err != nil {
 			return nil, usageErrorf("tdisp %s: %v", name, err)
 		}
+		c.name = c.bdf.String()
 	}
 	var s *spdm.Session
 	if f.socket != "" {
@@ -232,9 +235,9 @@ RUN or ERROR), ends the session. Read-only. Exit codes as for "vfio-gate tdisp".
 					Interface tdisp.InterfaceID `json:"interface_id"`
 					State     tdisp.State       `json:"state"`
 					Session   sessionJSON       `json:"session"`
-				}{conn.bdf.String(), conn.client.Interface(), st, sessionOf(conn.sess)})
+				}{conn.name, conn.client.Interface(), st, sessionOf(conn.sess)})
 			}
-			_, err = fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.bdf, conn.client.Interface(), st)
+			_, err = fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.name, conn.client.Interface(), st)
 			return err
 		}),
 	}
@@ -257,7 +260,7 @@ otherwise; locking for an assignment is the daemon's job). Exit codes as for "vf
 				return withCode(exitAttestation, err)
 			}
 			if st != tdisp.StateConfigLocked && st != tdisp.StateRun {
-				return withCode(exitAttestation, fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.bdf, st))
+				return withCode(exitAttestation, fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.name, st))
 			}
 			rep, _, err := conn.client.Report(ctx)
 			if err != nil {
@@ -269,7 +272,7 @@ otherwise; locking for an assignment is the daemon's job). Exit codes as for "vf
 					Report *reportJSON `json:"report"`
 				}{st, toReportJSON(rep)})
 			}
-			fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.bdf, conn.client.Interface(), st)
+			fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.name, conn.client.Interface(), st)
 			printReport(e.out, rep)
 			return nil
 		}),

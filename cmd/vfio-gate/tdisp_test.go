@@ -7,6 +7,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
+	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 )
@@ -167,4 +168,52 @@ func TestTDISPCycleCLIFailure(t *testing.T) {
 	if d.TDI().State() != tdisp.StateConfigUnlocked {
 		t.Fatal("TDI left locked")
 	}
+}
+
+// TestTDISPSocketLabel: with --socket, state and report name the device
+// "socket:HOST:PORT" (as check --socket does in the TPM log), not the --interface
+// BDF, in human and --json output; the JSON keys stay those of the BDF
+// form, and a BDF target is still named by its BDF.
+func TestTDISPSocketLabel(t *testing.T) {
+	fx := newDevFixture(t)
+	d := fx.addEmu(t, "0000:3a:00.1", emu.Config{})
+	anchor := writeAnchor(t, d, false)
+	addr := gatetest.ServeSocket(t, d)
+	label := "socket:" + addr
+	bdf, err := pci.ParseBDF("0000:3a:00.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantID, err := tdisp.InterfaceIDFor(bdf)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, target := range [][]string{{"--socket", addr, "--interface", "0000:3a:00.1"}, {"0000:3a:00.1"}} {
+		want := label
+		if len(target) == 1 {
+			want = target[0]
+		}
+		code, out, errs := fx.run(t, append([]string{"tdisp", "state", "--json", "--trust-anchor", anchor}, target...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s", target, code, errs)
+		}
+		m := jsonObject(t, out)
+		hasKeys(t, "state", m, "bdf", "interface_id", "state", "session")
+		if len(m) != 4 || m["bdf"] != want || m["interface_id"] != float64(wantID) || m["state"] != "CONFIG_UNLOCKED" {
+			t.Errorf("%v: state --json = %v; want bdf %q, interface_id %d, and no other keys", target, m, want, wantID)
+		}
+
+		code, out, errs = fx.run(t, append([]string{"tdisp", "state", "--trust-anchor", anchor}, target...)...)
+		if wantLine := want + " (interface 0000:3a:00.1): CONFIG_UNLOCKED\n"; code != 0 || out != wantLine {
+			t.Errorf("%v: state prints %q (exit %d, %s); want %q", target, out, code, errs, wantLine)
+		}
+
+		// report of the unlocked TDI: refused, naming the device the same way.
+		code, _, errs = fx.run(t, append([]string{"tdisp", "report", "--trust-anchor", anchor}, target...)...)
+		if code != exitAttestation || !strings.Contains(errs, want+": TDI is CONFIG_UNLOCKED") {
+			t.Errorf("%v: report of an unlocked TDI: exit %d, stderr %q; want 2 naming %q", target, code, errs, want)
+		}
+	}
+
 }
