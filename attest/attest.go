@@ -53,7 +53,50 @@ type Options struct {
 // is non-nil only when the function itself cannot be read (no such device / removed:
 // errors.Is(err, pci.ErrNoDevice|pci.ErrDeviceRemoved)), and then Evidence is nil.
 func Function(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Options) (*Evidence, error) {
-	return attestFunction(ctx, sys, bdf, o)
+	ev, _, err := attestFunction(ctx, sys, bdf, o, false)
+	return ev, err
+}
+
+// FunctionSession is Function with a secure session (Options.Session is
+// implied) that outlives the attestation: when the evidence has no Failure,
+// the session in which it was gathered (in-session measurements, TDI state
+// with Options.TDISP) is returned open in Held, with the function's config
+// space, so that the caller can act on the very device it attested (lock
+// its TDI: tdisp.Broker.Adopt). The caller holds the per-function lock, and
+// ends the session and closes Held when done (Held.End). With a Failure, or
+// an error, Held is nil and nothing stays open.
+func FunctionSession(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Options) (*Evidence, *Held, error) {
+	oo := Options{}
+	if o != nil {
+		oo = *o
+	}
+	oo.Session = true
+	return attestFunction(ctx, sys, bdf, &oo, true)
+}
+
+// Held is the open secure session of a FunctionSession attestation.
+type Held struct {
+	Session *spdm.Session
+	close   func() error
+}
+
+// Close closes the function's config space the session runs over. Call it
+// after the session ended (END_SESSION, or dead).
+func (h *Held) Close() {
+	if h.close != nil {
+		_ = h.close()
+		h.close = nil
+	}
+}
+
+// End ends the session (END_SESSION) and closes the config space.
+func (h *Held) End(ctx context.Context) error {
+	var err error
+	if h.Session.Err() == nil {
+		err = h.Session.End(ctx)
+	}
+	h.Close()
+	return err
 }
 
 // Transport attests a responder behind an already-open SPDM transport (spdm-socket), with

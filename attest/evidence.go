@@ -169,6 +169,11 @@ type TDISP struct {
 	State   string `json:"state"` // CONFIG_UNLOCKED, CONFIG_LOCKED, RUN, ERROR
 	// Report is the raw DEVICE_INTERFACE_REPORT, when read.
 	Report HexBytes `json:"report,omitempty"`
+	// LockedFor is set when vfio-gate itself locked the TDI, inside the
+	// session this evidence was gathered in, before the decision: the
+	// owner it was locked for (the libvirt domain, or "vfio-gate"). Absent
+	// when State is what the TDI was found in.
+	LockedFor string `json:"locked_for,omitempty"`
 }
 
 // Bundle is the re-verifiable record: exact bytes as exchanged.

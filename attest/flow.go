@@ -29,6 +29,10 @@ type run struct {
 	ev  *Evidence
 	t0  time.Time
 	tdi pci.BDF // function whose TDI Options.TDISP reads
+	// keep: leave the secure session open when the attestation succeeded
+	// (FunctionSession); held is that session.
+	keep bool
+	held *spdm.Session
 }
 
 func newRun(o *Options) *run {
@@ -81,14 +85,17 @@ func (r *run) finish() *Evidence {
 	return r.ev
 }
 
-func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Options) (*Evidence, error) {
+// attestFunction is Function; with keep (FunctionSession) a successful
+// attestation leaves its secure session open and returns it in Held.
+func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Options, keep bool) (*Evidence, *Held, error) {
 	r := newRun(o)
+	r.keep = keep
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 
 	f, err := sys.Function(bdf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ev := r.ev
 	ev.Identity = Identity{
@@ -102,10 +109,10 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	cfg, closer, err := f.OpenConfigReadOnly()
 	if err != nil {
 		if errors.Is(err, pci.ErrDeviceRemoved) || errors.Is(err, pci.ErrNoDevice) {
-			return nil, err
+			return nil, nil, err
 		}
 		r.failErr("config", err)
-		return r.finish(), nil
+		return r.finish(), nil, nil
 	}
 	caps, err := pci.ExtCapabilities(cfg)
 	if err == nil {
@@ -120,30 +127,34 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	closer.Close()
 	if err != nil {
 		r.failErr("capabilities", err)
-		return r.finish(), nil
+		return r.finish(), nil, nil
 	}
 	offs := pci.FindExt(caps, pci.ExtCapIDDOE)
 	if len(offs) == 0 {
 		r.fail("doe-discovery", FailNoDOE, "the function has no DOE extended capability")
-		return r.finish(), nil
+		return r.finish(), nil, nil
 	}
 	for _, off := range offs {
 		ev.DOE = append(ev.DOE, Mailbox{Offset: off, Features: []string{}})
 	}
 	if err := sys.MayDriveDOE(f); err != nil {
 		r.fail("doe-discovery", blockedKind(err), "%v", err)
-		return r.finish(), nil
+		return r.finish(), nil, nil
 	}
 
 	cfg, closer, err = f.OpenConfig()
 	if err != nil {
 		r.failErr("config", err)
-		return r.finish(), nil
+		return r.finish(), nil, nil
 	}
-	defer closer.Close()
+	defer func() {
+		if r.held == nil {
+			closer.Close()
+		}
+	}()
 	if w, ok := cfg.(interface{ Writable() bool }); ok && !w.Writable() {
 		r.fail("config", FailPermission, "%s: config space could not be opened for writing", bdf)
-		return r.finish(), nil
+		return r.finish(), nil, nil
 	}
 
 	var cma *doe.Mailbox
@@ -184,7 +195,7 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 		} else {
 			r.fail("doe-discovery", FailNoCMA, "no DOE mailbox offers CMA-SPDM (features: %s)", featureList(ev.DOE))
 		}
-		return r.finish(), nil
+		return r.finish(), nil, nil
 	}
 	ev.HasCMA = true
 	var sec spdm.Transport
@@ -193,7 +204,18 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	}
 	r.tdi = bdf
 	r.spdm(ctx, cma.Exchanger(doe.FeatureCMA), sec)
-	return r.finish(), nil
+	if r.held != nil && ev.Failure != nil {
+		// A failure recorded after the session was kept (the deadline).
+		if err := r.held.End(ctx); err != nil {
+			r.log.Debug("END_SESSION", "err", err)
+		}
+		r.held = nil
+	}
+	if r.held != nil {
+		// The mailbox stays open for the session: Held.Close closes it.
+		return r.finish(), &Held{Session: r.held, close: closer.Close}, nil
+	}
+	return r.finish(), nil, nil
 }
 
 func featureList(mbs []Mailbox) string {
@@ -397,6 +419,10 @@ func (r *run) spdm(ctx context.Context, t, sec spdm.Transport) {
 			return
 		}
 		defer func() {
+			if r.keep && ev.Failure == nil && ss.Err() == nil {
+				r.held = ss // FunctionSession: the caller ends it
+				return
+			}
 			if err := ss.End(ctx); err != nil {
 				r.log.Debug("END_SESSION", "err", err)
 			}

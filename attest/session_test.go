@@ -3,6 +3,7 @@ package attest_test
 import (
 	"context"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -104,5 +105,84 @@ func TestSessionOpenerWithBroker(t *testing.T) {
 	other, _ := emu.New(emu.Config{FreshKeys: true, Algorithms: spdm.AsymECDSAP384})
 	if _, _, err := attest.OpenSession(ctx, fx.sys, b, lockDir, &attest.Options{Roots: other.Anchors()}); !errors.Is(err, spdm.ErrChainNotVerified) {
 		t.Fatalf("wrong anchors: %v", err)
+	}
+}
+
+// countingCloser counts Close calls of config spaces opened for a fixture.
+type countingCloser struct{ n *int }
+
+func (c countingCloser) Close() error { *c.n++; return nil }
+
+// TestFunctionSessionHeld: FunctionSession returns the session the
+// evidence was gathered in, still open over the function's config space
+// (not closed until Held.Close): a TDISP client can lock the TDI in it, and
+// End ends it and closes the config space. A failed attestation keeps
+// nothing open.
+func TestFunctionSessionHeld(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t)
+	d, b := fx.AddEmu(t, "0000:05:00.0", emu.Config{})
+	opened, closed := 0, 0
+	sys, err := pci.Open(fx.Tree.Dir, &pci.Options{Geteuid: func() int { return 0 },
+		ConfigOpener: func(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {
+			c, _, err := fx.Open(b)
+			if err != nil {
+				return nil, nil, err
+			}
+			opened++
+			return c, countingCloser{&closed}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	ev, held, err := attest.FunctionSession(ctx, sys, b, &attest.Options{Roots: d.Anchors(), TDISP: true})
+	if err != nil || ev.Failure != nil || held == nil {
+		t.Fatalf("FunctionSession: %v %+v %v", err, ev.Failure, held)
+	}
+	if ev.Session == nil || !ev.Session.Established || ev.Session.SessionID != held.Session.Info().ID {
+		t.Fatalf("evidence session %+v, held %#x", ev.Session, held.Session.Info().ID)
+	}
+	if ev.TDISP == nil || ev.TDISP.State != "CONFIG_UNLOCKED" || !ev.MeasurementsSignatureVerified {
+		t.Fatalf("evidence %+v measurements verified %v", ev.TDISP, ev.MeasurementsSignatureVerified)
+	}
+	if opened-closed != 1 {
+		t.Fatalf("config spaces open while the session is held: %d (opened %d)", opened-closed, opened)
+	}
+	id, _ := tdisp.InterfaceIDFor(b)
+	c := tdisp.NewClient(held.Session, id, nil)
+	if _, err := c.GetVersion(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Lock(ctx, tdisp.LockParams{}); err != nil {
+		t.Fatalf("lock in the held session: %v", err)
+	}
+	if d.TDI().State() != tdisp.StateConfigLocked {
+		t.Fatalf("TDI %v", d.TDI().State())
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if held.Session.Err() == nil || opened != closed {
+		t.Fatalf("after End: session err %v, open %d", held.Session.Err(), opened-closed)
+	}
+
+	// A chain that does not verify: evidence with a Failure, no session.
+	other, _ := emu.New(emu.Config{FreshKeys: true, Algorithms: spdm.AsymECDSAP384})
+	ev, held, err = attest.FunctionSession(ctx, sys, b, &attest.Options{Roots: other.Anchors()})
+	if err != nil || ev.Failure == nil || held != nil {
+		t.Fatalf("untrusted device: %v %+v held %v", err, ev.Failure, held)
+	}
+	if opened != closed {
+		t.Fatalf("a failed FunctionSession left %d config spaces open", opened-closed)
+	}
+	// A device that cannot do sessions: FailSession, nothing held.
+	d2, b2 := fx.AddEmu(t, "0000:06:00.0", emu.Config{Faults: []emu.Fault{emu.FaultBadVerifyData}})
+	ev, held, err = attest.FunctionSession(ctx, sys, b2, &attest.Options{Roots: d2.Anchors()})
+	if err != nil || ev.Failure == nil || ev.Failure.Kind != attest.FailSession || held != nil || opened != closed {
+		t.Fatalf("bad session: %v %+v held %v open %d", err, ev.Failure, held, opened-closed)
 	}
 }

@@ -132,14 +132,56 @@ func (b *Broker) record(o *owned, st State) error {
 // report. The session is then kept alive until Stop (or Close). On any
 // failure after LOCK the TDI is stopped again and the session ended.
 func (b *Broker) Lock(ctx context.Context, bdf pci.BDF, owner string, p LockParams) (*InterfaceReport, []byte, error) {
+	return b.lock(ctx, bdf, owner, p, nil, func() (OwnedSession, func(), error) {
+		s, release, err := b.cfg.Open(ctx, bdf)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tdisp: broker: session with %s: %w", bdf, err)
+		}
+		return s, release, nil
+	})
+}
+
+// Adopt is Lock inside a session the caller already established with bdf
+// (the one it attested the device in: attest.FunctionSession), so that the
+// TDI is locked by the very session whose evidence the caller evaluates.
+// The Broker owns s and release from the call on, whatever the outcome: on
+// failure the session is ended and release called.
+func (b *Broker) Adopt(ctx context.Context, bdf pci.BDF, owner string, s OwnedSession, release func(), p LockParams) (*InterfaceReport, []byte, error) {
+	if s == nil || release == nil {
+		if release != nil {
+			release()
+		}
+		return nil, nil, errors.New("tdisp: broker: Adopt needs a session and its release")
+	}
+	abandon := func() {
+		if s.Err() == nil {
+			if err := s.End(ctx); err != nil {
+				b.log.WarnContext(ctx, "tdisp broker: END_SESSION of a refused session", "bdf", bdf.String(), "err", err)
+			}
+		}
+		release()
+	}
+	return b.lock(ctx, bdf, owner, p, abandon, func() (OwnedSession, func(), error) { return s, release, nil })
+}
+
+// lock reserves bdf, takes the session open gives, locks the TDI for owner
+// and reads the report. abandon (nil: nothing to give up) frees an adopted
+// session when bdf is refused before open.
+func (b *Broker) lock(ctx context.Context, bdf pci.BDF, owner string, p LockParams, abandon func(), open func() (OwnedSession, func(), error)) (*InterfaceReport, []byte, error) {
+	refuse := func(err error) (*InterfaceReport, []byte, error) {
+		if abandon != nil {
+			abandon()
+		}
+		return nil, nil, err
+	}
 	id, err := InterfaceIDFor(bdf)
 	if err != nil {
-		return nil, nil, err
+		return refuse(err)
 	}
 	b.mu.Lock()
 	if _, ok := b.tdis[bdf]; ok {
 		b.mu.Unlock()
-		return nil, nil, fmt.Errorf("%w: %s", ErrAlreadyHeld, bdf)
+		return refuse(fmt.Errorf("%w: %s", ErrAlreadyHeld, bdf))
 	}
 	o := &owned{bdf: bdf, owner: owner, stop: make(chan struct{})}
 	b.tdis[bdf] = o // reserve
@@ -151,10 +193,10 @@ func (b *Broker) Lock(ctx context.Context, bdf pci.BDF, owner string, p LockPara
 		delete(b.tdis, bdf)
 		b.mu.Unlock()
 	}
-	s, release, err := b.cfg.Open(ctx, bdf)
+	s, release, err := open()
 	if err != nil {
 		drop()
-		return nil, nil, fmt.Errorf("tdisp: broker: session with %s: %w", bdf, err)
+		return nil, nil, err
 	}
 	o.sess, o.release, o.lastKU = s, release, time.Now()
 	o.client = NewClient(s, id, &ClientOptions{Logger: b.log})

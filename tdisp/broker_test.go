@@ -261,3 +261,87 @@ func TestBrokerKeyUpdateBeforeExhaustion(t *testing.T) {
 		}
 	})
 }
+
+// TestBrokerAdopt: Adopt locks the TDI inside a session the caller opened
+// (never calling Open), keeps it like Lock does and owns its release; a
+// refused Adopt (TDI already held, TDI not CONFIG_UNLOCKED) ends the
+// adopted session and calls release at once.
+func TestBrokerAdopt(t *testing.T) {
+	ctx := context.Background()
+	rig, j := newBrokerRig(t)
+	d, bdf := rig.add(t, "0000:3a:00.2", emu.SessionConfig{})
+	opens := 0
+	b, err := tdisp.NewBroker(tdisp.BrokerConfig{Journal: j, Open: func(ctx context.Context, b pci.BDF) (tdisp.OwnedSession, func(), error) {
+		opens++
+		return rig.open(ctx, b)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	_, bdf2 := rig.add(t, "0000:3a:00.3", emu.SessionConfig{})
+	// adopt opens a session with the device at from and adopts it for bdf.
+	// (A new session with the same device would end the held one: VCA
+	// resets an SPDM connection, sessions included.)
+	adopt := func(owner string, from pci.BDF) (tdisp.OwnedSession, *int, []byte, error) {
+		s, _, err := rig.open(ctx, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opens-- // the rig's own open, not the broker's
+		released := new(int)
+		_, raw, err := b.Adopt(ctx, bdf, owner, s, func() { *released++ }, tdisp.LockParams{})
+		return s, released, raw, err
+	}
+	s, released, raw, err := adopt("vm-1", bdf)
+	if err != nil || len(raw) == 0 || *released != 0 {
+		t.Fatalf("Adopt: %v, report %d bytes, released %d", err, len(raw), *released)
+	}
+	if d.TDI().State() != tdisp.StateConfigLocked || opens != -1 {
+		t.Fatalf("TDI %v, broker opens %d", d.TDI().State(), opens+1)
+	}
+	if h := b.Held(); len(h) != 1 || h[0].Owner != "vm-1" || h[0].SessionID != s.Info().ID {
+		t.Fatalf("held %+v", h)
+	}
+	if es, _ := j.Entries(); len(es) != 1 || es[0].Owner != "vm-1" || es[0].SessionID != s.Info().ID {
+		t.Fatalf("journal %+v", es)
+	}
+	// Already held: the adopted session is ended and released, the held one kept.
+	s2, released2, _, err := adopt("vm-2", bdf2)
+	if !errors.Is(err, tdisp.ErrAlreadyHeld) || *released2 != 1 || s2.Err() == nil {
+		t.Fatalf("second Adopt: %v released %d session err %v", err, *released2, s2.Err())
+	}
+	if err := b.Start(ctx, bdf); err != nil || d.TDI().State() != tdisp.StateRun {
+		t.Fatalf("Start: %v, TDI %v", err, d.TDI().State())
+	}
+	if err := b.Stop(ctx, bdf); err != nil {
+		t.Fatal(err)
+	}
+	if *released != 1 || s.Err() == nil || d.TDI().State() != tdisp.StateConfigUnlocked {
+		t.Fatalf("after Stop: released %d, session err %v, TDI %v", *released, s.Err(), d.TDI().State())
+	}
+	if es, _ := j.Entries(); len(es) != 0 {
+		t.Fatalf("journal after stop %+v", es)
+	}
+	// A TDI that is not CONFIG_UNLOCKED (locked in a session that then
+	// ended: ERROR): LOCK is not sent, the session is ended and released.
+	other, _, err := rig.open(ctx, bdf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := tdisp.InterfaceIDFor(bdf)
+	oc := tdisp.NewClient(other, id, nil)
+	if _, err := oc.GetVersion(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oc.Lock(ctx, tdisp.LockParams{}); err != nil {
+		t.Fatal(err)
+	}
+	s3, released3, _, err := adopt("vm-3", bdf)
+	if err == nil || *released3 != 1 || s3.Err() == nil || len(b.Held()) != 0 {
+		t.Fatalf("Adopt of a TDI locked elsewhere: %v released %d held %+v", err, *released3, b.Held())
+	}
+	if opens != -3 {
+		t.Fatalf("the broker opened %d sessions of its own", opens+3)
+	}
+}
