@@ -51,7 +51,13 @@ type CheckRequest struct {
 	Domain       string    `json:"domain,omitempty"`
 	Confidential bool      `json:"confidential"`
 	BDFs         []pci.BDF `json:"bdfs"`
-	// Lock asks the daemon to also lock the TDIs (TDISP) when policy requires it.
+	// Lock asks the daemon, in a confidential check, to lock the TDI of
+	// every function whose policy rule has tdisp.require_lock, inside the
+	// session it attests the function in, before deciding: kept locked for
+	// Domain when allowed, stopped again when denied or when Domain is ""
+	// (a probe: preflight). Without Lock no TDI is locked and such a rule
+	// denies tdisp-not-locked. The libvirt hook sets it for confidential
+	// domains.
 	Lock bool `json:"lock,omitempty"`
 	// Phase is PhasePrepare ("" means prepare) or PhaseStart. Check only;
 	// bind takes no phase.

@@ -70,6 +70,10 @@ type BackendOptions struct {
 // TDIOwner is the TDISP session owner the daemon drives: *tdisp.Broker.
 type TDIOwner interface {
 	Lock(ctx context.Context, bdf pci.BDF, owner string, p tdisp.LockParams) (*tdisp.InterfaceReport, []byte, error)
+	// Adopt locks the TDI inside the session the gate attested the
+	// function in (gate.TDIKeeper): a confidential check locks the TDIs
+	// its policy rules require locked.
+	Adopt(ctx context.Context, bdf pci.BDF, owner string, s tdisp.OwnedSession, release func(), p tdisp.LockParams) (*tdisp.InterfaceReport, []byte, error)
 	Start(ctx context.Context, bdf pci.BDF) error
 	State(ctx context.Context, bdf pci.BDF) (tdisp.State, error)
 	Stop(ctx context.Context, bdf pci.BDF) error
@@ -304,9 +308,10 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 	var free []pci.BDF
 	var inUse []DeviceDecision
 	tdiOwner := map[pci.BDF]string{}
+	tdiStates := map[pci.BDF]string{}
 	if b.o.TDIs != nil {
 		for _, h := range b.o.TDIs.Held() {
-			tdiOwner[h.BDF] = h.Owner
+			tdiOwner[h.BDF], tdiStates[h.BDF] = h.Owner, h.State.String()
 		}
 	}
 	var fromSession, kept, deferred, ownDenies []DeviceDecision
@@ -320,7 +325,8 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 			// evidence that it is the same device); anything else is in use.
 			if h := b.heldDevice(req.Domain, f); h != nil && owner == req.Domain && req.Domain != "" {
 				fromSession = append(fromSession, DeviceDecision{BDF: f, VendorID: h.VendorID, DeviceID: h.DeviceID,
-					Decision: policy.DecisionAllow, Rule: h.Rule, EvidenceDigest: h.EvidenceDigest, Reasons: []Reason{}})
+					Decision: policy.DecisionAllow, Rule: h.Rule, EvidenceDigest: h.EvidenceDigest, Reasons: []Reason{},
+					TDIState: tdiStates[f]})
 				continue
 			}
 			inUse = append(inUse, DeviceDecision{BDF: f, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: CodeInUse,
@@ -363,6 +369,9 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 	var err error
 	if len(free) > 0 {
 		gr := gate.Request{BDFs: free, Confidential: req.Confidential, Domain: req.Domain}
+		if b.o.TDIs != nil && req.Lock {
+			gr.TDIs = b.o.TDIs // locks what tdisp.require_lock asks for, in the attested session
+		}
 		if bind {
 			ds, err = b.o.Gate.Bind(ctx, gr)
 		} else {
@@ -405,6 +414,12 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 			// Another domain took it while this one was being attested.
 			dd.Decision = policy.DecisionDeny
 			dd.Reasons = append(dd.Reasons, Reason{Code: CodeInUse, Message: fmt.Sprintf("%s was given to domain %s while it was being checked", d.BDF, owner)})
+			if d.TDILocked {
+				if err := b.o.TDIs.Stop(ctx, d.BDF); err != nil {
+					b.log.ErrorContext(ctx, "TDI locked for a function another domain took could not be stopped", "bdf", d.BDF.String(), "err", err)
+				}
+				dd.TDIState = ""
+			}
 		}
 		if dd.Decision != policy.DecisionAllow {
 			resp.Decision = policy.DecisionDeny
@@ -609,6 +624,9 @@ func toDeviceDecision(d gate.Decision, driver, domain, phase string, managed boo
 	if d.Verdict.WouldDeny {
 		dd.Rule = strings.TrimSpace(dd.Rule + " (audit: would deny)")
 	}
+	if d.TDILocked {
+		dd.TDIState = tdisp.StateConfigLocked.String()
+	}
 	return dd
 }
 
@@ -739,10 +757,11 @@ func (b *GateBackend) Release(ctx context.Context, req DomainRequest) error {
 	return serr
 }
 
-// StartDomain starts the TDIs locked for the domain. No TDI is ever locked
-// without the session owner, so it only records that the domain started;
-// a domain whose functions' rule requires a locked TDI is refused with
-// tdisp-unavailable (fail closed), and a domain the daemon never checked is
+// StartDomain starts the TDIs locked for the domain (at its check, when the
+// rule requires a locked TDI, or by TDISPLock) and records that the domain
+// started. Without a session owner no TDI is ever locked: a domain whose
+// functions' rule requires a locked TDI is then refused with
+// tdisp-unavailable (fail closed). A domain the daemon never checked is
 // refused with not-checked.
 func (b *GateBackend) StartDomain(ctx context.Context, req DomainRequest) error {
 	if req.Domain == "" {

@@ -456,6 +456,16 @@ func (f *fakeOwner) Lock(_ context.Context, b pci.BDF, owner string, _ tdisp.Loc
 	f.dev[b] = tdisp.StateConfigLocked
 	return &tdisp.InterfaceReport{}, nil, nil
 }
+func (f *fakeOwner) Adopt(ctx context.Context, b pci.BDF, owner string, s tdisp.OwnedSession, release func(), p tdisp.LockParams) (*tdisp.InterfaceReport, []byte, error) {
+	// The fake cannot speak TDISP: it refuses, as a device would, and gives
+	// the session back.
+	f.mu.Lock()
+	f.calls = append(f.calls, "adopt "+b.String())
+	f.mu.Unlock()
+	_ = s.End(ctx)
+	release()
+	return nil, nil, errors.New("fake owner: no TDISP")
+}
 func (f *fakeOwner) Start(_ context.Context, b pci.BDF) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

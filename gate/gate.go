@@ -26,6 +26,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
@@ -91,6 +92,24 @@ type Request struct {
 	// Domain is the VM the functions are for ("" = none), kept with the
 	// binding and in the release event.
 	Domain string
+	// TDIs, in a confidential request, locks the TDI of every function
+	// whose policy rule has tdisp.require_lock: inside the secure session
+	// the function was just attested in, before the policy evaluates (the
+	// locked state and its report are evidence), for Domain. An allowed
+	// function's TDI stays locked for Domain, its session held by TDIs
+	// (Decision.TDILocked); any other, and every one when Domain is ""
+	// (a check that assigns nothing: the lock only proves it can be
+	// locked), is stopped again before the call returns. nil: no TDI is
+	// locked (such a rule then denies tdisp-not-locked).
+	TDIs TDIKeeper
+}
+
+// TDIKeeper takes over the secure session a function was attested in,
+// locks the function's TDI in it and keeps the session alive until Stop:
+// *tdisp.Broker.
+type TDIKeeper interface {
+	Adopt(ctx context.Context, bdf pci.BDF, owner string, s tdisp.OwnedSession, release func(), p tdisp.LockParams) (*tdisp.InterfaceReport, []byte, error)
+	Stop(ctx context.Context, bdf pci.BDF) error
 }
 
 // Decision is the outcome for one function.
@@ -108,6 +127,9 @@ type Decision struct {
 	Recorded bool
 	// Bound: the function is now on vfio-pci (Bind only).
 	Bound bool
+	// TDILocked: the function's TDI was locked for this request
+	// (Request.TDIs) and stays locked, held by Request.TDIs.
+	TDILocked bool
 	// Err is a failure that is not a policy verdict: the TPM (matches
 	// tpm.ErrTPM) or binding (a vfio error).
 	Err error
@@ -165,6 +187,7 @@ type item struct {
 	fn     *pci.Function
 	unlock func() error
 	d      Decision
+	keeper TDIKeeper // holds the TDI locked for this request (nil: none)
 }
 
 func normalize(bdfs []pci.BDF) []pci.BDF {
@@ -214,6 +237,7 @@ func (g *Gate) Check(ctx context.Context, req Request) ([]Decision, error) {
 		return nil, err
 	}
 	defer unlockAll(items)
+	g.settleTDIs(ctx, items, req)
 	return decisions(items), nil
 }
 
@@ -230,6 +254,7 @@ func (g *Gate) Bind(ctx context.Context, req Request) ([]Decision, error) {
 		return nil, err
 	}
 	defer unlockAll(items)
+	g.settleTDIs(ctx, items, req) // before a denied function goes back to its host driver
 	g.settlePreBound(ctx, items, pre, req)
 	var rest []*item
 	for _, it := range items {
@@ -238,6 +263,7 @@ func (g *Gate) Bind(ctx context.Context, req Request) ([]Decision, error) {
 		}
 	}
 	g.bind(ctx, rest, req)
+	g.settleTDIs(ctx, items, req) // a failed bind is not passed either
 	return decisions(items), nil
 }
 
@@ -288,7 +314,7 @@ func (g *Gate) decideLocked(ctx context.Context, items []*item, req Request, bin
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			g.attestOne(ctx, it, req.Confidential, min(len(items), g.o.Concurrency))
+			g.attestOne(ctx, it, req, min(len(items), g.o.Concurrency))
 		}()
 	}
 	wg.Wait()
@@ -354,7 +380,11 @@ func (g *Gate) attestOptions(id attest.Identity, inFlight int) *attest.Options {
 }
 
 // attestOne fills it.d: the function's identity, evidence and verdict.
-func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool, inFlight int) {
+// The evidence is what the policy rules that may match need (policy.NeedsFor:
+// a secure session, the TDI state); a TDI the rule requires locked is
+// locked first when the request brings a keeper (lockTDI).
+func (g *Gate) attestOne(ctx context.Context, it *item, req Request, inFlight int) {
+	confidential := req.Confidential
 	d := &it.d
 	d.BDF = it.bdf
 	d.Identity = attest.Identity{BDF: it.bdf.String()}
@@ -366,7 +396,19 @@ func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool, inFli
 		d.Identity = identityOf(fn)
 		w = g.startWatch(ctx, it.bdf)
 		defer w.cancel(ctx)
-		ev, err = attest.Function(ctx, g.o.System, it.bdf, g.attestOptions(d.Identity, inFlight))
+		o := g.attestOptions(d.Identity, inFlight)
+		needs := g.o.Policy.NeedsFor(d.Identity)
+		o.Session = o.Session || needs.Session
+		o.TDISP = o.TDISP || needs.TDISP
+		if needs.TDISP && confidential && req.TDIs != nil {
+			var held *attest.Held
+			ev, held, err = attest.FunctionSession(ctx, g.o.System, it.bdf, o)
+			if held != nil {
+				g.lockTDI(ctx, it, ev, held, req)
+			}
+		} else {
+			ev, err = attest.Function(ctx, g.o.System, it.bdf, o)
+		}
 	}
 	switch {
 	case err == nil && ev != nil:
@@ -397,6 +439,57 @@ func (g *Gate) attestOne(ctx context.Context, it *item, confidential bool, inFli
 	g.endWatch(ctx, w, it.fn, ev)
 	d.Verdict = g.o.Policy.Evaluate(ev, policy.Input{Confidential: confidential, Now: g.now()})
 	d.EvidenceDigest = ev.Digest()
+}
+
+// lockTDI hands the session the function was attested in to req.TDIs,
+// which locks the TDI in it for req.Domain; the locked state and the report
+// become evidence. The function's lock goes with the session (released when
+// the keeper stops the TDI). A failure is an attestation failure (tdisp).
+func (g *Gate) lockTDI(ctx context.Context, it *item, ev *attest.Evidence, held *attest.Held, req Request) {
+	unlock := it.unlock
+	it.unlock = nil
+	release := func() {
+		held.Close()
+		if unlock != nil {
+			_ = unlock()
+		}
+	}
+	_, raw, err := req.TDIs.Adopt(ctx, it.bdf, req.Domain, held.Session, release, tdisp.LockParams{})
+	if err != nil {
+		ev.Failure = &attest.Failure{Step: "tdisp-lock", Kind: attest.FailTDISP,
+			Message: fmt.Sprintf("locking the TDI for %q: %v", req.Domain, err)}
+		return
+	}
+	if ev.TDISP == nil {
+		ev.TDISP = &attest.TDISP{}
+	}
+	ev.TDISP.State, ev.TDISP.Report, ev.TDISP.LockedFor = tdisp.StateConfigLocked.String(), raw, cmp.Or(req.Domain, "vfio-gate")
+	it.keeper = req.TDIs
+	g.log.InfoContext(ctx, "TDI locked for the decision", "bdf", it.bdf.String(), "domain", req.Domain)
+}
+
+// settleTDIs stops the TDIs this request locked whose function is not
+// passed (denied, not recorded, or failed to bind) or not assigned (no
+// domain), and marks the others Decision.TDILocked. It runs on its own
+// deadline: a TDI must not stay locked because the caller's context ended.
+func (g *Gate) settleTDIs(ctx context.Context, items []*item, req Request) {
+	for _, it := range items {
+		if it.keeper == nil {
+			continue
+		}
+		d := &it.d
+		if d.Verdict.Allow && d.Recorded && d.Err == nil && req.Domain != "" {
+			d.TDILocked = true
+			continue
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+		if err := it.keeper.Stop(sctx, it.bdf); err != nil {
+			g.log.ErrorContext(ctx, "TDI of a refused function could not be stopped (the keeper's journal keeps it for recovery)",
+				"bdf", it.bdf.String(), "err", err)
+		}
+		cancel()
+		it.keeper, d.TDILocked = nil, false
+	}
 }
 
 // denyVerdict is a verdict gate makes itself (no evidence to evaluate):

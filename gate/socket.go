@@ -22,7 +22,14 @@ func (g *Gate) CheckSocket(ctx context.Context, addr string, id attest.Identity,
 	var ev *attest.Evidence
 	c, err := socket.Dial(ctx, addr)
 	if err == nil {
-		ev, err = attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, g.attestOptions(id, 1))
+		o := g.attestOptions(id, 1)
+		if g.o.Policy.NeedsFor(id).Session {
+			// A rule that may match requires a session (or a locked TDI,
+			// which a socket device cannot be assigned with: its rule
+			// denies tdisp-not-locked).
+			o.Session, o.SecuredTransport = true, c.Exchanger(doe.FeatureSecuredCMA)
+		}
+		ev, err = attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, o)
 		c.Close()
 	}
 	if err != nil || ev == nil {

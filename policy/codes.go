@@ -57,7 +57,7 @@ var advice = map[Code]string{
 	CodeVersionTooLow:       "the negotiated SPDM version is below spdm.min_version: update the device firmware or lower the floor knowingly",
 	CodeAlgorithmNotAllowed: "the negotiated algorithm is not in the rule's allow-list: update the device firmware or extend spdm.algorithms knowingly",
 	CodeSessionRequired:     "the rule requires an SPDM secure session and none was established: use a device and firmware with KEY_EXCHANGE support",
-	CodeTDISPNotLocked:      "the rule requires the TDISP interface to be locked and it is not: lock it (via the platform TSM) before binding",
+	CodeTDISPNotLocked:      "the rule requires the TDISP interface to be locked and it is not: assign the function to a confidential domain through the vfio-gate daemon (the libvirt hook), which locks it in the attested session before deciding, or lock it via the platform TSM",
 	CodeIOMMUGroupUnsafe:    "another function in the IOMMU group is not allowed and not exempt: bind the whole group together, or exempt bridges with iommu_group.exempt_classes",
 	CodeLockdown:            "kernel lockdown forbids user-space config-space writes, so the mailbox cannot be used: attest through the kernel's PCI TSM, or boot without lockdown",
 	CodePermission:          "the device's extended config space is not readable: run vfio-gate as root",

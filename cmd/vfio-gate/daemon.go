@@ -45,9 +45,12 @@ hostdevs on running domains without a gate decision (hot-plug calls no hook): th
 reported at warn level and in "vfio-gate status", and detached when the policy says
 libvirt: {hotplug: detach}.
 
-It owns the TDISP sessions (tdisp.Broker): /v1/tdisp/lock opens a secure SPDM session with the
-function over DOE (authenticated by the matching policy rule's trust anchors), locks the TDI for
-the domain and keeps the session alive (heartbeat, key update) until stop or release; the
+It owns the TDISP sessions (tdisp.Broker). A confidential domain's check (the prepare hook, or
+start for a deferred function) of a function whose policy rule has tdisp.require_lock attests
+it inside a secure SPDM session, locks its TDI in that same session for the domain and decides
+on the locked evidence (state, interface report); an allowed TDI stays locked, its session kept
+alive (heartbeat, key update) until release, a denied one is stopped at once. /v1/tdisp/lock
+locks a TDI on request (a new session, authenticated by the matching rule's trust anchors). The
 started hook starts a domain's locked TDIs; release stops them. Every lock and start is in the
 TDISP journal (<--state-dir>/tdisp-journal.json); at start-up the daemon stops the TDIs an earlier
 run left locked (their sessions are gone) and reports what it did.

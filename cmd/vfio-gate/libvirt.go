@@ -102,7 +102,7 @@ top-level decision is "deferred" when nothing is denied but something is deferre
 				}
 			}
 			r, err := daemon.NewClient(g.daemonSocket).Check(ctx, daemon.CheckRequest{Confidential: conf, BDFs: bdfs,
-				Phase: daemon.PhasePrepare, Managed: managed})
+				Phase: daemon.PhasePrepare, Managed: managed, Lock: conf}) // no domain: a lock is a probe, stopped again
 			switch {
 			case err == nil:
 				fmt.Fprintf(e.errw, "vfio-gate: decided by the daemon at %s\n", g.daemonSocket)

@@ -1,0 +1,209 @@
+package daemon_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/daemon"
+	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/tdisp"
+)
+
+// lockingBackend rewrites the world's policy so that the nvme rule also
+// requires a locked TDI, and builds a backend whose session owner is a real
+// tdisp.Broker over the software devices' DOE mailboxes.
+func (w *world) lockingBackend() (*daemon.GateBackend, *tdisp.Broker, string) {
+	t := w.t
+	t.Helper()
+	pp := filepath.Join(w.dir, "policy.yaml")
+	must(t, os.WriteFile(pp, []byte(`version: 1
+mode: enforce
+defaults:
+  confidential: deny-unattested
+  non_confidential: deny-unattested
+rules:
+`+gatetest.NVMeRule()+"    tdisp:\n      require_lock: true\n"), 0o600))
+	var err error
+	w.pol, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
+	must(t, err)
+	lockDir := filepath.Join(w.dir, "locks")
+	j, err := tdisp.OpenJournal(w.stateDir, nil)
+	must(t, err)
+	t.Cleanup(func() { j.Close() })
+	br, err := tdisp.NewBroker(tdisp.BrokerConfig{Journal: j,
+		Open: attest.SessionOpener(w.sys, lockDir, &attest.Options{Roots: w.pol.Rules[0].Anchors(), Timeout: 5 * time.Second})})
+	must(t, err)
+	t.Cleanup(func() { br.Close(context.Background()) })
+	g, err := gate.New(gate.Options{System: w.sys, Policy: w.pol, Recorder: w.rec, LockDir: lockDir, StateDir: w.stateDir,
+		Attest: attest.Options{Timeout: 5 * time.Second}, Bind: w.kernel.ApplyOptions()})
+	must(t, err)
+	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: w.rec, System: w.sys, StateDir: w.stateDir, TDIs: br})
+	must(t, err)
+	return b, br, lockDir
+}
+
+func (w *world) tdiState(b string) tdisp.State {
+	return w.configs[bdf(w.t, b)].(*emu.Device).TDI().State()
+}
+
+func lockFree(t *testing.T, lockDir string, b pci.BDF) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	unlock, err := pci.LockFunction(ctx, lockDir, b)
+	if err != nil {
+		return false
+	}
+	_ = unlock()
+	return true
+}
+
+// TestBackendPrepareLocksTDI: the libvirt flow for a confidential domain
+// whose rule requires a locked TDI. prepare (check) attests the function in
+// a secure session, locks its TDI there for the domain, decides on that
+// locked evidence and keeps the session; start (domain/start) moves it to
+// RUN; a re-check by the domain keeps its decision; another domain is
+// denied in-use; release stops the TDI, ends the session and frees the
+// function. A non-confidential domain gets no lock (deny tdisp-not-locked).
+func TestBackendPrepareLocksTDI(t *testing.T) {
+	w := newWorld(t)
+	b, br, lockDir := w.lockingBackend()
+	ctx := t.Context()
+	good := bdf(t, goodBDF)
+
+	r, err := b.Check(ctx, daemon.CheckRequest{Domain: "plain", BDFs: []pci.BDF{good}})
+	must(t, err)
+	if r.Decision != "deny" || codes(r.Devices[0]) != string(policy.CodeTDISPNotLocked) || r.Devices[0].TDIState != "" || len(br.Held()) != 0 {
+		t.Fatalf("non-confidential: %+v held %+v", r, br.Held())
+	}
+
+	// Confidential without "lock": nothing is locked.
+	r, err = b.Check(ctx, daemon.CheckRequest{Domain: "nolock", Confidential: true, BDFs: []pci.BDF{good}})
+	must(t, err)
+	if r.Decision != "deny" || codes(r.Devices[0]) != string(policy.CodeTDISPNotLocked) || len(br.Held()) != 0 {
+		t.Fatalf("confidential without lock: %+v held %+v", r, br.Held())
+	}
+	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "nolock"}))
+
+	// No domain (libvirt preflight through the daemon): the TDI is locked
+	// for the decision only, and stopped again.
+	r, err = b.Check(ctx, daemon.CheckRequest{Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
+	must(t, err)
+	if r.Decision != "allow" || r.Devices[0].TDIState != "" || len(br.Held()) != 0 || w.tdiState(goodBDF) != tdisp.StateConfigUnlocked {
+		t.Fatalf("domain-less check: %+v held %+v TDI %v", r, br.Held(), w.tdiState(goodBDF))
+	}
+	if !lockFree(t, lockDir, good) {
+		t.Fatal("function lock held after a domain-less check")
+	}
+
+	r, err = b.Check(ctx, daemon.CheckRequest{Domain: "vm1", Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
+	must(t, err)
+	if r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" || r.Devices[0].Rule != "nvme" {
+		t.Fatalf("prepare: %+v", r)
+	}
+	if st := w.tdiState(goodBDF); st != tdisp.StateConfigLocked {
+		t.Fatalf("device TDI after prepare: %v", st)
+	}
+	status, err := b.Status(ctx)
+	must(t, err)
+	if len(status.TDIs) != 1 || status.TDIs[0].Domain != "vm1" || status.TDIs[0].State != "CONFIG_LOCKED" || len(status.Sessions) != 1 {
+		t.Fatalf("status %+v %+v", status.TDIs, status.Sessions)
+	}
+	if lockFree(t, lockDir, good) {
+		t.Fatal("function lock free while its TDI session is held")
+	}
+	must(t, b.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{good}}))
+	if st := w.tdiState(goodBDF); st != tdisp.StateRun {
+		t.Fatalf("device TDI after start: %v", st)
+	}
+	// A re-check by vm1 (libvirt start begin) keeps the decision at once.
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	r, err = b.Check(qctx, daemon.CheckRequest{Domain: "vm1", Phase: daemon.PhaseStart, Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
+	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "RUN" {
+		t.Fatalf("start-phase re-check: %+v %v", r, err)
+	}
+	r, err = b.Check(qctx, daemon.CheckRequest{Domain: "vm2", Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
+	if err != nil || r.Decision != "deny" || codes(r.Devices[0]) != daemon.CodeInUse {
+		t.Fatalf("other domain: %+v %v", r, err)
+	}
+	// The TPM holds the allow made on the locked evidence.
+	var allow bool
+	for _, v := range w.verdicts() {
+		if v.BDF == goodBDF && v.Verdict == "allow" && v.Confidential {
+			allow = true
+		}
+	}
+	if !allow {
+		t.Fatalf("no confidential allow of %s recorded: %+v", goodBDF, w.verdicts())
+	}
+	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
+	if st := w.tdiState(goodBDF); st != tdisp.StateConfigUnlocked || len(br.Held()) != 0 || !lockFree(t, lockDir, good) {
+		t.Fatalf("after release: TDI %v, held %+v, lock free %v", st, br.Held(), lockFree(t, lockDir, good))
+	}
+	w.verifyLog(ctx)
+}
+
+// TestBackendPrepareLockDenied: a function denied at prepare (its TDI was
+// locked for the decision) is unlocked again and not held; the domain's
+// start is refused.
+func TestBackendPrepareLockDenied(t *testing.T) {
+	w := newWorld(t)
+	b, br, lockDir := w.lockingBackend()
+	ctx := t.Context()
+	good := bdf(t, goodBDF)
+	// Other firmware at the same address: measurements no longer match.
+	e, err := emu.New(emu.Config{BDF: good, Identity: gatetest.WithDSN(nvme, 1), Profile: "tampered", Algorithms: spdm.AsymECDSAP384})
+	must(t, err)
+	w.configs[good] = e
+	r, err := b.Check(ctx, daemon.CheckRequest{Domain: "vm1", Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
+	must(t, err)
+	if r.Decision != "deny" || r.Devices[0].TDIState != "" || !strings.Contains(codes(r.Devices[0]), string(policy.CodeMeasurementMismatch)) {
+		t.Fatalf("prepare: %+v", r)
+	}
+	if st := w.tdiState(goodBDF); st != tdisp.StateConfigUnlocked || len(br.Held()) != 0 || !lockFree(t, lockDir, good) {
+		t.Fatalf("after deny: TDI %v, held %+v", st, br.Held())
+	}
+	if err := b.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{good}}); err == nil {
+		t.Fatal("start of a domain whose function was denied")
+	}
+}
+
+// TestBackendDeferredLocksAtStart: a managed='yes' function on its host
+// driver at prepare is deferred (nothing locked); at start begin, on
+// vfio-pci, it is attested and its TDI locked for the domain; started
+// begin moves it to RUN.
+func TestBackendDeferredLocksAtStart(t *testing.T) {
+	w := newWorld(t)
+	b, br, _ := w.lockingBackend()
+	ctx := t.Context()
+	host := bdf(t, hostBDF)
+	req := daemon.CheckRequest{Domain: "vm1", Confidential: true, Lock: true, BDFs: []pci.BDF{host}, Managed: []pci.BDF{host}}
+	r, err := b.Check(ctx, req)
+	if err != nil || r.Decision != daemon.DecisionDeferred || len(br.Held()) != 0 {
+		t.Fatalf("prepare: %+v %v held %+v", r, err, br.Held())
+	}
+	w.toVFIO(hostBDF)
+	req.Phase = daemon.PhaseStart
+	r, err = b.Check(ctx, req)
+	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" {
+		t.Fatalf("start: %+v %v", r, err)
+	}
+	must(t, b.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{host}}))
+	if st := w.tdiState(hostBDF); st != tdisp.StateRun {
+		t.Fatalf("TDI after started: %v", st)
+	}
+	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
+	if st := w.tdiState(hostBDF); st != tdisp.StateConfigUnlocked || len(br.Held()) != 0 {
+		t.Fatalf("after release: %v %+v", st, br.Held())
+	}
+}
