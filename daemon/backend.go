@@ -350,7 +350,10 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 				Message: fmt.Sprintf("on host driver %s; libvirt moves it to vfio-pci before start: checked at start begin", drv)}}})
 			continue
 		case phase == PhaseStart && !onHost:
-			if h := b.heldDevice(req.Domain, f); h != nil && req.Domain != "" {
+			// A TDI the rule requires locked that is no longer held (daemon
+			// restart, lost session) is checked and locked again below.
+			relock := req.Lock && req.Confidential && b.o.TDIs != nil
+			if h := b.heldDevice(req.Domain, f); h != nil && req.Domain != "" && !(relock && b.requiresLock(h.Rule)) {
 				// Allowed at prepare (on vfio-pci or unbound then): that decision stands.
 				kept = append(kept, DeviceDecision{BDF: f, VendorID: h.VendorID, DeviceID: h.DeviceID,
 					Decision: policy.DecisionAllow, Rule: h.Rule, EvidenceDigest: h.EvidenceDigest, Reasons: []Reason{}})
@@ -790,7 +793,20 @@ func (b *GateBackend) StartDomain(ctx context.Context, req DomainRequest) error 
 			}
 		}
 	}
-	for _, t := range b.heldTDIs(req.Domain) {
+	held := b.heldTDIs(req.Domain)
+	if dom.Confidential && b.o.TDIs != nil {
+		// A function allowed on a locked TDI must still have it: a daemon
+		// restart (Recover stops what the dead sessions held) or a lost
+		// session between prepare and start leaves it unlocked.
+		for _, k := range slices.Sorted(maps.Keys(dom.Devices)) {
+			h := dom.Devices[k]
+			if b.requiresLock(h.Rule) && !slices.ContainsFunc(held, func(t tdisp.Held) bool { return t.BDF == h.BDF && t.Err == nil }) {
+				return &APIError{Code: "tdi-not-held", Status: 409, Message: fmt.Sprintf("domain %s: the TDI of %s (rule %s requires it locked) "+
+					"is no longer held locked by the daemon (daemon restarted, or its session died, since the check): restart the domain", req.Domain, h.BDF, h.Rule)}
+			}
+		}
+	}
+	for _, t := range held {
 		if t.State != tdisp.StateConfigLocked {
 			continue
 		}

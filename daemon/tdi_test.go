@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,5 +206,47 @@ func TestBackendDeferredLocksAtStart(t *testing.T) {
 	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
 	if st := w.tdiState(hostBDF); st != tdisp.StateConfigUnlocked || len(br.Held()) != 0 {
 		t.Fatalf("after release: %v %+v", st, br.Held())
+	}
+}
+
+// TestBackendStartAfterRestartRefused: a daemon restart between prepare
+// and started begin ends the TDI's session (the new broker's Recover stops
+// the orphan), so the domain's function no longer has the locked TDI its
+// rule requires: start is refused (tdi-not-held), not passed unlocked; a
+// start-phase re-check (libvirt's start begin) locks it again.
+func TestBackendStartAfterRestartRefused(t *testing.T) {
+	w := newWorld(t)
+	b, br, _ := w.lockingBackend()
+	ctx := t.Context()
+	good := bdf(t, goodBDF)
+	r, err := b.Check(ctx, daemon.CheckRequest{Domain: "vm1", Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
+	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" {
+		t.Fatalf("prepare: %+v %v", r, err)
+	}
+	must(t, br.Close(ctx)) // the daemon stops: sessions end, the journal keeps the TDI
+	b2, br2, _ := w.lockingBackend()
+	res, err := br2.Recover(ctx, func(string) bool { return false })
+	if err != nil || len(res) != 1 || res[0].Action != "stopped" {
+		t.Fatalf("recover: %+v %v", res, err)
+	}
+	var ae *daemon.APIError
+	if err := b2.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{good}}); !errors.As(err, &ae) || ae.Code != "tdi-not-held" {
+		t.Fatalf("start after restart: %v", err)
+	}
+	if st := w.tdiState(goodBDF); st != tdisp.StateConfigUnlocked {
+		t.Fatalf("TDI %v", st)
+	}
+	// libvirt's start begin re-check attests and locks it again.
+	r, err = b2.Check(ctx, daemon.CheckRequest{Domain: "vm1", Phase: daemon.PhaseStart, Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
+	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" {
+		t.Fatalf("start-phase re-check after restart: %+v %v", r, err)
+	}
+	must(t, b2.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{good}}))
+	if st := w.tdiState(goodBDF); st != tdisp.StateRun {
+		t.Fatalf("TDI after start: %v", st)
+	}
+	must(t, b2.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
+	if st := w.tdiState(goodBDF); st != tdisp.StateConfigUnlocked || len(br2.Held()) != 0 {
+		t.Fatalf("after release: %v %+v", st, br2.Held())
 	}
 }
