@@ -150,7 +150,7 @@ func (r *Rule) explain() RuleExplanation {
 		}
 	}
 	if r.TDISP != nil && r.TDISP.RequireLock {
-		add("TDISP interface CONFIG_LOCKED or RUN")
+		add("TDISP interface CONFIG_LOCKED or RUN (the daemon locks it at a confidential domain's check)")
 	}
 	for _, a := range s.Anchors {
 		x.Anchors = append(x.Anchors, AnchorExplanation{File: a.File, Subject: a.Cert.Subject.String(), SHA256: a.SHA256, NotAfter: a.Cert.NotAfter})

@@ -71,13 +71,13 @@ object. Exit 4 when no daemon answers.`,
 				}
 			}
 			if len(st.Decisions) > 0 {
-				fmt.Fprintln(tw, "\nDEVICE\tDECISION\tRULE\tREASONS")
+				fmt.Fprintln(tw, "\nDEVICE\tDECISION\tRULE\tTDI\tREASONS")
 				for _, d := range st.Decisions {
 					codes := make([]string, 0, len(d.Reasons))
 					for _, r := range d.Reasons {
 						codes = append(codes, r.Code)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.BDF, d.Decision, dash(d.Rule), dash(strings.Join(codes, ",")))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.BDF, d.Decision, dash(d.Rule), dash(d.TDIState), dash(strings.Join(codes, ",")))
 				}
 			}
 			if len(st.Released) > 0 {
