@@ -107,8 +107,30 @@ command's help only points back here.
 	root.SetUsageTemplate(globalFlagsOnce(root))
 	for _, c := range commands(e, g) {
 		root.AddCommand(c)
+		strictGroups(c)
 	}
 	return root
+}
+
+// strictGroups makes every command that only groups subcommands refuse an
+// unknown subcommand (usage error, exit 1) instead of printing its help and
+// exiting 0; with no arguments it prints its help.
+func strictGroups(c *cobra.Command) {
+	if !c.HasSubCommands() {
+		return
+	}
+	if c.RunE == nil && c.Run == nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		strictGroups(sub)
+	}
 }
 
 // commands lists the subcommands; each lives in its own file.

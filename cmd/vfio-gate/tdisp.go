@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -192,12 +193,15 @@ func newTDISPCmd(e *env, g *globals) *cobra.Command {
 		Long: `TDISP travels inside an SPDM secure session. These commands open their own short session
 (authenticated by --trust-anchor), do their work and end it. "state" and "report" only read;
 "cycle" runs lock -> report -> start -> state -> stop (a lab and CI check of a device). Locking a
-TDI for a real assignment is the daemon's job: the TDI is bound to the session that locked it.
+TDI for a real assignment is the daemon's job: the TDI is bound to the session that locked it, so
+"lock", "start" and "stop" ask the daemon (--daemon-socket), which holds that session, and say so
+when it is not running; "state --daemon" asks it for a TDI it holds.
 
 Exit codes: 0 ok; 2 the device failed a step or its chain did not verify; 4 device or transport
 unavailable; 1 usage or internal error.`,
 	}
 	c.AddCommand(newTDISPStateCmd(e, g), newTDISPReportCmd(e, g), newTDISPCycleCmd(e, g))
+	c.AddCommand(newTDISPDaemonCmds(e, g)...)
 	return c
 }
 
@@ -218,30 +222,58 @@ func withTDI(e *env, g *globals, f *tdispFlags, name string, do func(ctx context
 
 func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 	f := &tdispFlags{}
+	var viaDaemon bool
+	own := withTDI(e, g, f, "state", func(ctx context.Context, conn *tdiConn) error {
+		st, err := conn.client.State(ctx)
+		if err != nil {
+			return withCode(exitAttestation, err)
+		}
+		if g.json {
+			return writeJSON(e.out, struct {
+				BDF       string            `json:"bdf"`
+				Interface tdisp.InterfaceID `json:"interface_id"`
+				State     tdisp.State       `json:"state"`
+				Session   sessionJSON       `json:"session"`
+			}{conn.name, conn.client.Interface(), st, sessionOf(conn.sess)})
+		}
+		_, err = fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.name, conn.client.Interface(), st)
+		return err
+	})
 	c := &cobra.Command{
 		Use:   "state BDF | --socket HOST:PORT",
 		Short: "Print the TDI state (GET_DEVICE_INTERFACE_STATE)",
 		Long: `Opens a short secure session, asks the TDI for its state (CONFIG_UNLOCKED, CONFIG_LOCKED,
-RUN or ERROR), ends the session. Read-only. Exit codes as for "vfio-gate tdisp".`,
-		Example: "  vfio-gate tdisp state --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
-		RunE: withTDI(e, g, f, "state", func(ctx context.Context, conn *tdiConn) error {
-			st, err := conn.client.State(ctx)
+RUN or ERROR), ends the session. Read-only. A TDI the daemon holds (locked for a domain) is
+reachable only through the daemon's session, which also holds the function's lock: --daemon asks
+the daemon (--daemon-socket) to read it in that session. Exit codes as for "vfio-gate tdisp".`,
+		Example: `  vfio-gate tdisp state --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem
+  sudo vfio-gate tdisp state --daemon 0000:3b:00.0`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !viaDaemon {
+				return own(cmd, args)
+			}
+			if len(args) != 1 || f.socket != "" {
+				return usageErrorf("tdisp state --daemon takes one BDF (and no --socket)")
+			}
+			b, err := pci.ParseBDF(args[0])
 			if err != nil {
-				return withCode(exitAttestation, err)
+				return usageErrorf("%v", err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			st, err := daemon.NewClient(g.daemonSocket).TDISP(ctx, daemon.PathTDISPState, daemon.TDIRequest{BDF: b})
+			if err != nil {
+				return tdispDaemonErr("state --daemon", err)
 			}
 			if g.json {
-				return writeJSON(e.out, struct {
-					BDF       string            `json:"bdf"`
-					Interface tdisp.InterfaceID `json:"interface_id"`
-					State     tdisp.State       `json:"state"`
-					Session   sessionJSON       `json:"session"`
-				}{conn.name, conn.client.Interface(), st, sessionOf(conn.sess)})
+				return writeJSON(e.out, st)
 			}
-			_, err = fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.name, conn.client.Interface(), st)
+			_, err = fmt.Fprintf(e.out, "%s: %s (domain %s, session %#08x, held by the daemon)\n", st.BDF, st.State, dash(st.Domain), st.SessionID)
 			return err
-		}),
+		},
 	}
 	f.register(c)
+	c.Flags().BoolVar(&viaDaemon, "daemon", false, "ask the daemon for the state of a TDI it holds, in its session")
 	return c
 }
 
