@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -188,6 +189,8 @@ func TestDemoCLI(t *testing.T) {
 		"0000:02:00.0  1b36:0010  deny      demo-nvme  measurement-mismatch",
 		"0000:03:00.0  8086:10d3  deny      -          no-cma",
 		"$ vfio-gate log verify", ": OK (", "demo: outcomes as expected",
+		"  hook prepare begin   exit 0  TDI CONFIG_LOCKED ", "  hook started begin   exit 0  TDI RUN ",
+		"  hook release end     exit 0  TDI CONFIG_UNLOCKED ", "    vfio-gate: DENY 0000:02:00.0 measurement-mismatch: ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
@@ -197,6 +200,18 @@ func TestDemoCLI(t *testing.T) {
 	var j demoJSON
 	if err := json.Unmarshal([]byte(out), &j); code != 0 || err != nil || !j.AsExpected || j.Decision != "deny" || len(j.Devices) != 3 || !j.LogVerify.OK {
 		t.Fatalf("demo --json: exit %d %v\n%s", code, err, out)
+	}
+	var got []string
+	for _, x := range j.Libvirt {
+		if !x.OK {
+			t.Errorf("libvirt step not as expected: %+v", x)
+		}
+		got = append(got, fmt.Sprintf("%s %s %d %s", x.Domain, x.Op, x.Exit, x.TDIState))
+	}
+	want := []string{"cvm prepare begin 0 CONFIG_LOCKED", "cvm start begin 0 CONFIG_LOCKED", "cvm started begin 0 RUN",
+		"cvm release end 0 CONFIG_UNLOCKED", "cvm-tampered prepare begin 1 CONFIG_UNLOCKED", "cvm-tampered release end 0 CONFIG_UNLOCKED"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("libvirt steps %q, want %q", got, want)
 	}
 }
 

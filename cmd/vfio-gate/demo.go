@@ -172,6 +172,7 @@ type demoJSON struct {
 	checkJSON
 	AsExpected bool              `json:"as_expected"`
 	Expected   []demoExpectation `json:"expected"`
+	Libvirt    []demoHookStep    `json:"libvirt"`
 	LogVerify  *tpm.VerifyResult `json:"log_verify"`
 	SysfsRoot  string            `json:"sysfs_root"`
 	Policy     string            `json:"policy"`
@@ -207,13 +208,18 @@ It writes a demo policy (rule demo-nvme: trusts the software device's root CA, p
 measurements 1-6, SVN >= 3, no debug mode) to the temporary directory and loads it in demo mode:
 the owner and mode checks of the policy file are skipped (the file is yours, not root's), and
 config-space access is allowed without root because the config spaces are software. Then it runs
-check --confidential on all three (recording every decision in the TPM), prints the table with
-reasons, and runs log verify.
+check --confidential on all three (recording every decision in the TPM) and prints the table with
+reasons. Then it plays libvirt starting two confidential domains (launchSecurity sev-snp) through
+the qemu hook against the daemon's backend (in-process), under a second policy whose rule also
+requires a locked TDI (tdisp.require_lock): domain cvm (the good device) is attested in an SPDM
+session whose TDI is locked in it at prepare, started (RUN) at started, unlocked at release;
+domain cvm-tampered is refused at prepare (its TDI unlocked again). Last, it runs log verify.
 
 TPM: the in-process simulator unless --tpm is given (e.g. tcp:127.0.0.1:2321 for swtpm).
 State: a temporary directory unless --state-dir is given. Exit 0 only when the outcomes are
-exactly allow / deny(measurement-mismatch) / deny(no-cma) and the log verifies; 1 otherwise
-(5 when the TPM fails).`,
+exactly allow / deny(measurement-mismatch) / deny(no-cma), every hook call of the libvirt part
+has the expected exit status and TDI state, and the log verifies; 1 otherwise (5 when the TPM
+fails).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := os.MkdirTemp("", "vfio-gate-demo-")
@@ -271,6 +277,12 @@ exactly allow / deny(measurement-mismatch) / deny(no-cma) and the log verifies; 
 			}
 			if human {
 				printDecisions(out, ds, s.pol.Mode, false)
+			}
+			steps, err := demoLibvirt(cmd.Context(), out, human, s, w, dir)
+			if err != nil {
+				return fmt.Errorf("demo: libvirt part: %w", err)
+			}
+			if human {
 				fmt.Fprintf(out, "\n$ vfio-gate log verify\n")
 			}
 			res, verr := tpm.Verify(cmd.Context(), s.tpm, eventLogPath(&dg), s.rec.PCR())
@@ -279,9 +291,12 @@ exactly allow / deny(measurement-mismatch) / deny(no-cma) and the log verifies; 
 			}
 
 			exps, ok := demoCompare(w.devices, ds)
+			for _, x := range steps {
+				ok = ok && x.OK
+			}
 			if g.json {
 				j := demoJSON{checkJSON: toJSON(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
-					Expected: exps, LogVerify: res, SysfsRoot: w.sysfs, Policy: w.policy, EventLog: eventLogPath(&dg), TPM: dg.tpm}
+					Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.sysfs, Policy: w.policy, EventLog: eventLogPath(&dg), TPM: dg.tpm}
 				if err := writeJSON(out, j); err != nil {
 					return err
 				}
@@ -298,6 +313,13 @@ exactly allow / deny(measurement-mismatch) / deny(no-cma) and the log verifies; 
 					}
 					fmt.Fprintf(out, "%s %s: expected %s, got %s\n", mark, x.BDF, want, x.Got)
 				}
+				for _, x := range steps {
+					mark := "ok      "
+					if !x.OK {
+						mark = "UNEXPECTED"
+					}
+					fmt.Fprintf(out, "%s libvirt %s %s: expected %s, got exit %d, TDI %s\n", mark, x.Domain, x.Op, x.Want, x.Exit, x.TDIState)
+				}
 				if keep {
 					fmt.Fprintf(out, "kept %s\n", dir)
 				}
@@ -312,7 +334,8 @@ exactly allow / deny(measurement-mismatch) / deny(no-cma) and the log verifies; 
 				return withCode(exitTPM, fmt.Errorf("demo: the event log does not verify: %s", res.Problems[0].Msg))
 			}
 			if !ok {
-				return withCode(exitInternal, errors.New("demo: the outcomes are not the expected allow / deny(measurement-mismatch) / deny(no-cma)"))
+				return withCode(exitInternal, errors.New("demo: the outcomes are not the expected allow / deny(measurement-mismatch) / deny(no-cma) "+
+					"and, for the confidential domains, TDI locked / running / unlocked and deny"))
 			}
 			if human {
 				fmt.Fprintln(out, "demo: outcomes as expected; every decision is in the TPM event log, which verifies.")

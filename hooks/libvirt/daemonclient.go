@@ -9,8 +9,17 @@ import (
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
-// DaemonClient adapts the daemon's API client to the hook's Client.
-type DaemonClient struct{ C *daemon.Client }
+// DaemonAPI is what the hook uses of the daemon: *daemon.Client (over its
+// unix socket, what the installed hook uses) or a daemon.Backend itself
+// (in-process: the demo, tests).
+type DaemonAPI interface {
+	Check(ctx context.Context, req daemon.CheckRequest) (*daemon.CheckResponse, error)
+	StartDomain(ctx context.Context, req daemon.DomainRequest) error
+	Release(ctx context.Context, req daemon.DomainRequest) error
+}
+
+// DaemonClient adapts the daemon's API to the hook's Client.
+type DaemonClient struct{ C DaemonAPI }
 
 // Check asks the daemon to gate (and, per policy, lock) the domain's
 // functions in the request's phase, saying which are managed='yes'.
@@ -32,7 +41,7 @@ func (d DaemonClient) Check(ctx context.Context, req CheckRequest) (*CheckResult
 	out := &CheckResult{Allow: r.Decision == "allow" ||
 		(r.Decision == daemon.DecisionDeferred && req.Phase != PhaseStart)}
 	for _, dd := range r.Devices {
-		res := DeviceResult{BDF: dd.BDF, Decision: dd.Decision}
+		res := DeviceResult{BDF: dd.BDF, Decision: dd.Decision, TDIState: dd.TDIState}
 		for _, rr := range dd.Reasons {
 			res.Reasons = append(res.Reasons, Reason{Code: rr.Code, Message: rr.Message})
 		}

@@ -69,6 +69,9 @@ type DeviceResult struct {
 	BDF      pci.BDF  `json:"bdf"`
 	Decision string   `json:"decision"` // "allow", "deny" or (at prepare) "deferred"
 	Reasons  []Reason `json:"reasons"`
+	// TDIState is the state of the TDI the daemon holds for the domain
+	// (CONFIG_LOCKED after a locking check), "" when it holds none.
+	TDIState string `json:"tdi_state,omitempty"`
 }
 
 // CheckResult is the daemon's answer for a domain.

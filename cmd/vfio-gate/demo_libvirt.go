@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vfio-gate/vfio-gate/daemon"
+	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/gate"
+	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/tdisp"
+)
+
+// demoHookStep is one libvirt hook call of the demo's second part.
+type demoHookStep struct {
+	Domain   string `json:"domain"`
+	BDF      string `json:"bdf"`
+	Op       string `json:"op"` // "prepare begin", ...
+	Exit     int    `json:"exit"`
+	TDIState string `json:"tdi_state"` // on the device, after the call
+	Stderr   string `json:"stderr,omitempty"`
+	// Want is the expected exit and TDI state; OK says they were met.
+	Want string `json:"want"`
+	OK   bool   `json:"ok"`
+}
+
+// demoCVMPolicy is the demo policy with the rule also requiring a locked
+// TDI (tdisp.require_lock), for confidential domains.
+func demoCVMPolicy() string {
+	return strings.Replace(demoPolicy(), "# vfio-gate demo policy", "# vfio-gate demo policy for confidential domains", 1) +
+		"    tdisp:\n      require_lock: true\n"
+}
+
+// demoLibvirt plays libvirt starting two confidential domains through the
+// qemu hook, against the daemon's backend (in-process: no socket, no root)
+// with a tdisp.Broker over the software devices, under demoCVMPolicy: the
+// good device's TDI is locked at prepare in the session it is attested in,
+// started at started begin and unlocked at release; the tampered device is
+// refused at prepare and its TDI left unlocked.
+func demoLibvirt(ctx context.Context, out io.Writer, human bool, s *gateSetup, w *demoWorld, dir string) ([]demoHookStep, error) {
+	pp := filepath.Join(dir, "policy-cvm.yaml")
+	if err := os.WriteFile(pp, []byte(demoCVMPolicy()), 0o600); err != nil {
+		return nil, err
+	}
+	pol, err := policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
+	if err != nil {
+		return nil, err
+	}
+	stateDir, lockDir := filepath.Join(dir, "daemon"), filepath.Join(dir, "locks")
+	g, err := gate.New(gate.Options{System: s.sys, Policy: pol, Recorder: s.rec, LockDir: lockDir, StateDir: stateDir})
+	if err != nil {
+		return nil, err
+	}
+	j, err := tdisp.OpenJournal(stateDir, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	br, err := tdisp.NewBroker(tdisp.BrokerConfig{Journal: j, Open: doeSessionOpener(s.sys, pol, lockDir, 10*time.Second, nil)})
+	if err != nil {
+		return nil, err
+	}
+	defer br.Close(context.Background())
+	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: s.rec, System: s.sys, StateDir: stateDir, TDIs: br})
+	if err != nil {
+		return nil, err
+	}
+	hook := &lvhook.Hook{Client: lvhook.DaemonClient{C: b}}
+	if human {
+		fmt.Fprintf(out, "\nlibvirt: two confidential domains (<launchSecurity type='sev-snp'/>) start through the qemu hook;\n"+
+			"the vfio-gate daemon (in-process here) decides under %s, whose rule also requires a locked TDI\n", pp)
+	}
+	type call struct {
+		op, want string
+		exit     int
+		state    tdisp.State
+	}
+	var steps []demoHookStep
+	run := func(domain string, bdf string, calls []call) {
+		b, _ := pci.ParseBDF(bdf)
+		dev, _ := w.configs[b].(*emu.Device)
+		xml := fmt.Sprintf(`<domain type='kvm'><name>%s</name><devices><hostdev mode='subsystem' type='pci' managed='yes'>
+<source><address domain='0x%04x' bus='0x%02x' slot='0x%02x' function='0x%x'/></source></hostdev></devices>
+<launchSecurity type='sev-snp'/></domain>`, domain, b.Domain, b.Bus, b.Device, b.Function)
+		if human {
+			fmt.Fprintf(out, "\n$ virsh start %s        (hostdev %s)\n", domain, bdf)
+		}
+		for _, c := range calls {
+			var errw strings.Builder
+			ops := strings.Fields(c.op)
+			code := hook.Run(ctx, []string{domain, ops[0], ops[1], "-"}, strings.NewReader(xml), &errw)
+			st := "unknown"
+			if dev != nil {
+				st = dev.TDI().State().String()
+			}
+			x := demoHookStep{Domain: domain, BDF: bdf, Op: c.op, Exit: code, TDIState: st, Stderr: strings.TrimSpace(errw.String()),
+				Want: fmt.Sprintf("exit %d, TDI %s", c.exit, c.state), OK: code == c.exit && st == c.state.String()}
+			steps = append(steps, x)
+			if human {
+				fmt.Fprintf(out, "  hook %-15s exit %d  TDI %-16s %s\n", c.op, code, st, c.want)
+				for _, l := range strings.Split(x.Stderr, "\n") {
+					if l != "" {
+						fmt.Fprintf(out, "    %s\n", l)
+					}
+				}
+			}
+		}
+	}
+	run("cvm", w.devices[0].bdf, []call{
+		{"prepare begin", "attested in an SPDM session, TDI locked in it, then decided: allow", 0, tdisp.StateConfigLocked},
+		{"start begin", "the prepare decision stands (the domain holds the locked TDI)", 0, tdisp.StateConfigLocked},
+		{"started begin", "the daemon starts the TDI it locked", 0, tdisp.StateRun},
+		{"release end", "the guest stopped: TDI stopped, session ended", 0, tdisp.StateConfigUnlocked},
+	})
+	run("cvm-tampered", w.devices[1].bdf, []call{
+		{"prepare begin", "locked for the decision, denied, unlocked again: libvirt aborts the start", 1, tdisp.StateConfigUnlocked},
+		{"release end", "libvirt releases after the aborted start", 0, tdisp.StateConfigUnlocked},
+	})
+	if len(br.Held()) != 0 {
+		steps = append(steps, demoHookStep{Op: "after release", Want: "no TDI held", TDIState: fmt.Sprintf("%d held", len(br.Held()))})
+	}
+	return steps, nil
+}
