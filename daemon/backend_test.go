@@ -18,6 +18,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
@@ -346,22 +347,11 @@ func TestBackendCorruptStateRefused(t *testing.T) {
 // TestAPIEndToEnd serves a GateBackend on a unix socket and drives it with
 // the Client, as the hook and the CLI do.
 func TestAPIEndToEnd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the daemon answers root peers only (SO_PEERCRED); run as root")
-	}
+	testutil.Require(t, testutil.Root) // the daemon answers root peers only (SO_PEERCRED)
 	w := newWorld(t)
 	b := w.backend()
-	sock := filepath.Join(t.TempDir(), "run", "daemon.sock")
-	ln, err := daemon.Listen(sock)
-	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- daemon.Serve(ctx, ln, b, daemon.ServerOptions{}) }()
-	defer func() {
-		cancel()
-		must(t, <-done)
-	}()
-	c := daemon.NewClient(sock)
+	ctx := t.Context()
+	c := daemon.NewClient(gatetest.ServeDaemon(t, b))
 	r, err := c.Check(ctx, daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{bdf(t, goodBDF)}})
 	if err != nil || r.Decision != "allow" {
 		t.Fatalf("check %+v %v", r, err)

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"errors"
 	"fmt"
+	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,11 +23,9 @@ func secureDir(t *testing.T) string {
 }
 
 func TestPermissionChecks(t *testing.T) {
-	if os.Geteuid() != 0 {
-		// Ownership must be root: a non-root test cannot create root-owned
-		// files, so every strict load would fail for the owner alone.
-		t.Skip("needs root to create root-owned policy files (hint: go test -exec sudo)")
-	}
+	// Ownership must be root: a non-root test cannot create root-owned
+	// files, so every strict load would fail for the owner alone.
+	testutil.Require(t, testutil.Root)
 	p := newPKI(t)
 	write := func(dir, name, text string, mode os.FileMode) string {
 		t.Helper()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,9 +19,7 @@ import (
 // with the TPM simulator, drives it with the API client and `status`, and
 // stops it by cancelling (as SIGTERM does).
 func TestDaemonCommand(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the policy must be root-owned and the daemon answers root peers only: run as root")
-	}
+	testutil.Require(t, testutil.Root) // the policy must be root-owned; the daemon answers root peers only
 	dir := t.TempDir()
 	sysDir := filepath.Join(dir, "sys")
 	must := func(err error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
@@ -73,15 +74,7 @@ func TestTDISPThroughDaemon(t *testing.T) {
 
 	testutil.Require(t, testutil.Root) // the daemon serves root peers only
 	be := &tdiBackend{}
-	sock := filepath.Join(t.TempDir(), "d.sock")
-	ln, err := daemon.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- daemon.Serve(ctx, ln, be, daemon.ServerOptions{}) }()
-	defer func() { cancel(); <-done }()
+	sock := gatetest.ServeDaemon(t, be)
 	cli := func(args ...string) (int, string, string) {
 		return runCLI(t, append([]string{"--daemon-socket", sock, "tdisp"}, args...)...)
 	}

@@ -2,13 +2,13 @@ package libvirt
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 )
 
 // phaseBackend answers check as the daemon would for managed='yes'
@@ -49,20 +49,7 @@ func (p *phaseBackend) Check(_ context.Context, req daemon.CheckRequest) (*daemo
 func TestDaemonClientPhases(t *testing.T) {
 	testutil.Require(t, testutil.Root) // the daemon serves root peers only
 	pb := &phaseBackend{}
-	sock := filepath.Join(t.TempDir(), "d.sock")
-	ln, err := daemon.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- daemon.Serve(ctx, ln, pb, daemon.ServerOptions{}) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	sock := gatetest.ServeDaemon(t, pb)
 	c := DaemonClient{C: daemon.NewClient(sock)}
 	devs := []HostPCI{{BDF: bdf("0000:3b:00.0"), Managed: true}, {BDF: bdf("0000:3b:00.1"), Managed: false}}
 	r, err := c.Check(t.Context(), CheckRequest{Domain: "vm1", Devices: devs, Phase: PhasePrepare})

@@ -80,18 +80,7 @@ func TestHookLocksConfidentialTDI(t *testing.T) {
 	gatetest.Must(t, err)
 	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: rec, System: sys, StateDir: stateDir, TDIs: br})
 	gatetest.Must(t, err)
-	sock := filepath.Join(dir, "run", "d.sock")
-	ln, err := daemon.Listen(sock)
-	gatetest.Must(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- daemon.Serve(ctx, ln, b, daemon.ServerOptions{}) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	sock := gatetest.ServeDaemon(t, b)
 	h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(sock)}}
 	run := func(xml string, args ...string) (int, string) {
 		var errw strings.Builder
