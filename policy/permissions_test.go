@@ -3,12 +3,12 @@ package policy_test
 import (
 	"errors"
 	"fmt"
-	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
 
