@@ -339,15 +339,32 @@ func (e *eval) attested(r *Rule) {
 		e.checkMeasurements(m)
 	}
 	if t := r.TDISP; t != nil && t.RequireLock {
-		state := "no TDISP"
+		// A TDI is bound to the SPDM session that locked it, and the session
+		// the evidence was gathered in was opened after a VCA, which ends
+		// every earlier session: only a lock vfio-gate made in that very
+		// session (LockedFor) is one it can rely on. A TDI that merely
+		// reports itself locked or running there is not.
+		state, got := "no TDISP", ""
 		if ev.TDISP != nil {
 			state = ev.TDISP.State
 		} else if e.stopped {
 			state = "not reached"
 		}
-		ok := state == "CONFIG_LOCKED" || state == "RUN"
-		e.check("tdisp.require_lock", "CONFIG_LOCKED or RUN", state, ok)
-		if !ok && state != "not reached" {
+		locked := state == "CONFIG_LOCKED" || state == "RUN"
+		ok := locked && ev.TDISP.LockedFor != ""
+		got = state
+		if ok {
+			got += " (locked for " + ev.TDISP.LockedFor + " in the attested session)"
+		} else if locked {
+			got += " (reported by the device; not locked by vfio-gate in the attested session)"
+		}
+		e.check("tdisp.require_lock", "CONFIG_LOCKED or RUN, locked by vfio-gate in the attested session", got, ok)
+		switch {
+		case ok || state == "not reached":
+		case locked:
+			e.deny(CodeTDISPNotLocked, "the TDI reports %s in a session vfio-gate just opened, but no lock of it can outlive that "+
+				"session's VCA and vfio-gate did not lock it there: not a lock to rely on", state)
+		default:
 			e.deny(CodeTDISPNotLocked, "the TDISP interface state is %s", state)
 		}
 	}

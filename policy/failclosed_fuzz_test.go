@@ -67,7 +67,7 @@ func FuzzEvaluateFailClosed(f *testing.F) {
 		case len(idx1) != 1 || idx1[0].Spec&1 == 0 ||
 			!(bytes.Equal(idx1[0].Value, fwDigest[:]) || bytes.Equal(idx1[0].Value, fwDigest2[:])):
 			t.Fatalf("allowed with measurement 1 = %+v", idx1)
-		case ev.TDISP == nil || (ev.TDISP.State != "CONFIG_LOCKED" && ev.TDISP.State != "RUN"):
+		case ev.TDISP == nil || (ev.TDISP.State != "CONFIG_LOCKED" && ev.TDISP.State != "RUN") || ev.TDISP.LockedFor == "":
 			t.Fatalf("allowed with TDISP %+v", ev.TDISP)
 		case ev.Algorithms.BaseAsym != "ecdsa-p384" || ev.Algorithms.BaseHash != "sha-384":
 			t.Fatalf("allowed with algorithms %+v", ev.Algorithms)
@@ -136,6 +136,9 @@ func mutate(ev *attest.Evidence, op, a byte) {
 	case 12:
 		if ev.TDISP != nil && a&1 != 0 {
 			ev.TDISP.State = []string{"CONFIG_UNLOCKED", "ERROR", "", "RUN"}[(a>>1)%4]
+			if a&8 != 0 {
+				ev.TDISP.LockedFor = ""
+			}
 		} else {
 			ev.TDISP = nil
 		}

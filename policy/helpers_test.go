@@ -178,6 +178,6 @@ func (p *pki) goodEvidence() *attest.Evidence {
 			{Index: 0xfe, Type: 5, Raw: true, Value: make([]byte, 16), Spec: 1},
 		},
 		Session: &attest.Session{Established: true, Version: "1.2"},
-		TDISP:   &attest.TDISP{Version: "1.0", State: "CONFIG_LOCKED"},
+		TDISP:   &attest.TDISP{Version: "1.0", State: "CONFIG_LOCKED", LockedFor: "vm1"},
 	}
 }
