@@ -48,9 +48,15 @@ const CodeDeferred = "deferred"
 
 // CheckRequest asks for a decision on functions, optionally for a domain.
 type CheckRequest struct {
-	Domain       string    `json:"domain,omitempty"`
-	Confidential bool      `json:"confidential"`
-	BDFs         []pci.BDF `json:"bdfs"`
+	Domain       string `json:"domain,omitempty"`
+	Confidential bool   `json:"confidential"`
+	// LaunchSecurity is the domain's <launchSecurity type=...> ("" none).
+	// A type of policy.BuiltinConfidentialTypes or of the policy's
+	// libvirt.confidential_types makes the check confidential; any other
+	// is refused (launch-security-unknown): vfio-gate cannot tell whether
+	// it is a TEE.
+	LaunchSecurity string    `json:"launch_security,omitempty"`
+	BDFs           []pci.BDF `json:"bdfs"`
 	// Lock asks the daemon, in a confidential check, to lock the TDI of
 	// every function whose policy rule has tdisp.require_lock, inside the
 	// session it attests the function in, before deciding: kept locked for

@@ -295,6 +295,11 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		}
 	}
 	defer b.lockDomain(req.Domain)()
+	if conf, known := b.o.Gate.Policy().Libvirt.Confidential(req.LaunchSecurity); !known {
+		return b.refuseLaunchSecurity(ctx, req), nil
+	} else if conf {
+		req.Confidential = true
+	}
 	drivers := map[pci.BDF]string{}
 	if b.o.System != nil {
 		for _, f := range req.BDFs {
@@ -498,6 +503,32 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		return nil, &APIError{Code: "internal", Status: 500, Message: err.Error()}
 	}
 	return resp, nil
+}
+
+// CodeLaunchSecurityUnknown is the reason code of every function of a
+// domain whose launchSecurity type the policy does not classify.
+const CodeLaunchSecurityUnknown = "launch-security-unknown"
+
+// refuseLaunchSecurity denies (and records) every function of req: its
+// domain's launchSecurity type is neither built in nor listed by the
+// policy, so whether it is confidential is unknown.
+func (b *GateBackend) refuseLaunchSecurity(ctx context.Context, req CheckRequest) *CheckResponse {
+	resp := &CheckResponse{Decision: policy.DecisionDeny, Devices: []DeviceDecision{}}
+	for _, f := range req.BDFs {
+		resp.Devices = append(resp.Devices, DeviceDecision{BDF: f, Decision: policy.DecisionDeny, Reasons: []Reason{{Code: CodeLaunchSecurityUnknown,
+			Message: fmt.Sprintf("domain %s has <launchSecurity type='%s'>, which vfio-gate does not know (built in: %s): if it is a confidential "+
+				"VM type, add it to the policy's libvirt.confidential_types and reload the daemon", req.Domain, req.LaunchSecurity,
+				strings.Join(policy.BuiltinConfidentialTypes, ", "))}}})
+	}
+	// Recorded as confidential: the type may well be a TEE.
+	b.recordOwn(ctx, resp.Devices, nil, true)
+	b.mu.Lock()
+	b.decisions = append(b.decisions, resp.Devices...)
+	if n := len(b.decisions); n > maxDecisions {
+		b.decisions = slices.Clone(b.decisions[n-maxDecisions:])
+	}
+	b.mu.Unlock()
+	return resp
 }
 
 // wasDeferred reports whether f was deferred at prepare for domain.

@@ -250,3 +250,45 @@ func TestBackendStartAfterRestartRefused(t *testing.T) {
 		t.Fatalf("after release: %v %+v", st, br2.Held())
 	}
 }
+
+// TestBackendLaunchSecurity: a domain's launchSecurity type the policy does
+// not classify is refused (launch-security-unknown, recorded, nothing
+// attested); one listed in libvirt.confidential_types makes the check
+// confidential, with the TDI locked as for a built-in type.
+func TestBackendLaunchSecurity(t *testing.T) {
+	w := newWorld(t)
+	b, br, _ := w.lockingBackend()
+	ctx := t.Context()
+	good := bdf(t, goodBDF)
+	n := len(w.verdicts())
+	r, err := b.Check(ctx, daemon.CheckRequest{Domain: "future", LaunchSecurity: "cca", Lock: true, BDFs: []pci.BDF{good}})
+	must(t, err)
+	if r.Decision != "deny" || codes(r.Devices[0]) != daemon.CodeLaunchSecurityUnknown ||
+		!strings.Contains(r.Devices[0].Reasons[0].Message, "libvirt.confidential_types") || len(br.Held()) != 0 {
+		t.Fatalf("unknown type: %+v", r)
+	}
+	v := w.verdicts()
+	if len(v) != n+1 || v[n].Verdict != "deny" || !v[n].Confidential || v[n].Reasons[0] != daemon.CodeLaunchSecurityUnknown {
+		t.Fatalf("recorded %+v", v[n:])
+	}
+	if b.Held("future") != nil {
+		t.Fatal("a refused domain holds functions")
+	}
+	// The policy lists it: confidential, locked.
+	pp := filepath.Join(w.dir, "policy.yaml")
+	text, err := os.ReadFile(pp)
+	must(t, err)
+	must(t, os.WriteFile(pp, append([]byte("libvirt: {confidential_types: [cca]}\n"), text...), 0o600))
+	w.pol, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
+	must(t, err)
+	g, err := gate.New(gate.Options{System: w.sys, Policy: w.pol, Recorder: w.rec, LockDir: filepath.Join(w.dir, "locks"),
+		StateDir: w.stateDir, Attest: attest.Options{Timeout: 5 * time.Second}})
+	must(t, err)
+	b2, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: w.rec, System: w.sys, StateDir: w.stateDir, TDIs: br})
+	must(t, err)
+	r, err = b2.Check(ctx, daemon.CheckRequest{Domain: "future", LaunchSecurity: "cca", Lock: true, BDFs: []pci.BDF{good}})
+	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" {
+		t.Fatalf("listed type: %+v %v", r, err)
+	}
+	must(t, b2.Release(ctx, daemon.DomainRequest{Domain: "future"}))
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -292,6 +293,22 @@ func (d *decoder) document(data []byte) *Policy {
 					}
 				},
 				"record_tdisp_exit": func(v *yaml.Node) { p.Libvirt.RecordTDISPExit = d.boolean(v) },
+				"confidential_types": func(v *yaml.Node) {
+					for _, n := range d.seq(v) {
+						t, ok := d.str(n)
+						switch {
+						case !ok:
+						case !launchSecurityName.MatchString(t):
+							d.errorf(n, "libvirt.confidential_types: %q is not a launchSecurity type name (lowercase letters, digits, - and _)", t)
+						case slices.Contains(BuiltinConfidentialTypes, t):
+							d.warnf(n, "libvirt.confidential_types: %q is always confidential; listing it changes nothing", t)
+						case slices.Contains(p.Libvirt.ConfidentialTypes, t):
+							d.warnf(n, "libvirt.confidential_types: %q is listed twice", t)
+						default:
+							p.Libvirt.ConfidentialTypes = append(p.Libvirt.ConfidentialTypes, t)
+						}
+					}
+				},
 			})
 		},
 		"rules": func(v *yaml.Node) {
@@ -467,6 +484,9 @@ func describe(n *yaml.Node) string {
 }
 
 var ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// launchSecurityName is the form of a libvirt launchSecurity type.
+var launchSecurityName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
 func (d *decoder) rule(n *yaml.Node) *Rule {
 	r := &Rule{Line: n.Line}

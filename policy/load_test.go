@@ -191,12 +191,48 @@ func TestLibvirtSection(t *testing.T) {
 		t.Fatalf("set: %+v", pol.Libvirt)
 	}
 	for text, want := range map[string]string{
-		"version: 1\nlibvirt: {hotplug: ignore}\n":      `libvirt.hotplug "ignore"`,
-		"version: 1\nlibvirt: {hotplugs: detach}\n":     `unknown key "hotplugs"`,
-		"version: 1\nlibvirt: {record_tdisp_exit: 1}\n": "want true or false",
+		"version: 1\nlibvirt: {hotplug: ignore}\n":              `libvirt.hotplug "ignore"`,
+		"version: 1\nlibvirt: {hotplugs: detach}\n":             `unknown key "hotplugs"`,
+		"version: 1\nlibvirt: {record_tdisp_exit: 1}\n":         "want true or false",
+		"version: 1\nlibvirt: {confidential_types: [CCA]}\n":    `"CCA" is not a launchSecurity type name`,
+		"version: 1\nlibvirt: {confidential_types: {cca: 1}}\n": "want a list",
 	} {
 		if _, err := p.load(text); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+}
+
+// TestLibvirtConfidentialTypes: built-in launchSecurity types are
+// confidential, listed ones too, and any other is unknown (refused by the
+// daemon); listing a built-in or a type twice is a warning.
+func TestLibvirtConfidentialTypes(t *testing.T) {
+	p := newPKI(t)
+	pol := p.mustLoad("version: 1\nlibvirt: {confidential_types: [cca, sev, cca, arm-rme_2]}\n")
+	if got := pol.Libvirt.ConfidentialTypes; strings.Join(got, ",") != "cca,arm-rme_2" {
+		t.Fatalf("ConfidentialTypes %q", got)
+	}
+	var warns []string
+	for _, w := range pol.Warnings {
+		warns = append(warns, w.Message)
+	}
+	if len(warns) != 2 || !strings.Contains(warns[0], `"sev" is always confidential`) || !strings.Contains(warns[1], `"cca" is listed twice`) {
+		t.Fatalf("warnings %q", warns)
+	}
+	for _, c := range []struct {
+		ls             string
+		conf, known    bool
+		withoutListing bool // known without the policy's list
+	}{
+		{"", false, true, true}, {"sev", true, true, true}, {"sev-snp", true, true, true}, {"tdx", true, true, true},
+		{"s390-pv", true, true, true}, {"cca", true, true, false}, {"arm-rme_2", true, true, false}, {"future", false, false, false},
+	} {
+		conf, known := pol.Libvirt.Confidential(c.ls)
+		if conf != c.conf || known != c.known {
+			t.Errorf("%q: confidential %v known %v, want %v %v", c.ls, conf, known, c.conf, c.known)
+		}
+		if _, known := (policy.Libvirt{}).Confidential(c.ls); known != c.withoutListing {
+			t.Errorf("%q without the list: known %v", c.ls, known)
 		}
 	}
 }

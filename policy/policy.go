@@ -2,6 +2,7 @@ package policy
 
 import (
 	"crypto/x509"
+	"slices"
 	"time"
 )
 
@@ -60,6 +61,28 @@ type Libvirt struct {
 	// RecordTDISPExit records a TPM event when a running domain's TDI leaves
 	// CONFIG_LOCKED/RUN (libvirt.record_tdisp_exit, default true).
 	RecordTDISPExit bool
+	// ConfidentialTypes are <launchSecurity type=...> values, beyond
+	// BuiltinConfidentialTypes, that make a domain confidential
+	// (libvirt.confidential_types). A type in neither list is refused.
+	ConfidentialTypes []string
+}
+
+// BuiltinConfidentialTypes are the launchSecurity types that always make a
+// libvirt domain confidential.
+var BuiltinConfidentialTypes = []string{"sev", "sev-snp", "tdx", "s390-pv"}
+
+// Confidential classifies a domain's launchSecurity type: confidential is
+// true for a built-in or listed type; known is false for a type in neither
+// list (the caller refuses: vfio-gate cannot tell whether it is a TEE).
+// "" (no launchSecurity) is known and not confidential.
+func (l Libvirt) Confidential(launchSecurity string) (confidential, known bool) {
+	switch {
+	case launchSecurity == "":
+		return false, true
+	case slices.Contains(BuiltinConfidentialTypes, launchSecurity), slices.Contains(l.ConfidentialTypes, launchSecurity):
+		return true, true
+	}
+	return false, false
 }
 
 // Warning is a non-fatal finding at a line of the policy file.

@@ -101,7 +101,7 @@ top-level decision is "deferred" when nothing is denied but something is deferre
 					managed = append(managed, h.BDF)
 				}
 			}
-			r, err := daemon.NewClient(g.daemonSocket).Check(ctx, daemon.CheckRequest{Confidential: conf, BDFs: bdfs,
+			r, err := daemon.NewClient(g.daemonSocket).Check(ctx, daemon.CheckRequest{Confidential: conf, LaunchSecurity: dom.LaunchSecurity, BDFs: bdfs,
 				Phase: daemon.PhasePrepare, Managed: managed, Lock: conf}) // no domain: a lock is a probe, stopped again
 			switch {
 			case err == nil:
@@ -129,6 +129,13 @@ top-level decision is "deferred" when nothing is denied but something is deferre
 				return err
 			}
 			defer s.Close()
+			if lsConf, known := s.pol.Libvirt.Confidential(dom.LaunchSecurity); !known {
+				return withCode(exitDenied, fmt.Errorf("domain %s has <launchSecurity type='%s'>, which vfio-gate does not know (built in: %s): "+
+					"the daemon refuses its functions (%s); if it is a confidential VM type, add it to the policy's libvirt.confidential_types",
+					args[0], dom.LaunchSecurity, strings.Join(policy.BuiltinConfidentialTypes, ", "), daemon.CodeLaunchSecurityUnknown))
+			} else if lsConf {
+				conf = true
+			}
 			var deferred []deferredFn
 			var now []pci.BDF
 			for _, b := range bdfs {

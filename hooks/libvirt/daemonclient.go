@@ -30,8 +30,8 @@ func (d DaemonClient) Check(ctx context.Context, req CheckRequest) (*CheckResult
 			managed = append(managed, h.BDF)
 		}
 	}
-	r, err := d.C.Check(ctx, daemon.CheckRequest{Domain: req.Domain, Confidential: req.Confidential, BDFs: bdfsOf(req.Devices),
-		Lock: req.Confidential, Phase: req.Phase, Managed: managed})
+	r, err := d.C.Check(ctx, daemon.CheckRequest{Domain: req.Domain, Confidential: req.Confidential, LaunchSecurity: req.LaunchSecurity,
+		BDFs: bdfsOf(req.Devices), Lock: req.Confidential || req.LaunchSecurity != "", Phase: req.Phase, Managed: managed})
 	if err != nil {
 		if errors.Is(err, daemon.ErrNotRunning) {
 			return nil, ErrDaemonDown

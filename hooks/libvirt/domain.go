@@ -4,6 +4,8 @@
 package libvirt
 
 import (
+	"bytes"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
 )
 
 // MaxDomainXML caps what the hook reads from stdin. Real domain XML is a few
@@ -23,7 +26,9 @@ const MaxDomainXML = 4 << 20
 type Domain struct {
 	Name string
 	UUID string
-	// LaunchSecurity is "sev", "sev-snp", "tdx", "s390-pv" or "" (none).
+	// LaunchSecurity is the <launchSecurity type=...> value as written
+	// ("sev", "sev-snp", "tdx", "s390-pv", or a type libvirtxml does not
+	// know), "" when there is none.
 	LaunchSecurity string
 	// PCI lists every host PCI function the domain would receive, from
 	// <hostdev mode='subsystem' type='pci'> and <interface type='hostdev'>.
@@ -47,7 +52,7 @@ type HostPCI struct {
 // sev, sev-snp, tdx, s390-pv).
 func (d *Domain) Confidential(types []string) bool {
 	if types == nil {
-		types = []string{"sev", "sev-snp", "tdx", "s390-pv"}
+		types = policy.BuiltinConfidentialTypes
 	}
 	return d.LaunchSecurity != "" && slices.Contains(types, d.LaunchSecurity)
 }
@@ -77,23 +82,15 @@ func ParseDomain(r io.Reader) (*Domain, error) {
 	if strings.TrimSpace(string(b)) == "" {
 		return nil, fmt.Errorf("%w: empty (libvirt passes the domain XML on stdin)", ErrBadXML)
 	}
-	var x libvirtxml.Domain
-	if err := x.Unmarshal(string(b)); err != nil {
+	ls, doc, err := launchSecurityOf(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadXML, err)
 	}
-	d := &Domain{Name: x.Name, UUID: x.UUID}
-	if ls := x.LaunchSecurity; ls != nil {
-		switch {
-		case ls.SEVSNP != nil:
-			d.LaunchSecurity = "sev-snp"
-		case ls.SEV != nil:
-			d.LaunchSecurity = "sev"
-		case ls.TDX != nil:
-			d.LaunchSecurity = "tdx"
-		case ls.S390PV != nil:
-			d.LaunchSecurity = "s390-pv"
-		}
+	var x libvirtxml.Domain
+	if err := x.Unmarshal(string(doc)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadXML, err)
 	}
+	d := &Domain{Name: x.Name, UUID: x.UUID, LaunchSecurity: ls}
 	if x.Devices == nil {
 		return d, nil
 	}
@@ -144,4 +141,56 @@ func addrBDF(a *libvirtxml.DomainAddressPCI) (pci.BDF, error) {
 		return pci.BDF{}, fmt.Errorf("PCI source address out of range (domain %#x bus %#x slot %#x function %#x)", dom, *a.Bus, *a.Slot, *a.Function)
 	}
 	return pci.BDF{Domain: uint16(dom), Bus: uint8(*a.Bus), Device: uint8(*a.Slot), Function: uint8(*a.Function)}, nil
+}
+
+// libvirtxmlLaunchSecurity are the launchSecurity types libvirtxml decodes.
+var libvirtxmlLaunchSecurity = []string{"sev", "sev-snp", "s390-pv", "tdx"}
+
+// launchSecurityOf returns the type of the domain's <launchSecurity> ("" for
+// none) and the document for libvirtxml: unchanged, or, for a type libvirtxml
+// does not know (it drops such a type, and refuses one with content), with
+// that element emptied, its type kept here. Two launchSecurity elements or
+// one without a type are errors.
+func launchSecurityOf(b []byte) (string, []byte, error) {
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	depth, typ, found := 0, "", 0
+	doc := b
+	for {
+		before := dec.InputOffset()
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 1 && t.Name.Local == "launchSecurity" {
+				found++
+				for _, a := range t.Attr {
+					if a.Name.Local == "type" {
+						typ = a.Value
+					}
+				}
+				if found > 1 {
+					return "", nil, fmt.Errorf("%d <launchSecurity> elements", found)
+				}
+				if typ == "" {
+					return "", nil, errors.New("<launchSecurity> without a type")
+				}
+				if !slices.Contains(libvirtxmlLaunchSecurity, typ) {
+					if err := dec.Skip(); err != nil {
+						return "", nil, err
+					}
+					doc = slices.Concat(b[:before], []byte("<launchSecurity/>"), b[dec.InputOffset():])
+					continue
+				}
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+		}
+	}
+	return typ, doc, nil
 }

@@ -50,10 +50,14 @@ func ActionFor(op, subop string) Action {
 
 // CheckRequest asks the daemon to gate a domain's host PCI functions.
 type CheckRequest struct {
-	Domain       string    `json:"domain"`
-	UUID         string    `json:"uuid,omitempty"`
-	Confidential bool      `json:"confidential"`
-	Devices      []HostPCI `json:"devices"`
+	Domain       string `json:"domain"`
+	UUID         string `json:"uuid,omitempty"`
+	Confidential bool   `json:"confidential"`
+	// LaunchSecurity is the domain's <launchSecurity type=...> ("" none):
+	// the daemon classifies a type Confidential does not know against its
+	// policy (libvirt.confidential_types), and refuses one it cannot.
+	LaunchSecurity string    `json:"launch_security,omitempty"`
+	Devices        []HostPCI `json:"devices"`
 	// Phase is PhasePrepare or PhaseStart.
 	Phase string `json:"phase"`
 }
@@ -179,7 +183,7 @@ func (h *Hook) check(ctx context.Context, name string, dom *Domain, phase string
 		return 0 // nothing of ours to gate
 	}
 	res, err := h.Client.Check(ctx, CheckRequest{
-		Domain: name, UUID: dom.UUID, Confidential: dom.Confidential(h.ConfidentialTypes), Devices: dom.PCI, Phase: phase,
+		Domain: name, UUID: dom.UUID, Confidential: dom.Confidential(h.ConfidentialTypes), LaunchSecurity: dom.LaunchSecurity, Devices: dom.PCI, Phase: phase,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "vfio-gate: domain %s: %v: denying\n", name, explain(ctx, err, h.Budget))

@@ -72,6 +72,39 @@ func TestLaunchSecurityTypes(t *testing.T) {
 	}
 }
 
+// TestUnknownLaunchSecurity: a launchSecurity type libvirtxml does not
+// know is kept as written (not taken for a plain domain) and sent to the
+// daemon, which classifies it; a malformed launchSecurity is bad XML.
+func TestUnknownLaunchSecurity(t *testing.T) {
+	doc := func(ls string) string {
+		return `<domain type='kvm'><name>vm1</name><devices><hostdev mode='subsystem' type='pci' managed='no'>
+<source><address domain='0x0000' bus='0x3b' slot='0x00' function='0x0'/></source></hostdev></devices>` + ls + `</domain>`
+	}
+	d, err := parseFile(t, "ls-unknown.xml")
+	if err != nil || d.LaunchSecurity != "cca" || d.Confidential(nil) || len(d.PCI) != 1 {
+		t.Fatalf("cca: %+v %v", d, err)
+	}
+	if d, err := ParseDomain(strings.NewReader(doc(""))); err != nil || d.LaunchSecurity != "" {
+		t.Fatalf("none: %+v %v", d, err)
+	}
+	for _, bad := range []string{`<launchSecurity/>`, `<launchSecurity type='sev'/><launchSecurity type='cca'/>`} {
+		if _, err := ParseDomain(strings.NewReader(doc(bad))); !errors.Is(err, ErrBadXML) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	fc := &fakeClient{}
+	fc.check = answer(nil)
+	h := &Hook{Client: fc}
+	var errw bytes.Buffer
+	if code := h.Run(context.Background(), []string{"vm1", "prepare", "begin", "-"},
+		strings.NewReader(doc(`<launchSecurity type='cca'/>`)), &errw); code != 0 {
+		t.Fatalf("prepare: exit %d %q", code, errw.String())
+	}
+	if fc.lastReq.LaunchSecurity != "cca" || fc.lastReq.Confidential {
+		t.Fatalf("request %+v", fc.lastReq)
+	}
+}
+
 func TestHostileXML(t *testing.T) {
 	for _, name := range []string{"entities.xml", "noaddr.xml", "outofrange.xml"} {
 		if _, err := parseFile(t, name); !errors.Is(err, ErrBadXML) {
@@ -278,7 +311,7 @@ func TestInstallDispatcher(t *testing.T) {
 }
 
 func FuzzParseDomain(f *testing.F) {
-	for _, n := range []string{"managed.xml", "ls-sev.xml", "entities.xml", "noaddr.xml"} {
+	for _, n := range []string{"managed.xml", "ls-sev.xml", "ls-unknown.xml", "entities.xml", "noaddr.xml"} {
 		b, err := os.ReadFile(filepath.Join("testdata", n))
 		if err != nil {
 			f.Fatal(err)
