@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -185,5 +187,32 @@ func TestBindLocksTDIs(t *testing.T) {
 	}
 	if h := br.Held(); len(h) != 1 || h[0].BDF != good {
 		t.Fatalf("held %+v", h)
+	}
+}
+
+// TestCheckRequireSession: a rule with spdm.require_session makes the gate
+// attest inside a secure session (policy.NeedsFor), so a device that can
+// do sessions is allowed with its in-session evidence, and one whose
+// session fails is denied session-required.
+func TestCheckRequireSession(t *testing.T) {
+	ctx := t.Context()
+	w := newWorld(t, policyOpts{}, dev{bdf: "0000:01:00.0", profile: "good"},
+		dev{bdf: "0000:02:00.0", profile: "good", faults: []emu.Fault{emu.FaultBadVerifyData}})
+	pp := filepath.Join(w.dir, "policy.yaml")
+	text, err := os.ReadFile(pp)
+	must(t, err)
+	must(t, os.WriteFile(pp, bytes.Replace(text, []byte("require_cma_san: true"), []byte("require_cma_san: true\n      require_session: true"), 1), 0o600))
+	w.policy, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
+	must(t, err)
+	if !w.policy.Rules[0].SPDM.RequireSession {
+		t.Fatal("fixture: require_session not set")
+	}
+	ds, err := w.gate().Check(ctx, gate.Request{BDFs: []pci.BDF{bdf(t, "0000:01:00.0"), bdf(t, "0000:02:00.0")}, Confidential: true})
+	must(t, err)
+	if d := ds[0]; !d.Allowed() || d.Evidence.Session == nil || !d.Evidence.Session.Established || !d.Evidence.MeasurementsSignatureVerified {
+		t.Fatalf("good: %+v session %+v", d.Verdict, d.Evidence.Session)
+	}
+	if d := ds[1]; d.Allowed() || !hasCode(d.Verdict, policy.CodeSessionRequired) {
+		t.Fatalf("bad session: %+v", d.Verdict)
 	}
 }
