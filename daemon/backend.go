@@ -920,7 +920,7 @@ func (b *GateBackend) TDISPState(ctx context.Context, req TDIRequest) (*TDIStatu
 func (b *GateBackend) tdiStatus(bdf pci.BDF) (*TDIStatus, error) {
 	for _, h := range b.o.TDIs.Held() {
 		if h.BDF == bdf {
-			return &TDIStatus{BDF: h.BDF, Domain: h.Owner, State: h.State.String(), SessionID: h.SessionID, Since: b.now().UTC()}, nil
+			return &TDIStatus{BDF: h.BDF, Domain: h.Owner, State: h.State.String(), SessionID: h.SessionID, Since: h.Since.UTC()}, nil
 		}
 	}
 	return nil, &APIError{Code: "not-held", Status: 404, Message: fmt.Sprintf("TDI %s is not held by the daemon", bdf)}
@@ -965,8 +965,9 @@ func (b *GateBackend) Status(ctx context.Context) (*Status, error) {
 			if h.Err != nil {
 				state += " (session lost: " + h.Err.Error() + ")"
 			}
-			st.TDIs = append(st.TDIs, TDIStatus{BDF: h.BDF, Domain: h.Owner, State: state, SessionID: h.SessionID})
-			st.Sessions = append(st.Sessions, SessionStatus{BDF: h.BDF, SessionID: h.SessionID, Heartbeats: h.Heartbeats, KeyUpdates: h.KeyUpdates})
+			st.TDIs = append(st.TDIs, TDIStatus{BDF: h.BDF, Domain: h.Owner, State: state, SessionID: h.SessionID, Since: h.Since.UTC()})
+			st.Sessions = append(st.Sessions, SessionStatus{BDF: h.BDF, SessionID: h.SessionID, Heartbeats: h.Heartbeats, KeyUpdates: h.KeyUpdates,
+				Since: h.Since.UTC()})
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(b.st.Domains)) {

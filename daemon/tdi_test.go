@@ -116,7 +116,8 @@ func TestBackendPrepareLocksTDI(t *testing.T) {
 	}
 	status, err := b.Status(ctx)
 	must(t, err)
-	if len(status.TDIs) != 1 || status.TDIs[0].Domain != "vm1" || status.TDIs[0].State != "CONFIG_LOCKED" || len(status.Sessions) != 1 {
+	if len(status.TDIs) != 1 || status.TDIs[0].Domain != "vm1" || status.TDIs[0].State != "CONFIG_LOCKED" || len(status.Sessions) != 1 ||
+		status.TDIs[0].Since.IsZero() || !status.Sessions[0].Since.Equal(status.TDIs[0].Since) {
 		t.Fatalf("status %+v %+v", status.TDIs, status.Sessions)
 	}
 	if lockFree(t, lockDir, good) {

@@ -62,7 +62,8 @@ type Held struct {
 	SessionID  uint32
 	Heartbeats int
 	KeyUpdates int
-	Err        error // the session died
+	Err        error     // the session died
+	Since      time.Time // when it was locked
 }
 
 // Broker is the long-lived owner of TDIs and their secure sessions (one
@@ -94,6 +95,7 @@ type owned struct {
 	err     error
 	stop    chan struct{}
 	lastKU  time.Time
+	since   time.Time // locked at
 }
 
 // Errors of the Broker.
@@ -225,7 +227,7 @@ func (b *Broker) lock(ctx context.Context, bdf pci.BDF, owner string, p LockPara
 	if err != nil {
 		return fail(err, false)
 	}
-	o.nonce = nonce
+	o.nonce, o.since = nonce, time.Now()
 	if err := b.record(o, StateConfigLocked); err != nil {
 		return fail(err, true)
 	}
@@ -337,7 +339,8 @@ func (b *Broker) Held() []Held {
 		o.mu.Lock()
 		if o.client != nil {
 			st, _ := o.client.Tracked()
-			out = append(out, Held{BDF: o.bdf, Owner: o.owner, State: st, SessionID: o.sess.Info().ID, Heartbeats: o.hb, KeyUpdates: o.ku, Err: o.err})
+			out = append(out, Held{BDF: o.bdf, Owner: o.owner, State: st, SessionID: o.sess.Info().ID, Heartbeats: o.hb, KeyUpdates: o.ku,
+				Err: o.err, Since: o.since})
 		}
 		o.mu.Unlock()
 	}
