@@ -171,10 +171,15 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		m.syncs = nil
 		m.syncMu.Unlock()
 	}()
-	stop := context.AfterFunc(ctx, func() { rd.Close() })
-	defer stop()
+	// The reader is used and closed by this goroutine only: closing it from
+	// another (on ctx) raced with AvailableBytes/SetDeadline on the closed
+	// ring (a nil dereference inside ringbuf, seen once in test/vm). Every
+	// read ends within readPoll, so ctx is checked here instead.
 	var rec ringbuf.Record
 	for {
+		if ctx.Err() != nil {
+			return nil
+		}
 		m.syncMu.Lock()
 		pending := len(m.syncs) > 0
 		m.syncMu.Unlock()

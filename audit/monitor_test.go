@@ -186,3 +186,49 @@ func TestWatcherSync(t *testing.T) {
 		}
 	}
 }
+
+// TestRunStopsOnCancel: Run returns nil soon after its context ends, with
+// Syncs (each wakes Run to drain the ring) racing the end, again and again.
+// Run closes its ring-buffer reader itself: closing it from the cancel
+// callback crashed inside ringbuf (AvailableBytes on the closed ring) in
+// one test/vm run. Needs BPF only (no probes attached).
+func TestRunStopsOnCancel(t *testing.T) {
+	testutil.Require(t, testutil.BPF)
+	m, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx, func(*Access) {}) }()
+		stop := make(chan struct{})
+		syncing := make(chan struct{})
+		go func() {
+			defer close(syncing)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+				_ = m.Sync(sctx) // nil, or "not running"/"ended": never a hang or a crash
+				scancel()
+			}
+		}()
+		time.Sleep(time.Duration(i%5) * 100 * time.Microsecond)
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: Run: %v", i, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("round %d: Run did not return within 2 s of cancel", i)
+		}
+		close(stop)
+		<-syncing
+	}
+}
