@@ -1,0 +1,570 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The libvirt-* scenarios (issue 7: a real libvirtd runs the hooks for a
+// managed='yes' hostdev on a real detachable PCI function). test/vm/run
+// appends the host's Debian libvirtd, virsh, libvirt's qemu driver and
+// qemu-system-x86_64 (with their libraries and a minimal /etc/libvirt) to the
+// initramfs of the normal boot. In the guest the real `vfio-gate daemon`
+// (policy: deny-unattested everywhere) answers the installed hook; libvirtd
+// starts a tiny type='qemu' domain whose only device is the e1000e as a
+// managed='yes' hostdev. libvirt moves it to vfio-pci between prepare and
+// start; the daemon defers it at prepare and denies it (no-cma) at start
+// begin; libvirt aborts the start, gives the function back to e1000e and
+// calls release end.
+//
+// Every libvirt-* scenario brings the stack up (once) and starts the domain
+// (once) if an earlier one has not, so any subset can be selected; the stack
+// is stopped by the harness's cleanups after the last scenario.
+
+const (
+	lvDomain     = "vfio-gate-e1000e"
+	lvDir        = "/etc/libvirt"
+	lvSock       = "/run/libvirt/libvirt-sock"
+	lvURI        = "qemu:///system"
+	lvState      = "/tmp/vfio-gate-libvirt"
+	lvDaemonSock = "/run/vfio-gate/daemon.sock"
+	lvTrace      = "/tmp/libvirt-hook-trace"
+	lvdOut       = "/tmp/libvirtd.out"
+	lvdLog       = "/var/log/libvirt/libvirtd.log"
+	lvDaemonLog  = "/tmp/vfio-gate-daemon.log"
+	lvPolicy     = policyDir + "/policy-libvirt.yaml"
+)
+
+// lvPolicyText: no function is allowed without CMA, confidential or not.
+const lvPolicyText = `version: 1
+mode: enforce
+defaults:
+  confidential: deny-unattested
+  non_confidential: deny-unattested
+rules: []
+`
+
+// lvTraceHook is a second qemu.d drop-in that runs before vfio-gate's (libvirt
+// runs drop-ins in alphabetical order): it records each hook call with the
+// driver the e1000e is bound to at that moment. %s is the function's BDF.
+const lvTraceHook = `#!/bin/sh
+cat >/dev/null
+d=$(readlink /sys/bus/pci/devices/%s/driver)
+echo "$2 $3 ${d##*/}" >>` + lvTrace + `
+exit 0
+`
+
+// lvDomainXML: the smallest type='qemu' domain libvirt starts, with the NIC as
+// a managed='yes' PCI hostdev. %s are domain, bus, slot, function.
+const lvDomainXML = `<domain type='qemu'>
+  <name>` + lvDomain + `</name>
+  <memory unit='MiB'>32</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <source><address domain='0x%s' bus='0x%s' slot='0x%s' function='0x%s'/></source>
+    </hostdev>
+  </devices>
+</domain>
+`
+
+// libvirtStack is the state the libvirt-* scenarios share.
+type libvirtStack struct {
+	upErr    error // why the stack did not come up
+	nic      *pciFunc
+	libvirtd *exec.Cmd
+	lvdDone  chan error
+	daemon   *exec.Cmd
+	dmnDone  chan error
+	timings  string
+
+	started  bool   // virsh start ran
+	startOut string // its combined output
+	startErr error  // its error (nil: the domain started)
+	startDur time.Duration
+}
+
+// lvUp brings up the daemon, the hooks and libvirtd and defines the domain,
+// once.
+func (h *Harness) lvUp(ctx context.Context) (*libvirtStack, error) {
+	if h.lv != nil {
+		return h.lv, h.lv.upErr
+	}
+	s := &libvirtStack{}
+	h.lv = s
+	h.cleanups = append(h.cleanups, func() { s.stop(h) })
+	s.upErr = s.up(ctx, h)
+	return s, s.upErr
+}
+
+func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
+	for _, f := range []string{"/usr/sbin/libvirtd", "/usr/bin/virsh", "/usr/bin/qemu-system-x86_64"} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s is not in the initramfs (test/vm/run packs the libvirt bundle): %w", f, err)
+		}
+	}
+	if !h.has(ctx, "install-hook") || !h.has(ctx, "daemon") || !h.has(ctx, "status") {
+		return errors.New("this vfio-gate has no install-hook, daemon or status command")
+	}
+	nic, err := h.findOne("e1000e endpoint", isNIC)
+	if err != nil {
+		return err
+	}
+	s.nic = nic
+	if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 10*time.Second); err != nil {
+		return err
+	}
+	// The policy and a fresh state directory of this daemon.
+	if err := os.MkdirAll(policyDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(lvPolicy, []byte(lvPolicyText), 0o600); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(lvState, 0o700); err != nil {
+		return err
+	}
+	// Hooks first: libvirtd reads them when it starts.
+	out, errOut, code := h.run(ctx, "install-hook", "--libvirt-dir", lvDir, "--binary", h.VfioGate, "--daemon-socket", lvDaemonSock)
+	if code != 0 {
+		return fmt.Errorf("install-hook: exit %d: %s %s", code, out, errOut)
+	}
+	dropIn := filepath.Join(lvDir, "hooks/qemu.d/vfio-gate")
+	if st, err := os.Stat(dropIn); err != nil || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("install-hook did not leave an executable %s: %v", dropIn, err)
+	}
+	if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/00-trace"), []byte(fmt.Sprintf(lvTraceHook, nic.BDF)), 0o755); err != nil {
+		return err
+	}
+
+	t0 := time.Now()
+	lvd, err := os.Create(lvdOut)
+	if err != nil {
+		return err
+	}
+	s.libvirtd = exec.Command("/usr/sbin/libvirtd")
+	s.libvirtd.Stdout, s.libvirtd.Stderr = lvd, lvd
+	s.libvirtd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C"}
+	if err := s.libvirtd.Start(); err != nil {
+		lvd.Close()
+		return fmt.Errorf("start libvirtd: %w", err)
+	}
+	lvd.Close()
+	s.lvdDone = make(chan error, 1)
+	go func() { s.lvdDone <- s.libvirtd.Wait() }()
+	if err := s.waitSock(ctx, lvSock, s.lvdDone, "libvirtd", 60*time.Second); err != nil {
+		return err
+	}
+	tSock := time.Since(t0)
+	// The qemu driver probes QEMU's capabilities before it answers; this
+	// waits for it.
+	if out, err := virsh(ctx, "domcapabilities", "--virttype", "qemu"); err != nil || !strings.Contains(out, "vfio") {
+		return fmt.Errorf("virsh domcapabilities (QEMU probe): %v: %s", err, clip(out, 300))
+	}
+	tCaps := time.Since(t0)
+
+	dl, err := os.Create(lvDaemonLog)
+	if err != nil {
+		return err
+	}
+	s.daemon = exec.Command(h.VfioGate, "daemon", "--policy", lvPolicy, "--tpm", filepath.Join(h.Dev, "tpmrm0"),
+		"--state-dir", lvState, "--daemon-socket", lvDaemonSock, "--libvirt-socket", lvSock, "--libvirt-uri", lvURI,
+		"--log-level", "debug")
+	s.daemon.Stdout, s.daemon.Stderr = dl, dl
+	if err := s.daemon.Start(); err != nil {
+		dl.Close()
+		return fmt.Errorf("start vfio-gate daemon: %w", err)
+	}
+	dl.Close()
+	s.dmnDone = make(chan error, 1)
+	go func() { s.dmnDone <- s.daemon.Wait() }()
+	if err := s.waitSock(ctx, lvDaemonSock, s.dmnDone, "vfio-gate daemon", 30*time.Second); err != nil {
+		return err
+	}
+	if _, err := h.lvStatus(ctx); err != nil {
+		return err
+	}
+
+	b, err := parseBDF(nic.BDF)
+	if err != nil {
+		return err
+	}
+	xml := filepath.Join(h.State, "..", "libvirt-domain.xml")
+	if err := os.WriteFile(xml, []byte(fmt.Sprintf(lvDomainXML, b[0], b[1], b[2], b[3])), 0o644); err != nil {
+		return err
+	}
+	if out, err := virsh(ctx, "define", xml); err != nil {
+		return fmt.Errorf("virsh define: %v: %s", err, out)
+	}
+	s.timings = fmt.Sprintf("libvirtd socket after %.1f s, QEMU capabilities probed after %.1f s", tSock.Seconds(), tCaps.Seconds())
+	return nil
+}
+
+// waitSock waits until a unix socket accepts a connection, or the process
+// exits.
+func (s *libvirtStack) waitSock(ctx context.Context, path string, done chan error, what string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case err := <-done:
+			done <- err
+			return fmt.Errorf("%s exited before it listened on %s: %v", what, path, err)
+		case <-ctx.Done():
+			return fmt.Errorf("%s: no %s: %w", what, path, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not listen on %s within %v", what, path, limit)
+		}
+	}
+}
+
+// stop ends the daemon and libvirtd (SIGTERM, then SIGKILL).
+func (s *libvirtStack) stop(h *Harness) {
+	for _, p := range []struct {
+		c    *exec.Cmd
+		done chan error
+		name string
+	}{{s.daemon, s.dmnDone, "vfio-gate daemon"}, {s.libvirtd, s.lvdDone, "libvirtd"}} {
+		if p.c == nil || p.c.Process == nil {
+			continue
+		}
+		_ = p.c.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-p.done:
+			fmt.Fprintf(h.Log, "vmguest: %s stopped: %v\n", p.name, err)
+		case <-time.After(15 * time.Second):
+			_ = p.c.Process.Kill()
+			fmt.Fprintf(h.Log, "vmguest: %s killed after 15 s\n", p.name)
+		}
+	}
+}
+
+// lvStarted runs `virsh start` of the domain once.
+func (h *Harness) lvStarted(ctx context.Context) (*libvirtStack, error) {
+	s, err := h.lvUp(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt stack not up: %w", err)
+	}
+	if !s.started {
+		s.started = true
+		t := time.Now()
+		s.startOut, s.startErr = virsh(ctx, "start", lvDomain)
+		s.startDur = time.Since(t)
+		fmt.Fprintf(h.Log, "vmguest: virsh start %s (%v): %v\n%s\n", lvDomain, s.startDur.Round(time.Millisecond), s.startErr, s.startOut)
+	}
+	return s, nil
+}
+
+func virsh(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "/usr/bin/virsh", append([]string{"-c", lvURI}, args...)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C"}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// lvStatusJSON is the part of `vfio-gate status --json` these scenarios read.
+type lvStatusJSON struct {
+	Domains   map[string][]string `json:"domains"`
+	Decisions []struct {
+		BDF      string `json:"bdf"`
+		Decision string `json:"decision"`
+		Reasons  []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"reasons"`
+	} `json:"last_decisions"`
+	Released []struct {
+		Domain   string   `json:"domain"`
+		BDFs     []string `json:"bdfs"`
+		Deferred []string `json:"deferred"`
+		Recorded bool     `json:"recorded"`
+		Errors   []string `json:"errors"`
+	} `json:"released"`
+	Raw string `json:"-"`
+}
+
+func (h *Harness) lvStatus(ctx context.Context) (*lvStatusJSON, error) {
+	out, errOut, code := h.run(ctx, "status", "--json", "--daemon-socket", lvDaemonSock)
+	if code != 0 {
+		return nil, fmt.Errorf("vfio-gate status --json: exit %d: %s %s", code, out, errOut)
+	}
+	var st lvStatusJSON
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, fmt.Errorf("status --json: %w: %q", err, clip(out, 300))
+	}
+	st.Raw = out
+	return &st, nil
+}
+
+// lvTraceLines returns the hook calls the trace drop-in saw: "OP SUBOP DRIVER".
+func lvTraceLines() []string {
+	b, _ := os.ReadFile(lvTrace)
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
+}
+
+// parseBDF splits DDDD:BB:SS.F.
+func parseBDF(bdf string) ([4]string, error) {
+	var d, b, s, f string
+	if i := strings.IndexByte(bdf, '.'); i > 0 {
+		f = bdf[i+1:]
+		parts := strings.Split(bdf[:i], ":")
+		if len(parts) == 3 {
+			d, b, s = parts[0], parts[1], parts[2]
+			return [4]string{d, b, s, f}, nil
+		}
+	}
+	return [4]string{}, fmt.Errorf("bad BDF %q", bdf)
+}
+
+func clip(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// lvDiag is what a failing libvirt-* scenario appends: the tails of
+// libvirtd's and the daemon's logs (also dumped in full by lvDump).
+func lvDiag() string {
+	tail := func(p string) string {
+		b, _ := os.ReadFile(p)
+		s := strings.TrimSpace(string(b))
+		if len(s) > 200 {
+			s = "..." + s[len(s)-200:]
+		}
+		return s
+	}
+	return fmt.Sprintf(" [libvirtd: %s | %s] [daemon: %s]", tail(lvdOut), tail(lvdLog), tail(lvDaemonLog))
+}
+
+// libvirtUp (issue 7): libvirtd, virsh and QEMU from the host's Debian
+// packages run in the guest; the vfio-gate hook is installed before libvirtd
+// starts; the vfio-gate daemon answers on its socket; the domain is defined.
+func libvirtUp(ctx context.Context, h *Harness) Result {
+	s, err := h.lvUp(ctx)
+	if err != nil {
+		return failf("%v%s", err, lvDiag())
+	}
+	out, err := virsh(ctx, "version")
+	if err != nil {
+		return failf("virsh version: %v: %s", err, out)
+	}
+	return passf("%s; domain %s defined with %s managed='yes'; %s", strings.Join(strings.Fields(out), " "), lvDomain, s.nic.BDF, s.timings)
+}
+
+// libvirtStartDenied (issue 7): `virsh start` fails and libvirt shows the
+// hook's deny line for the e1000e: no CMA, denied by deny-unattested.
+func libvirtStartDenied(ctx context.Context, h *Harness) Result {
+	s, err := h.lvStarted(ctx)
+	if err != nil {
+		return failf("%v%s", err, lvDiag())
+	}
+	if s.startErr == nil {
+		return failf("virsh start %s succeeded; the hook should have denied it: %s", lvDomain, s.startOut)
+	}
+	want := "vfio-gate: DENY " + s.nic.BDF + " no-cma"
+	if !strings.Contains(s.startOut, "Hook script execution failed") || !strings.Contains(s.startOut, want) {
+		return failf("virsh start failed (%v), but without %q from the hook: %s%s", s.startErr, want, s.startOut, lvDiag())
+	}
+	line := s.startOut[strings.Index(s.startOut, want):]
+	return passf("virsh start failed after %.1f s: ...%s", s.startDur.Seconds(), firstLine(line))
+}
+
+// libvirtPrepareDeferred (issue 7): at prepare begin the e1000e was still on
+// e1000e (trace hook) and the daemon answered "deferred" (status decisions),
+// recording nothing in the TPM for it then.
+func libvirtPrepareDeferred(ctx context.Context, h *Harness) Result {
+	s, err := h.lvStarted(ctx)
+	if err != nil {
+		return failf("%v%s", err, lvDiag())
+	}
+	trace := lvTraceLines()
+	i := slices.Index(trace, "prepare begin e1000e")
+	if i < 0 {
+		return failf("the trace hook saw no \"prepare begin e1000e\": %q", trace)
+	}
+	st, err := h.lvStatus(ctx)
+	if err != nil {
+		return failf("%v", err)
+	}
+	for _, d := range st.Decisions {
+		if d.BDF != s.nic.BDF {
+			continue
+		}
+		// The first decision on the function must be the prepare's deferral.
+		if d.Decision != "deferred" || len(d.Reasons) != 1 || d.Reasons[0].Code != "deferred" || !strings.Contains(d.Reasons[0].Message, "e1000e") {
+			return failf("first daemon decision on %s is %+v, want deferred naming e1000e; status: %s", s.nic.BDF, d, clip(st.Raw, 300))
+		}
+		return passf("trace %q; daemon at prepare: %s %s: %s", trace[i], d.Decision, d.Reasons[0].Code, d.Reasons[0].Message)
+	}
+	return failf("the daemon made no decision on %s: %s%s", s.nic.BDF, clip(st.Raw, 300), lvDiag())
+}
+
+// libvirtStartDecided (issue 7): at start begin libvirt had moved the
+// function to vfio-pci (trace hook), and that is when the daemon decided:
+// deny no-cma (not mailbox-owned, which it would be on a host driver),
+// the only verdict on the function in the daemon's TPM event log, which
+// `log verify` replays against the TPM.
+func libvirtStartDecided(ctx context.Context, h *Harness) Result {
+	s, err := h.lvStarted(ctx)
+	if err != nil {
+		return failf("%v%s", err, lvDiag())
+	}
+	trace := lvTraceLines()
+	i := slices.Index(trace, "start begin vfio-pci")
+	if i < 0 {
+		return failf("the trace hook saw no \"start begin vfio-pci\": %q", trace)
+	}
+	st, err := h.lvStatus(ctx)
+	if err != nil {
+		return failf("%v", err)
+	}
+	var seq []string
+	for _, d := range st.Decisions {
+		if d.BDF == s.nic.BDF {
+			codes := []string{}
+			for _, r := range d.Reasons {
+				codes = append(codes, r.Code)
+			}
+			seq = append(seq, d.Decision+"("+strings.Join(codes, ",")+")")
+		}
+	}
+	if !slices.Equal(seq, []string{"deferred(deferred)", "deny(no-cma)"}) {
+		return failf("daemon decisions on %s: %v, want [deferred(deferred) deny(no-cma)]", s.nic.BDF, seq)
+	}
+	// The TPM event log: one verdict on the function, the deny.
+	out, errOut, code := h.run(ctx, "log", "show", "--json", "--state-dir", lvState)
+	if code != 0 {
+		return failf("log show --json: exit %d: %s", code, errOut)
+	}
+	var doc any
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return failf("log show --json: %v", err)
+	}
+	var verdicts []string
+	walkJSON(doc, func(m map[string]any) {
+		if m["bdf"] == s.nic.BDF {
+			if v, ok := m["verdict"].(string); ok {
+				verdicts = append(verdicts, fmt.Sprintf("%s%v", v, m["reasons"]))
+			}
+		}
+	})
+	if len(verdicts) != 1 || !strings.HasPrefix(verdicts[0], "deny") || !strings.Contains(verdicts[0], "no-cma") {
+		return failf("TPM event log verdicts on %s: %v, want exactly one deny with no-cma: %s", s.nic.BDF, verdicts, clip(out, 300))
+	}
+	vout, verr, vcode := h.run(ctx, "log", "verify", "--state-dir", lvState, "--tpm", filepath.Join(h.Dev, "tpmrm0"))
+	if vcode != 0 {
+		return failf("log verify of the daemon's event log: exit %d: %s %s", vcode, vout, verr)
+	}
+	return passf("trace %q; daemon decisions %v; TPM event log: one verdict %s, log verify ok", trace[i], seq, verdicts[0])
+}
+
+// walkJSON calls f on every object in v.
+func walkJSON(v any, f func(map[string]any)) {
+	switch t := v.(type) {
+	case map[string]any:
+		f(t)
+		for _, c := range t {
+			walkJSON(c, f)
+		}
+	case []any:
+		for _, c := range t {
+			walkJSON(c, f)
+		}
+	}
+}
+
+// libvirtHostDriverBack (issue 7): after the aborted start libvirt gave the
+// function back to its host driver, and the domain is not running.
+func libvirtHostDriverBack(ctx context.Context, h *Harness) Result {
+	s, err := h.lvStarted(ctx)
+	if err != nil {
+		return failf("%v%s", err, lvDiag())
+	}
+	drv, err := h.waitDriver(ctx, s.nic.BDF, "e1000e", 15*time.Second)
+	if err != nil {
+		return failf("after the aborted start: %v", err)
+	}
+	out, err := virsh(ctx, "domstate", lvDomain)
+	if err != nil || strings.TrimSpace(out) != "shut off" {
+		return failf("virsh domstate %s: %v: %q, want \"shut off\"", lvDomain, err, out)
+	}
+	return passf("%s back on %s, domain %s", s.nic.BDF, drv, strings.TrimSpace(out))
+}
+
+// libvirtReleaseEnd (issue 7): libvirt called release end after the aborted
+// start (trace hook), it reached the daemon (status: released lists the
+// domain and the function) and the daemon holds nothing for the domain.
+func libvirtReleaseEnd(ctx context.Context, h *Harness) Result {
+	_, err := h.lvStarted(ctx)
+	if err != nil {
+		return failf("%v%s", err, lvDiag())
+	}
+	var st *lvStatusJSON
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		st, err = h.lvStatus(ctx)
+		if err != nil {
+			return failf("%v", err)
+		}
+		if len(st.Released) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	trace := lvTraceLines()
+	if !slices.ContainsFunc(trace, func(l string) bool { return strings.HasPrefix(l, "release end ") }) {
+		return failf("the trace hook saw no \"release end\": %q", trace)
+	}
+	for _, r := range st.Released {
+		if r.Domain != lvDomain {
+			continue
+		}
+		if len(r.Errors) > 0 {
+			return failf("release of %s had errors: %v", lvDomain, r.Errors)
+		}
+		if _, held := st.Domains[lvDomain]; held {
+			return failf("the daemon still holds %s after its release: %v", lvDomain, st.Domains)
+		}
+		return passf("trace %q; daemon released %s: bdfs %v deferred %v recorded %v", trace, r.Domain, r.BDFs, r.Deferred, r.Recorded)
+	}
+	return failf("status released %+v does not list %s%s", st.Released, lvDomain, lvDiag())
+}
+
+// lvDump prints the logs of the libvirt stack after the run (on the serial
+// console, after the RESULT lines), for debugging.
+func (h *Harness) lvDump() {
+	if h.lv == nil {
+		return
+	}
+	for _, p := range []string{lvTrace, lvdOut, lvdLog, lvDaemonLog, "/var/log/libvirt/qemu/" + lvDomain + ".log"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if len(s) > 8000 {
+			s = "...\n" + s[len(s)-8000:]
+		}
+		fmt.Fprintf(h.Log, "----- %s -----\n%s\n", p, s)
+	}
+}
