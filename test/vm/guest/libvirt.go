@@ -34,7 +34,8 @@ import (
 // is stopped by the harness's cleanups after the last scenario.
 
 const (
-	lvDomain     = "vfio-gate-e1000e"
+	lvDomain     = "vfio-gate-e1000e" // the e1000e as a managed='yes' hostdev
+	lvDomainCXL  = "vfio-gate-cxl"    // the CXL type-3 function (DOE, no CMA) as a managed='yes' hostdev
 	lvDir        = "/etc/libvirt"
 	lvSock       = "/run/libvirt/libvirt-sock"
 	lvURI        = "qemu:///system"
@@ -58,18 +59,24 @@ rules: []
 
 // lvTraceHook is a second qemu.d drop-in that runs before vfio-gate's (libvirt
 // runs drop-ins in alphabetical order): it records each hook call with the
-// driver the e1000e is bound to at that moment. %s is the function's BDF.
+// driver the domain's hostdev is bound to at that moment. The %s are the
+// BDFs of the e1000e and of the CXL function.
 const lvTraceHook = `#!/bin/sh
 cat >/dev/null
-d=$(readlink /sys/bus/pci/devices/%s/driver)
-echo "$2 $3 ${d##*/}" >>` + lvTrace + `
+case $1 in
+` + lvDomain + `) bdf=%s ;;
+` + lvDomainCXL + `) bdf=%s ;;
+*) exit 0 ;;
+esac
+d=$(readlink /sys/bus/pci/devices/$bdf/driver)
+echo "$1 $2 $3 ${d##*/}" >>` + lvTrace + `
 exit 0
 `
 
 // lvDomainXML: the smallest type='qemu' domain libvirt starts, with the NIC as
 // a managed='yes' PCI hostdev. %s are domain, bus, slot, function.
 const lvDomainXML = `<domain type='qemu'>
-  <name>` + lvDomain + `</name>
+  <name>%s</name>
   <memory unit='MiB'>32</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64'>hvm</type></os>
@@ -85,12 +92,19 @@ const lvDomainXML = `<domain type='qemu'>
 // libvirtStack is the state the libvirt-* scenarios share.
 type libvirtStack struct {
 	upErr    error // why the stack did not come up
-	nic      *pciFunc
 	libvirtd *exec.Cmd
 	lvdDone  chan error
 	daemon   *exec.Cmd
 	dmnDone  chan error
 	timings  string
+	doms     map[string]*lvDom
+}
+
+// lvDom is one defined domain and its one hostdev.
+type lvDom struct {
+	name    string
+	fn      *pciFunc
+	hostDrv string // the driver libvirt moves it from and back to
 
 	started  bool   // virsh start ran
 	startOut string // its combined output
@@ -124,9 +138,26 @@ func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
 	if err != nil {
 		return err
 	}
-	s.nic = nic
 	if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 10*time.Second); err != nil {
 		return err
+	}
+	// Earlier scenarios leave the CXL function unbound; libvirt must find
+	// it on cxl_pci (a function on no driver is checked at prepare).
+	cxl, _, err := h.cxlDOE()
+	if err != nil {
+		return err
+	}
+	if cxl.Driver != "cxl_pci" {
+		if err := h.bindOverride(ctx, cxl.BDF, ""); err != nil {
+			return err
+		}
+	}
+	if _, err := h.waitDriver(ctx, cxl.BDF, "cxl_pci", 10*time.Second); err != nil {
+		return fmt.Errorf("binding the CXL function back to cxl_pci: %w", err)
+	}
+	s.doms = map[string]*lvDom{
+		lvDomain:    {name: lvDomain, fn: nic, hostDrv: "e1000e"},
+		lvDomainCXL: {name: lvDomainCXL, fn: cxl, hostDrv: "cxl_pci"},
 	}
 	// The policy and a fresh state directory of this daemon.
 	if err := os.MkdirAll(policyDir, 0o700); err != nil {
@@ -147,7 +178,7 @@ func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
 	if st, err := os.Stat(dropIn); err != nil || st.Mode()&0o111 == 0 {
 		return fmt.Errorf("install-hook did not leave an executable %s: %v", dropIn, err)
 	}
-	if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/00-trace"), []byte(fmt.Sprintf(lvTraceHook, nic.BDF)), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/00-trace"), []byte(fmt.Sprintf(lvTraceHook, nic.BDF, cxl.BDF)), 0o755); err != nil {
 		return err
 	}
 
@@ -199,16 +230,18 @@ func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
 		return err
 	}
 
-	b, err := parseBDF(nic.BDF)
-	if err != nil {
-		return err
-	}
-	xml := filepath.Join(h.State, "..", "libvirt-domain.xml")
-	if err := os.WriteFile(xml, []byte(fmt.Sprintf(lvDomainXML, b[0], b[1], b[2], b[3])), 0o644); err != nil {
-		return err
-	}
-	if out, err := virsh(ctx, "define", xml); err != nil {
-		return fmt.Errorf("virsh define: %v: %s", err, out)
+	for _, d := range s.doms {
+		b, err := parseBDF(d.fn.BDF)
+		if err != nil {
+			return err
+		}
+		xml := filepath.Join("/tmp", d.name+".xml")
+		if err := os.WriteFile(xml, []byte(fmt.Sprintf(lvDomainXML, d.name, b[0], b[1], b[2], b[3])), 0o644); err != nil {
+			return err
+		}
+		if out, err := virsh(ctx, "define", xml); err != nil {
+			return fmt.Errorf("virsh define %s: %v: %s", d.name, err, out)
+		}
 	}
 	s.timings = fmt.Sprintf("libvirtd socket after %.1f s, QEMU capabilities probed after %.1f s", tSock.Seconds(), tCaps.Seconds())
 	return nil
@@ -259,19 +292,20 @@ func (s *libvirtStack) stop(h *Harness) {
 }
 
 // lvStarted runs `virsh start` of the domain once.
-func (h *Harness) lvStarted(ctx context.Context) (*libvirtStack, error) {
+func (h *Harness) lvStarted(ctx context.Context, name string) (*lvDom, error) {
 	s, err := h.lvUp(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("libvirt stack not up: %w", err)
 	}
-	if !s.started {
-		s.started = true
+	d := s.doms[name]
+	if !d.started {
+		d.started = true
 		t := time.Now()
-		s.startOut, s.startErr = virsh(ctx, "start", lvDomain)
-		s.startDur = time.Since(t)
-		fmt.Fprintf(h.Log, "vmguest: virsh start %s (%v): %v\n%s\n", lvDomain, s.startDur.Round(time.Millisecond), s.startErr, s.startOut)
+		d.startOut, d.startErr = virsh(ctx, "start", name)
+		d.startDur = time.Since(t)
+		fmt.Fprintf(h.Log, "vmguest: virsh start %s (%v): %v\n%s\n", name, d.startDur.Round(time.Millisecond), d.startErr, d.startOut)
 	}
-	return s, nil
+	return d, nil
 }
 
 func virsh(ctx context.Context, args ...string) (string, error) {
@@ -292,14 +326,17 @@ type lvStatusJSON struct {
 			Message string `json:"message"`
 		} `json:"reasons"`
 	} `json:"last_decisions"`
-	Released []struct {
-		Domain   string   `json:"domain"`
-		BDFs     []string `json:"bdfs"`
-		Deferred []string `json:"deferred"`
-		Recorded bool     `json:"recorded"`
-		Errors   []string `json:"errors"`
-	} `json:"released"`
-	Raw string `json:"-"`
+	Released []lvRelease `json:"released"`
+	Raw      string      `json:"-"`
+}
+
+// lvRelease is one entry of status's released.
+type lvRelease struct {
+	Domain   string   `json:"domain"`
+	BDFs     []string `json:"bdfs"`
+	Deferred []string `json:"deferred"`
+	Recorded bool     `json:"recorded"`
+	Errors   []string `json:"errors"`
 }
 
 func (h *Harness) lvStatus(ctx context.Context) (*lvStatusJSON, error) {
@@ -315,10 +352,17 @@ func (h *Harness) lvStatus(ctx context.Context) (*lvStatusJSON, error) {
 	return &st, nil
 }
 
-// lvTraceLines returns the hook calls the trace drop-in saw: "OP SUBOP DRIVER".
-func lvTraceLines() []string {
+// lvTraceLines returns the hook calls for domain the trace drop-in saw:
+// "OP SUBOP DRIVER".
+func lvTraceLines(domain string) []string {
 	b, _ := os.ReadFile(lvTrace)
-	return strings.Split(strings.TrimSpace(string(b)), "\n")
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if rest, ok := strings.CutPrefix(l, domain+" "); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
 }
 
 // parseBDF splits DDDD:BB:SS.F.
@@ -369,114 +413,120 @@ func libvirtUp(ctx context.Context, h *Harness) Result {
 	if err != nil {
 		return failf("virsh version: %v: %s", err, out)
 	}
-	return passf("%s; domain %s defined with %s managed='yes'; %s", strings.Join(strings.Fields(out), " "), lvDomain, s.nic.BDF, s.timings)
+	return passf("%s; domains %s (%s) and %s (%s) defined, each with its function as a managed='yes' hostdev; %s", strings.Join(strings.Fields(out), " "),
+		lvDomain, s.doms[lvDomain].fn.BDF, lvDomainCXL, s.doms[lvDomainCXL].fn.BDF, s.timings)
 }
 
-// libvirtStartDenied (issue 7): `virsh start` fails and libvirt shows the
-// hook's deny line for the e1000e: no CMA, denied by deny-unattested.
-func libvirtStartDenied(ctx context.Context, h *Harness) Result {
-	s, err := h.lvStarted(ctx)
-	if err != nil {
-		return failf("%v%s", err, lvDiag())
-	}
-	if s.startErr == nil {
-		return failf("virsh start %s succeeded; the hook should have denied it: %s", lvDomain, s.startOut)
-	}
-	want := "vfio-gate: DENY " + s.nic.BDF + " no-cma"
-	if !strings.Contains(s.startOut, "Hook script execution failed") || !strings.Contains(s.startOut, want) {
-		return failf("virsh start failed (%v), but without %q from the hook: %s%s", s.startErr, want, s.startOut, lvDiag())
-	}
-	line := s.startOut[strings.Index(s.startOut, want):]
-	return passf("virsh start failed after %.1f s: ...%s", s.startDur.Seconds(), firstLine(line))
-}
-
-// libvirtPrepareDeferred (issue 7): at prepare begin the e1000e was still on
-// e1000e (trace hook) and the daemon answered "deferred" (status decisions),
-// recording nothing in the TPM for it then.
-func libvirtPrepareDeferred(ctx context.Context, h *Harness) Result {
-	s, err := h.lvStarted(ctx)
-	if err != nil {
-		return failf("%v%s", err, lvDiag())
-	}
-	trace := lvTraceLines()
-	i := slices.Index(trace, "prepare begin e1000e")
-	if i < 0 {
-		return failf("the trace hook saw no \"prepare begin e1000e\": %q", trace)
-	}
-	st, err := h.lvStatus(ctx)
-	if err != nil {
-		return failf("%v", err)
-	}
-	for _, d := range st.Decisions {
-		if d.BDF != s.nic.BDF {
-			continue
+// lvStartDenied (issue 7): `virsh start` fails and libvirt shows the
+// hook's deny line for the domain's hostdev: no CMA, denied by
+// deny-unattested.
+func lvStartDenied(name string) func(context.Context, *Harness) Result {
+	return func(ctx context.Context, h *Harness) Result {
+		d, err := h.lvStarted(ctx, name)
+		if err != nil {
+			return failf("%v%s", err, lvDiag())
 		}
-		// The first decision on the function must be the prepare's deferral.
-		if d.Decision != "deferred" || len(d.Reasons) != 1 || d.Reasons[0].Code != "deferred" || !strings.Contains(d.Reasons[0].Message, "e1000e") {
-			return failf("first daemon decision on %s is %+v, want deferred naming e1000e; status: %s", s.nic.BDF, d, clip(st.Raw, 300))
+		if d.startErr == nil {
+			return failf("virsh start %s succeeded; the hook should have denied it: %s", name, d.startOut)
 		}
-		return passf("trace %q; daemon at prepare: %s %s: %s", trace[i], d.Decision, d.Reasons[0].Code, d.Reasons[0].Message)
+		want := "vfio-gate: DENY " + d.fn.BDF + " no-cma"
+		if !strings.Contains(d.startOut, "Hook script execution failed") || !strings.Contains(d.startOut, want) {
+			return failf("virsh start %s failed (%v), but without %q from the hook: %s%s", name, d.startErr, want, d.startOut, lvDiag())
+		}
+		line := d.startOut[strings.Index(d.startOut, want):]
+		return passf("virsh start %s failed after %.1f s: ...%s", name, d.startDur.Seconds(), firstLine(line))
 	}
-	return failf("the daemon made no decision on %s: %s%s", s.nic.BDF, clip(st.Raw, 300), lvDiag())
 }
 
-// libvirtStartDecided (issue 7): at start begin libvirt had moved the
-// function to vfio-pci (trace hook), and that is when the daemon decided:
-// deny no-cma (not mailbox-owned, which it would be on a host driver),
-// the only verdict on the function in the daemon's TPM event log, which
-// `log verify` replays against the TPM.
-func libvirtStartDecided(ctx context.Context, h *Harness) Result {
-	s, err := h.lvStarted(ctx)
-	if err != nil {
-		return failf("%v%s", err, lvDiag())
-	}
-	trace := lvTraceLines()
-	i := slices.Index(trace, "start begin vfio-pci")
-	if i < 0 {
-		return failf("the trace hook saw no \"start begin vfio-pci\": %q", trace)
-	}
-	st, err := h.lvStatus(ctx)
-	if err != nil {
-		return failf("%v", err)
-	}
-	var seq []string
-	for _, d := range st.Decisions {
-		if d.BDF == s.nic.BDF {
-			codes := []string{}
-			for _, r := range d.Reasons {
-				codes = append(codes, r.Code)
+// lvPrepareDeferred (issue 7): at prepare begin the hostdev was still on its
+// host driver (trace hook) and the daemon answered "deferred" naming that
+// driver (status decisions): its first decision on the function.
+func lvPrepareDeferred(name string) func(context.Context, *Harness) Result {
+	return func(ctx context.Context, h *Harness) Result {
+		d, err := h.lvStarted(ctx, name)
+		if err != nil {
+			return failf("%v%s", err, lvDiag())
+		}
+		trace := lvTraceLines(name)
+		want := "prepare begin " + d.hostDrv
+		if !slices.Contains(trace, want) {
+			return failf("the trace hook saw no %q for %s: %q", want, name, trace)
+		}
+		st, err := h.lvStatus(ctx)
+		if err != nil {
+			return failf("%v", err)
+		}
+		for _, dd := range st.Decisions {
+			if dd.BDF != d.fn.BDF {
+				continue
 			}
-			seq = append(seq, d.Decision+"("+strings.Join(codes, ",")+")")
+			if dd.Decision != "deferred" || len(dd.Reasons) != 1 || dd.Reasons[0].Code != "deferred" || !strings.Contains(dd.Reasons[0].Message, d.hostDrv) {
+				return failf("first daemon decision on %s is %+v, want deferred naming %s; status: %s", d.fn.BDF, dd, d.hostDrv, clip(st.Raw, 300))
+			}
+			return passf("%s: trace %q; daemon at prepare: %s %s: %s", d.fn.BDF, want, dd.Decision, dd.Reasons[0].Code, dd.Reasons[0].Message)
 		}
+		return failf("the daemon made no decision on %s: %s%s", d.fn.BDF, clip(st.Raw, 300), lvDiag())
 	}
-	if !slices.Equal(seq, []string{"deferred(deferred)", "deny(no-cma)"}) {
-		return failf("daemon decisions on %s: %v, want [deferred(deferred) deny(no-cma)]", s.nic.BDF, seq)
-	}
-	// The TPM event log: one verdict on the function, the deny.
-	out, errOut, code := h.run(ctx, "log", "show", "--json", "--state-dir", lvState)
-	if code != 0 {
-		return failf("log show --json: exit %d: %s", code, errOut)
-	}
-	var doc any
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return failf("log show --json: %v", err)
-	}
-	var verdicts []string
-	walkJSON(doc, func(m map[string]any) {
-		if m["bdf"] == s.nic.BDF {
-			if v, ok := m["verdict"].(string); ok {
-				verdicts = append(verdicts, fmt.Sprintf("%s%v", v, m["reasons"]))
+}
+
+// lvStartDecided (issue 7): at start begin libvirt had moved the function to
+// vfio-pci (trace hook), and that is when the daemon decided: deny no-cma
+// (not mailbox-owned, which it would be on a host driver), the only verdict
+// on the function in the daemon's TPM event log, which `log verify` replays
+// against the TPM.
+func lvStartDecided(name string) func(context.Context, *Harness) Result {
+	return func(ctx context.Context, h *Harness) Result {
+		d, err := h.lvStarted(ctx, name)
+		if err != nil {
+			return failf("%v%s", err, lvDiag())
+		}
+		trace := lvTraceLines(name)
+		if !slices.Contains(trace, "start begin vfio-pci") {
+			return failf("the trace hook saw no \"start begin vfio-pci\" for %s: %q", name, trace)
+		}
+		st, err := h.lvStatus(ctx)
+		if err != nil {
+			return failf("%v", err)
+		}
+		var seq []string
+		for _, dd := range st.Decisions {
+			if dd.BDF == d.fn.BDF {
+				codes := []string{}
+				for _, r := range dd.Reasons {
+					codes = append(codes, r.Code)
+				}
+				seq = append(seq, dd.Decision+"("+strings.Join(codes, ",")+")")
 			}
 		}
-	})
-	if len(verdicts) != 1 || !strings.HasPrefix(verdicts[0], "deny") || !strings.Contains(verdicts[0], "no-cma") {
-		return failf("TPM event log verdicts on %s: %v, want exactly one deny with no-cma: %s", s.nic.BDF, verdicts, clip(out, 300))
+		if !slices.Equal(seq, []string{"deferred(deferred)", "deny(no-cma)"}) {
+			return failf("daemon decisions on %s: %v, want [deferred(deferred) deny(no-cma)]", d.fn.BDF, seq)
+		}
+		// The TPM event log: one verdict on the function, the deny.
+		out, errOut, code := h.run(ctx, "log", "show", "--json", "--state-dir", lvState)
+		if code != 0 {
+			return failf("log show --json: exit %d: %s", code, errOut)
+		}
+		var doc any
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			return failf("log show --json: %v", err)
+		}
+		var verdicts []string
+		walkJSON(doc, func(m map[string]any) {
+			if m["bdf"] == d.fn.BDF {
+				if v, ok := m["verdict"].(string); ok {
+					verdicts = append(verdicts, fmt.Sprintf("%s%v", v, m["reasons"]))
+				}
+			}
+		})
+		if len(verdicts) != 1 || !strings.HasPrefix(verdicts[0], "deny") || !strings.Contains(verdicts[0], "no-cma") {
+			return failf("TPM event log verdicts on %s: %v, want exactly one deny with no-cma: %s", d.fn.BDF, verdicts, clip(out, 300))
+		}
+		vout, verr, vcode := h.run(ctx, "log", "verify", "--state-dir", lvState, "--tpm", filepath.Join(h.Dev, "tpmrm0"))
+		if vcode != 0 {
+			return failf("log verify of the daemon's event log: exit %d: %s %s", vcode, vout, verr)
+		}
+		return passf("%s: trace \"start begin vfio-pci\"; daemon decisions %v; TPM event log: one verdict %s, log verify ok", d.fn.BDF, seq, verdicts[0])
 	}
-	vout, verr, vcode := h.run(ctx, "log", "verify", "--state-dir", lvState, "--tpm", filepath.Join(h.Dev, "tpmrm0"))
-	if vcode != 0 {
-		return failf("log verify of the daemon's event log: exit %d: %s %s", vcode, vout, verr)
-	}
-	return passf("trace %q; daemon decisions %v; TPM event log: one verdict %s, log verify ok", trace[i], seq, verdicts[0])
 }
 
 // walkJSON calls f on every object in v.
@@ -494,60 +544,66 @@ func walkJSON(v any, f func(map[string]any)) {
 	}
 }
 
-// libvirtHostDriverBack (issue 7): after the aborted start libvirt gave the
+// lvHostDriverBack (issue 7): after the aborted start libvirt gave the
 // function back to its host driver, and the domain is not running.
-func libvirtHostDriverBack(ctx context.Context, h *Harness) Result {
-	s, err := h.lvStarted(ctx)
-	if err != nil {
-		return failf("%v%s", err, lvDiag())
+func lvHostDriverBack(name string) func(context.Context, *Harness) Result {
+	return func(ctx context.Context, h *Harness) Result {
+		d, err := h.lvStarted(ctx, name)
+		if err != nil {
+			return failf("%v%s", err, lvDiag())
+		}
+		drv, err := h.waitDriver(ctx, d.fn.BDF, d.hostDrv, 15*time.Second)
+		if err != nil {
+			return failf("after the aborted start of %s: %v", name, err)
+		}
+		out, err := virsh(ctx, "domstate", name)
+		if err != nil || strings.TrimSpace(out) != "shut off" {
+			return failf("virsh domstate %s: %v: %q, want \"shut off\"", name, err, out)
+		}
+		return passf("%s back on %s, domain %s %s", d.fn.BDF, drv, name, strings.TrimSpace(out))
 	}
-	drv, err := h.waitDriver(ctx, s.nic.BDF, "e1000e", 15*time.Second)
-	if err != nil {
-		return failf("after the aborted start: %v", err)
-	}
-	out, err := virsh(ctx, "domstate", lvDomain)
-	if err != nil || strings.TrimSpace(out) != "shut off" {
-		return failf("virsh domstate %s: %v: %q, want \"shut off\"", lvDomain, err, out)
-	}
-	return passf("%s back on %s, domain %s", s.nic.BDF, drv, strings.TrimSpace(out))
 }
 
-// libvirtReleaseEnd (issue 7): libvirt called release end after the aborted
+// lvReleaseEnd (issue 7): libvirt called release end after the aborted
 // start (trace hook), it reached the daemon (status: released lists the
-// domain and the function) and the daemon holds nothing for the domain.
-func libvirtReleaseEnd(ctx context.Context, h *Harness) Result {
-	_, err := h.lvStarted(ctx)
-	if err != nil {
-		return failf("%v%s", err, lvDiag())
-	}
-	var st *lvStatusJSON
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		st, err = h.lvStatus(ctx)
-		if err != nil {
-			return failf("%v", err)
+// domain) and the daemon holds nothing for the domain.
+func lvReleaseEnd(name string) func(context.Context, *Harness) Result {
+	return func(ctx context.Context, h *Harness) Result {
+		if _, err := h.lvStarted(ctx, name); err != nil {
+			return failf("%v%s", err, lvDiag())
 		}
-		if len(st.Released) > 0 || time.Now().After(deadline) {
-			break
+		find := func(st *lvStatusJSON) int {
+			return slices.IndexFunc(st.Released, func(r lvRelease) bool { return r.Domain == name })
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	trace := lvTraceLines()
-	if !slices.ContainsFunc(trace, func(l string) bool { return strings.HasPrefix(l, "release end ") }) {
-		return failf("the trace hook saw no \"release end\": %q", trace)
-	}
-	for _, r := range st.Released {
-		if r.Domain != lvDomain {
-			continue
+		var st *lvStatusJSON
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			st, err = h.lvStatus(ctx)
+			if err != nil {
+				return failf("%v", err)
+			}
+			if find(st) >= 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
+		trace := lvTraceLines(name)
+		if !slices.ContainsFunc(trace, func(l string) bool { return strings.HasPrefix(l, "release end ") }) {
+			return failf("the trace hook saw no \"release end\" for %s: %q", name, trace)
+		}
+		i := find(st)
+		if i < 0 {
+			return failf("status released %+v does not list %s%s", st.Released, name, lvDiag())
+		}
+		r := st.Released[i]
 		if len(r.Errors) > 0 {
-			return failf("release of %s had errors: %v", lvDomain, r.Errors)
+			return failf("release of %s had errors: %v", name, r.Errors)
 		}
-		if _, held := st.Domains[lvDomain]; held {
-			return failf("the daemon still holds %s after its release: %v", lvDomain, st.Domains)
+		if _, held := st.Domains[name]; held {
+			return failf("the daemon still holds %s after its release: %v", name, st.Domains)
 		}
 		return passf("trace %q; daemon released %s: bdfs %v deferred %v recorded %v", trace, r.Domain, r.BDFs, r.Deferred, r.Recorded)
 	}
-	return failf("status released %+v does not list %s%s", st.Released, lvDomain, lvDiag())
 }
 
 // lvDump prints the logs of the libvirt stack after the run (on the serial
@@ -556,7 +612,7 @@ func (h *Harness) lvDump() {
 	if h.lv == nil {
 		return
 	}
-	for _, p := range []string{lvTrace, lvdOut, lvdLog, lvDaemonLog, "/var/log/libvirt/qemu/" + lvDomain + ".log"} {
+	for _, p := range []string{lvTrace, lvdOut, lvdLog, lvDaemonLog, "/var/log/libvirt/qemu/" + lvDomain + ".log", "/var/log/libvirt/qemu/" + lvDomainCXL + ".log"} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue

@@ -138,7 +138,7 @@ func main() {
 		n++
 		start := time.Now()
 		l := *limit
-		if x, ok := scenarioLimits[s.Name]; ok && x > l {
+		if x := scenarioLimit(s.Name); x > l {
 			l = x
 		}
 		r := runOne(ctx, h, s, l)

@@ -2,7 +2,10 @@
 
 package main
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // scenarios lists every scenario in the order it runs. Order matters where a
 // scenario leaves device state for the next (each says so in its comment):
@@ -36,25 +39,31 @@ func scenarios() []Scenario {
 		// e1000e as a managed='yes' hostdev (libvirt.go); they need it on
 		// e1000e (bind-release gives it back) and share one libvirtd.
 		{"libvirt-up", "run", libvirtUp},
-		{"libvirt-start-denied", "run", libvirtStartDenied},
-		{"libvirt-prepare-deferred", "run", libvirtPrepareDeferred},
-		{"libvirt-start-decided", "run", libvirtStartDecided},
-		{"libvirt-host-driver-back", "run", libvirtHostDriverBack},
-		{"libvirt-release-end", "run", libvirtReleaseEnd},
+		{"libvirt-start-denied", "run", lvStartDenied(lvDomain)},
+		{"libvirt-prepare-deferred", "run", lvPrepareDeferred(lvDomain)},
+		{"libvirt-start-decided", "run", lvStartDecided(lvDomain)},
+		{"libvirt-host-driver-back", "run", lvHostDriverBack(lvDomain)},
+		{"libvirt-release-end", "run", lvReleaseEnd(lvDomain)},
+		// The same for the CXL function: cxl_pci owns its DOE mailbox at
+		// prepare; at start begin the daemon drives it on vfio-pci.
+		{"libvirt-cxl-start-denied", "run", lvStartDenied(lvDomainCXL)},
+		{"libvirt-cxl-prepare-deferred", "run", lvPrepareDeferred(lvDomainCXL)},
+		{"libvirt-cxl-start-decided", "run", lvStartDecided(lvDomainCXL)},
+		{"libvirt-cxl-host-driver-back", "run", lvHostDriverBack(lvDomainCXL)},
+		{"libvirt-cxl-release-end", "run", lvReleaseEnd(lvDomainCXL)},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
 	}
 }
 
-// scenarioLimits raises the deadline of scenarios that need more than the
-// default: libvirt-up waits for libvirtd's QEMU capability probe, which runs
-// QEMU under TCG inside the TCG guest; virsh start runs the hooks.
-var scenarioLimits = map[string]time.Duration{
-	"libvirt-up":               5 * time.Minute,
-	"libvirt-start-denied":     3 * time.Minute,
-	"libvirt-prepare-deferred": 3 * time.Minute,
-	"libvirt-start-decided":    3 * time.Minute,
-	"libvirt-host-driver-back": 3 * time.Minute,
-	"libvirt-release-end":      3 * time.Minute,
+// scenarioLimit is the deadline of a scenario that needs more than the
+// default, or 0. A libvirt-* scenario may be the first selected and then waits
+// for libvirtd's QEMU capability probe (QEMU under TCG inside the TCG guest)
+// before it runs virsh start and the hooks.
+func scenarioLimit(name string) time.Duration {
+	if strings.HasPrefix(name, "libvirt-") {
+		return 5 * time.Minute
+	}
+	return 0
 }
