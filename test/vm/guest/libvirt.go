@@ -89,6 +89,18 @@ const lvDomainXML = `<domain type='qemu'>
 </domain>
 `
 
+// lvPolicyAllowText: the daemon's second policy, for libvirt-allowed-*:
+// non-confidential domains may have unattested functions.
+const lvPolicyAllowText = `version: 1
+mode: enforce
+defaults:
+  confidential: deny-unattested
+  non_confidential: allow-unattested
+rules: []
+`
+
+const lvPolicyAllow = policyDir + "/policy-libvirt-allow.yaml"
+
 // libvirtStack is the state the libvirt-* scenarios share.
 type libvirtStack struct {
 	upErr    error // why the stack did not come up
@@ -98,6 +110,11 @@ type libvirtStack struct {
 	dmnDone  chan error
 	timings  string
 	doms     map[string]*lvDom
+
+	// libvirt-allowed-*: the e1000e domain started under lvPolicyAllow.
+	allowTried bool
+	allowErr   error // why it is not running
+	allowMark  int   // trace lines of lvDomain before that start
 }
 
 // lvDom is one defined domain and its one hostdev.
@@ -208,25 +225,7 @@ func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
 	}
 	tCaps := time.Since(t0)
 
-	dl, err := os.Create(lvDaemonLog)
-	if err != nil {
-		return err
-	}
-	s.daemon = exec.Command(h.VfioGate, "daemon", "--policy", lvPolicy, "--tpm", filepath.Join(h.Dev, "tpmrm0"),
-		"--state-dir", lvState, "--daemon-socket", lvDaemonSock, "--libvirt-socket", lvSock, "--libvirt-uri", lvURI,
-		"--log-level", "debug")
-	s.daemon.Stdout, s.daemon.Stderr = dl, dl
-	if err := s.daemon.Start(); err != nil {
-		dl.Close()
-		return fmt.Errorf("start vfio-gate daemon: %w", err)
-	}
-	dl.Close()
-	s.dmnDone = make(chan error, 1)
-	go func() { s.dmnDone <- s.daemon.Wait() }()
-	if err := s.waitSock(ctx, lvDaemonSock, s.dmnDone, "vfio-gate daemon", 30*time.Second); err != nil {
-		return err
-	}
-	if _, err := h.lvStatus(ctx); err != nil {
+	if err := s.startDaemon(ctx, h, lvPolicy); err != nil {
 		return err
 	}
 
@@ -245,6 +244,51 @@ func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
 	}
 	s.timings = fmt.Sprintf("libvirtd socket after %.1f s, QEMU capabilities probed after %.1f s", tSock.Seconds(), tCaps.Seconds())
 	return nil
+}
+
+// startDaemon starts `vfio-gate daemon` with policy and waits until it
+// answers status. Its log is appended to lvDaemonLog.
+func (s *libvirtStack) startDaemon(ctx context.Context, h *Harness, policy string) error {
+	dl, err := os.OpenFile(lvDaemonLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	s.daemon = exec.Command(h.VfioGate, "daemon", "--policy", policy, "--tpm", filepath.Join(h.Dev, "tpmrm0"),
+		"--state-dir", lvState, "--daemon-socket", lvDaemonSock, "--libvirt-socket", lvSock, "--libvirt-uri", lvURI,
+		"--log-level", "debug")
+	s.daemon.Stdout, s.daemon.Stderr = dl, dl
+	if err := s.daemon.Start(); err != nil {
+		dl.Close()
+		return fmt.Errorf("start vfio-gate daemon: %w", err)
+	}
+	dl.Close()
+	s.dmnDone = make(chan error, 1)
+	go func(c *exec.Cmd, done chan error) { done <- c.Wait() }(s.daemon, s.dmnDone)
+	if err := s.waitSock(ctx, lvDaemonSock, s.dmnDone, "vfio-gate daemon", 30*time.Second); err != nil {
+		return err
+	}
+	_, err = h.lvStatus(ctx)
+	return err
+}
+
+// stopDaemon stops the daemon with SIGTERM; it must exit 0 within 15 s.
+func (s *libvirtStack) stopDaemon() error {
+	if s.daemon == nil || s.daemon.Process == nil {
+		return nil
+	}
+	c, done := s.daemon, s.dmnDone
+	s.daemon, s.dmnDone = nil, nil
+	_ = c.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("vfio-gate daemon exit after SIGTERM: %w", err)
+		}
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = c.Process.Kill()
+		return errors.New("vfio-gate daemon did not stop within 15 s of SIGTERM")
+	}
 }
 
 // waitSock waits until a unix socket accepts a connection, or the process
@@ -604,6 +648,160 @@ func lvReleaseEnd(name string) func(context.Context, *Harness) Result {
 		}
 		return passf("trace %q; daemon released %s: bdfs %v deferred %v recorded %v", trace, r.Domain, r.BDFs, r.Deferred, r.Recorded)
 	}
+}
+
+// lvAllowedStart starts the e1000e domain, once, with the daemon restarted
+// under lvPolicyAllow.
+func (h *Harness) lvAllowedStart(ctx context.Context) (*libvirtStack, *lvDom, error) {
+	s, err := h.lvUp(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("libvirt stack not up: %w", err)
+	}
+	d := s.doms[lvDomain]
+	if s.allowTried {
+		return s, d, s.allowErr
+	}
+	s.allowTried = true
+	s.allowErr = func() error {
+		if _, err := h.waitDriver(ctx, d.fn.BDF, d.hostDrv, 15*time.Second); err != nil {
+			return err
+		}
+		if err := os.WriteFile(lvPolicyAllow, []byte(lvPolicyAllowText), 0o600); err != nil {
+			return err
+		}
+		if err := s.stopDaemon(); err != nil {
+			return err
+		}
+		if err := s.startDaemon(ctx, h, lvPolicyAllow); err != nil {
+			return fmt.Errorf("restart the daemon with %s: %w", lvPolicyAllow, err)
+		}
+		s.allowMark = len(lvTraceLines(lvDomain))
+		t := time.Now()
+		out, err := virsh(ctx, "start", lvDomain)
+		fmt.Fprintf(h.Log, "vmguest: virsh start %s under the allow policy (%v): %v\n%s\n", lvDomain, time.Since(t).Round(time.Millisecond), err, out)
+		if err != nil {
+			return fmt.Errorf("virsh start %s with an allow policy: %v: %s", lvDomain, err, clip(out, 300))
+		}
+		return nil
+	}()
+	return s, d, s.allowErr
+}
+
+// libvirtAllowedStart (issue 7): with the daemon restarted under a policy
+// that allows unattested functions in non-confidential domains, `virsh
+// start` runs the domain: libvirt ran prepare, start and started begin
+// (trace), QEMU holds the e1000e's /dev/vfio group open, the function is on
+// vfio-pci, and the daemon holds it for the domain after an allow.
+func libvirtAllowedStart(ctx context.Context, h *Harness) Result {
+	s, d, err := h.lvAllowedStart(ctx)
+	if err != nil {
+		return failf("%v%s", err, lvDiag())
+	}
+	trace := lvTraceLines(lvDomain)[s.allowMark:]
+	want := []string{"prepare begin e1000e", "start begin vfio-pci", "started begin vfio-pci"}
+	if !slices.Equal(trace[:min(3, len(trace))], want) {
+		return failf("trace of the allowed start: %q, want %q first", trace, want)
+	}
+	if out, err := virsh(ctx, "domstate", lvDomain); err != nil || strings.TrimSpace(out) != "running" {
+		return failf("virsh domstate %s: %v: %q, want running", lvDomain, err, out)
+	}
+	if _, err := h.waitDriver(ctx, d.fn.BDF, "vfio-pci", 5*time.Second); err != nil {
+		return failf("while the domain runs: %v", err)
+	}
+	group := filepath.Join("/dev/vfio", d.fn.IOMMUGroup)
+	pid, err := readTrim("/run/libvirt/qemu/" + lvDomain + ".pid")
+	if err != nil {
+		return failf("QEMU pid file: %v", err)
+	}
+	fds, _ := filepath.Glob("/proc/" + pid + "/fd/*")
+	open := slices.ContainsFunc(fds, func(fd string) bool { l, _ := os.Readlink(fd); return l == group })
+	if !open {
+		return failf("QEMU (pid %s) does not hold %s open", pid, group)
+	}
+	st, err := h.lvStatus(ctx)
+	if err != nil {
+		return failf("%v", err)
+	}
+	if !slices.Contains(st.Domains[lvDomain], d.fn.BDF) {
+		return failf("the daemon does not hold %s for %s: domains %v", d.fn.BDF, lvDomain, st.Domains)
+	}
+	last := ""
+	for _, dd := range st.Decisions {
+		if dd.BDF == d.fn.BDF {
+			last = dd.Decision
+		}
+	}
+	if last != "allow" {
+		return failf("last daemon decision on %s is %q, want allow", d.fn.BDF, last)
+	}
+	return passf("%s running: trace %q; QEMU pid %s holds %s; daemon holds %s after allow", lvDomain, trace, pid, group, d.fn.BDF)
+}
+
+// libvirtAllowedDestroy (issue 7): `virsh destroy` of the running domain:
+// libvirt ran stopped end and release end (trace), gave the e1000e back to
+// e1000e, and the daemon released it, with a release event in its TPM
+// event log that `log verify` replays.
+func libvirtAllowedDestroy(ctx context.Context, h *Harness) Result {
+	s, d, err := h.lvAllowedStart(ctx)
+	if err != nil {
+		return failf("the domain did not run: %v", err)
+	}
+	if out, err := virsh(ctx, "destroy", lvDomain); err != nil {
+		return failf("virsh destroy %s: %v: %s", lvDomain, err, out)
+	}
+	if _, err := h.waitDriver(ctx, d.fn.BDF, d.hostDrv, 15*time.Second); err != nil {
+		return failf("after virsh destroy: %v", err)
+	}
+	var st *lvStatusJSON
+	var rel *lvRelease
+	for deadline := time.Now().Add(15 * time.Second); rel == nil; {
+		if st, err = h.lvStatus(ctx); err != nil {
+			return failf("%v", err)
+		}
+		for i := range st.Released {
+			if r := &st.Released[i]; r.Domain == lvDomain && slices.Contains(r.BDFs, d.fn.BDF) {
+				rel = r
+			}
+		}
+		if rel == nil && time.Now().After(deadline) {
+			return failf("status released %+v has no release of %s for %s", st.Released, d.fn.BDF, lvDomain)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	trace := lvTraceLines(lvDomain)[s.allowMark:]
+	for _, w := range []string{"stopped end vfio-pci", "release end"} {
+		if !slices.ContainsFunc(trace, func(l string) bool { return strings.HasPrefix(l, w) }) {
+			return failf("trace after virsh destroy: %q, no %q", trace, w)
+		}
+	}
+	if len(rel.Errors) > 0 || !rel.Recorded {
+		return failf("release of %s: errors %v, recorded %v", lvDomain, rel.Errors, rel.Recorded)
+	}
+	if _, held := st.Domains[lvDomain]; held {
+		return failf("the daemon still holds %s: %v", lvDomain, st.Domains)
+	}
+	out, errOut, code := h.run(ctx, "log", "show", "--json", "--state-dir", lvState)
+	if code != 0 {
+		return failf("log show --json: exit %d: %s", code, errOut)
+	}
+	var doc any
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return failf("log show --json: %v", err)
+	}
+	releases := 0
+	walkJSON(doc, func(m map[string]any) {
+		if _, verdict := m["verdict"]; m["bdf"] == d.fn.BDF && m["domain"] == lvDomain && !verdict {
+			releases++
+		}
+	})
+	if releases != 1 {
+		return failf("TPM event log has %d release events of %s for %s, want 1: %s", releases, d.fn.BDF, lvDomain, clip(out, 300))
+	}
+	vout, verr, vcode := h.run(ctx, "log", "verify", "--state-dir", lvState, "--tpm", filepath.Join(h.Dev, "tpmrm0"))
+	if vcode != 0 {
+		return failf("log verify: exit %d: %s %s", vcode, vout, verr)
+	}
+	return passf("trace %q; %s back on %s; daemon released %v for %s (recorded); one release event in the TPM log, log verify ok", trace, d.fn.BDF, d.hostDrv, rel.BDFs, lvDomain)
 }
 
 // lvDump prints the logs of the libvirt stack after the run (on the serial

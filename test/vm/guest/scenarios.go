@@ -51,6 +51,11 @@ func scenarios() []Scenario {
 		{"libvirt-cxl-start-decided", "run", lvStartDecided(lvDomainCXL)},
 		{"libvirt-cxl-host-driver-back", "run", lvHostDriverBack(lvDomainCXL)},
 		{"libvirt-cxl-release-end", "run", lvReleaseEnd(lvDomainCXL)},
+		// The allow path: the daemon restarted under an allow policy, the
+		// e1000e domain really runs (QEMU with the function through VFIO),
+		// then virsh destroy.
+		{"libvirt-allowed-start", "run", libvirtAllowedStart},
+		{"libvirt-allowed-destroy", "run", libvirtAllowedDestroy},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
