@@ -69,6 +69,9 @@ type Harness struct {
 
 	rawCDAT []byte // the CDAT table kernel-doe-cdat read, for doe-cdat to compare
 	policy  string // the guest policy file, once written
+
+	lv       *libvirtStack // the libvirt-* scenarios' libvirtd and daemon, once started
+	cleanups []func()      // run after the last scenario
 }
 
 // FormatResult renders a RESULT line: the reason is folded onto one line so
@@ -134,10 +137,18 @@ func main() {
 		}
 		n++
 		start := time.Now()
-		r := runOne(ctx, h, s, *limit)
+		l := *limit
+		if x := scenarioLimit(s.Name); x > l {
+			l = x
+		}
+		r := runOne(ctx, h, s, l)
 		fmt.Fprintf(h.Log, "vmguest: %s took %v\n", s.Name, time.Since(start).Round(time.Millisecond))
 		fmt.Println(FormatResult(s.Name, r))
 	}
+	for i := len(h.cleanups) - 1; i >= 0; i-- {
+		h.cleanups[i]()
+	}
+	h.lvDump()
 	if n == 0 {
 		fmt.Println(FormatResult("vmguest-selection", failf("no scenario selected (mode %q, only %q)", *mode, *only)))
 		os.Exit(1)

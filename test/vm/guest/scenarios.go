@@ -2,6 +2,11 @@
 
 package main
 
+import (
+	"strings"
+	"time"
+)
+
 // scenarios lists every scenario in the order it runs. Order matters where a
 // scenario leaves device state for the next (each says so in its comment):
 // scan-bound needs cxl_pci bound, the kernel DOE scenarios unbind it.
@@ -30,8 +35,40 @@ func scenarios() []Scenario {
 		{"go-test-tpm-device", "run", goTest("tpm.test", "^TestDeviceTPMRM0$")},
 		{"go-test-audit", "run", goTest("audit.test", "^(TestLoadAndGuard|TestSysfsReadProducesOneEvent|TestWatcherSync)$")},
 		{"go-test-pci-realsys", "run", goTest("pci.test", "^TestRealSysfs")},
+		// libvirt-*: a real libvirtd in the guest runs the hooks for the
+		// e1000e as a managed='yes' hostdev (libvirt.go); they need it on
+		// e1000e (bind-release gives it back) and share one libvirtd.
+		{"libvirt-up", "run", libvirtUp},
+		{"libvirt-start-denied", "run", lvStartDenied(lvDomain)},
+		{"libvirt-prepare-deferred", "run", lvPrepareDeferred(lvDomain)},
+		{"libvirt-start-decided", "run", lvStartDecided(lvDomain)},
+		{"libvirt-host-driver-back", "run", lvHostDriverBack(lvDomain)},
+		{"libvirt-release-end", "run", lvReleaseEnd(lvDomain)},
+		// The same for the CXL function: cxl_pci owns its DOE mailbox at
+		// prepare; at start begin the daemon drives it on vfio-pci.
+		{"libvirt-cxl-start-denied", "run", lvStartDenied(lvDomainCXL)},
+		{"libvirt-cxl-prepare-deferred", "run", lvPrepareDeferred(lvDomainCXL)},
+		{"libvirt-cxl-start-decided", "run", lvStartDecided(lvDomainCXL)},
+		{"libvirt-cxl-host-driver-back", "run", lvHostDriverBack(lvDomainCXL)},
+		{"libvirt-cxl-release-end", "run", lvReleaseEnd(lvDomainCXL)},
+		// The allow path: the daemon restarted under an allow policy, the
+		// e1000e domain really runs (QEMU with the function through VFIO),
+		// then virsh destroy.
+		{"libvirt-allowed-start", "run", libvirtAllowedStart},
+		{"libvirt-allowed-destroy", "run", libvirtAllowedDestroy},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
 	}
+}
+
+// scenarioLimit is the deadline of a scenario that needs more than the
+// default, or 0. A libvirt-* scenario may be the first selected and then waits
+// for libvirtd's QEMU capability probe (QEMU under TCG inside the TCG guest)
+// before it runs virsh start and the hooks.
+func scenarioLimit(name string) time.Duration {
+	if strings.HasPrefix(name, "libvirt-") {
+		return 5 * time.Minute
+	}
+	return 0
 }
