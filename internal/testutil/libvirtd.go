@@ -16,16 +16,23 @@ const LibvirtSocket = "/var/run/libvirt/libvirt-sock"
 
 // StartLibvirtd makes sure virtlogd and libvirtd run (without systemd),
 // starting them if needed; what it started it stops by PID at cleanup.
-func StartLibvirtd(t testing.TB) {
+// started is false when libvirtd was already running (left alone).
+func StartLibvirtd(t testing.TB) (started bool) {
 	t.Helper()
 	Require(t, Root, Libvirt)
 	lockLibvirtd(t)
 	if c, err := net.DialTimeout("unix", LibvirtSocket, time.Second); err == nil {
 		c.Close()
-		return // already running: leave it alone
+		return false // already running: leave it alone
 	}
 	startDaemon(t, "virtlogd", "/run/virtlogd.pid", "virtlogd", "-d")
 	startDaemon(t, "libvirtd", "/run/libvirtd.pid", "libvirtd", "-d")
+	waitLibvirtd(t)
+	return true
+}
+
+func waitLibvirtd(t testing.TB) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("unix", LibvirtSocket, time.Second); err == nil {
@@ -35,6 +42,27 @@ func StartLibvirtd(t testing.TB) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("libvirtd did not open %s within 20 s", LibvirtSocket)
+}
+
+// RestartLibvirtd stops the libvirtd that StartLibvirtd started (SIGTERM by
+// PID, waiting until it is gone) and starts a new one, stopped at cleanup.
+// Call it only when StartLibvirtd returned true: it never restarts a
+// daemon the tests did not start.
+func RestartLibvirtd(t testing.TB) {
+	t.Helper()
+	pid := readPid("/run/libvirtd.pid")
+	if pid <= 0 || !alive(pid) {
+		t.Fatal("RestartLibvirtd: no libvirtd started by the tests is running")
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for deadline := time.Now().Add(30 * time.Second); alive(pid); {
+		if time.Now().After(deadline) {
+			t.Fatalf("libvirtd (pid %d) did not stop within 30 s of SIGTERM", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	startDaemon(t, "libvirtd", "/run/libvirtd.pid", "libvirtd", "-d")
+	waitLibvirtd(t)
 }
 
 func startDaemon(t testing.TB, name, pidfile string, argv ...string) {

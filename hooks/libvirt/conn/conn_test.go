@@ -85,3 +85,53 @@ func TestWatcherSeesLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatcherReconnects restarts a real libvirtd under the watcher: it
+// reconnects on its own and lifecycle events flow again on the new
+// connection (the test driver's "test" domain is destroyed through it and
+// seen stopped).
+func TestWatcherReconnects(t *testing.T) {
+	if !testutil.StartLibvirtd(t) {
+		t.Skip("libvirtd was already running: this test restarts only a libvirtd it started")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conns := make(chan *Conn, 4)
+	events := make(chan Event, 16)
+	w := &Watcher{URI: "test:///default", MaxBackoff: 500 * time.Millisecond,
+		OnReconnect: func(_ context.Context, c *Conn) { conns <- c },
+		OnEvent:     func(_ context.Context, e Event) { events <- e }}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-conns:
+	case <-ctx.Done():
+		t.Fatal("no first connection")
+	}
+	testutil.RestartLibvirtd(t)
+	var c *Conn
+	select {
+	case c = <-conns:
+	case <-ctx.Done():
+		t.Fatal("the watcher did not reconnect after libvirtd restarted")
+	}
+	d, err := c.l.DomainLookupByName("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.l.DomainDestroy(d); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		if e.Domain != "test" || e.Kind != "stopped" {
+			t.Fatalf("event %+v, want test stopped", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no lifecycle event on the new connection")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
