@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -76,8 +79,11 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 		Short: "Install the libvirt qemu hook drop-in (hooks/qemu.d/vfio-gate)",
 		Long: `install-hook writes <libvirt-dir>/hooks/qemu.d/vfio-gate, a two-line script that runs
 "vfio-gate libvirt-hook". It never overwrites an existing hooks/qemu nor a drop-in it did not
-write. libvirt >= 6.5 runs qemu.d/ drop-ins itself; --dispatcher also creates hooks/qemu (only
-when none exists) for older libvirt. libvirtd reads hooks at start: reload it, or pass --reload.`,
+write. When no hooks/qemu exists and the installed libvirt (libvirtd --version) predates 6.5,
+which does not run qemu.d/ drop-ins itself, it also creates a hooks/qemu dispatcher that does,
+and says so; on newer libvirt it says it created none (there a dispatcher would run every
+drop-in twice). --dispatcher creates it whatever the version (only when none exists). libvirtd
+reads hooks at start: reload it, or pass --reload.`,
 		Example: `  vfio-gate install-hook --reload
   vfio-gate install-hook --libvirt-dir /etc/libvirt --binary /usr/local/bin/vfio-gate`,
 		Args: cobra.NoArgs,
@@ -89,7 +95,8 @@ when none exists) for older libvirt. libvirtd reads hooks at start: reload it, o
 				}
 				binary, _ = filepath.EvalSymlinks(exe)
 			}
-			res, err := lvhook.InstallHook(lvhook.InstallOptions{LibvirtDir: dir, Binary: binary, DaemonSocket: g.daemonSocket, Dispatcher: dispatcher})
+			res, err := lvhook.InstallHook(lvhook.InstallOptions{LibvirtDir: dir, Binary: binary, DaemonSocket: g.daemonSocket, Dispatcher: dispatcher,
+				LibvirtVersion: libvirtVersion(cmd.Context())})
 			if err != nil {
 				return err
 			}
@@ -112,7 +119,7 @@ when none exists) for older libvirt. libvirtd reads hooks at start: reload it, o
 	}
 	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
 	c.Flags().StringVar(&binary, "binary", "", "absolute path of vfio-gate for the hook to run (default: this executable)")
-	c.Flags().BoolVar(&dispatcher, "dispatcher", false, "also create hooks/qemu running qemu.d/* (libvirt < 6.5 only)")
+	c.Flags().BoolVar(&dispatcher, "dispatcher", false, "create hooks/qemu running qemu.d/* even when libvirt's version is >= 6.5 or unknown (only when none exists)")
 	c.Flags().BoolVar(&reload, "reload", false, "send SIGHUP to libvirtd so it sees the hook")
 	return c
 }
@@ -145,6 +152,22 @@ created them (files carrying its marker); anything else is left alone.`,
 	}
 	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
 	return c
+}
+
+// libvirtVersion is the installed libvirtd's version ("9.0.0"), or "" when
+// `libvirtd --version` does not answer.
+func libvirtVersion(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "libvirtd", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(out)) // "libvirtd (libvirt) 9.0.0"
+	if len(f) == 0 {
+		return ""
+	}
+	return f[len(f)-1]
 }
 
 func reloadLibvirtd() error {

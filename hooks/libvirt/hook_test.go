@@ -23,6 +23,13 @@ func parseFile(t *testing.T, name string) (*Domain, error) {
 	return ParseDomain(f)
 }
 
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func bdf(s string) pci.BDF {
 	b, err := pci.ParseBDF(s)
 	if err != nil {
@@ -307,6 +314,36 @@ func TestInstallDispatcher(t *testing.T) {
 	removed, err := UninstallHook(dir)
 	if err != nil || len(removed) != 2 {
 		t.Fatalf("removed %v %v", removed, err)
+	}
+	// By libvirt's version: created (and said so) only below 6.5, where
+	// libvirt does not run qemu.d/ drop-ins itself.
+	for _, c := range []struct {
+		version, note string
+		created       bool
+	}{
+		{"6.0.0", "created ", true}, {"5.10", "created ", true}, {"6.5.0", "libvirt 6.5.0 runs qemu.d/ drop-ins itself", false},
+		{"9.0.0", "libvirt 9.0.0 runs qemu.d/ drop-ins itself", false}, {"", "version is unknown", false},
+		{"libvirtd: not found", "version is unknown", false},
+	} {
+		dir := t.TempDir()
+		res, err := InstallHook(InstallOptions{LibvirtDir: dir, Binary: "/usr/bin/vfio-gate", LibvirtVersion: c.version})
+		if err != nil || (res.Dispatcher != "") != c.created || !strings.Contains(strings.Join(res.Notes, "\n"), c.note) {
+			t.Errorf("libvirt %q: %+v %v", c.version, res, err)
+		}
+		_, statErr := os.Stat(filepath.Join(dir, "hooks/qemu"))
+		if (statErr == nil) != c.created {
+			t.Errorf("libvirt %q: hooks/qemu exists %v", c.version, statErr == nil)
+		}
+	}
+	// Never over an existing hooks/qemu, whatever the version.
+	dir = t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "hooks"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "hooks/qemu"), []byte("#!/bin/sh\nexit 0\n"), 0o755))
+	if res, err := InstallHook(InstallOptions{LibvirtDir: dir, Binary: "/usr/bin/vfio-gate", LibvirtVersion: "6.0.0"}); err != nil || res.Dispatcher != "" {
+		t.Fatalf("existing hooks/qemu: %+v %v", res, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "hooks/qemu")); string(b) != "#!/bin/sh\nexit 0\n" {
+		t.Fatalf("existing hooks/qemu changed: %q", b)
 	}
 }
 

@@ -24,6 +24,20 @@ type InstallOptions struct {
 	// hooks/qemu exists. Only for libvirt < 6.5, which does not run qemu.d
 	// drop-ins itself; on newer libvirt it would run every drop-in twice.
 	Dispatcher bool
+	// LibvirtVersion is the installed libvirt's version ("9.0.0"; "" =
+	// unknown): below 6.5 the dispatcher is created without Dispatcher.
+	LibvirtVersion string
+}
+
+// NeedsDispatcher reports whether libvirt version v ("major.minor[.micro]")
+// predates 6.5, the first to run hooks/qemu.d/ drop-ins itself; ok is false
+// when v does not parse.
+func NeedsDispatcher(v string) (needs, ok bool) {
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
+		return false, false
+	}
+	return major < 6 || (major == 6 && minor < 5), true
 }
 
 // InstallResult says what InstallHook did.
@@ -61,16 +75,23 @@ func InstallHook(o InstallOptions) (*InstallResult, error) {
 	}
 	main := filepath.Join(hooks, "qemu")
 	_, statErr := os.Stat(main)
+	old, known := NeedsDispatcher(o.LibvirtVersion)
 	switch {
 	case statErr == nil:
 		res.Notes = append(res.Notes, fmt.Sprintf("left the existing %s alone; libvirt >= 6.5 runs qemu.d/ drop-ins after it", main))
-	case errors.Is(statErr, fs.ErrNotExist) && o.Dispatcher:
+	case !errors.Is(statErr, fs.ErrNotExist):
+		return nil, fmt.Errorf("install-hook: %w", statErr)
+	case o.Dispatcher || (known && old):
 		disp := fmt.Sprintf("#!/bin/sh\n%s (dispatcher for libvirt < 6.5)\nxml=$(cat)\nfor h in %s/*; do\n  [ -x \"$h\" ] || continue\n  printf '%%s' \"$xml\" | \"$h\" \"$@\" || exit $?\ndone\n", dropInMarker, dropDir)
 		if err := writeExec(main, disp); err != nil {
 			return nil, err
 		}
 		res.Dispatcher = main
-		res.Notes = append(res.Notes, "created "+main+" to run qemu.d/ drop-ins (libvirt < 6.5)")
+		res.Notes = append(res.Notes, "created "+main+" to run qemu.d/ drop-ins (libvirt < 6.5 does not run them itself)")
+	case known:
+		res.Notes = append(res.Notes, fmt.Sprintf("no %s dispatcher created: libvirt %s runs qemu.d/ drop-ins itself", main, o.LibvirtVersion))
+	default:
+		res.Notes = append(res.Notes, fmt.Sprintf("no %s dispatcher created: libvirt's version is unknown; libvirt < 6.5 needs one (--dispatcher)", main))
 	}
 	res.Notes = append(res.Notes, "libvirtd reads hooks only at start: reload it (systemctl reload libvirtd, or SIGHUP) or pass --reload")
 	return res, nil
