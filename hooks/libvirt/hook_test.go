@@ -348,7 +348,7 @@ func TestInstallDispatcher(t *testing.T) {
 }
 
 func FuzzParseDomain(f *testing.F) {
-	for _, n := range []string{"managed.xml", "ls-sev.xml", "ls-unknown.xml", "entities.xml", "noaddr.xml"} {
+	for _, n := range []string{"managed.xml", "ls-sev.xml", "ls-unknown.xml", "entities.xml", "noaddr.xml", "pool-direct-start.xml", "pool-hostdev-start.xml"} {
 		b, err := os.ReadFile(filepath.Join("testdata", n))
 		if err != nil {
 			f.Fatal(err)

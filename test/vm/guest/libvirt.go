@@ -42,6 +42,7 @@ const (
 	lvState      = "/tmp/vfio-gate-libvirt"
 	lvDaemonSock = "/run/vfio-gate/daemon.sock"
 	lvTrace      = "/tmp/libvirt-hook-trace"
+	lvXMLDir     = "/tmp/libvirt-hook-xml" // the domain XML of each hook call (trace drop-in)
 	lvdOut       = "/tmp/libvirtd.out"
 	lvdLog       = "/var/log/libvirt/libvirtd.log"
 	lvDaemonLog  = "/tmp/vfio-gate-daemon.log"
@@ -59,13 +60,17 @@ rules: []
 
 // lvTraceHook is a second qemu.d drop-in that runs before vfio-gate's (libvirt
 // runs drop-ins in alphabetical order): it records each hook call with the
-// driver the domain's hostdev is bound to at that moment. The %s are the
-// BDFs of the e1000e and of the CXL function.
+// driver the domain's hostdev is bound to at that moment, and saves the
+// domain XML libvirt passed on stdin as lvXMLDir/DOMAIN.OP.SUBOP.xml (the
+// last call of each kind). %[1]s is the e1000e's BDF (also the only member
+// of the pool of lvDomainPool), %[2]s the CXL function's.
 const lvTraceHook = `#!/bin/sh
-cat >/dev/null
+mkdir -p ` + lvXMLDir + `
+cat >"` + lvXMLDir + `/$1.$2.$3.xml"
 case $1 in
-` + lvDomain + `) bdf=%s ;;
-` + lvDomainCXL + `) bdf=%s ;;
+` + lvDomain + `) bdf=%[1]s ;;
+` + lvDomainCXL + `) bdf=%[2]s ;;
+` + lvDomainPool + `) bdf=%[1]s ;;
 *) exit 0 ;;
 esac
 d=$(readlink /sys/bus/pci/devices/$bdf/driver)
@@ -115,6 +120,8 @@ type libvirtStack struct {
 	allowTried bool
 	allowErr   error // why it is not running
 	allowMark  int   // trace lines of lvDomain before that start
+
+	pool *lvPoolRun // libvirt-pool-*: the hostdev network and its domain
 }
 
 // lvDom is one defined domain and its one hostdev.
@@ -809,6 +816,10 @@ func libvirtAllowedDestroy(ctx context.Context, h *Harness) Result {
 func (h *Harness) lvDump() {
 	if h.lv == nil {
 		return
+	}
+	for _, f := range lvHookXMLFiles(lvDomainPool) {
+		b, _ := os.ReadFile(f)
+		fmt.Fprintf(h.Log, "----- %s -----\n%s\n", f, b)
 	}
 	for _, p := range []string{lvTrace, lvdOut, lvdLog, lvDaemonLog, "/var/log/libvirt/qemu/" + lvDomain + ".log", "/var/log/libvirt/qemu/" + lvDomainCXL + ".log"} {
 		b, err := os.ReadFile(p)

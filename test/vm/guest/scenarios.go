@@ -51,6 +51,13 @@ func scenarios() []Scenario {
 		{"libvirt-cxl-start-decided", "run", lvStartDecided(lvDomainCXL)},
 		{"libvirt-cxl-host-driver-back", "run", lvHostDriverBack(lvDomainCXL)},
 		{"libvirt-cxl-release-end", "run", lvReleaseEnd(lvDomainCXL)},
+		// Pools: a hostdev pool of the e1000e is refused; a macvtap pool
+		// of its netdev shows what the hooks see (libvirtpool.go).
+		{"libvirt-pool-vf-only", "run", libvirtPoolVFOnly},
+		{"libvirt-pool-up", "run", libvirtPoolUp},
+		{"libvirt-pool-prepare-xml", "run", libvirtPoolPrepareXML},
+		{"libvirt-pool-start-xml", "run", libvirtPoolStartXML},
+		{"libvirt-pool-destroy", "run", libvirtPoolDestroy},
 		// The allow path: the daemon restarted under an allow policy, the
 		// e1000e domain really runs (QEMU with the function through VFIO),
 		// then virsh destroy.
