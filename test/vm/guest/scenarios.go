@@ -61,6 +61,8 @@ func scenarios() []Scenario {
 		{"libvirt-hotplug-no-hook", "run", libvirtHotplugNoHook},
 		{"libvirt-hotplug-detach", "run", libvirtHotplugDetach},
 		{"libvirt-hotplug-report", "run", libvirtHotplugReport},
+		{"libvirt-hotplug-replug", "run", libvirtHotplugReplug},
+		{"libvirt-hotplug-pending", "run", libvirtHotplugPending},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
