@@ -48,8 +48,22 @@ type Monitor struct {
 	Now   func() time.Time
 
 	mu       sync.Mutex
-	reported map[string]bool // "domain|bdf" hot-plugs already reported
+	reported map[string]hotplugState // "domain|bdf" hot-plugs seen on a running domain
 }
+
+// hotplugState is what the Monitor did about one hot-plugged hostdev. The
+// entry is dropped once the hostdev is no longer in the domain's live XML (or
+// the domain stopped), so the same function hot-plugged again is new.
+type hotplugState int
+
+const (
+	hotplugReported hotplugState = iota + 1 // report: reported; detach: detached
+	// hotplugPending: libvirt accepted the detach, but the live XML still
+	// lists the hostdev: the guest has not released it (an unplug needs
+	// the guest's consent: ACPI eject, PCIe slot power-off). Not requested
+	// again; reported as detached once it is gone.
+	hotplugPending
+)
 
 func (m *Monitor) log() *slog.Logger {
 	if m.Logger == nil {
@@ -90,6 +104,18 @@ func (m *Monitor) forget(domain string) {
 	}
 }
 
+// forgetNotRunning drops the hot-plug entries of domains not running (a
+// domain the daemon holds nothing for gets no release to forget them).
+func (m *Monitor) forgetNotRunning(running map[string]bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.reported {
+		if d, _, _ := strings.Cut(k, "|"); !running[d] {
+			delete(m.reported, k)
+		}
+	}
+}
+
 // Reconcile compares libvirt's running domains with what the daemon holds:
 // held domains that are not running (and started, or checked longer ago
 // than Grace) are released; hostdevs of running domains without a gate
@@ -122,6 +148,7 @@ func (m *Monitor) Reconcile(ctx context.Context, src Source) error {
 		}
 		m.forget(d)
 	}
+	m.forgetNotRunning(isRunning)
 	for _, name := range running {
 		x, err := src.LiveXML(name)
 		if err != nil {
@@ -143,20 +170,45 @@ func (m *Monitor) checkHotplug(ctx context.Context, src Source, name string, dom
 	for _, b := range m.Backend.Held(name) {
 		held[b] = true
 	}
+	present := map[string]bool{}
+	for _, h := range dom.PCI {
+		if !held[h.BDF] {
+			present[name+"|"+h.BDF.String()] = true
+		}
+	}
+	// Entries whose hostdev left the live XML: a pending detach completed;
+	// anything else is forgotten (hot-plugging the function again is new).
+	m.mu.Lock()
+	var completed []string
+	for k, st := range m.reported {
+		if d, bdf, _ := strings.Cut(k, "|"); d == name && !present[k] {
+			if st == hotplugPending {
+				completed = append(completed, bdf)
+			}
+			delete(m.reported, k)
+		}
+	}
+	if m.reported == nil {
+		m.reported = map[string]hotplugState{}
+	}
+	m.mu.Unlock()
+	for _, bdf := range completed {
+		m.Backend.Report(ctx, daemon.Report{Kind: "hotplug-detached", Domain: name, BDF: bdf,
+			Message: fmt.Sprintf("PCI hostdev %s hot-plugged into running domain %s without a gate decision: detached (policy libvirt.hotplug: detach; the guest released it after the unplug request)", bdf, name)})
+	}
 	for _, h := range dom.PCI {
 		if held[h.BDF] {
 			continue
 		}
 		key := name + "|" + h.BDF.String()
 		m.mu.Lock()
-		if m.reported == nil {
-			m.reported = map[string]bool{}
+		st := m.reported[key]
+		if m.Hotplug != policy.HotplugDetach || h.Source != "hostdev" || st == hotplugPending {
+			m.reported[key] = max(st, hotplugReported)
 		}
-		seen := m.reported[key]
-		m.reported[key] = true
 		m.mu.Unlock()
 		if m.Hotplug != policy.HotplugDetach {
-			if !seen {
+			if st == 0 {
 				m.Backend.Report(ctx, daemon.Report{Kind: "hotplug", Domain: name, BDF: h.BDF.String(),
 					Message: fmt.Sprintf("PCI hostdev %s on running domain %s has no gate decision (hot-plug bypasses the libvirt hook); policy libvirt.hotplug is report: left attached", h.BDF, name)})
 			}
@@ -165,22 +217,55 @@ func (m *Monitor) checkHotplug(ctx context.Context, src Source, name string, dom
 		if h.Source != "hostdev" {
 			// <interface type='hostdev'> is detached as an interface; we do not
 			// guess its XML: report loudly instead.
-			if !seen {
+			if st == 0 {
 				m.Backend.Report(ctx, daemon.Report{Kind: "hotplug", Domain: name, BDF: h.BDF.String(),
 					Message: fmt.Sprintf("hot-plugged <interface type='hostdev'> %s on domain %s has no gate decision and cannot be detached by vfio-gate: detach it by hand", h.BDF, name)})
 			}
 			continue
 		}
+		if st == hotplugPending {
+			continue // requested before; waiting for the guest
+		}
 		err := src.DetachHostdevPCI(name, h.BDF.Domain, h.BDF.Bus, h.BDF.Device, h.BDF.Function, h.Managed)
 		if err != nil {
 			m.Backend.Report(ctx, daemon.Report{Kind: "hotplug", Domain: name, BDF: h.BDF.String(),
 				Message: fmt.Sprintf("PCI hostdev %s on running domain %s has no gate decision; detaching it failed: %v", h.BDF, name, err)})
+			continue // no entry: try again next time
+		}
+		// libvirt returns success once QEMU was asked to unplug; the
+		// hostdev is gone only when the guest let go. Only the live XML
+		// says which.
+		if still, why := stillAttached(src, name, h.BDF); still {
 			m.mu.Lock()
-			delete(m.reported, key) // try again next time
+			m.reported[key] = hotplugPending
 			m.mu.Unlock()
+			m.Backend.Report(ctx, daemon.Report{Kind: "hotplug-detach-pending", Domain: name, BDF: h.BDF.String(),
+				Message: fmt.Sprintf("PCI hostdev %s hot-plugged into running domain %s without a gate decision: libvirt sent the unplug request (policy libvirt.hotplug: detach) but %s: the guest still has the device until it releases it or the domain stops", h.BDF, name, why)})
 			continue
 		}
+		m.mu.Lock()
+		m.reported[key] = hotplugReported
+		m.mu.Unlock()
 		m.Backend.Report(ctx, daemon.Report{Kind: "hotplug-detached", Domain: name, BDF: h.BDF.String(),
 			Message: fmt.Sprintf("PCI hostdev %s hot-plugged into running domain %s without a gate decision: detached (policy libvirt.hotplug: detach)", h.BDF, name)})
 	}
+}
+
+// stillAttached re-reads the live XML after a detach: true (with why) when
+// it still lists the hostdev or cannot be read.
+func stillAttached(src Source, name string, bdf pci.BDF) (bool, string) {
+	x, err := src.LiveXML(name)
+	if err != nil {
+		return true, "its removal cannot be confirmed (" + err.Error() + ")"
+	}
+	dom, err := lvhook.ParseDomain(strings.NewReader(x))
+	if err != nil {
+		return true, "its removal cannot be confirmed (live XML: " + err.Error() + ")"
+	}
+	for _, h := range dom.PCI {
+		if h.BDF == bdf {
+			return true, "the live XML still lists it"
+		}
+	}
+	return false, ""
 }

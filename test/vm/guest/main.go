@@ -72,6 +72,8 @@ type Harness struct {
 
 	lv       *libvirtStack // the libvirt-* scenarios' libvirtd and daemon, once started
 	cleanups []func()      // run after the last scenario
+
+	hp map[string]*hpRun // libvirt-hotplug-* experiments by policy mode (hotplug.go)
 }
 
 // FormatResult renders a RESULT line: the reason is folded onto one line so

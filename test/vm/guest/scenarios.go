@@ -63,6 +63,13 @@ func scenarios() []Scenario {
 		// then virsh destroy.
 		{"libvirt-allowed-start", "run", libvirtAllowedStart},
 		{"libvirt-allowed-destroy", "run", libvirtAllowedDestroy},
+		// Hot-plug (hotplug.go): virsh attach-device --live calls no hook;
+		// the daemon (libvirt.hotplug detach, then report) must notice.
+		{"libvirt-hotplug-no-hook", "run", libvirtHotplugNoHook},
+		{"libvirt-hotplug-detach", "run", libvirtHotplugDetach},
+		{"libvirt-hotplug-report", "run", libvirtHotplugReport},
+		{"libvirt-hotplug-replug", "run", libvirtHotplugReplug},
+		{"libvirt-hotplug-pending", "run", libvirtHotplugPending},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
