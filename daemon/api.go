@@ -176,7 +176,7 @@ type ReleaseRecord struct {
 // Report is something the daemon noticed and could not prevent (a hot-plugged
 // hostdev without a decision, a TDI that left its state, a failed release).
 type Report struct {
-	Kind    string    `json:"kind"` // hotplug, hotplug-detached, tdisp-exit, release-failed, ...
+	Kind    string    `json:"kind"` // hotplug, hotplug-detached, hotplug-detach-pending, tdisp-exit, tdisp-session-lost, tdisp-recovered, release-failed, ...
 	Domain  string    `json:"domain,omitempty"`
 	BDF     string    `json:"bdf,omitempty"`
 	Message string    `json:"message"`
