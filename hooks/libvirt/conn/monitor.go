@@ -47,6 +47,9 @@ type Monitor struct {
 	Grace time.Duration
 	Now   func() time.Time
 
+	// recMu serialises Reconcile: a pass after a reconnect and one on the
+	// timer must not both release a domain or both detach one hostdev.
+	recMu    sync.Mutex
 	mu       sync.Mutex
 	reported map[string]hotplugState // "domain|bdf" hot-plugs seen on a running domain
 }
@@ -122,6 +125,8 @@ func (m *Monitor) forgetNotRunning(running map[string]bool) {
 // decision are reported (and detached per policy). It returns the first
 // error talking to libvirtd.
 func (m *Monitor) Reconcile(ctx context.Context, src Source) error {
+	m.recMu.Lock()
+	defer m.recMu.Unlock()
 	running, err := src.RunningDomains()
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,5 +173,62 @@ func TestMonitorHotplugReplug(t *testing.T) {
 	step([]string{"vm1"}, liveXML) // started again with both hot-plugged
 	if !slices.Equal(kinds(h.reports), []string{"hotplug", "hotplug", "hotplug", "hotplug", "hotplug"}) || len(src.detached) != 0 {
 		t.Fatalf("after a restart: reports %v detached %v, want 5 hotplug reports, no detach", kinds(h.reports), src.detached)
+	}
+}
+
+// syncHolder and slowSource are fakes safe for concurrent use; the
+// source's detach takes a while, as libvirt's does.
+type syncHolder struct {
+	mu sync.Mutex
+	fakeHolder
+}
+
+func (f *syncHolder) Report(ctx context.Context, r daemon.Report) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fakeHolder.Report(ctx, r)
+}
+
+type slowSource struct {
+	mu sync.Mutex
+	fakeSource
+}
+
+func (f *slowSource) RunningDomains() ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.running), nil
+}
+func (f *slowSource) LiveXML(n string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.xml[n], nil
+}
+func (f *slowSource) DetachHostdevPCI(name string, dom uint16, bus, slot, fn uint8, managed bool) error {
+	time.Sleep(50 * time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fakeSource.DetachHostdevPCI(name, dom, bus, slot, fn, managed)
+}
+
+// Reconcile passes that overlap (after a reconnect and on the timer) detach
+// a hot-plugged hostdev once and report it once.
+func TestMonitorReconcileSerialised(t *testing.T) {
+	held, _ := pci.ParseBDF("0000:3b:00.0")
+	h := &syncHolder{fakeHolder: fakeHolder{held: map[string][]pci.BDF{"vm1": {held}}, times: map[string][2]time.Time{}}}
+	src := &slowSource{fakeSource: fakeSource{running: []string{"vm1"}, xml: map[string]string{"vm1": liveXML},
+		ack: true, unplugged: map[string]string{"vm1": liveXMLHeldOnly}}}
+	m := &Monitor{Backend: h, Hotplug: policy.HotplugDetach}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if err := m.Reconcile(t.Context(), src); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(src.detached) != 1 || !slices.Equal(kinds(h.reports), []string{"hotplug-detached"}) {
+		t.Fatalf("detach requests %v, reports %v: want one each", src.detached, kinds(h.reports))
 	}
 }
