@@ -66,6 +66,9 @@ const (
 	// the guest's consent: ACPI eject, PCIe slot power-off). Not requested
 	// again; reported as detached once it is gone.
 	hotplugPending
+	// hotplugDetachFailed: libvirt refused the detach; reported once,
+	// requested again on every pass.
+	hotplugDetachFailed
 )
 
 func (m *Monitor) log() *slog.Logger {
@@ -233,9 +236,14 @@ func (m *Monitor) checkHotplug(ctx context.Context, src Source, name string, dom
 		}
 		err := src.DetachHostdevPCI(name, h.BDF.Domain, h.BDF.Bus, h.BDF.Device, h.BDF.Function, h.Managed)
 		if err != nil {
-			m.Backend.Report(ctx, daemon.Report{Kind: "hotplug", Domain: name, BDF: h.BDF.String(),
-				Message: fmt.Sprintf("PCI hostdev %s on running domain %s has no gate decision; detaching it failed: %v", h.BDF, name, err)})
-			continue // no entry: try again next time
+			if st != hotplugDetachFailed { // reported once; tried again every pass
+				m.mu.Lock()
+				m.reported[key] = hotplugDetachFailed
+				m.mu.Unlock()
+				m.Backend.Report(ctx, daemon.Report{Kind: "hotplug", Domain: name, BDF: h.BDF.String(),
+					Message: fmt.Sprintf("PCI hostdev %s on running domain %s has no gate decision; detaching it failed (retried every poll, reported once): %v", h.BDF, name, err)})
+			}
+			continue
 		}
 		// libvirt returns success once QEMU was asked to unplug; the
 		// hostdev is gone only when the guest let go. Only the live XML

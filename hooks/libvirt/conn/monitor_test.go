@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,5 +231,44 @@ func TestMonitorReconcileSerialised(t *testing.T) {
 	wg.Wait()
 	if len(src.detached) != 1 || !slices.Equal(kinds(h.reports), []string{"hotplug-detached"}) {
 		t.Fatalf("detach requests %v, reports %v: want one each", src.detached, kinds(h.reports))
+	}
+}
+
+// failingSource refuses every detach until ok is set.
+type failingSource struct {
+	fakeSource
+	ok bool
+}
+
+func (f *failingSource) DetachHostdevPCI(name string, dom uint16, bus, slot, fn uint8, managed bool) error {
+	if !f.ok {
+		f.detached = append(f.detached, "refused")
+		return fmt.Errorf("operation failed: device not found")
+	}
+	return f.fakeSource.DetachHostdevPCI(name, dom, bus, slot, fn, managed)
+}
+
+// A detach libvirt refuses is requested again on every pass but reported
+// once; when it finally succeeds, that is reported.
+func TestMonitorHotplugDetachRefused(t *testing.T) {
+	held, _ := pci.ParseBDF("0000:3b:00.0")
+	h := &fakeHolder{held: map[string][]pci.BDF{"vm1": {held}}, times: map[string][2]time.Time{}}
+	src := &failingSource{fakeSource: fakeSource{running: []string{"vm1"}, xml: map[string]string{"vm1": liveXML},
+		ack: true, unplugged: map[string]string{"vm1": liveXMLHeldOnly}}}
+	m := &Monitor{Backend: h, Hotplug: policy.HotplugDetach}
+	for range 3 {
+		if err := m.Reconcile(t.Context(), src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(src.detached) != 3 || !slices.Equal(kinds(h.reports), []string{"hotplug"}) || !strings.Contains(h.reports[0].Message, "detaching it failed") {
+		t.Fatalf("refused: detach requests %v, reports %+v; want three requests, one report", src.detached, h.reports)
+	}
+	src.ok = true
+	if err := m.Reconcile(t.Context(), src); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(kinds(h.reports), []string{"hotplug", "hotplug-detached"}) {
+		t.Fatalf("after libvirt accepted: reports %v", kinds(h.reports))
 	}
 }
