@@ -88,17 +88,8 @@ func newWorld(t *testing.T) *world {
 		must(t, w.tree.Add(f))
 	}
 	must(t, os.WriteFile(filepath.Join(w.dir, "root.pem"), anchors, 0o600))
-	pp := filepath.Join(w.dir, "policy.yaml")
-	must(t, os.WriteFile(pp, []byte(`version: 1
-mode: enforce
-defaults:
-  confidential: deny-unattested
-  non_confidential: deny-unattested
-rules:
-`+gatetest.NVMeRule()), 0o600))
+	w.setPolicy("", "")
 	var err error
-	w.pol, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
-	must(t, err)
 	w.sys, err = pci.Open(sysDir, &pci.Options{ConfigOpener: w.opener, Geteuid: func() int { return 0 }})
 	must(t, err)
 	t.Cleanup(func() { w.sys.Close() })
@@ -107,6 +98,23 @@ rules:
 	w.tp, w.rec = gatetest.OpenTPM(t, w.logPath)
 	w.kernel = gatetest.NewKernel(t, w.tree, w.dir)
 	return w
+}
+
+// setPolicy writes and loads the world's policy: enforce mode, deny
+// unattested functions, the nvme rule; head goes before it (top-level keys),
+// ruleExtra is appended to the rule (keys at four spaces).
+func (w *world) setPolicy(head, ruleExtra string) {
+	w.t.Helper()
+	pp := filepath.Join(w.dir, "policy.yaml")
+	must(w.t, os.WriteFile(pp, []byte("version: 1\n"+head+`mode: enforce
+defaults:
+  confidential: deny-unattested
+  non_confidential: deny-unattested
+rules:
+`+gatetest.NVMeRule()+ruleExtra), 0o600))
+	var err error
+	w.pol, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
+	must(w.t, err)
 }
 
 func (w *world) opener(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {

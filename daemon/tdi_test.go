@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,22 +20,13 @@ import (
 )
 
 // lockingBackend rewrites the world's policy so that the nvme rule also
-// requires a locked TDI, and builds a backend whose session owner is a real
-// tdisp.Broker over the software devices' DOE mailboxes.
-func (w *world) lockingBackend() (*daemon.GateBackend, *tdisp.Broker, string) {
+// requires a locked TDI (head: more top-level keys), and builds a backend
+// whose session owner is a real tdisp.Broker over the software devices' DOE
+// mailboxes (a fresh one each call, as a daemon restart would).
+func (w *world) lockingBackend(head string) (*daemon.GateBackend, *tdisp.Broker, string) {
 	t := w.t
 	t.Helper()
-	pp := filepath.Join(w.dir, "policy.yaml")
-	must(t, os.WriteFile(pp, []byte(`version: 1
-mode: enforce
-defaults:
-  confidential: deny-unattested
-  non_confidential: deny-unattested
-rules:
-`+gatetest.NVMeRule()+"    tdisp:\n      require_lock: true\n"), 0o600))
-	var err error
-	w.pol, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
-	must(t, err)
+	w.setPolicy(head, "    tdisp:\n      require_lock: true\n")
 	lockDir := filepath.Join(w.dir, "locks")
 	j, err := tdisp.OpenJournal(w.stateDir, nil)
 	must(t, err)
@@ -77,7 +67,7 @@ func lockFree(t *testing.T, lockDir string, b pci.BDF) bool {
 // function. A non-confidential domain gets no lock (deny tdisp-not-locked).
 func TestBackendPrepareLocksTDI(t *testing.T) {
 	w := newWorld(t)
-	b, br, lockDir := w.lockingBackend()
+	b, br, lockDir := w.lockingBackend("")
 	ctx := t.Context()
 	good := bdf(t, goodBDF)
 
@@ -160,7 +150,7 @@ func TestBackendPrepareLocksTDI(t *testing.T) {
 // start is refused.
 func TestBackendPrepareLockDenied(t *testing.T) {
 	w := newWorld(t)
-	b, br, lockDir := w.lockingBackend()
+	b, br, lockDir := w.lockingBackend("")
 	ctx := t.Context()
 	good := bdf(t, goodBDF)
 	// Other firmware at the same address: measurements no longer match.
@@ -186,7 +176,7 @@ func TestBackendPrepareLockDenied(t *testing.T) {
 // begin moves it to RUN.
 func TestBackendDeferredLocksAtStart(t *testing.T) {
 	w := newWorld(t)
-	b, br, _ := w.lockingBackend()
+	b, br, _ := w.lockingBackend("")
 	ctx := t.Context()
 	host := bdf(t, hostBDF)
 	req := daemon.CheckRequest{Domain: "vm1", Confidential: true, Lock: true, BDFs: []pci.BDF{host}, Managed: []pci.BDF{host}}
@@ -196,18 +186,8 @@ func TestBackendDeferredLocksAtStart(t *testing.T) {
 	}
 	w.toVFIO(hostBDF)
 	req.Phase = daemon.PhaseStart
-	r, err = b.Check(ctx, req)
-	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" {
-		t.Fatalf("start: %+v %v", r, err)
-	}
-	must(t, b.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{host}}))
-	if st := w.tdiState(hostBDF); st != tdisp.StateRun {
-		t.Fatalf("TDI after started: %v", st)
-	}
-	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
-	if st := w.tdiState(hostBDF); st != tdisp.StateConfigUnlocked || len(br.Held()) != 0 {
-		t.Fatalf("after release: %v %+v", st, br.Held())
-	}
+	checkLocked(t, b, req)
+	w.startAndRelease(b, br, "vm1", hostBDF)
 }
 
 // TestBackendStartAfterRestartRefused: a daemon restart between prepare
@@ -217,15 +197,12 @@ func TestBackendDeferredLocksAtStart(t *testing.T) {
 // start-phase re-check (libvirt's start begin) locks it again.
 func TestBackendStartAfterRestartRefused(t *testing.T) {
 	w := newWorld(t)
-	b, br, _ := w.lockingBackend()
+	b, br, _ := w.lockingBackend("")
 	ctx := t.Context()
 	good := bdf(t, goodBDF)
-	r, err := b.Check(ctx, daemon.CheckRequest{Domain: "vm1", Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
-	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" {
-		t.Fatalf("prepare: %+v %v", r, err)
-	}
+	checkLocked(t, b, daemon.CheckRequest{Domain: "vm1", Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
 	must(t, br.Close(ctx)) // the daemon stops: sessions end, the journal keeps the TDI
-	b2, br2, _ := w.lockingBackend()
+	b2, br2, _ := w.lockingBackend("")
 	res, err := br2.Recover(ctx, func(string) bool { return false })
 	if err != nil || len(res) != 1 || res[0].Action != "stopped" {
 		t.Fatalf("recover: %+v %v", res, err)
@@ -238,18 +215,8 @@ func TestBackendStartAfterRestartRefused(t *testing.T) {
 		t.Fatalf("TDI %v", st)
 	}
 	// libvirt's start begin re-check attests and locks it again.
-	r, err = b2.Check(ctx, daemon.CheckRequest{Domain: "vm1", Phase: daemon.PhaseStart, Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
-	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" {
-		t.Fatalf("start-phase re-check after restart: %+v %v", r, err)
-	}
-	must(t, b2.StartDomain(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{good}}))
-	if st := w.tdiState(goodBDF); st != tdisp.StateRun {
-		t.Fatalf("TDI after start: %v", st)
-	}
-	must(t, b2.Release(ctx, daemon.DomainRequest{Domain: "vm1"}))
-	if st := w.tdiState(goodBDF); st != tdisp.StateConfigUnlocked || len(br2.Held()) != 0 {
-		t.Fatalf("after release: %v %+v", st, br2.Held())
-	}
+	checkLocked(t, b2, daemon.CheckRequest{Domain: "vm1", Phase: daemon.PhaseStart, Confidential: true, Lock: true, BDFs: []pci.BDF{good}})
+	w.startAndRelease(b2, br2, "vm1", goodBDF)
 }
 
 // TestBackendLaunchSecurity: a domain's launchSecurity type the policy does
@@ -258,7 +225,7 @@ func TestBackendStartAfterRestartRefused(t *testing.T) {
 // confidential, with the TDI locked as for a built-in type.
 func TestBackendLaunchSecurity(t *testing.T) {
 	w := newWorld(t)
-	b, br, _ := w.lockingBackend()
+	b, br, _ := w.lockingBackend("")
 	ctx := t.Context()
 	good := bdf(t, goodBDF)
 	n := len(w.verdicts())
@@ -276,20 +243,37 @@ func TestBackendLaunchSecurity(t *testing.T) {
 		t.Fatal("a refused domain holds functions")
 	}
 	// The policy lists it: confidential, locked.
-	pp := filepath.Join(w.dir, "policy.yaml")
-	text, err := os.ReadFile(pp)
-	must(t, err)
-	must(t, os.WriteFile(pp, append([]byte("libvirt: {confidential_types: [cca]}\n"), text...), 0o600))
-	w.pol, err = policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
-	must(t, err)
-	g, err := gate.New(gate.Options{System: w.sys, Policy: w.pol, Recorder: w.rec, LockDir: filepath.Join(w.dir, "locks"),
-		StateDir: w.stateDir, Attest: attest.Options{Timeout: 5 * time.Second}})
-	must(t, err)
-	b2, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: w.rec, System: w.sys, StateDir: w.stateDir, TDIs: br})
-	must(t, err)
-	r, err = b2.Check(ctx, daemon.CheckRequest{Domain: "future", LaunchSecurity: "cca", Lock: true, BDFs: []pci.BDF{good}})
-	if err != nil || r.Decision != "allow" || r.Devices[0].TDIState != "CONFIG_LOCKED" {
-		t.Fatalf("listed type: %+v %v", r, err)
+	b2, br2, _ := w.lockingBackend("libvirt: {confidential_types: [cca]}\n")
+	checkLocked(t, b2, daemon.CheckRequest{Domain: "future", LaunchSecurity: "cca", Lock: true, BDFs: []pci.BDF{good}})
+	w.startAndRelease(b2, br2, "future", goodBDF)
+}
+
+// checkLocked runs req, which must allow every function with its TDI
+// CONFIG_LOCKED.
+func checkLocked(t *testing.T, b *daemon.GateBackend, req daemon.CheckRequest) {
+	t.Helper()
+	r, err := b.Check(t.Context(), req)
+	if err != nil || r.Decision != "allow" {
+		t.Fatalf("check %+v: %+v %v", req, r, err)
 	}
-	must(t, b2.Release(ctx, daemon.DomainRequest{Domain: "future"}))
+	for _, d := range r.Devices {
+		if d.TDIState != "CONFIG_LOCKED" {
+			t.Fatalf("check %+v: %s TDI %q, want CONFIG_LOCKED", req, d.BDF, d.TDIState)
+		}
+	}
+}
+
+// startAndRelease plays started begin (the TDI of fn goes to RUN on the
+// device) and release end (unlocked, nothing held).
+func (w *world) startAndRelease(b *daemon.GateBackend, br *tdisp.Broker, domain, fn string) {
+	t := w.t
+	t.Helper()
+	must(t, b.StartDomain(t.Context(), daemon.DomainRequest{Domain: domain, BDFs: []pci.BDF{bdf(t, fn)}}))
+	if st := w.tdiState(fn); st != tdisp.StateRun {
+		t.Fatalf("TDI after started: %v", st)
+	}
+	must(t, b.Release(t.Context(), daemon.DomainRequest{Domain: domain}))
+	if st := w.tdiState(fn); st != tdisp.StateConfigUnlocked || len(br.Held()) != 0 {
+		t.Fatalf("after release: TDI %v, held %+v", st, br.Held())
+	}
 }

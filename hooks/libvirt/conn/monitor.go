@@ -173,6 +173,13 @@ func (m *Monitor) Reconcile(ctx context.Context, src Source) error {
 	return nil
 }
 
+// mark records what was done about the hot-plug key ("domain|bdf").
+func (m *Monitor) mark(key string, st hotplugState) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reported[key] = st
+}
+
 func (m *Monitor) checkHotplug(ctx context.Context, src Source, name string, dom *lvhook.Domain) {
 	held := map[pci.BDF]bool{}
 	for _, b := range m.Backend.Held(name) {
@@ -237,9 +244,7 @@ func (m *Monitor) checkHotplug(ctx context.Context, src Source, name string, dom
 		err := src.DetachHostdevPCI(name, h.BDF.Domain, h.BDF.Bus, h.BDF.Device, h.BDF.Function, h.Managed)
 		if err != nil {
 			if st != hotplugDetachFailed { // reported once; tried again every pass
-				m.mu.Lock()
-				m.reported[key] = hotplugDetachFailed
-				m.mu.Unlock()
+				m.mark(key, hotplugDetachFailed)
 				m.Backend.Report(ctx, daemon.Report{Kind: "hotplug", Domain: name, BDF: h.BDF.String(),
 					Message: fmt.Sprintf("PCI hostdev %s on running domain %s has no gate decision; detaching it failed (retried every poll, reported once): %v", h.BDF, name, err)})
 			}
@@ -249,16 +254,12 @@ func (m *Monitor) checkHotplug(ctx context.Context, src Source, name string, dom
 		// hostdev is gone only when the guest let go. Only the live XML
 		// says which.
 		if still, why := stillAttached(src, name, h.BDF); still {
-			m.mu.Lock()
-			m.reported[key] = hotplugPending
-			m.mu.Unlock()
+			m.mark(key, hotplugPending)
 			m.Backend.Report(ctx, daemon.Report{Kind: "hotplug-detach-pending", Domain: name, BDF: h.BDF.String(),
 				Message: fmt.Sprintf("PCI hostdev %s hot-plugged into running domain %s without a gate decision: libvirt sent the unplug request (policy libvirt.hotplug: detach) but %s: the guest still has the device until it releases it or the domain stops", h.BDF, name, why)})
 			continue
 		}
-		m.mu.Lock()
-		m.reported[key] = hotplugReported
-		m.mu.Unlock()
+		m.mark(key, hotplugReported)
 		m.Backend.Report(ctx, daemon.Report{Kind: "hotplug-detached", Domain: name, BDF: h.BDF.String(),
 			Message: fmt.Sprintf("PCI hostdev %s hot-plugged into running domain %s without a gate decision: detached (policy libvirt.hotplug: detach)", h.BDF, name)})
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -198,31 +197,6 @@ func hpLiveHasHostdev(ctx context.Context, domain string, b [4]string) (bool, er
 	return strings.Contains(out, "<hostdev") && strings.Contains(out, addr), nil
 }
 
-// startDaemonArgs is startDaemon (libvirt.go) with extra daemon flags.
-func (s *libvirtStack) startDaemonArgs(ctx context.Context, h *Harness, policy string, extra ...string) error {
-	dl, err := os.OpenFile(lvDaemonLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	args := append([]string{"daemon", "--policy", policy, "--tpm", filepath.Join(h.Dev, "tpmrm0"),
-		"--state-dir", lvState, "--daemon-socket", lvDaemonSock, "--libvirt-socket", lvSock, "--libvirt-uri", lvURI,
-		"--log-level", "debug"}, extra...)
-	s.daemon = exec.Command(h.VfioGate, args...)
-	s.daemon.Stdout, s.daemon.Stderr = dl, dl
-	if err := s.daemon.Start(); err != nil {
-		dl.Close()
-		return fmt.Errorf("start vfio-gate daemon: %w", err)
-	}
-	dl.Close()
-	s.dmnDone = make(chan error, 1)
-	go func(c *exec.Cmd, done chan error) { done <- c.Wait() }(s.daemon, s.dmnDone)
-	if err := s.waitSock(ctx, lvDaemonSock, s.dmnDone, "vfio-gate daemon", 30*time.Second); err != nil {
-		return err
-	}
-	_, err = h.lvStatus(ctx)
-	return err
-}
-
 // lvHotplug runs the experiment once per key: "detach" and "report" (the
 // policy's libvirt.hotplug) on hpDomain, "acpi" (detach) on hpDomainACPI.
 func (h *Harness) lvHotplug(ctx context.Context, key string) *hpRun {
@@ -266,7 +240,7 @@ func (h *Harness) hpExperiment(ctx context.Context, r *hpRun) error {
 	if err := s.stopDaemon(); err != nil {
 		return err
 	}
-	if err := s.startDaemonArgs(ctx, h, pol, "--poll-interval", hpPoll.String()); err != nil {
+	if err := s.startDaemon(ctx, h, pol, "--poll-interval", hpPoll.String()); err != nil {
 		return fmt.Errorf("restart the daemon with %s: %w", pol, err)
 	}
 	// The domain: defined and started once, kept running across runs.

@@ -253,16 +253,17 @@ func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
 	return nil
 }
 
-// startDaemon starts `vfio-gate daemon` with policy and waits until it
-// answers status. Its log is appended to lvDaemonLog.
-func (s *libvirtStack) startDaemon(ctx context.Context, h *Harness, policy string) error {
+// startDaemon starts `vfio-gate daemon` with policy (and extra flags) and
+// waits until it answers status. Its log is appended to lvDaemonLog.
+func (s *libvirtStack) startDaemon(ctx context.Context, h *Harness, policy string, extra ...string) error {
 	dl, err := os.OpenFile(lvDaemonLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	s.daemon = exec.Command(h.VfioGate, "daemon", "--policy", policy, "--tpm", filepath.Join(h.Dev, "tpmrm0"),
+	args := append([]string{"daemon", "--policy", policy, "--tpm", filepath.Join(h.Dev, "tpmrm0"),
 		"--state-dir", lvState, "--daemon-socket", lvDaemonSock, "--libvirt-socket", lvSock, "--libvirt-uri", lvURI,
-		"--log-level", "debug")
+		"--log-level", "debug"}, extra...)
+	s.daemon = exec.Command(h.VfioGate, args...)
 	s.daemon.Stdout, s.daemon.Stderr = dl, dl
 	if err := s.daemon.Start(); err != nil {
 		dl.Close()
