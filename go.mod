@@ -16,6 +16,10 @@ require (
 	libvirt.org/go/libvirtxml v1.12008.0
 )
 
-require github.com/inconshreveable/mousetrap v1.1.0 // indirect
+require (
+	github.com/cpuguy83/go-md2man/v2 v2.0.6 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+)
 
 tool github.com/cilium/ebpf/cmd/bpf2go
