@@ -626,7 +626,7 @@ type measurementsRsp struct {
 	NumBlocks uint8
 	Record    []byte
 	Blocks    []MeasurementBlock
-	Nonce     [nonceLen]byte // always in 1.1+, only when signed in 1.0
+	Nonce     [nonceLen]byte // always in 1.1+; in 1.0 always sent, accepted absent when unsigned
 	Opaque    []byte
 	Context   [requesterContextLen]byte // 1.3+
 	Signature []byte
@@ -672,6 +672,14 @@ func decodeMeasurementsRsp(b []byte, op uint8, sigSize int) (*measurementsRsp, e
 		}
 		m.Blocks = blocks
 		m.hasNonce = h.Version >= Version11 || sigSize > 0
+		if !m.hasNonce {
+			// 1.0 unsigned: DSP0274 1.0.0 carries the nonce only with a
+			// signature, but DMTF's libspdm (and its validator) always
+			// send it. Take it when the rest is exactly Nonce ‖
+			// OpaqueDataLength ‖ OpaqueData.
+			rest := d.s
+			m.hasNonce = len(rest) >= nonceLen+2 && len(rest) == nonceLen+2+int(rest[nonceLen])|int(rest[nonceLen+1])<<8
+		}
 		ok = (!m.hasNonce || d.fixed(m.Nonce[:], "Nonce")) &&
 			d.u16(&opaqueLen, "OpaqueDataLength") && d.check(opaqueLen <= maxOpaqueLen, "OpaqueDataLength", "over 1024") &&
 			d.bytes(&m.Opaque, int(opaqueLen), "OpaqueData") &&

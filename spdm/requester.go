@@ -62,7 +62,7 @@ type Options struct {
 	CapabilityFlags  uint32      // [CapCert|CapChal]
 	CTExponent       uint8       // [20 when CapabilityFlags is zero, else as given]
 	DataTransferSize uint32      // [1048568, the DOE maximum payload]
-	MaxSPDMmsgSize   uint32      // [DataTransferSize]
+	MaxSPDMmsgSize   uint32      // [DataTransferSize; always DataTransferSize without CapChunk]
 	DHEAlgos         DHEAlgo     // AlgStruct offers (1.1+); all zero → no AlgStruct tables
 	AEADAlgos        AEADAlgo    //
 	ReqAsymAlgos     AsymAlgo    //
@@ -171,7 +171,9 @@ func NewRequester(t Transport, opts *Options) *Requester {
 	if o.DataTransferSize == 0 {
 		o.DataTransferSize = 1048568
 	}
-	if o.MaxSPDMmsgSize == 0 {
+	if o.MaxSPDMmsgSize == 0 || o.CapabilityFlags&CapChunk == 0 {
+		// Without CHUNK_CAP the two must be equal (DSP0274 1.2.0 §10.4);
+		// responders refuse anything else with InvalidRequest.
 		o.MaxSPDMmsgSize = o.DataTransferSize
 	}
 	tm := &o.Timeouts

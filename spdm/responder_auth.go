@@ -178,7 +178,9 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 		}
 	}
 	blocks := r.measurementBlocks(m.Attrs&MeasAttrRawBitStream != 0 && r.c.version >= Version12)
-	rsp := &measurementsRsp{Version: r.c.version, Context: m.Context, hasNonce: signed}
+	// The nonce goes into every MEASUREMENTS, 1.0 unsigned included, as
+	// DMTF's libspdm sends and expects it (SPDM-Responder-Validator 7.1).
+	rsp := &measurementsRsp{Version: r.c.version, Context: m.Context, hasNonce: true}
 	switch m.Op {
 	case MeasOpCount:
 		rsp.Param1 = uint8(len(blocks))
@@ -301,6 +303,9 @@ func (r *Responder) send(code RequestCode, rsp []byte) []byte {
 // chunkGet answers CHUNK_GET (DSP0274 §10.17) with the next chunk of the
 // pending large response.
 func (r *Responder) chunkGet(req []byte) []byte {
+	if !r.c.chunk {
+		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestChunkGet))
+	}
 	m, ok := rspDecode(req, decodeChunkGetReq)
 	l := r.c.large
 	if !ok || l == nil || m.Handle != l.handle || m.Seq != l.seq {

@@ -16,6 +16,11 @@ var (
 
 // getVersion answers GET_VERSION (DSP0274 §10.3) and restarts the connection.
 func (r *Responder) getVersion(req []byte) []byte {
+	if Version(req[0]) != Version10 {
+		// GET_VERSION is always sent as 1.0 (DSP0274 1.2.0 §10.3); any
+		// other version is VersionMismatch, and the connection is kept.
+		return (&errorRsp{Version: Version10, Code: ErrorCodeVersionMismatch}).marshal()
+	}
 	m, ok := rspDecode(req, decodeGetVersionReq)
 	r.endAllSessions()
 	r.c = rspConn{}
@@ -59,7 +64,7 @@ func (r *Responder) getCapabilities(req []byte) []byte {
 		return r.errRsp(ErrorCodeVersionMismatch, 0)
 	}
 	m, ok := rspDecode(req, decodeGetCapabilitiesReq)
-	if !ok {
+	if !ok || !validRequesterCaps(m) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	rsp := &capabilitiesRsp{Version: v, CTExponent: r.cfg.CTExponent, Flags: r.rspFlags(v)}
@@ -188,4 +193,70 @@ func rspChainBuffer(h HashAlgo, chain [][]byte) []byte {
 	}
 	b.SetU16At(0, uint16(b.Len()))
 	return b.Bytes()
+}
+
+// capEvent is EVENT_CAP (1.3), a session capability.
+const capEvent uint32 = 1 << 25
+
+// validRequesterCaps applies DSP0274's rules on the requester's
+// GET_CAPABILITIES fields (1.2.0/1.3.0 §10.4, Table 11 flag descriptions;
+// the same checks libspdm and DMTF's SPDM-Responder-Validator case 2.4 make).
+// A request that breaks one is answered with ERROR(InvalidRequest).
+func validRequesterCaps(m *getCapabilitiesReq) bool {
+	v, f := m.Version, m.Flags
+	has := func(c uint32) bool { return f&c != 0 }
+	psk := f >> 10 & 3
+	if v >= Version11 {
+		if psk == 2 || psk == 3 { // requester PSK_CAP: 01b only; 10b, 11b reserved
+			return false
+		}
+		if has(CapKeyEx) || psk != 0 {
+			// Key exchange needs ENCRYPT_CAP or MAC_CAP.
+			if !has(CapEncrypt) && !has(CapMAC) {
+				return false
+			}
+		} else if has(CapEncrypt) || has(CapMAC) || has(CapHandshakeInClear) || has(CapHBeat) || has(CapKeyUpd) ||
+			(v >= Version13 && has(capEvent)) {
+			// Session capabilities without a way to open a session.
+			return false
+		}
+		if !has(CapKeyEx) && has(CapHandshakeInClear) {
+			return false // HANDSHAKE_IN_THE_CLEAR is a KEY_EXCHANGE property
+		}
+		if has(CapCert) || has(CapPubKeyID) {
+			if has(CapCert) && has(CapPubKeyID) {
+				return false // a certificate or a provisioned key, not both
+			}
+			if !has(CapChal) && !has(CapKeyEx) {
+				return false // a key nothing can use
+			}
+		} else if has(CapChal) || has(CapMutAuth) {
+			return false // CHAL_CAP/MUT_AUTH_CAP need a certificate or a key
+		}
+		if has(CapMutAuth) && !has(CapKeyEx) && !has(CapChal) {
+			return false
+		}
+		// MUT_AUTH_CAP is carried out with encapsulated requests.
+		if has(CapMutAuth) && !has(CapEncap) {
+			return false
+		}
+	}
+	if v >= Version12 {
+		dts, max := m.DataTransferSize, m.MaxSPDMmsgSize
+		if dts < minDataTransferSize || dts > max || (!has(CapChunk) && dts != max) {
+			return false
+		}
+	}
+	if v >= Version13 {
+		if f>>22&3 == 3 || f>>26&3 == 3 { // EP_INFO_CAP, MULTI_KEY_CAP 11b reserved
+			return false
+		}
+		if f>>26&3 != 0 && has(CapPubKeyID) {
+			return false
+		}
+		if m.Param1&1 != 0 && !has(CapChunk) {
+			return false // the supported-algorithms block needs CHUNK_CAP
+		}
+	}
+	return true
 }
