@@ -195,11 +195,18 @@ func New(cfg Config) (*Device, error) {
 	var sc spdm.ResponderSessionConfig
 	if !cfg.Session.Disabled {
 		sc = spdm.ResponderSessionConfig{DHE: cfg.Session.DHE, AEAD: cfg.Session.AEAD, HandshakeInClear: cfg.Session.HandshakeInClear,
-			HeartbeatPeriod: cfg.Session.HeartbeatPeriod, Ended: d.sessionEnded,
+			HeartbeatPeriod: cfg.Session.HeartbeatPeriod, NoHeartbeat: cfg.Session.NoHeartbeat, NoKeyUpdate: cfg.Session.NoKeyUpdate,
+			Ended: d.sessionEnded,
 			Faults: spdm.ResponderSessionFaults{BadVerifyData: d.faults[FaultBadVerifyData], BadTag: d.faults[FaultBadTag],
 				WrongSessionID: d.faults[FaultWrongSessionID], KeyUpdateMismatch: d.faults[FaultKeyUpdateMismatch]}}
 		if sc.DHE == 0 {
 			sc.DHE = spdm.DHESECP256R1 | spdm.DHESECP384R1
+		}
+		switch {
+		case sc.NoHeartbeat:
+			sc.HeartbeatPeriod = 0
+		case sc.HeartbeatPeriod == 0:
+			sc.HeartbeatPeriod = DefaultHeartbeatPeriod
 		}
 		if !cfg.Session.NoTDISP {
 			if d.tdi, err = d.newTDI(); err != nil {

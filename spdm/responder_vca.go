@@ -54,6 +54,10 @@ func (r *Responder) rspFlags(v Version) uint32 {
 	return f | r.sessionFlags(v)
 }
 
+// CapabilityFlags returns the CAPABILITIES flags the responder advertises
+// to a requester speaking version v.
+func (r *Responder) CapabilityFlags(v Version) uint32 { return r.rspFlags(v) }
+
 // getCapabilities answers GET_CAPABILITIES (DSP0274 §10.4).
 func (r *Responder) getCapabilities(req []byte) []byte {
 	if r.c.stage != rspStageVersion {

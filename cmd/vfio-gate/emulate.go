@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,10 @@ type emulateOut struct {
 	Algorithms []string `json:"algorithms"` // names --algorithms accepts
 	Identity   string   `json:"identity"`
 	Slots      int      `json:"slots"`
+	// Capabilities are the CAPABILITIES flags advertised at the highest
+	// version offered; HeartbeatPeriod is announced in KEY_EXCHANGE_RSP.
+	Capabilities    []string `json:"capabilities"`
+	HeartbeatPeriod int      `json:"heartbeat_period"`
 }
 
 func newEmulateCmd(e *env, g *globals) *cobra.Command {
@@ -37,7 +42,7 @@ func newEmulateCmd(e *env, g *globals) *cobra.Command {
 		latency                                  time.Duration
 		slots                                    int
 		aead, iface                              string
-		inClear                                  bool
+		inClear, noHeartbeat, noKeyUpdate        bool
 		heartbeat                                uint8
 	)
 	cmd := &cobra.Command{
@@ -56,6 +61,11 @@ the path, so that "vfio-gate attest --socket HOST:PORT --trust-anchor PATH" can
 verify the device.
 
 Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
+
+Capabilities advertised by default: CERT, CHAL, MEAS (signed), CHUNK (1.2+), and for
+secure sessions (1.1+) KEY_EX, ENCRYPT, MAC, HBEAT (HeartbeatPeriod 60 s unless
+--heartbeat) and KEY_UPD; --no-heartbeat and --no-key-update withhold the last two,
+--handshake-in-clear adds HANDSHAKE_IN_THE_CLEAR. See docs/emulate.md.
 
 Needs nothing (no root, no hardware, no TPM). With --json the start-up banner is one JSON object.
 
@@ -79,7 +89,10 @@ missing --listen); 4 the address cannot be bound.`,
 			if _, err := emu.LookupProfile(profile); err != nil {
 				return usageErrorf("emulate: --profile: %v", err)
 			}
-			sc := emu.SessionConfig{HandshakeInClear: inClear, HeartbeatPeriod: heartbeat}
+			if noHeartbeat && heartbeat != 0 {
+				return usageErrorf("emulate: --heartbeat and --no-heartbeat exclude each other")
+			}
+			sc := emu.SessionConfig{HandshakeInClear: inClear, HeartbeatPeriod: heartbeat, NoHeartbeat: noHeartbeat, NoKeyUpdate: noKeyUpdate}
 			switch aead {
 			case "":
 			case spdm.AEADAES128GCM.String():
@@ -119,6 +132,17 @@ missing --listen); 4 the address cannot be bound.`,
 			for _, v := range vers {
 				out.Versions = append(out.Versions, v.String())
 			}
+			top := slices.Max(vers)
+			out.Capabilities = spdm.CapabilityNames(dev.CapabilityFlags(top))
+			if out.Capabilities == nil {
+				out.Capabilities = []string{}
+			}
+			if dev.CapabilityFlags(top)&spdm.CapHBeat != 0 {
+				out.HeartbeatPeriod = int(heartbeat)
+				if heartbeat == 0 {
+					out.HeartbeatPeriod = emu.DefaultHeartbeatPeriod
+				}
+			}
 			if g.json {
 				if err := writeJSON(e.out, out); err != nil {
 					ln.Close()
@@ -128,6 +152,7 @@ missing --listen); 4 the address cannot be bound.`,
 				fmt.Fprintf(e.out, "vfio-gate emulate: listening on %s (spdm-socket, PCI_DOE), profile %s\n", out.Listen, profile)
 				fmt.Fprintf(e.out, "identity: %s\n", out.Identity)
 				fmt.Fprintf(e.out, "algorithms: %s; versions: %s\n", strings.Join(out.Algorithms, ","), strings.Join(out.Versions, ", "))
+				fmt.Fprintf(e.out, "capabilities (%s): %s\n", top, strings.Join(out.Capabilities, ","))
 				fmt.Fprintf(e.out, "root CA: %s\n", caPath)
 				fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --trust-anchor %s\n", out.Listen, caPath)
 			}
@@ -149,7 +174,9 @@ missing --listen); 4 the address cannot be bound.`,
 	f.IntVar(&slots, "slots", 1, "number of provisioned certificate slots (1-8)")
 	f.StringVar(&aead, "aead", "", "secure sessions: the only AEAD the device selects (aes-128-gcm, aes-256-gcm, chacha20-poly1305); default: prefers aes-256-gcm")
 	f.BoolVar(&inClear, "handshake-in-clear", false, "secure sessions: advertise HANDSHAKE_IN_THE_CLEAR_CAP")
-	f.Uint8Var(&heartbeat, "heartbeat", 0, "secure sessions: HeartbeatPeriod in seconds announced in KEY_EXCHANGE_RSP")
+	f.Uint8Var(&heartbeat, "heartbeat", 0, fmt.Sprintf("secure sessions: HeartbeatPeriod in seconds announced in KEY_EXCHANGE_RSP (0 = %d)", emu.DefaultHeartbeatPeriod))
+	f.BoolVar(&noHeartbeat, "no-heartbeat", false, "secure sessions: do not advertise HBEAT_CAP (HEARTBEAT is then unsupported)")
+	f.BoolVar(&noKeyUpdate, "no-key-update", false, "secure sessions: do not advertise KEY_UPD_CAP (KEY_UPDATE is then unsupported)")
 	f.StringVar(&iface, "bdf", "0000:00:00.0", "the address the function pretends to have (its TDISP interface ID; tdisp --interface)")
 	return cmd
 }

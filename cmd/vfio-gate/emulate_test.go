@@ -148,6 +148,7 @@ func TestEmulateUsageErrors(t *testing.T) {
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--algorithms", "sm2-p256"}, exitInternal, "unknown algorithm"},
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--versions", "1.4"}, exitInternal, "unknown SPDM version"},
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--slots", "9"}, exitInternal, "slots"},
+		{[]string{"emulate", "--listen", "127.0.0.1:0", "--heartbeat", "5", "--no-heartbeat"}, exitInternal, "exclude each other"},
 		{[]string{"emulate", "--listen", ln.Addr().String(), "--algorithms", "ecdsa-p256", "--write-ca", filepath.Join(t.TempDir(), "ca.pem")}, exitUnavailable, "address already in use"},
 	} {
 		code, _, errs := runCLI(t, tc.args...)
@@ -162,4 +163,77 @@ func TestEmulateHelpListsProfiles(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "busy-storm") || !strings.Contains(out, "--write-ca") || !strings.Contains(out, "Exit codes:") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
+}
+
+// TestEmulateDefaultCapabilities: by default the device advertises HBEAT_CAP
+// (with a non-zero HeartbeatPeriod) and KEY_UPD_CAP for sessions, so a
+// requester's HEARTBEAT and KEY_UPDATE work without extra flags;
+// --no-heartbeat and --no-key-update withhold them.
+func TestEmulateDefaultCapabilities(t *testing.T) {
+	for _, tc := range []struct {
+		args          []string
+		hbeat, keyUpd bool
+		period        int
+	}{
+		{nil, true, true, 60},
+		{[]string{"--heartbeat", "9"}, true, true, 9},
+		{[]string{"--no-heartbeat", "--no-key-update"}, false, false, 0},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, stop, done := startEmulate(t, append([]string{"--listen", "127.0.0.1:0", "--algorithms", "ecdsa-p256",
+				"--write-ca", filepath.Join(t.TempDir(), "ca.pem")}, tc.args...)...)
+			defer func() { stop(); <-done }()
+			if slices.Contains(out.Capabilities, "hbeat") != tc.hbeat || slices.Contains(out.Capabilities, "key-upd") != tc.keyUpd ||
+				!slices.Contains(out.Capabilities, "key-ex") || out.HeartbeatPeriod != tc.period {
+				t.Fatalf("startup record %+v", out)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := socket.Dial(ctx, out.Listen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			roots := readRoots(t, out.CA)
+			_, s, err := spdm.OpenSession(ctx, c.Exchanger(doe.FeatureCMA), c.Exchanger(doe.FeatureSecuredCMA), &spdm.Options{Roots: roots}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := s.Info()
+			if in.CanHeartbeat != tc.hbeat || in.CanKeyUpdate != tc.keyUpd || int(in.HeartbeatPeriod.Seconds()) != tc.period {
+				t.Fatalf("session %+v", in)
+			}
+			if tc.hbeat {
+				if err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.keyUpd {
+				if err := s.KeyUpdate(ctx, spdm.KeyUpdateKey); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.End(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// readRoots reads the PEM certificates of an anchors file.
+func readRoots(t *testing.T, path string) []*x509.Certificate {
+	t.Helper()
+	pemBytes, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roots []*x509.Certificate
+	for blk, rest := pem.Decode(pemBytes); blk != nil; blk, rest = pem.Decode(rest) {
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, c)
+	}
+	return roots
 }
