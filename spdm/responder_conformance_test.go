@@ -290,3 +290,56 @@ func TestRequesterCapsWithoutChunk(t *testing.T) {
 		t.Fatalf("negotiated %s", n.Version)
 	}
 }
+
+// TestResponderConformanceAlgorithms: NEGOTIATE_ALGORITHMS with an invalid
+// field is InvalidRequest (DSP0274 1.2.0 §10.5; Validator 3.4).
+func TestResponderConformanceAlgorithms(t *testing.T) {
+	good := func() []byte {
+		return (&negotiateAlgorithmsReq{Version: Version12, MeasSpec: MeasurementSpecDMTF, BaseAsym: AsymECDSAP256, BaseHash: HashSHA256,
+			OtherParams: 0x02, Algs: []algStruct{{Type: algTypeDHE, Supported: uint16(DHESECP256R1)}, {Type: algTypeAEAD, Supported: uint16(AEADAES256GCM)}}}).marshal()
+	}
+	setLen := func(d int) []byte {
+		b := good()
+		binary.LittleEndian.PutUint16(b[4:], uint16(len(b)+d))
+		return b
+	}
+	extAsym := func(n uint8) []byte {
+		b := good()
+		b[28] = n
+		return b
+	}
+	algCount := func(c uint8) []byte {
+		b := good()
+		b[32+1] = c // first AlgStruct's AlgCount
+		return b
+	}
+	swapped := func() []byte {
+		b := good()
+		b[32], b[36] = b[36], b[32] // AEAD table before DHE
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		req  []byte
+		want ErrorCode
+	}{
+		{"valid", good(), 0},
+		{"Length-1", setLen(-1), ErrorCodeInvalidRequest},
+		{"Length+1", setLen(+1), ErrorCodeInvalidRequest},
+		{"ExtAsymCount 21", extAsym(21), ErrorCodeInvalidRequest},
+		{"FixedAlgCount 1", algCount(0x10), ErrorCodeInvalidRequest},
+		{"FixedAlgCount 3", algCount(0x30), ErrorCodeInvalidRequest},
+		{"AlgStruct out of order", swapped(), ErrorCodeInvalidRequest},
+		{"no common hash", (&negotiateAlgorithmsReq{Version: Version12, BaseAsym: AsymECDSAP256, BaseHash: HashSHA3_512}).marshal(), ErrorCodeInvalidRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rspSessionResponder(t, func(s *ResponderSessionConfig) { s.AEAD = AEADAES256GCM })
+			c := &tReq{t: t, r: r}
+			c.x((&getVersionReq{}).marshal())
+			c.x(rspCapsReq(Version12, 0, sessionReqFlags, 4096, 4096))
+			if got := errCode(t, c.x(tc.req)); got != tc.want {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
