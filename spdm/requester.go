@@ -68,6 +68,10 @@ type Options struct {
 	ReqAsymAlgos     AsymAlgo    //
 	KeySchedules     KeySchedule //
 	MultiKeyConn     bool        // 1.3: offer MultiKeyConn
+	// SupportedAlgorithms asks a 1.3 responder for its supported-algorithms
+	// block in CAPABILITIES (GET_CAPABILITIES Param1 bit 0); it needs
+	// CapChunk in CapabilityFlags and is ignored without it.
+	SupportedAlgorithms bool
 	MELSpec          uint8       // 1.3: MELspecification offered
 }
 
@@ -81,6 +85,10 @@ type Negotiated struct {
 	DataTransferSize uint32 // responder's (1.2+; 0 before)
 	MaxSPDMmsgSize   uint32
 	MultiKey         bool // 1.3 multi-key connection
+	// Supported is the responder's 1.3 supported-algorithms block, when
+	// asked for (Options.SupportedAlgorithms) and sent (HasSupported).
+	Supported    SupportedAlgorithms
+	HasSupported bool
 	Algorithms
 }
 

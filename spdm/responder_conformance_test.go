@@ -343,3 +343,47 @@ func TestResponderConformanceAlgorithms(t *testing.T) {
 		})
 	}
 }
+
+// TestSupportedAlgorithmsBlock: a 1.3 requester that asks (with CHUNK_CAP)
+// gets the responder's supported-algorithms block in CAPABILITIES and
+// reports it; one that does not ask gets none; the block survives a
+// codec round trip.
+func TestSupportedAlgorithmsBlock(t *testing.T) {
+	ctx := context.Background()
+	r := rspSessionResponder(t, func(s *ResponderSessionConfig) { s.DHE = DHESECP256R1 | DHESECP384R1; s.AEAD = AEADChaCha20Poly1305 })
+	root, _ := x509.ParseCertificate(rspKey(t, AsymECDSAP256).chain[0])
+	for _, ask := range []bool{true, false} {
+		o := &Options{Roots: []*x509.Certificate{root}, MinVersion: Version13, MaxVersion: Version13, SupportedAlgorithms: ask,
+			CapabilityFlags: CapCert | CapChal | CapChunk, CTExponent: 20}
+		n, err := NewRequester(loopPlain{r}, o).Negotiate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.HasSupported != ask {
+			t.Fatalf("asked %v, block present %v", ask, n.HasSupported)
+		}
+		if !ask {
+			continue
+		}
+		want := SupportedAlgorithms{MeasSpec: MeasurementSpecDMTF, OtherParams: 0x03, BaseAsym: AsymECDSAP256,
+			BaseHash: HashSHA256 | HashSHA384 | HashSHA512, DHE: DHESECP256R1 | DHESECP384R1, AEAD: AEADChaCha20Poly1305, KeySchedule: KeyScheduleSPDM}
+		if n.Supported != want {
+			t.Fatalf("supported algorithms %+v, want %+v", n.Supported, want)
+		}
+	}
+	// Codec: round trip, and a Length that does not match is refused.
+	rsp := &capabilitiesRsp{Version: Version13, CTExponent: 12, Flags: CapCert | CapChunk, DataTransferSize: 4096, MaxSPDMmsgSize: 65536,
+		Supported: &SupportedAlgorithms{BaseAsym: AsymECDSAP384, BaseHash: HashSHA384, DHE: DHESECP384R1}}
+	b := rsp.marshal()
+	if len(b) != 20+30+4 {
+		t.Fatalf("CAPABILITIES with one AlgStruct is %d bytes", len(b))
+	}
+	got, err := decodeCapabilitiesRsp(b)
+	if err != nil || got.Supported == nil || *got.Supported != *rsp.Supported {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	b[22]++ // block Length
+	if _, err := decodeCapabilitiesRsp(b); err == nil {
+		t.Fatal("wrong block Length accepted")
+	}
+}

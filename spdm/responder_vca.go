@@ -77,6 +77,12 @@ func (r *Responder) getCapabilities(req []byte) []byte {
 		r.c.reqDTS, r.c.reqMaxMsg = m.DataTransferSize, m.MaxSPDMmsgSize
 		r.c.chunk = rsp.Flags&CapChunk != 0 && m.Flags&CapChunk != 0
 	}
+	if v >= Version13 && m.Param1&1 != 0 && r.c.chunk {
+		// The supported-algorithms block is sent only to a requester that
+		// asked for it and when both sides have CHUNK_CAP (DSP0274 1.3.0
+		// §10.4).
+		rsp.Supported = r.supportedAlgorithms()
+	}
 	b := rsp.marshal()
 	r.c.version, r.c.reqFlags, r.c.stage = v, m.Flags, rspStageCapabilities
 	r.c.vca = append(append(r.c.vca, m.raw...), b...)
@@ -263,4 +269,27 @@ func validRequesterCaps(m *getCapabilitiesReq) bool {
 		}
 	}
 	return true
+}
+
+// supportedAlgorithms is everything the responder can select in
+// ALGORITHMS, for the 1.3 supported-algorithms block of CAPABILITIES.
+func (r *Responder) supportedAlgorithms() *SupportedAlgorithms {
+	sa := &SupportedAlgorithms{BaseHash: r.cfg.Hash, OtherParams: 0x01 | otherParamsOpaqueFmt1} // OpaqueDataFmt0 and Fmt1
+	for _, a := range rspAsymOrder {
+		if r.cfg.Asym&a != 0 && r.keyFor(a) != nil {
+			sa.BaseAsym |= a
+		}
+	}
+	if r.cfg.Measurements != nil {
+		sa.MeasSpec = MeasurementSpecDMTF
+	}
+	if r.sessionsEnabled() {
+		sa.DHE = r.cfg.Session.DHE & (DHESECP256R1 | DHESECP384R1 | DHESECP521R1)
+		sa.AEAD = r.cfg.Session.AEAD
+		if sa.AEAD == 0 {
+			sa.AEAD = AEADAES128GCM | AEADAES256GCM | AEADChaCha20Poly1305
+		}
+		sa.KeySchedule = KeyScheduleSPDM
+	}
+	return sa
 }
