@@ -72,7 +72,7 @@ type Options struct {
 	// block in CAPABILITIES (GET_CAPABILITIES Param1 bit 0); it needs
 	// CapChunk in CapabilityFlags and is ignored without it.
 	SupportedAlgorithms bool
-	MELSpec          uint8       // 1.3: MELspecification offered
+	MELSpec             uint8 // 1.3: MELspecification offered
 }
 
 // Negotiated is the frozen outcome of VCA. It holds no references and is
