@@ -1,6 +1,7 @@
 package spdm
 
 import (
+	"crypto"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -68,6 +69,11 @@ type Options struct {
 	ReqAsymAlgos     AsymAlgo    //
 	KeySchedules     KeySchedule //
 	MultiKeyConn     bool        // 1.3: offer MultiKeyConn
+	// ResponderPublicKey is the responder's pre-provisioned public key
+	// (DSP0274 PUB_KEY_ID_CAP): CHALLENGE, signed GET_MEASUREMENTS and
+	// KEY_EXCHANGE with slot SlotProvisioned are verified with it instead
+	// of a certificate chain. nil = no provisioned key.
+	ResponderPublicKey crypto.PublicKey
 	// SupportedAlgorithms asks a 1.3 responder for its supported-algorithms
 	// block in CAPABILITIES (GET_CAPABILITIES Param1 bit 0); it needs
 	// CapChunk in CapabilityFlags and is ignored without it.

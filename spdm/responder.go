@@ -60,6 +60,13 @@ type ResponderConfig struct {
 	Versions []Version
 	// Keys are the signing identities; at least one is needed for CERT_CAP.
 	Keys []ResponderKey
+	// PublicKeyOnly makes Keys pre-provisioned public keys (DSP0274
+	// PUB_KEY_ID_CAP, 1.1+) instead of certificate slots: the responder
+	// advertises PUB_KEY_ID_CAP and not CERT_CAP, has no slots (GET_DIGESTS
+	// and GET_CERTIFICATE are unsupported) and signs CHALLENGE_AUTH and
+	// KEY_EXCHANGE_RSP for SlotID 0xFF and MEASUREMENTS for SlotIDParam 0xF
+	// with the first key of the negotiated algorithm. Chains are ignored.
+	PublicKeyOnly bool
 	// Asym restricts the asymmetric algorithms the responder selects; 0 =
 	// every algorithm of Keys.
 	Asym AsymAlgo
@@ -132,6 +139,7 @@ type rspConn struct {
 	measSpec    uint8
 	slots       [maxSlots]*rspSlot // provisioned slots for the negotiated algorithms
 	slotMask    uint8
+	pubKey      *rspSlot // PublicKeyOnly: the provisioned key, chainBuf = its DER SubjectPublicKeyInfo
 	vca         []byte // A: GET_VERSION … ALGORITHMS
 	m1          []byte // B: GET_DIGESTS/DIGESTS/GET_CERTIFICATE/CERTIFICATE since VCA or the last CHALLENGE_AUTH
 	l1          []byte // GET_MEASUREMENTS/MEASUREMENTS since the last reset
@@ -158,8 +166,15 @@ type rspSlot struct {
 	chainBuf []byte
 }
 
-// slot returns provisioned slot n, or nil.
+// slot returns provisioned slot n, or nil. With PublicKeyOnly the only
+// slot is the provisioned key: SlotID 0xFF (0xF in SlotIDParam).
 func (r *Responder) slot(n uint8) *rspSlot {
+	if r.cfg.PublicKeyOnly {
+		if n == 0xFF || n == 0x0F {
+			return r.c.pubKey
+		}
+		return nil
+	}
 	if int(n) >= len(r.c.slots) {
 		return nil
 	}

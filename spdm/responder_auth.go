@@ -80,15 +80,23 @@ func (r *Responder) challenge(req []byte) []byte {
 	if !ok {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.c.slotMask == 0 {
+	if r.c.slotMask == 0 && r.c.pubKey == nil {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestChallenge))
 	}
 	sl := r.slot(m.Slot)
+	if m.Slot == 0x0F { // 0xF is SlotIDParam's spelling, not CHALLENGE's
+		sl = nil
+	}
 	if sl == nil || (m.SummaryType != SummaryNone && (r.cfg.Measurements == nil || r.c.measSpec == 0)) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	f := r.cfg.Faults
-	rsp := &challengeAuthRsp{Version: r.c.version, Param1: m.Slot, SlotMask: 1 << m.Slot, Context: m.Context}
+	rsp := &challengeAuthRsp{Version: r.c.version, Param1: m.Slot, Context: m.Context}
+	if m.Slot == 0xFF {
+		rsp.Param1 = 0x0F // provisioned key: SlotID 0xF, empty slot mask (DSP0274 1.2.0 §10.8)
+	} else {
+		rsp.SlotMask = 1 << m.Slot
+	}
 	rsp.CertChainHash, _ = hashOf(r.c.hash, sl.chainBuf)
 	if f.WrongCertChainHash {
 		rsp.CertChainHash, _ = hashOf(r.c.hash, append(slices.Clone(sl.chainBuf), 0))

@@ -168,7 +168,7 @@ func (r *Responder) keyExchange(req []byte) []byte {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestKeyExchange))
 	}
 	m, ok := rspDecode(req, func(b []byte) (*keyExchangeReq, error) { return decodeKeyExchangeReq(b, dheSize(r.c.dhe)) })
-	if !ok || m.Slot >= maxSlots || r.slot(m.Slot) == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
+	if !ok || (m.Slot >= maxSlots && m.Slot != 0xFF) || r.slot(m.Slot) == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	slot := r.slot(m.Slot)

@@ -1,6 +1,7 @@
 package spdm
 
 import (
+	"crypto/x509"
 	"slices"
 
 	"github.com/vfio-gate/vfio-gate/internal/wire"
@@ -42,8 +43,19 @@ func (r *Responder) rspFlags(v Version) uint32 {
 	var f uint32
 	if len(r.cfg.Keys) > 0 {
 		f |= CapCert | CapChal
+		if r.cfg.PublicKeyOnly {
+			f &^= CapCert
+			if v >= Version11 {
+				f |= CapPubKeyID
+			} else {
+				f &^= CapChal // 1.0 has no provisioned keys: nothing can sign
+			}
+		}
 		if r.cfg.Measurements != nil {
 			f |= CapMeasSig
+			if f&CapChal == 0 {
+				f ^= CapMeasSig | CapMeasNoSig
+			}
 		}
 	} else if r.cfg.Measurements != nil {
 		f |= CapMeasNoSig
@@ -162,8 +174,18 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 	b := rsp.marshal()
 	r.c.asym, r.c.hash, r.c.measHash, r.c.measSpec = rsp.BaseAsym, rsp.BaseHash, rsp.MeasHash, rsp.MeasSpecSel
 	r.c.otherParams = rsp.OtherParamsSel
+	if r.cfg.PublicKeyOnly {
+		if k := r.keyFor(rsp.BaseAsym); k != nil && rsp.BaseAsym != 0 {
+			if der, err := x509.MarshalPKIXPublicKey(k.Signer.Public()); err == nil {
+				r.c.pubKey = &rspSlot{key: k, chainBuf: der}
+			}
+		}
+	}
 	for i := range r.cfg.Keys {
 		k := &r.cfg.Keys[i]
+		if r.cfg.PublicKeyOnly {
+			break
+		}
 		if k.Asym&rsp.BaseAsym != 0 && k.Slot < maxSlots && r.c.slots[k.Slot] == nil && len(k.Chain) > 0 {
 			r.c.slots[k.Slot] = &rspSlot{key: k, chainBuf: rspChainBuffer(rsp.BaseHash, k.Chain)}
 			r.c.slotMask |= 1 << k.Slot
