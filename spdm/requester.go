@@ -1,9 +1,9 @@
 package spdm
 
 import (
-	"crypto"
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"

@@ -139,7 +139,6 @@ type rspConn struct {
 	measSpec    uint8
 	slots       [maxSlots]*rspSlot // provisioned slots for the negotiated algorithms
 	slotMask    uint8
-	pubKey      *rspSlot // PublicKeyOnly: the provisioned key, chainBuf = its DER SubjectPublicKeyInfo
 	vca         []byte // A: GET_VERSION … ALGORITHMS
 	m1          []byte // B: GET_DIGESTS/DIGESTS/GET_CERTIFICATE/CERTIFICATE since VCA or the last CHALLENGE_AUTH
 	l1          []byte // GET_MEASUREMENTS/MEASUREMENTS since the last reset
@@ -157,6 +156,9 @@ type rspConn struct {
 	aead        AEADAlgo
 	keySchedule KeySchedule
 	sessions    map[uint32]*rspSession
+
+	// PublicKeyOnly: the provisioned key; chainBuf is its DER SubjectPublicKeyInfo.
+	pubKey *rspSlot
 }
 
 // rspSlot is a provisioned slot: its key and chain buffer under the
