@@ -71,6 +71,10 @@ type Config struct {
 	// Faults that need a generated chain (expired-leaf, wrong-root,
 	// san-mismatch, no-san) are refused with it.
 	PKI *PKI
+	// PublicKeyOnly presents the slot-0 keys as pre-provisioned public keys
+	// (PUB_KEY_ID_CAP, SlotID 0xFF) instead of certificate chains; see
+	// spdm.ResponderConfig.PublicKeyOnly.
+	PublicKeyOnly bool
 	// Rand feeds the responder's nonces and signatures; nil = crypto/rand.
 	Rand io.Reader
 	// Logger receives debug records; nil = discard.
@@ -232,7 +236,7 @@ func New(cfg Config) (*Device, error) {
 		}
 	}
 	d.responder = spdm.NewResponder(spdm.ResponderConfig{
-		Versions: cfg.Versions, Keys: keys, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
+		Versions: cfg.Versions, Keys: keys, PublicKeyOnly: cfg.PublicKeyOnly, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
 		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
 		VendorDefined: d.vendorDefined, Faults: rf, Rand: cfg.Rand, Logger: cfg.Logger, Session: sc,
 	})

@@ -289,3 +289,23 @@ func FuzzOperatorPKI(f *testing.F) {
 		}
 	})
 }
+
+// TestPublicKeyOnlyDevice: with PublicKeyOnly the device is verified with
+// its leaf public key alone (slot 0xFF), no certificates read.
+func TestPublicKeyOnlyDevice(t *testing.T) {
+	d, err := New(Config{Algorithms: spdm.AsymECDSAP256, PublicKeyOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := spdm.NewRequester(d.Direct(), &spdm.Options{ResponderPublicKey: d.Chains()[0].LeafKey.Public()})
+	if _, err := r.Negotiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := r.Challenge(ctx, spdm.SlotProvisioned, spdm.SummaryTCB); err != nil || !ch.Verified {
+		t.Fatalf("challenge: %v", err)
+	}
+	if m, err := r.Measurements(ctx, spdm.MeasOpts{Index: spdm.MeasOpAll, Signed: true, Slot: spdm.SlotProvisioned}); err != nil || !m.Verified {
+		t.Fatalf("measurements: %v", err)
+	}
+}
