@@ -16,6 +16,10 @@ require (
 	libvirt.org/go/libvirtxml v1.12008.0
 )
 
-require github.com/inconshreveable/mousetrap v1.1.0 // indirect
+require (
+	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/prometheus/client_golang v1.23.2 // indirect
+)
 
 tool github.com/cilium/ebpf/cmd/bpf2go

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
@@ -108,9 +109,6 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	if err != nil {
 		return err
 	}
-	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
-	recovered, rerr := broker.Recover(rctx, func(string) bool { return false })
-	rcancel()
 	b, err = daemon.NewBackend(daemon.BackendOptions{Gate: s.gate, Recorder: s.rec, System: s.sys, StateDir: g.stateDir, Logger: g.log, TDIs: broker})
 	if err != nil {
 		return err
@@ -122,6 +120,25 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 			g.log.Warn("ending TDISP sessions", "err", err)
 		}
 	}()
+	// Listen first, then recover: a hook or CLI request that arrives while
+	// TDIs an earlier run left locked are being stopped waits for it
+	// (bounded, daemon.Starting) instead of finding no daemon.
+	ln, err := daemon.Listen(g.daemonSocket)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	api := &daemon.Starting{Backend: b, TPM: tpmName(g), Policy: s.pol.Path}
+	api.SetPhase("recovering the TDISP journal")
+	notify(g, "STATUS=recovering the TDISP journal")
+	serrc := make(chan error, 1)
+	go func() { serrc <- daemon.Serve(ctx, ln, api, daemon.ServerOptions{Logger: g.log}) }()
+	g.log.Info("daemon listening (starting)", "socket", g.daemonSocket, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot, "tpm", tpmName(g))
+
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	recovered, rerr := broker.Recover(rctx, func(string) bool { return false })
+	rcancel()
 	if rerr != nil {
 		b.Report(ctx, daemon.Report{Kind: "tdisp-journal", Message: "TDISP journal recovery: " + rerr.Error() + " (treat every journalled TDI as possibly locked)"})
 	}
@@ -132,13 +149,9 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 		}
 		b.Report(ctx, daemon.Report{Kind: "tdisp-recovered", Domain: r.Entry.Owner, BDF: r.Entry.BDF, Message: msg})
 	}
-	ln, err := daemon.Listen(g.daemonSocket)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	g.log.Info("daemon listening", "socket", g.daemonSocket, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot)
+	api.Ready()
+	notify(g, "READY=1\nSTATUS=ready: policy "+s.pol.Path+", TPM "+tpmName(g))
+	g.log.Info("daemon ready", "recovered_tdis", len(recovered))
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -185,7 +198,8 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 			}
 		}
 	}()
-	serr := daemon.Serve(ctx, ln, b, daemon.ServerOptions{Logger: g.log})
+	serr := <-serrc
+	notify(g, "STOPPING=1")
 	stop()
 	wg.Wait()
 	_ = os.Remove(g.daemonSocket)
@@ -201,5 +215,14 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 func pollTDIs(ctx context.Context, b *daemon.GateBackend, g *globals) {
 	if left, err := b.PollTDIs(ctx); err != nil {
 		g.log.Warn("TDISP state poll", "err", err, "left", len(left))
+	}
+}
+
+// notify tells systemd (Type=notify) how the start goes: READY=1 once the
+// daemon listens and has recovered, STATUS= lines meanwhile. Without
+// NOTIFY_SOCKET (not under systemd) it does nothing.
+func notify(g *globals, state string) {
+	if _, err := sddaemon.SdNotify(false, state); err != nil {
+		g.log.Warn("sd_notify failed", "state", state, "err", err)
 	}
 }

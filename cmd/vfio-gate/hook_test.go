@@ -23,7 +23,7 @@ const domainXML = `<domain type='kvm'><name>vm1</name><devices>
 
 func TestLibvirtHookDaemonDownDenies(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	code, _, errs := runCLIWithStdin(t, domainXML, "libvirt-hook", "--daemon-socket", sock, "vm1", "prepare", "begin", "-")
+	code, _, errs := runCLIWithStdin(t, domainXML, "libvirt-hook", "--budget", "1s", "--daemon-socket", sock, "vm1", "prepare", "begin", "-")
 	if code != 1 || !strings.Contains(errs, "vfio-gate daemon is not running (systemctl start vfio-gate)") {
 		t.Fatalf("exit %d stderr %q", code, errs)
 	}

@@ -39,6 +39,7 @@ type globals struct {
 	sysfsRoot    string
 	policy       string
 	tpm          string
+	tpmThrowaway bool // --tpm-throwaway: "sim" may record (the demo, tests)
 	stateDir     string
 	daemonSocket string
 	json         bool
@@ -97,7 +98,8 @@ command's help only points back here.
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.sysfsRoot, "sysfs-root", "/sys", "root of the sysfs tree (tests and the demo use a fixture tree)")
 	pf.StringVar(&g.policy, "policy", "/etc/vfio-gate/policy.yaml", "policy file")
-	pf.StringVar(&g.tpm, "tpm", "/dev/tpmrm0", "TPM: /dev/tpmrm0 | tcp:HOST:PORT (swtpm) | unix:PATH | sim")
+	pf.StringVar(&g.tpm, "tpm", "/dev/tpmrm0", "TPM: /dev/tpmrm0 | tcp:HOST:PORT (swtpm) | unix:PATH | sim:throwaway")
+	pf.BoolVar(&g.tpmThrowaway, "tpm-throwaway", false, `allow --tpm sim (an in-process TPM that forgets every record at exit) for the daemon and the commands that record`)
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/vfio-gate", "state directory (event log, journal)")
 	pf.StringVar(&g.daemonSocket, "daemon-socket", "/run/vfio-gate/daemon.sock", "unix socket of the vfio-gate daemon")
 	pf.BoolVar(&g.json, "json", false, "machine-readable JSON output on stdout")
