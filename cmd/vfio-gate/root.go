@@ -44,6 +44,7 @@ type globals struct {
 	daemonSocket string
 	json         bool
 	logLevel     string
+	config       string
 	log          *slog.Logger
 }
 
@@ -76,6 +77,8 @@ can talk to with --socket. Commands that touch a real function's config space ne
 The flags below are global: every command accepts them, before or after its name, and each
 command's help only points back here.
 
+` + configHelp + `
+
 ` + exitCodesHelp,
 		Example: `  vfio-gate demo
   vfio-gate scan --no-doe
@@ -85,6 +88,15 @@ command's help only points back here.
 		SilenceErrors: true,
 		Version:       version(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			cf, err := loadConfig(g.config, cmd.Flags().Changed("config"))
+			if err != nil {
+				return err
+			}
+			if cf != nil {
+				if err := cf.apply(cmd.Root(), cmd); err != nil {
+					return err
+				}
+			}
 			lvl, err := parseLevel(g.logLevel)
 			if err != nil {
 				return err
@@ -104,6 +116,7 @@ command's help only points back here.
 	pf.StringVar(&g.daemonSocket, "daemon-socket", "/run/vfio-gate/daemon.sock", "unix socket of the vfio-gate daemon")
 	pf.BoolVar(&g.json, "json", false, "machine-readable JSON output on stdout")
 	pf.StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	pf.StringVar(&g.config, "config", DefaultConfig, "configuration file (flags it sets yield to the command line; read when it exists)")
 
 	root.SetHelpTemplate(root.HelpTemplate())
 	root.SetUsageTemplate(globalFlagsOnce(root))
