@@ -95,6 +95,8 @@ func parseConfig(path string, data []byte) (*configFile, error) {
 				return nil, usageErrorf("config %s:%d: version %q: this vfio-gate reads version 1", path, k.Line, v.Value)
 			}
 			c.version = 1
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!null":
+			c.flags[k.Value] = append(c.flags[k.Value], configValue{line: k.Line}) // an empty command section
 		case v.Kind == yaml.ScalarNode:
 			c.flags[""] = append(c.flags[""], configValue{name: k.Value, value: v.Value, line: k.Line})
 		case v.Kind == yaml.MappingNode:
@@ -132,6 +134,9 @@ func (c *configFile) apply(root, cmd *cobra.Command) error {
 			fs = target.LocalFlags()
 		}
 		for _, v := range vals {
+			if v.name == "" {
+				continue // the empty section's marker: its command was checked above
+			}
 			f := fs.Lookup(v.name)
 			if f == nil || v.name == "config" || v.name == "help" {
 				where := "a global flag"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,7 +24,8 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 	var f gateFlags
 	var uri, lvSocket string
 	var noLibvirt bool
-	var poll time.Duration
+	var poll, tpmWait time.Duration
+	var metricsListen string
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the vfio-gate daemon (the libvirt hook's and the CLI's server)",
@@ -64,7 +66,8 @@ Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error
       --daemon-socket /tmp/vg.sock --no-libvirt --log-level info`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll})
+			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll,
+				tpmWait: tpmWait, metricsListen: metricsListen})
 		},
 	}
 	f.add(c)
@@ -73,18 +76,25 @@ Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error
 	c.Flags().StringVar(&lvSocket, "libvirt-socket", conn.DefaultSocket, "libvirtd's read-write socket")
 	c.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "do not watch libvirt (lifecycle, hot-plug)")
 	c.Flags().DurationVar(&poll, "poll-interval", 30*time.Second, "how often to re-read TDISP states and look for hot-plugged hostdevs")
+	c.Flags().DurationVar(&tpmWait, "tpm-wait", 30*time.Second, "how long to wait for a --tpm device node that does not exist yet (a TPM driver loaded late at boot)")
+	c.Flags().StringVar(&metricsListen, "metrics-listen", "", `also serve /metrics on this loopback TCP address (e.g. 127.0.0.1:9464); "" = only on the daemon socket`)
 	return c
 }
 
 type daemonOptions struct {
-	uri, socket string
-	noLibvirt   bool
-	poll        time.Duration
+	uri, socket   string
+	noLibvirt     bool
+	poll          time.Duration
+	tpmWait       time.Duration
+	metricsListen string
 }
 
 func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOptions) error {
 	if o.poll <= 0 {
 		return usageErrorf("--poll-interval must be positive")
+	}
+	if err := waitForDevice(ctx, g, g.tpm, o.tpmWait); err != nil {
+		return err
 	}
 	s, err := openGate(e, g, f, setupOptions{})
 	if err != nil {
@@ -224,5 +234,34 @@ func pollTDIs(ctx context.Context, b *daemon.GateBackend, g *globals) {
 func notify(g *globals, state string) {
 	if _, err := sddaemon.SdNotify(false, state); err != nil {
 		g.log.Warn("sd_notify failed", "state", state, "err", err)
+	}
+}
+
+// waitForDevice waits up to d for a TPM given as a device path to appear:
+// at boot the TPM driver may bind after the daemon starts (there is no
+// tpm2.target before systemd 256). Other TPM specs return at once; a node
+// still missing after d is left for tpm.Open to report (exit 5).
+func waitForDevice(ctx context.Context, g *globals, path string, d time.Duration) error {
+	if !strings.HasPrefix(path, "/") {
+		return nil
+	}
+	if _, err := os.Stat(path); err == nil || d <= 0 {
+		return nil
+	}
+	notify(g, "STATUS=waiting for "+path)
+	g.log.Info("waiting for the TPM device", "path", path, "up_to", d)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := os.Stat(path); err == nil {
+				return nil
+			}
+		}
 	}
 }
