@@ -73,6 +73,7 @@ func (s *gateSetup) Close() error {
 type setupOptions struct {
 	policyLoad *policy.LoadOptions
 	geteuid    func() int
+	observer   gate.Observer // the daemon's metrics
 }
 
 // openGate loads the policy (refusing to run without a valid one: exit 1),
@@ -122,7 +123,7 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	}
 	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, LockDir: f.lockDir,
 		StateDir: g.stateDir, Concurrency: f.concurrency, Attest: attest.Options{Timeout: f.timeout},
-		Bind: bind, Logger: g.log, Watcher: watcher})
+		Bind: bind, Logger: g.log, Watcher: watcher, Observer: so.observer})
 	if err != nil {
 		s.Close()
 		return nil, err

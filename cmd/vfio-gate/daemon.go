@@ -96,7 +96,14 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	if err := waitForDevice(ctx, g, g.tpm, o.tpmWait); err != nil {
 		return err
 	}
-	s, err := openGate(e, g, f, setupOptions{})
+	var broker *tdisp.Broker
+	metrics := daemon.NewMetrics(daemon.MetricsOptions{EventLog: eventLogPath(g), Held: func() []tdisp.Held {
+		if broker == nil {
+			return nil
+		}
+		return broker.Held()
+	}})
+	s, err := openGate(e, g, f, setupOptions{observer: metrics})
 	if err != nil {
 		return err
 	}
@@ -109,7 +116,7 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	}
 	defer journal.Close()
 	var b *daemon.GateBackend
-	broker, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Journal: journal, Logger: g.log,
+	broker, err = tdisp.NewBroker(tdisp.BrokerConfig{Open: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Journal: journal, Logger: g.log,
 		Lost: func(bdf pci.BDF, owner string, err error) {
 			if b != nil {
 				b.Report(context.Background(), daemon.Report{Kind: "tdisp-session-lost", Domain: owner, BDF: bdf.String(),
@@ -143,7 +150,18 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	api.SetPhase("recovering the TDISP journal")
 	notify(g, "STATUS=recovering the TDISP journal")
 	serrc := make(chan error, 1)
-	go func() { serrc <- daemon.Serve(ctx, ln, api, daemon.ServerOptions{Logger: g.log}) }()
+	go func() {
+		serrc <- daemon.Serve(ctx, ln, api, daemon.ServerOptions{Logger: g.log, Metrics: metrics.Handler()})
+	}()
+	if o.metricsListen != "" {
+		addr, err := daemon.ServeMetricsTCP(ctx, o.metricsListen, metrics)
+		if err != nil {
+			stop()
+			<-serrc
+			return err
+		}
+		g.log.Info("metrics on loopback", "addr", addr.String())
+	}
 	g.log.Info("daemon listening (starting)", "socket", g.daemonSocket, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot, "tpm", tpmName(g))
 
 	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)

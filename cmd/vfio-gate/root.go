@@ -101,7 +101,7 @@ command's help only points back here.
 			if err != nil {
 				return err
 			}
-			g.log = slog.New(slog.NewTextHandler(e.errw, &slog.HandlerOptions{Level: lvl}))
+			g.log = slog.New(newLogHandler(e.errw, e.getenv, lvl))
 			slog.SetDefault(g.log)
 			return nil
 		},
