@@ -32,6 +32,9 @@ type env struct {
 	// policyLoad, if set, adjusts policy loading (tests of check/bind on
 	// fixture trees skip the owner check).
 	policyLoad *policy.LoadOptions
+	// doctor, if set, adjusts what doctor looks at (tests: fake libvirt,
+	// daemon, BPF).
+	doctor func(*doctorHost)
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -169,6 +172,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newExplainCmd(e, g),
 		newDemoCmd(e, g),
 		newDaemonCmd(e, g),
+		newDoctorCmd(e, g),
 		newLibvirtCmd(e, g),
 		newTDISPCmd(e, g),
 	}
