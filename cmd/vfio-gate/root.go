@@ -173,6 +173,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newDemoCmd(e, g),
 		newDaemonCmd(e, g),
 		newDoctorCmd(e, g),
+		newGenDocsCmd(e, g),
 		newLibvirtCmd(e, g),
 		newTDISPCmd(e, g),
 	}
@@ -213,26 +214,57 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// Set at link time by scripts/package (-ldflags "-X main.buildVersion=...
+// -X main.buildCommit=..."): the build info has no VCS revision when GOFLAGS
+// holds -buildvcs=false or the tree is not a git checkout.
+var buildVersion, buildCommit string
+
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
+	return versionOf(buildVersion, buildCommit, bi, ok)
+}
+
+// versionOf is "VERSION COMMIT GOVERSION": the stamped version and commit
+// when set, else the module version and the VCS revision of the build info.
+func versionOf(stampV, stampC string, bi *debug.BuildInfo, ok bool) string {
 	if !ok {
-		return "(unknown)"
+		bi = &debug.BuildInfo{}
 	}
-	v := bi.Main.Version
+	v, commit := bi.Main.Version, ""
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
+		if s.Key == "vcs.revision" {
+			commit = s.Value
 		}
 	}
-	return v + " " + bi.GoVersion
+	if stampV != "" {
+		v = stampV
+	}
+	if stampC != "" {
+		commit = stampC
+	}
+	if v == "" {
+		v = "(unknown)"
+	}
+	if len(commit) > 12 {
+		commit = commit[:12]
+	}
+	out := v
+	if commit != "" {
+		out += " " + commit
+	}
+	if bi.GoVersion != "" {
+		out += " " + bi.GoVersion
+	}
+	return out
 }
 
 func newVersionCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Long: `version prints the module version, the VCS revision (when built from a git checkout)
-and the Go version; with --json {"version": "..."}. Needs nothing. Exit 0.`,
+		Long: `version prints the version and commit stamped by scripts/package (else the module version
+and the VCS revision of a build from a git checkout) and the Go version; with --json
+{"version": "..."}. Needs nothing. Exit 0.`,
 		Example: "  vfio-gate version\n  vfio-gate --json version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
