@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,7 +19,6 @@ import (
 )
 
 func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
-	var budget time.Duration
 	c := &cobra.Command{
 		Use:   "libvirt-hook DOMNAME OPERATION SUBOP EXTRA",
 		Short: "The libvirt qemu hook (domain XML on stdin); installed by install-hook",
@@ -61,16 +61,85 @@ interfaces, and the daemon reports hostdevs it finds on running domains without 
   vfio-gate libvirt-hook --daemon-socket /run/vfio-gate/daemon.sock vm1 start begin - < vm1.xml`,
 		Args:                  cobra.ArbitraryArgs,
 		DisableFlagsInUseLine: true,
+		// libvirt's arguments are not ours to parse: a domain may be named
+		// "--help", "--", "--budget=1h" or "--daemon-socket=/tmp/x". Flags are
+		// read by hookArgs, which takes only the fixed ones the drop-in writes
+		// before "--"; everything after it is libvirt's.
+		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(g.daemonSocket)}, Budget: budget}
-			if code := h.Run(cmd.Context(), args, e.in, e.errw); code != 0 {
+			if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+				return cmd.Help() // a person asking; libvirt always passes four arguments
+			}
+			ha, err := hookArgs(args, g.daemonSocket)
+			if err != nil {
+				fmt.Fprintf(e.errw, "vfio-gate: %v: denying\n", err)
+				return quietCode(1, err)
+			}
+			h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(ha.socket)}, Budget: ha.budget}
+			if code := h.Run(cmd.Context(), ha.libvirt, e.in, e.errw); code != 0 {
 				return quietCode(code, fmt.Errorf("hook exit %d", code))
 			}
 			return nil
 		},
 	}
-	c.Flags().DurationVar(&budget, "budget", lvhook.DefaultBudget, "time budget for one hook invocation (deny when exceeded)")
+	// Documented for --help; parsed by hookArgs, not by cobra.
+	c.Flags().Duration("budget", lvhook.DefaultBudget, "time budget for one hook invocation (deny when exceeded)")
 	return c
+}
+
+// parsedHookArgs is a libvirt-hook command line taken apart.
+type parsedHookArgs struct {
+	socket  string
+	budget  time.Duration
+	libvirt []string // DOMNAME OPERATION SUBOP EXTRA
+}
+
+// hookArgs splits a libvirt-hook command line. Only --daemon-socket and
+// --budget (as "--flag value" or "--flag=value") are read, and only before
+// the first argument that is neither; "--" ends them. What follows must be
+// exactly libvirt's four arguments: a domain named like a flag that a drop-in
+// without "--" let through is consumed as one, leaves fewer than four, and is
+// an error (the hook denies), never a shifted operation.
+func hookArgs(args []string, socket string) (parsedHookArgs, error) {
+	p := parsedHookArgs{socket: socket, budget: lvhook.DefaultBudget}
+	i := 0
+	for i < len(args) {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		name, val, hasVal := strings.Cut(a, "=")
+		if name != "--daemon-socket" && name != "--budget" {
+			break
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return p, fmt.Errorf("hook flag %s needs a value", name)
+			}
+			val = args[i+1]
+			i++
+		}
+		i++
+		switch name {
+		case "--daemon-socket":
+			if val == "" {
+				return p, errors.New("hook flag --daemon-socket is empty")
+			}
+			p.socket = val
+		case "--budget":
+			d, err := time.ParseDuration(val)
+			if err != nil || d <= 0 {
+				return p, fmt.Errorf("hook flag --budget %q is not a positive duration", val)
+			}
+			p.budget = d
+		}
+	}
+	p.libvirt = args[i:]
+	if len(p.libvirt) != 4 {
+		return p, fmt.Errorf("hook called with %d arguments after its flags, want DOMNAME OPERATION SUBOP EXTRA (reinstall the drop-in: vfio-gate install-hook)", len(p.libvirt))
+	}
+	return p, nil
 }
 
 func newInstallHookCmd(e *env, g *globals) *cobra.Command {
