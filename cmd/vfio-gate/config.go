@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultConfig is the configuration file every command reads when it
@@ -48,7 +49,9 @@ type configValue struct {
 }
 
 // loadConfig reads path; a missing file is (nil, nil) unless required.
-func loadConfig(path string, required bool) (*configFile, error) {
+// For root (euid 0) the file must be owned by root and not writable by
+// group or others: it names the policy and the TPM.
+func loadConfig(path string, required bool, euid int) (*configFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !required {
@@ -57,6 +60,16 @@ func loadConfig(path string, required bool) (*configFile, error) {
 		return nil, usageErrorf("config: %v", err)
 	}
 	defer f.Close()
+	if euid == 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return nil, usageErrorf("config %s: %v", path, err)
+		}
+		if st.Uid != 0 || st.Mode&0o022 != 0 {
+			return nil, usageErrorf("config %s: owned by uid %d with mode %#o: must be root's and not group/other writable (chown root: and chmod go-w)",
+				path, st.Uid, st.Mode&0o777)
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxConfig+1))
 	if err != nil {
 		return nil, usageErrorf("config %s: %v", path, err)

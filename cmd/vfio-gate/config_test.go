@@ -84,3 +84,32 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestConfigPermissions: for root, a configuration file others can write is
+// refused (it names the policy and the TPM); another user's file too.
+func TestConfigPermissions(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "vfio-gate.yaml")
+	if err := os.WriteFile(cfg, []byte("version: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cfg, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadConfig(cfg, true, 0); err == nil || !strings.Contains(err.Error(), "not group/other writable") {
+		t.Fatalf("world-writable config for root: %v", err)
+	}
+	if _, err := loadConfig(cfg, true, 1000); err != nil {
+		t.Fatalf("a non-root run reads its own config: %v", err)
+	}
+	if err := os.Chmod(cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := loadConfig(cfg, true, 0)
+	if os.Getuid() == 0 && err != nil {
+		t.Fatalf("root's 0644 config: %v", err)
+	}
+	if os.Getuid() != 0 && (err == nil || !strings.Contains(err.Error(), "owned by uid")) {
+		t.Fatalf("a config owned by uid %d, for root: %v", os.Getuid(), err)
+	}
+}

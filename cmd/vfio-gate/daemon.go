@@ -58,9 +58,20 @@ started hook starts a domain's locked TDIs; release stops them. Every lock and s
 TDISP journal (<--state-dir>/tdisp-journal.json); at start-up the daemon stops the TDIs an earlier
 run left locked (their sessions are gone) and reports what it did.
 
+Start-up: it waits up to --tpm-wait for a --tpm device node that is not there yet, listens, then
+runs the TDISP recovery; meanwhile every request but status waits for it (bounded; then HTTP 503
+"starting", which the hook retries within its --budget) and status answers ready=false. Under
+systemd (Type=notify) it sends STATUS= lines and READY=1 once recovered. --tpm sim is refused
+unless asked for as a throwaway TPM (--tpm sim:throwaway); status names the TPM in use.
+
+Metrics (Prometheus text) are served on the socket's GET /metrics (root only) and, with
+--metrics-listen, on a loopback TCP address: vfio_gate_decisions_total{decision,reason},
+vfio_gate_attestation_duration_seconds, vfio_gate_tpm_record_duration_seconds,
+vfio_gate_tdis_held{state}, vfio_gate_sessions_held{health}, vfio_gate_event_log_bytes.
+
 Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error; 5 TPM error.`,
-		Example: `  # as the systemd unit runs it
-  vfio-gate daemon --policy /etc/vfio-gate/policy.yaml --state-dir /var/lib/vfio-gate
+		Example: `  # as the systemd unit runs it (settings in the configuration file)
+  vfio-gate daemon --config /etc/vfio-gate/vfio-gate.yaml
   # a test instance: fixture sysfs tree, swtpm, no libvirt
   vfio-gate daemon --sysfs-root /tmp/sys --tpm tcp:127.0.0.1:2321 --state-dir /tmp/st \
       --daemon-socket /tmp/vg.sock --no-libvirt --log-level info`,

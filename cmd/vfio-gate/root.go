@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
 
@@ -91,7 +92,11 @@ command's help only points back here.
 		SilenceErrors: true,
 		Version:       version(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			cf, err := loadConfig(g.config, cmd.Flags().Changed("config"))
+			euid := os.Geteuid
+			if e.geteuid != nil {
+				euid = e.geteuid
+			}
+			cf, err := loadConfig(g.config, cmd.Flags().Changed("config"), euid())
 			if err != nil {
 				return err
 			}
