@@ -71,6 +71,19 @@ func TestDaemonCommand(t *testing.T) {
 		}
 	}()
 
+	// A hook that runs before the daemon is up (boot, restart) waits for it
+	// within its budget and gets the daemon's decision, not "not running".
+	type hookResult struct {
+		code int
+		errs string
+	}
+	hookDone := make(chan hookResult, 1)
+	go func() {
+		code, _, errs := runCLIWithStdin(t, domainXML, "libvirt-hook", "--budget", "30s", "--daemon-socket", sock, "--", "vm0", "prepare", "begin", "-")
+		hookDone <- hookResult{code, errs}
+	}()
+	time.Sleep(500 * time.Millisecond) // the hook finds no socket yet
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
@@ -102,6 +115,14 @@ func TestDaemonCommand(t *testing.T) {
 	}
 	if !strings.HasPrefix(got[0], "STATUS=recovering") || !strings.Contains(got[len(got)-1], "STATUS=ready") {
 		t.Fatalf("notifications %q: want STATUS=recovering..., then READY=1 with STATUS=ready", got)
+	}
+	select {
+	case h := <-hookDone:
+		if h.code != 1 || !strings.Contains(h.errs, "DENY 0000:3b:00.0 no-device") || strings.Contains(h.errs, "not running") {
+			t.Fatalf("hook started before the daemon: exit %d %q", h.code, h.errs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hook did not finish")
 	}
 	b, _ := pci.ParseBDF("0000:fe:1f.7")
 	r, err := c.Check(ctx, daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{b}})

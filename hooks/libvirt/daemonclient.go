@@ -25,7 +25,8 @@ type DaemonAPI interface {
 // "starting" while it recovers) is waited for, retrying every Poll until
 // the request's context ends (the hook's --budget): at boot libvirt may
 // start autostart domains while vfio-gate is still coming up. Only then is
-// the daemon reported down, which denies.
+// the daemon reported down, which denies. Release waits only for a daemon
+// that answers "starting".
 type DaemonClient struct {
 	C DaemonAPI
 	// Poll is the retry interval while the daemon starts; zero means 250ms.
@@ -35,6 +36,12 @@ type DaemonClient struct {
 // retry runs fn until it returns something other than "not running" or
 // "starting", or ctx ends; it then returns fn's last error.
 func (d DaemonClient) retry(ctx context.Context, fn func() error) error {
+	return d.retryIf(ctx, true, fn)
+}
+
+// retryIf is retry; with down false a daemon that is not running at all is
+// not waited for (only one that answers "starting").
+func (d DaemonClient) retryIf(ctx context.Context, down bool, fn func() error) error {
 	poll := d.Poll
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
@@ -43,7 +50,7 @@ func (d DaemonClient) retry(ctx context.Context, fn func() error) error {
 		err := fn()
 		var ae *daemon.APIError
 		starting := errors.As(err, &ae) && ae.Code == daemon.CodeStarting
-		if err == nil || !(starting || errors.Is(err, daemon.ErrNotRunning)) || ctx.Err() != nil {
+		if err == nil || !(starting || down && errors.Is(err, daemon.ErrNotRunning)) || ctx.Err() != nil {
 			return err
 		}
 		t := time.NewTimer(poll)
@@ -96,7 +103,10 @@ func (d DaemonClient) Start(ctx context.Context, domain string, bdfs []pci.BDF) 
 
 // Release releases everything the domain held.
 func (d DaemonClient) Release(ctx context.Context, domain string, bdfs []pci.BDF) error {
-	return d.retry(ctx, func() error { return d.C.Release(ctx, daemon.DomainRequest{Domain: domain, BDFs: bdfs}) })
+	// A daemon that is not running holds nothing to release now (libvirt
+	// ignores release's status; the daemon reconciles with libvirt when it
+	// starts): do not hold every domain stop for the budget.
+	return d.retryIf(ctx, false, func() error { return d.C.Release(ctx, daemon.DomainRequest{Domain: domain, BDFs: bdfs}) })
 }
 
 func bdfsOf(h []HostPCI) []pci.BDF {

@@ -63,3 +63,34 @@ func TestDaemonClientWaitsForStartingDaemon(t *testing.T) {
 		t.Fatalf("hook with no daemon: exit %d %q", code, stderr.String())
 	}
 }
+
+func (s *startingAPI) Release(context.Context, daemon.DomainRequest) error {
+	s.calls++
+	switch {
+	case s.calls <= s.down:
+		return daemon.ErrNotRunning
+	case s.calls <= s.down+s.starting:
+		return &daemon.APIError{Code: daemon.CodeStarting, Message: "recovering", Status: 503}
+	}
+	return nil
+}
+
+// TestReleaseWaitsOnlyForAStartingDaemon: release end waits for a daemon
+// that is recovering, but not for one that is not running at all (it holds
+// nothing now and reconciles with libvirt when it starts): a stopped
+// daemon must not hold every domain stop for the whole budget.
+func TestReleaseWaitsOnlyForAStartingDaemon(t *testing.T) {
+	api := &startingAPI{starting: 3}
+	c := DaemonClient{C: api, Poll: time.Millisecond}
+	if err := c.Release(t.Context(), "vm1", nil); err != nil || api.calls != 4 {
+		t.Fatalf("release while starting: %v after %d calls", err, api.calls)
+	}
+	down := &startingAPI{down: 1 << 30}
+	c = DaemonClient{C: down, Poll: time.Millisecond}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := c.Release(ctx, "vm1", nil); !errors.Is(err, daemon.ErrNotRunning) || down.calls != 1 || time.Since(start) > time.Second {
+		t.Fatalf("release with no daemon: %v, %d calls, %v", err, down.calls, time.Since(start))
+	}
+}
