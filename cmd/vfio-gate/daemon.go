@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
@@ -151,7 +153,7 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	// Listen first, then recover: a hook or CLI request that arrives while
 	// TDIs an earlier run left locked are being stopped waits for it
 	// (bounded, daemon.Starting) instead of finding no daemon.
-	ln, err := daemon.Listen(g.daemonSocket)
+	ln, activated, err := daemonListener(g)
 	if err != nil {
 		return err
 	}
@@ -173,7 +175,7 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 		}
 		g.log.Info("metrics on loopback", "addr", addr.String())
 	}
-	g.log.Info("daemon listening (starting)", "socket", g.daemonSocket, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot, "tpm", tpmName(g))
+	g.log.Info("daemon listening (starting)", "socket", g.daemonSocket, "from_systemd", activated, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot, "tpm", tpmName(g))
 
 	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
 	recovered, rerr := broker.Recover(rctx, func(string) bool { return false })
@@ -241,7 +243,9 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	notify(g, "STOPPING=1")
 	stop()
 	wg.Wait()
-	_ = os.Remove(g.daemonSocket)
+	if !activated {
+		_ = os.Remove(g.daemonSocket) // systemd's socket (vfio-gate.socket) stays: it owns it
+	}
 	if serr != nil && !errors.Is(serr, context.Canceled) {
 		return fmt.Errorf("vfio-gate daemon: %w", serr)
 	}
@@ -293,4 +297,39 @@ func waitForDevice(ctx context.Context, g *globals, path string, d time.Duration
 			}
 		}
 	}
+}
+
+// daemonListener is the API socket: the one systemd passes (socket
+// activation, vfio-gate.socket: LISTEN_FDS) or one the daemon creates
+// (daemon.Listen). A passed socket must be exactly one unix stream socket at
+// --daemon-socket with mode 0600, so that clients find it and only root
+// connects (peer credentials are checked on every request either way).
+func daemonListener(g *globals) (net.Listener, bool, error) {
+	files := activation.Files(true)
+	if len(files) == 0 {
+		ln, err := daemon.Listen(g.daemonSocket)
+		return ln, false, err
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if len(files) != 1 {
+		return nil, false, fmt.Errorf("vfio-gate daemon: systemd passed %d sockets, want 1 (ListenStream=%s)", len(files), g.daemonSocket)
+	}
+	ln, err := net.FileListener(files[0])
+	if err != nil {
+		return nil, false, fmt.Errorf("vfio-gate daemon: the socket systemd passed: %w", err)
+	}
+	ua, ok := ln.Addr().(*net.UnixAddr)
+	if !ok || ua.Name != g.daemonSocket {
+		ln.Close()
+		return nil, false, fmt.Errorf("vfio-gate daemon: systemd passed %v, but --daemon-socket is %s: make ListenStream= and daemon-socket agree", ln.Addr(), g.daemonSocket)
+	}
+	if fi, err := os.Stat(ua.Name); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		ln.Close()
+		return nil, false, fmt.Errorf("vfio-gate daemon: the socket systemd passed (%s) is not mode 0600 (%v): set SocketMode=0600", ua.Name, err)
+	}
+	return ln, true, nil
 }

@@ -35,8 +35,11 @@ lifecycle step. It reads the domain XML on stdin and asks the vfio-gate daemon:
   release end     release every function the domain held (also after a failed start)
   anything else   exit 0 at once
 
-It never calls libvirtd (that would deadlock) and reads no environment. Without a running
-daemon, prepare and start deny: "vfio-gate daemon is not running (systemctl start vfio-gate)".
+It never calls libvirtd (that would deadlock) and reads no environment. A daemon that is not up
+yet, or still starting (recovering), is waited for within --budget (boot, restart); after that,
+prepare and start deny: "vfio-gate daemon is not running (systemctl start vfio-gate)". Release
+waits only for a daemon that answers "starting" (one that is down holds nothing, and reconciles
+with libvirt when it starts).
 Malformed XML, empty stdin or wrong arguments deny at prepare and start begin.
 
 Two phases: vfio-gate never drives a DOE mailbox a kernel driver owns, and at prepare libvirt
