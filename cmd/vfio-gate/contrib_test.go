@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/vfio-gate/vfio-gate/internal/testutil"
 )
 
 // TestShippedPolicyDeniesByDefault: the example policy the package installs
@@ -64,9 +66,8 @@ func TestShippedConfigApplies(t *testing.T) {
 // TestShippedUnitsVerify runs systemd-analyze verify on the shipped units
 // (with a stand-in binary at the ExecStart path).
 func TestShippedUnitsVerify(t *testing.T) {
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze not installed")
-	}
+	testutil.Require(t, testutil.Cap{Name: "systemd", Hint: "install it: bash scripts/install-deps (apt-get install systemd)",
+		Probe: func() error { _, err := exec.LookPath("systemd-analyze"); return err }})
 	// The ExecStart binary must exist: point it at a stand-in. The man page
 	// named in Documentation= is checked in the package test (it is
 	// generated at build time), hence --man=no here.
