@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,8 +35,11 @@ lifecycle step. It reads the domain XML on stdin and asks the vfio-gate daemon:
   release end     release every function the domain held (also after a failed start)
   anything else   exit 0 at once
 
-It never calls libvirtd (that would deadlock) and reads no environment. Without a running
-daemon, prepare and start deny: "vfio-gate daemon is not running (systemctl start vfio-gate)".
+It never calls libvirtd (that would deadlock) and reads no environment. A daemon that is not up
+yet, or still starting (recovering), is waited for within --budget (boot, restart); after that,
+prepare and start deny: "vfio-gate daemon is not running (systemctl start vfio-gate)". Release
+waits only for a daemon that answers "starting" (one that is down holds nothing, and reconciles
+with libvirt when it starts).
 Malformed XML, empty stdin or wrong arguments deny at prepare and start begin.
 
 Two phases: vfio-gate never drives a DOE mailbox a kernel driver owns, and at prepare libvirt
@@ -151,8 +156,9 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 write. When no hooks/qemu exists and the installed libvirt (libvirtd --version) predates 6.5,
 which does not run qemu.d/ drop-ins itself, it also creates a hooks/qemu dispatcher that does,
 and says so; on newer libvirt it says it created none (there a dispatcher would run every
-drop-in twice). --dispatcher creates it whatever the version (only when none exists). libvirtd
-reads hooks at start: reload it, or pass --reload.`,
+drop-in twice). --dispatcher creates it whatever the version (only when none exists). libvirt
+reads hooks at start: reload it, or pass --reload (SIGHUP to whichever of libvirtd and
+virtqemud runs, found by /run/NAME.pid and checked against /proc/PID/comm).`,
 		Example: `  vfio-gate install-hook --reload
   vfio-gate install-hook --libvirt-dir /etc/libvirt --binary /usr/local/bin/vfio-gate`,
 		Args: cobra.NoArgs,
@@ -170,10 +176,10 @@ reads hooks at start: reload it, or pass --reload.`,
 				return err
 			}
 			if reload {
-				if err := reloadLibvirtd(); err != nil {
+				done, err := systemReloader().reload()
+				res.Notes = append(res.Notes, done...)
+				if err != nil {
 					res.Notes = append(res.Notes, "reload failed: "+err.Error())
-				} else {
-					res.Notes = append(res.Notes, "sent SIGHUP to libvirtd")
 				}
 			}
 			if g.json {
@@ -189,7 +195,7 @@ reads hooks at start: reload it, or pass --reload.`,
 	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
 	c.Flags().StringVar(&binary, "binary", "", "absolute path of vfio-gate for the hook to run (default: this executable)")
 	c.Flags().BoolVar(&dispatcher, "dispatcher", false, "create hooks/qemu running qemu.d/* even when libvirt's version is >= 6.5 or unknown (only when none exists)")
-	c.Flags().BoolVar(&reload, "reload", false, "send SIGHUP to libvirtd so it sees the hook")
+	c.Flags().BoolVar(&reload, "reload", false, "send SIGHUP to the libvirt daemon that runs (libvirtd, or virtqemud with modular daemons) so it sees the hook")
 	return c
 }
 
@@ -239,18 +245,55 @@ func libvirtVersion(ctx context.Context) string {
 	return f[len(f)-1]
 }
 
-func reloadLibvirtd() error {
-	b, err := os.ReadFile("/run/libvirtd.pid")
-	if err != nil {
-		return fmt.Errorf("libvirtd pid file: %w", err)
+// libvirtDaemons are the daemons that run qemu hooks: the monolithic
+// libvirtd, or virtqemud with modular daemons (the default since libvirt
+// 9.x in several distributions). Each writes /run/NAME.pid.
+var libvirtDaemons = []string{"libvirtd", "virtqemud"}
+
+// reloader sends SIGHUP to whichever libvirt daemon runs; its fields are
+// injected by tests.
+type reloader struct {
+	runDir string                        // where the pid files are: /run
+	comm   func(pid int) (string, error) // /proc/PID/comm
+	signal func(pid int) error           // SIGHUP
+}
+
+func systemReloader() reloader {
+	return reloader{runDir: "/run",
+		comm: func(pid int) (string, error) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			return strings.TrimSpace(string(b)), err
+		},
+		signal: func(pid int) error { return syscall.Kill(pid, syscallSIGHUP) }}
+}
+
+// reload SIGHUPs every libvirt daemon that runs (its pid file names a live
+// process of that name: a stale pid file never signals a stranger) and says
+// which; an error when none runs.
+func (r reloader) reload() ([]string, error) {
+	var done, why []string
+	for _, name := range libvirtDaemons {
+		b, err := os.ReadFile(filepath.Join(r.runDir, name+".pid"))
+		if err != nil {
+			why = append(why, name+": not running (no pid file)")
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 {
+			why = append(why, fmt.Sprintf("%s: pid file holds %q", name, strings.TrimSpace(string(b))))
+			continue
+		}
+		if c, err := r.comm(pid); err != nil || c != name {
+			why = append(why, fmt.Sprintf("%s: stale pid file (pid %d is %q)", name, pid, c))
+			continue
+		}
+		if err := r.signal(pid); err != nil {
+			return done, fmt.Errorf("SIGHUP %s (pid %d): %w", name, pid, err)
+		}
+		done = append(done, fmt.Sprintf("sent SIGHUP to %s (pid %d)", name, pid))
 	}
-	var pid int
-	if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || pid <= 1 {
-		return fmt.Errorf("libvirtd pid file %q unusable", b)
+	if len(done) == 0 {
+		return nil, fmt.Errorf("no libvirt daemon to reload (%s)", strings.Join(why, "; "))
 	}
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return err
-	}
-	return p.Signal(syscallSIGHUP)
+	return done, nil
 }
