@@ -73,7 +73,11 @@ interfaces, and the daemon reports hostdevs it finds on running domains without 
 			if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
 				return cmd.Help() // a person asking; libvirt always passes four arguments
 			}
-			ha, err := hookArgs(args, g.daemonSocket)
+			budget, err := cmd.Flags().GetDuration("budget") // the default, or the config file's
+			if err != nil {
+				return err
+			}
+			ha, err := hookArgs(args, g.daemonSocket, budget)
 			if err != nil {
 				fmt.Fprintf(e.errw, "vfio-gate: %v: denying\n", err)
 				return quietCode(1, err)
@@ -85,7 +89,8 @@ interfaces, and the daemon reports hostdevs it finds on running domains without 
 			return nil
 		},
 	}
-	// Documented for --help; parsed by hookArgs, not by cobra.
+	// Parsed by hookArgs, not by cobra; its value here is the default (or
+	// the config file's libvirt-hook: budget), which the command line overrides.
 	c.Flags().Duration("budget", lvhook.DefaultBudget, "time budget for one hook invocation (deny when exceeded)")
 	return c
 }
@@ -103,8 +108,8 @@ type parsedHookArgs struct {
 // exactly libvirt's four arguments: a domain named like a flag that a drop-in
 // without "--" let through is consumed as one, leaves fewer than four, and is
 // an error (the hook denies), never a shifted operation.
-func hookArgs(args []string, socket string) (parsedHookArgs, error) {
-	p := parsedHookArgs{socket: socket, budget: lvhook.DefaultBudget}
+func hookArgs(args []string, socket string, budget time.Duration) (parsedHookArgs, error) {
+	p := parsedHookArgs{socket: socket, budget: budget}
 	i := 0
 	for i < len(args) {
 		a := args[i]

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
@@ -119,10 +120,17 @@ func TestHookArgs(t *testing.T) {
 		{[]string{"--daemon-socket", "/s", "--", "a", "b", "c", "d", "e"}, false, "", ""},
 		{[]string{"--daemon-socket"}, false, "", ""},
 	} {
-		p, err := hookArgs(tc.args, "/default")
+		p, err := hookArgs(tc.args, "/default", time.Minute)
 		if (err == nil) != tc.ok {
 			t.Errorf("%q: err %v, want ok=%v", tc.args, err, tc.ok)
 			continue
+		}
+		wantBudget := time.Minute // the default passed in (the config file's libvirt-hook: budget)
+		if strings.Contains(strings.Join(tc.args, " "), "--budget 5s") {
+			wantBudget = 5 * time.Second
+		}
+		if tc.ok && p.budget != wantBudget {
+			t.Errorf("%q: budget %v, want %v", tc.args, p.budget, wantBudget)
 		}
 		if tc.ok && (p.socket != tc.socket || strings.Join(p.libvirt, " ") != tc.libvirt) {
 			t.Errorf("%q: socket %q args %q", tc.args, p.socket, p.libvirt)
