@@ -12,20 +12,27 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
+// BoundSchema names the shape of a <state-dir>/bound/<BDF>.json file
+// (docs/json.md). Files written before it have no "schema" and numeric IDs;
+// they still load.
+const BoundSchema = "vfio-gate/bound/v1"
+
 // boundRecord is what gate remembers about a function it bound.
 type boundRecord struct {
-	BDF      string    `json:"bdf"`
-	Driver   string    `json:"original_driver"` // "" = none
-	Domain   string    `json:"domain,omitempty"`
-	VendorID uint16    `json:"vendor_id"`
-	DeviceID uint16    `json:"device_id"`
-	DSN      *uint64   `json:"dsn,omitempty"`
-	Time     time.Time `json:"time"`
+	Schema   string       `json:"schema"`
+	BDF      string       `json:"bdf"`
+	Driver   string       `json:"original_driver"` // "" = none
+	Domain   string       `json:"domain,omitempty"`
+	VendorID jsonhex.U16  `json:"vendor_id"`
+	DeviceID jsonhex.U16  `json:"device_id"`
+	DSN      *jsonhex.U64 `json:"dsn,omitempty"`
+	Time     time.Time    `json:"time"`
 }
 
 // bind binds, group by group, the functions whose whole requested part of
@@ -82,7 +89,7 @@ func (g *Gate) bindGroup(ctx context.Context, bdfs []pci.BDF, members []*item, r
 	var errs []error
 	for _, it := range members {
 		rec := boundRecord{BDF: it.bdf.String(), Driver: orig[it.bdf], Domain: req.Domain,
-			VendorID: it.d.Identity.VendorID, DeviceID: it.d.Identity.DeviceID, DSN: it.d.Identity.DSN, Time: g.now().UTC()}
+			VendorID: jsonhex.U16(it.d.Identity.VendorID), DeviceID: jsonhex.U16(it.d.Identity.DeviceID), DSN: (*jsonhex.U64)(it.d.Identity.DSN), Time: g.now().UTC()}
 		errs = append(errs, g.saveBound(rec))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -109,6 +116,7 @@ func (g *Gate) saveBound(r boundRecord) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
+	r.Schema = BoundSchema
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

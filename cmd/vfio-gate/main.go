@@ -20,11 +20,17 @@ func main() {
 
 // run is main without the process: it is what tests call.
 func run(ctx context.Context, args []string, in io.Reader, out, errw io.Writer, getenv func(string) string) int {
-	root := newRootCmd(&env{in: in, out: out, errw: errw, getenv: getenv})
+	cw := &countingWriter{w: out}
+	root := newRootCmd(&env{in: in, out: cw, errw: errw, getenv: getenv})
 	root.SetArgs(args[1:])
 	root.SetIn(in)
-	root.SetOut(out)
+	root.SetOut(cw)
 	root.SetErr(errw)
 	err := root.ExecuteContext(ctx)
+	if err != nil && jsonRequested(root, args[1:]) && cw.n == 0 {
+		// --json: the error is the one JSON document on stdout (docs/json.md),
+		// and the message still goes to stderr for a human.
+		reportErrorJSON(out, err)
+	}
 	return report(errw, err)
 }

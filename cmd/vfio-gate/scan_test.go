@@ -50,11 +50,17 @@ type jsonEntry struct {
 
 func decodeScan(t *testing.T, out string) map[string]jsonEntry {
 	t.Helper()
-	var raw []map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(out), &raw); err != nil {
-		t.Fatalf("scan --json is not a JSON array: %v\n%s", err, out)
+	var doc struct {
+		Schema    string                       `json:"schema"`
+		Functions []map[string]json.RawMessage `json:"functions"`
 	}
-	var ents []jsonEntry
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Schema != "vfio-gate/scan/v1" || doc.Functions == nil {
+		t.Fatalf("scan --json is not a vfio-gate/scan/v1 object with functions: %v\n%s", err, out)
+	}
+	raw := doc.Functions
+	var ents struct {
+		Functions []jsonEntry `json:"functions"`
+	}
 	if err := json.Unmarshal([]byte(out), &ents); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +74,7 @@ func decodeScan(t *testing.T, out string) map[string]jsonEntry {
 		if string(r["doe"]) == "null" || string(r["errors"]) == "null" {
 			t.Fatalf("entry %d: doe/errors must be arrays, got %s / %s", i, r["doe"], r["errors"])
 		}
-		m[ents[i].BDF] = ents[i]
+		m[ents.Functions[i].BDF] = ents.Functions[i]
 	}
 	return m
 }

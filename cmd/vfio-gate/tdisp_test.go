@@ -199,8 +199,8 @@ func TestTDISPSocketLabel(t *testing.T) {
 			t.Fatalf("%v: exit %d %s", target, code, errs)
 		}
 		m := jsonObject(t, out)
-		hasKeys(t, "state", m, "bdf", "interface_id", "state", "session")
-		if len(m) != 4 || m["bdf"] != want || m["interface_id"] != float64(wantID) || m["state"] != "CONFIG_UNLOCKED" {
+		hasKeys(t, "state", m, "schema", "bdf", "interface_id", "state", "session")
+		if len(m) != 5 || m["bdf"] != want || m["interface_id"] != float64(wantID) || m["state"] != "CONFIG_UNLOCKED" {
 			t.Errorf("%v: state --json = %v; want bdf %q, interface_id %d, and no other keys", target, m, want, wantID)
 		}
 

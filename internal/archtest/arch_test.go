@@ -20,15 +20,18 @@ var allowed = map[string][]string{
 	"doe":           {"pci", "internal/wire"},
 	"spdm":          {"internal/wire"},
 	"tdisp":         {"spdm", "pci", "internal/wire"},
-	"attest":        {"pci", "doe", "spdm", "tdisp", "internal/wire"},
+	"attest":        {"pci", "doe", "spdm", "tdisp", "internal/wire", "internal/jsonhex"},
 	"policy":        {"attest"},
-	"tpm":           {"attest", "internal/wire"},
+	"tpm":           {"attest", "internal/wire", "internal/jsonhex"},
 	"vfio":          {"pci"},
 	"audit":         {"pci", "internal/wire"},
-	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "doe/socket", "spdm", "tdisp"},
+	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "doe/socket", "spdm", "tdisp", "internal/jsonhex"},
 	"emu":           {"doe", "spdm", "tdisp", "pci", "internal/wire"},
-	"daemon":        {"gate", "attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "spdm", "tdisp"},
+	"daemon":        {"gate", "attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "spdm", "tdisp", "internal/jsonhex"},
 	"hooks/libvirt": {"gate", "daemon", "attest", "policy", "pci"},
+
+	// The JSON form of IDs and serial numbers (docs/json.md); imports nothing.
+	"internal/jsonhex": {},
 }
 
 var unrestricted = []string{"cmd/", "test/", "internal/testutil", "internal/archtest"}

@@ -76,10 +76,14 @@ func (h *Harness) scan(ctx context.Context, args ...string) ([]scanEntry, string
 	if code != 0 {
 		return nil, out, fmt.Errorf("vfio-gate scan --json %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal([]byte(out), &raws); err != nil {
-		return nil, out, fmt.Errorf("scan --json output is not a JSON array: %w", err)
+	var doc struct {
+		Schema    string            `json:"schema"`
+		Functions []json.RawMessage `json:"functions"`
 	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Schema != "vfio-gate/scan/v1" {
+		return nil, out, fmt.Errorf("scan --json output is not a vfio-gate/scan/v1 object: %v", err)
+	}
+	raws := doc.Functions
 	entries := make([]scanEntry, len(raws))
 	for i, r := range raws {
 		if err := json.Unmarshal(r, &entries[i]); err != nil {
