@@ -48,11 +48,8 @@ func (fx *devFixture) run(t *testing.T, args ...string) (int, string, string) {
 	var out, errw bytes.Buffer
 	e := &env{in: strings.NewReader(""), out: &out, errw: &errw, getenv: func(string) string { return "" },
 		geteuid: func() int { return 0 }, configOpener: fx.Open}
-	root := newRootCmd(e)
-	root.SetArgs(append([]string{"--sysfs-root", fx.dir}, args...))
-	root.SetOut(&out)
-	root.SetErr(&errw)
-	code := report(&errw, root.ExecuteContext(context.Background()))
+	code := execute(context.Background(), e, append([]string{"--sysfs-root", fx.dir}, args...))
+	checkJSONOut(t, args, out.String())
 	return code, out.String(), errw.String()
 }
 

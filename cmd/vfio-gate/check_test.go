@@ -43,11 +43,8 @@ func runEnv(t *testing.T, e *env, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errw bytes.Buffer
 	e.out, e.errw = &out, &errw
-	root := newRootCmd(e)
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errw)
-	code := report(&errw, root.ExecuteContext(context.Background()))
+	code := execute(context.Background(), e, args)
+	checkJSONOut(t, args, out.String())
 	return code, out.String(), errw.String()
 }
 

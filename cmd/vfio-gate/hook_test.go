@@ -15,6 +15,7 @@ func runCLIWithStdin(t *testing.T, stdin string, args ...string) (int, string, s
 	var out, errw bytes.Buffer
 	code := run(context.Background(), append([]string{"vfio-gate"}, args...), strings.NewReader(stdin), &out, &errw,
 		func(string) string { return "" })
+	checkJSONOut(t, args, out.String())
 	return code, out.String(), errw.String()
 }
 

@@ -224,7 +224,7 @@ func scanFunction(ctx context.Context, sys *pci.System, b pci.BDF, sf *scanFlags
 	}
 	if skip != "" {
 		for _, off := range offs {
-			ent.DOE = append(ent.DOE, scanDOE{Offset: fmt.Sprintf("0x%03x", off), Features: []string{}, Skipped: skip})
+			ent.DOE = append(ent.DOE, scanDOE{Offset: fmt.Sprintf("0x%04x", off), Features: []string{}, Skipped: skip})
 		}
 		ent.Errors = append(ent.Errors, "discovery skipped: "+skip)
 		return ent, nil
@@ -245,7 +245,7 @@ func scanFunction(ctx context.Context, sys *pci.System, b pci.BDF, sf *scanFlags
 // discoverOne runs DOE discovery on the mailbox at off, holding the
 // per-function lock, with a read-write config space.
 func discoverOne(ctx context.Context, f *pci.Function, off uint16, sf *scanFlags, log *slog.Logger) (scanDOE, error) {
-	d := scanDOE{Offset: fmt.Sprintf("0x%03x", off), Features: []string{}}
+	d := scanDOE{Offset: fmt.Sprintf("0x%04x", off), Features: []string{}}
 	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
 	unlock, err := pci.LockFunction(ctx, sf.lockDir, f.BDF)
