@@ -174,6 +174,12 @@ func TestBindReleaseCLI(t *testing.T) {
 	if code != exitBind || !strings.Contains(out, "not bound by vfio-gate") {
 		t.Fatalf("release: exit %d\n%s", code, out)
 	}
+	// --json: the release document, and no error document after it (stdout
+	// holds exactly one JSON document; runEnv validates it).
+	code, out, _ = runEnv(t, e, append([]string{"release", "--json", w.devices[0].bdf}, flags...)...)
+	if code != exitBind || !strings.Contains(out, "not bound by vfio-gate") || strings.Contains(out, "vfio-gate/error/v1") {
+		t.Fatalf("release --json: exit %d\n%s", code, out)
+	}
 }
 
 func TestDemoCLI(t *testing.T) {

@@ -152,7 +152,7 @@ func reportErrorJSON(w io.Writer, err error) {
 		return
 	}
 	code := exitCode(err)
-	_ = writeJSON(w, "error", errorJSON{ExitCode: code, Meaning: exitMeaning[code], Error: err.Error()})
+	_ = writeJSON(w, "error", errorJSON{Schema: schemaName("error"), ExitCode: code, Meaning: exitMeaning[code], Error: err.Error()})
 }
 
 // jsonRequested reports whether --json was given (also when flag parsing

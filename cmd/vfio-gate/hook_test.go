@@ -54,6 +54,10 @@ func TestInstallHookCLI(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "hooks/qemu.d/vfio-gate")); err != nil {
 		t.Fatal(err)
 	}
+	code, out, _ = runCLI(t, "install-hook", "--libvirt-dir", dir, "--binary", "/usr/local/bin/vfio-gate", "--json")
+	if code != 0 || !strings.Contains(out, `"drop_in"`) {
+		t.Fatalf("install --json exit %d %q", code, out)
+	}
 	code, out, _ = runCLI(t, "uninstall-hook", "--libvirt-dir", dir, "--json")
 	if code != 0 || !strings.Contains(out, `"removed"`) {
 		t.Fatalf("uninstall exit %d %q", code, out)

@@ -130,3 +130,110 @@ func checkJSONOut(t *testing.T, args []string, out string) {
 		t.Errorf("vfio-gate %s: output does not match its schema: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
+
+// With --json, a command that fails before printing its answer prints the
+// error document on stdout (and the message on stderr), whatever failed:
+// flag parsing, a usage error, a missing device.
+func TestJSONErrorDocument(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"scan", "--json", "not-a-bdf"}, exitInternal, "not-a-bdf"},
+		{[]string{"--json", "scan", "--no-such-flag"}, exitInternal, "no-such-flag"},
+		{[]string{"doe", "discover", "--json", "--sysfs-root", empty, "0000:99:00.0"}, exitUnavailable, "0000:99:00.0"},
+	} {
+		code, out, errs := runCLI(t, tc.args...)
+		var doc errorJSON
+		dec := json.NewDecoder(strings.NewReader(out))
+		if err := dec.Decode(&doc); err != nil || dec.More() {
+			t.Errorf("%v: stdout is not one JSON document (%v): %q", tc.args, err, out)
+			continue
+		}
+		if code != tc.code || doc.Schema != "vfio-gate/error/v1" || doc.ExitCode != code || doc.Meaning != exitMeaning[code] ||
+			!strings.Contains(doc.Error, tc.want) || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, document %+v, stderr %q; want exit %d naming %q", tc.args, code, doc, errs, tc.code, tc.want)
+		}
+	}
+	// Without --json, stdout stays empty.
+	if code, out, _ := runCLI(t, "scan", "not-a-bdf"); code != exitInternal || out != "" {
+		t.Errorf("scan not-a-bdf: exit %d, stdout %q", code, out)
+	}
+}
+
+func TestWriteJSONSchemaFirst(t *testing.T) {
+	var b bytes.Buffer
+	if err := writeJSON(&b, "version", map[string]string{"version": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.String(), "{\n  \"schema\": \"vfio-gate/version/v1\",\n") {
+		t.Errorf("schema is not the first member:\n%s", b.String())
+	}
+	b.Reset()
+	if err := writeJSON(&b, "x", struct{}{}); err != nil || strings.TrimSpace(b.String()) != "{\n  \"schema\": \"vfio-gate/x/v1\"\n}" {
+		t.Errorf("empty object: %v %q", err, b.String())
+	}
+	for _, v := range []any{[]int{1}, "s", struct {
+		Schema string `json:"schema"`
+	}{"vfio-gate/other/v1"}} {
+		b.Reset()
+		if err := writeJSON(&b, "x", v); err == nil || b.Len() != 0 {
+			t.Errorf("%#v: accepted: %q", v, b.String())
+		}
+	}
+}
+
+// Every kind the code prints has a schema file, and every schema file is
+// of a kind the code prints or stores (docs/json.md lists them).
+func TestSchemaFilesMatchKinds(t *testing.T) {
+	byID, err := loadSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{
+		"vfio-gate/error/v1": true, // reportErrorJSON
+		// Stored documents (gate.BoundSchema, daemon.StateSchema), checked in their packages.
+		"vfio-gate/bound/v1": true, "vfio-gate/daemon-state/v1": true,
+	}
+	re := regexp.MustCompile(`(?:writeJSON\([^,()]+|jsonDoc\()\s*,?\s*"([a-z][a-z0-9-]*)"`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			used[schemaName(m[1])] = true
+		}
+	}
+	if len(used) < 20 {
+		t.Fatalf("found only %d kinds in the source: %v", len(used), used)
+	}
+	for k := range used {
+		if byID[k] == nil {
+			t.Errorf("%s is printed but docs/schema has no file for it", k)
+		}
+	}
+	for k := range byID {
+		if !used[k] {
+			t.Errorf("docs/schema describes %s, which nothing prints", k)
+		}
+	}
+	doc, err := os.ReadFile("../../docs/json.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range used {
+		if !strings.Contains(string(doc), "`"+k+"`") {
+			t.Errorf("docs/json.md does not list `%s`", k)
+		}
+	}
+}

@@ -214,6 +214,13 @@ func TestTDISPSocketLabel(t *testing.T) {
 		if code != exitAttestation || !strings.Contains(errs, want+": TDI is CONFIG_UNLOCKED") {
 			t.Errorf("%v: report of an unlocked TDI: exit %d, stderr %q; want 2 naming %q", target, code, errs, want)
 		}
+		// The same with --json: the error is a JSON document on stdout.
+		code, out, errs = fx.run(t, append([]string{"tdisp", "report", "--json", "--trust-anchor", anchor}, target...)...)
+		var ej errorJSON
+		if err := json.Unmarshal([]byte(out), &ej); err != nil || code != exitAttestation || ej.Schema != "vfio-gate/error/v1" ||
+			ej.ExitCode != exitAttestation || ej.Meaning != "attestation failed" || !strings.Contains(ej.Error, "TDI is CONFIG_UNLOCKED") {
+			t.Errorf("%v: report --json of an unlocked TDI: exit %d, stdout %q (%v), stderr %q", target, code, out, err, errs)
+		}
 	}
 
 }
