@@ -12,8 +12,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/vfio-gate/vfio-gate/audit"
 )
 
 // schemaDir holds the JSON Schema of every document vfio-gate prints or
@@ -234,6 +237,29 @@ func TestSchemaFilesMatchKinds(t *testing.T) {
 	for k := range used {
 		if !strings.Contains(string(doc), "`"+k+"`") {
 			t.Errorf("docs/json.md does not list `%s`", k)
+		}
+	}
+}
+
+// audit --json needs BPF (root) to run; its lines are made by jsonDoc from
+// audit.Access, checked here with a read and a write.
+func TestAuditEventSchema(t *testing.T) {
+	v := uint32(0x12345678)
+	for _, a := range []audit.Access{
+		{WallTime: time.Date(2026, 12, 4, 1, 2, 3, 4, time.UTC), PID: 42, TID: 43, Comm: "setpci", CgroupID: 7, Device: "0000:3b:00.0",
+			Op: "write", Offset: 0x15c, Size: 4, Value: &v, Path: "sysfs", Region: "doe"},
+		{WallTime: time.Date(2026, 12, 4, 1, 2, 3, 4, time.UTC), PID: 42, TID: 42, Comm: "lspci", Device: "0000:3b:00.0",
+			Op: "read", Offset: 0, Size: 2, Path: "vfio"},
+	} {
+		b, err := jsonDoc("audit-event", &a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("\n")) {
+			t.Errorf("audit event is not one line: %s", b)
+		}
+		if names, err := validateDocs(string(b)); err != nil || len(names) != 1 || names[0] != "vfio-gate/audit-event/v1" {
+			t.Errorf("%s: %v %v", b, names, err)
 		}
 	}
 }

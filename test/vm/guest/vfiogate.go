@@ -237,7 +237,7 @@ func doeBoundRefused(ctx context.Context, h *Harness) Result {
 
 // cdatJSON is the part of `doe cdat --json` this checks.
 type cdatJSON struct {
-	Mailbox    uint16 `json:"mailbox"`
+	Mailbox    string `json:"mailbox"` // "0x0150" (docs/json.md)
 	Length     uint32 `json:"length"`
 	ChecksumOK bool   `json:"checksum_ok"`
 	Structures []struct {
@@ -278,8 +278,8 @@ func doeCDATCLI(ctx context.Context, h *Harness) Result {
 	if err != nil {
 		return failf("the table vfio-gate returned does not check: %v", err)
 	}
-	if int(c.Mailbox) != off || c.Length != t.Length || !c.ChecksumOK || len(c.Structures) != len(t.Entries) {
-		return failf("doe cdat says mailbox 0x%x, length %d, checksum_ok %v, %d structures; config space and the table say 0x%x, %d, true, %d",
+	if mb, err := parseHex(c.Mailbox); err != nil || int(mb) != off || c.Length != t.Length || !c.ChecksumOK || len(c.Structures) != len(t.Entries) {
+		return failf("doe cdat says mailbox %s, length %d, checksum_ok %v, %d structures; config space and the table say 0x%x, %d, true, %d",
 			c.Mailbox, c.Length, c.ChecksumOK, len(c.Structures), off, t.Length, len(t.Entries))
 	}
 	if h.rawCDAT != nil && !bytes.Equal(raw, h.rawCDAT) {
