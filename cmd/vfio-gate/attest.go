@@ -158,6 +158,10 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		return nil, withCode(exitUnavailable, err)
 	}
 	defer sys.Close()
+	// No lock file for a function that does not exist (a typo'd BDF).
+	if _, err := sys.Function(bdf); err != nil {
+		return nil, withCode(exitUnavailable, err)
+	}
 	lctx, cancel := context.WithTimeout(ctx, f.timeout)
 	unlock, err := pci.LockFunction(lctx, f.lockDir, bdf)
 	cancel()
