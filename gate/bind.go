@@ -19,8 +19,11 @@ import (
 
 // boundRecord is what gate remembers about a function it bound.
 type boundRecord struct {
-	BDF      string    `json:"bdf"`
-	Driver   string    `json:"original_driver"` // "" = none
+	BDF    string `json:"bdf"`
+	Driver string `json:"original_driver"` // "" = none
+	// Override is the driver_override before the bind ("" = none), put
+	// back on release (driverctl's "vfio-pci" stays).
+	Override string    `json:"original_override,omitempty"`
 	Domain   string    `json:"domain,omitempty"`
 	VendorID uint16    `json:"vendor_id"`
 	DeviceID uint16    `json:"device_id"`
@@ -78,16 +81,16 @@ func (g *Gate) bindGroup(ctx context.Context, bdfs []pci.BDF, members []*item, r
 	if err := vfio.Apply(ctx, root, plan, g.o.Bind); err != nil {
 		return err
 	}
-	orig := plan.Original()
+	orig := plan.Before()
 	var errs []error
 	for _, it := range members {
-		rec := boundRecord{BDF: it.bdf.String(), Driver: orig[it.bdf], Domain: req.Domain,
+		rec := boundRecord{BDF: it.bdf.String(), Driver: orig[it.bdf].Driver, Override: orig[it.bdf].Override, Domain: req.Domain,
 			VendorID: it.d.Identity.VendorID, DeviceID: it.d.Identity.DeviceID, DSN: it.d.Identity.DSN, Time: g.now().UTC()}
 		errs = append(errs, g.saveBound(rec))
 	}
 	if err := errors.Join(errs...); err != nil {
 		// Without the record Release cannot restore the driver: undo.
-		rerr := vfio.Release(context.WithoutCancel(ctx), root, bdfs, orig, g.o.Bind)
+		rerr := vfio.ReleaseTo(context.WithoutCancel(ctx), root, orig, g.o.Bind)
 		return errors.Join(fmt.Errorf("gate: remember original drivers: %w", err), rerr)
 	}
 	return nil
@@ -194,7 +197,7 @@ func (g *Gate) Release(ctx context.Context, bdfs []pci.BDF, domain string) ([]Re
 			continue
 		}
 		out[i].Driver = rec.Driver
-		if err := vfio.Release(ctx, g.o.System.Root(), []pci.BDF{b}, map[pci.BDF]string{b: rec.Driver}, g.o.Bind); err != nil {
+		if err := vfio.ReleaseTo(ctx, g.o.System.Root(), map[pci.BDF]vfio.Before{b: {Driver: rec.Driver, Override: rec.Override}}, g.o.Bind); err != nil {
 			out[i].Err = err
 			continue
 		}
