@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestNoLockFileForAMissingFunction: attest and doe of a BDF that does not
@@ -46,5 +52,73 @@ func TestGroupCommandHelpWithTypo(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%v: exit %d, want help (out %q, err %q)", args, code, out, errs)
 		}
+	}
+}
+
+// TestSecondSignalExitsAtOnce: the first SIGTERM cancels the command, the
+// second exits without waiting for it.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	sigs := make(chan os.Signal, 2)
+	canceled := make(chan struct{})
+	exited := make(chan int, 1)
+	var errw bytes.Buffer
+	go onSignals(sigs, func() { close(canceled) }, func(c int) { exited <- c }, &errw)
+	sigs <- syscall.SIGTERM
+	select {
+	case <-canceled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("first SIGTERM did not cancel")
+	}
+	select {
+	case c := <-exited:
+		t.Fatalf("exited (%d) at the first signal", c)
+	case <-time.After(50 * time.Millisecond):
+	}
+	sigs <- syscall.SIGINT
+	select {
+	case c := <-exited:
+		if c != 130 || !strings.Contains(errw.String(), "second interrupt") {
+			t.Fatalf("exit %d, stderr %q; want 130 and a note", c, errw.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("second signal did not exit")
+	}
+}
+
+// TestSecondSignalKillsTheProcess runs the real binary blocked where
+// cancellation cannot reach (libvirt-hook reading a stdin that never ends)
+// and checks that the second SIGTERM ends it at once, with 143.
+func TestSecondSignalKillsTheProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "vfio-gate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	fifo := filepath.Join(t.TempDir(), "in")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The shell holds the FIFO open for writing (fd 3) and never writes.
+	cmd := exec.Command("sh", "-c", `exec "$0" libvirt-hook --daemon-socket /nonexistent vm prepare begin - 3<>"$1" <"$1"`, bin, fifo)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(100 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+			t.Fatalf("after two SIGTERMs: %v, want exit 143", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("still running 10 s after two SIGTERMs")
 	}
 }
