@@ -779,6 +779,9 @@ var (
 	hashNames = []string{"sha-256", "sha-384", "sha-512", "sha3-256", "sha3-384", "sha3-512", "sm3-256"}
 )
 
+// KnownHash reports whether name is a hash spdm.algorithms.hash may list.
+func KnownHash(name string) bool { return slices.Contains(hashNames, name) }
+
 var versionRE = regexp.MustCompile(`^1\.[0-9]$`)
 
 func (d *decoder) spdm(n *yaml.Node) *SPDM {

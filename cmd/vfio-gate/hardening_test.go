@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/emu"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/spdm"
 )
 
 // TestNoLockFileForAMissingFunction: attest and doe of a BDF that does not
@@ -120,5 +128,53 @@ func TestSecondSignalKillsTheProcess(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatal("still running 10 s after two SIGTERMs")
+	}
+}
+
+// TestPolicyCaptureBothHashes: a device whose measurement hash differs from
+// its base hash (SHA-384 base, SHA-512 measurements, as DMTF's responder
+// negotiates) is captured with both, and the captured rule allows it.
+func TestPolicyCaptureBothHashes(t *testing.T) {
+	fx := newDevFixture(t)
+	d := fx.addEmu(t, "0000:01:00.0", emu.Config{Hash: spdm.HashSHA384, MeasHash: spdm.MeasHashSHA512})
+	anchor := writeAnchor(t, d, false)
+	code, out, errs := fx.run(t, "policy", "capture", "0000:01:00.0", "--trust-anchor", anchor, "--lock-dir", fx.lockDir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errs, out)
+	}
+	if !strings.Contains(out, "hash: [sha-384, sha-512]") {
+		t.Errorf("capture does not list both hashes:\n%s", out)
+	}
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(path, &policy.LoadOptions{SkipPermissionCheck: true})
+	if err != nil {
+		t.Fatalf("captured policy does not load: %v\n%s", err, out)
+	}
+	sys, err := pci.Open(fx.dir, &pci.Options{Geteuid: func() int { return 0 }, ConfigOpener: func(b pci.BDF) (pci.ConfigSpace, io.Closer, error) {
+		return fx.Configs[b], io.NopCloser(nil), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	b, _ := pci.ParseBDF("0000:01:00.0")
+	f, err := sys.Function(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := pol.TrustAnchors(attest.Identity{VendorID: f.VendorID, DeviceID: f.DeviceID, SubsystemVendorID: f.SubsystemVendorID,
+		SubsystemID: f.SubsystemDeviceID, Class: f.Class, BDF: "0000:01:00.0"})
+	ev, err := attest.Function(context.Background(), sys, b, &attest.Options{Roots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Algorithms.BaseHash != "sha-384" || ev.Algorithms.MeasurementHash != "sha-512" {
+		t.Fatalf("negotiated %+v, want sha-384 base and sha-512 measurements", ev.Algorithms)
+	}
+	if v := pol.Evaluate(ev, policy.Input{Confidential: true}); !v.Allow {
+		t.Fatalf("the captured rule refuses its own device: %+v", v.Reasons)
 	}
 }
