@@ -29,6 +29,8 @@ type ServerOptions struct {
 	// request headers (default DefaultReadHeaderTimeout); IdleTimeout how
 	// long a keep-alive connection may sit idle (default DefaultIdleTimeout).
 	ReadHeaderTimeout, IdleTimeout time.Duration
+	// Metrics, when set, is served on GET /metrics (Metrics.Handler).
+	Metrics http.Handler
 }
 
 // Connection limits of the API server. A check may take minutes (many
@@ -198,6 +200,9 @@ func handler(b Backend, o ServerOptions, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, 200, st)
 	})
+	if o.Metrics != nil {
+		mux.Handle("GET "+PathMetrics, o.Metrics)
+	}
 	// Peer credentials gate every request.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred, _ := r.Context().Value(peerKey{}).(*unix.Ucred)
