@@ -19,15 +19,15 @@ var allowed = map[string][]string{
 	"pci":           {"internal/wire"},
 	"doe":           {"pci", "internal/wire"},
 	"spdm":          {"internal/wire"},
-	"tdisp":         {"spdm", "pci", "internal/wire"},
+	"tdisp":         {"spdm", "pci", "internal/wire", "internal/statedir"},
 	"attest":        {"pci", "doe", "spdm", "tdisp", "internal/wire", "internal/jsonhex"},
 	"policy":        {"attest"},
 	"tpm":           {"attest", "internal/wire", "internal/jsonhex"},
 	"vfio":          {"pci"},
 	"audit":         {"pci", "internal/wire"},
-	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "doe/socket", "spdm", "tdisp", "internal/jsonhex"},
+	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "doe/socket", "spdm", "tdisp", "internal/statedir", "internal/jsonhex"},
 	"emu":           {"doe", "spdm", "tdisp", "pci", "internal/wire"},
-	"daemon":        {"gate", "attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "spdm", "tdisp", "internal/jsonhex"},
+	"daemon":        {"gate", "attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "spdm", "tdisp", "internal/statedir", "internal/jsonhex"},
 	"hooks/libvirt": {"gate", "daemon", "attest", "policy", "pci"},
 
 	// The JSON form of IDs and serial numbers (docs/json.md); imports nothing.
