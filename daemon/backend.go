@@ -232,6 +232,9 @@ func (b *GateBackend) load() error {
 	if st.Version != stateVersion {
 		return fmt.Errorf("daemon: state file %s has version %d, want %d", b.statePath(), st.Version, stateVersion)
 	}
+	if st.Schema != "" && st.Schema != StateSchema { // "": written before the schema name
+		return fmt.Errorf("daemon: state file %s is a %q document, want %q", b.statePath(), st.Schema, StateSchema)
+	}
 	if err := st.validate(); err != nil {
 		return fmt.Errorf("daemon: state file %s is inconsistent: %v; the daemon does not start on it (it must not forget or give away "+
 			"what it holds): check which functions are on vfio-pci (lspci -k) and which domains run (virsh list), then fix the file or move it away", b.statePath(), err)

@@ -910,4 +910,11 @@ func TestBackendStateSchemaAndOldFile(t *testing.T) {
 		t.Fatalf("state rewritten after loading the old file:\n%s", data)
 	}
 	schematest.Validate(t, "daemon-state", data)
+	// A state file of a schema this vfio-gate does not know is refused.
+	must(t, os.WriteFile(path, []byte(strings.Replace(string(data), daemon.StateSchema, "vfio-gate/daemon-state/v2", 1)), 0o600))
+	g, err := gate.New(gate.Options{System: w.sys, Policy: w.pol, Recorder: w.rec, LockDir: filepath.Join(w.dir, "locks")})
+	must(t, err)
+	if _, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: w.rec, StateDir: w.stateDir}); err == nil || !strings.Contains(err.Error(), "daemon-state/v2") {
+		t.Fatalf("v2 state file: %v", err)
+	}
 }

@@ -163,6 +163,9 @@ func (g *Gate) loadBound(b pci.BDF) (boundRecord, bool, error) {
 	if r.BDF != b.String() {
 		return boundRecord{}, false, fmt.Errorf("gate: %s holds the record of %q", g.boundPath(b.String()), r.BDF)
 	}
+	if r.Schema != "" && r.Schema != BoundSchema { // "": written before the schema name
+		return boundRecord{}, false, fmt.Errorf("gate: %s is a %q document, want %q", g.boundPath(b.String()), r.Schema, BoundSchema)
+	}
 	return r, true, nil
 }
 

@@ -580,4 +580,9 @@ func TestBoundRecordSchemaAndOldFile(t *testing.T) {
 	if len(rels) != 1 || uint16(rels[0].VendorID) != nic.Vendor || uint16(rels[0].DeviceID) != nic.Device {
 		t.Fatalf("release events %+v", rels)
 	}
+	// A record of a schema this vfio-gate does not know is refused.
+	must(t, os.WriteFile(path, []byte(strings.Replace(string(data), gate.BoundSchema, "vfio-gate/bound/v2", 1)), 0o600))
+	if _, err := w.gate().Release(t.Context(), []pci.BDF{bdf(t, "0000:02:00.0")}, ""); err == nil || !strings.Contains(err.Error(), "vfio-gate/bound/v2") {
+		t.Fatalf("release from a v2 record: %v", err)
+	}
 }

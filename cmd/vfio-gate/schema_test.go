@@ -201,8 +201,8 @@ func TestSchemaFilesMatchKinds(t *testing.T) {
 	}
 	used := map[string]bool{
 		"vfio-gate/error/v1": true, // reportErrorJSON
-		// Stored documents (gate.BoundSchema, daemon.StateSchema), checked in their packages.
-		"vfio-gate/bound/v1": true, "vfio-gate/daemon-state/v1": true,
+		// Stored documents (gate.BoundSchema, daemon.StateSchema, tdisp.JournalSchema), checked in their packages.
+		"vfio-gate/bound/v1": true, "vfio-gate/daemon-state/v1": true, "vfio-gate/tdisp-journal/v1": true,
 	}
 	re := regexp.MustCompile(`(?:writeJSON\([^,()]+|jsonDoc\()\s*,?\s*"([a-z][a-z0-9-]*)"`)
 	for _, f := range files {
