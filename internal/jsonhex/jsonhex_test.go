@@ -51,3 +51,29 @@ func TestUnmarshalRejects(t *testing.T) {
 		}
 	}
 }
+
+// FuzzUnmarshal: no panic; what decodes re-encodes to the canonical form,
+// which decodes to the same value.
+func FuzzUnmarshal(f *testing.F) {
+	for _, s := range []string{`"0x1b36"`, `6966`, `"1b36"`, `"0x"`, `""`, `-1`, `1e3`, `"0x0123456789abcdef"`, `18446744073709551615`, `"\u0030x1"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var v U64
+		if err := json.Unmarshal(b, &v); err != nil {
+			return
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back U64
+		if err := json.Unmarshal(out, &back); err != nil || back != v || len(out) != 20 {
+			t.Fatalf("%s -> %s -> %#x %v", b, out, back, err)
+		}
+		var w U16
+		if err := json.Unmarshal(b, &w); err == nil && uint64(w) != uint64(v) {
+			t.Fatalf("%s: U16 %#x, U64 %#x", b, w, v)
+		}
+	})
+}
