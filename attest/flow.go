@@ -7,14 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
-	"net"
-	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/doe"
@@ -57,7 +52,7 @@ func newRun(o *Options) *run {
 
 // fail records the first failure; later ones are logged only. It returns
 // false so steps can `return r.fail(...)`.
-func (r *run) fail(step, kind, format string, a ...any) bool {
+func (r *run) fail(step string, kind Kind, format string, a ...any) bool {
 	msg := fmt.Sprintf(format, a...)
 	if r.ev.Failure == nil {
 		r.ev.Failure = &Failure{Step: step, Kind: kind, Message: msg}
@@ -229,20 +224,6 @@ func featureList(mbs []Mailbox) string {
 	return strings.Join(all, ", ")
 }
 
-// blockedKind maps a pci.MayDriveDOE refusal to a Failure kind.
-func blockedKind(err error) string {
-	switch {
-	case errors.Is(err, pci.ErrLockdown):
-		return FailLockdown
-	case errors.Is(err, pci.ErrDriverOwnsMailbox), errors.Is(err, pci.ErrTSMOwnsMailbox):
-		return FailMailboxOwned
-	case errors.Is(err, pci.ErrNotRoot):
-		return FailPermission
-	case errors.Is(err, pci.ErrDeviceRemoved):
-		return FailDeviceGone
-	}
-	return FailPermission
-}
 
 func attestTransport(ctx context.Context, t spdm.Transport, id Identity, o *Options) (*Evidence, error) {
 	if t == nil {
@@ -588,59 +569,6 @@ func (r *run) requesterOptions() (*spdm.Options, error) {
 		ro.HashAlgos |= h
 	}
 	return ro, nil
-}
-
-// Classify maps an error of the DOE/SPDM/PCI layers to a Failure kind. Errors
-// it does not recognise are protocol failures: fail closed.
-func Classify(err error) string {
-	var (
-		ve *spdm.VerificationError
-		ce *spdm.ChainError
-		pe *spdm.ProtocolError
-		re *spdm.ResponderError
-		de *spdm.DecodeError
-		dp *doe.ProtocolError
-		ne net.Error
-	)
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, pci.ErrDeviceRemoved), errors.Is(err, pci.ErrNoDevice):
-		return FailDeviceGone
-	case errors.Is(err, doe.ErrMailboxBusy):
-		return FailMailboxBusy
-	case errors.Is(err, doe.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
-		errors.Is(err, context.Canceled):
-		return FailTimeout
-	case errors.Is(err, pci.ErrLockdown):
-		return FailLockdown
-	case errors.Is(err, pci.ErrNeedCapSysAdmin), errors.Is(err, pci.ErrReadOnlyConfig), errors.Is(err, fs.ErrPermission):
-		return FailPermission
-	case errors.As(err, &ce):
-		return FailChain
-	case errors.As(err, &ve):
-		switch ve.Step {
-		case "certificate-chain", "root-hash", "digest":
-			return FailChain
-		}
-		return FailSignature
-	case errors.As(err, &pe):
-		l := strings.ToLower(pe.Reason)
-		if strings.Contains(l, "nonce") || strings.Contains(l, "requestercontext") {
-			return FailNonce
-		}
-		return FailProtocol
-	case errors.As(err, &re), errors.As(err, &de):
-		return FailProtocol
-	case errors.Is(err, doe.ErrMailboxError), errors.As(err, &dp), errors.Is(err, doe.ErrTooLarge),
-		errors.Is(err, doe.ErrAborted), errors.Is(err, doe.ErrNoMailbox):
-		return FailTransport
-	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, syscall.ECONNREFUSED):
-		return FailTransport
-	}
-	return FailProtocol
 }
 
 var capNameTable = []struct {

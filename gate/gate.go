@@ -31,15 +31,12 @@ import (
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
-// Reason codes gate adds to the policy's (policy.Codes): they describe what
-// happened around the evaluation rather than the evidence.
+// Reason codes gate adds: they describe what happened around the evaluation
+// rather than the evidence. They live in policy's one table of codes.
 const (
-	// CodeNoDevice: the BDF names no PCI function.
-	CodeNoDevice policy.Code = "no-device"
-	// CodeTPM: the decision could not be recorded in the TPM (fail closed).
-	CodeTPM policy.Code = "tpm"
-	// CodeLock: the per-function lock could not be taken.
-	CodeLock policy.Code = "lock"
+	CodeNoDevice = policy.CodeNoDevice
+	CodeTPM      = policy.CodeTPM
+	CodeLock     = policy.CodeLock
 )
 
 // DefaultConcurrency bounds how many functions are attested at once.
@@ -413,8 +410,7 @@ func (g *Gate) attestOne(ctx context.Context, it *item, req Request, inFlight in
 	switch {
 	case err == nil && ev != nil:
 	case errors.Is(err, pci.ErrNoDevice):
-		d.Verdict = g.denyVerdict(CodeNoDevice, fmt.Sprintf("no PCI function %s exists", it.bdf),
-			"the address names no PCI function: check it (vfio-gate scan lists the functions)")
+		d.Verdict = g.denyVerdict(CodeNoDevice, fmt.Sprintf("no PCI function %s exists", it.bdf))
 		d.EvidenceDigest = nil
 		return
 	default:
@@ -494,24 +490,10 @@ func (g *Gate) settleTDIs(ctx context.Context, items []*item, req Request) {
 
 // denyVerdict is a verdict gate makes itself (no evidence to evaluate):
 // always deny, whatever the mode.
-func (g *Gate) denyVerdict(c policy.Code, got, advice string) policy.Verdict {
+func (g *Gate) denyVerdict(c policy.Code, got string) policy.Verdict {
 	return policy.Verdict{Decision: policy.DecisionDeny, Mode: g.o.Policy.Mode,
-		Reasons: []policy.Reason{reasonFor(c, got, advice)},
+		Reasons: []policy.Reason{policy.ReasonFor(c, got)},
 		Checks:  []policy.Check{{Name: string(c), Expected: "none", Got: got, Pass: false}}}
-}
-
-func reasonFor(c policy.Code, detail, advice string) policy.Reason {
-	if advice == "" {
-		return policy.ReasonFor(c, detail)
-	}
-	return policy.Reason{Code: c, Message: upperFirst(detail) + "; " + advice + "."}
-}
-
-func upperFirst(s string) string {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }
 
 // addReason adds a deny reason to v as the policy would: in enforce mode the
@@ -642,8 +624,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 			err = errors.New("tpm: event not recorded")
 		}
 		it.d.Err = err
-		addReason(&it.d.Verdict, reasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error(),
-			"nothing is passed without a record: fix the TPM (--tpm) or the event log, then retry"),
+		addReason(&it.d.Verdict, policy.ReasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error()),
 			policy.Check{Name: "tpm", Expected: "decision extended and logged", Got: err.Error()}, true)
 	}
 }

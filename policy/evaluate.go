@@ -167,7 +167,7 @@ func (p *Policy) Evaluate(ev *attest.Evidence, in Input) Verdict {
 		if def == DenyUnattested && len(e.v.Reasons) == 0 {
 			// deny-unattested always denies here: no rule can attest this device.
 			switch {
-			case ev.Failure != nil && hostSide[ev.Failure.Kind] && ev.Failure.Kind != attest.FailNoDOE && ev.Failure.Kind != attest.FailNoCMA:
+			case ev.Failure != nil && hostSide(ev.Failure.Kind) && ev.Failure.Kind != attest.FailNoDOE && ev.Failure.Kind != attest.FailNoCMA:
 				// The host could not look (lockdown, permission, a driver or
 				// another process owns the mailbox): whether the device has CMA
 				// is unknown, so say what stopped us, not "no CMA".
@@ -185,17 +185,9 @@ func (p *Policy) Evaluate(ev *attest.Evidence, in Input) Verdict {
 	return e.finish()
 }
 
-// hostSide lists failures that say the host could not attest (the device is
-// then merely unattested); every other failure is something the device did
-// and denies even where unattested devices are allowed.
-var hostSide = map[string]bool{
-	attest.FailNoDOE: true, attest.FailNoCMA: true, attest.FailLockdown: true, attest.FailPermission: true,
-	attest.FailMailboxOwned: true, attest.FailMailboxBusy: true,
-}
-
 func (e *eval) unattested(def Default, why string) {
 	f := e.ev.Failure
-	if f == nil || hostSide[f.Kind] {
+	if f == nil || hostSide(f.Kind) {
 		return
 	}
 	if f.Kind == attest.FailChain {
@@ -205,7 +197,7 @@ func (e *eval) unattested(def Default, why string) {
 		}
 	}
 	if def == AllowUnattested {
-		e.check("attestation-failure", "none (or the device cannot be attested)", f.Kind+": "+f.Message, false)
+		e.check("attestation-failure", "none (or the device cannot be attested)", f.Kind.String()+": "+f.Message, false)
 	}
 	e.denyFailure(f)
 }
@@ -222,41 +214,17 @@ func (e *eval) chain() *attest.ChainState {
 
 func (e *eval) denyFailure(f *attest.Failure) {
 	detail := fmt.Sprintf("attestation stopped at %s: %s", f.Step, f.Message)
-	switch f.Kind {
-	case attest.FailNoDOE, attest.FailNoCMA:
-		e.deny(CodeNoCMA, "%s", detail)
-	case attest.FailLockdown:
-		e.deny(CodeLockdown, "%s", detail)
-	case attest.FailPermission:
-		e.deny(CodePermission, "%s", detail)
-	case attest.FailMailboxBusy:
-		e.deny(CodeMailboxBusy, "%s", detail)
-	case attest.FailMailboxOwned:
-		e.deny(CodeMailboxOwned, "%s", detail)
-	case attest.FailMailboxTampered:
-		e.deny(CodeMailboxTampered, "%s", detail)
-	case attest.FailTimeout:
-		e.deny(CodeTimeout, "%s", detail)
-	case attest.FailDeviceGone:
-		e.deny(CodeDeviceRemoved, "%s", detail)
-	case attest.FailTransport:
-		e.deny(CodeTransport, "%s", detail)
-	case attest.FailProtocol:
-		e.deny(CodeProtocol, "%s", detail)
-	case attest.FailSignature, attest.FailNonce:
-		e.deny(CodeSignatureInvalid, "%s", detail)
-	case attest.FailSession:
-		e.deny(CodeSessionRequired, "%s", detail)
-	case attest.FailTDISP:
-		e.deny(CodeTDISPNotLocked, "%s", detail)
-	case attest.FailChain:
+	switch c := KindCode(f.Kind); {
+	case f.Kind == attest.FailChain:
 		kind := ""
 		if c := e.chain(); c != nil {
 			kind = c.ErrorKind
 		}
 		e.deny(chainCode(kind), "%s", detail)
-	default:
+	case rowOfKind(f.Kind) == nil:
 		e.deny(CodeProtocol, "attestation failed with unknown kind %q at %s: %s", f.Kind, f.Step, f.Message)
+	default:
+		e.deny(c, "%s", detail)
 	}
 }
 
@@ -288,8 +256,15 @@ func (e *eval) finish() Verdict {
 func (e *eval) attested(r *Rule) {
 	ev, s := e.ev, r.SPDM
 	if ev.Failure != nil {
-		e.check("attestation", "completed", ev.Failure.Kind+" at "+ev.Failure.Step+": "+ev.Failure.Message, false)
+		e.check("attestation", "completed", ev.Failure.Kind.String()+" at "+ev.Failure.Step+": "+ev.Failure.Message, false)
 		e.denyFailure(ev.Failure)
+	}
+	if !ev.HasCMA && ev.Failure != nil && ev.Failure.Kind != attest.FailNoDOE && ev.Failure.Kind != attest.FailNoCMA {
+		// Attestation stopped before it could tell (a discovery timeout,
+		// lockdown, an owner of the mailbox): whether the device has CMA is
+		// unknown, so the failure is the only reason, never no-cma.
+		e.check("cma", "CMA-SPDM mailbox", "not reached", false)
+		return
 	}
 	e.check("cma", "CMA-SPDM mailbox", yesNo(ev.HasCMA), ev.HasCMA)
 	if !ev.HasCMA {

@@ -84,7 +84,7 @@ func (r *Requester) Challenge(ctx context.Context, slot, summaryType uint8) (*Ch
 			return protoErr(RequestChallenge, "CHALLENGE_AUTH slot mask %#02x lacks slot %d", ca.SlotMask, slot)
 		}
 		if n.Version >= Version13 && ca.Context != q.Context {
-			return protoErr(RequestChallenge, "RequesterContext not echoed")
+			return &ProtocolError{Request: RequestChallenge, Reason: "RequesterContext not echoed", Err: ErrNonceNotEchoed}
 		}
 		res := &ChallengeResult{Slot: slot, SummaryType: summaryType, Nonce: bytes.Clone(q.Nonce[:]),
 			ResponderNonce: bytes.Clone(ca.Nonce[:]), SummaryHash: bytes.Clone(ca.SummaryHash),
@@ -203,7 +203,7 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 	}
 	r.l1 = append(append(r.l1, req...), mr.unsigned()...)
 	if n.Version >= Version13 && mr.Context != q.Context {
-		return nil, protoErr(RequestGetMeasurements, "RequesterContext not echoed")
+		return nil, &ProtocolError{Request: RequestGetMeasurements, Reason: "RequesterContext not echoed", Err: ErrNonceNotEchoed}
 	}
 	if o.Signed && mr.Param2&0x0F != o.Slot {
 		return nil, protoErr(RequestGetMeasurements, "MEASUREMENTS signed by slot %d, asked %d", mr.Param2&0x0F, o.Slot)

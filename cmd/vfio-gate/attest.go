@@ -168,17 +168,6 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 	return attest.Function(ctx, sys, bdf, o)
 }
 
-// failureExit maps an attestation failure to the exit code: host-side and
-// transport problems are "unavailable" (4), the rest "did not pass" (2).
-func failureExit(f *attest.Failure) int {
-	switch f.Kind {
-	case attest.FailLockdown, attest.FailPermission, attest.FailMailboxBusy, attest.FailMailboxOwned,
-		attest.FailTimeout, attest.FailDeviceGone, attest.FailTransport:
-		return exitUnavailable
-	}
-	return exitAttestation
-}
-
 func newAttestCmd(e *env, g *globals) *cobra.Command {
 	f := &attestFlags{}
 	c := &cobra.Command{
