@@ -224,7 +224,6 @@ func featureList(mbs []Mailbox) string {
 	return strings.Join(all, ", ")
 }
 
-
 func attestTransport(ctx context.Context, t spdm.Transport, id Identity, o *Options) (*Evidence, error) {
 	if t == nil {
 		return nil, errors.New("attest: nil transport")
