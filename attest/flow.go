@@ -292,7 +292,7 @@ func (r *run) spdm(ctx context.Context, t, sec spdm.Transport) {
 		return
 	}
 	ev.Version = neg.Version.String()
-	ev.Capabilities = capNames(neg.Caps)
+	ev.Capabilities = spdm.CapabilityNames(neg.Caps)
 	ev.Algorithms = Algorithms{
 		BaseAsym: AsymName(neg.BaseAsym), BaseHash: neg.BaseHash.String(),
 		MeasurementHash: measHashName(neg.MeasHash),
@@ -570,35 +570,3 @@ func (r *run) requesterOptions() (*spdm.Options, error) {
 	return ro, nil
 }
 
-var capNameTable = []struct {
-	bit  uint32
-	name string
-}{
-	{spdm.CapCache, "cache"}, {spdm.CapCert, "cert"}, {spdm.CapChal, "chal"}, {spdm.CapMeasNoSig, "meas-no-sig"},
-	{spdm.CapMeasSig, "meas-sig"}, {spdm.CapMeasFresh, "meas-fresh"}, {spdm.CapEncrypt, "encrypt"},
-	{spdm.CapMAC, "mac"}, {spdm.CapMutAuth, "mut-auth"}, {spdm.CapKeyEx, "key-ex"}, {1 << 10, "psk"},
-	{2 << 10, "psk-with-context"}, {spdm.CapEncap, "encap"}, {spdm.CapHBeat, "hbeat"}, {spdm.CapKeyUpd, "key-upd"},
-	{spdm.CapHandshakeInClear, "handshake-in-the-clear"}, {spdm.CapPubKeyID, "pub-key-id"},
-	{spdm.CapChunk, "chunk"}, {spdm.CapAliasCert, "alias-cert"},
-}
-
-func capNames(c uint32) []string {
-	out := []string{}
-	for _, n := range capNameTable {
-		switch n.bit {
-		case spdm.CapMeasNoSig, spdm.CapMeasSig:
-			if c&spdm.CapMeasMask == n.bit {
-				out = append(out, n.name)
-			}
-		case 1 << 10, 2 << 10:
-			if c&spdm.CapPSKMask == n.bit {
-				out = append(out, n.name)
-			}
-		default:
-			if c&n.bit != 0 {
-				out = append(out, n.name)
-			}
-		}
-	}
-	return out
-}

@@ -2,13 +2,9 @@ package policy
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/sha3"
-	"crypto/sha512"
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
-	"hash"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -679,10 +675,6 @@ func (e *eval) blocksOfType(t uint8) []attest.MeasurementBlock {
 	return out
 }
 
-// measurementAlg maps attest's measurement hash names to reference value prefixes.
-var measurementAlg = map[string]string{"sha-256": "sha256", "sha-384": "sha384", "sha-512": "sha512",
-	"sha3-256": "sha3-256", "sha3-384": "sha3-384", "sha3-512": "sha3-512"}
-
 func (e *eval) checkReference(idx uint8, refs []Digest) {
 	name := fmt.Sprintf("measurements.reference[%d]", idx)
 	alts := make([]string, len(refs))
@@ -710,7 +702,7 @@ func (e *eval) checkReference(idx uint8, refs []Digest) {
 		return
 	}
 	b := found[0]
-	devAlg := measurementAlg[e.ev.Algorithms.MeasurementHash]
+	devAlg := RefAlg(e.ev.Algorithms.MeasurementHash)
 	got := fmt.Sprintf("%x", []byte(b.Value))
 	if devAlg != "" && !b.Raw {
 		got = devAlg + ":" + got
@@ -720,7 +712,7 @@ func (e *eval) checkReference(idx uint8, refs []Digest) {
 			break // not a DMTF block: no defined value to compare
 		}
 		if b.Raw {
-			if bytes.Equal(digestOf(r.Alg, b.Value), r.Value) {
+			if bytes.Equal(DigestOf(r.Alg, b.Value), r.Value) {
 				e.check(name, exp, r.Alg+" of raw value matches", true)
 				return
 			}
@@ -742,24 +734,3 @@ func shorten(s string) string {
 	return s
 }
 
-func digestOf(alg string, b []byte) []byte {
-	var h hash.Hash
-	switch alg {
-	case "sha256":
-		h = sha256.New()
-	case "sha384":
-		h = sha512.New384()
-	case "sha512":
-		h = sha512.New()
-	case "sha3-256":
-		h = sha3.New256()
-	case "sha3-384":
-		h = sha3.New384()
-	case "sha3-512":
-		h = sha3.New512()
-	default:
-		return nil
-	}
-	h.Write(b)
-	return h.Sum(nil)
-}

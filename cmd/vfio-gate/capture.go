@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto"
 	"crypto/sha256"
 	_ "crypto/sha3"
 	_ "crypto/sha512"
@@ -21,10 +20,6 @@ import (
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
-
-// Reference-value prefixes of the policy file, by attest's measurement hash name.
-var refAlg = map[string]string{"sha-256": "sha256", "sha-384": "sha384", "sha-512": "sha512",
-	"sha3-256": "sha3-256", "sha3-384": "sha3-384", "sha3-512": "sha3-512"}
 
 // anchorFile is one --trust-anchor file with its certificates.
 type anchorFile struct {
@@ -134,7 +129,7 @@ func captureRule(ev *attest.Evidence, anchors []anchorFile, o captureOpts) (stri
 	}
 	w("    measurements:\n")
 	w("      require_signed: %t\n", ev.MeasurementsSignatureVerified)
-	alg := refAlg[ev.Algorithms.MeasurementHash]
+	alg := policy.RefAlg(ev.Algorithms.MeasurementHash)
 	if alg == "" {
 		alg = "sha256" // raw bit streams only: reference the SHA-256 of each raw value
 	}
@@ -158,7 +153,7 @@ func captureRule(ev *attest.Evidence, anchors []anchorFile, o captureOpts) (stri
 		v := []byte(m.Value)
 		form := "digest"
 		if m.Raw {
-			v = digestOf(alg, m.Value)
+			v = policy.DigestOf(alg, m.Value)
 			form = "raw value, hashed"
 		}
 		if v == nil {
@@ -197,16 +192,6 @@ func captureRule(ev *attest.Evidence, anchors []anchorFile, o captureOpts) (stri
 	return b.String(), nil
 }
 
-func digestOf(alg string, v []byte) []byte {
-	h, ok := map[string]crypto.Hash{"sha256": crypto.SHA256, "sha384": crypto.SHA384, "sha512": crypto.SHA512,
-		"sha3-256": crypto.SHA3_256, "sha3-384": crypto.SHA3_384, "sha3-512": crypto.SHA3_512}[alg]
-	if !ok || !h.Available() {
-		return nil
-	}
-	d := h.New()
-	d.Write(v)
-	return d.Sum(nil)
-}
 
 // selfCheck loads the captured document and evaluates ev against it: the
 // capture is only printed if it allows the device it was taken from.
