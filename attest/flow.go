@@ -569,4 +569,3 @@ func (r *run) requesterOptions() (*spdm.Options, error) {
 	}
 	return ro, nil
 }
-

@@ -733,4 +733,3 @@ func shorten(s string) string {
 	}
 	return s
 }
-

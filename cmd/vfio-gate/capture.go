@@ -192,7 +192,6 @@ func captureRule(ev *attest.Evidence, anchors []anchorFile, o captureOpts) (stri
 	return b.String(), nil
 }
 
-
 // selfCheck loads the captured document and evaluates ev against it: the
 // capture is only printed if it allows the device it was taken from.
 func selfCheck(doc string, ev *attest.Evidence) (policy.Verdict, error) {
