@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/target"
 )
 
 // run is the state of one attestation.
@@ -132,61 +132,48 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	for _, off := range offs {
 		ev.DOE = append(ev.DOE, Mailbox{Offset: off, Features: []string{}})
 	}
-	if err := sys.MayDriveDOE(f); err != nil {
-		r.fail("doe-discovery", blockedKind(err), "%v", err)
-		return r.finish(), nil, nil
-	}
-
-	cfg, closer, err = f.OpenConfig()
+	var conn *target.Conn
+	r.timed("doe-discovery", func() bool {
+		conn, err = (&target.PCI{System: sys, BDF: bdf, DOE: r.o.DOE}).Open(ctx)
+		return err == nil
+	})
 	if err != nil {
-		r.failErr("config", err)
+		var oe *target.OpenError
+		switch {
+		case errors.As(err, &oe) && oe.Step == target.StepPolicy:
+			r.fail("doe-discovery", blockedKind(err), "%v", err)
+		case errors.As(err, &oe) && oe.Step == target.StepDOE:
+			r.failErr("doe-discovery", err)
+		default:
+			r.failErr("config", err)
+		}
 		return r.finish(), nil, nil
 	}
 	defer func() {
 		if r.held == nil {
-			closer.Close()
+			conn.Close()
 		}
 	}()
-	if w, ok := cfg.(interface{ Writable() bool }); ok && !w.Writable() {
-		r.fail("config", FailPermission, "%s: config space could not be opened for writing", bdf)
-		return r.finish(), nil, nil
-	}
-
-	var cma *doe.Mailbox
-	var discErr error
-	r.timed("doe-discovery", func() bool {
-		mbs, err := doe.Find(cfg, r.o.DOE)
-		if err != nil && len(mbs) == 0 {
-			discErr = err
-			return false
+	for _, mb := range conn.Mailboxes {
+		if mb.Err != nil {
+			r.log.Debug("discovery failed", "bdf", bdf.String(), "offset", mb.Offset(), "err", mb.Err)
+			continue
 		}
-		for i, mb := range mbs {
-			feats, err := mb.Discover(ctx)
-			if err != nil {
-				r.log.Debug("discovery failed", "bdf", bdf.String(), "offset", mb.Offset(), "err", err)
-				if discErr == nil {
-					discErr = err
-				}
-				continue
-			}
-			names := make([]string, 0, len(feats))
-			for _, ft := range feats {
-				names = append(names, ft.Name())
-			}
-			if i < len(ev.DOE) && ev.DOE[i].Offset == mb.Offset() {
+		names := make([]string, 0, len(mb.Features))
+		for _, ft := range mb.Features {
+			names = append(names, ft.Name())
+		}
+		for i := range ev.DOE {
+			if ev.DOE[i].Offset == mb.Offset() {
 				ev.DOE[i].Features = names
 			}
-			if cma == nil && mb.Supports(doe.FeatureCMA) {
-				cma = mb
-			}
 		}
-		return true
-	})
-	if cma == nil {
-		if discErr != nil {
+	}
+	if conn.CMA == nil {
+		if conn.DiscoveryErr != nil {
 			// A mailbox we could not list might be the CMA one: never
 			// conclude "no CMA" from a failed discovery.
-			r.failErr("doe-discovery", discErr)
+			r.failErr("doe-discovery", conn.DiscoveryErr)
 		} else {
 			r.fail("doe-discovery", FailNoCMA, "no DOE mailbox offers CMA-SPDM (features: %s)", featureList(ev.DOE))
 		}
@@ -194,11 +181,11 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	}
 	ev.HasCMA = true
 	var sec spdm.Transport
-	if cma.Supports(doe.FeatureSecuredCMA) {
-		sec = cma.Exchanger(doe.FeatureSecuredCMA)
+	if conn.Secured != nil {
+		sec = conn.Secured
 	}
 	r.tdi = bdf
-	r.spdm(ctx, cma.Exchanger(doe.FeatureCMA), sec)
+	r.spdm(ctx, conn.CMA, sec)
 	if r.held != nil && ev.Failure != nil {
 		// A failure recorded after the session was kept (the deadline).
 		if err := r.held.End(ctx); err != nil {
@@ -208,7 +195,7 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	}
 	if r.held != nil {
 		// The mailbox stays open for the session: Held.Close closes it.
-		return r.finish(), &Held{Session: r.held, close: closer.Close}, nil
+		return r.finish(), &Held{Session: r.held, close: conn.Close}, nil
 	}
 	return r.finish(), nil, nil
 }

@@ -2,6 +2,7 @@ package attest_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"testing"
@@ -73,7 +74,7 @@ func TestSessionOpenerWithBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	br, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: attest.SessionOpener(fx.sys, lockDir, &attest.Options{Roots: d.Anchors()}), Journal: j})
+	br, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: attest.SessionOpener(fx.sys, lockDir, nil, func(attest.Identity) []*x509.Certificate { return d.Anchors() }), Journal: j})
 	if err != nil {
 		t.Fatal(err)
 	}

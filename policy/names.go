@@ -6,28 +6,15 @@ import (
 	_ "crypto/sha3"   // registers SHA3-*
 	_ "crypto/sha512" // registers SHA-384/512
 
-	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/attest"
 )
 
-// The policy file's algorithm vocabulary is spdm's (and so attest's):
-// spdm.AsymAlgo/HashAlgo names. These lists are derived from it, never typed twice.
+// The policy file's algorithm vocabulary is spdm's, as attest reports it;
+// these lists are derived from it, never typed twice.
 var (
-	asymNames = algoNames(func(b uint32) string { return spdm.AsymAlgo(b).String() })
-	hashNames = algoNames(func(b uint32) string { return spdm.HashAlgo(b).String() })
+	asymNames = attest.AsymNames()
+	hashNames = attest.HashNames()
 )
-
-// algoNames lists the names of the bits name knows ("bitN" means unknown).
-func algoNames(name func(uint32) string) []string {
-	var out []string
-	for i := range 32 {
-		if n := name(1 << i); n != "" && n != "none" && !isBitName(n) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-func isBitName(n string) bool { return len(n) > 3 && n[:3] == "bit" }
 
 // digestAlg is one reference-value digest algorithm: the measurement hash
 // name Evidence reports, the prefix a policy file writes, the digest size.

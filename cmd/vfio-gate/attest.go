@@ -18,9 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
-	"github.com/vfio-gate/vfio-gate/doe"
-	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/target"
 )
 
 // attestFlags are shared by `attest` and `policy capture`.
@@ -141,13 +140,13 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 			id.VendorID, id.DeviceID = p.VendorID, p.DeviceID
 		}
 		dctx, cancel := context.WithTimeout(ctx, f.timeout)
-		c, err := socket.Dial(dctx, f.socket)
+		c, err := (&target.Socket{Addr: f.socket}).Open(dctx)
 		cancel()
 		if err != nil {
 			return nil, withCode(exitUnavailable, err)
 		}
-		o.SecuredTransport = c.Exchanger(doe.FeatureSecuredCMA)
-		ev, err := attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, o)
+		o.SecuredTransport = c.Secured
+		ev, err := attest.Transport(ctx, c.CMA, id, o)
 		if cerr := c.Close(); cerr != nil {
 			log.Debug("closing the spdm-socket connection", "err", cerr)
 		}
