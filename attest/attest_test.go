@@ -42,8 +42,6 @@ func newFixture(t *testing.T) *fixture {
 	return fx
 }
 
-func fixedRand() io.Reader { return bytes.NewReader(bytes.Repeat([]byte{0x5a}, 1<<16)) }
-
 func TestFunctionGood(t *testing.T) {
 	fx := newFixture(t)
 	d, bdf := fx.AddEmu(t, "0000:01:00.0", emu.Config{})

@@ -44,7 +44,7 @@ func Kinds() []Kind {
 
 // ParseKind returns the Kind named s ("no-cma", ...).
 func ParseKind(s string) (Kind, error) {
-	for k := FailUnknown + 1; k < numKinds; k++ {
+	for _, k := range Kinds() {
 		if k.String() == s {
 			return k, nil
 		}

@@ -53,10 +53,20 @@ func OpenSession(ctx context.Context, sys *pci.System, bdf pci.BDF, lockDir stri
 }
 
 // SessionOpener adapts OpenSession to tdisp.OpenFunc, for the daemon's
-// tdisp.Broker. The trust anchors of each session are anchors(identity of
-// the function) (the policy rule's); a function without anchors is refused:
-// a session with an unauthenticated device proves nothing.
-func SessionOpener(sys *pci.System, lockDir string, o *Options, anchors func(Identity) []*x509.Certificate) tdisp.OpenFunc {
+// tdisp.Broker; every session is authenticated by o.Roots.
+func SessionOpener(sys *pci.System, lockDir string, o *Options) tdisp.OpenFunc {
+	var roots []*x509.Certificate
+	if o != nil {
+		roots = o.Roots
+	}
+	return SessionOpenerFor(sys, lockDir, o, func(Identity) []*x509.Certificate { return roots })
+}
+
+// SessionOpenerFor is SessionOpener with the trust anchors of each session
+// given by anchors(identity of the function) (the policy rule's). A function
+// without anchors is refused: a session with an unauthenticated device
+// proves nothing.
+func SessionOpenerFor(sys *pci.System, lockDir string, o *Options, anchors func(Identity) []*x509.Certificate) tdisp.OpenFunc {
 	return func(ctx context.Context, bdf pci.BDF) (tdisp.OwnedSession, func(), error) {
 		fn, err := sys.Function(bdf)
 		if err != nil {

@@ -63,7 +63,7 @@ func TestTestConfigOnlyDwordAccessesReachTheMailbox(t *testing.T) {
 	m := doe.NewModel(nil, nil)
 	cfg := doe.NewTestConfig(m)
 	// A 2-byte write to Control (Abort) is ignored, a 4-byte write is not.
-	if err := pci.WriteU16(cfg, 0x108, 1); err != nil {
+	if _, err := cfg.WriteAt([]byte{1, 0}, 0x108); err != nil { // a 2-byte write
 		t.Fatal(err)
 	}
 	if m.Stats().Aborts != 0 || m.Stats().Writes != 0 {

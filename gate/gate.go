@@ -585,7 +585,6 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	now := g.now()
 	var events []tpm.Event
 	verdictAt := make([]int, len(items)) // index of each item's verdict event
-	var prepErr []error
 	for i, it := range items {
 		d := &it.d
 		name := it.bdf.String()
@@ -598,7 +597,6 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		evs, err := tpm.EventsFor(d.Evidence, td)
 		if err != nil {
 			// Evidence tpm cannot encode: record the verdict alone, and deny.
-			prepErr = append(prepErr, err)
 			addReason(&d.Verdict, policy.ReasonFor(policy.CodeProtocol, "the evidence cannot be encoded as TPM events: "+err.Error()),
 				policy.Check{Name: "tpm.events", Expected: "encodable evidence", Got: err.Error()}, true)
 			td.Allow, td.Reasons = false, reasonCodes(d.Verdict)

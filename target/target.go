@@ -27,9 +27,12 @@ type Target interface {
 	// Open takes what the device needs (lock, config space, connection),
 	// discovers its features and returns the transports. Close the Conn.
 	Open(ctx context.Context) (*Conn, error)
-	// String names the device for messages: "0000:3b:00.0", "socket:HOST:PORT".
-	String() string
 }
+
+var (
+	_ Target = (*PCI)(nil)
+	_ Target = (*Socket)(nil)
+)
 
 // Conn is an opened device.
 type Conn struct {
@@ -104,8 +107,6 @@ type PCI struct {
 	// Offsets restricts discovery to these mailboxes; nil = all.
 	Offsets []uint16
 }
-
-func (p *PCI) String() string { return p.BDF.String() }
 
 // Open takes the lock (with LockDir), refuses what MayDriveDOE refuses,
 // opens config space for writing (a read-only one is an error wrapping
@@ -191,8 +192,6 @@ func contains(s []uint16, v uint16) bool {
 type Socket struct {
 	Addr string
 }
-
-func (s *Socket) String() string { return "socket:" + s.Addr }
 
 // Open dials the peer.
 func (s *Socket) Open(ctx context.Context) (*Conn, error) {
