@@ -270,113 +270,16 @@ func (r *run) spdm(ctx context.Context, t, sec spdm.Transport) {
 			r.failErr("spdm", ctx.Err())
 		}
 	}()
-
-	var neg spdm.Negotiated
-	if !r.timed("version", func() bool {
-		neg, err = req.Negotiate(ctx)
-		return err == nil || r.failErr("version", err)
-	}) {
+	neg, ok := r.negotiate(ctx, req)
+	if !ok {
 		return
 	}
-	ev.Version = neg.Version.String()
-	ev.Capabilities = spdm.CapabilityNames(neg.Caps)
-	ev.Algorithms = Algorithms{
-		BaseAsym: AsymName(neg.BaseAsym), BaseHash: neg.BaseHash.String(),
-		MeasurementHash: measHashName(neg.MeasHash),
-	}
-	if neg.DHE != 0 {
-		ev.Algorithms.DHE = neg.DHE.String()
-	}
-	if neg.AEAD != 0 {
-		ev.Algorithms.AEAD = neg.AEAD.String()
-	}
-	if neg.Caps&spdm.CapCert == 0 {
-		r.fail("digests", FailProtocol, "the responder does not advertise CERT_CAP: it cannot prove an identity")
+	slot, ok := r.certificates(ctx, req)
+	if !ok {
 		return
 	}
-
-	var digs *spdm.Digests
-	if !r.timed("digests", func() bool {
-		digs, err = req.Digests(ctx)
-		return err == nil || r.failErr("digests", err)
-	}) {
+	if neg.Caps&spdm.CapChal != 0 && !r.challenge(ctx, req, neg, slot) {
 		return
-	}
-	slots := digs.Slots()
-	if len(slots) == 0 {
-		r.fail("digests", FailProtocol, "the responder has no provisioned certificate slot")
-		return
-	}
-
-	reports := map[uint8]*spdm.ChainReport{}
-	chains := map[uint8]*spdm.CertChain{}
-	if !r.timed("certificate", func() bool {
-		for _, s := range slots {
-			cc, err := req.Certificate(ctx, s)
-			if err != nil {
-				cs := ChainState{Slot: s, Digest: hex.EncodeToString(digs.Digests[s]), Error: err.Error(),
-					ErrorKind: ChainErrorMalformed, Certificates: []CertInfo{}}
-				ev.Chains = append(ev.Chains, cs)
-				return r.failErr("certificate", err)
-			}
-			chains[s] = cc
-			rep, verr := req.VerifyChain(s)
-			reports[s] = rep
-			ev.Chains = append(ev.Chains, r.chainState(s, cc, rep, verr))
-		}
-		return true
-	}) {
-		return
-	}
-
-	// The slot whose key signs: requested, or the lowest verified, or the
-	// lowest provisioned (its chain failure is then the verdict).
-	var slot uint8
-	switch {
-	case r.o.Slot != nil:
-		slot = *r.o.Slot
-		if chains[slot] == nil {
-			r.fail("certificate", FailChain, "slot %d is not provisioned (provisioned: %v)", slot, slots)
-			return
-		}
-	default:
-		slot = slots[0]
-		for _, s := range slots {
-			if reports[s] != nil && reports[s].Verified {
-				slot = s
-				break
-			}
-		}
-	}
-	ev.Bundle.Slot = slot
-	ev.Bundle.CertChainBuffer = slices.Clone(chains[slot].Buffer)
-	if cs := ev.usedChain(); cs != nil && !cs.Verified {
-		r.fail("certificate", FailChain, "slot %d: %s", slot, cs.Error)
-	}
-
-	if neg.Caps&spdm.CapChal != 0 {
-		summary := spdm.SummaryNone
-		if neg.Caps&spdm.CapMeasMask != 0 {
-			summary = spdm.SummaryAll
-		}
-		var ch *spdm.ChallengeResult
-		if !r.timed("challenge", func() bool {
-			ch, err = req.Challenge(ctx, slot, summary)
-			if ch != nil {
-				ev.Bundle.ChallengeTranscript = slices.Clone(ch.Transcript)
-				ev.Bundle.ChallengeSignature = slices.Clone(ch.Signature)
-				ev.Bundle.ChallengeNonce = slices.Clone(ch.Nonce)
-				ev.Bundle.ChallengeResponderNonce = slices.Clone(ch.ResponderNonce)
-				ev.Bundle.MeasurementSummaryHash = slices.Clone(ch.SummaryHash)
-			}
-			return err == nil || r.failErr("challenge", err)
-		}) {
-			return
-		}
-		ev.ChallengeVerified = ch.Verified
-		if !ch.Verified {
-			r.fail("challenge", FailSignature, "CHALLENGE_AUTH signature did not verify")
-		}
 	}
 
 	measure := req.Measurements
@@ -399,10 +302,139 @@ func (r *run) spdm(ctx context.Context, t, sec spdm.Transport) {
 			return
 		}
 	}
-
-	if neg.Caps&spdm.CapMeasMask == 0 {
-		return
+	if neg.Caps&spdm.CapMeasMask != 0 {
+		r.measurements(ctx, req, measure, neg, slot)
 	}
+}
+
+// negotiate runs VCA and records version, capabilities and algorithms.
+// A responder without CERT_CAP cannot prove an identity: a failure.
+func (r *run) negotiate(ctx context.Context, req *spdm.Requester) (spdm.Negotiated, bool) {
+	ev := r.ev
+	var neg spdm.Negotiated
+	var err error
+	if !r.timed("version", func() bool {
+		neg, err = req.Negotiate(ctx)
+		return err == nil || r.failErr("version", err)
+	}) {
+		return neg, false
+	}
+	ev.Version = neg.Version.String()
+	ev.Capabilities = spdm.CapabilityNames(neg.Caps)
+	ev.Algorithms = Algorithms{
+		BaseAsym: AsymName(neg.BaseAsym), BaseHash: neg.BaseHash.String(),
+		MeasurementHash: measHashName(neg.MeasHash),
+	}
+	if neg.DHE != 0 {
+		ev.Algorithms.DHE = neg.DHE.String()
+	}
+	if neg.AEAD != 0 {
+		ev.Algorithms.AEAD = neg.AEAD.String()
+	}
+	if neg.Caps&spdm.CapCert == 0 {
+		return neg, r.fail("digests", FailProtocol, "the responder does not advertise CERT_CAP: it cannot prove an identity")
+	}
+	return neg, true
+}
+
+// certificates reads DIGESTS and every provisioned slot's chain, verifies
+// each against the anchors, and picks the slot whose key signs: requested,
+// or the lowest verified, or the lowest provisioned (its chain failure is
+// then the verdict). false: attestation stops.
+func (r *run) certificates(ctx context.Context, req *spdm.Requester) (uint8, bool) {
+	ev := r.ev
+	var digs *spdm.Digests
+	var err error
+	if !r.timed("digests", func() bool {
+		digs, err = req.Digests(ctx)
+		return err == nil || r.failErr("digests", err)
+	}) {
+		return 0, false
+	}
+	slots := digs.Slots()
+	if len(slots) == 0 {
+		return 0, r.fail("digests", FailProtocol, "the responder has no provisioned certificate slot")
+	}
+	reports := map[uint8]*spdm.ChainReport{}
+	chains := map[uint8]*spdm.CertChain{}
+	if !r.timed("certificate", func() bool {
+		for _, s := range slots {
+			cc, err := req.Certificate(ctx, s)
+			if err != nil {
+				cs := ChainState{Slot: s, Digest: hex.EncodeToString(digs.Digests[s]), Error: err.Error(),
+					ErrorKind: ChainErrorMalformed, Certificates: []CertInfo{}}
+				ev.Chains = append(ev.Chains, cs)
+				return r.failErr("certificate", err)
+			}
+			chains[s] = cc
+			rep, verr := req.VerifyChain(s)
+			reports[s] = rep
+			ev.Chains = append(ev.Chains, r.chainState(s, cc, rep, verr))
+		}
+		return true
+	}) {
+		return 0, false
+	}
+	var slot uint8
+	switch {
+	case r.o.Slot != nil:
+		slot = *r.o.Slot
+		if chains[slot] == nil {
+			return 0, r.fail("certificate", FailChain, "slot %d is not provisioned (provisioned: %v)", slot, slots)
+		}
+	default:
+		slot = slots[0]
+		for _, s := range slots {
+			if reports[s] != nil && reports[s].Verified {
+				slot = s
+				break
+			}
+		}
+	}
+	ev.Bundle.Slot = slot
+	ev.Bundle.CertChainBuffer = slices.Clone(chains[slot].Buffer)
+	if cs := ev.usedChain(); cs != nil && !cs.Verified {
+		r.fail("certificate", FailChain, "slot %d: %s", slot, cs.Error)
+	}
+	return slot, true
+}
+
+// challenge runs CHALLENGE with the slot's key (with a measurement summary
+// when the responder measures) and keeps what an offline verifier needs.
+// false: attestation stops.
+func (r *run) challenge(ctx context.Context, req *spdm.Requester, neg spdm.Negotiated, slot uint8) bool {
+	ev := r.ev
+	summary := spdm.SummaryNone
+	if neg.Caps&spdm.CapMeasMask != 0 {
+		summary = spdm.SummaryAll
+	}
+	var ch *spdm.ChallengeResult
+	if !r.timed("challenge", func() bool {
+		var err error
+		ch, err = req.Challenge(ctx, slot, summary)
+		if ch != nil {
+			ev.Bundle.ChallengeTranscript = slices.Clone(ch.Transcript)
+			ev.Bundle.ChallengeSignature = slices.Clone(ch.Signature)
+			ev.Bundle.ChallengeNonce = slices.Clone(ch.Nonce)
+			ev.Bundle.ChallengeResponderNonce = slices.Clone(ch.ResponderNonce)
+			ev.Bundle.MeasurementSummaryHash = slices.Clone(ch.SummaryHash)
+		}
+		return err == nil || r.failErr("challenge", err)
+	}) {
+		return false
+	}
+	ev.ChallengeVerified = ch.Verified
+	if !ch.Verified {
+		r.fail("challenge", FailSignature, "CHALLENGE_AUTH signature did not verify")
+	}
+	return true
+}
+
+// measurements reads every measurement block (signed when the responder
+// signs), one by one when it refuses "all" outside a session.
+func (r *run) measurements(ctx context.Context, req *spdm.Requester, measure func(context.Context, spdm.MeasOpts) (*spdm.MeasurementsResult, error),
+	neg spdm.Negotiated, slot uint8) {
+	ev := r.ev
 	signed := neg.Caps&spdm.CapMeasMask == spdm.CapMeasSig
 	r.timed("measurements", func() bool {
 		mo := spdm.MeasOpts{Index: 0xFF, Signed: signed, Slot: slot}
