@@ -22,10 +22,8 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
-	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
-	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
@@ -163,7 +161,7 @@ func New(o Options) (*Gate, error) {
 	if o.Attest.ChainCache == nil {
 		// Chains are cached by their digest (which the device signs over
 		// in CHALLENGE): a warm check of a known device fetches no chain.
-		o.Attest.ChainCache = &spdm.MapChainCache{}
+		o.Attest.ChainCache = attest.NewChainCache()
 	}
 	g := &Gate{o: o, log: o.Logger, now: o.Now, original: map[pci.BDF]boundRecord{}}
 	if g.log == nil {
@@ -364,7 +362,7 @@ func (g *Gate) attestOptions(id attest.Identity, inFlight int) *attest.Options {
 	if o.DOE == nil && inFlight > runtime.NumCPU() {
 		// More mailboxes in flight than CPUs: wait for Data Object Ready
 		// by sleeping, not spinning, or the spinners starve the others.
-		o.DOE = &doe.Options{Spin: -1}
+		o.DOE = attest.SleepingDOE()
 	}
 	o.Roots = g.rootsFor(id)
 	if o.Now == nil {
