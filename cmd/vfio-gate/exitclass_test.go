@@ -114,3 +114,33 @@ func TestFailureExitMatchesDecisionsExit(t *testing.T) {
 		}
 	}
 }
+
+// A function a platform TSM is connected to (tsm/connect names it) is not
+// attested through DOE and not through the TSM either (the kernel's TSM ABI
+// gives no evidence to user space: docs/architecture.md): check denies it
+// mailbox-owned (exit 4), naming the TSM, without touching the mailbox.
+func TestCheckTSMConnectedFunction(t *testing.T) {
+	fx := newDevFixture(t)
+	d := fx.addEmu(t, "0000:05:00.0", emu.Config{})
+	if err := fx.Tree.Attr("0000:05:00.0", "tsm/connect", "tsm0\n"); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(pol, fmt.Appendf(nil, `version: 1
+mode: enforce
+defaults: {confidential: deny-unattested, non_confidential: deny-unattested}
+rules:
+  - name: emu
+    match: {vendor: 0x%04x}
+    spdm: {trust_anchors: [%s]}
+`, d.Identity().Vendor, writeAnchor(t, d, false)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := fx.runWithPolicy(t, pol, "check", "--json", "0000:05:00.0")
+	if code != exitUnavailable || !strings.Contains(out, `"mailbox-owned"`) || !strings.Contains(out, "tsm0") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	if st := d.Model().Stats(); st.Reads+st.Writes != 0 {
+		t.Fatalf("mailbox touched: %+v", st)
+	}
+}
