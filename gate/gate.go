@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tdisp"
@@ -78,6 +79,16 @@ type Options struct {
 	// attestation: a DOE mailbox access by another process denies it with
 	// mailbox-tampered (watch.go).
 	Watcher AccessWatcher
+	// Observer, when set, is told every decision and every TPM record (the
+	// daemon's metrics). It must be quick and safe for concurrent use.
+	Observer Observer
+}
+
+// Observer watches the pipeline: Decided once per function and request,
+// after recording; Recorded once per Record call with its duration.
+type Observer interface {
+	Decided(d *Decision)
+	Recorded(took time.Duration, events int, err error)
 }
 
 // Request names the functions of one check or bind.
@@ -155,6 +166,12 @@ func New(o Options) (*Gate, error) {
 	case o.Recorder == nil:
 		return nil, errors.New("gate: Options.Recorder is nil (every decision must be recorded)")
 	}
+	if o.StateDir != "" {
+		// Root writes there: refuse a directory others could plant symlinks in.
+		if err := statedir.Check(o.StateDir); err != nil {
+			return nil, fmt.Errorf("gate: %w", err)
+		}
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
 	}
@@ -181,6 +198,7 @@ type item struct {
 	bdf    pci.BDF
 	fn     *pci.Function
 	unlock func() error
+	absent bool // no such function when the locks were taken: no lock, decided no-device
 	d      Decision
 	keeper TDIKeeper // holds the TDI locked for this request (nil: none)
 }
@@ -201,6 +219,12 @@ func compareBDF(a, b pci.BDF) int {
 func (g *Gate) lockAll(ctx context.Context, bdfs []pci.BDF) ([]*item, error) {
 	items := make([]*item, 0, len(bdfs))
 	for _, b := range bdfs {
+		if _, err := g.o.System.Function(b); errors.Is(err, pci.ErrNoDevice) {
+			// No lock file for a function that does not exist (a typo'd
+			// BDF); it is denied no-device without being looked at again.
+			items = append(items, &item{bdf: b, absent: true})
+			continue
+		}
 		unlock, err := pci.LockFunction(ctx, g.o.LockDir, b)
 		if err != nil {
 			unlockAll(items)
@@ -321,6 +345,9 @@ func (g *Gate) decideLocked(ctx context.Context, items []*item, req Request, bin
 	g.record(ctx, items, req.Confidential)
 	for _, it := range items {
 		v := it.d.Verdict
+		if g.o.Observer != nil {
+			g.o.Observer.Decided(&it.d)
+		}
 		g.log.InfoContext(ctx, "decision", "bdf", it.bdf.String(), "decision", v.Decision, "would_deny", v.WouldDeny,
 			"rule", v.Rule, "reasons", reasonCodes(v), "recorded", it.d.Recorded)
 	}
@@ -383,7 +410,11 @@ func (g *Gate) attestOne(ctx context.Context, it *item, req Request, inFlight in
 	d := &it.d
 	d.BDF = it.bdf
 	d.Identity = attest.Identity{BDF: it.bdf.String()}
-	fn, err := g.o.System.Function(it.bdf)
+	var fn *pci.Function
+	err := fmt.Errorf("%w: %s", pci.ErrNoDevice, it.bdf)
+	if !it.absent {
+		fn, err = g.o.System.Function(it.bdf)
+	}
 	var ev *attest.Evidence
 	var w *tamperWatch
 	if err == nil {
@@ -607,7 +638,11 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	// timeout deny must be recorded too), within a bound of its own.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
+	recStart := time.Now()
 	recs, err := g.o.Recorder.Record(rctx, events...)
+	if g.o.Observer != nil {
+		g.o.Observer.Recorded(time.Since(recStart), len(events), err)
+	}
 	if err == nil && len(recs) != len(events) {
 		err = fmt.Errorf("tpm: %d of %d events recorded", len(recs), len(events))
 	}

@@ -63,7 +63,14 @@ func Capture(ev *attest.Evidence, o CaptureOptions) (*Rule, error) {
 		sv, sd := id.SubsystemVendorID, id.SubsystemID
 		r.Match.SubsystemVendor, r.Match.SubsystemDevice = &sv, &sd
 	}
-	r.SPDM = &SPDM{MinVersion: ev.Version, Asym: []string{ev.Algorithms.BaseAsym}, Hash: []string{ev.Algorithms.BaseHash}}
+	// The rule's hash list is checked against both negotiated hashes (base
+	// and, when it is a hash, measurement: DMTF's responder pairs SHA-384
+	// with SHA-512 measurements): list both, or the rule refuses its device.
+	hashes := []string{ev.Algorithms.BaseHash}
+	if m := ev.Algorithms.MeasurementHash; m != ev.Algorithms.BaseHash && KnownHash(m) {
+		hashes = append(hashes, m)
+	}
+	r.SPDM = &SPDM{MinVersion: ev.Version, Asym: []string{ev.Algorithms.BaseAsym}, Hash: hashes}
 	files := map[string]bool{}
 	for _, a := range o.Anchors {
 		if a.SHA256 == used.AnchorSHA256 {

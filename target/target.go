@@ -108,7 +108,7 @@ type PCI struct {
 	Offsets []uint16
 }
 
-// Open takes the lock (with LockDir), refuses what MayDriveDOE refuses,
+// Open finds the function, takes the lock (with LockDir), refuses what MayDriveDOE refuses,
 // opens config space for writing (a read-only one is an error wrapping
 // pci.ErrReadOnlyConfig), finds the DOE mailboxes and discovers each. It
 // picks the first mailbox that offers CMA and secured CMA, else the first
@@ -123,6 +123,11 @@ func (p *PCI) Open(ctx context.Context) (*Conn, error) {
 }
 
 func (p *PCI) open(ctx context.Context, c *Conn) (*Conn, error) {
+	// The function first: no lock file for one that does not exist (a
+	// typo'd BDF); then again under the lock, which is what counts.
+	if _, err := p.System.Function(p.BDF); err != nil {
+		return nil, stepErr(StepFunction, err)
+	}
 	if p.LockDir != "" {
 		unlock, err := pci.LockFunction(ctx, p.LockDir, p.BDF)
 		if err != nil {

@@ -3,6 +3,7 @@ package target_test
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -106,5 +107,17 @@ func TestSocketOpen(t *testing.T) {
 	_, err = (&target.Socket{Addr: "127.0.0.1:1"}).Open(ctx)
 	if oe := (*target.OpenError)(nil); !errors.As(err, &oe) || oe.Step != target.StepConnect {
 		t.Fatalf("dead socket: %v", err)
+	}
+}
+
+// Opening a function that does not exist leaves no lock file behind.
+func TestPCIOpenMissingLeavesNoLock(t *testing.T) {
+	_, sys := open(t)
+	locks := t.TempDir()
+	if _, err := (&target.PCI{System: sys, BDF: pci.BDF{Bus: 0x7e}, LockDir: locks}).Open(context.Background()); !errors.Is(err, pci.ErrNoDevice) {
+		t.Fatalf("missing function: %v", err)
+	}
+	if ents, err := os.ReadDir(locks); err != nil || len(ents) != 0 {
+		t.Fatalf("lock dir after a missing function: %v %v", ents, err)
 	}
 }

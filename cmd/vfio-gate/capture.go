@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -31,9 +30,9 @@ func readAnchorFiles(paths []string) ([]anchorFile, error) {
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
-		b, err := os.ReadFile(abs)
+		b, err := policy.ReadRegularFile(abs, maxAnchorFile)
 		if err != nil {
-			return nil, usageErrorf("--trust-anchor: %v", err)
+			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
 		cs, err := parseCerts(b)
 		if err != nil {

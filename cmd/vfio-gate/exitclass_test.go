@@ -26,7 +26,7 @@ func (fx *devFixture) runWithPolicy(t *testing.T, pol string, args ...string) (i
 		geteuid: func() int { return 0 }, configOpener: fx.Open, policyLoad: &policy.LoadOptions{SkipPermissionCheck: true}}
 	state := t.TempDir()
 	root := newRootCmd(e)
-	root.SetArgs(append([]string{"--sysfs-root", fx.dir}, append(args, "--policy", pol, "--tpm", "sim",
+	root.SetArgs(append([]string{"--sysfs-root", fx.dir}, append(args, "--policy", pol, "--tpm", "sim:throwaway",
 		"--state-dir", state, "--lock-dir", fx.lockDir)...))
 	root.SetOut(&out)
 	root.SetErr(&errw)
