@@ -21,6 +21,11 @@ func TestEventIDsHexAndOldRecords(t *testing.T) {
 	if err := json.Unmarshal([]byte(old), &v); err != nil || v.VendorID != 0x1b36 || v.DeviceID != 0x10 || v.DSN == nil || uint64(*v.DSN) != dsn {
 		t.Fatalf("old verdict record: %+v %v", v, err)
 	}
+	// The SPDM event's sub-header UID is the DSN: a string too.
+	b, err := json.Marshal(SPDMEvent{SubHeaderUID: 0xfedcba9876543210})
+	if err != nil || !strings.Contains(string(b), `"sub_header_uid":"0xfedcba9876543210"`) {
+		t.Errorf("SPDM event JSON %s %v", b, err)
+	}
 	var r Release
 	if err := json.Unmarshal([]byte(`{"bdf":"0000:01:00.0","vendor_id":32902,"device_id":4307}`), &r); err != nil || r.VendorID != 0x8086 || r.DeviceID != 0x10d3 {
 		t.Fatalf("old release record: %+v %v", r, err)

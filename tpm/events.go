@@ -349,7 +349,7 @@ func measurementEvent(ev *attest.Evidence, m attest.MeasurementBlock) (Event, er
 type SPDMEvent struct {
 	AuthState       uint8           `json:"auth_state"`
 	DeviceType      uint32          `json:"device_type"`
-	SubHeaderUID    uint64          `json:"sub_header_uid"`
+	SubHeaderUID    jsonhex.U64     `json:"sub_header_uid"` // a string: 64 bits exceed a JSON number
 	DevicePath      attest.HexBytes `json:"device_path,omitempty"`
 	SPDMVersion     uint16          `json:"spdm_version"`
 	MeasurementHash uint32          `json:"measurement_hash_algo"`
@@ -400,7 +400,7 @@ func DecodeSPDMEvent(data []byte) (*SPDMEvent, error) {
 	if !s.ReadU32(&subType) || subType != sec2SubMeasurement {
 		return fail("SubHeaderType")
 	}
-	if !s.ReadU32(&subLen) || !s.ReadU64(&e.SubHeaderUID) {
+	if !s.ReadU32(&subLen) || !s.ReadU64((*uint64)(&e.SubHeaderUID)) {
 		return fail("SubHeaderLength")
 	}
 	var dpLen uint64
