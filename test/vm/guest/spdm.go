@@ -235,11 +235,14 @@ func (h *Harness) spdmAttest(ctx context.Context, extra ...string) (*attestJSON,
 }
 
 // spdmKernelDOE records what the guest kernel did to the NVMe functions' DOE
-// mailboxes before user space came: the driver it bound (nvme) and the DOE
-// Status it left (neither Busy nor Error nor Data Object Ready: since 6.5 the
-// kernel aborts and runs discovery on every mailbox at enumeration, and
-// QEMU answers discovery itself, so no SPDM reaches the responder). Raw DOE
-// is refused while nvme is bound; this scenario unbinds it.
+// mailboxes before user space came: the driver it bound (nvme), the DOE
+// Status it left (neither Busy nor Error nor Data Object Ready), the
+// features it lists in sysfs (doe_features/, kernels that have it) and its
+// DOE log lines. Since 6.5 the kernel creates a mailbox for every DOE
+// capability at enumeration (pci_doe_init: abort, then discovery); QEMU
+// answers discovery itself, so nothing reaches the SPDM responder, and no
+// kernel driver sends CMA-SPDM (docs/real-kernel-spdm.md). Raw DOE is
+// refused while nvme is bound; the setup unbinds it.
 func spdmKernelDOE(ctx context.Context, h *Harness) Result {
 	s, err := h.spdmPrepare(ctx)
 	if err != nil {
@@ -256,20 +259,33 @@ func spdmKernelDOE(ctx context.Context, h *Harness) Result {
 		if st&(doeStatBusy|doeStatError|doeStatReady) != 0 {
 			return failf("%s (%s): DOE Status 0x%08x after boot: the kernel left the mailbox busy, in error or with a response pending", bdf, p, st)
 		}
+		if s.bootDriver[bdf] != "nvme" {
+			return failf("%s (%s): driver at boot %q, want nvme", bdf, p, s.bootDriver[bdf])
+		}
 		if p == "good" {
 			facts = append(facts, fmt.Sprintf("%s DOE at 0x%x, driver at boot %q, status 0x%08x", bdf, s.doeOffset[bdf], s.bootDriver[bdf], st))
+			if ents, err := os.ReadDir(h.devPath(bdf, "doe_features")); err == nil {
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				facts = append(facts, fmt.Sprintf("kernel-discovered doe_features %v", names))
+			} else {
+				facts = append(facts, "no doe_features in sysfs")
+			}
 		}
 	}
-	dmesg, _ := h.dmesgMatching(ctx, "doe")
-	return passf("kernel %s: %s; dmesg DOE lines: %d %s", strings.TrimSpace(string(rel)), strings.Join(facts, "; "), len(dmesg), strings.Join(dmesg, " | "))
+	dmesg, _ := h.dmesgMatching(ctx, "DOE")
+	return passf("kernel %s: %s; kernel DOE log lines: %d %s", strings.TrimSpace(string(rel)), strings.Join(facts, "; "), len(dmesg), strings.Join(dmesg, " | "))
 }
 
-// dmesgMatching returns the kernel log lines containing sub (any case).
+// dmesgMatching returns the kernel log lines containing sub, but not the
+// command line (which names the scenarios).
 func (h *Harness) dmesgMatching(ctx context.Context, sub string) ([]string, error) {
 	out, err := exec.CommandContext(ctx, "dmesg").Output()
 	var lines []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.Contains(strings.ToLower(l), sub) {
+		if strings.Contains(l, sub) && !strings.Contains(l, "command line") && !strings.Contains(l, "Command line") {
 			lines = append(lines, strings.TrimSpace(l))
 		}
 	}
