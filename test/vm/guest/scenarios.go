@@ -87,6 +87,7 @@ func scenarios() []Scenario {
 		{"spdm-busy-storm", "spdm", spdmDeny("busy-storm", 45*time.Second, "protocol", "mailbox-busy", "timeout")},
 		{"spdm-not-ready-forever", "spdm", spdmDeny("not-ready-forever", 45*time.Second, "protocol", "timeout")},
 		{"spdm-bind-release", "spdm", spdmBindRelease},
+		{"spdm-bpf-audit", "spdm", spdmAudit},
 		{"spdm-log-verify", "spdm", spdmLogVerify},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},

@@ -11,6 +11,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -572,4 +574,98 @@ func spdmLogVerify(ctx context.Context, h *Harness) Result {
 		return failf("log verify of %d records: exit %d: %s %s", n, code, out, errOut)
 	}
 	return passf("log verify: %d records replay to the PCR through /dev/tpmrm0: %s", n, firstLine(out))
+}
+
+// spdmAudit: `vfio-gate audit` guards the good NVMe while `vfio-gate attest`
+// (its own process) drives the DOE mailbox and then this process writes 0 to
+// the DOE Control register (a foreign write: no Go, no Abort). The gate's
+// writes must be attributed to the attest PID and the foreign one to this
+// PID, all in region doe-mailbox.
+func spdmAudit(ctx context.Context, h *Harness) Result {
+	if r := h.need(ctx, "audit", "attest"); r != nil {
+		return *r
+	}
+	bdf, r := h.spdmDev(ctx, "good")
+	if r != nil {
+		return *r
+	}
+	off := h.spdm.doeOffset[bdf]
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(actx, h.VfioGate, "audit", "--json", "--log-level", "info", "--device", bdf, "--duration", "60s")
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 5 * time.Second
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr := &watchWriter{want: "audit attached", seen: make(chan struct{})}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return failf("start audit: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-stderr.seen:
+	case err := <-exited:
+		return failf("audit exited before attaching (%v): %s", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-exited
+		return failf("audit did not attach within 30 s: %s", stderr.String())
+	}
+	gate := exec.CommandContext(ctx, h.VfioGate, "attest", bdf, "--trust-anchor", spdmCA)
+	gout, gerr := gate.CombinedOutput()
+	gatePID := uint32(gate.Process.Pid)
+	if gerr != nil {
+		cancel()
+		<-exited
+		return failf("attest %s under audit: %v: %s", bdf, gerr, firstLine(string(gout)))
+	}
+	c, err := openConfig(h.devPath(bdf, "config"), true)
+	if err != nil {
+		return failf("%v", err)
+	}
+	werr := c.write32(off+doeCtrl, 0)
+	c.Close()
+	if werr != nil {
+		return failf("foreign DOE Control write: %v", werr)
+	}
+	time.Sleep(2 * time.Second) // let the ring buffer drain
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	aerr := <-exited
+	me := uint32(os.Getpid())
+	var gateWrites, gateDOE, foreign int
+	var gateComm string
+	for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var e auditEvent
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			return failf("audit line %q: %v", l, err)
+		}
+		if e.Device != bdf || e.Op != "write" {
+			continue
+		}
+		switch e.PID {
+		case gatePID:
+			gateWrites++
+			gateComm = e.Comm
+			if e.Region == "doe-mailbox" {
+				gateDOE++
+			}
+		case me:
+			if e.Offset != uint32(off+doeCtrl) || e.Region != "doe-mailbox" || e.Value == nil || *e.Value != 0 {
+				return failf("foreign write event %+v, want offset 0x%x region doe-mailbox value 0", e, off+doeCtrl)
+			}
+			foreign++
+		default:
+			return failf("write event from pid %d (%s), neither attest (%d) nor this process (%d): %+v", e.PID, e.Comm, gatePID, me, e)
+		}
+	}
+	if gateWrites == 0 || gateDOE != gateWrites || foreign != 1 {
+		return failf("audit (exit %v): %d writes by attest pid %d (%d in doe-mailbox), %d foreign writes by pid %d; want >0, all doe-mailbox, exactly 1: %s",
+			aerr, gateWrites, gatePID, gateDOE, foreign, me, stderr.String())
+	}
+	return passf("%s: %d DOE mailbox writes by attest (pid %d, %s) and 1 foreign Control write by pid %d, all region doe-mailbox", bdf, gateWrites, gatePID, gateComm, me)
 }
