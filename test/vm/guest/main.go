@@ -143,8 +143,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "vmguest: %s: no attestation (%v)\n", *benchAttest, err)
 			os.Exit(1)
 		}
-		fmt.Printf("BENCH %s round_trips=%d total_ms=%.2f per_exchange_ms=%.3f\n", h.Tag, a.RoundTrips,
-			float64(a.DurationNS)/1e6, float64(a.DurationNS)/1e6/float64(a.RoundTrips))
+		fmt.Println(a.bench(h.Tag))
 		return
 	}
 	if *list {
