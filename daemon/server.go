@@ -23,6 +23,8 @@ type ServerOptions struct {
 	// AllowUID lists the peer UIDs allowed besides root (uid 0). Empty: root only.
 	AllowUID []uint32
 	Logger   *slog.Logger
+	// Metrics, when set, is served on GET /metrics (Metrics.Handler).
+	Metrics http.Handler
 }
 
 type peerKey struct{}
@@ -164,6 +166,9 @@ func handler(b Backend, o ServerOptions, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, 200, st)
 	})
+	if o.Metrics != nil {
+		mux.Handle("GET "+PathMetrics, o.Metrics)
+	}
 	// Peer credentials gate every request.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred, _ := r.Context().Value(peerKey{}).(*unix.Ucred)

@@ -334,3 +334,48 @@ func TestSessionDeviceFaults(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionDefaultCapabilities: with sessions the device advertises
+// HBEAT_CAP and KEY_UPD_CAP by default and announces a non-zero
+// HeartbeatPeriod (a requester such as libspdm's sends HEARTBEAT only then);
+// NoHeartbeat and NoKeyUpdate withhold them.
+func TestSessionDefaultCapabilities(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name          string
+		sc            SessionConfig
+		hbeat, keyUpd bool
+		period        float64
+	}{
+		{"default", SessionConfig{}, true, true, DefaultHeartbeatPeriod},
+		{"period", SessionConfig{HeartbeatPeriod: 7}, true, true, 7},
+		{"no-heartbeat", SessionConfig{NoHeartbeat: true}, false, true, 0},
+		{"no-key-update", SessionConfig{NoKeyUpdate: true}, true, false, DefaultHeartbeatPeriod},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newSessionDevice(t, tc.sc)
+			r, s := openSession(t, d, "direct")
+			n, _ := r.Negotiated()
+			if got := n.Caps&spdm.CapHBeat != 0; got != tc.hbeat {
+				t.Fatalf("HBEAT_CAP %v, want %v (caps %#x)", got, tc.hbeat, n.Caps)
+			}
+			if got := n.Caps&spdm.CapKeyUpd != 0; got != tc.keyUpd {
+				t.Fatalf("KEY_UPD_CAP %v, want %v (caps %#x)", got, tc.keyUpd, n.Caps)
+			}
+			in := s.Info()
+			if in.HeartbeatPeriod.Seconds() != tc.period || in.CanHeartbeat != tc.hbeat || in.CanKeyUpdate != tc.keyUpd {
+				t.Fatalf("session info %+v", in)
+			}
+			if tc.hbeat {
+				if err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.keyUpd {
+				if err := s.KeyUpdate(ctx, spdm.KeyUpdateAllKeys); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

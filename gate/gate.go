@@ -83,6 +83,16 @@ type Options struct {
 	// attestation: a DOE mailbox access by another process denies it with
 	// mailbox-tampered (watch.go).
 	Watcher AccessWatcher
+	// Observer, when set, is told every decision and every TPM record (the
+	// daemon's metrics). It must be quick and safe for concurrent use.
+	Observer Observer
+}
+
+// Observer watches the pipeline: Decided once per function and request,
+// after recording; Recorded once per Record call with its duration.
+type Observer interface {
+	Decided(d *Decision)
+	Recorded(took time.Duration, events int, err error)
 }
 
 // Request names the functions of one check or bind.
@@ -326,6 +336,9 @@ func (g *Gate) decideLocked(ctx context.Context, items []*item, req Request, bin
 	g.record(ctx, items, req.Confidential)
 	for _, it := range items {
 		v := it.d.Verdict
+		if g.o.Observer != nil {
+			g.o.Observer.Decided(&it.d)
+		}
 		g.log.InfoContext(ctx, "decision", "bdf", it.bdf.String(), "decision", v.Decision, "would_deny", v.WouldDeny,
 			"rule", v.Rule, "reasons", reasonCodes(v), "recorded", it.d.Recorded)
 	}
@@ -629,7 +642,11 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	// timeout deny must be recorded too), within a bound of its own.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
+	recStart := time.Now()
 	recs, err := g.o.Recorder.Record(rctx, events...)
+	if g.o.Observer != nil {
+		g.o.Observer.Recorded(time.Since(recStart), len(events), err)
+	}
 	if err == nil && len(recs) != len(events) {
 		err = fmt.Errorf("tpm: %d of %d events recorded", len(recs), len(events))
 	}

@@ -5,7 +5,7 @@ import "fmt"
 // Code is a stable reason code. Codes never change meaning; new ones may be added.
 type Code string
 
-// Reason codes. The README lists each with its message.
+// Reason codes. docs/policy.md lists each with its message.
 const (
 	CodeNoCMA               Code = "no-cma"
 	CodeNoRule              Code = "no-rule"

@@ -3,6 +3,7 @@ package spdm
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -46,13 +47,9 @@ func (r *Requester) Challenge(ctx context.Context, slot, summaryType uint8) (*Ch
 		if summaryType != SummaryNone && n.Caps&CapMeasMask == 0 {
 			return protoErr(RequestChallenge, "measurement summary requested from a responder without MEAS_CAP")
 		}
-		cc := r.chains[slot]
-		if cc == nil {
-			return protoErr(RequestChallenge, "slot %d chain was not read", slot)
-		}
-		leaf, err := x509.ParseCertificate(cc.Certs[len(cc.Certs)-1])
+		pub, keyBuf, err := r.slotKey(RequestChallenge, "challenge-signature", slot)
 		if err != nil {
-			return &VerificationError{Step: "challenge-signature", Err: fmt.Errorf("leaf certificate: %w", err)}
+			return err
 		}
 		q := &challengeReq{Version: n.Version, Slot: slot, SummaryType: summaryType}
 		if err := r.readRand(q.Nonce[:]); err != nil {
@@ -77,11 +74,19 @@ func (r *Requester) Challenge(ctx context.Context, slot, summaryType uint8) (*Ch
 		if err != nil {
 			return err
 		}
-		if ca.Param1&0x0F != slot {
-			return protoErr(RequestChallenge, "CHALLENGE_AUTH for slot %d, asked %d", ca.Param1&0x0F, slot)
-		}
-		if ca.SlotMask&(1<<slot) == 0 {
-			return protoErr(RequestChallenge, "CHALLENGE_AUTH slot mask %#02x lacks slot %d", ca.SlotMask, slot)
+		if slot == SlotProvisioned {
+			// DSP0274 1.2.0 §10.8: SlotID 0xF and an empty slot mask for
+			// a pre-provisioned key.
+			if ca.Param1&0x0F != 0x0F || ca.SlotMask != 0 {
+				return protoErr(RequestChallenge, "CHALLENGE_AUTH slot %d mask %#02x for the provisioned key, want 15 and 0", ca.Param1&0x0F, ca.SlotMask)
+			}
+		} else {
+			if ca.Param1&0x0F != slot {
+				return protoErr(RequestChallenge, "CHALLENGE_AUTH for slot %d, asked %d", ca.Param1&0x0F, slot)
+			}
+			if ca.SlotMask&(1<<slot) == 0 {
+				return protoErr(RequestChallenge, "CHALLENGE_AUTH slot mask %#02x lacks slot %d", ca.SlotMask, slot)
+			}
 		}
 		if n.Version >= Version13 && ca.Context != q.Context {
 			return protoErr(RequestChallenge, "RequesterContext not echoed")
@@ -89,7 +94,7 @@ func (r *Requester) Challenge(ctx context.Context, slot, summaryType uint8) (*Ch
 		res := &ChallengeResult{Slot: slot, SummaryType: summaryType, Nonce: bytes.Clone(q.Nonce[:]),
 			ResponderNonce: bytes.Clone(ca.Nonce[:]), SummaryHash: bytes.Clone(ca.SummaryHash),
 			CertChainHash: bytes.Clone(ca.CertChainHash), Opaque: bytes.Clone(ca.Opaque), Signature: bytes.Clone(ca.Signature)}
-		if want, _ := hashOf(n.BaseHash, cc.Buffer); !bytes.Equal(want, ca.CertChainHash) {
+		if want, _ := hashOf(n.BaseHash, keyBuf); !bytes.Equal(want, ca.CertChainHash) {
 			return &VerificationError{Step: "cert-chain-hash", Err: fmt.Errorf("CertChainHash %x, slot %d chain hashes to %x", ca.CertChainHash, slot, want)}
 		}
 		m1 := make([]byte, 0, len(r.vca)+len(b)+len(req)+len(ca.raw))
@@ -99,7 +104,7 @@ func (r *Requester) Challenge(ctx context.Context, slot, summaryType uint8) (*Ch
 		if err != nil {
 			return err
 		}
-		if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxChallengeAuth, leaf.PublicKey, th, ca.Signature); err != nil {
+		if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxChallengeAuth, pub, th, ca.Signature); err != nil {
 			return &VerificationError{Step: "challenge-signature", Err: err}
 		}
 		res.Verified = true
@@ -160,20 +165,18 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 		return nil, protoErr(RequestGetMeasurements, "signed measurements requested from a responder without MEAS_CAP signing")
 	case o.RawBitStream && n.Version < Version12:
 		return nil, protoErr(RequestGetMeasurements, "raw bit stream requested before 1.2")
-	case o.Slot >= maxSlots:
+	case o.Slot >= maxSlots && o.Slot != SlotProvisioned:
 		return nil, protoErr(RequestGetMeasurements, "slot %d out of range", o.Slot)
 	}
-	q := &getMeasurementsReq{Version: n.Version, Op: o.Index, SlotParam: o.Slot}
-	var leaf *x509.Certificate
+	// SlotIDParam is 4 bits: 0xF names the provisioned key (DSP0274 1.2.0 §10.11).
+	slotParam := o.Slot & 0x0F
+	q := &getMeasurementsReq{Version: n.Version, Op: o.Index, SlotParam: slotParam}
+	var pub crypto.PublicKey
 	if o.Signed {
 		q.Attrs |= MeasAttrSignature
-		cc := r.chains[o.Slot]
-		if cc == nil {
-			return nil, protoErr(RequestGetMeasurements, "slot %d chain was not read", o.Slot)
-		}
 		var err error
-		if leaf, err = x509.ParseCertificate(cc.Certs[len(cc.Certs)-1]); err != nil {
-			return nil, &VerificationError{Step: "measurements-signature", Err: fmt.Errorf("leaf certificate: %w", err)}
+		if pub, _, err = r.slotKey(RequestGetMeasurements, "measurements-signature", o.Slot); err != nil {
+			return nil, err
 		}
 		if err := r.readRand(q.Nonce[:]); err != nil {
 			return nil, err
@@ -205,8 +208,8 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 	if n.Version >= Version13 && mr.Context != q.Context {
 		return nil, protoErr(RequestGetMeasurements, "RequesterContext not echoed")
 	}
-	if o.Signed && mr.Param2&0x0F != o.Slot {
-		return nil, protoErr(RequestGetMeasurements, "MEASUREMENTS signed by slot %d, asked %d", mr.Param2&0x0F, o.Slot)
+	if o.Signed && mr.Param2&0x0F != slotParam {
+		return nil, protoErr(RequestGetMeasurements, "MEASUREMENTS signed by slot %d, asked %d", mr.Param2&0x0F, slotParam)
 	}
 	res := &MeasurementsResult{Blocks: mr.Blocks, Record: mr.Record, ContentChanged: (mr.Param2 >> 4) & 3,
 		ResponderNonce: bytes.Clone(mr.Nonce[:]), Opaque: mr.Opaque, Signed: o.Signed}
@@ -232,7 +235,7 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 	if err != nil {
 		return nil, err
 	}
-	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxMeasurements, leaf.PublicKey, th, mr.Signature); err != nil {
+	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxMeasurements, pub, th, mr.Signature); err != nil {
 		return nil, &VerificationError{Step: "measurements-signature", Err: err}
 	}
 	res.Verified = true
@@ -348,4 +351,39 @@ func (r *Requester) VendorDefined(ctx context.Context, standardID uint16, vendor
 		return nil
 	})
 	return out, err
+}
+
+// SlotProvisioned is the SlotID of a pre-provisioned responder public key
+// (CHALLENGE, KEY_EXCHANGE; 0xF in GET_MEASUREMENTS' 4-bit SlotIDParam).
+// DSP0274 1.2.0 §10.8, §10.11, §10.16.
+const SlotProvisioned uint8 = 0xFF
+
+// slotKey returns the key that signs for slot and the buffer whose hash
+// stands for it in transcripts and CertChainHash: the leaf key and the
+// certificate chain buffer of a slot Certificate has read, or, for
+// SlotProvisioned, Options.ResponderPublicKey and its DER
+// SubjectPublicKeyInfo (the responder must have PUB_KEY_ID_CAP).
+func (r *Requester) slotKey(rc RequestCode, step string, slot uint8) (crypto.PublicKey, []byte, error) {
+	if slot == SlotProvisioned {
+		if r.neg.Caps&CapPubKeyID == 0 {
+			return nil, nil, protoErr(rc, "slot 0xFF asked of a responder without PUB_KEY_ID_CAP")
+		}
+		if r.o.ResponderPublicKey == nil {
+			return nil, nil, protoErr(rc, "slot 0xFF asked without a provisioned responder public key")
+		}
+		der, err := x509.MarshalPKIXPublicKey(r.o.ResponderPublicKey)
+		if err != nil {
+			return nil, nil, &VerificationError{Step: step, Err: fmt.Errorf("provisioned public key: %w", err)}
+		}
+		return r.o.ResponderPublicKey, der, nil
+	}
+	cc := r.chains[slot]
+	if cc == nil {
+		return nil, nil, protoErr(rc, "slot %d chain was not read", slot)
+	}
+	leaf, err := x509.ParseCertificate(cc.Certs[len(cc.Certs)-1])
+	if err != nil {
+		return nil, nil, &VerificationError{Step: step, Err: fmt.Errorf("leaf certificate: %w", err)}
+	}
+	return leaf.PublicKey, cc.Buffer, nil
 }

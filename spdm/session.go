@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -199,8 +198,8 @@ func (r *Requester) sessionSuite(o *KeyExchangeOpts) (secured.Suite, error) {
 		return bad("no DHE group negotiated")
 	case o.SecuredTransport == nil:
 		return bad("no secured transport")
-	case o.Slot >= maxSlots:
-		return bad("slot %d out of range (pre-provisioned keys are not supported)", o.Slot)
+	case o.Slot >= maxSlots && o.Slot != SlotProvisioned:
+		return bad("slot %d out of range", o.Slot)
 	case !validSummaryType(o.MeasurementSummaryType):
 		return bad("summary type %#x invalid", o.MeasurementSummaryType)
 	case o.MeasurementSummaryType != SummaryNone && n.Caps&CapMeasMask == 0:
@@ -243,15 +242,11 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 		return nil, err
 	}
 	n := r.neg
-	cc := r.chains[o.Slot]
-	if cc == nil {
-		return nil, protoErr(RequestKeyExchange, "slot %d chain was not read", o.Slot)
-	}
-	leaf, err := x509.ParseCertificate(cc.Certs[len(cc.Certs)-1])
+	pub, keyBuf, err := r.slotKey(RequestKeyExchange, "key-exchange-signature", o.Slot)
 	if err != nil {
-		return nil, &VerificationError{Step: "key-exchange-signature", Err: fmt.Errorf("leaf certificate: %w", err)}
+		return nil, err
 	}
-	ct, err := hashOf(n.BaseHash, cc.Buffer)
+	ct, err := hashOf(n.BaseHash, keyBuf)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +295,7 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	if err != nil {
 		return nil, err
 	}
-	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxKeyExchange, leaf.PublicKey, h, kr.Signature); err != nil {
+	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxKeyExchange, pub, h, kr.Signature); err != nil {
 		return nil, &VerificationError{Step: "key-exchange-signature", Err: err}
 	}
 	els, err := decodeOpaque(kr.Opaque, fmt1)

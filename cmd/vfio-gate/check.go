@@ -73,6 +73,7 @@ func (s *gateSetup) Close() error {
 type setupOptions struct {
 	policyLoad *policy.LoadOptions
 	geteuid    func() int
+	observer   gate.Observer // the daemon's metrics
 }
 
 // openGate loads the policy (refusing to run without a valid one: exit 1),
@@ -88,8 +89,12 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	if err != nil {
 		return nil, err
 	}
+	spec, err := recordingTPM(g)
+	if err != nil {
+		return nil, err
+	}
 	s := &gateSetup{pol: p}
-	if s.tpm, err = tpm.Open(g.tpm); err != nil {
+	if s.tpm, err = tpm.Open(spec); err != nil {
 		return nil, err
 	}
 	pcr := 0
@@ -118,12 +123,43 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	}
 	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, LockDir: f.lockDir,
 		StateDir: g.stateDir, Concurrency: f.concurrency, Attest: attest.Options{Timeout: f.timeout},
-		Bind: bind, Logger: g.log, Watcher: watcher})
+		Bind: bind, Logger: g.log, Watcher: watcher, Observer: so.observer})
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// simThrowaway is the --tpm value that asks for the in-process simulator
+// knowingly, as --tpm sim --tpm-throwaway does.
+const simThrowaway = "sim:throwaway"
+
+// recordingTPM is the tpm.Open spec of a command that records decisions. The
+// in-process simulator forgets every record when the process exits, so a
+// mistyped unit must not "record" into it: it is refused unless asked for as
+// a throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway).
+func recordingTPM(g *globals) (string, error) {
+	switch {
+	case g.tpm == simThrowaway, g.tpm == "sim" && g.tpmThrowaway:
+		return "sim", nil
+	case g.tpm == "sim":
+		return "", usageErrorf("--tpm sim is an in-process TPM that forgets every record at exit: refusing to record into it; " +
+			"use a real TPM (/dev/tpmrm0) or swtpm (tcp:HOST:PORT), or say --tpm sim:throwaway (or --tpm-throwaway) for a throwaway run")
+	}
+	return g.tpm, nil
+}
+
+// tpmName says which TPM a command uses, for status and doctor.
+func tpmName(g *globals) string {
+	switch spec, err := recordingTPM(g); {
+	case err != nil:
+		return g.tpm + " (refused)"
+	case spec == "sim":
+		return "sim (THROWAWAY in-process simulator: records are lost at exit)"
+	default:
+		return spec
+	}
 }
 
 func parseBDFs(args []string) ([]pci.BDF, error) {

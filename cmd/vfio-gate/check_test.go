@@ -35,7 +35,7 @@ func demoEnv(t *testing.T) (*demoWorld, *env, []string) {
 	e := &env{in: strings.NewReader(""), getenv: func(string) string { return "" }, configOpener: w.opener,
 		policyLoad: &policy.LoadOptions{SkipPermissionCheck: true}, geteuid: func() int { return 0 }}
 	state := t.TempDir()
-	return w, e, []string{"--sysfs-root", w.sysfs, "--policy", w.policy, "--tpm", "sim", "--state-dir", state,
+	return w, e, []string{"--sysfs-root", w.sysfs, "--policy", w.policy, "--tpm", "sim:throwaway", "--state-dir", state,
 		"--lock-dir", filepath.Join(state, "locks")}
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
-// Stable exit codes (documented in --help and README).
+// Stable exit codes (documented in --help and README "Exit codes").
 const (
 	exitOK          = 0
 	exitInternal    = 1 // usage or internal error; anything unclassified

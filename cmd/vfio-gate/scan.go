@@ -16,7 +16,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
-// scanEntry is one function in `scan --json` (keys documented in README).
+// scanEntry is one function in `scan --json` (keys documented in docs/guide.md).
 type scanEntry struct {
 	BDF               string    `json:"bdf"`
 	VendorID          string    `json:"vendor_id"`
@@ -67,7 +67,7 @@ skipped. --no-doe never writes to any device (read-only scan).
 Needs: root for extended config space (without CAP_SYS_ADMIN the kernel serves 64 bytes, so DOE
 and the serial number are not read) and for discovery. No policy, TPM or daemon.
 
-With --json the output is one JSON array of objects; see README "vfio-gate scan".
+With --json the output is one JSON array of objects; see docs/guide.md "vfio-gate scan".
 
 Exit codes: 0 success (per-function problems are listed in "errors"); 1 usage error
 (malformed BDF); 4 a named function does not exist or vanished during the scan.`,

@@ -246,7 +246,7 @@ func TestHookBadInput(t *testing.T) {
 	if code, _ := runHook(t, h, "", "vm1", "prepare", "begin"); code != 1 {
 		t.Errorf("3 args at prepare: exit %d", code)
 	}
-	if code, _ := runHook(t, h, "", "vm1", "stopped", "end"); code != 0 {
+	if code, _ := runHook(t, h, "", "vm1", "stopped", "end"); code != 1 {
 		t.Errorf("3 args at stopped: exit %d", code)
 	}
 	if code, _ := runHook(t, h, "entities.xml", "vm1", "migrate", "begin", "-"); code != 0 {
@@ -272,7 +272,7 @@ func TestInstallUninstall(t *testing.T) {
 		t.Fatalf("drop-in %v %v dispatcher %q", st, err, res.Dispatcher)
 	}
 	b, _ := os.ReadFile(res.DropIn)
-	if !strings.Contains(string(b), "exec '/usr/local/bin/vfio-gate' libvirt-hook --daemon-socket '/run/vfio-gate/daemon.sock' \"$@\"") {
+	if !strings.Contains(string(b), "exec '/usr/local/bin/vfio-gate' libvirt-hook --daemon-socket '/run/vfio-gate/daemon.sock' -- \"$@\"") {
 		t.Fatalf("drop-in content:\n%s", b)
 	}
 	// An existing hooks/qemu of someone else's is never touched, nor removed.
