@@ -476,9 +476,10 @@ func spdmCaptureAllow(ctx context.Context, h *Harness) Result {
 }
 
 // spdmDeny: check --confidential of the profile's NVMe under the captured
-// policy denies with one of codes (exit 3), within limit, recorded, nothing
-// bound.
-func spdmDeny(profile string, limit time.Duration, codes ...string) func(context.Context, *Harness) Result {
+// policy denies with one of codes and exit code exit (3 for a policy deny
+// such as measurement-mismatch, 2 when attestation failed: signature, chain,
+// protocol), within limit, recorded, nothing bound.
+func spdmDeny(profile string, exit int, limit time.Duration, codes ...string) func(context.Context, *Harness) Result {
 	return func(ctx context.Context, h *Harness) Result {
 		if r := h.need(ctx, "check"); r != nil {
 			return *r
@@ -498,9 +499,9 @@ func spdmDeny(profile string, limit time.Duration, codes ...string) func(context
 		for _, w := range codes {
 			hit = hit || slices.Contains(got, w)
 		}
-		if code != 3 || c.Decision != "deny" || !hit || len(c.Devices) != 1 || !c.Devices[0].Recorded {
-			return failf("check --confidential %s (%s): exit %d, decision %s, reasons %v, recorded %v; want exit 3, deny %v, recorded; stderr %q",
-				bdf, profile, code, c.Decision, got, len(c.Devices) == 1 && c.Devices[0].Recorded, codes, firstLine(errOut))
+		if code != exit || c.Decision != "deny" || !hit || len(c.Devices) != 1 || !c.Devices[0].Recorded {
+			return failf("check --confidential %s (%s): exit %d, decision %s, reasons %v, recorded %v; want exit %d, deny %v, recorded; stderr %q",
+				bdf, profile, code, c.Decision, got, len(c.Devices) == 1 && c.Devices[0].Recorded, exit, codes, firstLine(errOut))
 		}
 		if took > limit {
 			return failf("%s (%s): deny %v took %v, over the %v bound", bdf, profile, got, took.Round(time.Millisecond), limit)
@@ -515,7 +516,7 @@ func spdmDeny(profile string, limit time.Duration, codes ...string) func(context
 				msg = msg[:160] + "..."
 			}
 		}
-		return passf("%s (%s): deny %v (exit 3) in %v, recorded, nothing bound: %s", bdf, profile, got, took.Round(time.Millisecond), msg)
+		return passf("%s (%s): deny %v (exit %d) in %v, recorded, nothing bound: %s", bdf, profile, got, code, took.Round(time.Millisecond), msg)
 	}
 }
 
