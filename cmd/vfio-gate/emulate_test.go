@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"github.com/vfio-gate/vfio-gate/attest"
 	"io"
 	"math/big"
 	"net"
@@ -221,13 +222,7 @@ func TestEmulateIdentityFitsFunction(t *testing.T) {
 		t.Fatalf("attest: exit %d: %s", code, errs)
 	}
 	var ev struct {
-		Identity struct {
-			VendorID, DeviceID, SubsystemVendorID, SubsystemID uint16
-			Class                                              uint32
-			Revision                                           uint8
-			DSN                                                *uint64
-			FromCMASAN                                         bool `json:"from_cma_san"`
-		} `json:"identity"`
+		Identity attest.Identity `json:"identity"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &ev); err != nil {
 		t.Fatal(err)
