@@ -23,6 +23,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
@@ -169,6 +170,12 @@ func New(o Options) (*Gate, error) {
 		return nil, errors.New("gate: Options.Policy is nil (refusing to run without a policy)")
 	case o.Recorder == nil:
 		return nil, errors.New("gate: Options.Recorder is nil (every decision must be recorded)")
+	}
+	if o.StateDir != "" {
+		// Root writes there: refuse a directory others could plant symlinks in.
+		if err := statedir.Check(o.StateDir); err != nil {
+			return nil, fmt.Errorf("gate: %w", err)
+		}
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency

@@ -109,7 +109,7 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 		return nil, &LogError{Path: r.path, Msg: "create state directory", Err: err}
 	}
 	_, statErr := os.Stat(r.path)
-	f, err := os.OpenFile(r.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(r.path, os.O_RDWR|os.O_CREATE|os.O_APPEND|unix.O_NOFOLLOW, 0o640) // a symlink planted at the log is not followed
 	if err != nil {
 		return nil, &LogError{Path: r.path, Msg: "open", Err: err}
 	}

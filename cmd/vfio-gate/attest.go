@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -21,6 +20,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
 )
 
 // attestFlags are shared by `attest` and `policy capture`.
@@ -73,9 +73,9 @@ func (f *attestFlags) target(cmdName string, args []string) (pci.BDF, error) {
 func loadAnchors(paths []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := policy.ReadRegularFile(p, maxAnchorFile)
 		if err != nil {
-			return nil, usageErrorf("--trust-anchor: %v", err)
+			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
 		certs, err := parseCerts(b)
 		if err != nil {
@@ -158,6 +158,10 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		return nil, withCode(exitUnavailable, err)
 	}
 	defer sys.Close()
+	// No lock file for a function that does not exist (a typo'd BDF).
+	if _, err := sys.Function(bdf); err != nil {
+		return nil, withCode(exitUnavailable, err)
+	}
 	lctx, cancel := context.WithTimeout(ctx, f.timeout)
 	unlock, err := pci.LockFunction(lctx, f.lockDir, bdf)
 	cancel()
@@ -356,3 +360,6 @@ func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
 	_, err := fmt.Fprintln(w, "Result: PASS")
 	return err
 }
+
+// maxAnchorFile caps a --trust-anchor file (a bundle of a few hundred certificates fits).
+const maxAnchorFile = 4 << 20

@@ -39,9 +39,9 @@ func readAnchorFiles(paths []string) ([]anchorFile, error) {
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
-		b, err := os.ReadFile(abs)
+		b, err := policy.ReadRegularFile(abs, maxAnchorFile)
 		if err != nil {
-			return nil, usageErrorf("--trust-anchor: %v", err)
+			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
 		cs, err := parseCerts(b)
 		if err != nil {
@@ -102,7 +102,14 @@ func captureRule(ev *attest.Evidence, anchors []anchorFile, o captureOpts) (stri
 		w("      subsystem_vendor: 0x%04x\n      subsystem_device: 0x%04x\n", id.SubsystemVendorID, id.SubsystemID)
 	}
 	w("    spdm:\n      min_version: %q\n", ev.Version)
-	w("      algorithms:\n        asym: [%s]\n        hash: [%s]\n", ev.Algorithms.BaseAsym, ev.Algorithms.BaseHash)
+	// The rule's hash list is checked against both negotiated hashes (base
+	// and, when it is a hash, measurement: DMTF's responder pairs SHA-384
+	// with SHA-512 measurements): list both, or the rule refuses its device.
+	hashes := []string{ev.Algorithms.BaseHash}
+	if m := ev.Algorithms.MeasurementHash; m != ev.Algorithms.BaseHash && policy.KnownHash(m) {
+		hashes = append(hashes, m)
+	}
+	w("      algorithms:\n        asym: [%s]\n        hash: [%s]\n", ev.Algorithms.BaseAsym, strings.Join(hashes, ", "))
 	w("      trust_anchors:\n")
 	n := 0
 	for _, a := range anchors {

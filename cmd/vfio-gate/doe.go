@@ -60,6 +60,10 @@ func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg str
 		return withCode(exitUnavailable, err)
 	}
 	defer sys.Close()
+	// No lock file for a function that does not exist (a typo'd BDF).
+	if _, err := sys.Function(bdf); err != nil {
+		return withCode(exitUnavailable, err)
+	}
 	unlock, err := pci.LockFunction(ctx, f.lockDir, bdf)
 	if err != nil {
 		return withCode(exitUnavailable, err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -151,9 +152,30 @@ func strictGroups(c *cobra.Command) {
 		}
 		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	}
+	// cobra answers --help before it validates arguments, so
+	// "doe discovery --help" (a typo) would print doe's help and exit 0.
+	// This help flag reads as unset when the arguments left over fail the
+	// command's Args: the usage error is reported instead.
+	c.Flags().VarPF(&groupHelp{cmd: c}, "help", "h", "help for "+c.Name()).NoOptDefVal = "true"
 	for _, sub := range c.Commands() {
 		strictGroups(sub)
 	}
+}
+
+// groupHelp is the --help flag of a command that only groups subcommands.
+type groupHelp struct {
+	cmd *cobra.Command
+	set bool
+}
+
+func (h *groupHelp) Set(s string) (err error) { h.set, err = strconv.ParseBool(s); return err }
+func (h *groupHelp) Type() string             { return "bool" }
+func (h *groupHelp) IsBoolFlag() bool         { return true }
+
+// String is what cobra reads (GetBool) after parsing the flags.
+func (h *groupHelp) String() string {
+	args := h.cmd.Flags().Args()
+	return strconv.FormatBool(h.set && (len(args) == 0 || h.cmd.ValidateArgs(args) == nil))
 }
 
 // commands lists the subcommands; each lives in its own file.

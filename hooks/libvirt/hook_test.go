@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -439,5 +440,28 @@ func TestHookTwoPhases(t *testing.T) {
 	}
 	if code, _ := runHook(t, h, "", "vm1", "start", "begin"); code != 1 {
 		t.Errorf("3 args at start: exit %d", code)
+	}
+}
+
+// TestTrailingBytesAfterDomain: libvirt writes one document; a second
+// <domain> (whose hostdevs the decision would never see) or any other data
+// after </domain> is bad XML, not ignored.
+func TestTrailingBytesAfterDomain(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join("testdata", "managed.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseDomain(bytes.NewReader(append(slices.Clone(good), "\n\n  \t\n"...))); err != nil {
+		t.Fatalf("trailing whitespace refused: %v", err)
+	}
+	for _, tail := range []string{
+		"<domain><devices><hostdev mode='subsystem' type='pci'><source><address bus='0x5e' slot='0' function='0'/></source></hostdev></devices></domain>",
+		"garbage",
+		"<!-- c -->",
+		"<?pi x?>",
+	} {
+		if _, err := ParseDomain(bytes.NewReader(append(slices.Clone(good), tail...))); !errors.Is(err, ErrBadXML) || !strings.Contains(err.Error(), "after the end of the root element") {
+			t.Errorf("tail %q: err = %v, want ErrBadXML (data after the root element)", tail, err)
+		}
 	}
 }

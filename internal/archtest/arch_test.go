@@ -19,15 +19,15 @@ var allowed = map[string][]string{
 	"pci":           {"internal/wire"},
 	"doe":           {"pci", "internal/wire"},
 	"spdm":          {"internal/wire"},
-	"tdisp":         {"spdm", "pci", "internal/wire"},
+	"tdisp":         {"spdm", "pci", "internal/wire", "internal/statedir"},
 	"attest":        {"pci", "doe", "spdm", "tdisp", "internal/wire"},
 	"policy":        {"attest"},
 	"tpm":           {"attest", "internal/wire"},
 	"vfio":          {"pci"},
 	"audit":         {"pci", "internal/wire"},
-	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "doe/socket", "spdm", "tdisp"},
+	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "doe/socket", "spdm", "tdisp", "internal/statedir"},
 	"emu":           {"doe", "spdm", "tdisp", "pci", "internal/wire"},
-	"daemon":        {"gate", "attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "spdm", "tdisp"},
+	"daemon":        {"gate", "attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "spdm", "tdisp", "internal/statedir"},
 	"hooks/libvirt": {"gate", "daemon", "attest", "policy", "pci"},
 }
 
