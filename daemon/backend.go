@@ -27,7 +27,7 @@ type BackendOptions struct {
 	// StateDir holds StateFileName; "" keeps the state in memory only.
 	StateDir string
 	// TDIs owns the TDISP sessions (*tdisp.Broker); nil: the TDISP
-	// endpoints answer 501 tdisp-unavailable. The owner runs its own
+	// endpoints refuse with tdisp-unavailable. The owner runs its own
 	// journal recovery (Broker.Recover) before it is handed over.
 	TDIs TDIOwner
 	// Reports is where what the daemon notices goes (Status.Reports); nil:
