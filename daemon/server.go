@@ -25,12 +25,12 @@ type ServerOptions struct {
 	// AllowUID lists the peer UIDs allowed besides root (uid 0). Empty: root only.
 	AllowUID []uint32
 	Logger   *slog.Logger
-	// Metrics, when set, is served on GET /metrics (Metrics.Handler).
-	Metrics http.Handler
 	// ReadHeaderTimeout bounds how long a connection may take to send its
 	// request headers (default DefaultReadHeaderTimeout); IdleTimeout how
 	// long a keep-alive connection may sit idle (default DefaultIdleTimeout).
 	ReadHeaderTimeout, IdleTimeout time.Duration
+	// Metrics, when set, is served on GET /metrics (Metrics.Handler).
+	Metrics http.Handler
 }
 
 // Connection limits of the API server. A check may take minutes (many

@@ -203,6 +203,7 @@ type item struct {
 	bdf    pci.BDF
 	fn     *pci.Function
 	unlock func() error
+	absent bool // no such function when the locks were taken: no lock, decided no-device
 	d      Decision
 	keeper TDIKeeper // holds the TDI locked for this request (nil: none)
 }
@@ -223,6 +224,12 @@ func compareBDF(a, b pci.BDF) int {
 func (g *Gate) lockAll(ctx context.Context, bdfs []pci.BDF) ([]*item, error) {
 	items := make([]*item, 0, len(bdfs))
 	for _, b := range bdfs {
+		if _, err := g.o.System.Function(b); errors.Is(err, pci.ErrNoDevice) {
+			// No lock file for a function that does not exist (a typo'd
+			// BDF); it is denied no-device without being looked at again.
+			items = append(items, &item{bdf: b, absent: true})
+			continue
+		}
 		unlock, err := pci.LockFunction(ctx, g.o.LockDir, b)
 		if err != nil {
 			unlockAll(items)
@@ -408,7 +415,11 @@ func (g *Gate) attestOne(ctx context.Context, it *item, req Request, inFlight in
 	d := &it.d
 	d.BDF = it.bdf
 	d.Identity = attest.Identity{BDF: it.bdf.String()}
-	fn, err := g.o.System.Function(it.bdf)
+	var fn *pci.Function
+	err := fmt.Errorf("%w: %s", pci.ErrNoDevice, it.bdf)
+	if !it.absent {
+		fn, err = g.o.System.Function(it.bdf)
+	}
 	var ev *attest.Evidence
 	var w *tamperWatch
 	if err == nil {

@@ -116,3 +116,33 @@ func TestStreamNeverAnswers(t *testing.T) {
 		t.Errorf("sendTimeout %v: the documented bound on a TPM that never answers is 10 s", sendTimeout)
 	}
 }
+
+// TestRecordBoundedWhenTPMNeverAnswers: a decision's record over a unix:
+// TPM that never answers fails in about the documented 10 s, not 60 s.
+func TestRecordBoundedWhenTPMNeverAnswers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits the 10 s bound")
+	}
+	sock := fakeTPMServer(t, func(int) time.Duration { return -1 })
+	tp, err := Open("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	start := time.Now()
+	r, err := NewRecorder(tp, RecorderOptions{PCR: DefaultPCR, LogPath: filepath.Join(t.TempDir(), "events.cel.jsonl")})
+	if err == nil {
+		evs, eerr := EventsFor(sampleEvidence(), sampleDecision(true))
+		if eerr != nil {
+			t.Fatal(eerr)
+		}
+		_, err = r.Record(t.Context(), evs...)
+	}
+	d := time.Since(start)
+	if err == nil {
+		t.Fatal("recorded on a TPM that never answers")
+	}
+	if d < sendTimeout-time.Second || d > sendTimeout+3*time.Second {
+		t.Fatalf("failed after %v, want about %v: %v", d, sendTimeout, err)
+	}
+}

@@ -52,7 +52,9 @@ type configValue struct {
 // For root (euid 0) the file must be owned by root and not writable by
 // group or others: it names the policy and the TPM.
 func loadConfig(path string, required bool, euid int) (*configFile, error) {
-	f, err := os.Open(path)
+	// Non-blocking: a FIFO given as the configuration must not hang the
+	// command (a blocking open waits for a writer); only a regular file is read.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !required {
 			return nil, nil
@@ -60,6 +62,9 @@ func loadConfig(path string, required bool, euid int) (*configFile, error) {
 		return nil, usageErrorf("config: %v", err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, usageErrorf("config %s: not a regular file", path)
+	}
 	if euid == 0 {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(f.Fd()), &st); err != nil {

@@ -178,3 +178,25 @@ func TestPolicyCaptureBothHashes(t *testing.T) {
 		t.Fatalf("the captured rule refuses its own device: %+v", v.Reasons)
 	}
 }
+
+// TestConfigFIFORefusedAtOnce: a FIFO given as --config is refused, not
+// waited on.
+func TestConfigFIFORefusedAtOnce(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "config.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := loadConfig(fifo, true, 1000); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("FIFO config: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("loading a FIFO config still waits after 5 s")
+	}
+}
