@@ -178,7 +178,7 @@ func (b *GateBackend) PollTDIs(ctx context.Context) ([]TDIStatus, error) {
 	var left []TDIStatus
 	var events []tpm.Event
 	for _, h := range b.o.TDIs.Held() {
-		now := h.State.String()
+		var now string
 		reason := ""
 		if h.Err != nil {
 			now, reason = tdisp.StateError.String(), "session lost: "+h.Err.Error()
