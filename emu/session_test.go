@@ -288,22 +288,22 @@ func TestSessionDeviceFaults(t *testing.T) {
 				t.Fatalf("open: %v", err)
 			}
 		}},
-		{FaultBadTag, func(t *testing.T, s *spdm.Session, err error) {
-			_, err = tdiClient(t, s).State(ctx)
+		{FaultBadTag, func(t *testing.T, s *spdm.Session, _ error) {
+			_, err := tdiClient(t, s).State(ctx)
 			var se *secured.Error
 			if !errors.As(err, &se) || se.Reason != secured.ReasonAuthFailed {
 				t.Fatalf("bad tag: %v", err)
 			}
 		}},
-		{FaultWrongSessionID, func(t *testing.T, s *spdm.Session, err error) {
-			err = s.Heartbeat(ctx)
+		{FaultWrongSessionID, func(t *testing.T, s *spdm.Session, _ error) {
+			err := s.Heartbeat(ctx)
 			var se *secured.Error
 			if !errors.As(err, &se) || se.Reason != secured.ReasonWrongSessionID {
 				t.Fatalf("wrong session id: %v", err)
 			}
 		}},
-		{FaultKeyUpdateMismatch, func(t *testing.T, s *spdm.Session, err error) {
-			err = s.KeyUpdate(ctx, spdm.KeyUpdateKey)
+		{FaultKeyUpdateMismatch, func(t *testing.T, s *spdm.Session, _ error) {
+			err := s.KeyUpdate(ctx, spdm.KeyUpdateKey)
 			var ke *spdm.KeyUpdateError
 			if !errors.As(err, &ke) || !errors.Is(err, spdm.ErrorCodeDecryptError) {
 				t.Fatalf("key update mismatch: %v", err)

@@ -22,25 +22,20 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
-	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
-	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
-// Reason codes gate adds to the policy's (policy.Codes): they describe what
-// happened around the evaluation rather than the evidence.
+// Reason codes gate adds: they describe what happened around the evaluation
+// rather than the evidence. They live in policy's one table of codes.
 const (
-	// CodeNoDevice: the BDF names no PCI function.
-	CodeNoDevice policy.Code = "no-device"
-	// CodeTPM: the decision could not be recorded in the TPM (fail closed).
-	CodeTPM policy.Code = "tpm"
-	// CodeLock: the per-function lock could not be taken.
-	CodeLock policy.Code = "lock"
+	CodeNoDevice = policy.CodeNoDevice
+	CodeTPM      = policy.CodeTPM
+	CodeLock     = policy.CodeLock
 )
 
 // DefaultConcurrency bounds how many functions are attested at once.
@@ -183,7 +178,7 @@ func New(o Options) (*Gate, error) {
 	if o.Attest.ChainCache == nil {
 		// Chains are cached by their digest (which the device signs over
 		// in CHALLENGE): a warm check of a known device fetches no chain.
-		o.Attest.ChainCache = &spdm.MapChainCache{}
+		o.Attest.ChainCache = attest.NewChainCache()
 	}
 	g := &Gate{o: o, log: o.Logger, now: o.Now, original: map[pci.BDF]boundRecord{}}
 	if g.log == nil {
@@ -394,7 +389,7 @@ func (g *Gate) attestOptions(id attest.Identity, inFlight int) *attest.Options {
 	if o.DOE == nil && inFlight > runtime.NumCPU() {
 		// More mailboxes in flight than CPUs: wait for Data Object Ready
 		// by sleeping, not spinning, or the spinners starve the others.
-		o.DOE = &doe.Options{Spin: -1}
+		o.DOE = attest.SleepingDOE()
 	}
 	o.Roots = g.rootsFor(id)
 	if o.Now == nil {
@@ -444,8 +439,7 @@ func (g *Gate) attestOne(ctx context.Context, it *item, req Request, inFlight in
 	switch {
 	case err == nil && ev != nil:
 	case errors.Is(err, pci.ErrNoDevice):
-		d.Verdict = g.denyVerdict(CodeNoDevice, fmt.Sprintf("no PCI function %s exists", it.bdf),
-			"the address names no PCI function: check it (vfio-gate scan lists the functions)")
+		d.Verdict = g.denyVerdict(CodeNoDevice, fmt.Sprintf("no PCI function %s exists", it.bdf))
 		d.EvidenceDigest = nil
 		return
 	default:
@@ -525,24 +519,10 @@ func (g *Gate) settleTDIs(ctx context.Context, items []*item, req Request) {
 
 // denyVerdict is a verdict gate makes itself (no evidence to evaluate):
 // always deny, whatever the mode.
-func (g *Gate) denyVerdict(c policy.Code, got, advice string) policy.Verdict {
+func (g *Gate) denyVerdict(c policy.Code, got string) policy.Verdict {
 	return policy.Verdict{Decision: policy.DecisionDeny, Mode: g.o.Policy.Mode,
-		Reasons: []policy.Reason{reasonFor(c, got, advice)},
+		Reasons: []policy.Reason{policy.ReasonFor(c, got)},
 		Checks:  []policy.Check{{Name: string(c), Expected: "none", Got: got, Pass: false}}}
-}
-
-func reasonFor(c policy.Code, detail, advice string) policy.Reason {
-	if advice == "" {
-		return policy.ReasonFor(c, detail)
-	}
-	return policy.Reason{Code: c, Message: upperFirst(detail) + "; " + advice + "."}
-}
-
-func upperFirst(s string) string {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }
 
 // addReason adds a deny reason to v as the policy would: in enforce mode the
@@ -634,7 +614,6 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	now := g.now()
 	var events []tpm.Event
 	verdictAt := make([]int, len(items)) // index of each item's verdict event
-	var prepErr []error
 	for i, it := range items {
 		d := &it.d
 		name := it.bdf.String()
@@ -647,7 +626,6 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		evs, err := tpm.EventsFor(d.Evidence, td)
 		if err != nil {
 			// Evidence tpm cannot encode: record the verdict alone, and deny.
-			prepErr = append(prepErr, err)
 			addReason(&d.Verdict, policy.ReasonFor(policy.CodeProtocol, "the evidence cannot be encoded as TPM events: "+err.Error()),
 				policy.Check{Name: "tpm.events", Expected: "encodable evidence", Got: err.Error()}, true)
 			td.Allow, td.Reasons = false, reasonCodes(d.Verdict)
@@ -677,8 +655,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 			err = errors.New("tpm: event not recorded")
 		}
 		it.d.Err = err
-		addReason(&it.d.Verdict, reasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error(),
-			"nothing is passed without a record: fix the TPM (--tpm) or the event log, then retry"),
+		addReason(&it.d.Verdict, policy.ReasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error()),
 			policy.Check{Name: "tpm", Expected: "decision extended and logged", Got: err.Error()}, true)
 	}
 }

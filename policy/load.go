@@ -772,13 +772,6 @@ func parseDSN(s string) (uint64, error) {
 	return v, nil
 }
 
-// Algorithm names as attest reports them (DSP0274 BaseAsymAlgo / BaseHashAlgo / MeasurementHashAlgo).
-var (
-	asymNames = []string{"rsassa-2048", "rsapss-2048", "rsassa-3072", "rsapss-3072", "ecdsa-p256", "rsassa-4096",
-		"rsapss-4096", "ecdsa-p384", "ecdsa-p521", "sm2-p256", "ed25519", "ed448"}
-	hashNames = []string{"sha-256", "sha-384", "sha-512", "sha3-256", "sha3-384", "sha3-512", "sm3-256"}
-)
-
 // KnownHash reports whether name is a hash spdm.algorithms.hash may list.
 func KnownHash(name string) bool { return slices.Contains(hashNames, name) }
 
@@ -992,8 +985,6 @@ func pemOrDER(b []byte, want string) ([][]byte, error) {
 	return out, nil
 }
 
-var digestAlgs = map[string]int{"sha256": 32, "sha384": 48, "sha512": 64, "sha3-256": 32, "sha3-384": 48, "sha3-512": 64}
-
 func (d *decoder) measurements(n *yaml.Node) *Measurements {
 	m := &Measurements{}
 	d.mapping(n, map[string]func(*yaml.Node){
@@ -1047,7 +1038,8 @@ func (d *decoder) measurements(n *yaml.Node) *Measurements {
 
 func parseDigest(s string) (Digest, error) {
 	alg, hx, ok := strings.Cut(s, ":")
-	n, known := digestAlgs[alg]
+	a, known := digestAlgOf(alg)
+	n := a.size
 	if !ok || !known {
 		return Digest{}, fmt.Errorf("reference value %q: want ALG:HEX with ALG one of sha256, sha384, sha512, sha3-256, sha3-384, sha3-512", s)
 	}

@@ -162,9 +162,6 @@ type SupportedAlgorithms struct {
 	KeySchedule KeySchedule
 }
 
-// supportedAlgsFixedLen is the block without ExtAsym, ExtHash and AlgStructs.
-const supportedAlgsFixedLen = 30
-
 func (s *SupportedAlgorithms) algStructs() []algStruct {
 	var out []algStruct
 	for _, a := range []algStruct{{Type: algTypeDHE, Supported: uint16(s.DHE)}, {Type: algTypeAEAD, Supported: uint16(s.AEAD)},

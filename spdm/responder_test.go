@@ -238,8 +238,6 @@ func (c *tReq) certificates(chunk uint16) {
 	c.chainBuf = buf
 }
 
-func (c *tReq) leafKey(k rspTestKey) crypto.PublicKey { return k.key.Public() }
-
 func (c *tReq) challenge(pub crypto.PublicKey, summary uint8) (*challengeAuthRsp, error) {
 	c.t.Helper()
 	req := &challengeReq{Version: c.v, SummaryType: summary, Context: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}}

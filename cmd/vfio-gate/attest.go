@@ -17,10 +17,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
-	"github.com/vfio-gate/vfio-gate/doe"
-	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/target"
 )
 
 // attestFlags are shared by `attest` and `policy capture`.
@@ -141,13 +140,13 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 			id.VendorID, id.DeviceID = p.VendorID, p.DeviceID
 		}
 		dctx, cancel := context.WithTimeout(ctx, f.timeout)
-		c, err := socket.Dial(dctx, f.socket)
+		c, err := (&target.Socket{Addr: f.socket}).Open(dctx)
 		cancel()
 		if err != nil {
 			return nil, withCode(exitUnavailable, err)
 		}
-		o.SecuredTransport = c.Exchanger(doe.FeatureSecuredCMA)
-		ev, err := attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, o)
+		o.SecuredTransport = c.Secured
+		ev, err := attest.Transport(ctx, c.CMA, id, o)
 		if cerr := c.Close(); cerr != nil {
 			log.Debug("closing the spdm-socket connection", "err", cerr)
 		}
@@ -170,17 +169,6 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 	}
 	defer unlock()
 	return attest.Function(ctx, sys, bdf, o)
-}
-
-// failureExit maps an attestation failure to the exit code: host-side and
-// transport problems are "unavailable" (4), the rest "did not pass" (2).
-func failureExit(f *attest.Failure) int {
-	switch f.Kind {
-	case attest.FailLockdown, attest.FailPermission, attest.FailMailboxBusy, attest.FailMailboxOwned,
-		attest.FailTimeout, attest.FailDeviceGone, attest.FailTransport:
-		return exitUnavailable
-	}
-	return exitAttestation
 }
 
 func newAttestCmd(e *env, g *globals) *cobra.Command {

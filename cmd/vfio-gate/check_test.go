@@ -250,6 +250,10 @@ func TestDecisionsExitPriority(t *testing.T) {
 		{[]gate.Decision{allow, audit}, exitOK},
 		{[]gate.Decision{allow, deny(policy.CodeTimeout), deny(gate.CodeNoDevice)}, exitUnavailable},
 		{[]gate.Decision{deny(policy.CodeTimeout), deny(policy.CodeMeasurementMismatch)}, exitDenied},
+		{[]gate.Decision{allow, deny(policy.CodeSignatureInvalid)}, exitAttestation},
+		{[]gate.Decision{deny(policy.CodeTimeout), deny(policy.CodeChainUntrusted)}, exitAttestation},
+		{[]gate.Decision{deny(policy.CodeProtocol), deny(policy.CodeMeasurementMismatch)}, exitDenied},
+		{[]gate.Decision{deny(policy.Code("made-up"))}, exitDenied},
 		{[]gate.Decision{deny(policy.CodeNoCMA), bindFail}, exitBind},
 		{[]gate.Decision{bindFail, tpmFail, deny(policy.CodeNoCMA)}, exitTPM},
 	}
