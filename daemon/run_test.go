@@ -3,6 +3,8 @@ package daemon_test
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +60,7 @@ func TestRunReportsLostSessionsAtStart(t *testing.T) {
 			t.Errorf("broker config without Lost or Journal: %+v", c)
 		}
 		br = &lossyBroker{fakeOwner: &fakeOwner{held: map[pci.BDF]*tdisp.Held{}, dev: map[pci.BDF]tdisp.State{}}, done: make(chan struct{})}
+		br.held[bdf(t, goodBDF)] = &tdisp.Held{BDF: bdf(t, goodBDF), Owner: "vm-sync", State: tdisp.StateConfigLocked, Err: lost}
 		c.Lost(bdf(t, goodBDF), "vm-sync", lost)
 		go func() {
 			defer close(br.done)
@@ -70,6 +73,7 @@ func TestRunReportsLostSessionsAtStart(t *testing.T) {
 	var notes []string
 	ready := make(chan struct{})
 	cfg := daemon.Config{Gate: g, Recorder: w.rec, System: w.sys, StateDir: w.stateDir, Socket: sock, Poll: time.Hour, TPM: "test",
+		Metrics: daemon.NewMetrics(daemon.MetricsOptions{}), MetricsListen: "127.0.0.1:0",
 		Notify: func(s string) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -111,6 +115,13 @@ func TestRunReportsLostSessionsAtStart(t *testing.T) {
 		if _, ok := kinds[k]; !ok {
 			t.Errorf("no %q report; reports: %v", k, kinds)
 		}
+	}
+	// The metrics' TDI gauges follow the broker Run made.
+	text := scrape(t, &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}, "http://vfio-gate"+daemon.PathMetrics)
+	if !strings.Contains(text, `vfio_gate_tdis_held{state="CONFIG_LOCKED"} 1`) || !strings.Contains(text, `vfio_gate_sessions_held{health="lost"} 1`) {
+		t.Errorf("metrics do not show the broker's TDI:\n%s", text)
 	}
 	if m := kinds["tdisp-session-lost vm-sync"]; !strings.Contains(m, "device reset") || !strings.Contains(m, goodBDF) {
 		t.Errorf("lost-session report %q: want the BDF and the cause", m)
