@@ -242,9 +242,10 @@ func (hs *checkState) recordOwn(ctx context.Context) {
 	}
 }
 
-// merge builds hs.resp from every decision in request order of kind (the
-// daemon's denies, kept allows, session allows, the gate's, deferrals),
-// sets hs.held and hs.denied, and keeps the decisions for Status. A
+// merge builds hs.resp (needs partition and gate) from every decision, in
+// this order: the daemon's denies, kept allows, session allows, the gate's
+// decisions, deferrals; it sets hs.held and hs.denied and keeps the
+// decisions for Status. A
 // function another domain took while this one was attested is denied (its
 // TDI, if the gate locked it, stopped). b.mu is held.
 func (hs *checkState) merge(ctx context.Context) {
