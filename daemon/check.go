@@ -9,6 +9,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/phase"
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
@@ -277,8 +278,8 @@ func (hs *checkState) merge(ctx context.Context) {
 		if dd.Decision != policy.DecisionAllow {
 			hs.denied[d.BDF.String()] = dd
 		} else {
-			hs.held[d.BDF.String()] = &heldDevice{BDF: d.BDF, Rule: d.Verdict.Rule, VendorID: d.Identity.VendorID,
-				DeviceID: d.Identity.DeviceID, DSN: d.Identity.DSN, Bound: d.Bound, OriginalDriver: hs.drivers[d.BDF],
+			hs.held[d.BDF.String()] = &heldDevice{BDF: d.BDF, Rule: d.Verdict.Rule, VendorID: jsonhex.U16(d.Identity.VendorID),
+				DeviceID: jsonhex.U16(d.Identity.DeviceID), DSN: (*jsonhex.U64)(d.Identity.DSN), Bound: d.Bound, OriginalDriver: hs.drivers[d.BDF],
 				EvidenceDigest: dd.EvidenceDigest, Since: hs.now}
 		}
 		resp.Devices = append(resp.Devices, dd)

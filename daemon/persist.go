@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
@@ -21,9 +22,14 @@ const stateVersion = 1
 // maxReleased caps the release records the state keeps.
 const maxReleased = 32
 
+// StateSchema names the shape of the daemon's state file (docs/json.md).
+// Files written before it have no "schema" and numeric IDs; they still load.
+const StateSchema = "vfio-gate/daemon-state/v1"
+
 // state is what the state file holds: which domain holds (or reserves)
 // which functions, and the last releases.
 type state struct {
+	Schema   string                  `json:"schema"`
 	Version  int                     `json:"version"`
 	Domains  map[string]*domainState `json:"domains"`
 	Released []ReleaseRecord         `json:"released"`
@@ -47,15 +53,15 @@ type deferredDevice struct {
 }
 
 type heldDevice struct {
-	BDF            pci.BDF   `json:"bdf"`
-	Rule           string    `json:"rule,omitempty"`
-	VendorID       uint16    `json:"vendor_id"`
-	DeviceID       uint16    `json:"device_id"`
-	DSN            *uint64   `json:"dsn,omitempty"`
-	Bound          bool      `json:"bound"`
-	OriginalDriver string    `json:"original_driver,omitempty"`
-	EvidenceDigest string    `json:"evidence_digest,omitempty"`
-	Since          time.Time `json:"since"`
+	BDF            pci.BDF      `json:"bdf"`
+	Rule           string       `json:"rule,omitempty"`
+	VendorID       jsonhex.U16  `json:"vendor_id"`
+	DeviceID       jsonhex.U16  `json:"device_id"`
+	DSN            *jsonhex.U64 `json:"dsn,omitempty"`
+	Bound          bool         `json:"bound"`
+	OriginalDriver string       `json:"original_driver,omitempty"`
+	EvidenceDigest string       `json:"evidence_digest,omitempty"`
+	Since          time.Time    `json:"since"`
 }
 
 func (b *GateBackend) statePath() string { return filepath.Join(b.o.StateDir, StateFileName) }
@@ -86,6 +92,9 @@ func (b *GateBackend) load() error {
 	if st.Version != stateVersion {
 		return fmt.Errorf("daemon: state file %s has version %d, want %d", b.statePath(), st.Version, stateVersion)
 	}
+	if st.Schema != "" && st.Schema != StateSchema { // "": written before the schema name
+		return fmt.Errorf("daemon: state file %s is a %q document, want %q", b.statePath(), st.Schema, StateSchema)
+	}
 	if err := st.validate(); err != nil {
 		return fmt.Errorf("daemon: state file %s is inconsistent: %v; the daemon does not start on it (it must not forget or give away "+
 			"what it holds): check which functions are on vfio-pci (lspci -k) and which domains run (virsh list), then fix the file or move it away", b.statePath(), err)
@@ -108,6 +117,7 @@ func (b *GateBackend) saveLocked() error {
 	if b.o.StateDir == "" {
 		return nil
 	}
+	b.st.Schema = StateSchema
 	data, err := json.MarshalIndent(&b.st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("daemon: state: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/phase"
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tdisp"
@@ -33,7 +34,7 @@ func (b *GateBackend) recordOwn(ctx context.Context, denies, allows []DeviceDeci
 	}
 	for _, dd := range allows {
 		dig, _ := hex.DecodeString(dd.EvidenceDigest)
-		events = append(events, tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), VendorID: dd.VendorID, DeviceID: dd.DeviceID,
+		events = append(events, tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), VendorID: uint16(dd.VendorID), DeviceID: uint16(dd.DeviceID),
 			Rule: dd.Rule, Allow: true, Mode: mode, EvidenceDigest: dig, Confidential: confidential, Time: b.now()}))
 	}
 	recs, err := b.o.Recorder.Record(ctx, events...)
@@ -54,7 +55,7 @@ func (b *GateBackend) recordOwn(ctx context.Context, denies, allows []DeviceDeci
 // error (TPM, bind) is a deny. mailbox-owned under a host driver gets advice
 // that fits the phase and whether libvirt manages the hostdev.
 func toDeviceDecision(d gate.Decision, driver, domain, p string, managed bool) DeviceDecision {
-	dd := DeviceDecision{BDF: d.BDF, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID, Decision: d.Verdict.Decision, Rule: d.Verdict.Rule,
+	dd := DeviceDecision{BDF: d.BDF, VendorID: jsonhex.U16(d.Identity.VendorID), DeviceID: jsonhex.U16(d.Identity.DeviceID), Decision: d.Verdict.Decision, Rule: d.Verdict.Rule,
 		EvidenceDigest: hex.EncodeToString(d.EvidenceDigest), Reasons: []Reason{}}
 	if dd.Decision == "" {
 		dd.Decision = policy.DecisionDeny

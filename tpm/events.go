@@ -8,6 +8,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/internal/wire"
 )
 
@@ -93,9 +94,9 @@ type Decision struct {
 type VerdictData struct {
 	Time           *time.Time      `json:"time,omitempty"`
 	BDF            string          `json:"bdf"`
-	VendorID       uint16          `json:"vendor_id"`
-	DeviceID       uint16          `json:"device_id"`
-	DSN            *uint64         `json:"dsn,omitempty"`
+	VendorID       jsonhex.U16     `json:"vendor_id"`
+	DeviceID       jsonhex.U16     `json:"device_id"`
+	DSN            *jsonhex.U64    `json:"dsn,omitempty"`
 	Rule           string          `json:"rule"`
 	Verdict        string          `json:"verdict"` // "allow" or "deny"
 	Mode           string          `json:"mode"`
@@ -106,13 +107,13 @@ type VerdictData struct {
 
 // Release is a device given back (domain stopped).
 type Release struct {
-	BDF      string    `json:"bdf"`
-	VendorID uint16    `json:"vendor_id"`
-	DeviceID uint16    `json:"device_id"`
-	DSN      *uint64   `json:"dsn,omitempty"`
-	Domain   string    `json:"domain,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	Time     time.Time `json:"time,omitzero"`
+	BDF      string       `json:"bdf"`
+	VendorID jsonhex.U16  `json:"vendor_id"`
+	DeviceID jsonhex.U16  `json:"device_id"`
+	DSN      *jsonhex.U64 `json:"dsn,omitempty"`
+	Domain   string       `json:"domain,omitempty"`
+	Reason   string       `json:"reason,omitempty"`
+	Time     time.Time    `json:"time,omitzero"`
 }
 
 // TDISPState is a TDISP state change of one TDI.
@@ -145,7 +146,7 @@ func vfioEvent(kind string, v any) Event {
 
 // VerdictEvent is the verdict event of d (also on deny).
 func VerdictEvent(d Decision) Event {
-	v := VerdictData{BDF: d.BDF, VendorID: d.VendorID, DeviceID: d.DeviceID, DSN: d.DSN, Rule: d.Rule,
+	v := VerdictData{BDF: d.BDF, VendorID: jsonhex.U16(d.VendorID), DeviceID: jsonhex.U16(d.DeviceID), DSN: (*jsonhex.U64)(d.DSN), Rule: d.Rule,
 		Verdict: "deny", Mode: d.Mode, Reasons: d.Reasons, EvidenceDigest: d.EvidenceDigest, Confidential: d.Confidential}
 	if d.Allow {
 		v.Verdict = "allow"
@@ -348,7 +349,7 @@ func measurementEvent(ev *attest.Evidence, m attest.MeasurementBlock) (Event, er
 type SPDMEvent struct {
 	AuthState       uint8           `json:"auth_state"`
 	DeviceType      uint32          `json:"device_type"`
-	SubHeaderUID    uint64          `json:"sub_header_uid"`
+	SubHeaderUID    jsonhex.U64     `json:"sub_header_uid"` // a string: 64 bits exceed a JSON number
 	DevicePath      attest.HexBytes `json:"device_path,omitempty"`
 	SPDMVersion     uint16          `json:"spdm_version"`
 	MeasurementHash uint32          `json:"measurement_hash_algo"`
@@ -357,12 +358,12 @@ type SPDMEvent struct {
 	DMTFType        uint8           `json:"dmtf_type"`
 	Raw             bool            `json:"raw"`
 	Value           attest.HexBytes `json:"value"`
-	VendorID        uint16          `json:"vendor_id"`
-	DeviceID        uint16          `json:"device_id"`
-	Revision        uint8           `json:"revision"`
-	Class           uint32          `json:"class"`
-	SubsystemVendor uint16          `json:"subsystem_vendor_id"`
-	Subsystem       uint16          `json:"subsystem_id"`
+	VendorID        jsonhex.U16     `json:"vendor_id"`
+	DeviceID        jsonhex.U16     `json:"device_id"`
+	Revision        jsonhex.U8      `json:"revision"`
+	Class           jsonhex.U24     `json:"class"`
+	SubsystemVendor jsonhex.U16     `json:"subsystem_vendor_id"`
+	Subsystem       jsonhex.U16     `json:"subsystem_id"`
 }
 
 // maxDevicePath bounds DevicePathLength in a decoded event.
@@ -399,7 +400,7 @@ func DecodeSPDMEvent(data []byte) (*SPDMEvent, error) {
 	if !s.ReadU32(&subType) || subType != sec2SubMeasurement {
 		return fail("SubHeaderType")
 	}
-	if !s.ReadU32(&subLen) || !s.ReadU64(&e.SubHeaderUID) {
+	if !s.ReadU32(&subLen) || !s.ReadU64((*uint64)(&e.SubHeaderUID)) {
 		return fail("SubHeaderLength")
 	}
 	var dpLen uint64
@@ -438,12 +439,12 @@ func DecodeSPDMEvent(data []byte) (*SPDMEvent, error) {
 	var cver, clen uint16
 	var cc [3]uint8
 	if !s.ReadU16(&cver) || !s.ReadU16(&clen) || clen != pciContextLen ||
-		!s.ReadU16(&e.VendorID) || !s.ReadU16(&e.DeviceID) || !s.ReadU8(&e.Revision) ||
+		!s.ReadU16((*uint16)(&e.VendorID)) || !s.ReadU16((*uint16)(&e.DeviceID)) || !s.ReadU8((*uint8)(&e.Revision)) ||
 		!s.ReadU8(&cc[0]) || !s.ReadU8(&cc[1]) || !s.ReadU8(&cc[2]) ||
-		!s.ReadU16(&e.SubsystemVendor) || !s.ReadU16(&e.Subsystem) || !s.Empty() {
+		!s.ReadU16((*uint16)(&e.SubsystemVendor)) || !s.ReadU16((*uint16)(&e.Subsystem)) || !s.Empty() {
 		return fail("PciContext")
 	}
-	e.Class = uint32(cc[0]) | uint32(cc[1])<<8 | uint32(cc[2])<<16
+	e.Class = jsonhex.U24(uint32(cc[0]) | uint32(cc[1])<<8 | uint32(cc[2])<<16)
 	return e, nil
 }
 

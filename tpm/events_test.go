@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 )
 
 func TestEventsForLayoutAndTypes(t *testing.T) {
@@ -31,7 +32,7 @@ func TestEventsForLayoutAndTypes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
-		want := &SPDMEvent{AuthState: AuthStateSuccess, DeviceType: 1, SubHeaderUID: *ev.Identity.DSN, SPDMVersion: 0x12,
+		want := &SPDMEvent{AuthState: AuthStateSuccess, DeviceType: 1, SubHeaderUID: jsonhex.U64(*ev.Identity.DSN), SPDMVersion: 0x12,
 			MeasurementHash: 0x04, Index: m.Index, Spec: 1, DMTFType: m.Type, Raw: m.Raw, Value: m.Value,
 			VendorID: 0x8086, DeviceID: 0x0d58, Revision: 2, Class: 0x020000, SubsystemVendor: 0x8086, Subsystem: 1}
 		if diff := cmp.Diff(want, d); diff != "" {

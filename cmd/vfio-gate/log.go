@@ -52,7 +52,7 @@ Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
 				evs = append(evs, tpm.Describe(r))
 			}
 			if g.json {
-				return writeJSON(e.out, map[string]any{"path": eventLogPath(g), "events": evs, "torn_last_line": l.Torn})
+				return writeJSON(e.out, "log-show", map[string]any{"path": eventLogPath(g), "events": evs, "torn_last_line": l.Torn})
 			}
 			tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RECNUM\tPCR\tTYPE\tEVENT")
@@ -98,7 +98,7 @@ the log cannot be read.`,
 				return err
 			}
 			if g.json {
-				if err := writeJSON(e.out, res); err != nil {
+				if err := writeJSON(e.out, "log-verify", res); err != nil {
 					return err
 				}
 			} else {
