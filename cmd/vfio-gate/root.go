@@ -207,12 +207,13 @@ func commands(e *env, g *globals) []*cobra.Command {
 	}
 }
 
+// parentFlagUsagesOnce registers globalFlagsOnce's template function.
+var parentFlagUsagesOnce sync.Once
+
 // globalFlagsOnce returns the usage template with the subcommands' "Global
 // Flags" listing replaced by one line naming the root's flags: they are
 // documented once, in the root help. Flags a parent command passes down (log
 // --pcr, doe --lock-dir) are still listed in full.
-var parentFlagUsagesOnce sync.Once
-
 func globalFlagsOnce(root *cobra.Command) string {
 	var names []string
 	root.PersistentFlags().VisitAll(func(f *pflag.Flag) { names = append(names, "--"+f.Name) })
