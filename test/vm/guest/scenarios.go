@@ -39,6 +39,7 @@ func scenarios() []Scenario {
 		// e1000e as a managed='yes' hostdev (libvirt.go); they need it on
 		// e1000e (bind-release gives it back) and share one libvirtd.
 		{"libvirt-up", "run", libvirtUp},
+		{"doctor-host", "run", doctorHost},
 		{"libvirt-start-denied", "run", lvStartDenied(lvDomain)},
 		{"libvirt-prepare-deferred", "run", lvPrepareDeferred(lvDomain)},
 		{"libvirt-start-decided", "run", lvStartDecided(lvDomain)},
@@ -94,6 +95,7 @@ func scenarios() []Scenario {
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
+		{"doctor-lockdown", "lockdown", doctorLockdown},
 	}
 }
 
