@@ -613,7 +613,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		td := tpm.Decision{BDF: name, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID,
 			DSN: d.Identity.DSN, Rule: d.Verdict.Rule, Allow: d.Verdict.Allow, Mode: string(d.Verdict.Mode),
 			Reasons: reasonCodes(d.Verdict), EvidenceDigest: d.EvidenceDigest, Confidential: confidential, Time: now}
-		evs, err := tpm.EventsFor(d.Evidence, td)
+		evs, err := EventsFor(d.Evidence, td)
 		if err != nil {
 			// Evidence tpm cannot encode: record the verdict alone, and deny.
 			prepErr = append(prepErr, err)

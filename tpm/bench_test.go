@@ -21,10 +21,7 @@ func BenchmarkRecordDecision(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	evs, err := EventsFor(sampleEvidence(), sampleDecision(true))
-	if err != nil {
-		b.Fatal(err)
-	}
+	evs := sampleEvents(true)
 	for b.Loop() {
 		if _, err := r.Record(b.Context(), evs...); err != nil {
 			b.Fatal(err)

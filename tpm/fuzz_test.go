@@ -69,7 +69,7 @@ func FuzzReadLog(f *testing.F) {
 }
 
 func FuzzDecodeSPDMEvent(f *testing.F) {
-	evs, _ := EventsFor(sampleEvidence(), sampleDecision(true))
+	evs := sampleEvents(true)
 	for _, e := range evs[:4] {
 		f.Add(e.Data)
 	}
@@ -87,7 +87,7 @@ func FuzzDecodeSPDMEvent(f *testing.F) {
 }
 
 func FuzzDecodeAuthorityEvent(f *testing.F) {
-	evs, _ := EventsFor(sampleEvidence(), sampleDecision(true))
+	evs := sampleEvents(true)
 	f.Add(evs[4].Data)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := DecodeAuthorityEvent(data)
@@ -115,7 +115,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	if err != nil {
 		f.Fatal(err)
 	}
-	evs, _ := EventsFor(sampleEvidence(), sampleDecision(false))
+	evs := sampleEvents(false)
 	evs = append(evs, ReleaseEvent(Release{BDF: "0000:3b:00.0"}), TDISPStateEvent(TDISPState{BDF: "0000:3b:00.0", From: "RUN", To: "ERROR"}))
 	if _, err := r.Record(f.Context(), evs...); err != nil {
 		f.Fatal(err)

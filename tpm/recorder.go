@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/vfio-gate/vfio-gate/attest"
 	"golang.org/x/sys/unix"
 )
 
@@ -190,7 +189,7 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 		}
 	}
 	if reason != "" {
-		bd := BaselineData{ResetCount: rc, PCRs: map[string]attest.HexBytes{}, Reason: reason, Note: note, Time: r.now().UTC()}
+		bd := BaselineData{ResetCount: rc, PCRs: map[string]HexBytes{}, Reason: reason, Note: note, Time: r.now().UTC()}
 		for _, b := range banks {
 			bd.PCRs[b.name] = pcrs[b.name]
 		}
@@ -414,14 +413,4 @@ func appendDurably(f *os.File, path string, lines []byte) error {
 		return &LogError{Path: path, Msg: "fsync", Err: err}
 	}
 	return nil
-}
-
-// RecordDecision records the events of one gate decision (EventsFor: SPDM
-// measurement blocks, trust anchor, verdict), allow or deny.
-func (r *Recorder) RecordDecision(ctx context.Context, ev *attest.Evidence, d Decision) ([]Record, error) {
-	evs, err := EventsFor(ev, d)
-	if err != nil {
-		return nil, err
-	}
-	return r.Record(ctx, evs...)
 }

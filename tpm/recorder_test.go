@@ -373,15 +373,3 @@ func TestConcurrentRecorders(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
-
-func TestRecordDecision(t *testing.T) {
-	_, tp := openSimT(t)
-	r, path := newRec(t, tp, DefaultPCR)
-	recs, err := r.RecordDecision(t.Context(), sampleEvidence(), sampleDecision(false))
-	if err != nil || len(recs) != 6 || recs[5].Event.Kind != KindVerdict || recs[0].RecNum != 2 {
-		t.Fatalf("%v %+v", err, recs)
-	}
-	if res := mustVerify(t, tp, path, DefaultPCR); !res.OK {
-		t.Fatalf("%+v", res.Problems)
-	}
-}

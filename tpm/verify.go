@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/vfio-gate/vfio-gate/attest"
 )
 
 // Problem kinds (stable strings, in JSON output).
@@ -38,10 +37,10 @@ type Problem struct {
 
 // BankResult compares one bank.
 type BankResult struct {
-	Alg    string          `json:"alg"`
-	PCR    attest.HexBytes `json:"pcr"`
-	Replay attest.HexBytes `json:"replay"`
-	Match  bool            `json:"match"`
+	Alg    string   `json:"alg"`
+	PCR    HexBytes `json:"pcr"`
+	Replay HexBytes `json:"replay"`
+	Match  bool     `json:"match"`
 }
 
 // VerifyResult is the outcome of Verify. OK is true only when the log of

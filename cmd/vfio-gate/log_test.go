@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
@@ -38,7 +39,7 @@ func recordOn(t *testing.T, spec, stateDir string) {
 		},
 		MeasurementsSignatureVerified: true,
 	}
-	evs, err := tpm.EventsFor(ev, tpm.Decision{BDF: "0000:3b:00.0", VendorID: 0x1af4, DeviceID: 0x1041, Allow: true, Rule: "virtio", Mode: "enforce"})
+	evs, err := gate.EventsFor(ev, tpm.Decision{BDF: "0000:3b:00.0", VendorID: 0x1af4, DeviceID: 0x1041, Allow: true, Rule: "virtio", Mode: "enforce"})
 	if err != nil {
 		t.Fatal(err)
 	}

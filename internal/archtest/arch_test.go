@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	"tdisp":         {"spdm", "pci", "internal/wire"},
 	"attest":        {"pci", "doe", "spdm", "tdisp", "internal/wire"},
 	"policy":        {"attest"},
-	"tpm":           {"attest", "internal/wire"},
+	"tpm":           {"internal/wire"},
 	"vfio":          {"pci"},
 	"audit":         {"pci", "internal/wire"},
 	"gate":          {"attest", "policy", "tpm", "vfio", "audit", "pci", "doe", "doe/socket", "spdm", "tdisp"},
