@@ -17,7 +17,7 @@ func BenchmarkRecordDecision(b *testing.B) {
 	}
 	defer s.Close()
 	tp := transport.FromReadWriteCloser(s)
-	r, err := NewRecorder(tp, RecorderOptions{LogPath: filepath.Join(b.TempDir(), "events.cel.jsonl")})
+	r, err := NewRecorder(tp, RecorderOptions{Dir: filepath.Join(b.TempDir(), "events")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -125,11 +125,12 @@ type TDISPState struct {
 // BaselineData is the data of a baseline record: PCR values the replay that
 // follows starts from.
 type BaselineData struct {
-	ResetCount uint32              `json:"reset_count"`
-	PCRs       map[string]HexBytes `json:"pcrs"`
-	Reason     string              `json:"reason"` // "boot", "resync"
-	Note       string              `json:"note,omitempty"`
-	Time       time.Time           `json:"time,omitzero"`
+	ResetCount   uint32              `json:"reset_count"`
+	RestartCount uint32              `json:"restart_count,omitempty"`
+	PCRs         map[string]HexBytes `json:"pcrs"`
+	Reason       string              `json:"reason"` // "boot", "resync", "segment"
+	Note         string              `json:"note,omitempty"`
+	Time         time.Time           `json:"time,omitzero"`
 }
 
 func vfioEvent(kind string, v any) Event {

@@ -85,7 +85,7 @@ func TestDescribe(t *testing.T) {
 	r, path := newRec(t, tp, DefaultPCR)
 	recordSample(t, r, false)
 	r.Record(t.Context(), ReleaseEvent(Release{BDF: "0000:3b:00.0", Domain: "vm1"}), TDISPStateEvent(TDISPState{BDF: "0000:3b:00.0", From: "RUN", To: "ERROR"}))
-	l, err := ReadLog(path)
+	l, err := ReadBoot(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

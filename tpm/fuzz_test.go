@@ -110,8 +110,8 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		f.Fatal(err)
 	}
 	defer s.Close()
-	path := filepath.Join(f.TempDir(), "events.cel.jsonl")
-	r, err := NewRecorder(s.tpm, RecorderOptions{PCR: DefaultPCR, LogPath: path})
+	path := filepath.Join(f.TempDir(), "events")
+	r, err := NewRecorder(s.tpm, RecorderOptions{PCR: DefaultPCR, Dir: path})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	if _, err := r.Record(f.Context(), evs...); err != nil {
 		f.Fatal(err)
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(lastSegment(f, path))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -82,8 +82,8 @@ func bytesOf(b byte, n int) []byte { return []byte(strings.Repeat(string([]byte{
 
 func newRec(t *testing.T, tp transport.TPM, pcr int) (*Recorder, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "state", "events.cel.jsonl")
-	r, err := NewRecorder(tp, RecorderOptions{PCR: pcr, LogPath: path, AllowResettable: true,
+	path := filepath.Join(t.TempDir(), "state", "events")
+	r, err := NewRecorder(tp, RecorderOptions{PCR: pcr, Dir: path, AllowResettable: true,
 		Now: func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
@@ -134,13 +134,13 @@ func hasWarning(res *VerifyResult, kind string) *Problem {
 // rewriteLines applies f to the log's lines and writes them back.
 func rewriteLines(t *testing.T, path string, f func([]string) []string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(lastSegment(t, path))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 	lines = f(lines)
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
+	if err := os.WriteFile(lastSegment(t, path), []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -159,4 +159,14 @@ func extendBehindBack(t *testing.T, tp transport.TPM, pcr int) {
 	if _, err := (tpm2.PCRExtend{PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)}, Digests: vals}).Execute(tp); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lastSegment is the newest segment file of the log directory dir.
+func lastSegment(t testing.TB, dir string) string {
+	t.Helper()
+	b, err := FindBoot(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Segments[len(b.Segments)-1]
 }

@@ -96,7 +96,7 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	if p.PCR >= 0 {
 		pcr = p.PCR
 	}
-	if s.rec, err = tpm.NewRecorder(s.tpm, tpm.RecorderOptions{PCR: pcr, LogPath: eventLogPath(g), Logger: g.log}); err != nil {
+	if s.rec, err = tpm.NewRecorder(s.tpm, tpm.RecorderOptions{PCR: pcr, Dir: eventLogDir(g), Logger: g.log}); err != nil {
 		s.Close()
 		return nil, withCode(exitTPM, err)
 	}
