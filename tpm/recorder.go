@@ -47,6 +47,9 @@ type Recorder struct {
 	now func() time.Time
 	log *slog.Logger
 	mu  sync.Mutex
+	// segment limits: SegmentMaxRecords, SegmentMaxBytes (smaller in tests)
+	segRecords int
+	segBytes   int64
 }
 
 // NewRecorder checks the options; it does not touch the TPM yet.
@@ -69,7 +72,8 @@ func NewRecorder(t transport.TPM, opts RecorderOptions) (*Recorder, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{t: t, pcr: opts.PCR, dir: opts.Dir, ret: opts.Retention, now: opts.Now, log: opts.Logger}, nil
+	return &Recorder{t: t, pcr: opts.PCR, dir: opts.Dir, ret: opts.Retention, now: opts.Now, log: opts.Logger,
+		segRecords: SegmentMaxRecords, segBytes: SegmentMaxBytes}, nil
 }
 
 // PCR is the PCR this recorder extends.
@@ -168,7 +172,7 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 			r.log.WarnContext(ctx, "event log does not replay to the PCR; recording anyway (log verify will fail)",
 				"dir", r.dir, "pcr", r.pcr)
 		}
-	case tl.ix.SegRecords >= SegmentMaxRecords || tl.ix.Size >= SegmentMaxBytes:
+	case tl.ix.SegRecords >= r.segRecords || tl.ix.Size >= r.segBytes:
 		reason = "segment"
 	}
 	ix := tl.ix
@@ -277,7 +281,9 @@ type tail struct {
 func (r *Recorder) openTail(ctx context.Context, banks []bank, rc, restart uint32) (*tail, error) {
 	ix, err := readIndex(r.dir)
 	if err == nil && (ix.ResetCount != rc || ix.RestartCount != restart) {
-		return &tail{}, nil // a new boot
+		// A new boot, most likely; rebuild confirms it against the newest
+		// boot directory rather than trusting the cache.
+		return r.rebuild(ctx, banks, rc, restart)
 	}
 	if err == nil {
 		tl, err := r.fromIndex(ctx, ix, banks)

@@ -65,6 +65,11 @@ func Fill(tb testing.TB, tp transport.TPM, dir string, pcr, n int) {
 		if err := w.Flush(); err != nil {
 			tb.Fatal(err)
 		}
+		// Durable now, so that the writeback of the filler is not charged
+		// to the first fsyncs of the Records measured after it.
+		if err := f.Sync(); err != nil {
+			tb.Fatal(err)
+		}
 		if err := f.Close(); err != nil {
 			tb.Fatal(err)
 		}
