@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/gate/evstore"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
@@ -61,6 +63,9 @@ type Options struct {
 	System   *pci.System
 	Policy   *policy.Policy
 	Recorder *tpm.Recorder
+	// Evidence, when set, keeps every decision's evidence bundle by its
+	// digest (the verdict event's evidence_digest) for offline re-checks.
+	Evidence *evstore.Store
 	// LockDir holds the per-function lock files; "" = pci.DefaultLockDir.
 	LockDir string
 	// StateDir keeps one record per function bound by vfio-gate (its
@@ -636,6 +641,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	for i, it := range items {
 		if verdictAt[i] < len(recs) {
 			it.d.Recorded = true
+			g.storeBundle(ctx, &it.d, now)
 			continue
 		}
 		if err == nil {
@@ -645,5 +651,31 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		addReason(&it.d.Verdict, reasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error(),
 			"nothing is passed without a record: fix the TPM (--tpm) or the event log, then retry"),
 			policy.Check{Name: "tpm", Expected: "decision extended and logged", Got: err.Error()}, true)
+	}
+}
+
+// storeBundle keeps the evidence of a recorded decision. A failure is
+// logged, not a deny: the decision and its digest are in the TPM log, the
+// bundle only lets it be re-checked later.
+func (g *Gate) storeBundle(ctx context.Context, d *Decision, now time.Time) {
+	if g.o.Evidence == nil || d.Evidence == nil || len(d.EvidenceDigest) == 0 {
+		return
+	}
+	ej, err := d.Evidence.CanonicalJSON()
+	if err == nil {
+		verdict := "deny"
+		if d.Verdict.Allow {
+			verdict = "allow"
+		}
+		b := evstore.New(ej, evstore.Decision{BDF: d.Identity.BDF, Verdict: verdict, Rule: d.Verdict.Rule,
+			Mode: string(d.Verdict.Mode), Reasons: reasonCodes(d.Verdict), Time: now})
+		if b.Digest != hex.EncodeToString(d.EvidenceDigest) {
+			err = fmt.Errorf("bundle digest %s is not the recorded evidence digest", b.Digest)
+		} else {
+			err = g.o.Evidence.Put(b)
+		}
+	}
+	if err != nil {
+		g.log.WarnContext(ctx, "evidence bundle not stored", "bdf", d.Identity.BDF, "err", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // SignatureKind names what a signature covers, for offline re-verification.
@@ -83,3 +84,22 @@ func CapabilityNames(flags uint32) []string {
 
 // String lists the capability names joined by "|".
 func capString(flags uint32) string { return strings.Join(CapabilityNames(flags), "|") }
+
+// VerifyChainBuffer checks, offline, a slot's certificate chain buffer (as
+// kept in an evidence bundle) against trust anchors at time now, with the
+// same rules the requester applies to a chain it read.
+func VerifyChainBuffer(slot uint8, buffer []byte, roots []*x509.Certificate, now time.Time, asym AsymAlgo, h HashAlgo) (*ChainReport, error) {
+	if !oneBit(asym) || !oneBit(h) {
+		return nil, fmt.Errorf("spdm: %s, %s is not one negotiated set", asym, h)
+	}
+	cc, err := parseChainBuffer(buffer, h)
+	if err != nil {
+		return nil, err
+	}
+	cc.Slot = slot
+	rep := verifyChain(cc, roots, now, asym, h)
+	if rep.Err != nil {
+		return rep, &VerificationError{Step: "certificate-chain", Err: rep.Err}
+	}
+	return rep, nil
+}

@@ -3,6 +3,7 @@ package tpm
 import (
 	"bufio"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -323,4 +324,19 @@ func prune(dir string, keep int, ret Retention, now time.Time) ([]int, error) {
 		removed = append(removed, b.Seq)
 	}
 	return removed, nil
+}
+
+// LockLog takes the log directory's lock, as Record does, so that no
+// decision is recorded until unlock is called (an export quotes the PCR and
+// copies the log under it).
+func LockLog(ctx context.Context, dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(path.Join(dir, lockName), os.O_RDWR|os.O_CREATE|oNoFollow, 0o640)
+	if err != nil {
+		return nil, &LogError{Path: dir, Msg: "open lock", Err: err}
+	}
+	if err := flock(ctx, f); err != nil {
+		f.Close()
+		return nil, &LogError{Path: dir, Msg: "lock", Err: err}
+	}
+	return func() { f.Close() }, nil
 }

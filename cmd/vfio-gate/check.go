@@ -16,6 +16,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/gate/evstore"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
@@ -116,7 +117,7 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 		}
 		watcher = s.aud.w
 	}
-	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, LockDir: f.lockDir,
+	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, Evidence: evstore.Open(evidenceDir(g), evstore.Options{}), LockDir: f.lockDir,
 		StateDir: g.stateDir, Concurrency: f.concurrency, Attest: attest.Options{Timeout: f.timeout},
 		Bind: bind, Logger: g.log, Watcher: watcher})
 	if err != nil {
