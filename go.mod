@@ -6,6 +6,7 @@ require (
 	github.com/cilium/ebpf v0.22.0
 	github.com/digitalocean/go-libvirt v0.0.0-20261013170128-efbbdf578ac8
 	github.com/google/go-cmp v0.7.0
+	github.com/google/go-eventlog v0.0.2
 	github.com/google/go-tpm v0.9.8
 	github.com/google/go-tpm-tools v0.4.7
 	github.com/spf13/cobra v1.10.2
@@ -17,8 +18,8 @@ require (
 )
 
 require (
-	github.com/google/go-eventlog v0.0.2 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	google.golang.org/protobuf v1.35.1 // indirect
 )
 
 tool github.com/cilium/ebpf/cmd/bpf2go

@@ -26,6 +26,10 @@ func newEvidenceCmd(e *env, g *globals) *cobra.Command {
 		Long: `Every decision's evidence bundle (transcripts, nonces, signatures, certificate chain,
 measurement blocks, TDISP report, verdict) is kept under <state-dir>/` + evidenceDirName + `/ by
 its digest, the evidence_digest of the verdict event in the TPM log (docs/evidence.md).`,
+		Example: `  vfio-gate log show --json | jq -r '.boots[-1].events[].event.evidence_digest // empty'
+  vfio-gate evidence show DIGEST
+  vfio-gate evidence verify DIGEST --trust-anchor vendor-root.pem --policy /etc/vfio-gate/policy.yaml
+  sudo vfio-gate evidence export --nonce 5eed0f00c0ffee --out /tmp/export`,
 	}
 	show := &cobra.Command{
 		Use:   "show DIGEST|FILE",
