@@ -141,3 +141,17 @@ func simulatorGet() (simHandle, error) {
 	}
 	return simHandle{s: s, tpm: transport.FromReadWriteCloser(s)}, nil
 }
+
+func FuzzParseIndex(f *testing.F) {
+	f.Add([]byte(`{"schema":"vfio-gate/log-index/v1","boot":1,"reset_count":1,"restart_count":0,"segment":1,"size":400,"segment_records":7,"next_recnum":8,"values":{"sha256":"00"}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ix, err := parseIndex(data)
+		if (ix == nil) == (err == nil) {
+			t.Fatalf("result %v, err %v", ix, err)
+		}
+		if err == nil && (ix.Boot <= 0 || ix.Segment <= 0 || ix.Size <= 0 || len(ix.Values) == 0) {
+			t.Fatalf("accepted an incomplete index %+v", ix)
+		}
+	})
+}

@@ -227,6 +227,12 @@ func readIndex(dir string) (*logIndex, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseIndex(b)
+}
+
+// parseIndex decodes index.json strictly; the file is only a cache, but a
+// crafted one must not crash the recorder.
+func parseIndex(b []byte) (*logIndex, error) {
 	if len(b) > 64<<10 {
 		return nil, errors.New("index too large")
 	}

@@ -1,0 +1,119 @@
+package tpm
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"math/big"
+	"os"
+	"testing"
+
+	"github.com/google/go-eventlog/register"
+	"github.com/google/go-eventlog/tcg"
+	"github.com/google/go-tpm/tpm2"
+)
+
+// The PCR file matches, byte for byte, the one tpm2_quote -o wrote for the
+// same value (testdata/tpm2-tools/README.md).
+func TestTPM2ToolsPCRsGolden(t *testing.T) {
+	want, err := os.ReadFile("testdata/tpm2-tools/quote-sha256-pcr13.pcrs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := sha256.Sum256(append(make([]byte, 32), append(make([]byte, 31), 1)...))
+	if got := TPM2ToolsPCRs(13, v[:]); !bytes.Equal(got, want) {
+		t.Fatalf("PCR file differs from tpm2_quote's:\n got %x\nwant %x", got, want)
+	}
+}
+
+// The AK is created once and persisted; a quote over the recorded PCR
+// carries the nonce, verifies with the AK's public key over TPMS_ATTEST,
+// and its pcrDigest is SHA-256 of the PCR value the log replays to.
+func TestQuoteAndTCG2Export(t *testing.T) {
+	_, tp := openSimT(t)
+	r, dir := newRec(t, tp, DefaultPCR)
+	r.segRecords = 8 // two segments, chained
+	recordSample(t, r, true)
+	recordSample(t, r, false)
+
+	ak, err := EnsureAK(tp)
+	if err != nil || !ak.Created {
+		t.Fatalf("EnsureAK: %+v %v", ak, err)
+	}
+	again, err := EnsureAK(tp)
+	if err != nil || again.Created || !again.Public.Equal(ak.Public) || !bytes.Equal(again.Name, ak.Name) {
+		t.Fatalf("second EnsureAK: %+v %v", again, err)
+	}
+	nonce := []byte("verifier nonce")
+	q, err := Quote(tp, ak, DefaultPCR, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := tpm2.Unmarshal[tpm2.TPMSAttest](q.Attest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(att.ExtraData.Buffer, nonce) || att.Type != tpm2.TPMSTAttestQuote {
+		t.Fatalf("attest %+v", att)
+	}
+	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](q.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := sig.Signature.ECDSA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(q.Attest)
+	if !ecdsa.Verify(ak.Public, h[:], new(big.Int).SetBytes(es.SignatureR.Buffer), new(big.Int).SetBytes(es.SignatureS.Buffer)) {
+		t.Fatal("quote signature does not verify with the AK")
+	}
+	h[0] ^= 1
+	if ecdsa.Verify(ak.Public, h[:], new(big.Int).SetBytes(es.SignatureR.Buffer), new(big.Int).SetBytes(es.SignatureS.Buffer)) {
+		t.Fatal("signature verifies over other data")
+	}
+
+	recs, start, err := ExtendedRecords(dir, 0)
+	if err != nil || len(recs) != 12 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	replay, err := ReplayTCG2Value(recs, start["sha256"], "sha256")
+	if err != nil || !bytes.Equal(replay, q.PCR) {
+		t.Fatalf("replay %x, quoted PCR %x (%v)", replay, q.PCR, err)
+	}
+	bin, err := EncodeTCG2(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// go-eventlog, an independent parser, replays it to the quoted value.
+	mr := []register.MR{register.PCR{Index: DefaultPCR, Digest: q.PCR, DigestAlg: crypto.SHA256}}
+	evs, err := tcg.ParseAndReplay(bin, mr, tcg.ParseOpts{})
+	if err != nil || len(evs) != len(recs) {
+		t.Fatalf("go-eventlog: %d events, %v", len(evs), err)
+	}
+	if evs[len(evs)-1].UntrustedType() != tcg.EventType(EvEventTag) {
+		t.Errorf("verdict exported as %v", evs[len(evs)-1].UntrustedType())
+	}
+	// Records a resync baseline acknowledged as never extended are not
+	// exported: the binary log holds only what the PCR holds.
+	rewriteLines(t, dir, func(l []string) []string {
+		rec, _ := ParseRecord([]byte(l[len(l)-1]))
+		rec.RecNum++
+		b, _ := rec.MarshalJSON()
+		return append(l, string(b))
+	})
+	recordSample(t, r, true)
+	recs2, _, err := ExtendedRecords(dir, 0)
+	if err != nil || len(recs2) != 18 {
+		t.Fatalf("after resync: %d records, %v", len(recs2), err)
+	}
+	q2, err := Quote(tp, ak, DefaultPCR, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin2, _ := EncodeTCG2(recs2)
+	if _, err := tcg.ParseAndReplay(bin2, []register.MR{register.PCR{Index: DefaultPCR, Digest: q2.PCR, DigestAlg: crypto.SHA256}}, tcg.ParseOpts{}); err != nil {
+		t.Fatalf("after resync: %v", err)
+	}
+}
