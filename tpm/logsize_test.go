@@ -113,7 +113,7 @@ func TestRecordCostIndependentOfLogSize(t *testing.T) {
 	}
 	cost := recordCost(t, big, 15)
 	t.Logf("median Record: %v on an empty log, %v on %d records (%d MiB)", base, cost, 250_000, size>>20)
-	if cost > 3*base+2*time.Millisecond {
+	if cost > 3*base+20*time.Millisecond { // reading the whole log (263 MiB) would take far longer
 		t.Errorf("Record on a 250k-record log took %v, an empty log %v", cost, base)
 	}
 	// The records it appended continue the boot's numbering.

@@ -109,7 +109,7 @@ func EncodeTCG2(recs []*Record) ([]byte, error) {
 	}
 	spec := wire.NewBuilder(nil)
 	spec.AddBytes([]byte("Spec ID Event03\x00")).AddU32(0) // platformClass: client
-	spec.AddU8(0).AddU8(2).AddU8(0).AddU8(2)              // specVersionMinor, Major, Errata, uintnSize (UINT64)
+	spec.AddU8(0).AddU8(2).AddU8(0).AddU8(2)               // specVersionMinor, Major, Errata, uintnSize (UINT64)
 	spec.AddU32(uint32(len(algs)))
 	for _, b := range algs {
 		spec.AddU16(uint16(b.alg)).AddU16(uint16(b.hash.Size()))
