@@ -111,8 +111,10 @@ func VerifyBoot(ctx context.Context, t transport.TPM, dir string, seq, pcr int) 
 	if err != nil {
 		return nil, err
 	}
+	// The newest boot is the current one when its key is the TPM's, or when
+	// its key cannot be read (then the replay names what is wrong with it).
 	isCurrent := func(b Boot) bool {
-		return b.Seq == boots[len(boots)-1].Seq && b.KeyError == "" && b.ResetCount == rc && b.RestartCount == restart
+		return b.Seq == boots[len(boots)-1].Seq && (b.KeyError != "" || b.ResetCount == rc && b.RestartCount == restart)
 	}
 	var boot *Boot
 	for i := range boots {
