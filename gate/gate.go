@@ -641,7 +641,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	for i, it := range items {
 		if verdictAt[i] < len(recs) {
 			it.d.Recorded = true
-			g.storeBundle(ctx, &it.d, now)
+			g.storeBundle(ctx, &it.d, confidential, now)
 			continue
 		}
 		if err == nil {
@@ -657,7 +657,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 // storeBundle keeps the evidence of a recorded decision. A failure is
 // logged, not a deny: the decision and its digest are in the TPM log, the
 // bundle only lets it be re-checked later.
-func (g *Gate) storeBundle(ctx context.Context, d *Decision, now time.Time) {
+func (g *Gate) storeBundle(ctx context.Context, d *Decision, confidential bool, now time.Time) {
 	if g.o.Evidence == nil || d.Evidence == nil || len(d.EvidenceDigest) == 0 {
 		return
 	}
@@ -668,7 +668,7 @@ func (g *Gate) storeBundle(ctx context.Context, d *Decision, now time.Time) {
 			verdict = "allow"
 		}
 		b := evstore.New(ej, evstore.Decision{BDF: d.Identity.BDF, Verdict: verdict, Rule: d.Verdict.Rule,
-			Mode: string(d.Verdict.Mode), Reasons: reasonCodes(d.Verdict), Time: now})
+			Mode: string(d.Verdict.Mode), Reasons: reasonCodes(d.Verdict), Confidential: confidential, Time: now})
 		if b.Digest != hex.EncodeToString(d.EvidenceDigest) {
 			err = fmt.Errorf("bundle digest %s is not the recorded evidence digest", b.Digest)
 		} else {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,13 +48,35 @@ func BenchmarkRecordLogSize(b *testing.B) {
 			if _, err := r.Record(b.Context(), verdict()); err != nil { // first Record after Fill builds the index
 				b.Fatal(err)
 			}
+			before := readChars(b)
+			ops := 0
 			for b.Loop() {
 				if _, err := r.Record(b.Context(), verdict()); err != nil {
 					b.Fatal(err)
 				}
+				ops++
 			}
+			// Bytes read(2) by the process per Record: the log is not re-read.
+			b.ReportMetric(float64(readChars(b)-before)/float64(ops), "read-B/op")
 		})
 	}
+}
+
+// readChars is rchar of /proc/self/io: bytes this process read with read(2)
+// and friends.
+func readChars(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		tb.Skipf("no /proc/self/io: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "rchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	tb.Skip("no rchar in /proc/self/io")
+	return 0
 }
 
 // recordCost is the median time of k Records after a warm-up one.

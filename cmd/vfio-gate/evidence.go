@@ -88,7 +88,7 @@ denies; 1 the bundle cannot be read.`,
 				if err != nil {
 					return err
 				}
-				v := p.Evaluate(checked, policy.Input{Now: now})
+				v := p.Evaluate(checked, policy.Input{Now: now, Confidential: b.Decision.Confidential})
 				verdict = &v
 				out["policy_verdict"] = v
 			}

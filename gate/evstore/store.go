@@ -45,12 +45,15 @@ const (
 
 // Decision is what was decided on the evidence.
 type Decision struct {
-	BDF     string    `json:"bdf"`
-	Verdict string    `json:"verdict"` // "allow" or "deny"
-	Rule    string    `json:"rule,omitempty"`
-	Mode    string    `json:"mode,omitempty"`
-	Reasons []string  `json:"reasons"`
-	Time    time.Time `json:"time"`
+	BDF     string   `json:"bdf"`
+	Verdict string   `json:"verdict"` // "allow" or "deny"
+	Rule    string   `json:"rule,omitempty"`
+	Mode    string   `json:"mode,omitempty"`
+	Reasons []string `json:"reasons"`
+	// Confidential: the device was destined for a confidential VM (policy
+	// defaults.confidential applied).
+	Confidential bool      `json:"confidential"`
+	Time         time.Time `json:"time"`
 }
 
 // Bundle is one stored evidence bundle.
