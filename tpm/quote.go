@@ -172,3 +172,54 @@ func TPM2ToolsPCRs(pcr int, sha256Value []byte) []byte {
 	copy(out[off+10:], sha256Value)
 	return out
 }
+
+// EK certificate NV indices (TCG EK Credential Profile for TPM 2.0, §2.2.1.5:
+// RSA 2048 and ECC NIST P-256 EK certificates).
+const (
+	NVIndexEKCertRSA uint32 = 0x01C00002
+	NVIndexEKCertECC uint32 = 0x01C0000A
+)
+
+// maxEKCertBytes bounds an EK certificate read from NV.
+const maxEKCertBytes = 8192
+
+// EKCertificate returns the DER of the first EK certificate the TPM holds
+// (ECC, then RSA), read with the index's own (empty) authorization, as the
+// profile's TPMA_NV_AUTHREAD allows; found is false when there is none.
+func EKCertificate(t transport.TPM) (der []byte, index uint32, found bool, err error) {
+	for _, idx := range []uint32{NVIndexEKCertECC, NVIndexEKCertRSA} {
+		rp, err := (tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(idx)}).Execute(t)
+		if errors.Is(err, tpm2.TPMRCHandle) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, false, tpmErr("nv-read-public", err)
+		}
+		pub, err := rp.NVPublic.Contents()
+		if err != nil {
+			return nil, 0, false, tpmErr("nv-read-public", err)
+		}
+		if pub.DataSize == 0 || pub.DataSize > maxEKCertBytes {
+			return nil, 0, false, tpmErr("nv-read-public", fmt.Errorf("EK certificate index 0x%08x holds %d bytes", idx, pub.DataSize))
+		}
+		const chunk = 512 // below every TPM's TPM_PT_NV_BUFFER_MAX
+		out := make([]byte, 0, pub.DataSize)
+		for off := 0; off < int(pub.DataSize); off += chunk {
+			n := min(chunk, int(pub.DataSize)-off)
+			rsp, err := tpm2.NVRead{
+				AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(idx), Name: rp.NVName, Auth: tpm2.PasswordAuth(nil)},
+				NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: rp.NVName},
+				Size:       uint16(n), Offset: uint16(off),
+			}.Execute(t)
+			if err != nil {
+				return nil, 0, false, tpmErr("nv-read", err)
+			}
+			if len(rsp.Data.Buffer) != n {
+				return nil, 0, false, tpmErr("nv-read", fmt.Errorf("read %d of %d bytes", len(rsp.Data.Buffer), n))
+			}
+			out = append(out, rsp.Data.Buffer...)
+		}
+		return out, idx, true, nil
+	}
+	return nil, 0, false, nil
+}

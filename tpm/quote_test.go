@@ -117,3 +117,36 @@ func TestQuoteAndTCG2Export(t *testing.T) {
 		t.Fatalf("after resync: %v", err)
 	}
 }
+
+// The EK certificate is read from its NV index when the TPM has one (here
+// defined by the test, as a manufacturer would), and its absence is not an
+// error.
+func TestEKCertificate(t *testing.T) {
+	_, tp := openSimT(t)
+	if _, _, found, err := EKCertificate(tp); err != nil || found {
+		t.Fatalf("fresh simulator: found %v, %v", found, err)
+	}
+	cert := bytes.Repeat([]byte{0x30, 0x82, 0xaa, 0x55}, 300) // 1200 bytes: three reads
+	def := tpm2.TPMSNVPublic{NVIndex: tpm2.TPMHandle(NVIndexEKCertECC), NameAlg: tpm2.TPMAlgSHA256,
+		Attributes: tpm2.TPMANV{OwnerWrite: true, AuthWrite: true, AuthRead: true, OwnerRead: true, NoDA: true}, DataSize: uint16(len(cert))}
+	if _, err := (tpm2.NVDefineSpace{AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		PublicInfo: tpm2.New2B(def)}).Execute(tp); err != nil {
+		t.Fatal(err)
+	}
+	rp, err := (tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(NVIndexEKCertECC)}).Execute(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(cert); off += 512 {
+		end := min(off+512, len(cert))
+		if _, err := (tpm2.NVWrite{AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			NVIndex: tpm2.NamedHandle{Handle: tpm2.TPMHandle(NVIndexEKCertECC), Name: rp.NVName},
+			Data:    tpm2.TPM2BMaxNVBuffer{Buffer: cert[off:end]}, Offset: uint16(off)}).Execute(tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	der, idx, found, err := EKCertificate(tp)
+	if err != nil || !found || idx != NVIndexEKCertECC || !bytes.Equal(der, cert) {
+		t.Fatalf("EKCertificate: %d bytes at 0x%08x, found %v, %v", len(der), idx, found, err)
+	}
+}

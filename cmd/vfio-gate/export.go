@@ -32,6 +32,9 @@ type exportManifest struct {
 	PCRValues    map[string]string `json:"pcr_values"` // hex, per bank, at the quote
 	AKHandle     string            `json:"ak_handle"`
 	AKName       string            `json:"ak_name"`
+	// EKCertIndex is the NV index the EK certificate (ek.cert.der) was read
+	// from; empty when the TPM holds none.
+	EKCertIndex string `json:"ek_cert_index,omitempty"`
 	Files        map[string]string `json:"files"` // name -> SHA-256 hex
 	Bundles      []string          `json:"bundles"`
 	// MissingBundles are evidence digests in the log whose bundle is no
@@ -53,6 +56,7 @@ boot's decisions without vfio-gate (docs/evidence.md):
   quote.sig      its TPMT_SIGNATURE, by vfio-gate's attestation key
   quote.pcrs     the PCR value, as tpm2_quote -o writes it
   ak.pub.pem     the attestation key (created once, persisted at handle 0x81000A65)
+  ek.cert.der    the TPM's EK certificate, when it holds one (NV 0x01C0000A or 0x01C00002)
   bundles/       the evidence bundle of every verdict in the log, by digest
   manifest.json  the files and their SHA-256, PCR, banks, nonce, boot
 
@@ -150,6 +154,17 @@ Exit codes: 0 written; 5 the TPM cannot be used or the log does not verify; 1 ot
 				{"eventlog.bin", bin}, {"quote.msg", q.Attest}, {"quote.sig", q.Signature},
 				{"quote.pcrs", tpm.TPM2ToolsPCRs(pcr, q.PCR)},
 				{"ak.pub.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: akDER})},
+			}
+			ek, idx, found, err := tpm.EKCertificate(t)
+			if err != nil {
+				return err
+			}
+			if found {
+				files = append(files, struct {
+					name string
+					data []byte
+				}{"ek.cert.der", ek})
+				m.EKCertIndex = fmt.Sprintf("0x%08x", idx)
 			}
 			for _, f := range files {
 				if err := write(f.name, f.data); err != nil {
