@@ -34,9 +34,9 @@ type exportManifest struct {
 	AKName       string            `json:"ak_name"`
 	// EKCertIndex is the NV index the EK certificate (ek.cert.der) was read
 	// from; empty when the TPM holds none.
-	EKCertIndex string `json:"ek_cert_index,omitempty"`
-	Files        map[string]string `json:"files"` // name -> SHA-256 hex
-	Bundles      []string          `json:"bundles"`
+	EKCertIndex string            `json:"ek_cert_index,omitempty"`
+	Files       map[string]string `json:"files"` // name -> SHA-256 hex
+	Bundles     []string          `json:"bundles"`
 	// MissingBundles are evidence digests in the log whose bundle is no
 	// longer (or was never) stored.
 	MissingBundles []string `json:"missing_bundles"`
