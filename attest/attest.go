@@ -47,6 +47,14 @@ type Options struct {
 	TDISPInterface pci.BDF
 }
 
+// NewChainCache returns an in-memory chain cache (keyed by digest) to share
+// across attestations in Options.ChainCache.
+func NewChainCache() spdm.ChainCache { return &spdm.MapChainCache{} }
+
+// SleepingDOE are mailbox options that wait for Data Object Ready by
+// sleeping, never spinning: for many mailboxes in flight at once.
+func SleepingDOE() *doe.Options { return &doe.Options{Spin: -1} }
+
 // Function attests one PCI function through its DOE mailbox. The caller holds the
 // per-function lock (pci.LockFunction). It never decides: every problem is recorded in
 // Evidence.Failure (Kind one of attest.Fail*) and the Evidence is still returned. The error

@@ -42,8 +42,6 @@ func newFixture(t *testing.T) *fixture {
 	return fx
 }
 
-func fixedRand() io.Reader { return bytes.NewReader(bytes.Repeat([]byte{0x5a}, 1<<16)) }
-
 func TestFunctionGood(t *testing.T) {
 	fx := newFixture(t)
 	d, bdf := fx.AddEmu(t, "0000:01:00.0", emu.Config{})
@@ -132,7 +130,7 @@ func TestFunctionFaults(t *testing.T) {
 	cases := []struct {
 		fault emu.Fault
 		v     spdm.Version
-		kind  string // "" = no failure
+		kind  attest.Kind // FailUnknown = no failure
 		check func(t *testing.T, ev *attest.Evidence)
 	}{
 		{fault: emu.FaultBadSignature, v: spdm.Version12, kind: attest.FailSignature},
@@ -172,14 +170,14 @@ func TestFunctionFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			switch {
-			case tc.kind == "" && ev.Failure != nil:
+			case tc.kind == attest.FailUnknown && ev.Failure != nil:
 				t.Fatalf("unexpected failure %+v", ev.Failure)
-			case tc.kind != "" && (ev.Failure == nil || ev.Failure.Kind != tc.kind):
+			case tc.kind != attest.FailUnknown && (ev.Failure == nil || ev.Failure.Kind != tc.kind):
 				t.Fatalf("failure %+v, want kind %s", ev.Failure, tc.kind)
-			case tc.kind != "" && ev.Failure.Message == "":
+			case tc.kind != attest.FailUnknown && ev.Failure.Message == "":
 				t.Fatal("failure without a message")
 			}
-			if tc.kind == "" && (!ev.ChallengeVerified || !ev.MeasurementsSignatureVerified) {
+			if tc.kind == attest.FailUnknown && (!ev.ChallengeVerified || !ev.MeasurementsSignatureVerified) {
 				t.Errorf("legal device: challenge %v measurements %v", ev.ChallengeVerified, ev.MeasurementsSignatureVerified)
 			}
 			if tc.kind == attest.FailSignature && ev.ChallengeVerified && ev.MeasurementsSignatureVerified {
@@ -213,7 +211,7 @@ func TestFunctionEveryProfile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ev.Failure != nil && (ev.Failure.Kind == "" || ev.Failure.Step == "") {
+			if ev.Failure != nil && (ev.Failure.Kind == attest.FailUnknown || ev.Failure.Step == "") {
 				t.Fatalf("unclassified failure %+v", ev.Failure)
 			}
 			if p.Name == "good" || p.Name == "tampered" {
@@ -446,7 +444,7 @@ func TestTransportDirect(t *testing.T) {
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
-		kind string
+		kind attest.Kind
 	}{
 		{fmt.Errorf("x: %w", doe.ErrMailboxBusy), attest.FailMailboxBusy},
 		{fmt.Errorf("x: %w: %w", doe.ErrTimeout, context.DeadlineExceeded), attest.FailTimeout},
@@ -456,7 +454,12 @@ func TestClassify(t *testing.T) {
 		{io.ErrUnexpectedEOF, attest.FailTransport},
 		{&spdm.ResponderError{Code: spdm.ErrorCodeBusy}, attest.FailProtocol},
 		{&spdm.DecodeError{Msg: "DIGESTS"}, attest.FailProtocol},
-		{&spdm.ProtocolError{Reason: "RequesterContext not echoed"}, attest.FailNonce},
+		{&spdm.ProtocolError{Reason: "RequesterContext not echoed", Err: spdm.ErrNonceNotEchoed}, attest.FailNonce},
+		{fmt.Errorf("x: %w", spdm.ErrNonceNotEchoed), attest.FailNonce},
+		// The sentinel decides, never the text: a reason that mentions a
+		// nonce is still a plain protocol violation.
+		{&spdm.ProtocolError{Reason: "bad nonce length"}, attest.FailProtocol},
+		{fmt.Errorf("x: %w", pci.ErrTSMOwnsMailbox), attest.FailMailboxOwned},
 		{&spdm.VerificationError{Step: "challenge-signature", Err: errors.New("bad")}, attest.FailSignature},
 		{&spdm.VerificationError{Step: "digest", Err: errors.New("bad")}, attest.FailChain},
 		{errors.New("something new"), attest.FailProtocol},
@@ -469,8 +472,9 @@ func TestClassify(t *testing.T) {
 
 func TestTransportSocket(t *testing.T) {
 	for _, p := range []struct {
-		profile, kind string
-	}{{"good", ""}, {"bad-signature", attest.FailSignature}, {"wrong-root", attest.FailChain}} {
+		profile string
+		kind    attest.Kind
+	}{{"good", attest.FailUnknown}, {"bad-signature", attest.FailSignature}, {"wrong-root", attest.FailChain}} {
 		t.Run(p.profile, func(t *testing.T) {
 			d, err := emu.New(emu.Config{Algorithms: spdm.AsymECDSAP384, Profile: p.profile})
 			if err != nil {
@@ -489,7 +493,7 @@ func TestTransportSocket(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.kind == "" {
+			if p.kind == attest.FailUnknown {
 				if ev.Failure != nil || !ev.ChallengeVerified || !ev.MeasurementsSignatureVerified || len(ev.Measurements) == 0 ||
 					ev.Identity.Socket != addr || !ev.Identity.FromCMASAN || ev.Identity.VendorID != d.Identity().Vendor {
 					t.Fatalf("failure %+v identity %+v", ev.Failure, ev.Identity)

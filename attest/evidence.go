@@ -197,30 +197,10 @@ type Bundle struct {
 	Slot            uint8  `json:"slot"`
 }
 
-// Failure classifies why attestation stopped or a check failed. Kind is one
-// of the Fail* constants; policy maps it to a reason code.
+// Failure classifies why attestation stopped or a check failed. policy maps
+// Kind to a reason code.
 type Failure struct {
 	Step    string `json:"step"` // "doe-discovery", "version", "certificate", "challenge", ...
-	Kind    string `json:"kind"`
+	Kind    Kind   `json:"kind"`
 	Message string `json:"message"`
 }
-
-// Failure kinds.
-const (
-	FailNoDOE           = "no-doe"            // no DOE capability
-	FailNoCMA           = "no-cma"            // DOE but no CMA-SPDM feature
-	FailLockdown        = "lockdown"          // kernel lockdown forbids config writes
-	FailPermission      = "permission"        // config space beyond 64 bytes unreadable
-	FailMailboxBusy     = "mailbox-busy"      // another owner holds the mailbox
-	FailMailboxOwned    = "mailbox-owned"     // a kernel driver or TSM owns the mailbox
-	FailTimeout         = "timeout"           // device or context deadline
-	FailDeviceGone      = "device-removed"    // function vanished mid-operation
-	FailTransport       = "transport"         // DOE error bit, socket failure, bad framing
-	FailProtocol        = "protocol"          // SPDM protocol violation or ERROR response
-	FailSignature       = "signature-invalid" // CHALLENGE/MEASUREMENTS/KEY_EXCHANGE signature
-	FailChain           = "chain"             // see ChainState.ErrorKind
-	FailNonce           = "nonce"             // nonce not echoed
-	FailSession         = "session"           // secure session failure
-	FailTDISP           = "tdisp"             // TDISP failure
-	FailMailboxTampered = "mailbox-tampered"  // audit saw another process touch the mailbox
-)

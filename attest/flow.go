@@ -7,19 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
-	"net"
-	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/target"
 )
 
 // run is the state of one attestation.
@@ -57,7 +52,7 @@ func newRun(o *Options) *run {
 
 // fail records the first failure; later ones are logged only. It returns
 // false so steps can `return r.fail(...)`.
-func (r *run) fail(step, kind, format string, a ...any) bool {
+func (r *run) fail(step string, kind Kind, format string, a ...any) bool {
 	msg := fmt.Sprintf(format, a...)
 	if r.ev.Failure == nil {
 		r.ev.Failure = &Failure{Step: step, Kind: kind, Message: msg}
@@ -137,61 +132,48 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	for _, off := range offs {
 		ev.DOE = append(ev.DOE, Mailbox{Offset: off, Features: []string{}})
 	}
-	if err := sys.MayDriveDOE(f); err != nil {
-		r.fail("doe-discovery", blockedKind(err), "%v", err)
-		return r.finish(), nil, nil
-	}
-
-	cfg, closer, err = f.OpenConfig()
+	var conn *target.Conn
+	r.timed("doe-discovery", func() bool {
+		conn, err = (&target.PCI{System: sys, BDF: bdf, DOE: r.o.DOE}).Open(ctx)
+		return err == nil
+	})
 	if err != nil {
-		r.failErr("config", err)
+		var oe *target.OpenError
+		switch {
+		case errors.As(err, &oe) && oe.Step == target.StepPolicy:
+			r.fail("doe-discovery", blockedKind(err), "%v", err)
+		case errors.As(err, &oe) && oe.Step == target.StepDOE:
+			r.failErr("doe-discovery", err)
+		default:
+			r.failErr("config", err)
+		}
 		return r.finish(), nil, nil
 	}
 	defer func() {
 		if r.held == nil {
-			closer.Close()
+			conn.Close()
 		}
 	}()
-	if w, ok := cfg.(interface{ Writable() bool }); ok && !w.Writable() {
-		r.fail("config", FailPermission, "%s: config space could not be opened for writing", bdf)
-		return r.finish(), nil, nil
-	}
-
-	var cma *doe.Mailbox
-	var discErr error
-	r.timed("doe-discovery", func() bool {
-		mbs, err := doe.Find(cfg, r.o.DOE)
-		if err != nil && len(mbs) == 0 {
-			discErr = err
-			return false
+	for _, mb := range conn.Mailboxes {
+		if mb.Err != nil {
+			r.log.Debug("discovery failed", "bdf", bdf.String(), "offset", mb.Offset(), "err", mb.Err)
+			continue
 		}
-		for i, mb := range mbs {
-			feats, err := mb.Discover(ctx)
-			if err != nil {
-				r.log.Debug("discovery failed", "bdf", bdf.String(), "offset", mb.Offset(), "err", err)
-				if discErr == nil {
-					discErr = err
-				}
-				continue
-			}
-			names := make([]string, 0, len(feats))
-			for _, ft := range feats {
-				names = append(names, ft.Name())
-			}
-			if i < len(ev.DOE) && ev.DOE[i].Offset == mb.Offset() {
+		names := make([]string, 0, len(mb.Features))
+		for _, ft := range mb.Features {
+			names = append(names, ft.Name())
+		}
+		for i := range ev.DOE {
+			if ev.DOE[i].Offset == mb.Offset() {
 				ev.DOE[i].Features = names
 			}
-			if cma == nil && mb.Supports(doe.FeatureCMA) {
-				cma = mb
-			}
 		}
-		return true
-	})
-	if cma == nil {
-		if discErr != nil {
+	}
+	if conn.CMA == nil {
+		if conn.DiscoveryErr != nil {
 			// A mailbox we could not list might be the CMA one: never
 			// conclude "no CMA" from a failed discovery.
-			r.failErr("doe-discovery", discErr)
+			r.failErr("doe-discovery", conn.DiscoveryErr)
 		} else {
 			r.fail("doe-discovery", FailNoCMA, "no DOE mailbox offers CMA-SPDM (features: %s)", featureList(ev.DOE))
 		}
@@ -199,11 +181,11 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	}
 	ev.HasCMA = true
 	var sec spdm.Transport
-	if cma.Supports(doe.FeatureSecuredCMA) {
-		sec = cma.Exchanger(doe.FeatureSecuredCMA)
+	if conn.Secured != nil {
+		sec = conn.Secured
 	}
 	r.tdi = bdf
-	r.spdm(ctx, cma.Exchanger(doe.FeatureCMA), sec)
+	r.spdm(ctx, conn.CMA, sec)
 	if r.held != nil && ev.Failure != nil {
 		// A failure recorded after the session was kept (the deadline).
 		if err := r.held.End(ctx); err != nil {
@@ -213,7 +195,7 @@ func attestFunction(ctx context.Context, sys *pci.System, bdf pci.BDF, o *Option
 	}
 	if r.held != nil {
 		// The mailbox stays open for the session: Held.Close closes it.
-		return r.finish(), &Held{Session: r.held, close: closer.Close}, nil
+		return r.finish(), &Held{Session: r.held, close: conn.Close}, nil
 	}
 	return r.finish(), nil, nil
 }
@@ -227,21 +209,6 @@ func featureList(mbs []Mailbox) string {
 		return "none"
 	}
 	return strings.Join(all, ", ")
-}
-
-// blockedKind maps a pci.MayDriveDOE refusal to a Failure kind.
-func blockedKind(err error) string {
-	switch {
-	case errors.Is(err, pci.ErrLockdown):
-		return FailLockdown
-	case errors.Is(err, pci.ErrDriverOwnsMailbox), errors.Is(err, pci.ErrTSMOwnsMailbox):
-		return FailMailboxOwned
-	case errors.Is(err, pci.ErrNotRoot):
-		return FailPermission
-	case errors.Is(err, pci.ErrDeviceRemoved):
-		return FailDeviceGone
-	}
-	return FailPermission
 }
 
 func attestTransport(ctx context.Context, t spdm.Transport, id Identity, o *Options) (*Evidence, error) {
@@ -303,113 +270,16 @@ func (r *run) spdm(ctx context.Context, t, sec spdm.Transport) {
 			r.failErr("spdm", ctx.Err())
 		}
 	}()
-
-	var neg spdm.Negotiated
-	if !r.timed("version", func() bool {
-		neg, err = req.Negotiate(ctx)
-		return err == nil || r.failErr("version", err)
-	}) {
+	neg, ok := r.negotiate(ctx, req)
+	if !ok {
 		return
 	}
-	ev.Version = neg.Version.String()
-	ev.Capabilities = capNames(neg.Caps)
-	ev.Algorithms = Algorithms{
-		BaseAsym: AsymName(neg.BaseAsym), BaseHash: neg.BaseHash.String(),
-		MeasurementHash: measHashName(neg.MeasHash),
-	}
-	if neg.DHE != 0 {
-		ev.Algorithms.DHE = neg.DHE.String()
-	}
-	if neg.AEAD != 0 {
-		ev.Algorithms.AEAD = neg.AEAD.String()
-	}
-	if neg.Caps&spdm.CapCert == 0 {
-		r.fail("digests", FailProtocol, "the responder does not advertise CERT_CAP: it cannot prove an identity")
+	slot, ok := r.certificates(ctx, req)
+	if !ok {
 		return
 	}
-
-	var digs *spdm.Digests
-	if !r.timed("digests", func() bool {
-		digs, err = req.Digests(ctx)
-		return err == nil || r.failErr("digests", err)
-	}) {
+	if neg.Caps&spdm.CapChal != 0 && !r.challenge(ctx, req, neg, slot) {
 		return
-	}
-	slots := digs.Slots()
-	if len(slots) == 0 {
-		r.fail("digests", FailProtocol, "the responder has no provisioned certificate slot")
-		return
-	}
-
-	reports := map[uint8]*spdm.ChainReport{}
-	chains := map[uint8]*spdm.CertChain{}
-	if !r.timed("certificate", func() bool {
-		for _, s := range slots {
-			cc, err := req.Certificate(ctx, s)
-			if err != nil {
-				cs := ChainState{Slot: s, Digest: hex.EncodeToString(digs.Digests[s]), Error: err.Error(),
-					ErrorKind: ChainErrorMalformed, Certificates: []CertInfo{}}
-				ev.Chains = append(ev.Chains, cs)
-				return r.failErr("certificate", err)
-			}
-			chains[s] = cc
-			rep, verr := req.VerifyChain(s)
-			reports[s] = rep
-			ev.Chains = append(ev.Chains, r.chainState(s, cc, rep, verr))
-		}
-		return true
-	}) {
-		return
-	}
-
-	// The slot whose key signs: requested, or the lowest verified, or the
-	// lowest provisioned (its chain failure is then the verdict).
-	var slot uint8
-	switch {
-	case r.o.Slot != nil:
-		slot = *r.o.Slot
-		if chains[slot] == nil {
-			r.fail("certificate", FailChain, "slot %d is not provisioned (provisioned: %v)", slot, slots)
-			return
-		}
-	default:
-		slot = slots[0]
-		for _, s := range slots {
-			if reports[s] != nil && reports[s].Verified {
-				slot = s
-				break
-			}
-		}
-	}
-	ev.Bundle.Slot = slot
-	ev.Bundle.CertChainBuffer = slices.Clone(chains[slot].Buffer)
-	if cs := ev.usedChain(); cs != nil && !cs.Verified {
-		r.fail("certificate", FailChain, "slot %d: %s", slot, cs.Error)
-	}
-
-	if neg.Caps&spdm.CapChal != 0 {
-		summary := spdm.SummaryNone
-		if neg.Caps&spdm.CapMeasMask != 0 {
-			summary = spdm.SummaryAll
-		}
-		var ch *spdm.ChallengeResult
-		if !r.timed("challenge", func() bool {
-			ch, err = req.Challenge(ctx, slot, summary)
-			if ch != nil {
-				ev.Bundle.ChallengeTranscript = slices.Clone(ch.Transcript)
-				ev.Bundle.ChallengeSignature = slices.Clone(ch.Signature)
-				ev.Bundle.ChallengeNonce = slices.Clone(ch.Nonce)
-				ev.Bundle.ChallengeResponderNonce = slices.Clone(ch.ResponderNonce)
-				ev.Bundle.MeasurementSummaryHash = slices.Clone(ch.SummaryHash)
-			}
-			return err == nil || r.failErr("challenge", err)
-		}) {
-			return
-		}
-		ev.ChallengeVerified = ch.Verified
-		if !ch.Verified {
-			r.fail("challenge", FailSignature, "CHALLENGE_AUTH signature did not verify")
-		}
 	}
 
 	measure := req.Measurements
@@ -432,10 +302,139 @@ func (r *run) spdm(ctx context.Context, t, sec spdm.Transport) {
 			return
 		}
 	}
-
-	if neg.Caps&spdm.CapMeasMask == 0 {
-		return
+	if neg.Caps&spdm.CapMeasMask != 0 {
+		r.measurements(ctx, req, measure, neg, slot)
 	}
+}
+
+// negotiate runs VCA and records version, capabilities and algorithms.
+// A responder without CERT_CAP cannot prove an identity: a failure.
+func (r *run) negotiate(ctx context.Context, req *spdm.Requester) (spdm.Negotiated, bool) {
+	ev := r.ev
+	var neg spdm.Negotiated
+	var err error
+	if !r.timed("version", func() bool {
+		neg, err = req.Negotiate(ctx)
+		return err == nil || r.failErr("version", err)
+	}) {
+		return neg, false
+	}
+	ev.Version = neg.Version.String()
+	ev.Capabilities = spdm.CapabilityNames(neg.Caps)
+	ev.Algorithms = Algorithms{
+		BaseAsym: AsymName(neg.BaseAsym), BaseHash: neg.BaseHash.String(),
+		MeasurementHash: measHashName(neg.MeasHash),
+	}
+	if neg.DHE != 0 {
+		ev.Algorithms.DHE = neg.DHE.String()
+	}
+	if neg.AEAD != 0 {
+		ev.Algorithms.AEAD = neg.AEAD.String()
+	}
+	if neg.Caps&spdm.CapCert == 0 {
+		return neg, r.fail("digests", FailProtocol, "the responder does not advertise CERT_CAP: it cannot prove an identity")
+	}
+	return neg, true
+}
+
+// certificates reads DIGESTS and every provisioned slot's chain, verifies
+// each against the anchors, and picks the slot whose key signs: requested,
+// or the lowest verified, or the lowest provisioned (its chain failure is
+// then the verdict). false: attestation stops.
+func (r *run) certificates(ctx context.Context, req *spdm.Requester) (uint8, bool) {
+	ev := r.ev
+	var digs *spdm.Digests
+	var err error
+	if !r.timed("digests", func() bool {
+		digs, err = req.Digests(ctx)
+		return err == nil || r.failErr("digests", err)
+	}) {
+		return 0, false
+	}
+	slots := digs.Slots()
+	if len(slots) == 0 {
+		return 0, r.fail("digests", FailProtocol, "the responder has no provisioned certificate slot")
+	}
+	reports := map[uint8]*spdm.ChainReport{}
+	chains := map[uint8]*spdm.CertChain{}
+	if !r.timed("certificate", func() bool {
+		for _, s := range slots {
+			cc, err := req.Certificate(ctx, s)
+			if err != nil {
+				cs := ChainState{Slot: s, Digest: hex.EncodeToString(digs.Digests[s]), Error: err.Error(),
+					ErrorKind: ChainErrorMalformed, Certificates: []CertInfo{}}
+				ev.Chains = append(ev.Chains, cs)
+				return r.failErr("certificate", err)
+			}
+			chains[s] = cc
+			rep, verr := req.VerifyChain(s)
+			reports[s] = rep
+			ev.Chains = append(ev.Chains, r.chainState(s, cc, rep, verr))
+		}
+		return true
+	}) {
+		return 0, false
+	}
+	var slot uint8
+	switch {
+	case r.o.Slot != nil:
+		slot = *r.o.Slot
+		if chains[slot] == nil {
+			return 0, r.fail("certificate", FailChain, "slot %d is not provisioned (provisioned: %v)", slot, slots)
+		}
+	default:
+		slot = slots[0]
+		for _, s := range slots {
+			if reports[s] != nil && reports[s].Verified {
+				slot = s
+				break
+			}
+		}
+	}
+	ev.Bundle.Slot = slot
+	ev.Bundle.CertChainBuffer = slices.Clone(chains[slot].Buffer)
+	if cs := ev.usedChain(); cs != nil && !cs.Verified {
+		r.fail("certificate", FailChain, "slot %d: %s", slot, cs.Error)
+	}
+	return slot, true
+}
+
+// challenge runs CHALLENGE with the slot's key (with a measurement summary
+// when the responder measures) and keeps what an offline verifier needs.
+// false: attestation stops.
+func (r *run) challenge(ctx context.Context, req *spdm.Requester, neg spdm.Negotiated, slot uint8) bool {
+	ev := r.ev
+	summary := spdm.SummaryNone
+	if neg.Caps&spdm.CapMeasMask != 0 {
+		summary = spdm.SummaryAll
+	}
+	var ch *spdm.ChallengeResult
+	if !r.timed("challenge", func() bool {
+		var err error
+		ch, err = req.Challenge(ctx, slot, summary)
+		if ch != nil {
+			ev.Bundle.ChallengeTranscript = slices.Clone(ch.Transcript)
+			ev.Bundle.ChallengeSignature = slices.Clone(ch.Signature)
+			ev.Bundle.ChallengeNonce = slices.Clone(ch.Nonce)
+			ev.Bundle.ChallengeResponderNonce = slices.Clone(ch.ResponderNonce)
+			ev.Bundle.MeasurementSummaryHash = slices.Clone(ch.SummaryHash)
+		}
+		return err == nil || r.failErr("challenge", err)
+	}) {
+		return false
+	}
+	ev.ChallengeVerified = ch.Verified
+	if !ch.Verified {
+		r.fail("challenge", FailSignature, "CHALLENGE_AUTH signature did not verify")
+	}
+	return true
+}
+
+// measurements reads every measurement block (signed when the responder
+// signs), one by one when it refuses "all" outside a session.
+func (r *run) measurements(ctx context.Context, req *spdm.Requester, measure func(context.Context, spdm.MeasOpts) (*spdm.MeasurementsResult, error),
+	neg spdm.Negotiated, slot uint8) {
+	ev := r.ev
 	signed := neg.Caps&spdm.CapMeasMask == spdm.CapMeasSig
 	r.timed("measurements", func() bool {
 		mo := spdm.MeasOpts{Index: 0xFF, Signed: signed, Slot: slot}
@@ -588,90 +587,4 @@ func (r *run) requesterOptions() (*spdm.Options, error) {
 		ro.HashAlgos |= h
 	}
 	return ro, nil
-}
-
-// Classify maps an error of the DOE/SPDM/PCI layers to a Failure kind. Errors
-// it does not recognise are protocol failures: fail closed.
-func Classify(err error) string {
-	var (
-		ve *spdm.VerificationError
-		ce *spdm.ChainError
-		pe *spdm.ProtocolError
-		re *spdm.ResponderError
-		de *spdm.DecodeError
-		dp *doe.ProtocolError
-		ne net.Error
-	)
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, pci.ErrDeviceRemoved), errors.Is(err, pci.ErrNoDevice):
-		return FailDeviceGone
-	case errors.Is(err, doe.ErrMailboxBusy):
-		return FailMailboxBusy
-	case errors.Is(err, doe.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
-		errors.Is(err, context.Canceled):
-		return FailTimeout
-	case errors.Is(err, pci.ErrLockdown):
-		return FailLockdown
-	case errors.Is(err, pci.ErrNeedCapSysAdmin), errors.Is(err, pci.ErrReadOnlyConfig), errors.Is(err, fs.ErrPermission):
-		return FailPermission
-	case errors.As(err, &ce):
-		return FailChain
-	case errors.As(err, &ve):
-		switch ve.Step {
-		case "certificate-chain", "root-hash", "digest":
-			return FailChain
-		}
-		return FailSignature
-	case errors.As(err, &pe):
-		l := strings.ToLower(pe.Reason)
-		if strings.Contains(l, "nonce") || strings.Contains(l, "requestercontext") {
-			return FailNonce
-		}
-		return FailProtocol
-	case errors.As(err, &re), errors.As(err, &de):
-		return FailProtocol
-	case errors.Is(err, doe.ErrMailboxError), errors.As(err, &dp), errors.Is(err, doe.ErrTooLarge),
-		errors.Is(err, doe.ErrAborted), errors.Is(err, doe.ErrNoMailbox):
-		return FailTransport
-	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, syscall.ECONNREFUSED):
-		return FailTransport
-	}
-	return FailProtocol
-}
-
-var capNameTable = []struct {
-	bit  uint32
-	name string
-}{
-	{spdm.CapCache, "cache"}, {spdm.CapCert, "cert"}, {spdm.CapChal, "chal"}, {spdm.CapMeasNoSig, "meas-no-sig"},
-	{spdm.CapMeasSig, "meas-sig"}, {spdm.CapMeasFresh, "meas-fresh"}, {spdm.CapEncrypt, "encrypt"},
-	{spdm.CapMAC, "mac"}, {spdm.CapMutAuth, "mut-auth"}, {spdm.CapKeyEx, "key-ex"}, {1 << 10, "psk"},
-	{2 << 10, "psk-with-context"}, {spdm.CapEncap, "encap"}, {spdm.CapHBeat, "hbeat"}, {spdm.CapKeyUpd, "key-upd"},
-	{spdm.CapHandshakeInClear, "handshake-in-the-clear"}, {spdm.CapPubKeyID, "pub-key-id"},
-	{spdm.CapChunk, "chunk"}, {spdm.CapAliasCert, "alias-cert"},
-}
-
-func capNames(c uint32) []string {
-	out := []string{}
-	for _, n := range capNameTable {
-		switch n.bit {
-		case spdm.CapMeasNoSig, spdm.CapMeasSig:
-			if c&spdm.CapMeasMask == n.bit {
-				out = append(out, n.name)
-			}
-		case 1 << 10, 2 << 10:
-			if c&spdm.CapPSKMask == n.bit {
-				out = append(out, n.name)
-			}
-		default:
-			if c&n.bit != 0 {
-				out = append(out, n.name)
-			}
-		}
-	}
-	return out
 }

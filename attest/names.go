@@ -21,6 +21,28 @@ func measHashName(m spdm.MeasHashAlgo) string {
 	return m.String()
 }
 
+// AsymNames lists every asymmetric algorithm name Evidence can report, in
+// BaseAsymAlgo bit order: the policy file's vocabulary.
+func AsymNames() []string {
+	return bitNames(func(b uint32) string { return spdm.AsymAlgo(b).String() })
+}
+
+// HashNames lists every base hash algorithm name, in BaseHashAlgo bit order.
+func HashNames() []string {
+	return bitNames(func(b uint32) string { return spdm.HashAlgo(b).String() })
+}
+
+// bitNames lists the names spdm knows for single bits ("bitN" is unknown).
+func bitNames(name func(uint32) string) []string {
+	var out []string
+	for i := range 32 {
+		if n := name(1 << i); !strings.HasPrefix(n, "bit") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // ParseAsym parses an asymmetric algorithm name ("ecdsa-p384", "ed25519").
 func ParseAsym(s string) (spdm.AsymAlgo, error) {
 	s = strings.ToLower(strings.TrimSpace(s))

@@ -2,12 +2,13 @@ package attest
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 
-	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/target"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 )
 
@@ -23,72 +24,66 @@ var ErrNoSecuredCMA = errors.New("attest: no DOE mailbox offers CMA-SPDM and sec
 // KEY_EXCHANGE/FINISH. release closes the config space and drops the lock;
 // call it after the session ended. The lock is held for the whole session:
 // a TDI's session keeps its mailbox busy (heartbeats, key updates).
-func OpenSession(ctx context.Context, sys *pci.System, bdf pci.BDF, lockDir string, o *Options) (s *spdm.Session, release func(), err error) {
+func OpenSession(ctx context.Context, sys *pci.System, bdf pci.BDF, lockDir string, o *Options) (*spdm.Session, func(), error) {
 	r := newRun(o)
-	var closers []func()
-	rel := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	defer func() {
-		if err != nil {
-			rel()
-		}
-	}()
-	unlock, err := pci.LockFunction(ctx, lockDir, bdf)
+	conn, err := (&target.PCI{System: sys, BDF: bdf, LockDir: lockDir, DOE: r.o.DOE}).Open(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	closers = append(closers, func() { _ = unlock() })
-	f, err := sys.Function(bdf)
+	release := func() { _ = conn.Close() }
+	if conn.CMA == nil || conn.Secured == nil {
+		release()
+		return nil, nil, fmt.Errorf("%w (%s)", ErrNoSecuredCMA, bdf)
+	}
+	ro, err := r.requesterOptions()
 	if err != nil {
+		release()
 		return nil, nil, err
 	}
-	if err := sys.MayDriveDOE(f); err != nil {
-		return nil, nil, err
+	slot := uint8(0)
+	if r.o.Slot != nil {
+		slot = *r.o.Slot
 	}
-	cfg, closer, err := f.OpenConfig()
+	_, s, err := spdm.OpenSession(ctx, conn.CMA, conn.Secured, ro, slot)
 	if err != nil {
+		release()
 		return nil, nil, err
 	}
-	closers = append(closers, func() { closer.Close() })
-	if w, ok := cfg.(interface{ Writable() bool }); ok && !w.Writable() {
-		return nil, nil, fmt.Errorf("%w: %s: config space could not be opened for writing", pci.ErrReadOnlyConfig, bdf)
-	}
-	mbs, err := doe.Find(cfg, r.o.DOE)
-	if err != nil && len(mbs) == 0 {
-		return nil, nil, err
-	}
-	for _, mb := range mbs {
-		if _, err := mb.Discover(ctx); err != nil {
-			continue
-		}
-		if !mb.Supports(doe.FeatureCMA) || !mb.Supports(doe.FeatureSecuredCMA) {
-			continue
-		}
-		ro, err := r.requesterOptions()
-		if err != nil {
-			return nil, nil, err
-		}
-		slot := uint8(0)
-		if r.o.Slot != nil {
-			slot = *r.o.Slot
-		}
-		_, s, err := spdm.OpenSession(ctx, mb.Exchanger(doe.FeatureCMA), mb.Exchanger(doe.FeatureSecuredCMA), ro, slot)
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, rel, nil
-	}
-	return nil, nil, fmt.Errorf("%w (%s)", ErrNoSecuredCMA, bdf)
+	return s, release, nil
 }
 
 // SessionOpener adapts OpenSession to tdisp.OpenFunc, for the daemon's
-// tdisp.Broker.
+// tdisp.Broker; every session is authenticated by o.Roots.
 func SessionOpener(sys *pci.System, lockDir string, o *Options) tdisp.OpenFunc {
+	var roots []*x509.Certificate
+	if o != nil {
+		roots = o.Roots
+	}
+	return SessionOpenerFor(sys, lockDir, o, func(Identity) []*x509.Certificate { return roots })
+}
+
+// SessionOpenerFor is SessionOpener with the trust anchors of each session
+// given by anchors(identity of the function) (the policy rule's). A function
+// without anchors is refused: a session with an unauthenticated device
+// proves nothing.
+func SessionOpenerFor(sys *pci.System, lockDir string, o *Options, anchors func(Identity) []*x509.Certificate) tdisp.OpenFunc {
 	return func(ctx context.Context, bdf pci.BDF) (tdisp.OwnedSession, func(), error) {
-		s, release, err := OpenSession(ctx, sys, bdf, lockDir, o)
+		fn, err := sys.Function(bdf)
+		if err != nil {
+			return nil, nil, err
+		}
+		id := Identity{BDF: bdf.String(), VendorID: fn.VendorID, DeviceID: fn.DeviceID,
+			SubsystemVendorID: fn.SubsystemVendorID, SubsystemID: fn.SubsystemDeviceID, Class: fn.Class, Revision: fn.Revision}
+		roots := anchors(id)
+		if len(roots) == 0 {
+			return nil, nil, fmt.Errorf("%s: no policy rule with trust anchors matches %04x:%04x: a session with an unauthenticated device proves nothing", bdf, fn.VendorID, fn.DeviceID)
+		}
+		oo := Options{}
+		if o != nil {
+			oo = *o
+		}
+		oo.Roots = roots
+		s, release, err := OpenSession(ctx, sys, bdf, lockDir, &oo)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -2,8 +2,10 @@ package attest_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,5 +186,36 @@ func TestFunctionSessionHeld(t *testing.T) {
 	ev, held, err = attest.FunctionSession(ctx, sys, b2, &attest.Options{Roots: d2.Anchors()})
 	if err != nil || ev.Failure == nil || ev.Failure.Kind != attest.FailSession || held != nil || opened != closed {
 		t.Fatalf("bad session: %v %+v held %v open %d", err, ev.Failure, held, opened-closed)
+	}
+}
+
+// SessionOpenerFor takes each session's anchors from the function's
+// identity (the daemon passes the policy's TrustAnchors); a function no
+// anchors cover is refused before its mailbox is touched.
+func TestSessionOpenerForAnchorsByIdentity(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t)
+	d, b := fx.AddEmu(t, "0000:06:00.0", emu.Config{})
+	var asked []attest.Identity
+	open := attest.SessionOpenerFor(fx.sys, t.TempDir(), nil, func(id attest.Identity) []*x509.Certificate {
+		asked = append(asked, id)
+		if id.VendorID == d.Identity().Vendor {
+			return d.Anchors()
+		}
+		return nil
+	})
+	s, release, err := open(ctx, b)
+	if err != nil || len(asked) != 1 || asked[0].BDF != b.String() {
+		t.Fatalf("open: %v (asked %+v)", err, asked)
+	}
+	release()
+	_ = s
+	other := attest.SessionOpenerFor(fx.sys, t.TempDir(), nil, func(attest.Identity) []*x509.Certificate { return nil })
+	before := d.Model().Stats()
+	if _, _, err := other(ctx, b); err == nil || !strings.Contains(err.Error(), "unauthenticated device proves nothing") {
+		t.Fatalf("no anchors: %v", err)
+	}
+	if after := d.Model().Stats(); after != before {
+		t.Fatalf("mailbox touched without anchors: %+v → %+v", before, after)
 	}
 }

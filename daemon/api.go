@@ -136,6 +136,12 @@ type Status struct {
 	// TDISP says whether this daemon can own TDISP sessions ("available" or
 	// why not).
 	TDISP string `json:"tdisp"`
+	// TPM names the TPM the daemon records into; a throwaway simulator says so.
+	TPM string `json:"tpm,omitempty"`
+	// Ready is false while the daemon recovers what an earlier run left
+	// (requests wait for it); Phase says what it is doing.
+	Ready bool   `json:"ready"`
+	Phase string `json:"phase,omitempty"`
 }
 
 // DeviceStatus is one function a domain holds.

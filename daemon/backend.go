@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tdisp"
@@ -207,7 +207,12 @@ func (b *GateBackend) load() error {
 	if b.o.StateDir == "" {
 		return nil
 	}
-	data, err := os.ReadFile(b.statePath())
+	root, err := statedir.Open(b.o.StateDir)
+	if err != nil {
+		return fmt.Errorf("daemon: state: %w", err)
+	}
+	defer root.Close()
+	data, err := statedir.ReadFile(root, StateFileName, maxStateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -221,14 +226,14 @@ func (b *GateBackend) load() error {
 	if st.Version != stateVersion {
 		return fmt.Errorf("daemon: state file %s has version %d, want %d", b.statePath(), st.Version, stateVersion)
 	}
+	if err := st.validate(); err != nil {
+		return fmt.Errorf("daemon: state file %s is inconsistent: %v; the daemon does not start on it (it must not forget or give away "+
+			"what it holds): check which functions are on vfio-pci (lspci -k) and which domains run (virsh list), then fix the file or move it away", b.statePath(), err)
+	}
 	if st.Domains == nil {
 		st.Domains = map[string]*domainState{}
 	}
-	for name, d := range st.Domains {
-		if d == nil {
-			delete(st.Domains, name)
-			continue
-		}
+	for _, d := range st.Domains {
 		if d.Devices == nil {
 			d.Devices = map[string]*heldDevice{}
 		}
@@ -238,23 +243,21 @@ func (b *GateBackend) load() error {
 	return nil
 }
 
-// saveLocked writes the state atomically; b.mu is held.
+// saveLocked writes the state atomically and durably (statedir.WriteFile); b.mu is held.
 func (b *GateBackend) saveLocked() error {
 	if b.o.StateDir == "" {
 		return nil
-	}
-	if err := os.MkdirAll(b.o.StateDir, 0o700); err != nil {
-		return fmt.Errorf("daemon: state: %w", err)
 	}
 	data, err := json.MarshalIndent(&b.st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("daemon: state: %w", err)
 	}
-	tmp := b.statePath() + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+	root, err := statedir.Open(b.o.StateDir)
+	if err != nil {
 		return fmt.Errorf("daemon: state: %w", err)
 	}
-	if err := os.Rename(tmp, b.statePath()); err != nil {
+	defer root.Close()
+	if err := statedir.WriteFile(root, StateFileName, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("daemon: state: %w", err)
 	}
 	return nil
@@ -279,6 +282,9 @@ func (b *GateBackend) Bind(ctx context.Context, req CheckRequest) (*CheckRespons
 func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (*CheckResponse, error) {
 	if len(req.BDFs) == 0 {
 		return nil, badRequest("no functions given (bdfs is empty)")
+	}
+	if err := checkRequestStrings(req.Domain, req.LaunchSecurity, false); err != nil {
+		return nil, err
 	}
 	phase := req.Phase
 	switch {
@@ -694,6 +700,9 @@ func (b *GateBackend) Release(ctx context.Context, req DomainRequest) error {
 	if req.Domain == "" {
 		return badRequest("release needs a domain name")
 	}
+	if err := checkRequestStrings(req.Domain, "", true); err != nil {
+		return err
+	}
 	defer b.lockDomain(req.Domain)()
 	b.mu.Lock()
 	dom := b.st.Domains[req.Domain]
@@ -801,6 +810,9 @@ func (b *GateBackend) StartDomain(ctx context.Context, req DomainRequest) error 
 	if req.Domain == "" {
 		return badRequest("start needs a domain name")
 	}
+	if err := checkRequestStrings(req.Domain, "", true); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	dom := b.st.Domains[req.Domain]
@@ -867,6 +879,9 @@ func (b *GateBackend) requiresLock(rule string) bool {
 func (b *GateBackend) TDISPLock(ctx context.Context, req TDIRequest) (*TDIStatus, error) {
 	if b.o.TDIs == nil {
 		return nil, tdispUnavailable("lock")
+	}
+	if err := checkRequestStrings(req.Domain, "", false); err != nil {
+		return nil, err
 	}
 	if req.Domain != "" && !slices.Contains(b.Held(req.Domain), req.BDF) {
 		return nil, &APIError{Code: "not-checked", Status: 409,
@@ -1074,7 +1089,7 @@ func (b *GateBackend) PollTDIs(ctx context.Context) ([]TDIStatus, error) {
 	var left []TDIStatus
 	var events []tpm.Event
 	for _, h := range b.o.TDIs.Held() {
-		now := h.State.String()
+		var now string
 		reason := ""
 		if h.Err != nil {
 			now, reason = tdisp.StateError.String(), "session lost: "+h.Err.Error()

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,7 +25,22 @@ type ServerOptions struct {
 	// AllowUID lists the peer UIDs allowed besides root (uid 0). Empty: root only.
 	AllowUID []uint32
 	Logger   *slog.Logger
+	// ReadHeaderTimeout bounds how long a connection may take to send its
+	// request headers (default DefaultReadHeaderTimeout); IdleTimeout how
+	// long a keep-alive connection may sit idle (default DefaultIdleTimeout).
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// Metrics, when set, is served on GET /metrics (Metrics.Handler).
+	Metrics http.Handler
 }
+
+// Connection limits of the API server. A check may take minutes (many
+// devices, slow mailboxes), so there is no write timeout; a client that
+// opens a connection and never sends a request is dropped.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	MaxHeaderBytes           = 16 << 10
+)
 
 type peerKey struct{}
 
@@ -37,7 +54,16 @@ func Listen(path string) (net.Listener, error) {
 		c.Close()
 		return nil, fmt.Errorf("daemon: another daemon is already listening on %s", path)
 	}
-	_ = os.Remove(path)
+	// Only a stale socket is replaced: anything else at path (a file given
+	// by mistake, a directory, a symlink) is the operator's and stays.
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("daemon: %s exists and is not a socket (%s): refusing to replace it; give --daemon-socket a free path", path, st.Mode().Type())
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("daemon: removing stale socket: %w", err)
+		}
+	}
 	old := unix.Umask(0o177)
 	ln, err := net.Listen("unix", path)
 	unix.Umask(old)
@@ -57,8 +83,18 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, o ServerOptions) err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	rht, idle := o.ReadHeaderTimeout, o.IdleTimeout
+	if rht <= 0 {
+		rht = DefaultReadHeaderTimeout
+	}
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
 	srv := &http.Server{
-		Handler: handler(b, o, log),
+		Handler:           handler(b, o, log),
+		ReadHeaderTimeout: rht,
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if uc, ok := c.(*net.UnixConn); ok {
 				if cred, err := peerCred(uc); err == nil {
@@ -164,6 +200,9 @@ func handler(b Backend, o ServerOptions, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, 200, st)
 	})
+	if o.Metrics != nil {
+		mux.Handle("GET "+PathMetrics, o.Metrics)
+	}
 	// Peer credentials gate every request.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred, _ := r.Context().Value(peerKey{}).(*unix.Ucred)
@@ -190,7 +229,13 @@ func allowed(cred *unix.Ucred, uids []uint32) bool {
 	return false
 }
 
+// decode decodes one request object strictly: checkStrictJSON first (one
+// object, no trailing data, no duplicate or case-folded member names), then
+// encoding/json with unknown fields refused.
 func decode(body []byte, v any) error {
+	if err := checkStrictJSON(body, v); err != nil {
+		return &APIError{Code: "bad-request", Message: err.Error(), Status: 400}
+	}
 	dec := json.NewDecoder(bytesReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -8,13 +8,13 @@
 // with a *ProtocolError after the mailbox has been aborted.
 //
 // The package also holds the device side: Model, a register-level DOE
-// mailbox that serves objects to a Handler (with fault injection), and
-// TestConfig, a 4 KiB config space carrying one or more such mailboxes.
+// mailbox that serves objects to a Handler (with fault injection); tests put
+// it in a 4 KiB config space with internal/testutil/doetest.
 // Sub-package socket speaks the spdm-socket protocol of QEMU and DMTF
 // spdm-emu (client and server).
 //
 // Goroutine safety: a *Mailbox serialises its exchanges with a mutex and
-// may be shared; a *Model and a *TestConfig are safe for concurrent use.
+// may be shared; a *Model is safe for concurrent use.
 // The mailbox mutex is per process: cross-process exclusion (the lock file
 // under /run/vfio-gate) is the caller's job (package pci).
 package doe

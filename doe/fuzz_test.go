@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/doetest"
 )
 
 // FuzzDecodeObject: the DOE header/object decoder over arbitrary bytes.
@@ -138,7 +139,7 @@ func FuzzMailboxFaults(f *testing.F) {
 				fault.Latency = time.Duration(length%3000) * time.Millisecond
 			}
 			m := doe.NewModel([]doe.Feature{doe.FeatureCMA}, echo)
-			mb := doe.New(doe.NewTestConfig(m), 0x100, &doe.Options{MaxResponse: 512})
+			mb := doe.New(doetest.NewConfig(m), 0x100, &doe.Options{MaxResponse: 512})
 			m.SetFault(fault)
 			rsp, err := mb.Exchange(context.Background(), doe.FeatureCMA, payload)
 			if (err == nil) != (rsp != nil) {

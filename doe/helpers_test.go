@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/doetest"
 )
 
 // echo answers CMA requests with the request reversed and rejects others.
@@ -32,10 +33,10 @@ func pad(b []byte) []byte {
 }
 
 // newMailbox returns a model serving CMA with echo and a mailbox on it.
-func newMailbox(t testing.TB, opts *doe.Options) (*doe.Model, *doe.Mailbox, *doe.TestConfig) {
+func newMailbox(t testing.TB, opts *doe.Options) (*doe.Model, *doe.Mailbox, *doetest.Config) {
 	t.Helper()
 	m := doe.NewModel([]doe.Feature{doe.FeatureCMA, doe.FeatureSecuredCMA}, echo)
-	cfg := doe.NewTestConfig(m)
+	cfg := doetest.NewConfig(m)
 	mbs, err := doe.Find(cfg, opts)
 	if err != nil || len(mbs) != 1 {
 		t.Fatalf("Find = %v, %v", mbs, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/doetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
@@ -69,7 +70,7 @@ func TestDiscoverSeveralMailboxes(t *testing.T) {
 	for _, l := range lists {
 		models = append(models, doe.NewModel(l, nil))
 	}
-	cfg := doe.NewTestConfig(models...)
+	cfg := doetest.NewConfig(models...)
 	dsn := cfg.AddExtCap(pci.ExtCapIDDSN, 1, make([]byte, 8)) // a non-DOE cap after them
 	mbs, err := doe.Find(cfg, nil)
 	if err != nil {
@@ -94,7 +95,7 @@ func TestDiscoverSeveralMailboxes(t *testing.T) {
 }
 
 func TestFindNoMailbox(t *testing.T) {
-	cfg := doe.NewTestConfig()
+	cfg := doetest.NewConfig()
 	if _, err := doe.Find(cfg, nil); !errors.Is(err, doe.ErrNoMailbox) {
 		t.Fatalf("err = %v, want ErrNoMailbox", err)
 	}
@@ -106,17 +107,17 @@ func TestFindNoMailbox(t *testing.T) {
 
 // shortConfig returns only the first 64 bytes, like sysfs for readers
 // without CAP_SYS_ADMIN.
-type shortConfig struct{ *doe.TestConfig }
+type shortConfig struct{ *doetest.Config }
 
 func (s shortConfig) ReadAt(p []byte, off int64) (int, error) {
 	if off >= 64 {
 		return 0, nil
 	}
-	return s.TestConfig.ReadAt(p[:min(len(p), int(64-off))], off)
+	return s.Config.ReadAt(p[:min(len(p), int(64-off))], off)
 }
 
 func TestFindWithoutCapSysAdmin(t *testing.T) {
-	cfg := shortConfig{doe.NewTestConfig(doe.NewModel(nil, nil))}
+	cfg := shortConfig{doetest.NewConfig(doe.NewModel(nil, nil))}
 	if _, err := doe.Find(cfg, nil); !errors.Is(err, pci.ErrShortConfig) {
 		t.Fatalf("err = %v, want pci.ErrShortConfig", err)
 	}
@@ -127,7 +128,7 @@ func TestFindWithoutCapSysAdmin(t *testing.T) {
 }
 
 func TestFindHostileCapList(t *testing.T) {
-	cfg := doe.NewTestConfig(doe.NewModel(nil, nil))
+	cfg := doetest.NewConfig(doe.NewModel(nil, nil))
 	// Next pointer of the DOE capability points back to itself.
 	cfg.Poke(0x100, binary.LittleEndian.AppendUint32(nil, 0x2E|1<<16|0x100<<20))
 	mbs, err := doe.Find(cfg, nil)
@@ -235,7 +236,7 @@ func TestFaults(t *testing.T) {
 					h = echo
 				}
 				m := doe.NewModel([]doe.Feature{doe.FeatureCMA}, h)
-				cfg := doe.NewTestConfig(m)
+				cfg := doetest.NewConfig(m)
 				mb := doe.New(cfg, 0x100, &doe.Options{MaxResponse: 4096})
 				if tc.h == nil {
 					mustEcho(t, mb, []byte("before"))
@@ -385,7 +386,7 @@ func TestTimeoutUsesCallerDeadline(t *testing.T) {
 func TestOptionsTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := doe.NewModel([]doe.Feature{doe.FeatureCMA}, echo)
-		mb := doe.New(doe.NewTestConfig(m), 0x100, &doe.Options{Timeout: 20 * time.Millisecond})
+		mb := doe.New(doetest.NewConfig(m), 0x100, &doe.Options{Timeout: 20 * time.Millisecond})
 		m.SetFault(doe.Fault{Latency: 25 * time.Millisecond})
 		start := time.Now()
 		if _, err := mb.Exchange(context.Background(), doe.FeatureCMA, []byte{1}); !errors.Is(err, doe.ErrTimeout) {
@@ -467,7 +468,7 @@ func rawDiscovery(script func(idx uint8) []byte) *doe.Mailbox {
 		return script(req[0]), nil
 	})
 	m.SetRawDiscovery(true)
-	return doe.New(doe.NewTestConfig(m), 0x100, nil)
+	return doe.New(doetest.NewConfig(m), 0x100, nil)
 }
 
 func entry(v uint16, typ, next uint8) []byte {
@@ -547,7 +548,7 @@ func TestBusyOnEntryIsLogged(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	m := doe.NewModel([]doe.Feature{doe.FeatureCMA}, echo)
-	mb := doe.New(doe.NewTestConfig(m), 0x100, &doe.Options{Logger: log})
+	mb := doe.New(doetest.NewConfig(m), 0x100, &doe.Options{Logger: log})
 	m.SetFault(doe.Fault{BusyUntilAbort: true})
 	mustEcho(t, mb, []byte{1})
 	if !strings.Contains(buf.String(), "busy on entry") || !strings.Contains(buf.String(), "doe_offset=0x100") {

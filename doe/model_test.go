@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/doetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
@@ -61,9 +62,9 @@ func TestModelRegisterSemantics(t *testing.T) {
 
 func TestTestConfigOnlyDwordAccessesReachTheMailbox(t *testing.T) {
 	m := doe.NewModel(nil, nil)
-	cfg := doe.NewTestConfig(m)
+	cfg := doetest.NewConfig(m)
 	// A 2-byte write to Control (Abort) is ignored, a 4-byte write is not.
-	if err := pci.WriteU16(cfg, 0x108, 1); err != nil {
+	if _, err := cfg.WriteAt([]byte{1, 0}, 0x108); err != nil { // a 2-byte write
 		t.Fatal(err)
 	}
 	if m.Stats().Aborts != 0 || m.Stats().Writes != 0 {
@@ -76,7 +77,7 @@ func TestTestConfigOnlyDwordAccessesReachTheMailbox(t *testing.T) {
 		t.Fatal("4-byte abort did not reach the model")
 	}
 	v, err := pci.ReadU16(cfg, 0)
-	if err != nil || v != doe.TestVendorID {
+	if err != nil || v != doetest.VendorID {
 		t.Fatalf("vendor %#x %v", v, err)
 	}
 	caps, err := pci.Capabilities(cfg)

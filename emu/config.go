@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/vfio-gate/vfio-gate/pci"
-	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
 )
 
 // Config-space layout of the software function.
@@ -66,12 +65,18 @@ func lockedRegister(off int64) bool {
 // capability whose registers read as zero).
 func NewConfigSpace(id Identity, regs DOERegisters) *ConfigSpace {
 	c := &ConfigSpace{doe: regs}
-	hdr := sysfstest.Header(sysfstest.Function{
-		Vendor: id.Vendor, Device: id.Device, SubVendor: id.SubVendor, SubDev: id.SubDevice,
-		Class: id.Class, Revision: id.Revision,
-	})
-	copy(c.b[:], hdr)
 	le := binary.LittleEndian
+	// Type-0 header: IDs, class, revision, a capability list.
+	le.PutUint16(c.b[0x00:], id.Vendor)
+	le.PutUint16(c.b[0x02:], id.Device)
+	le.PutUint16(c.b[0x06:], 1<<4) // Status: capability list present
+	c.b[0x08] = id.Revision
+	c.b[0x09], c.b[0x0a], c.b[0x0b] = byte(id.Class), byte(id.Class>>8), byte(id.Class>>16)
+	le.PutUint16(c.b[0x2c:], id.SubVendor)
+	le.PutUint16(c.b[0x2e:], id.SubDevice)
+	c.b[0x34] = pcieCapOffset
+	c.b[pcieCapOffset] = pci.CapIDPCIExpress // next = 0
+	c.b[pcieCapOffset+2] = 0x02              // version 2, endpoint
 	// Command: I/O, memory, bus master, interrupt disable are writable.
 	le.PutUint16(c.wmask[0x04:], 0x0407)
 	// BAR0: 64-bit non-prefetchable memory (type 10b), 64 KiB.

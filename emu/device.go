@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,16 @@ type Config struct {
 	Now func() time.Time
 	// FreshKeys generates new keys instead of the published test keys.
 	FreshKeys bool
+	// PKI, when set, replaces the generated chains with operator-supplied
+	// keys and chains (LoadPKIDir, LoadKeyChain); Slots then comes from it,
+	// and Algorithms (0 = all its keys sign) selects among its key types.
+	// Faults that need a generated chain (expired-leaf, wrong-root,
+	// san-mismatch, no-san) are refused with it.
+	PKI *PKI
+	// PublicKeyOnly presents the slot-0 keys as pre-provisioned public keys
+	// (PUB_KEY_ID_CAP, SlotID 0xFF) instead of certificate chains; see
+	// spdm.ResponderConfig.PublicKeyOnly.
+	PublicKeyOnly bool
 	// Rand feeds the responder's nonces and signatures; nil = crypto/rand.
 	Rand io.Reader
 	// Logger receives debug records; nil = discard.
@@ -151,7 +162,15 @@ func New(cfg Config) (*Device, error) {
 		ExpiredLeaf: d.faults[FaultExpiredLeaf], WrongRoot: d.faults[FaultWrongRoot],
 		SANMismatch: d.faults[FaultSANMismatch], NoSAN: d.faults[FaultNoSAN]}
 	var keys []spdm.ResponderKey
+	if cfg.PKI != nil {
+		if keys, err = d.operatorKeys(opts); err != nil {
+			return nil, err
+		}
+	}
 	for _, ak := range asymKeyTypes {
+		if cfg.PKI != nil {
+			break
+		}
 		if cfg.Algorithms&ak.asym == 0 {
 			continue
 		}
@@ -162,8 +181,10 @@ func New(cfg Config) (*Device, error) {
 		d.chains = append(d.chains, c)
 		keys = append(keys, spdm.ResponderKey{Asym: ak.asym & cfg.Algorithms, Chain: c.DER(), Signer: c.LeafKey})
 	}
-	d.slots = [][]*Chain{d.chains}
-	for s := 1; s < cfg.Slots; s++ {
+	if cfg.PKI == nil {
+		d.slots = [][]*Chain{d.chains}
+	}
+	for s := len(d.slots); s < cfg.Slots; s++ {
 		var sc []*Chain
 		for i, c := range d.chains {
 			rc, err := c.Reissue()
@@ -195,11 +216,18 @@ func New(cfg Config) (*Device, error) {
 	var sc spdm.ResponderSessionConfig
 	if !cfg.Session.Disabled {
 		sc = spdm.ResponderSessionConfig{DHE: cfg.Session.DHE, AEAD: cfg.Session.AEAD, HandshakeInClear: cfg.Session.HandshakeInClear,
-			HeartbeatPeriod: cfg.Session.HeartbeatPeriod, Ended: d.sessionEnded,
+			HeartbeatPeriod: cfg.Session.HeartbeatPeriod, NoHeartbeat: cfg.Session.NoHeartbeat, NoKeyUpdate: cfg.Session.NoKeyUpdate,
+			Ended: d.sessionEnded,
 			Faults: spdm.ResponderSessionFaults{BadVerifyData: d.faults[FaultBadVerifyData], BadTag: d.faults[FaultBadTag],
 				WrongSessionID: d.faults[FaultWrongSessionID], KeyUpdateMismatch: d.faults[FaultKeyUpdateMismatch]}}
 		if sc.DHE == 0 {
 			sc.DHE = spdm.DHESECP256R1 | spdm.DHESECP384R1
+		}
+		switch {
+		case sc.NoHeartbeat:
+			sc.HeartbeatPeriod = 0
+		case sc.HeartbeatPeriod == 0:
+			sc.HeartbeatPeriod = DefaultHeartbeatPeriod
 		}
 		if !cfg.Session.NoTDISP {
 			if d.tdi, err = d.newTDI(); err != nil {
@@ -208,7 +236,7 @@ func New(cfg Config) (*Device, error) {
 		}
 	}
 	d.responder = spdm.NewResponder(spdm.ResponderConfig{
-		Versions: cfg.Versions, Keys: keys, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
+		Versions: cfg.Versions, Keys: keys, PublicKeyOnly: cfg.PublicKeyOnly, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
 		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
 		VendorDefined: d.vendorDefined, Faults: rf, Rand: cfg.Rand, Logger: cfg.Logger, Session: sc,
 	})
@@ -351,11 +379,16 @@ func (d *Device) SlotChains(n int) []*Chain {
 	return slices.Clone(d.slots[n])
 }
 
-// Anchors are the published root CAs (what a verifier should trust).
+// Anchors are the published root CAs (what a verifier should trust): one
+// per distinct root over all slots.
 func (d *Device) Anchors() []*x509.Certificate {
 	out := make([]*x509.Certificate, 0, len(d.chains))
-	for _, c := range d.chains {
-		out = append(out, c.Anchor)
+	for _, slot := range d.slots {
+		for _, c := range slot {
+			if !slices.ContainsFunc(out, func(a *x509.Certificate) bool { return a.Equal(c.Anchor) }) {
+				out = append(out, c.Anchor)
+			}
+		}
 	}
 	return out
 }
@@ -363,10 +396,40 @@ func (d *Device) Anchors() []*x509.Certificate {
 // AnchorsPEM is Anchors in PEM, one CERTIFICATE block per root.
 func (d *Device) AnchorsPEM() []byte {
 	var b []byte
-	for _, c := range d.chains {
-		b = append(b, c.AnchorPEM()...)
+	for _, a := range d.Anchors() {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.Raw})...)
 	}
 	return b
+}
+
+// operatorKeys takes the device's chains from cfg.PKI: every slot, each
+// chain whose key type signs one of cfg.Algorithms.
+func (d *Device) operatorKeys(opts ChainOptions) ([]spdm.ResponderKey, error) {
+	cfg := d.cfg
+	if opts.ExpiredLeaf || opts.WrongRoot || opts.SANMismatch || opts.NoSAN {
+		return nil, errors.New("emu: the expired-leaf, wrong-root, san-mismatch and no-san faults need generated chains, not --pki")
+	}
+	if cfg.Slots > 1 && cfg.Slots != len(cfg.PKI.Slots) {
+		return nil, fmt.Errorf("emu: %d slots asked, the supplied PKI has %d", cfg.Slots, len(cfg.PKI.Slots))
+	}
+	var keys []spdm.ResponderKey
+	for n, slot := range cfg.PKI.Slots {
+		var kept []*Chain
+		for _, c := range slot {
+			asym := KeyTypeAlgorithms(c.Type) & cfg.Algorithms
+			if asym == 0 {
+				continue
+			}
+			kept = append(kept, c)
+			keys = append(keys, spdm.ResponderKey{Slot: uint8(n), Asym: asym, Chain: c.DER(), Signer: c.LeafKey})
+		}
+		d.slots = append(d.slots, kept)
+	}
+	d.chains = d.slots[0]
+	if len(d.chains) == 0 {
+		return nil, fmt.Errorf("emu: no supplied key signs with %s", cfg.Algorithms)
+	}
+	return keys, nil
 }
 
 // Requests counts SPDM requests served so far.

@@ -147,14 +147,14 @@ func TestConfigSpace(t *testing.T) {
 	if v, _ := pci.ReadU32(cs, 0x10); v != 0xffff0004 {
 		t.Errorf("BAR0 sizing reads %#x, want 0xffff0004", v)
 	}
-	_ = pci.WriteU16(cs, 0x04, 0xffff)
+	_, _ = cs.WriteAt([]byte{0xff, 0xff}, 0x04) // a 16-bit write
 	if v, _ := pci.ReadU16(cs, 0x04); v != 0x0407 {
 		t.Errorf("command = %#x", v)
 	}
 	// DOE registers go to the model, dword writes only.
 	doe := cs.DOEOffset()
 	_ = pci.WriteU32(cs, doe+0x10, 0xdeadbeef)
-	_ = pci.WriteU16(cs, doe+0x10, 0x1234)
+	_, _ = cs.WriteAt([]byte{0x34, 0x12}, int64(doe)+0x10) // a 16-bit write
 	if len(regs.writes) != 1 || regs.writes[0] != [2]uint32{0x10, 0xdeadbeef} {
 		t.Fatalf("DOE writes = %x", regs.writes)
 	}

@@ -23,11 +23,22 @@ type SessionConfig struct {
 	AEAD spdm.AEADAlgo
 	// HandshakeInClear advertises HANDSHAKE_IN_THE_CLEAR_CAP.
 	HandshakeInClear bool
-	// HeartbeatPeriod (seconds) announced in KEY_EXCHANGE_RSP; 0 = none.
+	// HeartbeatPeriod (seconds) announced in KEY_EXCHANGE_RSP; 0 =
+	// DefaultHeartbeatPeriod. The device advertises HBEAT_CAP and
+	// KEY_UPD_CAP with sessions unless NoHeartbeat / NoKeyUpdate is set.
 	HeartbeatPeriod uint8
+	// NoHeartbeat withholds HBEAT_CAP (HeartbeatPeriod is then 0);
+	// NoKeyUpdate withholds KEY_UPD_CAP.
+	NoHeartbeat, NoKeyUpdate bool
 	// NoTDISP removes the TDISP interface (VENDOR_DEFINED unsupported).
 	NoTDISP bool
 }
+
+// DefaultHeartbeatPeriod is the HeartbeatPeriod (seconds) the device
+// announces when sessions have HBEAT_CAP and no period is configured. A
+// non-zero period is what makes requesters (libspdm's among them) use
+// HEARTBEAT at all.
+const DefaultHeartbeatPeriod = 60
 
 // tdiState is the device's TDISP interface and the session that owns it.
 type tdiState struct {
@@ -35,6 +46,10 @@ type tdiState struct {
 	dev   *tdisp.Device
 	owner uint32 // session that locked the TDI (0: none)
 }
+
+// CapabilityFlags returns the SPDM CAPABILITIES flags the device advertises
+// at version v.
+func (d *Device) CapabilityFlags(v spdm.Version) uint32 { return d.responder.CapabilityFlags(v) }
 
 // TDI returns the device's TDISP interface, or nil without one.
 func (d *Device) TDI() *tdisp.Device {

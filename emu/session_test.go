@@ -288,22 +288,22 @@ func TestSessionDeviceFaults(t *testing.T) {
 				t.Fatalf("open: %v", err)
 			}
 		}},
-		{FaultBadTag, func(t *testing.T, s *spdm.Session, err error) {
-			_, err = tdiClient(t, s).State(ctx)
+		{FaultBadTag, func(t *testing.T, s *spdm.Session, _ error) {
+			_, err := tdiClient(t, s).State(ctx)
 			var se *secured.Error
 			if !errors.As(err, &se) || se.Reason != secured.ReasonAuthFailed {
 				t.Fatalf("bad tag: %v", err)
 			}
 		}},
-		{FaultWrongSessionID, func(t *testing.T, s *spdm.Session, err error) {
-			err = s.Heartbeat(ctx)
+		{FaultWrongSessionID, func(t *testing.T, s *spdm.Session, _ error) {
+			err := s.Heartbeat(ctx)
 			var se *secured.Error
 			if !errors.As(err, &se) || se.Reason != secured.ReasonWrongSessionID {
 				t.Fatalf("wrong session id: %v", err)
 			}
 		}},
-		{FaultKeyUpdateMismatch, func(t *testing.T, s *spdm.Session, err error) {
-			err = s.KeyUpdate(ctx, spdm.KeyUpdateKey)
+		{FaultKeyUpdateMismatch, func(t *testing.T, s *spdm.Session, _ error) {
+			err := s.KeyUpdate(ctx, spdm.KeyUpdateKey)
 			var ke *spdm.KeyUpdateError
 			if !errors.As(err, &ke) || !errors.Is(err, spdm.ErrorCodeDecryptError) {
 				t.Fatalf("key update mismatch: %v", err)
@@ -332,5 +332,50 @@ func TestSessionDeviceFaults(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSessionDefaultCapabilities: with sessions the device advertises
+// HBEAT_CAP and KEY_UPD_CAP by default and announces a non-zero
+// HeartbeatPeriod (a requester such as libspdm's sends HEARTBEAT only then);
+// NoHeartbeat and NoKeyUpdate withhold them.
+func TestSessionDefaultCapabilities(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name          string
+		sc            SessionConfig
+		hbeat, keyUpd bool
+		period        float64
+	}{
+		{"default", SessionConfig{}, true, true, DefaultHeartbeatPeriod},
+		{"period", SessionConfig{HeartbeatPeriod: 7}, true, true, 7},
+		{"no-heartbeat", SessionConfig{NoHeartbeat: true}, false, true, 0},
+		{"no-key-update", SessionConfig{NoKeyUpdate: true}, true, false, DefaultHeartbeatPeriod},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newSessionDevice(t, tc.sc)
+			r, s := openSession(t, d, "direct")
+			n, _ := r.Negotiated()
+			if got := n.Caps&spdm.CapHBeat != 0; got != tc.hbeat {
+				t.Fatalf("HBEAT_CAP %v, want %v (caps %#x)", got, tc.hbeat, n.Caps)
+			}
+			if got := n.Caps&spdm.CapKeyUpd != 0; got != tc.keyUpd {
+				t.Fatalf("KEY_UPD_CAP %v, want %v (caps %#x)", got, tc.keyUpd, n.Caps)
+			}
+			in := s.Info()
+			if in.HeartbeatPeriod.Seconds() != tc.period || in.CanHeartbeat != tc.hbeat || in.CanKeyUpdate != tc.keyUpd {
+				t.Fatalf("session info %+v", in)
+			}
+			if tc.hbeat {
+				if err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.keyUpd {
+				if err := s.KeyUpdate(ctx, spdm.KeyUpdateAllKeys); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }

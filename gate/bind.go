@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
@@ -19,8 +19,11 @@ import (
 
 // boundRecord is what gate remembers about a function it bound.
 type boundRecord struct {
-	BDF      string    `json:"bdf"`
-	Driver   string    `json:"original_driver"` // "" = none
+	BDF    string `json:"bdf"`
+	Driver string `json:"original_driver"` // "" = none
+	// Override is the driver_override before the bind ("" = none), put
+	// back on release (driverctl's "vfio-pci" stays).
+	Override string    `json:"original_override,omitempty"`
 	Domain   string    `json:"domain,omitempty"`
 	VendorID uint16    `json:"vendor_id"`
 	DeviceID uint16    `json:"device_id"`
@@ -78,24 +81,30 @@ func (g *Gate) bindGroup(ctx context.Context, bdfs []pci.BDF, members []*item, r
 	if err := vfio.Apply(ctx, root, plan, g.o.Bind); err != nil {
 		return err
 	}
-	orig := plan.Original()
+	orig := plan.Before()
 	var errs []error
 	for _, it := range members {
-		rec := boundRecord{BDF: it.bdf.String(), Driver: orig[it.bdf], Domain: req.Domain,
+		rec := boundRecord{BDF: it.bdf.String(), Driver: orig[it.bdf].Driver, Override: orig[it.bdf].Override, Domain: req.Domain,
 			VendorID: it.d.Identity.VendorID, DeviceID: it.d.Identity.DeviceID, DSN: it.d.Identity.DSN, Time: g.now().UTC()}
 		errs = append(errs, g.saveBound(rec))
 	}
 	if err := errors.Join(errs...); err != nil {
 		// Without the record Release cannot restore the driver: undo.
-		rerr := vfio.Release(context.WithoutCancel(ctx), root, bdfs, orig, g.o.Bind)
+		rerr := vfio.ReleaseTo(context.WithoutCancel(ctx), root, orig, g.o.Bind)
 		return errors.Join(fmt.Errorf("gate: remember original drivers: %w", err), rerr)
 	}
 	return nil
 }
 
 func (g *Gate) boundPath(bdf string) string {
-	return filepath.Join(g.o.StateDir, "bound", bdf+".json")
+	return filepath.Join(g.o.StateDir, boundName(bdf))
 }
+
+// boundName is the record's name inside the state directory.
+func boundName(bdf string) string { return "bound/" + bdf + ".json" }
+
+// maxBoundRecord caps a bound record read back.
+const maxBoundRecord = 64 << 10
 
 func (g *Gate) saveBound(r boundRecord) error {
 	if g.o.StateDir == "" {
@@ -105,19 +114,19 @@ func (g *Gate) saveBound(r boundRecord) error {
 		g.original[b] = r
 		return nil
 	}
-	p := g.boundPath(r.BDF)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+	root, err := statedir.Open(g.o.StateDir)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, p)
+	defer root.Close()
+	if err := statedir.MkdirAll(root, "bound"); err != nil {
+		return err
+	}
+	return statedir.WriteFile(root, boundName(r.BDF), append(data, '\n'), 0o600)
 }
 
 func (g *Gate) loadBound(b pci.BDF) (boundRecord, bool, error) {
@@ -127,7 +136,12 @@ func (g *Gate) loadBound(b pci.BDF) (boundRecord, bool, error) {
 		r, ok := g.original[b]
 		return r, ok, nil
 	}
-	data, err := os.ReadFile(g.boundPath(b.String()))
+	root, err := statedir.Open(g.o.StateDir)
+	if err != nil {
+		return boundRecord{}, false, err
+	}
+	defer root.Close()
+	data, err := statedir.ReadFile(root, boundName(b.String()), maxBoundRecord)
 	if errors.Is(err, fs.ErrNotExist) {
 		return boundRecord{}, false, nil
 	}
@@ -137,6 +151,9 @@ func (g *Gate) loadBound(b pci.BDF) (boundRecord, bool, error) {
 	var r boundRecord
 	if err := json.Unmarshal(data, &r); err != nil {
 		return boundRecord{}, false, fmt.Errorf("gate: %s: %w", g.boundPath(b.String()), err)
+	}
+	if r.BDF != b.String() {
+		return boundRecord{}, false, fmt.Errorf("gate: %s holds the record of %q", g.boundPath(b.String()), r.BDF)
 	}
 	return r, true, nil
 }
@@ -148,11 +165,12 @@ func (g *Gate) dropBound(b pci.BDF) error {
 		delete(g.original, b)
 		return nil
 	}
-	err := os.Remove(g.boundPath(b.String()))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	root, err := statedir.Open(g.o.StateDir)
+	if err != nil {
+		return err
 	}
-	return err
+	defer root.Close()
+	return statedir.Remove(root, boundName(b.String()))
 }
 
 // Released is the outcome of releasing one function.
@@ -194,7 +212,7 @@ func (g *Gate) Release(ctx context.Context, bdfs []pci.BDF, domain string) ([]Re
 			continue
 		}
 		out[i].Driver = rec.Driver
-		if err := vfio.Release(ctx, g.o.System.Root(), []pci.BDF{b}, map[pci.BDF]string{b: rec.Driver}, g.o.Bind); err != nil {
+		if err := vfio.ReleaseTo(ctx, g.o.System.Root(), map[pci.BDF]vfio.Before{b: {Driver: rec.Driver, Override: rec.Override}}, g.o.Bind); err != nil {
 			out[i].Err = err
 			continue
 		}

@@ -14,7 +14,7 @@ import (
 // preBound is a group that Bind moved to vfio-pci before attesting it.
 type preBound struct {
 	bdfs     []pci.BDF
-	original map[pci.BDF]string
+	original map[pci.BDF]vfio.Before
 }
 
 // detachForAttestation moves, for Bind only, every requested function that is
@@ -54,14 +54,14 @@ func (g *Gate) detachForAttestation(ctx context.Context, items []*item) map[int]
 			continue
 		}
 		g.log.InfoContext(ctx, "moved group to vfio-pci for attestation", "group", n, "bdfs", fmt.Sprint(bdfs))
-		out[n] = &preBound{bdfs: bdfs, original: plan.Original()}
+		out[n] = &preBound{bdfs: bdfs, original: plan.Before()}
 	}
 	return out
 }
 
 // restorePreBound gives a pre-bound group back to its original drivers.
 func (g *Gate) restorePreBound(ctx context.Context, pb *preBound) error {
-	err := vfio.Release(context.WithoutCancel(ctx), g.o.System.Root(), pb.bdfs, pb.original, g.o.Bind)
+	err := vfio.ReleaseTo(context.WithoutCancel(ctx), g.o.System.Root(), pb.original, g.o.Bind)
 	if err != nil {
 		return fmt.Errorf("gate: giving %v back to their drivers after a deny: %w", pb.bdfs, err)
 	}
@@ -91,7 +91,7 @@ func (g *Gate) settlePreBound(ctx context.Context, items []*item, pre map[int]*p
 		}
 		var errs []error
 		for _, it := range members {
-			rec := boundRecord{BDF: it.bdf.String(), Driver: pb.original[it.bdf], Domain: req.Domain,
+			rec := boundRecord{BDF: it.bdf.String(), Driver: pb.original[it.bdf].Driver, Override: pb.original[it.bdf].Override, Domain: req.Domain,
 				VendorID: it.d.Identity.VendorID, DeviceID: it.d.Identity.DeviceID, DSN: it.d.Identity.DSN, Time: g.now().UTC()}
 			errs = append(errs, g.saveBound(rec))
 		}

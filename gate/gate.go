@@ -23,25 +23,21 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
-	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/gate/evstore"
+	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
-	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
-// Reason codes gate adds to the policy's (policy.Codes): they describe what
-// happened around the evaluation rather than the evidence.
+// Reason codes gate adds: they describe what happened around the evaluation
+// rather than the evidence. They live in policy's one table of codes.
 const (
-	// CodeNoDevice: the BDF names no PCI function.
-	CodeNoDevice policy.Code = "no-device"
-	// CodeTPM: the decision could not be recorded in the TPM (fail closed).
-	CodeTPM policy.Code = "tpm"
-	// CodeLock: the per-function lock could not be taken.
-	CodeLock policy.Code = "lock"
+	CodeNoDevice = policy.CodeNoDevice
+	CodeTPM      = policy.CodeTPM
+	CodeLock     = policy.CodeLock
 )
 
 // DefaultConcurrency bounds how many functions are attested at once.
@@ -88,6 +84,16 @@ type Options struct {
 	// attestation: a DOE mailbox access by another process denies it with
 	// mailbox-tampered (watch.go).
 	Watcher AccessWatcher
+	// Observer, when set, is told every decision and every TPM record (the
+	// daemon's metrics). It must be quick and safe for concurrent use.
+	Observer Observer
+}
+
+// Observer watches the pipeline: Decided once per function and request,
+// after recording; Recorded once per Record call with its duration.
+type Observer interface {
+	Decided(d *Decision)
+	Recorded(took time.Duration, events int, err error)
 }
 
 // Request names the functions of one check or bind.
@@ -165,13 +171,19 @@ func New(o Options) (*Gate, error) {
 	case o.Recorder == nil:
 		return nil, errors.New("gate: Options.Recorder is nil (every decision must be recorded)")
 	}
+	if o.StateDir != "" {
+		// Root writes there: refuse a directory others could plant symlinks in.
+		if err := statedir.Check(o.StateDir); err != nil {
+			return nil, fmt.Errorf("gate: %w", err)
+		}
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
 	}
 	if o.Attest.ChainCache == nil {
 		// Chains are cached by their digest (which the device signs over
 		// in CHALLENGE): a warm check of a known device fetches no chain.
-		o.Attest.ChainCache = &spdm.MapChainCache{}
+		o.Attest.ChainCache = attest.NewChainCache()
 	}
 	g := &Gate{o: o, log: o.Logger, now: o.Now, original: map[pci.BDF]boundRecord{}}
 	if g.log == nil {
@@ -191,6 +203,7 @@ type item struct {
 	bdf    pci.BDF
 	fn     *pci.Function
 	unlock func() error
+	absent bool // no such function when the locks were taken: no lock, decided no-device
 	d      Decision
 	keeper TDIKeeper // holds the TDI locked for this request (nil: none)
 }
@@ -211,6 +224,12 @@ func compareBDF(a, b pci.BDF) int {
 func (g *Gate) lockAll(ctx context.Context, bdfs []pci.BDF) ([]*item, error) {
 	items := make([]*item, 0, len(bdfs))
 	for _, b := range bdfs {
+		if _, err := g.o.System.Function(b); errors.Is(err, pci.ErrNoDevice) {
+			// No lock file for a function that does not exist (a typo'd
+			// BDF); it is denied no-device without being looked at again.
+			items = append(items, &item{bdf: b, absent: true})
+			continue
+		}
 		unlock, err := pci.LockFunction(ctx, g.o.LockDir, b)
 		if err != nil {
 			unlockAll(items)
@@ -331,6 +350,9 @@ func (g *Gate) decideLocked(ctx context.Context, items []*item, req Request, bin
 	g.record(ctx, items, req.Confidential)
 	for _, it := range items {
 		v := it.d.Verdict
+		if g.o.Observer != nil {
+			g.o.Observer.Decided(&it.d)
+		}
 		g.log.InfoContext(ctx, "decision", "bdf", it.bdf.String(), "decision", v.Decision, "would_deny", v.WouldDeny,
 			"rule", v.Rule, "reasons", reasonCodes(v), "recorded", it.d.Recorded)
 	}
@@ -372,7 +394,7 @@ func (g *Gate) attestOptions(id attest.Identity, inFlight int) *attest.Options {
 	if o.DOE == nil && inFlight > runtime.NumCPU() {
 		// More mailboxes in flight than CPUs: wait for Data Object Ready
 		// by sleeping, not spinning, or the spinners starve the others.
-		o.DOE = &doe.Options{Spin: -1}
+		o.DOE = attest.SleepingDOE()
 	}
 	o.Roots = g.rootsFor(id)
 	if o.Now == nil {
@@ -393,7 +415,11 @@ func (g *Gate) attestOne(ctx context.Context, it *item, req Request, inFlight in
 	d := &it.d
 	d.BDF = it.bdf
 	d.Identity = attest.Identity{BDF: it.bdf.String()}
-	fn, err := g.o.System.Function(it.bdf)
+	var fn *pci.Function
+	err := fmt.Errorf("%w: %s", pci.ErrNoDevice, it.bdf)
+	if !it.absent {
+		fn, err = g.o.System.Function(it.bdf)
+	}
 	var ev *attest.Evidence
 	var w *tamperWatch
 	if err == nil {
@@ -418,8 +444,7 @@ func (g *Gate) attestOne(ctx context.Context, it *item, req Request, inFlight in
 	switch {
 	case err == nil && ev != nil:
 	case errors.Is(err, pci.ErrNoDevice):
-		d.Verdict = g.denyVerdict(CodeNoDevice, fmt.Sprintf("no PCI function %s exists", it.bdf),
-			"the address names no PCI function: check it (vfio-gate scan lists the functions)")
+		d.Verdict = g.denyVerdict(CodeNoDevice, fmt.Sprintf("no PCI function %s exists", it.bdf))
 		d.EvidenceDigest = nil
 		return
 	default:
@@ -499,24 +524,10 @@ func (g *Gate) settleTDIs(ctx context.Context, items []*item, req Request) {
 
 // denyVerdict is a verdict gate makes itself (no evidence to evaluate):
 // always deny, whatever the mode.
-func (g *Gate) denyVerdict(c policy.Code, got, advice string) policy.Verdict {
+func (g *Gate) denyVerdict(c policy.Code, got string) policy.Verdict {
 	return policy.Verdict{Decision: policy.DecisionDeny, Mode: g.o.Policy.Mode,
-		Reasons: []policy.Reason{reasonFor(c, got, advice)},
+		Reasons: []policy.Reason{policy.ReasonFor(c, got)},
 		Checks:  []policy.Check{{Name: string(c), Expected: "none", Got: got, Pass: false}}}
-}
-
-func reasonFor(c policy.Code, detail, advice string) policy.Reason {
-	if advice == "" {
-		return policy.ReasonFor(c, detail)
-	}
-	return policy.Reason{Code: c, Message: upperFirst(detail) + "; " + advice + "."}
-}
-
-func upperFirst(s string) string {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }
 
 // addReason adds a deny reason to v as the policy would: in enforce mode the
@@ -608,7 +619,6 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	now := g.now()
 	var events []tpm.Event
 	verdictAt := make([]int, len(items)) // index of each item's verdict event
-	var prepErr []error
 	for i, it := range items {
 		d := &it.d
 		name := it.bdf.String()
@@ -621,7 +631,6 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		evs, err := EventsFor(d.Evidence, td)
 		if err != nil {
 			// Evidence tpm cannot encode: record the verdict alone, and deny.
-			prepErr = append(prepErr, err)
 			addReason(&d.Verdict, policy.ReasonFor(policy.CodeProtocol, "the evidence cannot be encoded as TPM events: "+err.Error()),
 				policy.Check{Name: "tpm.events", Expected: "encodable evidence", Got: err.Error()}, true)
 			td.Allow, td.Reasons = false, reasonCodes(d.Verdict)
@@ -634,7 +643,11 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	// timeout deny must be recorded too), within a bound of its own.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
 	defer cancel()
+	recStart := time.Now()
 	recs, err := g.o.Recorder.Record(rctx, events...)
+	if g.o.Observer != nil {
+		g.o.Observer.Recorded(time.Since(recStart), len(events), err)
+	}
 	if err == nil && len(recs) != len(events) {
 		err = fmt.Errorf("tpm: %d of %d events recorded", len(recs), len(events))
 	}
@@ -648,8 +661,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 			err = errors.New("tpm: event not recorded")
 		}
 		it.d.Err = err
-		addReason(&it.d.Verdict, reasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error(),
-			"nothing is passed without a record: fix the TPM (--tpm) or the event log, then retry"),
+		addReason(&it.d.Verdict, policy.ReasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error()),
 			policy.Check{Name: "tpm", Expected: "decision extended and logged", Got: err.Error()}, true)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -173,6 +175,10 @@ func TestCheckNoSuchDevice(t *testing.T) {
 		t.Fatalf("missing device: %s %v", ds[1].Verdict.Decision, codes(ds[1]))
 	}
 	assertRecorded(t, w, ds)
+	// No lock file is left for the function that does not exist.
+	if _, err := os.Stat(filepath.Join(w.dir, "locks", "0000:09:00.0.lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lock file of a missing function: %v", err)
+	}
 }
 
 // Audit mode records and reports, never blocks.

@@ -5,9 +5,8 @@ import (
 	"errors"
 
 	"github.com/vfio-gate/vfio-gate/attest"
-	"github.com/vfio-gate/vfio-gate/doe"
-	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/target"
 )
 
 // CheckSocket attests a responder behind the spdm-socket protocol at addr
@@ -20,16 +19,16 @@ func (g *Gate) CheckSocket(ctx context.Context, addr string, id attest.Identity,
 	it := &item{}
 	it.d.Identity = id
 	var ev *attest.Evidence
-	c, err := socket.Dial(ctx, addr)
+	c, err := (&target.Socket{Addr: addr}).Open(ctx)
 	if err == nil {
 		o := g.attestOptions(id, 1)
 		if g.o.Policy.NeedsFor(id).Session {
 			// A rule that may match requires a session (or a locked TDI,
 			// which a socket device cannot be assigned with: its rule
 			// denies tdisp-not-locked).
-			o.Session, o.SecuredTransport = true, c.Exchanger(doe.FeatureSecuredCMA)
+			o.Session, o.SecuredTransport = true, c.Secured
 		}
-		ev, err = attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, o)
+		ev, err = attest.Transport(ctx, c.CMA, id, o)
 		c.Close()
 	}
 	if err != nil || ev == nil {

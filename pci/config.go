@@ -85,14 +85,6 @@ func ReadU32(cfg ConfigSpace, off int64) (uint32, error) {
 	return binary.LittleEndian.Uint32(b[:]), err
 }
 
-// WriteU8 writes one byte of config space.
-func WriteU8(cfg ConfigSpace, off int64, v uint8) error { return write(cfg, off, []byte{v}) }
-
-// WriteU16 writes an aligned little-endian word.
-func WriteU16(cfg ConfigSpace, off int64, v uint16) error {
-	return write(cfg, off, binary.LittleEndian.AppendUint16(nil, v))
-}
-
 // WriteU32 writes an aligned little-endian dword.
 func WriteU32(cfg ConfigSpace, off int64, v uint32) error {
 	return write(cfg, off, binary.LittleEndian.AppendUint32(nil, v))

@@ -183,7 +183,11 @@ func TestOpenConfigReadOnlyFallback(t *testing.T) {
 			ch <- res{err: err}
 			return
 		}
-		c, _, err := f.OpenConfig()
+		if _, _, err := f.OpenConfig(); !errors.Is(err, pci.ErrReadOnlyConfig) {
+			ch <- res{err: fmt.Errorf("OpenConfig of a 0444 config without CAP_DAC_OVERRIDE: %v, want ErrReadOnlyConfig", err)}
+			return
+		}
+		c, _, err := f.OpenConfigReadOnly()
 		ch <- res{c, err}
 	}()
 	r := <-ch

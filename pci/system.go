@@ -406,11 +406,27 @@ func ConfigLen(cfg ConfigSpace) int64 {
 	return ConfigSize
 }
 
+// ReadOnlyError is OpenConfig's error when the config file can be opened
+// for reading only (no CAP_DAC_OVERRIDE, a read-only sysfs): DOE needs
+// writes. errors.Is(err, ErrReadOnlyConfig) holds; Err is the open error.
+type ReadOnlyError struct {
+	BDF BDF
+	Err error
+}
+
+func (e *ReadOnlyError) Error() string {
+	return fmt.Sprintf("pci: %s: config space cannot be opened for writing: %v", e.BDF, e.Err)
+}
+
+// Is makes errors.Is(err, ErrReadOnlyConfig) true.
+func (e *ReadOnlyError) Is(target error) bool { return target == ErrReadOnlyConfig }
+
+func (e *ReadOnlyError) Unwrap() error { return e.Err }
+
 // OpenConfig opens the function's config space for reading and writing. If
-// the sysfs file cannot be opened for writing, it falls back to read-only:
-// the returned *ConfigFile then reports Writable() == false and every write
-// fails with ErrReadOnlyConfig. With Options.ConfigOpener the opener's config
-// space is returned instead.
+// the sysfs file cannot be opened for writing it fails with a
+// *ReadOnlyError; OpenConfigReadOnly reads. With Options.ConfigOpener the
+// opener's config space is returned instead.
 func (f *Function) OpenConfig() (ConfigSpace, io.Closer, error) {
 	return f.openConfig(true)
 }
@@ -434,8 +450,7 @@ func (f *Function) openConfig(rw bool) (ConfigSpace, io.Closer, error) {
 		file, err = s.root.OpenFile(name, os.O_RDWR)
 		writable = err == nil
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
-			s.log.Debug("config not writable, opening read-only", "bdf", f.BDF.String(), "err", err)
-			err = nil
+			return nil, nil, &ReadOnlyError{BDF: f.BDF, Err: err}
 		}
 	}
 	if file == nil && err == nil {

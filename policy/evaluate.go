@@ -2,13 +2,9 @@ package policy
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/sha3"
-	"crypto/sha512"
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
-	"hash"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -167,7 +163,7 @@ func (p *Policy) Evaluate(ev *attest.Evidence, in Input) Verdict {
 		if def == DenyUnattested && len(e.v.Reasons) == 0 {
 			// deny-unattested always denies here: no rule can attest this device.
 			switch {
-			case ev.Failure != nil && hostSide[ev.Failure.Kind] && ev.Failure.Kind != attest.FailNoDOE && ev.Failure.Kind != attest.FailNoCMA:
+			case ev.Failure != nil && hostSide(ev.Failure.Kind) && ev.Failure.Kind != attest.FailNoDOE && ev.Failure.Kind != attest.FailNoCMA:
 				// The host could not look (lockdown, permission, a driver or
 				// another process owns the mailbox): whether the device has CMA
 				// is unknown, so say what stopped us, not "no CMA".
@@ -185,17 +181,9 @@ func (p *Policy) Evaluate(ev *attest.Evidence, in Input) Verdict {
 	return e.finish()
 }
 
-// hostSide lists failures that say the host could not attest (the device is
-// then merely unattested); every other failure is something the device did
-// and denies even where unattested devices are allowed.
-var hostSide = map[string]bool{
-	attest.FailNoDOE: true, attest.FailNoCMA: true, attest.FailLockdown: true, attest.FailPermission: true,
-	attest.FailMailboxOwned: true, attest.FailMailboxBusy: true,
-}
-
 func (e *eval) unattested(def Default, why string) {
 	f := e.ev.Failure
-	if f == nil || hostSide[f.Kind] {
+	if f == nil || hostSide(f.Kind) {
 		return
 	}
 	if f.Kind == attest.FailChain {
@@ -205,7 +193,7 @@ func (e *eval) unattested(def Default, why string) {
 		}
 	}
 	if def == AllowUnattested {
-		e.check("attestation-failure", "none (or the device cannot be attested)", f.Kind+": "+f.Message, false)
+		e.check("attestation-failure", "none (or the device cannot be attested)", f.Kind.String()+": "+f.Message, false)
 	}
 	e.denyFailure(f)
 }
@@ -222,41 +210,17 @@ func (e *eval) chain() *attest.ChainState {
 
 func (e *eval) denyFailure(f *attest.Failure) {
 	detail := fmt.Sprintf("attestation stopped at %s: %s", f.Step, f.Message)
-	switch f.Kind {
-	case attest.FailNoDOE, attest.FailNoCMA:
-		e.deny(CodeNoCMA, "%s", detail)
-	case attest.FailLockdown:
-		e.deny(CodeLockdown, "%s", detail)
-	case attest.FailPermission:
-		e.deny(CodePermission, "%s", detail)
-	case attest.FailMailboxBusy:
-		e.deny(CodeMailboxBusy, "%s", detail)
-	case attest.FailMailboxOwned:
-		e.deny(CodeMailboxOwned, "%s", detail)
-	case attest.FailMailboxTampered:
-		e.deny(CodeMailboxTampered, "%s", detail)
-	case attest.FailTimeout:
-		e.deny(CodeTimeout, "%s", detail)
-	case attest.FailDeviceGone:
-		e.deny(CodeDeviceRemoved, "%s", detail)
-	case attest.FailTransport:
-		e.deny(CodeTransport, "%s", detail)
-	case attest.FailProtocol:
-		e.deny(CodeProtocol, "%s", detail)
-	case attest.FailSignature, attest.FailNonce:
-		e.deny(CodeSignatureInvalid, "%s", detail)
-	case attest.FailSession:
-		e.deny(CodeSessionRequired, "%s", detail)
-	case attest.FailTDISP:
-		e.deny(CodeTDISPNotLocked, "%s", detail)
-	case attest.FailChain:
+	switch c := KindCode(f.Kind); {
+	case f.Kind == attest.FailChain:
 		kind := ""
 		if c := e.chain(); c != nil {
 			kind = c.ErrorKind
 		}
 		e.deny(chainCode(kind), "%s", detail)
-	default:
+	case rowOfKind(f.Kind) == nil:
 		e.deny(CodeProtocol, "attestation failed with unknown kind %q at %s: %s", f.Kind, f.Step, f.Message)
+	default:
+		e.deny(c, "%s", detail)
 	}
 }
 
@@ -288,8 +252,15 @@ func (e *eval) finish() Verdict {
 func (e *eval) attested(r *Rule) {
 	ev, s := e.ev, r.SPDM
 	if ev.Failure != nil {
-		e.check("attestation", "completed", ev.Failure.Kind+" at "+ev.Failure.Step+": "+ev.Failure.Message, false)
+		e.check("attestation", "completed", ev.Failure.Kind.String()+" at "+ev.Failure.Step+": "+ev.Failure.Message, false)
 		e.denyFailure(ev.Failure)
+	}
+	if !ev.HasCMA && ev.Failure != nil && ev.Failure.Kind != attest.FailNoDOE && ev.Failure.Kind != attest.FailNoCMA {
+		// Attestation stopped before it could tell (a discovery timeout,
+		// lockdown, an owner of the mailbox): whether the device has CMA is
+		// unknown, so the failure is the only reason, never no-cma.
+		e.check("cma", "CMA-SPDM mailbox", "not reached", false)
+		return
 	}
 	e.check("cma", "CMA-SPDM mailbox", yesNo(ev.HasCMA), ev.HasCMA)
 	if !ev.HasCMA {
@@ -704,10 +675,6 @@ func (e *eval) blocksOfType(t uint8) []attest.MeasurementBlock {
 	return out
 }
 
-// measurementAlg maps attest's measurement hash names to reference value prefixes.
-var measurementAlg = map[string]string{"sha-256": "sha256", "sha-384": "sha384", "sha-512": "sha512",
-	"sha3-256": "sha3-256", "sha3-384": "sha3-384", "sha3-512": "sha3-512"}
-
 func (e *eval) checkReference(idx uint8, refs []Digest) {
 	name := fmt.Sprintf("measurements.reference[%d]", idx)
 	alts := make([]string, len(refs))
@@ -735,7 +702,7 @@ func (e *eval) checkReference(idx uint8, refs []Digest) {
 		return
 	}
 	b := found[0]
-	devAlg := measurementAlg[e.ev.Algorithms.MeasurementHash]
+	devAlg := RefAlg(e.ev.Algorithms.MeasurementHash)
 	got := fmt.Sprintf("%x", []byte(b.Value))
 	if devAlg != "" && !b.Raw {
 		got = devAlg + ":" + got
@@ -745,7 +712,7 @@ func (e *eval) checkReference(idx uint8, refs []Digest) {
 			break // not a DMTF block: no defined value to compare
 		}
 		if b.Raw {
-			if bytes.Equal(digestOf(r.Alg, b.Value), r.Value) {
+			if bytes.Equal(DigestOf(r.Alg, b.Value), r.Value) {
 				e.check(name, exp, r.Alg+" of raw value matches", true)
 				return
 			}
@@ -765,26 +732,4 @@ func shorten(s string) string {
 		return s[:77] + "..."
 	}
 	return s
-}
-
-func digestOf(alg string, b []byte) []byte {
-	var h hash.Hash
-	switch alg {
-	case "sha256":
-		h = sha256.New()
-	case "sha384":
-		h = sha512.New384()
-	case "sha512":
-		h = sha512.New()
-	case "sha3-256":
-		h = sha3.New256()
-	case "sha3-384":
-		h = sha3.New384()
-	case "sha3-512":
-		h = sha3.New512()
-	default:
-		return nil
-	}
-	h.Write(b)
-	return h.Sum(nil)
 }

@@ -88,7 +88,7 @@ func TestEvaluateAllowsGoodDevice(t *testing.T) {
 func TestEvaluateReasonCodes(t *testing.T) {
 	p := newPKI(t)
 	pol := p.full("enforce")
-	fail := func(kind string) func(*attest.Evidence) {
+	fail := func(kind attest.Kind) func(*attest.Evidence) {
 		return func(e *attest.Evidence) { e.Failure = &attest.Failure{Step: "x", Kind: kind, Message: "boom"} }
 	}
 	cases := []struct {
@@ -160,7 +160,8 @@ func TestEvaluateReasonCodes(t *testing.T) {
 		{name: "nonce failure", mod: fail(attest.FailNonce), want: []policy.Code{"signature-invalid"}},
 		{name: "session failure", mod: fail(attest.FailSession), want: []policy.Code{"session-required"}},
 		{name: "tdisp failure", mod: fail(attest.FailTDISP), want: []policy.Code{"tdisp-not-locked"}},
-		{name: "unknown failure kind", mod: fail("martian"), want: []policy.Code{"protocol"}},
+		{name: "unknown failure kind", mod: fail(attest.Kind(200)), want: []policy.Code{"protocol"}},
+		{name: "zero failure kind", mod: fail(attest.FailUnknown), want: []policy.Code{"protocol"}},
 		{name: "chain failure kind", mod: func(e *attest.Evidence) {
 			fail(attest.FailChain)(e)
 			e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorExpired
@@ -170,6 +171,16 @@ func TestEvaluateReasonCodes(t *testing.T) {
 			g.Failure = &attest.Failure{Step: "version", Kind: attest.FailTimeout, Message: "no answer"}
 			*e = *g
 		}, want: []policy.Code{"timeout"}},
+		{name: "discovery timed out: timeout, not no-cma", mod: func(e *attest.Evidence) {
+			g := &attest.Evidence{Identity: e.Identity, DOE: []attest.Mailbox{{Offset: 0x100, Features: []string{}}}}
+			g.Failure = &attest.Failure{Step: "doe-discovery", Kind: attest.FailTimeout, Message: "no answer"}
+			*e = *g
+		}, want: []policy.Code{"timeout"}},
+		{name: "discovery found no CMA: no-cma", mod: func(e *attest.Evidence) {
+			g := &attest.Evidence{Identity: e.Identity, DOE: []attest.Mailbox{{Offset: 0x100, Features: []string{"doe-discovery"}}}}
+			g.Failure = &attest.Failure{Step: "doe-discovery", Kind: attest.FailNoCMA, Message: "no CMA"}
+			*e = *g
+		}, want: []policy.Code{"no-cma"}},
 		{name: "never negotiated without failure", mod: func(e *attest.Evidence) {
 			*e = attest.Evidence{Identity: e.Identity, HasCMA: true}
 		}, want: []policy.Code{"protocol", "chain-untrusted", "signature-invalid", "session-required", "measurement-missing", "tdisp-not-locked"}},
@@ -384,7 +395,7 @@ rules:
 
 func TestEveryCodeHasAdviceAndIsDocumented(t *testing.T) {
 	seen := map[policy.Code]bool{}
-	for _, c := range policy.Codes() {
+	for _, c := range policy.AllCodes() {
 		if seen[c] {
 			t.Errorf("duplicate code %s", c)
 		}
@@ -401,7 +412,7 @@ func TestEveryCodeHasAdviceAndIsDocumented(t *testing.T) {
 		"san-mismatch", "signature-invalid", "measurement-mismatch", "measurement-missing", "svn-too-low", "debug-mode",
 		"version-too-low", "algorithm-not-allowed", "session-required", "tdisp-not-locked", "iommu-group-unsafe",
 		"lockdown", "mailbox-busy", "mailbox-owned", "timeout", "device-removed", "no-rule", "transport", "protocol",
-		"mailbox-tampered"} {
+		"mailbox-tampered", "no-device", "lock", "tpm"} {
 		if !seen[must] {
 			t.Errorf("code %s missing", must)
 		}
@@ -435,14 +446,14 @@ func TestExemptAndAnchors(t *testing.T) {
 }
 
 func TestREADMEDocumentsEveryCode(t *testing.T) {
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile("../docs/policy.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range policy.Codes() {
 		row := "| `" + string(c) + "` | " + policy.Advice(c) + " |"
 		if !strings.Contains(string(b), row) {
-			t.Errorf("README lacks the row for %s:\n%s", c, row)
+			t.Errorf("docs/policy.md lacks the row for %s:\n%s", c, row)
 		}
 	}
 }
@@ -478,14 +489,14 @@ rules:
 // TestREADMESchemaExampleLoads keeps the README's schema example valid: it is
 // loaded with its file paths and elided digests replaced by real ones.
 func TestREADMESchemaExampleLoads(t *testing.T) {
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile("../docs/policy.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	start := strings.Index(s, "### Schema (version 1)")
 	if start < 0 {
-		t.Fatal("README has no schema section")
+		t.Fatal("docs/policy.md has no schema section")
 	}
 	s = s[start:]
 	i := strings.Index(s, "```yaml\n")

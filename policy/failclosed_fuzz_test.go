@@ -77,9 +77,9 @@ func FuzzEvaluateFailClosed(f *testing.F) {
 
 // mutate applies one change selected by op (argument a) to ev.
 func mutate(ev *attest.Evidence, op, a byte) {
-	kinds := []string{attest.FailNoDOE, attest.FailNoCMA, attest.FailLockdown, attest.FailPermission, attest.FailMailboxBusy,
+	kinds := []attest.Kind{attest.FailNoDOE, attest.FailNoCMA, attest.FailLockdown, attest.FailPermission, attest.FailMailboxBusy,
 		attest.FailMailboxOwned, attest.FailTimeout, attest.FailProtocol, attest.FailSignature, attest.FailChain, attest.FailSession,
-		attest.FailTDISP, "", "made-up"}
+		attest.FailTDISP, attest.FailUnknown, attest.Kind(200)}
 	c := func() *attest.ChainState {
 		if len(ev.Chains) == 0 {
 			return nil

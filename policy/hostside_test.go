@@ -15,7 +15,7 @@ func TestDenyUnattestedNamesHostBlocker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := map[string]Code{
+	cases := map[attest.Kind]Code{
 		attest.FailLockdown: CodeLockdown, attest.FailPermission: CodePermission,
 		attest.FailMailboxOwned: CodeMailboxOwned, attest.FailMailboxBusy: CodeMailboxBusy,
 		attest.FailNoDOE: CodeNoCMA, attest.FailNoCMA: CodeNoCMA,

@@ -60,19 +60,19 @@ func TestPermissionChecks(t *testing.T) {
 				t.Fatal(err)
 			}
 			return write(d, "p.yaml", good, 0o644)
-		}, "directory is writable"},
+		}, "etc is writable by group or others"},
 		{"sticky world-writable directory", func(d string) string {
 			if err := os.Chmod(d, 0o1777); err != nil {
 				t.Fatal(err)
 			}
 			return write(d, "p.yaml", good, 0o644)
-		}, "directory is writable"},
+		}, "etc is writable by group or others"},
 		{"directory not owned by root", func(d string) string {
 			if err := os.Chown(d, 65534, 65534); err != nil {
 				t.Fatal(err)
 			}
 			return write(d, "p.yaml", good, 0o644)
-		}, "directory is owned by uid 65534"},
+		}, "etc is owned by uid 65534"},
 		{"anchor world-writable", func(d string) string {
 			a := write(d, "a.pem", string(mustRead(t, p.rootPEM)), 0o666)
 			return write(d, "p.yaml", fmt.Sprintf("version: 1\nrules:\n  - name: r\n    match: {vendor: 1}\n    spdm: {trust_anchors: [%s]}\n", a), 0o644)

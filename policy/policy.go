@@ -100,6 +100,8 @@ type Rule struct {
 	SPDM         *SPDM
 	Measurements *Measurements
 	TDISP        *TDISPRule
+
+	notes *captureNotes // comments of a captured rule (Capture), for MarshalDocument
 }
 
 // Match selects functions; every set field must equal. An empty match is

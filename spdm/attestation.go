@@ -3,6 +3,7 @@ package spdm
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -32,81 +33,91 @@ type ChallengeResult struct {
 // DSP0274 1.3 §10.8, §15.
 func (r *Requester) Challenge(ctx context.Context, slot, summaryType uint8) (*ChallengeResult, error) {
 	var out *ChallengeResult
-	err := r.step(ctx, func() error {
-		if err := r.ready(RequestChallenge); err != nil {
-			return err
-		}
-		n := r.neg
-		if n.Caps&CapChal == 0 {
-			return protoErr(RequestChallenge, "responder has no CHAL_CAP")
-		}
-		if !validSummaryType(summaryType) {
-			return protoErr(RequestChallenge, "summary type %#x invalid", summaryType)
-		}
-		if summaryType != SummaryNone && n.Caps&CapMeasMask == 0 {
-			return protoErr(RequestChallenge, "measurement summary requested from a responder without MEAS_CAP")
-		}
-		cc := r.chains[slot]
-		if cc == nil {
-			return protoErr(RequestChallenge, "slot %d chain was not read", slot)
-		}
-		leaf, err := x509.ParseCertificate(cc.Certs[len(cc.Certs)-1])
-		if err != nil {
-			return &VerificationError{Step: "challenge-signature", Err: fmt.Errorf("leaf certificate: %w", err)}
-		}
-		q := &challengeReq{Version: n.Version, Slot: slot, SummaryType: summaryType}
-		if err := r.readRand(q.Nonce[:]); err != nil {
-			return err
-		}
-		if n.Version >= Version13 {
-			if err := r.readRand(q.Context[:]); err != nil {
-				return err
-			}
-		}
-		req := q.marshal()
-		b := r.msgB
-		r.msgB = nil // M1 part B restarts after every CHALLENGE
-		rsp, err := r.exchange(ctx, req, true)
-		if err != nil {
-			return err
-		}
-		hs, ss := n.BaseHash.Size(), n.BaseAsym.SignatureSize()
-		ca, err := decodePadded(rsp, func(p []byte) (*challengeAuthRsp, error) {
-			return decodeChallengeAuthRsp(p, hs, ss, summaryType != SummaryNone)
-		})
-		if err != nil {
-			return err
-		}
-		if ca.Param1&0x0F != slot {
-			return protoErr(RequestChallenge, "CHALLENGE_AUTH for slot %d, asked %d", ca.Param1&0x0F, slot)
-		}
-		if ca.SlotMask&(1<<slot) == 0 {
-			return protoErr(RequestChallenge, "CHALLENGE_AUTH slot mask %#02x lacks slot %d", ca.SlotMask, slot)
-		}
-		if n.Version >= Version13 && ca.Context != q.Context {
-			return protoErr(RequestChallenge, "RequesterContext not echoed")
-		}
-		res := &ChallengeResult{Slot: slot, SummaryType: summaryType, Nonce: bytes.Clone(q.Nonce[:]),
-			ResponderNonce: bytes.Clone(ca.Nonce[:]), SummaryHash: bytes.Clone(ca.SummaryHash),
-			CertChainHash: bytes.Clone(ca.CertChainHash), Opaque: bytes.Clone(ca.Opaque), Signature: bytes.Clone(ca.Signature)}
-		if want, _ := hashOf(n.BaseHash, cc.Buffer); !bytes.Equal(want, ca.CertChainHash) {
-			return &VerificationError{Step: "cert-chain-hash", Err: fmt.Errorf("CertChainHash %x, slot %d chain hashes to %x", ca.CertChainHash, slot, want)}
-		}
-		m1 := make([]byte, 0, len(r.vca)+len(b)+len(req)+len(ca.raw))
-		m1 = append(append(append(append(m1, r.vca...), b...), req...), ca.unsigned()...)
-		res.Transcript = m1
-		th, err := hashOf(n.BaseHash, m1)
-		if err != nil {
-			return err
-		}
-		if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxChallengeAuth, leaf.PublicKey, th, ca.Signature); err != nil {
-			return &VerificationError{Step: "challenge-signature", Err: err}
-		}
-		res.Verified = true
-		out = res
-		return nil
+	err := r.step(ctx, func() (err error) {
+		out, err = r.challenge(ctx, slot, summaryType)
+		return err
 	})
 	return out, err
+}
+
+// challenge is one CHALLENGE/CHALLENGE_AUTH exchange (Challenge; r.step retries it after a resynch).
+// Preconditions: VCA done, the slot's chain read (Certificate) or a provisioned public key.
+func (r *Requester) challenge(ctx context.Context, slot, summaryType uint8) (*ChallengeResult, error) {
+	if err := r.ready(RequestChallenge); err != nil {
+		return nil, err
+	}
+	n := r.neg
+	if n.Caps&CapChal == 0 {
+		return nil, protoErr(RequestChallenge, "responder has no CHAL_CAP")
+	}
+	if !validSummaryType(summaryType) {
+		return nil, protoErr(RequestChallenge, "summary type %#x invalid", summaryType)
+	}
+	if summaryType != SummaryNone && n.Caps&CapMeasMask == 0 {
+		return nil, protoErr(RequestChallenge, "measurement summary requested from a responder without MEAS_CAP")
+	}
+	pub, keyBuf, err := r.slotKey(RequestChallenge, "challenge-signature", slot)
+	if err != nil {
+		return nil, err
+	}
+	q := &challengeReq{Version: n.Version, Slot: slot, SummaryType: summaryType}
+	if err := r.readRand(q.Nonce[:]); err != nil {
+		return nil, err
+	}
+	if n.Version >= Version13 {
+		if err := r.readRand(q.Context[:]); err != nil {
+			return nil, err
+		}
+	}
+	req := q.marshal()
+	b := r.msgB
+	r.msgB = nil // M1 part B restarts after every CHALLENGE
+	rsp, err := r.exchange(ctx, req, true)
+	if err != nil {
+		return nil, err
+	}
+	hs, ss := n.BaseHash.Size(), n.BaseAsym.SignatureSize()
+	ca, err := decodePadded(rsp, func(p []byte) (*challengeAuthRsp, error) {
+		return decodeChallengeAuthRsp(p, hs, ss, summaryType != SummaryNone)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if slot == SlotProvisioned {
+		// DSP0274 1.2.0 §10.8: SlotID 0xF and an empty slot mask for
+		// a pre-provisioned key.
+		if ca.Param1&0x0F != 0x0F || ca.SlotMask != 0 {
+			return nil, protoErr(RequestChallenge, "CHALLENGE_AUTH slot %d mask %#02x for the provisioned key, want 15 and 0", ca.Param1&0x0F, ca.SlotMask)
+		}
+	} else {
+		if ca.Param1&0x0F != slot {
+			return nil, protoErr(RequestChallenge, "CHALLENGE_AUTH for slot %d, asked %d", ca.Param1&0x0F, slot)
+		}
+		if ca.SlotMask&(1<<slot) == 0 {
+			return nil, protoErr(RequestChallenge, "CHALLENGE_AUTH slot mask %#02x lacks slot %d", ca.SlotMask, slot)
+		}
+	}
+	if n.Version >= Version13 && ca.Context != q.Context {
+		return nil, &ProtocolError{Request: RequestChallenge, Reason: "RequesterContext not echoed", Err: ErrNonceNotEchoed}
+	}
+	res := &ChallengeResult{Slot: slot, SummaryType: summaryType, Nonce: bytes.Clone(q.Nonce[:]),
+		ResponderNonce: bytes.Clone(ca.Nonce[:]), SummaryHash: bytes.Clone(ca.SummaryHash),
+		CertChainHash: bytes.Clone(ca.CertChainHash), Opaque: bytes.Clone(ca.Opaque), Signature: bytes.Clone(ca.Signature)}
+	if want, _ := hashOf(n.BaseHash, keyBuf); !bytes.Equal(want, ca.CertChainHash) {
+		return nil, &VerificationError{Step: "cert-chain-hash", Err: fmt.Errorf("CertChainHash %x, slot %d chain hashes to %x", ca.CertChainHash, slot, want)}
+	}
+	m1 := make([]byte, 0, len(r.vca)+len(b)+len(req)+len(ca.raw))
+	m1 = append(append(append(append(m1, r.vca...), b...), req...), ca.unsigned()...)
+	res.Transcript = m1
+	th, err := hashOf(n.BaseHash, m1)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxChallengeAuth, pub, th, ca.Signature); err != nil {
+		return nil, &VerificationError{Step: "challenge-signature", Err: err}
+	}
+	res.Verified = true
+	return res, nil
 }
 
 // MeasOpts selects what GET_MEASUREMENTS asks for.
@@ -160,20 +171,18 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 		return nil, protoErr(RequestGetMeasurements, "signed measurements requested from a responder without MEAS_CAP signing")
 	case o.RawBitStream && n.Version < Version12:
 		return nil, protoErr(RequestGetMeasurements, "raw bit stream requested before 1.2")
-	case o.Slot >= maxSlots:
+	case o.Slot >= maxSlots && o.Slot != SlotProvisioned:
 		return nil, protoErr(RequestGetMeasurements, "slot %d out of range", o.Slot)
 	}
-	q := &getMeasurementsReq{Version: n.Version, Op: o.Index, SlotParam: o.Slot}
-	var leaf *x509.Certificate
+	// SlotIDParam is 4 bits: 0xF names the provisioned key (DSP0274 1.2.0 §10.11).
+	slotParam := o.Slot & 0x0F
+	q := &getMeasurementsReq{Version: n.Version, Op: o.Index, SlotParam: slotParam}
+	var pub crypto.PublicKey
 	if o.Signed {
 		q.Attrs |= MeasAttrSignature
-		cc := r.chains[o.Slot]
-		if cc == nil {
-			return nil, protoErr(RequestGetMeasurements, "slot %d chain was not read", o.Slot)
-		}
 		var err error
-		if leaf, err = x509.ParseCertificate(cc.Certs[len(cc.Certs)-1]); err != nil {
-			return nil, &VerificationError{Step: "measurements-signature", Err: fmt.Errorf("leaf certificate: %w", err)}
+		if pub, _, err = r.slotKey(RequestGetMeasurements, "measurements-signature", o.Slot); err != nil {
+			return nil, err
 		}
 		if err := r.readRand(q.Nonce[:]); err != nil {
 			return nil, err
@@ -203,10 +212,10 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 	}
 	r.l1 = append(append(r.l1, req...), mr.unsigned()...)
 	if n.Version >= Version13 && mr.Context != q.Context {
-		return nil, protoErr(RequestGetMeasurements, "RequesterContext not echoed")
+		return nil, &ProtocolError{Request: RequestGetMeasurements, Reason: "RequesterContext not echoed", Err: ErrNonceNotEchoed}
 	}
-	if o.Signed && mr.Param2&0x0F != o.Slot {
-		return nil, protoErr(RequestGetMeasurements, "MEASUREMENTS signed by slot %d, asked %d", mr.Param2&0x0F, o.Slot)
+	if o.Signed && mr.Param2&0x0F != slotParam {
+		return nil, protoErr(RequestGetMeasurements, "MEASUREMENTS signed by slot %d, asked %d", mr.Param2&0x0F, slotParam)
 	}
 	res := &MeasurementsResult{Blocks: mr.Blocks, Record: mr.Record, ContentChanged: (mr.Param2 >> 4) & 3,
 		ResponderNonce: bytes.Clone(mr.Nonce[:]), Opaque: mr.Opaque, Signed: o.Signed}
@@ -232,7 +241,7 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 	if err != nil {
 		return nil, err
 	}
-	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxMeasurements, leaf.PublicKey, th, mr.Signature); err != nil {
+	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxMeasurements, pub, th, mr.Signature); err != nil {
 		return nil, &VerificationError{Step: "measurements-signature", Err: err}
 	}
 	res.Verified = true
@@ -325,27 +334,67 @@ func (r *Requester) MeasurementsOneByOne(ctx context.Context, o MeasOpts) ([]Mea
 // VendorID. DSP0274 1.3 §10.15.
 func (r *Requester) VendorDefined(ctx context.Context, standardID uint16, vendorID, payload []byte) ([]byte, error) {
 	var out []byte
-	err := r.step(ctx, func() error {
-		if err := r.ready(RequestVendorDefined); err != nil {
-			return err
-		}
-		if len(vendorID) > 0xFF || len(payload) > 0xFFFF {
-			return protoErr(RequestVendorDefined, "vendor ID or payload too long")
-		}
-		req := (&vendorDefined{Version: r.neg.Version, StandardID: standardID, VendorID: vendorID, Payload: payload}).marshalRequest()
-		rsp, err := r.exchange(ctx, req, false)
-		if err != nil {
-			return err
-		}
-		vr, err := decodePadded(rsp, decodeVendorDefinedRsp)
-		if err != nil {
-			return err
-		}
-		if vr.StandardID != standardID || !bytes.Equal(vr.VendorID, vendorID) {
-			return protoErr(RequestVendorDefined, "response for standard %d vendor %x, asked %d %x", vr.StandardID, vr.VendorID, standardID, vendorID)
-		}
-		out = bytes.Clone(vr.Payload)
-		return nil
+	err := r.step(ctx, func() (err error) {
+		out, err = r.vendorDefined(ctx, standardID, vendorID, payload)
+		return err
 	})
 	return out, err
+}
+
+// vendorDefined is one VENDOR_DEFINED_REQUEST/RESPONSE exchange (VendorDefined).
+func (r *Requester) vendorDefined(ctx context.Context, standardID uint16, vendorID, payload []byte) ([]byte, error) {
+	if err := r.ready(RequestVendorDefined); err != nil {
+		return nil, err
+	}
+	if len(vendorID) > 0xFF || len(payload) > 0xFFFF {
+		return nil, protoErr(RequestVendorDefined, "vendor ID or payload too long")
+	}
+	req := (&vendorDefined{Version: r.neg.Version, StandardID: standardID, VendorID: vendorID, Payload: payload}).marshalRequest()
+	rsp, err := r.exchange(ctx, req, false)
+	if err != nil {
+		return nil, err
+	}
+	vr, err := decodePadded(rsp, decodeVendorDefinedRsp)
+	if err != nil {
+		return nil, err
+	}
+	if vr.StandardID != standardID || !bytes.Equal(vr.VendorID, vendorID) {
+		return nil, protoErr(RequestVendorDefined, "response for standard %d vendor %x, asked %d %x", vr.StandardID, vr.VendorID, standardID, vendorID)
+	}
+	return bytes.Clone(vr.Payload), nil
+}
+
+// SlotProvisioned is the SlotID of a pre-provisioned responder public key
+// (CHALLENGE, KEY_EXCHANGE; 0xF in GET_MEASUREMENTS' 4-bit SlotIDParam).
+// DSP0274 1.2.0 §10.8, §10.11, §10.16.
+const SlotProvisioned uint8 = 0xFF
+
+// slotKey returns the key that signs for slot and the buffer whose hash
+// stands for it in transcripts and CertChainHash: the leaf key and the
+// certificate chain buffer of a slot Certificate has read, or, for
+// SlotProvisioned, Options.ResponderPublicKey and its DER
+// SubjectPublicKeyInfo (the responder must have PUB_KEY_ID_CAP).
+func (r *Requester) slotKey(rc RequestCode, step string, slot uint8) (crypto.PublicKey, []byte, error) {
+	if slot == SlotProvisioned {
+		if r.neg.Caps&CapPubKeyID == 0 {
+			return nil, nil, protoErr(rc, "slot 0xFF asked of a responder without PUB_KEY_ID_CAP")
+		}
+		if r.o.ResponderPublicKey == nil {
+			return nil, nil, protoErr(rc, "slot 0xFF asked without a provisioned responder public key")
+		}
+		der, err := x509.MarshalPKIXPublicKey(r.o.ResponderPublicKey)
+		if err != nil {
+			return nil, nil, &VerificationError{Step: step, Err: fmt.Errorf("provisioned public key: %w", err)}
+		}
+		return r.o.ResponderPublicKey, der, nil
+	}
+	cc := r.chains[slot]
+	if cc == nil {
+		return nil, nil, protoErr(rc, "slot %d chain was not read", slot)
+	}
+	leaf, err := x509.ParseCertificate(cc.Certs[len(cc.Certs)-1])
+	if err != nil {
+		return nil, nil, &VerificationError{Step: step, Err: fmt.Errorf("leaf certificate: %w", err)}
+	}
+	return leaf.PublicKey, cc.Buffer, nil
 }

@@ -36,42 +36,48 @@ func (d *Digests) Slots() []uint8 {
 // Digests sends GET_DIGESTS. DSP0274 1.3 §10.6.
 func (r *Requester) Digests(ctx context.Context) (*Digests, error) {
 	var out *Digests
-	err := r.step(ctx, func() error {
-		if err := r.ready(RequestGetDigests); err != nil {
-			return err
-		}
-		n := r.neg
-		if n.Caps&CapCert == 0 {
-			return protoErr(RequestGetDigests, "responder has no CERT_CAP")
-		}
-		req := (&getDigestsReq{Version: n.Version}).marshal()
-		rsp, err := r.exchange(ctx, req, false)
-		if err != nil {
-			return err
-		}
-		hs := n.BaseHash.Size()
-		dr, err := decodePadded(rsp, func(b []byte) (*digestsRsp, error) { return decodeDigestsRsp(b, hs, n.MultiKey) })
-		if err != nil {
-			return err
-		}
-		r.msgB = append(append(r.msgB, req...), dr.raw...)
-		d := &Digests{SlotMask: dr.SlotMask, SupportedMask: dr.SupportedMask}
-		for i, slot := range d.Slots() {
-			d.Digests[slot] = bytes.Clone(dr.Digests[i])
-			if n.MultiKey {
-				d.KeyPairID[slot], d.CertInfo[slot], d.KeyUsageMask[slot] = dr.KeyPairID[i], dr.CertInfo[i], dr.KeyUsageMask[i]
-			}
-		}
-		// A chain whose slot now reports another digest (or none) is stale.
-		for slot, cc := range r.chains {
-			if !bytes.Equal(cc.Digest, d.Digests[slot]) {
-				delete(r.chains, slot)
-			}
-		}
-		r.digests, out = d, d
-		return nil
+	err := r.step(ctx, func() (err error) {
+		out, err = r.getDigests(ctx)
+		return err
 	})
 	return out, err
+}
+
+// getDigests is one GET_DIGESTS/DIGESTS exchange (Digests). Precondition: VCA done.
+func (r *Requester) getDigests(ctx context.Context) (*Digests, error) {
+	if err := r.ready(RequestGetDigests); err != nil {
+		return nil, err
+	}
+	n := r.neg
+	if n.Caps&CapCert == 0 {
+		return nil, protoErr(RequestGetDigests, "responder has no CERT_CAP")
+	}
+	req := (&getDigestsReq{Version: n.Version}).marshal()
+	rsp, err := r.exchange(ctx, req, false)
+	if err != nil {
+		return nil, err
+	}
+	hs := n.BaseHash.Size()
+	dr, err := decodePadded(rsp, func(b []byte) (*digestsRsp, error) { return decodeDigestsRsp(b, hs, n.MultiKey) })
+	if err != nil {
+		return nil, err
+	}
+	r.msgB = append(append(r.msgB, req...), dr.raw...)
+	d := &Digests{SlotMask: dr.SlotMask, SupportedMask: dr.SupportedMask}
+	for i, slot := range d.Slots() {
+		d.Digests[slot] = bytes.Clone(dr.Digests[i])
+		if n.MultiKey {
+			d.KeyPairID[slot], d.CertInfo[slot], d.KeyUsageMask[slot] = dr.KeyPairID[i], dr.CertInfo[i], dr.KeyUsageMask[i]
+		}
+	}
+	// A chain whose slot now reports another digest (or none) is stale.
+	for slot, cc := range r.chains {
+		if !bytes.Equal(cc.Digest, d.Digests[slot]) {
+			delete(r.chains, slot)
+		}
+	}
+	r.digests = d
+	return d, nil
 }
 
 // CertChain is one slot's SPDM certificate chain buffer.
@@ -95,98 +101,104 @@ const maxCertPortions = 4096
 // sends nothing.
 func (r *Requester) Certificate(ctx context.Context, slot uint8) (*CertChain, error) {
 	var out *CertChain
-	err := r.step(ctx, func() error {
-		if err := r.ready(RequestGetCertificate); err != nil {
-			return err
+	err := r.step(ctx, func() (err error) {
+		out, err = r.getCertificate(ctx, slot)
+		return err
+	})
+	return out, err
+}
+
+// getCertificate reads the slot's chain (Certificate). Precondition: VCA done.
+func (r *Requester) getCertificate(ctx context.Context, slot uint8) (*CertChain, error) {
+	if err := r.ready(RequestGetCertificate); err != nil {
+		return nil, err
+	}
+	n := r.neg
+	if slot >= maxSlots {
+		return nil, protoErr(RequestGetCertificate, "slot %d out of range", slot)
+	}
+	if n.Caps&CapCert == 0 {
+		return nil, protoErr(RequestGetCertificate, "responder has no CERT_CAP")
+	}
+	var digest []byte
+	if r.digests != nil {
+		if r.digests.SlotMask&(1<<slot) == 0 {
+			return nil, protoErr(RequestGetCertificate, "slot %d is not provisioned (mask %#02x)", slot, r.digests.SlotMask)
 		}
-		n := r.neg
-		if slot >= maxSlots {
-			return protoErr(RequestGetCertificate, "slot %d out of range", slot)
-		}
-		if n.Caps&CapCert == 0 {
-			return protoErr(RequestGetCertificate, "responder has no CERT_CAP")
-		}
-		var digest []byte
-		if r.digests != nil {
-			if r.digests.SlotMask&(1<<slot) == 0 {
-				return protoErr(RequestGetCertificate, "slot %d is not provisioned (mask %#02x)", slot, r.digests.SlotMask)
-			}
-			digest = r.digests.Digests[slot]
-			if r.o.ChainCache != nil {
-				if buf, ok := r.o.ChainCache.Get(n.BaseHash, digest); ok {
-					cc, err := parseChainBuffer(buf, n.BaseHash)
-					if err == nil {
-						if h, _ := hashOf(n.BaseHash, buf); bytes.Equal(h, digest) {
-							cc.Slot, cc.Digest, cc.FromCache = slot, bytes.Clone(digest), true
-							r.chains[slot], out = cc, cc
-							return nil
-						}
+		digest = r.digests.Digests[slot]
+		if r.o.ChainCache != nil {
+			if buf, ok := r.o.ChainCache.Get(n.BaseHash, digest); ok {
+				cc, err := parseChainBuffer(buf, n.BaseHash)
+				if err == nil {
+					if h, _ := hashOf(n.BaseHash, buf); bytes.Equal(h, digest) {
+						cc.Slot, cc.Digest, cc.FromCache = slot, bytes.Clone(digest), true
+						r.chains[slot] = cc
+						return cc, nil
 					}
 				}
 			}
 		}
-		var buf []byte
-		var total int
-		var certInfo uint8
-		for i := 0; ; i++ {
-			if i == maxCertPortions {
-				return protoErr(RequestGetCertificate, "too many portions")
-			}
-			req := (&getCertificateReq{Version: n.Version, Slot: slot, Offset: uint16(len(buf)), Length: 0xFFFF}).marshal()
-			rsp, err := r.exchange(ctx, req, false)
-			if err != nil {
-				return err
-			}
-			cr, err := decodePadded(rsp, decodeCertificateRsp)
-			if err != nil {
-				return err
-			}
-			r.msgB = append(append(r.msgB, req...), cr.raw...)
-			if cr.Slot != slot {
-				return protoErr(RequestGetCertificate, "CERTIFICATE for slot %d, asked %d", cr.Slot, slot)
-			}
-			if i == 0 {
-				total = len(cr.Portion) + int(cr.Remainder)
-				if total > maxCertChainLen {
-					return protoErr(RequestGetCertificate, "chain of %d bytes exceeds 65535", total)
-				}
-				certInfo = cr.CertInfo
-			} else if len(buf)+len(cr.Portion)+int(cr.Remainder) != total {
-				return protoErr(RequestGetCertificate, "offset %d + portion %d + remainder %d != %d",
-					len(buf), len(cr.Portion), cr.Remainder, total)
-			}
-			if len(cr.Portion) == 0 && cr.Remainder != 0 {
-				return protoErr(RequestGetCertificate, "empty portion with %d bytes remaining", cr.Remainder)
-			}
-			buf = append(buf, cr.Portion...)
-			if cr.Remainder == 0 {
-				break
-			}
+	}
+	var buf []byte
+	var total int
+	var certInfo uint8
+	for i := 0; ; i++ {
+		if i == maxCertPortions {
+			return nil, protoErr(RequestGetCertificate, "too many portions")
 		}
-		cc, err := parseChainBuffer(buf, n.BaseHash)
+		req := (&getCertificateReq{Version: n.Version, Slot: slot, Offset: uint16(len(buf)), Length: 0xFFFF}).marshal()
+		rsp, err := r.exchange(ctx, req, false)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		cc.Slot, cc.CertInfo = slot, certInfo
-		cc.Digest, _ = hashOf(n.BaseHash, buf)
-		if digest != nil && !bytes.Equal(cc.Digest, digest) {
-			return &VerificationError{Step: "digest", Err: fmt.Errorf("slot %d chain hashes to %x, DIGESTS said %x", slot, cc.Digest, digest)}
+		cr, err := decodePadded(rsp, decodeCertificateRsp)
+		if err != nil {
+			return nil, err
 		}
-		if len(cc.Certs) > 0 {
-			// A self-issued first certificate is the root: RootHash must be its hash.
-			if c0, err := x509.ParseCertificate(cc.Certs[0]); err == nil && bytes.Equal(c0.RawIssuer, c0.RawSubject) {
-				if h, _ := hashOf(n.BaseHash, cc.Certs[0]); !bytes.Equal(h, cc.RootHash) {
-					return &VerificationError{Step: "root-hash", Err: fmt.Errorf("slot %d RootHash %x is not the hash of the root certificate %x", slot, cc.RootHash, h)}
-				}
+		r.msgB = append(append(r.msgB, req...), cr.raw...)
+		if cr.Slot != slot {
+			return nil, protoErr(RequestGetCertificate, "CERTIFICATE for slot %d, asked %d", cr.Slot, slot)
+		}
+		if i == 0 {
+			total = len(cr.Portion) + int(cr.Remainder)
+			if total > maxCertChainLen {
+				return nil, protoErr(RequestGetCertificate, "chain of %d bytes exceeds 65535", total)
+			}
+			certInfo = cr.CertInfo
+		} else if len(buf)+len(cr.Portion)+int(cr.Remainder) != total {
+			return nil, protoErr(RequestGetCertificate, "offset %d + portion %d + remainder %d != %d",
+				len(buf), len(cr.Portion), cr.Remainder, total)
+		}
+		if len(cr.Portion) == 0 && cr.Remainder != 0 {
+			return nil, protoErr(RequestGetCertificate, "empty portion with %d bytes remaining", cr.Remainder)
+		}
+		buf = append(buf, cr.Portion...)
+		if cr.Remainder == 0 {
+			break
+		}
+	}
+	cc, err := parseChainBuffer(buf, n.BaseHash)
+	if err != nil {
+		return nil, err
+	}
+	cc.Slot, cc.CertInfo = slot, certInfo
+	cc.Digest, _ = hashOf(n.BaseHash, buf)
+	if digest != nil && !bytes.Equal(cc.Digest, digest) {
+		return nil, &VerificationError{Step: "digest", Err: fmt.Errorf("slot %d chain hashes to %x, DIGESTS said %x", slot, cc.Digest, digest)}
+	}
+	if len(cc.Certs) > 0 {
+		// A self-issued first certificate is the root: RootHash must be its hash.
+		if c0, err := x509.ParseCertificate(cc.Certs[0]); err == nil && bytes.Equal(c0.RawIssuer, c0.RawSubject) {
+			if h, _ := hashOf(n.BaseHash, cc.Certs[0]); !bytes.Equal(h, cc.RootHash) {
+				return nil, &VerificationError{Step: "root-hash", Err: fmt.Errorf("slot %d RootHash %x is not the hash of the root certificate %x", slot, cc.RootHash, h)}
 			}
 		}
-		if r.o.ChainCache != nil {
-			r.o.ChainCache.Put(n.BaseHash, cc.Digest, bytes.Clone(buf))
-		}
-		r.chains[slot], out = cc, cc
-		return nil
-	})
-	return out, err
+	}
+	if r.o.ChainCache != nil {
+		r.o.ChainCache.Put(n.BaseHash, cc.Digest, bytes.Clone(buf))
+	}
+	r.chains[slot] = cc
+	return cc, nil
 }
 
 func selfSigned(c *x509.Certificate) bool {

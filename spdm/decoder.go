@@ -108,15 +108,6 @@ func (d *decoder) header(h *hdr, code uint8) bool {
 		d.u8(&h.Param1, "Param1") && d.u8(&h.Param2, "Param2")
 }
 
-// PeekHeader returns the version byte and code of a message without
-// validating the rest (for dispatch and for answering VersionMismatch).
-func PeekHeader(b []byte) (version uint8, code uint8, ok bool) {
-	if len(b) < 4 {
-		return 0, 0, false
-	}
-	return b[0], b[1], true
-}
-
 // decodePadded removes DOE zero padding at the transport edge: DOE pads every
 // object to a multiple of 4 bytes and the SPDM message length is defined only
 // by its own fields. It tries the buffer as is and then with 1–3 trailing zero

@@ -1,6 +1,7 @@
 package spdm
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -26,11 +27,20 @@ func (e *DecodeError) Error() string {
 type ProtocolError struct {
 	Request RequestCode
 	Reason  string
+	// Err is a sentinel naming the violation when callers need to tell it
+	// apart (ErrNonceNotEchoed), else nil.
+	Err error
 }
 
 func (e *ProtocolError) Error() string {
 	return fmt.Sprintf("spdm: %s: %s", e.Request, e.Reason)
 }
+
+func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// ErrNonceNotEchoed: a CHALLENGE_AUTH or MEASUREMENTS response did not echo
+// the RequesterContext we sent (SPDM 1.3), so it may be a replay.
+var ErrNonceNotEchoed = errors.New("spdm: RequesterContext not echoed")
 
 // VerificationError reports a failed cryptographic or certificate check.
 // Step names the check: "certificate-chain", "challenge-signature",

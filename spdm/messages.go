@@ -140,9 +140,83 @@ type capabilitiesRsp struct {
 	Version          Version
 	CTExponent       uint8
 	Flags            uint32
-	DataTransferSize uint32 // 1.2+
-	MaxSPDMmsgSize   uint32 // 1.2+
+	DataTransferSize uint32               // 1.2+
+	MaxSPDMmsgSize   uint32               // 1.2+
+	Supported        *SupportedAlgorithms // 1.3, when asked for (GET_CAPABILITIES Param1 bit 0)
 	raw              []byte
+}
+
+// SupportedAlgorithms is the 1.3 supported-algorithms block a responder
+// appends to CAPABILITIES when asked: every algorithm it supports, in the
+// layout of the NEGOTIATE_ALGORITHMS body without its first two bytes.
+// DSP0274 1.3.0 §10.4 (Table "Supported Algorithms Block").
+type SupportedAlgorithms struct {
+	MeasSpec    uint8
+	OtherParams uint8
+	BaseAsym    AsymAlgo
+	BaseHash    HashAlgo
+	MELSpec     uint8
+	DHE         DHEAlgo
+	AEAD        AEADAlgo
+	ReqBaseAsym AsymAlgo
+	KeySchedule KeySchedule
+}
+
+func (s *SupportedAlgorithms) algStructs() []algStruct {
+	var out []algStruct
+	for _, a := range []algStruct{{Type: algTypeDHE, Supported: uint16(s.DHE)}, {Type: algTypeAEAD, Supported: uint16(s.AEAD)},
+		{Type: algTypeReqBaseAsym, Supported: uint16(s.ReqBaseAsym)}, {Type: algTypeKeySchedule, Supported: uint16(s.KeySchedule)}} {
+		if a.Supported != 0 {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (s *SupportedAlgorithms) append(b *wire.Builder) {
+	algs := s.algStructs()
+	start := b.Len()
+	b.AddU8(uint8(len(algs))).AddU8(0).AddU16(0).AddU8(s.MeasSpec).AddU8(s.OtherParams).
+		AddU32(uint32(s.BaseAsym)).AddU32(uint32(s.BaseHash)).AddZeros(12).AddU8(0).AddU8(0).AddU8(0).AddU8(s.MELSpec)
+	appendAlgStructs(b, algs)
+	b.SetU16At(start+2, uint16(b.Len()-start))
+}
+
+// supportedAlgs reads the block: Length must cover exactly what it holds;
+// no external algorithms are accepted.
+func (d *decoder) supportedAlgs(out **SupportedAlgorithms) bool {
+	s := &SupportedAlgorithms{}
+	start := d.off()
+	var n, extA, extH uint8
+	var length uint16
+	var asym, hash uint32
+	var algs []algStruct
+	ok := d.u8(&n, "SupportedAlgorithms.Param1") && d.mbz(1, "SupportedAlgorithms.Param2") && d.u16(&length, "SupportedAlgorithms.Length") &&
+		d.u8(&s.MeasSpec, "SupportedAlgorithms.MeasurementSpecification") && d.u8(&s.OtherParams, "SupportedAlgorithms.OtherParamsSupport") &&
+		d.u32(&asym, "SupportedAlgorithms.BaseAsymAlgo") && d.u32(&hash, "SupportedAlgorithms.BaseHashAlgo") && d.mbz(12, "SupportedAlgorithms.Reserved") &&
+		d.u8(&extA, "SupportedAlgorithms.ExtAsymCount") && d.u8(&extH, "SupportedAlgorithms.ExtHashCount") &&
+		d.check(extA == 0 && extH == 0, "SupportedAlgorithms.ExtAsymCount", "external algorithms are not supported") &&
+		d.mbz(1, "SupportedAlgorithms.Reserved") && d.u8(&s.MELSpec, "SupportedAlgorithms.MELspecification") &&
+		d.algStructs(&algs, int(n), 0) &&
+		d.check(int(length) == d.off()-start, "SupportedAlgorithms.Length", "does not match the block")
+	if !ok {
+		return false
+	}
+	s.BaseAsym, s.BaseHash = AsymAlgo(asym), HashAlgo(hash)
+	for _, a := range algs {
+		switch a.Type {
+		case algTypeDHE:
+			s.DHE = DHEAlgo(a.Supported)
+		case algTypeAEAD:
+			s.AEAD = AEADAlgo(a.Supported)
+		case algTypeReqBaseAsym:
+			s.ReqBaseAsym = AsymAlgo(a.Supported)
+		case algTypeKeySchedule:
+			s.KeySchedule = KeySchedule(a.Supported)
+		}
+	}
+	*out = s
+	return true
 }
 
 func (m *capabilitiesRsp) marshal() []byte {
@@ -151,11 +225,14 @@ func (m *capabilitiesRsp) marshal() []byte {
 	if m.Version >= Version12 {
 		b.AddU32(m.DataTransferSize).AddU32(m.MaxSPDMmsgSize)
 	}
+	if m.Version >= Version13 && m.Supported != nil {
+		m.Supported.append(b)
+	}
 	return b.Bytes()
 }
 
-// decodeCapabilitiesRsp decodes CAPABILITIES. The 1.3 supported-algorithms
-// block is not supported: we never ask for it, so its presence is trailing bytes.
+// decodeCapabilitiesRsp decodes CAPABILITIES, with the 1.3
+// supported-algorithms block when one follows (the caller checks it asked).
 func decodeCapabilitiesRsp(b []byte) (*capabilitiesRsp, error) {
 	d, h, m := newDecoder("CAPABILITIES", b), hdr{}, &capabilitiesRsp{raw: b}
 	ok := d.header(&h, uint8(ResponseCapabilities)) &&
@@ -169,6 +246,9 @@ func decodeCapabilitiesRsp(b []byte) (*capabilitiesRsp, error) {
 	m.Version = h.Version
 	if ok && h.Version >= Version12 {
 		ok = d.transferSizes(&m.DataTransferSize, &m.MaxSPDMmsgSize)
+	}
+	if ok && h.Version >= Version13 && !d.s.Empty() {
+		ok = d.supportedAlgs(&m.Supported)
 	}
 	if !ok || !d.end() {
 		return nil, d.err()
@@ -626,7 +706,7 @@ type measurementsRsp struct {
 	NumBlocks uint8
 	Record    []byte
 	Blocks    []MeasurementBlock
-	Nonce     [nonceLen]byte // always in 1.1+, only when signed in 1.0
+	Nonce     [nonceLen]byte // always in 1.1+; in 1.0 always sent, accepted absent when unsigned
 	Opaque    []byte
 	Context   [requesterContextLen]byte // 1.3+
 	Signature []byte
@@ -672,6 +752,14 @@ func decodeMeasurementsRsp(b []byte, op uint8, sigSize int) (*measurementsRsp, e
 		}
 		m.Blocks = blocks
 		m.hasNonce = h.Version >= Version11 || sigSize > 0
+		if !m.hasNonce {
+			// 1.0 unsigned: DSP0274 1.0.0 carries the nonce only with a
+			// signature, but DMTF's libspdm (and its validator) always
+			// send it. Take it when the rest is exactly Nonce ‖
+			// OpaqueDataLength ‖ OpaqueData.
+			rest := d.s
+			m.hasNonce = len(rest) >= nonceLen+2 && len(rest) == nonceLen+2+int(rest[nonceLen])|int(rest[nonceLen+1])<<8
+		}
 		ok = (!m.hasNonce || d.fixed(m.Nonce[:], "Nonce")) &&
 			d.u16(&opaqueLen, "OpaqueDataLength") && d.check(opaqueLen <= maxOpaqueLen, "OpaqueDataLength", "over 1024") &&
 			d.bytes(&m.Opaque, int(opaqueLen), "OpaqueData") &&

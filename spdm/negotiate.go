@@ -52,6 +52,9 @@ func (r *Requester) negotiate(ctx context.Context) (Negotiated, error) {
 	// GET_CAPABILITIES / CAPABILITIES.
 	creq := &getCapabilitiesReq{Version: n.Version, CTExponent: r.o.CTExponent, Flags: r.o.CapabilityFlags,
 		DataTransferSize: r.o.DataTransferSize, MaxSPDMmsgSize: r.o.MaxSPDMmsgSize}
+	if n.Version >= Version13 && r.o.SupportedAlgorithms && r.o.CapabilityFlags&CapChunk != 0 {
+		creq.Param1 = 1
+	}
 	req = creq.marshal()
 	if rsp, err = r.exchange(ctx, req, false); err != nil {
 		return n, err
@@ -59,6 +62,12 @@ func (r *Requester) negotiate(ctx context.Context) (Negotiated, error) {
 	cr, err := decodePadded(rsp, decodeCapabilitiesRsp)
 	if err != nil {
 		return n, err
+	}
+	if cr.Supported != nil {
+		if creq.Param1&1 == 0 || cr.Flags&CapChunk == 0 {
+			return n, protoErr(RequestGetCapabilities, "supported-algorithms block not asked for (or without CHUNK_CAP)")
+		}
+		n.Supported, n.HasSupported = *cr.Supported, true
 	}
 	r.vca = append(append(r.vca, req...), cr.raw...)
 	n.RequesterCaps, n.Caps, n.CTExponent = creq.Flags, cr.Flags, cr.CTExponent

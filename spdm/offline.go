@@ -7,6 +7,9 @@ import (
 	"time"
 )
 
+// Offline re-verification of an evidence bundle's signatures and chain
+// (vfio-gate evidence verify, through attest.VerifyOffline).
+
 // SignatureKind names what a signature covers, for offline re-verification.
 type SignatureKind string
 
@@ -51,35 +54,6 @@ func VerifyTranscriptSignature(kind SignatureKind, v Version, asym AsymAlgo, h H
 		return &VerificationError{Step: string(kind) + "-signature", Err: err}
 	}
 	return nil
-}
-
-var capNames = []struct {
-	mask, val uint32
-	name      string
-}{
-	{CapCache, CapCache, "cache"}, {CapCert, CapCert, "cert"}, {CapChal, CapChal, "chal"},
-	{CapMeasMask, CapMeasNoSig, "meas-nosig"}, {CapMeasMask, CapMeasSig, "meas-sig"}, {CapMeasFresh, CapMeasFresh, "meas-fresh"},
-	{CapEncrypt, CapEncrypt, "encrypt"}, {CapMAC, CapMAC, "mac"}, {CapMutAuth, CapMutAuth, "mut-auth"},
-	{CapKeyEx, CapKeyEx, "key-ex"}, {CapPSKMask, 1 << 10, "psk"}, {CapPSKMask, 2 << 10, "psk-context"},
-	{CapEncap, CapEncap, "encap"}, {CapHBeat, CapHBeat, "hbeat"}, {CapKeyUpd, CapKeyUpd, "key-upd"},
-	{CapHandshakeInClear, CapHandshakeInClear, "handshake-in-the-clear"}, {CapPubKeyID, CapPubKeyID, "pub-key-id"},
-	{CapChunk, CapChunk, "chunk"}, {CapAliasCert, CapAliasCert, "alias-cert"}, {1 << 19, 1 << 19, "set-cert"},
-	{1 << 20, 1 << 20, "csr"}, {1 << 21, 1 << 21, "cert-install-reset"}, {CapEPInfoMask, 1 << 22, "ep-info-nosig"},
-	{CapEPInfoMask, 2 << 22, "ep-info-sig"}, {1 << 24, 1 << 24, "mel"}, {1 << 25, 1 << 25, "event"},
-	{CapMultiKeyMask, 1 << 26, "multi-key-only"}, {CapMultiKeyMask, 2 << 26, "multi-key-negotiated"},
-	{1 << 28, 1 << 28, "get-key-pair-info"}, {1 << 29, 1 << 29, "set-key-pair-info"},
-}
-
-// CapabilityNames lists responder capability flags as names ("cert",
-// "chal", "meas-sig", ...), for evidence and people.
-func CapabilityNames(flags uint32) []string {
-	var out []string
-	for _, c := range capNames {
-		if flags&c.mask == c.val {
-			out = append(out, c.name)
-		}
-	}
-	return out
 }
 
 // String lists the capability names joined by "|".

@@ -3,6 +3,7 @@ package spdm
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
@@ -62,13 +63,22 @@ type Options struct {
 	CapabilityFlags  uint32      // [CapCert|CapChal]
 	CTExponent       uint8       // [20 when CapabilityFlags is zero, else as given]
 	DataTransferSize uint32      // [1048568, the DOE maximum payload]
-	MaxSPDMmsgSize   uint32      // [DataTransferSize]
+	MaxSPDMmsgSize   uint32      // [DataTransferSize; always DataTransferSize without CapChunk]
 	DHEAlgos         DHEAlgo     // AlgStruct offers (1.1+); all zero → no AlgStruct tables
 	AEADAlgos        AEADAlgo    //
 	ReqAsymAlgos     AsymAlgo    //
 	KeySchedules     KeySchedule //
 	MultiKeyConn     bool        // 1.3: offer MultiKeyConn
-	MELSpec          uint8       // 1.3: MELspecification offered
+	// ResponderPublicKey is the responder's pre-provisioned public key
+	// (DSP0274 PUB_KEY_ID_CAP): CHALLENGE, signed GET_MEASUREMENTS and
+	// KEY_EXCHANGE with slot SlotProvisioned are verified with it instead
+	// of a certificate chain. nil = no provisioned key.
+	ResponderPublicKey crypto.PublicKey
+	// SupportedAlgorithms asks a 1.3 responder for its supported-algorithms
+	// block in CAPABILITIES (GET_CAPABILITIES Param1 bit 0); it needs
+	// CapChunk in CapabilityFlags and is ignored without it.
+	SupportedAlgorithms bool
+	MELSpec             uint8 // 1.3: MELspecification offered
 }
 
 // Negotiated is the frozen outcome of VCA. It holds no references and is
@@ -81,6 +91,10 @@ type Negotiated struct {
 	DataTransferSize uint32 // responder's (1.2+; 0 before)
 	MaxSPDMmsgSize   uint32
 	MultiKey         bool // 1.3 multi-key connection
+	// Supported is the responder's 1.3 supported-algorithms block, when
+	// asked for (Options.SupportedAlgorithms) and sent (HasSupported).
+	Supported    SupportedAlgorithms
+	HasSupported bool
 	Algorithms
 }
 
@@ -171,7 +185,9 @@ func NewRequester(t Transport, opts *Options) *Requester {
 	if o.DataTransferSize == 0 {
 		o.DataTransferSize = 1048568
 	}
-	if o.MaxSPDMmsgSize == 0 {
+	if o.MaxSPDMmsgSize == 0 || o.CapabilityFlags&CapChunk == 0 {
+		// Without CHUNK_CAP the two must be equal (DSP0274 1.2.0 §10.4);
+		// responders refuse anything else with InvalidRequest.
 		o.MaxSPDMmsgSize = o.DataTransferSize
 	}
 	tm := &o.Timeouts

@@ -60,6 +60,13 @@ type ResponderConfig struct {
 	Versions []Version
 	// Keys are the signing identities; at least one is needed for CERT_CAP.
 	Keys []ResponderKey
+	// PublicKeyOnly makes Keys pre-provisioned public keys (DSP0274
+	// PUB_KEY_ID_CAP, 1.1+) instead of certificate slots: the responder
+	// advertises PUB_KEY_ID_CAP and not CERT_CAP, has no slots (GET_DIGESTS
+	// and GET_CERTIFICATE are unsupported) and signs CHALLENGE_AUTH and
+	// KEY_EXCHANGE_RSP for SlotID 0xFF and MEASUREMENTS for SlotIDParam 0xF
+	// with the first key of the negotiated algorithm. Chains are ignored.
+	PublicKeyOnly bool
 	// Asym restricts the asymmetric algorithms the responder selects; 0 =
 	// every algorithm of Keys.
 	Asym AsymAlgo
@@ -149,6 +156,9 @@ type rspConn struct {
 	aead        AEADAlgo
 	keySchedule KeySchedule
 	sessions    map[uint32]*rspSession
+
+	// PublicKeyOnly: the provisioned key; chainBuf is its DER SubjectPublicKeyInfo.
+	pubKey *rspSlot
 }
 
 // rspSlot is a provisioned slot: its key and chain buffer under the
@@ -158,8 +168,15 @@ type rspSlot struct {
 	chainBuf []byte
 }
 
-// slot returns provisioned slot n, or nil.
+// slot returns provisioned slot n, or nil. With PublicKeyOnly the only
+// slot is the provisioned key: SlotID 0xFF (0xF in SlotIDParam).
 func (r *Responder) slot(n uint8) *rspSlot {
+	if r.cfg.PublicKeyOnly {
+		if n == 0xFF || n == 0x0F {
+			return r.c.pubKey
+		}
+		return nil
+	}
 	if int(n) >= len(r.c.slots) {
 		return nil
 	}
@@ -287,6 +304,9 @@ func (r *Responder) respond(ctx context.Context, req []byte) ([]byte, error) {
 	if r.c.stage != rspStageNegotiated {
 		return r.errRsp(ErrorCodeUnexpectedRequest, 0), nil
 	}
+	if rsp := r.tooLarge(req); rsp != nil {
+		return rsp, nil
+	}
 	switch code {
 	case RequestGetDigests:
 		return r.getDigests(req), nil
@@ -304,8 +324,52 @@ func (r *Responder) respond(ctx context.Context, req []byte) ([]byte, error) {
 		return r.keyExchange(req), nil
 	case RequestFinish:
 		return r.finishClear(req), nil
+	case RequestHeartbeat, RequestKeyUpdate, RequestEndSession:
+		return r.sessionOnly(code), nil
 	}
 	return r.errRsp(ErrorCodeUnsupportedRequest, uint8(code)), nil
+}
+
+// tooLarge refuses a request larger than this responder takes in one
+// message (1.2+): its DataTransferSize, as it has no CHUNK_SEND, and never
+// more than MaxSPDMmsgSize. DSP0274 1.2.0 §10.4 (DataTransferSize), ERROR
+// code RequestTooLarge (Table 57). DOE zero padding (up to 3 bytes) is not
+// counted.
+func (r *Responder) tooLarge(req []byte) []byte {
+	if r.c.version < Version12 {
+		return nil
+	}
+	n := len(req)
+	for pad := 0; pad < 3 && n > hdrLen && req[n-1] == 0; pad++ {
+		n--
+	}
+	if uint32(n) > r.cfg.DataTransferSize || uint32(n) > r.cfg.MaxSPDMmsgSize {
+		return r.errRsp(ErrorCodeRequestTooLarge, 0)
+	}
+	return nil
+}
+
+// sessionOnly answers HEARTBEAT, KEY_UPDATE and END_SESSION received
+// outside a session: UnsupportedRequest when the responder does not
+// advertise the capability the request needs (HBEAT_CAP, KEY_UPD_CAP,
+// KEY_EX_CAP); otherwise SessionRequired in 1.2+ (DSP0274 1.2.0 Table 57:
+// "the request is valid only within a session") and UnexpectedRequest in
+// 1.1, which has no SessionRequired code.
+func (r *Responder) sessionOnly(code RequestCode) []byte {
+	need := CapKeyEx
+	switch code {
+	case RequestHeartbeat:
+		need = CapHBeat
+	case RequestKeyUpdate:
+		need = CapKeyUpd
+	}
+	if r.rspFlags(r.c.version)&need == 0 {
+		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(code))
+	}
+	if r.c.version >= Version12 {
+		return r.errRsp(ErrorCodeSessionRequired, 0)
+	}
+	return r.errRsp(ErrorCodeUnexpectedRequest, 0)
 }
 
 // busy implements Faults.Busy: the same request is refused until the count

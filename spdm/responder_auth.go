@@ -80,15 +80,23 @@ func (r *Responder) challenge(req []byte) []byte {
 	if !ok {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.c.slotMask == 0 {
+	if r.c.slotMask == 0 && r.c.pubKey == nil {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestChallenge))
 	}
 	sl := r.slot(m.Slot)
+	if m.Slot == 0x0F { // 0xF is SlotIDParam's spelling, not CHALLENGE's
+		sl = nil
+	}
 	if sl == nil || (m.SummaryType != SummaryNone && (r.cfg.Measurements == nil || r.c.measSpec == 0)) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	f := r.cfg.Faults
-	rsp := &challengeAuthRsp{Version: r.c.version, Param1: m.Slot, SlotMask: 1 << m.Slot, Context: m.Context}
+	rsp := &challengeAuthRsp{Version: r.c.version, Param1: m.Slot, Context: m.Context}
+	if m.Slot == 0xFF {
+		rsp.Param1 = 0x0F // provisioned key: SlotID 0xF, empty slot mask (DSP0274 1.2.0 §10.8)
+	} else {
+		rsp.SlotMask = 1 << m.Slot
+	}
 	rsp.CertChainHash, _ = hashOf(r.c.hash, sl.chainBuf)
 	if f.WrongCertChainHash {
 		rsp.CertChainHash, _ = hashOf(r.c.hash, append(slices.Clone(sl.chainBuf), 0))
@@ -178,7 +186,9 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 		}
 	}
 	blocks := r.measurementBlocks(m.Attrs&MeasAttrRawBitStream != 0 && r.c.version >= Version12)
-	rsp := &measurementsRsp{Version: r.c.version, Context: m.Context, hasNonce: signed}
+	// The nonce goes into every MEASUREMENTS, 1.0 unsigned included, as
+	// DMTF's libspdm sends and expects it (SPDM-Responder-Validator 7.1).
+	rsp := &measurementsRsp{Version: r.c.version, Context: m.Context, hasNonce: true}
 	switch m.Op {
 	case MeasOpCount:
 		rsp.Param1 = uint8(len(blocks))
@@ -301,6 +311,9 @@ func (r *Responder) send(code RequestCode, rsp []byte) []byte {
 // chunkGet answers CHUNK_GET (DSP0274 §10.17) with the next chunk of the
 // pending large response.
 func (r *Responder) chunkGet(req []byte) []byte {
+	if !r.c.chunk {
+		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestChunkGet))
+	}
 	m, ok := rspDecode(req, decodeChunkGetReq)
 	l := r.c.large
 	if !ok || l == nil || m.Handle != l.handle || m.Seq != l.seq {

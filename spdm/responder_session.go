@@ -20,8 +20,12 @@ type ResponderSessionConfig struct {
 	AEAD AEADAlgo
 	// HandshakeInClear advertises HANDSHAKE_IN_THE_CLEAR_CAP.
 	HandshakeInClear bool
-	// HeartbeatPeriod in seconds, sent in KEY_EXCHANGE_RSP (0 = none).
+	// HeartbeatPeriod in seconds, sent in KEY_EXCHANGE_RSP when both sides
+	// have HBEAT_CAP (0 = heartbeat not used).
 	HeartbeatPeriod uint8
+	// NoHeartbeat withholds HBEAT_CAP; NoKeyUpdate withholds KEY_UPD_CAP.
+	// HEARTBEAT and KEY_UPDATE are then UnsupportedRequest.
+	NoHeartbeat, NoKeyUpdate bool
 	// MaxSessions bounds concurrent sessions; 0 = 4.
 	MaxSessions int
 	// Ended is called (with the responder's lock held: do not call back)
@@ -85,7 +89,22 @@ func (r *Responder) sessionFlags(v Version) uint32 {
 	if r.cfg.Session.HandshakeInClear {
 		f |= CapHandshakeInClear
 	}
+	if r.cfg.Session.NoHeartbeat {
+		f &^= CapHBeat
+	}
+	if r.cfg.Session.NoKeyUpdate {
+		f &^= CapKeyUpd
+	}
 	return f
+}
+
+// heartbeatPeriod is the HeartbeatPeriod of KEY_EXCHANGE_RSP: zero unless
+// both sides have HBEAT_CAP (DSP0274 1.2.0 §10.16, HeartbeatPeriod).
+func (r *Responder) heartbeatPeriod() uint8 {
+	if r.sessionFlags(r.c.version)&r.c.reqFlags&CapHBeat == 0 {
+		return 0
+	}
+	return r.cfg.Session.HeartbeatPeriod
 }
 
 // selectSessionAlgs fills the DHE, AEAD and key schedule selections.
@@ -149,7 +168,7 @@ func (r *Responder) keyExchange(req []byte) []byte {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestKeyExchange))
 	}
 	m, ok := rspDecode(req, func(b []byte) (*keyExchangeReq, error) { return decodeKeyExchangeReq(b, dheSize(r.c.dhe)) })
-	if !ok || m.Slot >= maxSlots || r.slot(m.Slot) == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
+	if !ok || (m.Slot >= maxSlots && m.Slot != 0xFF) || r.slot(m.Slot) == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	slot := r.slot(m.Slot)
@@ -209,7 +228,7 @@ func (r *Responder) keyExchange(req []byte) []byte {
 	}
 	id := uint32(rspID)<<16 | uint32(m.ReqSessionID)
 	inClear := r.cfg.Session.HandshakeInClear && r.c.reqFlags&CapHandshakeInClear != 0
-	rsp := &keyExchangeRsp{Version: v, HeartbeatPeriod: r.cfg.Session.HeartbeatPeriod, RspSessionID: rspID,
+	rsp := &keyExchangeRsp{Version: v, HeartbeatPeriod: r.heartbeatPeriod(), RspSessionID: rspID,
 		Exchange: priv.PublicKey().Bytes()[1:], Opaque: marshalOpaque(fmt1, []opaqueElement{smSelectionElement(smv)}),
 		Signature: make([]byte, r.c.asym.SignatureSize())}
 	if _, err := io.ReadFull(r.cfg.Rand, rsp.Random[:]); err != nil {
@@ -260,7 +279,8 @@ func (r *Responder) keyExchange(req []byte) []byte {
 }
 
 // finishClear answers a FINISH sent in the clear: it belongs to the one
-// in-the-clear session whose handshake is open.
+// in-the-clear session whose handshake is open. Any other FINISH outside a
+// session is refused as sessionOnly says (SessionRequired in 1.2+).
 func (r *Responder) finishClear(req []byte) []byte {
 	for _, s := range r.c.sessions {
 		if s.inClear && !s.finished {
@@ -271,7 +291,7 @@ func (r *Responder) finishClear(req []byte) []byte {
 			return rsp
 		}
 	}
-	return r.errRsp(ErrorCodeUnexpectedRequest, 0)
+	return r.sessionOnly(RequestFinish)
 }
 
 // finish answers FINISH (DSP0274 §10.17). after, when not nil, switches to
@@ -378,7 +398,12 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 	if code != RequestGetMeasurements {
 		s.l1 = nil
 	}
+	if rsp := r.tooLarge(req); rsp != nil {
+		return rsp, nil, nil
+	}
 	switch code {
+	case RequestChunkGet:
+		return r.chunkGet(req), nil, nil
 	case RequestGetMeasurements:
 		saved := r.c.l1
 		r.c.l1 = s.l1
@@ -388,20 +413,43 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 	case RequestVendorDefined:
 		rsp, err := r.vendorDefined(context.WithValue(ctx, sessionCtxKey{}, s.id), req)
 		return rsp, nil, err
+	case RequestGetDigests, RequestGetCertificate:
+		// Allowed in a session (DSP0274 1.2.0 Table 8); they are not part
+		// of M1, which covers the exchanges outside sessions only.
+		saved := r.c.m1
+		var rsp []byte
+		if code == RequestGetDigests {
+			rsp = r.getDigests(req)
+		} else {
+			rsp = r.getCertificate(req)
+		}
+		r.c.m1 = saved
+		return rsp, nil, nil
 	case RequestHeartbeat:
+		if r.sessionFlags(r.c.version)&CapHBeat == 0 {
+			return r.errRsp(ErrorCodeUnsupportedRequest, uint8(code)), nil, nil
+		}
 		if _, ok := rspDecode(req, func(b []byte) (*simpleMsg, error) { return decodeSimple("HEARTBEAT", uint8(code), b) }); !ok {
 			return r.errRsp(ErrorCodeInvalidRequest, 0), nil, nil
 		}
 		return (&simpleMsg{Version: r.c.version, Code: uint8(ResponseHeartbeatAck)}).marshal(), nil, nil
 	case RequestKeyUpdate:
+		if r.sessionFlags(r.c.version)&CapKeyUpd == 0 {
+			return r.errRsp(ErrorCodeUnsupportedRequest, uint8(code)), nil, nil
+		}
 		return r.keyUpdate(s, req)
 	case RequestEndSession:
 		if _, ok := rspDecode(req, func(b []byte) (*simpleMsg, error) { return decodeSimple("END_SESSION", uint8(code), b) }); !ok {
 			return r.errRsp(ErrorCodeInvalidRequest, 0), nil, nil
 		}
 		return (&simpleMsg{Version: r.c.version, Code: uint8(ResponseEndSessionAck)}).marshal(), func() { r.endSession(s) }, nil
+	case RequestGetVersion, RequestGetCapabilities, RequestNegotiateAlgorithms, RequestChallenge,
+		RequestKeyExchange, RequestFinish, RequestPSKExchange, RequestPSKFinish, RequestRespondIfReady:
+		// Known requests that are not allowed (or not in this state) inside
+		// a session: UnexpectedRequest (DSP0274 1.2.0 Table 8 and §10.9).
+		return r.errRsp(ErrorCodeUnexpectedRequest, 0), nil, nil
 	}
-	return r.errRsp(ErrorCodeUnexpectedRequest, 0), nil, nil
+	return r.errRsp(ErrorCodeUnsupportedRequest, uint8(code)), nil, nil
 }
 
 // keyUpdate answers KEY_UPDATE (DSP0274 §10.19): the receive key switches

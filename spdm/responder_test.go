@@ -167,7 +167,11 @@ func (c *tReq) vcaFlow(asyms AsymAlgo, hashes HashAlgo) {
 	if c.dts == 0 {
 		c.dts = 0x10000
 	}
-	gc := (&getCapabilitiesReq{Version: c.v, CTExponent: 10, Flags: CapCert | CapChal | c.flags, DataTransferSize: c.dts, MaxSPDMmsgSize: 0x10000}).marshal()
+	maxMsg := uint32(0x10000)
+	if c.flags&CapChunk == 0 {
+		maxMsg = c.dts // without CHUNK_CAP the two must be equal (DSP0274 1.2.0 §10.4)
+	}
+	gc := (&getCapabilitiesReq{Version: c.v, CTExponent: 10, Flags: CapCert | CapChal | c.flags, DataTransferSize: c.dts, MaxSPDMmsgSize: maxMsg}).marshal()
 	cr := c.x(gc)
 	caps, err := decodeCapabilitiesRsp(cr)
 	if err != nil {
@@ -233,8 +237,6 @@ func (c *tReq) certificates(chunk uint16) {
 	}
 	c.chainBuf = buf
 }
-
-func (c *tReq) leafKey(k rspTestKey) crypto.PublicKey { return k.key.Public() }
 
 func (c *tReq) challenge(pub crypto.PublicKey, summary uint8) (*challengeAuthRsp, error) {
 	c.t.Helper()
@@ -466,6 +468,9 @@ func TestResponderChunkGet(t *testing.T) {
 	r := rspTestResponder(t, a, nil)
 	c := &tReq{t: t, r: r, v: Version12, dts: 64, flags: CapChunk}
 	c.vcaFlow(a, HashSHA256)
+	if code := errCode(t, c.x((&chunkGetReq{Version: c.v}).marshal())); code != ErrorCodeUnexpectedRequest {
+		t.Fatalf("CHUNK_GET with no large response pending: %v", code)
+	}
 	c.certificates(48) // portions that fit in one message
 	// Ask for the whole chain at once: LargeResponse, then CHUNK_GET.
 	gc := (&getCertificateReq{Version: c.v, Length: 0xFFFF}).marshal()
@@ -541,7 +546,7 @@ func TestResponderErrors(t *testing.T) {
 		"slot-1":           {(&getCertificateReq{Version: Version12, Slot: 1, Length: 10}).marshal(), ErrorCodeInvalidRequest},
 		"offset-past-end":  {(&getCertificateReq{Version: Version12, Offset: 0xFFF0, Length: 10}).marshal(), ErrorCodeInvalidRequest},
 		"trailing-junk":    {append((&getDigestsReq{Version: Version12}).marshal(), 1), ErrorCodeInvalidRequest},
-		"chunk-get-idle":   {(&chunkGetReq{Version: Version12}).marshal(), ErrorCodeUnexpectedRequest},
+		"chunk-get-no-cap": {(&chunkGetReq{Version: Version12}).marshal(), ErrorCodeUnsupportedRequest},
 		"caps-again":       {(&getCapabilitiesReq{Version: Version12, DataTransferSize: 64, MaxSPDMmsgSize: 64}).marshal(), ErrorCodeUnexpectedRequest},
 	} {
 		if code := errCode(t, c.x(tc.req)); code != tc.want {

@@ -1,6 +1,7 @@
 package spdm
 
 import (
+	"crypto/x509"
 	"slices"
 
 	"github.com/vfio-gate/vfio-gate/internal/wire"
@@ -16,6 +17,11 @@ var (
 
 // getVersion answers GET_VERSION (DSP0274 §10.3) and restarts the connection.
 func (r *Responder) getVersion(req []byte) []byte {
+	if Version(req[0]) != Version10 {
+		// GET_VERSION is always sent as 1.0 (DSP0274 1.2.0 §10.3); any
+		// other version is VersionMismatch, and the connection is kept.
+		return (&errorRsp{Version: Version10, Code: ErrorCodeVersionMismatch}).marshal()
+	}
 	m, ok := rspDecode(req, decodeGetVersionReq)
 	r.endAllSessions()
 	r.c = rspConn{}
@@ -37,8 +43,19 @@ func (r *Responder) rspFlags(v Version) uint32 {
 	var f uint32
 	if len(r.cfg.Keys) > 0 {
 		f |= CapCert | CapChal
+		if r.cfg.PublicKeyOnly {
+			f &^= CapCert
+			if v >= Version11 {
+				f |= CapPubKeyID
+			} else {
+				f &^= CapChal // 1.0 has no provisioned keys: nothing can sign
+			}
+		}
 		if r.cfg.Measurements != nil {
 			f |= CapMeasSig
+			if f&CapChal == 0 {
+				f ^= CapMeasSig | CapMeasNoSig
+			}
 		}
 	} else if r.cfg.Measurements != nil {
 		f |= CapMeasNoSig
@@ -48,6 +65,10 @@ func (r *Responder) rspFlags(v Version) uint32 {
 	}
 	return f | r.sessionFlags(v)
 }
+
+// CapabilityFlags returns the CAPABILITIES flags the responder advertises
+// to a requester speaking version v.
+func (r *Responder) CapabilityFlags(v Version) uint32 { return r.rspFlags(v) }
 
 // getCapabilities answers GET_CAPABILITIES (DSP0274 §10.4).
 func (r *Responder) getCapabilities(req []byte) []byte {
@@ -59,7 +80,7 @@ func (r *Responder) getCapabilities(req []byte) []byte {
 		return r.errRsp(ErrorCodeVersionMismatch, 0)
 	}
 	m, ok := rspDecode(req, decodeGetCapabilitiesReq)
-	if !ok {
+	if !ok || !validRequesterCaps(m) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	rsp := &capabilitiesRsp{Version: v, CTExponent: r.cfg.CTExponent, Flags: r.rspFlags(v)}
@@ -67,6 +88,12 @@ func (r *Responder) getCapabilities(req []byte) []byte {
 		rsp.DataTransferSize, rsp.MaxSPDMmsgSize = r.cfg.DataTransferSize, r.cfg.MaxSPDMmsgSize
 		r.c.reqDTS, r.c.reqMaxMsg = m.DataTransferSize, m.MaxSPDMmsgSize
 		r.c.chunk = rsp.Flags&CapChunk != 0 && m.Flags&CapChunk != 0
+	}
+	if v >= Version13 && m.Param1&1 != 0 && r.c.chunk {
+		// The supported-algorithms block is sent only to a requester that
+		// asked for it and when both sides have CHUNK_CAP (DSP0274 1.3.0
+		// §10.4).
+		rsp.Supported = r.supportedAlgorithms()
 	}
 	b := rsp.marshal()
 	r.c.version, r.c.reqFlags, r.c.stage = v, m.Flags, rspStageCapabilities
@@ -147,8 +174,18 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 	b := rsp.marshal()
 	r.c.asym, r.c.hash, r.c.measHash, r.c.measSpec = rsp.BaseAsym, rsp.BaseHash, rsp.MeasHash, rsp.MeasSpecSel
 	r.c.otherParams = rsp.OtherParamsSel
+	if r.cfg.PublicKeyOnly {
+		if k := r.keyFor(rsp.BaseAsym); k != nil && rsp.BaseAsym != 0 {
+			if der, err := x509.MarshalPKIXPublicKey(k.Signer.Public()); err == nil {
+				r.c.pubKey = &rspSlot{key: k, chainBuf: der}
+			}
+		}
+	}
 	for i := range r.cfg.Keys {
 		k := &r.cfg.Keys[i]
+		if r.cfg.PublicKeyOnly {
+			break
+		}
 		if k.Asym&rsp.BaseAsym != 0 && k.Slot < maxSlots && r.c.slots[k.Slot] == nil && len(k.Chain) > 0 {
 			r.c.slots[k.Slot] = &rspSlot{key: k, chainBuf: rspChainBuffer(rsp.BaseHash, k.Chain)}
 			r.c.slotMask |= 1 << k.Slot
@@ -188,4 +225,93 @@ func rspChainBuffer(h HashAlgo, chain [][]byte) []byte {
 	}
 	b.SetU16At(0, uint16(b.Len()))
 	return b.Bytes()
+}
+
+// capEvent is EVENT_CAP (1.3), a session capability.
+const capEvent uint32 = 1 << 25
+
+// validRequesterCaps applies DSP0274's rules on the requester's
+// GET_CAPABILITIES fields (1.2.0/1.3.0 §10.4, Table 11 flag descriptions;
+// the same checks libspdm and DMTF's SPDM-Responder-Validator case 2.4 make).
+// A request that breaks one is answered with ERROR(InvalidRequest).
+func validRequesterCaps(m *getCapabilitiesReq) bool {
+	v, f := m.Version, m.Flags
+	has := func(c uint32) bool { return f&c != 0 }
+	psk := f >> 10 & 3
+	if v >= Version11 {
+		if psk == 2 || psk == 3 { // requester PSK_CAP: 01b only; 10b, 11b reserved
+			return false
+		}
+		if has(CapKeyEx) || psk != 0 {
+			// Key exchange needs ENCRYPT_CAP or MAC_CAP.
+			if !has(CapEncrypt) && !has(CapMAC) {
+				return false
+			}
+		} else if has(CapEncrypt) || has(CapMAC) || has(CapHandshakeInClear) || has(CapHBeat) || has(CapKeyUpd) ||
+			(v >= Version13 && has(capEvent)) {
+			// Session capabilities without a way to open a session.
+			return false
+		}
+		if !has(CapKeyEx) && has(CapHandshakeInClear) {
+			return false // HANDSHAKE_IN_THE_CLEAR is a KEY_EXCHANGE property
+		}
+		if has(CapCert) || has(CapPubKeyID) {
+			if has(CapCert) && has(CapPubKeyID) {
+				return false // a certificate or a provisioned key, not both
+			}
+			if !has(CapChal) && !has(CapKeyEx) {
+				return false // a key nothing can use
+			}
+		} else if has(CapChal) || has(CapMutAuth) {
+			return false // CHAL_CAP/MUT_AUTH_CAP need a certificate or a key
+		}
+		if has(CapMutAuth) && !has(CapKeyEx) && !has(CapChal) {
+			return false
+		}
+		// MUT_AUTH_CAP is carried out with encapsulated requests.
+		if has(CapMutAuth) && !has(CapEncap) {
+			return false
+		}
+	}
+	if v >= Version12 {
+		dts, max := m.DataTransferSize, m.MaxSPDMmsgSize
+		if dts < minDataTransferSize || dts > max || (!has(CapChunk) && dts != max) {
+			return false
+		}
+	}
+	if v >= Version13 {
+		if f>>22&3 == 3 || f>>26&3 == 3 { // EP_INFO_CAP, MULTI_KEY_CAP 11b reserved
+			return false
+		}
+		if f>>26&3 != 0 && has(CapPubKeyID) {
+			return false
+		}
+		if m.Param1&1 != 0 && !has(CapChunk) {
+			return false // the supported-algorithms block needs CHUNK_CAP
+		}
+	}
+	return true
+}
+
+// supportedAlgorithms is everything the responder can select in
+// ALGORITHMS, for the 1.3 supported-algorithms block of CAPABILITIES.
+func (r *Responder) supportedAlgorithms() *SupportedAlgorithms {
+	sa := &SupportedAlgorithms{BaseHash: r.cfg.Hash, OtherParams: 0x01 | otherParamsOpaqueFmt1} // OpaqueDataFmt0 and Fmt1
+	for _, a := range rspAsymOrder {
+		if r.cfg.Asym&a != 0 && r.keyFor(a) != nil {
+			sa.BaseAsym |= a
+		}
+	}
+	if r.cfg.Measurements != nil {
+		sa.MeasSpec = MeasurementSpecDMTF
+	}
+	if r.sessionsEnabled() {
+		sa.DHE = r.cfg.Session.DHE & (DHESECP256R1 | DHESECP384R1 | DHESECP521R1)
+		sa.AEAD = r.cfg.Session.AEAD
+		if sa.AEAD == 0 {
+			sa.AEAD = AEADAES128GCM | AEADAES256GCM | AEADChaCha20Poly1305
+		}
+		sa.KeySchedule = KeyScheduleSPDM
+	}
+	return sa
 }

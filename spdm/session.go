@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -199,8 +198,8 @@ func (r *Requester) sessionSuite(o *KeyExchangeOpts) (secured.Suite, error) {
 		return bad("no DHE group negotiated")
 	case o.SecuredTransport == nil:
 		return bad("no secured transport")
-	case o.Slot >= maxSlots:
-		return bad("slot %d out of range (pre-provisioned keys are not supported)", o.Slot)
+	case o.Slot >= maxSlots && o.Slot != SlotProvisioned:
+		return bad("slot %d out of range", o.Slot)
 	case !validSummaryType(o.MeasurementSummaryType):
 		return bad("summary type %#x invalid", o.MeasurementSummaryType)
 	case o.MeasurementSummaryType != SummaryNone && n.Caps&CapMeasMask == 0:
@@ -234,7 +233,7 @@ func (r *Requester) KeyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	return out, err
 }
 
-func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Session, error) {
+func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Session, err error) {
 	if err := r.ready(RequestKeyExchange); err != nil {
 		return nil, err
 	}
@@ -243,15 +242,11 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 		return nil, err
 	}
 	n := r.neg
-	cc := r.chains[o.Slot]
-	if cc == nil {
-		return nil, protoErr(RequestKeyExchange, "slot %d chain was not read", o.Slot)
-	}
-	leaf, err := x509.ParseCertificate(cc.Certs[len(cc.Certs)-1])
+	pub, keyBuf, err := r.slotKey(RequestKeyExchange, "key-exchange-signature", o.Slot)
 	if err != nil {
-		return nil, &VerificationError{Step: "key-exchange-signature", Err: fmt.Errorf("leaf certificate: %w", err)}
+		return nil, err
 	}
-	ct, err := hashOf(n.BaseHash, cc.Buffer)
+	ct, err := hashOf(n.BaseHash, keyBuf)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +295,7 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	if err != nil {
 		return nil, err
 	}
-	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxKeyExchange, leaf.PublicKey, h, kr.Signature); err != nil {
+	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxKeyExchange, pub, h, kr.Signature); err != nil {
 		return nil, &VerificationError{Step: "key-exchange-signature", Err: err}
 	}
 	els, err := decodeOpaque(kr.Opaque, fmt1)
@@ -331,9 +326,13 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			sec.Close()
+		}
+	}()
 	if !inClear {
 		if err := hk.CheckResponderVerifyData(th1, kr.VerifyData); err != nil {
-			sec.Close()
 			return nil, &VerificationError{Step: "responder-verify-data", Err: err}
 		}
 		th = append(th, kr.VerifyData...)
@@ -348,7 +347,22 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	s.inner = &Requester{t: s.st, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
 		neg: r.neg, vca: r.vca, chains: r.chains, digests: r.digests}
 
-	// FINISH / FINISH_RSP.
+	if err := r.finish(ctx, s, hk, th, inClear); err != nil {
+		return nil, err
+	}
+	r.log.InfoContext(ctx, "spdm session established", "session", fmt.Sprintf("%#08x", id), "aead", n.AEAD.String(),
+		"dhe", n.DHE.String(), "in_the_clear", inClear)
+	return s, nil
+}
+
+// finish sends FINISH (RequesterVerifyData over th ‖ FINISH header) through
+// the session unless the handshake is in the clear, checks FINISH_RSP
+// (ResponderVerifyData in the clear) and enters the data phase with TH2.
+// th is the transcript so far: A ‖ Ct ‖ K [‖ ResponderVerifyData].
+// DSP0274 1.3 §10.14; DSP0277 key schedule.
+func (r *Requester) finish(ctx context.Context, s *Session, hk *secured.HandshakeKeys, th []byte, inClear bool) error {
+	n := r.neg
+	hs := n.BaseHash.Size()
 	fq := &finishReq{Version: n.Version}
 	fhdr := fq.marshal()
 	fh, _ := hashOf(n.BaseHash, th, fhdr)
@@ -360,8 +374,7 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	}
 	frsp, err := via.exchange(ctx, freq, true)
 	if err != nil {
-		sec.Close()
-		return nil, err
+		return err
 	}
 	vs := 0
 	if inClear {
@@ -369,26 +382,21 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (*Sessio
 	}
 	fr, err := decodePadded(frsp, func(p []byte) (*finishRsp, error) { return decodeFinishRsp(p, vs) })
 	if err != nil {
-		sec.Close()
-		return nil, err
+		return err
 	}
 	th = append(th, freq...)
 	if inClear {
 		vh, _ := hashOf(n.BaseHash, th, fr.raw[:hdrLen])
 		if err := hk.CheckResponderVerifyData(vh, fr.VerifyData); err != nil {
-			sec.Close()
-			return nil, &VerificationError{Step: "responder-verify-data", Err: err}
+			return &VerificationError{Step: "responder-verify-data", Err: err}
 		}
 	}
 	th = append(th, fr.raw...)
 	th2, _ := hashOf(n.BaseHash, th)
-	if err := sec.EnterDataPhase(th2); err != nil {
-		sec.Close()
-		return nil, err
+	if err := s.sec.EnterDataPhase(th2); err != nil {
+		return err
 	}
-	r.log.InfoContext(ctx, "spdm session established", "session", fmt.Sprintf("%#08x", id), "aead", n.AEAD.String(),
-		"dhe", n.DHE.String(), "in_the_clear", inClear)
-	return s, nil
+	return nil
 }
 
 // ID returns the session ID (RspSessionID<<16 | ReqSessionID).

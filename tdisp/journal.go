@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
@@ -57,10 +57,7 @@ type Journal struct {
 
 // OpenJournal opens (or starts) the journal in dir. now may be nil (time.Now).
 func OpenJournal(dir string, now func() time.Time) (*Journal, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("tdisp: journal dir: %w", err)
-	}
-	r, err := os.OpenRoot(dir)
+	r, err := statedir.Open(dir) // refuses a directory others may write to
 	if err != nil {
 		return nil, fmt.Errorf("tdisp: journal dir: %w", err)
 	}
@@ -74,20 +71,12 @@ func OpenJournal(dir string, now func() time.Time) (*Journal, error) {
 func (j *Journal) Close() error { return j.root.Close() }
 
 func (j *Journal) load() ([]JournalEntry, error) {
-	f, err := j.root.Open(journalFile)
+	b, err := statedir.ReadFile(j.root, journalFile, maxJournal)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tdisp: journal: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxJournal+1))
-	if err != nil {
-		return nil, fmt.Errorf("tdisp: journal: %w", err)
-	}
-	if len(b) > maxJournal {
-		return nil, fmt.Errorf("%w: over %d bytes", ErrJournalCorrupt, maxJournal)
+		return nil, fmt.Errorf("%w: %v", ErrJournalCorrupt, err)
 	}
 	var doc journalDoc
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -107,18 +96,7 @@ func (j *Journal) store(es []JournalEntry) error {
 	if err != nil {
 		return err
 	}
-	tmp := journalFile + ".tmp"
-	f, err := j.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("tdisp: journal: %w", err)
-	}
-	_, werr := f.Write(append(b, '\n'))
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return fmt.Errorf("tdisp: journal: %w", err)
-	}
-	if err := j.root.Rename(tmp, journalFile); err != nil {
+	if err := statedir.WriteFile(j.root, journalFile, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("tdisp: journal: %w", err)
 	}
 	return nil

@@ -24,11 +24,13 @@ const maxResponse = 64 << 10
 const tpmHeaderLen = 10
 
 // dialTimeout bounds connecting to swtpm; sendTimeout one command on a
-// socket (a hung swtpm must not hang the gate; the kernel driver has its own
+// socket (a hung swtpm must not hang the gate: a decision waits at most
+// this long for a TPM that never answers, since the connection is dropped
+// and the next command fails or redials; the kernel driver has its own
 // timeouts for /dev/tpmrm0).
 const (
 	dialTimeout = 5 * time.Second
-	sendTimeout = 60 * time.Second
+	sendTimeout = 10 * time.Second
 )
 
 // Open opens a TPM backend:
@@ -47,18 +49,9 @@ func Open(spec string) (transport.TPMCloser, error) {
 		return openSim()
 	case strings.HasPrefix(spec, "tcp:"):
 		addr := strings.TrimPrefix(spec, "tcp:")
-		c, err := net.DialTimeout("tcp", addr, dialTimeout)
-		if err != nil {
-			return nil, tpmErr("open "+spec, err)
-		}
-		return &streamTPM{conn: c, msSim: true}, nil
+		return openStream("tcp", addr, true, sendTimeout)
 	case strings.HasPrefix(spec, "unix:"):
-		path := strings.TrimPrefix(spec, "unix:")
-		c, err := net.DialTimeout("unix", path, dialTimeout)
-		if err != nil {
-			return nil, tpmErr("open "+spec, err)
-		}
-		return &streamTPM{conn: c}, nil
+		return openStream("unix", strings.TrimPrefix(spec, "unix:"), false, sendTimeout)
 	case strings.HasPrefix(spec, "/"):
 		return openDevice(spec)
 	default:
@@ -145,22 +138,64 @@ func (d *deviceTPM) Close() error {
 // u32 8, u8 locality, u32 len, command; response u32 len, response, u32 0.
 // Without it, raw TPM commands go back to back. Reads use io.ReadFull: a
 // large response may arrive in several segments.
+//
+// A connection that failed in any way (a timeout above all) is closed and
+// never used again: a late answer to a command that timed out would
+// otherwise be read as the answer to the next one. The next Send dials
+// afresh.
 type streamTPM struct {
-	mu    sync.Mutex
-	conn  net.Conn
-	msSim bool
+	mu       sync.Mutex
+	conn     net.Conn // nil after a failure: redial
+	network  string
+	addr     string
+	msSim    bool
+	timeout  time.Duration
+	closed   bool
+	lastFail error
+}
+
+func openStream(network, addr string, msSim bool, timeout time.Duration) (*streamTPM, error) {
+	s := &streamTPM{network: network, addr: addr, msSim: msSim, timeout: timeout}
+	c, err := net.DialTimeout(network, addr, dialTimeout)
+	if err != nil {
+		return nil, tpmErr("open "+network+":"+addr, err)
+	}
+	s.conn = c
+	return s, nil
 }
 
 const tpmSendCommand = 8
 
-// Send writes one command and reads its whole response.
+// Send writes one command and reads its whole response, on a connection
+// that has never failed (dialled again after a failure).
 func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(cmd) > maxResponse {
 		return nil, tpmErr("send", fmt.Errorf("command of %d bytes too large", len(cmd)))
 	}
-	if err := s.conn.SetDeadline(time.Now().Add(sendTimeout)); err != nil {
+	if s.closed {
+		return nil, tpmErr("send", errors.New("connection closed"))
+	}
+	if s.conn == nil {
+		c, err := net.DialTimeout(s.network, s.addr, dialTimeout)
+		if err != nil {
+			return nil, tpmErr("send", fmt.Errorf("reconnecting after %v: %w", s.lastFail, err))
+		}
+		s.conn = c
+	}
+	rsp, err := s.exchange(cmd)
+	if err != nil {
+		// Never reuse a connection that failed: drop it.
+		s.conn.Close()
+		s.conn, s.lastFail = nil, err
+		return nil, err
+	}
+	return rsp, nil
+}
+
+func (s *streamTPM) exchange(cmd []byte) ([]byte, error) {
+	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
 		return nil, tpmErr("send", err)
 	}
 	var out []byte
@@ -211,4 +246,14 @@ func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
 }
 
 // Close closes the connection.
-func (s *streamTPM) Close() error { return s.conn.Close() }
+func (s *streamTPM) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.conn == nil {
+		return nil
+	}
+	err := s.conn.Close()
+	s.conn = nil
+	return err
+}

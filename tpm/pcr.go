@@ -13,7 +13,7 @@ import (
 )
 
 // DefaultPCR is the PCR vfio-gate extends unless configured otherwise. See
-// the README section "TPM evidence and the event log" for why 13.
+// the docs/tpm-log.md for why 13.
 const DefaultPCR = 13
 
 // maxPCR is the highest PCR index of a PC Client TPM (24 PCRs, TCG PC Client

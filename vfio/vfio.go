@@ -139,6 +139,25 @@ func (p *Plan) Original() map[pci.BDF]string {
 	return m
 }
 
+// Before is what a function had before Apply: the driver to bind again on
+// release and its driver_override ("" = none for both).
+type Before struct {
+	Driver   string
+	Override string
+}
+
+// Before returns, for every function the plan moves to vfio-pci, its driver
+// and driver_override before the plan: what ReleaseTo restores.
+func (p *Plan) Before() map[pci.BDF]Before {
+	m := map[pci.BDF]Before{}
+	for _, f := range p.Functions {
+		if f.InSet && !f.Bound {
+			m[f.BDF] = Before{Driver: f.Driver, Override: f.Override}
+		}
+	}
+	return m
+}
+
 // Groups returns the IOMMU groups of the plan, ascending.
 func (p *Plan) Groups() []int {
 	var gs []int
@@ -502,29 +521,47 @@ func (a *applier) bindTo(ctx context.Context, b pci.BDF, drv string) error {
 	return nil
 }
 
-// Release gives functions back: unbind from vfio-pci, clear driver_override,
-// and bind original[bdf] when it names a driver (none: left unbound). A
-// function bound to another driver than vfio-pci is left alone and reported.
-// It goes on after a failure and returns every failure joined.
+// Release is ReleaseTo with original[bdf] as each function's driver and no
+// driver_override before the bind.
 func Release(ctx context.Context, root *pci.Root, bdfs []pci.BDF, original map[pci.BDF]string, opts ApplyOptions) error {
+	before := make(map[pci.BDF]Before, len(bdfs))
+	for _, b := range bdfs {
+		before[b] = Before{Driver: original[b]}
+	}
+	return ReleaseTo(ctx, root, before, opts)
+}
+
+// ErrForeignOverride is wrapped when release finds a driver_override that
+// vfio-gate did not write (driverctl's, an operator's): it is left alone.
+var ErrForeignOverride = errors.New("vfio: driver_override set by someone else")
+
+// ReleaseTo gives functions back: unbind from vfio-pci, put driver_override
+// back to what it was before the bind, and bind the original driver when
+// there was one (none: left unbound). driver_override is changed only when
+// it still holds the "vfio-pci" vfio-gate wrote: an override that was
+// already "vfio-pci" before the bind (driverctl) stays, and any other value
+// (set since the bind) is left alone and reported (ErrForeignOverride; the
+// original driver is then not bound, the kernel would refuse it). A function
+// bound to another driver than vfio-pci is left alone and reported. It goes
+// on after a failure and returns every failure joined.
+func ReleaseTo(ctx context.Context, root *pci.Root, before map[pci.BDF]Before, opts ApplyOptions) error {
 	a := newApplier(root, opts)
-	sorted := slices.Clone(bdfs)
-	slices.SortFunc(sorted, compareBDF)
-	sorted = slices.Compact(sorted)
+	sorted := slices.SortedFunc(maps.Keys(before), compareBDF)
 	var errs []error
 	for _, b := range sorted {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, &BindError{BDF: b, Step: StepRestore, Err: err})
 			break
 		}
-		if err := a.release(ctx, b, original[b]); err != nil {
+		if err := a.release(ctx, b, before[b]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (a *applier) release(ctx context.Context, b pci.BDF, orig string) error {
+func (a *applier) release(ctx context.Context, b pci.BDF, was Before) error {
+	orig := was.Driver
 	if !a.root.Exists(devPath(b, "")) {
 		return &BindError{BDF: b, Step: StepCheck, Err: ErrNoDevice}
 	}
@@ -541,8 +578,23 @@ func (a *applier) release(ctx context.Context, b pci.BDF, orig string) error {
 	default:
 		return &BindError{BDF: b, Step: StepCheck, Err: fmt.Errorf("%w: bound to %s, not vfio-pci: left alone", ErrStateChanged, d)}
 	}
-	if err := a.write(ctx, devPath(b, "driver_override"), "\n"); err != nil {
-		return &BindError{BDF: b, Step: StepRestore, Err: err}
+	ov, err := a.root.ReadString(devPath(b, "driver_override"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return &BindError{BDF: b, Step: StepRestore, Err: fmt.Errorf("driver_override: %w", err)}
+	}
+	switch ov = strings.TrimSpace(ov); {
+	case ov == "(null)" || ov == "":
+		// Cleared already: nothing of ours to undo.
+	case ov != Driver:
+		return &BindError{BDF: b, Step: StepRestore, Err: fmt.Errorf("%w: driver_override is %q, not the %q vfio-gate wrote: left alone "+
+			"(the function stays unbound; clear it with driverctl unset-override or by writing a newline to driver_override)", ErrForeignOverride, ov, Driver)}
+	case was.Override == Driver:
+		// It was "vfio-pci" before the bind (driverctl): not ours, it stays.
+		a.log.InfoContext(ctx, "driver_override was vfio-pci before vfio-gate bound the function: left in place", "bdf", b.String())
+	default:
+		if err := a.write(ctx, devPath(b, "driver_override"), cmp.Or(was.Override, "\n")); err != nil {
+			return &BindError{BDF: b, Step: StepRestore, Err: err}
+		}
 	}
 	if orig == "" || orig == Driver {
 		return nil

@@ -341,3 +341,57 @@ func TestReleaseEdgeCases(t *testing.T) {
 		t.Fatalf("bad driver name: %v", err)
 	}
 }
+
+// TestReleaseLeavesForeignOverrides: release puts back only what vfio-gate
+// wrote. A driver_override of vfio-pci that was there before the bind
+// (driverctl set-override) stays; one set since the bind is left alone and
+// reported.
+func TestReleaseLeavesForeignOverrides(t *testing.T) {
+	_, root, k := fixture(t)
+	ctx := context.Background()
+	// driverctl's override on a function without a driver.
+	fn := "0000:70:00.0"
+	if err := k.Write("bus/pci/devices/"+fn+"/driver_override", "vfio-pci"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := vfio.PlanBind(root, bdfs(t, fn), vfio.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vfio.Apply(ctx, root, p, opts(k)); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Before()[bdf(t, fn)]; got != (vfio.Before{Override: "vfio-pci"}) {
+		t.Fatalf("Before = %+v", got)
+	}
+	if err := vfio.ReleaseTo(ctx, root, p.Before(), opts(k)); err != nil {
+		t.Fatal(err)
+	}
+	if o := k.override(fn); o != "vfio-pci" {
+		t.Errorf("driverctl's override after release: %q, want vfio-pci", o)
+	}
+
+	// An override someone set after the bind.
+	set := bdfs(t, "0000:3b:00.0", "0000:3b:00.1")
+	p, err = vfio.PlanBind(root, set, vfio.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vfio.Apply(ctx, root, p, opts(k)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Write("bus/pci/devices/0000:3b:00.1/driver_override", "ixgbevf"); err != nil {
+		t.Fatal(err)
+	}
+	err = vfio.Release(ctx, root, set, p.Original(), opts(k))
+	if !errors.Is(err, vfio.ErrForeignOverride) || !strings.Contains(err.Error(), "0000:3b:00.1") || !strings.Contains(err.Error(), "left alone") {
+		t.Fatalf("release over a foreign override: %v", err)
+	}
+	if o := k.override("0000:3b:00.1"); o != "ixgbevf" {
+		t.Errorf("foreign override after release: %q, want ixgbevf kept", o)
+	}
+	// The other function is released as usual.
+	if o, d := k.override("0000:3b:00.0"), k.driverOf("0000:3b:00.0"); o != "" || d != "ixgbe" {
+		t.Errorf("0000:3b:00.0 after release: override %q driver %q, want none and ixgbe", o, d)
+	}
+}

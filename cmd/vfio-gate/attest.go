@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,9 +17,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
-	"github.com/vfio-gate/vfio-gate/doe"
-	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/target"
 )
 
 // attestFlags are shared by `attest` and `policy capture`.
@@ -73,9 +72,9 @@ func (f *attestFlags) target(cmdName string, args []string) (pci.BDF, error) {
 func loadAnchors(paths []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for _, p := range paths {
-		b, err := os.ReadFile(p)
+		b, err := policy.ReadRegularFile(p, maxAnchorFile)
 		if err != nil {
-			return nil, usageErrorf("--trust-anchor: %v", err)
+			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
 		certs, err := parseCerts(b)
 		if err != nil {
@@ -141,13 +140,13 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 			id.VendorID, id.DeviceID = p.VendorID, p.DeviceID
 		}
 		dctx, cancel := context.WithTimeout(ctx, f.timeout)
-		c, err := socket.Dial(dctx, f.socket)
+		c, err := (&target.Socket{Addr: f.socket}).Open(dctx)
 		cancel()
 		if err != nil {
 			return nil, withCode(exitUnavailable, err)
 		}
-		o.SecuredTransport = c.Exchanger(doe.FeatureSecuredCMA)
-		ev, err := attest.Transport(ctx, c.Exchanger(doe.FeatureCMA), id, o)
+		o.SecuredTransport = c.Secured
+		ev, err := attest.Transport(ctx, c.CMA, id, o)
 		if cerr := c.Close(); cerr != nil {
 			log.Debug("closing the spdm-socket connection", "err", cerr)
 		}
@@ -158,6 +157,10 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		return nil, withCode(exitUnavailable, err)
 	}
 	defer sys.Close()
+	// No lock file for a function that does not exist (a typo'd BDF).
+	if _, err := sys.Function(bdf); err != nil {
+		return nil, withCode(exitUnavailable, err)
+	}
 	lctx, cancel := context.WithTimeout(ctx, f.timeout)
 	unlock, err := pci.LockFunction(lctx, f.lockDir, bdf)
 	cancel()
@@ -166,17 +169,6 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 	}
 	defer unlock()
 	return attest.Function(ctx, sys, bdf, o)
-}
-
-// failureExit maps an attestation failure to the exit code: host-side and
-// transport problems are "unavailable" (4), the rest "did not pass" (2).
-func failureExit(f *attest.Failure) int {
-	switch f.Kind {
-	case attest.FailLockdown, attest.FailPermission, attest.FailMailboxBusy, attest.FailMailboxOwned,
-		attest.FailTimeout, attest.FailDeviceGone, attest.FailTransport:
-		return exitUnavailable
-	}
-	return exitAttestation
 }
 
 func newAttestCmd(e *env, g *globals) *cobra.Command {
@@ -356,3 +348,6 @@ func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
 	_, err := fmt.Fprintln(w, "Result: PASS")
 	return err
 }
+
+// maxAnchorFile caps a --trust-anchor file (a bundle of a few hundred certificates fits).
+const maxAnchorFile = 4 << 20

@@ -79,6 +79,7 @@ func (s *gateSetup) Close() error {
 type setupOptions struct {
 	policyLoad *policy.LoadOptions
 	geteuid    func() int
+	observer   gate.Observer // the daemon's metrics
 }
 
 // openGate loads the policy (refusing to run without a valid one: exit 1),
@@ -94,8 +95,12 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	if err != nil {
 		return nil, err
 	}
+	spec, err := recordingTPM(g)
+	if err != nil {
+		return nil, err
+	}
 	s := &gateSetup{pol: p}
-	if s.tpm, err = tpm.Open(g.tpm); err != nil {
+	if s.tpm, err = tpm.Open(spec); err != nil {
 		return nil, err
 	}
 	pcr := 0
@@ -125,12 +130,43 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	}
 	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, Evidence: evstore.Open(evidenceDir(g), evstore.Options{}), LockDir: f.lockDir,
 		StateDir: g.stateDir, Concurrency: f.concurrency, Attest: attest.Options{Timeout: f.timeout},
-		Bind: bind, Logger: g.log, Watcher: watcher})
+		Bind: bind, Logger: g.log, Watcher: watcher, Observer: so.observer})
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// simThrowaway is the --tpm value that asks for the in-process simulator
+// knowingly, as --tpm sim --tpm-throwaway does.
+const simThrowaway = "sim:throwaway"
+
+// recordingTPM is the tpm.Open spec of a command that records decisions. The
+// in-process simulator forgets every record when the process exits, so a
+// mistyped unit must not "record" into it: it is refused unless asked for as
+// a throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway).
+func recordingTPM(g *globals) (string, error) {
+	switch {
+	case g.tpm == simThrowaway, g.tpm == "sim" && g.tpmThrowaway:
+		return "sim", nil
+	case g.tpm == "sim":
+		return "", usageErrorf("--tpm sim is an in-process TPM that forgets every record at exit: refusing to record into it; " +
+			"use a real TPM (/dev/tpmrm0) or swtpm (tcp:HOST:PORT), or say --tpm sim:throwaway (or --tpm-throwaway) for a throwaway run")
+	}
+	return g.tpm, nil
+}
+
+// tpmName says which TPM a command uses, for status and doctor.
+func tpmName(g *globals) string {
+	switch spec, err := recordingTPM(g); {
+	case err != nil:
+		return g.tpm + " (refused)"
+	case spec == "sim":
+		return "sim (THROWAWAY in-process simulator: records are lost at exit)"
+	default:
+		return spec
+	}
 }
 
 func parseBDFs(args []string) ([]pci.BDF, error) {
@@ -233,22 +269,15 @@ func toJSON(ds []gate.Decision, mode policy.Mode, withChecks bool) checkJSON {
 	return out
 }
 
-// unavailableCodes are reasons that say the device or its transport could
-// not be used (exit 4) rather than that the policy refused what it saw (3).
-var unavailableCodes = map[policy.Code]bool{
-	gate.CodeNoDevice: true, policy.CodeDeviceRemoved: true, policy.CodeTimeout: true,
-	policy.CodeMailboxBusy: true, policy.CodeMailboxOwned: true, policy.CodeLockdown: true,
-	policy.CodePermission: true, policy.CodeTransport: true, gate.CodeLock: true,
-}
-
 // decisionsExit is the exit code of check and bind, in this priority:
 // 5 when any decision could not be recorded in the TPM; 6 when any allowed
-// function failed to bind; 3 when any function is denied and at least one
-// denied function has a reason other than unavailability; 4 when every
-// denied function was denied only because it (or its transport) was
+// function failed to bind; then, over the reasons of the denied functions
+// (policy.ClassOf, the one table): 3 when any is a policy deny, 2 when any
+// is an attestation failure, 4 when all say the device or its transport was
 // unavailable; 0 when all are allowed (audit mode: would-be denies too).
 func decisionsExit(ds []gate.Decision) int {
-	tpmErr, bindErr, denied, policyDeny := false, false, false, false
+	tpmErr, bindErr := false, false
+	worst := policy.Class(0)
 	for _, d := range ds {
 		if d.Err != nil {
 			if errors.Is(d.Err, tpm.ErrTPM) || !d.Recorded {
@@ -260,14 +289,11 @@ func decisionsExit(ds []gate.Decision) int {
 		if d.Allowed() {
 			continue
 		}
-		denied = true
-		for _, r := range d.Verdict.Reasons {
-			if !unavailableCodes[r.Code] {
-				policyDeny = true
-			}
-		}
 		if len(d.Verdict.Reasons) == 0 {
-			policyDeny = true
+			worst = policy.ClassDenied
+		}
+		for _, r := range d.Verdict.Reasons {
+			worst = worseClass(worst, policy.ClassOf(r.Code))
 		}
 	}
 	switch {
@@ -275,12 +301,8 @@ func decisionsExit(ds []gate.Decision) int {
 		return exitTPM
 	case bindErr:
 		return exitBind
-	case denied && policyDeny:
-		return exitDenied
-	case denied:
-		return exitUnavailable
 	}
-	return exitOK
+	return classExit(worst)
 }
 
 // printDecisions writes the per-device table and the reasons.
@@ -378,8 +400,10 @@ Needs: root (config space, locks under /run), a valid root-owned policy (--polic
 (--tpm; 5 when it cannot be opened). Not the daemon. With --socket no root.
 
 Exit codes: 0 every function allowed (in audit mode also would-be denies); 3 a function is
-denied by policy; 4 every denied function was denied only because it or its transport was
-unavailable (no-device, device-removed, timeout, mailbox-busy, mailbox-owned, lockdown,
+denied by policy; 2 every denied function failed attestation or was unavailable, and one failed
+attestation (signature-invalid, chain-untrusted, chain-expired, chain-broken, protocol: the
+same as vfio-gate attest); 4 every denied function was denied only because it or its transport
+was unavailable (no-device, device-removed, timeout, mailbox-busy, mailbox-owned, lockdown,
 permission, transport, lock); 5 a decision could not be recorded in the TPM (always a deny);
 1 usage, or no valid policy.`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -35,7 +35,7 @@ func demoEnv(t *testing.T) (*demoWorld, *env, []string) {
 	e := &env{in: strings.NewReader(""), getenv: func(string) string { return "" }, configOpener: w.opener,
 		policyLoad: &policy.LoadOptions{SkipPermissionCheck: true}, geteuid: func() int { return 0 }}
 	state := t.TempDir()
-	return w, e, []string{"--sysfs-root", w.sysfs, "--policy", w.policy, "--tpm", "sim", "--state-dir", state,
+	return w, e, []string{"--sysfs-root", w.sysfs, "--policy", w.policy, "--tpm", "sim:throwaway", "--state-dir", state,
 		"--lock-dir", filepath.Join(state, "locks")}
 }
 
@@ -250,6 +250,10 @@ func TestDecisionsExitPriority(t *testing.T) {
 		{[]gate.Decision{allow, audit}, exitOK},
 		{[]gate.Decision{allow, deny(policy.CodeTimeout), deny(gate.CodeNoDevice)}, exitUnavailable},
 		{[]gate.Decision{deny(policy.CodeTimeout), deny(policy.CodeMeasurementMismatch)}, exitDenied},
+		{[]gate.Decision{allow, deny(policy.CodeSignatureInvalid)}, exitAttestation},
+		{[]gate.Decision{deny(policy.CodeTimeout), deny(policy.CodeChainUntrusted)}, exitAttestation},
+		{[]gate.Decision{deny(policy.CodeProtocol), deny(policy.CodeMeasurementMismatch)}, exitDenied},
+		{[]gate.Decision{deny(policy.Code("made-up"))}, exitDenied},
 		{[]gate.Decision{deny(policy.CodeNoCMA), bindFail}, exitBind},
 		{[]gate.Decision{bindFail, tpmFail, deny(policy.CodeNoCMA)}, exitTPM},
 	}

@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
@@ -22,7 +26,8 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 	var f gateFlags
 	var uri, lvSocket string
 	var noLibvirt bool
-	var poll time.Duration
+	var poll, tpmWait time.Duration
+	var metricsListen string
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the vfio-gate daemon (the libvirt hook's and the CLI's server)",
@@ -55,15 +60,27 @@ started hook starts a domain's locked TDIs; release stops them. Every lock and s
 TDISP journal (<--state-dir>/tdisp-journal.json); at start-up the daemon stops the TDIs an earlier
 run left locked (their sessions are gone) and reports what it did.
 
+Start-up: it waits up to --tpm-wait for a --tpm device node that is not there yet, listens, then
+runs the TDISP recovery; meanwhile every request but status waits for it (bounded; then HTTP 503
+"starting", which the hook retries within its --budget) and status answers ready=false. Under
+systemd (Type=notify) it sends STATUS= lines and READY=1 once recovered. --tpm sim is refused
+unless asked for as a throwaway TPM (--tpm sim:throwaway); status names the TPM in use.
+
+Metrics (Prometheus text) are served on the socket's GET /metrics (root only) and, with
+--metrics-listen, on a loopback TCP address: vfio_gate_decisions_total{decision,reason},
+vfio_gate_attestation_duration_seconds, vfio_gate_tpm_record_duration_seconds,
+vfio_gate_tdis_held{state}, vfio_gate_sessions_held{health}, vfio_gate_event_log_bytes.
+
 Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error; 5 TPM error.`,
-		Example: `  # as the systemd unit runs it
-  vfio-gate daemon --policy /etc/vfio-gate/policy.yaml --state-dir /var/lib/vfio-gate
+		Example: `  # as the systemd unit runs it (settings in the configuration file)
+  vfio-gate daemon --config /etc/vfio-gate/vfio-gate.yaml
   # a test instance: fixture sysfs tree, swtpm, no libvirt
   vfio-gate daemon --sysfs-root /tmp/sys --tpm tcp:127.0.0.1:2321 --state-dir /tmp/st \
       --daemon-socket /tmp/vg.sock --no-libvirt --log-level info`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll})
+			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll,
+				tpmWait: tpmWait, metricsListen: metricsListen})
 		},
 	}
 	f.add(c)
@@ -72,20 +89,34 @@ Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error
 	c.Flags().StringVar(&lvSocket, "libvirt-socket", conn.DefaultSocket, "libvirtd's read-write socket")
 	c.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "do not watch libvirt (lifecycle, hot-plug)")
 	c.Flags().DurationVar(&poll, "poll-interval", 30*time.Second, "how often to re-read TDISP states and look for hot-plugged hostdevs")
+	c.Flags().DurationVar(&tpmWait, "tpm-wait", 30*time.Second, "how long to wait for a --tpm device node that does not exist yet (a TPM driver loaded late at boot)")
+	c.Flags().StringVar(&metricsListen, "metrics-listen", "", `also serve /metrics on this loopback TCP address (e.g. 127.0.0.1:9464); "" = only on the daemon socket`)
 	return c
 }
 
 type daemonOptions struct {
-	uri, socket string
-	noLibvirt   bool
-	poll        time.Duration
+	uri, socket   string
+	noLibvirt     bool
+	poll          time.Duration
+	tpmWait       time.Duration
+	metricsListen string
 }
 
 func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOptions) error {
 	if o.poll <= 0 {
 		return usageErrorf("--poll-interval must be positive")
 	}
-	s, err := openGate(e, g, f, setupOptions{})
+	if err := waitForDevice(ctx, g, g.tpm, o.tpmWait); err != nil {
+		return err
+	}
+	var broker *tdisp.Broker
+	metrics := daemon.NewMetrics(daemon.MetricsOptions{EventLog: eventLogDir(g), Held: func() []tdisp.Held {
+		if broker == nil {
+			return nil
+		}
+		return broker.Held()
+	}})
+	s, err := openGate(e, g, f, setupOptions{observer: metrics})
 	if err != nil {
 		return err
 	}
@@ -98,7 +129,7 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	}
 	defer journal.Close()
 	var b *daemon.GateBackend
-	broker, err := tdisp.NewBroker(tdisp.BrokerConfig{Open: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Journal: journal, Logger: g.log,
+	broker, err = tdisp.NewBroker(tdisp.BrokerConfig{Open: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Journal: journal, Logger: g.log,
 		Lost: func(bdf pci.BDF, owner string, err error) {
 			if b != nil {
 				b.Report(context.Background(), daemon.Report{Kind: "tdisp-session-lost", Domain: owner, BDF: bdf.String(),
@@ -108,9 +139,6 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	if err != nil {
 		return err
 	}
-	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
-	recovered, rerr := broker.Recover(rctx, func(string) bool { return false })
-	rcancel()
 	b, err = daemon.NewBackend(daemon.BackendOptions{Gate: s.gate, Recorder: s.rec, System: s.sys, StateDir: g.stateDir, Logger: g.log, TDIs: broker})
 	if err != nil {
 		return err
@@ -122,6 +150,36 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 			g.log.Warn("ending TDISP sessions", "err", err)
 		}
 	}()
+	// Listen first, then recover: a hook or CLI request that arrives while
+	// TDIs an earlier run left locked are being stopped waits for it
+	// (bounded, daemon.Starting) instead of finding no daemon.
+	ln, activated, err := daemonListener(g)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	api := &daemon.Starting{Backend: b, TPM: tpmName(g), Policy: s.pol.Path}
+	api.SetPhase("recovering the TDISP journal")
+	notify(g, "STATUS=recovering the TDISP journal")
+	serrc := make(chan error, 1)
+	go func() {
+		serrc <- daemon.Serve(ctx, ln, api, daemon.ServerOptions{Logger: g.log, Metrics: metrics.Handler()})
+	}()
+	if o.metricsListen != "" {
+		addr, err := daemon.ServeMetricsTCP(ctx, o.metricsListen, metrics)
+		if err != nil {
+			stop()
+			<-serrc
+			return err
+		}
+		g.log.Info("metrics on loopback", "addr", addr.String())
+	}
+	g.log.Info("daemon listening (starting)", "socket", g.daemonSocket, "from_systemd", activated, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot, "tpm", tpmName(g))
+
+	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+	recovered, rerr := broker.Recover(rctx, func(string) bool { return false })
+	rcancel()
 	if rerr != nil {
 		b.Report(ctx, daemon.Report{Kind: "tdisp-journal", Message: "TDISP journal recovery: " + rerr.Error() + " (treat every journalled TDI as possibly locked)"})
 	}
@@ -132,13 +190,9 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 		}
 		b.Report(ctx, daemon.Report{Kind: "tdisp-recovered", Domain: r.Entry.Owner, BDF: r.Entry.BDF, Message: msg})
 	}
-	ln, err := daemon.Listen(g.daemonSocket)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	g.log.Info("daemon listening", "socket", g.daemonSocket, "policy", s.pol.Path, "mode", s.pol.Mode, "sysfs_root", g.sysfsRoot)
+	api.Ready()
+	notify(g, "READY=1\nSTATUS=ready: policy "+s.pol.Path+", TPM "+tpmName(g))
+	g.log.Info("daemon ready", "recovered_tdis", len(recovered))
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -185,10 +239,13 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 			}
 		}
 	}()
-	serr := daemon.Serve(ctx, ln, b, daemon.ServerOptions{Logger: g.log})
+	serr := <-serrc
+	notify(g, "STOPPING=1")
 	stop()
 	wg.Wait()
-	_ = os.Remove(g.daemonSocket)
+	if !activated {
+		_ = os.Remove(g.daemonSocket) // systemd's socket (vfio-gate.socket) stays: it owns it
+	}
 	if serr != nil && !errors.Is(serr, context.Canceled) {
 		return fmt.Errorf("vfio-gate daemon: %w", serr)
 	}
@@ -202,4 +259,77 @@ func pollTDIs(ctx context.Context, b *daemon.GateBackend, g *globals) {
 	if left, err := b.PollTDIs(ctx); err != nil {
 		g.log.Warn("TDISP state poll", "err", err, "left", len(left))
 	}
+}
+
+// notify tells systemd (Type=notify) how the start goes: READY=1 once the
+// daemon listens and has recovered, STATUS= lines meanwhile. Without
+// NOTIFY_SOCKET (not under systemd) it does nothing.
+func notify(g *globals, state string) {
+	if _, err := sddaemon.SdNotify(false, state); err != nil {
+		g.log.Warn("sd_notify failed", "state", state, "err", err)
+	}
+}
+
+// waitForDevice waits up to d for a TPM given as a device path to appear:
+// at boot the TPM driver may bind after the daemon starts (there is no
+// tpm2.target before systemd 256). Other TPM specs return at once; a node
+// still missing after d is left for tpm.Open to report (exit 5).
+func waitForDevice(ctx context.Context, g *globals, path string, d time.Duration) error {
+	if !strings.HasPrefix(path, "/") {
+		return nil
+	}
+	if _, err := os.Stat(path); err == nil || d <= 0 {
+		return nil
+	}
+	notify(g, "STATUS=waiting for "+path)
+	g.log.Info("waiting for the TPM device", "path", path, "up_to", d)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := os.Stat(path); err == nil {
+				return nil
+			}
+		}
+	}
+}
+
+// daemonListener is the API socket: the one systemd passes (socket
+// activation, vfio-gate.socket: LISTEN_FDS) or one the daemon creates
+// (daemon.Listen). A passed socket must be exactly one unix stream socket at
+// --daemon-socket with mode 0600, so that clients find it and only root
+// connects (peer credentials are checked on every request either way).
+func daemonListener(g *globals) (net.Listener, bool, error) {
+	files := activation.Files(true)
+	if len(files) == 0 {
+		ln, err := daemon.Listen(g.daemonSocket)
+		return ln, false, err
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if len(files) != 1 {
+		return nil, false, fmt.Errorf("vfio-gate daemon: systemd passed %d sockets, want 1 (ListenStream=%s)", len(files), g.daemonSocket)
+	}
+	ln, err := net.FileListener(files[0])
+	if err != nil {
+		return nil, false, fmt.Errorf("vfio-gate daemon: the socket systemd passed: %w", err)
+	}
+	ua, ok := ln.Addr().(*net.UnixAddr)
+	if !ok || ua.Name != g.daemonSocket {
+		ln.Close()
+		return nil, false, fmt.Errorf("vfio-gate daemon: systemd passed %v, but --daemon-socket is %s: make ListenStream= and daemon-socket agree", ln.Addr(), g.daemonSocket)
+	}
+	if fi, err := os.Stat(ua.Name); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		ln.Close()
+		return nil, false, fmt.Errorf("vfio-gate daemon: the socket systemd passed (%s) is not mode 0600 (%v): set SocketMode=0600", ua.Name, err)
+	}
+	return ln, true, nil
 }

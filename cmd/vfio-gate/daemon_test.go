@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,15 +36,53 @@ func TestDaemonCommand(t *testing.T) {
 	pol := filepath.Join(dir, "policy.yaml")
 	must(os.WriteFile(pol, []byte("version: 1\ndefaults: {non_confidential: deny-unattested}\nlibvirt: {hotplug: detach}\n"), 0o600))
 	sock := filepath.Join(dir, "run", "d.sock")
-	common := []string{"--sysfs-root", sysDir, "--policy", pol, "--tpm", "sim", "--state-dir", filepath.Join(dir, "state"),
+	common := []string{"--sysfs-root", sysDir, "--policy", pol, "--tpm", "sim:throwaway", "--state-dir", filepath.Join(dir, "state"),
 		"--daemon-socket", sock}
 
 	bad := filepath.Join(dir, "bad.yaml")
 	must(os.WriteFile(bad, []byte("version: 1\nlibvirt: {hotplug: maybe}\n"), 0o600))
-	if code, _, errs := runCLI(t, "daemon", "--policy", bad, "--tpm", "sim", "--sysfs-root", sysDir, "--no-libvirt",
+	if code, _, errs := runCLI(t, "daemon", "--policy", bad, "--tpm", "sim:throwaway", "--sysfs-root", sysDir, "--no-libvirt",
 		"--daemon-socket", filepath.Join(dir, "bad.sock")); code != exitInternal || !strings.Contains(errs, "libvirt.hotplug") {
 		t.Fatalf("bad policy: exit %d, %s", code, errs)
 	}
+
+	// No silent simulator: a unit that says --tpm sim does not start.
+	if code, _, errs := runCLI(t, append([]string{"daemon", "--no-libvirt", "--tpm", "sim"}, common[:4]...)...); code != exitInternal ||
+		!strings.Contains(errs, "refusing to record into it") {
+		t.Fatalf("daemon --tpm sim: exit %d, %s", code, errs)
+	}
+
+	// systemd readiness: READY=1 on NOTIFY_SOCKET once it listens and recovered.
+	nsock := filepath.Join(dir, "notify.sock")
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: nsock, Net: "unixgram"})
+	must(err)
+	defer nconn.Close()
+	t.Setenv("NOTIFY_SOCKET", nsock)
+	notes := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nconn.Read(buf)
+			if err != nil {
+				close(notes)
+				return
+			}
+			notes <- string(buf[:n])
+		}
+	}()
+
+	// A hook that runs before the daemon is up (boot, restart) waits for it
+	// within its budget and gets the daemon's decision, not "not running".
+	type hookResult struct {
+		code int
+		errs string
+	}
+	hookDone := make(chan hookResult, 1)
+	go func() {
+		code, _, errs := runCLIWithStdin(t, domainXML, "libvirt-hook", "--budget", "30s", "--daemon-socket", sock, "--", "vm0", "prepare", "begin", "-")
+		hookDone <- hookResult{code, errs}
+	}()
+	time.Sleep(500 * time.Millisecond) // the hook finds no socket yet
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -64,6 +103,27 @@ func TestDaemonCommand(t *testing.T) {
 			t.Fatalf("daemon did not answer: %s", derr.String())
 		}
 	}
+	var got []string
+	for ready := false; !ready; {
+		select {
+		case n := <-notes:
+			got = append(got, n)
+			ready = strings.Contains(n, "READY=1")
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no READY=1 on NOTIFY_SOCKET; got %q", got)
+		}
+	}
+	if !strings.HasPrefix(got[0], "STATUS=recovering") || !strings.Contains(got[len(got)-1], "STATUS=ready") {
+		t.Fatalf("notifications %q: want STATUS=recovering..., then READY=1 with STATUS=ready", got)
+	}
+	select {
+	case h := <-hookDone:
+		if h.code != 1 || !strings.Contains(h.errs, "DENY 0000:3b:00.0 no-device") || strings.Contains(h.errs, "not running") {
+			t.Fatalf("hook started before the daemon: exit %d %q", h.code, h.errs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hook did not finish")
+	}
 	b, _ := pci.ParseBDF("0000:fe:1f.7")
 	r, err := c.Check(ctx, daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{b}})
 	if err != nil || r.Decision != "deny" || r.Devices[0].Reasons[0].Code != "no-cma" {
@@ -72,7 +132,7 @@ func TestDaemonCommand(t *testing.T) {
 	must(c.Release(ctx, daemon.DomainRequest{Domain: "vm1", BDFs: []pci.BDF{b}}))
 	code, out, errs := runCLI(t, "status", "--daemon-socket", sock)
 	if code != 0 || !strings.Contains(out, "RELEASED") || !strings.Contains(out, "vm1") || !strings.Contains(out, "no-cma") ||
-		!strings.Contains(out, "TDISP: available") {
+		!strings.Contains(out, "TDISP: available") || !strings.Contains(out, "TPM: sim (THROWAWAY") || strings.Contains(out, "STARTING") {
 		t.Fatalf("status: exit %d\n%s%s", code, out, errs)
 	}
 	cancel()

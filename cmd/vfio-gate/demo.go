@@ -236,7 +236,7 @@ fails).`,
 			dg := *g
 			dg.sysfsRoot, dg.policy = w.sysfs, w.policy
 			if f := cmd.Flag("tpm"); f == nil || !f.Changed {
-				dg.tpm = "sim"
+				dg.tpm = simThrowaway
 			}
 			if f := cmd.Flag("state-dir"); f == nil || !f.Changed {
 				dg.stateDir = filepath.Join(dir, "state")

@@ -14,6 +14,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/cdat"
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/target"
 )
 
 type doeFlags struct {
@@ -42,9 +43,10 @@ write to the device's mailbox registers: never run them on a function a VM is us
 	return c
 }
 
-// withMailboxes opens bdf for raw DOE (MayDriveDOE, the per-function lock,
-// a writable config space) and calls fn with its mailboxes.
-func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg string, fn func(context.Context, []*doe.Mailbox) error) error {
+// withMailboxes opens bdf for raw DOE (target.PCI: the per-function lock,
+// MayDriveDOE, a writable config space, discovery) and calls fn with its
+// mailboxes.
+func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg string, fn func(context.Context, []target.Mailbox) error) error {
 	bdf, err := pci.ParseBDF(arg)
 	if err != nil {
 		return usageErrorf("%v", err)
@@ -60,31 +62,12 @@ func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg str
 		return withCode(exitUnavailable, err)
 	}
 	defer sys.Close()
-	unlock, err := pci.LockFunction(ctx, f.lockDir, bdf)
+	conn, err := (&target.PCI{System: sys, BDF: bdf, LockDir: f.lockDir, DOE: &doe.Options{Logger: log}}).Open(ctx)
 	if err != nil {
 		return withCode(exitUnavailable, err)
 	}
-	defer unlock()
-	fn2, err := sys.Function(bdf)
-	if err != nil {
-		return withCode(exitUnavailable, err)
-	}
-	if err := sys.MayDriveDOE(fn2); err != nil {
-		return withCode(exitUnavailable, err)
-	}
-	cfg, closer, err := fn2.OpenConfig()
-	if err != nil {
-		return withCode(exitUnavailable, err)
-	}
-	defer closer.Close()
-	if w, ok := cfg.(interface{ Writable() bool }); ok && !w.Writable() {
-		return withCode(exitUnavailable, fmt.Errorf("%s: config space is read-only: %w", bdf, pci.ErrReadOnlyConfig))
-	}
-	mbs, err := doe.Find(cfg, &doe.Options{Logger: log})
-	if err != nil && len(mbs) == 0 {
-		return withCode(exitUnavailable, fmt.Errorf("%s: %w", bdf, err))
-	}
-	return fn(ctx, mbs)
+	defer conn.Close()
+	return fn(ctx, conn.Mailboxes)
 }
 
 type discoverEntry struct {
@@ -105,17 +88,16 @@ owns the function, kernel lockdown is active, or not running as root. The per-fu
 is held while the mailboxes are used.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []*doe.Mailbox) error {
+			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {
 				out := []discoverEntry{}
 				failed := 0
 				for _, mb := range mbs {
 					ent := discoverEntry{Offset: mb.Offset(), Features: []doe.Feature{}, Names: []string{}}
-					feats, err := mb.Discover(ctx)
-					if err != nil {
-						ent.Error = err.Error()
+					if mb.Err != nil {
+						ent.Error = mb.Err.Error()
 						failed++
 					}
-					for _, ft := range feats {
+					for _, ft := range mb.Features {
 						ent.Features = append(ent.Features, ft)
 						ent.Names = append(ent.Names, ft.Name())
 					}
@@ -183,11 +165,11 @@ Exit 0 when the table is valid, 2 when the device returned a malformed table or 
 4 when the mailbox cannot be used or has no Table Access feature.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []*doe.Mailbox) error {
+			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {
 				var mb *doe.Mailbox
 				for _, m := range mbs {
-					if _, err := m.Discover(ctx); err == nil && m.Supports(doe.FeatureCXLCDAT) {
-						mb = m
+					if m.Err == nil && m.Supports(doe.FeatureCXLCDAT) {
+						mb = m.Mailbox
 						break
 					}
 				}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,14 @@ type emulateOut struct {
 	Algorithms []string `json:"algorithms"` // names --algorithms accepts
 	Identity   string   `json:"identity"`
 	Slots      int      `json:"slots"`
+	// Capabilities are the CAPABILITIES flags advertised at the highest
+	// version offered; HeartbeatPeriod is announced in KEY_EXCHANGE_RSP.
+	Capabilities    []string `json:"capabilities"`
+	HeartbeatPeriod int      `json:"heartbeat_period"`
+	// PKI is the --pki directory (or "KEY,CHAIN") the keys came from;
+	// Skipped lists what in it could not be used.
+	PKI     string   `json:"pki,omitempty"`
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 func newEmulateCmd(e *env, g *globals) *cobra.Command {
@@ -37,7 +46,8 @@ func newEmulateCmd(e *env, g *globals) *cobra.Command {
 		latency                                  time.Duration
 		slots                                    int
 		aead, iface                              string
-		inClear                                  bool
+		inClear, noHeartbeat, noKeyUpdate        bool
+		pkiDir, keyFile, chainFile               string
 		heartbeat                                uint8
 	)
 	cmd := &cobra.Command{
@@ -57,12 +67,24 @@ verify the device.
 
 Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
 
+--pki DIR serves operator-supplied keys and chains instead of the built-in test PKI:
+DMTF's sample-key layout (DIR or each DIR/<alg>/ holding end_responder.key and
+bundle_responder.certchain.der; bundle_responder.certchainN.der for slot N), PEM or
+DER. --key FILE --chain FILE supply one slot-0 chain. The anchors file then holds the
+operator's roots.
+
+Capabilities advertised by default: CERT, CHAL, MEAS (signed), CHUNK (1.2+), and for
+secure sessions (1.1+) KEY_EX, ENCRYPT, MAC, HBEAT (HeartbeatPeriod 60 s unless
+--heartbeat) and KEY_UPD; --no-heartbeat and --no-key-update withhold the last two,
+--handshake-in-clear adds HANDSHAKE_IN_THE_CLEAR. See docs/emulate.md.
+
 Needs nothing (no root, no hardware, no TPM). With --json the start-up banner is one JSON object.
 
 Exit codes: 0 stopped by SIGINT/SIGTERM; 1 usage error (unknown profile, algorithm or version,
 missing --listen); 4 the address cannot be bound.`,
 		Example: `  vfio-gate emulate --listen 127.0.0.1:2323 --write-ca /tmp/emu-ca.pem
-  vfio-gate emulate --listen 127.0.0.1:0 --profile tampered --algorithms rsapss-3072 --versions 1.2`,
+  vfio-gate emulate --listen 127.0.0.1:0 --profile tampered --algorithms rsapss-3072 --versions 1.2
+  vfio-gate emulate --listen 127.0.0.1:2323 --pki libspdm/unit_test/sample_key --write-ca /tmp/vendor-ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen == "" {
@@ -79,7 +101,10 @@ missing --listen); 4 the address cannot be bound.`,
 			if _, err := emu.LookupProfile(profile); err != nil {
 				return usageErrorf("emulate: --profile: %v", err)
 			}
-			sc := emu.SessionConfig{HandshakeInClear: inClear, HeartbeatPeriod: heartbeat}
+			if noHeartbeat && heartbeat != 0 {
+				return usageErrorf("emulate: --heartbeat and --no-heartbeat exclude each other")
+			}
+			sc := emu.SessionConfig{HandshakeInClear: inClear, HeartbeatPeriod: heartbeat, NoHeartbeat: noHeartbeat, NoKeyUpdate: noKeyUpdate}
 			switch aead {
 			case "":
 			case spdm.AEADAES128GCM.String():
@@ -95,8 +120,15 @@ missing --listen); 4 the address cannot be bound.`,
 			if err != nil {
 				return usageErrorf("emulate: --bdf: %v", err)
 			}
+			pki, err := loadOperatorPKI(pkiDir, keyFile, chainFile)
+			if err != nil {
+				return err
+			}
+			if pki != nil && !cmd.Flags().Changed("slots") {
+				slots = len(pki.Slots)
+			}
 			dev, err := emu.New(emu.Config{BDF: bdf, Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots,
-				Session: sc, Logger: g.log})
+				Session: sc, Logger: g.log, PKI: pki})
 			if err != nil {
 				return usageErrorf("emulate: %v", err)
 			}
@@ -110,6 +142,14 @@ missing --listen); 4 the address cannot be bound.`,
 			}
 			out := emulateOut{Listen: ln.Addr().String(), Profile: profile, CA: caPath, Faults: []string{},
 				Algorithms: asymNames(asym), Identity: dev.Identity().CMAName(), Slots: slots}
+			if pki != nil {
+				out.PKI = pkiDir
+				if pkiDir == "" {
+					out.PKI = keyFile + "," + chainFile
+				}
+				out.Skipped = pki.Skipped
+				out.Algorithms = deviceAsymNames(dev, asym)
+			}
 			for _, f := range dev.Profile().Faults {
 				out.Faults = append(out.Faults, f.String())
 			}
@@ -118,6 +158,17 @@ missing --listen); 4 the address cannot be bound.`,
 			}
 			for _, v := range vers {
 				out.Versions = append(out.Versions, v.String())
+			}
+			top := slices.Max(vers)
+			out.Capabilities = spdm.CapabilityNames(dev.CapabilityFlags(top))
+			if out.Capabilities == nil {
+				out.Capabilities = []string{}
+			}
+			if dev.CapabilityFlags(top)&spdm.CapHBeat != 0 {
+				out.HeartbeatPeriod = int(heartbeat)
+				if heartbeat == 0 {
+					out.HeartbeatPeriod = emu.DefaultHeartbeatPeriod
+				}
 			}
 			if g.json {
 				if err := writeJSON(e.out, out); err != nil {
@@ -128,6 +179,13 @@ missing --listen); 4 the address cannot be bound.`,
 				fmt.Fprintf(e.out, "vfio-gate emulate: listening on %s (spdm-socket, PCI_DOE), profile %s\n", out.Listen, profile)
 				fmt.Fprintf(e.out, "identity: %s\n", out.Identity)
 				fmt.Fprintf(e.out, "algorithms: %s; versions: %s\n", strings.Join(out.Algorithms, ","), strings.Join(out.Versions, ", "))
+				fmt.Fprintf(e.out, "capabilities (%s): %s\n", top, strings.Join(out.Capabilities, ","))
+				if out.PKI != "" {
+					fmt.Fprintf(e.out, "keys and chains: %s (operator-supplied)\n", out.PKI)
+					for _, sk := range out.Skipped {
+						fmt.Fprintf(e.out, "skipped: %s\n", sk)
+					}
+				}
 				fmt.Fprintf(e.out, "root CA: %s\n", caPath)
 				fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --trust-anchor %s\n", out.Listen, caPath)
 			}
@@ -149,7 +207,12 @@ missing --listen); 4 the address cannot be bound.`,
 	f.IntVar(&slots, "slots", 1, "number of provisioned certificate slots (1-8)")
 	f.StringVar(&aead, "aead", "", "secure sessions: the only AEAD the device selects (aes-128-gcm, aes-256-gcm, chacha20-poly1305); default: prefers aes-256-gcm")
 	f.BoolVar(&inClear, "handshake-in-clear", false, "secure sessions: advertise HANDSHAKE_IN_THE_CLEAR_CAP")
-	f.Uint8Var(&heartbeat, "heartbeat", 0, "secure sessions: HeartbeatPeriod in seconds announced in KEY_EXCHANGE_RSP")
+	f.Uint8Var(&heartbeat, "heartbeat", 0, fmt.Sprintf("secure sessions: HeartbeatPeriod in seconds announced in KEY_EXCHANGE_RSP (0 = %d)", emu.DefaultHeartbeatPeriod))
+	f.BoolVar(&noHeartbeat, "no-heartbeat", false, "secure sessions: do not advertise HBEAT_CAP (HEARTBEAT is then unsupported)")
+	f.BoolVar(&noKeyUpdate, "no-key-update", false, "secure sessions: do not advertise KEY_UPD_CAP (KEY_UPDATE is then unsupported)")
+	f.StringVar(&pkiDir, "pki", "", "serve operator-supplied keys and chains from DIR, in DMTF's sample-key layout (<alg>/end_responder.key, <alg>/bundle_responder.certchain[N].der; PEM or DER)")
+	f.StringVar(&keyFile, "key", "", "with --chain: the leaf private key (PEM or DER) of an operator-supplied slot-0 chain")
+	f.StringVar(&chainFile, "chain", "", "with --key: the certificate chain (PEM or concatenated DER, root first or leaf first)")
 	f.StringVar(&iface, "bdf", "0000:00:00.0", "the address the function pretends to have (its TDISP interface ID; tdisp --interface)")
 	return cmd
 }
@@ -245,4 +308,40 @@ func asymNames(asym spdm.AsymAlgo) []string {
 		}
 	}
 	return names
+}
+
+// loadOperatorPKI reads --pki DIR or --key/--chain; nil when none is given.
+func loadOperatorPKI(dir, key, chain string) (*emu.PKI, error) {
+	switch {
+	case dir != "" && (key != "" || chain != ""):
+		return nil, usageErrorf("emulate: --pki and --key/--chain exclude each other")
+	case (key == "") != (chain == ""):
+		return nil, usageErrorf("emulate: --key and --chain go together")
+	case dir != "":
+		p, err := emu.LoadPKIDir(dir)
+		if err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+		return p, nil
+	case key != "":
+		c, err := emu.LoadKeyChain(key, chain)
+		if err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+		return &emu.PKI{Slots: [][]*emu.Chain{{c}}}, nil
+	}
+	return nil, nil
+}
+
+// deviceAsymNames lists the signature algorithms of the device's slot-0
+// keys (of those --algorithms allows).
+func deviceAsymNames(dev *emu.Device, asym spdm.AsymAlgo) []string {
+	if asym == 0 {
+		asym = emu.AllAlgorithms
+	}
+	var have spdm.AsymAlgo
+	for _, c := range dev.Chains() {
+		have |= emu.KeyTypeAlgorithms(c.Type)
+	}
+	return asymNames(have & asym)
 }

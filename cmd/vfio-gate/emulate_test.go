@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -148,6 +153,7 @@ func TestEmulateUsageErrors(t *testing.T) {
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--algorithms", "sm2-p256"}, exitInternal, "unknown algorithm"},
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--versions", "1.4"}, exitInternal, "unknown SPDM version"},
 		{[]string{"emulate", "--listen", "127.0.0.1:0", "--slots", "9"}, exitInternal, "slots"},
+		{[]string{"emulate", "--listen", "127.0.0.1:0", "--heartbeat", "5", "--no-heartbeat"}, exitInternal, "exclude each other"},
 		{[]string{"emulate", "--listen", ln.Addr().String(), "--algorithms", "ecdsa-p256", "--write-ca", filepath.Join(t.TempDir(), "ca.pem")}, exitUnavailable, "address already in use"},
 	} {
 		code, _, errs := runCLI(t, tc.args...)
@@ -161,5 +167,180 @@ func TestEmulateHelpListsProfiles(t *testing.T) {
 	code, out, _ := runCLI(t, "emulate", "--help")
 	if code != 0 || !strings.Contains(out, "busy-storm") || !strings.Contains(out, "--write-ca") || !strings.Contains(out, "Exit codes:") {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestEmulateDefaultCapabilities: by default the device advertises HBEAT_CAP
+// (with a non-zero HeartbeatPeriod) and KEY_UPD_CAP for sessions, so a
+// requester's HEARTBEAT and KEY_UPDATE work without extra flags;
+// --no-heartbeat and --no-key-update withhold them.
+func TestEmulateDefaultCapabilities(t *testing.T) {
+	for _, tc := range []struct {
+		args          []string
+		hbeat, keyUpd bool
+		period        int
+	}{
+		{nil, true, true, 60},
+		{[]string{"--heartbeat", "9"}, true, true, 9},
+		{[]string{"--no-heartbeat", "--no-key-update"}, false, false, 0},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, stop, done := startEmulate(t, append([]string{"--listen", "127.0.0.1:0", "--algorithms", "ecdsa-p256",
+				"--write-ca", filepath.Join(t.TempDir(), "ca.pem")}, tc.args...)...)
+			defer func() { stop(); <-done }()
+			if slices.Contains(out.Capabilities, "hbeat") != tc.hbeat || slices.Contains(out.Capabilities, "key-upd") != tc.keyUpd ||
+				!slices.Contains(out.Capabilities, "key-ex") || out.HeartbeatPeriod != tc.period {
+				t.Fatalf("startup record %+v", out)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := socket.Dial(ctx, out.Listen)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			roots := readRoots(t, out.CA)
+			_, s, err := spdm.OpenSession(ctx, c.Exchanger(doe.FeatureCMA), c.Exchanger(doe.FeatureSecuredCMA), &spdm.Options{Roots: roots}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := s.Info()
+			if in.CanHeartbeat != tc.hbeat || in.CanKeyUpdate != tc.keyUpd || int(in.HeartbeatPeriod.Seconds()) != tc.period {
+				t.Fatalf("session %+v", in)
+			}
+			if tc.hbeat {
+				if err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.keyUpd {
+				if err := s.KeyUpdate(ctx, spdm.KeyUpdateKey); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.End(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// readRoots reads the PEM certificates of an anchors file.
+func readRoots(t *testing.T, path string) []*x509.Certificate {
+	t.Helper()
+	pemBytes, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roots []*x509.Certificate
+	for blk, rest := pem.Decode(pemBytes); blk != nil; blk, rest = pem.Decode(rest) {
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, c)
+	}
+	return roots
+}
+
+// writeDMTFSampleKeys writes <dir>/ecp256/{end_responder.key,
+// bundle_responder.certchain.der} for a fresh root → leaf chain and returns
+// the root.
+func writeDMTFSampleKeys(t *testing.T, dir string) *x509.Certificate {
+	t.Helper()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rootT := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "operator root"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootT, rootT, rootKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := x509.ParseCertificate(rootDER)
+	leafT := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "operator device"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(time.Hour), BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafT, root, leafKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "ecp256")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "end_responder.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "bundle_responder.certchain.der"), append(rootDER, leafDER...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// TestEmulatePKI: `emulate --pki DIR` serves the operator's chain, writes
+// the operator's root as the anchor, and a requester verifies the device
+// against it.
+func TestEmulatePKI(t *testing.T) {
+	dir := t.TempDir()
+	root := writeDMTFSampleKeys(t, dir)
+	out, stop, done := startEmulate(t, "--listen", "127.0.0.1:0", "--pki", dir, "--write-ca", filepath.Join(t.TempDir(), "ca.pem"))
+	defer func() { stop(); <-done }()
+	if out.PKI != dir || !slices.Equal(out.Algorithms, []string{"ecdsa-p256"}) {
+		t.Fatalf("startup record %+v", out)
+	}
+	roots := readRoots(t, out.CA)
+	if len(roots) != 1 || !roots[0].Equal(root) {
+		t.Fatalf("anchors file holds %d certificates, not the operator's root", len(roots))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := socket.Dial(ctx, out.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := spdm.NewRequester(c.Exchanger(doe.FeatureCMA), &spdm.Options{Roots: []*x509.Certificate{root}})
+	if _, err := r.Negotiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Certificate(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := r.VerifyChain(0); err != nil || !rep.Verified {
+		t.Fatalf("chain: %v %+v", err, rep)
+	}
+	if m, err := r.Measurements(ctx, spdm.MeasOpts{Index: spdm.MeasOpAll, Signed: true}); err != nil || !m.Verified {
+		t.Fatalf("measurements: %v", err)
+	}
+}
+
+func TestEmulatePKIUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeDMTFSampleKeys(t, dir)
+	key := filepath.Join(dir, "ecp256", "end_responder.key")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--pki", dir, "--key", key}, "exclude each other"},
+		{[]string{"--key", key}, "go together"},
+		{[]string{"--pki", t.TempDir()}, "no usable end_responder.key"},
+		{[]string{"--key", key, "--chain", key}, "chain"},
+		{[]string{"--pki", dir, "--profile", "wrong-root"}, "generated chains"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"emulate", "--listen", "127.0.0.1:0"}, tc.args...)...)
+		if code != exitInternal || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %q", tc.args, code, errOut, tc.want)
+		}
 	}
 }

@@ -7,13 +7,14 @@ import (
 	"io"
 	"strings"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
-// Stable exit codes (documented in --help and README).
+// Stable exit codes (documented in --help and README "Exit codes").
 const (
 	exitOK          = 0
 	exitInternal    = 1 // usage or internal error; anything unclassified
@@ -81,6 +82,51 @@ func exitCode(err error) int {
 		return exitBind
 	}
 	return exitInternal
+}
+
+// classExit is the exit code of a failure class (policy's one table); the
+// zero class (nothing failed) is 0.
+func classExit(c policy.Class) int {
+	switch c {
+	case 0:
+		return exitOK
+	case policy.ClassAttestation:
+		return exitAttestation
+	case policy.ClassUnavailable:
+		return exitUnavailable
+	case policy.ClassTPM:
+		return exitTPM
+	}
+	return exitDenied // ClassDenied and anything unknown: fail closed
+}
+
+// worseClass is the class that decides the exit code when a run has both:
+// a TPM failure, then a policy deny, then an attestation failure, then
+// unavailability.
+func worseClass(a, b policy.Class) policy.Class {
+	rank := func(c policy.Class) int {
+		switch c {
+		case 0:
+			return 0
+		case policy.ClassUnavailable:
+			return 1
+		case policy.ClassAttestation:
+			return 2
+		case policy.ClassTPM:
+			return 4
+		}
+		return 3 // ClassDenied, unknown
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// failureExit is the exit code of a command that attests without a policy
+// (attest, policy capture): the class of the failure kind.
+func failureExit(f *attest.Failure) int {
+	return classExit(policy.KindClass(f.Kind))
 }
 
 // report prints err once (unless a command already did) and returns the code.

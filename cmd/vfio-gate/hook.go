@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,7 +19,6 @@ import (
 )
 
 func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
-	var budget time.Duration
 	c := &cobra.Command{
 		Use:   "libvirt-hook DOMNAME OPERATION SUBOP EXTRA",
 		Short: "The libvirt qemu hook (domain XML on stdin); installed by install-hook",
@@ -33,8 +35,11 @@ lifecycle step. It reads the domain XML on stdin and asks the vfio-gate daemon:
   release end     release every function the domain held (also after a failed start)
   anything else   exit 0 at once
 
-It never calls libvirtd (that would deadlock) and reads no environment. Without a running
-daemon, prepare and start deny: "vfio-gate daemon is not running (systemctl start vfio-gate)".
+It never calls libvirtd (that would deadlock) and reads no environment. A daemon that is not up
+yet, or still starting (recovering), is waited for within --budget (boot, restart); after that,
+prepare and start deny: "vfio-gate daemon is not running (systemctl start vfio-gate)". Release
+waits only for a daemon that answers "starting" (one that is down holds nothing, and reconciles
+with libvirt when it starts).
 Malformed XML, empty stdin or wrong arguments deny at prepare and start begin.
 
 Two phases: vfio-gate never drives a DOE mailbox a kernel driver owns, and at prepare libvirt
@@ -59,16 +64,90 @@ interfaces, and the daemon reports hostdevs it finds on running domains without 
   vfio-gate libvirt-hook --daemon-socket /run/vfio-gate/daemon.sock vm1 start begin - < vm1.xml`,
 		Args:                  cobra.ArbitraryArgs,
 		DisableFlagsInUseLine: true,
+		// libvirt's arguments are not ours to parse: a domain may be named
+		// "--help", "--", "--budget=1h" or "--daemon-socket=/tmp/x". Flags are
+		// read by hookArgs, which takes only the fixed ones the drop-in writes
+		// before "--"; everything after it is libvirt's.
+		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(g.daemonSocket)}, Budget: budget}
-			if code := h.Run(cmd.Context(), args, e.in, e.errw); code != 0 {
+			if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+				return cmd.Help() // a person asking; libvirt always passes four arguments
+			}
+			budget, err := cmd.Flags().GetDuration("budget") // the default, or the config file's
+			if err != nil {
+				return err
+			}
+			ha, err := hookArgs(args, g.daemonSocket, budget)
+			if err != nil {
+				fmt.Fprintf(e.errw, "vfio-gate: %v: denying\n", err)
+				return quietCode(1, err)
+			}
+			h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(ha.socket)}, Budget: ha.budget}
+			if code := h.Run(cmd.Context(), ha.libvirt, e.in, e.errw); code != 0 {
 				return quietCode(code, fmt.Errorf("hook exit %d", code))
 			}
 			return nil
 		},
 	}
-	c.Flags().DurationVar(&budget, "budget", lvhook.DefaultBudget, "time budget for one hook invocation (deny when exceeded)")
+	// Parsed by hookArgs, not by cobra; its value here is the default (or
+	// the config file's libvirt-hook: budget), which the command line overrides.
+	c.Flags().Duration("budget", lvhook.DefaultBudget, "time budget for one hook invocation (deny when exceeded)")
 	return c
+}
+
+// parsedHookArgs is a libvirt-hook command line taken apart.
+type parsedHookArgs struct {
+	socket  string
+	budget  time.Duration
+	libvirt []string // DOMNAME OPERATION SUBOP EXTRA
+}
+
+// hookArgs splits a libvirt-hook command line. Only --daemon-socket and
+// --budget (as "--flag value" or "--flag=value") are read, and only before
+// the first argument that is neither; "--" ends them. What follows must be
+// exactly libvirt's four arguments: a domain named like a flag that a drop-in
+// without "--" let through is consumed as one, leaves fewer than four, and is
+// an error (the hook denies), never a shifted operation.
+func hookArgs(args []string, socket string, budget time.Duration) (parsedHookArgs, error) {
+	p := parsedHookArgs{socket: socket, budget: budget}
+	i := 0
+	for i < len(args) {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		name, val, hasVal := strings.Cut(a, "=")
+		if name != "--daemon-socket" && name != "--budget" {
+			break
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return p, fmt.Errorf("hook flag %s needs a value", name)
+			}
+			val = args[i+1]
+			i++
+		}
+		i++
+		switch name {
+		case "--daemon-socket":
+			if val == "" {
+				return p, errors.New("hook flag --daemon-socket is empty")
+			}
+			p.socket = val
+		case "--budget":
+			d, err := time.ParseDuration(val)
+			if err != nil || d <= 0 {
+				return p, fmt.Errorf("hook flag --budget %q is not a positive duration", val)
+			}
+			p.budget = d
+		}
+	}
+	p.libvirt = args[i:]
+	if len(p.libvirt) != 4 {
+		return p, fmt.Errorf("hook called with %d arguments after its flags, want DOMNAME OPERATION SUBOP EXTRA (reinstall the drop-in: vfio-gate install-hook)", len(p.libvirt))
+	}
+	return p, nil
 }
 
 func newInstallHookCmd(e *env, g *globals) *cobra.Command {
@@ -82,8 +161,9 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 write. When no hooks/qemu exists and the installed libvirt (libvirtd --version) predates 6.5,
 which does not run qemu.d/ drop-ins itself, it also creates a hooks/qemu dispatcher that does,
 and says so; on newer libvirt it says it created none (there a dispatcher would run every
-drop-in twice). --dispatcher creates it whatever the version (only when none exists). libvirtd
-reads hooks at start: reload it, or pass --reload.`,
+drop-in twice). --dispatcher creates it whatever the version (only when none exists). libvirt
+reads hooks at start: reload it, or pass --reload (SIGHUP to whichever of libvirtd and
+virtqemud runs, found by /run/NAME.pid and checked against /proc/PID/comm).`,
 		Example: `  vfio-gate install-hook --reload
   vfio-gate install-hook --libvirt-dir /etc/libvirt --binary /usr/local/bin/vfio-gate`,
 		Args: cobra.NoArgs,
@@ -101,10 +181,10 @@ reads hooks at start: reload it, or pass --reload.`,
 				return err
 			}
 			if reload {
-				if err := reloadLibvirtd(); err != nil {
+				done, err := systemReloader().reload()
+				res.Notes = append(res.Notes, done...)
+				if err != nil {
 					res.Notes = append(res.Notes, "reload failed: "+err.Error())
-				} else {
-					res.Notes = append(res.Notes, "sent SIGHUP to libvirtd")
 				}
 			}
 			if g.json {
@@ -120,7 +200,7 @@ reads hooks at start: reload it, or pass --reload.`,
 	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
 	c.Flags().StringVar(&binary, "binary", "", "absolute path of vfio-gate for the hook to run (default: this executable)")
 	c.Flags().BoolVar(&dispatcher, "dispatcher", false, "create hooks/qemu running qemu.d/* even when libvirt's version is >= 6.5 or unknown (only when none exists)")
-	c.Flags().BoolVar(&reload, "reload", false, "send SIGHUP to libvirtd so it sees the hook")
+	c.Flags().BoolVar(&reload, "reload", false, "send SIGHUP to the libvirt daemon that runs (libvirtd, or virtqemud with modular daemons) so it sees the hook")
 	return c
 }
 
@@ -170,18 +250,55 @@ func libvirtVersion(ctx context.Context) string {
 	return f[len(f)-1]
 }
 
-func reloadLibvirtd() error {
-	b, err := os.ReadFile("/run/libvirtd.pid")
-	if err != nil {
-		return fmt.Errorf("libvirtd pid file: %w", err)
+// libvirtDaemons are the daemons that run qemu hooks: the monolithic
+// libvirtd, or virtqemud with modular daemons (the default since libvirt
+// 9.x in several distributions). Each writes /run/NAME.pid.
+var libvirtDaemons = []string{"libvirtd", "virtqemud"}
+
+// reloader sends SIGHUP to whichever libvirt daemon runs; its fields are
+// injected by tests.
+type reloader struct {
+	runDir string                        // where the pid files are: /run
+	comm   func(pid int) (string, error) // /proc/PID/comm
+	signal func(pid int) error           // SIGHUP
+}
+
+func systemReloader() reloader {
+	return reloader{runDir: "/run",
+		comm: func(pid int) (string, error) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			return strings.TrimSpace(string(b)), err
+		},
+		signal: func(pid int) error { return syscall.Kill(pid, syscallSIGHUP) }}
+}
+
+// reload SIGHUPs every libvirt daemon that runs (its pid file names a live
+// process of that name: a stale pid file never signals a stranger) and says
+// which; an error when none runs.
+func (r reloader) reload() ([]string, error) {
+	var done, why []string
+	for _, name := range libvirtDaemons {
+		b, err := os.ReadFile(filepath.Join(r.runDir, name+".pid"))
+		if err != nil {
+			why = append(why, name+": not running (no pid file)")
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 {
+			why = append(why, fmt.Sprintf("%s: pid file holds %q", name, strings.TrimSpace(string(b))))
+			continue
+		}
+		if c, err := r.comm(pid); err != nil || c != name {
+			why = append(why, fmt.Sprintf("%s: stale pid file (pid %d is %q)", name, pid, c))
+			continue
+		}
+		if err := r.signal(pid); err != nil {
+			return done, fmt.Errorf("SIGHUP %s (pid %d): %w", name, pid, err)
+		}
+		done = append(done, fmt.Sprintf("sent SIGHUP to %s (pid %d)", name, pid))
 	}
-	var pid int
-	if _, err := fmt.Sscanf(string(b), "%d", &pid); err != nil || pid <= 1 {
-		return fmt.Errorf("libvirtd pid file %q unusable", b)
+	if len(done) == 0 {
+		return nil, fmt.Errorf("no libvirt daemon to reload (%s)", strings.Join(why, "; "))
 	}
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return err
-	}
-	return p.Signal(syscallSIGHUP)
+	return done, nil
 }

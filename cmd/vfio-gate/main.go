@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -12,10 +13,30 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go onSignals(sigs, cancel, os.Exit, os.Stderr)
 	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr, os.Getenv)
-	stop()
+	signal.Stop(sigs)
+	cancel()
 	os.Exit(code)
+}
+
+// onSignals cancels the command at the first SIGTERM or SIGINT (it then
+// winds down: releases locks, ends sessions) and exits at once, with
+// 128+signal, at the second: an operator who asks twice is not kept waiting
+// by a step that does not honour the cancellation.
+func onSignals(sigs <-chan os.Signal, cancel func(), exit func(int), errw io.Writer) {
+	<-sigs
+	cancel()
+	s := <-sigs
+	code := 128 + int(syscall.SIGTERM)
+	if n, ok := s.(syscall.Signal); ok {
+		code = 128 + int(n)
+	}
+	fmt.Fprintf(errw, "vfio-gate: second %v: exiting now\n", s)
+	exit(code)
 }
 
 // run is main without the process: it is what tests call.

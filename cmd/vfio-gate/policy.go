@@ -20,7 +20,7 @@ func newPolicyCmd(e *env, g *globals) *cobra.Command {
 		Short: "Validate and explain policy files",
 		Long: `policy check loads a policy file exactly as check and bind do and explains it; policy capture
 attests a device you trust now and prints a policy with one rule that allows exactly it. The
-file format is in README "Policy file".`,
+file format is in docs/policy.md.`,
 		Example: `  vfio-gate policy check /etc/vfio-gate/policy.yaml
   vfio-gate policy capture --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem`,
 		Args: cobra.NoArgs,

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,9 @@ type env struct {
 	// policyLoad, if set, adjusts policy loading (tests of check/bind on
 	// fixture trees skip the owner check).
 	policyLoad *policy.LoadOptions
+	// doctor, if set, adjusts what doctor looks at (tests: fake libvirt,
+	// daemon, BPF).
+	doctor func(*doctorHost)
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -39,10 +44,12 @@ type globals struct {
 	sysfsRoot    string
 	policy       string
 	tpm          string
+	tpmThrowaway bool // --tpm-throwaway: "sim" may record (the demo, tests)
 	stateDir     string
 	daemonSocket string
 	json         bool
 	logLevel     string
+	config       string
 	log          *slog.Logger
 }
 
@@ -75,6 +82,8 @@ can talk to with --socket. Commands that touch a real function's config space ne
 The flags below are global: every command accepts them, before or after its name, and each
 command's help only points back here.
 
+` + configHelp + `
+
 ` + exitCodesHelp,
 		Example: `  vfio-gate demo
   vfio-gate scan --no-doe
@@ -84,11 +93,24 @@ command's help only points back here.
 		SilenceErrors: true,
 		Version:       version(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			euid := os.Geteuid
+			if e.geteuid != nil {
+				euid = e.geteuid
+			}
+			cf, err := loadConfig(g.config, cmd.Flags().Changed("config"), euid())
+			if err != nil {
+				return err
+			}
+			if cf != nil {
+				if err := cf.apply(cmd.Root(), cmd); err != nil {
+					return err
+				}
+			}
 			lvl, err := parseLevel(g.logLevel)
 			if err != nil {
 				return err
 			}
-			g.log = slog.New(slog.NewTextHandler(e.errw, &slog.HandlerOptions{Level: lvl}))
+			g.log = slog.New(newLogHandler(e.errw, e.getenv, lvl))
 			slog.SetDefault(g.log)
 			return nil
 		},
@@ -97,11 +119,13 @@ command's help only points back here.
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.sysfsRoot, "sysfs-root", "/sys", "root of the sysfs tree (tests and the demo use a fixture tree)")
 	pf.StringVar(&g.policy, "policy", "/etc/vfio-gate/policy.yaml", "policy file")
-	pf.StringVar(&g.tpm, "tpm", "/dev/tpmrm0", "TPM: /dev/tpmrm0 | tcp:HOST:PORT (swtpm) | unix:PATH | sim")
+	pf.StringVar(&g.tpm, "tpm", "/dev/tpmrm0", "TPM: /dev/tpmrm0 | tcp:HOST:PORT (swtpm) | unix:PATH | sim:throwaway")
+	pf.BoolVar(&g.tpmThrowaway, "tpm-throwaway", false, `allow --tpm sim (an in-process TPM that forgets every record at exit) for the daemon and the commands that record`)
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/vfio-gate", "state directory (event log, journal)")
 	pf.StringVar(&g.daemonSocket, "daemon-socket", "/run/vfio-gate/daemon.sock", "unix socket of the vfio-gate daemon")
 	pf.BoolVar(&g.json, "json", false, "machine-readable JSON output on stdout")
 	pf.StringVar(&g.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	pf.StringVar(&g.config, "config", DefaultConfig, "configuration file (flags it sets yield to the command line; read when it exists)")
 
 	root.SetHelpTemplate(root.HelpTemplate())
 	root.SetUsageTemplate(globalFlagsOnce(root))
@@ -128,9 +152,30 @@ func strictGroups(c *cobra.Command) {
 		}
 		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	}
+	// cobra answers --help before it validates arguments, so
+	// "doe discovery --help" (a typo) would print doe's help and exit 0.
+	// This help flag reads as unset when the arguments left over fail the
+	// command's Args: the usage error is reported instead.
+	c.Flags().VarPF(&groupHelp{cmd: c}, "help", "h", "help for "+c.Name()).NoOptDefVal = "true"
 	for _, sub := range c.Commands() {
 		strictGroups(sub)
 	}
+}
+
+// groupHelp is the --help flag of a command that only groups subcommands.
+type groupHelp struct {
+	cmd *cobra.Command
+	set bool
+}
+
+func (h *groupHelp) Set(s string) (err error) { h.set, err = strconv.ParseBool(s); return err }
+func (h *groupHelp) Type() string             { return "bool" }
+func (h *groupHelp) IsBoolFlag() bool         { return true }
+
+// String is what cobra reads (GetBool) after parsing the flags.
+func (h *groupHelp) String() string {
+	args := h.cmd.Flags().Args()
+	return strconv.FormatBool(h.set && (len(args) == 0 || h.cmd.ValidateArgs(args) == nil))
 }
 
 // commands lists the subcommands; each lives in its own file.
@@ -155,6 +200,8 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newExplainCmd(e, g),
 		newDemoCmd(e, g),
 		newDaemonCmd(e, g),
+		newDoctorCmd(e, g),
+		newGenDocsCmd(e, g),
 		newLibvirtCmd(e, g),
 		newTDISPCmd(e, g),
 	}
@@ -195,26 +242,57 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// Set at link time by scripts/package (-ldflags "-X main.buildVersion=...
+// -X main.buildCommit=..."): the build info has no VCS revision when GOFLAGS
+// holds -buildvcs=false or the tree is not a git checkout.
+var buildVersion, buildCommit string
+
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
+	return versionOf(buildVersion, buildCommit, bi, ok)
+}
+
+// versionOf is "VERSION COMMIT GOVERSION": the stamped version and commit
+// when set, else the module version and the VCS revision of the build info.
+func versionOf(stampV, stampC string, bi *debug.BuildInfo, ok bool) string {
 	if !ok {
-		return "(unknown)"
+		bi = &debug.BuildInfo{}
 	}
-	v := bi.Main.Version
+	v, commit := bi.Main.Version, ""
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
+		if s.Key == "vcs.revision" {
+			commit = s.Value
 		}
 	}
-	return v + " " + bi.GoVersion
+	if stampV != "" {
+		v = stampV
+	}
+	if stampC != "" {
+		commit = stampC
+	}
+	if v == "" {
+		v = "(unknown)"
+	}
+	if len(commit) > 12 {
+		commit = commit[:12]
+	}
+	out := v
+	if commit != "" {
+		out += " " + commit
+	}
+	if bi.GoVersion != "" {
+		out += " " + bi.GoVersion
+	}
+	return out
 }
 
 func newVersionCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Long: `version prints the module version, the VCS revision (when built from a git checkout)
-and the Go version; with --json {"version": "..."}. Needs nothing. Exit 0.`,
+		Long: `version prints the version and commit stamped by scripts/package (else the module version
+and the VCS revision of a build from a git checkout) and the Go version; with --json
+{"version": "..."}. Needs nothing. Exit 0.`,
 		Example: "  vfio-gate version\n  vfio-gate --json version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -14,9 +14,10 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/target"
 )
 
-// scanEntry is one function in `scan --json` (keys documented in README).
+// scanEntry is one function in `scan --json` (keys documented in docs/guide.md).
 type scanEntry struct {
 	BDF               string    `json:"bdf"`
 	VendorID          string    `json:"vendor_id"`
@@ -67,7 +68,7 @@ skipped. --no-doe never writes to any device (read-only scan).
 Needs: root for extended config space (without CAP_SYS_ADMIN the kernel serves 64 bytes, so DOE
 and the serial number are not read) and for discovery. No policy, TPM or daemon.
 
-With --json the output is one JSON array of objects; see README "vfio-gate scan".
+With --json the output is one JSON array of objects; see docs/guide.md "vfio-gate scan".
 
 Exit codes: 0 success (per-function problems are listed in "errors"); 1 usage error
 (malformed BDF); 4 a named function does not exist or vanished during the scan.`,
@@ -223,48 +224,66 @@ func scanFunction(ctx context.Context, sys *pci.System, b pci.BDF, sf *scanFlags
 		ent.Errors = append(ent.Errors, "discovery skipped: "+skip)
 		return ent, nil
 	}
-	for _, off := range offs {
-		d, err := discoverOne(ctx, f, off, sf, log)
-		ent.DOE = append(ent.DOE, d)
-		if err != nil {
-			if errors.Is(err, pci.ErrDeviceRemoved) {
-				return nil, err
+	for _, d := range discoverAll(ctx, sys, f, offs, sf, log) {
+		ent.DOE = append(ent.DOE, d.scanDOE)
+		if d.err != nil {
+			if errors.Is(d.err, pci.ErrDeviceRemoved) {
+				return nil, d.err
 			}
-			ent.Errors = append(ent.Errors, fmt.Sprintf("DOE at 0x%03x: %v", off, err))
+			ent.Errors = append(ent.Errors, fmt.Sprintf("DOE at %s: %v", d.Offset, d.err))
 		}
 	}
 	return ent, nil
 }
 
-// discoverOne runs DOE discovery on the mailbox at off, holding the
-// per-function lock, with a read-write config space.
-func discoverOne(ctx context.Context, f *pci.Function, off uint16, sf *scanFlags, log *slog.Logger) (scanDOE, error) {
-	d := scanDOE{Offset: fmt.Sprintf("0x%03x", off), Features: []string{}}
+type discovered struct {
+	scanDOE
+	err error
+}
+
+// discoverAll runs DOE discovery on the mailboxes at offs through
+// target.PCI (the per-function lock held, a read-write config space): one
+// entry per offset.
+func discoverAll(ctx context.Context, sys *pci.System, f *pci.Function, offs []uint16, sf *scanFlags, log *slog.Logger) []discovered {
+	out := make([]discovered, len(offs))
+	for i, off := range offs {
+		out[i].scanDOE = scanDOE{Offset: fmt.Sprintf("0x%03x", off), Features: []string{}}
+	}
 	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
-	unlock, err := pci.LockFunction(ctx, sf.lockDir, f.BDF)
+	conn, err := (&target.PCI{System: sys, BDF: f.BDF, LockDir: sf.lockDir, Offsets: offs,
+		DOE: &doe.Options{Logger: log.With("bdf", f.BDF.String())}}).Open(ctx)
 	if err != nil {
-		d.Skipped = "per-function lock not acquired: " + err.Error()
-		return d, err
+		skip := ""
+		var oe *target.OpenError
+		if errors.As(err, &oe) {
+			switch oe.Step {
+			case target.StepLock:
+				skip = "per-function lock not acquired: " + err.Error()
+			case target.StepConfig:
+				if errors.Is(err, pci.ErrReadOnlyConfig) {
+					skip = "config space is read-only (no write permission)"
+				}
+			}
+		}
+		for i := range out {
+			out[i].Skipped, out[i].err = skip, err
+		}
+		return out
 	}
-	defer unlock()
-	cfg, closer, err := f.OpenConfig()
-	if err != nil {
-		return d, err
+	defer conn.Close()
+	for _, mb := range conn.Mailboxes {
+		for i, off := range offs {
+			if off != mb.Offset() {
+				continue
+			}
+			out[i].err = mb.Err
+			for _, ft := range mb.Features {
+				out[i].Features = append(out[i].Features, ft.Name())
+			}
+		}
 	}
-	defer closer.Close()
-	if w, ok := cfg.(interface{ Writable() bool }); ok && !w.Writable() {
-		d.Skipped = "config space is read-only (no write permission)"
-		return d, pci.ErrReadOnlyConfig
-	}
-	feats, err := doe.New(cfg, off, &doe.Options{Logger: log.With("bdf", f.BDF.String())}).Discover(ctx)
-	if err != nil {
-		return d, err
-	}
-	for _, ft := range feats {
-		d.Features = append(d.Features, ft.Name())
-	}
-	return d, nil
+	return out
 }
 
 func printScanTable(w io.Writer, entries []scanEntry) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/doetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
 )
@@ -169,12 +170,12 @@ func newDOEFixture(t *testing.T) *doeFixture {
 			fx.models[fmt.Sprintf("%s/%d", bdf, i)] = m
 			ms = append(ms, m)
 		}
-		if err := tr.Add(sysfstest.Function{BDF: bdf, Vendor: doe.TestVendorID, Device: doe.TestDeviceID, Class: doe.TestClass,
+		if err := tr.Add(sysfstest.Function{BDF: bdf, Vendor: doetest.VendorID, Device: doetest.DeviceID, Class: doetest.Class,
 			Driver: driver, IOMMUGroup: group}); err != nil {
 			t.Fatal(err)
 		}
 		if len(ms) > 0 {
-			fx.configs[bdf] = doe.NewTestConfig(ms...)
+			fx.configs[bdf] = doetest.NewConfig(ms...)
 		}
 	}
 	// Two mailboxes, no driver: discovery runs on both.
@@ -186,7 +187,7 @@ func newDOEFixture(t *testing.T) *doeFixture {
 	// No DOE at all (sysfs file).
 	add("0000:10:00.0", "", -1)
 	// A Device Serial Number after the mailboxes of 0000:0d:00.0.
-	fx.configs["0000:0d:00.0"].(*doe.TestConfig).AddExtCap(pci.ExtCapIDDSN, 1, binary.LittleEndian.AppendUint64(nil, 0x0011223344556677))
+	fx.configs["0000:0d:00.0"].(*doetest.Config).AddExtCap(pci.ExtCapIDDSN, 1, binary.LittleEndian.AppendUint64(nil, 0x0011223344556677))
 	return fx
 }
 
@@ -347,7 +348,7 @@ func (c truncatedConfig) ReadAt(b []byte, off int64) (int, error) {
 func TestScanUnreadableConfig(t *testing.T) {
 	fx := newDOEFixture(t)
 	fx.configs["0000:0f:00.0"] = truncatedConfig{fx.configs["0000:0f:00.0"]}
-	loop := doe.NewTestConfig(doe.NewModel(nil, nil))
+	loop := doetest.NewConfig(doe.NewModel(nil, nil))
 	loop.Poke(0x100, binary.LittleEndian.AppendUint32(nil, uint32(pci.ExtCapIDDOE)|1<<16|0x100<<20)) // points at itself
 	fx.configs["0000:0d:00.0"] = loop
 	code, out, errs := runCLIWith(t, fx.opener, "scan", "--json", "--sysfs-root", fx.tree.Dir, "--lock-dir", t.TempDir(),

@@ -35,6 +35,10 @@ object. Exit 4 when no daemon answers.`,
 				return writeJSON(e.out, st)
 			}
 			fmt.Fprintf(e.out, "daemon up since %s, policy %s\n", st.Started.Format("2006-01-02 15:04:05"), st.Policy)
+			fmt.Fprintf(e.out, "TPM: %s\n", dash(st.TPM))
+			if !st.Ready {
+				fmt.Fprintf(e.out, "STARTING: %s (requests wait for it)\n", dash(st.Phase))
+			}
 			tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
 			doms := make([]string, 0, len(st.Domains))
 			for d := range st.Domains {

@@ -13,10 +13,9 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/daemon"
-	"github.com/vfio-gate/vfio-gate/doe"
-	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
+	"github.com/vfio-gate/vfio-gate/target"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 )
 
@@ -92,12 +91,12 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 			return nil, usageErrorf("--interface: %v", err)
 		}
 		c.name = "socket:" + f.socket // as check --socket names it in the TPM log (gate)
-		sc, err := socket.Dial(ctx, f.socket)
+		sc, err := (&target.Socket{Addr: f.socket}).Open(ctx)
 		if err != nil {
 			return nil, withCode(exitUnavailable, err)
 		}
 		c.closers = append(c.closers, func() { _ = sc.Close() })
-		plain, sec = sc.Exchanger(doe.FeatureCMA), sc.Exchanger(doe.FeatureSecuredCMA)
+		plain, sec = sc.CMA, sc.Secured
 	} else {
 		if c.bdf, err = pci.ParseBDF(args[0]); err != nil {
 			return nil, usageErrorf("tdisp %s: %v", name, err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/doetest"
 )
 
 // qemuLike is a table shaped like QEMU's cxl-type3 CDAT: a DSMAS, four
@@ -27,7 +28,7 @@ func qemuLike() []byte {
 
 func serve(t testing.TB, h doe.Handler) *doe.Mailbox {
 	t.Helper()
-	cfg := doe.NewTestConfig(doe.NewModel([]doe.Feature{doe.FeatureCXLCDAT}, h))
+	cfg := doetest.NewConfig(doe.NewModel([]doe.Feature{doe.FeatureCXLCDAT}, h))
 	mbs, err := doe.Find(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/doetest"
 )
 
 // TestServeModelBehindSocket: a socket server whose handler forwards each
@@ -15,7 +16,7 @@ import (
 // software device exported to QEMU), driven by the socket client.
 func TestServeModelBehindSocket(t *testing.T) {
 	model := doe.NewModel([]doe.Feature{doe.FeatureCMA}, echo)
-	mbs, err := doe.Find(doe.NewTestConfig(model), nil)
+	mbs, err := doe.Find(doetest.NewConfig(model), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

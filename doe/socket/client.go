@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -19,6 +20,7 @@ import (
 type Conn struct {
 	mu          sync.Mutex
 	c           net.Conn
+	r           io.Reader // c, with TCP_QUICKACK re-armed before each read (Linux)
 	maxResponse int
 	err         error
 }
@@ -35,7 +37,7 @@ func Dial(ctx context.Context, addr string) (*Conn, error) {
 }
 
 // NewConn wraps an established connection.
-func NewConn(c net.Conn) *Conn { return &Conn{c: c, maxResponse: doe.MaxPayload} }
+func NewConn(c net.Conn) *Conn { return &Conn{c: c, r: newReader(c), maxResponse: doe.MaxPayload} }
 
 // SetMaxResponse caps response payloads (bytes, at most doe.MaxPayload).
 func (c *Conn) SetMaxResponse(n int) {
@@ -106,7 +108,7 @@ func (c *Conn) exchange(ctx context.Context, f doe.Feature, obj []byte) ([]byte,
 	if err := writeMessage(c.c, message{cmd: CommandNormal, transport: TransportPCIDOE, payload: obj}); err != nil {
 		return nil, ioErr(ctx, "sending request", err)
 	}
-	m, err := readMessage(c.c, c.maxResponse+doe.HeaderSize)
+	m, err := readMessage(c.r, c.maxResponse+doe.HeaderSize)
 	if err != nil {
 		if errors.Is(err, ErrMessageTooLarge) {
 			return nil, &doe.ProtocolError{Field: "PayloadSize", Reason: err.Error()}
@@ -138,7 +140,7 @@ func (c *Conn) Close() error {
 	if c.err == nil {
 		c.c.SetDeadline(time.Now().Add(time.Second))
 		if writeMessage(c.c, message{cmd: CommandShutdown, transport: TransportPCIDOE, payload: []byte{}}) == nil {
-			readMessage(c.c, 0) // spdm-emu echoes SHUTDOWN; QEMU's peers may just close
+			readMessage(c.r, 0) // spdm-emu echoes SHUTDOWN; QEMU's peers may just close
 		}
 	}
 	c.err = net.ErrClosed

@@ -65,8 +65,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	if max <= 0 || max > MaxMessage {
 		max = MaxMessage
 	}
+	r := newReader(c) // TCP_QUICKACK before each read: QEMU splits header and payload
 	for {
-		m, err := readMessage(c, max)
+		m, err := readMessage(r, max)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				log.Info("doe/socket: dropping client", "err", err)

@@ -81,7 +81,7 @@ func startDaemon(t *testing.T, bin string, args ...string) (sock string, log *by
 // reaches the daemon; preflight gives the same verdict, through the daemon
 // and in-process.
 func TestVirshStartDeniedByDaemon(t *testing.T) {
-	testutil.Require(t, testutil.Root, testutil.Libvirt, testutil.Swtpm)
+	testutil.Require(t, testutil.Root, testutil.Libvirt, testutil.Swtpm, testutil.HostVFIO)
 	bin := buildVfioGate(t)
 	tp := testutil.StartSwtpm(t, false)
 	dir := t.TempDir()

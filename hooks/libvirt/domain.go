@@ -155,6 +155,7 @@ func launchSecurityOf(b []byte) (string, []byte, error) {
 	dec := xml.NewDecoder(bytes.NewReader(b))
 	depth, typ, found := 0, "", 0
 	doc := b
+	closed := false // the root element has ended
 	for {
 		before := dec.InputOffset()
 		tok, err := dec.Token()
@@ -163,6 +164,14 @@ func launchSecurityOf(b []byte) (string, []byte, error) {
 		}
 		if err != nil {
 			return "", nil, err
+		}
+		if closed {
+			// libvirt writes one document; anything after its end
+			// (a second <domain>, text, comments) is refused, not ignored.
+			if c, ok := tok.(xml.CharData); !ok || len(bytes.TrimSpace(c)) != 0 {
+				return "", nil, fmt.Errorf("data after the end of the root element (at byte %d)", before)
+			}
+			continue
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
@@ -190,6 +199,7 @@ func launchSecurityOf(b []byte) (string, []byte, error) {
 			depth++
 		case xml.EndElement:
 			depth--
+			closed = depth == 0
 		}
 	}
 	return typ, doc, nil

@@ -115,13 +115,11 @@ const DefaultBudget = 60 * time.Second
 // shows the user ("Hook script execution failed: ... <stderr>").
 func (h *Hook) Run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) int {
 	if len(args) != 4 {
-		// libvirt always passes four arguments. Fail closed only where we gate.
-		if len(args) >= 3 && (ActionFor(args[1], args[2]) == ActionCheck || ActionFor(args[1], args[2]) == ActionCheckStart) {
-			fmt.Fprintf(stderr, "vfio-gate: hook called with %d arguments, want DOMNAME OPERATION SUBOP EXTRA: denying\n", len(args))
-			return 1
-		}
-		fmt.Fprintf(stderr, "vfio-gate: hook called with %d arguments, want DOMNAME OPERATION SUBOP EXTRA: ignoring\n", len(args))
-		return 0
+		// libvirt always passes four arguments; anything else is a caller that
+		// took a flag-like domain name apart. Deny: the operation we would read
+		// is not the one libvirt is running.
+		fmt.Fprintf(stderr, "vfio-gate: hook called with %d arguments, want DOMNAME OPERATION SUBOP EXTRA: denying\n", len(args))
+		return 1
 	}
 	name, act := args[0], ActionFor(args[1], args[2])
 	if act == ActionNone {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,7 +247,7 @@ func TestHookBadInput(t *testing.T) {
 	if code, _ := runHook(t, h, "", "vm1", "prepare", "begin"); code != 1 {
 		t.Errorf("3 args at prepare: exit %d", code)
 	}
-	if code, _ := runHook(t, h, "", "vm1", "stopped", "end"); code != 0 {
+	if code, _ := runHook(t, h, "", "vm1", "stopped", "end"); code != 1 {
 		t.Errorf("3 args at stopped: exit %d", code)
 	}
 	if code, _ := runHook(t, h, "entities.xml", "vm1", "migrate", "begin", "-"); code != 0 {
@@ -272,7 +273,7 @@ func TestInstallUninstall(t *testing.T) {
 		t.Fatalf("drop-in %v %v dispatcher %q", st, err, res.Dispatcher)
 	}
 	b, _ := os.ReadFile(res.DropIn)
-	if !strings.Contains(string(b), "exec '/usr/local/bin/vfio-gate' libvirt-hook --daemon-socket '/run/vfio-gate/daemon.sock' \"$@\"") {
+	if !strings.Contains(string(b), "exec '/usr/local/bin/vfio-gate' libvirt-hook --daemon-socket '/run/vfio-gate/daemon.sock' -- \"$@\"") {
 		t.Fatalf("drop-in content:\n%s", b)
 	}
 	// An existing hooks/qemu of someone else's is never touched, nor removed.
@@ -439,5 +440,28 @@ func TestHookTwoPhases(t *testing.T) {
 	}
 	if code, _ := runHook(t, h, "", "vm1", "start", "begin"); code != 1 {
 		t.Errorf("3 args at start: exit %d", code)
+	}
+}
+
+// TestTrailingBytesAfterDomain: libvirt writes one document; a second
+// <domain> (whose hostdevs the decision would never see) or any other data
+// after </domain> is bad XML, not ignored.
+func TestTrailingBytesAfterDomain(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join("testdata", "managed.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseDomain(bytes.NewReader(append(slices.Clone(good), "\n\n  \t\n"...))); err != nil {
+		t.Fatalf("trailing whitespace refused: %v", err)
+	}
+	for _, tail := range []string{
+		"<domain><devices><hostdev mode='subsystem' type='pci'><source><address bus='0x5e' slot='0' function='0'/></source></hostdev></devices></domain>",
+		"garbage",
+		"<!-- c -->",
+		"<?pi x?>",
+	} {
+		if _, err := ParseDomain(bytes.NewReader(append(slices.Clone(good), tail...))); !errors.Is(err, ErrBadXML) || !strings.Contains(err.Error(), "after the end of the root element") {
+			t.Errorf("tail %q: err = %v, want ErrBadXML (data after the root element)", tail, err)
+		}
 	}
 }

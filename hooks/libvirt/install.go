@@ -68,7 +68,7 @@ func InstallHook(o InstallOptions) (*InstallResult, error) {
 	if b, err := os.ReadFile(res.DropIn); err == nil && !strings.Contains(string(b), dropInMarker) {
 		return nil, fmt.Errorf("install-hook: %s exists and was not written by vfio-gate; not overwriting", res.DropIn)
 	}
-	script := fmt.Sprintf("#!/bin/sh\n%s\n# libvirt runs this as: qemu.d/vfio-gate DOMNAME OPERATION SUBOP EXTRA, domain XML on stdin.\nexec '%s' libvirt-hook --daemon-socket '%s' \"$@\"\n",
+	script := fmt.Sprintf("#!/bin/sh\n%s\n# libvirt runs this as: qemu.d/vfio-gate DOMNAME OPERATION SUBOP EXTRA, domain XML on stdin.\nexec '%s' libvirt-hook --daemon-socket '%s' -- \"$@\"\n",
 		dropInMarker, o.Binary, o.DaemonSocket)
 	if err := writeExec(res.DropIn, script); err != nil {
 		return nil, err

@@ -32,7 +32,7 @@ func buildVfioGate(t *testing.T) string {
 // starts a real libvirtd, and checks that `virsh start` of a domain with a PCI
 // hostdev is refused with the hook's reason, and that release is called.
 func TestVirshStartBlockedByHook(t *testing.T) {
-	testutil.Require(t, testutil.Root, testutil.Libvirt)
+	testutil.Require(t, testutil.Root, testutil.Libvirt, testutil.HostVFIO)
 	bin := buildVfioGate(t)
 	// The hook talks to a daemon socket where nothing listens: prepare must deny.
 	sock := filepath.Join(t.TempDir(), "daemon.sock")

@@ -195,10 +195,9 @@ func TestRecordedSecuredMessages(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			rec := loadRecording(t, file)
 			type pair struct {
-				rs      recSession
-				req     *Session // requester end
-				rsp     *Session // responder end
-				started int
+				rs  recSession
+				req *Session // requester end
+				rsp *Session // responder end
 			}
 			byExchange := map[int]recSession{}
 			for _, s := range rec.Sessions {

@@ -44,6 +44,8 @@ func scenarios() []Scenario {
 		{"libvirt-start-decided", "run", lvStartDecided(lvDomain)},
 		{"libvirt-host-driver-back", "run", lvHostDriverBack(lvDomain)},
 		{"libvirt-release-end", "run", lvReleaseEnd(lvDomain)},
+		// Domains named like flags (issue 14.1) must be decided, not let through.
+		{"libvirt-flag-names", "run", libvirtFlagNames},
 		// The same for the CXL function: cxl_pci owns its DOE mailbox at
 		// prepare; at start begin the daemon drives it on vfio-pci.
 		{"libvirt-cxl-start-denied", "run", lvStartDenied(lvDomainCXL)},

@@ -1,4 +1,6 @@
-package doe
+// Package doetest is the register-level fake of a DOE-capable function's
+// config space for tests: mailboxes served by doe.Model.
+package doetest
 
 import (
 	"encoding/binary"
@@ -7,23 +9,24 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
-// Identity of the function NewTestConfig builds (QEMU's NVMe controller).
+// Identity of the function NewConfig builds (QEMU's NVMe controller).
 const (
-	TestVendorID uint16 = 0x1b36
-	TestDeviceID uint16 = 0x0010
-	TestClass    uint32 = 0x010802
+	VendorID uint16 = 0x1b36
+	DeviceID uint16 = 0x0010
+	Class    uint32 = 0x010802
 )
 
-// TestConfig is a 4 KiB config space (a pci.ConfigSpace) of a type-0
+// Config is a 4 KiB config space (a pci.ConfigSpace) of a type-0
 // endpoint with a PCI Express capability at 0x40 and one DOE capability per
 // Model, chained from 0x100 in steps of 0x18. Accesses to the DOE registers
 // go to the models and honour only aligned 4-byte accesses (others read as
 // zero and are ignored, like QEMU); the rest is plain memory. Safe for
 // concurrent use.
-type TestConfig struct {
+type Config struct {
 	mu     sync.Mutex
 	mem    [pci.ConfigSize]byte
 	doe    []doeAt
@@ -35,23 +38,23 @@ type TestConfig struct {
 
 type doeAt struct {
 	off uint16
-	m   *Model
+	m   *doe.Model
 }
 
-// NewTestConfig returns a config space with one DOE mailbox per model.
-func NewTestConfig(models ...*Model) *TestConfig {
-	c := &TestConfig{end: 0x100}
+// NewConfig returns a config space with one DOE mailbox per model.
+func NewConfig(models ...*doe.Model) *Config {
+	c := &Config{end: 0x100}
 	le := binary.LittleEndian
-	le.PutUint16(c.mem[0x00:], TestVendorID)
-	le.PutUint16(c.mem[0x02:], TestDeviceID)
+	le.PutUint16(c.mem[0x00:], VendorID)
+	le.PutUint16(c.mem[0x02:], DeviceID)
 	le.PutUint16(c.mem[0x06:], 1<<4) // Status: Capabilities List
-	le.PutUint32(c.mem[0x08:], TestClass<<8|0x02)
+	le.PutUint32(c.mem[0x08:], Class<<8|0x02)
 	c.mem[0x0e] = 0x00 // header type 0
 	c.mem[0x34] = 0x40
 	le.PutUint16(c.mem[0x40:], pci.CapIDPCIExpress) // next 0
 	le.PutUint16(c.mem[0x42:], 0x0002)              // PCIe cap version 2, endpoint
 	for _, m := range models {
-		off := c.AddExtCap(pci.ExtCapIDDOE, 1, make([]byte, CapSize-4))
+		off := c.AddExtCap(pci.ExtCapIDDOE, 1, make([]byte, doe.CapSize-4))
 		c.doe = append(c.doe, doeAt{off, m})
 	}
 	return c
@@ -59,13 +62,13 @@ func NewTestConfig(models ...*Model) *TestConfig {
 
 // AddExtCap appends an extended capability (header plus body) to the list
 // and returns its offset. It panics if config space is full (test setup).
-func (c *TestConfig) AddExtCap(id uint16, version uint8, body []byte) uint16 {
+func (c *Config) AddExtCap(id uint16, version uint8, body []byte) uint16 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	off := c.end
 	size := (4 + len(body) + 3) &^ 3
 	if int(off)+size > pci.ConfigSize {
-		panic(fmt.Sprintf("doe: TestConfig: no room for a %d-byte capability", size))
+		panic(fmt.Sprintf("doe: Config: no room for a %d-byte capability", size))
 	}
 	binary.LittleEndian.PutUint32(c.mem[off:], uint32(id)|uint32(version&0xf)<<16)
 	copy(c.mem[off+4:], body)
@@ -79,27 +82,27 @@ func (c *TestConfig) AddExtCap(id uint16, version uint8, body []byte) uint16 {
 
 // Poke writes raw bytes into config space, bypassing the models (to build
 // hostile layouts).
-func (c *TestConfig) Poke(off int, b []byte) {
+func (c *Config) Poke(off int, b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	copy(c.mem[off:], b)
 }
 
 // Offsets returns the DOE capability offsets in list order.
-func (c *TestConfig) Offsets() []uint16 {
+func (c *Config) Offsets() []uint16 {
 	caps, _ := pci.ExtCapabilities(c)
 	return pci.FindExt(caps, pci.ExtCapIDDOE)
 }
 
 // Accesses returns the number of ReadAt and WriteAt calls so far.
-func (c *TestConfig) Accesses() (reads, writes uint64) { return c.reads.Load(), c.writes.Load() }
+func (c *Config) Accesses() (reads, writes uint64) { return c.reads.Load(), c.writes.Load() }
 
 // doeReg finds the DOE model whose registers [+4, +0x18) overlap
 // [off, off+n), and the register offset.
-func (c *TestConfig) doeReg(off int64, n int) (*Model, uint16, bool) {
+func (c *Config) doeReg(off int64, n int) (*doe.Model, uint16, bool) {
 	for _, d := range c.doe {
 		b := int64(d.off)
-		if off < b+int64(CapSize) && off+int64(n) > b+4 {
+		if off < b+int64(doe.CapSize) && off+int64(n) > b+4 {
 			return d.m, uint16(off - b), true
 		}
 	}
@@ -107,7 +110,7 @@ func (c *TestConfig) doeReg(off int64, n int) (*Model, uint16, bool) {
 }
 
 // ReadAt implements io.ReaderAt.
-func (c *TestConfig) ReadAt(p []byte, off int64) (int, error) {
+func (c *Config) ReadAt(p []byte, off int64) (int, error) {
 	c.reads.Add(1)
 	if off < 0 || off >= pci.ConfigSize {
 		return 0, io.EOF
@@ -131,10 +134,10 @@ func (c *TestConfig) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // WriteAt implements io.WriterAt.
-func (c *TestConfig) WriteAt(p []byte, off int64) (int, error) {
+func (c *Config) WriteAt(p []byte, off int64) (int, error) {
 	c.writes.Add(1)
 	if off < 0 || off+int64(len(p)) > pci.ConfigSize {
-		return 0, fmt.Errorf("doe: TestConfig: write at %#x beyond config space", off)
+		return 0, fmt.Errorf("doe: Config: write at %#x beyond config space", off)
 	}
 	c.mu.Lock()
 	m, reg, isDOE := c.doeReg(off, len(p))
