@@ -3,7 +3,6 @@ package spdm
 import (
 	"crypto/x509"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -55,9 +54,6 @@ func VerifyTranscriptSignature(kind SignatureKind, v Version, asym AsymAlgo, h H
 	}
 	return nil
 }
-
-// String lists the capability names joined by "|".
-func capString(flags uint32) string { return strings.Join(CapabilityNames(flags), "|") }
 
 // VerifyChainBuffer checks, offline, a slot's certificate chain buffer (as
 // kept in an evidence bundle) against trust anchors at time now, with the

@@ -160,16 +160,6 @@ func clockCounts(t transport.TPM) (reset, restart uint32, err error) {
 	return rsp.CurrentTime.ClockInfo.ResetCount, rsp.CurrentTime.ClockInfo.RestartCount, nil
 }
 
-// resetCount is TPMS_CLOCK_INFO.resetCount (Part 2 §10.11.1): it changes on
-// every TPM Reset (reboot), which is when PCRs return to their initial value.
-func resetCount(t transport.TPM) (uint32, error) {
-	rsp, err := tpm2.ReadClock{}.Execute(t)
-	if err != nil {
-		return 0, tpmErr("read-clock", err)
-	}
-	return rsp.CurrentTime.ClockInfo.ResetCount, nil
-}
-
 // BankValue is one bank's value of a PCR.
 type BankValue struct {
 	Alg    string   `json:"alg"` // "sha256", ...

@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"fmt"
-	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -94,9 +93,17 @@ func eccPublic(pub *tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, tpmErr("read-public", err)
 	}
-	k := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(pt.X.Buffer), Y: new(big.Int).SetBytes(pt.Y.Buffer)}
-	if !k.Curve.IsOnCurve(k.X, k.Y) {
-		return nil, tpmErr("read-public", errors.New("AK point is not on P-256"))
+	if len(pt.X.Buffer) > 32 || len(pt.Y.Buffer) > 32 {
+		return nil, tpmErr("read-public", errors.New("AK point is not a P-256 point"))
+	}
+	// SEC 1 uncompressed point: 0x04 || X || Y, each left-padded to 32 bytes.
+	raw := make([]byte, 65)
+	raw[0] = 4
+	copy(raw[1+32-len(pt.X.Buffer):33], pt.X.Buffer)
+	copy(raw[33+32-len(pt.Y.Buffer):], pt.Y.Buffer)
+	k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw) // checks the point is on the curve
+	if err != nil {
+		return nil, tpmErr("read-public", fmt.Errorf("AK point: %w", err))
 	}
 	return k, nil
 }

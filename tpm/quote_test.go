@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"math/big"
 	"os"
 	"testing"
@@ -149,4 +151,22 @@ func TestEKCertificate(t *testing.T) {
 	if err != nil || !found || idx != NVIndexEKCertECC || !bytes.Equal(der, cert) {
 		t.Fatalf("EKCertificate: %d bytes at 0x%08x, found %v, %v", len(der), idx, found, err)
 	}
+}
+
+// ReplayTCG2Value is the value of pcr in bank name after extending the
+// digests of recs from start, for checks of an export.
+func ReplayTCG2Value(recs []*Record, start []byte, name string) ([]byte, error) {
+	b, ok := bankByName(name)
+	if !ok {
+		return nil, fmt.Errorf("tpm: unknown bank %q", name)
+	}
+	cur := bytes.Clone(start)
+	for _, r := range recs {
+		d, err := hex.DecodeString(digestOf(r, name))
+		if err != nil {
+			return nil, err
+		}
+		cur = b.extendValue(cur, d)
+	}
+	return cur, nil
 }

@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -148,22 +147,4 @@ func EncodeTCG2(recs []*Record) ([]byte, error) {
 		out.AddU32(uint32(len(data))).AddBytes(data)
 	}
 	return out.Bytes(), nil
-}
-
-// ReplayTCG2Value is the value of pcr in bank name after extending the
-// digests of recs from start, for checks of an export.
-func ReplayTCG2Value(recs []*Record, start []byte, name string) ([]byte, error) {
-	b, ok := bankByName(name)
-	if !ok {
-		return nil, fmt.Errorf("tpm: unknown bank %q", name)
-	}
-	cur := bytes.Clone(start)
-	for _, r := range recs {
-		d, err := hex.DecodeString(digestOf(r, name))
-		if err != nil {
-			return nil, err
-		}
-		cur = b.extendValue(cur, d)
-	}
-	return cur, nil
 }
