@@ -176,25 +176,25 @@ type TDISP struct {
 	LockedFor string `json:"locked_for,omitempty"`
 }
 
-// Bundle is the re-verifiable record: exact bytes as exchanged.
+// Bundle is the re-verifiable record: exact bytes as exchanged (hex in JSON).
 type Bundle struct {
 	// M1 is the CHALLENGE transcript (without signature) and Sig its signature.
-	ChallengeTranscript []byte `json:"challenge_transcript,omitempty"`
-	ChallengeSignature  []byte `json:"challenge_signature,omitempty"`
-	ChallengeNonce      []byte `json:"challenge_nonce,omitempty"`
+	ChallengeTranscript HexBytes `json:"challenge_transcript,omitempty"`
+	ChallengeSignature  HexBytes `json:"challenge_signature,omitempty"`
+	ChallengeNonce      HexBytes `json:"challenge_nonce,omitempty"`
 	// ChallengeResponderNonce is CHALLENGE_AUTH's own nonce.
-	ChallengeResponderNonce []byte `json:"challenge_responder_nonce,omitempty"`
+	ChallengeResponderNonce HexBytes `json:"challenge_responder_nonce,omitempty"`
 	// MeasurementSummaryHash is CHALLENGE_AUTH's summary of all measurements.
-	MeasurementSummaryHash []byte `json:"measurement_summary_hash,omitempty"`
+	MeasurementSummaryHash HexBytes `json:"measurement_summary_hash,omitempty"`
 	// L1 is the measurement transcript (without signature).
-	MeasurementTranscript []byte `json:"measurement_transcript,omitempty"`
-	MeasurementSignature  []byte `json:"measurement_signature,omitempty"`
-	MeasurementNonce      []byte `json:"measurement_nonce,omitempty"`
+	MeasurementTranscript HexBytes `json:"measurement_transcript,omitempty"`
+	MeasurementSignature  HexBytes `json:"measurement_signature,omitempty"`
+	MeasurementNonce      HexBytes `json:"measurement_nonce,omitempty"`
 	// MeasurementResponderNonce is the MEASUREMENTS response's own nonce.
-	MeasurementResponderNonce []byte `json:"measurement_responder_nonce,omitempty"`
+	MeasurementResponderNonce HexBytes `json:"measurement_responder_nonce,omitempty"`
 	// LeafChain is the full SPDM cert chain buffer of the slot used for signatures.
-	CertChainBuffer []byte `json:"cert_chain_buffer,omitempty"`
-	Slot            uint8  `json:"slot"`
+	CertChainBuffer HexBytes `json:"cert_chain_buffer,omitempty"`
+	Slot            uint8    `json:"slot"`
 }
 
 // Failure classifies why attestation stopped or a check failed. policy maps

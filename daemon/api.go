@@ -8,6 +8,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
@@ -83,14 +84,14 @@ type Reason struct {
 
 // DeviceDecision is the decision for one function.
 type DeviceDecision struct {
-	BDF            pci.BDF  `json:"bdf"`
-	VendorID       uint16   `json:"vendor_id,omitempty"`
-	DeviceID       uint16   `json:"device_id,omitempty"`
-	Decision       string   `json:"decision"` // allow | deny | deferred
-	Reasons        []Reason `json:"reasons"`
-	Rule           string   `json:"rule,omitempty"`
-	EvidenceDigest string   `json:"evidence_digest,omitempty"`
-	TDIState       string   `json:"tdi_state,omitempty"`
+	BDF            pci.BDF     `json:"bdf"`
+	VendorID       jsonhex.U16 `json:"vendor_id,omitempty"`
+	DeviceID       jsonhex.U16 `json:"device_id,omitempty"`
+	Decision       string      `json:"decision"` // allow | deny | deferred
+	Reasons        []Reason    `json:"reasons"`
+	Rule           string      `json:"rule,omitempty"`
+	EvidenceDigest string      `json:"evidence_digest,omitempty"`
+	TDIState       string      `json:"tdi_state,omitempty"`
 }
 
 // CheckResponse is the answer to check and bind.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -105,8 +106,13 @@ type GateBackend struct {
 	lastState map[pci.BDF]string
 }
 
+// StateSchema names the shape of the daemon's state file (docs/json.md).
+// Files written before it have no "schema" and numeric IDs; they still load.
+const StateSchema = "vfio-gate/daemon-state/v1"
+
 // state is what the state file holds.
 type state struct {
+	Schema   string                  `json:"schema"`
 	Version  int                     `json:"version"`
 	Domains  map[string]*domainState `json:"domains"`
 	Released []ReleaseRecord         `json:"released"`
@@ -130,15 +136,15 @@ type deferredDevice struct {
 }
 
 type heldDevice struct {
-	BDF            pci.BDF   `json:"bdf"`
-	Rule           string    `json:"rule,omitempty"`
-	VendorID       uint16    `json:"vendor_id"`
-	DeviceID       uint16    `json:"device_id"`
-	DSN            *uint64   `json:"dsn,omitempty"`
-	Bound          bool      `json:"bound"`
-	OriginalDriver string    `json:"original_driver,omitempty"`
-	EvidenceDigest string    `json:"evidence_digest,omitempty"`
-	Since          time.Time `json:"since"`
+	BDF            pci.BDF      `json:"bdf"`
+	Rule           string       `json:"rule,omitempty"`
+	VendorID       jsonhex.U16  `json:"vendor_id"`
+	DeviceID       jsonhex.U16  `json:"device_id"`
+	DSN            *jsonhex.U64 `json:"dsn,omitempty"`
+	Bound          bool         `json:"bound"`
+	OriginalDriver string       `json:"original_driver,omitempty"`
+	EvidenceDigest string       `json:"evidence_digest,omitempty"`
+	Since          time.Time    `json:"since"`
 }
 
 // NewBackend returns a Backend over o.Gate, loading the state file from
@@ -226,6 +232,9 @@ func (b *GateBackend) load() error {
 	if st.Version != stateVersion {
 		return fmt.Errorf("daemon: state file %s has version %d, want %d", b.statePath(), st.Version, stateVersion)
 	}
+	if st.Schema != "" && st.Schema != StateSchema { // "": written before the schema name
+		return fmt.Errorf("daemon: state file %s is a %q document, want %q", b.statePath(), st.Schema, StateSchema)
+	}
 	if err := st.validate(); err != nil {
 		return fmt.Errorf("daemon: state file %s is inconsistent: %v; the daemon does not start on it (it must not forget or give away "+
 			"what it holds): check which functions are on vfio-pci (lspci -k) and which domains run (virsh list), then fix the file or move it away", b.statePath(), err)
@@ -248,6 +257,7 @@ func (b *GateBackend) saveLocked() error {
 	if b.o.StateDir == "" {
 		return nil
 	}
+	b.st.Schema = StateSchema
 	data, err := json.MarshalIndent(&b.st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("daemon: state: %w", err)
@@ -439,8 +449,8 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 			resp.Decision = policy.DecisionDeny
 			denied[d.BDF.String()] = dd
 		} else {
-			held[d.BDF.String()] = &heldDevice{BDF: d.BDF, Rule: d.Verdict.Rule, VendorID: d.Identity.VendorID,
-				DeviceID: d.Identity.DeviceID, DSN: d.Identity.DSN, Bound: d.Bound, OriginalDriver: drivers[d.BDF],
+			held[d.BDF.String()] = &heldDevice{BDF: d.BDF, Rule: d.Verdict.Rule, VendorID: jsonhex.U16(d.Identity.VendorID),
+				DeviceID: jsonhex.U16(d.Identity.DeviceID), DSN: (*jsonhex.U64)(d.Identity.DSN), Bound: d.Bound, OriginalDriver: drivers[d.BDF],
 				EvidenceDigest: dd.EvidenceDigest, Since: now}
 		}
 		resp.Devices = append(resp.Devices, dd)
@@ -614,7 +624,7 @@ func (b *GateBackend) recordOwn(ctx context.Context, denies, allows []DeviceDeci
 	}
 	for _, dd := range allows {
 		dig, _ := hex.DecodeString(dd.EvidenceDigest)
-		events = append(events, tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), VendorID: dd.VendorID, DeviceID: dd.DeviceID,
+		events = append(events, tpm.VerdictEvent(tpm.Decision{BDF: dd.BDF.String(), VendorID: uint16(dd.VendorID), DeviceID: uint16(dd.DeviceID),
 			Rule: dd.Rule, Allow: true, Mode: mode, EvidenceDigest: dig, Confidential: confidential, Time: b.now()}))
 	}
 	recs, err := b.o.Recorder.Record(ctx, events...)
@@ -635,7 +645,7 @@ func (b *GateBackend) recordOwn(ctx context.Context, denies, allows []DeviceDeci
 // error (TPM, bind) is a deny. mailbox-owned under a host driver gets advice
 // that fits the phase and whether libvirt manages the hostdev.
 func toDeviceDecision(d gate.Decision, driver, domain, phase string, managed bool) DeviceDecision {
-	dd := DeviceDecision{BDF: d.BDF, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID, Decision: d.Verdict.Decision, Rule: d.Verdict.Rule,
+	dd := DeviceDecision{BDF: d.BDF, VendorID: jsonhex.U16(d.Identity.VendorID), DeviceID: jsonhex.U16(d.Identity.DeviceID), Decision: d.Verdict.Decision, Rule: d.Verdict.Rule,
 		EvidenceDigest: hex.EncodeToString(d.EvidenceDigest), Reasons: []Reason{}}
 	if dd.Decision == "" {
 		dd.Decision = policy.DecisionDeny

@@ -2,11 +2,13 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
+	"github.com/vfio-gate/vfio-gate/internal/testutil/schematest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -854,5 +857,64 @@ func TestBackendPreparePhases(t *testing.T) {
 	}
 	if len(w.releaseEvents()) != 0 {
 		t.Fatal("release event for a never-decided function")
+	}
+}
+
+// The state file names its schema and holds IDs as hex strings; a state
+// file written before that (no "schema", numeric IDs) still loads, and is
+// rewritten in the new form.
+func TestBackendStateSchemaAndOldFile(t *testing.T) {
+	w := newWorld(t)
+	b := w.backend()
+	if _, err := b.Check(t.Context(), daemon.CheckRequest{Domain: "vm1", BDFs: []pci.BDF{bdf(t, goodBDF)}}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(w.stateDir, daemon.StateFileName)
+	data, err := os.ReadFile(path)
+	must(t, err)
+	schematest.Validate(t, "daemon-state", data)
+	var doc struct {
+		Schema  string `json:"schema"`
+		Domains map[string]struct {
+			Devices map[string]map[string]any `json:"devices"`
+		} `json:"domains"`
+	}
+	must(t, json.Unmarshal(data, &doc))
+	held := doc.Domains["vm1"].Devices[goodBDF]
+	vendor, ok := held["vendor_id"].(string)
+	if doc.Schema != daemon.StateSchema || !ok || !strings.HasPrefix(vendor, "0x") || len(vendor) != 6 {
+		t.Fatalf("state file: schema %q, held device %v", doc.Schema, held)
+	}
+	v, err := strconv.ParseUint(vendor[2:], 16, 16)
+	must(t, err)
+
+	// The same state as an older vfio-gate wrote it.
+	old := strings.Replace(string(data), `"schema": "`+daemon.StateSchema+`",`, "", 1)
+	old = strings.ReplaceAll(old, `"vendor_id": "`+vendor+`"`, fmt.Sprintf(`"vendor_id": %d`, v))
+	if old == string(data) || strings.Contains(old, vendor) || strings.Contains(old, `"schema"`) {
+		t.Fatalf("old-form state not made:\n%s", old)
+	}
+	must(t, os.WriteFile(path, []byte(old), 0o600))
+	b = w.backend()
+	st, err := b.Status(t.Context())
+	must(t, err)
+	if got := st.Domains["vm1"]; len(got) != 1 || got[0] != goodBDF {
+		t.Fatalf("old state file: vm1 holds %v", st.Domains)
+	}
+	if _, err := b.Check(t.Context(), daemon.CheckRequest{Domain: "vm2", BDFs: []pci.BDF{bdf(t, plainBDF)}}); err != nil {
+		t.Fatal(err)
+	}
+	data, err = os.ReadFile(path)
+	must(t, err)
+	if !strings.Contains(string(data), `"vendor_id": "`+vendor+`"`) || !strings.Contains(string(data), `"schema": "`+daemon.StateSchema+`"`) {
+		t.Fatalf("state rewritten after loading the old file:\n%s", data)
+	}
+	schematest.Validate(t, "daemon-state", data)
+	// A state file of a schema this vfio-gate does not know is refused.
+	must(t, os.WriteFile(path, []byte(strings.Replace(string(data), daemon.StateSchema, "vfio-gate/daemon-state/v2", 1)), 0o600))
+	g, err := gate.New(gate.Options{System: w.sys, Policy: w.pol, Recorder: w.rec, LockDir: filepath.Join(w.dir, "locks")})
+	must(t, err)
+	if _, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: w.rec, StateDir: w.stateDir}); err == nil || !strings.Contains(err.Error(), "daemon-state/v2") {
+		t.Fatalf("v2 state file: %v", err)
 	}
 }

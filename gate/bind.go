@@ -11,24 +11,31 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
+// BoundSchema names the shape of a <state-dir>/bound/<BDF>.json file
+// (docs/json.md). Files written before it have no "schema" and numeric IDs;
+// they still load.
+const BoundSchema = "vfio-gate/bound/v1"
+
 // boundRecord is what gate remembers about a function it bound.
 type boundRecord struct {
+	Schema string `json:"schema"`
 	BDF    string `json:"bdf"`
 	Driver string `json:"original_driver"` // "" = none
 	// Override is the driver_override before the bind ("" = none), put
 	// back on release (driverctl's "vfio-pci" stays).
-	Override string    `json:"original_override,omitempty"`
-	Domain   string    `json:"domain,omitempty"`
-	VendorID uint16    `json:"vendor_id"`
-	DeviceID uint16    `json:"device_id"`
-	DSN      *uint64   `json:"dsn,omitempty"`
-	Time     time.Time `json:"time"`
+	Override string       `json:"original_override,omitempty"`
+	Domain   string       `json:"domain,omitempty"`
+	VendorID jsonhex.U16  `json:"vendor_id"`
+	DeviceID jsonhex.U16  `json:"device_id"`
+	DSN      *jsonhex.U64 `json:"dsn,omitempty"`
+	Time     time.Time    `json:"time"`
 }
 
 // bind binds, group by group, the functions whose whole requested part of
@@ -85,7 +92,7 @@ func (g *Gate) bindGroup(ctx context.Context, bdfs []pci.BDF, members []*item, r
 	var errs []error
 	for _, it := range members {
 		rec := boundRecord{BDF: it.bdf.String(), Driver: orig[it.bdf].Driver, Override: orig[it.bdf].Override, Domain: req.Domain,
-			VendorID: it.d.Identity.VendorID, DeviceID: it.d.Identity.DeviceID, DSN: it.d.Identity.DSN, Time: g.now().UTC()}
+			VendorID: jsonhex.U16(it.d.Identity.VendorID), DeviceID: jsonhex.U16(it.d.Identity.DeviceID), DSN: (*jsonhex.U64)(it.d.Identity.DSN), Time: g.now().UTC()}
 		errs = append(errs, g.saveBound(rec))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -114,6 +121,7 @@ func (g *Gate) saveBound(r boundRecord) error {
 		g.original[b] = r
 		return nil
 	}
+	r.Schema = BoundSchema
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
@@ -154,6 +162,9 @@ func (g *Gate) loadBound(b pci.BDF) (boundRecord, bool, error) {
 	}
 	if r.BDF != b.String() {
 		return boundRecord{}, false, fmt.Errorf("gate: %s holds the record of %q", g.boundPath(b.String()), r.BDF)
+	}
+	if r.Schema != "" && r.Schema != BoundSchema { // "": written before the schema name
+		return boundRecord{}, false, fmt.Errorf("gate: %s is a %q document, want %q", g.boundPath(b.String()), r.Schema, BoundSchema)
 	}
 	return r, true, nil
 }

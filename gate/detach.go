@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
@@ -92,7 +93,7 @@ func (g *Gate) settlePreBound(ctx context.Context, items []*item, pre map[int]*p
 		var errs []error
 		for _, it := range members {
 			rec := boundRecord{BDF: it.bdf.String(), Driver: pb.original[it.bdf].Driver, Override: pb.original[it.bdf].Override, Domain: req.Domain,
-				VendorID: it.d.Identity.VendorID, DeviceID: it.d.Identity.DeviceID, DSN: it.d.Identity.DSN, Time: g.now().UTC()}
+				VendorID: jsonhex.U16(it.d.Identity.VendorID), DeviceID: jsonhex.U16(it.d.Identity.DeviceID), DSN: (*jsonhex.U64)(it.d.Identity.DSN), Time: g.now().UTC()}
 			errs = append(errs, g.saveBound(rec))
 		}
 		if err := errors.Join(errs...); err != nil {

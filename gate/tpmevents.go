@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
@@ -49,11 +50,11 @@ func spdmEvent(ev *attest.Evidence, m attest.MeasurementBlock) *tpm.SPDMEvent {
 		uid = *ev.Identity.DSN
 	}
 	id := ev.Identity
-	return &tpm.SPDMEvent{AuthState: auth, DeviceType: 1, SubHeaderUID: uid,
+	return &tpm.SPDMEvent{AuthState: auth, DeviceType: 1, SubHeaderUID: jsonhex.U64(uid),
 		SPDMVersion: spdmVersionByte(ev.Version), MeasurementHash: measurementHashAlgo(ev.Algorithms.MeasurementHash),
 		Index: m.Index, Spec: m.Spec, DMTFType: m.Type & 0x7F, Raw: m.Raw, Value: tpm.HexBytes(m.Value),
-		VendorID: id.VendorID, DeviceID: id.DeviceID, Revision: id.Revision, Class: id.Class,
-		SubsystemVendor: id.SubsystemVendorID, Subsystem: id.SubsystemID}
+		VendorID: jsonhex.U16(id.VendorID), DeviceID: jsonhex.U16(id.DeviceID), Revision: jsonhex.U8(id.Revision),
+		Class: jsonhex.U24(id.Class), SubsystemVendor: jsonhex.U16(id.SubsystemVendorID), Subsystem: jsonhex.U16(id.SubsystemID)}
 }
 
 // anchorDigest is the SHA-256 of the trust anchor that verified a chain:

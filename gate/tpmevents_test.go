@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
@@ -70,7 +71,7 @@ func TestTPMEventsForLayoutAndTypes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
-		want := &tpm.SPDMEvent{AuthState: tpm.AuthStateSuccess, DeviceType: 1, SubHeaderUID: *ev.Identity.DSN, SPDMVersion: 0x12,
+		want := &tpm.SPDMEvent{AuthState: tpm.AuthStateSuccess, DeviceType: 1, SubHeaderUID: jsonhex.U64(*ev.Identity.DSN), SPDMVersion: 0x12,
 			MeasurementHash: 0x04, Index: m.Index, Spec: 1, DMTFType: m.Type, Raw: m.Raw, Value: tpm.HexBytes(m.Value),
 			VendorID: 0x8086, DeviceID: 0x0d58, Revision: 2, Class: 0x020000, SubsystemVendor: 0x8086, Subsystem: 1}
 		if diff := cmp.Diff(want, d); diff != "" {

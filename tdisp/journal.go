@@ -37,7 +37,12 @@ const (
 	maxJournal     = 1 << 20
 )
 
+// JournalSchema names the shape of the journal file (docs/json.md). A
+// journal written before it has no "schema" and still loads.
+const JournalSchema = "vfio-gate/tdisp-journal/v1"
+
 type journalDoc struct {
+	Schema  string         `json:"schema,omitempty"`
 	Version int            `json:"version"`
 	Entries []JournalEntry `json:"entries"`
 }
@@ -84,15 +89,15 @@ func (j *Journal) load() ([]JournalEntry, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrJournalCorrupt, err)
 	}
-	if doc.Version != journalVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrJournalCorrupt, doc.Version)
+	if doc.Version != journalVersion || doc.Schema != "" && doc.Schema != JournalSchema {
+		return nil, fmt.Errorf("%w: version %d, schema %q", ErrJournalCorrupt, doc.Version, doc.Schema)
 	}
 	return doc.Entries, nil
 }
 
 func (j *Journal) store(es []JournalEntry) error {
 	sort.Slice(es, func(a, b int) bool { return es[a].BDF < es[b].BDF })
-	b, err := json.MarshalIndent(journalDoc{Version: journalVersion, Entries: es}, "", " ")
+	b, err := json.MarshalIndent(journalDoc{Schema: JournalSchema, Version: journalVersion, Entries: es}, "", " ")
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,15 @@
 package tdisp
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/vfio-gate/vfio-gate/internal/testutil/schematest"
 )
 
 func TestJournal(t *testing.T) {
@@ -64,5 +68,38 @@ func TestJournal(t *testing.T) {
 		if err := j2.Record(JournalEntry{BDF: "0000:3b:00.0", State: StateRun}); err == nil {
 			t.Errorf("%s: record over a corrupt journal", bad)
 		}
+	}
+}
+
+// The journal names its schema; one written before that (no "schema")
+// still loads, and one naming another schema is refused.
+func TestJournalSchema(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	j, err := OpenJournal(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.Record(JournalEntry{BDF: "0000:3b:00.0", Interface: 0x3b00, Owner: "vm-a", State: StateRun, SessionID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, journalFile))
+	if err != nil || !bytes.Contains(b, []byte(`"schema": "`+JournalSchema+`"`)) {
+		t.Fatalf("journal %s %v", b, err)
+	}
+	schematest.Validate(t, "tdisp-journal", b)
+	old := `{"version":1,"entries":[{"bdf":"0000:3b:00.0","interface_id":15104,"owner":"vm-a","state":"RUN","session_id":7,"updated":"2026-11-26T12:00:00Z"}]}`
+	if err := os.WriteFile(filepath.Join(dir, journalFile), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := j.Entries(); err != nil || len(es) != 1 || es[0].Owner != "vm-a" || es[0].State != StateRun {
+		t.Fatalf("old journal: %+v %v", es, err)
+	}
+	other := strings.Replace(old, `{"version":1`, `{"schema":"vfio-gate/tdisp-journal/v2","version":1`, 1)
+	if err := os.WriteFile(filepath.Join(dir, journalFile), []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Entries(); !errors.Is(err, ErrJournalCorrupt) {
+		t.Fatalf("journal of another schema: %v", err)
 	}
 }

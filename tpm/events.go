@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/internal/wire"
 )
 
@@ -89,28 +90,28 @@ type Decision struct {
 
 // VerdictData is the event data (compact JSON) of a verdict event.
 type VerdictData struct {
-	Time           *time.Time `json:"time,omitempty"`
-	BDF            string     `json:"bdf"`
-	VendorID       uint16     `json:"vendor_id"`
-	DeviceID       uint16     `json:"device_id"`
-	DSN            *uint64    `json:"dsn,omitempty"`
-	Rule           string     `json:"rule"`
-	Verdict        string     `json:"verdict"` // "allow" or "deny"
-	Mode           string     `json:"mode"`
-	Reasons        []string   `json:"reasons"`
-	EvidenceDigest HexBytes   `json:"evidence_digest"`
-	Confidential   bool       `json:"confidential"`
+	Time           *time.Time   `json:"time,omitempty"`
+	BDF            string       `json:"bdf"`
+	VendorID       jsonhex.U16  `json:"vendor_id"`
+	DeviceID       jsonhex.U16  `json:"device_id"`
+	DSN            *jsonhex.U64 `json:"dsn,omitempty"`
+	Rule           string       `json:"rule"`
+	Verdict        string       `json:"verdict"` // "allow" or "deny"
+	Mode           string       `json:"mode"`
+	Reasons        []string     `json:"reasons"`
+	EvidenceDigest HexBytes     `json:"evidence_digest"`
+	Confidential   bool         `json:"confidential"`
 }
 
 // Release is a device given back (domain stopped).
 type Release struct {
-	BDF      string    `json:"bdf"`
-	VendorID uint16    `json:"vendor_id"`
-	DeviceID uint16    `json:"device_id"`
-	DSN      *uint64   `json:"dsn,omitempty"`
-	Domain   string    `json:"domain,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	Time     time.Time `json:"time,omitzero"`
+	BDF      string       `json:"bdf"`
+	VendorID jsonhex.U16  `json:"vendor_id"`
+	DeviceID jsonhex.U16  `json:"device_id"`
+	DSN      *jsonhex.U64 `json:"dsn,omitempty"`
+	Domain   string       `json:"domain,omitempty"`
+	Reason   string       `json:"reason,omitempty"`
+	Time     time.Time    `json:"time,omitzero"`
 }
 
 // TDISPState is a TDISP state change of one TDI.
@@ -144,7 +145,7 @@ func vfioEvent(kind string, v any) Event {
 
 // VerdictEvent is the verdict event of d (also on deny).
 func VerdictEvent(d Decision) Event {
-	v := VerdictData{BDF: d.BDF, VendorID: d.VendorID, DeviceID: d.DeviceID, DSN: d.DSN, Rule: d.Rule,
+	v := VerdictData{BDF: d.BDF, VendorID: jsonhex.U16(d.VendorID), DeviceID: jsonhex.U16(d.DeviceID), DSN: (*jsonhex.U64)(d.DSN), Rule: d.Rule,
 		Verdict: "deny", Mode: d.Mode, Reasons: d.Reasons, EvidenceDigest: d.EvidenceDigest, Confidential: d.Confidential}
 	if d.Allow {
 		v.Verdict = "allow"
@@ -253,10 +254,10 @@ func measurementRecord(e *SPDMEvent) ([]byte, error) {
 
 func pciContext(e *SPDMEvent) []byte {
 	b := wire.NewBuilder(nil)
-	b.AddU16(0).AddU16(pciContextLen).AddU16(e.VendorID).AddU16(e.DeviceID).AddU8(e.Revision)
+	b.AddU16(0).AddU16(pciContextLen).AddU16(uint16(e.VendorID)).AddU16(uint16(e.DeviceID)).AddU8(uint8(e.Revision))
 	// ClassCode[3] in config-space order: programming interface, sub-class, base class.
 	b.AddU8(uint8(e.Class)).AddU8(uint8(e.Class >> 8)).AddU8(uint8(e.Class >> 16))
-	b.AddU16(e.SubsystemVendor).AddU16(e.Subsystem)
+	b.AddU16(uint16(e.SubsystemVendor)).AddU16(uint16(e.Subsystem))
 	return b.Bytes()
 }
 
@@ -281,7 +282,7 @@ func EncodeSPDMEvent(e *SPDMEvent) (Event, error) {
 	total := sec2HeaderLen + 8 + len(e.DevicePath) + subLen + pciContextLen
 	b := wire.NewBuilder(make([]byte, 0, total))
 	b.AddBytes([]byte(sec2Signature)).AddU16(sec2Version).AddU8(e.AuthState).AddU8(0)
-	b.AddU32(uint32(total)).AddU32(sec2DeviceTypePCI).AddU32(sec2SubMeasurement).AddU32(uint32(subLen)).AddU64(e.SubHeaderUID)
+	b.AddU32(uint32(total)).AddU32(sec2DeviceTypePCI).AddU32(sec2SubMeasurement).AddU32(uint32(subLen)).AddU64(uint64(e.SubHeaderUID))
 	b.AddU64(uint64(len(e.DevicePath))).AddBytes(e.DevicePath)
 	b.AddU16(e.SPDMVersion).AddU8(1).AddU8(0).AddU32(e.MeasurementHash)
 	b.AddBytes(rec)
@@ -292,23 +293,23 @@ func EncodeSPDMEvent(e *SPDMEvent) (Event, error) {
 // SPDMEvent is a decoded TCG_DEVICE_SECURITY_EVENT_DATA2 with one SPDM
 // measurement block and a PCI context.
 type SPDMEvent struct {
-	AuthState       uint8    `json:"auth_state"`
-	DeviceType      uint32   `json:"device_type"`
-	SubHeaderUID    uint64   `json:"sub_header_uid"`
-	DevicePath      HexBytes `json:"device_path,omitempty"`
-	SPDMVersion     uint16   `json:"spdm_version"`
-	MeasurementHash uint32   `json:"measurement_hash_algo"`
-	Index           uint8    `json:"index"`
-	Spec            uint8    `json:"measurement_specification"`
-	DMTFType        uint8    `json:"dmtf_type"`
-	Raw             bool     `json:"raw"`
-	Value           HexBytes `json:"value"`
-	VendorID        uint16   `json:"vendor_id"`
-	DeviceID        uint16   `json:"device_id"`
-	Revision        uint8    `json:"revision"`
-	Class           uint32   `json:"class"`
-	SubsystemVendor uint16   `json:"subsystem_vendor_id"`
-	Subsystem       uint16   `json:"subsystem_id"`
+	AuthState       uint8       `json:"auth_state"`
+	DeviceType      uint32      `json:"device_type"`
+	SubHeaderUID    jsonhex.U64 `json:"sub_header_uid"` // a string: 64 bits exceed a JSON number
+	DevicePath      HexBytes    `json:"device_path,omitempty"`
+	SPDMVersion     uint16      `json:"spdm_version"`
+	MeasurementHash uint32      `json:"measurement_hash_algo"`
+	Index           uint8       `json:"index"`
+	Spec            uint8       `json:"measurement_specification"`
+	DMTFType        uint8       `json:"dmtf_type"`
+	Raw             bool        `json:"raw"`
+	Value           HexBytes    `json:"value"`
+	VendorID        jsonhex.U16 `json:"vendor_id"`
+	DeviceID        jsonhex.U16 `json:"device_id"`
+	Revision        jsonhex.U8  `json:"revision"`
+	Class           jsonhex.U24 `json:"class"`
+	SubsystemVendor jsonhex.U16 `json:"subsystem_vendor_id"`
+	Subsystem       jsonhex.U16 `json:"subsystem_id"`
 }
 
 // maxDevicePath bounds DevicePathLength in a decoded event.
@@ -345,7 +346,7 @@ func DecodeSPDMEvent(data []byte) (*SPDMEvent, error) {
 	if !s.ReadU32(&subType) || subType != sec2SubMeasurement {
 		return fail("SubHeaderType")
 	}
-	if !s.ReadU32(&subLen) || !s.ReadU64(&e.SubHeaderUID) {
+	if !s.ReadU32(&subLen) || !s.ReadU64((*uint64)(&e.SubHeaderUID)) {
 		return fail("SubHeaderLength")
 	}
 	var dpLen uint64
@@ -384,12 +385,12 @@ func DecodeSPDMEvent(data []byte) (*SPDMEvent, error) {
 	var cver, clen uint16
 	var cc [3]uint8
 	if !s.ReadU16(&cver) || !s.ReadU16(&clen) || clen != pciContextLen ||
-		!s.ReadU16(&e.VendorID) || !s.ReadU16(&e.DeviceID) || !s.ReadU8(&e.Revision) ||
+		!s.ReadU16((*uint16)(&e.VendorID)) || !s.ReadU16((*uint16)(&e.DeviceID)) || !s.ReadU8((*uint8)(&e.Revision)) ||
 		!s.ReadU8(&cc[0]) || !s.ReadU8(&cc[1]) || !s.ReadU8(&cc[2]) ||
-		!s.ReadU16(&e.SubsystemVendor) || !s.ReadU16(&e.Subsystem) || !s.Empty() {
+		!s.ReadU16((*uint16)(&e.SubsystemVendor)) || !s.ReadU16((*uint16)(&e.Subsystem)) || !s.Empty() {
 		return fail("PciContext")
 	}
-	e.Class = uint32(cc[0]) | uint32(cc[1])<<8 | uint32(cc[2])<<16
+	e.Class = jsonhex.U24(uint32(cc[0]) | uint32(cc[1])<<8 | uint32(cc[2])<<16)
 	return e, nil
 }
 

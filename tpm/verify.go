@@ -49,7 +49,6 @@ type BankResult struct {
 // this boot replays exactly to the TPM's PCR in every bank and no record is
 // altered or missing.
 type VerifyResult struct {
-	Schema   string       `json:"schema"` // "vfio-gate/log-verify/v1"
 	OK       bool         `json:"ok"`
 	PCR      int          `json:"pcr"`
 	Boot     int          `json:"boot"`     // the boot verified (0: none logged for the TPM's boot)
@@ -91,7 +90,7 @@ func VerifyBoot(ctx context.Context, t transport.TPM, dir string, seq, pcr int) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res := &VerifyResult{Schema: "vfio-gate/log-verify/v1", PCR: pcr, Problems: []Problem{}, Warnings: []Problem{}}
+	res := &VerifyResult{PCR: pcr, Problems: []Problem{}, Warnings: []Problem{}}
 	banks, err := activeBanks(t, pcr)
 	if err != nil {
 		return nil, err

@@ -207,7 +207,7 @@ busy mailbox, timeout, socket failure); 1 usage or internal error.`,
 				return err
 			}
 			if g.json {
-				if err := writeJSON(e.out, ev); err != nil {
+				if err := writeJSON(e.out, "attest", ev); err != nil {
 					return err
 				}
 			} else if err := printEvidence(e.out, ev, len(roots)); err != nil {

@@ -48,11 +48,8 @@ func (fx *devFixture) run(t *testing.T, args ...string) (int, string, string) {
 	var out, errw bytes.Buffer
 	e := &env{in: strings.NewReader(""), out: &out, errw: &errw, getenv: func(string) string { return "" },
 		geteuid: func() int { return 0 }, configOpener: fx.Open}
-	root := newRootCmd(e)
-	root.SetArgs(append([]string{"--sysfs-root", fx.dir}, args...))
-	root.SetOut(&out)
-	root.SetErr(&errw)
-	code := report(&errw, root.ExecuteContext(context.Background()))
+	code := execute(context.Background(), e, append([]string{"--sysfs-root", fx.dir}, args...))
+	checkJSONOut(t, args, out.String())
 	return code, out.String(), errw.String()
 }
 
@@ -209,7 +206,7 @@ func TestAttestCLISocket(t *testing.T) {
 	}
 	m := evidenceJSON(t, out)
 	id := m["identity"].(map[string]any)
-	if id["socket"] != addr || id["from_cma_san"] != true || id["vendor_id"] != float64(0x1b36) {
+	if id["socket"] != addr || id["from_cma_san"] != true || id["vendor_id"] != "0x1b36" {
 		t.Fatalf("identity %v", id)
 	}
 	// The operator's --pci-id wins over the SAN; a mismatch is reported.
@@ -250,8 +247,10 @@ func TestDOECLI(t *testing.T) {
 		t.Fatalf("discover: exit %d %s\n%s", code, errs, out)
 	}
 	code, out, _ = fx.run(t, "doe", "discover", "0000:0d:00.0", "--lock-dir", fx.lockDir, "--json")
-	var disc []discoverEntry
-	if err := json.Unmarshal([]byte(out), &disc); err != nil || code != 0 || len(disc) != 1 || len(disc[0].Names) != 2 || disc[0].Names[1] != "cxl-cdat" {
+	var discDoc discoverJSON
+	err := json.Unmarshal([]byte(out), &discDoc)
+	disc := discDoc.Mailboxes
+	if err != nil || code != 0 || len(disc) != 1 || len(disc[0].Names) != 2 || disc[0].Names[1] != "cxl-cdat" {
 		t.Fatalf("discover --json: exit %d %v %s", code, err, out)
 	}
 

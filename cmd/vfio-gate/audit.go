@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -66,11 +65,12 @@ Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device,
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			enc := json.NewEncoder(e.out)
 			err = m.Run(ctx, func(a *audit.Access) {
 				a.Region = audit.Classify(a.Offset, a.Size, layouts[a.Device])
-				if g.json {
-					_ = enc.Encode(a)
+				if g.json { // one compact document per line
+					if b, err := jsonDoc("audit-event", a); err == nil {
+						_, _ = e.out.Write(append(b, '\n'))
+					}
 					return
 				}
 				val := ""

@@ -245,7 +245,7 @@ func toJSON(ds []gate.Decision, mode policy.Mode, withChecks bool) checkJSON {
 		dj := deviceJSON{BDF: d.Identity.BDF, Socket: d.Identity.Socket, Decision: d.Verdict.Decision,
 			Reasons: d.Verdict.Reasons, Rule: d.Verdict.Rule, EvidenceDigest: hex.EncodeToString(d.EvidenceDigest),
 			WouldDeny: d.Verdict.WouldDeny, Recorded: d.Recorded, Bound: d.Bound,
-			VendorID: fmt.Sprintf("%04x", d.Identity.VendorID), DeviceID: fmt.Sprintf("%04x", d.Identity.DeviceID)}
+			VendorID: fmt.Sprintf("0x%04x", d.Identity.VendorID), DeviceID: fmt.Sprintf("0x%04x", d.Identity.DeviceID)}
 		if dj.BDF == "" && d.Identity.Socket == "" {
 			dj.BDF = d.BDF.String()
 		}
@@ -361,7 +361,7 @@ func printDecisions(w io.Writer, ds []gate.Decision, mode policy.Mode, showBound
 // finishDecisions prints (table or JSON) and maps to the exit code.
 func finishDecisions(e *env, g *globals, ds []gate.Decision, mode policy.Mode, showBound, withChecks bool) error {
 	if g.json {
-		if err := writeJSON(e.out, toJSON(ds, mode, withChecks)); err != nil {
+		if err := writeJSON(e.out, "decision", toJSON(ds, mode, withChecks)); err != nil {
 			return err
 		}
 	} else {
@@ -604,7 +604,7 @@ names the function and step); 1 usage error.`,
 				out = append(out, j)
 			}
 			if g.json {
-				if err := writeJSON(e.out, map[string]any{"released": out}); err != nil {
+				if err := writeJSON(e.out, "release", map[string]any{"released": out}); err != nil {
 					return err
 				}
 			} else {

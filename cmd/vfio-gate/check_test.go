@@ -43,11 +43,8 @@ func runEnv(t *testing.T, e *env, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errw bytes.Buffer
 	e.out, e.errw = &out, &errw
-	root := newRootCmd(e)
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errw)
-	code := report(&errw, root.ExecuteContext(context.Background()))
+	code := execute(context.Background(), e, args)
+	checkJSONOut(t, args, out.String())
 	return code, out.String(), errw.String()
 }
 
@@ -176,6 +173,12 @@ func TestBindReleaseCLI(t *testing.T) {
 	code, out, _ = runEnv(t, e, append([]string{"release", w.devices[0].bdf}, flags...)...)
 	if code != exitBind || !strings.Contains(out, "not bound by vfio-gate") {
 		t.Fatalf("release: exit %d\n%s", code, out)
+	}
+	// --json: the release document, and no error document after it (stdout
+	// holds exactly one JSON document; runEnv validates it).
+	code, out, _ = runEnv(t, e, append([]string{"release", "--json", w.devices[0].bdf}, flags...)...)
+	if code != exitBind || !strings.Contains(out, "not bound by vfio-gate") || strings.Contains(out, "vfio-gate/error/v1") {
+		t.Fatalf("release --json: exit %d\n%s", code, out)
 	}
 }
 

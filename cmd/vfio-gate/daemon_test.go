@@ -135,6 +135,9 @@ func TestDaemonCommand(t *testing.T) {
 		!strings.Contains(out, "TDISP: available") || !strings.Contains(out, "TPM: sim (THROWAWAY") || strings.Contains(out, "STARTING") {
 		t.Fatalf("status: exit %d\n%s%s", code, out, errs)
 	}
+	if code, out, errs := runCLI(t, "status", "--daemon-socket", sock, "--json"); code != 0 || !strings.Contains(out, `"vfio-gate/status/v1"`) {
+		t.Fatalf("status --json: exit %d\n%s%s", code, out, errs)
+	}
 	cancel()
 	select {
 	case code := <-done:

@@ -297,7 +297,7 @@ fails).`,
 			if g.json {
 				j := demoJSON{checkJSON: toJSON(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
 					Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.sysfs, Policy: w.policy, EventLog: eventLogDir(&dg), TPM: dg.tpm}
-				if err := writeJSON(out, j); err != nil {
+				if err := writeJSON(out, "demo", j); err != nil {
 					return err
 				}
 			} else {

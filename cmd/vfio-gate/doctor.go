@@ -109,7 +109,7 @@ line per check: ok, warn or fail, with what to do about anything not ok.
 			}
 			rep := runDoctor(cmd.Context(), h, g)
 			if g.json {
-				if err := writeJSON(e.out, rep); err != nil {
+				if err := writeJSON(e.out, "doctor", rep); err != nil {
 					return err
 				}
 			} else {

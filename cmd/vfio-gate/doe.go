@@ -13,6 +13,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/cdat"
+	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/target"
 )
@@ -70,11 +71,22 @@ func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg str
 	return fn(ctx, conn.Mailboxes)
 }
 
+// discoverJSON is `doe discover --json` (docs/schema/doe-discover.v1.json).
+type discoverJSON struct {
+	Mailboxes []discoverEntry `json:"mailboxes"`
+}
+
 type discoverEntry struct {
-	Offset   uint16        `json:"offset"`
-	Features []doe.Feature `json:"features"`
+	Offset   jsonhex.U16   `json:"offset"`
+	Features []featureJSON `json:"features"`
 	Names    []string      `json:"names"`
 	Error    string        `json:"error,omitempty"`
+}
+
+// featureJSON is a DOE data object protocol: vendor ID and type, in hex.
+type featureJSON struct {
+	VendorID jsonhex.U16 `json:"vendor_id"`
+	Type     jsonhex.U8  `json:"type"`
 }
 
 func newDOEDiscoverCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
@@ -92,19 +104,19 @@ is held while the mailboxes are used.`,
 				out := []discoverEntry{}
 				failed := 0
 				for _, mb := range mbs {
-					ent := discoverEntry{Offset: mb.Offset(), Features: []doe.Feature{}, Names: []string{}}
+					ent := discoverEntry{Offset: jsonhex.U16(mb.Offset()), Features: []featureJSON{}, Names: []string{}}
 					if mb.Err != nil {
 						ent.Error = mb.Err.Error()
 						failed++
 					}
 					for _, ft := range mb.Features {
-						ent.Features = append(ent.Features, ft)
+						ent.Features = append(ent.Features, featureJSON{VendorID: jsonhex.U16(ft.Vendor), Type: jsonhex.U8(ft.Type)})
 						ent.Names = append(ent.Names, ft.Name())
 					}
 					out = append(out, ent)
 				}
 				if g.json {
-					if err := writeJSON(e.out, out); err != nil {
+					if err := writeJSON(e.out, "doe-discover", discoverJSON{Mailboxes: out}); err != nil {
 						return err
 					}
 				} else {
@@ -112,10 +124,10 @@ is held while the mailboxes are used.`,
 					fmt.Fprintln(tw, "MAILBOX\tVENDOR\tTYPE\tFEATURE")
 					for _, ent := range out {
 						if ent.Error != "" {
-							fmt.Fprintf(tw, "0x%03x\t-\t-\terror: %s\n", ent.Offset, ent.Error)
+							fmt.Fprintf(tw, "0x%03x\t-\t-\terror: %s\n", uint16(ent.Offset), ent.Error)
 						}
 						for i, ft := range ent.Features {
-							fmt.Fprintf(tw, "0x%03x\t%04x\t%02x\t%s\n", ent.Offset, ft.Vendor, ft.Type, ent.Names[i])
+							fmt.Fprintf(tw, "0x%03x\t%04x\t%02x\t%s\n", uint16(ent.Offset), uint16(ft.VendorID), uint8(ft.Type), ent.Names[i])
 						}
 					}
 					if err := tw.Flush(); err != nil {
@@ -132,7 +144,7 @@ is held while the mailboxes are used.`,
 }
 
 type cdatOutput struct {
-	Mailbox    uint16           `json:"mailbox"`
+	Mailbox    jsonhex.U16      `json:"mailbox"`
 	Length     uint32           `json:"length"`
 	Revision   uint8            `json:"revision"`
 	Checksum   uint8            `json:"checksum"`
@@ -187,7 +199,7 @@ Exit 0 when the table is valid, 2 when the device returned a malformed table or 
 				if err != nil {
 					return withCode(exitAttestation, err)
 				}
-				out := cdatOutput{Mailbox: mb.Offset(), Length: tab.Length, Revision: tab.Revision, Checksum: tab.Checksum,
+				out := cdatOutput{Mailbox: jsonhex.U16(mb.Offset()), Length: tab.Length, Revision: tab.Revision, Checksum: tab.Checksum,
 					ChecksumOK: true, Sequence: tab.Sequence, Structures: []cdatStructJSON{}, Counts: map[string]int{},
 					Raw: hex.EncodeToString(raw)}
 				for _, s := range tab.Structures {
@@ -196,7 +208,7 @@ Exit 0 when the table is valid, 2 when the device returned a malformed table or 
 					out.Counts[s.Name]++
 				}
 				if g.json {
-					return writeJSON(e.out, out)
+					return writeJSON(e.out, "doe-cdat", out)
 				}
 				fmt.Fprintf(e.out, "CDAT via mailbox 0x%03x: %d bytes, revision %d, checksum 0x%02x ok, sequence %d, %d structures\n",
 					out.Mailbox, out.Length, out.Revision, out.Checksum, out.Sequence, len(out.Structures))

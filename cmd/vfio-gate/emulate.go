@@ -171,7 +171,7 @@ missing --listen); 4 the address cannot be bound.`,
 				}
 			}
 			if g.json {
-				if err := writeJSON(e.out, out); err != nil {
+				if err := writeJSON(e.out, "emulate", out); err != nil {
 					ln.Close()
 					return err
 				}

@@ -42,9 +42,16 @@ func startEmulate(t *testing.T, args ...string) (emulateOut, context.CancelFunc,
 		done <- code
 	}()
 	var out emulateOut
-	if err := json.NewDecoder(pr).Decode(&out); err != nil {
+	var raw json.RawMessage
+	if err := json.NewDecoder(pr).Decode(&raw); err != nil {
 		cancel()
 		t.Fatalf("startup record: %v (exit %d)", err, <-done)
+	}
+	if _, err := validateDocs(string(raw)); err != nil {
+		t.Errorf("startup record does not match its schema: %v\n%s", err, raw)
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
 	}
 	go io.Copy(io.Discard, pr)
 	return out, cancel, done

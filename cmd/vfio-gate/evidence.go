@@ -46,7 +46,7 @@ Exit codes: 0 printed; 1 not found, unreadable, or altered.`,
 				return err
 			}
 			var ev json.RawMessage = b.Evidence
-			return writeJSON(e.out, map[string]any{"schema": b.Schema, "digest": b.Digest, "decision": b.Decision, "evidence": ev})
+			return writeJSON(e.out, "evidence-show", map[string]any{"bundle_schema": b.Schema, "digest": b.Digest, "decision": b.Decision, "evidence": ev})
 		},
 	}
 	var anchors []string
@@ -80,7 +80,7 @@ denies; 1 the bundle cannot be read.`,
 			}
 			now := time.Now()
 			rep, checked := attest.VerifyOffline(&ev, roots, now)
-			out := map[string]any{"schema": "vfio-gate/evidence-verify/v1", "digest": b.Digest, "decision": b.Decision,
+			out := map[string]any{"digest": b.Digest, "decision": b.Decision,
 				"ok": rep.OK, "checks": rep.Checks}
 			var verdict *policy.Verdict
 			if cmd.Flags().Changed("policy") {
@@ -93,7 +93,7 @@ denies; 1 the bundle cannot be read.`,
 				out["policy_verdict"] = v
 			}
 			if g.json {
-				if err := writeJSON(e.out, out); err != nil {
+				if err := writeJSON(e.out, "evidence-verify", out); err != nil {
 					return err
 				}
 			} else {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -158,8 +161,117 @@ func isVFIOError(err error) bool {
 		errors.Is(err, vfio.ErrStateChanged) || errors.Is(err, vfio.ErrTimeout)
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// exitMeaning is the documented meaning of each exit code (exitCodesHelp),
+// as `--json` errors state it.
+var exitMeaning = map[int]string{
+	exitOK:          "success",
+	exitInternal:    "usage or internal error",
+	exitAttestation: "attestation failed",
+	exitDenied:      "policy denied",
+	exitUnavailable: "device or transport unavailable",
+	exitTPM:         "TPM error",
+	exitBind:        "vfio-pci bind error",
+}
+
+// schemaPrefix and schemaVersion make the "schema" of every JSON document:
+// "vfio-gate/<kind>/v1" (docs/json.md; docs/schema/<kind>.v1.json).
+const (
+	schemaPrefix  = "vfio-gate/"
+	schemaVersion = "/v1"
+)
+
+func schemaName(kind string) string { return schemaPrefix + kind + schemaVersion }
+
+// errorJSON is the `--json` form of a failed command (schema "error").
+type errorJSON struct {
+	Schema   string `json:"schema"`
+	ExitCode int    `json:"exit_code"`
+	Meaning  string `json:"meaning"`
+	Error    string `json:"error"`
+}
+
+// reportErrorJSON writes err as the error document, unless the command already
+// printed its own answer (a quiet code: denied, attestation failed).
+func reportErrorJSON(w io.Writer, err error) {
+	var ce *codeError
+	if errors.As(err, &ce) && ce.quiet {
+		return
+	}
+	code := exitCode(err)
+	_ = writeJSON(w, "error", errorJSON{Schema: schemaName("error"), ExitCode: code, Meaning: exitMeaning[code], Error: err.Error()})
+}
+
+// jsonRequested reports whether --json was given (also when flag parsing
+// failed before cobra set it).
+func jsonRequested(root interface{ PersistentFlags() *pflag.FlagSet }, args []string) bool {
+	if v, err := root.PersistentFlags().GetBool("json"); err == nil && v {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// countingWriter counts what a command wrote, so an error is added as a
+// JSON document only when stdout holds none yet.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
+}
+
+// writeJSON prints v, which must encode as a JSON object, indented, as the
+// document of kind: "schema": "vfio-gate/<kind>/v1" comes first.
+func writeJSON(w io.Writer, kind string, v any) error {
+	b, err := jsonDoc(kind, v)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// jsonDoc is v encoded (compact) with "schema" as its first member. A v that
+// names its schema itself (doctor) must name the same one.
+func jsonDoc(kind string, v any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		return nil, err
+	}
+	b := bytes.TrimSpace(buf.Bytes())
+	if len(b) < 2 || b[0] != '{' {
+		return nil, fmt.Errorf("vfio-gate: internal error: %s document is not a JSON object", kind)
+	}
+	head, err := json.Marshal(schemaName(kind))
+	if err != nil {
+		return nil, err
+	}
+	field := append([]byte(`"schema":`), head...)
+	switch {
+	case bytes.HasPrefix(b[1:], []byte(`"schema":`)):
+		if !bytes.HasPrefix(b[1:], field) {
+			return nil, fmt.Errorf("vfio-gate: internal error: %s document names another schema", kind)
+		}
+		return b, nil
+	case string(b) == "{}":
+		return append(append([]byte("{"), field...), '}'), nil
+	default:
+		return append(append(append([]byte("{"), field...), ','), b[1:]...), nil
+	}
 }

@@ -210,7 +210,7 @@ Exit codes: 0 written; 5 the TPM cannot be used or the log does not verify; 1 ot
 				return err
 			}
 			if g.json {
-				return writeJSON(e.out, m)
+				return writeJSON(e.out, "evidence-export", m)
 			}
 			fmt.Fprintf(e.out, "%s: boot %d, %d events, PCR %d quoted with nonce %s; %d bundles (%d missing)\n",
 				outDir, m.Boot, m.Events, pcr, nonceHex, len(m.Bundles), len(m.MissingBundles))

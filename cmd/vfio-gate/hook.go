@@ -188,7 +188,7 @@ virtqemud runs, found by /run/NAME.pid and checked against /proc/PID/comm).`,
 				}
 			}
 			if g.json {
-				return writeJSON(e.out, map[string]any{"drop_in": res.DropIn, "dispatcher": res.Dispatcher, "notes": res.Notes})
+				return writeJSON(e.out, "install-hook", map[string]any{"drop_in": res.DropIn, "dispatcher": res.Dispatcher, "notes": res.Notes})
 			}
 			fmt.Fprintf(e.out, "installed %s\n", res.DropIn)
 			for _, n := range res.Notes {
@@ -219,7 +219,7 @@ created them (files carrying its marker); anything else is left alone.`,
 				return err
 			}
 			if g.json {
-				return writeJSON(e.out, map[string]any{"removed": removed})
+				return writeJSON(e.out, "uninstall-hook", map[string]any{"removed": removed})
 			}
 			if len(removed) == 0 {
 				fmt.Fprintln(e.out, "nothing to remove")

@@ -15,6 +15,7 @@ func runCLIWithStdin(t *testing.T, stdin string, args ...string) (int, string, s
 	var out, errw bytes.Buffer
 	code := run(context.Background(), append([]string{"vfio-gate"}, args...), strings.NewReader(stdin), &out, &errw,
 		func(string) string { return "" })
+	checkJSONOut(t, args, out.String())
 	return code, out.String(), errw.String()
 }
 
@@ -52,6 +53,10 @@ func TestInstallHookCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "hooks/qemu.d/vfio-gate")); err != nil {
 		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "install-hook", "--libvirt-dir", dir, "--binary", "/usr/local/bin/vfio-gate", "--json")
+	if code != 0 || !strings.Contains(out, `"drop_in"`) {
+		t.Fatalf("install --json exit %d %q", code, out)
 	}
 	code, out, _ = runCLI(t, "uninstall-hook", "--libvirt-dir", dir, "--json")
 	if code != 0 || !strings.Contains(out, `"removed"`) {

@@ -88,7 +88,7 @@ top-level decision is "deferred" when nothing is denied but something is deferre
 			conf := confidential || dom.Confidential(nil)
 			if len(dom.PCI) == 0 {
 				if g.json {
-					return writeJSON(e.out, checkJSON{Decision: policy.DecisionAllow, Devices: []deviceJSON{}})
+					return writeJSON(e.out, "decision", checkJSON{Decision: policy.DecisionAllow, Devices: []deviceJSON{}})
 				}
 				fmt.Fprintf(e.out, "domain %s has no host PCI functions: nothing to gate\n", args[0])
 				return nil
@@ -179,7 +179,7 @@ func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, d
 		if out.Decision == policy.DecisionAllow && len(deferred) > 0 {
 			out.Decision = daemon.DecisionDeferred
 		}
-		if err := writeJSON(e.out, out); err != nil {
+		if err := writeJSON(e.out, "decision", out); err != nil {
 			return err
 		}
 	} else {
@@ -202,7 +202,7 @@ func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, d
 func fromDaemon(r *daemon.CheckResponse) []gate.Decision {
 	out := make([]gate.Decision, 0, len(r.Devices))
 	for _, d := range r.Devices {
-		gd := gate.Decision{BDF: d.BDF, Identity: attest.Identity{BDF: d.BDF.String(), VendorID: d.VendorID, DeviceID: d.DeviceID}, Recorded: true,
+		gd := gate.Decision{BDF: d.BDF, Identity: attest.Identity{BDF: d.BDF.String(), VendorID: uint16(d.VendorID), DeviceID: uint16(d.DeviceID)}, Recorded: true,
 			Verdict: policy.Verdict{Decision: d.Decision, Allow: d.Decision == policy.DecisionAllow, Rule: d.Rule, Mode: policy.ModeEnforce}}
 		gd.EvidenceDigest, _ = hex.DecodeString(d.EvidenceDigest)
 		for _, rs := range d.Reasons {

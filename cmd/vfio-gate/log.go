@@ -46,7 +46,7 @@ Both commands read the current boot unless given --boot N or --all (docs/evidenc
 		Long: `Decodes the newest boot's segments under <state-dir>/events (no TPM needed; --boot N or
 --all for others): one line per record with its number, the PCR (- for baseline records, which
 are logged but never extended), the event type and a summary. --json prints
-{"schema": "vfio-gate/log/v1", "boots": [{"boot", "reset_count", "restart_count", "events": [...]}]}
+{"schema": "vfio-gate/log-show/v1", "boots": [{"boot", "reset_count", "restart_count", "events": [...]}]}
 with each record's recnum, pcr, content_type, event_type, extended, digests, summary and decoded event.
 
 Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
@@ -102,7 +102,7 @@ Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
 				}
 			}
 			if g.json {
-				return writeJSON(e.out, map[string]any{"schema": "vfio-gate/log/v1", "dir": eventLogDir(g), "boots": shown})
+				return writeJSON(e.out, "log-show", map[string]any{"dir": eventLogDir(g), "boots": shown})
 			}
 			if len(boots) == 0 {
 				fmt.Fprintf(tw, "%s: no records\n", eventLogDir(g))
@@ -162,11 +162,13 @@ be used; exit 1 when the log cannot be read. --boot N checks an earlier boot on 
 				}
 			}
 			if g.json {
-				var doc any = results[0]
+				var err error
 				if all {
-					doc = map[string]any{"schema": "vfio-gate/log-verify-all/v1", "boots": results}
+					err = writeJSON(e.out, "log-verify-all", map[string]any{"boots": results})
+				} else {
+					err = writeJSON(e.out, "log-verify", results[0])
 				}
-				if err := writeJSON(e.out, doc); err != nil {
+				if err != nil {
 					return err
 				}
 			}

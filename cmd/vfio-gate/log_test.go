@@ -76,7 +76,7 @@ func TestLogShowAndVerifySwtpm(t *testing.T) {
 			} `json:"events"`
 		} `json:"boots"`
 	}
-	if err := json.Unmarshal([]byte(out), &js); code != 0 || err != nil || js.Schema != "vfio-gate/log/v1" || len(js.Boots) != 1 ||
+	if err := json.Unmarshal([]byte(out), &js); code != 0 || err != nil || js.Schema != "vfio-gate/log-show/v1" || len(js.Boots) != 1 ||
 		js.Boots[0].Boot != 1 || len(js.Boots[0].Events) != 4 || js.Boots[0].Events[3].EventType != "verdict" {
 		t.Fatalf("show --json: exit %d %v\n%s", code, err, out)
 	}

@@ -41,11 +41,25 @@ func onSignals(sigs <-chan os.Signal, cancel func(), exit func(int), errw io.Wri
 
 // run is main without the process: it is what tests call.
 func run(ctx context.Context, args []string, in io.Reader, out, errw io.Writer, getenv func(string) string) int {
-	root := newRootCmd(&env{in: in, out: out, errw: errw, getenv: getenv})
-	root.SetArgs(args[1:])
-	root.SetIn(in)
-	root.SetOut(out)
-	root.SetErr(errw)
+	return execute(ctx, &env{in: in, out: out, errw: errw, getenv: getenv}, args[1:])
+}
+
+// execute runs the command line args (without the program name) in e and
+// returns the exit code.
+func execute(ctx context.Context, e *env, args []string) int {
+	out := e.out
+	cw := &countingWriter{w: out}
+	e.out = cw
+	root := newRootCmd(e)
+	root.SetArgs(args)
+	root.SetIn(e.in)
+	root.SetOut(cw)
+	root.SetErr(e.errw)
 	err := root.ExecuteContext(ctx)
-	return report(errw, err)
+	if err != nil && jsonRequested(root, args) && cw.n == 0 {
+		// --json: the error is the one JSON document on stdout (docs/json.md),
+		// and the message still goes to stderr for a human.
+		reportErrorJSON(out, err)
+	}
+	return report(e.errw, err)
 }

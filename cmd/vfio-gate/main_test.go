@@ -16,6 +16,7 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 	var out, errw bytes.Buffer
 	code := run(context.Background(), append([]string{"vfio-gate"}, args...), strings.NewReader(""), &out, &errw,
 		func(string) string { return "" })
+	checkJSONOut(t, args, out.String())
 	return code, out.String(), errw.String()
 }
 

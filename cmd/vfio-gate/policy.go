@@ -68,7 +68,7 @@ SHA-256 fingerprint of each trust anchor. Exit 0 when valid, 1 with "file:line: 
 			if err != nil {
 				errs := policyErrors(err)
 				if g.json {
-					if werr := writeJSON(e.out, policyCheckResult{Valid: false, Errors: errs}); werr != nil {
+					if werr := writeJSON(e.out, "policy-check", policyCheckResult{Valid: false, Errors: errs}); werr != nil {
 						return werr
 					}
 				} else {
@@ -80,7 +80,7 @@ SHA-256 fingerprint of each trust anchor. Exit 0 when valid, 1 with "file:line: 
 			}
 			x := p.Explain()
 			if g.json {
-				return writeJSON(e.out, policyCheckResult{Valid: true, Policy: &x})
+				return writeJSON(e.out, "policy-check", policyCheckResult{Valid: true, Policy: &x})
 			}
 			return printExplanation(e.out, x)
 		},

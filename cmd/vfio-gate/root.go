@@ -297,7 +297,7 @@ and the VCS revision of a build from a git checkout) and the Go version; with --
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if g.json {
-				return writeJSON(e.out, map[string]string{"version": version()})
+				return writeJSON(e.out, "version", map[string]string{"version": version()})
 			}
 			_, err := fmt.Fprintf(e.out, "vfio-gate %s\n", version())
 			return err

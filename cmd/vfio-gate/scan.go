@@ -17,13 +17,18 @@ import (
 	"github.com/vfio-gate/vfio-gate/target"
 )
 
+// scanJSON is `scan --json` (docs/json.md, docs/schema/scan.v1.json).
+type scanJSON struct {
+	Functions []scanEntry `json:"functions"`
+}
+
 // scanEntry is one function in `scan --json` (keys documented in docs/guide.md).
 type scanEntry struct {
 	BDF               string    `json:"bdf"`
 	VendorID          string    `json:"vendor_id"`
 	DeviceID          string    `json:"device_id"`
 	SubsystemVendorID string    `json:"subsystem_vendor_id"`
-	SubsystemDeviceID string    `json:"subsystem_device_id"`
+	SubsystemID       string    `json:"subsystem_id"`
 	Class             string    `json:"class"`
 	Revision          string    `json:"revision"`
 	Driver            *string   `json:"driver"`
@@ -68,7 +73,8 @@ skipped. --no-doe never writes to any device (read-only scan).
 Needs: root for extended config space (without CAP_SYS_ADMIN the kernel serves 64 bytes, so DOE
 and the serial number are not read) and for discovery. No policy, TPM or daemon.
 
-With --json the output is one JSON array of objects; see docs/guide.md "vfio-gate scan".
+With --json the output is one JSON object, {"schema": "vfio-gate/scan/v1", "functions": [...]};
+see docs/json.md and docs/guide.md "vfio-gate scan".
 
 Exit codes: 0 success (per-function problems are listed in "errors"); 1 usage error
 (malformed BDF); 4 a named function does not exist or vanished during the scan.`,
@@ -126,7 +132,7 @@ func runScan(ctx context.Context, e *env, g *globals, sf *scanFlags, args []stri
 		entries = append(entries, *ent)
 	}
 	if g.json {
-		if err := writeJSON(e.out, entries); err != nil {
+		if err := writeJSON(e.out, "scan", scanJSON{Functions: entries}); err != nil {
 			return err
 		}
 	} else if err := printScanTable(e.out, entries); err != nil {
@@ -148,7 +154,7 @@ func scanFunction(ctx context.Context, sys *pci.System, b pci.BDF, sf *scanFlags
 		VendorID:          fmt.Sprintf("0x%04x", f.VendorID),
 		DeviceID:          fmt.Sprintf("0x%04x", f.DeviceID),
 		SubsystemVendorID: fmt.Sprintf("0x%04x", f.SubsystemVendorID),
-		SubsystemDeviceID: fmt.Sprintf("0x%04x", f.SubsystemDeviceID),
+		SubsystemID:       fmt.Sprintf("0x%04x", f.SubsystemDeviceID),
 		Class:             fmt.Sprintf("0x%06x", f.Class),
 		Revision:          fmt.Sprintf("0x%02x", f.Revision),
 		IOMMUGroup:        f.IOMMUGroup,
@@ -219,7 +225,7 @@ func scanFunction(ctx context.Context, sys *pci.System, b pci.BDF, sf *scanFlags
 	}
 	if skip != "" {
 		for _, off := range offs {
-			ent.DOE = append(ent.DOE, scanDOE{Offset: fmt.Sprintf("0x%03x", off), Features: []string{}, Skipped: skip})
+			ent.DOE = append(ent.DOE, scanDOE{Offset: fmt.Sprintf("0x%04x", off), Features: []string{}, Skipped: skip})
 		}
 		ent.Errors = append(ent.Errors, "discovery skipped: "+skip)
 		return ent, nil
@@ -247,7 +253,7 @@ type discovered struct {
 func discoverAll(ctx context.Context, sys *pci.System, f *pci.Function, offs []uint16, sf *scanFlags, log *slog.Logger) []discovered {
 	out := make([]discovered, len(offs))
 	for i, off := range offs {
-		out[i].scanDOE = scanDOE{Offset: fmt.Sprintf("0x%03x", off), Features: []string{}}
+		out[i].scanDOE = scanDOE{Offset: fmt.Sprintf("0x%04x", off), Features: []string{}}
 	}
 	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()

@@ -26,11 +26,8 @@ func runCLIWith(t *testing.T, opener func(pci.BDF) (pci.ConfigSpace, io.Closer, 
 	t.Helper()
 	var out, errw bytes.Buffer
 	e := &env{in: strings.NewReader(""), out: &out, errw: &errw, getenv: func(string) string { return "" }, configOpener: opener}
-	root := newRootCmd(e)
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errw)
-	code := report(&errw, root.ExecuteContext(context.Background()))
+	code := execute(context.Background(), e, args)
+	checkJSONOut(t, args, out.String())
 	return code, out.String(), errw.String()
 }
 
@@ -51,11 +48,17 @@ type jsonEntry struct {
 
 func decodeScan(t *testing.T, out string) map[string]jsonEntry {
 	t.Helper()
-	var raw []map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(out), &raw); err != nil {
-		t.Fatalf("scan --json is not a JSON array: %v\n%s", err, out)
+	var doc struct {
+		Schema    string                       `json:"schema"`
+		Functions []map[string]json.RawMessage `json:"functions"`
 	}
-	var ents []jsonEntry
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Schema != "vfio-gate/scan/v1" || doc.Functions == nil {
+		t.Fatalf("scan --json is not a vfio-gate/scan/v1 object with functions: %v\n%s", err, out)
+	}
+	raw := doc.Functions
+	var ents struct {
+		Functions []jsonEntry `json:"functions"`
+	}
 	if err := json.Unmarshal([]byte(out), &ents); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +72,7 @@ func decodeScan(t *testing.T, out string) map[string]jsonEntry {
 		if string(r["doe"]) == "null" || string(r["errors"]) == "null" {
 			t.Fatalf("entry %d: doe/errors must be arrays, got %s / %s", i, r["doe"], r["errors"])
 		}
-		m[ents[i].BDF] = ents[i]
+		m[ents.Functions[i].BDF] = ents.Functions[i]
 	}
 	return m
 }
@@ -204,11 +207,11 @@ func TestScanEmulatedDOE(t *testing.T) {
 	want := map[string]jsonEntry{
 		"0000:0d:00.0": {BDF: "0000:0d:00.0", VendorID: "0x1b36", DeviceID: "0x0010", Class: "0x010802", IOMMUGroup: &grp5,
 			DOE: []scanDOE{
-				{Offset: "0x100", Features: []string{"discovery", "cma-spdm", "secured-cma-spdm"}},
-				{Offset: "0x118", Features: []string{"discovery", "cxl-cdat", "1234:56"}},
+				{Offset: "0x0100", Features: []string{"discovery", "cma-spdm", "secured-cma-spdm"}},
+				{Offset: "0x0118", Features: []string{"discovery", "cxl-cdat", "1234:56"}},
 			}, Errors: []string{}, DSN: str("0x0011223344556677")},
 		"0000:0f:00.0": {BDF: "0000:0f:00.0", VendorID: "0x1b36", DeviceID: "0x0010", Class: "0x010802", Driver: str("vfio-pci"), IOMMUGroup: &grp7,
-			DOE: []scanDOE{{Offset: "0x100", Features: []string{"discovery", "cma-spdm"}}}, Errors: []string{}},
+			DOE: []scanDOE{{Offset: "0x0100", Features: []string{"discovery", "cma-spdm"}}}, Errors: []string{}},
 		"0000:10:00.0": {BDF: "0000:10:00.0", VendorID: "0x1b36", DeviceID: "0x0010", Class: "0x010802", DOE: []scanDOE{}, Errors: []string{}},
 	}
 	for bdf, w := range want {
@@ -231,7 +234,7 @@ func TestScanEmulatedDOE(t *testing.T) {
 
 	// The table shows the same.
 	code, out, _ = runCLIWith(t, fx.opener, "scan", "--sysfs-root", fx.tree.Dir, "--lock-dir", locks)
-	for _, s := range []string{"0x100: discovery,cma-spdm,secured-cma-spdm", "0x118: discovery,cxl-cdat,1234:56",
+	for _, s := range []string{"0x0100: discovery,cma-spdm,secured-cma-spdm", "0x0118: discovery,cxl-cdat,1234:56",
 		"cxl_pci", "0000:0e:00.0: discovery skipped: " + reason} {
 		if code != 0 || !strings.Contains(out, s) {
 			t.Errorf("table (exit %d) lacks %q:\n%s", code, s, out)
@@ -367,7 +370,7 @@ func TestScanUnreadableConfig(t *testing.T) {
 		t.Errorf("looping capability list: %+v", lp)
 	}
 	// The mailbox found before the loop is still listed and discovered.
-	if len(lp.DOE) != 1 || lp.DOE[0].Offset != "0x100" || !slices.Equal(lp.DOE[0].Features, []string{"discovery"}) {
+	if len(lp.DOE) != 1 || lp.DOE[0].Offset != "0x0100" || !slices.Equal(lp.DOE[0].Features, []string{"discovery"}) {
 		t.Errorf("mailbox before the loop: %+v", lp.DOE)
 	}
 }

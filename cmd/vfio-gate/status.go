@@ -32,7 +32,7 @@ object. Exit 4 when no daemon answers.`,
 				return withCode(exitUnavailable, err)
 			}
 			if g.json {
-				return writeJSON(e.out, st)
+				return writeJSON(e.out, "status", st)
 			}
 			fmt.Fprintf(e.out, "daemon up since %s, policy %s\n", st.Started.Format("2006-01-02 15:04:05"), st.Policy)
 			fmt.Fprintf(e.out, "TPM: %s\n", dash(st.TPM))

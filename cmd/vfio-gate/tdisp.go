@@ -228,7 +228,7 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 			return withCode(exitAttestation, err)
 		}
 		if g.json {
-			return writeJSON(e.out, struct {
+			return writeJSON(e.out, "tdisp-state", struct {
 				BDF       string            `json:"bdf"`
 				Interface tdisp.InterfaceID `json:"interface_id"`
 				State     tdisp.State       `json:"state"`
@@ -265,7 +265,7 @@ the daemon (--daemon-socket) to read it in that session. Exit codes as for "vfio
 				return tdispDaemonErr("state --daemon", err)
 			}
 			if g.json {
-				return writeJSON(e.out, st)
+				return writeJSON(e.out, "tdi", st)
 			}
 			_, err = fmt.Fprintf(e.out, "%s: %s (domain %s, session %#08x, held by the daemon)\n", st.BDF, st.State, dash(st.Domain), st.SessionID)
 			return err
@@ -298,7 +298,7 @@ otherwise; locking for an assignment is the daemon's job). Exit codes as for "vf
 				return withCode(exitAttestation, err)
 			}
 			if g.json {
-				return writeJSON(e.out, struct {
+				return writeJSON(e.out, "tdisp-report", struct {
 					State  tdisp.State `json:"state"`
 					Report *reportJSON `json:"report"`
 				}{st, toReportJSON(rep)})
@@ -397,7 +397,7 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
 			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
 			res, rep, cerr := runCycle(ctx, conn.client, lp)
 			if g.json {
-				if err := writeJSON(e.out, res); err != nil {
+				if err := writeJSON(e.out, "tdisp-cycle", res); err != nil {
 					return err
 				}
 			} else {

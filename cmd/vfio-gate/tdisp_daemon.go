@@ -60,7 +60,7 @@ session owner (tdisp-unavailable).`,
 					return tdispDaemonErr(o.name, err)
 				}
 				if g.json {
-					return writeJSON(e.out, st)
+					return writeJSON(e.out, "tdi", st)
 				}
 				owner := ""
 				if st.Domain != "" {

@@ -199,8 +199,8 @@ func TestTDISPSocketLabel(t *testing.T) {
 			t.Fatalf("%v: exit %d %s", target, code, errs)
 		}
 		m := jsonObject(t, out)
-		hasKeys(t, "state", m, "bdf", "interface_id", "state", "session")
-		if len(m) != 4 || m["bdf"] != want || m["interface_id"] != float64(wantID) || m["state"] != "CONFIG_UNLOCKED" {
+		hasKeys(t, "state", m, "schema", "bdf", "interface_id", "state", "session")
+		if len(m) != 5 || m["bdf"] != want || m["interface_id"] != float64(wantID) || m["state"] != "CONFIG_UNLOCKED" {
 			t.Errorf("%v: state --json = %v; want bdf %q, interface_id %d, and no other keys", target, m, want, wantID)
 		}
 
@@ -213,6 +213,13 @@ func TestTDISPSocketLabel(t *testing.T) {
 		code, _, errs = fx.run(t, append([]string{"tdisp", "report", "--trust-anchor", anchor}, target...)...)
 		if code != exitAttestation || !strings.Contains(errs, want+": TDI is CONFIG_UNLOCKED") {
 			t.Errorf("%v: report of an unlocked TDI: exit %d, stderr %q; want 2 naming %q", target, code, errs, want)
+		}
+		// The same with --json: the error is a JSON document on stdout.
+		code, out, errs = fx.run(t, append([]string{"tdisp", "report", "--json", "--trust-anchor", anchor}, target...)...)
+		var ej errorJSON
+		if err := json.Unmarshal([]byte(out), &ej); err != nil || code != exitAttestation || ej.Schema != "vfio-gate/error/v1" ||
+			ej.ExitCode != exitAttestation || ej.Meaning != "attestation failed" || !strings.Contains(ej.Error, "TDI is CONFIG_UNLOCKED") {
+			t.Errorf("%v: report --json of an unlocked TDI: exit %d, stdout %q (%v), stderr %q", target, code, out, err, errs)
 		}
 	}
 

@@ -76,10 +76,14 @@ func (h *Harness) scan(ctx context.Context, args ...string) ([]scanEntry, string
 	if code != 0 {
 		return nil, out, fmt.Errorf("vfio-gate scan --json %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 	}
-	var raws []json.RawMessage
-	if err := json.Unmarshal([]byte(out), &raws); err != nil {
-		return nil, out, fmt.Errorf("scan --json output is not a JSON array: %w", err)
+	var doc struct {
+		Schema    string            `json:"schema"`
+		Functions []json.RawMessage `json:"functions"`
 	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Schema != "vfio-gate/scan/v1" {
+		return nil, out, fmt.Errorf("scan --json output is not a vfio-gate/scan/v1 object: %v", err)
+	}
+	raws := doc.Functions
 	entries := make([]scanEntry, len(raws))
 	for i, r := range raws {
 		if err := json.Unmarshal(r, &entries[i]); err != nil {
@@ -233,7 +237,7 @@ func doeBoundRefused(ctx context.Context, h *Harness) Result {
 
 // cdatJSON is the part of `doe cdat --json` this checks.
 type cdatJSON struct {
-	Mailbox    uint16 `json:"mailbox"`
+	Mailbox    string `json:"mailbox"` // "0x0150" (docs/json.md)
 	Length     uint32 `json:"length"`
 	ChecksumOK bool   `json:"checksum_ok"`
 	Structures []struct {
@@ -274,8 +278,8 @@ func doeCDATCLI(ctx context.Context, h *Harness) Result {
 	if err != nil {
 		return failf("the table vfio-gate returned does not check: %v", err)
 	}
-	if int(c.Mailbox) != off || c.Length != t.Length || !c.ChecksumOK || len(c.Structures) != len(t.Entries) {
-		return failf("doe cdat says mailbox 0x%x, length %d, checksum_ok %v, %d structures; config space and the table say 0x%x, %d, true, %d",
+	if mb, err := parseHex(c.Mailbox); err != nil || int(mb) != off || c.Length != t.Length || !c.ChecksumOK || len(c.Structures) != len(t.Entries) {
+		return failf("doe cdat says mailbox %s, length %d, checksum_ok %v, %d structures; config space and the table say 0x%x, %d, true, %d",
 			c.Mailbox, c.Length, c.ChecksumOK, len(c.Structures), off, t.Length, len(t.Entries))
 	}
 	if h.rawCDAT != nil && !bytes.Equal(raw, h.rawCDAT) {
