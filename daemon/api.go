@@ -8,6 +8,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/hooks/libvirt/phase"
 	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
@@ -28,14 +29,15 @@ const (
 // DefaultSocket is where the daemon listens unless --daemon-socket says otherwise.
 const DefaultSocket = "/run/vfio-gate/daemon.sock"
 
-// The libvirt start phases a check belongs to (CheckRequest.Phase).
+// The libvirt start phases a check belongs to (CheckRequest.Phase); the
+// rules of each are package phase's.
 const (
 	// PhasePrepare is libvirt's "prepare begin": a managed='yes' hostdev is
 	// still on its host driver. The default.
-	PhasePrepare = "prepare"
+	PhasePrepare = phase.Prepare
 	// PhaseStart is libvirt's "start begin": libvirt has moved managed='yes'
 	// hostdevs to vfio-pci; a non-zero hook exit still aborts the start.
-	PhaseStart = "start"
+	PhaseStart = phase.Start
 )
 
 // DecisionDeferred is the decision for a function whose check waits for

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,7 +38,13 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	attest    *prometheus.HistogramVec
 	record    *prometheus.HistogramVec
+	// held lists the TDIs for the gauges (MetricsOptions.Held, or the
+	// broker Run starts after the gate, which observes into m, exists).
+	held atomic.Pointer[func() []tdisp.Held]
 }
+
+// trackTDIs points the TDI and session gauges at held.
+func (m *Metrics) trackTDIs(held func() []tdisp.Held) { m.held.Store(&held) }
 
 var _ gate.Observer = (*Metrics)(nil)
 
@@ -60,11 +67,14 @@ func NewMetrics(o MetricsOptions) *Metrics {
 		Help:    "Duration of one TPM record (PCR extends and event log append), by result (ok, error).",
 		Buckets: []float64{.005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"result"})
+	if o.Held != nil {
+		m.trackTDIs(o.Held)
+	}
 	held := func() []tdisp.Held {
-		if o.Held == nil {
-			return nil
+		if f := m.held.Load(); f != nil {
+			return (*f)()
 		}
-		return o.Held()
+		return nil
 	}
 	tdis := prometheus.NewDesc("vfio_gate_tdis_held", "TDIs the daemon holds, by TDISP state.", []string{"state"}, nil)
 	sessions := prometheus.NewDesc("vfio_gate_sessions_held", "SPDM sessions the daemon holds, by health (alive, lost).", []string{"health"}, nil)

@@ -107,7 +107,7 @@ func (s *Starting) wait(ctx context.Context) error {
 		s.mu.Lock()
 		p := s.phase
 		s.mu.Unlock()
-		return &APIError{Code: CodeStarting, Status: 503,
+		return &Error{Code: CodeStarting,
 			Message: "the daemon is still starting (" + p + ") after " + d.String() + ": retry, or see journalctl -u vfio-gate"}
 	}
 }

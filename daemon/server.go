@@ -244,6 +244,32 @@ func decode(body []byte, v any) error {
 	return nil
 }
 
+// httpStatus is the HTTP status of each Error code; any other is 500.
+var httpStatus = map[string]int{
+	CodeBadRequest:       http.StatusBadRequest,
+	CodeForbidden:        http.StatusForbidden,
+	CodeNotHeld:          http.StatusNotFound,
+	CodeNotChecked:       http.StatusConflict,
+	CodeTDIHeld:          http.StatusConflict,
+	CodeTDINotHeld:       http.StatusConflict,
+	CodeInternal:         http.StatusInternalServerError,
+	CodeReleaseFailed:    http.StatusInternalServerError,
+	CodeTDISPUnavailable: http.StatusNotImplemented,
+	CodeTDISPFailed:      http.StatusBadGateway,
+	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeStarting:         http.StatusServiceUnavailable,
+}
+
+// apiError is the answer to e: its code and message with the status the
+// code has (httpStatus).
+func (e *Error) apiError() *APIError {
+	st, ok := httpStatus[e.Code]
+	if !ok {
+		st = http.StatusInternalServerError
+	}
+	return &APIError{Code: e.Code, Message: e.Message, Status: st}
+}
+
 func writeErr(w http.ResponseWriter, err error) {
 	var ae *APIError
 	if !errors.As(err, &ae) {

@@ -42,7 +42,7 @@ func checkDomainName(name string) error {
 }
 
 // checkRequestStrings bounds the free-form strings of a request.
-func checkRequestStrings(domain, launchSecurity string, needDomain bool) *APIError {
+func checkRequestStrings(domain, launchSecurity string, needDomain bool) *Error {
 	if domain != "" || needDomain {
 		if err := checkDomainName(domain); err != nil {
 			return badRequest("%v", err)

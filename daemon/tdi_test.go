@@ -277,3 +277,17 @@ func (w *world) startAndRelease(b *daemon.GateBackend, br *tdisp.Broker, domain,
 		t.Fatalf("after release: TDI %v, held %+v", st, br.Held())
 	}
 }
+
+// TestBackendTDISPUnavailableSentinel: without a session owner, every TDISP
+// endpoint's error matches daemon.ErrTDISPUnavailable (as documented).
+func TestBackendTDISPUnavailableSentinel(t *testing.T) {
+	b := newWorld(t).backend()
+	r := daemon.TDIRequest{BDF: bdf(t, goodBDF)}
+	for name, fn := range map[string]func(context.Context, daemon.TDIRequest) (*daemon.TDIStatus, error){
+		"lock": b.TDISPLock, "start": b.TDISPStart, "stop": b.TDISPStop, "state": b.TDISPState,
+	} {
+		if _, err := fn(t.Context(), r); !errors.Is(err, daemon.ErrTDISPUnavailable) {
+			t.Errorf("%s: %v does not match daemon.ErrTDISPUnavailable", name, err)
+		}
+	}
+}

@@ -53,23 +53,7 @@ func TestDaemonCommand(t *testing.T) {
 	}
 
 	// systemd readiness: READY=1 on NOTIFY_SOCKET once it listens and recovered.
-	nsock := filepath.Join(dir, "notify.sock")
-	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: nsock, Net: "unixgram"})
-	must(err)
-	defer nconn.Close()
-	t.Setenv("NOTIFY_SOCKET", nsock)
-	notes := make(chan string, 16)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := nconn.Read(buf)
-			if err != nil {
-				close(notes)
-				return
-			}
-			notes <- string(buf[:n])
-		}
-	}()
+	notes := notifySocket(t, dir)
 
 	// A hook that runs before the daemon is up (boot, restart) waits for it
 	// within its budget and gets the daemon's decision, not "not running".
@@ -153,4 +137,30 @@ func TestDaemonCommand(t *testing.T) {
 	if code, _, _ := runCLI(t, "status", "--daemon-socket", sock); code != exitUnavailable {
 		t.Fatalf("status without a daemon: exit %d, want %d", code, exitUnavailable)
 	}
+}
+
+// notifySocket listens as systemd's NOTIFY_SOCKET (set for the test) in dir
+// and returns the notifications received.
+func notifySocket(t *testing.T, dir string) <-chan string {
+	t.Helper()
+	nsock := filepath.Join(dir, "notify.sock")
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: nsock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nconn.Close() })
+	t.Setenv("NOTIFY_SOCKET", nsock)
+	notes := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nconn.Read(buf)
+			if err != nil {
+				close(notes)
+				return
+			}
+			notes <- string(buf[:n])
+		}
+	}()
+	return notes
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +46,7 @@ func newEmulateCmd(e *env, g *globals) *cobra.Command {
 		listen, profile, writeCA, algs, versions string
 		latency                                  time.Duration
 		slots                                    int
-		aead, iface                              string
+		aead, iface, identity                    string
 		inClear, noHeartbeat, noKeyUpdate        bool
 		pkiDir, keyFile, chainFile               string
 		heartbeat                                uint8
@@ -67,6 +68,11 @@ verify the device.
 
 Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
 
+To back a real function (QEMU's "-device nvme,spdm_port=PORT"), give the software device that
+function's identity and address, so the CMA SAN and the TDISP interface ID name it:
+--identity qemu-nvme --bdf 0000:00:06.0 (or --identity vendor=...,device=...,class=...,rev=...,
+subsystem=...,dsn=...).
+
 --pki DIR serves operator-supplied keys and chains instead of the built-in test PKI:
 DMTF's sample-key layout (DIR or each DIR/<alg>/ holding end_responder.key and
 bundle_responder.certchain.der; bundle_responder.certchainN.der for slot N), PEM or
@@ -84,6 +90,7 @@ Exit codes: 0 stopped by SIGINT/SIGTERM; 1 usage error (unknown profile, algorit
 missing --listen); 4 the address cannot be bound.`,
 		Example: `  vfio-gate emulate --listen 127.0.0.1:2323 --write-ca /tmp/emu-ca.pem
   vfio-gate emulate --listen 127.0.0.1:0 --profile tampered --algorithms rsapss-3072 --versions 1.2
+  vfio-gate emulate --listen 127.0.0.1:2323 --identity qemu-nvme --bdf 0000:00:06.0
   vfio-gate emulate --listen 127.0.0.1:2323 --pki libspdm/unit_test/sample_key --write-ca /tmp/vendor-ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -120,6 +127,10 @@ missing --listen); 4 the address cannot be bound.`,
 			if err != nil {
 				return usageErrorf("emulate: --bdf: %v", err)
 			}
+			id, err := parseIdentity(identity)
+			if err != nil {
+				return usageErrorf("emulate: --identity: %v", err)
+			}
 			pki, err := loadOperatorPKI(pkiDir, keyFile, chainFile)
 			if err != nil {
 				return err
@@ -127,7 +138,7 @@ missing --listen); 4 the address cannot be bound.`,
 			if pki != nil && !cmd.Flags().Changed("slots") {
 				slots = len(pki.Slots)
 			}
-			dev, err := emu.New(emu.Config{BDF: bdf, Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots,
+			dev, err := emu.New(emu.Config{BDF: bdf, Identity: id, Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots,
 				Session: sc, Logger: g.log, PKI: pki})
 			if err != nil {
 				return usageErrorf("emulate: %v", err)
@@ -214,6 +225,7 @@ missing --listen); 4 the address cannot be bound.`,
 	f.StringVar(&keyFile, "key", "", "with --chain: the leaf private key (PEM or DER) of an operator-supplied slot-0 chain")
 	f.StringVar(&chainFile, "chain", "", "with --key: the certificate chain (PEM or concatenated DER, root first or leaf first)")
 	f.StringVar(&iface, "bdf", "0000:00:00.0", "the address the function pretends to have (its TDISP interface ID; tdisp --interface)")
+	f.StringVar(&identity, "identity", "", "the function's IDs, as they go into the leaf's CMA SAN: comma-separated KEY=VALUE (hex) of vendor, device, class, rev, subsystem (SSSS:SSSS), dsn (or dsn=none); unnamed keys keep the default "+emu.DefaultIdentity.CMAName()+"; \"qemu-nvme\" = QEMU's NVMe function (no DSN)")
 	return cmd
 }
 
@@ -308,6 +320,83 @@ func asymNames(asym spdm.AsymAlgo) []string {
 		}
 	}
 	return names
+}
+
+// identityQEMUNVMe is QEMU's emulated NVMe controller (hw/nvme): 1b36:0010,
+// class 010802, revision 02, subsystem 1af4:1100, and no Device Serial Number
+// capability.
+var identityQEMUNVMe = emu.Identity{Vendor: 0x1b36, Device: 0x0010, Class: 0x010802, Revision: 0x02,
+	SubVendor: 0x1af4, SubDevice: 0x1100}
+
+// parseIdentity parses --identity: "" (emu.DefaultIdentity), "qemu-nvme", or
+// comma-separated KEY=VALUE pairs (hex, optional 0x) over the default:
+// vendor, device (16 bits), class (24 bits), rev (8 bits), subsystem
+// (SSSS:SSSS), dsn (64 bits, or "none" for no DSN capability). Each key at
+// most once.
+func parseIdentity(s string) (emu.Identity, error) {
+	switch strings.TrimSpace(s) {
+	case "":
+		return emu.DefaultIdentity, nil
+	case "qemu-nvme":
+		return identityQEMUNVMe, nil
+	}
+	id := emu.DefaultIdentity
+	seen := map[string]bool{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		k, v = strings.ToLower(strings.TrimSpace(k)), strings.ToLower(strings.TrimSpace(v))
+		if !ok || v == "" {
+			return emu.Identity{}, fmt.Errorf("%q: want KEY=VALUE (keys vendor, device, class, rev, subsystem, dsn)", kv)
+		}
+		if seen[k] {
+			return emu.Identity{}, fmt.Errorf("%s given twice", k)
+		}
+		seen[k] = true
+		hex := func(bits int) (uint64, error) {
+			n, err := strconv.ParseUint(strings.TrimPrefix(v, "0x"), 16, bits)
+			if err != nil {
+				return 0, fmt.Errorf("%s=%s: want a %d-bit hex number", k, v, bits)
+			}
+			return n, nil
+		}
+		var n uint64
+		var err error
+		switch k {
+		case "vendor":
+			n, err = hex(16)
+			id.Vendor = uint16(n)
+		case "device":
+			n, err = hex(16)
+			id.Device = uint16(n)
+		case "class":
+			n, err = hex(24)
+			id.Class = uint32(n)
+		case "rev", "revision":
+			n, err = hex(8)
+			id.Revision = uint8(n)
+		case "subsystem":
+			sv, sd, ok := strings.Cut(v, ":")
+			a, err1 := strconv.ParseUint(strings.TrimPrefix(sv, "0x"), 16, 16)
+			b, err2 := strconv.ParseUint(strings.TrimPrefix(sd, "0x"), 16, 16)
+			if !ok || err1 != nil || err2 != nil {
+				return emu.Identity{}, fmt.Errorf("subsystem=%s: want SSSS:SSSS (hex subsystem vendor and ID)", v)
+			}
+			id.SubVendor, id.SubDevice = uint16(a), uint16(b)
+		case "dsn":
+			if v == "none" || v == "0" {
+				id.DSN = 0
+				break
+			}
+			n, err = hex(64)
+			id.DSN = n
+		default:
+			return emu.Identity{}, fmt.Errorf("unknown key %q (keys vendor, device, class, rev, subsystem, dsn)", k)
+		}
+		if err != nil {
+			return emu.Identity{}, err
+		}
+	}
+	return id, nil
 }
 
 // loadOperatorPKI reads --pki DIR or --key/--chain; nil when none is given.

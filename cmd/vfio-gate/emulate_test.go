@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"github.com/vfio-gate/vfio-gate/attest"
 	"io"
 	"math/big"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
+	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
 
@@ -174,6 +176,68 @@ func TestEmulateHelpListsProfiles(t *testing.T) {
 	code, out, _ := runCLI(t, "emulate", "--help")
 	if code != 0 || !strings.Contains(out, "busy-storm") || !strings.Contains(out, "--write-ca") || !strings.Contains(out, "Exit codes:") {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestParseIdentity(t *testing.T) {
+	dsn := uint64(0x1122334455667788)
+	for _, tc := range []struct {
+		in   string
+		want emu.Identity
+	}{
+		{"", emu.DefaultIdentity},
+		{"qemu-nvme", emu.Identity{Vendor: 0x1b36, Device: 0x0010, Class: 0x010802, Revision: 0x02, SubVendor: 0x1af4, SubDevice: 0x1100}},
+		{"dsn=none", func() emu.Identity { id := emu.DefaultIdentity; id.DSN = 0; return id }()},
+		{"vendor=8086, device=0x0d58,class=020000,rev=1,subsystem=8086:0001,dsn=1122334455667788",
+			emu.Identity{Vendor: 0x8086, Device: 0x0d58, Class: 0x020000, Revision: 1, SubVendor: 0x8086, SubDevice: 1, DSN: dsn}},
+	} {
+		got, err := parseIdentity(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("parseIdentity(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"vendor", "vendor=", "vendor=10000", "class=1000000", "rev=100", "subsystem=8086",
+		"subsystem=8086:zz", "dsn=x", "colour=red", "vendor=1,vendor=2", "qemu-nvme,dsn=none"} {
+		if id, err := parseIdentity(bad); err == nil {
+			t.Errorf("parseIdentity(%q) = %+v, want an error", bad, id)
+		}
+	}
+}
+
+// TestEmulateIdentityFitsFunction: --identity and --bdf make the software
+// device name the function it backs (here QEMU's NVMe at 00:06.0): the
+// leaf's CMA SAN carries its IDs and no DSN, and TDISP answers for its
+// interface; asked about another interface, tdisp fails naming both.
+func TestEmulateIdentityFitsFunction(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	out, stop, done := startEmulate(t, "--listen", "127.0.0.1:0", "--algorithms", "ecdsa-p384", "--write-ca", caFile,
+		"--identity", "qemu-nvme", "--bdf", "0000:00:06.0")
+	defer func() { stop(); <-done }()
+	const want = "Vendor=1b36:Device=0010:CC=010802:REV=02:SSVID=1af4:SSID=1100"
+	if out.Identity != want {
+		t.Fatalf("startup identity %q, want %q", out.Identity, want)
+	}
+	code, stdout, errs := runCLI(t, "--json", "attest", "--socket", out.Listen, "--trust-anchor", caFile)
+	if code != 0 {
+		t.Fatalf("attest: exit %d: %s", code, errs)
+	}
+	var ev struct {
+		Identity attest.Identity `json:"identity"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ev.Identity
+	if !id.FromCMASAN || id.Class != 0x010802 || id.Revision != 2 || id.DSN != nil {
+		t.Fatalf("identity from the leaf's CMA SAN: %+v", id)
+	}
+	code, stdout, errs = runCLI(t, "tdisp", "cycle", "--socket", out.Listen, "--trust-anchor", caFile, "--interface", "0000:00:06.0")
+	if code != 0 || !strings.Contains(stdout, "CONFIG_UNLOCKED") {
+		t.Fatalf("tdisp cycle for the function's own interface: exit %d: %s %s", code, stdout, errs)
+	}
+	code, _, errs = runCLI(t, "tdisp", "cycle", "--socket", out.Listen, "--trust-anchor", caFile, "--interface", "0000:00:07.0")
+	if code != exitAttestation || !strings.Contains(errs, "0000:00:06.0") || !strings.Contains(errs, "0000:00:07.0") {
+		t.Fatalf("tdisp cycle for another interface: exit %d, stderr %q; want exit %d naming both interfaces", code, errs, exitAttestation)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -207,6 +208,9 @@ func commands(e *env, g *globals) []*cobra.Command {
 	}
 }
 
+// parentFlagUsagesOnce registers globalFlagsOnce's template function.
+var parentFlagUsagesOnce sync.Once
+
 // globalFlagsOnce returns the usage template with the subcommands' "Global
 // Flags" listing replaced by one line naming the root's flags: they are
 // documented once, in the root help. Flags a parent command passes down (log
@@ -214,14 +218,19 @@ func commands(e *env, g *globals) []*cobra.Command {
 func globalFlagsOnce(root *cobra.Command) string {
 	var names []string
 	root.PersistentFlags().VisitAll(func(f *pflag.Flag) { names = append(names, "--"+f.Name) })
-	cobra.AddTemplateFunc("parentFlagUsages", func(c *cobra.Command) string {
-		fs := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
-		c.InheritedFlags().VisitAll(func(f *pflag.Flag) {
-			if root.PersistentFlags().Lookup(f.Name) == nil {
-				fs.AddFlag(f)
-			}
+	// cobra's template functions are process-wide: registered once (two
+	// commands built at once, as the tests run them, raced on its map), and
+	// the function asks each command for its own root.
+	parentFlagUsagesOnce.Do(func() {
+		cobra.AddTemplateFunc("parentFlagUsages", func(c *cobra.Command) string {
+			fs := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
+			c.InheritedFlags().VisitAll(func(f *pflag.Flag) {
+				if c.Root().PersistentFlags().Lookup(f.Name) == nil {
+					fs.AddFlag(f)
+				}
+			})
+			return strings.TrimRight(fs.FlagUsages(), " \n")
 		})
-		return strings.TrimRight(fs.FlagUsages(), " \n")
 	})
 	const block = "Global Flags:\n{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}"
 	t := root.UsageTemplate()

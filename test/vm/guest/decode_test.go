@@ -189,7 +189,8 @@ func TestSelected(t *testing.T) {
 func TestScenarioNamesUnique(t *testing.T) {
 	seen := map[string]bool{}
 	for _, s := range scenarios() {
-		if seen[s.Name] || strings.ContainsAny(s.Name, " \t\n") || (s.Mode != "run" && s.Mode != "lockdown") {
+		if seen[s.Name] || strings.ContainsAny(s.Name, " \t\n@") || (s.Mode != "run" && s.Mode != "lockdown" && s.Mode != "spdm") ||
+			(s.Mode == "spdm") != strings.HasPrefix(s.Name, "spdm-") {
 			t.Errorf("bad or duplicate scenario %+v", s)
 		}
 		seen[s.Name] = true

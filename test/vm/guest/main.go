@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -74,6 +75,10 @@ type Harness struct {
 	cleanups []func()      // run after the last scenario
 
 	hp map[string]*hpRun // libvirt-hotplug-* experiments by policy mode (hotplug.go)
+
+	Tag          string     // appended to every RESULT name as NAME@TAG (the SPDM boots' kernel series)
+	spdmExternal string     // HOST:PORT of the external responder behind the good NVMe, if any
+	spdm         *spdmState // the spdm-* scenarios' devices and policy (spdm.go)
 }
 
 // FormatResult renders a RESULT line: the reason is folded onto one line so
@@ -123,8 +128,24 @@ func main() {
 	flag.StringVar(&h.State, "state", "/tmp/vfio-gate-state", "vfio-gate state directory")
 	limit := flag.Duration("timeout", 60*time.Second, "deadline of one scenario")
 	list := flag.Bool("list", false, "list the scenarios and exit")
+	flag.StringVar(&h.Tag, "tag", "", "suffix of every RESULT name (NAME@TAG)")
+	flag.StringVar(&h.spdmExternal, "spdm-external", "", "HOST:PORT of the external spdm-socket responder behind the good NVMe")
+	benchAttest := flag.String("bench-attest", "", "host side: print the BENCH line of the attest --json output in this file, named NAME (-tag), and exit")
 	flag.Parse()
 
+	if *benchAttest != "" {
+		b, err := os.ReadFile(*benchAttest)
+		var a attestJSON
+		if err == nil {
+			err = json.Unmarshal(b, &a)
+		}
+		if err != nil || a.RoundTrips == 0 {
+			fmt.Fprintf(os.Stderr, "vmguest: %s: no attestation (%v)\n", *benchAttest, err)
+			os.Exit(1)
+		}
+		fmt.Println(a.bench(h.Tag))
+		return
+	}
 	if *list {
 		for _, s := range scenarios() {
 			fmt.Printf("%s\t%s\n", s.Mode, s.Name)
@@ -145,7 +166,11 @@ func main() {
 		}
 		r := runOne(ctx, h, s, l)
 		fmt.Fprintf(h.Log, "vmguest: %s took %v\n", s.Name, time.Since(start).Round(time.Millisecond))
-		fmt.Println(FormatResult(s.Name, r))
+		name := s.Name
+		if h.Tag != "" {
+			name += "@" + h.Tag
+		}
+		fmt.Println(FormatResult(name, r))
 	}
 	for i := len(h.cleanups) - 1; i >= 0; i-- {
 		h.cleanups[i]()

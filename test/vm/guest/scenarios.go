@@ -72,6 +72,25 @@ func scenarios() []Scenario {
 		{"libvirt-hotplug-report", "run", libvirtHotplugReport},
 		{"libvirt-hotplug-replug", "run", libvirtHotplugReplug},
 		{"libvirt-hotplug-pending", "run", libvirtHotplugPending},
+		// SPDM boots (spdm.go): QEMU >= 9.1 NVMe functions whose DOE
+		// mailboxes are backed by vfio-gate emulate on the host, once per
+		// guest kernel. spdm-kernel-doe unbinds nvme; spdm-capture-allow
+		// writes the policy the later ones use.
+		{"spdm-kernel-doe", "spdm", spdmKernelDOE},
+		{"spdm-scan", "spdm", spdmScan},
+		{"spdm-attest", "spdm", spdmAttestPlain},
+		{"spdm-attest-session", "spdm", spdmAttestSession},
+		{"spdm-attest-tdisp", "spdm", spdmAttestTDISP},
+		{"spdm-tdisp-cycle", "spdm", spdmTDISPCycle},
+		{"spdm-capture-allow", "spdm", spdmCaptureAllow},
+		{"spdm-tampered", "spdm", spdmDeny("tampered", 3, 30*time.Second, "measurement-mismatch")},
+		{"spdm-bad-signature", "spdm", spdmDeny("bad-signature", 2, 30*time.Second, "signature-invalid")},
+		{"spdm-wrong-root", "spdm", spdmDeny("wrong-root", 2, 30*time.Second, "chain-untrusted")},
+		{"spdm-busy-storm", "spdm", spdmDeny("busy-storm", 2, 45*time.Second, "protocol")},
+		{"spdm-not-ready-forever", "spdm", spdmDeny("not-ready-forever", 2, 45*time.Second, "protocol")},
+		{"spdm-bind-release", "spdm", spdmBindRelease},
+		{"spdm-bpf-audit", "spdm", spdmAudit},
+		{"spdm-log-verify", "spdm", spdmLogVerify},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
