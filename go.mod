@@ -7,8 +7,9 @@ require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/digitalocean/go-libvirt v0.0.0-20261013170128-efbbdf578ac8
 	github.com/google/go-cmp v0.7.0
+	github.com/google/go-eventlog v0.0.2
 	github.com/google/go-tpm v0.9.8
-	github.com/google/go-tpm-tools v0.4.11
+	github.com/google/go-tpm-tools v0.4.7
 	github.com/prometheus/client_golang v1.23.2
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/spf13/cobra v1.10.2

@@ -97,7 +97,7 @@ func newWorld(t *testing.T) *world {
 	must(t, err)
 	t.Cleanup(func() { w.sys.Close() })
 	w.stateDir = filepath.Join(w.dir, "state")
-	w.logPath = filepath.Join(w.stateDir, "events.cel.jsonl")
+	w.logPath = filepath.Join(w.stateDir, "events")
 	w.tp, w.rec = gatetest.OpenTPM(t, w.logPath)
 	w.kernel = gatetest.NewKernel(t, w.tree, w.dir)
 	return w
@@ -554,7 +554,7 @@ func TestBackendTDISPOwner(t *testing.T) {
 	if left, _ := b.PollTDIs(ctx); len(left) != 0 {
 		t.Fatalf("the same exit reported twice: %v", left)
 	}
-	l, err := tpm.ReadLog(w.logPath)
+	l, err := tpm.ReadBoot(w.logPath, 0)
 	must(t, err)
 	tdispEvents := 0
 	for _, r := range l.Records {

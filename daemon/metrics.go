@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/tdisp"
+	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
 // PathMetrics is where the daemon serves Prometheus metrics (on its socket,
@@ -26,7 +26,8 @@ type MetricsOptions struct {
 	// Held lists the TDIs the daemon holds (tdisp.Broker.Held), for the
 	// sessions and TDIs gauges; nil reports none.
 	Held func() []tdisp.Held
-	// EventLog is the TPM event log's path, for its size.
+	// EventLog is the TPM event log directory, for the size of its newest
+	// boot's segments.
 	EventLog string
 }
 
@@ -77,7 +78,7 @@ func NewMetrics(o MetricsOptions) *Metrics {
 	}
 	tdis := prometheus.NewDesc("vfio_gate_tdis_held", "TDIs the daemon holds, by TDISP state.", []string{"state"}, nil)
 	sessions := prometheus.NewDesc("vfio_gate_sessions_held", "SPDM sessions the daemon holds, by health (alive, lost).", []string{"health"}, nil)
-	logSize := prometheus.NewDesc("vfio_gate_event_log_bytes", "Size of the TPM event log.", nil, nil)
+	logSize := prometheus.NewDesc("vfio_gate_event_log_bytes", "Size of the newest boot's TPM event log (all its segments).", nil, nil)
 	m.reg.MustRegister(m.decisions, m.attest, m.record,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectorFunc{descs: []*prometheus.Desc{tdis, sessions, logSize}, collect: func(ch chan<- prometheus.Metric) {
@@ -99,8 +100,8 @@ func NewMetrics(o MetricsOptions) *Metrics {
 			}
 			if o.EventLog != "" {
 				var size float64
-				if fi, err := os.Stat(o.EventLog); err == nil {
-					size = float64(fi.Size())
+				if b, err := tpm.FindBoot(o.EventLog, 0); err == nil {
+					size = float64(b.Bytes)
 				}
 				ch <- prometheus.MustNewConstMetric(logSize, prometheus.GaugeValue, size)
 			}

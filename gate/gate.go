@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/gate/evstore"
 	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -57,6 +59,9 @@ type Options struct {
 	System   *pci.System
 	Policy   *policy.Policy
 	Recorder *tpm.Recorder
+	// Evidence, when set, keeps every decision's evidence bundle by its
+	// digest (the verdict event's evidence_digest) for offline re-checks.
+	Evidence *evstore.Store
 	// LockDir holds the per-function lock files; "" = pci.DefaultLockDir.
 	LockDir string
 	// StateDir keeps one record per function bound by vfio-gate (its
@@ -623,7 +628,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		td := tpm.Decision{BDF: name, VendorID: d.Identity.VendorID, DeviceID: d.Identity.DeviceID,
 			DSN: d.Identity.DSN, Rule: d.Verdict.Rule, Allow: d.Verdict.Allow, Mode: string(d.Verdict.Mode),
 			Reasons: reasonCodes(d.Verdict), EvidenceDigest: d.EvidenceDigest, Confidential: confidential, Time: now}
-		evs, err := tpm.EventsFor(d.Evidence, td)
+		evs, err := EventsFor(d.Evidence, td)
 		if err != nil {
 			// Evidence tpm cannot encode: record the verdict alone, and deny.
 			addReason(&d.Verdict, policy.ReasonFor(policy.CodeProtocol, "the evidence cannot be encoded as TPM events: "+err.Error()),
@@ -649,6 +654,7 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 	for i, it := range items {
 		if verdictAt[i] < len(recs) {
 			it.d.Recorded = true
+			g.storeBundle(ctx, &it.d, confidential, now)
 			continue
 		}
 		if err == nil {
@@ -657,5 +663,31 @@ func (g *Gate) record(ctx context.Context, items []*item, confidential bool) {
 		it.d.Err = err
 		addReason(&it.d.Verdict, policy.ReasonFor(CodeTPM, "the decision could not be recorded in the TPM: "+err.Error()),
 			policy.Check{Name: "tpm", Expected: "decision extended and logged", Got: err.Error()}, true)
+	}
+}
+
+// storeBundle keeps the evidence of a recorded decision. A failure is
+// logged, not a deny: the decision and its digest are in the TPM log, the
+// bundle only lets it be re-checked later.
+func (g *Gate) storeBundle(ctx context.Context, d *Decision, confidential bool, now time.Time) {
+	if g.o.Evidence == nil || d.Evidence == nil || len(d.EvidenceDigest) == 0 {
+		return
+	}
+	ej, err := d.Evidence.CanonicalJSON()
+	if err == nil {
+		verdict := "deny"
+		if d.Verdict.Allow {
+			verdict = "allow"
+		}
+		b := evstore.New(ej, evstore.Decision{BDF: d.Identity.BDF, Verdict: verdict, Rule: d.Verdict.Rule,
+			Mode: string(d.Verdict.Mode), Reasons: reasonCodes(d.Verdict), Confidential: confidential, Time: now})
+		if b.Digest != hex.EncodeToString(d.EvidenceDigest) {
+			err = fmt.Errorf("bundle digest %s is not the recorded evidence digest", b.Digest)
+		} else {
+			err = g.o.Evidence.Put(b)
+		}
+	}
+	if err != nil {
+		g.log.WarnContext(ctx, "evidence bundle not stored", "bdf", d.Identity.BDF, "err", err)
 	}
 }

@@ -295,7 +295,7 @@ func TestBindAndRelease(t *testing.T) {
 	if d := w.kernel.DriverOf("0000:01:00.0"); d != "" {
 		t.Fatalf("after release: attested function on %s, want no driver as before", d)
 	}
-	l, err := tpm.ReadLog(w.logPath)
+	l, err := tpm.ReadBoot(w.logPath, 0)
 	must(t, err)
 	last := l.Records[len(l.Records)-1]
 	var rel tpm.Release

@@ -118,7 +118,7 @@ func newWorld(t testing.TB, po policyOpts, devs ...dev) *world {
 	w.sys, err = pci.Open(sysDir, &pci.Options{ConfigOpener: w.opener, Geteuid: func() int { return 0 }})
 	must(t, err)
 	t.Cleanup(func() { w.sys.Close() })
-	w.logPath = filepath.Join(w.dir, "state", "events.cel.jsonl")
+	w.logPath = filepath.Join(w.dir, "state", "events")
 	w.tp, w.rec = gatetest.OpenTPM(t, w.logPath)
 	w.kernel = gatetest.NewKernel(t, w.tree, w.dir)
 	w.kernel.OnWrite = w.event

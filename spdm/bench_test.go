@@ -3,6 +3,7 @@ package spdm
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -85,3 +86,6 @@ func BenchmarkReplayFullFlow(b *testing.B) {
 	b.ReportMetric(float64(st.BytesSent), "bytes-sent/op")
 	b.ReportMetric(float64(st.BytesRecv), "bytes-recv/op")
 }
+
+// String lists the capability names joined by "|".
+func capString(flags uint32) string { return strings.Join(CapabilityNames(flags), "|") }

@@ -17,14 +17,11 @@ func BenchmarkRecordDecision(b *testing.B) {
 	}
 	defer s.Close()
 	tp := transport.FromReadWriteCloser(s)
-	r, err := NewRecorder(tp, RecorderOptions{LogPath: filepath.Join(b.TempDir(), "events.cel.jsonl")})
+	r, err := NewRecorder(tp, RecorderOptions{Dir: filepath.Join(b.TempDir(), "events")})
 	if err != nil {
 		b.Fatal(err)
 	}
-	evs, err := EventsFor(sampleEvidence(), sampleDecision(true))
-	if err != nil {
-		b.Fatal(err)
-	}
+	evs := sampleEvents(true)
 	for b.Loop() {
 		if _, err := r.Record(b.Context(), evs...); err != nil {
 			b.Fatal(err)

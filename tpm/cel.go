@@ -37,6 +37,8 @@ type Record struct {
 	Event   Event
 	// Line is the 1-based line the record was read from (0 when written).
 	Line int
+	// Segment is the file the record was read from (set by ReadBoot).
+	Segment string
 }
 
 type celContent struct {
@@ -160,8 +162,9 @@ type Log struct {
 	Records []*Record
 	// Torn is set when the last line is incomplete (no newline, or does not
 	// decode): an append interrupted by a crash. TornLine is its line number.
-	Torn     bool
-	TornLine int
+	Torn        bool
+	TornLine    int
+	TornSegment string // the file of the torn line (ReadBoot)
 	// Size is the byte length of the complete lines (where a torn tail starts).
 	Size int64
 }

@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -59,5 +58,3 @@ func (e *LogError) Error() string {
 
 // Unwrap returns the cause.
 func (e *LogError) Unwrap() error { return e.Err }
-
-func decodeHex(s string) ([]byte, error) { return hex.DecodeString(s) }

@@ -3,11 +3,9 @@ package tpm
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 	"unicode/utf16"
 
-	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
 	"github.com/vfio-gate/vfio-gate/internal/wire"
 )
@@ -92,17 +90,17 @@ type Decision struct {
 
 // VerdictData is the event data (compact JSON) of a verdict event.
 type VerdictData struct {
-	Time           *time.Time      `json:"time,omitempty"`
-	BDF            string          `json:"bdf"`
-	VendorID       jsonhex.U16     `json:"vendor_id"`
-	DeviceID       jsonhex.U16     `json:"device_id"`
-	DSN            *jsonhex.U64    `json:"dsn,omitempty"`
-	Rule           string          `json:"rule"`
-	Verdict        string          `json:"verdict"` // "allow" or "deny"
-	Mode           string          `json:"mode"`
-	Reasons        []string        `json:"reasons"`
-	EvidenceDigest attest.HexBytes `json:"evidence_digest"`
-	Confidential   bool            `json:"confidential"`
+	Time           *time.Time   `json:"time,omitempty"`
+	BDF            string       `json:"bdf"`
+	VendorID       jsonhex.U16  `json:"vendor_id"`
+	DeviceID       jsonhex.U16  `json:"device_id"`
+	DSN            *jsonhex.U64 `json:"dsn,omitempty"`
+	Rule           string       `json:"rule"`
+	Verdict        string       `json:"verdict"` // "allow" or "deny"
+	Mode           string       `json:"mode"`
+	Reasons        []string     `json:"reasons"`
+	EvidenceDigest HexBytes     `json:"evidence_digest"`
+	Confidential   bool         `json:"confidential"`
 }
 
 // Release is a device given back (domain stopped).
@@ -128,11 +126,12 @@ type TDISPState struct {
 // BaselineData is the data of a baseline record: PCR values the replay that
 // follows starts from.
 type BaselineData struct {
-	ResetCount uint32                     `json:"reset_count"`
-	PCRs       map[string]attest.HexBytes `json:"pcrs"`
-	Reason     string                     `json:"reason"` // "boot", "resync"
-	Note       string                     `json:"note,omitempty"`
-	Time       time.Time                  `json:"time,omitzero"`
+	ResetCount   uint32              `json:"reset_count"`
+	RestartCount uint32              `json:"restart_count,omitempty"`
+	PCRs         map[string]HexBytes `json:"pcrs"`
+	Reason       string              `json:"reason"` // "boot", "resync", "segment"
+	Note         string              `json:"note,omitempty"`
+	Time         time.Time           `json:"time,omitzero"`
 }
 
 func vfioEvent(kind string, v any) Event {
@@ -177,27 +176,6 @@ func TDISPStateEvent(s TDISPState) Event {
 	return vfioEvent(KindTDISP, s)
 }
 
-// EventsFor returns the events of one gate decision, in the order they are
-// extended: one SPDM event per measurement block, one authority event for the
-// trust anchor that verified the chain (when one did), then the verdict.
-// A nil ev (attestation never ran) yields only the verdict.
-func EventsFor(ev *attest.Evidence, d Decision) ([]Event, error) {
-	var out []Event
-	if ev != nil && ev.Version != "" {
-		for _, m := range ev.Measurements {
-			e, err := measurementEvent(ev, m)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, e)
-		}
-		if a, ok := authorityEvent(ev); ok {
-			out = append(out, a)
-		}
-	}
-	return append(out, VerdictEvent(d)), nil
-}
-
 // TCG_DEVICE_SECURITY_EVENT_DATA2 constants (TCG PC Client Platform Firmware
 // Profile, device security events; layout as in EDK2 UefiTcgPlatform.h).
 const (
@@ -234,13 +212,14 @@ const (
 	maxMeasurementValLen = 0xFFFF - 3
 )
 
-// eventTypeFor maps a block to the PC Client type EDK2 uses: firmware
-// (ROM, mutable firmware, version, SVN, hash-extend) → FIRMWARE_BLOB;
-// everything else (configuration, device mode, manifest, unknown,
-// non-DMTF) → FIRMWARE_CONFIG.
-func eventTypeFor(m attest.MeasurementBlock) EventType {
-	if m.Spec&1 != 0 {
-		switch m.Type & 0x7F {
+// SPDMEventType maps a measurement block to the PC Client type EDK2 uses:
+// firmware (ROM, mutable firmware, version, SVN, hash-extend) →
+// FIRMWARE_BLOB; everything else (configuration, device mode, manifest,
+// unknown, non-DMTF) → FIRMWARE_CONFIG. spec is the
+// MeasurementSpecification byte, dmtfType the DMTFSpecMeasurementValueType.
+func SPDMEventType(spec, dmtfType uint8) EventType {
+	if spec&1 != 0 {
+		switch dmtfType & 0x7F {
 		case dmtfImmutableROM, dmtfMutableFirmware, dmtfFirmwareVersion, dmtfFirmwareSVN, dmtfHashExtend:
 			return EvEFISPDMFirmwareBlob
 		}
@@ -248,122 +227,89 @@ func eventTypeFor(m attest.MeasurementBlock) EventType {
 	return EvEFISPDMFirmwareConfig
 }
 
-// spdmVersionByte is the SPDM version as EDK2 stores it in the sub header:
-// major<<4 | minor ("1.2" → 0x12).
-func spdmVersionByte(v string) uint16 {
-	var maj, min uint16
-	if _, err := fmt.Sscanf(v, "%d.%d", &maj, &min); err != nil || maj > 15 || min > 15 {
-		return 0
-	}
-	return maj<<4 | min
-}
-
-// measurementHashAlgo is the SPDM MeasurementHashAlgo bit (DSP0274 ALGORITHMS).
-func measurementHashAlgo(name string) uint32 {
-	switch strings.ToLower(name) {
-	case "raw", "raw-bit-stream":
-		return 0x01
-	case "sha-256", "sha256":
-		return 0x02
-	case "sha-384", "sha384":
-		return 0x04
-	case "sha-512", "sha512":
-		return 0x08
-	case "sha3-256":
-		return 0x10
-	case "sha3-384":
-		return 0x20
-	case "sha3-512":
-		return 0x40
-	case "sm3-256", "sm3":
-		return 0x80
-	}
-	return 0
-}
-
-// measurementRecord re-encodes one SPDM measurement block (DSP0274
+// measurementRecord encodes one SPDM measurement block (DSP0274
 // "Measurement block format"): Index, MeasurementSpecification,
 // MeasurementSize u16, then for DMTF blocks Type u8, Size u16, Value.
-func measurementRecord(m attest.MeasurementBlock) ([]byte, error) {
+func measurementRecord(e *SPDMEvent) ([]byte, error) {
 	b := wire.NewBuilder(nil)
-	b.AddU8(m.Index).AddU8(m.Spec)
-	if m.Spec&1 != 0 {
-		if len(m.Value) > maxMeasurementValLen {
-			return nil, fmt.Errorf("tpm: measurement block %d: value of %d bytes too large", m.Index, len(m.Value))
+	b.AddU8(e.Index).AddU8(e.Spec)
+	if e.Spec&1 != 0 {
+		if len(e.Value) > maxMeasurementValLen {
+			return nil, fmt.Errorf("tpm: measurement block %d: value of %d bytes too large", e.Index, len(e.Value))
 		}
-		t := m.Type & 0x7F
-		if m.Raw {
+		t := e.DMTFType & 0x7F
+		if e.Raw {
 			t |= 0x80
 		}
-		b.AddU16(uint16(3 + len(m.Value))).AddU8(t).AddU16(uint16(len(m.Value)))
+		b.AddU16(uint16(3 + len(e.Value))).AddU8(t).AddU16(uint16(len(e.Value)))
 	} else {
-		if len(m.Value) > 0xFFFF {
-			return nil, fmt.Errorf("tpm: measurement block %d: value of %d bytes too large", m.Index, len(m.Value))
+		if len(e.Value) > 0xFFFF {
+			return nil, fmt.Errorf("tpm: measurement block %d: value of %d bytes too large", e.Index, len(e.Value))
 		}
-		b.AddU16(uint16(len(m.Value)))
+		b.AddU16(uint16(len(e.Value)))
 	}
-	b.AddBytes(m.Value)
+	b.AddBytes(e.Value)
 	return b.Bytes(), nil
 }
 
-func pciContext(id attest.Identity) []byte {
+func pciContext(e *SPDMEvent) []byte {
 	b := wire.NewBuilder(nil)
-	b.AddU16(0).AddU16(pciContextLen).AddU16(id.VendorID).AddU16(id.DeviceID).AddU8(id.Revision)
+	b.AddU16(0).AddU16(pciContextLen).AddU16(uint16(e.VendorID)).AddU16(uint16(e.DeviceID)).AddU8(uint8(e.Revision))
 	// ClassCode[3] in config-space order: programming interface, sub-class, base class.
-	b.AddU8(uint8(id.Class)).AddU8(uint8(id.Class >> 8)).AddU8(uint8(id.Class >> 16))
-	b.AddU16(id.SubsystemVendorID).AddU16(id.SubsystemID)
+	b.AddU8(uint8(e.Class)).AddU8(uint8(e.Class >> 8)).AddU8(uint8(e.Class >> 16))
+	b.AddU16(uint16(e.SubsystemVendor)).AddU16(uint16(e.Subsystem))
 	return b.Bytes()
 }
 
-// measurementEvent builds TCG_DEVICE_SECURITY_EVENT_DATA2 for one block, laid
-// out as EDK2 does: HEADER2, DevicePathLength u64 (0: we have no UEFI device
-// path; the BDF is in the verdict), SUB_HEADER_SPDM_MEASUREMENT_BLOCK, the
-// measurement block, PCI context.
-func measurementEvent(ev *attest.Evidence, m attest.MeasurementBlock) (Event, error) {
-	rec, err := measurementRecord(m)
+// EncodeSPDMEvent builds the EV_EFI_SPDM_FIRMWARE_BLOB/_CONFIG event of one
+// measurement block as TCG_DEVICE_SECURITY_EVENT_DATA2, laid out as EDK2
+// does: HEADER2, DevicePathLength u64 and the device path (empty from gate:
+// the BDF is in the verdict), SUB_HEADER_SPDM_MEASUREMENT_BLOCK, the
+// measurement block, PCI context. DeviceType must be PCI (1).
+// DecodeSPDMEvent reverses it.
+func EncodeSPDMEvent(e *SPDMEvent) (Event, error) {
+	if e.DeviceType != sec2DeviceTypePCI {
+		return Event{}, fmt.Errorf("tpm: SPDM event: device type %d, only PCI (1) is encoded", e.DeviceType)
+	}
+	if len(e.DevicePath) > maxDevicePath {
+		return Event{}, fmt.Errorf("tpm: SPDM event: device path of %d bytes exceeds %d", len(e.DevicePath), maxDevicePath)
+	}
+	rec, err := measurementRecord(e)
 	if err != nil {
 		return Event{}, err
 	}
-	auth := AuthStateSuccess
-	if !ev.MeasurementsSignatureVerified {
-		auth = AuthStateFailInvalid
-	}
-	var uid uint64
-	if ev.Identity.DSN != nil {
-		uid = *ev.Identity.DSN
-	}
 	subLen := sec2SubHeaderLen + len(rec)
-	total := sec2HeaderLen + 8 + subLen + pciContextLen
+	total := sec2HeaderLen + 8 + len(e.DevicePath) + subLen + pciContextLen
 	b := wire.NewBuilder(make([]byte, 0, total))
-	b.AddBytes([]byte(sec2Signature)).AddU16(sec2Version).AddU8(auth).AddU8(0)
-	b.AddU32(uint32(total)).AddU32(sec2DeviceTypePCI).AddU32(sec2SubMeasurement).AddU32(uint32(subLen)).AddU64(uid)
-	b.AddU64(0) // DevicePathLength
-	b.AddU16(spdmVersionByte(ev.Version)).AddU8(1).AddU8(0).AddU32(measurementHashAlgo(ev.Algorithms.MeasurementHash))
+	b.AddBytes([]byte(sec2Signature)).AddU16(sec2Version).AddU8(e.AuthState).AddU8(0)
+	b.AddU32(uint32(total)).AddU32(sec2DeviceTypePCI).AddU32(sec2SubMeasurement).AddU32(uint32(subLen)).AddU64(uint64(e.SubHeaderUID))
+	b.AddU64(uint64(len(e.DevicePath))).AddBytes(e.DevicePath)
+	b.AddU16(e.SPDMVersion).AddU8(1).AddU8(0).AddU32(e.MeasurementHash)
 	b.AddBytes(rec)
-	b.AddBytes(pciContext(ev.Identity))
-	return Event{ContentType: ContentPCClient, Type: eventTypeFor(m), Data: b.Bytes()}, nil
+	b.AddBytes(pciContext(e))
+	return Event{ContentType: ContentPCClient, Type: SPDMEventType(e.Spec, e.DMTFType), Data: b.Bytes()}, nil
 }
 
 // SPDMEvent is a decoded TCG_DEVICE_SECURITY_EVENT_DATA2 with one SPDM
 // measurement block and a PCI context.
 type SPDMEvent struct {
-	AuthState       uint8           `json:"auth_state"`
-	DeviceType      uint32          `json:"device_type"`
-	SubHeaderUID    jsonhex.U64     `json:"sub_header_uid"` // a string: 64 bits exceed a JSON number
-	DevicePath      attest.HexBytes `json:"device_path,omitempty"`
-	SPDMVersion     uint16          `json:"spdm_version"`
-	MeasurementHash uint32          `json:"measurement_hash_algo"`
-	Index           uint8           `json:"index"`
-	Spec            uint8           `json:"measurement_specification"`
-	DMTFType        uint8           `json:"dmtf_type"`
-	Raw             bool            `json:"raw"`
-	Value           attest.HexBytes `json:"value"`
-	VendorID        jsonhex.U16     `json:"vendor_id"`
-	DeviceID        jsonhex.U16     `json:"device_id"`
-	Revision        jsonhex.U8      `json:"revision"`
-	Class           jsonhex.U24     `json:"class"`
-	SubsystemVendor jsonhex.U16     `json:"subsystem_vendor_id"`
-	Subsystem       jsonhex.U16     `json:"subsystem_id"`
+	AuthState       uint8       `json:"auth_state"`
+	DeviceType      uint32      `json:"device_type"`
+	SubHeaderUID    jsonhex.U64 `json:"sub_header_uid"` // a string: 64 bits exceed a JSON number
+	DevicePath      HexBytes    `json:"device_path,omitempty"`
+	SPDMVersion     uint16      `json:"spdm_version"`
+	MeasurementHash uint32      `json:"measurement_hash_algo"`
+	Index           uint8       `json:"index"`
+	Spec            uint8       `json:"measurement_specification"`
+	DMTFType        uint8       `json:"dmtf_type"`
+	Raw             bool        `json:"raw"`
+	Value           HexBytes    `json:"value"`
+	VendorID        jsonhex.U16 `json:"vendor_id"`
+	DeviceID        jsonhex.U16 `json:"device_id"`
+	Revision        jsonhex.U8  `json:"revision"`
+	Class           jsonhex.U24 `json:"class"`
+	SubsystemVendor jsonhex.U16 `json:"subsystem_vendor_id"`
+	Subsystem       jsonhex.U16 `json:"subsystem_id"`
 }
 
 // maxDevicePath bounds DevicePathLength in a decoded event.
@@ -435,7 +381,7 @@ func DecodeSPDMEvent(data []byte) (*SPDMEvent, error) {
 		}
 		e.DMTFType, e.Raw = t&0x7F, t&0x80 != 0
 	}
-	e.Value = append(attest.HexBytes{}, ss...)
+	e.Value = append(HexBytes{}, ss...)
 	var cver, clen uint16
 	var cc [3]uint8
 	if !s.ReadU16(&cver) || !s.ReadU16(&clen) || clen != pciContextLen ||
@@ -465,47 +411,31 @@ func guid(d1 uint32, d2, d3 uint16, d4 [8]byte) []byte {
 
 const devdbName = "devdb"
 
-// authorityEvent is EV_EFI_SPDM_DEVICE_AUTHORITY as EDK2 lays it out: a
+// NewAuthorityEvent is EV_EFI_SPDM_DEVICE_AUTHORITY as EDK2 lays it out: a
 // UEFI_VARIABLE_DATA for "devdb" whose data is one EFI_SIGNATURE_DATA. EDK2
-// puts the anchor's DER there; Evidence carries only its SHA-256, so that is
-// the SignatureData (32 bytes). The chain of the slot used for signatures is
-// preferred; any verified chain otherwise.
-func authorityEvent(ev *attest.Evidence) (Event, bool) {
-	var anchor []byte
-	for _, pass := range []bool{true, false} {
-		for _, c := range ev.Chains {
-			if !c.Verified || c.AnchorSHA256 == "" || (pass && c.Slot != ev.Bundle.Slot) {
-				continue
-			}
-			if h, err := decodeHex(c.AnchorSHA256); err == nil && len(h) == 32 {
-				anchor = h
-				break
-			}
-		}
-		if anchor != nil {
-			break
-		}
-	}
-	if anchor == nil {
-		return Event{}, false
+// puts the anchor's DER there; vfio-gate puts the SHA-256 of the trust
+// anchor's DER (32 bytes) as the SignatureData.
+func NewAuthorityEvent(anchorSHA256 []byte) (Event, error) {
+	if len(anchorSHA256) != 32 {
+		return Event{}, fmt.Errorf("tpm: authority event: anchor digest of %d bytes, want 32", len(anchorSHA256))
 	}
 	name := utf16.Encode([]rune(devdbName))
-	sigData := append(append([]byte{}, vfioGateOwnerGUID...), anchor...)
+	sigData := append(append([]byte{}, vfioGateOwnerGUID...), anchorSHA256...)
 	b := wire.NewBuilder(nil)
 	b.AddBytes(devdbGUID).AddU64(uint64(len(name))).AddU64(uint64(len(sigData)))
 	for _, u := range name {
 		b.AddU16(u)
 	}
 	b.AddBytes(sigData)
-	return Event{ContentType: ContentPCClient, Type: EvEFISPDMDeviceAuthority, Data: b.Bytes()}, true
+	return Event{ContentType: ContentPCClient, Type: EvEFISPDMDeviceAuthority, Data: b.Bytes()}, nil
 }
 
 // AuthorityEvent is a decoded authority event.
 type AuthorityEvent struct {
-	VariableGUID  string          `json:"variable_guid"`
-	Name          string          `json:"name"`
-	Owner         string          `json:"owner_guid"`
-	SignatureData attest.HexBytes `json:"signature_data"` // for vfio-gate: SHA-256 of the anchor DER
+	VariableGUID  string   `json:"variable_guid"`
+	Name          string   `json:"name"`
+	Owner         string   `json:"owner_guid"`
+	SignatureData HexBytes `json:"signature_data"` // for vfio-gate: SHA-256 of the anchor DER
 }
 
 // DecodeAuthorityEvent decodes a UEFI_VARIABLE_DATA holding one EFI_SIGNATURE_DATA.
@@ -527,7 +457,7 @@ func DecodeAuthorityEvent(data []byte) (*AuthorityEvent, error) {
 		return nil, fmt.Errorf("tpm: device authority event: VariableDataLength %d does not match", dlen)
 	}
 	return &AuthorityEvent{VariableGUID: guidString(g), Name: string(utf16.Decode(name)), Owner: guidString(owner),
-		SignatureData: append(attest.HexBytes{}, rest...)}, nil
+		SignatureData: append(HexBytes{}, rest...)}, nil
 }
 
 func guidString(b []byte) string {

@@ -69,7 +69,7 @@ func FuzzReadLog(f *testing.F) {
 }
 
 func FuzzDecodeSPDMEvent(f *testing.F) {
-	evs, _ := EventsFor(sampleEvidence(), sampleDecision(true))
+	evs := sampleEvents(true)
 	for _, e := range evs[:4] {
 		f.Add(e.Data)
 	}
@@ -87,7 +87,7 @@ func FuzzDecodeSPDMEvent(f *testing.F) {
 }
 
 func FuzzDecodeAuthorityEvent(f *testing.F) {
-	evs, _ := EventsFor(sampleEvidence(), sampleDecision(true))
+	evs := sampleEvents(true)
 	f.Add(evs[4].Data)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := DecodeAuthorityEvent(data)
@@ -110,17 +110,17 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		f.Fatal(err)
 	}
 	defer s.Close()
-	path := filepath.Join(f.TempDir(), "events.cel.jsonl")
-	r, err := NewRecorder(s.tpm, RecorderOptions{PCR: DefaultPCR, LogPath: path})
+	path := filepath.Join(f.TempDir(), "events")
+	r, err := NewRecorder(s.tpm, RecorderOptions{PCR: DefaultPCR, Dir: path})
 	if err != nil {
 		f.Fatal(err)
 	}
-	evs, _ := EventsFor(sampleEvidence(), sampleDecision(false))
+	evs := sampleEvents(false)
 	evs = append(evs, ReleaseEvent(Release{BDF: "0000:3b:00.0"}), TDISPStateEvent(TDISPState{BDF: "0000:3b:00.0", From: "RUN", To: "ERROR"}))
 	if _, err := r.Record(f.Context(), evs...); err != nil {
 		f.Fatal(err)
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(lastSegment(f, path))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -140,4 +140,18 @@ func simulatorGet() (simHandle, error) {
 		return simHandle{}, err
 	}
 	return simHandle{s: s, tpm: transport.FromReadWriteCloser(s)}, nil
+}
+
+func FuzzParseIndex(f *testing.F) {
+	f.Add([]byte(`{"schema":"vfio-gate/log-index/v1","boot":1,"reset_count":1,"restart_count":0,"segment":1,"size":400,"segment_records":7,"next_recnum":8,"values":{"sha256":"00"}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ix, err := parseIndex(data)
+		if (ix == nil) == (err == nil) {
+			t.Fatalf("result %v, err %v", ix, err)
+		}
+		if err == nil && (ix.Boot <= 0 || ix.Segment <= 0 || ix.Size <= 0 || len(ix.Values) == 0) {
+			t.Fatalf("accepted an incomplete index %+v", ix)
+		}
+	})
 }

@@ -2,7 +2,6 @@ package tpm
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/vfio-gate/vfio-gate/attest"
 )
 
 // openSim returns a fresh in-process simulator (manufacture-reset by Get).
@@ -26,27 +24,48 @@ func openSimT(t *testing.T) (*simulator.Simulator, transport.TPM) {
 	return s, transport.FromReadWriteCloser(s)
 }
 
-func sampleEvidence() *attest.Evidence {
-	dsn := uint64(0x0011223344556677)
-	anchor := sha256.Sum256([]byte("test root"))
-	return &attest.Evidence{
-		Identity: attest.Identity{BDF: "0000:3b:00.0", VendorID: 0x8086, DeviceID: 0x0d58, SubsystemVendorID: 0x8086,
-			SubsystemID: 0x0001, Class: 0x020000, Revision: 2, DSN: &dsn},
-		HasCMA:     true,
-		Version:    "1.2",
-		Algorithms: attest.Algorithms{BaseHash: "sha-384", MeasurementHash: "sha-384"},
-		Chains: []attest.ChainState{
-			{Slot: 1, Verified: false, Error: "x"},
-			{Slot: 0, Verified: true, AnchorSHA256: hex.EncodeToString(anchor[:])},
-		},
-		Measurements: []attest.MeasurementBlock{
-			{Index: 1, Type: 0, TypeName: "immutable-rom", Value: bytesOf(0x11, 48), Spec: 1},
-			{Index: 2, Type: 1, TypeName: "mutable-firmware", Value: bytesOf(0x22, 48), Spec: 1},
-			{Index: 3, Type: 3, TypeName: "firmware-config", Value: bytesOf(0x33, 48), Spec: 1},
-			{Index: 4, Type: 5, Raw: true, TypeName: "device-mode", Value: []byte{1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, Spec: 1},
-		},
-		MeasurementsSignatureVerified: true,
+// sampleSPDMEvents are the Sec2 events of four measurement blocks (ROM,
+// mutable firmware, firmware config, raw device mode) of one device.
+func sampleSPDMEvents() []*SPDMEvent {
+	base := SPDMEvent{AuthState: AuthStateSuccess, DeviceType: 1, SubHeaderUID: 0x0011223344556677, SPDMVersion: 0x12,
+		MeasurementHash: 0x04, Spec: 1, VendorID: 0x8086, DeviceID: 0x0d58, Revision: 2, Class: 0x020000,
+		SubsystemVendor: 0x8086, Subsystem: 1}
+	blocks := []struct {
+		index, typ uint8
+		raw        bool
+		value      []byte
+	}{
+		{1, 0, false, bytesOf(0x11, 48)},
+		{2, 1, false, bytesOf(0x22, 48)},
+		{3, 3, false, bytesOf(0x33, 48)},
+		{4, 5, true, []byte{1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
 	}
+	var out []*SPDMEvent
+	for _, b := range blocks {
+		e := base
+		e.Index, e.DMTFType, e.Raw, e.Value = b.index, b.typ, b.raw, b.value
+		out = append(out, &e)
+	}
+	return out
+}
+
+// sampleEvents are the events of one decision as gate records them: four
+// SPDM measurement events, the trust anchor, the verdict.
+func sampleEvents(allow bool) []Event {
+	var out []Event
+	for _, s := range sampleSPDMEvents() {
+		e, err := EncodeSPDMEvent(s)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, e)
+	}
+	anchor := sha256.Sum256([]byte("test root"))
+	a, err := NewAuthorityEvent(anchor[:])
+	if err != nil {
+		panic(err)
+	}
+	return append(out, a, VerdictEvent(sampleDecision(allow)))
 }
 
 func sampleDecision(allow bool) Decision {
@@ -63,8 +82,8 @@ func bytesOf(b byte, n int) []byte { return []byte(strings.Repeat(string([]byte{
 
 func newRec(t *testing.T, tp transport.TPM, pcr int) (*Recorder, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "state", "events.cel.jsonl")
-	r, err := NewRecorder(tp, RecorderOptions{PCR: pcr, LogPath: path, AllowResettable: true,
+	path := filepath.Join(t.TempDir(), "state", "events")
+	r, err := NewRecorder(tp, RecorderOptions{PCR: pcr, Dir: path, AllowResettable: true,
 		Now: func() time.Time { return time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
@@ -74,10 +93,7 @@ func newRec(t *testing.T, tp transport.TPM, pcr int) (*Recorder, string) {
 
 func recordSample(t *testing.T, r *Recorder, allow bool) []Record {
 	t.Helper()
-	evs, err := EventsFor(sampleEvidence(), sampleDecision(allow))
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := sampleEvents(allow)
 	recs, err := r.Record(t.Context(), evs...)
 	if err != nil {
 		t.Fatalf("Record: %v", err)
@@ -118,13 +134,13 @@ func hasWarning(res *VerifyResult, kind string) *Problem {
 // rewriteLines applies f to the log's lines and writes them back.
 func rewriteLines(t *testing.T, path string, f func([]string) []string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(lastSegment(t, path))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 	lines = f(lines)
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
+	if err := os.WriteFile(lastSegment(t, path), []byte(strings.Join(lines, "\n")+"\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -143,4 +159,14 @@ func extendBehindBack(t *testing.T, tp transport.TPM, pcr int) {
 	if _, err := (tpm2.PCRExtend{PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)}, Digests: vals}).Execute(tp); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lastSegment is the newest segment file of the log directory dir.
+func lastSegment(t testing.TB, dir string) string {
+	t.Helper()
+	b, err := FindBoot(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Segments[len(b.Segments)-1]
 }

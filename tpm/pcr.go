@@ -148,12 +148,48 @@ func extend(t transport.TPM, pcr int, banks []bank, digests map[string][]byte) e
 	return tpmErr("extend", err)
 }
 
-// resetCount is TPMS_CLOCK_INFO.resetCount (Part 2 §10.11.1): it changes on
-// every TPM Reset (reboot), which is when PCRs return to their initial value.
-func resetCount(t transport.TPM) (uint32, error) {
+// clockCounts are TPMS_CLOCK_INFO.resetCount and restartCount (Part 2
+// §10.11.1), the boot key of the event log: resetCount changes on every TPM
+// Reset (reboot), restartCount on every TPM Restart (resume from
+// hibernation); after either the PCRs hold their reset values again.
+func clockCounts(t transport.TPM) (reset, restart uint32, err error) {
 	rsp, err := tpm2.ReadClock{}.Execute(t)
 	if err != nil {
-		return 0, tpmErr("read-clock", err)
+		return 0, 0, tpmErr("read-clock", err)
 	}
-	return rsp.CurrentTime.ClockInfo.ResetCount, nil
+	return rsp.CurrentTime.ClockInfo.ResetCount, rsp.CurrentTime.ClockInfo.RestartCount, nil
+}
+
+// BankValue is one bank's value of a PCR.
+type BankValue struct {
+	Alg    string   `json:"alg"` // "sha256", ...
+	AlgID  uint16   `json:"alg_id"`
+	Digest HexBytes `json:"digest"`
+}
+
+// PCRValues reads pcr in every active bank, sorted by algorithm ID.
+func PCRValues(t transport.TPM, pcr int) ([]BankValue, error) {
+	banks, err := activeBanks(t, pcr)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := readPCR(t, pcr, banks)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BankValue, 0, len(banks))
+	for _, b := range banks {
+		out = append(out, BankValue{Alg: b.name, AlgID: uint16(b.alg), Digest: vals[b.name]})
+	}
+	return out, nil
+}
+
+// BootKey is the TPM's (resetCount, restartCount), the key of the event
+// log's boots (TPM2_ReadClock).
+func BootKey(t transport.TPM) (reset, restart uint32, err error) { return clockCounts(t) }
+
+// BankHash is the hash of a bank name ("sha256"), false when unknown.
+func BankHash(name string) (crypto.Hash, bool) {
+	b, ok := bankByName(name)
+	return b.hash, ok
 }

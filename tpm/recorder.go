@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/vfio-gate/vfio-gate/attest"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,8 +23,11 @@ type RecorderOptions struct {
 	// PCR to extend; 0 means DefaultPCR (PCR 0 is the firmware's and never a
 	// sensible choice).
 	PCR int
-	// LogPath is the CEL-JSON event log, e.g. /var/lib/vfio-gate/events.cel.jsonl.
-	LogPath string
+	// Dir is the log directory, e.g. /var/lib/vfio-gate/events (layout in
+	// segments.go and docs/evidence.md).
+	Dir string
+	// Retention bounds the earlier boots kept; zero → defaults.
+	Retention Retention
 	// AllowResettable permits PCR 16 and 23 (test mode only).
 	AllowResettable bool
 	// Now is the clock for baseline records; nil → time.Now.
@@ -35,14 +38,18 @@ type RecorderOptions struct {
 
 // Recorder extends events into one PCR and appends them to the event log.
 // It is safe for concurrent use; across processes it holds an exclusive
-// flock on the log while recording.
+// flock on the log directory's lock file while recording.
 type Recorder struct {
-	t    transport.TPM
-	pcr  int
-	path string
-	now  func() time.Time
-	log  *slog.Logger
-	mu   sync.Mutex
+	t   transport.TPM
+	pcr int
+	dir string
+	ret Retention
+	now func() time.Time
+	log *slog.Logger
+	mu  sync.Mutex
+	// segment limits: SegmentMaxRecords, SegmentMaxBytes (smaller in tests)
+	segRecords int
+	segBytes   int64
 }
 
 // NewRecorder checks the options; it does not touch the TPM yet.
@@ -56,8 +63,8 @@ func NewRecorder(t transport.TPM, opts RecorderOptions) (*Recorder, error) {
 	if err := checkPCR(opts.PCR, opts.AllowResettable); err != nil {
 		return nil, err
 	}
-	if opts.LogPath == "" {
-		return nil, errors.New("tpm: NewRecorder: empty LogPath")
+	if opts.Dir == "" {
+		return nil, errors.New("tpm: NewRecorder: empty Dir")
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -65,32 +72,42 @@ func NewRecorder(t transport.TPM, opts RecorderOptions) (*Recorder, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{t: t, pcr: opts.PCR, path: opts.LogPath, now: opts.Now, log: opts.Logger}, nil
+	return &Recorder{t: t, pcr: opts.PCR, dir: opts.Dir, ret: opts.Retention, now: opts.Now, log: opts.Logger,
+		segRecords: SegmentMaxRecords, segBytes: SegmentMaxBytes}, nil
 }
 
 // PCR is the PCR this recorder extends.
 func (r *Recorder) PCR() int { return r.pcr }
 
+// Dir is the log directory.
+func (r *Recorder) Dir() string { return r.dir }
+
 // lockPoll is how often Record retries a contended flock.
 const lockPoll = 10 * time.Millisecond
 
+// oNoFollow refuses a symlink as the last path element of a log file.
+const oNoFollow = unix.O_NOFOLLOW | unix.O_CLOEXEC
+
 // Record measures events in order and returns their log records.
 //
-// Order (write-ahead): the CEL-JSON lines of all events are appended with
-// one write(2) and fsync'd, THEN each event's digests are extended, in order,
-// into every active bank with one TPM2_PCR_Extend per event. If an extend
-// fails, Record returns the records extended so far and the error. A crash can therefore leave (a) an incomplete last
-// line, never extended: Record truncates it and logs a warning, Verify
-// reports it as torn; or (b) complete records at the tail that were never
-// extended (crash or TPM failure between append and extend): the next Record
-// sees that the log replays to the PCR only without them, and appends a
-// "resync" baseline holding the current PCR values before its own records;
-// Verify names those records as never extended. A PCR that holds extends
-// the log does not explain is never papered over.
+// Order (write-ahead): the CEL-JSON lines of all events are appended to the
+// current segment with one write(2) and fsync'd, THEN each event's digests
+// are extended, in order, into every active bank with one TPM2_PCR_Extend
+// per event, THEN the index is updated. If an extend fails, Record returns
+// the records extended so far and the error. A crash can therefore leave
+// (a) an incomplete last line, never extended: Record truncates it and logs
+// a warning; or (b) complete records past the index that were never
+// extended: the next Record sees that the log replays to the PCR only
+// without them, and starts a new segment with a "resync" baseline holding
+// the current PCR values; Verify names those records as never extended. A
+// PCR that holds extends the log does not explain is never papered over.
 //
-// Before the first event of a boot (TPM resetCount differs from the last
-// baseline's) a "boot" baseline record with the PCR's current values is
-// appended; baselines are logged but not extended.
+// Cost: Record reads the index and the bytes appended since it was written
+// (normally none), never the whole log; the size of the log never makes it
+// fail. The first event of a boot (TPM resetCount/restartCount differ from
+// the newest boot's) starts a new boot directory with a "boot" baseline and
+// prunes earlier boots beyond the retention; a full segment starts a new
+// one with a "segment" baseline. Baselines are logged, not extended.
 func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -105,39 +122,16 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(r.path), 0o750); err != nil {
-		return nil, &LogError{Path: r.path, Msg: "create state directory", Err: err}
+	if err := os.MkdirAll(r.dir, 0o750); err != nil {
+		return nil, &LogError{Path: r.dir, Msg: "create log directory", Err: err}
 	}
-	_, statErr := os.Stat(r.path)
-	f, err := os.OpenFile(r.path, os.O_RDWR|os.O_CREATE|os.O_APPEND|unix.O_NOFOLLOW, 0o640) // a symlink planted at the log is not followed
+	lf, err := os.OpenFile(filepath.Join(r.dir, lockName), os.O_RDWR|os.O_CREATE|oNoFollow, 0o640)
 	if err != nil {
-		return nil, &LogError{Path: r.path, Msg: "open", Err: err}
+		return nil, &LogError{Path: r.dir, Msg: "open lock", Err: err}
 	}
-	defer f.Close()
-	if errors.Is(statErr, os.ErrNotExist) {
-		// A new file: make its directory entry durable too.
-		if err := syncDir(filepath.Dir(r.path)); err != nil {
-			return nil, &LogError{Path: r.path, Msg: "fsync directory", Err: err}
-		}
-	}
-	if err := flock(ctx, f); err != nil {
-		return nil, &LogError{Path: r.path, Msg: "lock", Err: err}
-	}
-	// Closing f releases the lock.
-
-	lg, err := readLog(r.path, f)
-	if err != nil {
-		return nil, err
-	}
-	if lg.Torn {
-		r.log.WarnContext(ctx, "event log: dropping incomplete last line (torn append, never extended)",
-			"path", r.path, "line", lg.TornLine)
-		if err := f.Truncate(lg.Size); err != nil {
-			return nil, &LogError{Path: r.path, Msg: "truncate torn tail", Err: err}
-		}
-		if err := f.Sync(); err != nil {
-			return nil, &LogError{Path: r.path, Msg: "fsync", Err: err}
-		}
+	defer lf.Close() // releases the flock
+	if err := flock(ctx, lf); err != nil {
+		return nil, &LogError{Path: r.dir, Msg: "lock", Err: err}
 	}
 
 	banks, err := activeBanks(r.t, r.pcr)
@@ -148,56 +142,79 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 	if err != nil {
 		return nil, err
 	}
-	rc, err := resetCount(r.t)
+	rc, restart, err := clockCounts(r.t)
 	if err != nil {
 		return nil, err
 	}
-	var next uint64 = 1
-	if n := len(lg.Records); n > 0 {
-		next = lg.Records[n-1].RecNum + 1
+	tl, err := r.openTail(ctx, banks, rc, restart)
+	if err != nil {
+		return nil, err
 	}
-	var out []Record
-	appendRec := func(rec Record) error {
-		line, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		next++
-		return appendDurably(f, r.path, append(line, '\n'))
+	if tl.f != nil {
+		defer tl.f.Close()
 	}
 
-	// Baseline: a new boot, or a torn tail to acknowledge.
-	seg, base := currentSegment(lg.Records, rc)
+	// A baseline starts a new boot, acknowledges records that were never
+	// extended, or starts the next segment.
 	reason, note := "", ""
 	switch {
-	case base == nil:
+	case tl.f == nil:
 		reason = "boot"
-	default:
-		st := replaySegment(seg, base, banks, r.pcr)
-		if st.err != nil {
-			r.log.WarnContext(ctx, "event log has a bad record; recording anyway (log verify will fail)",
-				"path", r.path, "recnum", st.err.RecNum, "err", st.err.Msg)
-		} else if !equalPCRs(st.values[len(seg)], pcrs, banks) {
-			if k := matchingPrefix(st.values, pcrs, banks); k >= 0 {
-				reason = "resync"
-				note = fmt.Sprintf("records %d..%d were appended but never extended", seg[k].RecNum, seg[len(seg)-1].RecNum)
-				r.log.WarnContext(ctx, "event log: tail records were never extended; appending a resync baseline",
-					"path", r.path, "first", seg[k].RecNum, "last", seg[len(seg)-1].RecNum)
-			} else {
-				r.log.WarnContext(ctx, "event log does not replay to the PCR; recording anyway (log verify will fail)",
-					"path", r.path, "pcr", r.pcr)
-			}
+	case tl.broken != "":
+		reason, note = "resync", tl.broken
+	case !equalPCRs(tl.values[len(tl.values)-1], pcrs, banks):
+		if k := matchingPrefix(tl.values, pcrs, banks); k >= 0 && k < len(tl.recs) {
+			reason = "resync"
+			note = fmt.Sprintf("records %d..%d were appended but never extended", tl.recs[k].RecNum, tl.recs[len(tl.recs)-1].RecNum)
+			r.log.WarnContext(ctx, "event log: tail records were never extended; starting a segment with a resync baseline",
+				"dir", r.dir, "first", tl.recs[k].RecNum, "last", tl.recs[len(tl.recs)-1].RecNum)
+		} else {
+			r.log.WarnContext(ctx, "event log does not replay to the PCR; recording anyway (log verify will fail)",
+				"dir", r.dir, "pcr", r.pcr)
+		}
+	case tl.ix.SegRecords >= r.segRecords || tl.ix.Size >= r.segBytes:
+		reason = "segment"
+	}
+	ix := tl.ix
+	ix.Values = map[string]HexBytes{}
+	for _, b := range banks {
+		if len(tl.values) > 0 {
+			ix.Values[b.name] = tl.values[len(tl.values)-1][b.name]
 		}
 	}
+	next := ix.NextRecNum
+	var buf []byte
 	if reason != "" {
-		bd := BaselineData{ResetCount: rc, PCRs: map[string]attest.HexBytes{}, Reason: reason, Note: note, Time: r.now().UTC()}
-		for _, b := range banks {
-			bd.PCRs[b.name] = pcrs[b.name]
+		if tl.f != nil {
+			tl.f.Close()
 		}
-		ev := vfioEvent(KindBaseline, bd)
-		if err := appendRec(Record{RecNum: next, PCR: r.pcr, Event: ev}); err != nil {
+		if reason == "boot" {
+			if ix, err = r.newBoot(rc, restart); err != nil {
+				return nil, err
+			}
+			ix.Values = map[string]HexBytes{}
+			next = 1
+		} else {
+			ix.Segment++
+			ix.Size, ix.SegRecords = 0, 0
+		}
+		segPath := filepath.Join(r.dir, bootDirName(ix.Boot), segmentName(ix.Segment))
+		if tl.f, err = createSegment(segPath); err != nil {
 			return nil, err
 		}
+		tl.path = segPath
+		bd := BaselineData{ResetCount: rc, RestartCount: restart, PCRs: map[string]HexBytes{}, Reason: reason, Note: note, Time: r.now().UTC()}
+		for _, b := range banks {
+			bd.PCRs[b.name] = pcrs[b.name]
+			ix.Values[b.name] = pcrs[b.name]
+		}
+		line, err := json.Marshal(Record{RecNum: next, PCR: r.pcr, Event: vfioEvent(KindBaseline, bd)})
+		if err != nil {
+			return nil, err
+		}
+		buf = append(line, '\n')
+		next++
+		ix.SegRecords++
 	}
 
 	// Append every record of the batch, make them durable with one fsync,
@@ -207,7 +224,6 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 	}
 	recs := make([]Record, 0, len(events))
 	sums := make([]map[string][]byte, 0, len(events))
-	var buf []byte
 	for _, e := range events {
 		rec := Record{RecNum: next, PCR: r.pcr, Event: e}
 		s := make(map[string][]byte, len(banks))
@@ -223,17 +239,233 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 		recs, sums = append(recs, rec), append(sums, s)
 		next++
 	}
-	if err := appendDurably(f, r.path, buf); err != nil {
+	if err := appendDurably(tl.f, tl.path, buf); err != nil {
 		return nil, err
 	}
+	var out []Record
 	for i, rec := range recs {
 		if err := extend(r.t, r.pcr, banks, sums[i]); err != nil {
 			return out, err
 		}
+		for _, b := range banks {
+			ix.Values[b.name] = b.extendValue(ix.Values[b.name], sums[i][b.name])
+		}
 		r.log.DebugContext(ctx, "event recorded", "pcr", r.pcr, "recnum", rec.RecNum, "content_type", rec.Event.ContentType)
 		out = append(out, rec)
 	}
+	ix.Size += int64(len(buf))
+	ix.SegRecords += len(recs)
+	ix.NextRecNum = next
+	if err := writeIndex(r.dir, &ix); err != nil {
+		// Only a cache: the next Record rebuilds it from the segment.
+		r.log.WarnContext(ctx, "event log: cannot write the index", "dir", r.dir, "err", err)
+	}
 	return out, nil
+}
+
+// tail is the current boot's last segment, open for appending, replayed to
+// its end: values[0] is the replay at the index (or the segment's baseline
+// on a rebuild), values[i+1] after recs[i].
+type tail struct {
+	f      *os.File // nil: no segment of this boot yet
+	path   string
+	ix     logIndex
+	recs   []*Record
+	values []map[string][]byte
+	broken string // set when the segment cannot be replayed: start a new one
+}
+
+// openTail finds the current segment of the boot with the given counts from
+// the index, reading only what was appended after it; without a usable index
+// it rebuilds from the last segment alone.
+func (r *Recorder) openTail(ctx context.Context, banks []bank, rc, restart uint32) (*tail, error) {
+	ix, err := readIndex(r.dir)
+	if err == nil && (ix.ResetCount != rc || ix.RestartCount != restart) {
+		// A new boot, most likely; rebuild confirms it against the newest
+		// boot directory rather than trusting the cache.
+		return r.rebuild(ctx, banks, rc, restart)
+	}
+	if err == nil {
+		tl, err := r.fromIndex(ctx, ix, banks)
+		if err == nil {
+			return tl, nil
+		}
+		r.log.WarnContext(ctx, "event log: index does not match the log; rebuilding it", "dir", r.dir, "err", err)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		r.log.WarnContext(ctx, "event log: index unreadable; rebuilding it", "dir", r.dir, "err", err)
+	}
+	return r.rebuild(ctx, banks, rc, restart)
+}
+
+func (r *Recorder) fromIndex(ctx context.Context, ix *logIndex, banks []bank) (*tail, error) {
+	p := filepath.Join(r.dir, bootDirName(ix.Boot), segmentName(ix.Segment))
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|oNoFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < ix.Size {
+		f.Close()
+		return nil, errors.Join(err, fmt.Errorf("segment %s is %d bytes, the index says %d", p, fi.Size(), ix.Size))
+	}
+	base := map[string][]byte{}
+	for _, b := range banks {
+		v, ok := ix.Values[b.name]
+		if !ok || len(v) != b.hash.Size() {
+			f.Close()
+			return nil, fmt.Errorf("index has no %s value", b.name)
+		}
+		base[b.name] = v
+	}
+	tl := &tail{f: f, path: p, ix: *ix, values: []map[string][]byte{base}}
+	if fi.Size() == ix.Size {
+		return tl, nil
+	}
+	recs, end, torn, err := readTail(p, f, ix.Size)
+	if err := r.repairTorn(ctx, tl, end, torn); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err != nil {
+		tl.broken = err.Error()
+		return tl, nil
+	}
+	r.replayTail(tl, recs, banks)
+	return tl, nil
+}
+
+// repairTorn truncates an incomplete last line (an append torn by a crash,
+// never extended).
+func (r *Recorder) repairTorn(ctx context.Context, tl *tail, end int64, torn bool) error {
+	if !torn {
+		return nil
+	}
+	r.log.WarnContext(ctx, "event log: dropping incomplete last line (torn append, never extended)", "path", tl.path, "offset", end)
+	if err := tl.f.Truncate(end); err != nil {
+		return &LogError{Path: tl.path, Msg: "truncate torn tail", Err: err}
+	}
+	if err := tl.f.Sync(); err != nil {
+		return &LogError{Path: tl.path, Msg: "fsync", Err: err}
+	}
+	return nil
+}
+
+// replayTail replays records read past the index, stopping at a bad one.
+func (r *Recorder) replayTail(tl *tail, recs []*Record, banks []bank) {
+	for _, rec := range recs {
+		if p := checkRecord(rec, banks, r.pcr); p != nil {
+			tl.broken = p.Msg
+			return
+		}
+		cur := tl.values[len(tl.values)-1]
+		nv := map[string][]byte{}
+		for _, b := range banks {
+			d, _ := hex.DecodeString(digestOf(rec, b.name))
+			nv[b.name] = b.extendValue(cur[b.name], d)
+		}
+		tl.recs = append(tl.recs, rec)
+		tl.values = append(tl.values, nv)
+		tl.ix.SegRecords++
+		tl.ix.NextRecNum = rec.RecNum + 1
+	}
+}
+
+// rebuild reads the newest boot's last segment (bounded by the segment
+// limits) when the index is missing or wrong.
+func (r *Recorder) rebuild(ctx context.Context, banks []bank, rc, restart uint32) (*tail, error) {
+	boots, err := ListBoots(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(boots) == 0 {
+		return &tail{}, nil
+	}
+	b := boots[len(boots)-1]
+	if b.KeyError != "" || b.ResetCount != rc || b.RestartCount != restart {
+		return &tail{}, nil
+	}
+	last := b.Segments[len(b.Segments)-1]
+	seg, _ := parseSeq(filepath.Base(last), "seg-", ".cel.jsonl")
+	f, err := os.OpenFile(last, os.O_RDWR|os.O_APPEND|oNoFollow, 0)
+	if err != nil {
+		return nil, &LogError{Path: last, Msg: "open", Err: err}
+	}
+	tl := &tail{f: f, path: last, ix: logIndex{Boot: b.Seq, ResetCount: rc, RestartCount: restart, Segment: seg, NextRecNum: 2}}
+	recs, end, torn, rerr := readTail(last, f, 0)
+	if err := r.repairTorn(ctx, tl, end, torn); err != nil {
+		f.Close()
+		return nil, err
+	}
+	tl.ix.Size = end
+	var bd *BaselineData
+	if rerr == nil && len(recs) > 0 && recs[0].Event.Kind == KindBaseline {
+		bd, rerr = parseBaseline(recs[0].Event.Data)
+	} else if rerr == nil {
+		rerr = errors.New("segment does not start with a baseline")
+	}
+	if len(recs) > 0 {
+		tl.ix.NextRecNum = recs[len(recs)-1].RecNum + 1
+	}
+	base := map[string][]byte{}
+	for _, bk := range banks {
+		if bd != nil && len(bd.PCRs[bk.name]) != bk.hash.Size() {
+			rerr = fmt.Errorf("baseline has no %s value", bk.name)
+		}
+		if bd != nil {
+			base[bk.name] = bd.PCRs[bk.name]
+		} else {
+			base[bk.name] = make([]byte, bk.hash.Size())
+		}
+	}
+	tl.values = []map[string][]byte{base}
+	if rerr != nil {
+		tl.broken = rerr.Error()
+		return tl, nil
+	}
+	tl.ix.SegRecords = 1
+	r.replayTail(tl, recs[1:], banks)
+	// Only the records after the baseline are candidates for "never extended".
+	return tl, nil
+}
+
+// newBoot creates the next boot directory and prunes earlier boots.
+func (r *Recorder) newBoot(rc, restart uint32) (logIndex, error) {
+	boots, err := ListBoots(r.dir)
+	if err != nil {
+		return logIndex{}, err
+	}
+	seq := 1
+	if n := len(boots); n > 0 {
+		seq = boots[n-1].Seq + 1
+	}
+	if ix, err := readIndex(r.dir); err == nil && ix.Boot >= seq {
+		seq = ix.Boot + 1
+	}
+	d := filepath.Join(r.dir, bootDirName(seq))
+	if err := os.Mkdir(d, 0o750); err != nil {
+		return logIndex{}, &LogError{Path: d, Msg: "create boot directory", Err: err}
+	}
+	if err := syncDir(r.dir); err != nil {
+		return logIndex{}, &LogError{Path: r.dir, Msg: "fsync directory", Err: err}
+	}
+	if removed, err := prune(r.dir, seq, r.ret, r.now()); err != nil {
+		r.log.Warn("event log: pruning earlier boots failed", "dir", r.dir, "err", err)
+	} else if len(removed) > 0 {
+		r.log.Info("event log: removed earlier boots beyond the retention", "dir", r.dir, "boots", removed)
+	}
+	return logIndex{Boot: seq, ResetCount: rc, RestartCount: restart, Segment: 1}, nil
+}
+
+func createSegment(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL|oNoFollow, 0o640)
+	if err != nil {
+		return nil, &LogError{Path: p, Msg: "create segment", Err: err}
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		f.Close()
+		return nil, &LogError{Path: p, Msg: "fsync directory", Err: err}
+	}
+	return f, nil
 }
 
 func checkEvent(e Event) error {
@@ -269,22 +501,6 @@ func flock(ctx context.Context, f *os.File) error {
 		case <-time.After(lockPoll):
 		}
 	}
-}
-
-// currentSegment returns the records after the last baseline of the boot
-// with resetCount rc, and that baseline (nil when this boot has none).
-func currentSegment(recs []*Record, rc uint32) ([]*Record, *BaselineData) {
-	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i].Event.Kind != KindBaseline {
-			continue
-		}
-		bd, err := parseBaseline(recs[i].Event.Data)
-		if err != nil || bd.ResetCount != rc {
-			return nil, nil
-		}
-		return recs[i+1:], bd
-	}
-	return nil, nil
 }
 
 func parseBaseline(data []byte) (*BaselineData, error) {
@@ -414,14 +630,4 @@ func appendDurably(f *os.File, path string, lines []byte) error {
 		return &LogError{Path: path, Msg: "fsync", Err: err}
 	}
 	return nil
-}
-
-// RecordDecision records the events of one gate decision (EventsFor: SPDM
-// measurement blocks, trust anchor, verdict), allow or deny.
-func (r *Recorder) RecordDecision(ctx context.Context, ev *attest.Evidence, d Decision) ([]Record, error) {
-	evs, err := EventsFor(ev, d)
-	if err != nil {
-		return nil, err
-	}
-	return r.Record(ctx, evs...)
 }

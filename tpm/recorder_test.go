@@ -18,7 +18,7 @@ import (
 // hash function: start at zero, PCR = H(PCR || H(event_data)) per extended record.
 func replayIndependently(t *testing.T, path string, h crypto.Hash) []byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(lastSegment(t, path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,20 +106,20 @@ func TestRecordVerifySimulator(t *testing.T) {
 func TestNewRecorderRefusesResettablePCR(t *testing.T) {
 	_, tp := openSimT(t)
 	for _, pcr := range []int{16, 23} {
-		_, err := NewRecorder(tp, RecorderOptions{PCR: pcr, LogPath: "/x"})
+		_, err := NewRecorder(tp, RecorderOptions{PCR: pcr, Dir: "/x"})
 		if !errors.Is(err, ErrResettablePCR) {
 			t.Errorf("PCR %d without test mode: %v", pcr, err)
 		}
-		if _, err := NewRecorder(tp, RecorderOptions{PCR: pcr, LogPath: "/x", AllowResettable: true}); err != nil {
+		if _, err := NewRecorder(tp, RecorderOptions{PCR: pcr, Dir: "/x", AllowResettable: true}); err != nil {
 			t.Errorf("PCR %d in test mode: %v", pcr, err)
 		}
 	}
 	for _, pcr := range []int{17, 22, 24, -1} {
-		if _, err := NewRecorder(tp, RecorderOptions{PCR: pcr, LogPath: "/x", AllowResettable: true}); err == nil {
+		if _, err := NewRecorder(tp, RecorderOptions{PCR: pcr, Dir: "/x", AllowResettable: true}); err == nil {
 			t.Errorf("PCR %d accepted", pcr)
 		}
 	}
-	r, err := NewRecorder(tp, RecorderOptions{LogPath: "/x"})
+	r, err := NewRecorder(tp, RecorderOptions{Dir: "/x"})
 	if err != nil || r.PCR() != DefaultPCR {
 		t.Errorf("default PCR: %v %v", r, err)
 	}
@@ -168,7 +168,7 @@ var tamperCases = []struct {
 		extendBehindBack(t, tp, pcr)
 	}, ProblemUnlogged, "extended behind its back", 0, ""},
 	{"torn last line", func(t *testing.T, _ transport.TPM, path string, _ int) {
-		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		f, err := os.OpenFile(lastSegment(t, path), os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +236,7 @@ func TestRecordRepairsTornTail(t *testing.T) {
 	_, tp := openSimT(t)
 	r, path := newRec(t, tp, DefaultPCR)
 	recordSample(t, r, true)
-	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f, _ := os.OpenFile(lastSegment(t, path), os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"recnum":8,"pc`)
 	f.Close()
 	recordSample(t, r, false)
@@ -288,18 +288,31 @@ func TestVerifyAcrossReboot(t *testing.T) {
 	if !res.OK || res.Checked != 6 || hasWarning(res, WarnEarlierBoots) == nil {
 		t.Fatalf("after reboot + record: %+v", res)
 	}
-	// Records of the earlier boot are still checked against their digests.
-	saved, _ := os.ReadFile(path)
-	rewriteLines(t, path, func(l []string) []string {
-		l[6] = strings.Replace(l[6], `"event_data":"7b`, `"event_data":"7c`, 1)
-		return l
-	})
-	if res := mustVerify(t, tp, path, DefaultPCR); res.OK || hasProblem(res, ProblemAltered) == nil || res.FirstDivergence != 7 {
-		t.Fatalf("altered record of an earlier boot: %+v", res)
+	if res.Boot != 2 || res.Records != 7 {
+		t.Fatalf("current boot: boot %d, %d records", res.Boot, res.Records)
 	}
-	os.WriteFile(path, saved, 0o640)
+	// An earlier boot is checked on its own: digests, record numbers, chain.
+	b1, err := FindBoot(path, 1)
+	if err != nil || b1.ResetCount == 0 && b1.RestartCount == 0 && len(b1.Segments) != 1 {
+		t.Fatalf("boot 1: %+v %v", b1, err)
+	}
+	res, err = VerifyBoot(t.Context(), tp, path, 1, DefaultPCR)
+	if err != nil || !res.OK || hasWarning(res, WarnNotCurrent) == nil || res.Checked != 6 {
+		t.Fatalf("boot 1 on its own: %+v %v", res, err)
+	}
+	saved, _ := os.ReadFile(b1.Segments[0])
+	lines := strings.Split(string(saved), "\n")
+	lines[6] = strings.Replace(lines[6], `"event_data":"7b`, `"event_data":"7c`, 1)
+	os.WriteFile(b1.Segments[0], []byte(strings.Join(lines, "\n")), 0o640)
+	if res, err := VerifyBoot(t.Context(), tp, path, 1, DefaultPCR); err != nil || res.OK || hasProblem(res, ProblemAltered) == nil || res.FirstDivergence != 7 {
+		t.Fatalf("altered record of an earlier boot: %+v %v", res, err)
+	}
+	if res := mustVerify(t, tp, path, DefaultPCR); !res.OK {
+		t.Fatalf("the current boot does not depend on an earlier one: %+v", res)
+	}
+	os.WriteFile(b1.Segments[0], saved, 0o640)
 	// Deleting the whole log is not a clean state when the PCR was extended.
-	os.Remove(path)
+	os.RemoveAll(path)
 	res = mustVerify(t, tp, path, DefaultPCR)
 	if res.OK || hasProblem(res, ProblemNoRecords) == nil {
 		t.Fatalf("deleted log: %+v", res)
@@ -347,7 +360,7 @@ func TestRecordHonoursContext(t *testing.T) {
 func TestConcurrentRecorders(t *testing.T) {
 	_, tp := openSimT(t)
 	r1, path := newRec(t, tp, DefaultPCR)
-	r2, err := NewRecorder(tp, RecorderOptions{LogPath: path})
+	r2, err := NewRecorder(tp, RecorderOptions{Dir: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,17 +384,5 @@ func TestConcurrentRecorders(t *testing.T) {
 	res := mustVerify(t, tp, path, DefaultPCR)
 	if !res.OK || res.Checked != 40 || res.Records != 41 {
 		t.Fatalf("%+v", res)
-	}
-}
-
-func TestRecordDecision(t *testing.T) {
-	_, tp := openSimT(t)
-	r, path := newRec(t, tp, DefaultPCR)
-	recs, err := r.RecordDecision(t.Context(), sampleEvidence(), sampleDecision(false))
-	if err != nil || len(recs) != 6 || recs[5].Event.Kind != KindVerdict || recs[0].RecNum != 2 {
-		t.Fatalf("%v %+v", err, recs)
-	}
-	if res := mustVerify(t, tp, path, DefaultPCR); !res.OK {
-		t.Fatalf("%+v", res.Problems)
 	}
 }

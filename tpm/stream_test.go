@@ -130,13 +130,9 @@ func TestRecordBoundedWhenTPMNeverAnswers(t *testing.T) {
 	}
 	defer tp.Close()
 	start := time.Now()
-	r, err := NewRecorder(tp, RecorderOptions{PCR: DefaultPCR, LogPath: filepath.Join(t.TempDir(), "events.cel.jsonl")})
+	r, err := NewRecorder(tp, RecorderOptions{PCR: DefaultPCR, Dir: filepath.Join(t.TempDir(), "events")})
 	if err == nil {
-		evs, eerr := EventsFor(sampleEvidence(), sampleDecision(true))
-		if eerr != nil {
-			t.Fatal(eerr)
-		}
-		_, err = r.Record(t.Context(), evs...)
+		_, err = r.Record(t.Context(), sampleEvents(true)...)
 	}
 	d := time.Since(start)
 	if err == nil {

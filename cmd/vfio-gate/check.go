@@ -16,6 +16,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/gate/evstore"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
@@ -28,6 +29,9 @@ type gateFlags struct {
 	timeout     time.Duration
 	concurrency int
 	audit       auditFlag // check and bind only (gateaudit.go)
+	// retention of earlier boots' event logs (docs/evidence.md)
+	retainBytes int64
+	retainAge   time.Duration
 }
 
 func (f *gateFlags) add(c *cobra.Command) {
@@ -45,6 +49,8 @@ func (f *gateFlags) addOne(c *cobra.Command) {
 func (f *gateFlags) addLock(c *cobra.Command) {
 	f.timeout, f.concurrency = attest.DefaultTimeout, gate.DefaultConcurrency
 	c.Flags().StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
+	c.Flags().Int64Var(&f.retainBytes, "log-retain-bytes", tpm.DefaultRetainBytes, "event logs of earlier boots kept, in bytes (oldest removed first when a boot starts; -1: all)")
+	c.Flags().DurationVar(&f.retainAge, "log-retain-age", 0, "remove event logs of earlier boots last written longer ago (0: no age limit)")
 }
 
 // gateSetup is an opened gate and what it holds.
@@ -101,7 +107,8 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	if p.PCR >= 0 {
 		pcr = p.PCR
 	}
-	if s.rec, err = tpm.NewRecorder(s.tpm, tpm.RecorderOptions{PCR: pcr, LogPath: eventLogPath(g), Logger: g.log}); err != nil {
+	if s.rec, err = tpm.NewRecorder(s.tpm, tpm.RecorderOptions{PCR: pcr, Dir: eventLogDir(g), Logger: g.log,
+		Retention: tpm.Retention{MaxBytes: f.retainBytes, MaxAge: f.retainAge}}); err != nil {
 		s.Close()
 		return nil, withCode(exitTPM, err)
 	}
@@ -121,7 +128,7 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 		}
 		watcher = s.aud.w
 	}
-	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, LockDir: f.lockDir,
+	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, Evidence: evstore.Open(evidenceDir(g), evstore.Options{}), LockDir: f.lockDir,
 		StateDir: g.stateDir, Concurrency: f.concurrency, Attest: attest.Options{Timeout: f.timeout},
 		Bind: bind, Logger: g.log, Watcher: watcher, Observer: so.observer})
 	if err != nil {

@@ -100,7 +100,7 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	if err := waitForDevice(ctx, g, g.tpm, o.tpmWait); err != nil {
 		return err
 	}
-	metrics := daemon.NewMetrics(daemon.MetricsOptions{EventLog: eventLogPath(g)})
+	metrics := daemon.NewMetrics(daemon.MetricsOptions{EventLog: eventLogDir(g)})
 	s, err := openGate(e, g, f, setupOptions{observer: metrics})
 	if err != nil {
 		return err

@@ -268,7 +268,7 @@ fails).`,
 			}
 			if human {
 				fmt.Fprintf(out, "policy: %s (rule demo-nvme pins the good firmware; demo mode: file owner/mode not checked)\n", w.policy)
-				fmt.Fprintf(out, "TPM:    %s, event log %s\n\n", dg.tpm, eventLogPath(&dg))
+				fmt.Fprintf(out, "TPM:    %s, event log %s\n\n", dg.tpm, eventLogDir(&dg))
 				fmt.Fprintf(out, "$ vfio-gate check --confidential %s\n", strings.Join(demoBDFStrings(w), " "))
 			}
 			ds, err := s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: true})
@@ -285,9 +285,9 @@ fails).`,
 			if human {
 				fmt.Fprintf(out, "\n$ vfio-gate log verify\n")
 			}
-			res, verr := tpm.Verify(cmd.Context(), s.tpm, eventLogPath(&dg), s.rec.PCR())
+			res, verr := tpm.Verify(cmd.Context(), s.tpm, eventLogDir(&dg), s.rec.PCR())
 			if verr == nil && human {
-				printVerify(&env{out: out}, res, eventLogPath(&dg))
+				printVerify(&env{out: out}, res, eventLogDir(&dg))
 			}
 
 			exps, ok := demoCompare(w.devices, ds)
@@ -296,7 +296,7 @@ fails).`,
 			}
 			if g.json {
 				j := demoJSON{checkJSON: toJSON(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
-					Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.sysfs, Policy: w.policy, EventLog: eventLogPath(&dg), TPM: dg.tpm}
+					Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.sysfs, Policy: w.policy, EventLog: eventLogDir(&dg), TPM: dg.tpm}
 				if err := writeJSON(out, "demo", j); err != nil {
 					return err
 				}

@@ -12,6 +12,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/gate/evstore"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -54,7 +55,7 @@ func demoLibvirt(ctx context.Context, out io.Writer, human bool, s *gateSetup, w
 		return nil, err
 	}
 	stateDir, lockDir := filepath.Join(dir, "daemon"), filepath.Join(dir, "locks")
-	g, err := gate.New(gate.Options{System: s.sys, Policy: pol, Recorder: s.rec, LockDir: lockDir, StateDir: stateDir})
+	g, err := gate.New(gate.Options{System: s.sys, Policy: pol, Recorder: s.rec, Evidence: evstore.Open(filepath.Join(filepath.Dir(s.rec.Dir()), evidenceDirName), evstore.Options{}), LockDir: lockDir, StateDir: stateDir})
 	if err != nil {
 		return nil, err
 	}

@@ -10,77 +10,116 @@ import (
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
-// eventLogName is the CEL-JSON event log inside --state-dir.
-const eventLogName = "events.cel.jsonl"
+// eventLogName is the event log directory inside --state-dir: one
+// sub-directory per TPM boot, CEL-JSON segments in each (docs/evidence.md).
+const eventLogName = "events"
 
-func eventLogPath(g *globals) string { return filepath.Join(g.stateDir, eventLogName) }
+func eventLogDir(g *globals) string { return filepath.Join(g.stateDir, eventLogName) }
 
 func newLogCmd(e *env, g *globals) *cobra.Command {
 	var pcr int
 	cmd := &cobra.Command{
 		Use:   "log",
 		Short: "Show or verify the TPM event log (CEL-JSON) of gate decisions",
-		Long: `The event log <state-dir>/` + eventLogName + ` holds one TCG Canonical Event Log
-record (JSON) per measured event: SPDM measurement blocks, the trust anchor, the verdict,
-releases and TDISP state changes. Each was extended into --pcr in every active bank.
+		Long: `The event log <state-dir>/` + eventLogName + `/ holds one directory per TPM boot
+(boot-NNNNNN, keyed by the TPM's resetCount and restartCount) of CEL-JSON segments, one TCG
+Canonical Event Log record per measured event: SPDM measurement blocks, the trust anchor, the
+verdict, releases and TDISP state changes. Each was extended into --pcr in every active bank.
+Both commands read the current boot unless given --boot N or --all (docs/evidence.md).
 
 "log show" needs read access to --state-dir only; "log verify" also needs the TPM (--tpm).`,
 		Example: `  vfio-gate log show
+  vfio-gate log show --all
   sudo vfio-gate log verify --tpm /dev/tpmrm0
   vfio-gate --json log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state`,
 	}
 	cmd.PersistentFlags().IntVar(&pcr, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
+	var boot int
+	var all bool
+	cmd.PersistentFlags().IntVar(&boot, "boot", 0, "the boot to read (its number, as log show --all lists them); 0: the current boot")
+	cmd.PersistentFlags().BoolVar(&all, "all", false, "every logged boot, oldest first")
+	cmd.MarkFlagsMutuallyExclusive("boot", "all")
 
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "Print the decoded event log (a table, or JSON with --json)",
-		Long: `Decodes <state-dir>/events.cel.jsonl (no TPM needed): one line per record with its number,
-the PCR (- for baseline records, which are logged but never extended), the event type and a
-summary. --json prints {"events": [...]} with each record's recnum, pcr, content_type,
-event_type, extended, digests, summary and decoded event.
+		Long: `Decodes the newest boot's segments under <state-dir>/events (no TPM needed; --boot N or
+--all for others): one line per record with its number, the PCR (- for baseline records, which
+are logged but never extended), the event type and a summary. --json prints
+{"schema": "vfio-gate/log-show/v1", "boots": [{"boot", "reset_count", "restart_count", "events": [...]}]}
+with each record's recnum, pcr, content_type, event_type, extended, digests, summary and decoded event.
 
 Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
 		Example: "  vfio-gate log show --state-dir /var/lib/vfio-gate",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := tpm.ReadLog(eventLogPath(g))
+			boots, err := tpm.ListBoots(eventLogDir(g))
 			if err != nil {
 				return err
 			}
-			evs := make([]tpm.DecodedEvent, 0, len(l.Records))
-			for _, r := range l.Records {
-				evs = append(evs, tpm.Describe(r))
+			switch {
+			case all:
+			case len(boots) == 0 && boot == 0:
+			default:
+				b, err := tpm.FindBoot(eventLogDir(g), boot)
+				if err != nil {
+					return err
+				}
+				boots = []tpm.Boot{*b}
+			}
+			type shownBoot struct {
+				tpm.Boot
+				Events []tpm.DecodedEvent `json:"events"`
+				Torn   bool               `json:"torn_last_line"`
+			}
+			shown := []shownBoot{}
+			tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+			for _, b := range boots {
+				l, err := tpm.ReadBoot(eventLogDir(g), b.Seq)
+				if err != nil {
+					return err
+				}
+				sb := shownBoot{Boot: b, Events: make([]tpm.DecodedEvent, 0, len(l.Records)), Torn: l.Torn}
+				for _, r := range l.Records {
+					sb.Events = append(sb.Events, tpm.Describe(r))
+				}
+				shown = append(shown, sb)
+				if g.json {
+					continue
+				}
+				fmt.Fprintf(tw, "boot %d (TPM resetCount %d, restartCount %d), %d records in %d segments\n",
+					b.Seq, b.ResetCount, b.RestartCount, len(l.Records), len(b.Segments))
+				fmt.Fprintln(tw, "RECNUM\tPCR\tTYPE\tEVENT")
+				for _, d := range sb.Events {
+					pcrCol := fmt.Sprint(d.PCR)
+					if !d.Extended {
+						pcrCol = "-"
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", d.RecNum, pcrCol, d.EventType, d.Summary)
+				}
+				if l.Torn {
+					fmt.Fprintf(tw, "%s line %d: incomplete (torn append), not shown\n", l.TornSegment, l.TornLine)
+				}
 			}
 			if g.json {
-				return writeJSON(e.out, "log-show", map[string]any{"path": eventLogPath(g), "events": evs, "torn_last_line": l.Torn})
+				return writeJSON(e.out, "log-show", map[string]any{"dir": eventLogDir(g), "boots": shown})
 			}
-			tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RECNUM\tPCR\tTYPE\tEVENT")
-			for _, d := range evs {
-				pcrCol := fmt.Sprint(d.PCR)
-				if !d.Extended {
-					pcrCol = "-"
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", d.RecNum, pcrCol, d.EventType, d.Summary)
+			if len(boots) == 0 {
+				fmt.Fprintf(tw, "%s: no records\n", eventLogDir(g))
 			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if l.Torn {
-				fmt.Fprintf(e.out, "line %d: incomplete (torn append), not shown\n", l.TornLine)
-			}
-			return nil
+			return tw.Flush()
 		},
 	}
 
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Replay the event log per bank and compare it with the TPM's PCR values",
-		Long: `Replays this boot's records of the event log in every active PCR bank and compares the
-result with the TPM (--tpm). Exit 0 when every bank matches and no record is altered or
-missing; exit 5 on a mismatch (the first problem names the record that diverges, or says
-that the TPM holds extends the log does not have) or when the TPM cannot be used; exit 1 when
-the log cannot be read.`,
+		Long: `Replays the current boot's records (every segment, chained at their baselines) in every
+active PCR bank and compares the result with the TPM (--tpm). Exit 0 when every bank matches
+and no record is altered or missing; exit 5 on a mismatch (the first problem names the record
+that diverges, or says that the TPM holds extends the log does not have) or when the TPM cannot
+be used; exit 1 when the log cannot be read. --boot N checks an earlier boot on its own
+(digests, record numbers, segment chain; not against a PCR); --all checks every boot.`,
 		Example: "  vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -93,23 +132,51 @@ the log cannot be read.`,
 				return err
 			}
 			defer t.Close()
-			res, err := tpm.Verify(cmd.Context(), t, eventLogPath(g), pcr)
-			if err != nil {
-				return err
-			}
-			if g.json {
-				if err := writeJSON(e.out, "log-verify", res); err != nil {
+			seqs := []int{boot}
+			if all {
+				boots, err := tpm.ListBoots(eventLogDir(g))
+				if err != nil {
 					return err
 				}
-			} else {
-				printVerify(e, res, eventLogPath(g))
-			}
-			if !res.OK {
-				err := fmt.Errorf("event log %s does not match PCR %d: %s", eventLogPath(g), pcr, res.Problems[0].Msg)
-				if g.json {
-					return quietCode(exitTPM, err)
+				seqs = nil
+				for _, b := range boots {
+					seqs = append(seqs, b.Seq)
 				}
-				return withCode(exitTPM, err)
+				if len(seqs) == 0 {
+					seqs = []int{0}
+				}
+			}
+			var results []*tpm.VerifyResult
+			var failed error
+			for _, seq := range seqs {
+				res, err := tpm.VerifyBoot(cmd.Context(), t, eventLogDir(g), seq, pcr)
+				if err != nil {
+					return err
+				}
+				results = append(results, res)
+				if !g.json {
+					printVerify(e, res, eventLogDir(g))
+				}
+				if !res.OK && failed == nil {
+					failed = fmt.Errorf("event log %s (boot %d) does not match PCR %d: %s", eventLogDir(g), res.Boot, pcr, res.Problems[0].Msg)
+				}
+			}
+			if g.json {
+				var err error
+				if all {
+					err = writeJSON(e.out, "log-verify-all", map[string]any{"boots": results})
+				} else {
+					err = writeJSON(e.out, "log-verify", results[0])
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if failed != nil {
+				if g.json {
+					return quietCode(exitTPM, failed)
+				}
+				return withCode(exitTPM, failed)
 			}
 			return nil
 		},
@@ -122,7 +189,9 @@ func printVerify(e *env, res *tpm.VerifyResult, path string) {
 	var banks []string
 	for _, b := range res.Banks {
 		m := "match"
-		if !b.Match {
+		if b.PCR == nil {
+			m = "replay only"
+		} else if !b.Match {
 			m = "MISMATCH"
 		}
 		banks = append(banks, b.Alg+" "+m)
@@ -131,8 +200,8 @@ func printVerify(e *env, res *tpm.VerifyResult, path string) {
 	if !res.OK {
 		status = "FAILED"
 	}
-	fmt.Fprintf(e.out, "%s: PCR %d, %d records, %d replayed for this boot: %s (%s)\n",
-		path, res.PCR, res.Records, res.Checked, status, strings.Join(banks, ", "))
+	fmt.Fprintf(e.out, "%s: boot %d, PCR %d, %d records in %d segments, %d replayed: %s (%s)\n",
+		path, res.Boot, res.PCR, res.Records, res.Segments, res.Checked, status, strings.Join(banks, ", "))
 	for _, p := range res.Problems {
 		fmt.Fprintf(e.out, "problem  %-11s %s\n", p.Kind, p.Msg)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
@@ -24,7 +25,7 @@ func recordOn(t *testing.T, spec, stateDir string) {
 		t.Fatal(err)
 	}
 	defer tp.Close()
-	r, err := tpm.NewRecorder(tp, tpm.RecorderOptions{LogPath: filepath.Join(stateDir, eventLogName)})
+	r, err := tpm.NewRecorder(tp, tpm.RecorderOptions{Dir: filepath.Join(stateDir, eventLogName)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func recordOn(t *testing.T, spec, stateDir string) {
 		},
 		MeasurementsSignatureVerified: true,
 	}
-	evs, err := tpm.EventsFor(ev, tpm.Decision{BDF: "0000:3b:00.0", VendorID: 0x1af4, DeviceID: 0x1041, Allow: true, Rule: "virtio", Mode: "enforce"})
+	evs, err := gate.EventsFor(ev, tpm.Decision{BDF: "0000:3b:00.0", VendorID: 0x1af4, DeviceID: 0x1041, Allow: true, Rule: "virtio", Mode: "enforce"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,14 +66,32 @@ func TestLogShowAndVerifySwtpm(t *testing.T) {
 	}
 	code, out, _ = runCLI(t, "log", "show", "--json", "--state-dir", dir)
 	var js struct {
-		Events []struct {
-			RecNum    uint64 `json:"recnum"`
-			EventType string `json:"event_type"`
-			Event     json.RawMessage
-		} `json:"events"`
+		Schema string `json:"schema"`
+		Boots  []struct {
+			Boot   int `json:"boot"`
+			Events []struct {
+				RecNum    uint64 `json:"recnum"`
+				EventType string `json:"event_type"`
+				Event     json.RawMessage
+			} `json:"events"`
+		} `json:"boots"`
 	}
-	if err := json.Unmarshal([]byte(out), &js); code != 0 || err != nil || len(js.Events) != 4 || js.Events[3].EventType != "verdict" {
+	if err := json.Unmarshal([]byte(out), &js); code != 0 || err != nil || js.Schema != "vfio-gate/log-show/v1" || len(js.Boots) != 1 ||
+		js.Boots[0].Boot != 1 || len(js.Boots[0].Events) != 4 || js.Boots[0].Events[3].EventType != "verdict" {
 		t.Fatalf("show --json: exit %d %v\n%s", code, err, out)
+	}
+	// --boot names a boot, --all lists every one; an unknown boot is an error.
+	for _, args := range [][]string{{"--boot", "1"}, {"--all"}} {
+		code, out, _ = runCLI(t, append([]string{"log", "show", "--state-dir", dir}, args...)...)
+		if code != 0 || !strings.Contains(out, "boot 1 (TPM resetCount") || !strings.Contains(out, "ALLOW rule virtio") {
+			t.Errorf("show %v: exit %d\n%s", args, code, out)
+		}
+	}
+	if code, _, errs := runCLI(t, "log", "show", "--boot", "9", "--state-dir", dir); code == 0 || !strings.Contains(errs, "no boot 9") {
+		t.Errorf("show --boot 9: exit %d %s", code, errs)
+	}
+	if code, out, errs := runCLI(t, "log", "verify", "--all", "--tpm", sw.Spec, "--state-dir", dir); code != 0 || !strings.Contains(out, "boot 1,") {
+		t.Errorf("verify --all: exit %d\n%s\n%s", code, out, errs)
 	}
 	code, out, _ = runCLI(t, "log", "verify", "--json", "--tpm", sw.Spec, "--state-dir", dir)
 	var vr tpm.VerifyResult
@@ -115,7 +134,11 @@ func TestLogVerifyDetectsTamperingSwtpm(t *testing.T) {
 			sw := testutil.StartSwtpm(t, false)
 			dir := t.TempDir()
 			recordOn(t, sw.Spec, dir)
-			tc.do(t, sw.Spec, filepath.Join(dir, eventLogName))
+			b, err := tpm.FindBoot(filepath.Join(dir, eventLogName), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.do(t, sw.Spec, b.Segments[0])
 			code, out, errs := runCLI(t, "log", "verify", "--tpm", sw.Spec, "--state-dir", dir)
 			if code != exitTPM || !strings.Contains(errs, tc.msg) || !strings.Contains(out, "FAILED") {
 				t.Fatalf("exit %d (want %d), want %q in stderr\nstdout:\n%s\nstderr:\n%s", code, exitTPM, tc.msg, out, errs)
@@ -160,7 +183,9 @@ func TestLogTPMErrorsExit5(t *testing.T) {
 
 func TestLogShowMalformed(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, eventLogName), []byte("{not json}\n"), 0o640)
+	seg := filepath.Join(dir, eventLogName, "boot-000001", "seg-000001.cel.jsonl")
+	os.MkdirAll(filepath.Dir(seg), 0o750)
+	os.WriteFile(seg, []byte("{not json}\n"), 0o640)
 	code, _, errs := runCLI(t, "log", "show", "--state-dir", dir)
 	if code != exitInternal || !strings.Contains(errs, "line 1") {
 		t.Fatalf("exit %d, stderr %q", code, errs)

@@ -190,6 +190,7 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newAuditCmd(e, g),
 		newScanCmd(e, g),
 		newLogCmd(e, g),
+		newEvidenceCmd(e, g),
 		newPolicyCmd(e, g),
 		newEmulateCmd(e, g),
 		newAttestCmd(e, g),

@@ -66,7 +66,7 @@ func TestHookLocksConfidentialTDI(t *testing.T) {
 	gatetest.Must(t, err)
 	defer sys.Close()
 	stateDir := filepath.Join(dir, "state")
-	_, rec := gatetest.OpenTPM(t, filepath.Join(stateDir, "events.cel.jsonl"))
+	_, rec := gatetest.OpenTPM(t, filepath.Join(stateDir, "events"))
 	lockDir := filepath.Join(dir, "locks")
 	j, err := tdisp.OpenJournal(stateDir, nil)
 	gatetest.Must(t, err)

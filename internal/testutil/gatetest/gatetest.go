@@ -96,7 +96,7 @@ func OpenTPM(t testing.TB, logPath string) (transport.TPMCloser, *tpm.Recorder) 
 	tp, err := tpm.Open("sim")
 	Must(t, err)
 	t.Cleanup(func() { tp.Close() })
-	rec, err := tpm.NewRecorder(tp, tpm.RecorderOptions{LogPath: logPath})
+	rec, err := tpm.NewRecorder(tp, tpm.RecorderOptions{Dir: logPath})
 	Must(t, err)
 	return tp, rec
 }
@@ -134,7 +134,7 @@ func NVMeRule() string {
 // Events decodes the data of the log's events of one kind, in order.
 func Events[T any](t testing.TB, logPath, kind string) []T {
 	t.Helper()
-	l, err := tpm.ReadLog(logPath)
+	l, err := tpm.ReadBoot(logPath, 0)
 	Must(t, err)
 	var out []T
 	for _, r := range l.Records {

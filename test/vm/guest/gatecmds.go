@@ -262,7 +262,13 @@ func logVerify(ctx context.Context, h *Harness) Result {
 	if r := h.need(ctx, "check", "log verify"); r != nil {
 		return *r
 	}
-	logPath := filepath.Join(h.State, "events.cel.jsonl")
+	// The newest segment of the newest boot (zero-padded names sort).
+	segs, _ := filepath.Glob(filepath.Join(h.State, "events", "boot-*", "seg-*.cel.jsonl"))
+	if len(segs) == 0 {
+		return failf("no event log segment after the gate scenarios")
+	}
+	slices.Sort(segs)
+	logPath := segs[len(segs)-1]
 	orig, err := os.ReadFile(logPath)
 	if err != nil {
 		return failf("no event log after the gate scenarios: %v", err)

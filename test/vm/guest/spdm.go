@@ -579,12 +579,19 @@ func spdmLogVerify(ctx context.Context, h *Harness) Result {
 	if r := h.need(ctx, "log verify"); r != nil {
 		return *r
 	}
-	logPath := filepath.Join(h.State, "events.cel.jsonl")
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		return failf("no event log after the spdm scenarios: %v", err)
+	// Every segment of every boot (zero-padded names sort).
+	segs, _ := filepath.Glob(filepath.Join(h.State, "events", "boot-*", "seg-*.cel.jsonl"))
+	if len(segs) == 0 {
+		return failf("no event log segment after the spdm scenarios")
 	}
-	n := strings.Count(string(b), "\n")
+	n := 0
+	for _, p := range segs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return failf("event log: %v", err)
+		}
+		n += strings.Count(string(b), "\n")
+	}
 	args := []string{"--tpm", filepath.Join(h.Dev, "tpmrm0"), "--state-dir", h.State, "log", "verify"}
 	if h.spdm != nil && h.spdm.policy != "" {
 		args = append([]string{"--policy", h.spdm.policy}, args...)

@@ -3,12 +3,11 @@ package spdm
 import (
 	"crypto/x509"
 	"fmt"
-	"strings"
+	"time"
 )
 
-// Offline re-verification of an evidence bundle's signatures, used by the
-// benchmarks and tests to check what the requester kept (tests only: no
-// command re-verifies offline yet).
+// Offline re-verification of an evidence bundle's signatures and chain
+// (vfio-gate evidence verify, through attest.VerifyOffline).
 
 // SignatureKind names what a signature covers, for offline re-verification.
 type SignatureKind string
@@ -56,5 +55,21 @@ func VerifyTranscriptSignature(kind SignatureKind, v Version, asym AsymAlgo, h H
 	return nil
 }
 
-// String lists the capability names joined by "|".
-func capString(flags uint32) string { return strings.Join(CapabilityNames(flags), "|") }
+// VerifyChainBuffer checks, offline, a slot's certificate chain buffer (as
+// kept in an evidence bundle) against trust anchors at time now, with the
+// same rules the requester applies to a chain it read.
+func VerifyChainBuffer(slot uint8, buffer []byte, roots []*x509.Certificate, now time.Time, asym AsymAlgo, h HashAlgo) (*ChainReport, error) {
+	if !oneBit(asym) || !oneBit(h) {
+		return nil, fmt.Errorf("spdm: %s, %s is not one negotiated set", asym, h)
+	}
+	cc, err := parseChainBuffer(buffer, h)
+	if err != nil {
+		return nil, err
+	}
+	cc.Slot = slot
+	rep := verifyChain(cc, roots, now, asym, h)
+	if rep.Err != nil {
+		return rep, &VerificationError{Step: "certificate-chain", Err: rep.Err}
+	}
+	return rep, nil
+}
