@@ -59,8 +59,7 @@ func summarize(m map[string]string) string {
 // doctorHost (issue 16): on the guest's real kernel, with the libvirt
 // stack up (daemon running, hook installed, libvirtd answering), doctor
 // passes its IOMMU, vfio-pci, TPM, daemon and libvirt checks and exits 0;
-// pointed at a daemon socket where nothing listens it fails "daemon" and
-// exits non-zero.
+// pointed at a daemon socket where nothing listens it warns on "daemon".
 func doctorHost(ctx context.Context, h *Harness) Result {
 	if _, err := h.lvUp(ctx); err != nil {
 		return failf("libvirt stack not up: %v", err)
@@ -82,8 +81,10 @@ func doctorHost(ctx context.Context, h *Harness) Result {
 	if err != nil {
 		return failf("%v", err)
 	}
-	if !strings.HasPrefix(down["daemon"], "fail:") || dcode == 0 {
-		return failf("doctor with no daemon: daemon %q, exit %d: %s", down["daemon"], dcode, clip(raw2, 800))
+	// Not running is a warning, not a failure: the install steps run doctor
+	// before the daemon is started (docs/install.md).
+	if !strings.HasPrefix(down["daemon"], "warn:") {
+		return failf("doctor with no daemon: daemon %q, exit %d, want a warning: %s", down["daemon"], dcode, clip(raw2, 800))
 	}
 	return passf("doctor: %s (exit 0); with no daemon: %s (exit %d)", summarize(got), down["daemon"], dcode)
 }
