@@ -78,10 +78,16 @@ func (b *GateBackend) decide(ctx context.Context, req CheckRequest, bind bool) (
 		return nil, err
 	}
 	defer b.domains.lock(req.Domain)()
-	if conf, known := b.o.Gate.Policy().Libvirt.Confidential(req.LaunchSecurity); !known {
+	lv := b.o.Gate.Policy().Libvirt
+	if conf, known := lv.Confidential(req.LaunchSecurity); !known {
 		return b.refuseLaunchSecurity(ctx, req), nil
 	} else if conf {
 		hs.req.Confidential = true
+	}
+	if req.Domain != "" && slices.Contains(lv.ConfidentialDomains, req.Domain) {
+		// Listed by the policy: confidential and locked as the rule asks,
+		// whatever the request said (it only ever adds gating).
+		hs.req.Confidential, hs.req.Lock = true, true
 	}
 	hs.readDrivers()
 	hs.partition()

@@ -291,3 +291,34 @@ func TestBackendTDISPUnavailableSentinel(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendConfidentialDomains: a domain listed in
+// libvirt.confidential_domains is checked as confidential and its TDI
+// locked even when the request (an old hook, a domain XML without
+// launchSecurity) says neither; an unlisted one is not, so the rule's
+// require_lock denies it; the list never makes a confidential request less
+// so.
+func TestBackendConfidentialDomains(t *testing.T) {
+	w := newWorld(t)
+	b, br, _ := w.lockingBackend("libvirt: {confidential_domains: [cvm-listed]}\n")
+	ctx := t.Context()
+	good := bdf(t, goodBDF)
+	r, err := b.Check(ctx, daemon.CheckRequest{Domain: "plain", BDFs: []pci.BDF{good}})
+	must(t, err)
+	if r.Decision != "deny" || codes(r.Devices[0]) != "tdisp-not-locked" || len(br.Held()) != 0 {
+		t.Fatalf("unlisted domain: %+v", r)
+	}
+	must(t, b.Release(ctx, daemon.DomainRequest{Domain: "plain"}))
+	checkLocked(t, b, daemon.CheckRequest{Domain: "cvm-listed", BDFs: []pci.BDF{good}})
+	if h := br.Held(); len(h) != 1 || h[0].Owner != "cvm-listed" {
+		t.Fatalf("held %+v", h)
+	}
+	v := w.verdicts()
+	if last := v[len(v)-1]; last.Verdict != "allow" || !last.Confidential {
+		t.Fatalf("recorded %+v", last)
+	}
+	w.startAndRelease(b, br, "cvm-listed", goodBDF)
+	// A launchSecurity domain the list does not name stays confidential.
+	checkLocked(t, b, daemon.CheckRequest{Domain: "snp", LaunchSecurity: "sev-snp", Lock: true, BDFs: []pci.BDF{good}})
+	w.startAndRelease(b, br, "snp", goodBDF)
+}

@@ -423,6 +423,21 @@ func (d *decoder) document(data []byte) *Policy {
 						}
 					}
 				},
+				"confidential_domains": func(v *yaml.Node) {
+					for _, n := range d.seq(v) {
+						name, ok := d.str(n)
+						switch {
+						case !ok:
+						case name == "" || len(name) > maxDomainName || strings.ContainsAny(name, "/") ||
+							strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+							d.errorf(n, "libvirt.confidential_domains: %q is not a libvirt domain name (1 to %d printable bytes, no /)", name, maxDomainName)
+						case slices.Contains(p.Libvirt.ConfidentialDomains, name):
+							d.warnf(n, "libvirt.confidential_domains: %q is listed twice", name)
+						default:
+							p.Libvirt.ConfidentialDomains = append(p.Libvirt.ConfidentialDomains, name)
+						}
+					}
+				},
 			})
 		},
 		"rules": func(v *yaml.Node) {

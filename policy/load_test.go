@@ -236,3 +236,27 @@ func TestLibvirtConfidentialTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestLibvirtConfidentialDomains: libvirt.confidential_domains keeps the
+// names in order (a repeat is a warning) and refuses what cannot be a
+// libvirt domain name.
+func TestLibvirtConfidentialDomains(t *testing.T) {
+	p := newPKI(t)
+	pol := p.mustLoad("version: 1\nlibvirt: {confidential_domains: [cvm1, \"vm two\", cvm1]}\n")
+	if got := pol.Libvirt.ConfidentialDomains; strings.Join(got, ",") != "cvm1,vm two" {
+		t.Fatalf("ConfidentialDomains %q", got)
+	}
+	if len(pol.Warnings) != 1 || !strings.Contains(pol.Warnings[0].Message, `"cvm1" is listed twice`) {
+		t.Fatalf("warnings %+v", pol.Warnings)
+	}
+	for text, want := range map[string]string{
+		"version: 1\nlibvirt: {confidential_domains: [\"\"]}\n":       "is not a libvirt domain name",
+		"version: 1\nlibvirt: {confidential_domains: [a/b]}\n":        "is not a libvirt domain name",
+		"version: 1\nlibvirt: {confidential_domains: [\"a\\x01\"]}\n": "is not a libvirt domain name",
+		"version: 1\nlibvirt: {confidential_domains: {cvm1: 1}}\n":    "want a list",
+	} {
+		if _, err := p.load(text); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", text, err, want)
+		}
+	}
+}

@@ -65,7 +65,15 @@ type Libvirt struct {
 	// BuiltinConfidentialTypes, that make a domain confidential
 	// (libvirt.confidential_types). A type in neither list is refused.
 	ConfidentialTypes []string
+	// ConfidentialDomains names libvirt domains the daemon always treats as
+	// confidential (libvirt.confidential_domains), whatever their XML says:
+	// for a TEE the installed libvirt cannot express. It only ever adds
+	// gating: a domain not listed is classified by its launchSecurity.
+	ConfidentialDomains []string
 }
+
+// maxDomainName caps a name in libvirt.confidential_domains.
+const maxDomainName = 256
 
 // BuiltinConfidentialTypes are the launchSecurity types that always make a
 // libvirt domain confidential.

@@ -30,6 +30,11 @@ type Domain struct {
 	// ("sev", "sev-snp", "tdx", "s390-pv", or a type libvirtxml does not
 	// know), "" when there is none.
 	LaunchSecurity string
+	// Marked is true when the domain's <metadata> holds
+	// <vfio-gate:gate confidential="yes"/> (namespace MetadataNamespace):
+	// the operator marks it confidential without a launchSecurity libvirt
+	// accepts. It only ever adds gating; "no" changes nothing.
+	Marked bool
 	// PCI lists every host PCI function the domain would receive, from
 	// <hostdev mode='subsystem' type='pci'> and <interface type='hostdev'>.
 	PCI []HostPCI
@@ -49,13 +54,21 @@ type HostPCI struct {
 
 // Confidential reports whether the domain runs with memory encryption /
 // a TEE: its launchSecurity type is one of those listed (nil = the defaults
-// sev, sev-snp, tdx, s390-pv).
+// sev, sev-snp, tdx, s390-pv), or its metadata marks it confidential.
 func (d *Domain) Confidential(types []string) bool {
 	if types == nil {
 		types = policy.BuiltinConfidentialTypes
 	}
-	return d.LaunchSecurity != "" && slices.Contains(types, d.LaunchSecurity)
+	return d.Marked || d.LaunchSecurity != "" && slices.Contains(types, d.LaunchSecurity)
 }
+
+// MetadataNamespace is the XML namespace of vfio-gate's element in a
+// domain's <metadata>:
+//
+//	<metadata>
+//	  <vfio-gate:gate xmlns:vfio-gate="https://github.com/vfio-gate/vfio-gate/xmlns/libvirt/1" confidential="yes"/>
+//	</metadata>
+const MetadataNamespace = "https://github.com/vfio-gate/vfio-gate/xmlns/libvirt/1"
 
 // BDFs returns the host functions in declaration order.
 func (d *Domain) BDFs() []pci.BDF {
@@ -86,11 +99,15 @@ func ParseDomain(r io.Reader) (*Domain, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadXML, err)
 	}
+	marked, err := markedConfidential(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadXML, err)
+	}
 	var x libvirtxml.Domain
 	if err := x.Unmarshal(string(doc)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadXML, err)
 	}
-	d := &Domain{Name: x.Name, UUID: x.UUID, LaunchSecurity: ls}
+	d := &Domain{Name: x.Name, UUID: x.UUID, LaunchSecurity: ls, Marked: marked}
 	if x.Devices == nil {
 		return d, nil
 	}
@@ -203,4 +220,69 @@ func launchSecurityOf(b []byte) (string, []byte, error) {
 		}
 	}
 	return typ, doc, nil
+}
+
+// markedConfidential reads vfio-gate's element in the domain's <metadata>
+// (MetadataNamespace): true for confidential="yes", false for "no" or no
+// element. Anything else in that namespace is refused rather than guessed
+// at, so a typo cannot quietly leave a domain ungated: a second element, one
+// not named gate, a missing or other confidential value, another attribute.
+// b is one well-formed document (launchSecurityOf has decoded it).
+func markedConfidential(b []byte) (bool, error) {
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	depth, inMeta, found, marked := 0, false, 0, false
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return marked, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+			if depth == 2 {
+				inMeta = t.Name.Local == "metadata"
+			}
+			if t.Name.Space == "vfio-gate" {
+				// encoding/xml leaves an undeclared prefix as the space.
+				return false, fmt.Errorf("<vfio-gate:%s> without xmlns:vfio-gate=%q", t.Name.Local, MetadataNamespace)
+			}
+			if t.Name.Space != MetadataNamespace {
+				continue
+			}
+			if !inMeta || depth != 3 {
+				return false, fmt.Errorf("<%s> of namespace %s where only <domain><metadata><gate/> may be", t.Name.Local, MetadataNamespace)
+			}
+			if t.Name.Local != "gate" {
+				return false, fmt.Errorf("<metadata>: unknown element <%s> of namespace %s (only <gate confidential=\"yes|no\"/>)", t.Name.Local, MetadataNamespace)
+			}
+			if found++; found > 1 {
+				return false, fmt.Errorf("<metadata>: %d vfio-gate <gate> elements", found)
+			}
+			conf := ""
+			for _, a := range t.Attr {
+				switch {
+				case a.Name.Space == "xmlns" || a.Name.Space == "" && a.Name.Local == "xmlns":
+				case a.Name.Space == "" && a.Name.Local == "confidential":
+					conf = a.Value
+				default:
+					return false, fmt.Errorf("<metadata>: vfio-gate <gate>: unknown attribute %q", a.Name.Local)
+				}
+			}
+			switch conf {
+			case "yes":
+				marked = true
+			case "no":
+			default:
+				return false, fmt.Errorf("<metadata>: vfio-gate <gate confidential=%q>: want \"yes\" or \"no\"", conf)
+			}
+		case xml.EndElement:
+			if depth == 2 {
+				inMeta = false
+			}
+			depth--
+		}
+	}
 }

@@ -349,7 +349,7 @@ func TestInstallDispatcher(t *testing.T) {
 }
 
 func FuzzParseDomain(f *testing.F) {
-	for _, n := range []string{"managed.xml", "ls-sev.xml", "ls-unknown.xml", "entities.xml", "noaddr.xml", "pool-direct-start.xml", "pool-hostdev-start.xml"} {
+	for _, n := range []string{"managed.xml", "marked.xml", "ls-sev.xml", "ls-unknown.xml", "entities.xml", "noaddr.xml", "pool-direct-start.xml", "pool-hostdev-start.xml"} {
 		b, err := os.ReadFile(filepath.Join("testdata", n))
 		if err != nil {
 			f.Fatal(err)
@@ -463,5 +463,63 @@ func TestTrailingBytesAfterDomain(t *testing.T) {
 		if _, err := ParseDomain(bytes.NewReader(append(slices.Clone(good), tail...))); !errors.Is(err, ErrBadXML) || !strings.Contains(err.Error(), "after the end of the root element") {
 			t.Errorf("tail %q: err = %v, want ErrBadXML (data after the root element)", tail, err)
 		}
+	}
+}
+
+// TestMetadataMarksConfidential: vfio-gate's <gate confidential="yes"/> in
+// <metadata> makes a domain without launchSecurity confidential (and the
+// hook asks the daemon to lock); "no" never makes a launchSecurity domain
+// less confidential; anything else of the namespace is bad XML.
+func TestMetadataMarksConfidential(t *testing.T) {
+	d, err := parseFile(t, "marked.xml")
+	if err != nil || !d.Marked || !d.Confidential(nil) || !d.Confidential([]string{}) || d.LaunchSecurity != "" {
+		t.Fatalf("marked: %+v %v", d, err)
+	}
+	doc := func(meta, ls string) string {
+		return `<domain type='kvm'><name>vm1</name><metadata>` + meta + `</metadata><devices><hostdev mode='subsystem' type='pci' managed='yes'>
+<source><address domain='0x0000' bus='0x3b' slot='0x00' function='0x0'/></source></hostdev></devices>` + ls + `</domain>`
+	}
+	gate := func(attrs string) string { return `<g:gate xmlns:g="` + MetadataNamespace + `" ` + attrs + `/>` }
+	for _, c := range []struct {
+		meta, ls string
+		want     bool
+	}{
+		{gate(`confidential="no"`), "", false},
+		{gate(`confidential="no"`), `<launchSecurity type='sev-snp'/>`, true},
+		{gate(`confidential="yes"`), `<launchSecurity type='sev-snp'/>`, true},
+		{`<gate confidential="yes"/>`, "", false}, // no namespace: not ours (libvirt refuses it anyway)
+		{`<x:gate xmlns:x="https://example.org/other" confidential="yes"/>`, "", false},
+	} {
+		d, err := ParseDomain(strings.NewReader(doc(c.meta, c.ls)))
+		if err != nil || d.Confidential(nil) != c.want {
+			t.Errorf("%s %s: %+v %v, want confidential %v", c.meta, c.ls, d, err, c.want)
+		}
+	}
+	for _, bad := range []string{
+		gate(`confidential="true"`), gate(``), gate(`confidential="YES"`), gate(`confidential="yes" lock="no"`),
+		gate(`confidential="yes"`) + gate(`confidential="no"`),
+		`<g:gates xmlns:g="` + MetadataNamespace + `" confidential="yes"/>`,
+		`<vfio-gate:gate confidential="yes"/>`,
+		`<g:gate xmlns:g="` + MetadataNamespace + `" confidential="yes"><g:gate confidential="yes"/></g:gate>`,
+	} {
+		if _, err := ParseDomain(strings.NewReader(doc(bad, ""))); !errors.Is(err, ErrBadXML) {
+			t.Errorf("%s: err = %v, want ErrBadXML", bad, err)
+		}
+	}
+	misplaced := strings.Replace(doc("", ""), "<devices>", "<devices>"+gate(`confidential="yes"`), 1)
+	if _, err := ParseDomain(strings.NewReader(misplaced)); !errors.Is(err, ErrBadXML) {
+		t.Errorf("outside metadata: %v", err)
+	}
+
+	fc := &fakeClient{}
+	fc.check = answer(nil)
+	h := &Hook{Client: fc}
+	var errw bytes.Buffer
+	if code := h.Run(context.Background(), []string{"vm1", "prepare", "begin", "-"},
+		strings.NewReader(doc(gate(`confidential="yes"`), "")), &errw); code != 0 {
+		t.Fatalf("prepare: exit %d %q", code, errw.String())
+	}
+	if !fc.lastReq.Confidential || fc.lastReq.LaunchSecurity != "" {
+		t.Fatalf("request %+v", fc.lastReq)
 	}
 }

@@ -123,4 +123,26 @@ func TestHookLocksConfidentialTDI(t *testing.T) {
 	if st := dev.TDI().State(); st != tdisp.StateConfigUnlocked || len(br.Held()) != 0 {
 		t.Fatalf("after release: TDI %v held %+v", st, br.Held())
 	}
+
+	// A domain marked confidential in its metadata, without launchSecurity,
+	// is locked, run and unlocked the same way; "no" is still refused.
+	meta := func(v string) string {
+		return `<metadata><vfio-gate:gate xmlns:vfio-gate="` + lvhook.MetadataNamespace + `" confidential="` + v + `"/></metadata>`
+	}
+	no := strings.Replace(domainXML("marked-no", ""), "<devices>", meta("no")+"<devices>", 1)
+	if code, msg := run(no, "marked-no", "prepare", "begin", "-"); code != 1 || !strings.Contains(msg, "DENY 0000:3b:00.0 tdisp-not-locked") {
+		t.Fatalf("metadata no: exit %d %q", code, msg)
+	}
+	marked := strings.Replace(domainXML("marked", ""), "<devices>", meta("yes")+"<devices>", 1)
+	for _, p := range []string{"prepare", "start", "started"} {
+		if code, msg := run(marked, "marked", p, "begin", "-"); code != 0 {
+			t.Fatalf("marked %s: exit %d %q", p, code, msg)
+		}
+	}
+	if h := br.Held(); dev.TDI().State() != tdisp.StateRun || len(h) != 1 || h[0].Owner != "marked" {
+		t.Fatalf("marked started: TDI %v held %+v", dev.TDI().State(), h)
+	}
+	if code, msg := run(marked, "marked", "release", "end", "-"); code != 0 || dev.TDI().State() != tdisp.StateConfigUnlocked || len(br.Held()) != 0 {
+		t.Fatalf("marked release: exit %d %q TDI %v held %+v", code, msg, dev.TDI().State(), br.Held())
+	}
 }

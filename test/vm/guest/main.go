@@ -76,6 +76,8 @@ type Harness struct {
 
 	hp map[string]*hpRun // libvirt-hotplug-* experiments by policy mode (hotplug.go)
 
+	spdmLv *spdmLvRun // the spdm-libvirt-* scenarios' state (spdmlibvirt.go)
+
 	Tag          string     // appended to every RESULT name as NAME@TAG (the SPDM boots' kernel series)
 	spdmExternal string     // HOST:PORT of the external responder behind the good NVMe, if any
 	spdm         *spdmState // the spdm-* scenarios' devices and policy (spdm.go)

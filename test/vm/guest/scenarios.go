@@ -92,6 +92,12 @@ func scenarios() []Scenario {
 		{"spdm-bind-release", "spdm", spdmBindRelease},
 		{"spdm-bpf-audit", "spdm", spdmAudit},
 		{"spdm-log-verify", "spdm", spdmLogVerify},
+		// libvirt in the SPDM boots (spdmlibvirt.go): confidential domains
+		// (metadata) with the NVMe functions as managed='yes' hostdevs
+		// under the captured policy plus tdisp.require_lock.
+		{"spdm-libvirt-confidential-start", "spdm", spdmLibvirtConfidentialStart},
+		{"spdm-libvirt-confidential-release", "spdm", spdmLibvirtConfidentialRelease},
+		{"spdm-libvirt-tampered-refused", "spdm", spdmLibvirtTamperedRefused},
 		{"kernel-lockdown", "lockdown", kernelLockdown},
 		{"scan-lockdown", "lockdown", scanLockdown},
 		{"check-lockdown", "lockdown", checkLockdown},
@@ -104,7 +110,7 @@ func scenarios() []Scenario {
 // for libvirtd's QEMU capability probe (QEMU under TCG inside the TCG guest)
 // before it runs virsh start and the hooks.
 func scenarioLimit(name string) time.Duration {
-	if strings.HasPrefix(name, "libvirt-") {
+	if strings.HasPrefix(name, "libvirt-") || strings.HasPrefix(name, "spdm-libvirt-") {
 		return 5 * time.Minute
 	}
 	return 0
