@@ -10,6 +10,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -24,6 +25,9 @@ import (
 
 // exportChunk is the number of base64 characters per EXPORT line.
 const exportChunk = 3000
+
+// evEventTag is EV_EVENT_TAG (TCG PC Client PFP).
+const evEventTag = 0x6
 
 // exportMaxBytes bounds the tar.gz shipped over the serial console.
 const exportMaxBytes = 1 << 20
@@ -152,8 +156,9 @@ func shipExport(w io.Writer, data []byte) int {
 // checkGoEventlog is the host side's go-eventlog check of an exported
 // eventlog.bin (vmguest -go-eventlog FILE -pcr N -pcr-sha256 HEX, run by
 // test/vm/run with the value tpm2_checkquote verified): go-eventlog's parser
-// replays the log to that SHA-256 value of the PCR, and refuses the value
-// with one bit changed. No vfio-gate code is involved.
+// replays the log to that SHA-256 value of the PCR, every event's data hashes
+// to its digest, and the PCR value with one bit changed is refused. No
+// vfio-gate code is involved.
 func checkGoEventlog(path string, pcr int, sha256Hex string) (string, error) {
 	bin, err := os.ReadFile(path)
 	if err != nil {
@@ -171,10 +176,26 @@ func checkGoEventlog(path string, pcr int, sha256Hex string) (string, error) {
 	if len(evs) == 0 {
 		return "", fmt.Errorf("go-eventlog replayed no events of PCR %d", pcr)
 	}
+	// The replay authenticates digests only; a verifier must check that each
+	// event's data is what was hashed: an EV_EVENT_TAG's TaggedEventData
+	// (TCG PC Client PFP, TCG_PCClientTaggedEvent: ID, size, data), any other
+	// event's data as a whole.
+	for i, e := range evs {
+		measured := e.Data
+		if e.Type == evEventTag {
+			if len(e.Data) < 8 || binary.LittleEndian.Uint32(e.Data[4:8]) != uint32(len(e.Data)-8) {
+				return "", fmt.Errorf("event %d: EV_EVENT_TAG data of %d bytes is not one TCG_PCClientTaggedEvent", i, len(e.Data))
+			}
+			measured = e.Data[8:]
+		}
+		if d := sha256.Sum256(measured); !bytes.Equal(d[:], e.Digest) {
+			return "", fmt.Errorf("event %d (type %#x): its data does not hash to its sha256 digest %x", i, uint32(e.Type), e.Digest)
+		}
+	}
 	other := bytes.Clone(want)
 	other[0] ^= 1
 	if _, err := tcg.ParseAndReplay(bin, []register.MR{register.PCR{Index: pcr, Digest: other, DigestAlg: crypto.SHA256}}, tcg.ParseOpts{}); err == nil {
 		return "", fmt.Errorf("go-eventlog also replayed the log to another PCR %d value", pcr)
 	}
-	return fmt.Sprintf("go-eventlog ParseAndReplay: %d events replay to PCR %d sha256 %s (a changed value is refused)", len(evs), pcr, sha256Hex), nil
+	return fmt.Sprintf("go-eventlog ParseAndReplay: %d events replay to PCR %d sha256 %s, each event's data hashes to its digest (a changed PCR value is refused)", len(evs), pcr, sha256Hex), nil
 }
