@@ -81,6 +81,8 @@ type Harness struct {
 	Tag          string     // appended to every RESULT name as NAME@TAG (the SPDM boots' kernel series)
 	spdmExternal string     // HOST:PORT of the external responder behind the good NVMe, if any
 	spdm         *spdmState // the spdm-* scenarios' devices and policy (spdm.go)
+
+	nonce string // the host's nonce for evidence-export (vmtest.nonce), hex
 }
 
 // FormatResult renders a RESULT line: the reason is folded onto one line so
@@ -132,9 +134,22 @@ func main() {
 	list := flag.Bool("list", false, "list the scenarios and exit")
 	flag.StringVar(&h.Tag, "tag", "", "suffix of every RESULT name (NAME@TAG)")
 	flag.StringVar(&h.spdmExternal, "spdm-external", "", "HOST:PORT of the external spdm-socket responder behind the good NVMe")
+	flag.StringVar(&h.nonce, "nonce", "", "evidence-export: the verifier's nonce, hex (the host's vmtest.nonce)")
+	goEventlog := flag.String("go-eventlog", "", "host side: replay this exported eventlog.bin with go-eventlog to -pcr's -pcr-sha256 value, print the outcome and exit")
+	pcr := flag.Int("pcr", 13, "with -go-eventlog: the PCR")
+	pcrSHA256 := flag.String("pcr-sha256", "", "with -go-eventlog: the quoted SHA-256 value of the PCR, hex")
 	benchAttest := flag.String("bench-attest", "", "host side: print the BENCH line of the attest --json output in this file, named NAME (-tag), and exit")
 	flag.Parse()
 
+	if *goEventlog != "" {
+		msg, err := checkGoEventlog(*goEventlog, *pcr, *pcrSHA256)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println(msg)
+		return
+	}
 	if *benchAttest != "" {
 		b, err := os.ReadFile(*benchAttest)
 		var a attestJSON

@@ -28,6 +28,9 @@ func scenarios() []Scenario {
 		{"bind-group-denied", "run", bindGroupDenied},
 		{"kernel-tpm", "run", kernelTPM},
 		{"log-verify", "run", logVerify},
+		// Before libvirt-*: their daemon extends the same PCR from its own
+		// state directory. The host verifies the export (export-* results).
+		{"evidence-export", "run", evidenceExport},
 		{"bpf-audit", "run", bpfAudit},
 		{"bpf-audit-vfio", "run", bpfAuditVFIO},
 		{"audit-tamper", "run", auditTamper},
