@@ -289,8 +289,12 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 	if kr.MutAuth != 0 {
 		return nil, protoErr(RequestKeyExchange, "responder asks for mutual authentication (%#02x), not supported", kr.MutAuth)
 	}
-	// Transcript: A ‖ Ct ‖ K.
-	th := slices.Concat(r.vca, ct, req, kr.unsigned())
+	// Transcript: A ‖ [D, multi-key] ‖ Ct ‖ K.
+	var d []byte
+	if n.MultiKey {
+		d = r.msgD
+	}
+	th := slices.Concat(r.vca, d, ct, req, kr.unsigned())
 	h, err := hashOf(n.BaseHash, th)
 	if err != nil {
 		return nil, err
