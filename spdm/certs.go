@@ -71,6 +71,7 @@ func (r *Requester) getDigests(ctx context.Context) (*Digests, error) {
 			}
 		}
 		r.msgD = bytes.Clone(dr.raw)
+		r.nD++
 	}
 	r.msgB = append(append(r.msgB, req...), dr.raw...)
 	d := &Digests{SlotMask: dr.SlotMask, SupportedMask: dr.SupportedMask}

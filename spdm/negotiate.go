@@ -10,7 +10,7 @@ import (
 // the connection state, including the sticky error. DSP0274 1.3 §10.3–10.5.
 func (r *Requester) Negotiate(ctx context.Context) (Negotiated, error) {
 	r.err, r.neg = nil, nil
-	r.vca, r.msgB, r.l1, r.msgD = nil, nil, nil, nil
+	r.vca, r.msgB, r.l1, r.msgD, r.nD = nil, nil, nil, nil, 0
 	r.digests, r.chains = nil, map[uint8]*CertChain{}
 	n, err := r.negotiate(ctx)
 	if err != nil {

@@ -145,7 +145,8 @@ type Requester struct {
 	vca    []byte // GET_VERSION … ALGORITHMS
 	msgB   []byte // digests/certificates since VCA or the last CHALLENGE (M1 part B)
 	l1     []byte // GET_MEASUREMENTS/MEASUREMENTS since the last reset
-	msgD   []byte // multi-key (1.3): the last DIGESTS response, message D
+	msgD   []byte // multi-key (1.3): the DIGESTS response, message D
+	nD     int    // DIGESTS responses outside sessions since VCA (multi-key)
 	lastRq RequestCode
 
 	digests *Digests

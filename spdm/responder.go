@@ -173,6 +173,7 @@ type rspConn struct {
 	// last DIGESTS response sent outside a session.
 	multiKey bool
 	msgD     []byte
+	nD       int // DIGESTS responses outside sessions since VCA
 
 	// PublicKeyOnly: the provisioned key; chainBuf is its DER SubjectPublicKeyInfo.
 	pubKey *rspSlot

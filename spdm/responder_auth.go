@@ -36,6 +36,7 @@ func (r *Responder) getDigests(req []byte) []byte {
 	r.c.m1 = append(append(r.c.m1, m.raw...), b...)
 	if r.c.multiKey {
 		r.c.msgD = slices.Clone(b) // message D (a session restores the one before)
+		r.c.nD++
 	}
 	return r.send(RequestGetDigests, b)
 }

@@ -172,6 +172,11 @@ func (r *Responder) keyExchange(req []byte) []byte {
 		!r.usable(r.slot(m.Slot), RequestKeyExchange) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
+	if r.c.multiKey && r.c.nD > 1 {
+		// Which of several DIGESTS is message D could not be confirmed:
+		// refuse to sign a transcript the requester may compute otherwise.
+		return r.errRsp(ErrorCodeUnspecified, 0)
+	}
 	slot := r.slot(m.Slot)
 	limit := r.cfg.Session.MaxSessions
 	if limit == 0 {
@@ -422,14 +427,14 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 	case RequestGetDigests, RequestGetCertificate:
 		// Allowed in a session (DSP0274 1.2.0 Table 8); they are not part
 		// of M1, which covers the exchanges outside sessions only.
-		saved, savedD := r.c.m1, r.c.msgD
+		saved, savedD, savedN := r.c.m1, r.c.msgD, r.c.nD
 		var rsp []byte
 		if code == RequestGetDigests {
 			rsp = r.getDigests(req)
 		} else {
 			rsp = r.getCertificate(req)
 		}
-		r.c.m1, r.c.msgD = saved, savedD
+		r.c.m1, r.c.msgD, r.c.nD = saved, savedD, savedN
 		return rsp, nil, nil
 	case RequestHeartbeat:
 		if r.sessionFlags(r.c.version)&CapHBeat == 0 {

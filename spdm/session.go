@@ -242,6 +242,11 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 		return nil, err
 	}
 	n := r.neg
+	if n := r.neg; n.MultiKey && r.nD > 1 {
+		// Message D is one DIGESTS response; which one counts after
+		// several could not be confirmed, so refuse rather than guess.
+		return nil, protoErr(RequestKeyExchange, "multi-key connection: %d DIGESTS since VCA, message D is ambiguous (negotiate again)", r.nD)
+	}
 	pub, keyBuf, err := r.slotKey(RequestKeyExchange, "key-exchange-signature", o.Slot)
 	if err != nil {
 		return nil, err
