@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
@@ -21,10 +22,16 @@ const DefaultTimeout = 30 * time.Second
 // no trust anchors (every chain is then reported unverified), the lowest
 // provisioned slot, no chain cache, a 30 s deadline and crypto/rand.
 type Options struct {
-	Roots      []*x509.Certificate // trust anchors (from policy or --trust-anchor)
-	Slot       *uint8              // slot for CHALLENGE/MEASUREMENTS; nil = lowest provisioned slot whose chain verifies
-	ChainCache spdm.ChainCache     // shared across attestations; nil = none
-	Timeout    time.Duration       // whole attestation; 0 = 30 s
+	Roots []*x509.Certificate // trust anchors (from policy or --trust-anchor)
+	// ResponderPublicKey is the responder's pre-provisioned public key
+	// (DSP0274 PUB_KEY_ID_CAP): CHALLENGE and MEASUREMENTS then use SlotID
+	// 0xFF and are verified with it, no certificate is read, and the
+	// responder must advertise PUB_KEY_ID_CAP. Only the algorithms that key
+	// signs with are offered. nil = certificate slots.
+	ResponderPublicKey crypto.PublicKey
+	Slot               *uint8          // slot for CHALLENGE/MEASUREMENTS; nil = lowest provisioned slot whose chain verifies
+	ChainCache         spdm.ChainCache // shared across attestations; nil = none
+	Timeout            time.Duration   // whole attestation; 0 = 30 s
 	// Negotiation floors (from policy); empty = all we support. Names as
 	// Evidence reports them: "1.2", "ecdsa-p384", "sha-384".
 	MinVersion           string

@@ -274,7 +274,12 @@ func (r *run) spdm(ctx context.Context, t, sec spdm.Transport) {
 	if !ok {
 		return
 	}
-	slot, ok := r.certificates(ctx, req)
+	var slot uint8
+	if r.o.ResponderPublicKey != nil {
+		slot, ok = r.provisionedKey()
+	} else {
+		slot, ok = r.certificates(ctx, req)
+	}
 	if !ok {
 		return
 	}
@@ -331,10 +336,29 @@ func (r *run) negotiate(ctx context.Context, req *spdm.Requester) (spdm.Negotiat
 	if neg.AEAD != 0 {
 		ev.Algorithms.AEAD = neg.AEAD.String()
 	}
+	if r.o.ResponderPublicKey != nil {
+		if neg.Caps&spdm.CapPubKeyID == 0 {
+			return neg, r.fail("digests", FailProtocol, "a provisioned public key was given but the responder does not advertise PUB_KEY_ID_CAP")
+		}
+		return neg, true
+	}
 	if neg.Caps&spdm.CapCert == 0 {
 		return neg, r.fail("digests", FailProtocol, "the responder does not advertise CERT_CAP: it cannot prove an identity")
 	}
 	return neg, true
+}
+
+// provisionedKey stands in for certificates when Options.ResponderPublicKey
+// is set: SlotID 0xFF, and the bundle keeps the DER SubjectPublicKeyInfo,
+// whose hash is what the transcripts carry instead of a chain's.
+func (r *run) provisionedKey() (uint8, bool) {
+	der, err := x509.MarshalPKIXPublicKey(r.o.ResponderPublicKey)
+	if err != nil {
+		return 0, r.fail("certificate", FailProtocol, "provisioned public key: %v", err)
+	}
+	r.ev.Bundle.Slot = spdm.SlotProvisioned
+	r.ev.Bundle.CertChainBuffer = der
+	return spdm.SlotProvisioned, true
 }
 
 // certificates reads DIGESTS and every provisioned slot's chain, verifies
@@ -561,7 +585,8 @@ func (r *run) cmaSAN(s *spdm.CMASAN) *CMASAN {
 
 // requesterOptions turns the floors into spdm.Options.
 func (r *run) requesterOptions() (*spdm.Options, error) {
-	ro := &spdm.Options{Rand: r.o.Rand, Now: r.o.Now, Roots: r.o.Roots, Logger: r.log, ChainCache: r.o.ChainCache}
+	ro := &spdm.Options{Rand: r.o.Rand, Now: r.o.Now, Roots: r.o.Roots, Logger: r.log, ChainCache: r.o.ChainCache,
+		ResponderPublicKey: r.o.ResponderPublicKey}
 	if r.o.Session || r.o.TDISP {
 		spdm.EnableSessions(ro, false)
 	}
@@ -585,6 +610,19 @@ func (r *run) requesterOptions() (*spdm.Options, error) {
 			return nil, err
 		}
 		ro.HashAlgos |= h
+	}
+	if r.o.ResponderPublicKey != nil {
+		// Offer only what the provisioned key signs with, so that the
+		// responder selects an algorithm it can be verified with.
+		ka := spdm.AsymForPublicKey(r.o.ResponderPublicKey)
+		if ka == 0 {
+			return nil, fmt.Errorf("provisioned public key of type %T is not supported", r.o.ResponderPublicKey)
+		}
+		if ro.AsymAlgos == 0 {
+			ro.AsymAlgos = ka
+		} else if ro.AsymAlgos &= ka; ro.AsymAlgos == 0 {
+			return nil, errors.New("the provisioned public key signs with none of the allowed algorithms")
+		}
 	}
 	return ro, nil
 }

@@ -75,6 +75,10 @@ type Config struct {
 	// (PUB_KEY_ID_CAP, SlotID 0xFF) instead of certificate chains; see
 	// spdm.ResponderConfig.PublicKeyOnly.
 	PublicKeyOnly bool
+	// MultiKey is the MULTI_KEY_CAP the device advertises at SPDM 1.3
+	// (spdm.MultiKeyOnly or spdm.MultiKeyNegotiated; 0 = none): DIGESTS then
+	// names each slot's key pair and what it may sign. Not with PublicKeyOnly.
+	MultiKey spdm.MultiKeyCap
 	// Rand feeds the responder's nonces and signatures; nil = crypto/rand.
 	Rand io.Reader
 	// Logger receives debug records; nil = discard.
@@ -143,6 +147,10 @@ func New(cfg Config) (*Device, error) {
 	}
 	if cfg.Slots < 1 || cfg.Slots > 8 {
 		return nil, fmt.Errorf("emu: %d certificate slots (want 1..8)", cfg.Slots)
+	}
+	if cfg.MultiKey > spdm.MultiKeyNegotiated || (cfg.MultiKey != 0 && cfg.PublicKeyOnly) {
+		// DSP0274 1.3.0: MULTI_KEY_CAP is reserved 11b, and excludes PUB_KEY_ID_CAP.
+		return nil, fmt.Errorf("emu: MULTI_KEY_CAP %d with PublicKeyOnly %v", cfg.MultiKey, cfg.PublicKeyOnly)
 	}
 	if cfg.Measurements != nil {
 		cfg.Measurements = cloneMeasurements(cfg.Measurements) // the caller may reuse its slice
@@ -236,7 +244,7 @@ func New(cfg Config) (*Device, error) {
 		}
 	}
 	d.responder = spdm.NewResponder(spdm.ResponderConfig{
-		Versions: cfg.Versions, Keys: keys, PublicKeyOnly: cfg.PublicKeyOnly, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
+		Versions: cfg.Versions, Keys: keys, PublicKeyOnly: cfg.PublicKeyOnly, MultiKey: cfg.MultiKey, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
 		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
 		VendorDefined: d.vendorDefined, Faults: rf, Rand: cfg.Rand, Logger: cfg.Logger, Session: sc,
 	})
@@ -391,6 +399,21 @@ func (d *Device) Anchors() []*x509.Certificate {
 		}
 	}
 	return out
+}
+
+// PublicKeysPEM are the slot-0 leaf public keys (PEM "PUBLIC KEY",
+// SubjectPublicKeyInfo), one per key type: with PublicKeyOnly, what a
+// requester is provisioned with (attest --responder-public-key).
+func (d *Device) PublicKeysPEM() ([]byte, error) {
+	var b []byte
+	for _, c := range d.chains {
+		der, err := x509.MarshalPKIXPublicKey(c.LeafKey.Public())
+		if err != nil {
+			return nil, fmt.Errorf("emu: %s public key: %w", c.Type, err)
+		}
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
+	}
+	return b, nil
 }
 
 // AnchorsPEM is Anchors in PEM, one CERTIFICATE block per root.

@@ -309,3 +309,39 @@ func TestPublicKeyOnlyDevice(t *testing.T) {
 		t.Fatalf("measurements: %v", err)
 	}
 }
+
+// TestMultiKeyConfig: MULTI_KEY_CAP is advertised at 1.3 only, and not
+// with PublicKeyOnly (DSP0274 1.3.0: MULTI_KEY_CAP excludes PUB_KEY_ID_CAP)
+// nor with the reserved value 11b.
+func TestMultiKeyConfig(t *testing.T) {
+	d, err := New(Config{Algorithms: spdm.AsymECDSAP256, MultiKey: spdm.MultiKeyOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.CapabilityFlags(spdm.Version13) & spdm.CapMultiKeyMask; got != 1<<26 {
+		t.Fatalf("1.3 MULTI_KEY_CAP %#x", got)
+	}
+	if got := d.CapabilityFlags(spdm.Version12) & spdm.CapMultiKeyMask; got != 0 {
+		t.Fatalf("1.2 MULTI_KEY_CAP %#x", got)
+	}
+	for _, c := range []Config{{MultiKey: spdm.MultiKeyNegotiated, PublicKeyOnly: true}, {MultiKey: 3}} {
+		if _, err := New(c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	pk, err := New(Config{Algorithms: spdm.AsymECDSAP256, PublicKeyOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pk.PublicKeysPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, rest := pem.Decode(b)
+	if blk == nil || blk.Type != "PUBLIC KEY" || len(rest) != 0 {
+		t.Fatalf("PublicKeysPEM: %q", b)
+	}
+	if _, err := x509.ParsePKIXPublicKey(blk.Bytes); err != nil {
+		t.Fatal(err)
+	}
+}

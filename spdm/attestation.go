@@ -375,6 +375,16 @@ const SlotProvisioned uint8 = 0xFF
 // SlotProvisioned, Options.ResponderPublicKey and its DER
 // SubjectPublicKeyInfo (the responder must have PUB_KEY_ID_CAP).
 func (r *Requester) slotKey(rc RequestCode, step string, slot uint8) (crypto.PublicKey, []byte, error) {
+	if r.neg.MultiKey && slot != SlotProvisioned {
+		// Multi-key (1.3): a slot's key signs only what its KeyUsageMask in
+		// DIGESTS allows; without DIGESTS the usage is unknown.
+		if r.digests == nil || r.digests.SlotMask&(1<<slot) == 0 {
+			return nil, nil, protoErr(rc, "multi-key connection: slot %d has no KeyUsageMask (GET_DIGESTS first)", slot)
+		}
+		if u := r.digests.KeyUsageMask[slot]; u&keyUsageFor(rc) == 0 {
+			return nil, nil, protoErr(rc, "multi-key connection: slot %d key may not sign this response (KeyUsageMask %#04x)", slot, u)
+		}
+	}
 	if slot == SlotProvisioned {
 		if r.neg.Caps&CapPubKeyID == 0 {
 			return nil, nil, protoErr(rc, "slot 0xFF asked of a responder without PUB_KEY_ID_CAP")

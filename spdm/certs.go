@@ -62,6 +62,17 @@ func (r *Requester) getDigests(ctx context.Context) (*Digests, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.MultiKey {
+		// A provisioned slot of a multi-key responder names its
+		// certificate model (libspdm: "shall report a non-zero CertModel").
+		for i, ci := range dr.CertInfo {
+			if ci&0x07 == CertModelNone {
+				return nil, protoErr(RequestGetDigests, "multi-key DIGESTS entry %d has CertModel 0", i)
+			}
+		}
+		r.msgD = bytes.Clone(dr.raw)
+		r.nD++
+	}
 	r.msgB = append(append(r.msgB, req...), dr.raw...)
 	d := &Digests{SlotMask: dr.SlotMask, SupportedMask: dr.SupportedMask}
 	for i, slot := range d.Slots() {

@@ -364,3 +364,15 @@ func CMASANFor(id FunctionID) string {
 
 // Matches reports whether the SAN is exactly the one id must carry.
 func (s *CMASAN) Matches(id FunctionID) bool { return s != nil && s.Raw == CMASANFor(id) }
+
+// AsymForPublicKey is the set of asymmetric algorithms pub verifies (0 =
+// none): what a requester holding a provisioned responder key should offer.
+func AsymForPublicKey(pub crypto.PublicKey) AsymAlgo {
+	var out AsymAlgo
+	for a := AsymAlgo(1); a != 0 && a <= AsymEd448; a <<= 1 {
+		if keyMatches(a, pub) {
+			out |= a
+		}
+	}
+	return out
+}

@@ -10,7 +10,7 @@ import (
 // the connection state, including the sticky error. DSP0274 1.3 §10.3–10.5.
 func (r *Requester) Negotiate(ctx context.Context) (Negotiated, error) {
 	r.err, r.neg = nil, nil
-	r.vca, r.msgB, r.l1 = nil, nil, nil
+	r.vca, r.msgB, r.l1, r.msgD, r.nD = nil, nil, nil, nil, 0
 	r.digests, r.chains = nil, map[uint8]*CertChain{}
 	n, err := r.negotiate(ctx)
 	if err != nil {
@@ -83,8 +83,15 @@ func (r *Requester) negotiate(ctx context.Context) (Negotiated, error) {
 		areq.OtherParams = otherParamsOpaqueFmt1
 	}
 	if n.Version >= Version13 {
-		if r.o.MultiKeyConn {
+		// MultiKeyConn is MULTI_KEY_CONN_RSP (DSP0274 1.3.0 Table 32): set
+		// for a 01b responder, our choice for 10b, clear for 00b.
+		switch multiKeyCapOf(n.Caps) {
+		case MultiKeyOnly:
 			areq.OtherParams |= otherParamsMultiKeyConn
+		case MultiKeyNegotiated:
+			if r.o.MultiKeyConn {
+				areq.OtherParams |= otherParamsMultiKeyConn
+			}
 		}
 		areq.MELSpec = r.o.MELSpec
 	}
@@ -144,7 +151,17 @@ func checkSelection(n *Negotiated, req *negotiateAlgorithmsReq, a *algorithmsRsp
 	} else if a.MeasSpecSel&^req.MeasSpec != 0 {
 		return bad("MeasurementSpecificationSel %#x was not offered", a.MeasSpecSel)
 	}
-	if a.OtherParamsSel&^req.OtherParams != 0 {
+	otherSel := a.OtherParamsSel
+	if n.Version >= Version13 {
+		// The responder's MultiKeyConn bit is MULTI_KEY_CONN_REQ, about our
+		// keys: it must agree with our MULTI_KEY_CAP (Table 32).
+		if _, ok := multiKeyConn(multiKeyCapOf(n.RequesterCaps), otherSel&otherParamsMultiKeyConn != 0); !ok {
+			return bad("MULTI_KEY_CONN_REQ %v contradicts our MULTI_KEY_CAP %d",
+				otherSel&otherParamsMultiKeyConn != 0, multiKeyCapOf(n.RequesterCaps))
+		}
+		otherSel &^= otherParamsMultiKeyConn
+	}
+	if otherSel&^req.OtherParams != 0 {
 		return bad("OtherParamsSelection %#x was not offered (%#x)", a.OtherParamsSel, req.OtherParams)
 	}
 	if a.MELSpecSel&^req.MELSpec != 0 {
@@ -174,9 +191,6 @@ func checkSelection(n *Negotiated, req *negotiateAlgorithmsReq, a *algorithmsRsp
 		return bad("BaseHashSel %s is not supported", a.BaseHash)
 	}
 	n.BaseAsym, n.MeasHash, n.MeasSpec, n.OtherParams = a.BaseAsym, a.MeasHash, a.MeasSpecSel, a.OtherParamsSel
-	n.MultiKey = a.OtherParamsSel&otherParamsMultiKeyConn != 0
-	if n.MultiKey && n.Caps&CapMultiKeyMask == 0 {
-		return bad("MultiKeyConn selected without MULTI_KEY_CAP")
-	}
+	n.MultiKey = n.Version >= Version13 && req.OtherParams&otherParamsMultiKeyConn != 0
 	return nil
 }

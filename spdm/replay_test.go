@@ -247,6 +247,13 @@ func TestReplay(t *testing.T) {
 			if n.Version.String() != tc.firstVersion {
 				t.Fatalf("version %s", n.Version)
 			}
+			// The 1.3 recording is a multi-key connection (both sides
+			// MULTI_KEY_CAP 10b, the reference requester sets MultiKeyConn):
+			// its CHALLENGE_AUTH and MEASUREMENTS verifying below is the
+			// evidence that M1 = A‖B‖C and L1 = A‖M take no message D.
+			if want := n.Version >= Version13; n.MultiKey != want {
+				t.Fatalf("MULTI_KEY_CONN_RSP %v, want %v", n.MultiKey, want)
+			}
 			if len(out.challenges) != 1 || !out.challenges[0].Verified {
 				t.Fatalf("challenges %+v", out.challenges)
 			}

@@ -68,7 +68,10 @@ type Options struct {
 	AEADAlgos        AEADAlgo    //
 	ReqAsymAlgos     AsymAlgo    //
 	KeySchedules     KeySchedule //
-	MultiKeyConn     bool        // 1.3: offer MultiKeyConn
+	// MultiKeyConn asks a 1.3 responder whose MULTI_KEY_CAP is 10b
+	// (negotiated) for a multi-key connection; a 01b responder is always
+	// multi-key, a 00b one never (DSP0274 1.3.0 Table 32).
+	MultiKeyConn bool
 	// ResponderPublicKey is the responder's pre-provisioned public key
 	// (DSP0274 PUB_KEY_ID_CAP): CHALLENGE, signed GET_MEASUREMENTS and
 	// KEY_EXCHANGE with slot SlotProvisioned are verified with it instead
@@ -90,7 +93,11 @@ type Negotiated struct {
 	CTExponent       uint8
 	DataTransferSize uint32 // responder's (1.2+; 0 before)
 	MaxSPDMmsgSize   uint32
-	MultiKey         bool // 1.3 multi-key connection
+	// MultiKey is MULTI_KEY_CONN_RSP (1.3): the responder's slots may hold
+	// different keys, DIGESTS says which key each slot has and what it may
+	// sign (Digests.KeyPairID, CertInfo, KeyUsageMask), and the requester
+	// verifies a slot's signature only for what its KeyUsageMask allows.
+	MultiKey bool
 	// Supported is the responder's 1.3 supported-algorithms block, when
 	// asked for (Options.SupportedAlgorithms) and sent (HasSupported).
 	Supported    SupportedAlgorithms
@@ -138,6 +145,8 @@ type Requester struct {
 	vca    []byte // GET_VERSION … ALGORITHMS
 	msgB   []byte // digests/certificates since VCA or the last CHALLENGE (M1 part B)
 	l1     []byte // GET_MEASUREMENTS/MEASUREMENTS since the last reset
+	msgD   []byte // multi-key (1.3): the DIGESTS response, message D
+	nD     int    // DIGESTS responses outside sessions since VCA (multi-key)
 	lastRq RequestCode
 
 	digests *Digests

@@ -19,6 +19,12 @@ type ResponderKey struct {
 	Asym   AsymAlgo      // the algorithms this key signs with (one RSA key serves RSASSA and RSA-PSS)
 	Chain  [][]byte      // DER certificates, root first, leaf last
 	Signer crypto.Signer // the leaf's private key
+	// Multi-key connections (1.3, ResponderConfig.MultiKey): KeyPairID of
+	// the key (0 = 1 + the index of the first Keys entry with the same
+	// public key) and the messages it may sign (0 = KEY_EXCHANGE_RSP,
+	// CHALLENGE_AUTH and MEASUREMENTS). The certificate model is DeviceCert.
+	KeyPairID uint8
+	KeyUsage  uint16
 }
 
 // ResponderMeasurement is one measurement a responder reports: Value is what
@@ -67,6 +73,12 @@ type ResponderConfig struct {
 	// KEY_EXCHANGE_RSP for SlotID 0xFF and MEASUREMENTS for SlotIDParam 0xF
 	// with the first key of the negotiated algorithm. Chains are ignored.
 	PublicKeyOnly bool
+	// MultiKey is the MULTI_KEY_CAP advertised at 1.3 (not with
+	// PublicKeyOnly): MultiKeyOnly or MultiKeyNegotiated. In a multi-key
+	// connection DIGESTS carries each slot's KeyPairID, CertificateInfo and
+	// KeyUsageMask, a slot signs only what its KeyUsage allows, and the
+	// DIGESTS response joins the KEY_EXCHANGE transcript (multikey.go).
+	MultiKey MultiKeyCap
 	// Asym restricts the asymmetric algorithms the responder selects; 0 =
 	// every algorithm of Keys.
 	Asym AsymAlgo
@@ -156,6 +168,12 @@ type rspConn struct {
 	aead        AEADAlgo
 	keySchedule KeySchedule
 	sessions    map[uint32]*rspSession
+
+	// Multi-key connection (1.3): MULTI_KEY_CONN_RSP, and message D, the
+	// last DIGESTS response sent outside a session.
+	multiKey bool
+	msgD     []byte
+	nD       int // DIGESTS responses outside sessions since VCA
 
 	// PublicKeyOnly: the provisioned key; chainBuf is its DER SubjectPublicKeyInfo.
 	pubKey *rspSlot

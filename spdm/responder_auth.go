@@ -1,6 +1,7 @@
 package spdm
 
 import (
+	"crypto"
 	"io"
 	"slices"
 )
@@ -23,10 +24,20 @@ func (r *Responder) getDigests(req []byte) []byte {
 		if sl != nil {
 			dg, _ := hashOf(r.c.hash, sl.chainBuf)
 			rsp.Digests = append(rsp.Digests, dg)
+			if r.c.multiKey {
+				// DSP0274 1.3.0 §10.6: per provisioned slot, in slot order.
+				rsp.KeyPairID = append(rsp.KeyPairID, r.keyPairID(sl.key))
+				rsp.CertInfo = append(rsp.CertInfo, CertModelDevice)
+				rsp.KeyUsageMask = append(rsp.KeyUsageMask, sl.keyUsage())
+			}
 		}
 	}
 	b := rsp.marshal()
 	r.c.m1 = append(append(r.c.m1, m.raw...), b...)
+	if r.c.multiKey {
+		r.c.msgD = slices.Clone(b) // message D (a session restores the one before)
+		r.c.nD++
+	}
 	return r.send(RequestGetDigests, b)
 }
 
@@ -87,7 +98,7 @@ func (r *Responder) challenge(req []byte) []byte {
 	if m.Slot == 0x0F { // 0xF is SlotIDParam's spelling, not CHALLENGE's
 		sl = nil
 	}
-	if sl == nil || (m.SummaryType != SummaryNone && (r.cfg.Measurements == nil || r.c.measSpec == 0)) {
+	if sl == nil || (m.SummaryType != SummaryNone && (r.cfg.Measurements == nil || r.c.measSpec == 0)) || !r.usable(sl, RequestChallenge) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
 	f := r.cfg.Faults
@@ -180,7 +191,7 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 	signed := m.signed()
 	var sl *rspSlot
 	if signed {
-		if sl = r.slot(m.SlotParam); sl == nil { // 1.0 has no SlotIDParam: slot 0
+		if sl = r.slot(m.SlotParam); sl == nil || !r.usable(sl, RequestGetMeasurements) { // 1.0 has no SlotIDParam: slot 0
 			r.c.l1 = nil
 			return r.errRsp(ErrorCodeInvalidRequest, 0)
 		}
@@ -339,4 +350,33 @@ func (r *Responder) chunkGet(req []byte) []byte {
 		r.c.large = nil
 	}
 	return rsp.marshal()
+}
+
+// keyPairID is the KeyPairID DIGESTS reports for k (ResponderKey.KeyPairID).
+func (r *Responder) keyPairID(k *ResponderKey) uint8 {
+	if k.KeyPairID != 0 {
+		return k.KeyPairID
+	}
+	pub, ok := k.Signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	for i := range r.cfg.Keys {
+		if &r.cfg.Keys[i] == k || (ok && pub.Equal(r.cfg.Keys[i].Signer.Public())) {
+			return uint8(i + 1)
+		}
+	}
+	return 1
+}
+
+// keyUsage is the slot's KeyUsageMask (ResponderKey.KeyUsage).
+func (sl *rspSlot) keyUsage() uint16 {
+	if sl.key.KeyUsage != 0 {
+		return sl.key.KeyUsage
+	}
+	return KeyUsageKeyExchange | KeyUsageChallenge | KeyUsageMeasurement
+}
+
+// usable reports whether the slot's key may sign the response to rc: in a
+// multi-key connection only what its KeyUsageMask allows (libspdm answers
+// a slot without the usage bit with ERROR(InvalidRequest)).
+func (r *Responder) usable(sl *rspSlot, rc RequestCode) bool {
+	return !r.c.multiKey || sl.keyUsage()&keyUsageFor(rc) != 0
 }

@@ -15,15 +15,20 @@ func TestResponderAnswersReferenceRequester(t *testing.T) {
 		file string
 		asym AsymAlgo
 		hash HashAlgo
+		mk   MultiKeyCap // the reference responder's MULTI_KEY_CAP
 	}{
-		{"v11-p256", AsymECDSAP256, HashSHA256},
-		{"v12-p384", AsymECDSAP384, HashSHA384},
-		{"v12-p384-onebyone", AsymECDSAP384, HashSHA384},
-		{"v13-p384", AsymECDSAP384, HashSHA384},
+		{"v11-p256", AsymECDSAP256, HashSHA256, 0},
+		{"v12-p384", AsymECDSAP384, HashSHA384, 0},
+		{"v12-p384-onebyone", AsymECDSAP384, HashSHA384, 0},
+		{"v13-p384", AsymECDSAP384, HashSHA384, MultiKeyNegotiated},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			f := loadRef(t, tc.file)
 			r := rspTestResponder(t, tc.asym, nil)
+			// The reference requester asks for a multi-key connection
+			// (OtherParamsSupport 0x12), which a responder without
+			// MULTI_KEY_CAP must refuse (DSP0274 1.3.0 Table 32).
+			r.cfg.MultiKey = tc.mk
 			var req []byte
 			matched := 0
 			for _, m := range f.Messages {

@@ -168,8 +168,14 @@ func (r *Responder) keyExchange(req []byte) []byte {
 		return r.errRsp(ErrorCodeUnsupportedRequest, uint8(RequestKeyExchange))
 	}
 	m, ok := rspDecode(req, func(b []byte) (*keyExchangeReq, error) { return decodeKeyExchangeReq(b, dheSize(r.c.dhe)) })
-	if !ok || (m.Slot >= maxSlots && m.Slot != 0xFF) || r.slot(m.Slot) == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) {
+	if !ok || (m.Slot >= maxSlots && m.Slot != 0xFF) || r.slot(m.Slot) == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) ||
+		!r.usable(r.slot(m.Slot), RequestKeyExchange) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
+	}
+	if r.c.multiKey && r.c.nD > 1 {
+		// Which of several DIGESTS is message D could not be confirmed:
+		// refuse to sign a transcript the requester may compute otherwise.
+		return r.errRsp(ErrorCodeUnspecified, 0)
 	}
 	slot := r.slot(m.Slot)
 	limit := r.cfg.Session.MaxSessions
@@ -240,7 +246,12 @@ func (r *Responder) keyExchange(req []byte) []byte {
 	full := rsp.marshal()
 	unsigned := full[:len(full)-len(rsp.Signature)]
 	ct, _ := hashOf(r.c.hash, slot.chainBuf)
-	th := slices.Concat(r.c.vca, ct, m.raw, unsigned)
+	// A ‖ [D, multi-key] ‖ Ct ‖ K (libspdm: message D follows A).
+	var d []byte
+	if r.c.multiKey {
+		d = r.c.msgD
+	}
+	th := slices.Concat(r.c.vca, d, ct, m.raw, unsigned)
 	h, _ := hashOf(r.c.hash, th)
 	sig, err := signTranscript(r.cfg.Rand, v, r.c.asym, r.c.hash, ctxKeyExchange, slot.key.Signer, h)
 	if err != nil {
@@ -416,14 +427,14 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 	case RequestGetDigests, RequestGetCertificate:
 		// Allowed in a session (DSP0274 1.2.0 Table 8); they are not part
 		// of M1, which covers the exchanges outside sessions only.
-		saved := r.c.m1
+		saved, savedD, savedN := r.c.m1, r.c.msgD, r.c.nD
 		var rsp []byte
 		if code == RequestGetDigests {
 			rsp = r.getDigests(req)
 		} else {
 			rsp = r.getCertificate(req)
 		}
-		r.c.m1 = saved
+		r.c.m1, r.c.msgD, r.c.nD = saved, savedD, savedN
 		return rsp, nil, nil
 	case RequestHeartbeat:
 		if r.sessionFlags(r.c.version)&CapHBeat == 0 {

@@ -63,6 +63,9 @@ func (r *Responder) rspFlags(v Version) uint32 {
 	if v >= Version12 && !r.cfg.NoChunk {
 		f |= CapChunk
 	}
+	if v >= Version13 && len(r.cfg.Keys) > 0 && !r.cfg.PublicKeyOnly && r.cfg.MultiKey <= MultiKeyNegotiated {
+		f |= uint32(r.cfg.MultiKey) << 26
+	}
 	return f | r.sessionFlags(v)
 }
 
@@ -161,6 +164,23 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 			rsp.OtherParamsSel = 0x01
 		}
 	}
+	multiKey := false
+	if v >= Version13 {
+		// DSP0274 1.3.0 Table 32. The requester's MultiKeyConn bit is
+		// MULTI_KEY_CONN_RSP: invalid when it contradicts our MULTI_KEY_CAP
+		// (00b with the bit set, 01b with it clear).
+		var ok bool
+		multiKey, ok = multiKeyConn(multiKeyCapOf(r.rspFlags(v)), m.OtherParams&otherParamsMultiKeyConn != 0)
+		if !ok {
+			return r.errRsp(ErrorCodeInvalidRequest, 0)
+		}
+		// Our bit is MULTI_KEY_CONN_REQ, from the requester's MULTI_KEY_CAP:
+		// set for 01b; for 10b it is our choice, and this responder, which
+		// verifies no requester signatures, leaves it clear.
+		if multiKeyCapOf(r.c.reqFlags) == MultiKeyOnly {
+			rsp.OtherParamsSel |= otherParamsMultiKeyConn
+		}
+	}
 	// AlgStruct tables: each type the requester listed, nothing selected
 	// (this responder has no KEY_EX_CAP, PSK_CAP or MUT_AUTH_CAP).
 	// (KEY_EX_CAP: DHE, AEAD and key schedule are selected when sessions
@@ -174,6 +194,7 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 	b := rsp.marshal()
 	r.c.asym, r.c.hash, r.c.measHash, r.c.measSpec = rsp.BaseAsym, rsp.BaseHash, rsp.MeasHash, rsp.MeasSpecSel
 	r.c.otherParams = rsp.OtherParamsSel
+	r.c.multiKey = multiKey
 	if r.cfg.PublicKeyOnly {
 		if k := r.keyFor(rsp.BaseAsym); k != nil && rsp.BaseAsym != 0 {
 			if der, err := x509.MarshalPKIXPublicKey(k.Signer.Public()); err == nil {

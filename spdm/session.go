@@ -242,6 +242,11 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 		return nil, err
 	}
 	n := r.neg
+	if n := r.neg; n.MultiKey && r.nD > 1 {
+		// Message D is one DIGESTS response; which one counts after
+		// several could not be confirmed, so refuse rather than guess.
+		return nil, protoErr(RequestKeyExchange, "multi-key connection: %d DIGESTS since VCA, message D is ambiguous (negotiate again)", r.nD)
+	}
 	pub, keyBuf, err := r.slotKey(RequestKeyExchange, "key-exchange-signature", o.Slot)
 	if err != nil {
 		return nil, err
@@ -289,8 +294,12 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 	if kr.MutAuth != 0 {
 		return nil, protoErr(RequestKeyExchange, "responder asks for mutual authentication (%#02x), not supported", kr.MutAuth)
 	}
-	// Transcript: A ‖ Ct ‖ K.
-	th := slices.Concat(r.vca, ct, req, kr.unsigned())
+	// Transcript: A ‖ [D, multi-key] ‖ Ct ‖ K.
+	var d []byte
+	if n.MultiKey {
+		d = r.msgD
+	}
+	th := slices.Concat(r.vca, d, ct, req, kr.unsigned())
 	h, err := hashOf(n.BaseHash, th)
 	if err != nil {
 		return nil, err

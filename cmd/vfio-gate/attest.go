@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -32,6 +33,7 @@ type attestFlags struct {
 	timeout time.Duration
 	session bool
 	tdisp   bool
+	pubKey  string // --responder-public-key
 }
 
 func (f *attestFlags) register(c *cobra.Command) {
@@ -42,6 +44,7 @@ func (f *attestFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.pciID, "pci-id", "", "with --socket: the responder's VVVV:DDDD (default: taken from the leaf's CMA SAN)")
 	fl.StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
 	fl.DurationVar(&f.timeout, "timeout", attest.DefaultTimeout, "bound on the whole attestation")
+	fl.StringVar(&f.pubKey, "responder-public-key", "", "the responder's pre-provisioned public key (PEM SubjectPublicKeyInfo, or DER): CHALLENGE and MEASUREMENTS use slot 0xFF and are verified with it; no certificate is read (the responder must advertise PUB_KEY_ID_CAP)")
 	if c.Name() == "attest" {
 		fl.BoolVar(&f.session, "session", false, "read the measurements inside an SPDM secure session (KEY_EXCHANGE) and report it as \"session\"")
 		fl.BoolVar(&f.tdisp, "tdisp", false, "also read the TDISP interface state (and report when locked) inside the session (implies --session)")
@@ -115,6 +118,31 @@ func parseCerts(b []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
+// loadPublicKey reads --responder-public-key: one PEM "PUBLIC KEY" block
+// (SubjectPublicKeyInfo) or its DER.
+func loadPublicKey(path string) (crypto.PublicKey, error) {
+	b, err := policy.ReadRegularFile(path, maxAnchorFile)
+	if err != nil {
+		return nil, usageErrorf("--responder-public-key %s: %v", path, err)
+	}
+	der := b
+	if strings.Contains(string(b), "-----BEGIN") {
+		blk, rest := pem.Decode(b)
+		if blk == nil || blk.Type != "PUBLIC KEY" {
+			return nil, usageErrorf("--responder-public-key %s: want one PEM \"PUBLIC KEY\" block (SubjectPublicKeyInfo)", path)
+		}
+		if next, _ := pem.Decode(rest); next != nil {
+			return nil, usageErrorf("--responder-public-key %s: more than one PEM block; give the one key the device holds", path)
+		}
+		der = blk.Bytes
+	}
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, usageErrorf("--responder-public-key %s: %v", path, err)
+	}
+	return pub, nil
+}
+
 // runAttestation attests the target of f (a BDF or --socket) and returns
 // the evidence, or an error when the target cannot be reached at all.
 func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf pci.BDF, roots []*x509.Certificate) (*attest.Evidence, error) {
@@ -123,6 +151,16 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		log = slog.New(slog.DiscardHandler)
 	}
 	o := &attest.Options{Roots: roots, Timeout: f.timeout, Logger: log, Session: f.session || f.tdisp, TDISP: f.tdisp}
+	if f.pubKey != "" {
+		if f.slot >= 0 {
+			return nil, usageErrorf("--responder-public-key uses slot 0xFF: it excludes --slot")
+		}
+		pub, err := loadPublicKey(f.pubKey)
+		if err != nil {
+			return nil, err
+		}
+		o.ResponderPublicKey = pub
+	}
 	if f.slot >= 0 {
 		if f.slot > 7 {
 			return nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)

@@ -39,6 +39,10 @@ type emulateOut struct {
 	// Skipped lists what in it could not be used.
 	PKI     string   `json:"pki,omitempty"`
 	Skipped []string `json:"skipped,omitempty"`
+	// PublicKey is the file of the device's public keys (PEM) with
+	// --public-key-only; MultiKey the MULTI_KEY_CAP mode of --multi-key.
+	PublicKey string `json:"public_key,omitempty"`
+	MultiKey  string `json:"multi_key,omitempty"`
 }
 
 func newEmulateCmd(e *env, g *globals) *cobra.Command {
@@ -50,6 +54,8 @@ func newEmulateCmd(e *env, g *globals) *cobra.Command {
 		inClear, noHeartbeat, noKeyUpdate        bool
 		pkiDir, keyFile, chainFile               string
 		heartbeat                                uint8
+		publicKeyOnly                            bool
+		writePubKey, multiKey                    string
 	)
 	cmd := &cobra.Command{
 		Use:   "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
@@ -84,6 +90,13 @@ secure sessions (1.1+) KEY_EX, ENCRYPT, MAC, HBEAT (HeartbeatPeriod 60 s unless
 --heartbeat) and KEY_UPD; --no-heartbeat and --no-key-update withhold the last two,
 --handshake-in-clear adds HANDSHAKE_IN_THE_CLEAR. See docs/emulate.md.
 
+--public-key-only presents the keys as pre-provisioned public keys (PUB_KEY_ID_CAP, slot
+0xFF; SPDM 1.1+) instead of certificate chains, and writes them (PEM "PUBLIC KEY", one per
+algorithm) to --write-public-key or a fresh temporary file, for
+"vfio-gate attest --socket HOST:PORT --responder-public-key FILE" (give one algorithm
+with --algorithms so that the file holds one key). --multi-key only|negotiated advertises
+SPDM 1.3 MULTI_KEY_CAP 01b/10b: DIGESTS then names each slot's key pair and what it may sign.
+
 Needs nothing (no root, no hardware, no TPM). With --json the start-up banner is one JSON object.
 
 Exit codes: 0 stopped by SIGINT/SIGTERM; 1 usage error (unknown profile, algorithm or version,
@@ -91,7 +104,8 @@ missing --listen); 4 the address cannot be bound.`,
 		Example: `  vfio-gate emulate --listen 127.0.0.1:2323 --write-ca /tmp/emu-ca.pem
   vfio-gate emulate --listen 127.0.0.1:0 --profile tampered --algorithms rsapss-3072 --versions 1.2
   vfio-gate emulate --listen 127.0.0.1:2323 --identity qemu-nvme --bdf 0000:00:06.0
-  vfio-gate emulate --listen 127.0.0.1:2323 --pki libspdm/unit_test/sample_key --write-ca /tmp/vendor-ca.pem`,
+  vfio-gate emulate --listen 127.0.0.1:2323 --pki libspdm/unit_test/sample_key --write-ca /tmp/vendor-ca.pem
+  vfio-gate emulate --listen 127.0.0.1:2323 --public-key-only --algorithms ecdsa-p384 --write-public-key /tmp/emu-key.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen == "" {
@@ -138,8 +152,24 @@ missing --listen); 4 the address cannot be bound.`,
 			if pki != nil && !cmd.Flags().Changed("slots") {
 				slots = len(pki.Slots)
 			}
+			var mk spdm.MultiKeyCap
+			switch multiKey {
+			case "":
+			case "only":
+				mk = spdm.MultiKeyOnly
+			case "negotiated":
+				mk = spdm.MultiKeyNegotiated
+			default:
+				return usageErrorf("emulate: --multi-key %q: want only or negotiated", multiKey)
+			}
+			if publicKeyOnly && mk != 0 {
+				return usageErrorf("emulate: --multi-key and --public-key-only exclude each other (MULTI_KEY_CAP needs certificate slots)")
+			}
+			if writePubKey != "" && !publicKeyOnly {
+				return usageErrorf("emulate: --write-public-key needs --public-key-only")
+			}
 			dev, err := emu.New(emu.Config{BDF: bdf, Identity: id, Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots,
-				Session: sc, Logger: g.log, PKI: pki})
+				Session: sc, Logger: g.log, PKI: pki, PublicKeyOnly: publicKeyOnly, MultiKey: mk})
 			if err != nil {
 				return usageErrorf("emulate: %v", err)
 			}
@@ -147,12 +177,22 @@ missing --listen); 4 the address cannot be bound.`,
 			if err != nil {
 				return err
 			}
+			var pubPath string
+			if publicKeyOnly {
+				pems, err := dev.PublicKeysPEM()
+				if err != nil {
+					return err
+				}
+				if pubPath, err = writePEMFile(writePubKey, "vfio-gate-emu-key-*.pem", pems); err != nil {
+					return err
+				}
+			}
 			ln, err := (&net.ListenConfig{}).Listen(cmd.Context(), "tcp", listen)
 			if err != nil {
 				return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
 			}
 			out := emulateOut{Listen: ln.Addr().String(), Profile: profile, CA: caPath, Faults: []string{},
-				Algorithms: asymNames(asym), Identity: dev.Identity().CMAName(), Slots: slots}
+				Algorithms: asymNames(asym), Identity: dev.Identity().CMAName(), Slots: slots, PublicKey: pubPath, MultiKey: multiKey}
 			if pki != nil {
 				out.PKI = pkiDir
 				if pkiDir == "" {
@@ -197,8 +237,13 @@ missing --listen); 4 the address cannot be bound.`,
 						fmt.Fprintf(e.out, "skipped: %s\n", sk)
 					}
 				}
-				fmt.Fprintf(e.out, "root CA: %s\n", caPath)
-				fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --trust-anchor %s\n", out.Listen, caPath)
+				if pubPath != "" {
+					fmt.Fprintf(e.out, "public keys (slot 0xFF): %s\n", pubPath)
+					fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --responder-public-key %s\n", out.Listen, pubPath)
+				} else {
+					fmt.Fprintf(e.out, "root CA: %s\n", caPath)
+					fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --trust-anchor %s\n", out.Listen, caPath)
+				}
 			}
 			srv := &socket.Server{Features: dev.Features(), Handler: dev.Handler(), Logger: g.log}
 			err = srv.Serve(cmd.Context(), ln)
@@ -224,6 +269,9 @@ missing --listen); 4 the address cannot be bound.`,
 	f.StringVar(&pkiDir, "pki", "", "serve operator-supplied keys and chains from DIR, in DMTF's sample-key layout (<alg>/end_responder.key, <alg>/bundle_responder.certchain[N].der; PEM or DER)")
 	f.StringVar(&keyFile, "key", "", "with --chain: the leaf private key (PEM or DER) of an operator-supplied slot-0 chain")
 	f.StringVar(&chainFile, "chain", "", "with --key: the certificate chain (PEM or concatenated DER, root first or leaf first)")
+	f.BoolVar(&publicKeyOnly, "public-key-only", false, "present the keys as pre-provisioned public keys (PUB_KEY_ID_CAP, slot 0xFF; SPDM 1.1+) instead of certificate chains")
+	f.StringVar(&writePubKey, "write-public-key", "", "with --public-key-only: write the device's public keys (PEM SubjectPublicKeyInfo) here instead of a temporary file")
+	f.StringVar(&multiKey, "multi-key", "", "advertise SPDM 1.3 MULTI_KEY_CAP: only (01b, every 1.3 connection is multi-key) or negotiated (10b, when the requester asks)")
 	f.StringVar(&iface, "bdf", "0000:00:00.0", "the address the function pretends to have (its TDISP interface ID; tdisp --interface)")
 	f.StringVar(&identity, "identity", "", "the function's IDs, as they go into the leaf's CMA SAN: comma-separated KEY=VALUE (hex) of vendor, device, class, rev, subsystem (SSSS:SSSS), dsn (or dsn=none); unnamed keys keep the default "+emu.DefaultIdentity.CMAName()+"; \"qemu-nvme\" = QEMU's NVMe function (no DSN)")
 	return cmd
@@ -231,8 +279,14 @@ missing --listen); 4 the address cannot be bound.`,
 
 // writeAnchors writes the PEM anchors to path, or to a new temporary file.
 func writeAnchors(path string, pemBytes []byte) (string, error) {
+	return writePEMFile(path, "vfio-gate-emu-ca-*.pem", pemBytes)
+}
+
+// writePEMFile writes pemBytes to path, or to a fresh temporary file named
+// after pattern when path is empty, and returns the absolute path.
+func writePEMFile(path, pattern string, pemBytes []byte) (string, error) {
 	if path == "" {
-		f, err := os.CreateTemp("", "vfio-gate-emu-ca-*.pem")
+		f, err := os.CreateTemp("", pattern)
 		if err != nil {
 			return "", err
 		}
