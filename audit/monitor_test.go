@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,17 +42,59 @@ func TestLoadAndGuard(t *testing.T) {
 	if n, err := m.Lost(); err != nil || n != 0 {
 		t.Fatalf("lost %d %v", n, err)
 	}
+	// guard_count, which every probe checks first, follows the guard set:
+	// repeated Guard and Unguard of one name count once.
+	count := func() uint32 {
+		var n uint32
+		if err := m.objs.GuardCount.Lookup(uint32(0), &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, step := range []struct {
+		guard bool
+		dev   string
+		want  uint32
+	}{
+		{true, "0000:3b:00.0", 1}, {true, "0000:3b:00.0", 1}, {true, "0000:3b:00.1", 2},
+		{false, "0000:3b:00.0", 1}, {false, "0000:3b:00.0", 1}, {false, "0000:3b:00.1", 0},
+	} {
+		f := m.Unguard
+		if step.guard {
+			f = m.Guard
+		}
+		if err := f(step.dev); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != step.want {
+			t.Fatalf("after guard=%v %s: guard_count %d, want %d", step.guard, step.dev, n, step.want)
+		}
+	}
 	if !testutil.Required(testutil.Kprobes, os.Getenv(testutil.EnvRequire)) && testutil.Kprobes.Probe() != nil {
 		// Without kprobes, Attach must fail with a clear, typed error.
 		if _, err := m.Attach(); !errors.Is(err, ErrNoKprobes) {
 			t.Fatalf("Attach without kprobes: %v, want ErrNoKprobes", err)
 		}
+		if m.Mode() != "" {
+			t.Fatalf("Mode() = %q after a failed Attach", m.Mode())
+		}
+	}
+}
+
+// TestUnknownMode: an attach mode other than fentry, kprobe or auto is
+// refused before anything is loaded.
+func TestUnknownMode(t *testing.T) {
+	if _, err := New(Options{Mode: "uprobe"}); err == nil || !strings.Contains(err.Error(), "unknown attach mode") {
+		t.Fatalf("New with mode uprobe: %v", err)
 	}
 }
 
 // TestSysfsReadProducesOneEvent attaches the probes, guards one real function
 // and reads its config space through sysfs (read-only): exactly one attributed
 // event per access. Runs where kprobes exist (the test/vm guest).
+//
+// It runs once per attach mode, forced (fentry, then kprobe): each must
+// attach there and say so in Mode and in every event.
 func TestSysfsReadProducesOneEvent(t *testing.T) {
 	testutil.Require(t, testutil.BPF, testutil.Kprobes)
 	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
@@ -59,15 +102,25 @@ func TestSysfsReadProducesOneEvent(t *testing.T) {
 	if len(devs) < 2 {
 		t.Skip("needs two PCI functions")
 	}
-	guarded, other := filepath.Base(devs[0]), filepath.Base(devs[1])
-	m, err := New(Options{})
+	for _, mode := range []Mode{ModeFentry, ModeKprobe} {
+		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, filepath.Base(devs[0]), filepath.Base(devs[1])) })
+	}
+}
+
+func sysfsReadOneEvent(t *testing.T, mode Mode, guarded, other string) {
+	m, err := New(Options{Mode: mode})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if _, err := m.Attach(); err != nil {
+	tagged, err := m.Attach()
+	if err != nil {
 		t.Fatal(err)
 	}
+	if m.Mode() != mode {
+		t.Fatalf("Mode() = %q after Attach with Options.Mode %q", m.Mode(), mode)
+	}
+	t.Logf("%s: path taggers %v", mode, tagged)
 	if err := m.Guard(guarded); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +159,7 @@ loop:
 		t.Fatalf("events = %+v, want exactly one", events)
 	}
 	a := events[0]
-	if a.Device != guarded || a.Op != "read" || a.Offset != 0x8 || a.Size != 4 || a.PID != uint32(os.Getpid()) || a.Comm == "" {
+	if a.Device != guarded || a.Op != "read" || a.Offset != 0x8 || a.Size != 4 || a.PID != uint32(os.Getpid()) || a.Comm == "" || a.Attach != mode {
 		t.Fatalf("event %+v", a)
 	}
 	if a.Path != "sysfs" && a.Path != "unknown" {

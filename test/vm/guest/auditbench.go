@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -34,12 +35,27 @@ func readLoop(c *configFile, d time.Duration) (float64, int, error) {
 	return float64(n) / time.Since(start).Seconds(), n, nil
 }
 
-// benchAudit (issue 9 "Benchmark"): a tight loop of 4-byte sysfs preads of a
-// guarded function's config space, without and then with the monitor
-// attached (probes, guard map, ring buffer and its reader, all in this
-// process, on the guest's one CPU); the events per second the reader
-// consumed and the lost counter. Prints one BENCH line; PASS when every
-// read produced exactly one event and none was lost.
+// benchMode is one attach mode's half of the audit benchmark.
+type benchMode struct {
+	mode          audit.Mode
+	probes, on    float64 // reads/s: attached and unguarded; guarded with the reader
+	reads, events int64
+	lost          uint64
+	evRate        float64
+	taggers       []string
+}
+
+// benchAudit (issue 9 "Benchmark", issue 18 item 5): a tight loop of 4-byte
+// sysfs preads of one function's config space, without the monitor, then
+// for each attach mode (fentry, kprobe; each forced, so each must attach):
+// probes attached with no function guarded, then the function guarded with
+// the ring-buffer reader running (all in this process, on the guest's one
+// CPU); then without the monitor again (the "off" figure is the mean of the
+// two, which brackets the host's load drift). Prints one BENCH line per
+// mode; PASS when both modes attached and every guarded read produced
+// exactly one event, none lost. The overhead goals (<= 10 % unguarded,
+// <= 25 % guarded) are reported, not enforced: under TCG on a shared host
+// the run-to-run noise is larger than the difference.
 func benchAudit(ctx context.Context, h *Harness) Result {
 	nic, err := h.findOne("e1000e endpoint", isNIC)
 	if err != nil {
@@ -53,66 +69,105 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 	if _, _, err := readLoop(c, 200*time.Millisecond); err != nil { // warm up
 		return failf("%v", err)
 	}
-	off, _, err := readLoop(c, benchWindow)
+	off1, _, err := readLoop(c, benchWindow)
 	if err != nil {
 		return failf("%v", err)
 	}
-
-	m, err := audit.New(audit.Options{})
+	var res []benchMode
+	for _, mode := range []audit.Mode{audit.ModeFentry, audit.ModeKprobe} {
+		r, err := benchOneMode(ctx, c, nic.BDF, mode)
+		if err != nil {
+			return failf("%s: %v", mode, err)
+		}
+		res = append(res, r)
+	}
+	off2, _, err := readLoop(c, benchWindow)
 	if err != nil {
-		return failf("audit.New: %v", err)
+		return failf("%v", err)
+	}
+	off := (off1 + off2) / 2
+	var sum []string
+	bad := ""
+	for _, r := range res {
+		unguarded := 100 * (off - r.probes) / off
+		guarded := 100 * (off - r.on) / off
+		fmt.Printf("BENCH audit mode=%s reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_on=%.0f overhead_unguarded_pct=%.1f overhead_pct=%.1f events=%d reads_on=%d events_per_s=%.0f lost=%d window_s=%.1f off_before=%.0f off_after=%.0f taggers=%s\n",
+			r.mode, off, r.probes, r.on, unguarded, guarded, r.events, r.reads, r.evRate, r.lost, benchWindow.Seconds(), off1, off2, strings.Join(r.taggers, ","))
+		sum = append(sum, fmt.Sprintf("%s: %.0f/s unguarded (-%.1f %%, goal <= 10 %%), %.0f/s guarded (-%.1f %%, goal <= 25 %%), %d events, 0 lost",
+			r.mode, r.probes, unguarded, r.on, guarded, r.events))
+		if r.lost != 0 || r.events != r.reads {
+			bad += fmt.Sprintf("%s: %d guarded reads gave %d events, %d lost (%.0f events/s); ", r.mode, r.reads, r.events, r.lost, r.evRate)
+		}
+	}
+	if bad != "" {
+		return failf("%s", strings.TrimSuffix(bad, "; "))
+	}
+	return passf("sysfs 4-byte reads of %s: %.0f/s without the monitor (%.0f before, %.0f after); %s",
+		nic.BDF, off, off1, off2, strings.Join(sum, "; "))
+}
+
+// benchOneMode loads and attaches the monitor in one mode (forced: failing
+// to attach in it is an error) and measures its two phases.
+func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mode) (benchMode, error) {
+	r := benchMode{mode: mode}
+	m, err := audit.New(audit.Options{Mode: mode})
+	if err != nil {
+		return r, fmt.Errorf("audit.New: %w", err)
 	}
 	defer m.Close()
-	if _, err := m.Attach(); err != nil {
-		return failf("Attach: %v", err)
+	if r.taggers, err = m.Attach(); err != nil {
+		return r, fmt.Errorf("Attach: %w", err)
+	}
+	if m.Mode() != mode {
+		return r, fmt.Errorf("attached as %q", m.Mode())
 	}
 	// Probes attached, function not guarded: the cost of the probes alone.
-	probes, _, err := readLoop(c, benchWindow)
-	if err != nil {
-		return failf("%v", err)
+	if r.probes, _, err = readLoop(c, benchWindow); err != nil {
+		return r, err
 	}
-	if err := m.Guard(nic.BDF); err != nil {
-		return failf("Guard: %v", err)
+	if err := m.Guard(bdf); err != nil {
+		return r, fmt.Errorf("Guard: %w", err)
 	}
 	var events atomic.Int64
+	var wrong atomic.Int64
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		done <- m.Run(rctx, func(a *audit.Access) {
-			if a.Device == nic.BDF {
+			if a.Device == bdf && a.Attach == mode {
 				events.Add(1)
+			} else {
+				wrong.Add(1)
 			}
 		})
 	}()
 	select {
 	case <-m.Started():
 	case err := <-done:
-		return failf("Run: %v", err)
+		return r, fmt.Errorf("Run: %w", err)
 	}
 	t0 := time.Now()
 	on, nOn, err := readLoop(c, benchWindow)
 	if err != nil {
-		return failf("%v", err)
+		return r, err
 	}
+	r.on, r.reads = on, int64(nOn)
 	if err := m.Sync(ctx); err != nil {
-		return failf("Sync: %v", err)
+		return r, fmt.Errorf("Sync: %w", err)
 	}
 	drain := time.Since(t0)
-	got := events.Load()
-	lost, err := m.Lost()
-	if err != nil {
-		return failf("Lost: %v", err)
+	r.events = events.Load()
+	if r.lost, err = m.Lost(); err != nil {
+		return r, fmt.Errorf("Lost: %w", err)
 	}
 	cancel()
-	<-done
-	evRate := float64(got) / drain.Seconds()
-	overhead := 100 * (off - on) / off
-	fmt.Printf("BENCH audit reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_on=%.0f overhead_pct=%.1f events=%d reads_on=%d events_per_s=%.0f lost=%d window_s=%.1f\n",
-		off, probes, on, overhead, got, nOn, evRate, lost, benchWindow.Seconds())
-	if lost != 0 || got != int64(nOn) {
-		return failf("%d reads with the monitor attached gave %d events, %d lost (%.0f events/s)", nOn, got, lost, evRate)
+	if err := <-done; err != nil {
+		return r, fmt.Errorf("Run: %w", err)
 	}
-	return passf("sysfs 4-byte reads of %s: %.0f/s without the monitor, %.0f/s with probes on an unguarded function, %.0f/s guarded with the reader (overhead %.1f %%, target <= 5 %%); %d events at %.0f events/s, 0 lost (target 100k/s: the TCG guest reaches %.0f reads/s)",
-		nic.BDF, off, probes, on, overhead, got, evRate, on)
+	if n := wrong.Load(); n != 0 {
+		return r, fmt.Errorf("%d events for another device or attach mode", n)
+	}
+	r.evRate = float64(r.events) / drain.Seconds()
+	return r, nil
 }
