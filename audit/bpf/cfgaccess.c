@@ -31,6 +31,7 @@ struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
 
 #define NAME_LEN 16
 #define WAKEUP_BYTES (64 * 1024)
+#define RECORD_BYTES (sizeof(struct event) + 8) // with the ring's header
 
 enum access_op { OP_READ = 1, OP_WRITE = 2 };
 enum access_path { PATH_UNKNOWN = 0, PATH_SYSFS = 1, PATH_PROCFS = 2, PATH_VFIO = 3 };
@@ -127,11 +128,14 @@ static __always_inline int report(const char *p, int where, __u8 size, __u8 op, 
 	e->path = path ? *path : PATH_UNKNOWN;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memcpy(e->dev, name, NAME_LEN);
-	// Wake the reader only once WAKEUP_BYTES are pending: a wakeup per
-	// event costs more than the event. The Go reader polls the ring every
-	// few milliseconds for what is below the threshold.
+	// Wake the reader when the pending data crosses a multiple of
+	// WAKEUP_BYTES (this record is counted in avail): a wakeup per event
+	// costs more than the event, and so would one per event while the
+	// reader lags. The Go reader also polls the ring every few
+	// milliseconds, for what is below the threshold and for a crossing
+	// missed while another CPU reserved at the same time.
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(e, avail >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, avail % WAKEUP_BYTES < RECORD_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
