@@ -190,18 +190,25 @@ var taggers = []struct{ sym, kprobe, fentry, fexit string }{
 	{"vfio_pci_config_rw", "tag_vfio", "fe_tag_vfio", "fx_untag_vfio"},
 }
 
+// fentryTarget names the kernel function an fentry/fexit program for sym
+// attaches to (sym itself; tests make it fail to prove the fallback).
+var fentryTarget = func(sym string) string { return sym }
+
 // load loads the named programs (sharing the Monitor's maps) and keeps
 // them for Close. Only these are loaded: a tracing program names its
-// target, and a missing target fails the load.
-func (m *Monitor) load(names ...string) ([]*ebpf.Program, error) {
+// target (set from to, by program name, when given), and a missing target
+// fails the load.
+func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, error) {
 	s := m.spec.Copy()
 	keep := map[string]bool{}
 	for _, n := range names {
 		keep[n] = true
 	}
-	for n := range s.Programs {
+	for n, p := range s.Programs {
 		if !keep[n] {
 			delete(s.Programs, n)
+		} else if t, ok := to[n]; ok {
+			p.AttachTo = t
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
@@ -225,10 +232,12 @@ func (m *Monitor) load(names ...string) ([]*ebpf.Program, error) {
 
 func (m *Monitor) attachFentry() ([]string, error) {
 	names := make([]string, len(access))
+	to := map[string]string{}
 	for i, a := range access {
 		names[i] = a.fentry
+		to[a.fentry] = fentryTarget(a.sym)
 	}
-	ps, err := m.load(names...)
+	ps, err := m.load(to, names...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoFentry, err)
 	}
@@ -241,7 +250,7 @@ func (m *Monitor) attachFentry() ([]string, error) {
 	}
 	var tagged []string
 	for _, t := range taggers {
-		ps, err := m.load(t.fentry, t.fexit)
+		ps, err := m.load(map[string]string{t.fentry: fentryTarget(t.sym), t.fexit: fentryTarget(t.sym)}, t.fentry, t.fexit)
 		if err != nil {
 			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
 			continue
@@ -268,7 +277,7 @@ func (m *Monitor) attachKprobes() ([]string, error) {
 	for i, a := range access {
 		names[i] = a.kprobe
 	}
-	ps, err := m.load(names...)
+	ps, err := m.load(nil, names...)
 	if err != nil {
 		return nil, err
 	}
@@ -279,13 +288,13 @@ func (m *Monitor) attachKprobes() ([]string, error) {
 		}
 		m.links = append(m.links, l)
 	}
-	untag, err := m.load("untag_ret")
+	untag, err := m.load(nil, "untag_ret")
 	if err != nil {
 		return nil, err
 	}
 	var tagged []string
 	for _, t := range taggers {
-		ps, err := m.load(t.kprobe)
+		ps, err := m.load(nil, t.kprobe)
 		if err != nil {
 			return nil, err
 		}

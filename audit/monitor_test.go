@@ -103,12 +103,40 @@ func TestSysfsReadProducesOneEvent(t *testing.T) {
 		t.Skip("needs two PCI functions")
 	}
 	for _, mode := range []Mode{ModeFentry, ModeKprobe} {
-		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, filepath.Base(devs[0]), filepath.Base(devs[1])) })
+		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1])) })
 	}
 }
 
-func sysfsReadOneEvent(t *testing.T, mode Mode, guarded, other string) {
-	m, err := New(Options{Mode: mode})
+// TestAutoFallsBackToKprobes: with ModeAuto, when the fentry programs
+// cannot load (here: their target is a function the kernel does not have,
+// so the kernel's own refusal is what triggers it), Attach falls back to
+// kprobes, says so in Mode and in the events, and the audit works. Runs
+// where kprobes exist (the test/vm guest).
+func TestAutoFallsBackToKprobes(t *testing.T) {
+	testutil.Require(t, testutil.BPF, testutil.Kprobes)
+	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
+	sort.Strings(devs)
+	if len(devs) < 2 {
+		t.Skip("needs two PCI functions")
+	}
+	saved := fentryTarget
+	t.Cleanup(func() { fentryTarget = saved })
+	fentryTarget = func(sym string) string { return sym + "_vfio_gate_missing" }
+	sysfsReadOneEvent(t, ModeAuto, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]))
+
+	// Forced fentry does not fall back: it fails with ErrNoFentry.
+	m, err := New(Options{Mode: ModeFentry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Attach(); !errors.Is(err, ErrNoFentry) || m.Mode() != "" {
+		t.Fatalf("forced fentry with a missing target: %v, mode %q; want ErrNoFentry, no mode", err, m.Mode())
+	}
+}
+
+func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
+	m, err := New(Options{Mode: opt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +146,7 @@ func sysfsReadOneEvent(t *testing.T, mode Mode, guarded, other string) {
 		t.Fatal(err)
 	}
 	if m.Mode() != mode {
-		t.Fatalf("Mode() = %q after Attach with Options.Mode %q", m.Mode(), mode)
+		t.Fatalf("Mode() = %q after Attach with Options.Mode %q, want %q", m.Mode(), opt, mode)
 	}
 	t.Logf("%s: path taggers %v", mode, tagged)
 	if err := m.Guard(guarded); err != nil {
