@@ -24,9 +24,16 @@ type Monitor struct {
 	progs []*ebpf.Program // loaded by Attach, for the mode in use
 	links []link.Link
 	mode  Mode // set by Attach
-	want  Mode
-	log   *slog.Logger
-	boot  time.Time // wall-clock time at monotonic 0
+
+	// The path taggers are attached only while a function is guarded
+	// (they only label events): tagAttach re-attaches the pairs that
+	// attached in Attach, tagLinks holds them while attached. Both under
+	// guardMu.
+	tagAttach []func() ([]link.Link, error)
+	tagLinks  []link.Link
+	want      Mode
+	log       *slog.Logger
+	boot      time.Time // wall-clock time at monotonic 0
 
 	guardMu sync.Mutex
 	guarded map[string]bool
@@ -86,6 +93,9 @@ func (m *Monitor) Guard(dev string) error {
 	if err := m.objs.Guarded.Put(nameKey(dev), one); err != nil {
 		return err
 	}
+	if len(m.guarded) == 0 {
+		m.attachTaggers() // before the count: the first access is labelled
+	}
 	m.guarded[string(trimKey(nameKey(dev)))] = true
 	return m.putCount()
 }
@@ -101,11 +111,53 @@ func (m *Monitor) Unguard(dev string) error {
 	if err := m.putCount(); err != nil {
 		return err
 	}
+	if len(m.guarded) == 0 {
+		m.detachTaggers()
+	}
 	err := m.objs.Guarded.Delete(nameKey(dev))
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil
 	}
 	return err
+}
+
+// attachTaggers attaches the path taggers that attached in Attach (a
+// failure now is logged: the events say "unknown" for that path). Called
+// with guardMu held.
+func (m *Monitor) attachTaggers() {
+	if len(m.tagLinks) > 0 {
+		return
+	}
+	for _, f := range m.tagAttach {
+		ls, err := f()
+		if err != nil {
+			m.log.Warn("path tagger not re-attached", "mode", m.mode, "err", err)
+			continue
+		}
+		m.tagLinks = append(m.tagLinks, ls...)
+	}
+}
+
+// detachTaggers detaches the path taggers and drops the tags of threads
+// that were inside a tagged function (their exit probe is gone). Called
+// with guardMu held.
+func (m *Monitor) detachTaggers() {
+	for _, l := range m.tagLinks {
+		if err := l.Close(); err != nil {
+			m.log.Warn("detaching a path tagger", "err", err)
+		}
+	}
+	m.tagLinks = nil
+	var keys []uint32
+	var k uint32
+	var v uint8
+	it := m.objs.ThreadPath.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		_ = m.objs.ThreadPath.Delete(k)
+	}
 }
 
 // putCount stores the number of guarded functions, which every probe
@@ -145,6 +197,7 @@ func (m *Monitor) Attach() ([]string, error) {
 		if err == nil {
 			m.mode = ModeFentry
 			m.log.Info("audit probes attached", "mode", ModeFentry, "path_taggers", tagged)
+			m.parkTaggers()
 			return tagged, nil
 		}
 		fentryErr = errors.Join(err, m.detach())
@@ -163,7 +216,19 @@ func (m *Monitor) Attach() ([]string, error) {
 	}
 	m.mode = ModeKprobe
 	m.log.Info("audit probes attached", "mode", ModeKprobe, "path_taggers", tagged)
+	m.parkTaggers()
 	return tagged, nil
+}
+
+// parkTaggers detaches the taggers Attach attached while nothing is
+// guarded yet: with no function guarded, a config access then hits only
+// the access probe, which returns at its guard_count check.
+func (m *Monitor) parkTaggers() {
+	m.guardMu.Lock()
+	defer m.guardMu.Unlock()
+	if len(m.guarded) == 0 {
+		m.detachTaggers()
+	}
 }
 
 // Mode returns the attach mode in use ("" before Attach succeeds).
@@ -255,18 +320,25 @@ func (m *Monitor) attachFentry() ([]string, error) {
 			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
 			continue
 		}
-		entry, err := link.AttachTracing(link.TracingOptions{Program: ps[0], AttachType: ebpf.AttachTraceFEntry})
+		attach := func() ([]link.Link, error) {
+			entry, err := link.AttachTracing(link.TracingOptions{Program: ps[0], AttachType: ebpf.AttachTraceFEntry})
+			if err != nil {
+				return nil, fmt.Errorf("fentry %s: %w", t.sym, err)
+			}
+			exit, err := link.AttachTracing(link.TracingOptions{Program: ps[1], AttachType: ebpf.AttachTraceFExit})
+			if err != nil {
+				entry.Close()
+				return nil, fmt.Errorf("fexit %s: %w", t.sym, err)
+			}
+			return []link.Link{entry, exit}, nil
+		}
+		ls, err := attach()
 		if err != nil {
 			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
 			continue
 		}
-		exit, err := link.AttachTracing(link.TracingOptions{Program: ps[1], AttachType: ebpf.AttachTraceFExit})
-		if err != nil {
-			entry.Close()
-			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
-			continue
-		}
-		m.links = append(m.links, entry, exit)
+		m.tagLinks = append(m.tagLinks, ls...)
+		m.tagAttach = append(m.tagAttach, attach)
 		tagged = append(tagged, t.sym)
 	}
 	return tagged, nil
@@ -298,17 +370,25 @@ func (m *Monitor) attachKprobes() ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		entry, err := link.Kprobe(t.sym, ps[0], nil)
+		attach := func() ([]link.Link, error) {
+			entry, err := link.Kprobe(t.sym, ps[0], nil)
+			if err != nil {
+				return nil, fmt.Errorf("kprobe %s: %w", t.sym, err)
+			}
+			ret, err := link.Kretprobe(t.sym, untag[0], nil)
+			if err != nil {
+				entry.Close()
+				return nil, fmt.Errorf("kretprobe %s: %w", t.sym, err)
+			}
+			return []link.Link{entry, ret}, nil
+		}
+		ls, err := attach()
 		if err != nil {
 			m.log.Info("path tagger not attached", "mode", ModeKprobe, "sym", t.sym, "err", err)
 			continue
 		}
-		ret, err := link.Kretprobe(t.sym, untag[0], nil)
-		if err != nil {
-			entry.Close()
-			continue
-		}
-		m.links = append(m.links, entry, ret)
+		m.tagLinks = append(m.tagLinks, ls...)
+		m.tagAttach = append(m.tagAttach, attach)
 		tagged = append(tagged, t.sym)
 	}
 	return tagged, nil
@@ -335,6 +415,12 @@ func (m *Monitor) detach() error {
 	for _, l := range m.links {
 		errs = append(errs, l.Close())
 	}
+	m.guardMu.Lock()
+	for _, l := range m.tagLinks {
+		errs = append(errs, l.Close())
+	}
+	m.tagLinks, m.tagAttach = nil, nil
+	m.guardMu.Unlock()
 	for _, p := range m.progs {
 		errs = append(errs, p.Close())
 	}

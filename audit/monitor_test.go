@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -149,8 +150,15 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
 		t.Fatalf("Mode() = %q after Attach with Options.Mode %q, want %q", m.Mode(), opt, mode)
 	}
 	t.Logf("%s: path taggers %v", mode, tagged)
+	// The taggers are attached only while something is guarded.
+	if len(m.tagLinks) != 0 {
+		t.Fatalf("%d tagger links attached with nothing guarded", len(m.tagLinks))
+	}
 	if err := m.Guard(guarded); err != nil {
 		t.Fatal(err)
+	}
+	if len(m.tagLinks) != 2*len(tagged) {
+		t.Fatalf("%d tagger links attached after Guard, want %d (%v)", len(m.tagLinks), 2*len(tagged), tagged)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan *Access, 64)
@@ -190,8 +198,18 @@ loop:
 	if a.Device != guarded || a.Op != "read" || a.Offset != 0x8 || a.Size != 4 || a.PID != uint32(os.Getpid()) || a.Comm == "" || a.Attach != mode {
 		t.Fatalf("event %+v", a)
 	}
-	if a.Path != "sysfs" && a.Path != "unknown" {
-		t.Fatalf("path %q", a.Path)
+	wantPath := "unknown"
+	if slices.Contains(tagged, "pci_read_config") {
+		wantPath = "sysfs" // attached by Guard
+	}
+	if a.Path != wantPath {
+		t.Fatalf("path %q, want %q (taggers %v)", a.Path, wantPath, tagged)
+	}
+	if err := m.Unguard(guarded); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.tagLinks) != 0 {
+		t.Fatalf("%d tagger links still attached after the last Unguard", len(m.tagLinks))
 	}
 	t.Logf("event: %+v", a)
 }
