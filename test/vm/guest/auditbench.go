@@ -16,8 +16,8 @@ import (
 // benchWindow is how long each phase of the audit benchmark reads;
 // benchRounds how many times the phases repeat (figures are medians).
 const (
-	benchWindow = 500 * time.Millisecond
-	benchRounds = 5
+	benchWindow = 300 * time.Millisecond
+	benchRounds = 9
 )
 
 // readLoop reads the dword at 0x0 of a config file as fast as it can for d
@@ -81,7 +81,7 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 	got := map[audit.Mode][]benchPhases{}
 	rounds := 0
 	for round := range benchRounds + 1 {
-		// A round takes about 9 s under TCG (mostly loading the programs):
+		// A round takes about 5-8 s under TCG (mostly loading the programs):
 		// stop early, after at least two, rather than hit the scenario's
 		// deadline.
 		dl, ok := ctx.Deadline()
