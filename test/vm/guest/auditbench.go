@@ -16,8 +16,8 @@ import (
 // benchWindow is how long each phase of the audit benchmark reads;
 // benchRounds how many times the phases repeat (figures are medians).
 const (
-	benchWindow = 300 * time.Millisecond
-	benchRounds = 9
+	benchWindow = 500 * time.Millisecond
+	benchRounds = 7
 )
 
 // readLoop reads the dword at 0x0 of a config file as fast as it can for d
