@@ -103,6 +103,10 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 				return failf("%s: %d guarded reads gave %d events, %d lost", mode, r.reads, r.events, r.lost)
 			}
 			got[mode] = append(got[mode], r)
+			// Let the teardown finish (RCU callbacks freeing trampoline
+			// images, kprobe unregistration) before the next phase
+			// without the monitor.
+			time.Sleep(300 * time.Millisecond)
 		}
 		if last {
 			break
