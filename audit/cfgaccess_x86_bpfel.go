@@ -16,22 +16,39 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	cfgaccessMapEvents         = "events"
-	cfgaccessMapGuarded        = "guarded"
-	cfgaccessMapLost           = "lost"
-	cfgaccessMapThreadPath     = "thread_path"
-	cfgaccessProgReadByte      = "read_byte"
-	cfgaccessProgReadDword     = "read_dword"
-	cfgaccessProgReadWord      = "read_word"
-	cfgaccessProgTagProcRead   = "tag_proc_read"
-	cfgaccessProgTagProcWrite  = "tag_proc_write"
-	cfgaccessProgTagSysfsRead  = "tag_sysfs_read"
-	cfgaccessProgTagSysfsWrite = "tag_sysfs_write"
-	cfgaccessProgTagVfio       = "tag_vfio"
-	cfgaccessProgUntagRet      = "untag_ret"
-	cfgaccessProgWriteByte     = "write_byte"
-	cfgaccessProgWriteDword    = "write_dword"
-	cfgaccessProgWriteWord     = "write_word"
+	cfgaccessMapEvents             = "events"
+	cfgaccessMapGuardCount         = "guard_count"
+	cfgaccessMapGuarded            = "guarded"
+	cfgaccessMapLost               = "lost"
+	cfgaccessMapThreadPath         = "thread_path"
+	cfgaccessProgFeReadByte        = "fe_read_byte"
+	cfgaccessProgFeReadDword       = "fe_read_dword"
+	cfgaccessProgFeReadWord        = "fe_read_word"
+	cfgaccessProgFeTagProcRead     = "fe_tag_proc_read"
+	cfgaccessProgFeTagProcWrite    = "fe_tag_proc_write"
+	cfgaccessProgFeTagSysfsRead    = "fe_tag_sysfs_read"
+	cfgaccessProgFeTagSysfsWrite   = "fe_tag_sysfs_write"
+	cfgaccessProgFeTagVfio         = "fe_tag_vfio"
+	cfgaccessProgFeWriteByte       = "fe_write_byte"
+	cfgaccessProgFeWriteDword      = "fe_write_dword"
+	cfgaccessProgFeWriteWord       = "fe_write_word"
+	cfgaccessProgFxUntagProcRead   = "fx_untag_proc_read"
+	cfgaccessProgFxUntagProcWrite  = "fx_untag_proc_write"
+	cfgaccessProgFxUntagSysfsRead  = "fx_untag_sysfs_read"
+	cfgaccessProgFxUntagSysfsWrite = "fx_untag_sysfs_write"
+	cfgaccessProgFxUntagVfio       = "fx_untag_vfio"
+	cfgaccessProgReadByte          = "read_byte"
+	cfgaccessProgReadDword         = "read_dword"
+	cfgaccessProgReadWord          = "read_word"
+	cfgaccessProgTagProcRead       = "tag_proc_read"
+	cfgaccessProgTagProcWrite      = "tag_proc_write"
+	cfgaccessProgTagSysfsRead      = "tag_sysfs_read"
+	cfgaccessProgTagSysfsWrite     = "tag_sysfs_write"
+	cfgaccessProgTagVfio           = "tag_vfio"
+	cfgaccessProgUntagRet          = "untag_ret"
+	cfgaccessProgWriteByte         = "write_byte"
+	cfgaccessProgWriteDword        = "write_dword"
+	cfgaccessProgWriteWord         = "write_word"
 )
 
 // loadCfgaccess returns the embedded CollectionSpec for cfgaccess.
@@ -76,18 +93,34 @@ type cfgaccessSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type cfgaccessProgramSpecs struct {
-	ReadByte      *ebpf.ProgramSpec `ebpf:"read_byte"`
-	ReadDword     *ebpf.ProgramSpec `ebpf:"read_dword"`
-	ReadWord      *ebpf.ProgramSpec `ebpf:"read_word"`
-	TagProcRead   *ebpf.ProgramSpec `ebpf:"tag_proc_read"`
-	TagProcWrite  *ebpf.ProgramSpec `ebpf:"tag_proc_write"`
-	TagSysfsRead  *ebpf.ProgramSpec `ebpf:"tag_sysfs_read"`
-	TagSysfsWrite *ebpf.ProgramSpec `ebpf:"tag_sysfs_write"`
-	TagVfio       *ebpf.ProgramSpec `ebpf:"tag_vfio"`
-	UntagRet      *ebpf.ProgramSpec `ebpf:"untag_ret"`
-	WriteByte     *ebpf.ProgramSpec `ebpf:"write_byte"`
-	WriteDword    *ebpf.ProgramSpec `ebpf:"write_dword"`
-	WriteWord     *ebpf.ProgramSpec `ebpf:"write_word"`
+	FeReadByte        *ebpf.ProgramSpec `ebpf:"fe_read_byte"`
+	FeReadDword       *ebpf.ProgramSpec `ebpf:"fe_read_dword"`
+	FeReadWord        *ebpf.ProgramSpec `ebpf:"fe_read_word"`
+	FeTagProcRead     *ebpf.ProgramSpec `ebpf:"fe_tag_proc_read"`
+	FeTagProcWrite    *ebpf.ProgramSpec `ebpf:"fe_tag_proc_write"`
+	FeTagSysfsRead    *ebpf.ProgramSpec `ebpf:"fe_tag_sysfs_read"`
+	FeTagSysfsWrite   *ebpf.ProgramSpec `ebpf:"fe_tag_sysfs_write"`
+	FeTagVfio         *ebpf.ProgramSpec `ebpf:"fe_tag_vfio"`
+	FeWriteByte       *ebpf.ProgramSpec `ebpf:"fe_write_byte"`
+	FeWriteDword      *ebpf.ProgramSpec `ebpf:"fe_write_dword"`
+	FeWriteWord       *ebpf.ProgramSpec `ebpf:"fe_write_word"`
+	FxUntagProcRead   *ebpf.ProgramSpec `ebpf:"fx_untag_proc_read"`
+	FxUntagProcWrite  *ebpf.ProgramSpec `ebpf:"fx_untag_proc_write"`
+	FxUntagSysfsRead  *ebpf.ProgramSpec `ebpf:"fx_untag_sysfs_read"`
+	FxUntagSysfsWrite *ebpf.ProgramSpec `ebpf:"fx_untag_sysfs_write"`
+	FxUntagVfio       *ebpf.ProgramSpec `ebpf:"fx_untag_vfio"`
+	ReadByte          *ebpf.ProgramSpec `ebpf:"read_byte"`
+	ReadDword         *ebpf.ProgramSpec `ebpf:"read_dword"`
+	ReadWord          *ebpf.ProgramSpec `ebpf:"read_word"`
+	TagProcRead       *ebpf.ProgramSpec `ebpf:"tag_proc_read"`
+	TagProcWrite      *ebpf.ProgramSpec `ebpf:"tag_proc_write"`
+	TagSysfsRead      *ebpf.ProgramSpec `ebpf:"tag_sysfs_read"`
+	TagSysfsWrite     *ebpf.ProgramSpec `ebpf:"tag_sysfs_write"`
+	TagVfio           *ebpf.ProgramSpec `ebpf:"tag_vfio"`
+	UntagRet          *ebpf.ProgramSpec `ebpf:"untag_ret"`
+	WriteByte         *ebpf.ProgramSpec `ebpf:"write_byte"`
+	WriteDword        *ebpf.ProgramSpec `ebpf:"write_dword"`
+	WriteWord         *ebpf.ProgramSpec `ebpf:"write_word"`
 }
 
 // cfgaccessMapSpecs contains maps before they are loaded into the kernel.
@@ -95,6 +128,7 @@ type cfgaccessProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type cfgaccessMapSpecs struct {
 	Events     *ebpf.MapSpec `ebpf:"events"`
+	GuardCount *ebpf.MapSpec `ebpf:"guard_count"`
 	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
 	Lost       *ebpf.MapSpec `ebpf:"lost"`
 	ThreadPath *ebpf.MapSpec `ebpf:"thread_path"`
@@ -127,6 +161,7 @@ func (o *cfgaccessObjects) Close() error {
 // It can be passed to loadCfgaccessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type cfgaccessMaps struct {
 	Events     *ebpf.Map `ebpf:"events"`
+	GuardCount *ebpf.Map `ebpf:"guard_count"`
 	Guarded    *ebpf.Map `ebpf:"guarded"`
 	Lost       *ebpf.Map `ebpf:"lost"`
 	ThreadPath *ebpf.Map `ebpf:"thread_path"`
@@ -135,6 +170,7 @@ type cfgaccessMaps struct {
 func (m *cfgaccessMaps) Close() error {
 	return _CfgaccessClose(
 		m.Events,
+		m.GuardCount,
 		m.Guarded,
 		m.Lost,
 		m.ThreadPath,
@@ -151,22 +187,54 @@ type cfgaccessVariables struct {
 //
 // It can be passed to loadCfgaccessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type cfgaccessPrograms struct {
-	ReadByte      *ebpf.Program `ebpf:"read_byte"`
-	ReadDword     *ebpf.Program `ebpf:"read_dword"`
-	ReadWord      *ebpf.Program `ebpf:"read_word"`
-	TagProcRead   *ebpf.Program `ebpf:"tag_proc_read"`
-	TagProcWrite  *ebpf.Program `ebpf:"tag_proc_write"`
-	TagSysfsRead  *ebpf.Program `ebpf:"tag_sysfs_read"`
-	TagSysfsWrite *ebpf.Program `ebpf:"tag_sysfs_write"`
-	TagVfio       *ebpf.Program `ebpf:"tag_vfio"`
-	UntagRet      *ebpf.Program `ebpf:"untag_ret"`
-	WriteByte     *ebpf.Program `ebpf:"write_byte"`
-	WriteDword    *ebpf.Program `ebpf:"write_dword"`
-	WriteWord     *ebpf.Program `ebpf:"write_word"`
+	FeReadByte        *ebpf.Program `ebpf:"fe_read_byte"`
+	FeReadDword       *ebpf.Program `ebpf:"fe_read_dword"`
+	FeReadWord        *ebpf.Program `ebpf:"fe_read_word"`
+	FeTagProcRead     *ebpf.Program `ebpf:"fe_tag_proc_read"`
+	FeTagProcWrite    *ebpf.Program `ebpf:"fe_tag_proc_write"`
+	FeTagSysfsRead    *ebpf.Program `ebpf:"fe_tag_sysfs_read"`
+	FeTagSysfsWrite   *ebpf.Program `ebpf:"fe_tag_sysfs_write"`
+	FeTagVfio         *ebpf.Program `ebpf:"fe_tag_vfio"`
+	FeWriteByte       *ebpf.Program `ebpf:"fe_write_byte"`
+	FeWriteDword      *ebpf.Program `ebpf:"fe_write_dword"`
+	FeWriteWord       *ebpf.Program `ebpf:"fe_write_word"`
+	FxUntagProcRead   *ebpf.Program `ebpf:"fx_untag_proc_read"`
+	FxUntagProcWrite  *ebpf.Program `ebpf:"fx_untag_proc_write"`
+	FxUntagSysfsRead  *ebpf.Program `ebpf:"fx_untag_sysfs_read"`
+	FxUntagSysfsWrite *ebpf.Program `ebpf:"fx_untag_sysfs_write"`
+	FxUntagVfio       *ebpf.Program `ebpf:"fx_untag_vfio"`
+	ReadByte          *ebpf.Program `ebpf:"read_byte"`
+	ReadDword         *ebpf.Program `ebpf:"read_dword"`
+	ReadWord          *ebpf.Program `ebpf:"read_word"`
+	TagProcRead       *ebpf.Program `ebpf:"tag_proc_read"`
+	TagProcWrite      *ebpf.Program `ebpf:"tag_proc_write"`
+	TagSysfsRead      *ebpf.Program `ebpf:"tag_sysfs_read"`
+	TagSysfsWrite     *ebpf.Program `ebpf:"tag_sysfs_write"`
+	TagVfio           *ebpf.Program `ebpf:"tag_vfio"`
+	UntagRet          *ebpf.Program `ebpf:"untag_ret"`
+	WriteByte         *ebpf.Program `ebpf:"write_byte"`
+	WriteDword        *ebpf.Program `ebpf:"write_dword"`
+	WriteWord         *ebpf.Program `ebpf:"write_word"`
 }
 
 func (p *cfgaccessPrograms) Close() error {
 	return _CfgaccessClose(
+		p.FeReadByte,
+		p.FeReadDword,
+		p.FeReadWord,
+		p.FeTagProcRead,
+		p.FeTagProcWrite,
+		p.FeTagSysfsRead,
+		p.FeTagSysfsWrite,
+		p.FeTagVfio,
+		p.FeWriteByte,
+		p.FeWriteDword,
+		p.FeWriteWord,
+		p.FxUntagProcRead,
+		p.FxUntagProcWrite,
+		p.FxUntagSysfsRead,
+		p.FxUntagSysfsWrite,
+		p.FxUntagVfio,
 		p.ReadByte,
 		p.ReadDword,
 		p.ReadWord,

@@ -11,7 +11,10 @@ import (
 type Monitor struct{}
 
 // Options configure a Monitor.
-type Options struct{ Logger *slog.Logger }
+type Options struct {
+	Logger *slog.Logger
+	Mode   Mode
+}
 
 // New fails: the committed BPF object is built for linux/amd64 only.
 func New(Options) (*Monitor, error) { return nil, ErrNotSupported }
@@ -22,5 +25,6 @@ func (m *Monitor) Attach() ([]string, error)                { return nil, ErrNot
 func (m *Monitor) Run(context.Context, func(*Access)) error { return ErrNotSupported }
 func (m *Monitor) Lost() (uint64, error)                    { return 0, ErrNotSupported }
 func (m *Monitor) Close() error                             { return nil }
+func (m *Monitor) Mode() Mode                               { return "" }
 func (m *Monitor) Sync(context.Context) error               { return ErrNotSupported }
 func (m *Monitor) Started() <-chan struct{}                 { return nil }

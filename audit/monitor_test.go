@@ -7,7 +7,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,17 +43,59 @@ func TestLoadAndGuard(t *testing.T) {
 	if n, err := m.Lost(); err != nil || n != 0 {
 		t.Fatalf("lost %d %v", n, err)
 	}
+	// guard_count, which every probe checks first, follows the guard set:
+	// repeated Guard and Unguard of one name count once.
+	count := func() uint32 {
+		var n uint32
+		if err := m.objs.GuardCount.Lookup(uint32(0), &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, step := range []struct {
+		guard bool
+		dev   string
+		want  uint32
+	}{
+		{true, "0000:3b:00.0", 1}, {true, "0000:3b:00.0", 1}, {true, "0000:3b:00.1", 2},
+		{false, "0000:3b:00.0", 1}, {false, "0000:3b:00.0", 1}, {false, "0000:3b:00.1", 0},
+	} {
+		f := m.Unguard
+		if step.guard {
+			f = m.Guard
+		}
+		if err := f(step.dev); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != step.want {
+			t.Fatalf("after guard=%v %s: guard_count %d, want %d", step.guard, step.dev, n, step.want)
+		}
+	}
 	if !testutil.Required(testutil.Kprobes, os.Getenv(testutil.EnvRequire)) && testutil.Kprobes.Probe() != nil {
 		// Without kprobes, Attach must fail with a clear, typed error.
 		if _, err := m.Attach(); !errors.Is(err, ErrNoKprobes) {
 			t.Fatalf("Attach without kprobes: %v, want ErrNoKprobes", err)
 		}
+		if m.Mode() != "" {
+			t.Fatalf("Mode() = %q after a failed Attach", m.Mode())
+		}
+	}
+}
+
+// TestUnknownMode: an attach mode other than fentry, kprobe or auto is
+// refused before anything is loaded.
+func TestUnknownMode(t *testing.T) {
+	if _, err := New(Options{Mode: "uprobe"}); err == nil || !strings.Contains(err.Error(), "unknown attach mode") {
+		t.Fatalf("New with mode uprobe: %v", err)
 	}
 }
 
 // TestSysfsReadProducesOneEvent attaches the probes, guards one real function
 // and reads its config space through sysfs (read-only): exactly one attributed
 // event per access. Runs where kprobes exist (the test/vm guest).
+//
+// It runs once per attach mode, forced (fentry, then kprobe): each must
+// attach there and say so in Mode and in every event.
 func TestSysfsReadProducesOneEvent(t *testing.T) {
 	testutil.Require(t, testutil.BPF, testutil.Kprobes)
 	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
@@ -59,17 +103,62 @@ func TestSysfsReadProducesOneEvent(t *testing.T) {
 	if len(devs) < 2 {
 		t.Skip("needs two PCI functions")
 	}
-	guarded, other := filepath.Base(devs[0]), filepath.Base(devs[1])
-	m, err := New(Options{})
+	for _, mode := range []Mode{ModeFentry, ModeKprobe} {
+		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1])) })
+	}
+}
+
+// TestAutoFallsBackToKprobes: with ModeAuto, when the fentry programs
+// cannot load (here: their target is a function the kernel does not have,
+// so the kernel's own refusal is what triggers it), Attach falls back to
+// kprobes, says so in Mode and in the events, and the audit works. Runs
+// where kprobes exist (the test/vm guest).
+func TestAutoFallsBackToKprobes(t *testing.T) {
+	testutil.Require(t, testutil.BPF, testutil.Kprobes)
+	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
+	sort.Strings(devs)
+	if len(devs) < 2 {
+		t.Skip("needs two PCI functions")
+	}
+	saved := fentryTarget
+	t.Cleanup(func() { fentryTarget = saved })
+	fentryTarget = func(sym string) string { return sym + "_vfio_gate_missing" }
+	sysfsReadOneEvent(t, ModeAuto, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]))
+
+	// Forced fentry does not fall back: it fails with ErrNoFentry.
+	m, err := New(Options{Mode: ModeFentry})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if _, err := m.Attach(); err != nil {
+	if _, err := m.Attach(); !errors.Is(err, ErrNoFentry) || m.Mode() != "" {
+		t.Fatalf("forced fentry with a missing target: %v, mode %q; want ErrNoFentry, no mode", err, m.Mode())
+	}
+}
+
+func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
+	m, err := New(Options{Mode: opt})
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer m.Close()
+	tagged, err := m.Attach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Mode() != mode {
+		t.Fatalf("Mode() = %q after Attach with Options.Mode %q, want %q", m.Mode(), opt, mode)
+	}
+	t.Logf("%s: path taggers %v", mode, tagged)
+	// The taggers are attached only while something is guarded.
+	if len(m.tagLinks) != 0 {
+		t.Fatalf("%d tagger links attached with nothing guarded", len(m.tagLinks))
 	}
 	if err := m.Guard(guarded); err != nil {
 		t.Fatal(err)
+	}
+	if len(m.tagLinks) != 2*len(tagged) {
+		t.Fatalf("%d tagger links attached after Guard, want %d (%v)", len(m.tagLinks), 2*len(tagged), tagged)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan *Access, 64)
@@ -106,11 +195,21 @@ loop:
 		t.Fatalf("events = %+v, want exactly one", events)
 	}
 	a := events[0]
-	if a.Device != guarded || a.Op != "read" || a.Offset != 0x8 || a.Size != 4 || a.PID != uint32(os.Getpid()) || a.Comm == "" {
+	if a.Device != guarded || a.Op != "read" || a.Offset != 0x8 || a.Size != 4 || a.PID != uint32(os.Getpid()) || a.Comm == "" || a.Attach != mode {
 		t.Fatalf("event %+v", a)
 	}
-	if a.Path != "sysfs" && a.Path != "unknown" {
-		t.Fatalf("path %q", a.Path)
+	wantPath := "unknown"
+	if slices.Contains(tagged, "pci_read_config") {
+		wantPath = "sysfs" // attached by Guard
+	}
+	if a.Path != wantPath {
+		t.Fatalf("path %q, want %q (taggers %v)", a.Path, wantPath, tagged)
+	}
+	if err := m.Unguard(guarded); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.tagLinks) != 0 {
+		t.Fatalf("%d tagger links still attached after the last Unguard", len(m.tagLinks))
 	}
 	t.Logf("event: %+v", a)
 }

@@ -7,6 +7,13 @@
 // probes on the path-specific callers tag the current thread so the event
 // can say which path it came by.
 //
+// Each probe exists twice: as fentry/fexit (BPF trampolines: a direct call,
+// no trap; used where the kernel's BTF and trampolines allow) and as
+// kprobe/kretprobe (the fallback). The Go side loads one set only.
+//
+// Per access, the first thing every probe does is the guard_count check: with
+// no function guarded it returns after one inlined array lookup.
+//
 // Struct layouts come from the running kernel's BTF (CO-RE): only the fields
 // used are declared, with preserve_access_index.
 
@@ -24,6 +31,7 @@ struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
 
 #define NAME_LEN 16
 #define WAKEUP_BYTES (64 * 1024)
+#define RECORD_BYTES (sizeof(struct event) + 8) // with the ring's header
 
 enum access_op { OP_READ = 1, OP_WRITE = 2 };
 enum access_path { PATH_UNKNOWN = 0, PATH_SYSFS = 1, PATH_PROCFS = 2, PATH_VFIO = 3 };
@@ -71,10 +79,26 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-static __always_inline int report(struct pci_dev *dev, int where, __u8 size, __u8 op, __u32 value, __u8 has_value)
+// Number of entries in guarded, kept by the Go side. An array lookup is
+// inlined by the verifier: a few instructions, no helper call.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} guard_count SEC(".maps");
+
+static __always_inline int none_guarded(void)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&guard_count, &zero);
+	return !n || *n == 0;
+}
+
+// report is called after none_guarded; p is the device's name (kobject).
+static __always_inline int report(const char *p, int where, __u8 size, __u8 op, __u32 value, __u8 has_value)
 {
 	char name[NAME_LEN] = {};
-	const char *p = BPF_CORE_READ(dev, dev.kobj.name);
 	if (!p || bpf_probe_read_kernel_str(name, sizeof(name), p) < 0)
 		return 0;
 	if (!bpf_map_lookup_elem(&guarded, name))
@@ -104,29 +128,57 @@ static __always_inline int report(struct pci_dev *dev, int where, __u8 size, __u
 	e->path = path ? *path : PATH_UNKNOWN;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memcpy(e->dev, name, NAME_LEN);
-	// Wake the reader only once WAKEUP_BYTES are pending: a wakeup per
-	// event costs more than the event. The Go reader polls the ring every
-	// few milliseconds for what is below the threshold.
+	// Wake the reader when the pending data crosses a multiple of
+	// WAKEUP_BYTES (this record is counted in avail): a wakeup per event
+	// costs more than the event, and so would one per event while the
+	// reader lags. The Go reader also polls the ring every few
+	// milliseconds, for what is below the threshold and for a crossing
+	// missed while another CPU reserved at the same time.
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(e, avail >= WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, avail % WAKEUP_BYTES < RECORD_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
-SEC("kprobe/pci_user_read_config_byte")
-int BPF_KPROBE(read_byte, struct pci_dev *dev, int where) { return report(dev, where, 1, OP_READ, 0, 0); }
-SEC("kprobe/pci_user_read_config_word")
-int BPF_KPROBE(read_word, struct pci_dev *dev, int where) { return report(dev, where, 2, OP_READ, 0, 0); }
-SEC("kprobe/pci_user_read_config_dword")
-int BPF_KPROBE(read_dword, struct pci_dev *dev, int where) { return report(dev, where, 4, OP_READ, 0, 0); }
-SEC("kprobe/pci_user_write_config_byte")
-int BPF_KPROBE(write_byte, struct pci_dev *dev, int where, __u8 val) { return report(dev, where, 1, OP_WRITE, val, 1); }
-SEC("kprobe/pci_user_write_config_word")
-int BPF_KPROBE(write_word, struct pci_dev *dev, int where, __u16 val) { return report(dev, where, 2, OP_WRITE, val, 1); }
-SEC("kprobe/pci_user_write_config_dword")
-int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return report(dev, where, 4, OP_WRITE, val, 1); }
+// kprobes (fallback). The pci_dev pointer is untrusted here: read through
+// bpf_probe_read_kernel (BPF_CORE_READ).
+#define KP_REPORT(dev, where, size, op, val, hv) \
+	(none_guarded() ? 0 : report(BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv))
 
+SEC("kprobe/pci_user_read_config_byte")
+int BPF_KPROBE(read_byte, struct pci_dev *dev, int where) { return KP_REPORT(dev, where, 1, OP_READ, 0, 0); }
+SEC("kprobe/pci_user_read_config_word")
+int BPF_KPROBE(read_word, struct pci_dev *dev, int where) { return KP_REPORT(dev, where, 2, OP_READ, 0, 0); }
+SEC("kprobe/pci_user_read_config_dword")
+int BPF_KPROBE(read_dword, struct pci_dev *dev, int where) { return KP_REPORT(dev, where, 4, OP_READ, 0, 0); }
+SEC("kprobe/pci_user_write_config_byte")
+int BPF_KPROBE(write_byte, struct pci_dev *dev, int where, __u8 val) { return KP_REPORT(dev, where, 1, OP_WRITE, val, 1); }
+SEC("kprobe/pci_user_write_config_word")
+int BPF_KPROBE(write_word, struct pci_dev *dev, int where, __u16 val) { return KP_REPORT(dev, where, 2, OP_WRITE, val, 1); }
+SEC("kprobe/pci_user_write_config_dword")
+int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return KP_REPORT(dev, where, 4, OP_WRITE, val, 1); }
+
+// fentry (preferred). The arguments are typed by the kernel's BTF: the
+// verifier lets the program follow dev to the name pointer with a plain
+// load (no helper call).
+#define FE_REPORT(dev, where, size, op, val, hv) \
+	(none_guarded() ? 0 : report(dev->dev.kobj.name, where, size, op, val, hv))
+
+SEC("fentry/pci_user_read_config_byte")
+int BPF_PROG(fe_read_byte, struct pci_dev *dev, int where) { return FE_REPORT(dev, where, 1, OP_READ, 0, 0); }
+SEC("fentry/pci_user_read_config_word")
+int BPF_PROG(fe_read_word, struct pci_dev *dev, int where) { return FE_REPORT(dev, where, 2, OP_READ, 0, 0); }
+SEC("fentry/pci_user_read_config_dword")
+int BPF_PROG(fe_read_dword, struct pci_dev *dev, int where) { return FE_REPORT(dev, where, 4, OP_READ, 0, 0); }
+SEC("fentry/pci_user_write_config_byte")
+int BPF_PROG(fe_write_byte, struct pci_dev *dev, int where, __u8 val) { return FE_REPORT(dev, where, 1, OP_WRITE, val, 1); }
+SEC("fentry/pci_user_write_config_word")
+int BPF_PROG(fe_write_word, struct pci_dev *dev, int where, __u16 val) { return FE_REPORT(dev, where, 2, OP_WRITE, val, 1); }
+SEC("fentry/pci_user_write_config_dword")
+int BPF_PROG(fe_write_dword, struct pci_dev *dev, int where, __u32 val) { return FE_REPORT(dev, where, 4, OP_WRITE, val, 1); }
 static __always_inline int tag(__u8 path)
 {
+	if (none_guarded())
+		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&thread_path, &tid, &path, BPF_ANY);
 	return 0;
@@ -141,7 +193,8 @@ static __always_inline int untag(void)
 
 // Path tags. The Go side attaches each pair only if the symbol exists (the
 // sysfs and procfs handlers are static and may be inlined; vfio_pci_config_rw
-// exists only while vfio-pci-core is loaded).
+// exists only while vfio-pci-core is loaded). The untag side always runs (a
+// tag set just before the last Unguard must not stay behind).
 SEC("kprobe/pci_read_config")
 int BPF_KPROBE(tag_sysfs_read) { return tag(PATH_SYSFS); }
 SEC("kprobe/pci_write_config")
@@ -154,3 +207,26 @@ SEC("kprobe/vfio_pci_config_rw")
 int BPF_KPROBE(tag_vfio) { return tag(PATH_VFIO); }
 SEC("kretprobe/untag")
 int BPF_KRETPROBE(untag_ret) { return untag(); }
+
+// The same taggers as trampolines. An fexit program is bound to its one
+// target when it is loaded, hence one per tagged function.
+SEC("fentry/pci_read_config")
+int BPF_PROG(fe_tag_sysfs_read) { return tag(PATH_SYSFS); }
+SEC("fexit/pci_read_config")
+int BPF_PROG(fx_untag_sysfs_read) { return untag(); }
+SEC("fentry/pci_write_config")
+int BPF_PROG(fe_tag_sysfs_write) { return tag(PATH_SYSFS); }
+SEC("fexit/pci_write_config")
+int BPF_PROG(fx_untag_sysfs_write) { return untag(); }
+SEC("fentry/proc_bus_pci_read")
+int BPF_PROG(fe_tag_proc_read) { return tag(PATH_PROCFS); }
+SEC("fexit/proc_bus_pci_read")
+int BPF_PROG(fx_untag_proc_read) { return untag(); }
+SEC("fentry/proc_bus_pci_write")
+int BPF_PROG(fe_tag_proc_write) { return tag(PATH_PROCFS); }
+SEC("fexit/proc_bus_pci_write")
+int BPF_PROG(fx_untag_proc_write) { return untag(); }
+SEC("fentry/vfio_pci_config_rw")
+int BPF_PROG(fe_tag_vfio) { return tag(PATH_VFIO); }
+SEC("fexit/vfio_pci_config_rw")
+int BPF_PROG(fx_untag_vfio) { return untag(); }

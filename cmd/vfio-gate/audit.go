@@ -14,27 +14,37 @@ import (
 func newAuditCmd(e *env, g *globals) *cobra.Command {
 	var devices []string
 	var duration time.Duration
+	var attach string
 	c := &cobra.Command{
-		Use:   "audit --device BDF [--device BDF]... [--duration D]",
+		Use:   "audit --device BDF [--device BDF]... [--duration D] [--attach MODE]",
 		Short: "Watch config-space accesses to guarded functions with eBPF and report who touched what",
-		Long: `audit attaches kprobes to the kernel's user config-space access functions
-(pci_user_{read,write}_config_*, reached from the sysfs config file, /proc/bus/pci and VFIO)
-and prints one line (or, with --json, one JSON object per line) for every access to a guarded
+		Long: `audit attaches eBPF probes to the kernel's user config-space access functions
+(pci_user_{read,write}_config_*, reached from the sysfs config file, /proc/bus/pci and VFIO):
+fentry/fexit (BPF trampolines) where the kernel allows, else kprobes (--attach chooses; the
+mode in use is logged and is the "attach" key of every JSON line). It prints one line (or, with --json, one JSON object per line) for every access to a guarded
 function: time, pid, comm, cgroup, read/write, offset, size, value written, path, and the
 region touched (doe-mailbox, command, bar, msix, header, capability, extended).
 
-It needs root (CAP_BPF and CAP_PERFMON), a kernel with BTF, and kprobes. Without them it says
+It needs root (CAP_BPF and CAP_PERFMON), a kernel with BTF, and fentry or kprobes. Without them it says
 which is missing and exits 4. It runs until interrupted or --duration passes. No policy, TPM
 or daemon.
 
 Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device, malformed BDF);
-4 eBPF or kprobes unavailable, or the function does not exist.`,
+4 eBPF, fentry and kprobes (or the --attach mode) unavailable, or the function does not exist.`,
 		Example: `  sudo vfio-gate audit --device 0000:3b:00.0
   sudo vfio-gate audit --json --device 0000:3b:00.0 --device 0000:3b:00.1 --duration 10m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(devices) == 0 {
 				return usageErrorf("audit: name at least one --device BDF")
+			}
+			mode := audit.Mode(attach)
+			switch attach {
+			case "auto":
+				mode = audit.ModeAuto
+			case string(audit.ModeFentry), string(audit.ModeKprobe):
+			default:
+				return usageErrorf("audit: --attach %q: want auto, fentry or kprobe", attach)
 			}
 			layouts := map[string]audit.Layout{}
 			for _, d := range devices {
@@ -44,7 +54,7 @@ Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device,
 				}
 				layouts[b.String()] = layoutOf(g.sysfsRoot, b)
 			}
-			m, err := audit.New(audit.Options{Logger: g.log})
+			m, err := audit.New(audit.Options{Logger: g.log, Mode: mode})
 			if err != nil {
 				return withCode(exitUnavailable, err)
 			}
@@ -58,7 +68,7 @@ Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device,
 			if err != nil {
 				return withCode(exitUnavailable, err)
 			}
-			g.log.Info("audit attached", "path_taggers", tagged)
+			g.log.Info("audit attached", "mode", m.Mode(), "path_taggers", tagged)
 			ctx := cmd.Context()
 			if duration > 0 {
 				var cancel context.CancelFunc
@@ -77,8 +87,8 @@ Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device,
 				if a.Value != nil {
 					val = fmt.Sprintf(" value=%#x", *a.Value)
 				}
-				fmt.Fprintf(e.out, "%s %s pid=%d comm=%s %s %s+%#x/%d%s region=%s\n",
-					a.WallTime.Format(time.RFC3339Nano), a.Device, a.PID, a.Comm, a.Path, a.Op, a.Offset, a.Size, val, a.Region)
+				fmt.Fprintf(e.out, "%s %s pid=%d comm=%s %s %s+%#x/%d%s region=%s attach=%s\n",
+					a.WallTime.Format(time.RFC3339Nano), a.Device, a.PID, a.Comm, a.Path, a.Op, a.Offset, a.Size, val, a.Region, a.Attach)
 			})
 			if n, lerr := m.Lost(); lerr == nil && n > 0 {
 				fmt.Fprintf(e.errw, "vfio-gate: audit: %d events lost (ring buffer full)\n", n)
@@ -88,6 +98,7 @@ Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device,
 	}
 	c.Flags().StringArrayVar(&devices, "device", nil, "function to guard (repeatable)")
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
+	c.Flags().StringVar(&attach, "attach", "auto", "probe mode: auto (fentry, else kprobes), fentry or kprobe")
 	return c
 }
 

@@ -44,7 +44,7 @@ func startTamperAudit(g *globals) (*tamperAudit, error) {
 		cancel()
 		return nil, withCode(exitUnavailable, errors.Join(err, m.Close()))
 	}
-	g.log.Info("tamper audit attached", "path_taggers", tagged)
+	g.log.Info("tamper audit attached", "mode", m.Mode(), "path_taggers", tagged)
 	return &tamperAudit{m: m, w: w, cancel: cancel, wait: wait}, nil
 }
 

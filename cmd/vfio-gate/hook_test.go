@@ -73,6 +73,11 @@ func TestAuditNeedsDevice(t *testing.T) {
 	if code != exitInternal || !strings.Contains(errs, "malformed PCI address") {
 		t.Fatalf("exit %d %q", code, errs)
 	}
+	// An unknown attach mode is a usage error, before anything is loaded.
+	code, _, errs = runCLI(t, "audit", "--device", "0000:00:03.0", "--attach", "uprobe")
+	if code != exitInternal || !strings.Contains(errs, "want auto, fentry or kprobe") {
+		t.Fatalf("exit %d %q", code, errs)
+	}
 }
 
 // TestReloadWhicheverLibvirtRuns: --reload signals virtqemud on a host with

@@ -5,14 +5,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/audit"
 )
 
-// benchWindow is how long each half of the audit benchmark reads.
-const benchWindow = 3 * time.Second
+// benchWindow is how long each phase of the audit benchmark reads;
+// benchRounds how many times the phases repeat (figures are medians).
+const (
+	benchWindow = 500 * time.Millisecond
+	benchRounds = 7
+)
 
 // readLoop reads the dword at 0x0 of a config file as fast as it can for d
 // and returns the reads per second.
@@ -34,12 +40,29 @@ func readLoop(c *configFile, d time.Duration) (float64, int, error) {
 	return float64(n) / time.Since(start).Seconds(), n, nil
 }
 
-// benchAudit (issue 9 "Benchmark"): a tight loop of 4-byte sysfs preads of a
-// guarded function's config space, without and then with the monitor
-// attached (probes, guard map, ring buffer and its reader, all in this
-// process, on the guest's one CPU); the events per second the reader
-// consumed and the lost counter. Prints one BENCH line; PASS when every
-// read produced exactly one event and none was lost.
+// benchPhases is one attach mode's figures from one round.
+type benchPhases struct {
+	probes, noReader, on float64 // reads/s: unguarded; guarded, no reader; guarded with the reader
+	reads, events        int64
+	lost                 uint64
+	taggers              []string
+}
+
+// benchAudit (issue 9 "Benchmark", issue 18 item 5): a tight loop of 4-byte
+// sysfs preads of one function's config space. Each of benchRounds rounds
+// runs, benchWindow each: without the monitor before each attach mode (and
+// once more at the end), and for each attach mode (fentry, kprobe; each
+// forced, so each must attach): probes attached with
+// no function guarded; the function guarded for noReaderReads reads before
+// the ring-buffer reader starts (the BPF side's cost alone; they fit in the
+// ring); guarded with the reader running (all in this process, on the
+// guest's one CPU). Overheads are against the mean of the two phases
+// without the monitor around the mode's phases; the BENCH lines give the medians over the rounds (the host
+// is shared: its load drifts by a factor of two within a run, so short
+// phases close together and medians say more than one long phase each).
+// PASS when both modes attached in every round and every guarded read
+// produced exactly one event, none lost. The overhead goals (<= 10 %
+// unguarded, <= 25 % guarded) are reported, not enforced.
 func benchAudit(ctx context.Context, h *Harness) Result {
 	nic, err := h.findOne("e1000e endpoint", isNIC)
 	if err != nil {
@@ -53,66 +76,156 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 	if _, _, err := readLoop(c, 200*time.Millisecond); err != nil { // warm up
 		return failf("%v", err)
 	}
-	off, _, err := readLoop(c, benchWindow)
-	if err != nil {
-		return failf("%v", err)
+	modes := []audit.Mode{audit.ModeFentry, audit.ModeKprobe}
+	var offs []float64 // in order: before fentry, before kprobe, before fentry, ..., at the end
+	got := map[audit.Mode][]benchPhases{}
+	rounds := 0
+	for round := range benchRounds + 1 {
+		// A round takes about 5-8 s under TCG (mostly loading the programs):
+		// stop early, after at least two, rather than hit the scenario's
+		// deadline.
+		dl, ok := ctx.Deadline()
+		last := round == benchRounds || (round >= 2 && ok && time.Until(dl) < 15*time.Second)
+		for _, mode := range modes {
+			off, _, err := readLoop(c, benchWindow)
+			if err != nil {
+				return failf("%v", err)
+			}
+			offs = append(offs, off)
+			if last {
+				break
+			}
+			r, err := benchOneMode(ctx, c, nic.BDF, mode)
+			if err != nil {
+				return failf("%s: %v", mode, err)
+			}
+			if r.lost != 0 || r.events != r.reads {
+				return failf("%s: %d guarded reads gave %d events, %d lost", mode, r.reads, r.events, r.lost)
+			}
+			got[mode] = append(got[mode], r)
+			// Let the teardown finish (RCU callbacks freeing trampoline
+			// images, kprobe unregistration) before the next phase
+			// without the monitor.
+			time.Sleep(300 * time.Millisecond)
+		}
+		if last {
+			break
+		}
+		rounds++
 	}
+	var sum []string
+	for k, mode := range modes {
+		var probes, noReader, on, off, ovU, ovN, ovG []float64
+		var events int64
+		for i, r := range got[mode] {
+			o := (offs[i*len(modes)+k] + offs[i*len(modes)+k+1]) / 2
+			off = append(off, o)
+			probes, noReader, on = append(probes, r.probes), append(noReader, r.noReader), append(on, r.on)
+			ovU = append(ovU, 100*(o-r.probes)/o)
+			ovN = append(ovN, 100*(o-r.noReader)/o)
+			ovG = append(ovG, 100*(o-r.on)/o)
+			events += r.events
+		}
+		fmt.Printf("BENCH audit mode=%s reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_guarded_no_reader=%.0f reads_per_s_on=%.0f overhead_unguarded_pct=%.1f overhead_guarded_no_reader_pct=%.1f overhead_pct=%.1f events=%d lost=0 rounds=%d window_s=%.1f off_all=%s overhead_unguarded_all=%s overhead_all=%s taggers=%s\n",
+			mode, median(off), median(probes), median(noReader), median(on), median(ovU), median(ovN), median(ovG), events, rounds, benchWindow.Seconds(),
+			joinF(off, "%.0f"), joinF(ovU, "%.1f"), joinF(ovG, "%.1f"), strings.Join(got[mode][0].taggers, ","))
+		sum = append(sum, fmt.Sprintf("%s: unguarded %.0f/s (overhead %.1f %%, goal <= 10 %%), guarded %.0f/s (overhead %.1f %%, goal <= 25 %%; BPF side alone %.1f %%), %d events, 0 lost",
+			mode, median(probes), median(ovU), median(on), median(ovG), median(ovN), events))
+	}
+	return passf("sysfs 4-byte reads of %s, medians of %d rounds: off %.0f/s; %s", nic.BDF, rounds, median(offs), strings.Join(sum, "; "))
+}
 
-	m, err := audit.New(audit.Options{})
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func joinF(v []float64, f string) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf(f, x)
+	}
+	return strings.Join(s, ",")
+}
+
+// noReaderReads is how many guarded reads run before the reader starts:
+// their 80-byte records (72 + ring header) stay below the 1 MiB ring.
+const noReaderReads = 8192
+
+// benchOneMode loads and attaches the monitor in one mode (forced: failing
+// to attach in it is an error) and measures its three phases.
+func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mode) (benchPhases, error) {
+	var r benchPhases
+	m, err := audit.New(audit.Options{Mode: mode})
 	if err != nil {
-		return failf("audit.New: %v", err)
+		return r, fmt.Errorf("audit.New: %w", err)
 	}
 	defer m.Close()
-	if _, err := m.Attach(); err != nil {
-		return failf("Attach: %v", err)
+	if r.taggers, err = m.Attach(); err != nil {
+		return r, fmt.Errorf("Attach: %w", err)
+	}
+	if m.Mode() != mode {
+		return r, fmt.Errorf("attached as %q", m.Mode())
 	}
 	// Probes attached, function not guarded: the cost of the probes alone.
-	probes, _, err := readLoop(c, benchWindow)
-	if err != nil {
-		return failf("%v", err)
+	if r.probes, _, err = readLoop(c, benchWindow); err != nil {
+		return r, err
 	}
-	if err := m.Guard(nic.BDF); err != nil {
-		return failf("Guard: %v", err)
+	if err := m.Guard(bdf); err != nil {
+		return r, fmt.Errorf("Guard: %w", err)
 	}
-	var events atomic.Int64
+	// Guarded, reader not running: the BPF side's cost alone.
+	t0 := time.Now()
+	for range noReaderReads {
+		if _, err := c.read32(0); err != nil {
+			return r, err
+		}
+	}
+	r.noReader = noReaderReads / time.Since(t0).Seconds()
+	var events, wrong atomic.Int64
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		done <- m.Run(rctx, func(a *audit.Access) {
-			if a.Device == nic.BDF {
+			if a.Device == bdf && a.Attach == mode {
 				events.Add(1)
+			} else {
+				wrong.Add(1)
 			}
 		})
 	}()
 	select {
 	case <-m.Started():
 	case err := <-done:
-		return failf("Run: %v", err)
+		return r, fmt.Errorf("Run: %w", err)
 	}
-	t0 := time.Now()
 	on, nOn, err := readLoop(c, benchWindow)
 	if err != nil {
-		return failf("%v", err)
+		return r, err
 	}
+	r.on, r.reads = on, int64(nOn)+noReaderReads
 	if err := m.Sync(ctx); err != nil {
-		return failf("Sync: %v", err)
+		cancel()
+		return r, fmt.Errorf("Sync after %d reads, %d events: %w (Run: %v)", r.reads, events.Load(), err, <-done)
 	}
-	drain := time.Since(t0)
-	got := events.Load()
-	lost, err := m.Lost()
-	if err != nil {
-		return failf("Lost: %v", err)
+	r.events = events.Load()
+	if r.lost, err = m.Lost(); err != nil {
+		return r, fmt.Errorf("Lost: %w", err)
 	}
 	cancel()
-	<-done
-	evRate := float64(got) / drain.Seconds()
-	overhead := 100 * (off - on) / off
-	fmt.Printf("BENCH audit reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_on=%.0f overhead_pct=%.1f events=%d reads_on=%d events_per_s=%.0f lost=%d window_s=%.1f\n",
-		off, probes, on, overhead, got, nOn, evRate, lost, benchWindow.Seconds())
-	if lost != 0 || got != int64(nOn) {
-		return failf("%d reads with the monitor attached gave %d events, %d lost (%.0f events/s)", nOn, got, lost, evRate)
+	if err := <-done; err != nil {
+		return r, fmt.Errorf("Run: %w", err)
 	}
-	return passf("sysfs 4-byte reads of %s: %.0f/s without the monitor, %.0f/s with probes on an unguarded function, %.0f/s guarded with the reader (overhead %.1f %%, target <= 5 %%); %d events at %.0f events/s, 0 lost (target 100k/s: the TCG guest reaches %.0f reads/s)",
-		nic.BDF, off, probes, on, overhead, got, evRate, on)
+	if n := wrong.Load(); n != 0 {
+		return r, fmt.Errorf("%d events for another device or attach mode", n)
+	}
+	return r, nil
 }

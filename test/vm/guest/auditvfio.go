@@ -120,11 +120,12 @@ func (v *vfioDevice) Close() error {
 	return nil
 }
 
-// startAudit runs `vfio-gate audit --json` on the devices and waits until it
-// has attached; stop interrupts it and returns its events and stderr.
-func (h *Harness) startAudit(ctx context.Context, devices ...string) (stop func() ([]auditEvent, string, error), err error) {
+// startAudit runs `vfio-gate audit --json --attach MODE` on the devices and
+// waits until it has attached; stop interrupts it and returns its events and
+// stderr.
+func (h *Harness) startAudit(ctx context.Context, mode string, devices ...string) (stop func() ([]auditEvent, string, error), err error) {
 	actx, cancel := context.WithCancel(ctx)
-	args := []string{"audit", "--json", "--log-level", "info", "--duration", "50s"}
+	args := []string{"audit", "--json", "--log-level", "info", "--duration", "50s", "--attach", mode}
 	for _, d := range devices {
 		args = append(args, "--device", d)
 	}
@@ -206,22 +207,39 @@ func bpfAuditVFIO(ctx context.Context, h *Harness) Result {
 		return failf("%s: %v", nic.BDF, err)
 	}
 	defer v.Close()
-	stop, err := h.startAudit(ctx, nic.BDF)
+	var hows []string
+	for _, mode := range []string{"fentry", "kprobe"} {
+		how, err := h.auditVFIOOnce(ctx, v, nic.BDF, mode)
+		if err != nil {
+			return failf("--attach %s: %v", mode, err)
+		}
+		hows = append(hows, mode+": "+how)
+	}
+	return passf("%s via VFIO (config region @0x%x, %d bytes), under `audit --attach fentry` and `--attach kprobe`: read 0x04/4 and write 0x40/4 -> one event each, pid %d; %s",
+		nic.BDF, v.cfgOff, v.cfgSize, os.Getpid(), strings.Join(hows, "; "))
+}
+
+// auditVFIOOnce runs `vfio-gate audit --attach mode` on bdf while this
+// process makes one VFIO config read and one write: exactly one event each,
+// attributed to this process, with path "vfio" when the tagger attached and
+// "attach" naming the mode.
+func (h *Harness) auditVFIOOnce(ctx context.Context, v *vfioDevice, bdf, mode string) (string, error) {
+	stop, err := h.startAudit(ctx, mode, bdf)
 	if err != nil {
-		return failf("%v", err)
+		return "", err
 	}
 	const rdOff, wrOff = 0x04, 0x40
 	cmdsts, rerr := v.read32(rdOff)
 	werr := v.write32(wrOff, 0)
 	events, stderr, serr := stop()
 	if rerr != nil || werr != nil {
-		return failf("%v %v", rerr, werr)
+		return "", fmt.Errorf("%v %v", rerr, werr)
 	}
 	if serr != nil {
-		return failf("%v; stderr %s", serr, stderr)
+		return "", fmt.Errorf("%v; stderr %s", serr, stderr)
 	}
 	path := "vfio"
-	tagger := strings.Contains(stderr, "vfio_pci_config_rw")
+	tagger := attachedTagger(stderr, "vfio_pci_config_rw")
 	if !tagger {
 		path = "unknown"
 	}
@@ -231,25 +249,34 @@ func bpfAuditVFIO(ctx context.Context, h *Harness) Result {
 		comm = comm[:15]
 	}
 	want := []auditEvent{
-		{PID: me, Comm: comm, Device: nic.BDF, Op: "read", Offset: rdOff, Size: 4, Path: path},
-		{PID: me, Comm: comm, Device: nic.BDF, Op: "write", Offset: wrOff, Size: 4, Path: path},
+		{PID: me, Comm: comm, Device: bdf, Op: "read", Offset: rdOff, Size: 4, Path: path, Attach: mode},
+		{PID: me, Comm: comm, Device: bdf, Op: "write", Offset: wrOff, Size: 4, Path: path, Attach: mode},
 	}
 	if len(events) != len(want) {
-		return failf("VFIO accesses gave %d events, want 2: %+v; audit stderr: %s", len(events), events, stderr)
+		return "", fmt.Errorf("VFIO accesses gave %d events, want 2: %+v; audit stderr: %s", len(events), events, stderr)
 	}
 	for i, w := range want {
 		g := events[i]
-		if g.PID != w.PID || g.Comm != w.Comm || g.Device != w.Device || g.Op != w.Op || g.Offset != w.Offset || g.Size != w.Size || g.Path != w.Path {
-			return failf("VFIO event %d: %+v, want %+v", i, g, w)
+		if g.PID != w.PID || g.Comm != w.Comm || g.Device != w.Device || g.Op != w.Op || g.Offset != w.Offset || g.Size != w.Size || g.Path != w.Path || g.Attach != w.Attach {
+			return "", fmt.Errorf("VFIO event %d: %+v, want %+v", i, g, w)
 		}
 	}
 	if events[1].Value == nil || *events[1].Value != 0 {
-		return failf("VFIO write event value %v, want 0", events[1].Value)
+		return "", fmt.Errorf("VFIO write event value %v, want 0", events[1].Value)
 	}
-	how := "path vfio (vfio_pci_config_rw tagger attached)"
 	if !tagger {
-		how = "path unknown: vfio_pci_config_rw could not be probed on this kernel (see the audit log)"
+		return fmt.Sprintf("read =0x%08x, path unknown: vfio_pci_config_rw could not be probed (audit log: %s)", cmdsts, strings.TrimSpace(stderr)), nil
 	}
-	return passf("%s via VFIO (config region @0x%x, %d bytes): read 0x%x/4 (=0x%08x) and write 0x%x/4 -> one event each, pid %d comm %s, %s",
-		nic.BDF, v.cfgOff, v.cfgSize, rdOff, cmdsts, wrOff, me, comm, how)
+	return fmt.Sprintf("read =0x%08x, path vfio (tagger attached), comm %s", cmdsts, comm), nil
+}
+
+// attachedTagger reports whether the audit log's "audit attached" line lists
+// sym among its path taggers.
+func attachedTagger(stderr, sym string) bool {
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "audit attached") && strings.Contains(l, "path_taggers") && strings.Contains(l, sym) {
+			return true
+		}
+	}
+	return false
 }

@@ -113,6 +113,7 @@ type auditEvent struct {
 	Value  *uint32 `json:"value"`
 	Path   string  `json:"path"`
 	Region string  `json:"region"`
+	Attach string  `json:"attach"`
 }
 
 // bpfAudit (issue 8 scenario 6): `vfio-gate audit` guards the CXL function;

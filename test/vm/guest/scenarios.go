@@ -36,7 +36,7 @@ func scenarios() []Scenario {
 		{"audit-tamper", "run", auditTamper},
 		{"bench-audit", "run", benchAudit},
 		{"go-test-tpm-device", "run", goTest("tpm.test", "^TestDeviceTPMRM0$")},
-		{"go-test-audit", "run", goTest("audit.test", "^(TestLoadAndGuard|TestSysfsReadProducesOneEvent|TestWatcherSync)$")},
+		{"go-test-audit", "run", goTest("audit.test", "^(TestLoadAndGuard|TestSysfsReadProducesOneEvent|TestAutoFallsBackToKprobes|TestWatcherSync)$")},
 		{"go-test-pci-realsys", "run", goTest("pci.test", "^TestRealSysfs")},
 		// libvirt-*: a real libvirtd in the guest runs the hooks for the
 		// e1000e as a managed='yes' hostdev (libvirt.go); they need it on
