@@ -218,11 +218,11 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 	}
 	r.events = events.Load()
 	if r.lost, err = m.Lost(); err != nil {
-		return r, fmt.Errorf("Lost: %w", err)
+		return r, fmt.Errorf("monitor lost count: %w", err)
 	}
 	cancel()
 	if err := <-done; err != nil {
-		return r, fmt.Errorf("Run: %w", err)
+		return r, fmt.Errorf("monitor run: %w", err)
 	}
 	if n := wrong.Load(); n != 0 {
 		return r, fmt.Errorf("%d events for another device or attach mode", n)
