@@ -169,7 +169,7 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 	}
 	defer m.Close()
 	if r.taggers, err = m.Attach(); err != nil {
-		return r, fmt.Errorf("Attach: %w", err)
+		return r, fmt.Errorf("attach: %w", err)
 	}
 	if m.Mode() != mode {
 		return r, fmt.Errorf("attached as %q", m.Mode())
@@ -179,7 +179,7 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 		return r, err
 	}
 	if err := m.Guard(bdf); err != nil {
-		return r, fmt.Errorf("Guard: %w", err)
+		return r, fmt.Errorf("guard: %w", err)
 	}
 	// Guarded, reader not running: the BPF side's cost alone.
 	t0 := time.Now()
@@ -205,7 +205,7 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 	select {
 	case <-m.Started():
 	case err := <-done:
-		return r, fmt.Errorf("Run: %w", err)
+		return r, fmt.Errorf("monitor run: %w", err)
 	}
 	on, nOn, err := readLoop(c, benchWindow)
 	if err != nil {
@@ -214,7 +214,7 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 	r.on, r.reads = on, int64(nOn)+noReaderReads
 	if err := m.Sync(ctx); err != nil {
 		cancel()
-		return r, fmt.Errorf("Sync after %d reads, %d events: %w (Run: %v)", r.reads, events.Load(), err, <-done)
+		return r, fmt.Errorf("sync after %d reads, %d events: %w (Run: %v)", r.reads, events.Load(), err, <-done)
 	}
 	r.events = events.Load()
 	if r.lost, err = m.Lost(); err != nil {
