@@ -9,6 +9,7 @@
 package jsonhex
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -83,4 +84,25 @@ func parse(b []byte, bits int) (uint64, error) {
 		return 0, fmt.Errorf("jsonhex: %s is not a %d-bit value", s, bits)
 	}
 	return n, nil
+}
+
+// Bytes marshals as a lower-case hex string without a prefix (byte strings:
+// digests, nonces, raw blocks; docs/json.md).
+type Bytes []byte
+
+// MarshalJSON implements json.Marshaler.
+func (h Bytes) MarshalJSON() ([]byte, error) { return json.Marshal(hex.EncodeToString(h)) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (h *Bytes) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := hex.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	*h = v
+	return nil
 }

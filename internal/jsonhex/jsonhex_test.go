@@ -1,6 +1,7 @@
 package jsonhex
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"testing"
@@ -76,4 +77,20 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("%s: U16 %#x, U64 %#x", b, w, v)
 		}
 	})
+}
+
+func TestBytesRoundTrip(t *testing.T) {
+	b, err := json.Marshal(Bytes{0x00, 0xab, 0x10})
+	if err != nil || string(b) != `"00ab10"` {
+		t.Fatalf("marshal: %s %v", b, err)
+	}
+	var got Bytes
+	if err := json.Unmarshal(b, &got); err != nil || !bytes.Equal(got, []byte{0x00, 0xab, 0x10}) {
+		t.Fatalf("unmarshal: %x %v", got, err)
+	}
+	for _, bad := range []string{`"0xab"`, `"abc"`, `12`, `"zz"`} {
+		if err := json.Unmarshal([]byte(bad), &got); err == nil {
+			t.Errorf("%s decoded as %x", bad, got)
+		}
+	}
 }
