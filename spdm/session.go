@@ -255,29 +255,12 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 	if err != nil {
 		return nil, err
 	}
-	newKey := r.dheHook
-	if newKey == nil {
-		newKey = newDHEKey
-	}
-	key, err := newKey(n.DHE)
+	q, key, err := r.newKeyExchangeReq(o)
 	if err != nil {
 		return nil, err
 	}
-	reqID := o.ReqSessionID
-	if reqID == 0 {
-		reqID = 0xFFFF - uint16(r.sessions)
-	}
-	r.sessions++
+	reqID, req := q.ReqSessionID, q.marshal()
 	fmt1 := n.Version >= Version12 && n.OtherParams&otherParamsOpaqueFmt1 != 0
-	q := &keyExchangeReq{Version: n.Version, SummaryType: o.MeasurementSummaryType, Slot: o.Slot, ReqSessionID: reqID,
-		Exchange: key.pub, Opaque: marshalOpaque(fmt1, []opaqueElement{smSupportedElement(securedMsgVersions)})}
-	if n.Version >= Version12 {
-		q.Policy = o.SessionPolicy
-	}
-	if err := r.readRand(q.Random[:]); err != nil {
-		return nil, err
-	}
-	req := q.marshal()
 	inClear := n.Caps&CapHandshakeInClear != 0 && n.RequesterCaps&CapHandshakeInClear != 0
 	rsp, err := r.exchange(ctx, req, true)
 	if err != nil {
@@ -353,6 +336,35 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 	r.log.InfoContext(ctx, "spdm session established", "session", fmt.Sprintf("%#08x", id), "aead", n.AEAD.String(),
 		"dhe", n.DHE.String(), "in_the_clear", inClear)
 	return s, nil
+}
+
+// newKeyExchangeReq makes the ephemeral DHE key and the KEY_EXCHANGE
+// request for o, picking a ReqSessionID when o leaves it 0.
+func (r *Requester) newKeyExchangeReq(o KeyExchangeOpts) (*keyExchangeReq, *dheKey, error) {
+	n := r.neg
+	newKey := r.dheHook
+	if newKey == nil {
+		newKey = newDHEKey
+	}
+	key, err := newKey(n.DHE)
+	if err != nil {
+		return nil, nil, err
+	}
+	reqID := o.ReqSessionID
+	if reqID == 0 {
+		reqID = 0xFFFF - uint16(r.sessions)
+	}
+	r.sessions++
+	fmt1 := n.Version >= Version12 && n.OtherParams&otherParamsOpaqueFmt1 != 0
+	q := &keyExchangeReq{Version: n.Version, SummaryType: o.MeasurementSummaryType, Slot: o.Slot, ReqSessionID: reqID,
+		Exchange: key.pub, Opaque: marshalOpaque(fmt1, []opaqueElement{smSupportedElement(securedMsgVersions)})}
+	if n.Version >= Version12 {
+		q.Policy = o.SessionPolicy
+	}
+	if err := r.readRand(q.Random[:]); err != nil {
+		return nil, nil, err
+	}
+	return q, key, nil
 }
 
 // finish sends FINISH (RequesterVerifyData over th ‖ FINISH header) through
