@@ -70,8 +70,8 @@ func (r *Requester) challenge(ctx context.Context, slot, summaryType uint8) (*Ch
 		}
 	}
 	req := q.marshal()
-	b := r.msgB
-	r.msgB = nil // M1 part B restarts after every CHALLENGE
+	sent := r.tr  // A and B as this CHALLENGE goes out
+	r.tr.resetB() // B restarts after every CHALLENGE, answered or not
 	rsp, err := r.exchange(ctx, req, true)
 	if err != nil {
 		return nil, err
@@ -106,8 +106,7 @@ func (r *Requester) challenge(ctx context.Context, slot, summaryType uint8) (*Ch
 	if want, _ := hashOf(n.BaseHash, keyBuf); !bytes.Equal(want, ca.CertChainHash) {
 		return nil, &VerificationError{Step: "cert-chain-hash", Err: fmt.Errorf("CertChainHash %x, slot %d chain hashes to %x", ca.CertChainHash, slot, want)}
 	}
-	m1 := make([]byte, 0, len(r.vca)+len(b)+len(req)+len(ca.raw))
-	m1 = append(append(append(append(m1, r.vca...), b...), req...), ca.unsigned()...)
+	m1 := sent.m1(req, ca.unsigned())
 	res.Transcript = m1
 	th, err := hashOf(n.BaseHash, m1)
 	if err != nil {
@@ -199,7 +198,7 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 	req := q.marshal()
 	rsp, err := r.exchange(ctx, req, o.Signed)
 	if err != nil {
-		r.l1 = nil // reset after an ERROR to GET_MEASUREMENTS
+		r.tr.resetL() // reset after an ERROR to GET_MEASUREMENTS
 		return nil, err
 	}
 	sig := 0
@@ -210,7 +209,7 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 	if err != nil {
 		return nil, err
 	}
-	r.l1 = append(append(r.l1, req...), mr.unsigned()...)
+	r.tr.addMeasurements(req, mr.unsigned())
 	if n.Version >= Version13 && mr.Context != q.Context {
 		return nil, &ProtocolError{Request: RequestGetMeasurements, Reason: "RequesterContext not echoed", Err: ErrNonceNotEchoed}
 	}
@@ -231,11 +230,7 @@ func (r *Requester) measurements(ctx context.Context, o MeasOpts) (*Measurements
 	if !o.Signed {
 		return res, nil
 	}
-	l1 := r.l1
-	r.l1 = nil // reset after each signed response
-	if n.Version >= Version12 {
-		l1 = append(append(make([]byte, 0, len(r.vca)+len(l1)), r.vca...), l1...)
-	}
+	l1 := r.tr.takeL1(n.Version) // L restarts after each signed response
 	res.Transcript, res.Signature = l1, bytes.Clone(mr.Signature)
 	th, err := hashOf(n.BaseHash, l1)
 	if err != nil {

@@ -70,10 +70,8 @@ func (r *Requester) getDigests(ctx context.Context) (*Digests, error) {
 				return nil, protoErr(RequestGetDigests, "multi-key DIGESTS entry %d has CertModel 0", i)
 			}
 		}
-		r.msgD = bytes.Clone(dr.raw)
-		r.nD++
 	}
-	r.msgB = append(append(r.msgB, req...), dr.raw...)
+	r.tr.addDigests(req, dr.raw, n.MultiKey)
 	d := &Digests{SlotMask: dr.SlotMask, SupportedMask: dr.SupportedMask}
 	for i, slot := range d.Slots() {
 		d.Digests[slot] = bytes.Clone(dr.Digests[i])
@@ -166,7 +164,7 @@ func (r *Requester) getCertificate(ctx context.Context, slot uint8) (*CertChain,
 		if err != nil {
 			return nil, err
 		}
-		r.msgB = append(append(r.msgB, req...), cr.raw...)
+		r.tr.addCertificate(req, cr.raw)
 		if cr.Slot != slot {
 			return nil, protoErr(RequestGetCertificate, "CERTIFICATE for slot %d, asked %d", cr.Slot, slot)
 		}

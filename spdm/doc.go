@@ -10,6 +10,10 @@
 // only: the DOE transport may add 0–3 zero pad bytes, which are removed at the
 // transport edge by decodePadded (the only place that tolerates them).
 //
+// Transcripts (message A, B, M1, L1/L2, D and a session's TH) are built in
+// one place, transcript.go, by both the requester and the responder: the
+// order of the messages and the multi-key rule for message D live there.
+//
 // A Requester is not safe for concurrent use. A ChainCache may be shared by
 // many requesters (MapChainCache is safe for concurrent use).
 package spdm

@@ -313,8 +313,8 @@ func TestMultiKeyDigestsTwice(t *testing.T) {
 	if _, err := req.KeyExchange(ctx, KeyExchangeOpts{Slot: 0, SecuredTransport: loopSecured{r}}); err == nil || !strings.Contains(err.Error(), "ambiguous") {
 		t.Fatalf("KEY_EXCHANGE after two DIGESTS: %v", err)
 	}
-	if r.c.nD != 2 {
-		t.Fatalf("responder counted %d DIGESTS", r.c.nD)
+	if r.c.tr.nD != 2 {
+		t.Fatalf("responder counted %d DIGESTS", r.c.tr.nD)
 	}
 }
 
@@ -339,7 +339,7 @@ func TestMultiKeyTranscriptD(t *testing.T) {
 	if _, err := req.Certificate(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	req.msgD = nil // the requester forgets D
+	req.tr.d = nil // the requester forgets D
 	var ve *VerificationError
 	if _, err := req.KeyExchange(ctx, KeyExchangeOpts{Slot: 0, SecuredTransport: loopSecured{r}}); !errors.As(err, &ve) {
 		t.Fatalf("KEY_EXCHANGE without D in the transcript: %v, want a signature failure", err)

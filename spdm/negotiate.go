@@ -10,7 +10,7 @@ import (
 // the connection state, including the sticky error. DSP0274 1.3 §10.3–10.5.
 func (r *Requester) Negotiate(ctx context.Context) (Negotiated, error) {
 	r.err, r.neg = nil, nil
-	r.vca, r.msgB, r.l1, r.msgD, r.nD = nil, nil, nil, nil, 0
+	r.tr = transcript{}
 	r.digests, r.chains = nil, map[uint8]*CertChain{}
 	n, err := r.negotiate(ctx)
 	if err != nil {
@@ -38,7 +38,7 @@ func (r *Requester) negotiate(ctx context.Context) (Negotiated, error) {
 	if err != nil {
 		return n, err
 	}
-	r.vca = append(append(r.vca, req...), vr.raw...)
+	r.tr.addVCA(req, vr.raw)
 	for _, e := range vr.Entries {
 		v := Version(e >> 8)
 		if v.valid() && v >= r.o.MinVersion && v <= r.o.MaxVersion && v > n.Version {
@@ -69,7 +69,7 @@ func (r *Requester) negotiate(ctx context.Context) (Negotiated, error) {
 		}
 		n.Supported, n.HasSupported = *cr.Supported, true
 	}
-	r.vca = append(append(r.vca, req...), cr.raw...)
+	r.tr.addVCA(req, cr.raw)
 	n.RequesterCaps, n.Caps, n.CTExponent = creq.Flags, cr.Flags, cr.CTExponent
 	n.DataTransferSize, n.MaxSPDMmsgSize = cr.DataTransferSize, cr.MaxSPDMmsgSize
 	if cr.CTExponent > 40 || n.CT() > r.o.Timeouts.MaxCT {
@@ -117,7 +117,7 @@ func (r *Requester) negotiate(ctx context.Context) (Negotiated, error) {
 	if err != nil {
 		return n, err
 	}
-	r.vca = append(append(r.vca, req...), ar.raw...)
+	r.tr.addVCA(req, ar.raw)
 	if err := checkSelection(&n, areq, ar); err != nil {
 		return n, err
 	}

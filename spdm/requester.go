@@ -142,11 +142,7 @@ type Requester struct {
 	neg   *Negotiated
 	stats Stats
 
-	vca    []byte // GET_VERSION … ALGORITHMS
-	msgB   []byte // digests/certificates since VCA or the last CHALLENGE (M1 part B)
-	l1     []byte // GET_MEASUREMENTS/MEASUREMENTS since the last reset
-	msgD   []byte // multi-key (1.3): the DIGESTS response, message D
-	nD     int    // DIGESTS responses outside sessions since VCA (multi-key)
+	tr     transcript // A, B, L1/L2 and D (transcript.go)
 	lastRq RequestCode
 
 	digests *Digests
@@ -231,7 +227,7 @@ func (r *Requester) Negotiated() (Negotiated, bool) {
 }
 
 // VCA returns a copy of the VCA transcript (message A).
-func (r *Requester) VCA() []byte { return bytes.Clone(r.vca) }
+func (r *Requester) VCA() []byte { return bytes.Clone(r.tr.vca()) }
 
 // Err returns the sticky error, if any.
 func (r *Requester) Err() error { return r.err }
@@ -306,7 +302,7 @@ func (r *Requester) roundTrip(ctx context.Context, req []byte, crypto bool) ([]b
 func (r *Requester) exchange(ctx context.Context, req []byte, crypto bool) ([]byte, error) {
 	rc := RequestCode(req[1])
 	if rc != RequestGetMeasurements {
-		r.l1 = nil // L1/L2 reset on any other request
+		r.tr.resetL() // L1/L2 reset on any other request
 	}
 	r.lastRq = rc
 	backoff := r.o.Timeouts.BusyBackoff

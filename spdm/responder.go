@@ -151,9 +151,7 @@ type rspConn struct {
 	measSpec    uint8
 	slots       [maxSlots]*rspSlot // provisioned slots for the negotiated algorithms
 	slotMask    uint8
-	vca         []byte // A: GET_VERSION … ALGORITHMS
-	m1          []byte // B: GET_DIGESTS/DIGESTS/GET_CERTIFICATE/CERTIFICATE since VCA or the last CHALLENGE_AUTH
-	l1          []byte // GET_MEASUREMENTS/MEASUREMENTS since the last reset
+	tr          transcript // A, B, L1 and D outside sessions (transcript.go)
 	lastRecord  map[uint8][]byte
 	busyReq     []byte
 	busyCount   int
@@ -169,11 +167,8 @@ type rspConn struct {
 	keySchedule KeySchedule
 	sessions    map[uint32]*rspSession
 
-	// Multi-key connection (1.3): MULTI_KEY_CONN_RSP, and message D, the
-	// last DIGESTS response sent outside a session.
+	// Multi-key connection (1.3): MULTI_KEY_CONN_RSP (message D is in tr).
 	multiKey bool
-	msgD     []byte
-	nD       int // DIGESTS responses outside sessions since VCA
 
 	// PublicKeyOnly: the provisioned key; chainBuf is its DER SubjectPublicKeyInfo.
 	pubKey *rspSlot
@@ -299,7 +294,7 @@ func (r *Responder) respond(ctx context.Context, req []byte) ([]byte, error) {
 		r.c.pending, r.c.large = nil, nil
 	}
 	if code != RequestGetMeasurements && code != RequestRespondIfReady && code != RequestChunkGet {
-		r.c.l1 = nil // L1 covers consecutive GET_MEASUREMENTS only
+		r.c.tr.resetL() // L1 covers consecutive GET_MEASUREMENTS only
 	}
 	switch code {
 	case RequestGetVersion:

@@ -33,11 +33,7 @@ func (r *Responder) getDigests(req []byte) []byte {
 		}
 	}
 	b := rsp.marshal()
-	r.c.m1 = append(append(r.c.m1, m.raw...), b...)
-	if r.c.multiKey {
-		r.c.msgD = slices.Clone(b) // message D (a session restores the one before)
-		r.c.nD++
-	}
+	r.c.tr.addDigests(m.raw, b, r.c.multiKey) // in a session, RespondSecured restores the log
 	return r.send(RequestGetDigests, b)
 }
 
@@ -76,7 +72,7 @@ func (r *Responder) getCertificate(req []byte) []byte {
 		rsp.Remainder = uint16(total - off - n)
 	}
 	b := rsp.marshal()
-	r.c.m1 = append(append(r.c.m1, m.raw...), b...)
+	r.c.tr.addCertificate(m.raw, b)
 	return r.send(RequestGetCertificate, b)
 }
 
@@ -129,7 +125,7 @@ func (r *Responder) challenge(req []byte) []byte {
 	rsp.Signature = make([]byte, r.c.asym.SignatureSize())
 	full := rsp.marshal()
 	unsigned := full[:len(full)-len(rsp.Signature)]
-	th, _ := hashOf(r.c.hash, r.c.vca, r.c.m1, signedReq, unsigned)
+	th, _ := hashOf(r.c.hash, r.c.tr.m1(signedReq, unsigned))
 	sig, err := signTranscript(r.cfg.Rand, r.c.version, r.c.asym, r.c.hash, ctxChallengeAuth, sl.key.Signer, th)
 	if err != nil {
 		return r.errRsp(ErrorCodeUnspecified, 0)
@@ -138,7 +134,7 @@ func (r *Responder) challenge(req []byte) []byte {
 		sig[len(sig)/2] ^= 0x01
 	}
 	copy(full[len(unsigned):], sig)
-	r.c.m1 = nil // B restarts after CHALLENGE_AUTH
+	r.c.tr.resetB() // B restarts after CHALLENGE_AUTH
 	return r.notReady(RequestChallenge, full)
 }
 
@@ -182,7 +178,7 @@ func (r *Responder) summaryHash(kind uint8) []byte {
 func (r *Responder) getMeasurements(req []byte) []byte {
 	m, ok := rspDecode(req, decodeGetMeasurementsReq)
 	if !ok || r.cfg.Measurements == nil || r.c.measSpec == 0 {
-		r.c.l1 = nil
+		r.c.tr.resetL()
 		if !ok {
 			return r.errRsp(ErrorCodeInvalidRequest, 0)
 		}
@@ -192,7 +188,7 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 	var sl *rspSlot
 	if signed {
 		if sl = r.slot(m.SlotParam); sl == nil || !r.usable(sl, RequestGetMeasurements) { // 1.0 has no SlotIDParam: slot 0
-			r.c.l1 = nil
+			r.c.tr.resetL()
 			return r.errRsp(ErrorCodeInvalidRequest, 0)
 		}
 	}
@@ -207,7 +203,7 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 	default:
 		i := slices.IndexFunc(blocks, func(b MeasurementBlock) bool { return b.Index == m.Op })
 		if i < 0 {
-			r.c.l1 = nil
+			r.c.tr.resetL()
 			return r.errRsp(ErrorCodeInvalidRequest, 0)
 		}
 		blocks = blocks[i : i+1]
@@ -238,7 +234,7 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 	}
 	if !signed {
 		b := rsp.marshal()
-		r.c.l1 = append(append(r.c.l1, m.raw...), b...)
+		r.c.tr.addMeasurements(m.raw, b)
 		return r.notReady(RequestGetMeasurements, b)
 	}
 	rsp.Signature = make([]byte, r.c.asym.SignatureSize())
@@ -249,12 +245,8 @@ func (r *Responder) getMeasurements(req []byte) []byte {
 		signedReq = slices.Clone(m.raw)
 		signedReq[hdrLen] ^= 0xFF
 	}
-	var vca []byte
-	if r.c.version >= Version12 {
-		vca = r.c.vca
-	}
-	th, _ := hashOf(r.c.hash, vca, r.c.l1, signedReq, unsigned)
-	r.c.l1 = nil // L1 restarts after every signed response
+	r.c.tr.addMeasurements(signedReq, unsigned)
+	th, _ := hashOf(r.c.hash, r.c.tr.takeL1(r.c.version)) // L1 restarts after every signed response
 	sig, err := signTranscript(r.cfg.Rand, r.c.version, r.c.asym, r.c.hash, ctxMeasurements, sl.key.Signer, th)
 	if err != nil {
 		return r.errRsp(ErrorCodeUnspecified, 0)

@@ -58,7 +58,7 @@ type rspSession struct {
 	id       uint32
 	sec      *secured.Session
 	hk       *secured.HandshakeKeys
-	th       []byte // transcript A ‖ Ct ‖ K ‖ ...
+	th       *sessionTranscript
 	inClear  bool
 	finished bool
 	l1       []byte // session GET_MEASUREMENTS log
@@ -172,7 +172,7 @@ func (r *Responder) keyExchange(req []byte) []byte {
 		!r.usable(r.slot(m.Slot), RequestKeyExchange) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.c.multiKey && r.c.nD > 1 {
+	if r.c.tr.ambiguousD(r.c.multiKey) {
 		// Which of several DIGESTS is message D could not be confirmed:
 		// refuse to sign a transcript the requester may compute otherwise.
 		return r.errRsp(ErrorCodeUnspecified, 0)
@@ -246,20 +246,14 @@ func (r *Responder) keyExchange(req []byte) []byte {
 	full := rsp.marshal()
 	unsigned := full[:len(full)-len(rsp.Signature)]
 	ct, _ := hashOf(r.c.hash, slot.chainBuf)
-	// A ‖ [D, multi-key] ‖ Ct ‖ K (libspdm: message D follows A).
-	var d []byte
-	if r.c.multiKey {
-		d = r.c.msgD
-	}
-	th := slices.Concat(r.c.vca, d, ct, m.raw, unsigned)
-	h, _ := hashOf(r.c.hash, th)
-	sig, err := signTranscript(r.cfg.Rand, v, r.c.asym, r.c.hash, ctxKeyExchange, slot.key.Signer, h)
+	th := r.c.tr.keyExchange(r.c.hash, r.c.multiKey, ct, m.raw, unsigned)
+	sig, err := signTranscript(r.cfg.Rand, v, r.c.asym, r.c.hash, ctxKeyExchange, slot.key.Signer, th.sum())
 	if err != nil {
 		return r.errRsp(ErrorCodeUnspecified, 0)
 	}
 	copy(full[len(unsigned):], sig)
-	th = append(th, sig...)
-	th1, _ := hashOf(r.c.hash, th)
+	th.add(sig)
+	th1 := th.sum()
 	suite := secured.Suite{Version: uint8(v), Hash: r.c.hash.CryptoHash(), AEAD: secured.AEAD(r.c.aead)}
 	hs, err := secured.NewHandshakeSecret(suite, shared)
 	if err != nil {
@@ -275,7 +269,7 @@ func (r *Responder) keyExchange(req []byte) []byte {
 	}
 	if !inClear {
 		vd := hk.ResponderVerifyData(th1)
-		th = append(th, vd...)
+		th.add(vd)
 		if r.cfg.Session.Faults.BadVerifyData {
 			vd = slices.Clone(vd)
 			vd[0] ^= 0x01
@@ -313,27 +307,25 @@ func (r *Responder) finish(s *rspSession, req []byte) (rsp []byte, after func())
 	if !ok || s.finished {
 		return r.errRsp(ErrorCodeInvalidRequest, 0), nil
 	}
-	vh, _ := hashOf(r.c.hash, s.th, m.raw[:hdrLen])
-	if err := s.hk.CheckRequesterVerifyData(vh, m.VerifyData); err != nil {
+	if err := s.hk.CheckRequesterVerifyData(s.th.sum(m.raw[:hdrLen]), m.VerifyData); err != nil {
 		r.endSession(s)
 		return r.errRsp(ErrorCodeDecryptError, 0), nil
 	}
-	s.th = append(s.th, m.raw...)
+	s.th.add(m.raw)
 	fr := &finishRsp{Version: r.c.version}
 	b := fr.marshal()
 	if s.inClear {
-		vh, _ := hashOf(r.c.hash, s.th, b)
-		vd := s.hk.ResponderVerifyData(vh)
+		vd := s.hk.ResponderVerifyData(s.th.sum(b))
 		b = append(b, vd...)
-		s.th = append(s.th, b...)
+		s.th.add(b)
 		if r.cfg.Session.Faults.BadVerifyData {
 			b = slices.Clone(b)
 			b[hdrLen] ^= 0x01
 		}
 	} else {
-		s.th = append(s.th, b...)
+		s.th.add(b)
 	}
-	th2, _ := hashOf(r.c.hash, s.th)
+	th2 := s.th.sum()
 	s.finished = true
 	return b, func() {
 		if err := s.sec.EnterDataPhase(th2); err != nil {
@@ -416,10 +408,10 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 	case RequestChunkGet:
 		return r.chunkGet(req), nil, nil
 	case RequestGetMeasurements:
-		saved := r.c.l1
-		r.c.l1 = s.l1
+		saved := r.c.tr.l
+		r.c.tr.l = s.l1
 		rsp := r.getMeasurements(req)
-		s.l1, r.c.l1 = r.c.l1, saved
+		s.l1, r.c.tr.l = r.c.tr.l, saved
 		return rsp, nil, nil
 	case RequestVendorDefined:
 		rsp, err := r.vendorDefined(context.WithValue(ctx, sessionCtxKey{}, s.id), req)
@@ -427,14 +419,14 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 	case RequestGetDigests, RequestGetCertificate:
 		// Allowed in a session (DSP0274 1.2.0 Table 8); they are not part
 		// of M1, which covers the exchanges outside sessions only.
-		saved, savedD, savedN := r.c.m1, r.c.msgD, r.c.nD
+		saved := r.c.tr
 		var rsp []byte
 		if code == RequestGetDigests {
 			rsp = r.getDigests(req)
 		} else {
 			rsp = r.getCertificate(req)
 		}
-		r.c.m1, r.c.msgD, r.c.nD = saved, savedD, savedN
+		r.c.tr = saved
 		return rsp, nil, nil
 	case RequestHeartbeat:
 		if r.sessionFlags(r.c.version)&CapHBeat == 0 {

@@ -34,7 +34,7 @@ func (r *Responder) getVersion(req []byte) []byte {
 	}
 	rsp := v.marshal()
 	r.c.stage = rspStageVersion
-	r.c.vca = append(append([]byte(nil), m.raw...), rsp...)
+	r.c.tr.addVCA(m.raw, rsp) // r.c was just reset: A starts here
 	return rsp
 }
 
@@ -100,7 +100,7 @@ func (r *Responder) getCapabilities(req []byte) []byte {
 	}
 	b := rsp.marshal()
 	r.c.version, r.c.reqFlags, r.c.stage = v, m.Flags, rspStageCapabilities
-	r.c.vca = append(append(r.c.vca, m.raw...), b...)
+	r.c.tr.addVCA(m.raw, b)
 	return b
 }
 
@@ -212,7 +212,7 @@ func (r *Responder) negotiateAlgorithms(req []byte) []byte {
 			r.c.slotMask |= 1 << k.Slot
 		}
 	}
-	r.c.vca = append(append(r.c.vca, m.raw...), b...)
+	r.c.tr.addVCA(m.raw, b)
 	r.c.stage = rspStageNegotiated
 	return b
 }

@@ -242,10 +242,10 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 		return nil, err
 	}
 	n := r.neg
-	if n := r.neg; n.MultiKey && r.nD > 1 {
+	if r.tr.ambiguousD(n.MultiKey) {
 		// Message D is one DIGESTS response; which one counts after
 		// several could not be confirmed, so refuse rather than guess.
-		return nil, protoErr(RequestKeyExchange, "multi-key connection: %d DIGESTS since VCA, message D is ambiguous (negotiate again)", r.nD)
+		return nil, protoErr(RequestKeyExchange, "multi-key connection: %d DIGESTS since VCA, message D is ambiguous (negotiate again)", r.tr.nD)
 	}
 	pub, keyBuf, err := r.slotKey(RequestKeyExchange, "key-exchange-signature", o.Slot)
 	if err != nil {
@@ -255,29 +255,12 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 	if err != nil {
 		return nil, err
 	}
-	newKey := r.dheHook
-	if newKey == nil {
-		newKey = newDHEKey
-	}
-	key, err := newKey(n.DHE)
+	q, key, err := r.newKeyExchangeReq(o)
 	if err != nil {
 		return nil, err
 	}
-	reqID := o.ReqSessionID
-	if reqID == 0 {
-		reqID = 0xFFFF - uint16(r.sessions)
-	}
-	r.sessions++
+	reqID, req := q.ReqSessionID, q.marshal()
 	fmt1 := n.Version >= Version12 && n.OtherParams&otherParamsOpaqueFmt1 != 0
-	q := &keyExchangeReq{Version: n.Version, SummaryType: o.MeasurementSummaryType, Slot: o.Slot, ReqSessionID: reqID,
-		Exchange: key.pub, Opaque: marshalOpaque(fmt1, []opaqueElement{smSupportedElement(securedMsgVersions)})}
-	if n.Version >= Version12 {
-		q.Policy = o.SessionPolicy
-	}
-	if err := r.readRand(q.Random[:]); err != nil {
-		return nil, err
-	}
-	req := q.marshal()
 	inClear := n.Caps&CapHandshakeInClear != 0 && n.RequesterCaps&CapHandshakeInClear != 0
 	rsp, err := r.exchange(ctx, req, true)
 	if err != nil {
@@ -294,17 +277,8 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 	if kr.MutAuth != 0 {
 		return nil, protoErr(RequestKeyExchange, "responder asks for mutual authentication (%#02x), not supported", kr.MutAuth)
 	}
-	// Transcript: A ‖ [D, multi-key] ‖ Ct ‖ K.
-	var d []byte
-	if n.MultiKey {
-		d = r.msgD
-	}
-	th := slices.Concat(r.vca, d, ct, req, kr.unsigned())
-	h, err := hashOf(n.BaseHash, th)
-	if err != nil {
-		return nil, err
-	}
-	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxKeyExchange, pub, h, kr.Signature); err != nil {
+	th := r.tr.keyExchange(n.BaseHash, n.MultiKey, ct, req, kr.unsigned())
+	if err := verifySignature(n.Version, n.BaseAsym, n.BaseHash, ctxKeyExchange, pub, th.sum(), kr.Signature); err != nil {
 		return nil, &VerificationError{Step: "key-exchange-signature", Err: err}
 	}
 	els, err := decodeOpaque(kr.Opaque, fmt1)
@@ -320,8 +294,8 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 	if err != nil {
 		return nil, &VerificationError{Step: "key-exchange-dhe", Err: err}
 	}
-	th = append(th, kr.Signature...)
-	th1, _ := hashOf(n.BaseHash, th)
+	th.add(kr.Signature)
+	th1 := th.sum()
 	hsec, err := secured.NewHandshakeSecret(suite, shared)
 	if err != nil {
 		return nil, err
@@ -344,7 +318,7 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 		if err := hk.CheckResponderVerifyData(th1, kr.VerifyData); err != nil {
 			return nil, &VerificationError{Step: "responder-verify-data", Err: err}
 		}
-		th = append(th, kr.VerifyData...)
+		th.add(kr.VerifyData)
 	}
 	s := &Session{sec: sec, info: SessionInfo{ID: id, Version: n.Version, SecuredVersion: smv, AEAD: n.AEAD, DHE: n.DHE,
 		Hash: n.BaseHash, Slot: o.Slot, HandshakeInClear: inClear,
@@ -354,7 +328,7 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 		CanKeyUpdate:           n.Caps&n.RequesterCaps&CapKeyUpd != 0}}
 	s.st = &sealedTransport{s: sec, t: o.SecuredTransport, wire: &s.wire}
 	s.inner = &Requester{t: s.st, o: r.o, log: r.log.With("session", fmt.Sprintf("%#08x", id)),
-		neg: r.neg, vca: r.vca, chains: r.chains, digests: r.digests}
+		neg: r.neg, tr: transcript{a: r.tr.vca()}, chains: r.chains, digests: r.digests}
 
 	if err := r.finish(ctx, s, hk, th, inClear); err != nil {
 		return nil, err
@@ -364,18 +338,46 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 	return s, nil
 }
 
+// newKeyExchangeReq makes the ephemeral DHE key and the KEY_EXCHANGE
+// request for o, picking a ReqSessionID when o leaves it 0.
+func (r *Requester) newKeyExchangeReq(o KeyExchangeOpts) (*keyExchangeReq, *dheKey, error) {
+	n := r.neg
+	newKey := r.dheHook
+	if newKey == nil {
+		newKey = newDHEKey
+	}
+	key, err := newKey(n.DHE)
+	if err != nil {
+		return nil, nil, err
+	}
+	reqID := o.ReqSessionID
+	if reqID == 0 {
+		reqID = 0xFFFF - uint16(r.sessions)
+	}
+	r.sessions++
+	fmt1 := n.Version >= Version12 && n.OtherParams&otherParamsOpaqueFmt1 != 0
+	q := &keyExchangeReq{Version: n.Version, SummaryType: o.MeasurementSummaryType, Slot: o.Slot, ReqSessionID: reqID,
+		Exchange: key.pub, Opaque: marshalOpaque(fmt1, []opaqueElement{smSupportedElement(securedMsgVersions)})}
+	if n.Version >= Version12 {
+		q.Policy = o.SessionPolicy
+	}
+	if err := r.readRand(q.Random[:]); err != nil {
+		return nil, nil, err
+	}
+	return q, key, nil
+}
+
 // finish sends FINISH (RequesterVerifyData over th ‖ FINISH header) through
 // the session unless the handshake is in the clear, checks FINISH_RSP
 // (ResponderVerifyData in the clear) and enters the data phase with TH2.
-// th is the transcript so far: A ‖ Ct ‖ K [‖ ResponderVerifyData].
+// th is the transcript so far: A ‖ [D] ‖ Ct ‖ K [‖ ResponderVerifyData].
 // DSP0274 1.3 §10.14; DSP0277 key schedule.
-func (r *Requester) finish(ctx context.Context, s *Session, hk *secured.HandshakeKeys, th []byte, inClear bool) error {
+func (r *Requester) finish(ctx context.Context, s *Session, hk *secured.HandshakeKeys, th *sessionTranscript, inClear bool) error {
 	n := r.neg
 	hs := n.BaseHash.Size()
 	fq := &finishReq{Version: n.Version}
 	fhdr := fq.marshal()
-	fh, _ := hashOf(n.BaseHash, th, fhdr)
-	fq.VerifyData = hk.RequesterVerifyData(fh)
+	fq.VerifyData = hk.RequesterVerifyData(th.sum(fhdr))
 	freq := fq.marshal()
 	via := r
 	if !inClear {
@@ -393,16 +395,14 @@ func (r *Requester) finish(ctx context.Context, s *Session, hk *secured.Handshak
 	if err != nil {
 		return err
 	}
-	th = append(th, freq...)
+	th.add(freq)
 	if inClear {
-		vh, _ := hashOf(n.BaseHash, th, fr.raw[:hdrLen])
-		if err := hk.CheckResponderVerifyData(vh, fr.VerifyData); err != nil {
+		if err := hk.CheckResponderVerifyData(th.sum(fr.raw[:hdrLen]), fr.VerifyData); err != nil {
 			return &VerificationError{Step: "responder-verify-data", Err: err}
 		}
 	}
-	th = append(th, fr.raw...)
-	th2, _ := hashOf(n.BaseHash, th)
-	if err := s.sec.EnterDataPhase(th2); err != nil {
+	th.add(fr.raw)
+	if err := s.sec.EnterDataPhase(th.sum()); err != nil { // TH2
 		return err
 	}
 	return nil
