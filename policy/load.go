@@ -301,12 +301,31 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 func (d *decoder) document(data []byte) *Policy {
 	p := &Policy{Mode: ModeEnforce, PCR: -1, DefaultConfidential: DenyUnattested, DefaultNonConfidential: DenyUnattested,
 		Libvirt: Libvirt{Hotplug: HotplugReport, RecordTDISPExit: true}}
+	root := d.rootMapping(data)
+	if root == nil || !d.version(root, p) {
+		return p
+	}
+	d.mapping(root, map[string]func(*yaml.Node){
+		"version":     func(*yaml.Node) {},
+		"mode":        func(v *yaml.Node) { d.mode(v, p) },
+		"tpm":         func(v *yaml.Node) { d.tpm(v, p) },
+		"defaults":    func(v *yaml.Node) { d.defaults(v, p) },
+		"iommu_group": func(v *yaml.Node) { d.iommuGroup(v, p) },
+		"libvirt":     func(v *yaml.Node) { d.libvirt(v, &p.Libvirt) },
+		"rules":       func(v *yaml.Node) { d.rules(v, p) },
+	})
+	return p
+}
+
+// rootMapping decodes data as exactly one YAML document without aliases
+// whose root is a mapping, and returns that mapping; nil after an error.
+func (d *decoder) rootMapping(data []byte) *yaml.Node {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			d.errorf(nil, "empty policy file (want at least \"version: 1\")")
-			return p
+			return nil
 		}
 		msg := err.Error()
 		e := &Error{File: d.file, Msg: msg}
@@ -315,148 +334,164 @@ func (d *decoder) document(data []byte) *Policy {
 			e.Msg = m[2]
 		}
 		d.errs = append(d.errs, e)
-		return p
+		return nil
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		d.errorf(&extra, "more than one YAML document (a policy is one document)")
-		return p
+		return nil
 	}
 	if len(doc.Content) != 1 {
 		d.errorf(&doc, "empty policy file")
-		return p
+		return nil
 	}
 	root := doc.Content[0]
 	if !d.noAliases(root) {
-		return p
+		return nil
 	}
 	if root.Kind != yaml.MappingNode {
 		d.errorf(root, "the policy must be a mapping with version, mode, defaults and rules")
-		return p
+		return nil
 	}
-	// version first: a file for a newer vfio-gate is refused before anything else is judged.
-	if v := lookup(root, "version"); v == nil {
+	return root
+}
+
+// version reads the version key first: a file for a newer vfio-gate is
+// refused before anything else is judged. It reports whether to go on.
+func (d *decoder) version(root *yaml.Node, p *Policy) bool {
+	v := lookup(root, "version")
+	if v == nil {
 		d.errorf(root, "missing \"version: 1\"")
-		return p
-	} else if n, ok := d.uint(v, 32); !ok {
-		return p
-	} else if n != 1 {
-		d.errorf(v, "unsupported policy version %d: this vfio-gate reads version 1", n)
-		return p
-	} else {
-		p.Version = 1
+		return false
 	}
-	d.mapping(root, map[string]func(*yaml.Node){
-		"version": func(*yaml.Node) {},
-		"mode": func(v *yaml.Node) {
-			if s, ok := d.str(v); ok {
-				switch Mode(s) {
-				case ModeEnforce, ModeAudit:
-					p.Mode = Mode(s)
-				default:
-					d.errorf(v, "mode %q: want enforce or audit", s)
+	n, ok := d.uint(v, 32)
+	if !ok {
+		return false
+	}
+	if n != 1 {
+		d.errorf(v, "unsupported policy version %d: this vfio-gate reads version 1", n)
+		return false
+	}
+	p.Version = 1
+	return true
+}
+
+func (d *decoder) mode(v *yaml.Node, p *Policy) {
+	if s, ok := d.str(v); ok {
+		switch Mode(s) {
+		case ModeEnforce, ModeAudit:
+			p.Mode = Mode(s)
+		default:
+			d.errorf(v, "mode %q: want enforce or audit", s)
+		}
+	}
+}
+
+func (d *decoder) tpm(v *yaml.Node, p *Policy) {
+	d.mapping(v, map[string]func(*yaml.Node){
+		"pcr": func(v *yaml.Node) {
+			if n, ok := d.uint(v, 8); ok {
+				if n > 23 {
+					d.errorf(v, "tpm.pcr %d: want 0..23", n)
+					return
 				}
-			}
-		},
-		"tpm": func(v *yaml.Node) {
-			d.mapping(v, map[string]func(*yaml.Node){
-				"pcr": func(v *yaml.Node) {
-					if n, ok := d.uint(v, 8); ok {
-						if n > 23 {
-							d.errorf(v, "tpm.pcr %d: want 0..23", n)
-							return
-						}
-						p.PCR = int(n)
-						if n == 16 || n == 23 {
-							d.warnf(v, "tpm.pcr %d is resettable at locality 0: the TPM recorder refuses it outside test mode", n)
-						}
-					}
-				},
-			})
-		},
-		"defaults": func(v *yaml.Node) {
-			d.mapping(v, map[string]func(*yaml.Node){
-				"confidential":     func(v *yaml.Node) { p.DefaultConfidential = d.deflt(v) },
-				"non_confidential": func(v *yaml.Node) { p.DefaultNonConfidential = d.deflt(v) },
-			})
-			if p.DefaultConfidential == AllowUnattested {
-				d.warnf(v, "defaults.confidential is allow-unattested: confidential VMs may receive devices that were never attested")
-			}
-		},
-		"iommu_group": func(v *yaml.Node) {
-			d.mapping(v, map[string]func(*yaml.Node){
-				"exempt_classes": func(v *yaml.Node) {
-					for _, c := range d.seq(v) {
-						if n, ok := d.uint(c, 16); ok {
-							p.ExemptClasses = append(p.ExemptClasses, uint16(n))
-						}
-					}
-				},
-			})
-		},
-		"libvirt": func(v *yaml.Node) {
-			d.mapping(v, map[string]func(*yaml.Node){
-				"hotplug": func(v *yaml.Node) {
-					if s, ok := d.str(v); ok {
-						switch Hotplug(s) {
-						case HotplugReport, HotplugDetach:
-							p.Libvirt.Hotplug = Hotplug(s)
-						default:
-							d.errorf(v, "libvirt.hotplug %q: want report or detach", s)
-						}
-					}
-				},
-				"record_tdisp_exit": func(v *yaml.Node) { p.Libvirt.RecordTDISPExit = d.boolean(v) },
-				"confidential_types": func(v *yaml.Node) {
-					for _, n := range d.seq(v) {
-						t, ok := d.str(n)
-						switch {
-						case !ok:
-						case !launchSecurityName.MatchString(t):
-							d.errorf(n, "libvirt.confidential_types: %q is not a launchSecurity type name (lowercase letters, digits, - and _)", t)
-						case slices.Contains(BuiltinConfidentialTypes, t):
-							d.warnf(n, "libvirt.confidential_types: %q is always confidential; listing it changes nothing", t)
-						case slices.Contains(p.Libvirt.ConfidentialTypes, t):
-							d.warnf(n, "libvirt.confidential_types: %q is listed twice", t)
-						default:
-							p.Libvirt.ConfidentialTypes = append(p.Libvirt.ConfidentialTypes, t)
-						}
-					}
-				},
-				"confidential_domains": func(v *yaml.Node) {
-					for _, n := range d.seq(v) {
-						name, ok := d.str(n)
-						switch {
-						case !ok:
-						case name == "" || len(name) > maxDomainName || strings.ContainsAny(name, "/") ||
-							strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-							d.errorf(n, "libvirt.confidential_domains: %q is not a libvirt domain name (1 to %d printable bytes, no /)", name, maxDomainName)
-						case slices.Contains(p.Libvirt.ConfidentialDomains, name):
-							d.warnf(n, "libvirt.confidential_domains: %q is listed twice", name)
-						default:
-							p.Libvirt.ConfidentialDomains = append(p.Libvirt.ConfidentialDomains, name)
-						}
-					}
-				},
-			})
-		},
-		"rules": func(v *yaml.Node) {
-			names := map[string]int{}
-			for _, rn := range d.seq(v) {
-				r := d.rule(rn)
-				if r == nil {
-					continue
+				p.PCR = int(n)
+				if n == 16 || n == 23 {
+					d.warnf(v, "tpm.pcr %d is resettable at locality 0: the TPM recorder refuses it outside test mode", n)
 				}
-				if prev, dup := names[r.Name]; dup {
-					d.errorf(rn, "rule name %q already used at line %d", r.Name, prev)
-					continue
-				}
-				names[r.Name] = r.Line
-				p.Rules = append(p.Rules, r)
 			}
 		},
 	})
-	return p
+}
+
+func (d *decoder) defaults(v *yaml.Node, p *Policy) {
+	d.mapping(v, map[string]func(*yaml.Node){
+		"confidential":     func(v *yaml.Node) { p.DefaultConfidential = d.deflt(v) },
+		"non_confidential": func(v *yaml.Node) { p.DefaultNonConfidential = d.deflt(v) },
+	})
+	if p.DefaultConfidential == AllowUnattested {
+		d.warnf(v, "defaults.confidential is allow-unattested: confidential VMs may receive devices that were never attested")
+	}
+}
+
+func (d *decoder) iommuGroup(v *yaml.Node, p *Policy) {
+	d.mapping(v, map[string]func(*yaml.Node){
+		"exempt_classes": func(v *yaml.Node) {
+			for _, c := range d.seq(v) {
+				if n, ok := d.uint(c, 16); ok {
+					p.ExemptClasses = append(p.ExemptClasses, uint16(n))
+				}
+			}
+		},
+	})
+}
+
+func (d *decoder) libvirt(v *yaml.Node, l *Libvirt) {
+	d.mapping(v, map[string]func(*yaml.Node){
+		"hotplug": func(v *yaml.Node) {
+			if s, ok := d.str(v); ok {
+				switch Hotplug(s) {
+				case HotplugReport, HotplugDetach:
+					l.Hotplug = Hotplug(s)
+				default:
+					d.errorf(v, "libvirt.hotplug %q: want report or detach", s)
+				}
+			}
+		},
+		"record_tdisp_exit":    func(v *yaml.Node) { l.RecordTDISPExit = d.boolean(v) },
+		"confidential_types":   func(v *yaml.Node) { d.confidentialTypes(v, l) },
+		"confidential_domains": func(v *yaml.Node) { d.confidentialDomains(v, l) },
+	})
+}
+
+func (d *decoder) confidentialTypes(v *yaml.Node, l *Libvirt) {
+	for _, n := range d.seq(v) {
+		t, ok := d.str(n)
+		switch {
+		case !ok:
+		case !launchSecurityName.MatchString(t):
+			d.errorf(n, "libvirt.confidential_types: %q is not a launchSecurity type name (lowercase letters, digits, - and _)", t)
+		case slices.Contains(BuiltinConfidentialTypes, t):
+			d.warnf(n, "libvirt.confidential_types: %q is always confidential; listing it changes nothing", t)
+		case slices.Contains(l.ConfidentialTypes, t):
+			d.warnf(n, "libvirt.confidential_types: %q is listed twice", t)
+		default:
+			l.ConfidentialTypes = append(l.ConfidentialTypes, t)
+		}
+	}
+}
+
+func (d *decoder) confidentialDomains(v *yaml.Node, l *Libvirt) {
+	for _, n := range d.seq(v) {
+		name, ok := d.str(n)
+		switch {
+		case !ok:
+		case name == "" || len(name) > maxDomainName || strings.ContainsAny(name, "/") ||
+			strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+			d.errorf(n, "libvirt.confidential_domains: %q is not a libvirt domain name (1 to %d printable bytes, no /)", name, maxDomainName)
+		case slices.Contains(l.ConfidentialDomains, name):
+			d.warnf(n, "libvirt.confidential_domains: %q is listed twice", name)
+		default:
+			l.ConfidentialDomains = append(l.ConfidentialDomains, name)
+		}
+	}
+}
+
+// rules reads the rule list; rule names are unique.
+func (d *decoder) rules(v *yaml.Node, p *Policy) {
+	names := map[string]int{}
+	for _, rn := range d.seq(v) {
+		r := d.rule(rn)
+		if r == nil {
+			continue
+		}
+		if prev, dup := names[r.Name]; dup {
+			d.errorf(rn, "rule name %q already used at line %d", r.Name, prev)
+			continue
+		}
+		names[r.Name] = r.Line
+		p.Rules = append(p.Rules, r)
+	}
 }
 
 // noAliases refuses anchors, aliases and merge keys: a policy is read by
