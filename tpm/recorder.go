@@ -142,9 +142,12 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 	if err != nil {
 		return nil, err
 	}
-	if tl.f != nil {
-		defer tl.f.Close()
-	}
+	// Closes the tail's segment, or the one startSegment opened in its place.
+	defer func() {
+		if tl.f != nil {
+			tl.f.Close()
+		}
+	}()
 	st.tl = tl
 
 	reason, note := r.baselineReason(ctx, st)
