@@ -85,134 +85,144 @@ func TestEvaluateAllowsGoodDevice(t *testing.T) {
 	}
 }
 
+// reasonCodeCases are evidence changes and the reason codes each must give
+// under the full enforce policy (see TestEvaluateReasonCodes).
+var reasonCodeCases = []reasonCodeCase{
+	{name: "no-cma", mod: func(e *attest.Evidence) { e.HasCMA = false }, want: []policy.Code{"no-cma"}},
+	{name: "failure no-doe", mod: func(e *attest.Evidence) { e.HasCMA = false; fail(attest.FailNoDOE)(e) }, want: []policy.Code{"no-cma"}},
+	{name: "chain untrusted", mod: func(e *attest.Evidence) {
+		e.Chains[0].Verified, e.Chains[0].ErrorKind, e.Chains[0].Error = false, attest.ChainErrorUntrusted, "unknown root"
+	}, want: []policy.Code{"chain-untrusted"}},
+	{name: "no chain for slot", mod: func(e *attest.Evidence) { e.Bundle.Slot = 3 }, want: []policy.Code{"chain-untrusted"}},
+	{name: "chain expired kind", mod: func(e *attest.Evidence) {
+		e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorExpired
+	}, want: []policy.Code{"chain-expired"}},
+	{name: "chain expired at now", mod: func(e *attest.Evidence) {
+		e.Chains[0].Certificates[2].NotAfter = now.Add(-time.Minute)
+	}, want: []policy.Code{"chain-expired"}},
+	{name: "chain broken", mod: func(e *attest.Evidence) {
+		e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorBroken
+	}, want: []policy.Code{"chain-broken"}},
+	{name: "chain key usage", mod: func(e *attest.Evidence) {
+		e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorKeyUsage
+	}, want: []policy.Code{"chain-broken"}},
+	{name: "chain DER garbage", mod: func(e *attest.Evidence) { e.Chains[0].Chain[1] = []byte{0x30, 0x01} }, want: []policy.Code{"chain-broken"}},
+	{name: "san absent but required", mod: func(e *attest.Evidence) { e.Chains[0].CMASAN = nil }, want: []policy.Code{"san-mismatch"}},
+	{name: "san other device", mod: func(e *attest.Evidence) { e.Chains[0].CMASAN.DeviceID = 0x5679 }, want: []policy.Code{"san-mismatch"}},
+	{name: "san dsn differs", mod: func(e *attest.Evidence) { e.Chains[0].CMASAN.DSN = u64(1) }, want: []policy.Code{"san-mismatch"}},
+	{name: "san attest says mismatch", mod: func(e *attest.Evidence) { f := false; e.Chains[0].CMASAN.MatchesIdentity = &f }, want: []policy.Code{"san-mismatch"}},
+	{name: "never signed", mod: func(e *attest.Evidence) {
+		e.ChallengeVerified, e.MeasurementsSignatureVerified, e.Session = false, false, nil
+	}, want: []policy.Code{"signature-invalid", "session-required"}},
+	{name: "measurements unsigned", mod: func(e *attest.Evidence) { e.MeasurementsSignatureVerified = false }, want: []policy.Code{"signature-invalid"}},
+	{name: "measurement mismatch", mod: func(e *attest.Evidence) { e.Measurements[0].Value = make([]byte, 48) }, want: []policy.Code{"measurement-mismatch"}},
+	{name: "measurement duplicated", mod: func(e *attest.Evidence) {
+		e.Measurements = append(e.Measurements, e.Measurements[0])
+	}, want: []policy.Code{"measurement-mismatch"}},
+	{name: "measurement wrong algorithm", mod: func(e *attest.Evidence) { e.Algorithms.MeasurementHash = "sha-256" }, want: []policy.Code{"algorithm-not-allowed", "measurement-mismatch"}},
+	{name: "measurement missing", mod: func(e *attest.Evidence) { e.Measurements = e.Measurements[1:] }, want: []policy.Code{"measurement-missing"}},
+	{name: "svn too low", mod: func(e *attest.Evidence) { e.Measurements[1].Value = []byte{6, 0, 0, 0, 0, 0, 0, 0} }, want: []policy.Code{"svn-too-low"}},
+	{name: "svn missing", mod: func(e *attest.Evidence) { e.Measurements = slices.Delete(e.Measurements, 1, 2) }, want: []policy.Code{"measurement-missing"}},
+	{name: "svn malformed", mod: func(e *attest.Evidence) { e.Measurements[1].Value = []byte{9} }, want: []policy.Code{"protocol"}},
+	{name: "debug mode", mod: func(e *attest.Evidence) { e.Measurements[2].Value[12] = 0x08 }, want: []policy.Code{"debug-mode"}},
+	{name: "device mode missing", mod: func(e *attest.Evidence) { e.Measurements = e.Measurements[:2] }, want: []policy.Code{"measurement-missing"}},
+	{name: "version too low", mod: func(e *attest.Evidence) { e.Version = "1.1" }, want: []policy.Code{"version-too-low"}},
+	{name: "version garbage", mod: func(e *attest.Evidence) { e.Version = "x" }, want: []policy.Code{"version-too-low"}},
+	{name: "asym not allowed", mod: func(e *attest.Evidence) { e.Algorithms.BaseAsym = "rsassa-2048" }, want: []policy.Code{"algorithm-not-allowed"}},
+	{name: "hash not allowed", mod: func(e *attest.Evidence) { e.Algorithms.BaseHash = "sha-256" }, want: []policy.Code{"algorithm-not-allowed"}},
+	{name: "no session", mod: func(e *attest.Evidence) { e.Session = nil }, want: []policy.Code{"session-required"}},
+	{name: "tdisp unlocked", mod: func(e *attest.Evidence) { e.TDISP.State = "CONFIG_UNLOCKED" }, want: []policy.Code{"tdisp-not-locked"}},
+	{name: "tdisp absent", mod: func(e *attest.Evidence) { e.TDISP = nil }, want: []policy.Code{"tdisp-not-locked"}},
+	{name: "tdisp locked, but not by vfio-gate", mod: func(e *attest.Evidence) { e.TDISP.LockedFor = "" }, want: []policy.Code{"tdisp-not-locked"}},
+	{name: "tdisp running, not by vfio-gate", mod: func(e *attest.Evidence) { e.TDISP.State, e.TDISP.LockedFor = "RUN", "" },
+		want: []policy.Code{"tdisp-not-locked"}},
+	{name: "lockdown", mod: fail(attest.FailLockdown), want: []policy.Code{"lockdown"}},
+	{name: "permission", mod: fail(attest.FailPermission), want: []policy.Code{"permission"}},
+	{name: "mailbox busy", mod: fail(attest.FailMailboxBusy), want: []policy.Code{"mailbox-busy"}},
+	{name: "mailbox owned", mod: fail(attest.FailMailboxOwned), want: []policy.Code{"mailbox-owned"}},
+	{name: "mailbox tampered", mod: fail(attest.FailMailboxTampered), want: []policy.Code{"mailbox-tampered"}},
+	{name: "timeout", mod: fail(attest.FailTimeout), want: []policy.Code{"timeout"}},
+	{name: "device removed", mod: fail(attest.FailDeviceGone), want: []policy.Code{"device-removed"}},
+	{name: "transport", mod: fail(attest.FailTransport), want: []policy.Code{"transport"}},
+	{name: "protocol", mod: fail(attest.FailProtocol), want: []policy.Code{"protocol"}},
+	{name: "signature failure", mod: fail(attest.FailSignature), want: []policy.Code{"signature-invalid"}},
+	{name: "nonce failure", mod: fail(attest.FailNonce), want: []policy.Code{"signature-invalid"}},
+	{name: "session failure", mod: fail(attest.FailSession), want: []policy.Code{"session-required"}},
+	{name: "tdisp failure", mod: fail(attest.FailTDISP), want: []policy.Code{"tdisp-not-locked"}},
+	{name: "unknown failure kind", mod: fail(attest.Kind(200)), want: []policy.Code{"protocol"}},
+	{name: "zero failure kind", mod: fail(attest.FailUnknown), want: []policy.Code{"protocol"}},
+	{name: "chain failure kind", mod: func(e *attest.Evidence) {
+		fail(attest.FailChain)(e)
+		e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorExpired
+	}, want: []policy.Code{"chain-expired"}},
+	{name: "stopped early: only the failure", mod: func(e *attest.Evidence) {
+		g := &attest.Evidence{Identity: e.Identity, HasCMA: true}
+		g.Failure = &attest.Failure{Step: "version", Kind: attest.FailTimeout, Message: "no answer"}
+		*e = *g
+	}, want: []policy.Code{"timeout"}},
+	{name: "discovery timed out: timeout, not no-cma", mod: func(e *attest.Evidence) {
+		g := &attest.Evidence{Identity: e.Identity, DOE: []attest.Mailbox{{Offset: 0x100, Features: []string{}}}}
+		g.Failure = &attest.Failure{Step: "doe-discovery", Kind: attest.FailTimeout, Message: "no answer"}
+		*e = *g
+	}, want: []policy.Code{"timeout"}},
+	{name: "discovery found no CMA: no-cma", mod: func(e *attest.Evidence) {
+		g := &attest.Evidence{Identity: e.Identity, DOE: []attest.Mailbox{{Offset: 0x100, Features: []string{"doe-discovery"}}}}
+		g.Failure = &attest.Failure{Step: "doe-discovery", Kind: attest.FailNoCMA, Message: "no CMA"}
+		*e = *g
+	}, want: []policy.Code{"no-cma"}},
+	{name: "never negotiated without failure", mod: func(e *attest.Evidence) {
+		*e = attest.Evidence{Identity: e.Identity, HasCMA: true}
+	}, want: []policy.Code{"protocol", "chain-untrusted", "signature-invalid", "session-required", "measurement-missing", "tdisp-not-locked"}},
+	{name: "no rule, confidential", mod: func(e *attest.Evidence) { e.Identity.VendorID = 0x9999 }, conf: true, want: []policy.Code{"no-rule"}, noRule: true},
+	{name: "no rule, no cma, confidential", mod: func(e *attest.Evidence) { e.Identity.VendorID = 0x9999; e.HasCMA = false }, conf: true, want: []policy.Code{"no-cma"}, noRule: true},
+	{name: "no rule, non-confidential allows", mod: func(e *attest.Evidence) { e.Identity.VendorID = 0x9999; e.HasCMA = false }, want: []policy.Code{}, noRule: true},
+	{name: "no rule, non-confidential, busy mailbox still allowed", mod: func(e *attest.Evidence) {
+		e.Identity.VendorID = 0x9999
+		fail(attest.FailMailboxBusy)(e)
+	}, want: []policy.Code{}, noRule: true},
+	{name: "no rule, non-confidential, untrusted chain expected", mod: func(e *attest.Evidence) {
+		e.Identity.VendorID = 0x9999
+		fail(attest.FailChain)(e)
+		e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorUntrusted
+	}, want: []policy.Code{}, noRule: true},
+	{name: "no rule, non-confidential, bad signature denies", mod: func(e *attest.Evidence) {
+		e.Identity.VendorID = 0x9999
+		fail(attest.FailSignature)(e)
+	}, want: []policy.Code{"signature-invalid"}, noRule: true},
+	{name: "rule without spdm, confidential", mod: func(e *attest.Evidence) {
+		e.Identity = attest.Identity{VendorID: 0x8086, Class: 0x060400}
+	}, conf: true, want: []policy.Code{"no-rule"}},
+	{name: "rule without spdm, confidential, no cma", mod: func(e *attest.Evidence) {
+		e.Identity = attest.Identity{VendorID: 0x8086, Class: 0x060400}
+		e.HasCMA = false
+	}, conf: true, want: []policy.Code{"no-cma"}},
+	{name: "rule without spdm, non-confidential", mod: func(e *attest.Evidence) {
+		e.Identity = attest.Identity{VendorID: 0x8086, Class: 0x060400}
+		e.HasCMA = false
+	}, want: []policy.Code{}},
+	{name: "nil evidence", mod: nil, want: []policy.Code{"protocol"}, noRule: true},
+}
+
+type reasonCodeCase struct {
+	name   string
+	mod    func(*attest.Evidence)
+	conf   bool
+	want   []policy.Code
+	noRule bool
+}
+
+// fail returns an evidence change that records a failure of that kind.
+func fail(kind attest.Kind) func(*attest.Evidence) {
+	return func(e *attest.Evidence) { e.Failure = &attest.Failure{Step: "x", Kind: kind, Message: "boom"} }
+}
+
 func TestEvaluateReasonCodes(t *testing.T) {
 	p := newPKI(t)
 	pol := p.full("enforce")
-	fail := func(kind attest.Kind) func(*attest.Evidence) {
-		return func(e *attest.Evidence) { e.Failure = &attest.Failure{Step: "x", Kind: kind, Message: "boom"} }
-	}
-	cases := []struct {
-		name   string
-		mod    func(*attest.Evidence)
-		conf   bool
-		want   []policy.Code
-		noRule bool
-	}{
-		{name: "no-cma", mod: func(e *attest.Evidence) { e.HasCMA = false }, want: []policy.Code{"no-cma"}},
-		{name: "failure no-doe", mod: func(e *attest.Evidence) { e.HasCMA = false; fail(attest.FailNoDOE)(e) }, want: []policy.Code{"no-cma"}},
-		{name: "chain untrusted", mod: func(e *attest.Evidence) {
-			e.Chains[0].Verified, e.Chains[0].ErrorKind, e.Chains[0].Error = false, attest.ChainErrorUntrusted, "unknown root"
-		}, want: []policy.Code{"chain-untrusted"}},
+	// The one case that needs this test's PKI, then the shared table.
+	cases := append([]reasonCodeCase{
 		{name: "chain verified to another anchor", mod: func(e *attest.Evidence) { e.Chains[0].AnchorSHA256 = p.otherSHA }, want: []policy.Code{"chain-untrusted"}},
-		{name: "no chain for slot", mod: func(e *attest.Evidence) { e.Bundle.Slot = 3 }, want: []policy.Code{"chain-untrusted"}},
-		{name: "chain expired kind", mod: func(e *attest.Evidence) {
-			e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorExpired
-		}, want: []policy.Code{"chain-expired"}},
-		{name: "chain expired at now", mod: func(e *attest.Evidence) {
-			e.Chains[0].Certificates[2].NotAfter = now.Add(-time.Minute)
-		}, want: []policy.Code{"chain-expired"}},
-		{name: "chain broken", mod: func(e *attest.Evidence) {
-			e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorBroken
-		}, want: []policy.Code{"chain-broken"}},
-		{name: "chain key usage", mod: func(e *attest.Evidence) {
-			e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorKeyUsage
-		}, want: []policy.Code{"chain-broken"}},
-		{name: "chain DER garbage", mod: func(e *attest.Evidence) { e.Chains[0].Chain[1] = []byte{0x30, 0x01} }, want: []policy.Code{"chain-broken"}},
-		{name: "san absent but required", mod: func(e *attest.Evidence) { e.Chains[0].CMASAN = nil }, want: []policy.Code{"san-mismatch"}},
-		{name: "san other device", mod: func(e *attest.Evidence) { e.Chains[0].CMASAN.DeviceID = 0x5679 }, want: []policy.Code{"san-mismatch"}},
-		{name: "san dsn differs", mod: func(e *attest.Evidence) { e.Chains[0].CMASAN.DSN = u64(1) }, want: []policy.Code{"san-mismatch"}},
-		{name: "san attest says mismatch", mod: func(e *attest.Evidence) { f := false; e.Chains[0].CMASAN.MatchesIdentity = &f }, want: []policy.Code{"san-mismatch"}},
-		{name: "never signed", mod: func(e *attest.Evidence) {
-			e.ChallengeVerified, e.MeasurementsSignatureVerified, e.Session = false, false, nil
-		}, want: []policy.Code{"signature-invalid", "session-required"}},
-		{name: "measurements unsigned", mod: func(e *attest.Evidence) { e.MeasurementsSignatureVerified = false }, want: []policy.Code{"signature-invalid"}},
-		{name: "measurement mismatch", mod: func(e *attest.Evidence) { e.Measurements[0].Value = make([]byte, 48) }, want: []policy.Code{"measurement-mismatch"}},
-		{name: "measurement duplicated", mod: func(e *attest.Evidence) {
-			e.Measurements = append(e.Measurements, e.Measurements[0])
-		}, want: []policy.Code{"measurement-mismatch"}},
-		{name: "measurement wrong algorithm", mod: func(e *attest.Evidence) { e.Algorithms.MeasurementHash = "sha-256" }, want: []policy.Code{"algorithm-not-allowed", "measurement-mismatch"}},
-		{name: "measurement missing", mod: func(e *attest.Evidence) { e.Measurements = e.Measurements[1:] }, want: []policy.Code{"measurement-missing"}},
-		{name: "svn too low", mod: func(e *attest.Evidence) { e.Measurements[1].Value = []byte{6, 0, 0, 0, 0, 0, 0, 0} }, want: []policy.Code{"svn-too-low"}},
-		{name: "svn missing", mod: func(e *attest.Evidence) { e.Measurements = slices.Delete(e.Measurements, 1, 2) }, want: []policy.Code{"measurement-missing"}},
-		{name: "svn malformed", mod: func(e *attest.Evidence) { e.Measurements[1].Value = []byte{9} }, want: []policy.Code{"protocol"}},
-		{name: "debug mode", mod: func(e *attest.Evidence) { e.Measurements[2].Value[12] = 0x08 }, want: []policy.Code{"debug-mode"}},
-		{name: "device mode missing", mod: func(e *attest.Evidence) { e.Measurements = e.Measurements[:2] }, want: []policy.Code{"measurement-missing"}},
-		{name: "version too low", mod: func(e *attest.Evidence) { e.Version = "1.1" }, want: []policy.Code{"version-too-low"}},
-		{name: "version garbage", mod: func(e *attest.Evidence) { e.Version = "x" }, want: []policy.Code{"version-too-low"}},
-		{name: "asym not allowed", mod: func(e *attest.Evidence) { e.Algorithms.BaseAsym = "rsassa-2048" }, want: []policy.Code{"algorithm-not-allowed"}},
-		{name: "hash not allowed", mod: func(e *attest.Evidence) { e.Algorithms.BaseHash = "sha-256" }, want: []policy.Code{"algorithm-not-allowed"}},
-		{name: "no session", mod: func(e *attest.Evidence) { e.Session = nil }, want: []policy.Code{"session-required"}},
-		{name: "tdisp unlocked", mod: func(e *attest.Evidence) { e.TDISP.State = "CONFIG_UNLOCKED" }, want: []policy.Code{"tdisp-not-locked"}},
-		{name: "tdisp absent", mod: func(e *attest.Evidence) { e.TDISP = nil }, want: []policy.Code{"tdisp-not-locked"}},
-		{name: "tdisp locked, but not by vfio-gate", mod: func(e *attest.Evidence) { e.TDISP.LockedFor = "" }, want: []policy.Code{"tdisp-not-locked"}},
-		{name: "tdisp running, not by vfio-gate", mod: func(e *attest.Evidence) { e.TDISP.State, e.TDISP.LockedFor = "RUN", "" },
-			want: []policy.Code{"tdisp-not-locked"}},
-		{name: "lockdown", mod: fail(attest.FailLockdown), want: []policy.Code{"lockdown"}},
-		{name: "permission", mod: fail(attest.FailPermission), want: []policy.Code{"permission"}},
-		{name: "mailbox busy", mod: fail(attest.FailMailboxBusy), want: []policy.Code{"mailbox-busy"}},
-		{name: "mailbox owned", mod: fail(attest.FailMailboxOwned), want: []policy.Code{"mailbox-owned"}},
-		{name: "mailbox tampered", mod: fail(attest.FailMailboxTampered), want: []policy.Code{"mailbox-tampered"}},
-		{name: "timeout", mod: fail(attest.FailTimeout), want: []policy.Code{"timeout"}},
-		{name: "device removed", mod: fail(attest.FailDeviceGone), want: []policy.Code{"device-removed"}},
-		{name: "transport", mod: fail(attest.FailTransport), want: []policy.Code{"transport"}},
-		{name: "protocol", mod: fail(attest.FailProtocol), want: []policy.Code{"protocol"}},
-		{name: "signature failure", mod: fail(attest.FailSignature), want: []policy.Code{"signature-invalid"}},
-		{name: "nonce failure", mod: fail(attest.FailNonce), want: []policy.Code{"signature-invalid"}},
-		{name: "session failure", mod: fail(attest.FailSession), want: []policy.Code{"session-required"}},
-		{name: "tdisp failure", mod: fail(attest.FailTDISP), want: []policy.Code{"tdisp-not-locked"}},
-		{name: "unknown failure kind", mod: fail(attest.Kind(200)), want: []policy.Code{"protocol"}},
-		{name: "zero failure kind", mod: fail(attest.FailUnknown), want: []policy.Code{"protocol"}},
-		{name: "chain failure kind", mod: func(e *attest.Evidence) {
-			fail(attest.FailChain)(e)
-			e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorExpired
-		}, want: []policy.Code{"chain-expired"}},
-		{name: "stopped early: only the failure", mod: func(e *attest.Evidence) {
-			g := &attest.Evidence{Identity: e.Identity, HasCMA: true}
-			g.Failure = &attest.Failure{Step: "version", Kind: attest.FailTimeout, Message: "no answer"}
-			*e = *g
-		}, want: []policy.Code{"timeout"}},
-		{name: "discovery timed out: timeout, not no-cma", mod: func(e *attest.Evidence) {
-			g := &attest.Evidence{Identity: e.Identity, DOE: []attest.Mailbox{{Offset: 0x100, Features: []string{}}}}
-			g.Failure = &attest.Failure{Step: "doe-discovery", Kind: attest.FailTimeout, Message: "no answer"}
-			*e = *g
-		}, want: []policy.Code{"timeout"}},
-		{name: "discovery found no CMA: no-cma", mod: func(e *attest.Evidence) {
-			g := &attest.Evidence{Identity: e.Identity, DOE: []attest.Mailbox{{Offset: 0x100, Features: []string{"doe-discovery"}}}}
-			g.Failure = &attest.Failure{Step: "doe-discovery", Kind: attest.FailNoCMA, Message: "no CMA"}
-			*e = *g
-		}, want: []policy.Code{"no-cma"}},
-		{name: "never negotiated without failure", mod: func(e *attest.Evidence) {
-			*e = attest.Evidence{Identity: e.Identity, HasCMA: true}
-		}, want: []policy.Code{"protocol", "chain-untrusted", "signature-invalid", "session-required", "measurement-missing", "tdisp-not-locked"}},
-		{name: "no rule, confidential", mod: func(e *attest.Evidence) { e.Identity.VendorID = 0x9999 }, conf: true, want: []policy.Code{"no-rule"}, noRule: true},
-		{name: "no rule, no cma, confidential", mod: func(e *attest.Evidence) { e.Identity.VendorID = 0x9999; e.HasCMA = false }, conf: true, want: []policy.Code{"no-cma"}, noRule: true},
-		{name: "no rule, non-confidential allows", mod: func(e *attest.Evidence) { e.Identity.VendorID = 0x9999; e.HasCMA = false }, want: []policy.Code{}, noRule: true},
-		{name: "no rule, non-confidential, busy mailbox still allowed", mod: func(e *attest.Evidence) {
-			e.Identity.VendorID = 0x9999
-			fail(attest.FailMailboxBusy)(e)
-		}, want: []policy.Code{}, noRule: true},
-		{name: "no rule, non-confidential, untrusted chain expected", mod: func(e *attest.Evidence) {
-			e.Identity.VendorID = 0x9999
-			fail(attest.FailChain)(e)
-			e.Chains[0].Verified, e.Chains[0].ErrorKind = false, attest.ChainErrorUntrusted
-		}, want: []policy.Code{}, noRule: true},
-		{name: "no rule, non-confidential, bad signature denies", mod: func(e *attest.Evidence) {
-			e.Identity.VendorID = 0x9999
-			fail(attest.FailSignature)(e)
-		}, want: []policy.Code{"signature-invalid"}, noRule: true},
-		{name: "rule without spdm, confidential", mod: func(e *attest.Evidence) {
-			e.Identity = attest.Identity{VendorID: 0x8086, Class: 0x060400}
-		}, conf: true, want: []policy.Code{"no-rule"}},
-		{name: "rule without spdm, confidential, no cma", mod: func(e *attest.Evidence) {
-			e.Identity = attest.Identity{VendorID: 0x8086, Class: 0x060400}
-			e.HasCMA = false
-		}, conf: true, want: []policy.Code{"no-cma"}},
-		{name: "rule without spdm, non-confidential", mod: func(e *attest.Evidence) {
-			e.Identity = attest.Identity{VendorID: 0x8086, Class: 0x060400}
-			e.HasCMA = false
-		}, want: []policy.Code{}},
-		{name: "nil evidence", mod: nil, want: []policy.Code{"protocol"}, noRule: true},
-	}
+	}, reasonCodeCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ev := p.goodEvidence()

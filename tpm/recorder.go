@@ -122,6 +122,91 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	lf, err := r.lockDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close() // releases the flock
+
+	st := &batch{}
+	if st.banks, err = activeBanks(r.t, r.pcr); err != nil {
+		return nil, err
+	}
+	if st.pcrs, err = readPCR(r.t, r.pcr, st.banks); err != nil {
+		return nil, err
+	}
+	if st.rc, st.restart, err = clockCounts(r.t); err != nil {
+		return nil, err
+	}
+	tl, err := r.openTail(ctx, st.banks, st.rc, st.restart)
+	if err != nil {
+		return nil, err
+	}
+	// Closes the tail's segment, or the one startSegment opened in its place.
+	defer func() {
+		if tl.f != nil {
+			tl.f.Close()
+		}
+	}()
+	st.tl = tl
+
+	reason, note := r.baselineReason(ctx, st)
+	st.ix = tl.ix
+	st.ix.Values = map[string]HexBytes{}
+	for _, b := range st.banks {
+		if len(tl.values) > 0 {
+			st.ix.Values[b.name] = tl.values[len(tl.values)-1][b.name]
+		}
+	}
+	st.next = st.ix.NextRecNum
+	if reason != "" {
+		if err := r.startSegment(st, reason, note); err != nil {
+			return nil, err
+		}
+	}
+
+	// Append every record of the batch, make them durable with one fsync,
+	// then extend them in order.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	recs, sums, err := r.encode(st, events)
+	if err != nil {
+		return nil, err
+	}
+	if err := appendDurably(tl.f, tl.path, st.buf); err != nil {
+		return nil, err
+	}
+	out, err := r.extendAll(ctx, st, recs, sums)
+	if err != nil {
+		return out, err
+	}
+	st.ix.Size += int64(len(st.buf))
+	st.ix.SegRecords += len(recs)
+	st.ix.NextRecNum = st.next
+	if err := writeIndex(r.dir, &st.ix); err != nil {
+		// Only a cache: the next Record rebuilds it from the segment.
+		r.log.WarnContext(ctx, "event log: cannot write the index", "dir", r.dir, "err", err)
+	}
+	return out, nil
+}
+
+// batch is one Record call's state once the log directory is locked: the
+// TPM's banks, PCR values and boot counts, the log's tail, the index being
+// built, the next record number and the lines to append.
+type batch struct {
+	banks       []bank
+	pcrs        map[string][]byte
+	rc, restart uint32
+	tl          *tail
+	ix          logIndex
+	next        uint64
+	buf         []byte
+}
+
+// lockDir creates the log directory and takes the cross-process lock on
+// it; closing the returned file releases the lock.
+func (r *Recorder) lockDir(ctx context.Context) (*os.File, error) {
 	if err := os.MkdirAll(r.dir, 0o750); err != nil {
 		return nil, &LogError{Path: r.dir, Msg: "create log directory", Err: err}
 	}
@@ -129,41 +214,25 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 	if err != nil {
 		return nil, &LogError{Path: r.dir, Msg: "open lock", Err: err}
 	}
-	defer lf.Close() // releases the flock
 	if err := flock(ctx, lf); err != nil {
+		lf.Close()
 		return nil, &LogError{Path: r.dir, Msg: "lock", Err: err}
 	}
+	return lf, nil
+}
 
-	banks, err := activeBanks(r.t, r.pcr)
-	if err != nil {
-		return nil, err
-	}
-	pcrs, err := readPCR(r.t, r.pcr, banks)
-	if err != nil {
-		return nil, err
-	}
-	rc, restart, err := clockCounts(r.t)
-	if err != nil {
-		return nil, err
-	}
-	tl, err := r.openTail(ctx, banks, rc, restart)
-	if err != nil {
-		return nil, err
-	}
-	if tl.f != nil {
-		defer tl.f.Close()
-	}
-
-	// A baseline starts a new boot, acknowledges records that were never
-	// extended, or starts the next segment.
-	reason, note := "", ""
+// baselineReason says whether the batch starts with a baseline, and why: a
+// new boot, records that were never extended ("resync", with a note), or
+// the next segment. "" means no baseline.
+func (r *Recorder) baselineReason(ctx context.Context, st *batch) (reason, note string) {
+	tl := st.tl
 	switch {
 	case tl.f == nil:
 		reason = "boot"
 	case tl.broken != "":
 		reason, note = "resync", tl.broken
-	case !equalPCRs(tl.values[len(tl.values)-1], pcrs, banks):
-		if k := matchingPrefix(tl.values, pcrs, banks); k >= 0 && k < len(tl.recs) {
+	case !equalPCRs(tl.values[len(tl.values)-1], st.pcrs, st.banks):
+		if k := matchingPrefix(tl.values, st.pcrs, st.banks); k >= 0 && k < len(tl.recs) {
 			reason = "resync"
 			note = fmt.Sprintf("records %d..%d were appended but never extended", tl.recs[k].RecNum, tl.recs[len(tl.recs)-1].RecNum)
 			r.log.WarnContext(ctx, "event log: tail records were never extended; starting a segment with a resync baseline",
@@ -175,90 +244,83 @@ func (r *Recorder) Record(ctx context.Context, events ...Event) ([]Record, error
 	case tl.ix.SegRecords >= r.segRecords || tl.ix.Size >= r.segBytes:
 		reason = "segment"
 	}
-	ix := tl.ix
-	ix.Values = map[string]HexBytes{}
-	for _, b := range banks {
-		if len(tl.values) > 0 {
-			ix.Values[b.name] = tl.values[len(tl.values)-1][b.name]
-		}
-	}
-	next := ix.NextRecNum
-	var buf []byte
-	if reason != "" {
-		if tl.f != nil {
-			tl.f.Close()
-		}
-		if reason == "boot" {
-			if ix, err = r.newBoot(rc, restart); err != nil {
-				return nil, err
-			}
-			ix.Values = map[string]HexBytes{}
-			next = 1
-		} else {
-			ix.Segment++
-			ix.Size, ix.SegRecords = 0, 0
-		}
-		segPath := filepath.Join(r.dir, bootDirName(ix.Boot), segmentName(ix.Segment))
-		if tl.f, err = createSegment(segPath); err != nil {
-			return nil, err
-		}
-		tl.path = segPath
-		bd := BaselineData{ResetCount: rc, RestartCount: restart, PCRs: map[string]HexBytes{}, Reason: reason, Note: note, Time: r.now().UTC()}
-		for _, b := range banks {
-			bd.PCRs[b.name] = pcrs[b.name]
-			ix.Values[b.name] = pcrs[b.name]
-		}
-		line, err := json.Marshal(Record{RecNum: next, PCR: r.pcr, Event: vfioEvent(KindBaseline, bd)})
-		if err != nil {
-			return nil, err
-		}
-		buf = append(line, '\n')
-		next++
-		ix.SegRecords++
-	}
+	return reason, note
+}
 
-	// Append every record of the batch, make them durable with one fsync,
-	// then extend them in order.
-	if err := ctx.Err(); err != nil {
-		return nil, err
+// startSegment closes the tail, creates the next segment (in a new boot
+// directory for reason "boot") and puts its baseline, holding the current
+// PCR values, first in the batch's lines.
+func (r *Recorder) startSegment(st *batch, reason, note string) error {
+	var err error
+	if st.tl.f != nil {
+		st.tl.f.Close()
 	}
+	if reason == "boot" {
+		if st.ix, err = r.newBoot(st.rc, st.restart); err != nil {
+			return err
+		}
+		st.ix.Values = map[string]HexBytes{}
+		st.next = 1
+	} else {
+		st.ix.Segment++
+		st.ix.Size, st.ix.SegRecords = 0, 0
+	}
+	segPath := filepath.Join(r.dir, bootDirName(st.ix.Boot), segmentName(st.ix.Segment))
+	if st.tl.f, err = createSegment(segPath); err != nil {
+		return err
+	}
+	st.tl.path = segPath
+	bd := BaselineData{ResetCount: st.rc, RestartCount: st.restart, PCRs: map[string]HexBytes{}, Reason: reason, Note: note, Time: r.now().UTC()}
+	for _, b := range st.banks {
+		bd.PCRs[b.name] = st.pcrs[b.name]
+		st.ix.Values[b.name] = st.pcrs[b.name]
+	}
+	line, err := json.Marshal(Record{RecNum: st.next, PCR: r.pcr, Event: vfioEvent(KindBaseline, bd)})
+	if err != nil {
+		return err
+	}
+	st.buf = append(line, '\n')
+	st.next++
+	st.ix.SegRecords++
+	return nil
+}
+
+// encode numbers the events, digests them in every bank and appends their
+// lines to the batch.
+func (r *Recorder) encode(st *batch, events []Event) ([]Record, []map[string][]byte, error) {
 	recs := make([]Record, 0, len(events))
 	sums := make([]map[string][]byte, 0, len(events))
 	for _, e := range events {
-		rec := Record{RecNum: next, PCR: r.pcr, Event: e}
-		s := make(map[string][]byte, len(banks))
-		for _, b := range banks {
+		rec := Record{RecNum: st.next, PCR: r.pcr, Event: e}
+		s := make(map[string][]byte, len(st.banks))
+		for _, b := range st.banks {
 			s[b.name] = b.sum(e.Data)
 			rec.Digests = append(rec.Digests, Digest{HashAlg: b.name, Digest: hex.EncodeToString(s[b.name])})
 		}
 		line, err := json.Marshal(rec)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		buf = append(append(buf, line...), '\n')
+		st.buf = append(append(st.buf, line...), '\n')
 		recs, sums = append(recs, rec), append(sums, s)
-		next++
+		st.next++
 	}
-	if err := appendDurably(tl.f, tl.path, buf); err != nil {
-		return nil, err
-	}
+	return recs, sums, nil
+}
+
+// extendAll extends the PCR with each record's digests in order, tracking
+// the values in the index; on an error it returns the records extended so far.
+func (r *Recorder) extendAll(ctx context.Context, st *batch, recs []Record, sums []map[string][]byte) ([]Record, error) {
 	var out []Record
 	for i, rec := range recs {
-		if err := extend(r.t, r.pcr, banks, sums[i]); err != nil {
+		if err := extend(r.t, r.pcr, st.banks, sums[i]); err != nil {
 			return out, err
 		}
-		for _, b := range banks {
-			ix.Values[b.name] = b.extendValue(ix.Values[b.name], sums[i][b.name])
+		for _, b := range st.banks {
+			st.ix.Values[b.name] = b.extendValue(st.ix.Values[b.name], sums[i][b.name])
 		}
 		r.log.DebugContext(ctx, "event recorded", "pcr", r.pcr, "recnum", rec.RecNum, "content_type", rec.Event.ContentType)
 		out = append(out, rec)
-	}
-	ix.Size += int64(len(buf))
-	ix.SegRecords += len(recs)
-	ix.NextRecNum = next
-	if err := writeIndex(r.dir, &ix); err != nil {
-		// Only a cache: the next Record rebuilds it from the segment.
-		r.log.WarnContext(ctx, "event log: cannot write the index", "dir", r.dir, "err", err)
 	}
 	return out, nil
 }

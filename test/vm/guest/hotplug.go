@@ -218,59 +218,16 @@ func (h *Harness) lvHotplug(ctx context.Context, key string) *hpRun {
 	return r
 }
 
+// hpExperiment runs one hot-plug experiment into r: daemon under the
+// hot-plug policy, domain running, live attach, the daemon's report, what
+// follows per mode, a second hot-plug (report), cleanup.
 func (h *Harness) hpExperiment(ctx context.Context, r *hpRun) error {
-	s, err := h.lvUp(ctx)
-	if err != nil {
-		return fmt.Errorf("libvirt stack not up: %w", err)
-	}
-	nic := s.doms[lvDomain].fn
-	r.bdf = nic.BDF
-	b, err := parseBDF(nic.BDF)
+	nic, b, err := h.hpDaemon(ctx, r)
 	if err != nil {
 		return err
 	}
-	if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 15*time.Second); err != nil {
-		return fmt.Errorf("before the hot-plug: %w", err)
-	}
-	// The daemon under the hot-plug policy, polling every second.
-	pol := filepath.Join(policyDir, "policy-libvirt-hotplug-"+r.mode+".yaml")
-	if err := os.WriteFile(pol, []byte(fmt.Sprintf(hpPolicyText, r.mode)), 0o600); err != nil {
+	if err := h.hpStartDomain(ctx, r, nic); err != nil {
 		return err
-	}
-	if err := s.stopDaemon(); err != nil {
-		return err
-	}
-	if err := s.startDaemon(ctx, h, pol, "--poll-interval", hpPoll.String()); err != nil {
-		return fmt.Errorf("restart the daemon with %s: %w", pol, err)
-	}
-	// The domain: defined and started once, kept running across runs.
-	if st, _ := virsh(ctx, "domstate", r.domain); strings.TrimSpace(st) != "running" {
-		if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/01-hotplug-trace"), []byte(fmt.Sprintf(hpTraceHook, nic.BDF)), 0o755); err != nil {
-			return err
-		}
-		text := hpDomainXML
-		if r.domain == hpDomainACPI {
-			text = hpDomainACPIXML
-		}
-		xml := filepath.Join("/tmp", r.domain+".xml")
-		if err := os.WriteFile(xml, []byte(text), 0o644); err != nil {
-			return err
-		}
-		if out, err := virsh(ctx, "define", xml); err != nil {
-			return fmt.Errorf("virsh define %s: %v: %s", r.domain, err, out)
-		}
-		t := time.Now()
-		out, err := virsh(ctx, "start", r.domain)
-		fmt.Fprintf(h.Log, "vmguest: virsh start %s (%v): %v\n%s\n", r.domain, time.Since(t).Round(time.Millisecond), err, out)
-		if err != nil {
-			return fmt.Errorf("virsh start %s (no hostdev): %v: %s", r.domain, err, clip(out, 300))
-		}
-		r.startTr = hpTraceLines(r.domain)
-		// The drop-in was added while libvirtd ran: it must be seen, or
-		// "no hook call for the attach" would prove nothing.
-		if !slices.Contains(r.startTr, "prepare begin e1000e") || !slices.Contains(r.startTr, "started begin e1000e") {
-			return fmt.Errorf("the trace drop-in did not see %s start: %q", r.domain, r.startTr)
-		}
 	}
 	if live, err := hpLiveHasHostdev(ctx, r.domain, b); err != nil || live {
 		return fmt.Errorf("before the attach the live XML of %s already lists %s (%v)", r.domain, nic.BDF, err)
@@ -282,40 +239,7 @@ func (h *Harness) hpExperiment(ctx context.Context, r *hpRun) error {
 		return err
 	}
 	r.traceMark = len(hpTraceLines(r.domain))
-	attach := func() (time.Time, error) {
-		t0 := time.Now()
-		r.attachOut, r.attachErr = virsh(ctx, "attach-device", r.domain, dev, "--live")
-		r.attachDur = time.Since(t0)
-		fmt.Fprintf(h.Log, "vmguest: virsh attach-device %s --live (%v): %v\n%s\n", r.domain, r.attachDur.Round(time.Millisecond), r.attachErr, r.attachOut)
-		if r.attachErr != nil {
-			return time.Time{}, fmt.Errorf("virsh attach-device %s --live: %v: %s", r.domain, r.attachErr, clip(r.attachOut, 300))
-		}
-		return time.Now(), nil
-	}
-	// waitReport waits for the (n+1)th report naming the function and the
-	// domain whose kind is in kinds.
-	waitReport := func(tA time.Time, n int, kinds ...string) (*hpReport, time.Duration, error) {
-		for deadline := tA.Add(hpDetectMax); ; {
-			reps, raw, err := h.hpReports(ctx, r.domain, nic.BDF)
-			if err != nil {
-				return nil, 0, err
-			}
-			seen := 0
-			for i := range reps {
-				if slices.Contains(kinds, reps[i].Kind) {
-					if seen == n {
-						return &reps[i], time.Since(tA), nil
-					}
-					seen++
-				}
-			}
-			if time.Now().After(deadline) {
-				return nil, 0, fmt.Errorf("no %v report naming %s and %s within %v of the attach (%d before); status: %s", kinds, nic.BDF, r.domain, hpDetectMax, n, clip(raw, 300))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	tA, err := attach()
+	tA, err := h.hpAttach(ctx, r, dev)
 	if err != nil {
 		return err
 	}
@@ -326,9 +250,141 @@ func (h *Harness) hpExperiment(ctx context.Context, r *hpRun) error {
 	case r.mode == "report":
 		kinds = []string{"hotplug"}
 	}
-	if r.report, r.reportLat, err = waitReport(tA, 0, kinds...); err != nil {
+	if r.report, r.reportLat, err = h.hpWaitReport(ctx, r, nic.BDF, tA, 0, kinds...); err != nil {
 		return err
 	}
+	if err := h.hpAfterReport(ctx, r, nic, b, tA); err != nil {
+		return err
+	}
+	reps, _, err := h.hpReports(ctx, r.domain, nic.BDF)
+	if err != nil {
+		return err
+	}
+	r.reports = reps
+	r.trace = hpTraceLines(r.domain)[r.traceMark:]
+	if r.mode == "report" {
+		r.replugErr = h.hpReplug(ctx, r, nic, dev)
+	}
+	// Leave the function to its driver and the domain stopped (libvirt
+	// removes the hostdev and gives the function back when QEMU exits).
+	if r.mode == "report" || r.domain == hpDomainACPI {
+		if out, err := virsh(ctx, "destroy", r.domain); err != nil {
+			return fmt.Errorf("virsh destroy %s (cleanup): %v: %s", r.domain, err, clip(out, 300))
+		}
+		if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 30*time.Second); err != nil {
+			return fmt.Errorf("after virsh destroy %s: %w", r.domain, err)
+		}
+	}
+	return nil
+}
+
+// hpDaemon brings the libvirt stack up and restarts the daemon under the
+// hot-plug policy of r.mode, polling every hpPoll; it returns the e1000e
+// and its address.
+func (h *Harness) hpDaemon(ctx context.Context, r *hpRun) (*pciFunc, [4]string, error) {
+	s, err := h.lvUp(ctx)
+	if err != nil {
+		return nil, [4]string{}, fmt.Errorf("libvirt stack not up: %w", err)
+	}
+	nic := s.doms[lvDomain].fn
+	r.bdf = nic.BDF
+	b, err := parseBDF(nic.BDF)
+	if err != nil {
+		return nil, b, err
+	}
+	if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 15*time.Second); err != nil {
+		return nil, b, fmt.Errorf("before the hot-plug: %w", err)
+	}
+	// The daemon under the hot-plug policy, polling every second.
+	pol := filepath.Join(policyDir, "policy-libvirt-hotplug-"+r.mode+".yaml")
+	if err := os.WriteFile(pol, []byte(fmt.Sprintf(hpPolicyText, r.mode)), 0o600); err != nil {
+		return nil, b, err
+	}
+	if err := s.stopDaemon(); err != nil {
+		return nil, b, err
+	}
+	if err := s.startDaemon(ctx, h, pol, "--poll-interval", hpPoll.String()); err != nil {
+		return nil, b, fmt.Errorf("restart the daemon with %s: %w", pol, err)
+	}
+	return nic, b, nil
+}
+
+// hpStartDomain defines and starts r.domain (without a hostdev) once; it is
+// kept running across runs.
+func (h *Harness) hpStartDomain(ctx context.Context, r *hpRun, nic *pciFunc) error {
+	if st, _ := virsh(ctx, "domstate", r.domain); strings.TrimSpace(st) == "running" {
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/01-hotplug-trace"), []byte(fmt.Sprintf(hpTraceHook, nic.BDF)), 0o755); err != nil {
+		return err
+	}
+	text := hpDomainXML
+	if r.domain == hpDomainACPI {
+		text = hpDomainACPIXML
+	}
+	xml := filepath.Join("/tmp", r.domain+".xml")
+	if err := os.WriteFile(xml, []byte(text), 0o644); err != nil {
+		return err
+	}
+	if out, err := virsh(ctx, "define", xml); err != nil {
+		return fmt.Errorf("virsh define %s: %v: %s", r.domain, err, out)
+	}
+	t := time.Now()
+	out, err := virsh(ctx, "start", r.domain)
+	fmt.Fprintf(h.Log, "vmguest: virsh start %s (%v): %v\n%s\n", r.domain, time.Since(t).Round(time.Millisecond), err, out)
+	if err != nil {
+		return fmt.Errorf("virsh start %s (no hostdev): %v: %s", r.domain, err, clip(out, 300))
+	}
+	r.startTr = hpTraceLines(r.domain)
+	// The drop-in was added while libvirtd ran: it must be seen, or
+	// "no hook call for the attach" would prove nothing.
+	if !slices.Contains(r.startTr, "prepare begin e1000e") || !slices.Contains(r.startTr, "started begin e1000e") {
+		return fmt.Errorf("the trace drop-in did not see %s start: %q", r.domain, r.startTr)
+	}
+	return nil
+}
+
+// hpAttach hot-plugs the hostdev in dev into r.domain (virsh attach-device
+// --live) and returns when the attach returned.
+func (h *Harness) hpAttach(ctx context.Context, r *hpRun, dev string) (time.Time, error) {
+	t0 := time.Now()
+	r.attachOut, r.attachErr = virsh(ctx, "attach-device", r.domain, dev, "--live")
+	r.attachDur = time.Since(t0)
+	fmt.Fprintf(h.Log, "vmguest: virsh attach-device %s --live (%v): %v\n%s\n", r.domain, r.attachDur.Round(time.Millisecond), r.attachErr, r.attachOut)
+	if r.attachErr != nil {
+		return time.Time{}, fmt.Errorf("virsh attach-device %s --live: %v: %s", r.domain, r.attachErr, clip(r.attachOut, 300))
+	}
+	return time.Now(), nil
+}
+
+// hpWaitReport waits for the (n+1)th report naming the function bdf and
+// the domain whose kind is in kinds.
+func (h *Harness) hpWaitReport(ctx context.Context, r *hpRun, bdf string, tA time.Time, n int, kinds ...string) (*hpReport, time.Duration, error) {
+	for deadline := tA.Add(hpDetectMax); ; {
+		reps, raw, err := h.hpReports(ctx, r.domain, bdf)
+		if err != nil {
+			return nil, 0, err
+		}
+		seen := 0
+		for i := range reps {
+			if slices.Contains(kinds, reps[i].Kind) {
+				if seen == n {
+					return &reps[i], time.Since(tA), nil
+				}
+				seen++
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, 0, fmt.Errorf("no %v report naming %s and %s within %v of the attach (%d before); status: %s", kinds, bdf, r.domain, hpDetectMax, n, clip(raw, 300))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// hpAfterReport records what follows the report: on hpDomainACPI what
+// stayed after several reconciles; for detach when the live XML lost the
+// hostdev and e1000e got it back; for report what still holds.
+func (h *Harness) hpAfterReport(ctx context.Context, r *hpRun, nic *pciFunc, b [4]string, tA time.Time) error {
 	switch {
 	case r.domain == hpDomainACPI:
 		time.Sleep(5 * hpPoll) // several more reconciles
@@ -359,67 +415,54 @@ func (h *Harness) hpExperiment(ctx context.Context, r *hpRun) error {
 		time.Sleep(3 * hpPoll) // a few more reconciles: nothing more must happen
 	case r.mode == "report":
 		time.Sleep(4 * hpPoll)
-		r.afterErr = func() error {
-			live, err := hpLiveHasHostdev(ctx, r.domain, b)
-			if err != nil {
-				return err
-			}
-			if !live {
-				return fmt.Errorf("after %v the live XML no longer lists %s: the report policy detached it", 4*hpPoll, nic.BDF)
-			}
-			drv, _ := os.Readlink(h.devPath(nic.BDF, "driver"))
-			if filepath.Base(drv) != "vfio-pci" {
-				return fmt.Errorf("%s is on %q while attached, want vfio-pci", nic.BDF, filepath.Base(drv))
-			}
-			pid, err := readTrim("/run/libvirt/qemu/" + r.domain + ".pid")
-			if err != nil {
-				return fmt.Errorf("QEMU pid file: %w", err)
-			}
-			group := filepath.Join("/dev/vfio", nic.IOMMUGroup)
-			fds, _ := filepath.Glob("/proc/" + pid + "/fd/*")
-			if !slices.ContainsFunc(fds, func(fd string) bool { l, _ := os.Readlink(fd); return l == group }) {
-				return fmt.Errorf("QEMU (pid %s) does not hold %s open", pid, group)
-			}
-			r.afterPolls = fmt.Sprintf("after %v still in the live XML, on vfio-pci, QEMU pid %s holds %s", 4*hpPoll, pid, group)
-			return nil
-		}()
+		r.afterErr = h.hpStillAttached(ctx, r, nic, b)
 	}
-	reps, _, err := h.hpReports(ctx, r.domain, nic.BDF)
+	return nil
+}
+
+// hpStillAttached (report mode) checks that the function is still in the
+// live XML, on vfio-pci, with its group held open by QEMU.
+func (h *Harness) hpStillAttached(ctx context.Context, r *hpRun, nic *pciFunc, b [4]string) error {
+	live, err := hpLiveHasHostdev(ctx, r.domain, b)
 	if err != nil {
 		return err
 	}
-	r.reports = reps
-	r.trace = hpTraceLines(r.domain)[r.traceMark:]
-	if r.mode == "report" {
-		// Detach by hand, hot-plug the same function again: a new
-		// hot-plug, to be reported again.
-		r.replugErr = func() error {
-			if out, err := virsh(ctx, "detach-device", r.domain, dev, "--live"); err != nil {
-				return fmt.Errorf("virsh detach-device --live: %v: %s", err, clip(out, 300))
-			}
-			if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 30*time.Second); err != nil {
-				return fmt.Errorf("after the manual detach: %w", err)
-			}
-			time.Sleep(3 * hpPoll) // the daemon sees it gone
-			tA, err := attach()
-			if err != nil {
-				return err
-			}
-			r.replugReport, r.replugLat, err = waitReport(tA, 1, "hotplug")
-			return err
-		}()
+	if !live {
+		return fmt.Errorf("after %v the live XML no longer lists %s: the report policy detached it", 4*hpPoll, nic.BDF)
 	}
-	// Leave the function to its driver and the domain stopped (libvirt
-	// removes the hostdev and gives the function back when QEMU exits).
-	if r.mode == "report" || r.domain == hpDomainACPI {
-		if out, err := virsh(ctx, "destroy", r.domain); err != nil {
-			return fmt.Errorf("virsh destroy %s (cleanup): %v: %s", r.domain, err, clip(out, 300))
-		}
-		if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 30*time.Second); err != nil {
-			return fmt.Errorf("after virsh destroy %s: %w", r.domain, err)
-		}
+	drv, _ := os.Readlink(h.devPath(nic.BDF, "driver"))
+	if filepath.Base(drv) != "vfio-pci" {
+		return fmt.Errorf("%s is on %q while attached, want vfio-pci", nic.BDF, filepath.Base(drv))
 	}
+	pid, err := readTrim("/run/libvirt/qemu/" + r.domain + ".pid")
+	if err != nil {
+		return fmt.Errorf("QEMU pid file: %w", err)
+	}
+	group := filepath.Join("/dev/vfio", nic.IOMMUGroup)
+	fds, _ := filepath.Glob("/proc/" + pid + "/fd/*")
+	if !slices.ContainsFunc(fds, func(fd string) bool { l, _ := os.Readlink(fd); return l == group }) {
+		return fmt.Errorf("QEMU (pid %s) does not hold %s open", pid, group)
+	}
+	r.afterPolls = fmt.Sprintf("after %v still in the live XML, on vfio-pci, QEMU pid %s holds %s", 4*hpPoll, pid, group)
 	return nil
+}
+
+// hpReplug (report mode) detaches by hand and hot-plugs the same function
+// again: a new hot-plug, to be reported again.
+func (h *Harness) hpReplug(ctx context.Context, r *hpRun, nic *pciFunc, dev string) error {
+	if out, err := virsh(ctx, "detach-device", r.domain, dev, "--live"); err != nil {
+		return fmt.Errorf("virsh detach-device --live: %v: %s", err, clip(out, 300))
+	}
+	if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 30*time.Second); err != nil {
+		return fmt.Errorf("after the manual detach: %w", err)
+	}
+	time.Sleep(3 * hpPoll) // the daemon sees it gone
+	tA, err := h.hpAttach(ctx, r, dev)
+	if err != nil {
+		return err
+	}
+	r.replugReport, r.replugLat, err = h.hpWaitReport(ctx, r, nic.BDF, tA, 1, "hotplug")
+	return err
 }
 
 // hpKinds lists the kinds of reports.
