@@ -152,7 +152,7 @@ func libvirtDebInstall(ctx context.Context, h *Harness) (res Result) {
 	}
 	dropIn := filepath.Join(lvDir, "hooks/qemu.d/vfio-gate")
 	b, err := os.ReadFile(dropIn)
-	if err != nil || !strings.Contains(string(b), debBin+" ") {
+	if err != nil || !(strings.Contains(string(b), "'"+debBin+"' libvirt-hook") || strings.Contains(string(b), " "+debBin+" libvirt-hook")) {
 		return failf("the drop-in does not run the packaged %s: %v: %q", debBin, err, b)
 	}
 	execLine := debExecLine(string(b))
@@ -208,8 +208,10 @@ func libvirtDebInstall(ctx context.Context, h *Harness) (res Result) {
 	if last != "deny(no-cma)" {
 		return failf("the packaged daemon's last decision on %s is %q, want deny(no-cma): %s", nic.BDF, last, clip(sout, 500))
 	}
-	return passf("%s (%s): doctor exit 0 (%s); install-hook --reload: drop-in runs %q; daemon --config %s READY=1; virsh start %s refused: ...%s; packaged daemon's decision %s; e1000e back; %s; total %.1f s",
-		debBin, version, debWarns(pre), execLine, debUnitConfig, lvDomain, firstLine(vout[strings.Index(vout, deny):]), last, strings.Join(steps, ", "), time.Since(t0).Seconds())
+	denyLine := firstLine(vout[strings.Index(vout, deny):])
+	fmt.Fprintf(h.Log, "vmguest: libvirt-deb-install: %s %s; doctor before: %v; after: %v; drop-in: %s; hook: %s\n", debBin, version, pre, post, execLine, denyLine)
+	return passf("packaged %s: %s, total %.1f s; doctor exit 0 (%s); drop-in execs %s; unit's ExecStart READY=1; virsh start refused: %s; daemon: %s; e1000e back",
+		version, strings.Join(steps, ", "), time.Since(t0).Seconds(), debWarns(pre), debBin, clip(denyLine, 45), last)
 }
 
 // debDoctorJSON runs the packaged doctor --json: status: message by check.
