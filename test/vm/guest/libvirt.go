@@ -112,6 +112,7 @@ type libvirtStack struct {
 	lvdDone  chan error
 	daemon   *exec.Cmd
 	dmnDone  chan error
+	dmnArgs  []string // policy and extra flags of the last startDaemon (libvirt-deb-install restores them)
 	timings  string
 	doms     map[string]*lvDom
 
@@ -255,6 +256,7 @@ func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
 // startDaemon starts `vfio-gate daemon` with policy (and extra flags) and
 // waits until it answers status. Its log is appended to lvDaemonLog.
 func (s *libvirtStack) startDaemon(ctx context.Context, h *Harness, policy string, extra ...string) error {
+	s.dmnArgs = append([]string{policy}, extra...)
 	dl, err := os.OpenFile(lvDaemonLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

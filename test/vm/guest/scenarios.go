@@ -76,6 +76,10 @@ func scenarios() []Scenario {
 		{"libvirt-hotplug-report", "run", libvirtHotplugReport},
 		{"libvirt-hotplug-replug", "run", libvirtHotplugReplug},
 		{"libvirt-hotplug-pending", "run", libvirtHotplugPending},
+		// The .deb's payload, not the test build, through README.md's install
+		// steps (debinstall.go); last of the normal boot, and it puts back the
+		// test daemon, drop-in and /etc/vfio-gate files it replaced.
+		{"libvirt-deb-install", "run", libvirtDebInstall},
 		// SPDM boots (spdm.go): QEMU >= 9.1 NVMe functions whose DOE
 		// mailboxes are backed by vfio-gate emulate on the host, once per
 		// guest kernel. spdm-kernel-doe unbinds nvme; spdm-capture-allow
