@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vfio-gate/vfio-gate/internal/doctor"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/vfio"
@@ -37,7 +38,7 @@ type env struct {
 	policyLoad *policy.LoadOptions
 	// doctor, if set, adjusts what doctor looks at (tests: fake libvirt,
 	// daemon, BPF).
-	doctor func(*doctorHost)
+	doctor func(*doctor.Host)
 }
 
 // globals are the flags every command accepts, before or after its name.
