@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,135 +61,164 @@ exactly allow / deny(measurement-mismatch) / deny(no-cma), every hook call of th
 has the expected exit status and TDI state, and the log verifies; 1 otherwise (5 when the TPM
 fails).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := os.MkdirTemp("", "vfio-gate-demo-")
-			if err != nil {
-				return err
-			}
-			if !keep {
-				defer os.RemoveAll(dir)
-			}
-			w, err := demo.Build(dir)
-			if err != nil {
-				return fmt.Errorf("demo: build the software devices: %w", err)
-			}
-			dg := *g
-			dg.sysfsRoot, dg.policy = w.Sysfs, w.Policy
-			if f := cmd.Flag("tpm"); f == nil || !f.Changed {
-				dg.tpm = simThrowaway
-			}
-			if f := cmd.Flag("state-dir"); f == nil || !f.Changed {
-				dg.stateDir = filepath.Join(dir, "state")
-			}
-			de := *e
-			de.configOpener = w.Opener
-			gf := gateFlags{lockDir: filepath.Join(dir, "locks"), timeout: 10e9, concurrency: gate.DefaultConcurrency}
-			s, err := openGate(&de, &dg, &gf, setupOptions{
-				policyLoad: &policy.LoadOptions{SkipPermissionCheck: true},
-				geteuid:    func() int { return 0 }, // software config spaces: no root needed
-			})
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-
-			out := e.out
-			human := !g.json
-			var bdfs []pci.BDF
-			var names []string
-			if human {
-				fmt.Fprintf(out, "vfio-gate demo: three software PCIe functions in a temporary sysfs tree (%s)\n", w.Sysfs)
-			}
-			for _, d := range w.Devices {
-				b, _ := pci.ParseBDF(d.BDF)
-				bdfs = append(bdfs, b)
-				names = append(names, d.BDF)
-				if human {
-					fmt.Fprintf(out, "  %s  %04x:%04x  %s\n", d.BDF, d.ID.Vendor, d.ID.Device, d.What)
-				}
-			}
-			if human {
-				fmt.Fprintf(out, "policy: %s (rule demo-nvme pins the good firmware; demo mode: file owner/mode not checked)\n", w.Policy)
-				fmt.Fprintf(out, "TPM:    %s, event log %s\n\n", dg.tpm, eventLogDir(&dg))
-				fmt.Fprintf(out, "$ vfio-gate check --confidential %s\n", strings.Join(names, " "))
-			}
-			ds, err := s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: true})
-			if err != nil {
-				return err
-			}
-			if human {
-				printDecisions(out, ds, s.pol.Mode, false)
-			}
-			lc := demo.LibvirtConfig{World: w, System: s.sys, Recorder: s.rec,
-				EvidenceDir: filepath.Join(filepath.Dir(s.rec.Dir()), evidenceDirName)}
-			if human {
-				lc.Out = out
-			}
-			steps, err := demo.Libvirt(cmd.Context(), lc)
-			if err != nil {
-				return fmt.Errorf("demo: libvirt part: %w", err)
-			}
-			if human {
-				fmt.Fprintf(out, "\n$ vfio-gate log verify\n")
-			}
-			res, verr := tpm.Verify(cmd.Context(), s.tpm, eventLogDir(&dg), s.rec.PCR())
-			if verr == nil && human {
-				printVerify(&env{out: out}, res, eventLogDir(&dg))
-			}
-
-			exps, ok := demo.Compare(w.Devices, ds)
-			for _, x := range steps {
-				ok = ok && x.OK
-			}
-			if g.json {
-				j := demoJSON{checkJSON: toJSON(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
-					Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.Sysfs, Policy: w.Policy, EventLog: eventLogDir(&dg), TPM: dg.tpm}
-				if err := writeJSON(out, "demo", j); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintln(out)
-				for _, x := range exps {
-					mark := "ok      "
-					if !x.OK {
-						mark = "UNEXPECTED"
-					}
-					want := x.Decision
-					if x.Code != "" {
-						want += " (" + x.Code + ")"
-					}
-					fmt.Fprintf(out, "%s %s: expected %s, got %s\n", mark, x.BDF, want, x.Got)
-				}
-				for _, x := range steps {
-					mark := "ok      "
-					if !x.OK {
-						mark = "UNEXPECTED"
-					}
-					fmt.Fprintf(out, "%s libvirt %s %s: expected %s, got exit %d, TDI %s\n", mark, x.Domain, x.Op, x.Want, x.Exit, x.TDIState)
-				}
-				if keep {
-					fmt.Fprintf(out, "kept %s\n", dir)
-				}
-			}
-			if code := decisionsExit(ds); code == exitTPM {
-				return quietCode(exitTPM, errors.New("demo: TPM failure"))
-			}
-			if verr != nil {
-				return verr
-			}
-			if !res.OK {
-				return withCode(exitTPM, fmt.Errorf("demo: the event log does not verify: %s", res.Problems[0].Msg))
-			}
-			if !ok {
-				return withCode(exitInternal, errors.New("demo: the outcomes are not the expected allow / deny(measurement-mismatch) / deny(no-cma) "+
-					"and, for the confidential domains, TDI locked / running / unlocked and deny"))
-			}
-			if human {
-				fmt.Fprintln(out, "demo: outcomes as expected; every decision is in the TPM event log, which verifies.")
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, e, g, keep) },
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory (sysfs tree, policy, state) and print its path")
 	return c
+}
+
+// runDemo builds the demo's world, checks its three functions, plays the
+// libvirt part, verifies the log and compares every outcome with the
+// expected one.
+func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
+	dir, err := os.MkdirTemp("", "vfio-gate-demo-")
+	if err != nil {
+		return err
+	}
+	if !keep {
+		defer os.RemoveAll(dir)
+	}
+	w, err := demo.Build(dir)
+	if err != nil {
+		return fmt.Errorf("demo: build the software devices: %w", err)
+	}
+	s, dg, err := openDemoGate(cmd, e, g, w)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	out := e.out
+	human := !g.json
+	var bdfs []pci.BDF
+	for _, d := range w.Devices {
+		b, _ := pci.ParseBDF(d.BDF)
+		bdfs = append(bdfs, b)
+	}
+	if human {
+		printDemoWorld(out, w, dg)
+	}
+	ds, err := s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: true})
+	if err != nil {
+		return err
+	}
+	if human {
+		printDecisions(out, ds, s.pol.Mode, false)
+	}
+	lc := demo.LibvirtConfig{World: w, System: s.sys, Recorder: s.rec,
+		EvidenceDir: filepath.Join(filepath.Dir(s.rec.Dir()), evidenceDirName)}
+	if human {
+		lc.Out = out
+	}
+	steps, err := demo.Libvirt(cmd.Context(), lc)
+	if err != nil {
+		return fmt.Errorf("demo: libvirt part: %w", err)
+	}
+	if human {
+		fmt.Fprintf(out, "\n$ vfio-gate log verify\n")
+	}
+	res, verr := tpm.Verify(cmd.Context(), s.tpm, eventLogDir(dg), s.rec.PCR())
+	if verr == nil && human {
+		printVerify(&env{out: out}, res, eventLogDir(dg))
+	}
+
+	exps, ok := demo.Compare(w.Devices, ds)
+	for _, x := range steps {
+		ok = ok && x.OK
+	}
+	if g.json {
+		j := demoJSON{checkJSON: toJSON(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
+			Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.Sysfs, Policy: w.Policy, EventLog: eventLogDir(dg), TPM: dg.tpm}
+		if err := writeJSON(out, "demo", j); err != nil {
+			return err
+		}
+	} else {
+		printDemoOutcomes(out, exps, steps)
+		if keep {
+			fmt.Fprintf(out, "kept %s\n", dir)
+		}
+	}
+	if err := demoResult(ds, res, verr, ok); err != nil {
+		return err
+	}
+	if human {
+		fmt.Fprintln(out, "demo: outcomes as expected; every decision is in the TPM event log, which verifies.")
+	}
+	return nil
+}
+
+// openDemoGate opens the gate over the demo's world: its tree, policy
+// (owner and mode not checked) and software config spaces, the simulator
+// and a state directory in the world unless --tpm and --state-dir say
+// otherwise. It returns the globals the demo runs with.
+func openDemoGate(cmd *cobra.Command, e *env, g *globals, w *demo.World) (*gateSetup, *globals, error) {
+	dg := *g
+	dg.sysfsRoot, dg.policy = w.Sysfs, w.Policy
+	if f := cmd.Flag("tpm"); f == nil || !f.Changed {
+		dg.tpm = simThrowaway
+	}
+	if f := cmd.Flag("state-dir"); f == nil || !f.Changed {
+		dg.stateDir = filepath.Join(w.Dir, "state")
+	}
+	de := *e
+	de.configOpener = w.Opener
+	gf := gateFlags{lockDir: filepath.Join(w.Dir, "locks"), timeout: 10e9, concurrency: gate.DefaultConcurrency}
+	s, err := openGate(&de, &dg, &gf, setupOptions{
+		policyLoad: &policy.LoadOptions{SkipPermissionCheck: true},
+		geteuid:    func() int { return 0 }, // software config spaces: no root needed
+	})
+	return s, &dg, err
+}
+
+func printDemoWorld(out io.Writer, w *demo.World, dg *globals) {
+	fmt.Fprintf(out, "vfio-gate demo: three software PCIe functions in a temporary sysfs tree (%s)\n", w.Sysfs)
+	var names []string
+	for _, d := range w.Devices {
+		names = append(names, d.BDF)
+		fmt.Fprintf(out, "  %s  %04x:%04x  %s\n", d.BDF, d.ID.Vendor, d.ID.Device, d.What)
+	}
+	fmt.Fprintf(out, "policy: %s (rule demo-nvme pins the good firmware; demo mode: file owner/mode not checked)\n", w.Policy)
+	fmt.Fprintf(out, "TPM:    %s, event log %s\n\n", dg.tpm, eventLogDir(dg))
+	fmt.Fprintf(out, "$ vfio-gate check --confidential %s\n", strings.Join(names, " "))
+}
+
+func printDemoOutcomes(out io.Writer, exps []demo.Expectation, steps []demo.HookStep) {
+	fmt.Fprintln(out)
+	for _, x := range exps {
+		mark := "ok      "
+		if !x.OK {
+			mark = "UNEXPECTED"
+		}
+		want := x.Decision
+		if x.Code != "" {
+			want += " (" + x.Code + ")"
+		}
+		fmt.Fprintf(out, "%s %s: expected %s, got %s\n", mark, x.BDF, want, x.Got)
+	}
+	for _, x := range steps {
+		mark := "ok      "
+		if !x.OK {
+			mark = "UNEXPECTED"
+		}
+		fmt.Fprintf(out, "%s libvirt %s %s: expected %s, got exit %d, TDI %s\n", mark, x.Domain, x.Op, x.Want, x.Exit, x.TDIState)
+	}
+}
+
+// demoResult is the demo's error (and so its exit code): a TPM failure,
+// a log that does not verify, or an outcome not the expected one.
+func demoResult(ds []gate.Decision, res *tpm.VerifyResult, verr error, ok bool) error {
+	if code := decisionsExit(ds); code == exitTPM {
+		return quietCode(exitTPM, errors.New("demo: TPM failure"))
+	}
+	if verr != nil {
+		return verr
+	}
+	if !res.OK {
+		return withCode(exitTPM, fmt.Errorf("demo: the event log does not verify: %s", res.Problems[0].Msg))
+	}
+	if !ok {
+		return withCode(exitInternal, errors.New("demo: the outcomes are not the expected allow / deny(measurement-mismatch) / deny(no-cma) "+
+			"and, for the confidential domains, TDI locked / running / unlocked and deny"))
+	}
+	return nil
 }
