@@ -34,7 +34,7 @@ func readAnchorFiles(paths []string) ([]anchorFile, error) {
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
-		cs, err := parseCerts(b)
+		cs, err := policy.ParseCertificates(b)
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
