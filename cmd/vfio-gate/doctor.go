@@ -11,6 +11,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/audit"
 	"github.com/vfio-gate/vfio-gate/daemon"
+	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
 	"github.com/vfio-gate/vfio-gate/internal/doctor"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
@@ -46,7 +47,7 @@ line per check: ok, warn or fail, with what to do about anything not ok.
 			spec, tpmErr := recordingTPM(g)
 			h := &doctor.Host{Sysfs: g.sysfsRoot, LibvirtDir: libvirtDir, Policy: g.policy, StateDir: g.stateDir,
 				TPM: spec, TPMErr: tpmErr, TPMName: tpmName(g),
-				LibvirtVersion: libvirtVersion, OpenTPM: tpm.Open,
+				LibvirtVersion: lvhook.InstalledVersion, OpenTPM: tpm.Open,
 				DaemonStatus: func(ctx context.Context) (*daemon.Status, error) {
 					ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 					defer cancel()
