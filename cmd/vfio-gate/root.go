@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vfio-gate/vfio-gate/internal/doctor"
+	"github.com/vfio-gate/vfio-gate/internal/journal"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/vfio"
@@ -112,7 +113,7 @@ command's help only points back here.
 			if err != nil {
 				return err
 			}
-			g.log = slog.New(newLogHandler(e.errw, e.getenv, lvl))
+			g.log = slog.New(journal.NewHandler(e.errw, e.getenv, lvl))
 			slog.SetDefault(g.log)
 			return nil
 		},
