@@ -127,6 +127,44 @@ const AllAlgorithms = spdm.AsymECDSAP256 | spdm.AsymECDSAP384 | spdm.AsymECDSAP5
 // New builds a software device: its certificate chains (one per key type
 // its algorithms need), measurements, responder, DOE model and config space.
 func New(cfg Config) (*Device, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	prof, err := LookupProfile(cfg.Profile)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{cfg: cfg, profile: prof, faults: map[Fault]bool{}}
+	if err := d.setFaults(); err != nil {
+		return nil, err
+	}
+	keys, err := d.responderKeys()
+	if err != nil {
+		return nil, err
+	}
+	sc, err := d.sessionConfig()
+	if err != nil {
+		return nil, err
+	}
+	d.responder = spdm.NewResponder(spdm.ResponderConfig{
+		Versions: cfg.Versions, Keys: keys, PublicKeyOnly: cfg.PublicKeyOnly, MultiKey: cfg.MultiKey, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
+		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
+		VendorDefined: d.vendorDefined, Faults: d.responderFaults(), Rand: cfg.Rand, Logger: cfg.Logger, Session: sc,
+	})
+	d.model = doe.NewModel(d.Features(), d.handle)
+	if cfg.Latency > 0 {
+		d.model.SetFault(doe.Fault{Latency: cfg.Latency})
+	}
+	d.config = NewConfigSpace(cfg.Identity, d.model)
+	d.config.onLockedWrite = d.lockedConfigWrite
+	return d, nil
+}
+
+// withDefaults fills in the defaults (identity, profile "good", every
+// algorithm, one slot, time.Now) and refuses a configuration the device
+// cannot serve.
+func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Identity == (Identity{}) {
 		cfg.Identity = DefaultIdentity
 	}
@@ -137,7 +175,7 @@ func New(cfg Config) (*Device, error) {
 		cfg.Algorithms = AllAlgorithms
 	}
 	if cfg.Algorithms&^AllAlgorithms != 0 {
-		return nil, fmt.Errorf("emu: cannot sign with %s", cfg.Algorithms&^AllAlgorithms)
+		return cfg, fmt.Errorf("emu: cannot sign with %s", cfg.Algorithms&^AllAlgorithms)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -146,31 +184,40 @@ func New(cfg Config) (*Device, error) {
 		cfg.Slots = 1
 	}
 	if cfg.Slots < 1 || cfg.Slots > 8 {
-		return nil, fmt.Errorf("emu: %d certificate slots (want 1..8)", cfg.Slots)
+		return cfg, fmt.Errorf("emu: %d certificate slots (want 1..8)", cfg.Slots)
 	}
 	if cfg.MultiKey > spdm.MultiKeyNegotiated || (cfg.MultiKey != 0 && cfg.PublicKeyOnly) {
 		// DSP0274 1.3.0: MULTI_KEY_CAP is reserved 11b, and excludes PUB_KEY_ID_CAP.
-		return nil, fmt.Errorf("emu: MULTI_KEY_CAP %d with PublicKeyOnly %v", cfg.MultiKey, cfg.PublicKeyOnly)
+		return cfg, fmt.Errorf("emu: MULTI_KEY_CAP %d with PublicKeyOnly %v", cfg.MultiKey, cfg.PublicKeyOnly)
 	}
 	if cfg.Measurements != nil {
 		cfg.Measurements = cloneMeasurements(cfg.Measurements) // the caller may reuse its slice
 	}
-	prof, err := LookupProfile(cfg.Profile)
-	if err != nil {
-		return nil, err
-	}
-	d := &Device{cfg: cfg, profile: prof, faults: map[Fault]bool{}}
-	for _, f := range append(slices.Clone(prof.Faults), cfg.Faults...) {
+	return cfg, nil
+}
+
+// setFaults enables the profile's faults and the configured ones.
+func (d *Device) setFaults() error {
+	for _, f := range append(slices.Clone(d.profile.Faults), d.cfg.Faults...) {
 		if _, ok := faultNames[f]; !ok {
-			return nil, fmt.Errorf("emu: unknown fault %d", int(f))
+			return fmt.Errorf("emu: unknown fault %d", int(f))
 		}
 		d.faults[f] = true
 	}
+	return nil
+}
+
+// responderKeys builds the device's chains (operator-supplied, or one
+// generated chain per key type its algorithms need), reissued into every
+// further slot, and returns them as the responder's keys.
+func (d *Device) responderKeys() ([]spdm.ResponderKey, error) {
+	cfg := d.cfg
 	opts := ChainOptions{Identity: cfg.Identity, Now: cfg.Now(), FreshKeys: cfg.FreshKeys,
 		ExpiredLeaf: d.faults[FaultExpiredLeaf], WrongRoot: d.faults[FaultWrongRoot],
 		SANMismatch: d.faults[FaultSANMismatch], NoSAN: d.faults[FaultNoSAN]}
 	var keys []spdm.ResponderKey
 	if cfg.PKI != nil {
+		var err error
 		if keys, err = d.operatorKeys(opts); err != nil {
 			return nil, err
 		}
@@ -204,6 +251,11 @@ func New(cfg Config) (*Device, error) {
 		}
 		d.slots = append(d.slots, sc)
 	}
+	return keys, nil
+}
+
+// responderFaults are the faults the SPDM responder itself plays.
+func (d *Device) responderFaults() spdm.ResponderFaults {
 	rf := spdm.ResponderFaults{
 		BadSignature:       d.faults[FaultBadSignature],
 		WrongNonce:         d.faults[FaultWrongNonce],
@@ -221,40 +273,37 @@ func New(cfg Config) (*Device, error) {
 	case d.faults[FaultNotReadyOnce]:
 		rf.NotReady = 1
 	}
-	var sc spdm.ResponderSessionConfig
-	if !cfg.Session.Disabled {
-		sc = spdm.ResponderSessionConfig{DHE: cfg.Session.DHE, AEAD: cfg.Session.AEAD, HandshakeInClear: cfg.Session.HandshakeInClear,
-			HeartbeatPeriod: cfg.Session.HeartbeatPeriod, NoHeartbeat: cfg.Session.NoHeartbeat, NoKeyUpdate: cfg.Session.NoKeyUpdate,
-			Ended: d.sessionEnded,
-			Faults: spdm.ResponderSessionFaults{BadVerifyData: d.faults[FaultBadVerifyData], BadTag: d.faults[FaultBadTag],
-				WrongSessionID: d.faults[FaultWrongSessionID], KeyUpdateMismatch: d.faults[FaultKeyUpdateMismatch]}}
-		if sc.DHE == 0 {
-			sc.DHE = spdm.DHESECP256R1 | spdm.DHESECP384R1
-		}
-		switch {
-		case sc.NoHeartbeat:
-			sc.HeartbeatPeriod = 0
-		case sc.HeartbeatPeriod == 0:
-			sc.HeartbeatPeriod = DefaultHeartbeatPeriod
-		}
-		if !cfg.Session.NoTDISP {
-			if d.tdi, err = d.newTDI(); err != nil {
-				return nil, err
-			}
+	return rf
+}
+
+// sessionConfig is the responder's secure-session configuration (zero when
+// sessions are disabled); it creates the TDI unless TDISP is off.
+func (d *Device) sessionConfig() (spdm.ResponderSessionConfig, error) {
+	cs := d.cfg.Session
+	if cs.Disabled {
+		return spdm.ResponderSessionConfig{}, nil
+	}
+	sc := spdm.ResponderSessionConfig{DHE: cs.DHE, AEAD: cs.AEAD, HandshakeInClear: cs.HandshakeInClear,
+		HeartbeatPeriod: cs.HeartbeatPeriod, NoHeartbeat: cs.NoHeartbeat, NoKeyUpdate: cs.NoKeyUpdate,
+		Ended: d.sessionEnded,
+		Faults: spdm.ResponderSessionFaults{BadVerifyData: d.faults[FaultBadVerifyData], BadTag: d.faults[FaultBadTag],
+			WrongSessionID: d.faults[FaultWrongSessionID], KeyUpdateMismatch: d.faults[FaultKeyUpdateMismatch]}}
+	if sc.DHE == 0 {
+		sc.DHE = spdm.DHESECP256R1 | spdm.DHESECP384R1
+	}
+	switch {
+	case sc.NoHeartbeat:
+		sc.HeartbeatPeriod = 0
+	case sc.HeartbeatPeriod == 0:
+		sc.HeartbeatPeriod = DefaultHeartbeatPeriod
+	}
+	if !cs.NoTDISP {
+		var err error
+		if d.tdi, err = d.newTDI(); err != nil {
+			return sc, err
 		}
 	}
-	d.responder = spdm.NewResponder(spdm.ResponderConfig{
-		Versions: cfg.Versions, Keys: keys, PublicKeyOnly: cfg.PublicKeyOnly, MultiKey: cfg.MultiKey, Asym: cfg.Algorithms, Hash: cfg.Hash, MeasHash: cfg.MeasHash,
-		Measurements: d.measurements, DataTransferSize: cfg.DataTransferSize, MaxSPDMmsgSize: cfg.MaxSPDMmsgSize,
-		VendorDefined: d.vendorDefined, Faults: rf, Rand: cfg.Rand, Logger: cfg.Logger, Session: sc,
-	})
-	d.model = doe.NewModel(d.Features(), d.handle)
-	if cfg.Latency > 0 {
-		d.model.SetFault(doe.Fault{Latency: cfg.Latency})
-	}
-	d.config = NewConfigSpace(cfg.Identity, d.model)
-	d.config.onLockedWrite = d.lockedConfigWrite
-	return d, nil
+	return sc, nil
 }
 
 // measurements is the responder's measurement source.

@@ -231,3 +231,15 @@ func (r *Rule) marshal(w func(string, ...any)) {
 		}
 	}
 }
+
+// CheckCapture loads a captured document and evaluates ev against it as
+// for a confidential VM: a capture is only good if it allows the device it
+// was taken from. Content check only: the operator installs the file, and
+// its owner and mode are checked then (the anchor paths are absolute).
+func CheckCapture(doc string, ev *attest.Evidence) (Verdict, error) {
+	pol, err := Parse([]byte(doc), "captured.yaml", &LoadOptions{SkipPermissionCheck: true})
+	if err != nil {
+		return Verdict{}, fmt.Errorf("captured policy does not load: %w", err)
+	}
+	return pol.Evaluate(ev, Input{Confidential: true}), nil
+}

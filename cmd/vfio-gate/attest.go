@@ -5,8 +5,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -79,41 +77,11 @@ func loadAnchors(paths []string) ([]*x509.Certificate, error) {
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
-		certs, err := parseCerts(b)
+		certs, err := policy.ParseCertificates(b)
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
 		out = append(out, certs...)
-	}
-	return out, nil
-}
-
-func parseCerts(b []byte) ([]*x509.Certificate, error) {
-	if !strings.Contains(string(b), "-----BEGIN") {
-		c, err := x509.ParseCertificate(b)
-		if err != nil {
-			return nil, fmt.Errorf("neither PEM nor a DER certificate: %w", err)
-		}
-		return []*x509.Certificate{c}, nil
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no CERTIFICATE block")
 	}
 	return out, nil
 }
@@ -125,18 +93,7 @@ func loadPublicKey(path string) (crypto.PublicKey, error) {
 	if err != nil {
 		return nil, usageErrorf("--responder-public-key %s: %v", path, err)
 	}
-	der := b
-	if strings.Contains(string(b), "-----BEGIN") {
-		blk, rest := pem.Decode(b)
-		if blk == nil || blk.Type != "PUBLIC KEY" {
-			return nil, usageErrorf("--responder-public-key %s: want one PEM \"PUBLIC KEY\" block (SubjectPublicKeyInfo)", path)
-		}
-		if next, _ := pem.Decode(rest); next != nil {
-			return nil, usageErrorf("--responder-public-key %s: more than one PEM block; give the one key the device holds", path)
-		}
-		der = blk.Bytes
-	}
-	pub, err := x509.ParsePKIXPublicKey(der)
+	pub, err := policy.ParsePublicKey(b)
 	if err != nil {
 		return nil, usageErrorf("--responder-public-key %s: %v", path, err)
 	}

@@ -52,7 +52,7 @@ Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device,
 				if err != nil {
 					return usageErrorf("%v", err)
 				}
-				layouts[b.String()] = layoutOf(g.sysfsRoot, b)
+				layouts[b.String()] = audit.LayoutOf(g.sysfsRoot, b)
 			}
 			m, err := audit.New(audit.Options{Logger: g.log, Mode: mode})
 			if err != nil {
@@ -100,31 +100,4 @@ Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device,
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
 	c.Flags().StringVar(&attach, "attach", "auto", "probe mode: auto (fentry, else kprobes), fentry or kprobe")
 	return c
-}
-
-// layoutOf finds the DOE and MSI-X capabilities of a function for Classify;
-// what cannot be read is left out (classification degrades, never fails).
-func layoutOf(sysfsRoot string, b pci.BDF) audit.Layout {
-	var l audit.Layout
-	r, err := pci.OpenRoot(sysfsRoot)
-	if err != nil {
-		return l
-	}
-	defer r.Close()
-	f, err := r.OpenFile("bus/pci/devices/"+b.String()+"/config", 0)
-	if err != nil {
-		return l
-	}
-	defer f.Close()
-	if caps, err := pci.ExtCapabilities(f); err == nil {
-		l.DOE = pci.FindExt(caps, pci.ExtCapIDDOE)
-	}
-	if caps, err := pci.Capabilities(f); err == nil {
-		for _, c := range caps {
-			if c.ID == pci.CapIDMSIX {
-				l.MSIX = c.Offset
-			}
-		}
-	}
-	return l
 }

@@ -34,7 +34,7 @@ func readAnchorFiles(paths []string) ([]anchorFile, error) {
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
-		cs, err := parseCerts(b)
+		cs, err := policy.ParseCertificates(b)
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
@@ -75,18 +75,6 @@ func captureRule(ev *attest.Evidence, anchors []anchorFile, o captureOpts) (stri
 	header := []string{"vfio-gate policy capture, " + time.Now().UTC().Format(time.RFC3339), dev,
 		fmt.Sprintf("evidence digest %x", ev.Digest())}
 	return policy.MarshalDocument(header, r), nil
-}
-
-// selfCheck parses the captured document and evaluates ev against it: the
-// capture is only printed if it allows the device it was taken from.
-func selfCheck(doc string, ev *attest.Evidence) (policy.Verdict, error) {
-	// Content check only: the operator installs the file (and its owner
-	// and mode are checked then). Anchor paths are absolute.
-	pol, err := policy.Parse([]byte(doc), "captured.yaml", &policy.LoadOptions{SkipPermissionCheck: true})
-	if err != nil {
-		return policy.Verdict{}, fmt.Errorf("captured policy does not load: %w", err)
-	}
-	return pol.Evaluate(ev, policy.Input{Confidential: true}), nil
 }
 
 func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
@@ -134,7 +122,7 @@ device is unavailable.`,
 			if err != nil {
 				return withCode(exitAttestation, fmt.Errorf("policy capture: %w", err))
 			}
-			v, err := selfCheck(doc, ev)
+			v, err := policy.CheckCapture(doc, ev)
 			if err != nil {
 				return err
 			}

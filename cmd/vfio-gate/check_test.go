@@ -16,6 +16,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/demo"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
@@ -26,16 +27,16 @@ import (
 // demoEnv builds the demo's world in a temp dir and an env that serves its
 // software devices, loads its policy without the owner check and lets
 // config access run as non-root.
-func demoEnv(t *testing.T) (*demoWorld, *env, []string) {
+func demoEnv(t *testing.T) (*demo.World, *env, []string) {
 	t.Helper()
-	w, err := buildDemo(t.TempDir())
+	w, err := demo.Build(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{in: strings.NewReader(""), getenv: func(string) string { return "" }, configOpener: w.opener,
+	e := &env{in: strings.NewReader(""), getenv: func(string) string { return "" }, configOpener: w.Opener,
 		policyLoad: &policy.LoadOptions{SkipPermissionCheck: true}, geteuid: func() int { return 0 }}
 	state := t.TempDir()
-	return w, e, []string{"--sysfs-root", w.sysfs, "--policy", w.policy, "--tpm", "sim:throwaway", "--state-dir", state,
+	return w, e, []string{"--sysfs-root", w.Sysfs, "--policy", w.Policy, "--tpm", "sim:throwaway", "--state-dir", state,
 		"--lock-dir", filepath.Join(state, "locks")}
 }
 
@@ -50,7 +51,7 @@ func runEnv(t *testing.T, e *env, args ...string) (int, string, string) {
 
 func TestCheckCLIJSONAndExitCodes(t *testing.T) {
 	w, e, flags := demoEnv(t)
-	good, bad, plain := w.devices[0].bdf, w.devices[1].bdf, w.devices[2].bdf
+	good, bad, plain := w.Devices[0].BDF, w.Devices[1].BDF, w.Devices[2].BDF
 
 	code, out, errs := runEnv(t, e, append([]string{"check", "--confidential", "--json", good, bad, plain}, flags...)...)
 	if code != exitDenied {
@@ -111,7 +112,7 @@ func TestCheckCLIJSONAndExitCodes(t *testing.T) {
 
 func TestCheckCLIRefusesWithoutPolicyAndFailsClosedOnTPM(t *testing.T) {
 	w, e, flags := demoEnv(t)
-	args := append([]string{"check", w.devices[0].bdf}, flags...)
+	args := append([]string{"check", w.Devices[0].BDF}, flags...)
 	// A missing policy: refuse to run (1).
 	code, _, errs := runEnv(t, e, append(args, "--policy", filepath.Join(t.TempDir(), "none.yaml"))...)
 	if code != exitInternal || !strings.Contains(errs, "none.yaml") {
@@ -124,7 +125,7 @@ func TestCheckCLIRefusesWithoutPolicyAndFailsClosedOnTPM(t *testing.T) {
 	}
 	// Without the test hook a group/world-writable policy is refused (1).
 	e.policyLoad = nil
-	if err := os.Chmod(w.policy, 0o666); err != nil {
+	if err := os.Chmod(w.Policy, 0o666); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errs = runEnv(t, e, args...)
@@ -135,7 +136,7 @@ func TestCheckCLIRefusesWithoutPolicyAndFailsClosedOnTPM(t *testing.T) {
 
 func TestExplainCLI(t *testing.T) {
 	w, e, flags := demoEnv(t)
-	code, out, errs := runEnv(t, e, append([]string{"explain", "--confidential", w.devices[1].bdf}, flags...)...)
+	code, out, errs := runEnv(t, e, append([]string{"explain", "--confidential", w.Devices[1].BDF}, flags...)...)
 	if code != exitDenied {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
@@ -144,7 +145,7 @@ func TestExplainCLI(t *testing.T) {
 			t.Errorf("explain lacks %q:\n%s", want, out)
 		}
 	}
-	code, out, _ = runEnv(t, e, append([]string{"explain", "--json", w.devices[0].bdf}, flags...)...)
+	code, out, _ = runEnv(t, e, append([]string{"explain", "--json", w.Devices[0].BDF}, flags...)...)
 	var j checkJSON
 	if err := json.Unmarshal([]byte(out), &j); code != 0 || err != nil || len(j.Devices) != 1 || len(j.Devices[0].Checks) < 5 {
 		t.Fatalf("explain --json: exit %d %v\n%s", code, err, out)
@@ -161,22 +162,22 @@ func TestBindReleaseCLI(t *testing.T) {
 		writes = append(writes, name+"="+value)
 		return errors.New("injected: sysfs write refused")
 	}}
-	code, out, _ := runEnv(t, e, append([]string{"bind", "--confidential", w.devices[1].bdf}, flags...)...)
+	code, out, _ := runEnv(t, e, append([]string{"bind", "--confidential", w.Devices[1].BDF}, flags...)...)
 	if code != exitDenied || len(writes) != 0 {
 		t.Fatalf("bind tampered: exit %d writes %v\n%s", code, writes, out)
 	}
 	// vfio-pci is not "loaded" in the demo tree: the bind of the good device fails.
-	code, out, _ = runEnv(t, e, append([]string{"bind", "--confidential", w.devices[0].bdf}, flags...)...)
+	code, out, _ = runEnv(t, e, append([]string{"bind", "--confidential", w.Devices[0].BDF}, flags...)...)
 	if code != exitBind || !strings.Contains(out, "vfio-pci driver is not loaded") {
 		t.Fatalf("bind good: exit %d\n%s", code, out)
 	}
-	code, out, _ = runEnv(t, e, append([]string{"release", w.devices[0].bdf}, flags...)...)
+	code, out, _ = runEnv(t, e, append([]string{"release", w.Devices[0].BDF}, flags...)...)
 	if code != exitBind || !strings.Contains(out, "not bound by vfio-gate") {
 		t.Fatalf("release: exit %d\n%s", code, out)
 	}
 	// --json: the release document, and no error document after it (stdout
 	// holds exactly one JSON document; runEnv validates it).
-	code, out, _ = runEnv(t, e, append([]string{"release", "--json", w.devices[0].bdf}, flags...)...)
+	code, out, _ = runEnv(t, e, append([]string{"release", "--json", w.Devices[0].BDF}, flags...)...)
 	if code != exitBind || !strings.Contains(out, "not bound by vfio-gate") || strings.Contains(out, "vfio-gate/error/v1") {
 		t.Fatalf("release --json: exit %d\n%s", code, out)
 	}
@@ -280,7 +281,7 @@ func TestCheckSocketCLI(t *testing.T) {
 		{"good", nil, exitOK},
 		{"tampered", nil, exitDenied},
 	} {
-		d, err := emu.New(emu.Config{Identity: demoDevices()[0].id, Profile: c.profile, Algorithms: spdm.AsymECDSAP384})
+		d, err := emu.New(emu.Config{Identity: demo.Devices()[0].ID, Profile: c.profile, Algorithms: spdm.AsymECDSAP384})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +313,7 @@ func TestCheckAuditUnavailable(t *testing.T) {
 		t.Skip("kprobes and root are here: the audit can attach (proven in test/vm)")
 	}
 	w, e, flags := demoEnv(t)
-	code, out, errs := runEnv(t, e, append([]string{"check", "--audit", "--json", w.devices[0].bdf}, flags...)...)
+	code, out, errs := runEnv(t, e, append([]string{"check", "--audit", "--json", w.Devices[0].BDF}, flags...)...)
 	if code != exitUnavailable || !strings.Contains(errs, "audit") || strings.Contains(out, `"decision"`) {
 		t.Fatalf("check --audit without kprobes: exit %d, out %q, err %q; want exit 4 naming the audit", code, out, errs)
 	}

@@ -16,7 +16,7 @@ import (
 // VM, and its device without CMA for an ordinary one.
 func TestShippedPolicyDeniesByDefault(t *testing.T) {
 	w, e, flags := demoEnv(t)
-	good, plain := w.devices[0].bdf, w.devices[2].bdf
+	good, plain := w.Devices[0].BDF, w.Devices[2].BDF
 	flags = append(flags, "--policy", "../../contrib/etc/vfio-gate/policy.yaml")
 	code, out, errs := runEnv(t, e, append([]string{"check", "--confidential", "--json", good}, flags...)...)
 	if code != exitDenied || !strings.Contains(out, `"no-rule"`) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
+	"github.com/vfio-gate/vfio-gate/internal/doctor"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
 
@@ -52,39 +53,39 @@ func must(t *testing.T, err error) {
 
 // run runs `vfio-gate --json doctor` on the fixture; it returns the exit
 // code and the checks by name.
-func (f *doctorFixture) run(t *testing.T) (int, *doctorReport, map[string]doctorCheck) {
+func (f *doctorFixture) run(t *testing.T) (int, *doctor.Report, map[string]doctor.Check) {
 	t.Helper()
 	e := &env{in: strings.NewReader(""), getenv: func(string) string { return "" }, policyLoad: &policy.LoadOptions{SkipPermissionCheck: true},
 		geteuid: func() int { return 0 },
-		doctor: func(h *doctorHost) {
-			h.libvirtDir = f.libvirt
-			h.libvirtVersion = func(context.Context) string { return f.version }
-			h.daemonStatus = func(context.Context) (*daemon.Status, error) {
+		doctor: func(h *doctor.Host) {
+			h.LibvirtDir = f.libvirt
+			h.LibvirtVersion = func(context.Context) string { return f.version }
+			h.DaemonStatus = func(context.Context) (*daemon.Status, error) {
 				if f.status == nil {
 					return nil, daemon.ErrNotRunning
 				}
 				return f.status, nil
 			}
-			h.bpfProbe = func() error { return f.bpfErr }
-			h.ownerUID = uint32(os.Getuid())
+			h.BPFProbe = func() error { return f.bpfErr }
+			h.OwnerUID = uint32(os.Getuid())
 		}}
 	code, out, errs := runEnv(t, e, "--json", "doctor", "--sysfs-root", f.sys, "--policy", f.policy, "--state-dir", f.state,
 		"--tpm", "sim:throwaway", "--config", filepath.Join(f.dir, "vfio-gate.yaml"))
 	if errs != "" && !strings.Contains(errs, "config") {
 		t.Logf("stderr: %s", errs)
 	}
-	var rep doctorReport
+	var rep doctor.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("doctor --json: %v\n%s\n%s", err, out, errs)
 	}
-	by := map[string]doctorCheck{}
+	by := map[string]doctor.Check{}
 	for _, c := range rep.Checks {
 		by[c.Name] = c
 	}
 	return code, &rep, by
 }
 
-func statuses(by map[string]doctorCheck) map[string]string {
+func statuses(by map[string]doctor.Check) map[string]string {
 	out := map[string]string{}
 	for n, c := range by {
 		out[n] = c.Status
@@ -180,10 +181,10 @@ func TestDoctorHumanOutput(t *testing.T) {
 	f.status = nil
 	e := &env{in: strings.NewReader(""), getenv: func(string) string { return "" }, policyLoad: &policy.LoadOptions{SkipPermissionCheck: true},
 		geteuid: func() int { return 1000 },
-		doctor: func(h *doctorHost) {
-			h.libvirtDir, h.ownerUID = f.libvirt, uint32(os.Getuid())
-			h.libvirtVersion = func(context.Context) string { return f.version }
-			h.daemonStatus = func(context.Context) (*daemon.Status, error) { return nil, daemon.ErrNotRunning }
+		doctor: func(h *doctor.Host) {
+			h.LibvirtDir, h.OwnerUID = f.libvirt, uint32(os.Getuid())
+			h.LibvirtVersion = func(context.Context) string { return f.version }
+			h.DaemonStatus = func(context.Context) (*daemon.Status, error) { return nil, daemon.ErrNotRunning }
 		}}
 	code, out, _ := runEnv(t, e, "doctor", "--sysfs-root", f.sys, "--policy", f.policy, "--state-dir", f.state, "--tpm", "sim:throwaway",
 		"--config", filepath.Join(f.dir, "vfio-gate.yaml"))

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -45,18 +44,21 @@ type emulateOut struct {
 	MultiKey  string `json:"multi_key,omitempty"`
 }
 
+// emulateFlags are the flags of `vfio-gate emulate`.
+type emulateFlags struct {
+	listen, profile, writeCA, algs, versions string
+	latency                                  time.Duration
+	slots                                    int
+	aead, iface, identity                    string
+	inClear, noHeartbeat, noKeyUpdate        bool
+	pkiDir, keyFile, chainFile               string
+	heartbeat                                uint8
+	publicKeyOnly                            bool
+	writePubKey, multiKey                    string
+}
+
 func newEmulateCmd(e *env, g *globals) *cobra.Command {
-	var (
-		listen, profile, writeCA, algs, versions string
-		latency                                  time.Duration
-		slots                                    int
-		aead, iface, identity                    string
-		inClear, noHeartbeat, noKeyUpdate        bool
-		pkiDir, keyFile, chainFile               string
-		heartbeat                                uint8
-		publicKeyOnly                            bool
-		writePubKey, multiKey                    string
-	)
+	var o emulateFlags
 	cmd := &cobra.Command{
 		Use:   "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
 		Short: "Serve the software CMA/SPDM device over the spdm-socket protocol",
@@ -107,174 +109,185 @@ missing --listen); 4 the address cannot be bound.`,
   vfio-gate emulate --listen 127.0.0.1:2323 --pki libspdm/unit_test/sample_key --write-ca /tmp/vendor-ca.pem
   vfio-gate emulate --listen 127.0.0.1:2323 --public-key-only --algorithms ecdsa-p384 --write-public-key /tmp/emu-key.pem`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if listen == "" {
-				return usageErrorf("emulate: --listen HOST:PORT is required")
-			}
-			asym, err := parseAsymList(algs)
-			if err != nil {
-				return err
-			}
-			vers, err := parseVersionList(versions)
-			if err != nil {
-				return err
-			}
-			if _, err := emu.LookupProfile(profile); err != nil {
-				return usageErrorf("emulate: --profile: %v", err)
-			}
-			if noHeartbeat && heartbeat != 0 {
-				return usageErrorf("emulate: --heartbeat and --no-heartbeat exclude each other")
-			}
-			sc := emu.SessionConfig{HandshakeInClear: inClear, HeartbeatPeriod: heartbeat, NoHeartbeat: noHeartbeat, NoKeyUpdate: noKeyUpdate}
-			switch aead {
-			case "":
-			case spdm.AEADAES128GCM.String():
-				sc.AEAD = spdm.AEADAES128GCM
-			case spdm.AEADAES256GCM.String():
-				sc.AEAD = spdm.AEADAES256GCM
-			case spdm.AEADChaCha20Poly1305.String():
-				sc.AEAD = spdm.AEADChaCha20Poly1305
-			default:
-				return usageErrorf("emulate: --aead %q: want aes-128-gcm, aes-256-gcm or chacha20-poly1305", aead)
-			}
-			bdf, err := pci.ParseBDF(iface)
-			if err != nil {
-				return usageErrorf("emulate: --bdf: %v", err)
-			}
-			id, err := parseIdentity(identity)
-			if err != nil {
-				return usageErrorf("emulate: --identity: %v", err)
-			}
-			pki, err := loadOperatorPKI(pkiDir, keyFile, chainFile)
-			if err != nil {
-				return err
-			}
-			if pki != nil && !cmd.Flags().Changed("slots") {
-				slots = len(pki.Slots)
-			}
-			var mk spdm.MultiKeyCap
-			switch multiKey {
-			case "":
-			case "only":
-				mk = spdm.MultiKeyOnly
-			case "negotiated":
-				mk = spdm.MultiKeyNegotiated
-			default:
-				return usageErrorf("emulate: --multi-key %q: want only or negotiated", multiKey)
-			}
-			if publicKeyOnly && mk != 0 {
-				return usageErrorf("emulate: --multi-key and --public-key-only exclude each other (MULTI_KEY_CAP needs certificate slots)")
-			}
-			if writePubKey != "" && !publicKeyOnly {
-				return usageErrorf("emulate: --write-public-key needs --public-key-only")
-			}
-			dev, err := emu.New(emu.Config{BDF: bdf, Identity: id, Profile: profile, Algorithms: asym, Versions: vers, Latency: latency, Slots: slots,
-				Session: sc, Logger: g.log, PKI: pki, PublicKeyOnly: publicKeyOnly, MultiKey: mk})
-			if err != nil {
-				return usageErrorf("emulate: %v", err)
-			}
-			caPath, err := writeAnchors(writeCA, dev.AnchorsPEM())
-			if err != nil {
-				return err
-			}
-			var pubPath string
-			if publicKeyOnly {
-				pems, err := dev.PublicKeysPEM()
-				if err != nil {
-					return err
-				}
-				if pubPath, err = writePEMFile(writePubKey, "vfio-gate-emu-key-*.pem", pems); err != nil {
-					return err
-				}
-			}
-			ln, err := (&net.ListenConfig{}).Listen(cmd.Context(), "tcp", listen)
-			if err != nil {
-				return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
-			}
-			out := emulateOut{Listen: ln.Addr().String(), Profile: profile, CA: caPath, Faults: []string{},
-				Algorithms: asymNames(asym), Identity: dev.Identity().CMAName(), Slots: slots, PublicKey: pubPath, MultiKey: multiKey}
-			if pki != nil {
-				out.PKI = pkiDir
-				if pkiDir == "" {
-					out.PKI = keyFile + "," + chainFile
-				}
-				out.Skipped = pki.Skipped
-				out.Algorithms = deviceAsymNames(dev, asym)
-			}
-			for _, f := range dev.Profile().Faults {
-				out.Faults = append(out.Faults, f.String())
-			}
-			if len(vers) == 0 {
-				vers = []spdm.Version{spdm.Version10, spdm.Version11, spdm.Version12, spdm.Version13}
-			}
-			for _, v := range vers {
-				out.Versions = append(out.Versions, v.String())
-			}
-			top := slices.Max(vers)
-			out.Capabilities = spdm.CapabilityNames(dev.CapabilityFlags(top))
-			if out.Capabilities == nil {
-				out.Capabilities = []string{}
-			}
-			if dev.CapabilityFlags(top)&spdm.CapHBeat != 0 {
-				out.HeartbeatPeriod = int(heartbeat)
-				if heartbeat == 0 {
-					out.HeartbeatPeriod = emu.DefaultHeartbeatPeriod
-				}
-			}
-			if g.json {
-				if err := writeJSON(e.out, "emulate", out); err != nil {
-					ln.Close()
-					return err
-				}
-			} else {
-				fmt.Fprintf(e.out, "vfio-gate emulate: listening on %s (spdm-socket, PCI_DOE), profile %s\n", out.Listen, profile)
-				fmt.Fprintf(e.out, "identity: %s\n", out.Identity)
-				fmt.Fprintf(e.out, "algorithms: %s; versions: %s\n", strings.Join(out.Algorithms, ","), strings.Join(out.Versions, ", "))
-				fmt.Fprintf(e.out, "capabilities (%s): %s\n", top, strings.Join(out.Capabilities, ","))
-				if out.PKI != "" {
-					fmt.Fprintf(e.out, "keys and chains: %s (operator-supplied)\n", out.PKI)
-					for _, sk := range out.Skipped {
-						fmt.Fprintf(e.out, "skipped: %s\n", sk)
-					}
-				}
-				if pubPath != "" {
-					fmt.Fprintf(e.out, "public keys (slot 0xFF): %s\n", pubPath)
-					fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --responder-public-key %s\n", out.Listen, pubPath)
-				} else {
-					fmt.Fprintf(e.out, "root CA: %s\n", caPath)
-					fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --trust-anchor %s\n", out.Listen, caPath)
-				}
-			}
-			srv := &socket.Server{Features: dev.Features(), Handler: dev.Handler(), Logger: g.log}
-			err = srv.Serve(cmd.Context(), ln)
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return nil // interrupted: the normal way to stop
-			}
-			return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, e, g) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen", "", "TCP address to serve spdm-socket on, e.g. 127.0.0.1:2323 (port 0 picks one)")
-	f.StringVar(&profile, "profile", "good", "device personality: "+emu.ProfileNames())
-	f.StringVar(&writeCA, "write-ca", "", "write the root CA certificates (PEM) here instead of a temporary file")
-	f.StringVar(&algs, "algorithms", "", "comma-separated signature algorithms (e.g. ecdsa-p384,rsapss-3072); default all")
-	f.StringVar(&versions, "versions", "", "comma-separated SPDM versions offered (e.g. 1.2,1.3); default 1.0-1.3")
-	f.DurationVar(&latency, "latency", 0, "delay every response by this much")
-	f.IntVar(&slots, "slots", 1, "number of provisioned certificate slots (1-8)")
-	f.StringVar(&aead, "aead", "", "secure sessions: the only AEAD the device selects (aes-128-gcm, aes-256-gcm, chacha20-poly1305); default: prefers aes-256-gcm")
-	f.BoolVar(&inClear, "handshake-in-clear", false, "secure sessions: advertise HANDSHAKE_IN_THE_CLEAR_CAP")
-	f.Uint8Var(&heartbeat, "heartbeat", 0, fmt.Sprintf("secure sessions: HeartbeatPeriod in seconds announced in KEY_EXCHANGE_RSP (0 = %d)", emu.DefaultHeartbeatPeriod))
-	f.BoolVar(&noHeartbeat, "no-heartbeat", false, "secure sessions: do not advertise HBEAT_CAP (HEARTBEAT is then unsupported)")
-	f.BoolVar(&noKeyUpdate, "no-key-update", false, "secure sessions: do not advertise KEY_UPD_CAP (KEY_UPDATE is then unsupported)")
-	f.StringVar(&pkiDir, "pki", "", "serve operator-supplied keys and chains from DIR, in DMTF's sample-key layout (<alg>/end_responder.key, <alg>/bundle_responder.certchain[N].der; PEM or DER)")
-	f.StringVar(&keyFile, "key", "", "with --chain: the leaf private key (PEM or DER) of an operator-supplied slot-0 chain")
-	f.StringVar(&chainFile, "chain", "", "with --key: the certificate chain (PEM or concatenated DER, root first or leaf first)")
-	f.BoolVar(&publicKeyOnly, "public-key-only", false, "present the keys as pre-provisioned public keys (PUB_KEY_ID_CAP, slot 0xFF; SPDM 1.1+) instead of certificate chains")
-	f.StringVar(&writePubKey, "write-public-key", "", "with --public-key-only: write the device's public keys (PEM SubjectPublicKeyInfo) here instead of a temporary file")
-	f.StringVar(&multiKey, "multi-key", "", "advertise SPDM 1.3 MULTI_KEY_CAP: only (01b, every 1.3 connection is multi-key) or negotiated (10b, when the requester asks)")
-	f.StringVar(&iface, "bdf", "0000:00:00.0", "the address the function pretends to have (its TDISP interface ID; tdisp --interface)")
-	f.StringVar(&identity, "identity", "", "the function's IDs, as they go into the leaf's CMA SAN: comma-separated KEY=VALUE (hex) of vendor, device, class, rev, subsystem (SSSS:SSSS), dsn (or dsn=none); unnamed keys keep the default "+emu.DefaultIdentity.CMAName()+"; \"qemu-nvme\" = QEMU's NVMe function (no DSN)")
+	f.StringVar(&o.listen, "listen", "", "TCP address to serve spdm-socket on, e.g. 127.0.0.1:2323 (port 0 picks one)")
+	f.StringVar(&o.profile, "profile", "good", "device personality: "+emu.ProfileNames())
+	f.StringVar(&o.writeCA, "write-ca", "", "write the root CA certificates (PEM) here instead of a temporary file")
+	f.StringVar(&o.algs, "algorithms", "", "comma-separated signature algorithms (e.g. ecdsa-p384,rsapss-3072); default all")
+	f.StringVar(&o.versions, "versions", "", "comma-separated SPDM versions offered (e.g. 1.2,1.3); default 1.0-1.3")
+	f.DurationVar(&o.latency, "latency", 0, "delay every response by this much")
+	f.IntVar(&o.slots, "slots", 1, "number of provisioned certificate slots (1-8)")
+	f.StringVar(&o.aead, "aead", "", "secure sessions: the only AEAD the device selects (aes-128-gcm, aes-256-gcm, chacha20-poly1305); default: prefers aes-256-gcm")
+	f.BoolVar(&o.inClear, "handshake-in-clear", false, "secure sessions: advertise HANDSHAKE_IN_THE_CLEAR_CAP")
+	f.Uint8Var(&o.heartbeat, "heartbeat", 0, fmt.Sprintf("secure sessions: HeartbeatPeriod in seconds announced in KEY_EXCHANGE_RSP (0 = %d)", emu.DefaultHeartbeatPeriod))
+	f.BoolVar(&o.noHeartbeat, "no-heartbeat", false, "secure sessions: do not advertise HBEAT_CAP (HEARTBEAT is then unsupported)")
+	f.BoolVar(&o.noKeyUpdate, "no-key-update", false, "secure sessions: do not advertise KEY_UPD_CAP (KEY_UPDATE is then unsupported)")
+	f.StringVar(&o.pkiDir, "pki", "", "serve operator-supplied keys and chains from DIR, in DMTF's sample-key layout (<alg>/end_responder.key, <alg>/bundle_responder.certchain[N].der; PEM or DER)")
+	f.StringVar(&o.keyFile, "key", "", "with --chain: the leaf private key (PEM or DER) of an operator-supplied slot-0 chain")
+	f.StringVar(&o.chainFile, "chain", "", "with --key: the certificate chain (PEM or concatenated DER, root first or leaf first)")
+	f.BoolVar(&o.publicKeyOnly, "public-key-only", false, "present the keys as pre-provisioned public keys (PUB_KEY_ID_CAP, slot 0xFF; SPDM 1.1+) instead of certificate chains")
+	f.StringVar(&o.writePubKey, "write-public-key", "", "with --public-key-only: write the device's public keys (PEM SubjectPublicKeyInfo) here instead of a temporary file")
+	f.StringVar(&o.multiKey, "multi-key", "", "advertise SPDM 1.3 MULTI_KEY_CAP: only (01b, every 1.3 connection is multi-key) or negotiated (10b, when the requester asks)")
+	f.StringVar(&o.iface, "bdf", "0000:00:00.0", "the address the function pretends to have (its TDISP interface ID; tdisp --interface)")
+	f.StringVar(&o.identity, "identity", "", "the function's IDs, as they go into the leaf's CMA SAN: comma-separated KEY=VALUE (hex) of vendor, device, class, rev, subsystem (SSSS:SSSS), dsn (or dsn=none); unnamed keys keep the default "+emu.DefaultIdentity.CMAName()+"; \"qemu-nvme\" = QEMU's NVMe function (no DSN)")
 	return cmd
+}
+
+// config builds the software device's configuration from the flags.
+func (o *emulateFlags) config(cmd *cobra.Command, g *globals) (emu.Config, error) {
+	if o.listen == "" {
+		return emu.Config{}, usageErrorf("emulate: --listen HOST:PORT is required")
+	}
+	asym, err := parseAsymList(o.algs)
+	if err != nil {
+		return emu.Config{}, err
+	}
+	vers, err := emu.ParseVersions(o.versions)
+	if err != nil {
+		return emu.Config{}, usageErrorf("--versions: %v", err)
+	}
+	if _, err := emu.LookupProfile(o.profile); err != nil {
+		return emu.Config{}, usageErrorf("emulate: --profile: %v", err)
+	}
+	if o.noHeartbeat && o.heartbeat != 0 {
+		return emu.Config{}, usageErrorf("emulate: --heartbeat and --no-heartbeat exclude each other")
+	}
+	sc := emu.SessionConfig{HandshakeInClear: o.inClear, HeartbeatPeriod: o.heartbeat, NoHeartbeat: o.noHeartbeat, NoKeyUpdate: o.noKeyUpdate}
+	if sc.AEAD, err = emu.ParseAEAD(o.aead); err != nil {
+		return emu.Config{}, usageErrorf("emulate: --aead %v", err)
+	}
+	bdf, err := pci.ParseBDF(o.iface)
+	if err != nil {
+		return emu.Config{}, usageErrorf("emulate: --bdf: %v", err)
+	}
+	id, err := emu.ParseIdentity(o.identity)
+	if err != nil {
+		return emu.Config{}, usageErrorf("emulate: --identity: %v", err)
+	}
+	pki, err := loadOperatorPKI(o.pkiDir, o.keyFile, o.chainFile)
+	if err != nil {
+		return emu.Config{}, err
+	}
+	if pki != nil && !cmd.Flags().Changed("slots") {
+		o.slots = len(pki.Slots)
+	}
+	mk, err := emu.ParseMultiKey(o.multiKey)
+	if err != nil {
+		return emu.Config{}, usageErrorf("emulate: --multi-key %v", err)
+	}
+	if o.publicKeyOnly && mk != 0 {
+		return emu.Config{}, usageErrorf("emulate: --multi-key and --public-key-only exclude each other (MULTI_KEY_CAP needs certificate slots)")
+	}
+	if o.writePubKey != "" && !o.publicKeyOnly {
+		return emu.Config{}, usageErrorf("emulate: --write-public-key needs --public-key-only")
+	}
+	return emu.Config{BDF: bdf, Identity: id, Profile: o.profile, Algorithms: asym, Versions: vers, Latency: o.latency, Slots: o.slots,
+		Session: sc, Logger: g.log, PKI: pki, PublicKeyOnly: o.publicKeyOnly, MultiKey: mk}, nil
+}
+
+// run builds the device, writes its anchors (or public keys), prints the
+// start-up banner and serves until interrupted.
+func (o *emulateFlags) run(cmd *cobra.Command, e *env, g *globals) error {
+	cfg, err := o.config(cmd, g)
+	if err != nil {
+		return err
+	}
+	dev, err := emu.New(cfg)
+	if err != nil {
+		return usageErrorf("emulate: %v", err)
+	}
+	caPath, err := writeAnchors(o.writeCA, dev.AnchorsPEM())
+	if err != nil {
+		return err
+	}
+	var pubPath string
+	if o.publicKeyOnly {
+		pems, err := dev.PublicKeysPEM()
+		if err != nil {
+			return err
+		}
+		if pubPath, err = writePEMFile(o.writePubKey, "vfio-gate-emu-key-*.pem", pems); err != nil {
+			return err
+		}
+	}
+	ln, err := (&net.ListenConfig{}).Listen(cmd.Context(), "tcp", o.listen)
+	if err != nil {
+		return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
+	}
+	out, top := o.banner(dev, cfg, ln.Addr().String(), caPath, pubPath)
+	if g.json {
+		if err := writeJSON(e.out, "emulate", out); err != nil {
+			ln.Close()
+			return err
+		}
+	} else {
+		printEmulateBanner(e, out, top)
+	}
+	srv := &socket.Server{Features: dev.Features(), Handler: dev.Handler(), Logger: g.log}
+	err = srv.Serve(cmd.Context(), ln)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil // interrupted: the normal way to stop
+	}
+	return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
+}
+
+// banner is the start-up record, and the highest version offered (whose
+// capabilities it lists).
+func (o *emulateFlags) banner(dev *emu.Device, cfg emu.Config, addr, caPath, pubPath string) (emulateOut, spdm.Version) {
+	asym, vers := cfg.Algorithms, cfg.Versions
+	out := emulateOut{Listen: addr, Profile: o.profile, CA: caPath, Faults: []string{},
+		Algorithms: asymNames(asym), Identity: dev.Identity().CMAName(), Slots: o.slots, PublicKey: pubPath, MultiKey: o.multiKey}
+	if cfg.PKI != nil {
+		out.PKI = o.pkiDir
+		if o.pkiDir == "" {
+			out.PKI = o.keyFile + "," + o.chainFile
+		}
+		out.Skipped = cfg.PKI.Skipped
+		out.Algorithms = deviceAsymNames(dev, asym)
+	}
+	for _, f := range dev.Profile().Faults {
+		out.Faults = append(out.Faults, f.String())
+	}
+	if len(vers) == 0 {
+		vers = []spdm.Version{spdm.Version10, spdm.Version11, spdm.Version12, spdm.Version13}
+	}
+	for _, v := range vers {
+		out.Versions = append(out.Versions, v.String())
+	}
+	top := slices.Max(vers)
+	out.Capabilities = spdm.CapabilityNames(dev.CapabilityFlags(top))
+	if out.Capabilities == nil {
+		out.Capabilities = []string{}
+	}
+	if dev.CapabilityFlags(top)&spdm.CapHBeat != 0 {
+		out.HeartbeatPeriod = int(o.heartbeat)
+		if o.heartbeat == 0 {
+			out.HeartbeatPeriod = emu.DefaultHeartbeatPeriod
+		}
+	}
+	return out, top
+}
+
+func printEmulateBanner(e *env, out emulateOut, top spdm.Version) {
+	fmt.Fprintf(e.out, "vfio-gate emulate: listening on %s (spdm-socket, PCI_DOE), profile %s\n", out.Listen, out.Profile)
+	fmt.Fprintf(e.out, "identity: %s\n", out.Identity)
+	fmt.Fprintf(e.out, "algorithms: %s; versions: %s\n", strings.Join(out.Algorithms, ","), strings.Join(out.Versions, ", "))
+	fmt.Fprintf(e.out, "capabilities (%s): %s\n", top, strings.Join(out.Capabilities, ","))
+	if out.PKI != "" {
+		fmt.Fprintf(e.out, "keys and chains: %s (operator-supplied)\n", out.PKI)
+		for _, sk := range out.Skipped {
+			fmt.Fprintf(e.out, "skipped: %s\n", sk)
+		}
+	}
+	if out.PublicKey != "" {
+		fmt.Fprintf(e.out, "public keys (slot 0xFF): %s\n", out.PublicKey)
+		fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --responder-public-key %s\n", out.Listen, out.PublicKey)
+	} else {
+		fmt.Fprintf(e.out, "root CA: %s\n", out.CA)
+		fmt.Fprintf(e.out, "try: vfio-gate attest --socket %s --trust-anchor %s\n", out.Listen, out.CA)
+	}
 }
 
 // writeAnchors writes the PEM anchors to path, or to a new temporary file.
@@ -324,29 +337,6 @@ func parseAsymList(s string) (spdm.AsymAlgo, error) {
 	return out, nil
 }
 
-// parseVersionList parses "1.2,1.3".
-func parseVersionList(s string) ([]spdm.Version, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var out []spdm.Version
-	for _, v := range strings.Split(s, ",") {
-		switch strings.TrimSpace(v) {
-		case "1.0":
-			out = append(out, spdm.Version10)
-		case "1.1":
-			out = append(out, spdm.Version11)
-		case "1.2":
-			out = append(out, spdm.Version12)
-		case "1.3":
-			out = append(out, spdm.Version13)
-		default:
-			return nil, usageErrorf("--versions: unknown SPDM version %q (want 1.0, 1.1, 1.2, 1.3)", v)
-		}
-	}
-	return out, nil
-}
-
 // emuAsymOrder is the order emulate prints signature algorithms in (the
 // order of the --algorithms help); bits missing here follow in bit order.
 var emuAsymOrder = []spdm.AsymAlgo{spdm.AsymECDSAP256, spdm.AsymECDSAP384, spdm.AsymECDSAP521,
@@ -374,83 +364,6 @@ func asymNames(asym spdm.AsymAlgo) []string {
 		}
 	}
 	return names
-}
-
-// identityQEMUNVMe is QEMU's emulated NVMe controller (hw/nvme): 1b36:0010,
-// class 010802, revision 02, subsystem 1af4:1100, and no Device Serial Number
-// capability.
-var identityQEMUNVMe = emu.Identity{Vendor: 0x1b36, Device: 0x0010, Class: 0x010802, Revision: 0x02,
-	SubVendor: 0x1af4, SubDevice: 0x1100}
-
-// parseIdentity parses --identity: "" (emu.DefaultIdentity), "qemu-nvme", or
-// comma-separated KEY=VALUE pairs (hex, optional 0x) over the default:
-// vendor, device (16 bits), class (24 bits), rev (8 bits), subsystem
-// (SSSS:SSSS), dsn (64 bits, or "none" for no DSN capability). Each key at
-// most once.
-func parseIdentity(s string) (emu.Identity, error) {
-	switch strings.TrimSpace(s) {
-	case "":
-		return emu.DefaultIdentity, nil
-	case "qemu-nvme":
-		return identityQEMUNVMe, nil
-	}
-	id := emu.DefaultIdentity
-	seen := map[string]bool{}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		k, v = strings.ToLower(strings.TrimSpace(k)), strings.ToLower(strings.TrimSpace(v))
-		if !ok || v == "" {
-			return emu.Identity{}, fmt.Errorf("%q: want KEY=VALUE (keys vendor, device, class, rev, subsystem, dsn)", kv)
-		}
-		if seen[k] {
-			return emu.Identity{}, fmt.Errorf("%s given twice", k)
-		}
-		seen[k] = true
-		hex := func(bits int) (uint64, error) {
-			n, err := strconv.ParseUint(strings.TrimPrefix(v, "0x"), 16, bits)
-			if err != nil {
-				return 0, fmt.Errorf("%s=%s: want a %d-bit hex number", k, v, bits)
-			}
-			return n, nil
-		}
-		var n uint64
-		var err error
-		switch k {
-		case "vendor":
-			n, err = hex(16)
-			id.Vendor = uint16(n)
-		case "device":
-			n, err = hex(16)
-			id.Device = uint16(n)
-		case "class":
-			n, err = hex(24)
-			id.Class = uint32(n)
-		case "rev", "revision":
-			n, err = hex(8)
-			id.Revision = uint8(n)
-		case "subsystem":
-			sv, sd, ok := strings.Cut(v, ":")
-			a, err1 := strconv.ParseUint(strings.TrimPrefix(sv, "0x"), 16, 16)
-			b, err2 := strconv.ParseUint(strings.TrimPrefix(sd, "0x"), 16, 16)
-			if !ok || err1 != nil || err2 != nil {
-				return emu.Identity{}, fmt.Errorf("subsystem=%s: want SSSS:SSSS (hex subsystem vendor and ID)", v)
-			}
-			id.SubVendor, id.SubDevice = uint16(a), uint16(b)
-		case "dsn":
-			if v == "none" || v == "0" {
-				id.DSN = 0
-				break
-			}
-			n, err = hex(64)
-			id.DSN = n
-		default:
-			return emu.Identity{}, fmt.Errorf("unknown key %q (keys vendor, device, class, rev, subsystem, dsn)", k)
-		}
-		if err != nil {
-			return emu.Identity{}, err
-		}
-	}
-	return id, nil
 }
 
 // loadOperatorPKI reads --pki DIR or --key/--chain; nil when none is given.

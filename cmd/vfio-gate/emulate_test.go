@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"github.com/vfio-gate/vfio-gate/attest"
 	"io"
 	"math/big"
 	"net"
@@ -20,9 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/attest"
+
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
-	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
 
@@ -176,31 +176,6 @@ func TestEmulateHelpListsProfiles(t *testing.T) {
 	code, out, _ := runCLI(t, "emulate", "--help")
 	if code != 0 || !strings.Contains(out, "busy-storm") || !strings.Contains(out, "--write-ca") || !strings.Contains(out, "Exit codes:") {
 		t.Fatalf("exit %d:\n%s", code, out)
-	}
-}
-
-func TestParseIdentity(t *testing.T) {
-	dsn := uint64(0x1122334455667788)
-	for _, tc := range []struct {
-		in   string
-		want emu.Identity
-	}{
-		{"", emu.DefaultIdentity},
-		{"qemu-nvme", emu.Identity{Vendor: 0x1b36, Device: 0x0010, Class: 0x010802, Revision: 0x02, SubVendor: 0x1af4, SubDevice: 0x1100}},
-		{"dsn=none", func() emu.Identity { id := emu.DefaultIdentity; id.DSN = 0; return id }()},
-		{"vendor=8086, device=0x0d58,class=020000,rev=1,subsystem=8086:0001,dsn=1122334455667788",
-			emu.Identity{Vendor: 0x8086, Device: 0x0d58, Class: 0x020000, Revision: 1, SubVendor: 0x8086, SubDevice: 1, DSN: dsn}},
-	} {
-		got, err := parseIdentity(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("parseIdentity(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
-		}
-	}
-	for _, bad := range []string{"vendor", "vendor=", "vendor=10000", "class=1000000", "rev=100", "subsystem=8086",
-		"subsystem=8086:zz", "dsn=x", "colour=red", "vendor=1,vendor=2", "qemu-nvme,dsn=none"} {
-		if id, err := parseIdentity(bad); err == nil {
-			t.Errorf("parseIdentity(%q) = %+v, want an error", bad, id)
-		}
 	}
 }
 

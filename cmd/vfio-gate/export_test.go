@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-eventlog/register"
 	"github.com/google/go-eventlog/tcg"
 	"github.com/vfio-gate/vfio-gate/gate/evstore"
+	"github.com/vfio-gate/vfio-gate/internal/evexport"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
@@ -89,7 +90,7 @@ func TestEvidenceExportCheckedByTPM2Tools(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("export: exit %d\n%s\n%s", code, stdout, errs)
 	}
-	var m exportManifest
+	var m evexport.Manifest
 	if err := json.Unmarshal([]byte(stdout), &m); err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -176,12 +172,12 @@ virtqemud runs, found by /run/NAME.pid and checked against /proc/PID/comm).`,
 				binary, _ = filepath.EvalSymlinks(exe)
 			}
 			res, err := lvhook.InstallHook(lvhook.InstallOptions{LibvirtDir: dir, Binary: binary, DaemonSocket: g.daemonSocket, Dispatcher: dispatcher,
-				LibvirtVersion: libvirtVersion(cmd.Context())})
+				LibvirtVersion: lvhook.InstalledVersion(cmd.Context())})
 			if err != nil {
 				return err
 			}
 			if reload {
-				done, err := systemReloader().reload()
+				done, err := lvhook.SystemReloader().Reload()
 				res.Notes = append(res.Notes, done...)
 				if err != nil {
 					res.Notes = append(res.Notes, "reload failed: "+err.Error())
@@ -232,73 +228,4 @@ created them (files carrying its marker); anything else is left alone.`,
 	}
 	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
 	return c
-}
-
-// libvirtVersion is the installed libvirtd's version ("9.0.0"), or "" when
-// `libvirtd --version` does not answer.
-func libvirtVersion(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "libvirtd", "--version").Output()
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(out)) // "libvirtd (libvirt) 9.0.0"
-	if len(f) == 0 {
-		return ""
-	}
-	return f[len(f)-1]
-}
-
-// libvirtDaemons are the daemons that run qemu hooks: the monolithic
-// libvirtd, or virtqemud with modular daemons (the default since libvirt
-// 9.x in several distributions). Each writes /run/NAME.pid.
-var libvirtDaemons = []string{"libvirtd", "virtqemud"}
-
-// reloader sends SIGHUP to whichever libvirt daemon runs; its fields are
-// injected by tests.
-type reloader struct {
-	runDir string                        // where the pid files are: /run
-	comm   func(pid int) (string, error) // /proc/PID/comm
-	signal func(pid int) error           // SIGHUP
-}
-
-func systemReloader() reloader {
-	return reloader{runDir: "/run",
-		comm: func(pid int) (string, error) {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-			return strings.TrimSpace(string(b)), err
-		},
-		signal: func(pid int) error { return syscall.Kill(pid, syscallSIGHUP) }}
-}
-
-// reload SIGHUPs every libvirt daemon that runs (its pid file names a live
-// process of that name: a stale pid file never signals a stranger) and says
-// which; an error when none runs.
-func (r reloader) reload() ([]string, error) {
-	var done, why []string
-	for _, name := range libvirtDaemons {
-		b, err := os.ReadFile(filepath.Join(r.runDir, name+".pid"))
-		if err != nil {
-			why = append(why, name+": not running (no pid file)")
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 1 {
-			why = append(why, fmt.Sprintf("%s: pid file holds %q", name, strings.TrimSpace(string(b))))
-			continue
-		}
-		if c, err := r.comm(pid); err != nil || c != name {
-			why = append(why, fmt.Sprintf("%s: stale pid file (pid %d is %q)", name, pid, c))
-			continue
-		}
-		if err := r.signal(pid); err != nil {
-			return done, fmt.Errorf("SIGHUP %s (pid %d): %w", name, pid, err)
-		}
-		done = append(done, fmt.Sprintf("sent SIGHUP to %s (pid %d)", name, pid))
-	}
-	if len(done) == 0 {
-		return nil, fmt.Errorf("no libvirt daemon to reload (%s)", strings.Join(why, "; "))
-	}
-	return done, nil
 }

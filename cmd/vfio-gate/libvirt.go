@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -60,98 +61,11 @@ top-level decision is "deferred" when nothing is denied but something is deferre
   vfio-gate libvirt preflight vm1 --uri qemu:///system --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			lc, err := conn.Dial(uri, lvSocket)
+			dom, err := preflightDomain(e, uri, lvSocket, args[0])
 			if err != nil {
 				return err
 			}
-			x, err := lc.DomainXML(args[0])
-			if err != nil {
-				lc.Close()
-				return err
-			}
-			dom, err := lvhook.ParseDomain(strings.NewReader(x))
-			if err != nil {
-				lc.Close()
-				return err
-			}
-			for _, n := range dom.Networks {
-				mode, err := lc.NetworkForwardMode(n)
-				switch {
-				case err != nil:
-					fmt.Fprintf(e.errw, "vfio-gate: warning: network %s: %v: cannot tell whether it hands out PCI functions\n", n, err)
-				case mode == "hostdev":
-					fmt.Fprintf(e.errw, "vfio-gate: warning: <interface type='network'> uses network %s, a hostdev pool: libvirt picks the PCI function after prepare, so the hook cannot gate it; use <interface type='hostdev'> with a source address\n", n)
-				}
-			}
-			lc.Close()
-			conf := confidential || dom.Confidential(nil)
-			if len(dom.PCI) == 0 {
-				if g.json {
-					return writeJSON(e.out, "decision", checkJSON{Decision: policy.DecisionAllow, Devices: []deviceJSON{}})
-				}
-				fmt.Fprintf(e.out, "domain %s has no host PCI functions: nothing to gate\n", args[0])
-				return nil
-			}
-			bdfs := dom.BDFs()
-			fmt.Fprintf(e.errw, "vfio-gate: preflight of domain %s: %d host PCI function(s), confidential: %v\n", args[0], len(bdfs), conf)
-			var managed []pci.BDF
-			for _, h := range dom.PCI {
-				if h.Managed && !slices.Contains(managed, h.BDF) {
-					managed = append(managed, h.BDF)
-				}
-			}
-			r, err := daemon.NewClient(g.daemonSocket).Check(ctx, daemon.CheckRequest{Confidential: conf, LaunchSecurity: dom.LaunchSecurity, BDFs: bdfs,
-				Phase: daemon.PhasePrepare, Managed: managed, Lock: conf}) // no domain: a lock is a probe, stopped again
-			switch {
-			case err == nil:
-				fmt.Fprintf(e.errw, "vfio-gate: decided by the daemon at %s\n", g.daemonSocket)
-				var deferred []deferredFn
-				checked := &daemon.CheckResponse{Decision: r.Decision}
-				for _, d := range r.Devices {
-					if d.Decision != daemon.DecisionDeferred {
-						checked.Devices = append(checked.Devices, d)
-						continue
-					}
-					msg := "checked at start begin"
-					if len(d.Reasons) > 0 {
-						msg = d.Reasons[0].Message
-					}
-					deferred = append(deferred, deferredFn{BDF: d.BDF, Message: msg})
-				}
-				return finishPreflight(e, g, fromDaemon(checked), policy.ModeEnforce, deferred)
-			case !errors.Is(err, daemon.ErrNotRunning):
-				return withCode(exitUnavailable, err)
-			}
-			fmt.Fprintf(e.errw, "vfio-gate: daemon not running: checking in-process\n")
-			s, err := openGate(e, g, &f, setupOptions{})
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if lsConf, known := s.pol.Libvirt.Confidential(dom.LaunchSecurity); !known {
-				return withCode(exitDenied, fmt.Errorf("domain %s has <launchSecurity type='%s'>, which vfio-gate does not know (built in: %s): "+
-					"the daemon refuses its functions (%s); if it is a confidential VM type, add it to the policy's libvirt.confidential_types",
-					args[0], dom.LaunchSecurity, strings.Join(policy.BuiltinConfidentialTypes, ", "), daemon.CodeLaunchSecurityUnknown))
-			} else if lsConf {
-				conf = true
-			}
-			var deferred []deferredFn
-			var now []pci.BDF
-			for _, b := range bdfs {
-				if fn, err := s.sys.Function(b); err == nil && slices.Contains(managed, b) && fn.Driver != "" && fn.Driver != pci.VFIODriver {
-					deferred = append(deferred, deferredFn{BDF: b, Message: fmt.Sprintf("on host driver %s; libvirt moves it to vfio-pci before start: checked at start begin", fn.Driver)})
-					continue
-				}
-				now = append(now, b)
-			}
-			var ds []gate.Decision
-			if len(now) > 0 {
-				if ds, err = s.gate.Check(ctx, gate.Request{BDFs: now, Confidential: conf, Domain: args[0]}); err != nil {
-					return lockErr(err)
-				}
-			}
-			return finishPreflight(e, g, ds, s.pol.Mode, deferred)
+			return runPreflight(cmd.Context(), e, g, &f, args[0], dom, confidential || dom.Confidential(nil))
 		},
 	}
 	f.add(c)
@@ -159,6 +73,111 @@ top-level decision is "deferred" when nothing is denied but something is deferre
 	c.Flags().StringVar(&lvSocket, "libvirt-socket", conn.DefaultSocket, "libvirtd's read-write socket")
 	c.Flags().BoolVar(&confidential, "confidential", false, "check as for a confidential domain even without <launchSecurity>")
 	return c
+}
+
+// preflightDomain fetches the domain's persistent definition from libvirt
+// and warns about network interfaces the hook cannot gate.
+func preflightDomain(e *env, uri, lvSocket, name string) (*lvhook.Domain, error) {
+	lc, err := conn.Dial(uri, lvSocket)
+	if err != nil {
+		return nil, err
+	}
+	defer lc.Close()
+	x, err := lc.DomainXML(name)
+	if err != nil {
+		return nil, err
+	}
+	dom, err := lvhook.ParseDomain(strings.NewReader(x))
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range dom.Networks {
+		mode, err := lc.NetworkForwardMode(n)
+		switch {
+		case err != nil:
+			fmt.Fprintf(e.errw, "vfio-gate: warning: network %s: %v: cannot tell whether it hands out PCI functions\n", n, err)
+		case mode == "hostdev":
+			fmt.Fprintf(e.errw, "vfio-gate: warning: <interface type='network'> uses network %s, a hostdev pool: libvirt picks the PCI function after prepare, so the hook cannot gate it; use <interface type='hostdev'> with a source address\n", n)
+		}
+	}
+	return dom, nil
+}
+
+// runPreflight checks the domain's functions as the hook's prepare step
+// would: through the daemon when it runs, else in-process.
+func runPreflight(ctx context.Context, e *env, g *globals, f *gateFlags, name string, dom *lvhook.Domain, conf bool) error {
+	if len(dom.PCI) == 0 {
+		if g.json {
+			return writeJSON(e.out, "decision", checkJSON{Decision: policy.DecisionAllow, Devices: []deviceJSON{}})
+		}
+		fmt.Fprintf(e.out, "domain %s has no host PCI functions: nothing to gate\n", name)
+		return nil
+	}
+	bdfs := dom.BDFs()
+	fmt.Fprintf(e.errw, "vfio-gate: preflight of domain %s: %d host PCI function(s), confidential: %v\n", name, len(bdfs), conf)
+	var managed []pci.BDF
+	for _, h := range dom.PCI {
+		if h.Managed && !slices.Contains(managed, h.BDF) {
+			managed = append(managed, h.BDF)
+		}
+	}
+	r, err := daemon.NewClient(g.daemonSocket).Check(ctx, daemon.CheckRequest{Confidential: conf, LaunchSecurity: dom.LaunchSecurity, BDFs: bdfs,
+		Phase: daemon.PhasePrepare, Managed: managed, Lock: conf}) // no domain: a lock is a probe, stopped again
+	switch {
+	case err == nil:
+		fmt.Fprintf(e.errw, "vfio-gate: decided by the daemon at %s\n", g.daemonSocket)
+		var deferred []deferredFn
+		checked := &daemon.CheckResponse{Decision: r.Decision}
+		for _, d := range r.Devices {
+			if d.Decision != daemon.DecisionDeferred {
+				checked.Devices = append(checked.Devices, d)
+				continue
+			}
+			msg := "checked at start begin"
+			if len(d.Reasons) > 0 {
+				msg = d.Reasons[0].Message
+			}
+			deferred = append(deferred, deferredFn{BDF: d.BDF, Message: msg})
+		}
+		return finishPreflight(e, g, fromDaemon(checked), policy.ModeEnforce, deferred)
+	case !errors.Is(err, daemon.ErrNotRunning):
+		return withCode(exitUnavailable, err)
+	}
+	fmt.Fprintf(e.errw, "vfio-gate: daemon not running: checking in-process\n")
+	return preflightInProcess(ctx, e, g, f, name, dom, conf, managed)
+}
+
+// preflightInProcess is runPreflight without a daemon: the gate in this
+// process, managed functions on a host driver deferred to start begin.
+func preflightInProcess(ctx context.Context, e *env, g *globals, f *gateFlags, name string, dom *lvhook.Domain, conf bool, managed []pci.BDF) error {
+	s, err := openGate(e, g, f, setupOptions{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if lsConf, known := s.pol.Libvirt.Confidential(dom.LaunchSecurity); !known {
+		return withCode(exitDenied, fmt.Errorf("domain %s has <launchSecurity type='%s'>, which vfio-gate does not know (built in: %s): "+
+			"the daemon refuses its functions (%s); if it is a confidential VM type, add it to the policy's libvirt.confidential_types",
+			name, dom.LaunchSecurity, strings.Join(policy.BuiltinConfidentialTypes, ", "), daemon.CodeLaunchSecurityUnknown))
+	} else if lsConf {
+		conf = true
+	}
+	var deferred []deferredFn
+	var now []pci.BDF
+	for _, b := range dom.BDFs() {
+		if fn, err := s.sys.Function(b); err == nil && slices.Contains(managed, b) && fn.Driver != "" && fn.Driver != pci.VFIODriver {
+			deferred = append(deferred, deferredFn{BDF: b, Message: fmt.Sprintf("on host driver %s; libvirt moves it to vfio-pci before start: checked at start begin", fn.Driver)})
+			continue
+		}
+		now = append(now, b)
+	}
+	var ds []gate.Decision
+	if len(now) > 0 {
+		if ds, err = s.gate.Check(ctx, gate.Request{BDFs: now, Confidential: conf, Domain: name}); err != nil {
+			return lockErr(err)
+		}
+	}
+	return finishPreflight(e, g, ds, s.pol.Mode, deferred)
 }
 
 // deferredFn is a function whose check the hook defers to start begin.

@@ -16,8 +16,14 @@ const eventLogName = "events"
 
 func eventLogDir(g *globals) string { return filepath.Join(g.stateDir, eventLogName) }
 
+// logFlags are the persistent flags of `vfio-gate log`.
+type logFlags struct {
+	pcr, boot int
+	all       bool
+}
+
 func newLogCmd(e *env, g *globals) *cobra.Command {
-	var pcr int
+	lf := &logFlags{}
 	cmd := &cobra.Command{
 		Use:   "log",
 		Short: "Show or verify the TPM event log (CEL-JSON) of gate decisions",
@@ -33,14 +39,17 @@ Both commands read the current boot unless given --boot N or --all (docs/evidenc
   sudo vfio-gate log verify --tpm /dev/tpmrm0
   vfio-gate --json log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state`,
 	}
-	cmd.PersistentFlags().IntVar(&pcr, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
-	var boot int
-	var all bool
-	cmd.PersistentFlags().IntVar(&boot, "boot", 0, "the boot to read (its number, as log show --all lists them); 0: the current boot")
-	cmd.PersistentFlags().BoolVar(&all, "all", false, "every logged boot, oldest first")
+	cmd.PersistentFlags().IntVar(&lf.pcr, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
+	cmd.PersistentFlags().IntVar(&lf.boot, "boot", 0, "the boot to read (its number, as log show --all lists them); 0: the current boot")
+	cmd.PersistentFlags().BoolVar(&lf.all, "all", false, "every logged boot, oldest first")
 	cmd.MarkFlagsMutuallyExclusive("boot", "all")
 
-	show := &cobra.Command{
+	cmd.AddCommand(newLogShowCmd(e, g, lf), newLogVerifyCmd(e, g, lf))
+	return cmd
+}
+
+func newLogShowCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "show",
 		Short: "Print the decoded event log (a table, or JSON with --json)",
 		Long: `Decodes the newest boot's segments under <state-dir>/events (no TPM needed; --boot N or
@@ -58,10 +67,10 @@ Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
 				return err
 			}
 			switch {
-			case all:
-			case len(boots) == 0 && boot == 0:
+			case lf.all:
+			case len(boots) == 0 && lf.boot == 0:
 			default:
-				b, err := tpm.FindBoot(eventLogDir(g), boot)
+				b, err := tpm.FindBoot(eventLogDir(g), lf.boot)
 				if err != nil {
 					return err
 				}
@@ -111,7 +120,10 @@ Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
 		},
 	}
 
-	verify := &cobra.Command{
+}
+
+func newLogVerifyCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "verify",
 		Short: "Replay the event log per bank and compare it with the TPM's PCR values",
 		Long: `Replays the current boot's records (every segment, chained at their baselines) in every
@@ -132,8 +144,8 @@ be used; exit 1 when the log cannot be read. --boot N checks an earlier boot on 
 				return err
 			}
 			defer t.Close()
-			seqs := []int{boot}
-			if all {
+			seqs := []int{lf.boot}
+			if lf.all {
 				boots, err := tpm.ListBoots(eventLogDir(g))
 				if err != nil {
 					return err
@@ -149,7 +161,7 @@ be used; exit 1 when the log cannot be read. --boot N checks an earlier boot on 
 			var results []*tpm.VerifyResult
 			var failed error
 			for _, seq := range seqs {
-				res, err := tpm.VerifyBoot(cmd.Context(), t, eventLogDir(g), seq, pcr)
+				res, err := tpm.VerifyBoot(cmd.Context(), t, eventLogDir(g), seq, lf.pcr)
 				if err != nil {
 					return err
 				}
@@ -158,12 +170,12 @@ be used; exit 1 when the log cannot be read. --boot N checks an earlier boot on 
 					printVerify(e, res, eventLogDir(g))
 				}
 				if !res.OK && failed == nil {
-					failed = fmt.Errorf("event log %s (boot %d) does not match PCR %d: %s", eventLogDir(g), res.Boot, pcr, res.Problems[0].Msg)
+					failed = fmt.Errorf("event log %s (boot %d) does not match PCR %d: %s", eventLogDir(g), res.Boot, lf.pcr, res.Problems[0].Msg)
 				}
 			}
 			if g.json {
 				var err error
-				if all {
+				if lf.all {
 					err = writeJSON(e.out, "log-verify-all", map[string]any{"boots": results})
 				} else {
 					err = writeJSON(e.out, "log-verify", results[0])
@@ -181,8 +193,6 @@ be used; exit 1 when the log cannot be read. --boot N checks an earlier boot on 
 			return nil
 		},
 	}
-	cmd.AddCommand(show, verify)
-	return cmd
 }
 
 func printVerify(e *env, res *tpm.VerifyResult, path string) {

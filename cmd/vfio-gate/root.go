@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vfio-gate/vfio-gate/internal/doctor"
+	"github.com/vfio-gate/vfio-gate/internal/journal"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/vfio"
@@ -37,7 +39,7 @@ type env struct {
 	policyLoad *policy.LoadOptions
 	// doctor, if set, adjusts what doctor looks at (tests: fake libvirt,
 	// daemon, BPF).
-	doctor func(*doctorHost)
+	doctor func(*doctor.Host)
 }
 
 // globals are the flags every command accepts, before or after its name.
@@ -111,7 +113,7 @@ command's help only points back here.
 			if err != nil {
 				return err
 			}
-			g.log = slog.New(newLogHandler(e.errw, e.getenv, lvl))
+			g.log = slog.New(journal.NewHandler(e.errw, e.getenv, lvl))
 			slog.SetDefault(g.log)
 			return nil
 		},

@@ -247,47 +247,15 @@ type discovered struct {
 	err error
 }
 
-// discoverAll runs DOE discovery on the mailboxes at offs through
-// target.PCI (the per-function lock held, a read-write config space): one
-// entry per offset.
+// discoverAll runs DOE discovery on the mailboxes at offs (target.Discover):
+// one entry per offset.
 func discoverAll(ctx context.Context, sys *pci.System, f *pci.Function, offs []uint16, sf *scanFlags, log *slog.Logger) []discovered {
-	out := make([]discovered, len(offs))
-	for i, off := range offs {
-		out[i].scanDOE = scanDOE{Offset: fmt.Sprintf("0x%04x", off), Features: []string{}}
-	}
 	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
 	defer cancel()
-	conn, err := (&target.PCI{System: sys, BDF: f.BDF, LockDir: sf.lockDir, Offsets: offs,
-		DOE: &doe.Options{Logger: log.With("bdf", f.BDF.String())}}).Open(ctx)
-	if err != nil {
-		skip := ""
-		var oe *target.OpenError
-		if errors.As(err, &oe) {
-			switch oe.Step {
-			case target.StepLock:
-				skip = "per-function lock not acquired: " + err.Error()
-			case target.StepConfig:
-				if errors.Is(err, pci.ErrReadOnlyConfig) {
-					skip = "config space is read-only (no write permission)"
-				}
-			}
-		}
-		for i := range out {
-			out[i].Skipped, out[i].err = skip, err
-		}
-		return out
-	}
-	defer conn.Close()
-	for _, mb := range conn.Mailboxes {
-		for i, off := range offs {
-			if off != mb.Offset() {
-				continue
-			}
-			out[i].err = mb.Err
-			for _, ft := range mb.Features {
-				out[i].Features = append(out[i].Features, ft.Name())
-			}
-		}
+	var out []discovered
+	for _, d := range target.Discover(ctx, &target.PCI{System: sys, BDF: f.BDF, LockDir: sf.lockDir, Offsets: offs,
+		DOE: &doe.Options{Logger: log.With("bdf", f.BDF.String())}}) {
+		out = append(out, discovered{scanDOE{Offset: fmt.Sprintf("0x%04x", d.Offset), Features: d.Features, Skipped: d.Skipped}, d.Err})
 	}
 	return out
 }

@@ -10,7 +10,7 @@ import (
 // --tpm-throwaway are the explicit ways to ask for it.
 func TestRecordingCommandsRefuseSim(t *testing.T) {
 	w, e, flags := demoEnv(t)
-	good := w.devices[0].bdf
+	good := w.Devices[0].BDF
 	for i, f := range flags {
 		if f == "sim:throwaway" {
 			flags[i] = "sim"

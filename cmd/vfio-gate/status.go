@@ -4,15 +4,12 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 )
-
-var syscallSIGHUP = syscall.SIGHUP
 
 func newStatusCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{

@@ -326,53 +326,17 @@ type cycleResult struct {
 	FinalState tdisp.State `json:"final_state"`
 }
 
-// runCycle runs lock → report → start → state → stop; it stops at the first
-// failing step (after trying STOP, so the TDI is not left locked).
-func runCycle(ctx context.Context, c *tdisp.Client, lp tdisp.LockParams) (*cycleResult, *tdisp.InterfaceReport, error) {
-	res := &cycleResult{Steps: []cycleStep{}}
-	var nonce [tdisp.NonceSize]byte
-	var rep *tdisp.InterfaceReport
-	steps := []struct {
-		name string
-		do   func() error
-	}{
-		{"LOCK_INTERFACE", func() (err error) { nonce, err = c.Lock(ctx, lp); return err }},
-		{"GET_DEVICE_INTERFACE_REPORT", func() (err error) { rep, _, err = c.Report(ctx); return err }},
-		{"START_INTERFACE", func() error { return c.Start(ctx, nonce) }},
-		{"GET_DEVICE_INTERFACE_STATE", func() error { _, err := c.State(ctx); return err }},
-		{"STOP_INTERFACE", func() error { return c.Stop(ctx) }},
+// toCycleResult is the --json form of a cycle.
+func toCycleResult(r *tdisp.CycleResult) *cycleResult {
+	out := &cycleResult{Steps: []cycleStep{}, Report: toReportJSON(r.Report), FinalState: r.FinalState}
+	for _, s := range r.Steps {
+		step := cycleStep{Request: s.Request, OK: s.Err == nil, State: s.State}
+		if s.Err != nil {
+			step.Error = ptr(s.Err.Error())
+		}
+		out.Steps = append(out.Steps, step)
 	}
-	var firstErr error
-	for i, s := range steps {
-		err := s.do()
-		st, serr := c.State(ctx)
-		step := cycleStep{Request: s.name, OK: err == nil, State: st}
-		if err == nil && serr != nil {
-			err = serr
-			step.OK = false
-		}
-		if err != nil {
-			step.Error = ptr(err.Error())
-		}
-		res.Steps = append(res.Steps, step)
-		res.FinalState = st
-		if err != nil {
-			firstErr = fmt.Errorf("%s: %w", s.name, err)
-			if i > 0 && i < len(steps)-1 { // locked: release it before giving up
-				serr := c.Stop(ctx)
-				st, _ := c.State(ctx)
-				stop := cycleStep{Request: "STOP_INTERFACE", OK: serr == nil, State: st}
-				if serr != nil {
-					stop.Error = ptr(serr.Error())
-				}
-				res.Steps = append(res.Steps, stop)
-				res.FinalState = st
-			}
-			break
-		}
-	}
-	res.Report = toReportJSON(rep)
-	return res, rep, firstErr
+	return out
 }
 
 func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
@@ -395,7 +359,8 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
 				return withCode(exitAttestation, err)
 			}
 			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
-			res, rep, cerr := runCycle(ctx, conn.client, lp)
+			cr, cerr := conn.client.Cycle(ctx, lp)
+			res, rep := toCycleResult(cr), cr.Report
 			if g.json {
 				if err := writeJSON(e.out, "tdisp-cycle", res); err != nil {
 					return err

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
@@ -17,10 +18,11 @@ import (
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tdisp"
+	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
-// demoHookStep is one libvirt hook call of the demo's second part.
-type demoHookStep struct {
+// HookStep is one libvirt hook call of the demo's second part.
+type HookStep struct {
 	Domain   string `json:"domain"`
 	BDF      string `json:"bdf"`
 	Op       string `json:"op"` // "prepare begin", ...
@@ -32,22 +34,33 @@ type demoHookStep struct {
 	OK   bool   `json:"ok"`
 }
 
-// demoCVMPolicy is the demo policy with the rule also requiring a locked
+// CVMPolicy is the demo policy with the rule also requiring a locked
 // TDI (tdisp.require_lock), for confidential domains.
-func demoCVMPolicy() string {
-	return strings.Replace(demoPolicy(), "# vfio-gate demo policy", "# vfio-gate demo policy for confidential domains", 1) +
+func CVMPolicy() string {
+	return strings.Replace(Policy(), "# vfio-gate demo policy", "# vfio-gate demo policy for confidential domains", 1) +
 		"    tdisp:\n      require_lock: true\n"
 }
 
-// demoLibvirt plays libvirt starting two confidential domains through the
+// LibvirtConfig is what the demo's libvirt part runs on: the world, and
+// the first part's system and TPM recorder.
+type LibvirtConfig struct {
+	World       *World
+	System      *pci.System
+	Recorder    *tpm.Recorder
+	EvidenceDir string    // where the gate stores evidence
+	Out         io.Writer // the narration; nil for none (--json)
+}
+
+// Libvirt plays libvirt starting two confidential domains through the
 // qemu hook, against the daemon's backend (in-process: no socket, no root)
-// with a tdisp.Broker over the software devices, under demoCVMPolicy: the
+// with a tdisp.Broker over the software devices, under CVMPolicy: the
 // good device's TDI is locked at prepare in the session it is attested in,
 // started at started begin and unlocked at release; the tampered device is
 // refused at prepare and its TDI left unlocked.
-func demoLibvirt(ctx context.Context, out io.Writer, human bool, s *gateSetup, w *demoWorld, dir string) ([]demoHookStep, error) {
+func Libvirt(ctx context.Context, c LibvirtConfig) ([]HookStep, error) {
+	out, human, w, dir := c.Out, c.Out != nil, c.World, c.World.Dir
 	pp := filepath.Join(dir, "policy-cvm.yaml")
-	if err := os.WriteFile(pp, []byte(demoCVMPolicy()), 0o600); err != nil {
+	if err := os.WriteFile(pp, []byte(CVMPolicy()), 0o600); err != nil {
 		return nil, err
 	}
 	pol, err := policy.Load(pp, &policy.LoadOptions{SkipPermissionCheck: true})
@@ -55,7 +68,7 @@ func demoLibvirt(ctx context.Context, out io.Writer, human bool, s *gateSetup, w
 		return nil, err
 	}
 	stateDir, lockDir := filepath.Join(dir, "daemon"), filepath.Join(dir, "locks")
-	g, err := gate.New(gate.Options{System: s.sys, Policy: pol, Recorder: s.rec, Evidence: evstore.Open(filepath.Join(filepath.Dir(s.rec.Dir()), evidenceDirName), evstore.Options{}), LockDir: lockDir, StateDir: stateDir})
+	g, err := gate.New(gate.Options{System: c.System, Policy: pol, Recorder: c.Recorder, Evidence: evstore.Open(c.EvidenceDir, evstore.Options{}), LockDir: lockDir, StateDir: stateDir})
 	if err != nil {
 		return nil, err
 	}
@@ -64,12 +77,12 @@ func demoLibvirt(ctx context.Context, out io.Writer, human bool, s *gateSetup, w
 		return nil, err
 	}
 	defer j.Close()
-	br, err := tdisp.NewBroker(tdisp.BrokerConfig{Journal: j, Open: doeSessionOpener(s.sys, pol, lockDir, 10*time.Second, nil)})
+	br, err := tdisp.NewBroker(tdisp.BrokerConfig{Journal: j, Open: attest.SessionOpenerFor(c.System, lockDir, &attest.Options{Timeout: 10 * time.Second}, pol.TrustAnchors)})
 	if err != nil {
 		return nil, err
 	}
 	defer br.Close(context.Background())
-	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: s.rec, System: s.sys, StateDir: stateDir, TDIs: br})
+	b, err := daemon.NewBackend(daemon.BackendOptions{Gate: g, Recorder: c.Recorder, System: c.System, StateDir: stateDir, TDIs: br})
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +96,7 @@ func demoLibvirt(ctx context.Context, out io.Writer, human bool, s *gateSetup, w
 		exit     int
 		state    tdisp.State
 	}
-	var steps []demoHookStep
+	var steps []HookStep
 	run := func(domain string, bdf string, calls []call) {
 		b, _ := pci.ParseBDF(bdf)
 		dev, _ := w.configs[b].(*emu.Device)
@@ -101,7 +114,7 @@ func demoLibvirt(ctx context.Context, out io.Writer, human bool, s *gateSetup, w
 			if dev != nil {
 				st = dev.TDI().State().String()
 			}
-			x := demoHookStep{Domain: domain, BDF: bdf, Op: c.op, Exit: code, TDIState: st, Stderr: strings.TrimSpace(errw.String()),
+			x := HookStep{Domain: domain, BDF: bdf, Op: c.op, Exit: code, TDIState: st, Stderr: strings.TrimSpace(errw.String()),
 				Want: fmt.Sprintf("exit %d, TDI %s", c.exit, c.state), OK: code == c.exit && st == c.state.String()}
 			steps = append(steps, x)
 			if human {
@@ -114,18 +127,18 @@ func demoLibvirt(ctx context.Context, out io.Writer, human bool, s *gateSetup, w
 			}
 		}
 	}
-	run("cvm", w.devices[0].bdf, []call{
+	run("cvm", w.Devices[0].BDF, []call{
 		{"prepare begin", "attested in an SPDM session, TDI locked in it, then decided: allow", 0, tdisp.StateConfigLocked},
 		{"start begin", "the prepare decision stands (the domain holds the locked TDI)", 0, tdisp.StateConfigLocked},
 		{"started begin", "the daemon starts the TDI it locked", 0, tdisp.StateRun},
 		{"release end", "the guest stopped: TDI stopped, session ended", 0, tdisp.StateConfigUnlocked},
 	})
-	run("cvm-tampered", w.devices[1].bdf, []call{
+	run("cvm-tampered", w.Devices[1].BDF, []call{
 		{"prepare begin", "locked for the decision, denied, unlocked again: libvirt aborts the start", 1, tdisp.StateConfigUnlocked},
 		{"release end", "libvirt releases after the aborted start", 0, tdisp.StateConfigUnlocked},
 	})
 	if len(br.Held()) != 0 {
-		steps = append(steps, demoHookStep{Op: "after release", Want: "no TDI held", TDIState: fmt.Sprintf("%d held", len(br.Held()))})
+		steps = append(steps, HookStep{Op: "after release", Want: "no TDI held", TDIState: fmt.Sprintf("%d held", len(br.Held()))})
 	}
 	return steps, nil
 }

@@ -1,4 +1,8 @@
-package main
+// Package journal is the log handler of vfio-gate's --log-level: plain
+// text, or, when stderr is systemd's journal stream, text lines prefixed
+// with their syslog priority ("<4>") and no time, so that journalctl -p
+// filters by level.
+package journal
 
 import (
 	"bytes"
@@ -12,9 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// stderrIsJournal reports whether w is the stream systemd connected to the
+// IsJournal reports whether w is the stream systemd connected to the
 // journal: JOURNAL_STREAM holds "DEV:INODE" of that stream (systemd.exec(5)).
-func stderrIsJournal(w io.Writer, getenv func(string) string) bool {
+func IsJournal(w io.Writer, getenv func(string) string) bool {
 	js := getenv("JOURNAL_STREAM")
 	f, ok := w.(*os.File)
 	if js == "" || !ok {
@@ -105,11 +109,11 @@ func (h *journalHandler) WithGroup(name string) slog.Handler {
 	return h.with(func(x slog.Handler) slog.Handler { return x.WithGroup(name) })
 }
 
-// newLogHandler is the handler of --log-level on stderr: journal-aware when
-// stderr is the journal.
-func newLogHandler(w io.Writer, getenv func(string) string, lvl slog.Level) slog.Handler {
+// NewHandler is the handler of --log-level on w (stderr) at lvl:
+// journal-aware when w is the journal stream.
+func NewHandler(w io.Writer, getenv func(string) string, lvl slog.Level) slog.Handler {
 	opts := &slog.HandlerOptions{Level: lvl}
-	if getenv != nil && stderrIsJournal(w, getenv) {
+	if getenv != nil && IsJournal(w, getenv) {
 		return newJournalHandler(w, opts)
 	}
 	return slog.NewTextHandler(w, opts)

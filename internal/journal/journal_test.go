@@ -1,4 +1,4 @@
-package main
+package journal
 
 import (
 	"fmt"
@@ -32,7 +32,7 @@ func TestJournalPriorities(t *testing.T) {
 		}
 		return ""
 	}
-	log := slog.New(newLogHandler(f, getenv, slog.LevelDebug)).With("daemon", true).WithGroup("g")
+	log := slog.New(NewHandler(f, getenv, slog.LevelDebug)).With("daemon", true).WithGroup("g")
 	log.Debug("d", "k", 1)
 	log.Info("i")
 	log.Warn("w")
@@ -54,11 +54,11 @@ func TestJournalPriorities(t *testing.T) {
 
 	// not the journal: another stream, or no JOURNAL_STREAM
 	var sb strings.Builder
-	slog.New(newLogHandler(&sb, getenv, slog.LevelInfo)).Warn("w")
+	slog.New(NewHandler(&sb, getenv, slog.LevelInfo)).Warn("w")
 	if strings.HasPrefix(sb.String(), "<") || !strings.Contains(sb.String(), "level=WARN") {
 		t.Fatalf("non-journal stderr: %q", sb.String())
 	}
-	if stderrIsJournal(f, func(string) string { return "" }) || stderrIsJournal(f, func(string) string { return "1:2" }) {
+	if IsJournal(f, func(string) string { return "" }) || IsJournal(f, func(string) string { return "1:2" }) {
 		t.Fatal("journal detected without a matching JOURNAL_STREAM")
 	}
 }

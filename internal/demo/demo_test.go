@@ -1,0 +1,78 @@
+package demo
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/pci"
+	"github.com/vfio-gate/vfio-gate/policy"
+)
+
+// TestBuildServesTheDevices: the tree holds the three functions, the
+// opener serves their config spaces (and nothing else), and the policy and
+// anchors are written next to the tree.
+func TestBuildServesTheDevices(t *testing.T) {
+	w, err := Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{w.Policy, filepath.Join(w.Dir, "emu-root.pem")} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, d := range w.Devices {
+		if _, err := os.Stat(filepath.Join(w.Sysfs, "bus/pci/devices", d.BDF)); err != nil {
+			t.Errorf("%s not in the tree: %v", d.BDF, err)
+		}
+		b, _ := pci.ParseBDF(d.BDF)
+		if _, _, err := w.Opener(b); err != nil {
+			t.Errorf("opener %s: %v", d.BDF, err)
+		}
+	}
+	if _, _, err := w.Opener(pci.BDF{Bus: 9}); err == nil {
+		t.Error("opener serves a function the demo does not have")
+	}
+}
+
+// TestCompare: the expected outcomes hold only with the right decision,
+// the right code, and the decision recorded.
+func TestCompare(t *testing.T) {
+	devs := Devices()
+	decide := func(mutate func(i int, d *gate.Decision)) []gate.Decision {
+		var ds []gate.Decision
+		for i, d := range devs {
+			b, _ := pci.ParseBDF(d.BDF)
+			x := gate.Decision{BDF: b, Recorded: true, Verdict: policy.Verdict{Decision: d.WantDecision}}
+			if d.WantCode != "" {
+				x.Verdict.Reasons = []policy.Reason{{Code: d.WantCode}}
+			}
+			if mutate != nil {
+				mutate(i, &x)
+			}
+			ds = append(ds, x)
+		}
+		return ds
+	}
+	if exps, ok := Compare(devs, decide(nil)); !ok || len(exps) != 3 || exps[1].Got != "deny (measurement-mismatch)" {
+		t.Fatalf("as expected: ok %v %+v", ok, exps)
+	}
+	for name, m := range map[string]func(int, *gate.Decision){
+		"other code":   func(i int, d *gate.Decision) { d.Verdict.Reasons = []policy.Reason{{Code: policy.CodeNoCMA}} },
+		"not recorded": func(i int, d *gate.Decision) { d.Recorded = i != 0 },
+		"allow denied": func(i int, d *gate.Decision) {
+			if i == 0 {
+				d.Verdict.Decision = policy.DecisionDeny
+			}
+		},
+	} {
+		if exps, ok := Compare(devs, decide(m)); ok {
+			t.Errorf("%s: compared as expected: %+v", name, exps)
+		}
+	}
+	if _, ok := Compare(devs, decide(nil)[:2]); ok {
+		t.Error("a missing decision compared as expected")
+	}
+}
