@@ -31,6 +31,7 @@ type Monitor struct {
 	// guardMu.
 	tagAttach []func() ([]link.Link, error)
 	tagLinks  []link.Link
+	tagGen    uint32 // tag generation (guard_state.gen): bumped when the taggers detach
 	want      Mode
 	log       *slog.Logger
 	boot      time.Time // wall-clock time at monotonic 0
@@ -148,22 +149,16 @@ func (m *Monitor) detachTaggers() {
 		}
 	}
 	m.tagLinks = nil
-	var keys []uint32
-	var k uint32
-	var v uint8
-	it := m.objs.ThreadPath.Iterate()
-	for it.Next(&k, &v) {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		_ = m.objs.ThreadPath.Delete(k)
-	}
+	// Tags live in task-local storage, which cannot be listed from here:
+	// a new generation makes every tag set so far stale (putCount follows).
+	m.tagGen++
 }
 
 // putCount stores the number of guarded functions, which every probe
-// checks first (zero: return at once). Called with guardMu held.
+// checks first (zero: return at once), and the tag generation. Called with
+// guardMu held.
 func (m *Monitor) putCount() error {
-	return m.objs.GuardCount.Put(uint32(0), uint32(len(m.guarded)))
+	return m.objs.GuardCount.Put(uint32(0), cfgaccessGuardState{Count: uint32(len(m.guarded)), Gen: m.tagGen})
 }
 
 func trimKey(k [16]byte) []byte {
