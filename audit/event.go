@@ -37,10 +37,27 @@ type DecodeError struct{ Msg string }
 
 func (e *DecodeError) Error() string { return "audit: bad event record: " + e.Msg }
 
-var paths = map[uint8]string{0: "unknown", 1: "sysfs", 2: "procfs", 3: "vfio"}
+// paths names the path codes (index: enum access_path).
+var paths = [...]string{0: "unknown", 1: "sysfs", 2: "procfs", 3: "vfio"}
 
 // DecodeAccess decodes one ring-buffer record.
-func DecodeAccess(b []byte) (*Access, error) {
+func DecodeAccess(b []byte) (*Access, error) { return new(decoder).decode(b) }
+
+// decoder decodes a stream of records as DecodeAccess does, keeping the
+// comm and device strings of the previous record: accesses come in bursts
+// from one thread to one function, so most records need no new strings
+// (two allocations fewer per event for the reader).
+type decoder struct{ comm, dev string }
+
+func (d *decoder) str(b []byte, last *string) string {
+	b = cbytes(b)
+	if string(b) != *last { // compared without a conversion
+		*last = string(b)
+	}
+	return *last
+}
+
+func (d *decoder) decode(b []byte) (*Access, error) {
 	if len(b) != EventSize {
 		return nil, &DecodeError{fmt.Sprintf("%d bytes, want %d", len(b), EventSize)}
 	}
@@ -57,7 +74,7 @@ func DecodeAccess(b []byte) (*Access, error) {
 		return nil, &DecodeError{"truncated"}
 	}
 	a := &Access{Time: time.Duration(ts), PID: tgid, TID: tid, CgroupID: cg, Offset: off, Size: size,
-		Comm: cstr(comm), Device: cstr(dev)}
+		Comm: d.str(comm, &d.comm), Device: d.str(dev, &d.dev)}
 	switch op {
 	case 1:
 		a.Op = "read"
@@ -72,11 +89,10 @@ func DecodeAccess(b []byte) (*Access, error) {
 	if off > 4095 {
 		return nil, &DecodeError{fmt.Sprintf("offset %#x", off)}
 	}
-	p, ok := paths[path]
-	if !ok {
+	if int(path) >= len(paths) {
 		return nil, &DecodeError{fmt.Sprintf("path %d", path)}
 	}
-	a.Path = p
+	a.Path = paths[path]
 	switch hasVal {
 	case 0:
 	case 1:
@@ -100,7 +116,7 @@ func EncodeAccess(a *Access) []byte {
 	var path uint8
 	for k, v := range paths {
 		if v == a.Path {
-			path = k
+			path = uint8(k)
 		}
 	}
 	var val uint32
@@ -120,11 +136,12 @@ func fixed(s string) []byte {
 	return out
 }
 
-func cstr(b []byte) string {
+// cbytes cuts b at its first NUL.
+func cbytes(b []byte) []byte {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]
 	}
-	return string(b)
+	return b
 }
 
 // Layout says where a function's interesting registers are, for Classify.

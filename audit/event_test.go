@@ -44,6 +44,31 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// TestDecoderStream: the reader's decoder, which keeps the previous
+// record's strings, decodes every record of a stream as DecodeAccess does
+// (names change, repeat, shrink, empty).
+func TestDecoderStream(t *testing.T) {
+	var d decoder
+	for i, in := range []*Access{
+		{Op: "read", Size: 4, Path: "sysfs", Comm: "setpci", Device: "0000:3b:00.0"},
+		{Op: "read", Size: 4, Path: "sysfs", Comm: "setpci", Device: "0000:3b:00.0"},
+		{Op: "read", Size: 2, Path: "vfio", Comm: "qemu-system-x86", Device: "0000:3b:00.1"},
+		{Op: "read", Size: 1, Path: "procfs", Comm: "qemu", Device: "0000:3b:00.1"},
+		{Op: "read", Size: 1, Path: "unknown", Comm: "", Device: ""},
+		{Op: "read", Size: 4, Path: "sysfs", Comm: "setpci", Device: "0000:3b:00.0"},
+	} {
+		b := EncodeAccess(in)
+		got, err := d.decode(b)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		want, _ := DecodeAccess(b)
+		if !reflect.DeepEqual(got, want) || got.Comm != in.Comm || got.Device != in.Device {
+			t.Fatalf("record %d: stream decoder %+v, DecodeAccess %+v, encoded %+v", i, got, want, in)
+		}
+	}
+}
+
 func TestClassify(t *testing.T) {
 	l := Layout{DOE: []uint16{0x150}, MSIX: 0x70, Locked: [][2]uint16{{0x200, 0x210}}}
 	cases := []struct {
@@ -72,6 +97,11 @@ func FuzzDecodeAccess(f *testing.F) {
 		a, err := DecodeAccess(b)
 		if (a == nil) == (err == nil) {
 			t.Fatalf("a=%v err=%v", a, err)
+		}
+		// The reader's decoder, primed with another record, agrees.
+		d := decoder{comm: "x", dev: "0000:00:02.0"}
+		if a2, err2 := d.decode(b); !reflect.DeepEqual(a, a2) || (err == nil) != (err2 == nil) {
+			t.Fatalf("stream decoder: %+v %v, DecodeAccess: %+v %v", a2, err2, a, err)
 		}
 		if a == nil {
 			return

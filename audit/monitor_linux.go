@@ -80,6 +80,9 @@ func New(o Options) (*Monitor, error) {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w: loading BPF maps: %v (run as root, or grant CAP_BPF and CAP_PERFMON)", ErrPermission, err)
 		}
+		if errors.Is(err, ebpf.ErrNotSupported) { // thread_path: task-local storage
+			return nil, fmt.Errorf("%w: loading BPF maps: %v (the audit needs Linux >= 5.11)", ErrNotSupported, err)
+		}
 		return nil, fmt.Errorf("audit: loading BPF maps: %w", err)
 	}
 	m.boot = bootTime()
@@ -470,6 +473,7 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 	}
 	setDeadline()
 	var rec ringbuf.Record
+	var dec decoder
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -488,7 +492,7 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		default:
 			return fmt.Errorf("audit: reading events: %w", err)
 		}
-		a, err := DecodeAccess(rec.RawSample)
+		a, err := dec.decode(rec.RawSample)
 		if err != nil {
 			m.log.Warn("dropping undecodable event", "err", err)
 			continue

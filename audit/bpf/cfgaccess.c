@@ -31,6 +31,7 @@ struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
 struct task_struct {
 	int pid;
 	int tgid;
+	char comm[16];
 } __attribute__((preserve_access_index));
 
 #define NAME_LEN 16
@@ -121,12 +122,11 @@ static __always_inline struct guard_state *guard(void)
 // 16-byte read, cut at the first NUL with the has-zero-byte bit trick; the
 // string helper (a byte loop) only if the fixed read faults (the name ends
 // just before an unmapped page).
-static __always_inline int read_name(char name[NAME_LEN], const char *p)
+static __always_inline int read_name(__u64 w[2], const char *p)
 {
-	__u64 w[2];
-	if (bpf_probe_read_kernel(w, sizeof(w), p) < 0) {
-		__builtin_memset(name, 0, NAME_LEN);
-		return bpf_probe_read_kernel_str(name, NAME_LEN, p);
+	if (bpf_probe_read_kernel(w, NAME_LEN, p) < 0) {
+		w[0] = w[1] = 0;
+		return bpf_probe_read_kernel_str(w, NAME_LEN, p);
 	}
 	const __u64 lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
 	__u64 z0 = (w[0] - lo) & ~w[0] & hi;
@@ -139,7 +139,6 @@ static __always_inline int read_name(char name[NAME_LEN], const char *p)
 			w[1] &= (z1 & -z1) - 1;
 		w[1] &= 0x00ffffffffffffffULL; // at most 15 characters, as the _str helper
 	}
-	__builtin_memcpy(name, w, NAME_LEN);
 	return 0;
 }
 
@@ -148,7 +147,7 @@ static __always_inline int read_name(char name[NAME_LEN], const char *p)
 static __always_inline int report(struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
 				  __u8 has_value)
 {
-	char name[NAME_LEN];
+	__u64 name[2]; // NAME_LEN bytes, 8-aligned: copied with two stores
 	if (!p || read_name(name, p) < 0)
 		return 0;
 	if (!bpf_map_lookup_elem(&guarded, name))
@@ -175,8 +174,15 @@ static __always_inline int report(struct guard_state *g, const char *p, int wher
 	e->reserved = 0;
 	struct tag *tg = bpf_task_storage_get(&thread_path, t, 0, 0);
 	e->path = tg && tg->gen == g->gen ? tg->path : PATH_UNKNOWN;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	__builtin_memcpy(e->dev, name, NAME_LEN);
+	// comm as two 8-byte loads from the task (the verifier allows any load
+	// inside a char array of a BTF-typed struct), not a helper's string copy.
+	// It is NUL-padded in the task (set with strscpy_pad).
+	const __u64 *c = (const __u64 *)t->comm;
+	__u64 *ec = (__u64 *)e->comm, *ed = (__u64 *)e->dev; // offsets 40 and 56
+	ec[0] = c[0];
+	ec[1] = c[1];
+	ed[0] = name[0];
+	ed[1] = name[1];
 	// Wake the reader when the pending data crosses a multiple of
 	// WAKEUP_BYTES (this record is counted in avail): a wakeup per event
 	// costs more than the event, and so would one per event while the
