@@ -58,8 +58,20 @@ func (d *decoder) str(b []byte, last *string) string {
 }
 
 func (d *decoder) decode(b []byte) (*Access, error) {
+	a := new(Access)
+	if err := d.decodeInto(b, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// decodeInto decodes into *a, overwriting every field (the reader reuses
+// one Access: no allocation per read event). A write's Value is a new
+// uint32 each time, so a copy of *a stays valid after the next decode.
+// On error *a is left partly written.
+func (d *decoder) decodeInto(b []byte, a *Access) error {
 	if len(b) != EventSize {
-		return nil, &DecodeError{fmt.Sprintf("%d bytes, want %d", len(b), EventSize)}
+		return &DecodeError{fmt.Sprintf("%d bytes, want %d", len(b), EventSize)}
 	}
 	s := wire.String(b)
 	var (
@@ -71,9 +83,9 @@ func (d *decoder) decode(b []byte) (*Access, error) {
 	if !(s.ReadU64(&ts) && s.ReadU64(&cg) && s.ReadU32(&tgid) && s.ReadU32(&tid) && s.ReadU32(&off) && s.ReadU32(&val) &&
 		s.ReadU8(&size) && s.ReadU8(&op) && s.ReadU8(&path) && s.ReadU8(&hasVal) && s.ReadU32(&rsvd) &&
 		s.ReadBytes(&comm, 16) && s.ReadBytes(&dev, 16) && s.Empty()) {
-		return nil, &DecodeError{"truncated"}
+		return &DecodeError{"truncated"}
 	}
-	a := &Access{Time: time.Duration(ts), PID: tgid, TID: tid, CgroupID: cg, Offset: off, Size: size,
+	*a = Access{Time: time.Duration(ts), PID: tgid, TID: tid, CgroupID: cg, Offset: off, Size: size,
 		Comm: d.str(comm, &d.comm), Device: d.str(dev, &d.dev)}
 	switch op {
 	case 1:
@@ -81,30 +93,30 @@ func (d *decoder) decode(b []byte) (*Access, error) {
 	case 2:
 		a.Op = "write"
 	default:
-		return nil, &DecodeError{fmt.Sprintf("op %d", op)}
+		return &DecodeError{fmt.Sprintf("op %d", op)}
 	}
 	if size != 1 && size != 2 && size != 4 {
-		return nil, &DecodeError{fmt.Sprintf("size %d", size)}
+		return &DecodeError{fmt.Sprintf("size %d", size)}
 	}
 	if off > 4095 {
-		return nil, &DecodeError{fmt.Sprintf("offset %#x", off)}
+		return &DecodeError{fmt.Sprintf("offset %#x", off)}
 	}
 	if int(path) >= len(paths) {
-		return nil, &DecodeError{fmt.Sprintf("path %d", path)}
+		return &DecodeError{fmt.Sprintf("path %d", path)}
 	}
 	a.Path = paths[path]
 	switch hasVal {
 	case 0:
 	case 1:
 		if a.Op != "write" {
-			return nil, &DecodeError{"value on a read"}
+			return &DecodeError{"value on a read"}
 		}
 		v := val
 		a.Value = &v
 	default:
-		return nil, &DecodeError{fmt.Sprintf("has_value %d", hasVal)}
+		return &DecodeError{fmt.Sprintf("has_value %d", hasVal)}
 	}
-	return a, nil
+	return nil
 }
 
 // EncodeAccess is DecodeAccess's inverse (tests and fuzzing).

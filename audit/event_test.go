@@ -69,6 +69,36 @@ func TestDecoderStream(t *testing.T) {
 	}
 }
 
+// TestDecodeIntoReuse: the reader decodes every record into one Access; a
+// copy taken from it (as Watcher.dispatch keeps) must survive the next
+// decodes, Value included, and no field of an earlier record may leak into
+// a later one (Region set by a callback, a write's value on a read).
+func TestDecodeIntoReuse(t *testing.T) {
+	var d decoder
+	var a Access
+	v := uint32(0xdead)
+	w := EncodeAccess(&Access{Op: "write", Size: 4, Value: &v, Path: "sysfs", Comm: "setpci", Device: "0000:3b:00.0"})
+	r := EncodeAccess(&Access{Op: "read", Size: 2, Path: "vfio", Comm: "qemu", Device: "0000:3b:00.1"})
+	if err := d.decodeInto(w, &a); err != nil {
+		t.Fatal(err)
+	}
+	a.Region = "doe-mailbox"
+	kept := a
+	v2 := uint32(0xbeef)
+	for _, b := range [][]byte{r, EncodeAccess(&Access{Op: "write", Size: 4, Value: &v2, Path: "procfs"})} {
+		if err := d.decodeInto(b, &a); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := DecodeAccess(b)
+		if !reflect.DeepEqual(&a, want) {
+			t.Fatalf("reused Access %+v, fresh decode %+v", a, *want)
+		}
+	}
+	if kept.Value == nil || *kept.Value != 0xdead || kept.Comm != "setpci" || kept.Region != "doe-mailbox" {
+		t.Fatalf("copy changed by later decodes: %+v (value %v)", kept, kept.Value)
+	}
+}
+
 func TestClassify(t *testing.T) {
 	l := Layout{DOE: []uint16{0x150}, MSIX: 0x70, Locked: [][2]uint16{{0x200, 0x210}}}
 	cases := []struct {

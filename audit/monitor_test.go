@@ -172,7 +172,7 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan *Access, 64)
 	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, func(a *Access) { got <- a }) }()
+	go func() { done <- m.Run(ctx, func(a *Access) { c := *a; got <- &c }) }()
 
 	read := func(bdf string, off int64) {
 		f, err := os.Open("/sys/bus/pci/devices/" + bdf + "/config")
