@@ -8,9 +8,23 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type cfgaccessGuardState struct {
+	_     structs.HostLayout
+	Count uint32
+	Gen   uint32
+}
+
+type cfgaccessTag struct {
+	_    structs.HostLayout
+	Path uint8
+	Pad  [3]uint8
+	Gen  uint32
+}
 
 // Names of all BPF objects in the ELF.
 //

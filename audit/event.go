@@ -37,12 +37,41 @@ type DecodeError struct{ Msg string }
 
 func (e *DecodeError) Error() string { return "audit: bad event record: " + e.Msg }
 
-var paths = map[uint8]string{0: "unknown", 1: "sysfs", 2: "procfs", 3: "vfio"}
+// paths names the path codes (index: enum access_path).
+var paths = [...]string{0: "unknown", 1: "sysfs", 2: "procfs", 3: "vfio"}
 
 // DecodeAccess decodes one ring-buffer record.
-func DecodeAccess(b []byte) (*Access, error) {
+func DecodeAccess(b []byte) (*Access, error) { return new(decoder).decode(b) }
+
+// decoder decodes a stream of records as DecodeAccess does, keeping the
+// comm and device strings of the previous record: accesses come in bursts
+// from one thread to one function, so most records need no new strings
+// (two allocations fewer per event for the reader).
+type decoder struct{ comm, dev string }
+
+func (d *decoder) str(b []byte, last *string) string {
+	b = cbytes(b)
+	if string(b) != *last { // compared without a conversion
+		*last = string(b)
+	}
+	return *last
+}
+
+func (d *decoder) decode(b []byte) (*Access, error) {
+	a := new(Access)
+	if err := d.decodeInto(b, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// decodeInto decodes into *a, overwriting every field (the reader reuses
+// one Access: no allocation per read event). A write's Value is a new
+// uint32 each time, so a copy of *a stays valid after the next decode.
+// On error *a is left partly written.
+func (d *decoder) decodeInto(b []byte, a *Access) error {
 	if len(b) != EventSize {
-		return nil, &DecodeError{fmt.Sprintf("%d bytes, want %d", len(b), EventSize)}
+		return &DecodeError{fmt.Sprintf("%d bytes, want %d", len(b), EventSize)}
 	}
 	s := wire.String(b)
 	var (
@@ -54,41 +83,40 @@ func DecodeAccess(b []byte) (*Access, error) {
 	if !(s.ReadU64(&ts) && s.ReadU64(&cg) && s.ReadU32(&tgid) && s.ReadU32(&tid) && s.ReadU32(&off) && s.ReadU32(&val) &&
 		s.ReadU8(&size) && s.ReadU8(&op) && s.ReadU8(&path) && s.ReadU8(&hasVal) && s.ReadU32(&rsvd) &&
 		s.ReadBytes(&comm, 16) && s.ReadBytes(&dev, 16) && s.Empty()) {
-		return nil, &DecodeError{"truncated"}
+		return &DecodeError{"truncated"}
 	}
-	a := &Access{Time: time.Duration(ts), PID: tgid, TID: tid, CgroupID: cg, Offset: off, Size: size,
-		Comm: cstr(comm), Device: cstr(dev)}
+	*a = Access{Time: time.Duration(ts), PID: tgid, TID: tid, CgroupID: cg, Offset: off, Size: size,
+		Comm: d.str(comm, &d.comm), Device: d.str(dev, &d.dev)}
 	switch op {
 	case 1:
 		a.Op = "read"
 	case 2:
 		a.Op = "write"
 	default:
-		return nil, &DecodeError{fmt.Sprintf("op %d", op)}
+		return &DecodeError{fmt.Sprintf("op %d", op)}
 	}
 	if size != 1 && size != 2 && size != 4 {
-		return nil, &DecodeError{fmt.Sprintf("size %d", size)}
+		return &DecodeError{fmt.Sprintf("size %d", size)}
 	}
 	if off > 4095 {
-		return nil, &DecodeError{fmt.Sprintf("offset %#x", off)}
+		return &DecodeError{fmt.Sprintf("offset %#x", off)}
 	}
-	p, ok := paths[path]
-	if !ok {
-		return nil, &DecodeError{fmt.Sprintf("path %d", path)}
+	if int(path) >= len(paths) {
+		return &DecodeError{fmt.Sprintf("path %d", path)}
 	}
-	a.Path = p
+	a.Path = paths[path]
 	switch hasVal {
 	case 0:
 	case 1:
 		if a.Op != "write" {
-			return nil, &DecodeError{"value on a read"}
+			return &DecodeError{"value on a read"}
 		}
 		v := val
 		a.Value = &v
 	default:
-		return nil, &DecodeError{fmt.Sprintf("has_value %d", hasVal)}
+		return &DecodeError{fmt.Sprintf("has_value %d", hasVal)}
 	}
-	return a, nil
+	return nil
 }
 
 // EncodeAccess is DecodeAccess's inverse (tests and fuzzing).
@@ -100,7 +128,7 @@ func EncodeAccess(a *Access) []byte {
 	var path uint8
 	for k, v := range paths {
 		if v == a.Path {
-			path = k
+			path = uint8(k)
 		}
 	}
 	var val uint32
@@ -120,11 +148,12 @@ func fixed(s string) []byte {
 	return out
 }
 
-func cstr(b []byte) string {
+// cbytes cuts b at its first NUL.
+func cbytes(b []byte) []byte {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]
 	}
-	return string(b)
+	return b
 }
 
 // Layout says where a function's interesting registers are, for Classify.

@@ -44,6 +44,61 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// TestDecoderStream: the reader's decoder, which keeps the previous
+// record's strings, decodes every record of a stream as DecodeAccess does
+// (names change, repeat, shrink, empty).
+func TestDecoderStream(t *testing.T) {
+	var d decoder
+	for i, in := range []*Access{
+		{Op: "read", Size: 4, Path: "sysfs", Comm: "setpci", Device: "0000:3b:00.0"},
+		{Op: "read", Size: 4, Path: "sysfs", Comm: "setpci", Device: "0000:3b:00.0"},
+		{Op: "read", Size: 2, Path: "vfio", Comm: "qemu-system-x86", Device: "0000:3b:00.1"},
+		{Op: "read", Size: 1, Path: "procfs", Comm: "qemu", Device: "0000:3b:00.1"},
+		{Op: "read", Size: 1, Path: "unknown", Comm: "", Device: ""},
+		{Op: "read", Size: 4, Path: "sysfs", Comm: "setpci", Device: "0000:3b:00.0"},
+	} {
+		b := EncodeAccess(in)
+		got, err := d.decode(b)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		want, _ := DecodeAccess(b)
+		if !reflect.DeepEqual(got, want) || got.Comm != in.Comm || got.Device != in.Device {
+			t.Fatalf("record %d: stream decoder %+v, DecodeAccess %+v, encoded %+v", i, got, want, in)
+		}
+	}
+}
+
+// TestDecodeIntoReuse: the reader decodes every record into one Access; a
+// copy taken from it (as Watcher.dispatch keeps) must survive the next
+// decodes, Value included, and no field of an earlier record may leak into
+// a later one (Region set by a callback, a write's value on a read).
+func TestDecodeIntoReuse(t *testing.T) {
+	var d decoder
+	var a Access
+	v := uint32(0xdead)
+	w := EncodeAccess(&Access{Op: "write", Size: 4, Value: &v, Path: "sysfs", Comm: "setpci", Device: "0000:3b:00.0"})
+	r := EncodeAccess(&Access{Op: "read", Size: 2, Path: "vfio", Comm: "qemu", Device: "0000:3b:00.1"})
+	if err := d.decodeInto(w, &a); err != nil {
+		t.Fatal(err)
+	}
+	a.Region = "doe-mailbox"
+	kept := a
+	v2 := uint32(0xbeef)
+	for _, b := range [][]byte{r, EncodeAccess(&Access{Op: "write", Size: 4, Value: &v2, Path: "procfs"})} {
+		if err := d.decodeInto(b, &a); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := DecodeAccess(b)
+		if !reflect.DeepEqual(&a, want) {
+			t.Fatalf("reused Access %+v, fresh decode %+v", a, *want)
+		}
+	}
+	if kept.Value == nil || *kept.Value != 0xdead || kept.Comm != "setpci" || kept.Region != "doe-mailbox" {
+		t.Fatalf("copy changed by later decodes: %+v (value %v)", kept, kept.Value)
+	}
+}
+
 func TestClassify(t *testing.T) {
 	l := Layout{DOE: []uint16{0x150}, MSIX: 0x70, Locked: [][2]uint16{{0x200, 0x210}}}
 	cases := []struct {
@@ -72,6 +127,11 @@ func FuzzDecodeAccess(f *testing.F) {
 		a, err := DecodeAccess(b)
 		if (a == nil) == (err == nil) {
 			t.Fatalf("a=%v err=%v", a, err)
+		}
+		// The reader's decoder, primed with another record, agrees.
+		d := decoder{comm: "x", dev: "0000:00:02.0"}
+		if a2, err2 := d.decode(b); !reflect.DeepEqual(a, a2) || (err == nil) != (err2 == nil) {
+			t.Fatalf("stream decoder: %+v %v, DecodeAccess: %+v %v", a2, err2, a, err)
 		}
 		if a == nil {
 			return

@@ -31,6 +31,7 @@ type Monitor struct {
 	// guardMu.
 	tagAttach []func() ([]link.Link, error)
 	tagLinks  []link.Link
+	tagGen    uint32 // tag generation (guard_state.gen): bumped when the taggers detach
 	want      Mode
 	log       *slog.Logger
 	boot      time.Time // wall-clock time at monotonic 0
@@ -78,6 +79,9 @@ func New(o Options) (*Monitor, error) {
 	if err := spec.LoadAndAssign(&m.objs, nil); err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w: loading BPF maps: %v (run as root, or grant CAP_BPF and CAP_PERFMON)", ErrPermission, err)
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) { // thread_path: task-local storage
+			return nil, fmt.Errorf("%w: loading BPF maps: %v (the audit needs Linux >= 5.11)", ErrNotSupported, err)
 		}
 		return nil, fmt.Errorf("audit: loading BPF maps: %w", err)
 	}
@@ -148,22 +152,16 @@ func (m *Monitor) detachTaggers() {
 		}
 	}
 	m.tagLinks = nil
-	var keys []uint32
-	var k uint32
-	var v uint8
-	it := m.objs.ThreadPath.Iterate()
-	for it.Next(&k, &v) {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		_ = m.objs.ThreadPath.Delete(k)
-	}
+	// Tags live in task-local storage, which cannot be listed from here:
+	// a new generation makes every tag set so far stale (putCount follows).
+	m.tagGen++
 }
 
 // putCount stores the number of guarded functions, which every probe
-// checks first (zero: return at once). Called with guardMu held.
+// checks first (zero: return at once), and the tag generation. Called with
+// guardMu held.
 func (m *Monitor) putCount() error {
-	return m.objs.GuardCount.Put(uint32(0), uint32(len(m.guarded)))
+	return m.objs.GuardCount.Put(uint32(0), cfgaccessGuardState{Count: uint32(len(m.guarded)), Gen: m.tagGen})
 }
 
 func trimKey(k [16]byte) []byte {
@@ -429,7 +427,9 @@ func (m *Monitor) detach() error {
 }
 
 // Run reads events until ctx ends, calling fn for each decoded access.
-// Undecodable records are logged and dropped. Only one Run may be active.
+// fn must not keep the pointer after it returns: Run reuses the Access
+// (one allocation fewer per event); a copy (*a) stays valid. Undecodable
+// records are logged and dropped. Only one Run may be active.
 func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 	rd, err := ringbuf.NewReader(m.objs.Events)
 	if err != nil {
@@ -475,6 +475,8 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 	}
 	setDeadline()
 	var rec ringbuf.Record
+	var dec decoder
+	var a Access
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -493,14 +495,13 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		default:
 			return fmt.Errorf("audit: reading events: %w", err)
 		}
-		a, err := DecodeAccess(rec.RawSample)
-		if err != nil {
+		if err := dec.decodeInto(rec.RawSample, &a); err != nil {
 			m.log.Warn("dropping undecodable event", "err", err)
 			continue
 		}
 		a.WallTime = m.boot.Add(a.Time)
 		a.Attach = m.mode
-		fn(a)
+		fn(&a)
 	}
 }
 

@@ -44,14 +44,23 @@ func TestLoadAndGuard(t *testing.T) {
 		t.Fatalf("lost %d %v", n, err)
 	}
 	// guard_count, which every probe checks first, follows the guard set:
-	// repeated Guard and Unguard of one name count once.
-	count := func() uint32 {
-		var n uint32
-		if err := m.objs.GuardCount.Lookup(uint32(0), &n); err != nil {
+	// repeated Guard and Unguard of one name count once. Its tag generation
+	// changes when the set empties (the taggers detach: the tags left in
+	// task storage must go stale) and only then.
+	state := func() cfgaccessGuardState {
+		var g cfgaccessGuardState
+		if err := m.objs.GuardCount.Lookup(uint32(0), &g); err != nil {
 			t.Fatal(err)
 		}
-		return n
+		return g
 	}
+	count := func() uint32 { return state().Count }
+	gen := state().Gen
+	defer func() {
+		if g := state().Gen; g != gen+1 {
+			t.Errorf("tag generation %d after the guard set emptied once, want %d", g, gen+1)
+		}
+	}()
 	for _, step := range []struct {
 		guard bool
 		dev   string
@@ -163,7 +172,7 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan *Access, 64)
 	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, func(a *Access) { got <- a }) }()
+	go func() { done <- m.Run(ctx, func(a *Access) { c := *a; got <- &c }) }()
 
 	read := func(bdf string, off int64) {
 		f, err := os.Open("/sys/bus/pci/devices/" + bdf + "/config")

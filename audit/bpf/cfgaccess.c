@@ -28,6 +28,11 @@ char LICENSE[] SEC("license") = "GPL";
 struct kobject { const char *name; } __attribute__((preserve_access_index));
 struct device { struct kobject kobj; } __attribute__((preserve_access_index));
 struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
+struct task_struct {
+	int pid;
+	int tgid;
+	char comm[16];
+} __attribute__((preserve_access_index));
 
 #define NAME_LEN 16
 #define WAKEUP_BYTES (64 * 1024)
@@ -60,11 +65,21 @@ struct {
 	__type(value, __u8);
 } guarded SEC(".maps");
 
+// A thread's path tag, in task-local storage: found from the task itself (no
+// hash, no insert or delete per access), freed with the task. gen is the
+// tag generation (guard_state.gen) it was set in: the Go side bumps it when
+// it detaches the taggers, which makes every tag left behind stale at once.
+struct tag {
+	__u8 path;
+	__u8 pad[3];
+	__u32 gen;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct tag);
 } thread_path SEC(".maps");
 
 struct {
@@ -79,33 +94,65 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-// Number of entries in guarded, kept by the Go side. An array lookup is
-// inlined by the verifier: a few instructions, no helper call.
+// Kept by the Go side: count is the number of entries in guarded, gen the
+// tag generation. An array lookup is inlined by the verifier: a few
+// instructions, no helper call.
+struct guard_state {
+	__u32 count;
+	__u32 gen;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct guard_state);
 } guard_count SEC(".maps");
 
-static __always_inline int none_guarded(void)
+// guard returns the guard state, or NULL when nothing is guarded.
+static __always_inline struct guard_state *guard(void)
 {
 	__u32 zero = 0;
-	__u32 *n = bpf_map_lookup_elem(&guard_count, &zero);
-	return !n || *n == 0;
+	struct guard_state *g = bpf_map_lookup_elem(&guard_count, &zero);
+	return g && g->count ? g : 0;
 }
 
-// report is called after none_guarded; p is the device's name (kobject).
-static __always_inline int report(const char *p, int where, __u8 size, __u8 op, __u32 value, __u8 has_value)
+// read_name copies a device name (a kobject name: a short NUL-terminated
+// string) into name, NUL-padded, at most NAME_LEN-1 characters. One fixed
+// 16-byte read, cut at the first NUL with the has-zero-byte bit trick; the
+// string helper (a byte loop) only if the fixed read faults (the name ends
+// just before an unmapped page).
+static __always_inline int read_name(__u64 w[2], const char *p)
 {
-	char name[NAME_LEN] = {};
-	if (!p || bpf_probe_read_kernel_str(name, sizeof(name), p) < 0)
+	if (bpf_probe_read_kernel(w, NAME_LEN, p) < 0) {
+		w[0] = w[1] = 0;
+		return bpf_probe_read_kernel_str(w, NAME_LEN, p);
+	}
+	const __u64 lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
+	__u64 z0 = (w[0] - lo) & ~w[0] & hi;
+	if (z0) {
+		w[0] &= (z0 & -z0) - 1; // the lowest flag is exact: keep the bytes below it
+		w[1] = 0;
+	} else {
+		__u64 z1 = (w[1] - lo) & ~w[1] & hi;
+		if (z1)
+			w[1] &= (z1 & -z1) - 1;
+		w[1] &= 0x00ffffffffffffffULL; // at most 15 characters, as the _str helper
+	}
+	return 0;
+}
+
+// report is called when something is guarded (g); p is the device's name
+// (kobject).
+static __always_inline int report(struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
+				  __u8 has_value)
+{
+	__u64 name[2]; // NAME_LEN bytes, 8-aligned: copied with two stores
+	if (!p || read_name(name, p) < 0)
 		return 0;
 	if (!bpf_map_lookup_elem(&guarded, name))
 		return 0;
 
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		__u32 zero = 0;
@@ -114,20 +161,28 @@ static __always_inline int report(const char *p, int where, __u8 size, __u8 op, 
 			__sync_fetch_and_add(n, 1);
 		return 0;
 	}
+	struct task_struct *t = bpf_get_current_task_btf();
 	e->ts_ns = bpf_ktime_get_ns();
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->tgid = id >> 32;
-	e->tid = tid;
+	e->tgid = t->tgid;
+	e->tid = t->pid;
 	e->offset = (__u32)where;
 	e->value = value;
 	e->size = size;
 	e->op = op;
 	e->has_value = has_value;
 	e->reserved = 0;
-	__u8 *path = bpf_map_lookup_elem(&thread_path, &tid);
-	e->path = path ? *path : PATH_UNKNOWN;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	__builtin_memcpy(e->dev, name, NAME_LEN);
+	struct tag *tg = bpf_task_storage_get(&thread_path, t, 0, 0);
+	e->path = tg && tg->gen == g->gen ? tg->path : PATH_UNKNOWN;
+	// comm as two 8-byte loads from the task (the verifier allows any load
+	// inside a char array of a BTF-typed struct), not a helper's string copy.
+	// It is NUL-padded in the task (set with strscpy_pad).
+	const __u64 *c = (const __u64 *)t->comm;
+	__u64 *ec = (__u64 *)e->comm, *ed = (__u64 *)e->dev; // offsets 40 and 56
+	ec[0] = c[0];
+	ec[1] = c[1];
+	ed[0] = name[0];
+	ed[1] = name[1];
 	// Wake the reader when the pending data crosses a multiple of
 	// WAKEUP_BYTES (this record is counted in avail): a wakeup per event
 	// costs more than the event, and so would one per event while the
@@ -141,8 +196,11 @@ static __always_inline int report(const char *p, int where, __u8 size, __u8 op, 
 
 // kprobes (fallback). The pci_dev pointer is untrusted here: read through
 // bpf_probe_read_kernel (BPF_CORE_READ).
-#define KP_REPORT(dev, where, size, op, val, hv) \
-	(none_guarded() ? 0 : report(BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv))
+#define KP_REPORT(dev, where, size, op, val, hv)                                                   \
+	({                                                                                           \
+		struct guard_state *g = guard();                                                     \
+		g ? report(g, BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0;      \
+	})
 
 SEC("kprobe/pci_user_read_config_byte")
 int BPF_KPROBE(read_byte, struct pci_dev *dev, int where) { return KP_REPORT(dev, where, 1, OP_READ, 0, 0); }
@@ -160,8 +218,11 @@ int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return 
 // fentry (preferred). The arguments are typed by the kernel's BTF: the
 // verifier lets the program follow dev to the name pointer with a plain
 // load (no helper call).
-#define FE_REPORT(dev, where, size, op, val, hv) \
-	(none_guarded() ? 0 : report(dev->dev.kobj.name, where, size, op, val, hv))
+#define FE_REPORT(dev, where, size, op, val, hv)                                                   \
+	({                                                                                           \
+		struct guard_state *g = guard();                                                     \
+		g ? report(g, dev->dev.kobj.name, where, size, op, val, hv) : 0;                     \
+	})
 
 SEC("fentry/pci_user_read_config_byte")
 int BPF_PROG(fe_read_byte, struct pci_dev *dev, int where) { return FE_REPORT(dev, where, 1, OP_READ, 0, 0); }
@@ -175,19 +236,27 @@ SEC("fentry/pci_user_write_config_word")
 int BPF_PROG(fe_write_word, struct pci_dev *dev, int where, __u16 val) { return FE_REPORT(dev, where, 2, OP_WRITE, val, 1); }
 SEC("fentry/pci_user_write_config_dword")
 int BPF_PROG(fe_write_dword, struct pci_dev *dev, int where, __u32 val) { return FE_REPORT(dev, where, 4, OP_WRITE, val, 1); }
+// tag sets the current thread's path tag (created on its first tag, then
+// written in place); untag clears it in place, nothing to free.
 static __always_inline int tag(__u8 path)
 {
-	if (none_guarded())
+	struct guard_state *g = guard();
+	if (!g)
 		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&thread_path, &tid, &path, BPF_ANY);
+	struct tag *tg = bpf_task_storage_get(&thread_path, bpf_get_current_task_btf(), 0,
+					      BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (tg) {
+		tg->gen = g->gen;
+		tg->path = path;
+	}
 	return 0;
 }
 
 static __always_inline int untag(void)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_delete_elem(&thread_path, &tid);
+	struct tag *tg = bpf_task_storage_get(&thread_path, bpf_get_current_task_btf(), 0, 0);
+	if (tg)
+		tg->path = PATH_UNKNOWN;
 	return 0;
 }
 
