@@ -3,16 +3,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -120,61 +116,6 @@ func (v *vfioDevice) Close() error {
 	return nil
 }
 
-// startAudit runs `vfio-gate audit --json --attach MODE` on the devices and
-// waits until it has attached; stop interrupts it and returns its events and
-// stderr.
-func (h *Harness) startAudit(ctx context.Context, mode string, devices ...string) (stop func() ([]auditEvent, string, error), err error) {
-	actx, cancel := context.WithCancel(ctx)
-	args := []string{"audit", "--json", "--log-level", "info", "--duration", "50s", "--attach", mode}
-	for _, d := range devices {
-		args = append(args, "--device", d)
-	}
-	cmd := exec.CommandContext(actx, h.VfioGate, args...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	stderr := &watchWriter{want: "audit attached", seen: make(chan struct{})}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, fmt.Errorf("start audit: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case <-stderr.seen:
-	case err := <-exited:
-		cancel()
-		return nil, fmt.Errorf("audit exited before attaching (%v): %s", err, stderr.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		<-exited
-		return nil, fmt.Errorf("audit did not attach within 30 s: %s", stderr.String())
-	}
-	return func() ([]auditEvent, string, error) {
-		defer cancel()
-		time.Sleep(time.Second) // let the ring buffer drain
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		werr := <-exited
-		var events []auditEvent
-		for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
-			if l == "" {
-				continue
-			}
-			var e auditEvent
-			if err := json.Unmarshal([]byte(l), &e); err != nil {
-				return nil, stderr.String(), fmt.Errorf("audit line %q: %v", l, err)
-			}
-			events = append(events, e)
-		}
-		if werr != nil {
-			return events, stderr.String(), fmt.Errorf("audit exited: %v", werr)
-		}
-		return events, stderr.String(), nil
-	}, nil
-}
-
 // bpfAuditVFIO (issue 9): the e1000e goes to vfio-pci; while `vfio-gate
 // audit` guards it, this process opens it the way a VMM does (container,
 // group, VFIO_GROUP_GET_DEVICE_FD, config region from
@@ -224,14 +165,18 @@ func bpfAuditVFIO(ctx context.Context, h *Harness) Result {
 // attributed to this process, with path "vfio" when the tagger attached and
 // "attach" naming the mode.
 func (h *Harness) auditVFIOOnce(ctx context.Context, v *vfioDevice, bdf, mode string) (string, error) {
-	stop, err := h.startAudit(ctx, mode, bdf)
+	aud, err := h.startAudit(ctx, 50*time.Second, "--attach", mode, "--device", bdf)
 	if err != nil {
 		return "", err
 	}
 	const rdOff, wrOff = 0x04, 0x40
 	cmdsts, rerr := v.read32(rdOff)
 	werr := v.write32(wrOff, 0)
-	events, stderr, serr := stop()
+	exit, events, serr := aud.stop(time.Second)
+	stderr := aud.stderr.String()
+	if serr == nil && exit != nil {
+		serr = fmt.Errorf("audit exited: %v", exit)
+	}
 	if rerr != nil || werr != nil {
 		return "", fmt.Errorf("%v %v", rerr, werr)
 	}

@@ -6,14 +6,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/doe"
@@ -134,29 +132,11 @@ func bpfAudit(ctx context.Context, h *Harness) Result {
 	if err != nil {
 		return failf("%v", err)
 	}
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cmd := exec.CommandContext(actx, h.VfioGate, "audit", "--json", "--log-level", "info", "--device", cxl.BDF, "--duration", "40s")
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	stderr := &watchWriter{want: "audit attached", seen: make(chan struct{})}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		return failf("start audit: %v", err)
+	aud, err := h.startAudit(ctx, 40*time.Second, "--device", cxl.BDF)
+	if err != nil {
+		return failf("%v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case <-stderr.seen:
-	case err := <-exited:
-		return failf("audit exited before attaching (%v): %s", err, stderr.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		<-exited
-		return failf("audit did not attach within 30 s: %s", stderr.String())
-	}
+	defer aud.cancel()
 
 	access := func(bdf string, write bool, at int, v uint32) error {
 		c, err := openConfig(h.devPath(bdf, "config"), write)
@@ -179,19 +159,9 @@ func bpfAudit(ctx context.Context, h *Harness) Result {
 	if err := access(cxl.BDF, true, off+doeCtrl, 0); err != nil {
 		return failf("%v", err)
 	}
-	time.Sleep(2 * time.Second) // let the ring buffer drain
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	werr := <-exited
-	var events []auditEvent
-	for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
-		if l == "" {
-			continue
-		}
-		var e auditEvent
-		if err := json.Unmarshal([]byte(l), &e); err != nil {
-			return failf("audit line %q: %v", l, err)
-		}
-		events = append(events, e)
+	werr, events, err := aud.stop(2 * time.Second)
+	if err != nil {
+		return failf("%v", err)
 	}
 	me := uint32(os.Getpid())
 	want := []auditEvent{
@@ -199,7 +169,7 @@ func bpfAudit(ctx context.Context, h *Harness) Result {
 		{PID: me, Device: cxl.BDF, Op: "write", Offset: uint32(off + doeCtrl), Size: 4},
 	}
 	if len(events) != len(want) {
-		return failf("audit: %d events, want 2 (exit: %v): %+v; stderr: %s", len(events), werr, events, stderr.String())
+		return failf("audit: %d events, want 2 (exit: %v): %+v; stderr: %s", len(events), werr, events, aud.stderr.String())
 	}
 	for i, w := range want {
 		g := events[i]

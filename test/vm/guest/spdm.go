@@ -11,7 +11,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -617,35 +615,16 @@ func spdmAudit(ctx context.Context, h *Harness) Result {
 		return *r
 	}
 	off := h.spdm.doeOffset[bdf]
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cmd := exec.CommandContext(actx, h.VfioGate, "audit", "--json", "--log-level", "info", "--device", bdf, "--duration", "60s")
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	stderr := &watchWriter{want: "audit attached", seen: make(chan struct{})}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		return failf("start audit: %v", err)
+	aud, err := h.startAudit(ctx, 60*time.Second, "--device", bdf)
+	if err != nil {
+		return failf("%v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case <-stderr.seen:
-	case err := <-exited:
-		return failf("audit exited before attaching (%v): %s", err, stderr.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		<-exited
-		return failf("audit did not attach within 30 s: %s", stderr.String())
-	}
+	defer aud.cancel()
 	gate := exec.CommandContext(ctx, h.VfioGate, "attest", bdf, "--trust-anchor", spdmCA)
 	gout, gerr := gate.CombinedOutput()
 	gatePID := uint32(gate.Process.Pid)
 	if gerr != nil {
-		cancel()
-		<-exited
+		aud.abort()
 		return failf("attest %s under audit: %v: %s", bdf, gerr, firstLine(string(gout)))
 	}
 	c, err := openConfig(h.devPath(bdf, "config"), true)
@@ -657,20 +636,14 @@ func spdmAudit(ctx context.Context, h *Harness) Result {
 	if werr != nil {
 		return failf("foreign DOE Control write: %v", werr)
 	}
-	time.Sleep(2 * time.Second) // let the ring buffer drain
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	aerr := <-exited
+	aerr, events, err := aud.stop(2 * time.Second)
+	if err != nil {
+		return failf("%v", err)
+	}
 	me := uint32(os.Getpid())
 	var gateWrites, gateDOE, foreign int
 	var gateComm string
-	for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
-		if l == "" {
-			continue
-		}
-		var e auditEvent
-		if err := json.Unmarshal([]byte(l), &e); err != nil {
-			return failf("audit line %q: %v", l, err)
-		}
+	for _, e := range events {
 		if e.Device != bdf || e.Op != "write" {
 			continue
 		}
@@ -692,7 +665,7 @@ func spdmAudit(ctx context.Context, h *Harness) Result {
 	}
 	if gateWrites == 0 || gateDOE != gateWrites || foreign != 1 {
 		return failf("audit (exit %v): %d writes by attest pid %d (%d in doe-mailbox), %d foreign writes by pid %d; want >0, all doe-mailbox, exactly 1: %s",
-			aerr, gateWrites, gatePID, gateDOE, foreign, me, stderr.String())
+			aerr, gateWrites, gatePID, gateDOE, foreign, me, aud.stderr.String())
 	}
 	return passf("%s: %d DOE mailbox writes by attest (pid %d, %s) and 1 foreign Control write by pid %d, all region doe-mailbox", bdf, gateWrites, gatePID, gateComm, me)
 }
