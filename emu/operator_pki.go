@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/vfio-gate/vfio-gate/internal/pemcert"
+
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
 
@@ -183,34 +185,9 @@ func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 	return s, nil
 }
 
-// ParseCertificates parses PEM CERTIFICATE blocks or concatenated DER.
-func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
-	if blk, rest := pem.Decode(b); blk != nil {
-		var out []*x509.Certificate
-		for ; blk != nil; blk, rest = pem.Decode(rest) {
-			if blk.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, c)
-		}
-		if len(out) == 0 {
-			return nil, errors.New("no CERTIFICATE block")
-		}
-		return out, nil
-	}
-	out, err := x509.ParseCertificates(b)
-	if err != nil {
-		return nil, err
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	return out, nil
-}
+// ParseCertificates parses PEM CERTIFICATE blocks or concatenated DER
+// (internal/pemcert).
+func ParseCertificates(b []byte) ([]*x509.Certificate, error) { return pemcert.Parse(b) }
 
 // keyTypeOf maps a public key to the device's key type.
 func keyTypeOf(pub crypto.PublicKey) (KeyType, error) {
