@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -57,25 +59,29 @@ defaults:
 rules: []
 `
 
-// lvTraceHook is a second qemu.d drop-in that runs before vfio-gate's (libvirt
-// runs drop-ins in alphabetical order): it records each hook call with the
-// driver the domain's hostdev is bound to at that moment, and saves the
-// domain XML libvirt passed on stdin as lvXMLDir/DOMAIN.OP.SUBOP.xml (the
-// last call of each kind). %[1]s is the e1000e's BDF (also the only member
-// of the pool of lvDomainPool), %[2]s the CXL function's.
-const lvTraceHook = `#!/bin/sh
+// lvTraceHook returns a second qemu.d drop-in that runs before vfio-gate's
+// (libvirt runs drop-ins in alphabetical order): it records each hook call
+// of the domains in bdfs (domain name -> BDF of its hostdev) with the driver
+// that function is bound to at that moment, and saves the domain XML
+// libvirt passed on stdin as lvXMLDir/DOMAIN.OP.SUBOP.xml (the last call of
+// each kind). lvTraceLines reads the record.
+func lvTraceHook(bdfs map[string]string) string {
+	var cases strings.Builder
+	names := slices.Sorted(maps.Keys(bdfs))
+	for _, d := range names {
+		fmt.Fprintf(&cases, "%s) bdf=%s ;;\n", d, bdfs[d])
+	}
+	return `#!/bin/sh
 mkdir -p ` + lvXMLDir + `
 cat >"` + lvXMLDir + `/$1.$2.$3.xml"
 case $1 in
-` + lvDomain + `) bdf=%[1]s ;;
-` + lvDomainCXL + `) bdf=%[2]s ;;
-` + lvDomainPool + `) bdf=%[1]s ;;
-*) exit 0 ;;
+` + cases.String() + `*) exit 0 ;;
 esac
 d=$(readlink /sys/bus/pci/devices/$bdf/driver)
 echo "$1 $2 $3 ${d##*/}" >>` + lvTrace + `
 exit 0
 `
+}
 
 // lvDomainXML: the smallest type='qemu' domain libvirt starts, with the NIC as
 // a managed='yes' PCI hostdev. %s are domain, bus, slot, function.
@@ -202,7 +208,7 @@ func (s *libvirtStack) up(ctx context.Context, h *Harness) error {
 	if st, err := os.Stat(dropIn); err != nil || st.Mode()&0o111 == 0 {
 		return fmt.Errorf("install-hook did not leave an executable %s: %v", dropIn, err)
 	}
-	if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/00-trace"), []byte(fmt.Sprintf(lvTraceHook, nic.BDF, cxl.BDF)), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/00-trace"), []byte(lvTraceHook(map[string]string{lvDomain: nic.BDF, lvDomainCXL: cxl.BDF, lvDomainPool: nic.BDF})), 0o755); err != nil {
 		return err
 	}
 

@@ -54,22 +54,6 @@ const spdmLvDomainXML = `<domain type='qemu'>
 </domain>
 `
 
-// spdmLvTraceHook records each hook call of the two domains with the driver
-// of their function at that moment (lvTraceLines reads it). %[1]s and
-// %[2]s are the good and tampered BDFs.
-const spdmLvTraceHook = `#!/bin/sh
-mkdir -p ` + lvXMLDir + `
-cat >"` + lvXMLDir + `/$1.$2.$3.xml"
-case $1 in
-` + spdmLvGood + `) bdf=%[1]s ;;
-` + spdmLvTampered + `) bdf=%[2]s ;;
-*) exit 0 ;;
-esac
-d=$(readlink /sys/bus/pci/devices/$bdf/driver)
-echo "$1 $2 $3 ${d##*/}" >>` + lvTrace + `
-exit 0
-`
-
 // spdmLvRun is the state the spdm-libvirt-* scenarios share.
 type spdmLvRun struct {
 	err      error // why the stack is not up
@@ -146,7 +130,7 @@ func (r *spdmLvRun) up(ctx context.Context, h *Harness) error {
 	if out, errOut, code := h.run(ctx, "install-hook", "--libvirt-dir", lvDir, "--binary", h.VfioGate, "--daemon-socket", lvDaemonSock); code != 0 {
 		return fmt.Errorf("install-hook: exit %d: %s %s", code, out, errOut)
 	}
-	if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/00-trace"), []byte(fmt.Sprintf(spdmLvTraceHook, r.good, r.tampered)), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(lvDir, "hooks/qemu.d/00-trace"), []byte(lvTraceHook(map[string]string{spdmLvGood: r.good, spdmLvTampered: r.tampered})), 0o755); err != nil {
 		return err
 	}
 	// The libvirt stack of libvirt.go, with its cleanups and log dump.
