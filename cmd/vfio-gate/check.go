@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
@@ -17,6 +14,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/gate/evstore"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
@@ -181,92 +179,13 @@ func parseBDFs(args []string) ([]pci.BDF, error) {
 	return out, nil
 }
 
-// progress prints to stderr when more than one function is checked, or
-// when a single one takes longer than a second.
-func progress(w io.Writer, what string, n int) (done func()) {
-	start := time.Now()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	printed := n > 1
-	if printed {
-		fmt.Fprintf(w, "vfio-gate: %s %d functions...\n", what, n)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTimer(time.Second)
-		defer t.Stop()
-		select {
-		case <-stop:
-		case <-t.C:
-			if !printed {
-				fmt.Fprintf(w, "vfio-gate: %s 1 function (attesting, this may take a while)...\n", what)
-				printed = true
-			}
-			<-stop
-		}
-	}()
-	return func() {
-		close(stop)
-		wg.Wait()
-		if printed {
-			fmt.Fprintf(w, "vfio-gate: %s done in %s\n", what, time.Since(start).Round(time.Millisecond))
-		}
-	}
-}
+// checkJSON is the body of check/bind --json (rpt.Decisions; demo.go
+// embeds it).
+type checkJSON = rpt.Decisions
 
-// Output of check/bind --json. The keys decision, devices[].bdf, decision,
-// reasons[].code, reasons[].message, rule and evidence_digest are a contract.
-type checkJSON struct {
-	Decision string       `json:"decision"`
-	Mode     policy.Mode  `json:"mode"`
-	Devices  []deviceJSON `json:"devices"`
-}
-
-type deviceJSON struct {
-	BDF            string          `json:"bdf"`
-	Socket         string          `json:"socket,omitempty"`
-	Decision       string          `json:"decision"`
-	Reasons        []policy.Reason `json:"reasons"`
-	Rule           string          `json:"rule"`
-	EvidenceDigest string          `json:"evidence_digest"`
-	WouldDeny      bool            `json:"would_deny"`
-	Recorded       bool            `json:"recorded"`
-	Bound          bool            `json:"bound,omitempty"`
-	VendorID       string          `json:"vendor_id"`
-	DeviceID       string          `json:"device_id"`
-	Error          string          `json:"error,omitempty"`
-	Checks         []policy.Check  `json:"checks,omitempty"`
-}
-
+// toJSON is rpt.DecisionsOf (demo.go).
 func toJSON(ds []gate.Decision, mode policy.Mode, withChecks bool) checkJSON {
-	out := checkJSON{Decision: policy.DecisionAllow, Mode: mode, Devices: []deviceJSON{}}
-	for _, d := range ds {
-		dj := deviceJSON{BDF: d.Identity.BDF, Socket: d.Identity.Socket, Decision: d.Verdict.Decision,
-			Reasons: d.Verdict.Reasons, Rule: d.Verdict.Rule, EvidenceDigest: hex.EncodeToString(d.EvidenceDigest),
-			WouldDeny: d.Verdict.WouldDeny, Recorded: d.Recorded, Bound: d.Bound,
-			VendorID: fmt.Sprintf("0x%04x", d.Identity.VendorID), DeviceID: fmt.Sprintf("0x%04x", d.Identity.DeviceID)}
-		if dj.BDF == "" && d.Identity.Socket == "" {
-			dj.BDF = d.BDF.String()
-		}
-		if dj.Reasons == nil {
-			dj.Reasons = []policy.Reason{}
-		}
-		if d.Err != nil {
-			dj.Error = d.Err.Error()
-		}
-		if withChecks {
-			dj.Checks = d.Verdict.Checks
-		}
-		if !d.Allowed() || d.Err != nil {
-			out.Decision = policy.DecisionDeny
-			if d.Err != nil && d.Verdict.Decision == policy.DecisionAllow {
-				dj.Decision = policy.DecisionDeny
-			}
-		}
-		out.Devices = append(out.Devices, dj)
-	}
-	return out
+	return rpt.DecisionsOf(ds, mode, withChecks)
 }
 
 // decisionsExit is the exit code of check and bind, in this priority:
@@ -305,57 +224,9 @@ func decisionsExit(ds []gate.Decision) int {
 	return classExit(worst)
 }
 
-// printDecisions writes the per-device table and the reasons.
+// printDecisions is rpt.WriteDecisions (demo.go).
 func printDecisions(w io.Writer, ds []gate.Decision, mode policy.Mode, showBound bool) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	hdr := "DEVICE\tID\tDECISION\tRULE\tREASONS"
-	if showBound {
-		hdr += "\tBOUND"
-	}
-	fmt.Fprintln(tw, hdr)
-	for _, d := range ds {
-		name := d.Identity.BDF
-		if name == "" {
-			name = d.Identity.Socket
-		}
-		dec := d.Verdict.Decision
-		if d.Verdict.WouldDeny {
-			dec += " (audit: would deny)"
-		}
-		rule := d.Verdict.Rule
-		if rule == "" {
-			rule = "-"
-		}
-		codes := []string{}
-		for _, r := range d.Verdict.Reasons {
-			codes = append(codes, string(r.Code))
-		}
-		rs := strings.Join(codes, ",")
-		if rs == "" {
-			rs = "-"
-		}
-		line := fmt.Sprintf("%s\t%04x:%04x\t%s\t%s\t%s", name, d.Identity.VendorID, d.Identity.DeviceID, dec, rule, rs)
-		if showBound {
-			line += fmt.Sprintf("\t%v", d.Bound)
-		}
-		fmt.Fprintln(tw, line)
-	}
-	tw.Flush()
-	for _, d := range ds {
-		name := d.Identity.BDF
-		if name == "" {
-			name = d.Identity.Socket
-		}
-		for _, r := range d.Verdict.Reasons {
-			fmt.Fprintf(w, "  %s %s: %s\n", name, r.Code, r.Message)
-		}
-		if d.Err != nil {
-			fmt.Fprintf(w, "  %s error: %v\n", name, d.Err)
-		}
-	}
-	if mode == policy.ModeAudit {
-		fmt.Fprintln(w, "policy mode is audit: denies are recorded and reported, nothing is blocked")
-	}
+	rpt.WriteDecisions(w, ds, mode, showBound)
 }
 
 // finishDecisions prints (table or JSON) and maps to the exit code.
@@ -430,7 +301,7 @@ permission, transport, lock); 5 a decision could not be recorded in the TPM (alw
 			defer s.Close()
 			var ds []gate.Decision
 			if socket != "" {
-				done := progress(e.errw, "checking", 1)
+				done := rpt.Progress(e.errw, "checking", 1)
 				d, err := s.gate.CheckSocket(cmd.Context(), socket, id, confidential)
 				done()
 				if err != nil {
@@ -472,7 +343,7 @@ func openGateFor(e *env, g *globals, f *gateFlags, args []string) ([]pci.BDF, *g
 // decide runs a check or bind of bdfs under a progress line; a failure to
 // take the locks is classified by lockErr.
 func decide(e *env, verb string, bdfs []pci.BDF, run func() ([]gate.Decision, error)) ([]gate.Decision, error) {
-	done := progress(e.errw, verb, len(normalizeCount(bdfs)))
+	done := rpt.Progress(e.errw, verb, len(normalizeCount(bdfs)))
 	ds, err := run()
 	done()
 	if err != nil {
@@ -654,7 +525,7 @@ recorded in the TPM like any check. Needs and exit codes as for check.`,
 				return err
 			}
 			if !g.json {
-				printChecks(e.out, ds[0])
+				rpt.WriteChecks(e.out, ds[0])
 			}
 			return finishDecisions(e, g, ds, s.pol.Mode, false, true)
 		},
@@ -662,28 +533,4 @@ recorded in the TPM like any check. Needs and exit codes as for check.`,
 	f.addOne(c)
 	c.Flags().BoolVar(&confidential, "confidential", false, "evaluate for a confidential VM")
 	return c
-}
-
-func printChecks(w io.Writer, d gate.Decision) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tEXPECTED\tGOT\tRESULT")
-	for _, c := range d.Verdict.Checks {
-		res := "pass"
-		if !c.Pass {
-			res = "FAIL"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, short(c.Expected, 48), short(c.Got, 48), res)
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-}
-
-func short(s string, n int) string {
-	if s == "" {
-		return "-"
-	}
-	if len(s) > n {
-		return s[:n-3] + "..."
-	}
-	return s
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate/evstore"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
 
@@ -45,8 +46,7 @@ Exit codes: 0 printed; 1 not found, unreadable, or altered.`,
 			if err != nil {
 				return err
 			}
-			var ev json.RawMessage = b.Evidence
-			return writeJSON(e.out, "evidence-show", map[string]any{"bundle_schema": b.Schema, "digest": b.Digest, "decision": b.Decision, "evidence": ev})
+			return writeJSON(e.out, "evidence-show", rpt.EvidenceShowOf(b))
 		},
 	}
 	var anchors []string
@@ -80,8 +80,6 @@ denies; 1 the bundle cannot be read.`,
 			}
 			now := time.Now()
 			rep, checked := attest.VerifyOffline(&ev, roots, now)
-			out := map[string]any{"digest": b.Digest, "decision": b.Decision,
-				"ok": rep.OK, "checks": rep.Checks}
 			var verdict *policy.Verdict
 			if cmd.Flags().Changed("policy") {
 				p, err := policy.Load(g.policy, nil)
@@ -90,27 +88,14 @@ denies; 1 the bundle cannot be read.`,
 				}
 				v := p.Evaluate(checked, policy.Input{Now: now, Confidential: b.Decision.Confidential})
 				verdict = &v
-				out["policy_verdict"] = v
 			}
+			out := rpt.EvidenceVerifyOf(b, rep, verdict)
 			if g.json {
 				if err := writeJSON(e.out, "evidence-verify", out); err != nil {
 					return err
 				}
 			} else {
-				fmt.Fprintf(e.out, "bundle %s: %s %s (recorded %s)\n", b.Digest, b.Decision.BDF, strings.ToUpper(b.Decision.Verdict), b.Decision.Time.Format(time.RFC3339))
-				for _, c := range rep.Checks {
-					st := "ok  "
-					if !c.OK {
-						st = "FAIL"
-					}
-					fmt.Fprintf(e.out, "  %s %-22s %s\n", st, c.Name, c.Detail)
-				}
-				if verdict != nil {
-					fmt.Fprintf(e.out, "policy %s: %s\n", g.policy, verdict.Decision)
-					for _, r := range verdict.Reasons {
-						fmt.Fprintf(e.out, "  %s: %s\n", r.Code, r.Message)
-					}
-				}
+				rpt.WriteEvidenceVerify(e.out, out, g.policy)
 			}
 			code := 0
 			var err2 error

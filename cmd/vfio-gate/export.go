@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vfio-gate/vfio-gate/internal/evexport"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
@@ -61,9 +62,7 @@ Exit codes: 0 written; 5 the TPM cannot be used or the log does not verify; 1 ot
 			if g.json {
 				return writeJSON(e.out, "evidence-export", m)
 			}
-			fmt.Fprintf(e.out, "%s: boot %d, %d events, PCR %d quoted with nonce %s; %d bundles (%d missing)\n",
-				outDir, m.Boot, m.Events, pcr, nonceHex, len(m.Bundles), len(m.MissingBundles))
-			return nil
+			return rpt.WriteExport(e.out, outDir, m, pcr, nonceHex)
 		},
 	}
 	fl := cmd.Flags()

@@ -15,6 +15,8 @@ import (
 	"github.com/vfio-gate/vfio-gate/gate"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/conn"
+	"github.com/vfio-gate/vfio-gate/hooks/libvirt/phase"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
@@ -108,7 +110,7 @@ func preflightDomain(e *env, uri, lvSocket, name string) (*lvhook.Domain, error)
 func runPreflight(ctx context.Context, e *env, g *globals, f *gateFlags, name string, dom *lvhook.Domain, conf bool) error {
 	if len(dom.PCI) == 0 {
 		if g.json {
-			return writeJSON(e.out, "decision", checkJSON{Decision: policy.DecisionAllow, Devices: []deviceJSON{}})
+			return writeJSON(e.out, "decision", rpt.Decisions{Decision: policy.DecisionAllow, Devices: []rpt.Device{}})
 		}
 		fmt.Fprintf(e.out, "domain %s has no host PCI functions: nothing to gate\n", name)
 		return nil
@@ -181,33 +183,17 @@ func preflightInProcess(ctx context.Context, e *env, g *globals, f *gateFlags, n
 }
 
 // deferredFn is a function whose check the hook defers to start begin.
-type deferredFn struct {
-	BDF     pci.BDF
-	Message string
-}
+type deferredFn = phase.Deferred
 
 // finishPreflight prints the checked decisions and the deferred functions;
 // the exit code is check's over the checked ones (deferred is no deny).
 func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, deferred []deferredFn) error {
 	if g.json {
-		out := toJSON(ds, mode, false)
-		for _, d := range deferred {
-			out.Devices = append(out.Devices, deviceJSON{BDF: d.BDF.String(), Decision: daemon.DecisionDeferred,
-				Reasons: []policy.Reason{{Code: daemon.CodeDeferred, Message: d.Message}}})
-		}
-		if out.Decision == policy.DecisionAllow && len(deferred) > 0 {
-			out.Decision = daemon.DecisionDeferred
-		}
-		if err := writeJSON(e.out, "decision", out); err != nil {
+		if err := writeJSON(e.out, "decision", rpt.PreflightOf(ds, mode, deferred)); err != nil {
 			return err
 		}
 	} else {
-		if len(ds) > 0 {
-			printDecisions(e.out, ds, mode, false)
-		}
-		for _, d := range deferred {
-			fmt.Fprintf(e.out, "%s  deferred: %s\n", d.BDF, d.Message)
-		}
+		rpt.WritePreflight(e.out, ds, mode, deferred)
 	}
 	if code := decisionsExit(ds); code != exitOK {
 		return quietCode(code, fmt.Errorf("exit %d", code))

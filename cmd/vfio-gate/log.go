@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
@@ -76,47 +76,23 @@ Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
 				}
 				boots = []tpm.Boot{*b}
 			}
-			type shownBoot struct {
-				tpm.Boot
-				Events []tpm.DecodedEvent `json:"events"`
-				Torn   bool               `json:"torn_last_line"`
-			}
-			shown := []shownBoot{}
-			tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+			shown := []rpt.LogBoot{}
+			table := rpt.NewLogTable(e.out)
 			for _, b := range boots {
 				l, err := tpm.ReadBoot(eventLogDir(g), b.Seq)
 				if err != nil {
 					return err
 				}
-				sb := shownBoot{Boot: b, Events: make([]tpm.DecodedEvent, 0, len(l.Records)), Torn: l.Torn}
-				for _, r := range l.Records {
-					sb.Events = append(sb.Events, tpm.Describe(r))
-				}
-				shown = append(shown, sb)
-				if g.json {
-					continue
-				}
-				fmt.Fprintf(tw, "boot %d (TPM resetCount %d, restartCount %d), %d records in %d segments\n",
-					b.Seq, b.ResetCount, b.RestartCount, len(l.Records), len(b.Segments))
-				fmt.Fprintln(tw, "RECNUM\tPCR\tTYPE\tEVENT")
-				for _, d := range sb.Events {
-					pcrCol := fmt.Sprint(d.PCR)
-					if !d.Extended {
-						pcrCol = "-"
-					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", d.RecNum, pcrCol, d.EventType, d.Summary)
-				}
-				if l.Torn {
-					fmt.Fprintf(tw, "%s line %d: incomplete (torn append), not shown\n", l.TornSegment, l.TornLine)
+				lb := rpt.LogBootOf(b, l)
+				shown = append(shown, lb)
+				if !g.json {
+					table.Boot(lb)
 				}
 			}
 			if g.json {
 				return writeJSON(e.out, "log-show", map[string]any{"dir": eventLogDir(g), "boots": shown})
 			}
-			if len(boots) == 0 {
-				fmt.Fprintf(tw, "%s: no records\n", eventLogDir(g))
-			}
-			return tw.Flush()
+			return table.Flush(eventLogDir(g), len(boots) == 0)
 		},
 	}
 
@@ -195,27 +171,5 @@ be used; exit 1 when the log cannot be read. --boot N checks an earlier boot on 
 	}
 }
 
-func printVerify(e *env, res *tpm.VerifyResult, path string) {
-	var banks []string
-	for _, b := range res.Banks {
-		m := "match"
-		if b.PCR == nil {
-			m = "replay only"
-		} else if !b.Match {
-			m = "MISMATCH"
-		}
-		banks = append(banks, b.Alg+" "+m)
-	}
-	status := "OK"
-	if !res.OK {
-		status = "FAILED"
-	}
-	fmt.Fprintf(e.out, "%s: boot %d, PCR %d, %d records in %d segments, %d replayed: %s (%s)\n",
-		path, res.Boot, res.PCR, res.Records, res.Segments, res.Checked, status, strings.Join(banks, ", "))
-	for _, p := range res.Problems {
-		fmt.Fprintf(e.out, "problem  %-11s %s\n", p.Kind, p.Msg)
-	}
-	for _, w := range res.Warnings {
-		fmt.Fprintf(e.out, "warning  %-11s %s\n", w.Kind, w.Msg)
-	}
-}
+// printVerify is rpt.WriteVerify on e.out (demo.go).
+func printVerify(e *env, res *tpm.VerifyResult, path string) { rpt.WriteVerify(e.out, res, path) }
