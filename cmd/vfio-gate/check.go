@@ -13,12 +13,10 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate"
-	"github.com/vfio-gate/vfio-gate/gate/evstore"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
-	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
 // gateFlags are the flags of check, bind, release and explain.
@@ -51,26 +49,15 @@ func (f *gateFlags) addLock(c *cobra.Command) {
 	c.Flags().DurationVar(&f.retainAge, "log-retain-age", 0, "remove event logs of earlier boots last written longer ago (0: no age limit)")
 }
 
-// gateSetup is an opened gate and what it holds.
+// gateSetup is an opened gate and what it holds (gate.Host, named as the
+// commands and the demo use it).
 type gateSetup struct {
+	*gate.Host
 	gate *gate.Gate
 	pol  *policy.Policy
 	tpm  transport.TPMCloser
 	sys  *pci.System
 	rec  *tpm.Recorder
-	aud  *tamperAudit
-}
-
-func (s *gateSetup) Close() error {
-	var errs []error
-	errs = append(errs, s.aud.Close())
-	if s.tpm != nil {
-		errs = append(errs, s.tpm.Close())
-	}
-	if s.sys != nil {
-		errs = append(errs, s.sys.Close())
-	}
-	return errors.Join(errs...)
 }
 
 // setupOptions let the demo and tests adjust what openGate builds.
@@ -80,8 +67,8 @@ type setupOptions struct {
 	observer   gate.Observer // the daemon's metrics
 }
 
-// openGate loads the policy (refusing to run without a valid one: exit 1),
-// opens the TPM (exit 5 when it cannot be used) and the sysfs tree.
+// openGate opens the gate (gate.Open) from the flags: no valid policy is
+// exit 1, a TPM that cannot record 5, a tamper audit that cannot run 4.
 func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, error) {
 	if so.policyLoad == nil {
 		so.policyLoad = e.policyLoad
@@ -89,83 +76,41 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	if so.geteuid == nil {
 		so.geteuid = e.geteuid
 	}
-	p, err := policy.Load(g.policy, so.policyLoad)
-	if err != nil {
-		return nil, err
-	}
-	spec, err := recordingTPM(g)
-	if err != nil {
-		return nil, err
-	}
-	s := &gateSetup{pol: p}
-	if s.tpm, err = tpm.Open(spec); err != nil {
-		return nil, err
-	}
-	pcr := 0
-	if p.PCR >= 0 {
-		pcr = p.PCR
-	}
-	if s.rec, err = tpm.NewRecorder(s.tpm, tpm.RecorderOptions{PCR: pcr, Dir: eventLogDir(g), Logger: g.log,
-		Retention: tpm.Retention{MaxBytes: f.retainBytes, MaxAge: f.retainAge}}); err != nil {
-		s.Close()
+	h, err := gate.Open(gate.Setup{Policy: g.policy, PolicyLoad: so.policyLoad, TPM: g.tpm, TPMThrowaway: g.tpmThrowaway,
+		EventLog: eventLogDir(g), Retention: tpm.Retention{MaxBytes: f.retainBytes, MaxAge: f.retainAge}, Evidence: evidenceDir(g),
+		SysfsRoot: g.sysfsRoot, PCI: pci.Options{ConfigOpener: e.configOpener, Geteuid: so.geteuid}, Bind: e.vfioApply,
+		Audit: f.audit.on, LockDir: f.lockDir, StateDir: g.stateDir, Concurrency: f.concurrency, Timeout: f.timeout,
+		Observer: so.observer, Logger: g.log})
+	switch {
+	case errors.Is(err, gate.ErrThrowawayTPM):
+		return nil, usageErrorf("%v", err)
+	case errors.Is(err, gate.ErrTPM):
 		return nil, withCode(exitTPM, err)
-	}
-	if s.sys, err = pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: so.geteuid, Logger: g.log}); err != nil {
-		s.Close()
+	case errors.Is(err, gate.ErrAuditUnavailable):
+		return nil, withCode(exitUnavailable, err)
+	case err != nil:
 		return nil, err
 	}
-	bind := vfio.ApplyOptions{Logger: g.log}
-	if e.vfioApply != nil {
-		bind = *e.vfioApply
-	}
-	var watcher gate.AccessWatcher
-	if f.audit.on {
-		if s.aud, err = startTamperAudit(g); err != nil {
-			s.Close()
-			return nil, err
-		}
-		watcher = s.aud.w
-	}
-	s.gate, err = gate.New(gate.Options{System: s.sys, Policy: p, Recorder: s.rec, Evidence: evstore.Open(evidenceDir(g), evstore.Options{}), LockDir: f.lockDir,
-		StateDir: g.stateDir, Concurrency: f.concurrency, Attest: attest.Options{Timeout: f.timeout},
-		Bind: bind, Logger: g.log, Watcher: watcher, Observer: so.observer})
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return &gateSetup{Host: h, gate: h.Gate, pol: h.Policy, tpm: h.TPM, sys: h.System, rec: h.Recorder}, nil
 }
 
 // simThrowaway is the --tpm value that asks for the in-process simulator
 // knowingly, as --tpm sim --tpm-throwaway does.
-const simThrowaway = "sim:throwaway"
+const simThrowaway = gate.SimThrowaway
 
-// recordingTPM is the tpm.Open spec of a command that records decisions. The
-// in-process simulator forgets every record when the process exits, so a
-// mistyped unit must not "record" into it: it is refused unless asked for as
-// a throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway).
+// recordingTPM is the tpm.Open spec of a command that records decisions
+// (gate.RecordingTPM): --tpm sim is refused unless asked for as a
+// throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway).
 func recordingTPM(g *globals) (string, error) {
-	switch {
-	case g.tpm == simThrowaway, g.tpm == "sim" && g.tpmThrowaway:
-		return "sim", nil
-	case g.tpm == "sim":
-		return "", usageErrorf("--tpm sim is an in-process TPM that forgets every record at exit: refusing to record into it; " +
-			"use a real TPM (/dev/tpmrm0) or swtpm (tcp:HOST:PORT), or say --tpm sim:throwaway (or --tpm-throwaway) for a throwaway run")
+	spec, err := gate.RecordingTPM(g.tpm, g.tpmThrowaway)
+	if err != nil {
+		return "", usageErrorf("%v", err)
 	}
-	return g.tpm, nil
+	return spec, nil
 }
 
 // tpmName says which TPM a command uses, for status and doctor.
-func tpmName(g *globals) string {
-	switch spec, err := recordingTPM(g); {
-	case err != nil:
-		return g.tpm + " (refused)"
-	case spec == "sim":
-		return "sim (THROWAWAY in-process simulator: records are lost at exit)"
-	default:
-		return spec
-	}
-}
+func tpmName(g *globals) string { return gate.TPMName(g.tpm, g.tpmThrowaway) }
 
 func parseBDFs(args []string) ([]pci.BDF, error) {
 	var out []pci.BDF
