@@ -1,80 +1,23 @@
 package main
 
 import (
-	"crypto/sha256"
 	_ "crypto/sha3"
 	_ "crypto/sha512"
 	"crypto/x509"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
 
-// anchorFile is one --trust-anchor file with its certificates.
-type anchorFile struct {
-	path  string
-	certs []*x509.Certificate
-}
-
-func readAnchorFiles(paths []string) ([]anchorFile, error) {
-	var out []anchorFile
-	for _, p := range paths {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
-		}
-		b, err := policy.ReadRegularFile(abs, maxAnchorFile)
-		if err != nil {
-			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
-		}
-		cs, err := policy.ParseCertificates(b)
-		if err != nil {
-			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
-		}
-		out = append(out, anchorFile{path: abs, certs: cs})
-	}
-	return out, nil
-}
-
+// captureOpts are the rule flags of policy capture.
 type captureOpts struct {
 	name        string
 	forbidDebug bool
-}
-
-// captureRule renders the policy document `policy capture` prints: the
-// rule policy.Capture builds from ev, with a header naming the device.
-func captureRule(ev *attest.Evidence, anchors []anchorFile, o captureOpts) (string, error) {
-	var as []*policy.Anchor
-	for _, f := range anchors {
-		for _, c := range f.certs {
-			sum := sha256.Sum256(c.Raw)
-			as = append(as, &policy.Anchor{File: f.path, Cert: c, SHA256: hex.EncodeToString(sum[:])})
-		}
-	}
-	r, err := policy.Capture(ev, policy.CaptureOptions{Name: o.name, Anchors: as, ForbidDebugMode: o.forbidDebug})
-	if err != nil {
-		return "", err
-	}
-	id := ev.Identity
-	dev := fmt.Sprintf("device %s [%04x:%04x]", id.BDF, id.VendorID, id.DeviceID)
-	if id.BDF == "" {
-		dev = fmt.Sprintf("spdm-socket %s [%04x:%04x]", id.Socket, id.VendorID, id.DeviceID)
-	}
-	for _, c := range ev.Chains {
-		if c.Slot == ev.Bundle.Slot && c.Verified && c.CMASAN != nil {
-			dev += ", CMA SAN " + c.CMASAN.Raw
-		}
-	}
-	header := []string{"vfio-gate policy capture, " + time.Now().UTC().Format(time.RFC3339), dev,
-		fmt.Sprintf("evidence digest %x", ev.Digest())}
-	return policy.MarshalDocument(header, r), nil
 }
 
 func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
@@ -102,13 +45,17 @@ device is unavailable.`,
 			if len(f.anchors) == 0 {
 				return usageErrorf("policy capture: need at least one --trust-anchor (a rule without anchors trusts nothing)")
 			}
-			files, err := readAnchorFiles(f.anchors)
+			anchors, err := policy.ReadAnchorFiles(f.anchors, maxAnchorFile)
+			var ae *policy.AnchorFileError
+			if errors.As(err, &ae) {
+				return usageErrorf("--trust-anchor %s: %v", ae.Path, ae.Err)
+			}
 			if err != nil {
 				return err
 			}
 			var roots []*x509.Certificate
-			for _, a := range files {
-				roots = append(roots, a.certs...)
+			for _, a := range anchors {
+				roots = append(roots, a.Cert)
 			}
 			ev, err := runAttestation(cmd.Context(), e, g, f, bdf, roots)
 			if err != nil {
@@ -118,7 +65,7 @@ device is unavailable.`,
 				return withCode(failureExit(ev.Failure), fmt.Errorf("policy capture: attestation did not pass: %s at %s: %s",
 					ev.Failure.Kind, ev.Failure.Step, ev.Failure.Message))
 			}
-			doc, err := captureRule(ev, files, o)
+			doc, err := policy.CaptureDocument(ev, policy.CaptureOptions{Name: o.name, Anchors: anchors, ForbidDebugMode: o.forbidDebug}, time.Now())
 			if err != nil {
 				return withCode(exitAttestation, fmt.Errorf("policy capture: %w", err))
 			}
