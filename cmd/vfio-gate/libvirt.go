@@ -2,24 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/gate"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/conn"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/phase"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
-	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
-	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
 func newLibvirtCmd(e *env, g *globals) *cobra.Command {
@@ -80,26 +74,16 @@ top-level decision is "deferred" when nothing is denied but something is deferre
 // preflightDomain fetches the domain's persistent definition from libvirt
 // and warns about network interfaces the hook cannot gate.
 func preflightDomain(e *env, uri, lvSocket, name string) (*lvhook.Domain, error) {
-	lc, err := conn.Dial(uri, lvSocket)
+	dom, nets, err := conn.DefinedDomain(uri, lvSocket, name)
 	if err != nil {
 		return nil, err
 	}
-	defer lc.Close()
-	x, err := lc.DomainXML(name)
-	if err != nil {
-		return nil, err
-	}
-	dom, err := lvhook.ParseDomain(strings.NewReader(x))
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range dom.Networks {
-		mode, err := lc.NetworkForwardMode(n)
+	for _, n := range nets {
 		switch {
-		case err != nil:
-			fmt.Fprintf(e.errw, "vfio-gate: warning: network %s: %v: cannot tell whether it hands out PCI functions\n", n, err)
-		case mode == "hostdev":
-			fmt.Fprintf(e.errw, "vfio-gate: warning: <interface type='network'> uses network %s, a hostdev pool: libvirt picks the PCI function after prepare, so the hook cannot gate it; use <interface type='hostdev'> with a source address\n", n)
+		case n.Err != nil:
+			fmt.Fprintf(e.errw, "vfio-gate: warning: network %s: %v: cannot tell whether it hands out PCI functions\n", n.Name, n.Err)
+		case n.ForwardMode == "hostdev":
+			fmt.Fprintf(e.errw, "vfio-gate: warning: <interface type='network'> uses network %s, a hostdev pool: libvirt picks the PCI function after prepare, so the hook cannot gate it; use <interface type='hostdev'> with a source address\n", n.Name)
 		}
 	}
 	return dom, nil
@@ -115,69 +99,28 @@ func runPreflight(ctx context.Context, e *env, g *globals, f *gateFlags, name st
 		fmt.Fprintf(e.out, "domain %s has no host PCI functions: nothing to gate\n", name)
 		return nil
 	}
-	bdfs := dom.BDFs()
-	fmt.Fprintf(e.errw, "vfio-gate: preflight of domain %s: %d host PCI function(s), confidential: %v\n", name, len(bdfs), conf)
-	var managed []pci.BDF
-	for _, h := range dom.PCI {
-		if h.Managed && !slices.Contains(managed, h.BDF) {
-			managed = append(managed, h.BDF)
-		}
-	}
-	r, err := daemon.NewClient(g.daemonSocket).Check(ctx, daemon.CheckRequest{Confidential: conf, LaunchSecurity: dom.LaunchSecurity, BDFs: bdfs,
-		Phase: daemon.PhasePrepare, Managed: managed, Lock: conf}) // no domain: a lock is a probe, stopped again
+	fmt.Fprintf(e.errw, "vfio-gate: preflight of domain %s: %d host PCI function(s), confidential: %v\n", name, len(dom.BDFs()), conf)
+	ds, deferred, err := lvhook.PreflightDaemon(ctx, daemon.NewClient(g.daemonSocket), dom, conf)
 	switch {
 	case err == nil:
 		fmt.Fprintf(e.errw, "vfio-gate: decided by the daemon at %s\n", g.daemonSocket)
-		var deferred []deferredFn
-		checked := &daemon.CheckResponse{Decision: r.Decision}
-		for _, d := range r.Devices {
-			if d.Decision != daemon.DecisionDeferred {
-				checked.Devices = append(checked.Devices, d)
-				continue
-			}
-			msg := "checked at start begin"
-			if len(d.Reasons) > 0 {
-				msg = d.Reasons[0].Message
-			}
-			deferred = append(deferred, deferredFn{BDF: d.BDF, Message: msg})
-		}
-		return finishPreflight(e, g, fromDaemon(checked), policy.ModeEnforce, deferred)
+		return finishPreflight(e, g, ds, policy.ModeEnforce, deferred)
 	case !errors.Is(err, daemon.ErrNotRunning):
 		return withCode(exitUnavailable, err)
 	}
 	fmt.Fprintf(e.errw, "vfio-gate: daemon not running: checking in-process\n")
-	return preflightInProcess(ctx, e, g, f, name, dom, conf, managed)
-}
-
-// preflightInProcess is runPreflight without a daemon: the gate in this
-// process, managed functions on a host driver deferred to start begin.
-func preflightInProcess(ctx context.Context, e *env, g *globals, f *gateFlags, name string, dom *lvhook.Domain, conf bool, managed []pci.BDF) error {
 	s, err := openGate(e, g, f, setupOptions{})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if lsConf, known := s.pol.Libvirt.Confidential(dom.LaunchSecurity); !known {
-		return withCode(exitDenied, fmt.Errorf("domain %s has <launchSecurity type='%s'>, which vfio-gate does not know (built in: %s): "+
-			"the daemon refuses its functions (%s); if it is a confidential VM type, add it to the policy's libvirt.confidential_types",
-			name, dom.LaunchSecurity, strings.Join(policy.BuiltinConfidentialTypes, ", "), daemon.CodeLaunchSecurityUnknown))
-	} else if lsConf {
-		conf = true
-	}
-	var deferred []deferredFn
-	var now []pci.BDF
-	for _, b := range dom.BDFs() {
-		if fn, err := s.sys.Function(b); err == nil && slices.Contains(managed, b) && fn.Driver != "" && fn.Driver != pci.VFIODriver {
-			deferred = append(deferred, deferredFn{BDF: b, Message: fmt.Sprintf("on host driver %s; libvirt moves it to vfio-pci before start: checked at start begin", fn.Driver)})
-			continue
-		}
-		now = append(now, b)
-	}
-	var ds []gate.Decision
-	if len(now) > 0 {
-		if ds, err = s.gate.Check(ctx, gate.Request{BDFs: now, Confidential: conf, Domain: name}); err != nil {
-			return lockErr(err)
-		}
+	ds, deferred, err = lvhook.PreflightGate(ctx, s.Host, name, dom, conf)
+	var lse *lvhook.LaunchSecurityError
+	switch {
+	case errors.As(err, &lse):
+		return withCode(exitDenied, err)
+	case err != nil:
+		return lockErr(err)
 	}
 	return finishPreflight(e, g, ds, s.pol.Mode, deferred)
 }
@@ -199,27 +142,4 @@ func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, d
 		return quietCode(code, fmt.Errorf("exit %d", code))
 	}
 	return nil
-}
-
-// fromDaemon turns the daemon's answer into decisions for check's output
-// and exit code. A tpm reason means the decision was not recorded; a bind
-// reason is a bind error.
-func fromDaemon(r *daemon.CheckResponse) []gate.Decision {
-	out := make([]gate.Decision, 0, len(r.Devices))
-	for _, d := range r.Devices {
-		gd := gate.Decision{BDF: d.BDF, Identity: attest.Identity{BDF: d.BDF.String(), VendorID: uint16(d.VendorID), DeviceID: uint16(d.DeviceID)}, Recorded: true,
-			Verdict: policy.Verdict{Decision: d.Decision, Allow: d.Decision == policy.DecisionAllow, Rule: d.Rule, Mode: policy.ModeEnforce}}
-		gd.EvidenceDigest, _ = hex.DecodeString(d.EvidenceDigest)
-		for _, rs := range d.Reasons {
-			gd.Verdict.Reasons = append(gd.Verdict.Reasons, policy.Reason{Code: policy.Code(rs.Code), Message: rs.Message})
-			switch rs.Code {
-			case "tpm":
-				gd.Recorded, gd.Err = false, fmt.Errorf("%w: %s", tpm.ErrTPM, rs.Message)
-			case "bind":
-				gd.Err = errors.New(rs.Message)
-			}
-		}
-		out = append(out, gd)
-	}
-	return out
 }
