@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"sync"
 	"time"
 
@@ -53,6 +54,9 @@ type Config struct {
 	Notify func(state string)
 	// RecoverTimeout bounds the TDISP journal recovery at start (default 60 s).
 	RecoverTimeout time.Duration
+	// Signals, when set, stop Run as ctx ending does (the process's
+	// SIGTERM and SIGINT: cmd sets them); nil: only ctx stops it.
+	Signals []os.Signal
 
 	// newBroker builds the TDISP session owner (tests); nil: tdisp.NewBroker.
 	newBroker func(tdisp.BrokerConfig) (broker, error)
@@ -94,6 +98,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.newBroker == nil {
 		cfg.newBroker = func(c tdisp.BrokerConfig) (broker, error) { return tdisp.NewBroker(c) }
+	}
+	if len(cfg.Signals) > 0 {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, cfg.Signals...)
+		defer stop()
 	}
 	d := &run{cfg: cfg, log: cfg.Logger}
 	return d.run(ctx)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
 	"syscall"
 	"time"
 
@@ -107,21 +106,15 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	}
 	defer s.Close()
 	var watch func(*daemon.GateBackend) daemon.Watcher
-	switch _, serr := os.Stat(o.socket); {
-	case o.noLibvirt:
+	if o.noLibvirt {
 		g.log.Info("not watching libvirt (--no-libvirt)")
-	case serr != nil:
-		g.log.Info("libvirtd socket absent: not watching libvirt", "socket", o.socket)
-	default:
-		watch = func(b *daemon.GateBackend) daemon.Watcher {
-			return conn.NewDaemonWatcher(o.uri, o.socket, b, s.pol.Libvirt.Hotplug, g.log)
-		}
+	} else {
+		watch = conn.DaemonWatch(o.uri, o.socket, s.pol.Libvirt.Hotplug, g.log)
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	return daemon.Run(ctx, daemon.Config{Gate: s.gate, Recorder: s.rec, System: s.sys, StateDir: g.stateDir,
 		OpenSession: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Socket: g.daemonSocket,
-		Metrics: metrics, MetricsListen: o.metricsListen, Watch: watch, Poll: o.poll, TPM: tpmName(g), Logger: g.log})
+		Metrics: metrics, MetricsListen: o.metricsListen, Watch: watch, Poll: o.poll, TPM: tpmName(g), Logger: g.log,
+		Signals: []os.Signal{syscall.SIGTERM, syscall.SIGINT}})
 }
 
 // waitForDevice waits up to d for a TPM given as a device path to appear
