@@ -397,43 +397,25 @@ names the function and step); 1 usage error.`,
 			if rs == nil && err != nil {
 				return lockErr(err)
 			}
-			type relJSON struct {
-				BDF      string `json:"bdf"`
-				Released bool   `json:"released"`
-				Driver   string `json:"restored_driver"`
-				Recorded bool   `json:"recorded"`
-				Error    string `json:"error,omitempty"`
-			}
-			var out []relJSON
 			code := exitOK
 			for _, r := range rs {
-				j := relJSON{BDF: r.BDF.String(), Released: r.Err == nil, Driver: r.Driver, Recorded: r.Recorded}
-				if r.Err != nil {
-					j.Error = r.Err.Error()
-					var le *tpm.LogError
-					if errors.Is(r.Err, tpm.ErrTPM) || errors.As(r.Err, &le) {
-						code = exitTPM
-					} else if code == exitOK {
-						code = exitBind
-					}
+				if r.Err == nil {
+					continue
 				}
-				out = append(out, j)
+				var le *tpm.LogError
+				if errors.Is(r.Err, tpm.ErrTPM) || errors.As(r.Err, &le) {
+					code = exitTPM
+				} else if code == exitOK {
+					code = exitBind
+				}
 			}
+			out := rpt.ReleasesOf(rs)
 			if g.json {
-				if err := writeJSON(e.out, "release", map[string]any{"released": out}); err != nil {
+				if err := writeJSON(e.out, "release", out); err != nil {
 					return err
 				}
 			} else {
-				for _, j := range out {
-					switch {
-					case j.Error != "":
-						fmt.Fprintf(e.out, "%s: not released: %s\n", j.BDF, j.Error)
-					case j.Driver == "":
-						fmt.Fprintf(e.out, "%s: released (left without a driver, as before bind)\n", j.BDF)
-					default:
-						fmt.Fprintf(e.out, "%s: released, driver %s restored\n", j.BDF, j.Driver)
-					}
-				}
+				rpt.WriteReleases(e.out, out)
 			}
 			if code != exitOK {
 				return quietCode(code, err)

@@ -163,3 +163,45 @@ func WriteChecks(w io.Writer, d gate.Decision) {
 	tw.Flush()
 	fmt.Fprintln(w)
 }
+
+// Releases is the body of the "release" document.
+type Releases struct {
+	Released []Release `json:"released"`
+}
+
+// Release is one function of a Releases document.
+type Release struct {
+	BDF      string `json:"bdf"`
+	Released bool   `json:"released"`
+	Driver   string `json:"restored_driver"`
+	Recorded bool   `json:"recorded"`
+	Error    string `json:"error,omitempty"`
+}
+
+// ReleasesOf builds the document of rs (released unless it has an error).
+func ReleasesOf(rs []gate.Released) Releases {
+	var out Releases
+	for _, r := range rs {
+		j := Release{BDF: r.BDF.String(), Released: r.Err == nil, Driver: r.Driver, Recorded: r.Recorded}
+		if r.Err != nil {
+			j.Error = r.Err.Error()
+		}
+		out.Released = append(out.Released, j)
+	}
+	return out
+}
+
+// WriteReleases writes one line per function of rs: not released and
+// why, released without a driver, or released with its driver restored.
+func WriteReleases(w io.Writer, rs Releases) {
+	for _, j := range rs.Released {
+		switch {
+		case j.Error != "":
+			fmt.Fprintf(w, "%s: not released: %s\n", j.BDF, j.Error)
+		case j.Driver == "":
+			fmt.Fprintf(w, "%s: released (left without a driver, as before bind)\n", j.BDF)
+		default:
+			fmt.Fprintf(w, "%s: released, driver %s restored\n", j.BDF, j.Driver)
+		}
+	}
+}

@@ -145,3 +145,27 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("one slow function: %q", b.String())
 	}
 }
+
+func TestReleases(t *testing.T) {
+	ds := testDecisions(t)
+	rs := []gate.Released{{BDF: ds[0].BDF, Driver: "nvme", Recorded: true}, {BDF: ds[1].BDF, Recorded: true}, {BDF: ds[1].BDF, Err: errors.New("unbind: busy")}}
+	j, err := json.Marshal(ReleasesOf(rs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"released":[{"bdf":"0000:3b:00.0","released":true,"restored_driver":"nvme","recorded":true},` +
+		`{"bdf":"0000:3c:00.0","released":true,"restored_driver":"","recorded":true},` +
+		`{"bdf":"0000:3c:00.0","released":false,"restored_driver":"","recorded":false,"error":"unbind: busy"}]}`
+	if string(j) != want {
+		t.Fatalf("json\n%s\nwant\n%s", j, want)
+	}
+	if j, _ := json.Marshal(ReleasesOf(nil)); string(j) != `{"released":null}` {
+		t.Fatalf("none: %s", j)
+	}
+	var b bytes.Buffer
+	WriteReleases(&b, ReleasesOf(rs))
+	if want := "0000:3b:00.0: released, driver nvme restored\n0000:3c:00.0: released (left without a driver, as before bind)\n" +
+		"0000:3c:00.0: not released: unbind: busy\n"; b.String() != want {
+		t.Fatalf("text\n%s\nwant\n%s", b.String(), want)
+	}
+}
