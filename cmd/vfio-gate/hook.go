@@ -9,6 +9,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 )
 
 func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
@@ -125,13 +126,11 @@ virtqemud runs, found by /run/NAME.pid and checked against /proc/PID/comm).`,
 					res.Notes = append(res.Notes, "reload failed: "+err.Error())
 				}
 			}
+			doc := rpt.NewInstallHook(res)
 			if g.json {
-				return writeJSON(e.out, "install-hook", map[string]any{"drop_in": res.DropIn, "dispatcher": res.Dispatcher, "notes": res.Notes})
+				return writeJSON(e.out, "install-hook", doc)
 			}
-			fmt.Fprintf(e.out, "installed %s\n", res.DropIn)
-			for _, n := range res.Notes {
-				fmt.Fprintf(e.out, "note: %s\n", n)
-			}
+			doc.WriteText(e.out)
 			return nil
 		},
 	}
@@ -156,15 +155,11 @@ created them (files carrying its marker); anything else is left alone.`,
 			if err != nil {
 				return err
 			}
+			doc := rpt.UninstallHook{Removed: removed}
 			if g.json {
-				return writeJSON(e.out, "uninstall-hook", map[string]any{"removed": removed})
+				return writeJSON(e.out, "uninstall-hook", doc)
 			}
-			if len(removed) == 0 {
-				fmt.Fprintln(e.out, "nothing to remove")
-			}
-			for _, r := range removed {
-				fmt.Fprintf(e.out, "removed %s\n", r)
-			}
+			doc.WriteText(e.out)
 			return nil
 		},
 	}
