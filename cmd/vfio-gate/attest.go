@@ -4,14 +4,11 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
+
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 
 	"github.com/spf13/cobra"
 
@@ -205,7 +202,7 @@ busy mailbox, timeout, socket failure); 1 usage or internal error.`,
 				if err := writeJSON(e.out, "attest", ev); err != nil {
 					return err
 				}
-			} else if err := printEvidence(e.out, ev, len(roots)); err != nil {
+			} else if err := rpt.WriteAttest(e.out, ev, len(roots)); err != nil {
 				return err
 			}
 			if ev.Failure != nil {
@@ -216,132 +213,6 @@ busy mailbox, timeout, socket failure); 1 usage or internal error.`,
 	}
 	f.register(c)
 	return c
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "verified"
-	}
-	return "NOT verified"
-}
-
-func abbrev(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-// printEvidence is the human summary of attest.
-func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	id := ev.Identity
-	who := id.BDF
-	if id.Socket != "" {
-		who = "spdm-socket " + id.Socket
-	}
-	fmt.Fprintf(tw, "Device\t%s [%04x:%04x] class %06x rev %02x", who, id.VendorID, id.DeviceID, id.Class, id.Revision)
-	if id.FromCMASAN {
-		fmt.Fprint(tw, " (IDs from the certificate's CMA SAN)")
-	}
-	fmt.Fprintln(tw)
-	if id.BDF != "" {
-		drv := id.Driver
-		if drv == "" {
-			drv = "(none)"
-		}
-		grp := "(none)"
-		if id.IOMMUGroup != nil {
-			grp = strconv.Itoa(*id.IOMMUGroup)
-		}
-		dsn := "(none)"
-		if id.DSN != nil {
-			dsn = fmt.Sprintf("%016x", *id.DSN)
-		}
-		fmt.Fprintf(tw, "\tdriver %s, IOMMU group %s, DSN %s\n", drv, grp, dsn)
-	}
-	for _, m := range ev.DOE {
-		feats := strings.Join(m.Features, ", ")
-		if feats == "" {
-			feats = "(not discovered)"
-		}
-		fmt.Fprintf(tw, "DOE\tmailbox at 0x%03x: %s\n", m.Offset, feats)
-	}
-	if ev.Version != "" {
-		a := ev.Algorithms
-		fmt.Fprintf(tw, "SPDM\t%s, asym %s, hash %s, measurement hash %s\n", ev.Version, a.BaseAsym, a.BaseHash, a.MeasurementHash)
-	}
-	if s := ev.Session; s != nil {
-		if s.Established {
-			fmt.Fprintf(tw, "Session	%#08x, secured messages %s, %s, %s (measurements read inside it)\n", s.SessionID, s.Version, s.AEAD, s.DHE)
-		} else {
-			fmt.Fprintf(tw, "Session	NOT established\n")
-		}
-	}
-	if t := ev.TDISP; t != nil {
-		fmt.Fprintf(tw, "TDISP	%s, TDI %s, report %d bytes\n", t.Version, t.State, len(t.Report))
-	}
-	for _, c := range ev.Chains {
-		v := "verified"
-		if !c.Verified {
-			v = "NOT verified (" + c.ErrorKind + "): " + c.Error
-		}
-		fmt.Fprintf(tw, "Slot %d\tchain %s, digest %s\n", c.Slot, v, abbrev(c.Digest, 16))
-		if c.AnchorSHA256 != "" {
-			fmt.Fprintf(tw, "\tanchor sha256 %s\n", c.AnchorSHA256)
-		}
-		switch {
-		case c.CMASAN != nil:
-			m := "real IDs unknown"
-			if c.CMASAN.MatchesIdentity != nil {
-				m = "matches the function's IDs"
-				if !*c.CMASAN.MatchesIdentity {
-					m = "DOES NOT match the function's IDs"
-				}
-			}
-			fmt.Fprintf(tw, "\tCMA SAN %s (%s)\n", c.CMASAN.Raw, m)
-		case c.CMASANError != "":
-			fmt.Fprintf(tw, "\tCMA SAN malformed: %s\n", c.CMASANError)
-		default:
-			fmt.Fprint(tw, "\tCMA SAN absent\n")
-		}
-		for i, ci := range c.Certificates {
-			fmt.Fprintf(tw, "\t[%d] %s (issuer %s, not after %s)\n", i, ci.Subject, ci.Issuer, ci.NotAfter.Format("2006-01-02"))
-		}
-	}
-	if ev.Version != "" {
-		fmt.Fprintf(tw, "Challenge\t%s (slot %d)\n", yesNo(ev.ChallengeVerified), ev.Bundle.Slot)
-		fmt.Fprintf(tw, "Measurements\t%d blocks, signature %s\n", len(ev.Measurements), yesNo(ev.MeasurementsSignatureVerified))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(ev.Measurements) > 0 {
-		mw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(mw, "  INDEX\tTYPE\tFORM\tVALUE")
-		for _, m := range ev.Measurements {
-			form := "digest"
-			if m.Raw {
-				form = "raw"
-			}
-			fmt.Fprintf(mw, "  %d\t%s\t%s\t%s\n", m.Index, m.TypeName, form, abbrev(hex.EncodeToString(m.Value), 64))
-		}
-		if err := mw.Flush(); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(w, "Traffic: %d round trips, %d bytes sent, %d received, %s\n", ev.RoundTrips, ev.BytesSent, ev.BytesRecv,
-		ev.Duration.Round(time.Microsecond))
-	fmt.Fprintf(w, "Evidence digest: %x\n", ev.Digest())
-	if ev.Failure != nil {
-		fmt.Fprintf(w, "Result: FAIL %s at %s: %s\n", ev.Failure.Kind, ev.Failure.Step, ev.Failure.Message)
-		if ev.Failure.Kind == attest.FailChain && anchors == 0 {
-			fmt.Fprintln(w, "  (no --trust-anchor was given: pass the device maker's root CA to verify the chain)")
-		}
-		return nil
-	}
-	_, err := fmt.Fprintln(w, "Result: PASS")
-	return err
 }
 
 // maxAnchorFile caps a --trust-anchor file (a bundle of a few hundred certificates fits).

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"text/tabwriter"
 	"time"
+
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 
 	"github.com/spf13/cobra"
 
@@ -141,48 +141,6 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 	return c, nil
 }
 
-// reportJSON is the parsed report as `tdisp report|cycle --json` print it.
-type reportJSON struct {
-	InterfaceInfo      tdisp.InterfaceInfo `json:"interface_info"`
-	MMIORanges         []tdisp.MMIORange   `json:"mmio_ranges"`
-	DeviceSpecificInfo tdisp.HexBytes      `json:"device_specific_info"`
-}
-
-func toReportJSON(r *tdisp.InterfaceReport) *reportJSON {
-	if r == nil {
-		return nil
-	}
-	out := &reportJSON{InterfaceInfo: r.InterfaceInfo, MMIORanges: r.MMIORanges, DeviceSpecificInfo: r.DeviceSpecificInfo}
-	if out.MMIORanges == nil {
-		out.MMIORanges = []tdisp.MMIORange{}
-	}
-	if out.DeviceSpecificInfo == nil {
-		out.DeviceSpecificInfo = tdisp.HexBytes{}
-	}
-	return out
-}
-
-type sessionJSON struct {
-	ID   uint32 `json:"session_id"`
-	AEAD string `json:"aead"`
-	DHE  string `json:"dhe"`
-}
-
-func sessionOf(s *spdm.Session) sessionJSON {
-	in := s.Info()
-	return sessionJSON{ID: in.ID, AEAD: in.AEAD.String(), DHE: in.DHE.String()}
-}
-
-func printReport(w io.Writer, r *tdisp.InterfaceReport) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "interface info\t%#04x\n", uint16(r.InterfaceInfo))
-	for _, m := range r.MMIORanges {
-		fmt.Fprintf(tw, "mmio range %d\tfirst page %#x, %d pages, attributes %#04x\n", m.RangeID, m.FirstPage, m.Pages, uint16(m.Attributes))
-	}
-	fmt.Fprintf(tw, "device specific info\t%q\n", string(r.DeviceSpecificInfo))
-	tw.Flush()
-}
-
 func newTDISPCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "tdisp",
@@ -228,15 +186,10 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 			return withCode(exitAttestation, err)
 		}
 		if g.json {
-			return writeJSON(e.out, "tdisp-state", struct {
-				BDF       string            `json:"bdf"`
-				Interface tdisp.InterfaceID `json:"interface_id"`
-				State     tdisp.State       `json:"state"`
-				Session   sessionJSON       `json:"session"`
-			}{conn.name, conn.client.Interface(), st, sessionOf(conn.sess)})
+			return writeJSON(e.out, "tdisp-state", rpt.TDISPState{BDF: conn.name, Interface: conn.client.Interface(), State: st,
+				Session: rpt.TDISPSessionOf(conn.sess.Info())})
 		}
-		_, err = fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.name, conn.client.Interface(), st)
-		return err
+		return rpt.WriteTDISPState(e.out, conn.name, conn.client.Interface(), st)
 	})
 	c := &cobra.Command{
 		Use:   "state BDF | --socket HOST:PORT",
@@ -298,45 +251,16 @@ otherwise; locking for an assignment is the daemon's job). Exit codes as for "vf
 				return withCode(exitAttestation, err)
 			}
 			if g.json {
-				return writeJSON(e.out, "tdisp-report", struct {
-					State  tdisp.State `json:"state"`
-					Report *reportJSON `json:"report"`
-				}{st, toReportJSON(rep)})
+				return writeJSON(e.out, "tdisp-report", rpt.TDISPReport{State: st, Report: rpt.TDISPInterfaceReportOf(rep)})
 			}
-			fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.name, conn.client.Interface(), st)
-			printReport(e.out, rep)
-			return nil
+			if err := rpt.WriteTDISPState(e.out, conn.name, conn.client.Interface(), st); err != nil {
+				return err
+			}
+			return rpt.WriteTDISPReport(e.out, rep)
 		}),
 	}
 	f.register(c)
 	return c
-}
-
-// cycleStep is one step of `tdisp cycle`.
-type cycleStep struct {
-	Request string      `json:"request"`
-	OK      bool        `json:"ok"`
-	State   tdisp.State `json:"state"`
-	Error   *string     `json:"error"` // null when ok
-}
-
-type cycleResult struct {
-	Steps      []cycleStep `json:"steps"`
-	Report     *reportJSON `json:"report"`
-	FinalState tdisp.State `json:"final_state"`
-}
-
-// toCycleResult is the --json form of a cycle.
-func toCycleResult(r *tdisp.CycleResult) *cycleResult {
-	out := &cycleResult{Steps: []cycleStep{}, Report: toReportJSON(r.Report), FinalState: r.FinalState}
-	for _, s := range r.Steps {
-		step := cycleStep{Request: s.Request, OK: s.Err == nil, State: s.State}
-		if s.Err != nil {
-			step.Error = ptr(s.Err.Error())
-		}
-		out.Steps = append(out.Steps, step)
-	}
-	return out
 }
 
 func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
@@ -360,25 +284,12 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
 			}
 			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
 			cr, cerr := conn.client.Cycle(ctx, lp)
-			res, rep := toCycleResult(cr), cr.Report
 			if g.json {
-				if err := writeJSON(e.out, "tdisp-cycle", res); err != nil {
+				if err := writeJSON(e.out, "tdisp-cycle", rpt.TDISPCycleOf(cr)); err != nil {
 					return err
 				}
-			} else {
-				tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-				for _, s := range res.Steps {
-					ok := "ok"
-					if !s.OK {
-						ok = "FAILED: " + *s.Error
-					}
-					fmt.Fprintf(tw, "%s\t%s\tstate %v\n", s.Request, ok, s.State)
-				}
-				tw.Flush()
-				if rep != nil {
-					printReport(e.out, rep)
-				}
-				fmt.Fprintf(e.out, "final state: %v\n", res.FinalState)
+			} else if err := rpt.WriteTDISPCycle(e.out, cr); err != nil {
+				return err
 			}
 			if cerr != nil {
 				return quietCode(exitAttestation, cerr)
@@ -391,5 +302,3 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
 	c.Flags().Uint16Var(&f.lockFlags, "lock-flags", uint16(tdisp.LockNoFWUpdate), "LOCK_INTERFACE flags (masked to what the device supports)")
 	return c
 }
-
-func ptr[T any](v T) *T { return &v }
