@@ -43,102 +43,76 @@ func (f *tdispFlags) register(c *cobra.Command) {
 
 // tdiConn is one short-lived session with a TDI.
 type tdiConn struct {
-	bdf     pci.BDF // the function; with --socket the --interface it addresses
-	name    string  // how output names the device: the BDF, or "socket:HOST:PORT"
-	sess    *spdm.Session
-	client  *tdisp.Client
-	closers []func()
+	*attest.TDI
+	name string // how output names the device: the BDF, or "socket:HOST:PORT"
 }
 
-func (c *tdiConn) close(ctx context.Context, log *slog.Logger) {
-	if c.sess != nil {
-		if err := c.sess.End(ctx); err != nil {
-			log.Debug("END_SESSION", "err", err)
-		}
+// openTDI checks the arguments, picks the target (BDF or --socket) and
+// opens an authenticated session with its TDI (attest.OpenTDI).
+func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, func(), error) {
+	switch {
+	case f.socket != "" && len(args) > 0:
+		return nil, nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
+	case f.socket == "" && len(args) != 1:
+		return nil, nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
+	case f.slot < 0 || f.slot > 7:
+		return nil, nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
 	}
-	for i := len(c.closers) - 1; i >= 0; i-- {
-		c.closers[i]()
+	roots, err := loadAnchors(f.anchors)
+	if err != nil {
+		return nil, nil, err
 	}
-}
-
-// openTDI opens the secured channel to the target (BDF or --socket),
-// establishes an SPDM session authenticated by the trust anchors and asks
-// for the TDISP version.
-func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, error) {
+	if len(roots) == 0 {
+		return nil, nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
+	}
 	log := g.log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &tdiConn{}
-	var plain, sec spdm.Transport
-	switch {
-	case f.socket != "" && len(args) > 0:
-		return nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
-	case f.socket == "" && len(args) != 1:
-		return nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
-	case f.slot < 0 || f.slot > 7:
-		return nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
-	}
-	roots, err := loadAnchors(f.anchors)
-	if err != nil {
-		return nil, err
-	}
-	if len(roots) == 0 {
-		return nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
-	}
+	var t target.Target
+	var bdf pci.BDF
+	c, closeSys := &tdiConn{}, func() {}
 	if f.socket != "" {
-		if c.bdf, err = pci.ParseBDF(f.iface); err != nil {
-			return nil, usageErrorf("--interface: %v", err)
+		if bdf, err = pci.ParseBDF(f.iface); err != nil {
+			return nil, nil, usageErrorf("--interface: %v", err)
 		}
 		c.name = "socket:" + f.socket // as check --socket names it in the TPM log (gate)
-		sc, err := (&target.Socket{Addr: f.socket}).Open(ctx)
+		t = &target.Socket{Addr: f.socket}
+	} else {
+		if bdf, err = pci.ParseBDF(args[0]); err != nil {
+			return nil, nil, usageErrorf("tdisp %s: %v", name, err)
+		}
+		c.name = bdf.String()
+		sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
 		if err != nil {
-			return nil, withCode(exitUnavailable, err)
+			return nil, nil, withCode(exitUnavailable, err)
 		}
-		c.closers = append(c.closers, func() { _ = sc.Close() })
-		plain, sec = sc.CMA, sc.Secured
-	} else {
-		if c.bdf, err = pci.ParseBDF(args[0]); err != nil {
-			return nil, usageErrorf("tdisp %s: %v", name, err)
-		}
-		c.name = c.bdf.String()
+		closeSys = func() { sys.Close() }
+		t = &target.PCI{System: sys, BDF: bdf, LockDir: f.lockDir}
 	}
-	var s *spdm.Session
-	if f.socket != "" {
-		_, s, err = spdm.OpenSession(ctx, plain, sec, &spdm.Options{Roots: roots, Logger: log}, uint8(f.slot))
-	} else {
-		sys, serr := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-		if serr != nil {
-			return nil, withCode(exitUnavailable, serr)
-		}
-		c.closers = append(c.closers, func() { sys.Close() })
-		slot := uint8(f.slot)
-		var release func()
-		s, release, err = attest.OpenSession(ctx, sys, c.bdf, f.lockDir, &attest.Options{Roots: roots, Slot: &slot, Logger: log})
-		if release != nil {
-			c.closers = append(c.closers, release)
-		}
+	slot := uint8(f.slot)
+	if c.TDI, err = attest.OpenTDI(ctx, t, bdf, &attest.Options{Roots: roots, Slot: &slot, Logger: log}); err != nil {
+		closeSys()
+		return nil, nil, tdiOpenErr(err, f.socket != "")
 	}
-	if err != nil {
-		c.close(ctx, log)
-		switch {
-		case errors.Is(err, spdm.ErrChainNotVerified), errors.Is(err, attest.ErrNoSecuredCMA):
-			return nil, withCode(exitAttestation, err)
-		}
-		return nil, withCode(exitUnavailable, fmt.Errorf("secure session: %w", err))
+	return c, func() { c.Close(ctx); closeSys() }, nil
+}
+
+// tdiOpenErr is the exit code of a session that did not open: the device
+// failed (chain, no secured CMA, TDISP) or it was unavailable.
+func tdiOpenErr(err error, socket bool) error {
+	var te *attest.TDISPError
+	var oe *target.OpenError
+	var ie *attest.InterfaceError
+	switch {
+	case errors.Is(err, spdm.ErrChainNotVerified), errors.Is(err, attest.ErrNoSecuredCMA), errors.As(err, &te):
+		return withCode(exitAttestation, err)
+	case socket && errors.As(err, &oe):
+		return withCode(exitUnavailable, err)
+	case errors.As(err, &ie):
+		return err
 	}
-	c.sess = s
-	id, err := tdisp.InterfaceIDFor(c.bdf)
-	if err != nil {
-		c.close(ctx, log)
-		return nil, err
-	}
-	c.client = tdisp.NewClient(s, id, &tdisp.ClientOptions{Logger: log})
-	if _, err := c.client.GetVersion(ctx); err != nil {
-		c.close(ctx, log)
-		return nil, withCode(exitAttestation, err)
-	}
-	return c, nil
+	return withCode(exitUnavailable, fmt.Errorf("secure session: %w", err))
 }
 
 func newTDISPCmd(e *env, g *globals) *cobra.Command {
@@ -168,11 +142,11 @@ func withTDI(e *env, g *globals, f *tdispFlags, name string, do func(ctx context
 	return func(cmd *cobra.Command, args []string) error {
 		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 		defer cancel()
-		conn, err := openTDI(ctx, e, g, f, args, name)
+		conn, closeConn, err := openTDI(ctx, e, g, f, args, name)
 		if err != nil {
 			return err
 		}
-		defer conn.close(ctx, g.log)
+		defer closeConn()
 		return do(ctx, conn)
 	}
 }
@@ -181,15 +155,15 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 	f := &tdispFlags{}
 	var viaDaemon bool
 	own := withTDI(e, g, f, "state", func(ctx context.Context, conn *tdiConn) error {
-		st, err := conn.client.State(ctx)
+		st, err := conn.Client.State(ctx)
 		if err != nil {
 			return withCode(exitAttestation, err)
 		}
 		if g.json {
-			return writeJSON(e.out, "tdisp-state", rpt.TDISPState{BDF: conn.name, Interface: conn.client.Interface(), State: st,
-				Session: rpt.TDISPSessionOf(conn.sess.Info())})
+			return writeJSON(e.out, "tdisp-state", rpt.TDISPState{BDF: conn.name, Interface: conn.Client.Interface(), State: st,
+				Session: rpt.TDISPSessionOf(conn.Session.Info())})
 		}
-		return rpt.WriteTDISPState(e.out, conn.name, conn.client.Interface(), st)
+		return rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st)
 	})
 	c := &cobra.Command{
 		Use:   "state BDF | --socket HOST:PORT",
@@ -239,21 +213,21 @@ info, device-specific data). Read-only: the TDI must already be CONFIG_LOCKED or
 otherwise; locking for an assignment is the daemon's job). Exit codes as for "vfio-gate tdisp".`,
 		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
 		RunE: withTDI(e, g, f, "report", func(ctx context.Context, conn *tdiConn) error {
-			st, err := conn.client.State(ctx)
+			st, err := conn.Client.State(ctx)
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
 			if st != tdisp.StateConfigLocked && st != tdisp.StateRun {
 				return withCode(exitAttestation, fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.name, st))
 			}
-			rep, _, err := conn.client.Report(ctx)
+			rep, _, err := conn.Client.Report(ctx)
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
 			if g.json {
 				return writeJSON(e.out, "tdisp-report", rpt.TDISPReport{State: st, Report: rpt.TDISPInterfaceReportOf(rep)})
 			}
-			if err := rpt.WriteTDISPState(e.out, conn.name, conn.client.Interface(), st); err != nil {
+			if err := rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st); err != nil {
 				return err
 			}
 			return rpt.WriteTDISPReport(e.out, rep)
@@ -278,12 +252,12 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
                     "device_specific_info"},
          "final_state"}`,
 		RunE: withTDI(e, g, f, "cycle", func(ctx context.Context, conn *tdiConn) error {
-			caps, err := conn.client.GetCapabilities(ctx, 0)
+			caps, err := conn.Client.GetCapabilities(ctx, 0)
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
 			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
-			cr, cerr := conn.client.Cycle(ctx, lp)
+			cr, cerr := conn.Client.Cycle(ctx, lp)
 			if g.json {
 				if err := writeJSON(e.out, "tdisp-cycle", rpt.TDISPCycleOf(cr)); err != nil {
 					return err
