@@ -2,17 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	rpt "github.com/vfio-gate/vfio-gate/internal/report"
-
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/target"
@@ -65,36 +64,17 @@ func (f *attestFlags) target(cmdName string, args []string) (pci.BDF, error) {
 	return b, nil
 }
 
-// loadAnchors reads trust anchor files: PEM with one or more CERTIFICATE
-// blocks, or a single DER certificate.
+// loadAnchors reads the --trust-anchor files (policy.ReadCertificates).
 func loadAnchors(paths []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for _, p := range paths {
-		b, err := policy.ReadRegularFile(p, maxAnchorFile)
-		if err != nil {
-			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
-		}
-		certs, err := policy.ParseCertificates(b)
+		certs, err := policy.ReadCertificates(p)
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
 		out = append(out, certs...)
 	}
 	return out, nil
-}
-
-// loadPublicKey reads --responder-public-key: one PEM "PUBLIC KEY" block
-// (SubjectPublicKeyInfo) or its DER.
-func loadPublicKey(path string) (crypto.PublicKey, error) {
-	b, err := policy.ReadRegularFile(path, maxAnchorFile)
-	if err != nil {
-		return nil, usageErrorf("--responder-public-key %s: %v", path, err)
-	}
-	pub, err := policy.ParsePublicKey(b)
-	if err != nil {
-		return nil, usageErrorf("--responder-public-key %s: %v", path, err)
-	}
-	return pub, nil
 }
 
 // runAttestation attests the target of f (a BDF or --socket) and returns
@@ -109,9 +89,9 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		if f.slot >= 0 {
 			return nil, usageErrorf("--responder-public-key uses slot 0xFF: it excludes --slot")
 		}
-		pub, err := loadPublicKey(f.pubKey)
+		pub, err := policy.ReadPublicKey(f.pubKey)
 		if err != nil {
-			return nil, err
+			return nil, usageErrorf("--responder-public-key %s: %v", f.pubKey, err)
 		}
 		o.ResponderPublicKey = pub
 	}
@@ -122,45 +102,20 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		s := uint8(f.slot)
 		o.Slot = &s
 	}
-	if f.socket != "" {
-		id := attest.Identity{Socket: f.socket}
-		if f.pciID != "" {
-			p, err := parsePCIID(f.pciID)
-			if err != nil {
-				return nil, err
-			}
-			id.VendorID, id.DeviceID = p.VendorID, p.DeviceID
-		}
-		dctx, cancel := context.WithTimeout(ctx, f.timeout)
-		c, err := (&target.Socket{Addr: f.socket}).Open(dctx)
-		cancel()
+	req := attest.Request{Socket: f.socket, BDF: bdf, SysfsRoot: g.sysfsRoot, LockDir: f.lockDir,
+		PCI: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log}}
+	if f.pciID != "" {
+		p, err := parsePCIID(f.pciID)
 		if err != nil {
-			return nil, withCode(exitUnavailable, err)
+			return nil, err
 		}
-		o.SecuredTransport = c.Secured
-		ev, err := attest.Transport(ctx, c.CMA, id, o)
-		if cerr := c.Close(); cerr != nil {
-			log.Debug("closing the spdm-socket connection", "err", cerr)
-		}
-		return ev, err
+		req.VendorID, req.DeviceID = p.VendorID, p.DeviceID
 	}
-	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-	if err != nil {
+	ev, err := attest.Run(ctx, req, o)
+	if oe := (*target.OpenError)(nil); errors.As(err, &oe) {
 		return nil, withCode(exitUnavailable, err)
 	}
-	defer sys.Close()
-	// No lock file for a function that does not exist (a typo'd BDF).
-	if _, err := sys.Function(bdf); err != nil {
-		return nil, withCode(exitUnavailable, err)
-	}
-	lctx, cancel := context.WithTimeout(ctx, f.timeout)
-	unlock, err := pci.LockFunction(lctx, f.lockDir, bdf)
-	cancel()
-	if err != nil {
-		return nil, withCode(exitUnavailable, err)
-	}
-	defer unlock()
-	return attest.Function(ctx, sys, bdf, o)
+	return ev, err
 }
 
 func newAttestCmd(e *env, g *globals) *cobra.Command {
@@ -215,5 +170,5 @@ busy mailbox, timeout, socket failure); 1 usage or internal error.`,
 	return c
 }
 
-// maxAnchorFile caps a --trust-anchor file (a bundle of a few hundred certificates fits).
-const maxAnchorFile = 4 << 20
+// maxAnchorFile caps a --trust-anchor file (capture reads them itself).
+const maxAnchorFile = policy.MaxCertFile

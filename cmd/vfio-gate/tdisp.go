@@ -7,12 +7,11 @@ import (
 	"log/slog"
 	"time"
 
-	rpt "github.com/vfio-gate/vfio-gate/internal/report"
-
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/daemon"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/target"
