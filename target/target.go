@@ -195,3 +195,35 @@ func (s *Socket) Open(ctx context.Context) (*Conn, error) {
 	return &Conn{CMA: sc.Exchanger(doe.FeatureCMA), Secured: sc.Exchanger(doe.FeatureSecuredCMA),
 		closers: []func() error{sc.Close}}, nil
 }
+
+// SysfsPCI is a PCI function of the sysfs tree at Root: Open opens the
+// tree (pci.Open with Options) and then the function as PCI does; Close
+// closes both.
+type SysfsPCI struct {
+	Root    string
+	Options *pci.Options
+	BDF     pci.BDF
+	LockDir string       // as PCI.LockDir
+	DOE     *doe.Options // as PCI.DOE
+}
+
+var _ Target = (*SysfsPCI)(nil)
+
+// Open opens the sysfs tree (a failure is an *OpenError at StepFunction)
+// and the function (PCI.Open).
+func (s *SysfsPCI) Open(ctx context.Context) (*Conn, error) {
+	sys, err := pci.Open(s.Root, s.Options)
+	if err != nil {
+		return nil, stepErr(StepFunction, err)
+	}
+	c, err := (&PCI{System: sys, BDF: s.BDF, LockDir: s.LockDir, DOE: s.DOE}).Open(ctx)
+	if err != nil {
+		if cerr := sys.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, err
+	}
+	// Closed last: the config space and the lock first.
+	c.closers = append([]func() error{sys.Close}, c.closers...)
+	return c, nil
+}

@@ -56,12 +56,8 @@ func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg str
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-	if err != nil {
-		return withCode(exitUnavailable, err)
-	}
-	defer sys.Close()
-	conn, err := (&target.PCI{System: sys, BDF: bdf, LockDir: f.lockDir, DOE: &doe.Options{Logger: log}}).Open(ctx)
+	conn, err := (&target.SysfsPCI{Root: g.sysfsRoot, Options: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log},
+		BDF: bdf, LockDir: f.lockDir, DOE: &doe.Options{Logger: log}}).Open(ctx)
 	if err != nil {
 		return withCode(exitUnavailable, err)
 	}
