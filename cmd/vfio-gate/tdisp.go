@@ -193,8 +193,7 @@ the daemon (--daemon-socket) to read it in that session. Exit codes as for "vfio
 			if g.json {
 				return writeJSON(e.out, "tdi", st)
 			}
-			_, err = fmt.Fprintf(e.out, "%s: %s (domain %s, session %#08x, held by the daemon)\n", st.BDF, st.State, dash(st.Domain), st.SessionID)
-			return err
+			return rpt.WriteTDIState(e.out, st)
 		},
 	}
 	f.register(c)

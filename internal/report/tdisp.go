@@ -5,6 +5,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 )
@@ -125,5 +126,28 @@ func WriteTDISPCycle(w io.Writer, r *tdisp.CycleResult) error {
 		}
 	}
 	_, err := fmt.Fprintf(w, "final state: %v\n", r.FinalState)
+	return err
+}
+
+// The `tdi` document is *daemon.TDIStatus itself: a TDI the daemon holds.
+
+// WriteTDI writes what the daemon did to a TDI it holds (tdisp lock,
+// start, stop): its state, owner and session, and the daemon's socket.
+func WriteTDI(w io.Writer, st *daemon.TDIStatus, daemonSocket string) error {
+	owner := ""
+	if st.Domain != "" {
+		owner = " for domain " + st.Domain
+	}
+	session := ""
+	if st.SessionID != 0 {
+		session = fmt.Sprintf(", session %#08x", st.SessionID)
+	}
+	_, err := fmt.Fprintf(w, "%s: TDI %s%s%s (held by the daemon at %s)\n", st.BDF, st.State, owner, session, daemonSocket)
+	return err
+}
+
+// WriteTDIState writes the state of a TDI the daemon holds (tdisp state --daemon).
+func WriteTDIState(w io.Writer, st *daemon.TDIStatus) error {
+	_, err := fmt.Fprintf(w, "%s: %s (domain %s, session %#08x, held by the daemon)\n", st.BDF, st.State, dash(st.Domain), st.SessionID)
 	return err
 }

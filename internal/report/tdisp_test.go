@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vfio-gate/vfio-gate/daemon"
+	"github.com/vfio-gate/vfio-gate/pci"
+
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 )
@@ -47,5 +50,20 @@ final state: CONFIG_UNLOCKED
 	s := TDISPSessionOf(spdm.SessionInfo{ID: 7, AEAD: spdm.AEADAES256GCM, DHE: spdm.DHESECP384R1})
 	if s.ID != 7 || s.AEAD != "aes-256-gcm" || s.DHE != "secp384r1" {
 		t.Errorf("session %+v", s)
+	}
+	st := &daemon.TDIStatus{BDF: pci.BDF{Bus: 0x3a, Device: 0, Function: 1}, State: "CONFIG_LOCKED", Domain: "vm1", SessionID: 0xff}
+	b.Reset()
+	if err := WriteTDI(&b, st, "/run/s"); err != nil || b.String() != "0000:3a:00.1: TDI CONFIG_LOCKED for domain vm1, session 0x000000ff (held by the daemon at /run/s)\n" {
+		t.Errorf("tdi %q %v", b.String(), err)
+	}
+	b.Reset()
+	if err := WriteTDI(&b, &daemon.TDIStatus{BDF: st.BDF, State: "CONFIG_UNLOCKED"}, "/run/s"); err != nil ||
+		b.String() != "0000:3a:00.1: TDI CONFIG_UNLOCKED (held by the daemon at /run/s)\n" {
+		t.Errorf("tdi without owner %q %v", b.String(), err)
+	}
+	b.Reset()
+	if err := WriteTDIState(&b, &daemon.TDIStatus{BDF: st.BDF, State: "RUN", SessionID: 0xff}); err != nil ||
+		b.String() != "0000:3a:00.1: RUN (domain -, session 0x000000ff, held by the daemon)\n" {
+		t.Errorf("tdi state %q %v", b.String(), err)
 	}
 }
