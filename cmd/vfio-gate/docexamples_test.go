@@ -89,7 +89,7 @@ func markdownCommands(name, text string) []docExample {
 		cmd := l
 		for strings.HasSuffix(cmd, `\`) && i+1 < len(lines) {
 			i++
-			cmd = strings.TrimSuffix(cmd, `\`) + " " + strings.TrimSpace(lines[i])
+			cmd = strings.TrimSpace(strings.TrimSuffix(cmd, `\`)) + " " + strings.TrimSpace(lines[i])
 		}
 		prompted := strings.HasPrefix(cmd, "$ ")
 		if !shell && !prompted {
@@ -105,24 +105,20 @@ func markdownCommands(name, text string) []docExample {
 
 // echoedStatus returns the exit status a document prints after cmd: when
 // cmd ends in "; echo $?", the last line of its output (up to the next
-// prompt or the end of the block) if that is a number; else -1.
+// prompt or the end of the block) that is a number; else -1.
 func echoedStatus(after []string, cmd string) int {
 	if !strings.HasSuffix(cmd, "; echo $?") {
 		return -1
 	}
-	last := ""
+	n := -1
 	for _, l := range after {
 		l = strings.TrimSpace(l)
 		if strings.HasPrefix(l, "$ ") || strings.HasPrefix(l, "```") {
 			break
 		}
-		if l != "" {
-			last = l
+		if v, err := strconv.Atoi(l); err == nil {
+			n = v
 		}
-	}
-	n, err := strconv.Atoi(last)
-	if err != nil {
-		return -1
 	}
 	return n
 }
@@ -192,7 +188,7 @@ func helpSection(help, title string) []string {
 	var out []string
 	for _, l := range strings.Split(rest, "\n") {
 		if n := len(out); n > 0 && strings.HasSuffix(out[n-1], `\`) {
-			out[n-1] = strings.TrimSuffix(out[n-1], `\`) + " " + strings.TrimSpace(l)
+			out[n-1] = strings.TrimSpace(strings.TrimSuffix(out[n-1], `\`)) + " " + strings.TrimSpace(l)
 			continue
 		}
 		out = append(out, l)
@@ -289,6 +285,9 @@ func parseShellLine(text string) (shellLine, error) {
 			i++
 		case "|":
 			l.pipe = w[i+1:]
+			if slices.ContainsFunc(l.pipe, func(x string) bool { return strings.Contains("|<>;&", x) }) {
+				return l, fmt.Errorf("%q: only a pipe into one command may follow the command", text)
+			}
 			i = len(w)
 		case ";":
 			if strings.Join(w[i+1:], " ") != "echo $?" {
@@ -572,7 +571,7 @@ func (s *docSession) hostPath(p string) string {
 		return s.fx.dir
 	case p == "/dev/tpmrm0":
 		return s.tpm
-	case slices.ContainsFunc(docRerooted, func(d string) bool { return strings.HasPrefix(p, d) }):
+	case slices.ContainsFunc(docRerooted, func(d string) bool { return strings.HasPrefix(p, d) || p == strings.TrimSuffix(d, "/") }):
 		return filepath.Join(s.root, p)
 	}
 	return p
@@ -952,6 +951,7 @@ func TestDocExamplesRun(t *testing.T) {
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
 			s := newDocSession(t, ct)
+			t.Setenv("TMPDIR", s.hostPath("/tmp")) // temporary anchors, the demo's kept world
 			for _, ex := range byFile[f] {
 				want, ok := docExampleTable[ex.text]
 				if want.why != "" {
@@ -986,6 +986,10 @@ const (
 // its exit code in the sandbox (or why it cannot run there). A new
 // example needs an entry; TestDocExamplesRun reports what it does.
 var docExampleTable = map[string]docExpect{
+	"sudo vfio-gate libvirt preflight vm1; echo $?":    {why: docWhyLibvirtd}, // docs/daemon-libvirt.md shows a deny, exit 3
+	"vfio-gate log verify --tpm /dev/tpmrm0":           {code: 0},
+	"vfio-gate log verify --boot 3":                    {code: 1}, // the sandbox's TPM has had one boot: "no boot 3"
+	"vfio-gate log verify --all":                       {code: 0},
 	"go run ./cmd/vfio-gate demo":                      {code: 0},
 	"vfio-gate demo":                                   {code: 0},
 	"vfio-gate scan --no-doe":                          {code: 0},
@@ -1022,29 +1026,29 @@ var docExampleTable = map[string]docExpect{
 	"sudo vfio-gate uninstall-hook":               {code: 0},
 	"vfio-gate policy check /tmp/pol/policy.yaml": {code: 0, before: capturedPolicy},
 	"vfio-gate policy check broken.yaml; echo $?": {code: 1},
-	"vfio-gate emulate --listen 127.0.0.1:2323 --identity qemu-nvme --bdf 0000:00:06.0  --algorithms ecdsa-p384 --write-ca /tmp/emu-ca.pem": {code: 0},
+	"vfio-gate emulate --listen 127.0.0.1:2323 --identity qemu-nvme --bdf 0000:00:06.0 --algorithms ecdsa-p384 --write-ca /tmp/emu-ca.pem": {code: 0},
 	"vfio-gate scan": {code: 0},
-	"vfio-gate attest $BDF --trust-anchor emu-ca.pem":                                                                                                 {code: 0},
-	"vfio-gate attest $BDF --trust-anchor emu-ca.pem --session":                                                                                       {code: 0},
-	"vfio-gate attest $BDF --trust-anchor emu-ca.pem --tdisp":                                                                                         {code: 0},
-	"vfio-gate tdisp cycle $BDF --trust-anchor emu-ca.pem":                                                                                            {code: 0},
-	"vfio-gate policy capture $BDF --trust-anchor emu-ca.pem > /etc/vfio-gate/policy.yaml":                                                            {code: 0},
-	"vfio-gate --policy /etc/vfio-gate/policy.yaml check --confidential $BDF":                                                                         {code: 0},
-	"vfio-gate --policy /etc/vfio-gate/policy.yaml bind --confidential $BDF":                                                                          {why: docWhyBind},
-	"vfio-gate --policy /etc/vfio-gate/policy.yaml release $BDF":                                                                                      {why: docWhyBind},
-	"vfio-gate demo --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state":                                                                             {code: 0},
-	"vfio-gate log show --state-dir /tmp/demo-state":                                                                                                  {code: 0},
-	"vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state":                                                                       {code: 0},
-	"vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state; echo $?":                                                              {code: 5, before: deleteRecord3}, // after "sed -i 3d" of the log
-	"vfio-gate --json log show --state-dir /var/lib/vfio-gate":                                                                                        {code: 0},
-	"sudo vfio-gate attest 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem --json":                                                   {code: 0},
-	"sudo vfio-gate audit --device 0000:3b:00.0":                                                                                                      {why: docWhyAudit},
-	"sudo vfio-gate audit --json --device 0000:3b:00.0 --device 0000:3b:00.1 --duration 10m":                                                          {why: docWhyAudit},
-	"sudo vfio-gate bind --confidential --domain vm1 0000:3b:00.0":                                                                                    {why: docWhyBind},
-	"sudo vfio-gate check --confidential 0000:3b:00.0 0000:3b:00.1":                                                                                   {code: 0},
-	"vfio-gate check --socket 127.0.0.1:2323 --policy /etc/vfio-gate/policy.yaml --tpm tcp:127.0.0.1:2321":                                            {code: 0},
-	"vfio-gate daemon --config /etc/vfio-gate/vfio-gate.yaml":                                                                                         {code: 0},
-	"vfio-gate daemon --sysfs-root /tmp/sys --tpm tcp:127.0.0.1:2321 --state-dir /tmp/st  --daemon-socket /tmp/vg.sock --no-libvirt --log-level info": {code: 0},
+	"vfio-gate attest $BDF --trust-anchor emu-ca.pem":                                                                                                {code: 0},
+	"vfio-gate attest $BDF --trust-anchor emu-ca.pem --session":                                                                                      {code: 0},
+	"vfio-gate attest $BDF --trust-anchor emu-ca.pem --tdisp":                                                                                        {code: 0},
+	"vfio-gate tdisp cycle $BDF --trust-anchor emu-ca.pem":                                                                                           {code: 0},
+	"vfio-gate policy capture $BDF --trust-anchor emu-ca.pem > /etc/vfio-gate/policy.yaml":                                                           {code: 0},
+	"vfio-gate --policy /etc/vfio-gate/policy.yaml check --confidential $BDF":                                                                        {code: 0},
+	"vfio-gate --policy /etc/vfio-gate/policy.yaml bind --confidential $BDF":                                                                         {why: docWhyBind},
+	"vfio-gate --policy /etc/vfio-gate/policy.yaml release $BDF":                                                                                     {why: docWhyBind},
+	"vfio-gate demo --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state":                                                                            {code: 0},
+	"vfio-gate log show --state-dir /tmp/demo-state":                                                                                                 {code: 0},
+	"vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state":                                                                      {code: 0},
+	"vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state; echo $?":                                                             {code: 5, before: deleteRecord3}, // after "sed -i 3d" of the log
+	"vfio-gate --json log show --state-dir /var/lib/vfio-gate":                                                                                       {code: 0},
+	"sudo vfio-gate attest 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem --json":                                                  {code: 0},
+	"sudo vfio-gate audit --device 0000:3b:00.0":                                                                                                     {why: docWhyAudit},
+	"sudo vfio-gate audit --json --device 0000:3b:00.0 --device 0000:3b:00.1 --duration 10m":                                                         {why: docWhyAudit},
+	"sudo vfio-gate bind --confidential --domain vm1 0000:3b:00.0":                                                                                   {why: docWhyBind},
+	"sudo vfio-gate check --confidential 0000:3b:00.0 0000:3b:00.1":                                                                                  {code: 0},
+	"vfio-gate check --socket 127.0.0.1:2323 --policy /etc/vfio-gate/policy.yaml --tpm tcp:127.0.0.1:2321":                                           {code: 0},
+	"vfio-gate daemon --config /etc/vfio-gate/vfio-gate.yaml":                                                                                        {code: 0},
+	"vfio-gate daemon --sysfs-root /tmp/sys --tpm tcp:127.0.0.1:2321 --state-dir /tmp/st --daemon-socket /tmp/vg.sock --no-libvirt --log-level info": {code: 0},
 	"vfio-gate demo --json": {code: 0},
 	"vfio-gate demo --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state --keep":                          {code: 0},
 	"sudo vfio-gate doctor --json | jq '.checks[] | select(.status != \"ok\")'":                           {code: 0},
@@ -1127,4 +1131,40 @@ func exported(s *docSession) {
 	s.t.Helper()
 	s.bundleDigest()
 	s.setup("evidence", "export", "--nonce", "5eed0f00c0ffee", "--out", s.hostPath("/tmp/export"))
+}
+
+// TestDocExamplesCatchBrokenLines: the harness finds command lines that
+// do not parse, and extracts what a shell would run.
+func TestDocExamplesCatchBrokenLines(t *testing.T) {
+	ct := loadCLITree(t)
+	for _, bad := range []string{
+		"vfio-gate scan --no-doe --no-such-flag",             // unknown flag
+		"sudo vfio-gate tdisp cycel --socket 127.0.0.1:2323", // unknown subcommand
+		"vfio-gate policy chek /etc/vfio-gate/policy.yaml",   // unknown subcommand of a group
+		"vfio-gate scan --timeout soon",                      // a value cobra refuses
+		"vfio-gate --json log verify --tpm",                  // a flag without its value
+		"vfio-gate attest | jq . ; echo $?",                  // ; after a pipe: not a form the harness knows
+		"virsh start vm1",                                    // not vfio-gate
+	} {
+		if err := checkCommandLine(t, ct, bad); err == nil {
+			t.Errorf("%q passes the command-line check", bad)
+		}
+	}
+	for _, good := range []string{"vfio-gate --json version", "sudo vfio-gate check --confidential 0000:3b:00.0 --lock-dir=/tmp/l",
+		"vfio-gate status --json | jq '.domains'"} {
+		if err := checkCommandLine(t, ct, good); err != nil {
+			t.Errorf("%q: %v", good, err)
+		}
+	}
+
+	md := "text\n```sh\nvfio-gate demo   # a comment\nsudo vfio-gate scan \\\n  --no-doe\nls /tmp\n```\n" +
+		"```\n$ vfio-gate scan 3b:00.0; echo $?\nvfio-gate: scan: malformed\n1\nvfio-gate scan [BDF...]   (a synopsis)\n```\n" +
+		"```yaml\n$ vfio-gate not-a-command\n```\n"
+	got := markdownCommands("x.md", md)
+	want := []docExample{{where: "x.md:3", file: "x.md", text: "vfio-gate demo", echoed: -1},
+		{where: "x.md:4", file: "x.md", text: "sudo vfio-gate scan --no-doe", echoed: -1},
+		{where: "x.md:9", file: "x.md", text: "vfio-gate scan 3b:00.0; echo $?", echoed: 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("markdownCommands:\n got %+v\nwant %+v", got, want)
+	}
 }
