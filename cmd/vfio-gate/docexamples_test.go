@@ -36,7 +36,7 @@ type docExample struct {
 
 // docExamplesFromMarkdown extracts the command lines of README.md and
 // docs/*.md (docs/cli/*.md is generated from the cobra Examples, which
-// cobraExamples reads from the command tree itself). In ```sh, ```bash and
+// loadCLITree reads from the command tree itself). In ```sh, ```bash and
 // ```shell blocks every line that runs vfio-gate is a command; in ```console
 // and unlabelled blocks only lines after a "$ " prompt are (the rest is
 // output, or a synopsis such as "vfio-gate scan [BDF...]").
@@ -145,36 +145,6 @@ func stripComment(s string) string {
 		}
 	}
 	return s
-}
-
-// cobraExamples returns the Examples of every command, read from the
-// command tree through "vfio-gate ... --help" (the same text docs/cli is
-// generated from; TestCLIDocsCurrent keeps docs/cli equal to it).
-func cobraExamples(t *testing.T) []docExample {
-	t.Helper()
-	var out []docExample
-	var walk func(path []string)
-	walk = func(path []string) {
-		code, help, errs := runCLI(t, append(append([]string{}, path...), "--help")...)
-		if code != 0 {
-			t.Fatalf("vfio-gate %s --help: exit %d: %s", strings.Join(path, " "), code, errs)
-		}
-		name := strings.Join(append([]string{"vfio-gate"}, path...), " ")
-		for _, l := range helpSection(help, "Examples:") {
-			l = strings.TrimSpace(stripComment(l))
-			if runsVfioGate(l) {
-				out = append(out, docExample{where: "cobra: " + name, file: "cobra", text: l, echoed: -1})
-			}
-		}
-		for _, l := range helpSection(help, "Available Commands:") {
-			sub := strings.Fields(l)[0]
-			if sub != "help" && sub != "completion" {
-				walk(append(append([]string{}, path...), sub))
-			}
-		}
-	}
-	walk(nil)
-	return out
 }
 
 // helpSection returns the lines of a cobra help section (after the line
@@ -316,6 +286,9 @@ func parseShellLine(text string) (shellLine, error) {
 type cliTree struct {
 	subs  map[string][]string           // command path ("" = root, "tdisp cycle") → subcommands
 	flags map[string]map[string]cliFlag // command path → flag name ("--json", "-h") → flag
+	// examples are the commands' Examples (the text docs/cli is generated
+	// from; TestCLIDocsCurrent keeps docs/cli equal to it).
+	examples []docExample
 }
 
 // cliFlag is one flag as the help shows it.
@@ -324,8 +297,8 @@ type cliFlag struct {
 	def   string // default, as the help quotes it
 }
 
-// loadCLITree reads the command tree and every command's flags from the
-// help of "vfio-gate [PATH] --help".
+// loadCLITree reads the command tree, every command's flags and its
+// Examples from the help of "vfio-gate [PATH] --help".
 func loadCLITree(t *testing.T) *cliTree {
 	t.Helper()
 	ct := &cliTree{subs: map[string][]string{}, flags: map[string]map[string]cliFlag{}}
@@ -337,6 +310,12 @@ func loadCLITree(t *testing.T) *cliTree {
 			t.Fatalf("vfio-gate %s --help: exit %d: %s", strings.Join(path, " "), code, errs)
 		}
 		key := strings.Join(path, " ")
+		for _, l := range helpSection(help, "Examples:") {
+			l = strings.TrimSpace(stripComment(l))
+			if runsVfioGate(l) {
+				ct.examples = append(ct.examples, docExample{where: "cobra: " + strings.TrimSpace("vfio-gate "+key), file: "cobra", text: l, echoed: -1})
+			}
+		}
 		fl := map[string]cliFlag{}
 		for n, v := range global {
 			fl[n] = v
@@ -379,7 +358,8 @@ func loadCLITree(t *testing.T) *cliTree {
 // value's type (pflag prints one for every non-boolean flag).
 func isValueType(w string) bool {
 	switch w {
-	case "string", "strings", "stringArray", "int", "int64", "uint", "uint8", "uint16", "uint32", "duration", "float64", "bytesHex", "intSlice":
+	case "string", "strings", "stringArray", "stringSlice", "int", "int64", "intSlice", "uint", "uint8", "uint16", "uint32", "uint64",
+		"duration", "float64", "bytesHex":
 		return true
 	}
 	return false
@@ -403,7 +383,9 @@ func (ct *cliTree) resolve(args []string) (path string, err error) {
 				return "", fmt.Errorf("vfio-gate %s has no flag %s", strings.Join(cur, " "), name)
 			}
 			if f.value && !hasVal {
-				i++
+				if i++; i == len(args) {
+					return "", fmt.Errorf("vfio-gate %s: flag %s needs a value", strings.Join(cur, " "), name)
+				}
 			}
 			continue
 		}
@@ -440,9 +422,9 @@ func (ct *cliTree) resolve(args []string) (path string, err error) {
 //   - a daemon on run/vfio-gate/daemon.sock for status, libvirt-hook and
 //     tdisp through the daemon (with a swtpm and state dir of its own).
 //
-// Every command gets the host defaults re-rooted as leading global flags
-// (--config, --policy, --state-dir, --daemon-socket, --tpm, --sysfs-root),
-// so an example's own flags win, and --lock-dir when its command has one.
+// Every command gets the host defaults it has and does not set re-rooted
+// (--config, --policy, --state-dir, --daemon-socket, --tpm, --sysfs-root,
+// --lock-dir, --libvirt-dir, ...): see defaults.
 type docSession struct {
 	t      *testing.T
 	root   string
@@ -461,11 +443,17 @@ type docServer struct {
 	done   chan int
 	out    *syncBuffer
 	addr   string
+	once   sync.Once
+	code   int
 }
 
+// stop cancels the server and returns its exit code.
 func (s *docServer) stop() int {
-	s.cancel()
-	return <-s.done
+	s.once.Do(func() {
+		s.cancel()
+		s.code = <-s.done
+	})
+	return s.code
 }
 
 type syncBuffer struct {
@@ -542,14 +530,6 @@ rules:
 	gatetest.Must(t, os.WriteFile(filepath.Join(s.work, "leaf.key"), mustRead(t, filepath.Join(s.work, "libspdm/unit_test/sample_key/ecp256/end_responder.key")), 0o600))
 	gatetest.Must(t, os.WriteFile(filepath.Join(s.work, "chain.pem"), mustRead(t, filepath.Join(s.work, "libspdm/unit_test/sample_key/ecp256/bundle_responder.certchain.der")), 0o600))
 	s.tpm = testutil.StartSwtpm(t, false).Spec
-	t.Cleanup(func() {
-		if s.emu != nil {
-			s.emu.stop()
-		}
-		if s.daemon != nil {
-			s.daemon.stop()
-		}
-	})
 	return s
 }
 
@@ -708,11 +688,12 @@ func (s *docSession) serve(args []string, ready string) (*docServer, int) {
 	go func() {
 		srv.done <- run(ctx, full, strings.NewReader(""), srv.out, srv.out, func(string) string { return "" })
 	}()
+	s.t.Cleanup(func() { srv.stop() }) // before the TPMs started earlier are killed
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
 		case code := <-srv.done:
-			cancel()
+			srv.once.Do(func() { cancel(); srv.code = code })
 			s.t.Logf("%v exited %d:\n%s", args, code, srv.out.String())
 			return nil, code
 		case <-time.After(20 * time.Millisecond):
@@ -727,7 +708,6 @@ func (s *docSession) serve(args []string, ready string) (*docServer, int) {
 			}
 		}
 		if time.Now().After(deadline) {
-			cancel()
 			s.t.Fatalf("%v not ready after 20s:\n%s", args, srv.out.String())
 		}
 	}
@@ -765,8 +745,16 @@ func (s *docSession) runExample(ct *cliTree, text string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serves := path == "emulate" && slices.Contains(l.args, "127.0.0.1:2323") // the document's next examples talk to it
+	if serves && s.emu != nil {
+		s.emu.stop()
+		s.emu = nil
+	}
 	var args []string
 	for _, a := range l.args {
+		if serves && a == "127.0.0.1:2323" {
+			a = freeAddr(t)
+		}
 		args = append(args, s.subst(a))
 	}
 	demoWorld := slices.ContainsFunc(args, func(a string) bool { return slices.Contains(docDemoBDFs, a) })
@@ -775,30 +763,20 @@ func (s *docSession) runExample(ct *cliTree, text string) int {
 	}
 	switch path {
 	case "emulate", "daemon":
-		ready := ""
-		if path == "emulate" {
-			ready = "listening on"
-			if s.emu != nil {
-				s.emu.stop()
-				s.emu = nil
-			}
-		} else if s.daemon != nil {
-			s.daemon.stop()
-			s.daemon = nil
-		}
-		if path == "emulate" {
-			for i, a := range args {
-				if a == "--listen" && i+1 < len(args) && strings.HasSuffix(l.args[i+1], ":2323") {
-					args[i+1] = freeAddr(t)
-				}
+		ready := "listening on"
+		if path == "daemon" {
+			ready = "" // its socket answers
+			if s.daemon != nil {
+				s.daemon.stop() // the example may listen where the sandbox's daemon does
+				s.daemon = nil
 			}
 		}
 		srv, code := s.serve(args, ready)
 		if srv == nil {
 			return code
 		}
-		if path == "emulate" && slices.Contains(l.args, "127.0.0.1:2323") {
-			s.emu = srv // serves the file's next examples
+		if serves {
+			s.emu = srv
 			return 0
 		}
 		return srv.stop()
@@ -865,9 +843,9 @@ type docExpect struct {
 
 // docExamples are every documented command line: README.md, docs/*.md and
 // the cobra Examples.
-func allDocExamples(t *testing.T) []docExample {
+func allDocExamples(t *testing.T, ct *cliTree) []docExample {
 	t.Helper()
-	return append(docExamplesFromMarkdown(t), cobraExamples(t)...)
+	return append(docExamplesFromMarkdown(t), ct.examples...)
 }
 
 // TestDocExamplesParse: every documented vfio-gate command line names a
@@ -877,7 +855,7 @@ func allDocExamples(t *testing.T) []docExample {
 func TestDocExamplesParse(t *testing.T) {
 	ct := loadCLITree(t)
 	used := map[string]bool{}
-	for _, ex := range allDocExamples(t) {
+	for _, ex := range allDocExamples(t, ct) {
 		want, ok := docExampleTable[ex.text]
 		if !ok {
 			t.Errorf("%s: %q has no entry in docExampleTable (cmd/vfio-gate/docexamples_test.go): add its exit code in the sandbox, or why it cannot run there", ex.where, ex.text)
@@ -939,7 +917,7 @@ func TestDocExamplesRun(t *testing.T) {
 	ct := loadCLITree(t)
 	var files []string
 	byFile := map[string][]docExample{}
-	for _, ex := range allDocExamples(t) {
+	for _, ex := range allDocExamples(t, ct) {
 		if ex.file == "cobra" {
 			ex.file = ex.where // one session per command's Examples
 		}
