@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -1147,3 +1148,57 @@ func TestDocExamplesCatchBrokenLines(t *testing.T) {
 		t.Errorf("markdownCommands:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// docSynopses returns the synopses of README.md and docs/*.md: lines of
+// ```console and unlabelled blocks, without a prompt, that start with
+// "vfio-gate COMMAND" ("vfio-gate scan [BDF...] [--json]").
+func docSynopses(t *testing.T, ct *cliTree) []docExample {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
+	gatetest.Must(t, err)
+	var out []docExample
+	for _, f := range append(files, filepath.Join("..", "..", "README.md")) {
+		inBlock, plain := false, false
+		for i, l := range strings.Split(string(mustRead(t, f)), "\n") {
+			l = strings.TrimSpace(l)
+			if strings.HasPrefix(l, "```") {
+				inBlock = !inBlock
+				plain = l == "```" || l == "```console"
+				continue
+			}
+			if !inBlock || !plain {
+				continue
+			}
+			w := strings.Fields(strings.TrimPrefix(strings.TrimPrefix(l, "sudo "), "go run ./cmd/"))
+			if len(w) > 1 && w[0] == "vfio-gate" && slices.Contains(ct.subs[""], w[1]) {
+				out = append(out, docExample{where: fmt.Sprintf("%s:%d", strings.TrimPrefix(filepath.ToSlash(f), "../../"), i+1), text: l, echoed: -1})
+			}
+		}
+	}
+	return out
+}
+
+// TestDocSynopsesNameRealFlags: every flag a synopsis in the documents
+// names is a flag of its command.
+func TestDocSynopsesNameRealFlags(t *testing.T) {
+	ct := loadCLITree(t)
+	syn := docSynopses(t, ct)
+	if len(syn) < 20 {
+		t.Fatalf("found only %d synopses", len(syn))
+	}
+	for _, s := range syn {
+		w := strings.Fields(strings.TrimPrefix(strings.TrimPrefix(s.text, "sudo "), "go run ./cmd/"))[1:]
+		var path []string
+		for len(w) > 0 && slices.Contains(ct.subs[strings.Join(path, " ")], w[0]) {
+			path, w = append(path, w[0]), w[1:]
+		}
+		fl := ct.flags[strings.Join(path, " ")]
+		for _, f := range docFlagRE.FindAllString(strings.Join(w, " "), -1) {
+			if _, ok := fl[f]; !ok {
+				t.Errorf("%s: %q names %s, which vfio-gate %s does not have", s.where, s.text, f, strings.Join(path, " "))
+			}
+		}
+	}
+}
+
+var docFlagRE = regexp.MustCompile(`--[a-z][a-z0-9-]*`)
