@@ -508,6 +508,7 @@ func newDocSession(t *testing.T, ct *cliTree) *docSession {
 	s.fx.Configs[gatetest.BDF(t, nic.BDF)] = gatetest.MemConfig(sysfstest.Header(nic))
 	gatetest.Must(t, os.Symlink(s.fx.dir, filepath.Join(s.root, "tmp", "sys")))
 	gatetest.Must(t, os.Symlink(filepath.Join(s.root, "tmp", "export"), filepath.Join(s.work, "export")))
+	gatetest.Must(t, os.Symlink(filepath.Join(s.root, "tmp", "export", "bundles"), filepath.Join(s.work, "bundles"))) // after "cd DIR"
 
 	anchors := good.AnchorsPEM()
 	for _, p := range []string{"etc/vfio-gate/anchors/acme-root.pem", "etc/vfio-gate/anchors/vendor.pem", "work/emu-ca.pem", "work/vendor-root.pem"} {
@@ -965,10 +966,11 @@ const (
 // its exit code in the sandbox (or why it cannot run there). A new
 // example needs an entry; TestDocExamplesRun reports what it does.
 var docExampleTable = map[string]docExpect{
-	"sudo vfio-gate libvirt preflight vm1; echo $?":    {why: docWhyLibvirtd}, // docs/daemon-libvirt.md shows a deny, exit 3
-	"vfio-gate log verify --tpm /dev/tpmrm0":           {code: 0},
-	"vfio-gate log verify --boot 3":                    {code: 1}, // the sandbox's TPM has had one boot: "no boot 3"
-	"vfio-gate log verify --all":                       {code: 0},
+	"sudo vfio-gate libvirt preflight vm1; echo $?": {why: docWhyLibvirtd}, // docs/daemon-libvirt.md shows a deny, exit 3
+	"vfio-gate log verify --tpm /dev/tpmrm0":        {code: 0},
+	"vfio-gate log verify --boot 3":                 {code: 1}, // the sandbox's TPM has had one boot: "no boot 3"
+	"vfio-gate log verify --all":                    {code: 0},
+	"vfio-gate evidence verify bundles/DIGEST.json --trust-anchor vendor-root.pem --policy policy.yaml": {code: 0, before: exported},
 	"go run ./cmd/vfio-gate demo":                      {code: 0},
 	"vfio-gate demo":                                   {code: 0},
 	"vfio-gate scan --no-doe":                          {code: 0},
