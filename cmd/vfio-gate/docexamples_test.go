@@ -31,7 +31,7 @@ type docExample struct {
 	file  string // session key: examples of one file share an emulator
 	text  string // the command as written: prompt, trailing comment and continuations removed
 	// echoed is the exit status the document prints after "; echo $?"
-	// (the last line of the output shown), or -1.
+	// (the last number in the output shown), or -1.
 	echoed int
 }
 
@@ -958,7 +958,9 @@ const (
 		"(TestBindReleaseCLI plays the kernel; test/vm's libvirt-* scenarios bind for real)"
 	docWhyAudit    = "attaches BPF programs to the host kernel's kprobes: root, BTF and kprobes (test/vm's bpf-audit scenarios run it)"
 	docWhyLibvirtd = "asks libvirtd for the domain's XML (test/vm's libvirt-* scenarios run it)"
-	docWhyTDI      = "needs a TDI the daemon locked for a domain in its own SPDM session over the function's DOE mailbox; " +
+	docWhyReload   = "sends SIGHUP to the host's libvirtd (/run/libvirtd.pid), which other tests may be using " +
+		"(TestInstallHookCLI installs without --reload; test/vm's libvirt-deb-install runs it)"
+	docWhyTDI = "needs a TDI the daemon locked for a domain in its own SPDM session over the function's DOE mailbox; " +
 		"a daemon run here reads the fixture's config files, which have none (TestTDISPThroughDaemon runs these commands against a fake daemon)"
 )
 
@@ -985,7 +987,7 @@ var docExampleTable = map[string]docExpect{
 	"vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem":     {code: 0},
 	"sudo vfio-gate doctor": {code: 0},
 	"sudo vfio-gate policy capture 0000:3b:00.0 > /etc/vfio-gate/policy.yaml":                                                 {code: 1}, // no --trust-anchor: a usage error (README fix sent to the lead)
-	"sudo vfio-gate install-hook --reload":                                                                                    {code: 0},
+	"sudo vfio-gate install-hook --reload":                                                                                    {why: docWhyReload},
 	"vfio-gate audit --device 0000:00:03.0 --duration 2s; echo $?":                                                            {why: docWhyAudit}, // docs/audit.md shows exit 4 where kprobes are missing
 	"vfio-gate emulate --listen 127.0.0.1:2323 --write-ca /tmp/emu-ca.pem --algorithms ecdsa-p384":                            {code: 0},
 	"vfio-gate emulate --listen 127.0.0.1:2323 --pki libspdm/unit_test/sample_key --write-ca /tmp/vendor-ca.pem":              {code: 0},
@@ -1048,7 +1050,7 @@ var docExampleTable = map[string]docExpect{
 	"vfio-gate evidence verify 3f1c… --trust-anchor /etc/vfio-gate/anchors/vendor.pem":                    {code: 0},
 	"vfio-gate evidence verify export/bundles/3f1c….json --policy policy.yaml":                            {code: 0, before: exported},
 	"sudo vfio-gate explain --confidential 0000:3b:00.0":                                                  {code: 0},
-	"vfio-gate install-hook --reload":                                                                     {code: 0},
+	"vfio-gate install-hook --reload":                                                                     {why: docWhyReload},
 	"vfio-gate install-hook --libvirt-dir /etc/libvirt --binary /usr/local/bin/vfio-gate":                 {code: 0},
 	"vfio-gate libvirt preflight vm1":                                                                     {why: docWhyLibvirtd},
 	"vfio-gate libvirt preflight vm1 --uri qemu:///system --json":                                         {why: docWhyLibvirtd},
