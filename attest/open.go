@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/vfio-gate/vfio-gate/doe"
+
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/target"
@@ -18,22 +20,39 @@ var ErrNoSecuredCMA = errors.New("attest: no DOE mailbox offers CMA-SPDM and sec
 
 // OpenSession opens an authenticated SPDM secure session with the function
 // at bdf through its DOE mailbox, under the same ownership rules as Function
-// (pci.System.MayDriveDOE, writable config space): it takes the per-function
-// lock in lockDir, runs VCA, reads the certificate of o.Slot (default 0),
-// verifies it against o.Roots (spdm.ErrChainNotVerified otherwise) and runs
-// KEY_EXCHANGE/FINISH. release closes the config space and drops the lock;
-// call it after the session ended. The lock is held for the whole session:
-// a TDI's session keeps its mailbox busy (heartbeats, key updates).
+// (pci.System.MayDriveDOE, writable config space): it is OpenTargetSession
+// of the function (target.PCI) with the per-function lock taken in lockDir.
+// The lock is held for the whole session: a TDI's session keeps its mailbox
+// busy (heartbeats, key updates).
 func OpenSession(ctx context.Context, sys *pci.System, bdf pci.BDF, lockDir string, o *Options) (*spdm.Session, func(), error) {
+	var d *doe.Options
+	if o != nil {
+		d = o.DOE
+	}
+	s, release, err := OpenTargetSession(ctx, &target.PCI{System: sys, BDF: bdf, LockDir: lockDir, DOE: d}, o)
+	if errors.Is(err, ErrNoSecuredCMA) {
+		return nil, nil, fmt.Errorf("%w (%s)", ErrNoSecuredCMA, bdf)
+	}
+	return s, release, err
+}
+
+// OpenTargetSession opens t and an authenticated SPDM secure session over
+// its CMA and secured-CMA transports: VCA, the certificate of o.Slot
+// (default 0) verified against o.Roots (spdm.ErrChainNotVerified
+// otherwise), KEY_EXCHANGE/FINISH. release closes what opening t took
+// (config space, lock, connection); call it after the session ended. A
+// target that cannot be opened is a *target.OpenError; one without secured
+// CMA is ErrNoSecuredCMA.
+func OpenTargetSession(ctx context.Context, t target.Target, o *Options) (*spdm.Session, func(), error) {
 	r := newRun(o)
-	conn, err := (&target.PCI{System: sys, BDF: bdf, LockDir: lockDir, DOE: r.o.DOE}).Open(ctx)
+	conn, err := t.Open(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	release := func() { _ = conn.Close() }
 	if conn.CMA == nil || conn.Secured == nil {
 		release()
-		return nil, nil, fmt.Errorf("%w (%s)", ErrNoSecuredCMA, bdf)
+		return nil, nil, ErrNoSecuredCMA
 	}
 	ro, err := r.requesterOptions()
 	if err != nil {

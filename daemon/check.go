@@ -222,7 +222,7 @@ func (hs *checkState) gate(ctx context.Context) error {
 	b := hs.b
 	gr := gate.Request{BDFs: hs.free, Confidential: hs.req.Confidential, Domain: hs.req.Domain}
 	if b.o.TDIs != nil && hs.req.Lock {
-		gr.TDIs = b.o.TDIs
+		gr.TDIs = tdiKeeper{b.o.TDIs}
 	}
 	var err error
 	if hs.bind {

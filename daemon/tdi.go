@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
@@ -29,6 +31,23 @@ type TDIOwner interface {
 	Stop(ctx context.Context, bdf pci.BDF) error
 	Held() []tdisp.Held
 }
+
+// tdiKeeper adapts the session owner to gate.TDIKeeper, for a check that
+// locks the TDIs its policy rules require locked: the gate hands over the
+// session it attested the function in, and the owner locks the TDI in it.
+type tdiKeeper struct{ o TDIOwner }
+
+var _ gate.TDIKeeper = tdiKeeper{}
+
+func (k tdiKeeper) Adopt(ctx context.Context, bdf pci.BDF, owner string, held *attest.Held, release func()) (string, []byte, error) {
+	_, raw, err := k.o.Adopt(ctx, bdf, owner, held.Session, release, tdisp.LockParams{})
+	if err != nil {
+		return "", nil, err
+	}
+	return tdisp.StateConfigLocked.String(), raw, nil
+}
+
+func (k tdiKeeper) Stop(ctx context.Context, bdf pci.BDF) error { return k.o.Stop(ctx, bdf) }
 
 // recoverJournal reads the TDISP journal (tdisp.Journal in StateDir): every
 // entry is a TDI an earlier owner locked or started and did not stop. This

@@ -1,11 +1,3 @@
-// Package gate is the decision pipeline: for each PCI function it takes the
-// per-function lock, attests the function, evaluates the policy, records the
-// decision in the TPM (allow and deny alike), and then binds the IOMMU group
-// to vfio-pci or refuses. Many functions are handled in parallel with a bound
-// on concurrency, so a check of N devices takes about as long as the slowest.
-//
-// Fail closed: a function that cannot be read, attested or recorded is denied
-// with a reason code; a TPM failure denies even in audit mode.
 package gate
 
 import (
@@ -27,7 +19,6 @@ import (
 	"github.com/vfio-gate/vfio-gate/internal/statedir"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
-	"github.com/vfio-gate/vfio-gate/tdisp"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
 )
@@ -116,10 +107,16 @@ type Request struct {
 }
 
 // TDIKeeper takes over the secure session a function was attested in,
-// locks the function's TDI in it and keeps the session alive until Stop:
-// *tdisp.Broker.
+// locks the function's TDI in it and keeps the session alive until Stop.
+// The daemon adapts its TDISP broker (*tdisp.Broker) to it.
 type TDIKeeper interface {
-	Adopt(ctx context.Context, bdf pci.BDF, owner string, s tdisp.OwnedSession, release func(), p tdisp.LockParams) (*tdisp.InterfaceReport, []byte, error)
+	// Adopt owns held (the session the function at bdf was attested in)
+	// and release (closes held's config space and frees the function's
+	// lock; called once the session ended) from the call on, whatever the
+	// outcome. It locks the TDI inside held.Session for owner
+	// and returns the TDI's state as TDISP names it (CONFIG_LOCKED) and
+	// the raw DEVICE_INTERFACE_REPORT read in the session.
+	Adopt(ctx context.Context, bdf pci.BDF, owner string, held *attest.Held, release func()) (state string, report []byte, err error)
 	Stop(ctx context.Context, bdf pci.BDF) error
 }
 
@@ -484,7 +481,7 @@ func (g *Gate) lockTDI(ctx context.Context, it *item, ev *attest.Evidence, held 
 			_ = unlock()
 		}
 	}
-	_, raw, err := req.TDIs.Adopt(ctx, it.bdf, req.Domain, held.Session, release, tdisp.LockParams{})
+	state, raw, err := req.TDIs.Adopt(ctx, it.bdf, req.Domain, held, release)
 	if err != nil {
 		ev.Failure = &attest.Failure{Step: "tdisp-lock", Kind: attest.FailTDISP,
 			Message: fmt.Sprintf("locking the TDI for %q: %v", req.Domain, err)}
@@ -493,7 +490,7 @@ func (g *Gate) lockTDI(ctx context.Context, it *item, ev *attest.Evidence, held 
 	if ev.TDISP == nil {
 		ev.TDISP = &attest.TDISP{}
 	}
-	ev.TDISP.State, ev.TDISP.Report, ev.TDISP.LockedFor = tdisp.StateConfigLocked.String(), raw, cmp.Or(req.Domain, "vfio-gate")
+	ev.TDISP.State, ev.TDISP.Report, ev.TDISP.LockedFor = state, raw, cmp.Or(req.Domain, "vfio-gate")
 	it.keeper = req.TDIs
 	g.log.InfoContext(ctx, "TDI locked for the decision", "bdf", it.bdf.String(), "domain", req.Domain)
 }

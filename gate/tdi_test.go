@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -21,9 +22,20 @@ import (
 // requireLock is the fixture rule's tdisp block.
 const requireLock = "    tdisp:\n      require_lock: true\n"
 
+// keeper adapts a tdisp.Broker to gate.TDIKeeper, as the daemon does.
+type keeper struct{ *tdisp.Broker }
+
+func (k keeper) Adopt(ctx context.Context, b pci.BDF, owner string, held *attest.Held, release func()) (string, []byte, error) {
+	_, raw, err := k.Broker.Adopt(ctx, b, owner, held.Session, release, tdisp.LockParams{})
+	if err != nil {
+		return "", nil, err
+	}
+	return tdisp.StateConfigLocked.String(), raw, nil
+}
+
 // newKeeper is a tdisp.Broker that must never open a session itself: the
 // gate hands it the session each function was attested in.
-func newKeeper(t *testing.T) *tdisp.Broker {
+func newKeeper(t *testing.T) keeper {
 	t.Helper()
 	j, err := tdisp.OpenJournal(t.TempDir(), nil)
 	must(t, err)
@@ -34,7 +46,7 @@ func newKeeper(t *testing.T) *tdisp.Broker {
 	}})
 	must(t, err)
 	t.Cleanup(func() { br.Close(context.Background()) })
-	return br
+	return keeper{br}
 }
 
 // lockFree reports whether the per-function lock of b can be taken now.

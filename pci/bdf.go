@@ -1,4 +1,3 @@
-// Package pci models PCI functions as Linux exposes them in sysfs.
 package pci
 
 import (

@@ -1,15 +1,3 @@
-// Package target opens one device however it is reached — a PCI function's
-// DOE mailboxes through sysfs, or an spdm-socket peer — and hands back its
-// CMA and secured-CMA transports and a closer. It is the only place that
-// takes the per-function lock for a mailbox, applies "who may touch the
-// mailbox" (pci.System.MayDriveDOE), opens config space for writing, dials a
-// socket or builds a DOE transport.
-//
-// The kernel PCI TSM (tdisp.TSM) is not a Target: the kernel drives SPDM
-// itself and exposes no transport, certificate or measurement to user space
-// (connect, disconnect and an authenticated flag only), so there is nothing
-// to attest through it. A function whose tsm/connect names a TSM is refused
-// by MayDriveDOE (mailbox-owned) with a reason that names the TSM.
 package target
 
 import (
@@ -206,4 +194,36 @@ func (s *Socket) Open(ctx context.Context) (*Conn, error) {
 	}
 	return &Conn{CMA: sc.Exchanger(doe.FeatureCMA), Secured: sc.Exchanger(doe.FeatureSecuredCMA),
 		closers: []func() error{sc.Close}}, nil
+}
+
+// SysfsPCI is a PCI function of the sysfs tree at Root: Open opens the
+// tree (pci.Open with Options) and then the function as PCI does; Close
+// closes both.
+type SysfsPCI struct {
+	Root    string
+	Options *pci.Options
+	BDF     pci.BDF
+	LockDir string       // as PCI.LockDir
+	DOE     *doe.Options // as PCI.DOE
+}
+
+var _ Target = (*SysfsPCI)(nil)
+
+// Open opens the sysfs tree (a failure is an *OpenError at StepFunction)
+// and the function (PCI.Open).
+func (s *SysfsPCI) Open(ctx context.Context) (*Conn, error) {
+	sys, err := pci.Open(s.Root, s.Options)
+	if err != nil {
+		return nil, stepErr(StepFunction, err)
+	}
+	c, err := (&PCI{System: sys, BDF: s.BDF, LockDir: s.LockDir, DOE: s.DOE}).Open(ctx)
+	if err != nil {
+		if cerr := sys.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, err
+	}
+	// Closed last: the config space and the lock first.
+	c.closers = append([]func() error{sys.Close}, c.closers...)
+	return c, nil
 }

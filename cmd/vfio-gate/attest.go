@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/target"
@@ -68,36 +64,17 @@ func (f *attestFlags) target(cmdName string, args []string) (pci.BDF, error) {
 	return b, nil
 }
 
-// loadAnchors reads trust anchor files: PEM with one or more CERTIFICATE
-// blocks, or a single DER certificate.
+// loadAnchors reads the --trust-anchor files (policy.ReadCertificates).
 func loadAnchors(paths []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for _, p := range paths {
-		b, err := policy.ReadRegularFile(p, maxAnchorFile)
-		if err != nil {
-			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
-		}
-		certs, err := policy.ParseCertificates(b)
+		certs, err := policy.ReadCertificates(p)
 		if err != nil {
 			return nil, usageErrorf("--trust-anchor %s: %v", p, err)
 		}
 		out = append(out, certs...)
 	}
 	return out, nil
-}
-
-// loadPublicKey reads --responder-public-key: one PEM "PUBLIC KEY" block
-// (SubjectPublicKeyInfo) or its DER.
-func loadPublicKey(path string) (crypto.PublicKey, error) {
-	b, err := policy.ReadRegularFile(path, maxAnchorFile)
-	if err != nil {
-		return nil, usageErrorf("--responder-public-key %s: %v", path, err)
-	}
-	pub, err := policy.ParsePublicKey(b)
-	if err != nil {
-		return nil, usageErrorf("--responder-public-key %s: %v", path, err)
-	}
-	return pub, nil
 }
 
 // runAttestation attests the target of f (a BDF or --socket) and returns
@@ -112,9 +89,9 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		if f.slot >= 0 {
 			return nil, usageErrorf("--responder-public-key uses slot 0xFF: it excludes --slot")
 		}
-		pub, err := loadPublicKey(f.pubKey)
+		pub, err := policy.ReadPublicKey(f.pubKey)
 		if err != nil {
-			return nil, err
+			return nil, usageErrorf("--responder-public-key %s: %v", f.pubKey, err)
 		}
 		o.ResponderPublicKey = pub
 	}
@@ -125,45 +102,20 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		s := uint8(f.slot)
 		o.Slot = &s
 	}
-	if f.socket != "" {
-		id := attest.Identity{Socket: f.socket}
-		if f.pciID != "" {
-			p, err := parsePCIID(f.pciID)
-			if err != nil {
-				return nil, err
-			}
-			id.VendorID, id.DeviceID = p.VendorID, p.DeviceID
-		}
-		dctx, cancel := context.WithTimeout(ctx, f.timeout)
-		c, err := (&target.Socket{Addr: f.socket}).Open(dctx)
-		cancel()
+	req := attest.Request{Socket: f.socket, BDF: bdf, SysfsRoot: g.sysfsRoot, LockDir: f.lockDir,
+		PCI: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log}}
+	if f.pciID != "" {
+		p, err := parsePCIID(f.pciID)
 		if err != nil {
-			return nil, withCode(exitUnavailable, err)
+			return nil, err
 		}
-		o.SecuredTransport = c.Secured
-		ev, err := attest.Transport(ctx, c.CMA, id, o)
-		if cerr := c.Close(); cerr != nil {
-			log.Debug("closing the spdm-socket connection", "err", cerr)
-		}
-		return ev, err
+		req.VendorID, req.DeviceID = p.VendorID, p.DeviceID
 	}
-	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-	if err != nil {
+	ev, err := attest.Run(ctx, req, o)
+	if oe := (*target.OpenError)(nil); errors.As(err, &oe) {
 		return nil, withCode(exitUnavailable, err)
 	}
-	defer sys.Close()
-	// No lock file for a function that does not exist (a typo'd BDF).
-	if _, err := sys.Function(bdf); err != nil {
-		return nil, withCode(exitUnavailable, err)
-	}
-	lctx, cancel := context.WithTimeout(ctx, f.timeout)
-	unlock, err := pci.LockFunction(lctx, f.lockDir, bdf)
-	cancel()
-	if err != nil {
-		return nil, withCode(exitUnavailable, err)
-	}
-	defer unlock()
-	return attest.Function(ctx, sys, bdf, o)
+	return ev, err
 }
 
 func newAttestCmd(e *env, g *globals) *cobra.Command {
@@ -205,7 +157,7 @@ busy mailbox, timeout, socket failure); 1 usage or internal error.`,
 				if err := writeJSON(e.out, "attest", ev); err != nil {
 					return err
 				}
-			} else if err := printEvidence(e.out, ev, len(roots)); err != nil {
+			} else if err := rpt.WriteAttest(e.out, ev, len(roots)); err != nil {
 				return err
 			}
 			if ev.Failure != nil {
@@ -218,131 +170,5 @@ busy mailbox, timeout, socket failure); 1 usage or internal error.`,
 	return c
 }
 
-func yesNo(b bool) string {
-	if b {
-		return "verified"
-	}
-	return "NOT verified"
-}
-
-func abbrev(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-// printEvidence is the human summary of attest.
-func printEvidence(w io.Writer, ev *attest.Evidence, anchors int) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	id := ev.Identity
-	who := id.BDF
-	if id.Socket != "" {
-		who = "spdm-socket " + id.Socket
-	}
-	fmt.Fprintf(tw, "Device\t%s [%04x:%04x] class %06x rev %02x", who, id.VendorID, id.DeviceID, id.Class, id.Revision)
-	if id.FromCMASAN {
-		fmt.Fprint(tw, " (IDs from the certificate's CMA SAN)")
-	}
-	fmt.Fprintln(tw)
-	if id.BDF != "" {
-		drv := id.Driver
-		if drv == "" {
-			drv = "(none)"
-		}
-		grp := "(none)"
-		if id.IOMMUGroup != nil {
-			grp = strconv.Itoa(*id.IOMMUGroup)
-		}
-		dsn := "(none)"
-		if id.DSN != nil {
-			dsn = fmt.Sprintf("%016x", *id.DSN)
-		}
-		fmt.Fprintf(tw, "\tdriver %s, IOMMU group %s, DSN %s\n", drv, grp, dsn)
-	}
-	for _, m := range ev.DOE {
-		feats := strings.Join(m.Features, ", ")
-		if feats == "" {
-			feats = "(not discovered)"
-		}
-		fmt.Fprintf(tw, "DOE\tmailbox at 0x%03x: %s\n", m.Offset, feats)
-	}
-	if ev.Version != "" {
-		a := ev.Algorithms
-		fmt.Fprintf(tw, "SPDM\t%s, asym %s, hash %s, measurement hash %s\n", ev.Version, a.BaseAsym, a.BaseHash, a.MeasurementHash)
-	}
-	if s := ev.Session; s != nil {
-		if s.Established {
-			fmt.Fprintf(tw, "Session	%#08x, secured messages %s, %s, %s (measurements read inside it)\n", s.SessionID, s.Version, s.AEAD, s.DHE)
-		} else {
-			fmt.Fprintf(tw, "Session	NOT established\n")
-		}
-	}
-	if t := ev.TDISP; t != nil {
-		fmt.Fprintf(tw, "TDISP	%s, TDI %s, report %d bytes\n", t.Version, t.State, len(t.Report))
-	}
-	for _, c := range ev.Chains {
-		v := "verified"
-		if !c.Verified {
-			v = "NOT verified (" + c.ErrorKind + "): " + c.Error
-		}
-		fmt.Fprintf(tw, "Slot %d\tchain %s, digest %s\n", c.Slot, v, abbrev(c.Digest, 16))
-		if c.AnchorSHA256 != "" {
-			fmt.Fprintf(tw, "\tanchor sha256 %s\n", c.AnchorSHA256)
-		}
-		switch {
-		case c.CMASAN != nil:
-			m := "real IDs unknown"
-			if c.CMASAN.MatchesIdentity != nil {
-				m = "matches the function's IDs"
-				if !*c.CMASAN.MatchesIdentity {
-					m = "DOES NOT match the function's IDs"
-				}
-			}
-			fmt.Fprintf(tw, "\tCMA SAN %s (%s)\n", c.CMASAN.Raw, m)
-		case c.CMASANError != "":
-			fmt.Fprintf(tw, "\tCMA SAN malformed: %s\n", c.CMASANError)
-		default:
-			fmt.Fprint(tw, "\tCMA SAN absent\n")
-		}
-		for i, ci := range c.Certificates {
-			fmt.Fprintf(tw, "\t[%d] %s (issuer %s, not after %s)\n", i, ci.Subject, ci.Issuer, ci.NotAfter.Format("2006-01-02"))
-		}
-	}
-	if ev.Version != "" {
-		fmt.Fprintf(tw, "Challenge\t%s (slot %d)\n", yesNo(ev.ChallengeVerified), ev.Bundle.Slot)
-		fmt.Fprintf(tw, "Measurements\t%d blocks, signature %s\n", len(ev.Measurements), yesNo(ev.MeasurementsSignatureVerified))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(ev.Measurements) > 0 {
-		mw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(mw, "  INDEX\tTYPE\tFORM\tVALUE")
-		for _, m := range ev.Measurements {
-			form := "digest"
-			if m.Raw {
-				form = "raw"
-			}
-			fmt.Fprintf(mw, "  %d\t%s\t%s\t%s\n", m.Index, m.TypeName, form, abbrev(hex.EncodeToString(m.Value), 64))
-		}
-		if err := mw.Flush(); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(w, "Traffic: %d round trips, %d bytes sent, %d received, %s\n", ev.RoundTrips, ev.BytesSent, ev.BytesRecv,
-		ev.Duration.Round(time.Microsecond))
-	fmt.Fprintf(w, "Evidence digest: %x\n", ev.Digest())
-	if ev.Failure != nil {
-		fmt.Fprintf(w, "Result: FAIL %s at %s: %s\n", ev.Failure.Kind, ev.Failure.Step, ev.Failure.Message)
-		if ev.Failure.Kind == attest.FailChain && anchors == 0 {
-			fmt.Fprintln(w, "  (no --trust-anchor was given: pass the device maker's root CA to verify the chain)")
-		}
-		return nil
-	}
-	_, err := fmt.Fprintln(w, "Result: PASS")
-	return err
-}
-
-// maxAnchorFile caps a --trust-anchor file (a bundle of a few hundred certificates fits).
-const maxAnchorFile = 4 << 20
+// maxAnchorFile caps a --trust-anchor file (capture reads them itself).
+const maxAnchorFile = policy.MaxCertFile

@@ -16,6 +16,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/cdat"
 	"github.com/vfio-gate/vfio-gate/emu"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -247,7 +248,7 @@ func TestDOECLI(t *testing.T) {
 		t.Fatalf("discover: exit %d %s\n%s", code, errs, out)
 	}
 	code, out, _ = fx.run(t, "doe", "discover", "0000:0d:00.0", "--lock-dir", fx.lockDir, "--json")
-	var discDoc discoverJSON
+	var discDoc rpt.DOEDiscover
 	err := json.Unmarshal([]byte(out), &discDoc)
 	disc := discDoc.Mailboxes
 	if err != nil || code != 0 || len(disc) != 1 || len(disc[0].Names) != 2 || disc[0].Names[1] != "cxl-cdat" {
@@ -255,7 +256,7 @@ func TestDOECLI(t *testing.T) {
 	}
 
 	code, out, errs = fx.run(t, "doe", "cdat", "0000:0d:00.0", "--lock-dir", fx.lockDir, "--json")
-	var c cdatOutput
+	var c rpt.CDAT
 	if err := json.Unmarshal([]byte(out), &c); err != nil || code != 0 {
 		t.Fatalf("cdat: exit %d %v %s\n%s", code, err, errs, out)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/audit"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
@@ -83,12 +84,7 @@ Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device,
 					}
 					return
 				}
-				val := ""
-				if a.Value != nil {
-					val = fmt.Sprintf(" value=%#x", *a.Value)
-				}
-				fmt.Fprintf(e.out, "%s %s pid=%d comm=%s %s %s+%#x/%d%s region=%s attach=%s\n",
-					a.WallTime.Format(time.RFC3339Nano), a.Device, a.PID, a.Comm, a.Path, a.Op, a.Offset, a.Size, val, a.Region, a.Attach)
+				rpt.WriteAuditText(e.out, a)
 			})
 			if n, lerr := m.Lost(); lerr == nil && n > 0 {
 				fmt.Fprintf(e.errw, "vfio-gate: audit: %d events lost (ring buffer full)\n", n)

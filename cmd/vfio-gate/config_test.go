@@ -7,6 +7,9 @@ import (
 	"testing"
 )
 
+// The parser's tests, its fuzz target and the file checks (owner, mode,
+// FIFO) are in internal/config.
+
 // TestConfigPrecedence: flag > configuration file > default, for a global
 // flag (daemon-socket, seen in status's error) and a command's own flag
 // (install-hook's libvirt-dir); other commands' sections are not applied.
@@ -70,46 +73,5 @@ func TestConfigPrecedence(t *testing.T) {
 		if code != exitInternal || !strings.Contains(errs, c.want) {
 			t.Errorf("config %q: exit %d %q, want %q", c.body, code, errs, c.want)
 		}
-	}
-}
-
-func FuzzParseConfig(f *testing.F) {
-	f.Add([]byte("version: 1\ntpm: /dev/tpmrm0\ndaemon:\n  poll-interval: 30s\n"))
-	f.Add([]byte("- a\n"))
-	f.Add([]byte("version: 1\nx: [1, 2]\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := parseConfig("fuzz", b)
-		if (c == nil) == (err == nil) {
-			t.Fatalf("result %v and error %v", c, err)
-		}
-	})
-}
-
-// TestConfigPermissions: for root, a configuration file others can write is
-// refused (it names the policy and the TPM); another user's file too.
-func TestConfigPermissions(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "vfio-gate.yaml")
-	if err := os.WriteFile(cfg, []byte("version: 1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(cfg, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := loadConfig(cfg, true, 0); err == nil || !strings.Contains(err.Error(), "not group/other writable") {
-		t.Fatalf("world-writable config for root: %v", err)
-	}
-	if _, err := loadConfig(cfg, true, 1000); err != nil {
-		t.Fatalf("a non-root run reads its own config: %v", err)
-	}
-	if err := os.Chmod(cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := loadConfig(cfg, true, 0)
-	if os.Getuid() == 0 && err != nil {
-		t.Fatalf("root's 0644 config: %v", err)
-	}
-	if os.Getuid() != 0 && (err == nil || !strings.Contains(err.Error(), "owned by uid")) {
-		t.Fatalf("a config owned by uid %d, for root: %v", os.Getuid(), err)
 	}
 }

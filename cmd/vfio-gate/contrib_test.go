@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vfio-gate/vfio-gate/internal/config"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 )
 
@@ -46,10 +47,11 @@ func TestShippedConfigApplies(t *testing.T) {
 		lines = append(lines, l)
 	}
 	for _, text := range []string{string(b), strings.Join(lines, "\n")} {
-		c, err := parseConfig("vfio-gate.yaml", []byte(text))
+		f, err := config.Parse("vfio-gate.yaml", []byte(text))
 		if err != nil {
 			t.Fatalf("%v\n%s", err, text)
 		}
+		c := &configFile{f}
 		root := newRootCmd(&env{getenv: func(string) string { return "" }})
 		for _, name := range []string{"daemon", "libvirt-hook", "status"} {
 			cmd, _, err := root.Find([]string{name})

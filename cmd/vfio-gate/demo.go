@@ -3,16 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/internal/demo"
-	"github.com/vfio-gate/vfio-gate/pci"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
@@ -90,13 +88,12 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 
 	out := e.out
 	human := !g.json
-	var bdfs []pci.BDF
-	for _, d := range w.Devices {
-		b, _ := pci.ParseBDF(d.BDF)
-		bdfs = append(bdfs, b)
+	bdfs, err := w.BDFs()
+	if err != nil {
+		return err
 	}
 	if human {
-		printDemoWorld(out, w, dg)
+		rpt.WriteDemoWorld(out, w, dg.tpm, eventLogDir(dg))
 	}
 	ds, err := s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: true})
 	if err != nil {
@@ -123,9 +120,7 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 	}
 
 	exps, ok := demo.Compare(w.Devices, ds)
-	for _, x := range steps {
-		ok = ok && x.OK
-	}
+	ok = ok && demo.StepsOK(steps)
 	if g.json {
 		j := demoJSON{checkJSON: toJSON(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
 			Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.Sysfs, Policy: w.Policy, EventLog: eventLogDir(dg), TPM: dg.tpm}
@@ -133,7 +128,7 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 			return err
 		}
 	} else {
-		printDemoOutcomes(out, exps, steps)
+		rpt.WriteDemoOutcomes(out, exps, steps)
 		if keep {
 			fmt.Fprintf(out, "kept %s\n", dir)
 		}
@@ -158,50 +153,16 @@ func openDemoGate(cmd *cobra.Command, e *env, g *globals, w *demo.World) (*gateS
 		dg.tpm = simThrowaway
 	}
 	if f := cmd.Flag("state-dir"); f == nil || !f.Changed {
-		dg.stateDir = filepath.Join(w.Dir, "state")
+		dg.stateDir = w.StateDir()
 	}
 	de := *e
 	de.configOpener = w.Opener
-	gf := gateFlags{lockDir: filepath.Join(w.Dir, "locks"), timeout: 10e9, concurrency: gate.DefaultConcurrency}
+	gf := gateFlags{lockDir: w.LockDir(), timeout: 10e9, concurrency: gate.DefaultConcurrency}
 	s, err := openGate(&de, &dg, &gf, setupOptions{
 		policyLoad: &policy.LoadOptions{SkipPermissionCheck: true},
 		geteuid:    func() int { return 0 }, // software config spaces: no root needed
 	})
 	return s, &dg, err
-}
-
-func printDemoWorld(out io.Writer, w *demo.World, dg *globals) {
-	fmt.Fprintf(out, "vfio-gate demo: three software PCIe functions in a temporary sysfs tree (%s)\n", w.Sysfs)
-	var names []string
-	for _, d := range w.Devices {
-		names = append(names, d.BDF)
-		fmt.Fprintf(out, "  %s  %04x:%04x  %s\n", d.BDF, d.ID.Vendor, d.ID.Device, d.What)
-	}
-	fmt.Fprintf(out, "policy: %s (rule demo-nvme pins the good firmware; demo mode: file owner/mode not checked)\n", w.Policy)
-	fmt.Fprintf(out, "TPM:    %s, event log %s\n\n", dg.tpm, eventLogDir(dg))
-	fmt.Fprintf(out, "$ vfio-gate check --confidential %s\n", strings.Join(names, " "))
-}
-
-func printDemoOutcomes(out io.Writer, exps []demo.Expectation, steps []demo.HookStep) {
-	fmt.Fprintln(out)
-	for _, x := range exps {
-		mark := "ok      "
-		if !x.OK {
-			mark = "UNEXPECTED"
-		}
-		want := x.Decision
-		if x.Code != "" {
-			want += " (" + x.Code + ")"
-		}
-		fmt.Fprintf(out, "%s %s: expected %s, got %s\n", mark, x.BDF, want, x.Got)
-	}
-	for _, x := range steps {
-		mark := "ok      "
-		if !x.OK {
-			mark = "UNEXPECTED"
-		}
-		fmt.Fprintf(out, "%s libvirt %s %s: expected %s, got exit %d, TDI %s\n", mark, x.Domain, x.Op, x.Want, x.Exit, x.TDIState)
-	}
 }
 
 // demoResult is the demo's error (and so its exit code): a TPM failure,

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/daemon"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
 	"github.com/vfio-gate/vfio-gate/internal/doctor"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
@@ -73,12 +73,7 @@ line per check: ok, warn or fail, with what to do about anything not ok.
 					return err
 				}
 			} else {
-				for _, c := range rep.Checks {
-					fmt.Fprintf(e.out, "%-4s  %-9s  %s\n", c.Status, c.Name, c.Message)
-					if c.Fix != "" {
-						fmt.Fprintf(e.out, "                 -> %s\n", c.Fix)
-					}
-				}
+				rpt.WriteDoctorText(e.out, rep)
 			}
 			if !rep.OK {
 				return quietCode(exitInternal, errors.New("doctor: a check failed"))

@@ -2,18 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/cdat"
-	"github.com/vfio-gate/vfio-gate/internal/jsonhex"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/target"
 )
@@ -58,35 +56,13 @@ func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg str
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-	if err != nil {
-		return withCode(exitUnavailable, err)
-	}
-	defer sys.Close()
-	conn, err := (&target.PCI{System: sys, BDF: bdf, LockDir: f.lockDir, DOE: &doe.Options{Logger: log}}).Open(ctx)
+	conn, err := (&target.SysfsPCI{Root: g.sysfsRoot, Options: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log},
+		BDF: bdf, LockDir: f.lockDir, DOE: &doe.Options{Logger: log}}).Open(ctx)
 	if err != nil {
 		return withCode(exitUnavailable, err)
 	}
 	defer conn.Close()
 	return fn(ctx, conn.Mailboxes)
-}
-
-// discoverJSON is `doe discover --json` (docs/schema/doe-discover.v1.json).
-type discoverJSON struct {
-	Mailboxes []discoverEntry `json:"mailboxes"`
-}
-
-type discoverEntry struct {
-	Offset   jsonhex.U16   `json:"offset"`
-	Features []featureJSON `json:"features"`
-	Names    []string      `json:"names"`
-	Error    string        `json:"error,omitempty"`
-}
-
-// featureJSON is a DOE data object protocol: vendor ID and type, in hex.
-type featureJSON struct {
-	VendorID jsonhex.U16 `json:"vendor_id"`
-	Type     jsonhex.U8  `json:"type"`
 }
 
 func newDOEDiscoverCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
@@ -101,66 +77,21 @@ is held while the mailboxes are used.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {
-				out := []discoverEntry{}
-				failed := 0
-				for _, mb := range mbs {
-					ent := discoverEntry{Offset: jsonhex.U16(mb.Offset()), Features: []featureJSON{}, Names: []string{}}
-					if mb.Err != nil {
-						ent.Error = mb.Err.Error()
-						failed++
-					}
-					for _, ft := range mb.Features {
-						ent.Features = append(ent.Features, featureJSON{VendorID: jsonhex.U16(ft.Vendor), Type: jsonhex.U8(ft.Type)})
-						ent.Names = append(ent.Names, ft.Name())
-					}
-					out = append(out, ent)
-				}
+				out := rpt.DOEDiscoverOf(mbs)
 				if g.json {
-					if err := writeJSON(e.out, "doe-discover", discoverJSON{Mailboxes: out}); err != nil {
+					if err := writeJSON(e.out, "doe-discover", out); err != nil {
 						return err
 					}
-				} else {
-					tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "MAILBOX\tVENDOR\tTYPE\tFEATURE")
-					for _, ent := range out {
-						if ent.Error != "" {
-							fmt.Fprintf(tw, "0x%03x\t-\t-\terror: %s\n", uint16(ent.Offset), ent.Error)
-						}
-						for i, ft := range ent.Features {
-							fmt.Fprintf(tw, "0x%03x\t%04x\t%02x\t%s\n", uint16(ent.Offset), uint16(ft.VendorID), uint8(ft.Type), ent.Names[i])
-						}
-					}
-					if err := tw.Flush(); err != nil {
-						return err
-					}
+				} else if err := rpt.WriteDOEDiscover(e.out, out); err != nil {
+					return err
 				}
-				if failed > 0 {
+				if failed := out.Failed(); failed > 0 {
 					return quietCode(exitUnavailable, fmt.Errorf("discovery failed on %d mailbox(es)", failed))
 				}
 				return nil
 			})
 		},
 	}
-}
-
-type cdatOutput struct {
-	Mailbox    jsonhex.U16      `json:"mailbox"`
-	Length     uint32           `json:"length"`
-	Revision   uint8            `json:"revision"`
-	Checksum   uint8            `json:"checksum"`
-	ChecksumOK bool             `json:"checksum_ok"`
-	Sequence   uint32           `json:"sequence"`
-	Structures []cdatStructJSON `json:"structures"`
-	Counts     map[string]int   `json:"counts"`
-	Raw        string           `json:"raw"`
-}
-
-type cdatStructJSON struct {
-	Type   uint8  `json:"type"`
-	Name   string `json:"name"`
-	Offset int    `json:"offset"`
-	Length uint16 `json:"length"`
-	Body   string `json:"body"`
 }
 
 func newDOECDATCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
@@ -199,25 +130,11 @@ Exit 0 when the table is valid, 2 when the device returned a malformed table or 
 				if err != nil {
 					return withCode(exitAttestation, err)
 				}
-				out := cdatOutput{Mailbox: jsonhex.U16(mb.Offset()), Length: tab.Length, Revision: tab.Revision, Checksum: tab.Checksum,
-					ChecksumOK: true, Sequence: tab.Sequence, Structures: []cdatStructJSON{}, Counts: map[string]int{},
-					Raw: hex.EncodeToString(raw)}
-				for _, s := range tab.Structures {
-					out.Structures = append(out.Structures, cdatStructJSON{Type: s.Type, Name: s.Name, Offset: s.Offset,
-						Length: s.Length, Body: hex.EncodeToString(s.Body)})
-					out.Counts[s.Name]++
-				}
+				out := rpt.CDATOf(mb.Offset(), raw, tab)
 				if g.json {
 					return writeJSON(e.out, "doe-cdat", out)
 				}
-				fmt.Fprintf(e.out, "CDAT via mailbox 0x%03x: %d bytes, revision %d, checksum 0x%02x ok, sequence %d, %d structures\n",
-					out.Mailbox, out.Length, out.Revision, out.Checksum, out.Sequence, len(out.Structures))
-				tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "  OFFSET\tTYPE\tNAME\tLENGTH")
-				for _, s := range out.Structures {
-					fmt.Fprintf(tw, "  0x%04x\t%d\t%s\t%d\n", s.Offset, s.Type, s.Name, s.Length)
-				}
-				return tw.Flush()
+				return rpt.WriteCDAT(e.out, out)
 			})
 		},
 	}

@@ -62,7 +62,7 @@ func checkAsymNames(t *testing.T, where string, names []string, want spdm.AsymAl
 	t.Helper()
 	var got spdm.AsymAlgo
 	for _, n := range names {
-		a, err := parseAsymList(n)
+		a, err := emu.ParseAsymList(n)
 		if err != nil {
 			t.Errorf("%s: printed name %q is not accepted by --algorithms: %v", where, n, err)
 			continue
@@ -89,7 +89,7 @@ func TestEmulateAlgorithmNamesRoundTrip(t *testing.T) {
 		want := emu.AllAlgorithms
 		if flag != "" {
 			var err error
-			if want, err = parseAsymList(flag); err != nil {
+			if want, err = emu.ParseAsymList(flag); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -124,7 +124,7 @@ func TestEmulateAlgorithmNamesRoundTrip(t *testing.T) {
 			t.Fatalf("case %d: no algorithms line in the banner", i)
 		}
 		checkAsymNames(t, "banner "+flag, strings.Split(field, ","), want)
-		if a, err := parseAsymList(field); err != nil || a != want {
+		if a, err := emu.ParseAsymList(field); err != nil || a != want {
 			t.Errorf("case %d: banner list %q as --algorithms: %v, %v; want %v", i, field, a, err, want)
 		}
 	}

@@ -23,12 +23,13 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/doe/socket"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
 
 // startEmulate runs `vfio-gate --json emulate ARGS` in-process and returns
 // its startup record, a stop function and the channel with the exit code.
-func startEmulate(t *testing.T, args ...string) (emulateOut, context.CancelFunc, <-chan int) {
+func startEmulate(t *testing.T, args ...string) (rpt.Emulate, context.CancelFunc, <-chan int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -43,7 +44,7 @@ func startEmulate(t *testing.T, args ...string) (emulateOut, context.CancelFunc,
 		pw.Close()
 		done <- code
 	}()
-	var out emulateOut
+	var out rpt.Emulate
 	var raw json.RawMessage
 	if err := json.NewDecoder(pr).Decode(&raw); err != nil {
 		cancel()

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 )
 
 func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
@@ -62,7 +60,7 @@ interfaces, and the daemon reports hostdevs it finds on running domains without 
 		DisableFlagsInUseLine: true,
 		// libvirt's arguments are not ours to parse: a domain may be named
 		// "--help", "--", "--budget=1h" or "--daemon-socket=/tmp/x". Flags are
-		// read by hookArgs, which takes only the fixed ones the drop-in writes
+		// read by lvhook.ParseArgs, which takes only the fixed ones the drop-in writes
 		// before "--"; everything after it is libvirt's.
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -73,77 +71,22 @@ interfaces, and the daemon reports hostdevs it finds on running domains without 
 			if err != nil {
 				return err
 			}
-			ha, err := hookArgs(args, g.daemonSocket, budget)
+			ha, err := lvhook.ParseArgs(args, g.daemonSocket, budget)
 			if err != nil {
 				fmt.Fprintf(e.errw, "vfio-gate: %v: denying\n", err)
 				return quietCode(1, err)
 			}
-			h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(ha.socket)}, Budget: ha.budget}
-			if code := h.Run(cmd.Context(), ha.libvirt, e.in, e.errw); code != 0 {
+			h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(ha.Socket)}, Budget: ha.Budget}
+			if code := h.Run(cmd.Context(), ha.Libvirt, e.in, e.errw); code != 0 {
 				return quietCode(code, fmt.Errorf("hook exit %d", code))
 			}
 			return nil
 		},
 	}
-	// Parsed by hookArgs, not by cobra; its value here is the default (or
+	// Parsed by lvhook.ParseArgs, not by cobra; its value here is the default (or
 	// the config file's libvirt-hook: budget), which the command line overrides.
 	c.Flags().Duration("budget", lvhook.DefaultBudget, "time budget for one hook invocation (deny when exceeded)")
 	return c
-}
-
-// parsedHookArgs is a libvirt-hook command line taken apart.
-type parsedHookArgs struct {
-	socket  string
-	budget  time.Duration
-	libvirt []string // DOMNAME OPERATION SUBOP EXTRA
-}
-
-// hookArgs splits a libvirt-hook command line. Only --daemon-socket and
-// --budget (as "--flag value" or "--flag=value") are read, and only before
-// the first argument that is neither; "--" ends them. What follows must be
-// exactly libvirt's four arguments: a domain named like a flag that a drop-in
-// without "--" let through is consumed as one, leaves fewer than four, and is
-// an error (the hook denies), never a shifted operation.
-func hookArgs(args []string, socket string, budget time.Duration) (parsedHookArgs, error) {
-	p := parsedHookArgs{socket: socket, budget: budget}
-	i := 0
-	for i < len(args) {
-		a := args[i]
-		if a == "--" {
-			i++
-			break
-		}
-		name, val, hasVal := strings.Cut(a, "=")
-		if name != "--daemon-socket" && name != "--budget" {
-			break
-		}
-		if !hasVal {
-			if i+1 >= len(args) {
-				return p, fmt.Errorf("hook flag %s needs a value", name)
-			}
-			val = args[i+1]
-			i++
-		}
-		i++
-		switch name {
-		case "--daemon-socket":
-			if val == "" {
-				return p, errors.New("hook flag --daemon-socket is empty")
-			}
-			p.socket = val
-		case "--budget":
-			d, err := time.ParseDuration(val)
-			if err != nil || d <= 0 {
-				return p, fmt.Errorf("hook flag --budget %q is not a positive duration", val)
-			}
-			p.budget = d
-		}
-	}
-	p.libvirt = args[i:]
-	if len(p.libvirt) != 4 {
-		return p, fmt.Errorf("hook called with %d arguments after its flags, want DOMNAME OPERATION SUBOP EXTRA (reinstall the drop-in: vfio-gate install-hook)", len(p.libvirt))
-	}
-	return p, nil
 }
 
 func newInstallHookCmd(e *env, g *globals) *cobra.Command {
@@ -183,13 +126,11 @@ virtqemud runs, found by /run/NAME.pid and checked against /proc/PID/comm).`,
 					res.Notes = append(res.Notes, "reload failed: "+err.Error())
 				}
 			}
+			doc := rpt.NewInstallHook(res)
 			if g.json {
-				return writeJSON(e.out, "install-hook", map[string]any{"drop_in": res.DropIn, "dispatcher": res.Dispatcher, "notes": res.Notes})
+				return writeJSON(e.out, "install-hook", doc)
 			}
-			fmt.Fprintf(e.out, "installed %s\n", res.DropIn)
-			for _, n := range res.Notes {
-				fmt.Fprintf(e.out, "note: %s\n", n)
-			}
+			doc.WriteText(e.out)
 			return nil
 		},
 	}
@@ -214,15 +155,11 @@ created them (files carrying its marker); anything else is left alone.`,
 			if err != nil {
 				return err
 			}
+			doc := rpt.UninstallHook{Removed: removed}
 			if g.json {
-				return writeJSON(e.out, "uninstall-hook", map[string]any{"removed": removed})
+				return writeJSON(e.out, "uninstall-hook", doc)
 			}
-			if len(removed) == 0 {
-				fmt.Fprintln(e.out, "nothing to remove")
-			}
-			for _, r := range removed {
-				fmt.Fprintf(e.out, "removed %s\n", r)
-			}
+			doc.WriteText(e.out)
 			return nil
 		},
 	}

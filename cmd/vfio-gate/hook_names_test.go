@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
@@ -103,40 +102,7 @@ func TestHookFlagLikeNamesLegacyDropIn(t *testing.T) {
 	}
 }
 
-func TestHookArgs(t *testing.T) {
-	for _, tc := range []struct {
-		args    []string
-		ok      bool
-		socket  string
-		libvirt string
-	}{
-		{[]string{"--daemon-socket", "/s", "--", "vm", "prepare", "begin", "-"}, true, "/s", "vm prepare begin -"},
-		{[]string{"--daemon-socket=/s", "--budget", "5s", "--", "--", "prepare", "begin", "-"}, true, "/s", "-- prepare begin -"},
-		{[]string{"vm", "prepare", "begin", "-"}, true, "/default", "vm prepare begin -"},
-		{[]string{"--daemon-socket", "/s", "--help", "prepare", "begin", "-"}, true, "/s", "--help prepare begin -"},
-		{[]string{"--daemon-socket", "/s", "--budget=1h", "prepare", "begin", "-"}, false, "", ""},
-		{[]string{"--daemon-socket", "/s", "--daemon-socket", "prepare", "begin", "-"}, false, "", ""},
-		{[]string{"--daemon-socket", "/s", "--budget", "prepare", "begin", "-"}, false, "", ""},
-		{[]string{"--daemon-socket", "/s", "--", "a", "b", "c", "d", "e"}, false, "", ""},
-		{[]string{"--daemon-socket"}, false, "", ""},
-	} {
-		p, err := hookArgs(tc.args, "/default", time.Minute)
-		if (err == nil) != tc.ok {
-			t.Errorf("%q: err %v, want ok=%v", tc.args, err, tc.ok)
-			continue
-		}
-		wantBudget := time.Minute // the default passed in (the config file's libvirt-hook: budget)
-		if strings.Contains(strings.Join(tc.args, " "), "--budget 5s") {
-			wantBudget = 5 * time.Second
-		}
-		if tc.ok && p.budget != wantBudget {
-			t.Errorf("%q: budget %v, want %v", tc.args, p.budget, wantBudget)
-		}
-		if tc.ok && (p.socket != tc.socket || strings.Join(p.libvirt, " ") != tc.libvirt) {
-			t.Errorf("%q: socket %q args %q", tc.args, p.socket, p.libvirt)
-		}
-	}
-}
+// The argument rules themselves are tested in hooks/libvirt (TestParseArgs).
 
 // The drop-in install-hook writes ends the hook's flags with "--".
 func TestDropInEndsFlags(t *testing.T) {

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
 
@@ -28,20 +25,6 @@ file format is in docs/policy.md.`,
 	}
 	c.AddCommand(newPolicyCheckCmd(e, g), newPolicyCaptureCmd(e, g))
 	return c
-}
-
-// policyCheckResult is the --json output of `policy check`.
-type policyCheckResult struct {
-	Valid  bool                `json:"valid"`
-	Policy *policy.Explanation `json:"policy,omitempty"`
-	Errors []policyErrorJSON   `json:"errors,omitempty"`
-}
-
-type policyErrorJSON struct {
-	File    string `json:"file"`
-	Line    int    `json:"line"`
-	Column  int    `json:"column"`
-	Message string `json:"message"`
 }
 
 func newPolicyCheckCmd(e *env, g *globals) *cobra.Command {
@@ -66,105 +49,26 @@ SHA-256 fingerprint of each trust anchor. Exit 0 when valid, 1 with "file:line: 
 			}
 			p, err := policy.Load(path, &policy.LoadOptions{Now: time.Now, SkipPermissionCheck: skipPerm})
 			if err != nil {
-				errs := policyErrors(err)
+				errs := rpt.PolicyErrors(err)
 				if g.json {
-					if werr := writeJSON(e.out, "policy-check", policyCheckResult{Valid: false, Errors: errs}); werr != nil {
+					if werr := writeJSON(e.out, "policy-check", rpt.PolicyCheck{Valid: false, Errors: errs}); werr != nil {
 						return werr
 					}
 				} else {
 					for _, pe := range errs {
-						fmt.Fprintln(e.errw, formatPolicyError(pe))
+						fmt.Fprintln(e.errw, pe)
 					}
 				}
 				return quietCode(exitInternal, err)
 			}
 			x := p.Explain()
 			if g.json {
-				return writeJSON(e.out, "policy-check", policyCheckResult{Valid: true, Policy: &x})
+				return writeJSON(e.out, "policy-check", rpt.PolicyCheck{Valid: true, Policy: &x})
 			}
-			return printExplanation(e.out, x)
+			return rpt.WritePolicy(e.out, x)
 		},
 	}
 	c.Flags().BoolVar(&skipPerm, "insecure-skip-permission-check", false,
 		"do not check owner and mode of the files (for drafts outside /etc; prints a warning)")
 	return c
-}
-
-func formatPolicyError(pe policyErrorJSON) string {
-	switch {
-	case pe.Line > 0:
-		return fmt.Sprintf("%s:%d: %s", pe.File, pe.Line, pe.Message)
-	default:
-		return fmt.Sprintf("%s: %s", pe.File, pe.Message)
-	}
-}
-
-// policyErrors flattens a (joined) load error into its *policy.Error parts.
-func policyErrors(err error) []policyErrorJSON {
-	var out []policyErrorJSON
-	var walk func(error)
-	walk = func(err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
-		var pe *policy.Error
-		if errors.As(err, &pe) {
-			out = append(out, policyErrorJSON{File: pe.File, Line: pe.Line, Column: pe.Column, Message: pe.Msg})
-			return
-		}
-		out = append(out, policyErrorJSON{Message: err.Error()})
-	}
-	walk(err)
-	return out
-}
-
-func printExplanation(w io.Writer, x policy.Explanation) error {
-	pcr := "TPM default"
-	if x.PCR != nil {
-		pcr = fmt.Sprint(*x.PCR)
-	}
-	exempt := "none"
-	if len(x.ExemptClasses) > 0 {
-		exempt = strings.Join(x.ExemptClasses, ", ")
-	}
-	fmt.Fprintf(w, "%s: valid (version %d, mode %s)\n", x.File, x.Version, x.Mode)
-	fmt.Fprintf(w, "  tpm pcr:                  %s\n", pcr)
-	fmt.Fprintf(w, "  confidential default:     %s\n", x.DefaultConfidential)
-	fmt.Fprintf(w, "  non-confidential default: %s\n", x.DefaultNonConfidential)
-	fmt.Fprintf(w, "  iommu group exempt:       %s\n", exempt)
-	if len(x.Rules) == 0 {
-		fmt.Fprintln(w, "  no rules: every device follows the defaults")
-	}
-	for _, r := range x.Rules {
-		fmt.Fprintf(w, "\nrule %s (line %d): matches %s\n", r.Name, r.Line, r.Match)
-		for _, c := range r.Checks {
-			fmt.Fprintf(w, "  - %s\n", c)
-		}
-		if len(r.Anchors) > 0 {
-			fmt.Fprintln(w, "  trust anchors:")
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			for _, a := range r.Anchors {
-				fmt.Fprintf(tw, "    %s\t%s\tsha256:%s\tuntil %s\n", a.File, a.Subject, a.SHA256, a.NotAfter.UTC().Format("2006-01-02"))
-			}
-			tw.Flush()
-		}
-		if len(r.CRLs) > 0 {
-			fmt.Fprintln(w, "  crls:")
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			for _, c := range r.CRLs {
-				fmt.Fprintf(tw, "    %s\t%s\tnext update %s\t%d revoked\n", c.File, c.Issuer, c.NextUpdate.UTC().Format("2006-01-02 15:04"), c.Revoked)
-			}
-			tw.Flush()
-		}
-	}
-	if len(x.Warnings) > 0 {
-		fmt.Fprintln(w, "\nwarnings:")
-		for _, wn := range x.Warnings {
-			fmt.Fprintf(w, "  %s:%d: %s\n", x.File, wn.Line, wn.Message)
-		}
-	}
-	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/vfio"
@@ -133,7 +134,7 @@ func TestPolicyCheckInvalid(t *testing.T) {
 		}
 	}
 	code, out, _ = runCLI(t, strictArgs("policy", "check", "--json", path)...)
-	var r policyCheckResult
+	var r rpt.PolicyCheck
 	if err := json.Unmarshal([]byte(out), &r); err != nil || code != exitInternal || r.Valid || len(r.Errors) != 2 || r.Errors[0].Line != 12 {
 		t.Fatalf("json: exit %d err %v %+v", code, err, r)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vfio-gate/vfio-gate/internal/buildinfo"
 	"github.com/vfio-gate/vfio-gate/internal/doctor"
 	"github.com/vfio-gate/vfio-gate/internal/journal"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -260,41 +261,7 @@ var buildVersion, buildCommit string
 
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
-	return versionOf(buildVersion, buildCommit, bi, ok)
-}
-
-// versionOf is "VERSION COMMIT GOVERSION": the stamped version and commit
-// when set, else the module version and the VCS revision of the build info.
-func versionOf(stampV, stampC string, bi *debug.BuildInfo, ok bool) string {
-	if !ok {
-		bi = &debug.BuildInfo{}
-	}
-	v, commit := bi.Main.Version, ""
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			commit = s.Value
-		}
-	}
-	if stampV != "" {
-		v = stampV
-	}
-	if stampC != "" {
-		commit = stampC
-	}
-	if v == "" {
-		v = "(unknown)"
-	}
-	if len(commit) > 12 {
-		commit = commit[:12]
-	}
-	out := v
-	if commit != "" {
-		out += " " + commit
-	}
-	if bi.GoVersion != "" {
-		out += " " + bi.GoVersion
-	}
-	return out
+	return buildinfo.Version(buildVersion, buildCommit, bi, ok)
 }
 
 func newVersionCmd(e *env, g *globals) *cobra.Command {

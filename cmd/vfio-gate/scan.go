@@ -3,50 +3,15 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/vfio-gate/vfio-gate/doe"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/target"
 )
-
-// scanJSON is `scan --json` (docs/json.md, docs/schema/scan.v1.json).
-type scanJSON struct {
-	Functions []scanEntry `json:"functions"`
-}
-
-// scanEntry is one function in `scan --json` (keys documented in docs/guide.md).
-type scanEntry struct {
-	BDF               string    `json:"bdf"`
-	VendorID          string    `json:"vendor_id"`
-	DeviceID          string    `json:"device_id"`
-	SubsystemVendorID string    `json:"subsystem_vendor_id"`
-	SubsystemID       string    `json:"subsystem_id"`
-	Class             string    `json:"class"`
-	Revision          string    `json:"revision"`
-	Driver            *string   `json:"driver"`
-	DriverOverride    *string   `json:"driver_override"`
-	IOMMUGroup        *int      `json:"iommu_group"`
-	IOMMUGroupMembers []string  `json:"iommu_group_members"`
-	DSN               *string   `json:"dsn"`
-	DOE               []scanDOE `json:"doe"`
-	Errors            []string  `json:"errors"`
-}
-
-// scanDOE is one DOE mailbox: its capability offset, the features its
-// discovery listed, and why discovery was skipped (absent when it ran).
-type scanDOE struct {
-	Offset   string   `json:"offset"`
-	Features []string `json:"features"`
-	Skipped  string   `json:"skipped,omitempty"`
-}
 
 type scanFlags struct {
 	noDOE   bool
@@ -113,10 +78,10 @@ func runScan(ctx context.Context, e *env, g *globals, sf *scanFlags, args []stri
 			return withCode(exitUnavailable, err)
 		}
 	}
-	entries := []scanEntry{}
+	entries := []rpt.ScanEntry{}
 	var missing []error
 	for _, b := range bdfs {
-		ent, err := scanFunction(ctx, sys, b, sf, log)
+		fc, err := target.Scan(ctx, sys, b, &target.ScanOptions{NoDOE: sf.noDOE, LockDir: sf.lockDir, Timeout: sf.timeout, Logger: log})
 		if err != nil {
 			gone := errors.Is(err, pci.ErrNoDevice) || errors.Is(err, pci.ErrDeviceRemoved)
 			if gone && len(named) == 0 {
@@ -129,174 +94,14 @@ func runScan(ctx context.Context, e *env, g *globals, sf *scanFlags, args []stri
 			}
 			return err
 		}
-		entries = append(entries, *ent)
+		entries = append(entries, rpt.ScanEntryOf(fc))
 	}
 	if g.json {
-		if err := writeJSON(e.out, "scan", scanJSON{Functions: entries}); err != nil {
+		if err := writeJSON(e.out, "scan", rpt.Scan{Functions: entries}); err != nil {
 			return err
 		}
-	} else if err := printScanTable(e.out, entries); err != nil {
+	} else if err := rpt.WriteScan(e.out, entries); err != nil {
 		return err
 	}
 	return errors.Join(missing...)
-}
-
-// scanFunction reads one function. Problems that leave the function listed
-// (unreadable capabilities, skipped or failed discovery) go to Errors; only
-// a missing or vanished function is returned as an error.
-func scanFunction(ctx context.Context, sys *pci.System, b pci.BDF, sf *scanFlags, log *slog.Logger) (*scanEntry, error) {
-	f, err := sys.Function(b)
-	if err != nil {
-		return nil, err
-	}
-	ent := &scanEntry{
-		BDF:               b.String(),
-		VendorID:          fmt.Sprintf("0x%04x", f.VendorID),
-		DeviceID:          fmt.Sprintf("0x%04x", f.DeviceID),
-		SubsystemVendorID: fmt.Sprintf("0x%04x", f.SubsystemVendorID),
-		SubsystemID:       fmt.Sprintf("0x%04x", f.SubsystemDeviceID),
-		Class:             fmt.Sprintf("0x%06x", f.Class),
-		Revision:          fmt.Sprintf("0x%02x", f.Revision),
-		IOMMUGroup:        f.IOMMUGroup,
-		IOMMUGroupMembers: []string{},
-		DOE:               []scanDOE{},
-		Errors:            []string{},
-	}
-	if f.Driver != "" {
-		ent.Driver = &f.Driver
-	}
-	if f.DriverOverride != "" {
-		ent.DriverOverride = &f.DriverOverride
-	}
-	for _, m := range f.GroupMembers {
-		ent.IOMMUGroupMembers = append(ent.IOMMUGroupMembers, m.String())
-	}
-	addErr := func(err error) {
-		switch {
-		case errors.Is(err, pci.ErrNeedCapSysAdmin):
-			ent.Errors = append(ent.Errors, "config space beyond 64 bytes needs CAP_SYS_ADMIN: extended capabilities (DOE, DSN) not read")
-		default:
-			ent.Errors = append(ent.Errors, err.Error())
-		}
-	}
-
-	cfg, closer, err := f.OpenConfigReadOnly()
-	if err != nil {
-		if errors.Is(err, pci.ErrDeviceRemoved) {
-			return nil, err
-		}
-		addErr(err)
-		return ent, nil
-	}
-	defer closer.Close()
-	caps, err := pci.ExtCapabilities(cfg)
-	if err != nil {
-		if errors.Is(err, pci.ErrDeviceRemoved) {
-			return nil, err
-		}
-		addErr(fmt.Errorf("extended capabilities: %w", err))
-	}
-	if err == nil {
-		if dsn, ok, err := f.DSN(cfg); err != nil {
-			addErr(fmt.Errorf("device serial number: %w", err))
-		} else if ok {
-			s := fmt.Sprintf("0x%016x", dsn)
-			ent.DSN = &s
-		}
-	}
-	offs := pci.FindExt(caps, pci.ExtCapIDDOE)
-	if len(offs) == 0 {
-		return ent, nil
-	}
-
-	skip := ""
-	switch {
-	case sf.noDOE:
-		skip = "--no-doe"
-	default:
-		if err := sys.MayDriveDOE(f); err != nil {
-			var be *pci.BlockedError
-			if errors.As(err, &be) {
-				skip = be.Reason
-			} else {
-				skip = err.Error()
-			}
-		}
-	}
-	if skip != "" {
-		for _, off := range offs {
-			ent.DOE = append(ent.DOE, scanDOE{Offset: fmt.Sprintf("0x%04x", off), Features: []string{}, Skipped: skip})
-		}
-		ent.Errors = append(ent.Errors, "discovery skipped: "+skip)
-		return ent, nil
-	}
-	for _, d := range discoverAll(ctx, sys, f, offs, sf, log) {
-		ent.DOE = append(ent.DOE, d.scanDOE)
-		if d.err != nil {
-			if errors.Is(d.err, pci.ErrDeviceRemoved) {
-				return nil, d.err
-			}
-			ent.Errors = append(ent.Errors, fmt.Sprintf("DOE at %s: %v", d.Offset, d.err))
-		}
-	}
-	return ent, nil
-}
-
-type discovered struct {
-	scanDOE
-	err error
-}
-
-// discoverAll runs DOE discovery on the mailboxes at offs (target.Discover):
-// one entry per offset.
-func discoverAll(ctx context.Context, sys *pci.System, f *pci.Function, offs []uint16, sf *scanFlags, log *slog.Logger) []discovered {
-	ctx, cancel := context.WithTimeout(ctx, sf.timeout)
-	defer cancel()
-	var out []discovered
-	for _, d := range target.Discover(ctx, &target.PCI{System: sys, BDF: f.BDF, LockDir: sf.lockDir, Offsets: offs,
-		DOE: &doe.Options{Logger: log.With("bdf", f.BDF.String())}}) {
-		out = append(out, discovered{scanDOE{Offset: fmt.Sprintf("0x%04x", d.Offset), Features: d.Features, Skipped: d.Skipped}, d.Err})
-	}
-	return out
-}
-
-func printScanTable(w io.Writer, entries []scanEntry) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BDF\tVENDOR:DEVICE\tCLASS\tDRIVER\tGROUP\tDOE")
-	for _, e := range entries {
-		drv, grp := "-", "-"
-		if e.Driver != nil {
-			drv = *e.Driver
-		}
-		if e.IOMMUGroup != nil {
-			grp = fmt.Sprint(*e.IOMMUGroup)
-		}
-		var doeCol []string
-		for _, d := range e.DOE {
-			switch {
-			case d.Skipped != "":
-				doeCol = append(doeCol, d.Offset+": (discovery skipped)")
-			default:
-				doeCol = append(doeCol, d.Offset+": "+strings.Join(d.Features, ","))
-			}
-		}
-		if len(doeCol) == 0 {
-			doeCol = []string{"-"}
-		}
-		fmt.Fprintf(tw, "%s\t%s:%s\t%s\t%s\t%s\t%s\n", e.BDF, e.VendorID[2:], e.DeviceID[2:], e.Class, drv, grp, strings.Join(doeCol, "; "))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	for _, e := range entries {
-		for _, msg := range e.Errors {
-			if _, err := fmt.Fprintf(w, "%s: %s\n", e.BDF, msg); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/doetest"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/pci/sysfstest"
@@ -40,7 +41,7 @@ type jsonEntry struct {
 	Class      string          `json:"class"`
 	Driver     *string         `json:"driver"`
 	IOMMUGroup *int            `json:"iommu_group"`
-	DOE        []scanDOE       `json:"doe"`
+	DOE        []rpt.ScanDOE   `json:"doe"`
 	Errors     []string        `json:"errors"`
 	DSN        *string         `json:"dsn"`
 	Raw        json.RawMessage `json:"-"`
@@ -206,13 +207,13 @@ func TestScanEmulatedDOE(t *testing.T) {
 	str := func(s string) *string { return &s }
 	want := map[string]jsonEntry{
 		"0000:0d:00.0": {BDF: "0000:0d:00.0", VendorID: "0x1b36", DeviceID: "0x0010", Class: "0x010802", IOMMUGroup: &grp5,
-			DOE: []scanDOE{
+			DOE: []rpt.ScanDOE{
 				{Offset: "0x0100", Features: []string{"discovery", "cma-spdm", "secured-cma-spdm"}},
 				{Offset: "0x0118", Features: []string{"discovery", "cxl-cdat", "1234:56"}},
 			}, Errors: []string{}, DSN: str("0x0011223344556677")},
 		"0000:0f:00.0": {BDF: "0000:0f:00.0", VendorID: "0x1b36", DeviceID: "0x0010", Class: "0x010802", Driver: str("vfio-pci"), IOMMUGroup: &grp7,
-			DOE: []scanDOE{{Offset: "0x0100", Features: []string{"discovery", "cma-spdm"}}}, Errors: []string{}},
-		"0000:10:00.0": {BDF: "0000:10:00.0", VendorID: "0x1b36", DeviceID: "0x0010", Class: "0x010802", DOE: []scanDOE{}, Errors: []string{}},
+			DOE: []rpt.ScanDOE{{Offset: "0x0100", Features: []string{"discovery", "cma-spdm"}}}, Errors: []string{}},
+		"0000:10:00.0": {BDF: "0000:10:00.0", VendorID: "0x1b36", DeviceID: "0x0010", Class: "0x010802", DOE: []rpt.ScanDOE{}, Errors: []string{}},
 	}
 	for bdf, w := range want {
 		if d := cmp.Diff(w, got[bdf]); d != "" {

@@ -31,11 +31,3 @@ object. Exit 4 when no daemon answers.`,
 		},
 	}
 }
-
-// dash is s, or "-" when s is empty (tdisp.go's table cells).
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}

@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/daemon"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
 	"github.com/vfio-gate/vfio-gate/target"
@@ -43,144 +42,76 @@ func (f *tdispFlags) register(c *cobra.Command) {
 
 // tdiConn is one short-lived session with a TDI.
 type tdiConn struct {
-	bdf     pci.BDF // the function; with --socket the --interface it addresses
-	name    string  // how output names the device: the BDF, or "socket:HOST:PORT"
-	sess    *spdm.Session
-	client  *tdisp.Client
-	closers []func()
+	*attest.TDI
+	name string // how output names the device: the BDF, or "socket:HOST:PORT"
 }
 
-func (c *tdiConn) close(ctx context.Context, log *slog.Logger) {
-	if c.sess != nil {
-		if err := c.sess.End(ctx); err != nil {
-			log.Debug("END_SESSION", "err", err)
-		}
+// openTDI checks the arguments, picks the target (BDF or --socket) and
+// opens an authenticated session with its TDI (attest.OpenTDI).
+func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, func(), error) {
+	switch {
+	case f.socket != "" && len(args) > 0:
+		return nil, nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
+	case f.socket == "" && len(args) != 1:
+		return nil, nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
+	case f.slot < 0 || f.slot > 7:
+		return nil, nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
 	}
-	for i := len(c.closers) - 1; i >= 0; i-- {
-		c.closers[i]()
+	roots, err := loadAnchors(f.anchors)
+	if err != nil {
+		return nil, nil, err
 	}
-}
-
-// openTDI opens the secured channel to the target (BDF or --socket),
-// establishes an SPDM session authenticated by the trust anchors and asks
-// for the TDISP version.
-func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, error) {
+	if len(roots) == 0 {
+		return nil, nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
+	}
 	log := g.log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &tdiConn{}
-	var plain, sec spdm.Transport
-	switch {
-	case f.socket != "" && len(args) > 0:
-		return nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
-	case f.socket == "" && len(args) != 1:
-		return nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
-	case f.slot < 0 || f.slot > 7:
-		return nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
-	}
-	roots, err := loadAnchors(f.anchors)
-	if err != nil {
-		return nil, err
-	}
-	if len(roots) == 0 {
-		return nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
-	}
+	var t target.Target
+	var bdf pci.BDF
+	c, closeSys := &tdiConn{}, func() {}
 	if f.socket != "" {
-		if c.bdf, err = pci.ParseBDF(f.iface); err != nil {
-			return nil, usageErrorf("--interface: %v", err)
+		if bdf, err = pci.ParseBDF(f.iface); err != nil {
+			return nil, nil, usageErrorf("--interface: %v", err)
 		}
 		c.name = "socket:" + f.socket // as check --socket names it in the TPM log (gate)
-		sc, err := (&target.Socket{Addr: f.socket}).Open(ctx)
+		t = &target.Socket{Addr: f.socket}
+	} else {
+		if bdf, err = pci.ParseBDF(args[0]); err != nil {
+			return nil, nil, usageErrorf("tdisp %s: %v", name, err)
+		}
+		c.name = bdf.String()
+		sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
 		if err != nil {
-			return nil, withCode(exitUnavailable, err)
+			return nil, nil, withCode(exitUnavailable, err)
 		}
-		c.closers = append(c.closers, func() { _ = sc.Close() })
-		plain, sec = sc.CMA, sc.Secured
-	} else {
-		if c.bdf, err = pci.ParseBDF(args[0]); err != nil {
-			return nil, usageErrorf("tdisp %s: %v", name, err)
-		}
-		c.name = c.bdf.String()
+		closeSys = func() { sys.Close() }
+		t = &target.PCI{System: sys, BDF: bdf, LockDir: f.lockDir}
 	}
-	var s *spdm.Session
-	if f.socket != "" {
-		_, s, err = spdm.OpenSession(ctx, plain, sec, &spdm.Options{Roots: roots, Logger: log}, uint8(f.slot))
-	} else {
-		sys, serr := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-		if serr != nil {
-			return nil, withCode(exitUnavailable, serr)
-		}
-		c.closers = append(c.closers, func() { sys.Close() })
-		slot := uint8(f.slot)
-		var release func()
-		s, release, err = attest.OpenSession(ctx, sys, c.bdf, f.lockDir, &attest.Options{Roots: roots, Slot: &slot, Logger: log})
-		if release != nil {
-			c.closers = append(c.closers, release)
-		}
+	slot := uint8(f.slot)
+	if c.TDI, err = attest.OpenTDI(ctx, t, bdf, &attest.Options{Roots: roots, Slot: &slot, Logger: log}); err != nil {
+		closeSys()
+		return nil, nil, tdiOpenErr(err, f.socket != "")
 	}
-	if err != nil {
-		c.close(ctx, log)
-		switch {
-		case errors.Is(err, spdm.ErrChainNotVerified), errors.Is(err, attest.ErrNoSecuredCMA):
-			return nil, withCode(exitAttestation, err)
-		}
-		return nil, withCode(exitUnavailable, fmt.Errorf("secure session: %w", err))
-	}
-	c.sess = s
-	id, err := tdisp.InterfaceIDFor(c.bdf)
-	if err != nil {
-		c.close(ctx, log)
-		return nil, err
-	}
-	c.client = tdisp.NewClient(s, id, &tdisp.ClientOptions{Logger: log})
-	if _, err := c.client.GetVersion(ctx); err != nil {
-		c.close(ctx, log)
-		return nil, withCode(exitAttestation, err)
-	}
-	return c, nil
+	return c, func() { c.Close(ctx); closeSys() }, nil
 }
 
-// reportJSON is the parsed report as `tdisp report|cycle --json` print it.
-type reportJSON struct {
-	InterfaceInfo      tdisp.InterfaceInfo `json:"interface_info"`
-	MMIORanges         []tdisp.MMIORange   `json:"mmio_ranges"`
-	DeviceSpecificInfo tdisp.HexBytes      `json:"device_specific_info"`
-}
-
-func toReportJSON(r *tdisp.InterfaceReport) *reportJSON {
-	if r == nil {
-		return nil
+// tdiOpenErr is the exit code of a session that did not open: the device
+// failed (chain, no secured CMA, TDISP) or it was unavailable.
+func tdiOpenErr(err error, socket bool) error {
+	var te *attest.TDISPError
+	var oe *target.OpenError
+	var ie *attest.InterfaceError
+	switch {
+	case errors.Is(err, spdm.ErrChainNotVerified), errors.Is(err, attest.ErrNoSecuredCMA), errors.As(err, &te):
+		return withCode(exitAttestation, err)
+	case socket && errors.As(err, &oe):
+		return withCode(exitUnavailable, err)
+	case errors.As(err, &ie):
+		return err
 	}
-	out := &reportJSON{InterfaceInfo: r.InterfaceInfo, MMIORanges: r.MMIORanges, DeviceSpecificInfo: r.DeviceSpecificInfo}
-	if out.MMIORanges == nil {
-		out.MMIORanges = []tdisp.MMIORange{}
-	}
-	if out.DeviceSpecificInfo == nil {
-		out.DeviceSpecificInfo = tdisp.HexBytes{}
-	}
-	return out
-}
-
-type sessionJSON struct {
-	ID   uint32 `json:"session_id"`
-	AEAD string `json:"aead"`
-	DHE  string `json:"dhe"`
-}
-
-func sessionOf(s *spdm.Session) sessionJSON {
-	in := s.Info()
-	return sessionJSON{ID: in.ID, AEAD: in.AEAD.String(), DHE: in.DHE.String()}
-}
-
-func printReport(w io.Writer, r *tdisp.InterfaceReport) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "interface info\t%#04x\n", uint16(r.InterfaceInfo))
-	for _, m := range r.MMIORanges {
-		fmt.Fprintf(tw, "mmio range %d\tfirst page %#x, %d pages, attributes %#04x\n", m.RangeID, m.FirstPage, m.Pages, uint16(m.Attributes))
-	}
-	fmt.Fprintf(tw, "device specific info\t%q\n", string(r.DeviceSpecificInfo))
-	tw.Flush()
+	return withCode(exitUnavailable, fmt.Errorf("secure session: %w", err))
 }
 
 func newTDISPCmd(e *env, g *globals) *cobra.Command {
@@ -210,11 +141,11 @@ func withTDI(e *env, g *globals, f *tdispFlags, name string, do func(ctx context
 	return func(cmd *cobra.Command, args []string) error {
 		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 		defer cancel()
-		conn, err := openTDI(ctx, e, g, f, args, name)
+		conn, closeConn, err := openTDI(ctx, e, g, f, args, name)
 		if err != nil {
 			return err
 		}
-		defer conn.close(ctx, g.log)
+		defer closeConn()
 		return do(ctx, conn)
 	}
 }
@@ -223,20 +154,15 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 	f := &tdispFlags{}
 	var viaDaemon bool
 	own := withTDI(e, g, f, "state", func(ctx context.Context, conn *tdiConn) error {
-		st, err := conn.client.State(ctx)
+		st, err := conn.Client.State(ctx)
 		if err != nil {
 			return withCode(exitAttestation, err)
 		}
 		if g.json {
-			return writeJSON(e.out, "tdisp-state", struct {
-				BDF       string            `json:"bdf"`
-				Interface tdisp.InterfaceID `json:"interface_id"`
-				State     tdisp.State       `json:"state"`
-				Session   sessionJSON       `json:"session"`
-			}{conn.name, conn.client.Interface(), st, sessionOf(conn.sess)})
+			return writeJSON(e.out, "tdisp-state", rpt.TDISPState{BDF: conn.name, Interface: conn.Client.Interface(), State: st,
+				Session: rpt.TDISPSessionOf(conn.Session.Info())})
 		}
-		_, err = fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.name, conn.client.Interface(), st)
-		return err
+		return rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st)
 	})
 	c := &cobra.Command{
 		Use:   "state BDF | --socket HOST:PORT",
@@ -267,8 +193,7 @@ the daemon (--daemon-socket) to read it in that session. Exit codes as for "vfio
 			if g.json {
 				return writeJSON(e.out, "tdi", st)
 			}
-			_, err = fmt.Fprintf(e.out, "%s: %s (domain %s, session %#08x, held by the daemon)\n", st.BDF, st.State, dash(st.Domain), st.SessionID)
-			return err
+			return rpt.WriteTDIState(e.out, st)
 		},
 	}
 	f.register(c)
@@ -286,57 +211,28 @@ info, device-specific data). Read-only: the TDI must already be CONFIG_LOCKED or
 otherwise; locking for an assignment is the daemon's job). Exit codes as for "vfio-gate tdisp".`,
 		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
 		RunE: withTDI(e, g, f, "report", func(ctx context.Context, conn *tdiConn) error {
-			st, err := conn.client.State(ctx)
+			st, err := conn.Client.State(ctx)
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
 			if st != tdisp.StateConfigLocked && st != tdisp.StateRun {
 				return withCode(exitAttestation, fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.name, st))
 			}
-			rep, _, err := conn.client.Report(ctx)
+			rep, _, err := conn.Client.Report(ctx)
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
 			if g.json {
-				return writeJSON(e.out, "tdisp-report", struct {
-					State  tdisp.State `json:"state"`
-					Report *reportJSON `json:"report"`
-				}{st, toReportJSON(rep)})
+				return writeJSON(e.out, "tdisp-report", rpt.TDISPReport{State: st, Report: rpt.TDISPInterfaceReportOf(rep)})
 			}
-			fmt.Fprintf(e.out, "%s (interface %v): %v\n", conn.name, conn.client.Interface(), st)
-			printReport(e.out, rep)
-			return nil
+			if err := rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st); err != nil {
+				return err
+			}
+			return rpt.WriteTDISPReport(e.out, rep)
 		}),
 	}
 	f.register(c)
 	return c
-}
-
-// cycleStep is one step of `tdisp cycle`.
-type cycleStep struct {
-	Request string      `json:"request"`
-	OK      bool        `json:"ok"`
-	State   tdisp.State `json:"state"`
-	Error   *string     `json:"error"` // null when ok
-}
-
-type cycleResult struct {
-	Steps      []cycleStep `json:"steps"`
-	Report     *reportJSON `json:"report"`
-	FinalState tdisp.State `json:"final_state"`
-}
-
-// toCycleResult is the --json form of a cycle.
-func toCycleResult(r *tdisp.CycleResult) *cycleResult {
-	out := &cycleResult{Steps: []cycleStep{}, Report: toReportJSON(r.Report), FinalState: r.FinalState}
-	for _, s := range r.Steps {
-		step := cycleStep{Request: s.Request, OK: s.Err == nil, State: s.State}
-		if s.Err != nil {
-			step.Error = ptr(s.Err.Error())
-		}
-		out.Steps = append(out.Steps, step)
-	}
-	return out
 }
 
 func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
@@ -354,31 +250,18 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
                     "device_specific_info"},
          "final_state"}`,
 		RunE: withTDI(e, g, f, "cycle", func(ctx context.Context, conn *tdiConn) error {
-			caps, err := conn.client.GetCapabilities(ctx, 0)
+			caps, err := conn.Client.GetCapabilities(ctx, 0)
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
 			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
-			cr, cerr := conn.client.Cycle(ctx, lp)
-			res, rep := toCycleResult(cr), cr.Report
+			cr, cerr := conn.Client.Cycle(ctx, lp)
 			if g.json {
-				if err := writeJSON(e.out, "tdisp-cycle", res); err != nil {
+				if err := writeJSON(e.out, "tdisp-cycle", rpt.TDISPCycleOf(cr)); err != nil {
 					return err
 				}
-			} else {
-				tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
-				for _, s := range res.Steps {
-					ok := "ok"
-					if !s.OK {
-						ok = "FAILED: " + *s.Error
-					}
-					fmt.Fprintf(tw, "%s\t%s\tstate %v\n", s.Request, ok, s.State)
-				}
-				tw.Flush()
-				if rep != nil {
-					printReport(e.out, rep)
-				}
-				fmt.Fprintf(e.out, "final state: %v\n", res.FinalState)
+			} else if err := rpt.WriteTDISPCycle(e.out, cr); err != nil {
+				return err
 			}
 			if cerr != nil {
 				return quietCode(exitAttestation, cerr)
@@ -391,5 +274,3 @@ TDI is not left locked. Lab and CI use only: never on a function assigned to a r
 	c.Flags().Uint16Var(&f.lockFlags, "lock-flags", uint16(tdisp.LockNoFWUpdate), "LOCK_INTERFACE flags (masked to what the device supports)")
 	return c
 }
-
-func ptr[T any](v T) *T { return &v }

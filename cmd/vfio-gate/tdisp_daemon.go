@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
 
@@ -62,16 +63,7 @@ session owner (tdisp-unavailable).`,
 				if g.json {
 					return writeJSON(e.out, "tdi", st)
 				}
-				owner := ""
-				if st.Domain != "" {
-					owner = " for domain " + st.Domain
-				}
-				session := ""
-				if st.SessionID != 0 {
-					session = fmt.Sprintf(", session %#08x", st.SessionID)
-				}
-				_, err = fmt.Fprintf(e.out, "%s: TDI %s%s%s (held by the daemon at %s)\n", st.BDF, st.State, owner, session, g.daemonSocket)
-				return err
+				return rpt.WriteTDI(e.out, st, g.daemonSocket)
 			},
 		}
 		if o.domain {

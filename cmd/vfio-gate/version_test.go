@@ -5,35 +5,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"testing"
 )
 
-// TestVersionStamp: a packaged build (-ldflags -X) shows its version and
-// commit even when the build info has no VCS settings (-buildvcs=false),
-// where it used to print "(devel)".
-func TestVersionStamp(t *testing.T) {
-	noVCS := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}}
-	withVCS := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"},
-		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}}}
-	for _, c := range []struct {
-		v, c string
-		bi   *debug.BuildInfo
-		ok   bool
-		want string
-	}{
-		{"0.1.0", "fedcba9876543210", noVCS, true, "0.1.0 fedcba987654 go1.26.8"},
-		{"", "", noVCS, true, "(devel) go1.26.8"},
-		{"", "", withVCS, true, "(devel) 0123456789ab go1.26.8"},
-		{"0.2.0", "", withVCS, true, "0.2.0 0123456789ab go1.26.8"},
-		{"", "", nil, false, "(unknown)"},
-	} {
-		if got := versionOf(c.v, c.c, c.bi, c.ok); got != c.want {
-			t.Errorf("versionOf(%q, %q) = %q, want %q", c.v, c.c, got, c.want)
-		}
-	}
-}
+// The version string itself is tested in internal/buildinfo.
 
 // TestGenDocs: a man page per command (from its own help) and the three
 // shell completions; the page date comes from SOURCE_DATE_EPOCH.

@@ -1,3 +1,6 @@
-// Package archtest holds the import-direction test of ARCHITECTURE.md. It has
-// no non-test code.
+// Package archtest checks the code against docs/architecture.md: every
+// import of every library package is an arrow of its "## Imports" table
+// and every arrow is used, no library imports test support or the CLI, and
+// every library package has its doc comment (its internals, for go doc) in
+// doc.go. It has no non-test code.
 package archtest

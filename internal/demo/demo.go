@@ -1,8 +1,3 @@
-// Package demo is `vfio-gate demo`'s world: a temporary sysfs tree with
-// three software PCIe functions (package emu), a policy that pins the good
-// one's firmware, the expected outcome of each, and the libvirt part that
-// starts two confidential domains through the qemu hook against the
-// daemon's backend.
 package demo
 
 import (
@@ -211,4 +206,35 @@ func Compare(devs []Device, ds []gate.Decision) ([]Expectation, bool) {
 		out = append(out, x)
 	}
 	return out, all
+}
+
+// BDFs are the addresses of the world's functions, in Devices order.
+func (w *World) BDFs() ([]pci.BDF, error) {
+	var out []pci.BDF
+	for _, d := range w.Devices {
+		b, err := pci.ParseBDF(d.BDF)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// StateDir and LockDir are the state directory and the per-function lock
+// directory the demo uses unless told otherwise.
+func (w *World) StateDir() string { return filepath.Join(w.Dir, "state") }
+
+// LockDir: see StateDir.
+func (w *World) LockDir() string { return filepath.Join(w.Dir, "locks") }
+
+// StepsOK reports whether every hook call of the libvirt part met its
+// expectation.
+func StepsOK(steps []HookStep) bool {
+	for _, x := range steps {
+		if !x.OK {
+			return false
+		}
+	}
+	return true
 }

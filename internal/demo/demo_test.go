@@ -76,3 +76,28 @@ func TestCompare(t *testing.T) {
 		t.Error("a missing decision compared as expected")
 	}
 }
+
+func TestWorldPaths(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdfs, err := w.BDFs()
+	if err != nil || len(bdfs) != 3 || bdfs[0].String() != "0000:01:00.0" || bdfs[2].String() != "0000:03:00.0" {
+		t.Fatalf("BDFs = %v, %v", bdfs, err)
+	}
+	if w.StateDir() != filepath.Join(dir, "state") || w.LockDir() != filepath.Join(dir, "locks") {
+		t.Fatalf("state %q locks %q", w.StateDir(), w.LockDir())
+	}
+	bad := &World{Devices: []Device{{BDF: "nope"}}}
+	if _, err := bad.BDFs(); err == nil {
+		t.Fatal("a malformed BDF: no error")
+	}
+}
+
+func TestStepsOK(t *testing.T) {
+	if !StepsOK(nil) || !StepsOK([]HookStep{{OK: true}, {OK: true}}) || StepsOK([]HookStep{{OK: true}, {OK: false}}) {
+		t.Fatal("StepsOK")
+	}
+}

@@ -1,5 +1,3 @@
-// Package testutil holds helpers shared by tests: capability checks that skip
-// (or, in CI, fail) for a named reason.
 package testutil
 
 import (

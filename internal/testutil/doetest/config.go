@@ -1,5 +1,3 @@
-// Package doetest is the register-level fake of a DOE-capable function's
-// config space for tests: mailboxes served by doe.Model.
 package doetest
 
 import (

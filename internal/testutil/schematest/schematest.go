@@ -1,5 +1,3 @@
-// Package schematest validates JSON documents against the schema files in
-// docs/schema (docs/json.md). Tests only.
 package schematest
 
 import (

@@ -1,0 +1,151 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	text := "# comment\nversion: 1\ntpm: /dev/tpmrm0\ndaemon:\n  poll-interval: 30s\n  metrics-listen: 127.0.0.1:9464\ndoctor:\n"
+	c, err := Parse("x.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &File{Path: "x.yaml", Version: 1, Flags: map[string][]Value{
+		"":       {{Name: "tpm", Value: "/dev/tpmrm0", Line: 3}},
+		"daemon": {{Name: "poll-interval", Value: "30s", Line: 5}, {Name: "metrics-listen", Value: "127.0.0.1:9464", Line: 6}},
+		"doctor": {{Line: 7}},
+	}}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("Parse = %+v, want %+v", c, want)
+	}
+	if c, err := Parse("empty", nil); err != nil || c.Version != 0 || len(c.Flags) != 0 {
+		t.Fatalf("empty file: %+v, %v", c, err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"version: 2\n", `config x.yaml:1: version "2": this vfio-gate reads version 1`},
+		{"tpm: /dev/tpmrm0\n", `config x.yaml: no "version: 1"`},
+		{"- a\n", "config x.yaml: want a mapping of flag names to values"},
+		{"version: 1\ntpm: a\ntpm: b\n", `config x.yaml:3: "tpm" given twice`},
+		{"version: 1\ndaemon:\n  x: [1, 2]\n", "config x.yaml:3: daemon.x: want a single value"},
+		{"version: 1\nx: [1, 2]\n", `config x.yaml:2: "x": want a value or a mapping of a command's flags`},
+		{"version: 1\n\tx: 1\n", "config x.yaml: yaml:"},
+	} {
+		f, err := Parse("x.yaml", []byte(c.body))
+		if f != nil || err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("Parse(%q) = %+v, %v; want error %q", c.body, f, err, c.want)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	if c, err := Load(filepath.Join(dir, "absent.yaml"), false, 1000); c != nil || err != nil {
+		t.Fatalf("absent, not required: %v, %v", c, err)
+	}
+	if _, err := Load(filepath.Join(dir, "absent.yaml"), true, 1000); err == nil || !strings.HasPrefix(err.Error(), "config: open") {
+		t.Fatalf("absent, required: %v", err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte("version: 1\n#"+strings.Repeat("x", MaxSize)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big, true, 1000); err == nil || !strings.Contains(err.Error(), "larger than 65536 bytes") {
+		t.Fatalf("oversized: %v", err)
+	}
+	if _, err := Load(dir, true, 1000); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("a directory: %v", err)
+	}
+	ok := filepath.Join(dir, "ok.yaml")
+	if err := os.WriteFile(ok, []byte("version: 1\nlog-level: info\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Load(ok, true, 1000); err != nil || c.Path != ok || len(c.Flags[""]) != 1 {
+		t.Fatalf("ok: %+v, %v", c, err)
+	}
+}
+
+// TestLoadPermissions: for root, a configuration file others can write is
+// refused (it names the policy and the TPM); another user's file too.
+func TestLoadPermissions(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "vfio-gate.yaml")
+	if err := os.WriteFile(cfg, []byte("version: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cfg, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(cfg, true, 0); err == nil || !strings.Contains(err.Error(), "not group/other writable") {
+		t.Fatalf("world-writable config for root: %v", err)
+	}
+	if _, err := Load(cfg, true, 1000); err != nil {
+		t.Fatalf("a non-root run reads its own config: %v", err)
+	}
+	if err := os.Chmod(cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(cfg, true, 0)
+	if os.Getuid() == 0 && err != nil {
+		t.Fatalf("root's 0644 config: %v", err)
+	}
+	if os.Getuid() != 0 && (err == nil || !strings.Contains(err.Error(), "owned by uid")) {
+		t.Fatalf("a config owned by uid %d, for root: %v", os.Getuid(), err)
+	}
+}
+
+// TestLoadFIFORefusedAtOnce: a FIFO given as the file is refused, not
+// waited on.
+func TestLoadFIFORefusedAtOnce(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "config.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Load(fifo, true, 1000); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("FIFO config: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("loading a FIFO config still waits after 5 s")
+	}
+}
+
+// FuzzParse: any bytes give exactly one of a file and an error; a file's
+// values have lines.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("version: 1\ntpm: /dev/tpmrm0\ndaemon:\n  poll-interval: 30s\n"))
+	f.Add([]byte("- a\n"))
+	f.Add([]byte("version: 1\nx: [1, 2]\n"))
+	f.Add([]byte("version: 1\ndoctor:\n"))
+	f.Add([]byte("version: 1\ntpm: a\ntpm: b\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse("fuzz", b)
+		if (c == nil) == (err == nil) {
+			t.Fatalf("result %v and error %v", c, err)
+		}
+		if c == nil {
+			return
+		}
+		for sect, vals := range c.Flags {
+			for _, v := range vals {
+				if v.Line < 1 {
+					t.Fatalf("section %q value %+v", sect, v)
+				}
+			}
+		}
+	})
+}
