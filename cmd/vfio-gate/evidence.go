@@ -3,9 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -121,11 +119,5 @@ denies; 1 the bundle cannot be read.`,
 
 // loadBundle reads a bundle by digest from the store, or from a file.
 func loadBundle(g *globals, arg string) (*evstore.Bundle, error) {
-	if len(arg) == 64 && !strings.ContainsAny(arg, "/.") {
-		return evstore.Open(evidenceDir(g), evstore.Options{}).Get(arg)
-	}
-	if _, err := os.Stat(arg); err != nil {
-		return nil, err
-	}
-	return evstore.ReadFile(arg)
+	return evstore.Load(evidenceDir(g), arg)
 }

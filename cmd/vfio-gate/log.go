@@ -62,19 +62,9 @@ Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
 		Example: "  vfio-gate log show --state-dir /var/lib/vfio-gate",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			boots, err := tpm.ListBoots(eventLogDir(g))
+			boots, err := tpm.SelectBoots(eventLogDir(g), lf.boot, lf.all)
 			if err != nil {
 				return err
-			}
-			switch {
-			case lf.all:
-			case len(boots) == 0 && lf.boot == 0:
-			default:
-				b, err := tpm.FindBoot(eventLogDir(g), lf.boot)
-				if err != nil {
-					return err
-				}
-				boots = []tpm.Boot{*b}
 			}
 			shown := []rpt.LogBoot{}
 			table := rpt.NewLogTable(e.out)
