@@ -123,23 +123,8 @@ func newAttestCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "attest BDF | --socket HOST:PORT",
 		Short: "Attest one PCI function over DOE/SPDM (CMA) and print the evidence",
-		Example: `  vfio-gate emulate --listen 127.0.0.1:2323 --write-ca /tmp/emu-ca.pem &
-  vfio-gate attest --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem
-  sudo vfio-gate attest 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem --json`,
-		Long: `Attests a PCI function through its DOE mailbox (or a responder behind the spdm-socket protocol with
---socket): SPDM version/capabilities/algorithms, digests, every provisioned certificate chain
-(verified against --trust-anchor), CHALLENGE and signed measurements. It prints what the device
-proved; it does not decide (that is "check" with a policy).
-
-Without a trust anchor no chain can verify: the chains are shown "verified: false" with the reason
-and the exit code is 2. The per-function lock is held while the mailbox is used.
-
-Needs: for a BDF, root and a function user space may drive (no driver or vfio-pci bound,
-tsm/connect empty, lockdown "none"); with --socket only the responder. No policy, TPM or daemon.
-
-Exit codes: 0 attestation passed; 2 it did not (chain, signature, protocol, no DOE/CMA);
-4 device or transport unavailable (no such device, kernel driver owns the mailbox, lockdown,
-busy mailbox, timeout, socket failure); 1 usage or internal error.`,
+		Example: helpText("attest.example"),
+		Long: helpText("attest.long"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdf, err := f.target("attest", args)
 			if err != nil {

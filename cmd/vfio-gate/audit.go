@@ -19,21 +19,8 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "audit --device BDF [--device BDF]... [--duration D] [--attach MODE]",
 		Short: "Watch config-space accesses to guarded functions with eBPF and report who touched what",
-		Long: `audit attaches eBPF probes to the kernel's user config-space access functions
-(pci_user_{read,write}_config_*, reached from the sysfs config file, /proc/bus/pci and VFIO):
-fentry/fexit (BPF trampolines) where the kernel allows, else kprobes (--attach chooses; the
-mode in use is logged and is the "attach" key of every JSON line). It prints one line (or, with --json, one JSON object per line) for every access to a guarded
-function: time, pid, comm, cgroup, read/write, offset, size, value written, path, and the
-region touched (doe-mailbox, command, bar, msix, header, capability, extended).
-
-It needs root (CAP_BPF and CAP_PERFMON), a kernel with BTF, and fentry or kprobes. Without them it says
-which is missing and exits 4. It runs until interrupted or --duration passes. No policy, TPM
-or daemon.
-
-Exit codes: 0 stopped by an interrupt or --duration; 1 usage error (no --device, malformed BDF);
-4 eBPF, fentry and kprobes (or the --attach mode) unavailable, or the function does not exist.`,
-		Example: `  sudo vfio-gate audit --device 0000:3b:00.0
-  sudo vfio-gate audit --json --device 0000:3b:00.0 --device 0000:3b:00.1 --duration 10m`,
+		Long: helpText("audit.long"),
+		Example: helpText("audit.example"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(devices) == 0 {

@@ -26,17 +26,8 @@ func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "capture BDF | --socket HOST:PORT --trust-anchor FILE...",
 		Short: "Attest a device you trust now and print a policy rule that allows exactly it",
-		Example: `  vfio-gate policy capture --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem > policy.yaml
-  sudo vfio-gate policy capture 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem --name acme-nic`,
-		Long: `Attests the device (as "vfio-gate attest" does) and prints a policy document (version 1, enforce,
-deny-unattested for confidential VMs) with one rule that matches its IDs and pins what it proved:
-spdm.min_version and algorithms as negotiated, the --trust-anchor files that verified its chain
-(SHA-256 fingerprints in comments), measurements.reference = the current digest of every DMTF
-measurement index (raw values as their digest), min_svn = the current firmware SVN when the device
-reports one, and forbid_debug_mode when it reports a device mode (--allow-debug-mode to leave it off).
-Before printing, the document is loaded and evaluated against the same evidence; capture fails
-unless that allows the device. Capture needs a passing attestation: exit 2 otherwise, 4 when the
-device is unavailable.`,
+		Example: helpText("policy-capture.example"),
+		Long: helpText("policy-capture.long"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdf, err := f.target("policy capture", args)
 			if err != nil {

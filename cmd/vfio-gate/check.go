@@ -196,32 +196,8 @@ func newCheckCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "check BDF... | check --socket HOST:PORT [--pci-id VVVV:DDDD]",
 		Short: "Attest functions, evaluate the policy and record each decision in the TPM (no binding)",
-		Example: `  sudo vfio-gate check --confidential 0000:3b:00.0 0000:3b:00.1
-  vfio-gate check --socket 127.0.0.1:2323 --policy /etc/vfio-gate/policy.yaml --tpm tcp:127.0.0.1:2321`,
-		Long: `check takes each function's lock, attests it (DOE → SPDM/CMA), evaluates the policy
-(--policy; a missing or invalid policy refuses to run), and records the evidence and the verdict
-in the TPM PCR and event log (--tpm, <--state-dir>/` + eventLogName + `), allow and deny alike.
-Functions are checked in parallel. Nothing is bound.
-
-With --socket it attests a responder behind the spdm-socket protocol (DMTF spdm-emu,
-vfio-gate emulate) instead; its identity comes from --pci-id, or else from the leaf
-certificate's CMA subjectAltName.
-
-With --audit (check and bind), kprobes watch every user config-space access to each function
-while it is attested (as vfio-gate audit does); an access to its DOE mailbox registers by any
-other process, or lost audit events, make the evidence fail with mailbox-tampered (a deny,
-recorded like every decision). Without root, BTF or kprobes, --audit exits 4 before deciding.
-
-Needs: root (config space, locks under /run), a valid root-owned policy (--policy) and a TPM
-(--tpm; 5 when it cannot be opened). Not the daemon. With --socket no root.
-
-Exit codes: 0 every function allowed (in audit mode also would-be denies); 3 a function is
-denied by policy; 2 every denied function failed attestation or was unavailable, and one failed
-attestation (signature-invalid, chain-untrusted, chain-expired, chain-broken, protocol: the
-same as vfio-gate attest); 4 every denied function was denied only because it or its transport
-was unavailable (no-device, device-removed, timeout, mailbox-busy, mailbox-owned, lockdown,
-permission, transport, lock); 5 a decision could not be recorded in the TPM (always a deny);
-1 usage, or no valid policy.`,
+		Example: helpText("check.example"),
+		Long: helpText("check.long", "eventLogName", eventLogName),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if socket != "" && len(args) > 0 {
 				return usageErrorf("check: give BDFs or --socket, not both")
@@ -333,23 +309,8 @@ func newBindCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:     "bind BDF...",
 		Short:   "Check the functions, then bind their IOMMU groups to vfio-pci on allow",
-		Example: `  sudo vfio-gate bind --confidential --domain vm1 0000:3b:00.0`,
-		Long: `bind runs check with every function's lock held, applies the IOMMU group rule (every other
-member of a function's group must be allowed in the same request or exempt by policy, else
-nothing in the group is bound: iommu-group-unsafe), records the decisions in the TPM, and binds
-each group whose functions are all allowed (driver_override, unbind, drivers_probe, wait for
-/dev/vfio/N), undoing a group whose binding fails part-way. The original driver of each
-function is kept under <--state-dir>/bound/ for release.
-
-A function on a host driver cannot be attested there (the driver owns its DOE mailbox), so bind
-first moves its whole group to vfio-pci, which neither uses nor exposes DOE, attests it there,
-and on deny gives every function back to its original driver. check never does this: it reports
-mailbox-owned instead.
-
-Needs what check needs, plus an IOMMU (intel_iommu=on / amd_iommu=on) and the vfio-pci module.
-
-Exit codes as for check, plus 6 when an allowed group failed to bind (the error names the step
-and any undo failure).`,
+		Example: helpText("bind.example"),
+		Long: helpText("bind.long"),
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdfs, s, err := openGateFor(e, g, &f, args)
@@ -379,13 +340,8 @@ func newReleaseCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:     "release BDF...",
 		Short:   "Give functions bound by vfio-gate back: unbind vfio-pci, restore the original driver",
-		Example: `  sudo vfio-gate release --domain vm1 0000:3b:00.0`,
-		Long: `release takes each function's lock, unbinds it from vfio-pci, clears driver_override, binds the
-driver it had before bind (from <--state-dir>/bound/), and records a release event in the TPM.
-A function vfio-gate did not bind is left alone. Needs root and the TPM (--tpm); no policy.
-
-Exit codes: 0 all were released; 5 a release event could not be recorded; 6 otherwise (the error
-names the function and step); 1 usage error.`,
+		Example: helpText("release.example"),
+		Long: helpText("release.long"),
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdfs, s, err := openGateFor(e, g, &f, args)
@@ -434,10 +390,8 @@ func newExplainCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:     "explain BDF",
 		Short:   "Check one function and print every policy check: expected, got, pass or fail",
-		Example: `  sudo vfio-gate explain --confidential 0000:3b:00.0`,
-		Long: `explain is check for one function with the full table of the policy's checks (the rule that
-matched, chain, algorithms, each reference measurement, SVN, debug mode, ...). The decision is
-recorded in the TPM like any check. Needs and exit codes as for check.`,
+		Example: helpText("explain.example"),
+		Long: helpText("explain.long"),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdfs, s, err := openGateFor(e, g, &f, args)

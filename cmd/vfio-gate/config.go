@@ -13,20 +13,7 @@ import (
 // exists (--config names another; an explicit --config must exist).
 const DefaultConfig = config.Default
 
-const configHelp = `Configuration file (--config, default ` + DefaultConfig + `, read when it exists):
-YAML whose top-level keys are global flags (policy, tpm, state-dir, daemon-socket, log-level,
-sysfs-root) and whose mappings, keyed by a command's name ("daemon", "libvirt-hook",
-"doctor", "tdisp lock", ...), hold that command's flags, e.g.
-
-  version: 1
-  tpm: /dev/tpmrm0
-  log-level: info
-  daemon:
-    poll-interval: 30s
-    metrics-listen: 127.0.0.1:9464
-
-Precedence: a flag on the command line > the configuration file > the built-in default.
-Unknown keys, and keys naming no flag of that command, are errors (exit 1).`
+var configHelp = helpText("config", "DefaultConfig", DefaultConfig)
 
 // configFile is a parsed configuration file, applied to the flags of the
 // command that runs.

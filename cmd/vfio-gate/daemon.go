@@ -21,52 +21,8 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the vfio-gate daemon (the libvirt hook's and the CLI's server)",
-		Long: `daemon loads --policy (a missing or invalid policy refuses to start: exit 1), opens the TPM
-(--tpm) and the sysfs tree (--sysfs-root), and serves the versioned HTTP+JSON API on the unix
-socket --daemon-socket (mode 0600 in a 0700 directory; only root peers, checked with SO_PEERCRED)
-until SIGTERM or SIGINT. What it holds (which domain has which functions, original drivers) is
-kept in <--state-dir>/` + daemon.StateFileName + `, so a restart knows it.
-
-Checks come in two phases (see libvirt-hook --help): at libvirt's prepare a managed='yes'
-hostdev still on its host driver is answered "deferred" (not attested, not recorded, reserved
-for the domain) and checked at start begin, once libvirt moved it to vfio-pci; one still on a
-host driver then is denied mailbox-owned. Release forgets deferrals that were never checked.
-
-When libvirtd's socket exists (and --no-libvirt is not given) it follows domain lifecycle
-events on --libvirt-uri, reconnecting when libvirtd restarts: a held domain that stops or
-crashes is released (libvirt's release hook does it too; release is idempotent). Every
---poll-interval it re-reads the TDISP state of running domains' TDIs and looks for PCI
-hostdevs on running domains without a gate decision (hot-plug calls no hook): they are
-reported at warn level and in "vfio-gate status", and detached when the policy says
-libvirt: {hotplug: detach}.
-
-It owns the TDISP sessions (tdisp.Broker). A confidential domain's check (the prepare hook, or
-start for a deferred function) of a function whose policy rule has tdisp.require_lock attests
-it inside a secure SPDM session, locks its TDI in that same session for the domain and decides
-on the locked evidence (state, interface report); an allowed TDI stays locked, its session kept
-alive (heartbeat, key update) until release, a denied one is stopped at once. /v1/tdisp/lock
-locks a TDI on request (a new session, authenticated by the matching rule's trust anchors). The
-started hook starts a domain's locked TDIs; release stops them. Every lock and start is in the
-TDISP journal (<--state-dir>/tdisp-journal.json); at start-up the daemon stops the TDIs an earlier
-run left locked (their sessions are gone) and reports what it did.
-
-Start-up: it waits up to --tpm-wait for a --tpm device node that is not there yet, listens, then
-runs the TDISP recovery; meanwhile every request but status waits for it (bounded; then HTTP 503
-"starting", which the hook retries within its --budget) and status answers ready=false. Under
-systemd (Type=notify) it sends STATUS= lines and READY=1 once recovered. --tpm sim is refused
-unless asked for as a throwaway TPM (--tpm sim:throwaway); status names the TPM in use.
-
-Metrics (Prometheus text) are served on the socket's GET /metrics (root only) and, with
---metrics-listen, on a loopback TCP address: vfio_gate_decisions_total{decision,reason},
-vfio_gate_attestation_duration_seconds, vfio_gate_tpm_record_duration_seconds,
-vfio_gate_tdis_held{state}, vfio_gate_sessions_held{health}, vfio_gate_event_log_bytes.
-
-Exit codes: 0 stopped by a signal; 1 bad policy, socket in use or internal error; 5 TPM error.`,
-		Example: `  # as the systemd unit runs it (settings in the configuration file)
-  vfio-gate daemon --config /etc/vfio-gate/vfio-gate.yaml
-  # a test instance: fixture sysfs tree, swtpm, no libvirt
-  vfio-gate daemon --sysfs-root /tmp/sys --tpm tcp:127.0.0.1:2321 --state-dir /tmp/st \
-      --daemon-socket /tmp/vg.sock --no-libvirt --log-level info`,
+		Long: helpText("daemon.long", "StateFileName", daemon.StateFileName),
+		Example: helpText("daemon.example"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll,

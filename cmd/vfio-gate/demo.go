@@ -32,32 +32,8 @@ func newDemoCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the main job on three software devices: no root, no hardware",
-		Example: `  vfio-gate demo
-  vfio-gate demo --json
-  vfio-gate demo --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state --keep`,
-		Long: `demo builds a temporary sysfs tree with three software PCIe functions, each in its own IOMMU
-group, served by the software device (package emu) through an injected config space:
-
-  0000:01:00.0  a CMA/SPDM device whose firmware the demo policy pins     -> allow
-  0000:02:00.0  the same model with a tampered firmware measurement       -> deny measurement-mismatch
-  0000:03:00.0  a NIC without a DOE mailbox                               -> deny no-cma
-
-It writes a demo policy (rule demo-nvme: trusts the software device's root CA, pins its current
-measurements 1-6, SVN >= 3, no debug mode) to the temporary directory and loads it in demo mode:
-the owner and mode checks of the policy file are skipped (the file is yours, not root's), and
-config-space access is allowed without root because the config spaces are software. Then it runs
-check --confidential on all three (recording every decision in the TPM) and prints the table with
-reasons. Then it plays libvirt starting two confidential domains (launchSecurity sev-snp) through
-the qemu hook against the daemon's backend (in-process), under a second policy whose rule also
-requires a locked TDI (tdisp.require_lock): domain cvm (the good device) is attested in an SPDM
-session whose TDI is locked in it at prepare, started (RUN) at started, unlocked at release;
-domain cvm-tampered is refused at prepare (its TDI unlocked again). Last, it runs log verify.
-
-TPM: the in-process simulator unless --tpm is given (e.g. tcp:127.0.0.1:2321 for swtpm).
-State: a temporary directory unless --state-dir is given. Exit 0 only when the outcomes are
-exactly allow / deny(measurement-mismatch) / deny(no-cma), every hook call of the libvirt part
-has the expected exit status and TDI state, and the log verifies; 1 otherwise (5 when the TPM
-fails).`,
+		Example: helpText("demo.example"),
+		Long: helpText("demo.long"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, e, g, keep) },
 	}

@@ -24,24 +24,8 @@ func newDoctorCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check that this host is ready for vfio-gate, and say what to fix",
-		Long: `doctor checks the host as an operator would before trusting vfio-gate with it, and prints one
-line per check: ok, warn or fail, with what to do about anything not ok.
-
-  iommu        IOMMU enabled (<sysfs>/class/iommu) and IOMMU groups present
-  vfio-pci     the vfio-pci driver loaded or loadable
-  lockdown     kernel lockdown mode and what it implies (integrity/confidentiality: no raw DOE)
-  tpm          --tpm opens, and the policy's PCR is allocated in a SHA-256 (and SHA-384) bank
-  policy       --policy loads (valid, root-owned, not group/other writable)
-  state-dir    --state-dir root-owned, not group/other writable
-  libvirt      libvirt's version; hooks/qemu.d/vfio-gate installed, executable, pointing at an
-               existing binary, and not shadowed (libvirt < 6.5 runs only hooks/qemu)
-  daemon       the daemon answers on --daemon-socket and is ready; which TPM it records into
-  bpf          the audit BPF programs load (needs root and /sys/kernel/btf/vmlinux)
-
---json prints {"schema": "` + DoctorSchema + `", "ok": BOOL, "checks": [{"name", "status",
-"message", "fix"}]}. Exit 0 when no check fails (warnings allowed), 1 otherwise.`,
-		Example: `  sudo vfio-gate doctor
-  sudo vfio-gate doctor --json | jq '.checks[] | select(.status != "ok")'`,
+		Long: helpText("doctor.long", "DoctorSchema", DoctorSchema),
+		Example: helpText("doctor.example"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, tpmErr := recordingTPM(g)

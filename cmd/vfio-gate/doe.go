@@ -26,13 +26,8 @@ func newDOECmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "doe",
 		Short: "Low-level DOE mailbox commands (discovery, CXL CDAT)",
-		Long: `Raw access to a function's DOE mailboxes, under the same rules as attestation: root, no
-kernel driver other than vfio-pci bound, no platform TSM, kernel lockdown "none", and the
-per-function lock held for the whole command (--lock-dir; --timeout bounds it, lock wait
-included). Otherwise the command refuses with exit 4 and names the blocker. These commands
-write to the device's mailbox registers: never run them on a function a VM is using.`,
-		Example: `  sudo vfio-gate doe discover 0000:0d:00.0
-  sudo vfio-gate --json doe cdat 0000:0d:00.0`,
+		Long: helpText("doe.long"),
+		Example: helpText("doe.example"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -70,10 +65,7 @@ func newDOEDiscoverCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
 		Use:     "discover BDF",
 		Short:   "List the data object protocols of every DOE mailbox of a function",
 		Example: "  sudo vfio-gate doe discover 0000:0d:00.0",
-		Long: `Runs DOE discovery on every DOE mailbox of BDF and lists the features (vendor, type, name).
-Raw DOE is refused (exit 4) when a kernel driver other than vfio-pci is bound, a platform TSM
-owns the function, kernel lockdown is active, or not running as root. The per-function lock
-is held while the mailboxes are used.`,
+		Long: helpText("doe-discover.long"),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {
@@ -99,13 +91,7 @@ func newDOECDATCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
 		Use:     "cdat BDF",
 		Short:   "Read and check a CXL device's CDAT through DOE Table Access",
 		Example: "  sudo vfio-gate doe cdat --json 0000:0d:00.0",
-		Long: `Reads the Coherent Device Attribute Table of a CXL function through the DOE "CXL Table Access"
-feature (vendor 0x1E98, type 2): entry 0 (the header), then each structure, following the next
-handle the device returns until 0xFFFF (bounded). Checks the header length, the checksum (all
-bytes sum to 0) and that the structures tile the table, then lists them by type (DSMAS, DSLBIS,
-DSMSCIS, DSIS, DSEMTS, SSLBIS). Same rules as "doe discover" for who may touch the mailbox.
-Exit 0 when the table is valid, 2 when the device returned a malformed table or bad checksum,
-4 when the mailbox cannot be used or has no Table Access feature.`,
+		Long: helpText("doe-cdat.long"),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {

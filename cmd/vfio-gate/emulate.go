@@ -25,52 +25,8 @@ func newEmulateCmd(e *env, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
 		Short: "Serve the software CMA/SPDM device over the spdm-socket protocol",
-		Long: `emulate runs vfio-gate's software device (package emu): a PCIe function with a DOE
-mailbox whose CMA feature is an SPDM 1.0–1.3 responder with its own test PKI
-(root → intermediate → leaf with the CMA subject-alt-name), DMTF measurements and
-optional faults. It serves the spdm-socket protocol (QEMU's spdm_port peer, DMTF
-spdm-emu's --trans PCI_DOE) on --listen until interrupted, one client at a time; a
-client's SHUTDOWN ends that connection, not the server.
-
-At start it writes the device's root CA certificates (PEM, one per signature
-algorithm) to --write-ca, or to a fresh file in the temporary directory, and prints
-the path, so that "vfio-gate attest --socket HOST:PORT --trust-anchor PATH" can
-verify the device.
-
-Profiles: ` + strings.ReplaceAll(emu.ProfileNames(), "|", ", ") + `.
-
-To back a real function (QEMU's "-device nvme,spdm_port=PORT"), give the software device that
-function's identity and address, so the CMA SAN and the TDISP interface ID name it:
---identity qemu-nvme --bdf 0000:00:06.0 (or --identity vendor=...,device=...,class=...,rev=...,
-subsystem=...,dsn=...).
-
---pki DIR serves operator-supplied keys and chains instead of the built-in test PKI:
-DMTF's sample-key layout (DIR or each DIR/<alg>/ holding end_responder.key and
-bundle_responder.certchain.der; bundle_responder.certchainN.der for slot N), PEM or
-DER. --key FILE --chain FILE supply one slot-0 chain. The anchors file then holds the
-operator's roots.
-
-Capabilities advertised by default: CERT, CHAL, MEAS (signed), CHUNK (1.2+), and for
-secure sessions (1.1+) KEY_EX, ENCRYPT, MAC, HBEAT (HeartbeatPeriod 60 s unless
---heartbeat) and KEY_UPD; --no-heartbeat and --no-key-update withhold the last two,
---handshake-in-clear adds HANDSHAKE_IN_THE_CLEAR. See docs/emulate.md.
-
---public-key-only presents the keys as pre-provisioned public keys (PUB_KEY_ID_CAP, slot
-0xFF; SPDM 1.1+) instead of certificate chains, and writes them (PEM "PUBLIC KEY", one per
-algorithm) to --write-public-key or a fresh temporary file, for
-"vfio-gate attest --socket HOST:PORT --responder-public-key FILE" (give one algorithm
-with --algorithms so that the file holds one key). --multi-key only|negotiated advertises
-SPDM 1.3 MULTI_KEY_CAP 01b/10b: DIGESTS then names each slot's key pair and what it may sign.
-
-Needs nothing (no root, no hardware, no TPM). With --json the start-up banner is one JSON object.
-
-Exit codes: 0 stopped by SIGINT/SIGTERM; 1 usage error (unknown profile, algorithm or version,
-missing --listen); 4 the address cannot be bound.`,
-		Example: `  vfio-gate emulate --listen 127.0.0.1:2323 --write-ca /tmp/emu-ca.pem
-  vfio-gate emulate --listen 127.0.0.1:0 --profile tampered --algorithms rsapss-3072 --versions 1.2
-  vfio-gate emulate --listen 127.0.0.1:2323 --identity qemu-nvme --bdf 0000:00:06.0
-  vfio-gate emulate --listen 127.0.0.1:2323 --pki libspdm/unit_test/sample_key --write-ca /tmp/vendor-ca.pem
-  vfio-gate emulate --listen 127.0.0.1:2323 --public-key-only --algorithms ecdsa-p384 --write-public-key /tmp/emu-key.pem`,
+		Long: helpText("emulate.long", "profiles", strings.ReplaceAll(emu.ProfileNames(), "|", ", ")),
+		Example: helpText("emulate.example"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, e, g) },
 	}

@@ -22,21 +22,13 @@ func newEvidenceCmd(e *env, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "evidence",
 		Short: "Show, re-verify offline, or export the stored evidence of decisions",
-		Long: `Every decision's evidence bundle (transcripts, nonces, signatures, certificate chain,
-measurement blocks, TDISP report, verdict) is kept under <state-dir>/` + evidenceDirName + `/ by
-its digest, the evidence_digest of the verdict event in the TPM log (docs/evidence.md).`,
-		Example: `  vfio-gate log show --json | jq -r '.boots[-1].events[].event.evidence_digest // empty'
-  vfio-gate evidence show DIGEST
-  vfio-gate evidence verify DIGEST --trust-anchor vendor-root.pem --policy /etc/vfio-gate/policy.yaml
-  sudo vfio-gate evidence export --nonce 5eed0f00c0ffee --out /tmp/export`,
+		Long: helpText("evidence.long", "evidenceDirName", evidenceDirName),
+		Example: helpText("evidence.example"),
 	}
 	show := &cobra.Command{
 		Use:   "show DIGEST|FILE",
 		Short: "Print a stored evidence bundle (JSON)",
-		Long: `Prints the bundle whose digest (64 hex digits, as "log show" gives it) is DIGEST, or the
-bundle file FILE, after checking that its evidence hashes to its digest.
-
-Exit codes: 0 printed; 1 not found, unreadable, or altered.`,
+		Long: helpText("evidence-show.long"),
 		Example: "  vfio-gate evidence show 3f1c…",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,17 +43,8 @@ Exit codes: 0 printed; 1 not found, unreadable, or altered.`,
 	verify := &cobra.Command{
 		Use:   "verify DIGEST|FILE",
 		Short: "Re-verify a bundle's signatures and transcripts offline; re-evaluate a policy",
-		Long: `Re-checks a stored bundle with no device: the evidence hashes to its digest; the
-certificate chain buffer verifies to --trust-anchor (when given); the CHALLENGE_AUTH and
-MEASUREMENTS signatures verify over their transcripts with the chain's leaf key and each
-requester nonce is in its transcript (the requester's own code, spdm.VerifyTranscriptSignature);
-every measurement block is in the signed transcript. With --policy, the policy is evaluated
-again on the evidence, trusting only what was re-verified here.
-
-Exit codes: 0 every check passed (and the policy allows); 2 a check failed; 3 the policy
-denies; 1 the bundle cannot be read.`,
-		Example: `  vfio-gate evidence verify 3f1c… --trust-anchor /etc/vfio-gate/anchors/vendor.pem
-  vfio-gate evidence verify export/bundles/3f1c….json --policy policy.yaml`,
+		Long: helpText("evidence-verify.long"),
+		Example: helpText("evidence-verify.example"),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := loadBundle(g, args[0])

@@ -17,25 +17,7 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export --nonce HEX --out DIR",
 		Short: "Export the current boot's log, a TPM quote and the bundles, for verifiers with tpm2-tools",
-		Long: `Writes, into the new directory --out, everything a remote verifier needs to check this
-boot's decisions without vfio-gate (docs/evidence.md):
-
-  eventlog.bin   the boot's extended records as a TCG2 crypto-agile binary event log
-  quote.msg      TPMS_ATTEST of a TPM2_Quote over --pcr (SHA-256 bank) with --nonce
-  quote.sig      its TPMT_SIGNATURE, by vfio-gate's attestation key
-  quote.pcrs     the PCR value, as tpm2_quote -o writes it
-  ak.pub.pem     the attestation key (created once, persisted at handle 0x81000A65)
-  ek.cert.der    the TPM's EK certificate, when it holds one (NV 0x01C0000A or 0x01C00002)
-  bundles/       the evidence bundle of every verdict in the log, by digest
-  manifest.json  the files and their SHA-256, PCR, banks, nonce, boot
-
-Decisions wait while the export runs (it holds the log lock), so the log and the quote agree.
-The log must verify against the TPM first (log verify). Check it with tpm2-tools:
-
-  tpm2_checkquote -u ak.pub.pem -m quote.msg -s quote.sig -f quote.pcrs -g sha256 -q NONCE
-  tpm2_eventlog eventlog.bin      # its final sha256 PCR value must be the one in quote.pcrs
-
-Exit codes: 0 written; 5 the TPM cannot be used or the log does not verify; 1 otherwise.`,
+		Long: helpText("evidence-export.long"),
 		Example: "  sudo vfio-gate evidence export --nonce $(openssl rand -hex 16) --out /tmp/export",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -20,10 +20,8 @@ func newGenDocsCmd(e *env, g *globals) *cobra.Command {
 		Use:    "gen-docs",
 		Short:  "Write man pages and shell completions (for packaging)",
 		Hidden: true,
-		Long: `gen-docs writes a man page per command (section 1) into --man and bash, zsh and fish
-completions into --completions, generated from the commands' own help. The page date is
-SOURCE_DATE_EPOCH when set (reproducible builds), else today. Exit 0.`,
-		Example: `  vfio-gate gen-docs --man out/man1 --completions out/completions`,
+		Long: helpText("gen-docs.long"),
+		Example: helpText("gen-docs.example"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			root := cmd.Root()

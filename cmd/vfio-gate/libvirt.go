@@ -20,9 +20,8 @@ func newLibvirtCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "libvirt",
 		Short: "libvirt integration commands (preflight)",
-		Long: `libvirt groups the commands that talk to libvirtd through go-libvirt (never from the hook,
-which must not call back into libvirtd). See also install-hook, uninstall-hook and libvirt-hook.`,
-		Example: `  vfio-gate libvirt preflight vm1`,
+		Long: helpText("libvirt.long"),
+		Example: helpText("libvirt.example"),
 	}
 	c.AddCommand(newPreflightCmd(e, g))
 	return c
@@ -35,26 +34,8 @@ func newPreflightCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "preflight DOMAIN",
 		Short: "Run the checks the libvirt hook would run for a defined domain, without starting it",
-		Long: `preflight fetches the persistent definition of DOMAIN from libvirtd (go-libvirt, --uri) and
-checks its host PCI functions (<hostdev type='pci'>, <interface type='hostdev'>) as the hook's
-prepare step would: through the vfio-gate daemon when it runs (--daemon-socket), otherwise
-in-process with the gate (--policy, --tpm, --sysfs-root). The domain is confidential when its
-<launchSecurity> is sev, sev-snp, tdx or s390-pv (or with --confidential). Decisions are
-recorded in the TPM as with check; nothing is bound, locked or held for the domain.
-
-Two phases, as in the hook: a managed='yes' hostdev that is on a host driver now (nvme,
-mlx5_core, ...) is "deferred": libvirt moves it to vfio-pci before start begin, where the hook
-has it checked; preflight cannot check it without moving it, so it lists it as "deferred:
-checked at start begin" (not recorded, not counted as a deny). Every other function (on
-vfio-pci, on no driver, or managed='no') is checked now, as at prepare; managed='no' on a
-host driver is denied mailbox-owned, as the hook would.
-
-Output and exit codes as for check: 0 all allowed or deferred (or no host PCI functions), 3
-denied by policy, 4 only unavailable devices, 5 TPM; 1 usage, libvirt unreachable, unknown
-domain, bad policy. With --json, deferred functions carry "decision": "deferred", and the
-top-level decision is "deferred" when nothing is denied but something is deferred.`,
-		Example: `  vfio-gate libvirt preflight vm1
-  vfio-gate libvirt preflight vm1 --uri qemu:///system --json`,
+		Long: helpText("preflight.long"),
+		Example: helpText("preflight.example"),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dom, err := preflightDomain(e, uri, lvSocket, args[0])

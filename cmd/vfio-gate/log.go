@@ -27,17 +27,8 @@ func newLogCmd(e *env, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "log",
 		Short: "Show or verify the TPM event log (CEL-JSON) of gate decisions",
-		Long: `The event log <state-dir>/` + eventLogName + `/ holds one directory per TPM boot
-(boot-NNNNNN, keyed by the TPM's resetCount and restartCount) of CEL-JSON segments, one TCG
-Canonical Event Log record per measured event: SPDM measurement blocks, the trust anchor, the
-verdict, releases and TDISP state changes. Each was extended into --pcr in every active bank.
-Both commands read the current boot unless given --boot N or --all (docs/evidence.md).
-
-"log show" needs read access to --state-dir only; "log verify" also needs the TPM (--tpm).`,
-		Example: `  vfio-gate log show
-  vfio-gate log show --all
-  sudo vfio-gate log verify --tpm /dev/tpmrm0
-  vfio-gate --json log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state`,
+		Long: helpText("log.long", "eventLogName", eventLogName),
+		Example: helpText("log.example"),
 	}
 	cmd.PersistentFlags().IntVar(&lf.pcr, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
 	cmd.PersistentFlags().IntVar(&lf.boot, "boot", 0, "the boot to read (its number, as log show --all lists them); 0: the current boot")
@@ -52,13 +43,7 @@ func newLogShowCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show",
 		Short: "Print the decoded event log (a table, or JSON with --json)",
-		Long: `Decodes the newest boot's segments under <state-dir>/events (no TPM needed; --boot N or
---all for others): one line per record with its number, the PCR (- for baseline records, which
-are logged but never extended), the event type and a summary. --json prints
-{"schema": "vfio-gate/log-show/v1", "boots": [{"boot", "reset_count", "restart_count", "events": [...]}]}
-with each record's recnum, pcr, content_type, event_type, extended, digests, summary and decoded event.
-
-Exit codes: 0 the log was read; 1 it cannot be read or a line does not decode.`,
+		Long: helpText("log-show.long"),
 		Example: "  vfio-gate log show --state-dir /var/lib/vfio-gate",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -92,12 +77,7 @@ func newLogVerifyCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "verify",
 		Short: "Replay the event log per bank and compare it with the TPM's PCR values",
-		Long: `Replays the current boot's records (every segment, chained at their baselines) in every
-active PCR bank and compares the result with the TPM (--tpm). Exit 0 when every bank matches
-and no record is altered or missing; exit 5 on a mismatch (the first problem names the record
-that diverges, or says that the TPM holds extends the log does not have) or when the TPM cannot
-be used; exit 1 when the log cannot be read. --boot N checks an earlier boot on its own
-(digests, record numbers, segment chain; not against a PCR); --all checks every boot.`,
+		Long: helpText("log-verify.long"),
 		Example: "  vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -15,11 +15,8 @@ func newPolicyCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "policy",
 		Short: "Validate and explain policy files",
-		Long: `policy check loads a policy file exactly as check and bind do and explains it; policy capture
-attests a device you trust now and prints a policy with one rule that allows exactly it. The
-file format is in docs/policy.md.`,
-		Example: `  vfio-gate policy check /etc/vfio-gate/policy.yaml
-  vfio-gate policy capture --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem`,
+		Long: helpText("policy.long"),
+		Example: helpText("policy.example"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -32,12 +29,8 @@ func newPolicyCheckCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "check [FILE]",
 		Short: "Validate a policy file and explain what it checks",
-		Example: `  vfio-gate policy check
-  vfio-gate --json policy check /etc/vfio-gate/policy.yaml
-  vfio-gate policy check --insecure-skip-permission-check ./draft.yaml`,
-		Long: `Loads FILE (default: --policy) exactly as check and bind do: strict YAML, every anchor and CRL
-read and verified, owner and mode of every file checked. Prints each rule, what it checks, and the
-SHA-256 fingerprint of each trust anchor. Exit 0 when valid, 1 with "file:line: message" per problem.`,
+		Example: helpText("policy-check.example"),
+		Long: helpText("policy-check.long"),
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := g.policy

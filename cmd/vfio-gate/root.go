@@ -57,42 +57,15 @@ type globals struct {
 	log          *slog.Logger
 }
 
-const exitCodesHelp = `Exit codes:
-  0  allow / success
-  1  usage or internal error (anything unclassified: fail closed)
-  2  attestation failed (SPDM, certificate chain, signature)
-  3  policy denied
-  4  device or transport unavailable (no such device, mailbox busy, lockdown, timeout)
-  5  TPM error
-  6  vfio-pci bind error`
+var exitCodesHelp = helpText("exit-codes")
 
 func newRootCmd(e *env) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:   "vfio-gate",
 		Short: "Attest a PCI function (DOE/SPDM/TDISP) before it is bound to vfio-pci",
-		Long: `vfio-gate decides whether a PCI function may be bound to vfio-pci and handed to a
-(confidential) virtual machine. It finds the function's DOE mailbox, runs SPDM (CMA) to verify
-its certificate chain and signed measurements, optionally brokers TDISP, evaluates a policy,
-records the decision in a TPM PCR and event log, and binds the IOMMU group only on allow.
-
-The device is untrusted: any doubt means deny, with a reason you can act on.
-
-Where to start: "vfio-gate demo" runs the whole job on three software devices (no root, no
-hardware); "vfio-gate scan" lists this machine's functions and their DOE mailboxes;
-"vfio-gate emulate" serves a software SPDM device that attest, check, policy capture and tdisp
-can talk to with --socket. Commands that touch a real function's config space need root.
-
-The flags below are global: every command accepts them, before or after its name, and each
-command's help only points back here.
-
-` + configHelp + `
-
-` + exitCodesHelp,
-		Example: `  vfio-gate demo
-  vfio-gate scan --no-doe
-  sudo vfio-gate check --confidential 0000:3b:00.0
-  vfio-gate --json log show --state-dir /var/lib/vfio-gate`,
+		Long: helpText("root.long", "configHelp", configHelp, "exitCodesHelp", exitCodesHelp),
+		Example: helpText("root.example"),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version(),
@@ -268,9 +241,7 @@ func newVersionCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Long: `version prints the version and commit stamped by scripts/package (else the module version
-and the VCS revision of a build from a git checkout) and the Go version; with --json
-{"version": "..."}. Needs nothing. Exit 0.`,
+		Long: helpText("version.long"),
 		Example: "  vfio-gate version\n  vfio-gate --json version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

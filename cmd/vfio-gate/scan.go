@@ -24,25 +24,8 @@ func newScanCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "scan [BDF...]",
 		Short: "List PCI functions with IDs, driver, IOMMU group and DOE mailbox features",
-		Example: `  vfio-gate scan --no-doe                      # read-only, any machine
-  sudo vfio-gate scan 0000:3b:00.0             # with DOE discovery where allowed
-  vfio-gate scan --json --no-doe 0000:00:03.0`,
-		Long: `scan lists every PCI function (or the ones named, as 0000:3b:00.0) with vendor and device
-IDs, class, bound driver, IOMMU group and the DOE mailboxes found in extended config space.
-
-DOE discovery runs only where user space may drive the mailbox: no driver or vfio-pci bound,
-tsm/connect empty, kernel lockdown "none", running as root. It holds the per-function lock
-(--lock-dir) while it runs. Otherwise the mailbox is listed with the reason discovery was
-skipped. --no-doe never writes to any device (read-only scan).
-
-Needs: root for extended config space (without CAP_SYS_ADMIN the kernel serves 64 bytes, so DOE
-and the serial number are not read) and for discovery. No policy, TPM or daemon.
-
-With --json the output is one JSON object, {"schema": "vfio-gate/scan/v1", "functions": [...]};
-see docs/json.md and docs/guide.md "vfio-gate scan".
-
-Exit codes: 0 success (per-function problems are listed in "errors"); 1 usage error
-(malformed BDF); 4 a named function does not exist or vanished during the scan.`,
+		Example: helpText("scan.example"),
+		Long: helpText("scan.long"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScan(cmd.Context(), e, g, sf, args)
 		},

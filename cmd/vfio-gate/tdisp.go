@@ -118,17 +118,8 @@ func newTDISPCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "tdisp",
 		Short: "Inspect a function's TEE device interface (TDISP) inside an SPDM secure session",
-		Example: `  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem
-  sudo vfio-gate tdisp state 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem`,
-		Long: `TDISP travels inside an SPDM secure session. These commands open their own short session
-(authenticated by --trust-anchor), do their work and end it. "state" and "report" only read;
-"cycle" runs lock -> report -> start -> state -> stop (a lab and CI check of a device). Locking a
-TDI for a real assignment is the daemon's job: the TDI is bound to the session that locked it, so
-"lock", "start" and "stop" ask the daemon (--daemon-socket), which holds that session, and say so
-when it is not running; "state --daemon" asks it for a TDI it holds.
-
-Exit codes: 0 ok; 2 the device failed a step or its chain did not verify; 4 device or transport
-unavailable; 1 usage or internal error.`,
+		Example: helpText("tdisp.example"),
+		Long: helpText("tdisp.long"),
 	}
 	c.AddCommand(newTDISPStateCmd(e, g), newTDISPReportCmd(e, g), newTDISPCycleCmd(e, g))
 	c.AddCommand(newTDISPDaemonCmds(e, g)...)
@@ -167,12 +158,8 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "state BDF | --socket HOST:PORT",
 		Short: "Print the TDI state (GET_DEVICE_INTERFACE_STATE)",
-		Long: `Opens a short secure session, asks the TDI for its state (CONFIG_UNLOCKED, CONFIG_LOCKED,
-RUN or ERROR), ends the session. Read-only. A TDI the daemon holds (locked for a domain) is
-reachable only through the daemon's session, which also holds the function's lock: --daemon asks
-the daemon (--daemon-socket) to read it in that session. Exit codes as for "vfio-gate tdisp".`,
-		Example: `  vfio-gate tdisp state --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem
-  sudo vfio-gate tdisp state --daemon 0000:3b:00.0`,
+		Long: helpText("tdisp-state.long"),
+		Example: helpText("tdisp-state.example"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !viaDaemon {
 				return own(cmd, args)
@@ -206,9 +193,7 @@ func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "report BDF | --socket HOST:PORT",
 		Short: "Print the parsed DEVICE_INTERFACE_REPORT of a locked or running TDI",
-		Long: `Opens a short secure session and reads the TDI's interface report (MMIO ranges, interface
-info, device-specific data). Read-only: the TDI must already be CONFIG_LOCKED or RUN (exit 2
-otherwise; locking for an assignment is the daemon's job). Exit codes as for "vfio-gate tdisp".`,
+		Long: helpText("tdisp-report.long"),
 		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
 		RunE: withTDI(e, g, f, "report", func(ctx context.Context, conn *tdiConn) error {
 			st, err := conn.Client.State(ctx)
@@ -241,14 +226,7 @@ func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
 		Use:     "cycle BDF | --socket HOST:PORT",
 		Short:   "Run lock -> report -> start -> state -> stop in one session and print every step",
 		Example: "  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
-		Long: `Runs the whole TDISP lifecycle in one secure session and prints each step, the TDI state
-after it, and the parsed interface report. If a step fails after LOCK, STOP is still sent so the
-TDI is not left locked. Lab and CI use only: never on a function assigned to a running VM.
-
---json: {"steps": [{"request", "ok", "state", "error"}],
-         "report": {"interface_info", "mmio_ranges": [{"first_page", "pages", "attributes", "range_id"}],
-                    "device_specific_info"},
-         "final_state"}`,
+		Long: helpText("tdisp-cycle.long"),
 		RunE: withTDI(e, g, f, "cycle", func(ctx context.Context, conn *tdiConn) error {
 			caps, err := conn.Client.GetCapabilities(ctx, 0)
 			if err != nil {
