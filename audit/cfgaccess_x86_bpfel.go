@@ -14,55 +14,49 @@ import (
 )
 
 type cfgaccessGuardState struct {
-	_     structs.HostLayout
-	Count uint32
-	Gen   uint32
+	_        structs.HostLayout
+	Count    uint32
+	Reserved uint32
 }
 
 type cfgaccessTag struct {
 	_    structs.HostLayout
+	Seq  uint64
 	Path uint8
-	Pad  [3]uint8
-	Gen  uint32
+	Pad  [7]uint8
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	cfgaccessMapEvents             = "events"
-	cfgaccessMapGuardCount         = "guard_count"
-	cfgaccessMapGuarded            = "guarded"
-	cfgaccessMapLost               = "lost"
-	cfgaccessMapThreadPath         = "thread_path"
-	cfgaccessProgFeReadByte        = "fe_read_byte"
-	cfgaccessProgFeReadDword       = "fe_read_dword"
-	cfgaccessProgFeReadWord        = "fe_read_word"
-	cfgaccessProgFeTagProcRead     = "fe_tag_proc_read"
-	cfgaccessProgFeTagProcWrite    = "fe_tag_proc_write"
-	cfgaccessProgFeTagSysfsRead    = "fe_tag_sysfs_read"
-	cfgaccessProgFeTagSysfsWrite   = "fe_tag_sysfs_write"
-	cfgaccessProgFeTagVfio         = "fe_tag_vfio"
-	cfgaccessProgFeWriteByte       = "fe_write_byte"
-	cfgaccessProgFeWriteDword      = "fe_write_dword"
-	cfgaccessProgFeWriteWord       = "fe_write_word"
-	cfgaccessProgFxUntagProcRead   = "fx_untag_proc_read"
-	cfgaccessProgFxUntagProcWrite  = "fx_untag_proc_write"
-	cfgaccessProgFxUntagSysfsRead  = "fx_untag_sysfs_read"
-	cfgaccessProgFxUntagSysfsWrite = "fx_untag_sysfs_write"
-	cfgaccessProgFxUntagVfio       = "fx_untag_vfio"
-	cfgaccessProgReadByte          = "read_byte"
-	cfgaccessProgReadDword         = "read_dword"
-	cfgaccessProgReadWord          = "read_word"
-	cfgaccessProgTagProcRead       = "tag_proc_read"
-	cfgaccessProgTagProcWrite      = "tag_proc_write"
-	cfgaccessProgTagSysfsRead      = "tag_sysfs_read"
-	cfgaccessProgTagSysfsWrite     = "tag_sysfs_write"
-	cfgaccessProgTagVfio           = "tag_vfio"
-	cfgaccessProgUntagRet          = "untag_ret"
-	cfgaccessProgWriteByte         = "write_byte"
-	cfgaccessProgWriteDword        = "write_dword"
-	cfgaccessProgWriteWord         = "write_word"
+	cfgaccessMapEvents           = "events"
+	cfgaccessMapGuardCount       = "guard_count"
+	cfgaccessMapGuarded          = "guarded"
+	cfgaccessMapLost             = "lost"
+	cfgaccessMapThreadPath       = "thread_path"
+	cfgaccessProgFeReadByte      = "fe_read_byte"
+	cfgaccessProgFeReadDword     = "fe_read_dword"
+	cfgaccessProgFeReadWord      = "fe_read_word"
+	cfgaccessProgFeTagProcRead   = "fe_tag_proc_read"
+	cfgaccessProgFeTagProcWrite  = "fe_tag_proc_write"
+	cfgaccessProgFeTagSysfsRead  = "fe_tag_sysfs_read"
+	cfgaccessProgFeTagSysfsWrite = "fe_tag_sysfs_write"
+	cfgaccessProgFeTagVfio       = "fe_tag_vfio"
+	cfgaccessProgFeWriteByte     = "fe_write_byte"
+	cfgaccessProgFeWriteDword    = "fe_write_dword"
+	cfgaccessProgFeWriteWord     = "fe_write_word"
+	cfgaccessProgReadByte        = "read_byte"
+	cfgaccessProgReadDword       = "read_dword"
+	cfgaccessProgReadWord        = "read_word"
+	cfgaccessProgTagProcRead     = "tag_proc_read"
+	cfgaccessProgTagProcWrite    = "tag_proc_write"
+	cfgaccessProgTagSysfsRead    = "tag_sysfs_read"
+	cfgaccessProgTagSysfsWrite   = "tag_sysfs_write"
+	cfgaccessProgTagVfio         = "tag_vfio"
+	cfgaccessProgWriteByte       = "write_byte"
+	cfgaccessProgWriteDword      = "write_dword"
+	cfgaccessProgWriteWord       = "write_word"
 )
 
 // loadCfgaccess returns the embedded CollectionSpec for cfgaccess.
@@ -107,34 +101,28 @@ type cfgaccessSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type cfgaccessProgramSpecs struct {
-	FeReadByte        *ebpf.ProgramSpec `ebpf:"fe_read_byte"`
-	FeReadDword       *ebpf.ProgramSpec `ebpf:"fe_read_dword"`
-	FeReadWord        *ebpf.ProgramSpec `ebpf:"fe_read_word"`
-	FeTagProcRead     *ebpf.ProgramSpec `ebpf:"fe_tag_proc_read"`
-	FeTagProcWrite    *ebpf.ProgramSpec `ebpf:"fe_tag_proc_write"`
-	FeTagSysfsRead    *ebpf.ProgramSpec `ebpf:"fe_tag_sysfs_read"`
-	FeTagSysfsWrite   *ebpf.ProgramSpec `ebpf:"fe_tag_sysfs_write"`
-	FeTagVfio         *ebpf.ProgramSpec `ebpf:"fe_tag_vfio"`
-	FeWriteByte       *ebpf.ProgramSpec `ebpf:"fe_write_byte"`
-	FeWriteDword      *ebpf.ProgramSpec `ebpf:"fe_write_dword"`
-	FeWriteWord       *ebpf.ProgramSpec `ebpf:"fe_write_word"`
-	FxUntagProcRead   *ebpf.ProgramSpec `ebpf:"fx_untag_proc_read"`
-	FxUntagProcWrite  *ebpf.ProgramSpec `ebpf:"fx_untag_proc_write"`
-	FxUntagSysfsRead  *ebpf.ProgramSpec `ebpf:"fx_untag_sysfs_read"`
-	FxUntagSysfsWrite *ebpf.ProgramSpec `ebpf:"fx_untag_sysfs_write"`
-	FxUntagVfio       *ebpf.ProgramSpec `ebpf:"fx_untag_vfio"`
-	ReadByte          *ebpf.ProgramSpec `ebpf:"read_byte"`
-	ReadDword         *ebpf.ProgramSpec `ebpf:"read_dword"`
-	ReadWord          *ebpf.ProgramSpec `ebpf:"read_word"`
-	TagProcRead       *ebpf.ProgramSpec `ebpf:"tag_proc_read"`
-	TagProcWrite      *ebpf.ProgramSpec `ebpf:"tag_proc_write"`
-	TagSysfsRead      *ebpf.ProgramSpec `ebpf:"tag_sysfs_read"`
-	TagSysfsWrite     *ebpf.ProgramSpec `ebpf:"tag_sysfs_write"`
-	TagVfio           *ebpf.ProgramSpec `ebpf:"tag_vfio"`
-	UntagRet          *ebpf.ProgramSpec `ebpf:"untag_ret"`
-	WriteByte         *ebpf.ProgramSpec `ebpf:"write_byte"`
-	WriteDword        *ebpf.ProgramSpec `ebpf:"write_dword"`
-	WriteWord         *ebpf.ProgramSpec `ebpf:"write_word"`
+	FeReadByte      *ebpf.ProgramSpec `ebpf:"fe_read_byte"`
+	FeReadDword     *ebpf.ProgramSpec `ebpf:"fe_read_dword"`
+	FeReadWord      *ebpf.ProgramSpec `ebpf:"fe_read_word"`
+	FeTagProcRead   *ebpf.ProgramSpec `ebpf:"fe_tag_proc_read"`
+	FeTagProcWrite  *ebpf.ProgramSpec `ebpf:"fe_tag_proc_write"`
+	FeTagSysfsRead  *ebpf.ProgramSpec `ebpf:"fe_tag_sysfs_read"`
+	FeTagSysfsWrite *ebpf.ProgramSpec `ebpf:"fe_tag_sysfs_write"`
+	FeTagVfio       *ebpf.ProgramSpec `ebpf:"fe_tag_vfio"`
+	FeWriteByte     *ebpf.ProgramSpec `ebpf:"fe_write_byte"`
+	FeWriteDword    *ebpf.ProgramSpec `ebpf:"fe_write_dword"`
+	FeWriteWord     *ebpf.ProgramSpec `ebpf:"fe_write_word"`
+	ReadByte        *ebpf.ProgramSpec `ebpf:"read_byte"`
+	ReadDword       *ebpf.ProgramSpec `ebpf:"read_dword"`
+	ReadWord        *ebpf.ProgramSpec `ebpf:"read_word"`
+	TagProcRead     *ebpf.ProgramSpec `ebpf:"tag_proc_read"`
+	TagProcWrite    *ebpf.ProgramSpec `ebpf:"tag_proc_write"`
+	TagSysfsRead    *ebpf.ProgramSpec `ebpf:"tag_sysfs_read"`
+	TagSysfsWrite   *ebpf.ProgramSpec `ebpf:"tag_sysfs_write"`
+	TagVfio         *ebpf.ProgramSpec `ebpf:"tag_vfio"`
+	WriteByte       *ebpf.ProgramSpec `ebpf:"write_byte"`
+	WriteDword      *ebpf.ProgramSpec `ebpf:"write_dword"`
+	WriteWord       *ebpf.ProgramSpec `ebpf:"write_word"`
 }
 
 // cfgaccessMapSpecs contains maps before they are loaded into the kernel.
@@ -201,34 +189,28 @@ type cfgaccessVariables struct {
 //
 // It can be passed to loadCfgaccessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type cfgaccessPrograms struct {
-	FeReadByte        *ebpf.Program `ebpf:"fe_read_byte"`
-	FeReadDword       *ebpf.Program `ebpf:"fe_read_dword"`
-	FeReadWord        *ebpf.Program `ebpf:"fe_read_word"`
-	FeTagProcRead     *ebpf.Program `ebpf:"fe_tag_proc_read"`
-	FeTagProcWrite    *ebpf.Program `ebpf:"fe_tag_proc_write"`
-	FeTagSysfsRead    *ebpf.Program `ebpf:"fe_tag_sysfs_read"`
-	FeTagSysfsWrite   *ebpf.Program `ebpf:"fe_tag_sysfs_write"`
-	FeTagVfio         *ebpf.Program `ebpf:"fe_tag_vfio"`
-	FeWriteByte       *ebpf.Program `ebpf:"fe_write_byte"`
-	FeWriteDword      *ebpf.Program `ebpf:"fe_write_dword"`
-	FeWriteWord       *ebpf.Program `ebpf:"fe_write_word"`
-	FxUntagProcRead   *ebpf.Program `ebpf:"fx_untag_proc_read"`
-	FxUntagProcWrite  *ebpf.Program `ebpf:"fx_untag_proc_write"`
-	FxUntagSysfsRead  *ebpf.Program `ebpf:"fx_untag_sysfs_read"`
-	FxUntagSysfsWrite *ebpf.Program `ebpf:"fx_untag_sysfs_write"`
-	FxUntagVfio       *ebpf.Program `ebpf:"fx_untag_vfio"`
-	ReadByte          *ebpf.Program `ebpf:"read_byte"`
-	ReadDword         *ebpf.Program `ebpf:"read_dword"`
-	ReadWord          *ebpf.Program `ebpf:"read_word"`
-	TagProcRead       *ebpf.Program `ebpf:"tag_proc_read"`
-	TagProcWrite      *ebpf.Program `ebpf:"tag_proc_write"`
-	TagSysfsRead      *ebpf.Program `ebpf:"tag_sysfs_read"`
-	TagSysfsWrite     *ebpf.Program `ebpf:"tag_sysfs_write"`
-	TagVfio           *ebpf.Program `ebpf:"tag_vfio"`
-	UntagRet          *ebpf.Program `ebpf:"untag_ret"`
-	WriteByte         *ebpf.Program `ebpf:"write_byte"`
-	WriteDword        *ebpf.Program `ebpf:"write_dword"`
-	WriteWord         *ebpf.Program `ebpf:"write_word"`
+	FeReadByte      *ebpf.Program `ebpf:"fe_read_byte"`
+	FeReadDword     *ebpf.Program `ebpf:"fe_read_dword"`
+	FeReadWord      *ebpf.Program `ebpf:"fe_read_word"`
+	FeTagProcRead   *ebpf.Program `ebpf:"fe_tag_proc_read"`
+	FeTagProcWrite  *ebpf.Program `ebpf:"fe_tag_proc_write"`
+	FeTagSysfsRead  *ebpf.Program `ebpf:"fe_tag_sysfs_read"`
+	FeTagSysfsWrite *ebpf.Program `ebpf:"fe_tag_sysfs_write"`
+	FeTagVfio       *ebpf.Program `ebpf:"fe_tag_vfio"`
+	FeWriteByte     *ebpf.Program `ebpf:"fe_write_byte"`
+	FeWriteDword    *ebpf.Program `ebpf:"fe_write_dword"`
+	FeWriteWord     *ebpf.Program `ebpf:"fe_write_word"`
+	ReadByte        *ebpf.Program `ebpf:"read_byte"`
+	ReadDword       *ebpf.Program `ebpf:"read_dword"`
+	ReadWord        *ebpf.Program `ebpf:"read_word"`
+	TagProcRead     *ebpf.Program `ebpf:"tag_proc_read"`
+	TagProcWrite    *ebpf.Program `ebpf:"tag_proc_write"`
+	TagSysfsRead    *ebpf.Program `ebpf:"tag_sysfs_read"`
+	TagSysfsWrite   *ebpf.Program `ebpf:"tag_sysfs_write"`
+	TagVfio         *ebpf.Program `ebpf:"tag_vfio"`
+	WriteByte       *ebpf.Program `ebpf:"write_byte"`
+	WriteDword      *ebpf.Program `ebpf:"write_dword"`
+	WriteWord       *ebpf.Program `ebpf:"write_word"`
 }
 
 func (p *cfgaccessPrograms) Close() error {
@@ -244,11 +226,6 @@ func (p *cfgaccessPrograms) Close() error {
 		p.FeWriteByte,
 		p.FeWriteDword,
 		p.FeWriteWord,
-		p.FxUntagProcRead,
-		p.FxUntagProcWrite,
-		p.FxUntagSysfsRead,
-		p.FxUntagSysfsWrite,
-		p.FxUntagVfio,
 		p.ReadByte,
 		p.ReadDword,
 		p.ReadWord,
@@ -257,7 +234,6 @@ func (p *cfgaccessPrograms) Close() error {
 		p.TagSysfsRead,
 		p.TagSysfsWrite,
 		p.TagVfio,
-		p.UntagRet,
 		p.WriteByte,
 		p.WriteDword,
 		p.WriteWord,

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 )
 
@@ -26,12 +26,11 @@ type Monitor struct {
 	mode  Mode // set by Attach
 
 	// The path taggers are attached only while a function is guarded
-	// (they only label events): tagAttach re-attaches the pairs that
+	// (they only label events): tagAttach re-attaches the ones that
 	// attached in Attach, tagLinks holds them while attached. Both under
 	// guardMu.
-	tagAttach []func() ([]link.Link, error)
+	tagAttach []func() (link.Link, error)
 	tagLinks  []link.Link
-	tagGen    uint32 // tag generation (guard_state.gen): bumped when the taggers detach
 	want      Mode
 	log       *slog.Logger
 	boot      time.Time // wall-clock time at monotonic 0
@@ -40,7 +39,7 @@ type Monitor struct {
 	guarded map[string]bool
 
 	syncMu  sync.Mutex
-	rd      *ringbuf.Reader // set while Run runs
+	rb      *ring // set while Run runs
 	syncs   []syncReq
 	started chan struct{} // closed once Run first reads
 	once    sync.Once
@@ -133,17 +132,17 @@ func (m *Monitor) attachTaggers() {
 		return
 	}
 	for _, f := range m.tagAttach {
-		ls, err := f()
+		l, err := f()
 		if err != nil {
 			m.log.Warn("path tagger not re-attached", "mode", m.mode, "err", err)
 			continue
 		}
-		m.tagLinks = append(m.tagLinks, ls...)
+		m.tagLinks = append(m.tagLinks, l)
 	}
 }
 
-// detachTaggers detaches the path taggers and drops the tags of threads
-// that were inside a tagged function (their exit probe is gone). Called
+// detachTaggers detaches the path taggers. A tag set before stays valid
+// only until its system call returns (struct tag in cfgaccess.c). Called
 // with guardMu held.
 func (m *Monitor) detachTaggers() {
 	for _, l := range m.tagLinks {
@@ -152,16 +151,12 @@ func (m *Monitor) detachTaggers() {
 		}
 	}
 	m.tagLinks = nil
-	// Tags live in task-local storage, which cannot be listed from here:
-	// a new generation makes every tag set so far stale (putCount follows).
-	m.tagGen++
 }
 
 // putCount stores the number of guarded functions, which every probe
-// checks first (zero: return at once), and the tag generation. Called with
-// guardMu held.
+// checks first (zero: return at once). Called with guardMu held.
 func (m *Monitor) putCount() error {
-	return m.objs.GuardCount.Put(uint32(0), cfgaccessGuardState{Count: uint32(len(m.guarded)), Gen: m.tagGen})
+	return m.objs.GuardCount.Put(uint32(0), cfgaccessGuardState{Count: uint32(len(m.guarded))})
 }
 
 func trimKey(k [16]byte) []byte {
@@ -243,14 +238,15 @@ var access = []struct{ sym, kprobe, fentry string }{
 	{"pci_user_write_config_dword", "write_dword", "fe_write_dword"},
 }
 
-// taggers lists the optional path taggers: kernel symbol, kprobe program
-// (its kretprobe is untag_ret), fentry and fexit programs.
-var taggers = []struct{ sym, kprobe, fentry, fexit string }{
-	{"pci_read_config", "tag_sysfs_read", "fe_tag_sysfs_read", "fx_untag_sysfs_read"},
-	{"pci_write_config", "tag_sysfs_write", "fe_tag_sysfs_write", "fx_untag_sysfs_write"},
-	{"proc_bus_pci_read", "tag_proc_read", "fe_tag_proc_read", "fx_untag_proc_read"},
-	{"proc_bus_pci_write", "tag_proc_write", "fe_tag_proc_write", "fx_untag_proc_write"},
-	{"vfio_pci_config_rw", "tag_vfio", "fe_tag_vfio", "fx_untag_vfio"},
+// taggers lists the optional path taggers: kernel symbol, kprobe program,
+// fentry program. There is no exit probe: a tag goes stale when the
+// system call that set it returns.
+var taggers = []struct{ sym, kprobe, fentry string }{
+	{"pci_read_config", "tag_sysfs_read", "fe_tag_sysfs_read"},
+	{"pci_write_config", "tag_sysfs_write", "fe_tag_sysfs_write"},
+	{"proc_bus_pci_read", "tag_proc_read", "fe_tag_proc_read"},
+	{"proc_bus_pci_write", "tag_proc_write", "fe_tag_proc_write"},
+	{"vfio_pci_config_rw", "tag_vfio", "fe_tag_vfio"},
 }
 
 // fentryTarget names the kernel function an fentry/fexit program for sym
@@ -313,29 +309,24 @@ func (m *Monitor) attachFentry() ([]string, error) {
 	}
 	var tagged []string
 	for _, t := range taggers {
-		ps, err := m.load(map[string]string{t.fentry: fentryTarget(t.sym), t.fexit: fentryTarget(t.sym)}, t.fentry, t.fexit)
+		ps, err := m.load(map[string]string{t.fentry: fentryTarget(t.sym)}, t.fentry)
 		if err != nil {
 			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
 			continue
 		}
-		attach := func() ([]link.Link, error) {
-			entry, err := link.AttachTracing(link.TracingOptions{Program: ps[0], AttachType: ebpf.AttachTraceFEntry})
+		attach := func() (link.Link, error) {
+			l, err := link.AttachTracing(link.TracingOptions{Program: ps[0], AttachType: ebpf.AttachTraceFEntry})
 			if err != nil {
 				return nil, fmt.Errorf("fentry %s: %w", t.sym, err)
 			}
-			exit, err := link.AttachTracing(link.TracingOptions{Program: ps[1], AttachType: ebpf.AttachTraceFExit})
-			if err != nil {
-				entry.Close()
-				return nil, fmt.Errorf("fexit %s: %w", t.sym, err)
-			}
-			return []link.Link{entry, exit}, nil
+			return l, nil
 		}
-		ls, err := attach()
+		l, err := attach()
 		if err != nil {
 			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
 			continue
 		}
-		m.tagLinks = append(m.tagLinks, ls...)
+		m.tagLinks = append(m.tagLinks, l)
 		m.tagAttach = append(m.tagAttach, attach)
 		tagged = append(tagged, t.sym)
 	}
@@ -358,34 +349,25 @@ func (m *Monitor) attachKprobes() ([]string, error) {
 		}
 		m.links = append(m.links, l)
 	}
-	untag, err := m.load(nil, "untag_ret")
-	if err != nil {
-		return nil, err
-	}
 	var tagged []string
 	for _, t := range taggers {
 		ps, err := m.load(nil, t.kprobe)
 		if err != nil {
 			return nil, err
 		}
-		attach := func() ([]link.Link, error) {
-			entry, err := link.Kprobe(t.sym, ps[0], nil)
+		attach := func() (link.Link, error) {
+			l, err := link.Kprobe(t.sym, ps[0], nil)
 			if err != nil {
 				return nil, fmt.Errorf("kprobe %s: %w", t.sym, err)
 			}
-			ret, err := link.Kretprobe(t.sym, untag[0], nil)
-			if err != nil {
-				entry.Close()
-				return nil, fmt.Errorf("kretprobe %s: %w", t.sym, err)
-			}
-			return []link.Link{entry, ret}, nil
+			return l, nil
 		}
-		ls, err := attach()
+		l, err := attach()
 		if err != nil {
 			m.log.Info("path tagger not attached", "mode", ModeKprobe, "sym", t.sym, "err", err)
 			continue
 		}
-		m.tagLinks = append(m.tagLinks, ls...)
+		m.tagLinks = append(m.tagLinks, l)
 		m.tagAttach = append(m.tagAttach, attach)
 		tagged = append(tagged, t.sym)
 	}
@@ -431,77 +413,82 @@ func (m *Monitor) detach() error {
 // (one allocation fewer per event); a copy (*a) stays valid. Undecodable
 // records are logged and dropped. Only one Run may be active.
 func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
-	rd, err := ringbuf.NewReader(m.objs.Events)
+	rb, err := openRing(m.objs.Events)
 	if err != nil {
-		return fmt.Errorf("audit: ring buffer: %w", err)
+		return err
 	}
-	defer rd.Close()
+	defer rb.close()
 	m.syncMu.Lock()
-	if m.rd != nil {
+	if m.rb != nil {
 		m.syncMu.Unlock()
 		return errors.New("audit: Monitor.Run is already running")
 	}
-	m.rd = rd
+	m.rb = rb
 	m.syncMu.Unlock()
 	m.once.Do(func() { close(m.started) })
 	defer func() {
 		m.syncMu.Lock()
-		m.rd = nil
+		m.rb = nil
 		for _, s := range m.syncs {
-			close(s.done) // Sync sees rd gone and reports it
+			close(s.done) // Sync sees rb gone and reports it
 		}
 		m.syncs = nil
 		m.syncMu.Unlock()
 	}()
-	// The reader is used and closed by this goroutine only: closing it from
-	// another (on ctx) raced with AvailableBytes/SetDeadline on the closed
-	// ring (a nil dereference inside ringbuf, seen once in test/vm). Every
-	// read ends within readPoll, so ctx is checked here instead.
-	// The BPF side wakes the reader only once 64 KiB are pending, so the
-	// ring is also polled: every readPoll, every syncPoll while a Sync
-	// waits. The deadline only bounds a wait on an empty ring (ReadInto
-	// returns what is there without waiting), so it is set again only
-	// after a wait ended, not per record: per-record work is what the
-	// guarded benchmark measures.
-	setDeadline := func() {
+	// The ring is used and closed by this goroutine only. The BPF side
+	// wakes the reader only once 64 KiB are pending, so the ring is also
+	// polled: every readPoll, every syncPoll while a Sync waits (Sync also
+	// ends the wait at once). The deadline is set under syncMu, as Sync
+	// adds its request and wakes the reader, so neither is missed.
+	arm := func() {
 		m.syncMu.Lock()
-		pending := len(m.syncs) > 0
+		d := readPoll
+		if len(m.syncs) > 0 {
+			d = syncPoll
+		}
+		err := rb.setDeadline(time.Now().Add(d))
 		m.syncMu.Unlock()
-		if pending {
-			rd.SetDeadline(time.Now().Add(syncPoll))
-		} else {
-			rd.SetDeadline(time.Now().Add(readPoll))
+		if err != nil {
+			m.log.Debug("ring buffer deadline", "err", err)
 		}
 	}
-	setDeadline()
-	var rec ringbuf.Record
 	var dec decoder
 	var a Access
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		err := rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-		case errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded):
-			// ReadInto returns these only after reading up to the end of
-			// the ring: everything reserved before now has been handed to fn.
-			m.drained(rd)
-			setDeadline()
-			continue
-		case errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil:
-			return nil
-		default:
-			return fmt.Errorf("audit: reading events: %w", err)
-		}
-		if err := dec.decodeInto(rec.RawSample, &a); err != nil {
+	each := func(b []byte) {
+		if err := dec.decodeInto(b, &a); err != nil {
 			m.log.Warn("dropping undecodable event", "err", err)
-			continue
+			return
 		}
 		a.WallTime = m.boot.Add(a.Time)
 		a.Attach = m.mode
 		fn(&a)
+	}
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		_, busy, err := rb.read(each)
+		if err != nil {
+			return err
+		}
+		if busy { // a record is being written on another CPU
+			runtime.Gosched()
+			continue
+		}
+		// The ring was read up to the end: every record reserved before
+		// now has been handed to fn (or, with a Sync waiting, more came:
+		// read again).
+		if m.drained(rb) {
+			continue
+		}
+		arm()
+		switch err := rb.wait(); {
+		case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, os.ErrClosed) || ctx.Err() != nil:
+			return nil
+		default:
+			return fmt.Errorf("audit: reading events: %w", err)
+		}
 	}
 }
 
@@ -523,13 +510,18 @@ type syncReq struct {
 // drained completes the Syncs called before a moment at which the ring was
 // empty: the BPF side reserves a record before the access it reports, so
 // every access made before Sync was called has been passed to Run's fn.
-func (m *Monitor) drained(rd *ringbuf.Reader) {
-	now := monotonicNow()
-	if rd.AvailableBytes() != 0 {
-		return
-	}
+// It reports whether a Sync still waits with records pending (read again
+// before waiting).
+func (m *Monitor) drained(rb *ring) bool {
 	m.syncMu.Lock()
 	defer m.syncMu.Unlock()
+	if len(m.syncs) == 0 {
+		return false
+	}
+	now := monotonicNow()
+	if rb.available() != 0 {
+		return true
+	}
 	keep := m.syncs[:0]
 	for _, s := range m.syncs {
 		if s.at <= now {
@@ -539,6 +531,7 @@ func (m *Monitor) drained(rd *ringbuf.Reader) {
 		}
 	}
 	m.syncs = keep
+	return false
 }
 
 // Sync returns once every access made before the call has been passed to
@@ -548,20 +541,21 @@ func (m *Monitor) drained(rd *ringbuf.Reader) {
 func (m *Monitor) Sync(ctx context.Context) error {
 	s := syncReq{at: monotonicNow(), done: make(chan struct{})}
 	m.syncMu.Lock()
-	rd := m.rd
-	if rd == nil {
+	rb := m.rb
+	if rb == nil {
 		m.syncMu.Unlock()
 		return errors.New("audit: Sync: Monitor.Run is not running")
 	}
 	m.syncs = append(m.syncs, s)
+	err := rb.wake() // end the reader's wait now
 	m.syncMu.Unlock()
-	if err := rd.Flush(); err != nil { // wake a Read blocked without deadline
-		m.log.Debug("ring buffer flush", "err", err)
+	if err != nil {
+		m.log.Debug("ring buffer wake", "err", err)
 	}
 	select {
 	case <-s.done:
 		m.syncMu.Lock()
-		running := m.rd == rd
+		running := m.rb == rb
 		m.syncMu.Unlock()
 		if !running {
 			return errors.New("audit: Sync: Monitor.Run ended")

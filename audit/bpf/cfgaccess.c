@@ -5,7 +5,8 @@
 // every user-initiated config access goes through: the sysfs "config" file
 // (pci-sysfs.c), /proc/bus/pci (proc.c) and VFIO (vfio_pci_config.c). Entry
 // probes on the path-specific callers tag the current thread so the event
-// can say which path it came by.
+// can say which path it came by. A tag is valid only during the read or
+// write system call that set it (see struct tag): there is no exit probe.
 //
 // Each probe exists twice: as fentry/fexit (BPF trampolines: a direct call,
 // no trap; used where the kernel's BTF and trampolines allow) and as
@@ -28,10 +29,15 @@ char LICENSE[] SEC("license") = "GPL";
 struct kobject { const char *name; } __attribute__((preserve_access_index));
 struct device { struct kobject kobj; } __attribute__((preserve_access_index));
 struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
+struct task_io_accounting {
+	__u64 syscr;
+	__u64 syscw;
+} __attribute__((preserve_access_index));
 struct task_struct {
 	int pid;
 	int tgid;
 	char comm[16];
+	struct task_io_accounting ioac;
 } __attribute__((preserve_access_index));
 
 #define NAME_LEN 16
@@ -66,13 +72,17 @@ struct {
 } guarded SEC(".maps");
 
 // A thread's path tag, in task-local storage: found from the task itself (no
-// hash, no insert or delete per access), freed with the task. gen is the
-// tag generation (guard_state.gen) it was set in: the Go side bumps it when
-// it detaches the taggers, which makes every tag left behind stale at once.
+// hash, no insert or delete per access), freed with the task. seq is the
+// thread's count of completed read and write system calls when the tag was
+// set (syscall_seq): every tagged function runs inside one read or write
+// system call (vfs_read/vfs_write and their vector forms count it once it
+// returns), so the tag is valid exactly until that call returns and goes
+// stale without an exit probe (an fexit or kretprobe per tagged call cost
+// more than the rest of the tagging).
 struct tag {
+	__u64 seq;
 	__u8 path;
-	__u8 pad[3];
-	__u32 gen;
+	__u8 pad[7];
 };
 
 struct {
@@ -94,12 +104,11 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-// Kept by the Go side: count is the number of entries in guarded, gen the
-// tag generation. An array lookup is inlined by the verifier: a few
-// instructions, no helper call.
+// Kept by the Go side: count is the number of entries in guarded. An array
+// lookup is inlined by the verifier: a few instructions, no helper call.
 struct guard_state {
 	__u32 count;
-	__u32 gen;
+	__u32 reserved;
 };
 
 struct {
@@ -122,6 +131,16 @@ static __always_inline struct guard_state *guard(void)
 // 16-byte read, cut at the first NUL with the has-zero-byte bit trick; the
 // string helper (a byte loop) only if the fixed read faults (the name ends
 // just before an unmapped page).
+// syscall_seq returns the number of read and write system calls the task
+// has completed (CONFIG_TASK_XACCT; 0 without it, where a tag stays valid
+// until the thread's next tagged call).
+static __always_inline __u64 syscall_seq(struct task_struct *t)
+{
+	if (!bpf_core_field_exists(t->ioac.syscr))
+		return 0;
+	return t->ioac.syscr + t->ioac.syscw;
+}
+
 static __always_inline int read_name(__u64 w[2], const char *p)
 {
 	if (bpf_probe_read_kernel(w, NAME_LEN, p) < 0) {
@@ -142,9 +161,9 @@ static __always_inline int read_name(__u64 w[2], const char *p)
 	return 0;
 }
 
-// report is called when something is guarded (g); p is the device's name
+// report is called when something is guarded; p is the device's name
 // (kobject).
-static __always_inline int report(struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
+static __always_inline int report(const char *p, int where, __u8 size, __u8 op, __u32 value,
 				  __u8 has_value)
 {
 	__u64 name[2]; // NAME_LEN bytes, 8-aligned: copied with two stores
@@ -173,7 +192,7 @@ static __always_inline int report(struct guard_state *g, const char *p, int wher
 	e->has_value = has_value;
 	e->reserved = 0;
 	struct tag *tg = bpf_task_storage_get(&thread_path, t, 0, 0);
-	e->path = tg && tg->gen == g->gen ? tg->path : PATH_UNKNOWN;
+	e->path = tg && tg->seq == syscall_seq(t) ? tg->path : PATH_UNKNOWN;
 	// comm as two 8-byte loads from the task (the verifier allows any load
 	// inside a char array of a BTF-typed struct), not a helper's string copy.
 	// It is NUL-padded in the task (set with strscpy_pad).
@@ -198,8 +217,7 @@ static __always_inline int report(struct guard_state *g, const char *p, int wher
 // bpf_probe_read_kernel (BPF_CORE_READ).
 #define KP_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
-		struct guard_state *g = guard();                                                     \
-		g ? report(g, BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0;      \
+		guard() ? report(BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0;  \
 	})
 
 SEC("kprobe/pci_user_read_config_byte")
@@ -220,8 +238,7 @@ int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return 
 // load (no helper call).
 #define FE_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
-		struct guard_state *g = guard();                                                     \
-		g ? report(g, dev->dev.kobj.name, where, size, op, val, hv) : 0;                     \
+		guard() ? report(dev->dev.kobj.name, where, size, op, val, hv) : 0;                  \
 	})
 
 SEC("fentry/pci_user_read_config_byte")
@@ -237,33 +254,25 @@ int BPF_PROG(fe_write_word, struct pci_dev *dev, int where, __u16 val) { return 
 SEC("fentry/pci_user_write_config_dword")
 int BPF_PROG(fe_write_dword, struct pci_dev *dev, int where, __u32 val) { return FE_REPORT(dev, where, 4, OP_WRITE, val, 1); }
 // tag sets the current thread's path tag (created on its first tag, then
-// written in place); untag clears it in place, nothing to free.
+// written in place). Nothing clears it: it goes stale when the system call
+// returns (struct tag).
 static __always_inline int tag(__u8 path)
 {
-	struct guard_state *g = guard();
-	if (!g)
+	if (!guard())
 		return 0;
-	struct tag *tg = bpf_task_storage_get(&thread_path, bpf_get_current_task_btf(), 0,
-					      BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct tag *tg = bpf_task_storage_get(&thread_path, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (tg) {
-		tg->gen = g->gen;
+		tg->seq = syscall_seq(t);
 		tg->path = path;
 	}
 	return 0;
 }
 
-static __always_inline int untag(void)
-{
-	struct tag *tg = bpf_task_storage_get(&thread_path, bpf_get_current_task_btf(), 0, 0);
-	if (tg)
-		tg->path = PATH_UNKNOWN;
-	return 0;
-}
-
-// Path tags. The Go side attaches each pair only if the symbol exists (the
-// sysfs and procfs handlers are static and may be inlined; vfio_pci_config_rw
-// exists only while vfio-pci-core is loaded). The untag side always runs (a
-// tag set just before the last Unguard must not stay behind).
+// Path tags. The Go side attaches each only if the symbol exists (the sysfs
+// and procfs handlers are static and may be inlined; vfio_pci_config_rw
+// exists only while vfio-pci-core is loaded), and only while something is
+// guarded.
 SEC("kprobe/pci_read_config")
 int BPF_KPROBE(tag_sysfs_read) { return tag(PATH_SYSFS); }
 SEC("kprobe/pci_write_config")
@@ -274,28 +283,15 @@ SEC("kprobe/proc_bus_pci_write")
 int BPF_KPROBE(tag_proc_write) { return tag(PATH_PROCFS); }
 SEC("kprobe/vfio_pci_config_rw")
 int BPF_KPROBE(tag_vfio) { return tag(PATH_VFIO); }
-SEC("kretprobe/untag")
-int BPF_KRETPROBE(untag_ret) { return untag(); }
 
-// The same taggers as trampolines. An fexit program is bound to its one
-// target when it is loaded, hence one per tagged function.
+// The same taggers as trampolines.
 SEC("fentry/pci_read_config")
 int BPF_PROG(fe_tag_sysfs_read) { return tag(PATH_SYSFS); }
-SEC("fexit/pci_read_config")
-int BPF_PROG(fx_untag_sysfs_read) { return untag(); }
 SEC("fentry/pci_write_config")
 int BPF_PROG(fe_tag_sysfs_write) { return tag(PATH_SYSFS); }
-SEC("fexit/pci_write_config")
-int BPF_PROG(fx_untag_sysfs_write) { return untag(); }
 SEC("fentry/proc_bus_pci_read")
 int BPF_PROG(fe_tag_proc_read) { return tag(PATH_PROCFS); }
-SEC("fexit/proc_bus_pci_read")
-int BPF_PROG(fx_untag_proc_read) { return untag(); }
 SEC("fentry/proc_bus_pci_write")
 int BPF_PROG(fe_tag_proc_write) { return tag(PATH_PROCFS); }
-SEC("fexit/proc_bus_pci_write")
-int BPF_PROG(fx_untag_proc_write) { return untag(); }
 SEC("fentry/vfio_pci_config_rw")
 int BPF_PROG(fe_tag_vfio) { return tag(PATH_VFIO); }
-SEC("fexit/vfio_pci_config_rw")
-int BPF_PROG(fx_untag_vfio) { return untag(); }
