@@ -16,7 +16,8 @@ import (
 type cfgaccessGuardState struct {
 	_        structs.HostLayout
 	Count    uint32
-	Reserved uint32
+	Overflow uint32
+	Slot     [8][2]uint64
 }
 
 type cfgaccessTag struct {

@@ -4,11 +4,13 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,6 +39,7 @@ type Monitor struct {
 
 	guardMu sync.Mutex
 	guarded map[string]bool
+	slots   [guardSlots]string // guard_state.slot: guarded names the probes compare directly ("" free)
 
 	syncMu  sync.Mutex
 	rb      *ring // set while Run runs
@@ -99,7 +102,12 @@ func (m *Monitor) Guard(dev string) error {
 	if len(m.guarded) == 0 {
 		m.attachTaggers() // before the count: the first access is labelled
 	}
-	m.guarded[string(trimKey(nameKey(dev)))] = true
+	if name := string(trimKey(nameKey(dev))); !m.guarded[name] {
+		m.guarded[name] = true
+		if i := slices.Index(m.slots[:], ""); i >= 0 {
+			m.slots[i] = name
+		}
+	}
 	return m.putCount()
 }
 
@@ -107,7 +115,11 @@ func (m *Monitor) Guard(dev string) error {
 func (m *Monitor) Unguard(dev string) error {
 	m.guardMu.Lock()
 	defer m.guardMu.Unlock()
-	delete(m.guarded, string(trimKey(nameKey(dev))))
+	name := string(trimKey(nameKey(dev)))
+	delete(m.guarded, name)
+	if i := slices.Index(m.slots[:], name); i >= 0 {
+		m.slots[i] = ""
+	}
 	// The count only decides whether the probes look the name up at all:
 	// a probe between the two updates finds the map and the count
 	// disagreeing for one access, which changes nothing it reports.
@@ -153,10 +165,24 @@ func (m *Monitor) detachTaggers() {
 	m.tagLinks = nil
 }
 
+// guardSlots is how many guarded names the probes compare directly
+// (GUARD_SLOTS in cfgaccess.c); more are looked up in the guarded map.
+const guardSlots = 8
+
 // putCount stores the number of guarded functions, which every probe
-// checks first (zero: return at once). Called with guardMu held.
+// checks first (zero: return at once), and the slots. Called with guardMu
+// held.
 func (m *Monitor) putCount() error {
-	return m.objs.GuardCount.Put(uint32(0), cfgaccessGuardState{Count: uint32(len(m.guarded))})
+	st := cfgaccessGuardState{Count: uint32(len(m.guarded)), Overflow: uint32(len(m.guarded))}
+	for i, name := range m.slots {
+		if name == "" {
+			continue
+		}
+		k := nameKey(name)
+		st.Slot[i] = [2]uint64{binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])}
+		st.Overflow--
+	}
+	return m.objs.GuardCount.Put(uint32(0), st)
 }
 
 func trimKey(k [16]byte) []byte {

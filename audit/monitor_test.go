@@ -4,7 +4,9 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -80,6 +82,79 @@ func TestLoadAndGuard(t *testing.T) {
 		if m.Mode() != "" {
 			t.Fatalf("Mode() = %q after a failed Attach", m.Mode())
 		}
+	}
+}
+
+// TestGuardSlots: the first eight guarded names sit in guard_state's
+// slots (the probes compare them there), further ones are counted as
+// overflow (the probes then also look in the guarded map); a slot freed by
+// Unguard is reused, and every guarded name stays in the guarded map.
+func TestGuardSlots(t *testing.T) {
+	testutil.Require(t, testutil.BPF)
+	m, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	state := func() cfgaccessGuardState {
+		var g cfgaccessGuardState
+		if err := m.objs.GuardCount.Lookup(uint32(0), &g); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	slotOf := func(g cfgaccessGuardState, name string) int {
+		k := nameKey(name)
+		w := [2]uint64{binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])}
+		for i, s := range g.Slot {
+			if s == w {
+				return i
+			}
+		}
+		return -1
+	}
+	name := func(i int) string { return fmt.Sprintf("0000:3b:%02x.0", i) }
+	for i := range 9 {
+		if err := m.Guard(name(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := state()
+	if g.Count != 9 || g.Overflow != 1 {
+		t.Fatalf("9 guarded: count %d overflow %d, want 9 and 1", g.Count, g.Overflow)
+	}
+	for i := range 8 {
+		if slotOf(g, name(i)) < 0 {
+			t.Fatalf("%s not in a slot: %x", name(i), g.Slot)
+		}
+	}
+	if slotOf(g, name(8)) >= 0 {
+		t.Fatalf("the ninth name is in a slot")
+	}
+	freed := slotOf(g, name(3))
+	if err := m.Unguard(name(3)); err != nil {
+		t.Fatal(err)
+	}
+	if g := state(); g.Count != 8 || g.Overflow != 1 || g.Slot[freed] != [2]uint64{} {
+		t.Fatalf("after Unguard: count %d overflow %d slot %x", g.Count, g.Overflow, g.Slot[freed])
+	}
+	if err := m.Guard(name(9)); err != nil {
+		t.Fatal(err)
+	}
+	if g := state(); g.Count != 9 || g.Overflow != 1 || slotOf(g, name(9)) != freed {
+		t.Fatalf("after Guard: count %d overflow %d, slot of %s %d, want %d", g.Count, g.Overflow, name(9), slotOf(g, name(9)), freed)
+	}
+	for _, i := range []int{0, 8, 9} {
+		var v uint8
+		if err := m.objs.Guarded.Lookup(nameKey(name(i)), &v); err != nil {
+			t.Fatalf("%s not in the guarded map: %v", name(i), err)
+		}
+	}
+	if err := m.Unguard(name(8)); err != nil {
+		t.Fatal(err)
+	}
+	if g := state(); g.Count != 8 || g.Overflow != 0 {
+		t.Fatalf("after the overflow name's Unguard: count %d overflow %d", g.Count, g.Overflow)
 	}
 }
 

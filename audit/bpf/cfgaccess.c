@@ -104,11 +104,20 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-// Kept by the Go side: count is the number of entries in guarded. An array
-// lookup is inlined by the verifier: a few instructions, no helper call.
+// Kept by the Go side: count is the number of entries in guarded; the first
+// GUARD_SLOTS of them are also in slot (name as two 8-byte words,
+// NUL-padded; a free slot is zero), overflow counts the others. An array
+// lookup is inlined by the verifier: a few instructions, no helper call,
+// and comparing the name with the slots costs less than the hash lookup.
+// A slot only ever changes between zero and one name (the Go side rewrites
+// the others with the bytes they hold), so a probe reading it while it is
+// written sees zero, the name, or half of it next to zeros, which matches
+// no function.
+#define GUARD_SLOTS 8
 struct guard_state {
 	__u32 count;
-	__u32 reserved;
+	__u32 overflow;
+	__u64 slot[GUARD_SLOTS][2];
 };
 
 struct {
@@ -161,15 +170,25 @@ static __always_inline int read_name(__u64 w[2], const char *p)
 	return 0;
 }
 
-// report is called when something is guarded; p is the device's name
+// is_guarded says whether the function named name (non-empty) is guarded.
+static __always_inline int is_guarded(struct guard_state *g, __u64 name[2])
+{
+#pragma unroll
+	for (int i = 0; i < GUARD_SLOTS; i++)
+		if (g->slot[i][0] == name[0] && g->slot[i][1] == name[1])
+			return 1;
+	return g->overflow && bpf_map_lookup_elem(&guarded, name);
+}
+
+// report is called when something is guarded (g); p is the device's name
 // (kobject).
-static __always_inline int report(const char *p, int where, __u8 size, __u8 op, __u32 value,
+static __always_inline int report(struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
 				  __u8 has_value)
 {
 	__u64 name[2]; // NAME_LEN bytes, 8-aligned: copied with two stores
-	if (!p || read_name(name, p) < 0)
+	if (!p || read_name(name, p) < 0 || !name[0])
 		return 0;
-	if (!bpf_map_lookup_elem(&guarded, name))
+	if (!is_guarded(g, name))
 		return 0;
 
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -217,7 +236,8 @@ static __always_inline int report(const char *p, int where, __u8 size, __u8 op, 
 // bpf_probe_read_kernel (BPF_CORE_READ).
 #define KP_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
-		guard() ? report(BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0;  \
+		struct guard_state *g = guard();                                                     \
+		g ? report(g, BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0;      \
 	})
 
 SEC("kprobe/pci_user_read_config_byte")
@@ -238,7 +258,8 @@ int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return 
 // load (no helper call).
 #define FE_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
-		guard() ? report(dev->dev.kobj.name, where, size, op, val, hv) : 0;                  \
+		struct guard_state *g = guard();                                                     \
+		g ? report(g, dev->dev.kobj.name, where, size, op, val, hv) : 0;                     \
 	})
 
 SEC("fentry/pci_user_read_config_byte")
