@@ -27,13 +27,11 @@ type Monitor struct {
 	links []link.Link
 	mode  Mode // set by Attach
 
-	// The path taggers are attached only while a function is guarded
-	// (they only label events): tagAttach re-attaches the ones that
-	// attached in Attach, tagLinks holds them while attached. Both under
-	// guardMu.
-	tagAttach []func() (link.Link, error)
-	tagLinks  []link.Link
-	want      Mode
+	// vfioText says whether the caller ranges cover vfio-pci-core (it may
+	// be loaded after Attach: the first Guard reads them again if that
+	// changed). Under guardMu.
+	vfioText bool
+	want     Mode
 	log       *slog.Logger
 	boot      time.Time // wall-clock time at monotonic 0
 
@@ -82,7 +80,7 @@ func New(o Options) (*Monitor, error) {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w: loading BPF maps: %v (run as root, or grant CAP_BPF and CAP_PERFMON)", ErrPermission, err)
 		}
-		if errors.Is(err, ebpf.ErrNotSupported) { // thread_path: task-local storage
+		if errors.Is(err, ebpf.ErrNotSupported) {
 			return nil, fmt.Errorf("%w: loading BPF maps: %v (the audit needs Linux >= 5.11)", ErrNotSupported, err)
 		}
 		return nil, fmt.Errorf("audit: loading BPF maps: %w", err)
@@ -99,8 +97,8 @@ func (m *Monitor) Guard(dev string) error {
 	if err := m.objs.Guarded.Put(nameKey(dev), one); err != nil {
 		return err
 	}
-	if len(m.guarded) == 0 {
-		m.attachTaggers() // before the count: the first access is labelled
+	if len(m.guarded) == 0 && m.mode != "" && m.vfioText != vfioLoaded() {
+		m.putCallers() // before the count: the first access is labelled
 	}
 	if name := string(trimKey(nameKey(dev))); !m.guarded[name] {
 		m.guarded[name] = true
@@ -126,9 +124,6 @@ func (m *Monitor) Unguard(dev string) error {
 	if err := m.putCount(); err != nil {
 		return err
 	}
-	if len(m.guarded) == 0 {
-		m.detachTaggers()
-	}
 	err := m.objs.Guarded.Delete(nameKey(dev))
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil
@@ -136,33 +131,43 @@ func (m *Monitor) Unguard(dev string) error {
 	return err
 }
 
-// attachTaggers attaches the path taggers that attached in Attach (a
-// failure now is logged: the events say "unknown" for that path). Called
-// with guardMu held.
-func (m *Monitor) attachTaggers() {
-	if len(m.tagLinks) > 0 {
-		return
-	}
-	for _, f := range m.tagAttach {
-		l, err := f()
-		if err != nil {
-			m.log.Warn("path tagger not re-attached", "mode", m.mode, "err", err)
-			continue
+// putCallers reads /proc/kallsyms and stores the caller ranges the probes
+// label an access's path by (a failure is logged: the events say
+// "unknown"). It returns the functions found. Called with guardMu held or
+// before Run.
+func (m *Monitor) putCallers() []string {
+	m.vfioText = vfioLoaded()
+	var st cfgaccessCallers
+	defer func() {
+		if err := m.objs.CallerRanges.Put(uint32(0), st); err != nil {
+			m.log.Warn("storing the caller ranges", "err", err)
 		}
-		m.tagLinks = append(m.tagLinks, l)
+	}()
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		m.log.Warn("no caller ranges: paths will say unknown", "err", err)
+		return nil
 	}
+	defer f.Close()
+	ranges, found, err := readCallers(f)
+	if err != nil {
+		m.log.Warn("no caller ranges: paths will say unknown", "err", err)
+		return nil
+	}
+	if len(ranges) > len(st.R) {
+		m.log.Warn("too many caller ranges, some paths will say unknown", "ranges", len(ranges))
+		ranges = ranges[:len(st.R)]
+	}
+	for i, r := range ranges {
+		st.R[i].Start, st.R[i].End, st.R[i].Path = r.Start, r.End, uint32(r.Path)
+	}
+	return found
 }
 
-// detachTaggers detaches the path taggers. A tag set before stays valid
-// only until its system call returns (struct tag in cfgaccess.c). Called
-// with guardMu held.
-func (m *Monitor) detachTaggers() {
-	for _, l := range m.tagLinks {
-		if err := l.Close(); err != nil {
-			m.log.Warn("detaching a path tagger", "err", err)
-		}
-	}
-	m.tagLinks = nil
+// vfioLoaded says whether vfio-pci-core is loaded.
+func vfioLoaded() bool {
+	_, err := os.Stat("/sys/module/" + vfioModule)
+	return err == nil
 }
 
 // guardSlots is how many guarded names the probes compare directly
@@ -200,23 +205,23 @@ func nameKey(dev string) [16]byte {
 	return k
 }
 
-// Attach loads and attaches the access probes (all six are required) and
-// the path taggers (each optional: a static handler may be inlined, and
-// vfio_pci_config_rw exists only while vfio-pci-core is loaded), as fentry
-// and fexit programs (BPF trampolines) where the kernel allows, else as
-// kprobes (Options.Mode). It returns the names of the path taggers that
-// attached; Mode says which mode is in use.
+// Attach loads and attaches the access probes (all six are required) as
+// fentry programs (BPF trampolines) where the kernel allows, else as
+// kprobes (Options.Mode), and stores the caller ranges that label each
+// access's path. It returns the names of the path functions found
+// (pci_read_config, ...; vfio_pci_config_rw while vfio-pci-core is
+// loaded); Mode says which mode is in use.
 func (m *Monitor) Attach() ([]string, error) {
 	if m.mode != "" {
 		return nil, fmt.Errorf("audit: already attached (%s)", m.mode)
 	}
 	var fentryErr error
 	if m.want != ModeKprobe {
-		tagged, err := m.attachFentry()
+		err := m.attachFentry()
 		if err == nil {
 			m.mode = ModeFentry
+			tagged := m.callers()
 			m.log.Info("audit probes attached", "mode", ModeFentry, "path_taggers", tagged)
-			m.parkTaggers()
 			return tagged, nil
 		}
 		fentryErr = errors.Join(err, m.detach())
@@ -225,8 +230,7 @@ func (m *Monitor) Attach() ([]string, error) {
 		}
 		m.log.Info("fentry unavailable, falling back to kprobes", "err", fentryErr)
 	}
-	tagged, err := m.attachKprobes()
-	if err != nil {
+	if err := m.attachKprobes(); err != nil {
 		err = errors.Join(err, m.detach())
 		if fentryErr != nil {
 			return nil, fmt.Errorf("%w; and %w", err, fentryErr)
@@ -234,20 +238,15 @@ func (m *Monitor) Attach() ([]string, error) {
 		return nil, err
 	}
 	m.mode = ModeKprobe
+	tagged := m.callers()
 	m.log.Info("audit probes attached", "mode", ModeKprobe, "path_taggers", tagged)
-	m.parkTaggers()
 	return tagged, nil
 }
 
-// parkTaggers detaches the taggers Attach attached while nothing is
-// guarded yet: with no function guarded, a config access then hits only
-// the access probe, which returns at its guard_count check.
-func (m *Monitor) parkTaggers() {
+func (m *Monitor) callers() []string {
 	m.guardMu.Lock()
 	defer m.guardMu.Unlock()
-	if len(m.guarded) == 0 {
-		m.detachTaggers()
-	}
+	return m.putCallers()
 }
 
 // Mode returns the attach mode in use ("" before Attach succeeds).
@@ -262,17 +261,6 @@ var access = []struct{ sym, kprobe, fentry string }{
 	{"pci_user_write_config_byte", "write_byte", "fe_write_byte"},
 	{"pci_user_write_config_word", "write_word", "fe_write_word"},
 	{"pci_user_write_config_dword", "write_dword", "fe_write_dword"},
-}
-
-// taggers lists the optional path taggers: kernel symbol, kprobe program,
-// fentry program. There is no exit probe: a tag goes stale when the
-// system call that set it returns.
-var taggers = []struct{ sym, kprobe, fentry string }{
-	{"pci_read_config", "tag_sysfs_read", "fe_tag_sysfs_read"},
-	{"pci_write_config", "tag_sysfs_write", "fe_tag_sysfs_write"},
-	{"proc_bus_pci_read", "tag_proc_read", "fe_tag_proc_read"},
-	{"proc_bus_pci_write", "tag_proc_write", "fe_tag_proc_write"},
-	{"vfio_pci_config_rw", "tag_vfio", "fe_tag_vfio"},
 }
 
 // fentryTarget names the kernel function an fentry/fexit program for sym
@@ -297,7 +285,7 @@ func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, 
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"guarded": m.objs.Guarded, "thread_path": m.objs.ThreadPath, "events": m.objs.Events,
+		"guarded": m.objs.Guarded, "caller_ranges": m.objs.CallerRanges, "events": m.objs.Events,
 		"lost": m.objs.Lost, "guard_count": m.objs.GuardCount,
 	}})
 	if err != nil {
@@ -315,7 +303,7 @@ func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, 
 	return ps, nil
 }
 
-func (m *Monitor) attachFentry() ([]string, error) {
+func (m *Monitor) attachFentry() error {
 	names := make([]string, len(access))
 	to := map[string]string{}
 	for i, a := range access {
@@ -324,80 +312,35 @@ func (m *Monitor) attachFentry() ([]string, error) {
 	}
 	ps, err := m.load(to, names...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoFentry, err)
+		return fmt.Errorf("%w: %w", ErrNoFentry, err)
 	}
 	for i, p := range ps {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceFEntry})
 		if err != nil {
-			return nil, fmt.Errorf("%w: attaching fentry %s: %w", ErrNoFentry, access[i].sym, err)
+			return fmt.Errorf("%w: attaching fentry %s: %w", ErrNoFentry, access[i].sym, err)
 		}
 		m.links = append(m.links, l)
 	}
-	var tagged []string
-	for _, t := range taggers {
-		ps, err := m.load(map[string]string{t.fentry: fentryTarget(t.sym)}, t.fentry)
-		if err != nil {
-			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
-			continue
-		}
-		attach := func() (link.Link, error) {
-			l, err := link.AttachTracing(link.TracingOptions{Program: ps[0], AttachType: ebpf.AttachTraceFEntry})
-			if err != nil {
-				return nil, fmt.Errorf("fentry %s: %w", t.sym, err)
-			}
-			return l, nil
-		}
-		l, err := attach()
-		if err != nil {
-			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
-			continue
-		}
-		m.tagLinks = append(m.tagLinks, l)
-		m.tagAttach = append(m.tagAttach, attach)
-		tagged = append(tagged, t.sym)
-	}
-	return tagged, nil
+	return nil
 }
 
-func (m *Monitor) attachKprobes() ([]string, error) {
+func (m *Monitor) attachKprobes() error {
 	names := make([]string, len(access))
 	for i, a := range access {
 		names[i] = a.kprobe
 	}
 	ps, err := m.load(nil, names...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for i, p := range ps {
 		l, err := link.Kprobe(access[i].sym, p, nil)
 		if err != nil {
-			return nil, attachErr(access[i].sym, err)
+			return attachErr(access[i].sym, err)
 		}
 		m.links = append(m.links, l)
 	}
-	var tagged []string
-	for _, t := range taggers {
-		ps, err := m.load(nil, t.kprobe)
-		if err != nil {
-			return nil, err
-		}
-		attach := func() (link.Link, error) {
-			l, err := link.Kprobe(t.sym, ps[0], nil)
-			if err != nil {
-				return nil, fmt.Errorf("kprobe %s: %w", t.sym, err)
-			}
-			return l, nil
-		}
-		l, err := attach()
-		if err != nil {
-			m.log.Info("path tagger not attached", "mode", ModeKprobe, "sym", t.sym, "err", err)
-			continue
-		}
-		m.tagLinks = append(m.tagLinks, l)
-		m.tagAttach = append(m.tagAttach, attach)
-		tagged = append(tagged, t.sym)
-	}
-	return tagged, nil
+	return nil
 }
 
 func attachErr(sym string, err error) error {
@@ -421,12 +364,6 @@ func (m *Monitor) detach() error {
 	for _, l := range m.links {
 		errs = append(errs, l.Close())
 	}
-	m.guardMu.Lock()
-	for _, l := range m.tagLinks {
-		errs = append(errs, l.Close())
-	}
-	m.tagLinks, m.tagAttach = nil, nil
-	m.guardMu.Unlock()
 	for _, p := range m.progs {
 		errs = append(errs, p.Close())
 	}

@@ -3,10 +3,10 @@
 //
 // pci_user_{read,write}_config_{byte,word,dword} are the kernel functions
 // every user-initiated config access goes through: the sysfs "config" file
-// (pci-sysfs.c), /proc/bus/pci (proc.c) and VFIO (vfio_pci_config.c). Entry
-// probes on the path-specific callers tag the current thread so the event
-// can say which path it came by. A tag is valid only during the read or
-// write system call that set it (see struct tag): there is no exit probe.
+// (pci-sysfs.c), /proc/bus/pci (proc.c) and VFIO (vfio_pci_config.c). The
+// probe reads its function's return address and looks it up in the caller
+// ranges (set by the Go side from /proc/kallsyms) to say which path the
+// access came by: no probe on the callers, no per-thread state.
 //
 // Each probe exists twice: as fentry/fexit (BPF trampolines: a direct call,
 // no trap; used where the kernel's BTF and trampolines allow) and as
@@ -29,15 +29,10 @@ char LICENSE[] SEC("license") = "GPL";
 struct kobject { const char *name; } __attribute__((preserve_access_index));
 struct device { struct kobject kobj; } __attribute__((preserve_access_index));
 struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
-struct task_io_accounting {
-	__u64 syscr;
-	__u64 syscw;
-} __attribute__((preserve_access_index));
 struct task_struct {
 	int pid;
 	int tgid;
 	char comm[16];
-	struct task_io_accounting ioac;
 } __attribute__((preserve_access_index));
 
 #define NAME_LEN 16
@@ -71,26 +66,27 @@ struct {
 	__type(value, __u8);
 } guarded SEC(".maps");
 
-// A thread's path tag, in task-local storage: found from the task itself (no
-// hash, no insert or delete per access), freed with the task. seq is the
-// thread's count of completed read and write system calls when the tag was
-// set (syscall_seq): every tagged function runs inside one read or write
-// system call (vfs_read/vfs_write and their vector forms count it once it
-// returns), so the tag is valid exactly until that call returns and goes
-// stale without an exit probe (an fexit or kretprobe per tagged call cost
-// more than the rest of the tagging).
-struct tag {
-	__u64 seq;
-	__u8 path;
-	__u8 pad[7];
+// Where each path's callers of the access functions lie: [start, end) of
+// pci_read_config, proc_bus_pci_read, the vfio-pci-core module, ...;
+// unused ranges are zero. Kept by the Go side.
+#define CALLER_RANGES 8
+struct caller_range {
+	__u64 start;
+	__u64 end;
+	__u32 path;
+	__u32 pad;
+};
+
+struct callers {
+	struct caller_range r[CALLER_RANGES];
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct tag);
-} thread_path SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct callers);
+} caller_ranges SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -140,14 +136,46 @@ static __always_inline struct guard_state *guard(void)
 // 16-byte read, cut at the first NUL with the has-zero-byte bit trick; the
 // string helper (a byte loop) only if the fixed read faults (the name ends
 // just before an unmapped page).
-// syscall_seq returns the number of read and write system calls the task
-// has completed (CONFIG_TASK_XACCT; 0 without it, where a tag stays valid
-// until the thread's next tagged call).
-static __always_inline __u64 syscall_seq(struct task_struct *t)
+// path_of names the path of a call that returns to ra.
+static __always_inline __u8 path_of(__u64 ra)
 {
-	if (!bpf_core_field_exists(t->ioac.syscr))
+	__u32 zero = 0;
+	struct callers *c = bpf_map_lookup_elem(&caller_ranges, &zero);
+	if (!c || !ra)
+		return PATH_UNKNOWN;
+#pragma unroll
+	for (int i = 0; i < CALLER_RANGES; i++)
+		if (ra - c->r[i].start < c->r[i].end - c->r[i].start) // start <= ra < end
+			return c->r[i].path;
+	return PATH_UNKNOWN;
+}
+
+// kprobe_caller returns the probed function's return address: at its entry
+// the top of the stack (pt_regs sp).
+static __always_inline __u64 kprobe_caller(struct pt_regs *regs)
+{
+	__u64 ra = 0;
+	bpf_probe_read_kernel(&ra, sizeof(ra), (void *)PT_REGS_SP(regs));
+	return ra;
+}
+
+// fentry_caller returns the traced function's return address, or 0 when
+// the frames are not laid out as expected. The program's frame pointer
+// (r10, rbp in the x86-64 JIT, which starts every program with push rbp;
+// mov rbp, rsp) holds the BPF trampoline's frame pointer, which the
+// trampoline set up the same way on entry: above it are the return
+// address into the traced function (just after its patched call to the
+// trampoline, bpf_get_func_ip + 5, or + 9 after an endbr64) and then the
+// traced function's own return address.
+static __always_inline __u64 fentry_caller(void *ctx)
+{
+	__u64 fp, tramp_fp, ra[2];
+	asm volatile("%0 = r10" : "=r"(fp));
+	if (bpf_probe_read_kernel(&tramp_fp, sizeof(tramp_fp), (void *)fp) < 0 ||
+	    bpf_probe_read_kernel(ra, sizeof(ra), (void *)(tramp_fp + 8)) < 0)
 		return 0;
-	return t->ioac.syscr + t->ioac.syscw;
+	__u64 d = ra[0] - bpf_get_func_ip(ctx);
+	return d == 5 || d == 9 ? ra[1] : 0;
 }
 
 static __always_inline int read_name(__u64 w[2], const char *p)
@@ -181,8 +209,8 @@ static __always_inline int is_guarded(struct guard_state *g, __u64 name[2])
 }
 
 // report is called when something is guarded (g); p is the device's name
-// (kobject).
-static __always_inline int report(struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
+// (kobject), ctx the program's context and fentry its kind (for the caller).
+static __always_inline int report(void *ctx, int fentry, struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
 				  __u8 has_value)
 {
 	__u64 name[2]; // NAME_LEN bytes, 8-aligned: copied with two stores
@@ -210,8 +238,7 @@ static __always_inline int report(struct guard_state *g, const char *p, int wher
 	e->op = op;
 	e->has_value = has_value;
 	e->reserved = 0;
-	struct tag *tg = bpf_task_storage_get(&thread_path, t, 0, 0);
-	e->path = tg && tg->seq == syscall_seq(t) ? tg->path : PATH_UNKNOWN;
+	e->path = path_of(fentry ? fentry_caller(ctx) : kprobe_caller(ctx));
 	// comm as two 8-byte loads from the task (the verifier allows any load
 	// inside a char array of a BTF-typed struct), not a helper's string copy.
 	// It is NUL-padded in the task (set with strscpy_pad).
@@ -237,7 +264,7 @@ static __always_inline int report(struct guard_state *g, const char *p, int wher
 #define KP_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
 		struct guard_state *g = guard();                                                     \
-		g ? report(g, BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0;      \
+		g ? report(ctx, 0, g, BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0; \
 	})
 
 SEC("kprobe/pci_user_read_config_byte")
@@ -259,7 +286,7 @@ int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return 
 #define FE_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
 		struct guard_state *g = guard();                                                     \
-		g ? report(g, dev->dev.kobj.name, where, size, op, val, hv) : 0;                     \
+		g ? report(ctx, 1, g, dev->dev.kobj.name, where, size, op, val, hv) : 0;             \
 	})
 
 SEC("fentry/pci_user_read_config_byte")
@@ -274,45 +301,3 @@ SEC("fentry/pci_user_write_config_word")
 int BPF_PROG(fe_write_word, struct pci_dev *dev, int where, __u16 val) { return FE_REPORT(dev, where, 2, OP_WRITE, val, 1); }
 SEC("fentry/pci_user_write_config_dword")
 int BPF_PROG(fe_write_dword, struct pci_dev *dev, int where, __u32 val) { return FE_REPORT(dev, where, 4, OP_WRITE, val, 1); }
-// tag sets the current thread's path tag (created on its first tag, then
-// written in place). Nothing clears it: it goes stale when the system call
-// returns (struct tag).
-static __always_inline int tag(__u8 path)
-{
-	if (!guard())
-		return 0;
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct tag *tg = bpf_task_storage_get(&thread_path, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (tg) {
-		tg->seq = syscall_seq(t);
-		tg->path = path;
-	}
-	return 0;
-}
-
-// Path tags. The Go side attaches each only if the symbol exists (the sysfs
-// and procfs handlers are static and may be inlined; vfio_pci_config_rw
-// exists only while vfio-pci-core is loaded), and only while something is
-// guarded.
-SEC("kprobe/pci_read_config")
-int BPF_KPROBE(tag_sysfs_read) { return tag(PATH_SYSFS); }
-SEC("kprobe/pci_write_config")
-int BPF_KPROBE(tag_sysfs_write) { return tag(PATH_SYSFS); }
-SEC("kprobe/proc_bus_pci_read")
-int BPF_KPROBE(tag_proc_read) { return tag(PATH_PROCFS); }
-SEC("kprobe/proc_bus_pci_write")
-int BPF_KPROBE(tag_proc_write) { return tag(PATH_PROCFS); }
-SEC("kprobe/vfio_pci_config_rw")
-int BPF_KPROBE(tag_vfio) { return tag(PATH_VFIO); }
-
-// The same taggers as trampolines.
-SEC("fentry/pci_read_config")
-int BPF_PROG(fe_tag_sysfs_read) { return tag(PATH_SYSFS); }
-SEC("fentry/pci_write_config")
-int BPF_PROG(fe_tag_sysfs_write) { return tag(PATH_SYSFS); }
-SEC("fentry/proc_bus_pci_read")
-int BPF_PROG(fe_tag_proc_read) { return tag(PATH_PROCFS); }
-SEC("fentry/proc_bus_pci_write")
-int BPF_PROG(fe_tag_proc_write) { return tag(PATH_PROCFS); }
-SEC("fentry/vfio_pci_config_rw")
-int BPF_PROG(fe_tag_vfio) { return tag(PATH_VFIO); }
