@@ -62,10 +62,10 @@ func readCallers(r io.Reader) ([]callerRange, []string, error) {
 		name string
 	}
 	var (
-		addrs     []uint64 // every symbol's address
-		funcs     []sym    // pathFuncs found
-		vfioLo    = uint64(math.MaxUint64)
-		vfioHi    uint64
+		addrs  []uint64 // every symbol's address
+		funcs  []sym    // pathFuncs found
+		vfioLo = uint64(math.MaxUint64)
+		vfioHi uint64
 	)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)

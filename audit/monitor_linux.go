@@ -32,8 +32,8 @@ type Monitor struct {
 	// changed). Under guardMu.
 	vfioText bool
 	want     Mode
-	log       *slog.Logger
-	boot      time.Time // wall-clock time at monotonic 0
+	log      *slog.Logger
+	boot     time.Time // wall-clock time at monotonic 0
 
 	guardMu sync.Mutex
 	guarded map[string]bool
