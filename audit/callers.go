@@ -2,11 +2,10 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
 )
 
 // callerRange is an address range [Start, End) of kernel text whose calls
@@ -48,81 +47,118 @@ const (
 )
 
 // readCallers reads a kallsyms listing ("ADDRESS TYPE NAME [MODULE]" per
-// line, as /proc/kallsyms) and returns the caller ranges of the paths it
-// finds, and the names of the functions found (pathFuncs' symbols, and
-// vfioSym for vfio-pci-core's text when the module is loaded). A function ends where the next
-// symbol starts; the module's range ends where the first symbol after its
-// last function starts. A compiler clone (pci_read_config.isra.0) counts
-// as the function. Addresses hidden by kptr_restrict (all zero) give no
-// ranges.
+// line, as /proc/kallsyms: the kernel's own symbols sorted by address,
+// then each module's) and returns the caller ranges of the paths it finds,
+// and the names of the functions found (pathFuncs' symbols, and vfioSym for
+// vfio-pci-core's text when the module is loaded). A function ends where
+// the next symbol starts; the module's range ends at its first symbol
+// after its last function (its data follows its text). A compiler clone
+// (pci_read_config.isra.0) counts as the function. Addresses hidden by
+// kptr_restrict (all zero) give no ranges. It allocates only for the
+// symbols it keeps: the listing has ~10^5 lines, and its garbage would
+// cost the audited machine a collection.
 func readCallers(r io.Reader) ([]callerRange, []string, error) {
-	type sym struct {
-		addr uint64
-		path uint8
-		name string
-	}
 	var (
-		addrs  []uint64 // every symbol's address
-		funcs  []sym    // pathFuncs found
-		vfioLo = uint64(math.MaxUint64)
-		vfioHi uint64
+		ranges  []callerRange
+		found   []string
+		open    []int    // ranges of kernel functions whose end is the next symbol
+		modAddr []uint64 // vfio-pci-core's symbols
+		vfioLo  = uint64(math.MaxUint64)
+		vfioHi  uint64
 	)
+	mod := []byte("[" + vfioModule + "]")
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 3 {
+		line := sc.Bytes()
+		addrF, rest := field(line)
+		typ, rest := field(rest)
+		name, rest := field(rest)
+		modF, _ := field(rest)
+		if len(name) == 0 || len(typ) != 1 {
 			continue
 		}
-		addr, err := strconv.ParseUint(f[0], 16, 64)
-		if err != nil || addr == 0 {
+		addr, ok := hex64(addrF)
+		if !ok || addr == 0 {
 			continue
 		}
-		addrs = append(addrs, addr)
-		text := f[1] == "t" || f[1] == "T"
-		if !text {
-			continue
-		}
-		if len(f) >= 4 {
-			if f[3] == "["+vfioModule+"]" {
-				vfioLo, vfioHi = min(vfioLo, addr), max(vfioHi, addr)
+		text := typ[0] == 't' || typ[0] == 'T'
+		if len(modF) > 0 {
+			if bytes.Equal(modF, mod) {
+				modAddr = append(modAddr, addr)
+				if text {
+					vfioLo, vfioHi = min(vfioLo, addr), max(vfioHi, addr)
+				}
 			}
 			continue
 		}
-		name, _, _ := strings.Cut(f[2], ".")
+		keep := open[:0]
+		for _, i := range open {
+			if addr > ranges[i].Start {
+				ranges[i].End = addr
+			} else {
+				keep = append(keep, i)
+			}
+		}
+		open = keep
+		if !text {
+			continue
+		}
+		base, _, _ := bytes.Cut(name, []byte("."))
 		for _, p := range pathFuncs {
-			if name == p.sym {
-				funcs = append(funcs, sym{addr, p.path, p.sym})
+			if string(base) == p.sym {
+				open = append(open, len(ranges))
+				ranges = append(ranges, callerRange{addr, addr + 4096, p.path}) // until the next symbol
+				if !slices.Contains(found, p.sym) {
+					found = append(found, p.sym)
+				}
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, nil, err
 	}
-	// next returns the first symbol address after a (or a+4096).
-	next := func(a uint64) uint64 {
-		end := uint64(math.MaxUint64)
-		for _, x := range addrs {
-			if x > a && x < end {
-				end = x
+	if vfioHi != 0 {
+		end := vfioHi + 4096
+		for _, a := range modAddr {
+			if a > vfioHi && a < end {
+				end = a
 			}
 		}
-		if end == math.MaxUint64 {
-			end = a + 4096
-		}
-		return end
-	}
-	var ranges []callerRange
-	var found []string
-	for _, f := range funcs {
-		ranges = append(ranges, callerRange{f.addr, next(f.addr), f.path})
-		if !slices.Contains(found, f.name) {
-			found = append(found, f.name)
-		}
-	}
-	if vfioHi != 0 {
-		ranges = append(ranges, callerRange{vfioLo, next(vfioHi), pathVFIO})
+		ranges = append(ranges, callerRange{vfioLo, end, pathVFIO})
 		found = append(found, vfioSym)
 	}
 	return ranges, found, nil
+}
+
+// hex64 parses up to 16 hex digits.
+func hex64(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | uint64(c)
+	}
+	return v, true
+}
+
+// field splits off b's first space- or tab-separated field.
+func field(b []byte) (f, rest []byte) {
+	b = bytes.TrimLeft(b, " \t")
+	i := bytes.IndexAny(b, " \t")
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i:]
 }

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -47,5 +48,24 @@ ffffffffc0b00000 t e1000_probe	[e1000e]
 	ranges, found, err = readCallers(strings.NewReader("0000000000000000 t pci_read_config\n"))
 	if err != nil || len(ranges) != 0 || len(found) != 0 {
 		t.Errorf("hidden addresses: %v %v %v", ranges, found, err)
+	}
+}
+
+// TestReadCallersAllocs: parsing the listing allocates only for what it
+// keeps, not per line (the garbage of ~10^5 lines would cost the audited
+// machine a collection).
+func TestReadCallersAllocs(t *testing.T) {
+	var b strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&b, "ffffffff8%07x t some_function_%d\n", i*64, i)
+	}
+	listing := b.String()
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, _, err := readCallers(strings.NewReader(listing)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 10 {
+		t.Fatalf("%v allocations for 5,000 lines", allocs)
 	}
 }
