@@ -37,6 +37,7 @@ type cfgaccessGuardState struct {
 const (
 	cfgaccessMapCallerRanges  = "caller_ranges"
 	cfgaccessMapEvents        = "events"
+	cfgaccessMapFrameOff      = "frame_off"
 	cfgaccessMapGuardCount    = "guard_count"
 	cfgaccessMapGuarded       = "guarded"
 	cfgaccessMapLost          = "lost"
@@ -116,6 +117,7 @@ type cfgaccessProgramSpecs struct {
 type cfgaccessMapSpecs struct {
 	CallerRanges *ebpf.MapSpec `ebpf:"caller_ranges"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	FrameOff     *ebpf.MapSpec `ebpf:"frame_off"`
 	GuardCount   *ebpf.MapSpec `ebpf:"guard_count"`
 	Guarded      *ebpf.MapSpec `ebpf:"guarded"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
@@ -149,6 +151,7 @@ func (o *cfgaccessObjects) Close() error {
 type cfgaccessMaps struct {
 	CallerRanges *ebpf.Map `ebpf:"caller_ranges"`
 	Events       *ebpf.Map `ebpf:"events"`
+	FrameOff     *ebpf.Map `ebpf:"frame_off"`
 	GuardCount   *ebpf.Map `ebpf:"guard_count"`
 	Guarded      *ebpf.Map `ebpf:"guarded"`
 	Lost         *ebpf.Map `ebpf:"lost"`
@@ -158,6 +161,7 @@ func (m *cfgaccessMaps) Close() error {
 	return _CfgaccessClose(
 		m.CallerRanges,
 		m.Events,
+		m.FrameOff,
 		m.GuardCount,
 		m.Guarded,
 		m.Lost,

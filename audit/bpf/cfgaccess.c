@@ -159,6 +159,18 @@ static __always_inline __u64 kprobe_caller(struct pt_regs *regs)
 	return ra;
 }
 
+// frame_off holds, per fentry access program (key: size, + 4 for a write),
+// the distance from its frame pointer to the BPF trampoline's: the same for
+// every run of one program, so after the first event one read finds the
+// return address (checked every time as below; a failed check walks the
+// frames again).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 9);
+	__type(key, __u32);
+	__type(value, __u64);
+} frame_off SEC(".maps");
+
 // fentry_caller returns the traced function's return address, or 0 when
 // the frames are not laid out as expected. The program's frame pointer
 // (r10, rbp in the x86-64 JIT, which starts every program with push rbp;
@@ -167,15 +179,28 @@ static __always_inline __u64 kprobe_caller(struct pt_regs *regs)
 // address into the traced function (just after its patched call to the
 // trampoline, bpf_get_func_ip + 5, or + 9 after an endbr64) and then the
 // traced function's own return address.
-static __always_inline __u64 fentry_caller(void *ctx)
+static __always_inline __u64 fentry_caller(void *ctx, __u32 prog)
 {
-	__u64 fp, tramp_fp, ra[2];
+	__u64 fp, tramp_fp, ra[2], d;
 	asm volatile("%0 = r10" : "=r"(fp));
+	__u64 ip = bpf_get_func_ip(ctx);
+	__u64 *off = bpf_map_lookup_elem(&frame_off, &prog);
+	if (!off)
+		return 0;
+	__u64 o = *off;
+	if (o && o <= 4096 && bpf_probe_read_kernel(ra, sizeof(ra), (void *)(fp + o + 8)) == 0) {
+		d = ra[0] - ip;
+		if (d == 5 || d == 9)
+			return ra[1];
+	}
 	if (bpf_probe_read_kernel(&tramp_fp, sizeof(tramp_fp), (void *)fp) < 0 ||
 	    bpf_probe_read_kernel(ra, sizeof(ra), (void *)(tramp_fp + 8)) < 0)
 		return 0;
-	__u64 d = ra[0] - bpf_get_func_ip(ctx);
-	return d == 5 || d == 9 ? ra[1] : 0;
+	d = ra[0] - ip;
+	if (d != 5 && d != 9)
+		return 0;
+	*off = tramp_fp - fp;
+	return ra[1];
 }
 
 static __always_inline int read_name(__u64 w[2], const char *p)
@@ -238,7 +263,7 @@ static __always_inline int report(void *ctx, int fentry, struct guard_state *g, 
 	e->op = op;
 	e->has_value = has_value;
 	e->reserved = 0;
-	e->path = path_of(fentry ? fentry_caller(ctx) : kprobe_caller(ctx));
+	e->path = path_of(fentry ? fentry_caller(ctx, size + (op == OP_WRITE ? 4 : 0)) : kprobe_caller(ctx));
 	// comm as two 8-byte loads from the task (the verifier allows any load
 	// inside a char array of a BTF-typed struct), not a helper's string copy.
 	// It is NUL-padded in the task (set with strscpy_pad).
