@@ -187,8 +187,10 @@ static __always_inline __u64 fentry_caller(void *ctx, __u32 prog)
 	__u64 *off = bpf_map_lookup_elem(&frame_off, &prog);
 	if (!off)
 		return 0;
-	__u64 o = *off;
-	if (o && o <= 4096 && bpf_probe_read_kernel(ra, sizeof(ra), (void *)(fp + o + 8)) == 0) {
+	// Masked, so the verifier sees a bounded offset from the frame pointer
+	// (a larger distance fails the check below and walks the frames).
+	__u64 o = *off & 0xff8;
+	if (o && bpf_probe_read_kernel(ra, sizeof(ra), (void *)(fp + o + 8)) == 0) {
 		d = ra[0] - ip;
 		if (d == 5 || d == 9)
 			return ra[1];
