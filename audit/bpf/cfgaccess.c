@@ -171,6 +171,17 @@ struct {
 	__type(value, __u64);
 } frame_off SEC(".maps");
 
+// fp_scratch turns the frame pointer into a number: the verifier lets a
+// privileged program store a pointer into a map and read it back as a
+// scalar, on which the address arithmetic below is allowed (on the
+// pointer itself it is not).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} fp_scratch SEC(".maps");
+
 // fentry_caller returns the traced function's return address, or 0 when
 // the frames are not laid out as expected. The program's frame pointer
 // (r10, rbp in the x86-64 JIT, which starts every program with push rbp;
@@ -181,15 +192,17 @@ struct {
 // traced function's own return address.
 static __always_inline __u64 fentry_caller(void *ctx, __u32 prog)
 {
+	__u32 zero = 0;
+	__u64 *off = bpf_map_lookup_elem(&frame_off, &prog);
+	__u64 *scratch = bpf_map_lookup_elem(&fp_scratch, &zero);
+	if (!off || !scratch)
+		return 0;
 	__u64 fp, tramp_fp, ra[2], d;
 	asm volatile("%0 = r10" : "=r"(fp));
+	*(volatile __u64 *)scratch = fp;
+	fp = *(volatile __u64 *)scratch;
 	__u64 ip = bpf_get_func_ip(ctx);
-	__u64 *off = bpf_map_lookup_elem(&frame_off, &prog);
-	if (!off)
-		return 0;
-	// Masked, so the verifier sees a bounded offset from the frame pointer
-	// (a larger distance fails the check below and walks the frames).
-	__u64 o = *off & 0xff8;
+	__u64 o = *off;
 	if (o && bpf_probe_read_kernel(ra, sizeof(ra), (void *)(fp + o + 8)) == 0) {
 		d = ra[0] - ip;
 		if (d == 5 || d == 9)
