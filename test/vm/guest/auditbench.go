@@ -66,8 +66,9 @@ type progCost struct{ ns, runs int64 }
 // forced, so each must attach): probes attached with
 // no function guarded; the function guarded for noReaderReads reads before
 // the ring-buffer reader starts (the BPF side's cost alone; they fit in the
-// ring); guarded with the reader running (all in this process, on the
-// guest's one CPU). Overheads are against the mean of the two phases
+// ring); statsReads more, untimed, with the kernel's BPF statistics on (each
+// program's run time per run: prog_ns_per_run); guarded with the reader
+// running (all in this process, on the guest's one CPU). Overheads are against the mean of the two phases
 // without the monitor around the mode's phases; the BENCH lines give the medians over the rounds (the host
 // is shared: its load drifts by a factor of two within a run, so short
 // phases close together and medians say more than one long phase each).
