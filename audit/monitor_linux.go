@@ -263,7 +263,7 @@ var access = []struct{ sym, kprobe, fentry string }{
 	{"pci_user_write_config_dword", "write_dword", "fe_write_dword"},
 }
 
-// fentryTarget names the kernel function an fentry/fexit program for sym
+// fentryTarget names the kernel function an fentry program for sym
 // attaches to (sym itself; tests make it fail to prove the fallback).
 var fentryTarget = func(sym string) string { return sym }
 

@@ -268,10 +268,10 @@ loop:
 	}
 	wantPath := "unknown"
 	if slices.Contains(tagged, "pci_read_config") {
-		wantPath = "sysfs" // attached by Guard
+		wantPath = "sysfs" // its range found at Attach
 	}
 	if a.Path != wantPath {
-		t.Fatalf("path %q, want %q (taggers %v)", a.Path, wantPath, tagged)
+		t.Fatalf("path %q, want %q (path functions %v)", a.Path, wantPath, tagged)
 	}
 	// The same function read through /proc/bus/pci: path procfs (the
 	// caller ranges tell the paths apart).

@@ -8,9 +8,9 @@
 // ranges (set by the Go side from /proc/kallsyms) to say which path the
 // access came by: no probe on the callers, no per-thread state.
 //
-// Each probe exists twice: as fentry/fexit (BPF trampolines: a direct call,
+// Each probe exists twice: as fentry (BPF trampolines: a direct call,
 // no trap; used where the kernel's BTF and trampolines allow) and as
-// kprobe/kretprobe (the fallback). The Go side loads one set only.
+// kprobe (the fallback). The Go side loads one set only.
 //
 // Per access, the first thing every probe does is the guard_count check: with
 // no function guarded it returns after one inlined array lookup.
