@@ -131,11 +131,6 @@ static __always_inline struct guard_state *guard(void)
 	return g && g->count ? g : 0;
 }
 
-// read_name copies a device name (a kobject name: a short NUL-terminated
-// string) into name, NUL-padded, at most NAME_LEN-1 characters. One fixed
-// 16-byte read, cut at the first NUL with the has-zero-byte bit trick; the
-// string helper (a byte loop) only if the fixed read faults (the name ends
-// just before an unmapped page).
 // path_of names the path of a call that returns to ra.
 static __always_inline __u8 path_of(__u64 ra)
 {
@@ -218,6 +213,11 @@ static __always_inline __u64 fentry_caller(void *ctx, __u32 prog)
 	return ra[1];
 }
 
+// read_name copies a device name (a kobject name: a short NUL-terminated
+// string) into name, NUL-padded, at most NAME_LEN-1 characters. One fixed
+// 16-byte read, cut at the first NUL with the has-zero-byte bit trick; the
+// string helper (a byte loop) only if the fixed read faults (the name ends
+// just before an unmapped page).
 static __always_inline int read_name(__u64 w[2], const char *p)
 {
 	if (bpf_probe_read_kernel(w, NAME_LEN, p) < 0) {
