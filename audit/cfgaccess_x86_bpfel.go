@@ -13,56 +13,47 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type cfgaccessGuardState struct {
-	_     structs.HostLayout
-	Count uint32
-	Gen   uint32
+type cfgaccessCallers struct {
+	_ structs.HostLayout
+	R [8]struct {
+		_     structs.HostLayout
+		Start uint64
+		End   uint64
+		Path  uint32
+		Pad   uint32
+	}
 }
 
-type cfgaccessTag struct {
-	_    structs.HostLayout
-	Path uint8
-	Pad  [3]uint8
-	Gen  uint32
+type cfgaccessGuardState struct {
+	_        structs.HostLayout
+	Count    uint32
+	Overflow uint32
+	Slot     [8][2]uint64
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	cfgaccessMapEvents             = "events"
-	cfgaccessMapGuardCount         = "guard_count"
-	cfgaccessMapGuarded            = "guarded"
-	cfgaccessMapLost               = "lost"
-	cfgaccessMapThreadPath         = "thread_path"
-	cfgaccessProgFeReadByte        = "fe_read_byte"
-	cfgaccessProgFeReadDword       = "fe_read_dword"
-	cfgaccessProgFeReadWord        = "fe_read_word"
-	cfgaccessProgFeTagProcRead     = "fe_tag_proc_read"
-	cfgaccessProgFeTagProcWrite    = "fe_tag_proc_write"
-	cfgaccessProgFeTagSysfsRead    = "fe_tag_sysfs_read"
-	cfgaccessProgFeTagSysfsWrite   = "fe_tag_sysfs_write"
-	cfgaccessProgFeTagVfio         = "fe_tag_vfio"
-	cfgaccessProgFeWriteByte       = "fe_write_byte"
-	cfgaccessProgFeWriteDword      = "fe_write_dword"
-	cfgaccessProgFeWriteWord       = "fe_write_word"
-	cfgaccessProgFxUntagProcRead   = "fx_untag_proc_read"
-	cfgaccessProgFxUntagProcWrite  = "fx_untag_proc_write"
-	cfgaccessProgFxUntagSysfsRead  = "fx_untag_sysfs_read"
-	cfgaccessProgFxUntagSysfsWrite = "fx_untag_sysfs_write"
-	cfgaccessProgFxUntagVfio       = "fx_untag_vfio"
-	cfgaccessProgReadByte          = "read_byte"
-	cfgaccessProgReadDword         = "read_dword"
-	cfgaccessProgReadWord          = "read_word"
-	cfgaccessProgTagProcRead       = "tag_proc_read"
-	cfgaccessProgTagProcWrite      = "tag_proc_write"
-	cfgaccessProgTagSysfsRead      = "tag_sysfs_read"
-	cfgaccessProgTagSysfsWrite     = "tag_sysfs_write"
-	cfgaccessProgTagVfio           = "tag_vfio"
-	cfgaccessProgUntagRet          = "untag_ret"
-	cfgaccessProgWriteByte         = "write_byte"
-	cfgaccessProgWriteDword        = "write_dword"
-	cfgaccessProgWriteWord         = "write_word"
+	cfgaccessMapCallerRanges  = "caller_ranges"
+	cfgaccessMapEvents        = "events"
+	cfgaccessMapFpScratch     = "fp_scratch"
+	cfgaccessMapFrameOff      = "frame_off"
+	cfgaccessMapGuardCount    = "guard_count"
+	cfgaccessMapGuarded       = "guarded"
+	cfgaccessMapLost          = "lost"
+	cfgaccessProgFeReadByte   = "fe_read_byte"
+	cfgaccessProgFeReadDword  = "fe_read_dword"
+	cfgaccessProgFeReadWord   = "fe_read_word"
+	cfgaccessProgFeWriteByte  = "fe_write_byte"
+	cfgaccessProgFeWriteDword = "fe_write_dword"
+	cfgaccessProgFeWriteWord  = "fe_write_word"
+	cfgaccessProgReadByte     = "read_byte"
+	cfgaccessProgReadDword    = "read_dword"
+	cfgaccessProgReadWord     = "read_word"
+	cfgaccessProgWriteByte    = "write_byte"
+	cfgaccessProgWriteDword   = "write_dword"
+	cfgaccessProgWriteWord    = "write_word"
 )
 
 // loadCfgaccess returns the embedded CollectionSpec for cfgaccess.
@@ -107,45 +98,31 @@ type cfgaccessSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type cfgaccessProgramSpecs struct {
-	FeReadByte        *ebpf.ProgramSpec `ebpf:"fe_read_byte"`
-	FeReadDword       *ebpf.ProgramSpec `ebpf:"fe_read_dword"`
-	FeReadWord        *ebpf.ProgramSpec `ebpf:"fe_read_word"`
-	FeTagProcRead     *ebpf.ProgramSpec `ebpf:"fe_tag_proc_read"`
-	FeTagProcWrite    *ebpf.ProgramSpec `ebpf:"fe_tag_proc_write"`
-	FeTagSysfsRead    *ebpf.ProgramSpec `ebpf:"fe_tag_sysfs_read"`
-	FeTagSysfsWrite   *ebpf.ProgramSpec `ebpf:"fe_tag_sysfs_write"`
-	FeTagVfio         *ebpf.ProgramSpec `ebpf:"fe_tag_vfio"`
-	FeWriteByte       *ebpf.ProgramSpec `ebpf:"fe_write_byte"`
-	FeWriteDword      *ebpf.ProgramSpec `ebpf:"fe_write_dword"`
-	FeWriteWord       *ebpf.ProgramSpec `ebpf:"fe_write_word"`
-	FxUntagProcRead   *ebpf.ProgramSpec `ebpf:"fx_untag_proc_read"`
-	FxUntagProcWrite  *ebpf.ProgramSpec `ebpf:"fx_untag_proc_write"`
-	FxUntagSysfsRead  *ebpf.ProgramSpec `ebpf:"fx_untag_sysfs_read"`
-	FxUntagSysfsWrite *ebpf.ProgramSpec `ebpf:"fx_untag_sysfs_write"`
-	FxUntagVfio       *ebpf.ProgramSpec `ebpf:"fx_untag_vfio"`
-	ReadByte          *ebpf.ProgramSpec `ebpf:"read_byte"`
-	ReadDword         *ebpf.ProgramSpec `ebpf:"read_dword"`
-	ReadWord          *ebpf.ProgramSpec `ebpf:"read_word"`
-	TagProcRead       *ebpf.ProgramSpec `ebpf:"tag_proc_read"`
-	TagProcWrite      *ebpf.ProgramSpec `ebpf:"tag_proc_write"`
-	TagSysfsRead      *ebpf.ProgramSpec `ebpf:"tag_sysfs_read"`
-	TagSysfsWrite     *ebpf.ProgramSpec `ebpf:"tag_sysfs_write"`
-	TagVfio           *ebpf.ProgramSpec `ebpf:"tag_vfio"`
-	UntagRet          *ebpf.ProgramSpec `ebpf:"untag_ret"`
-	WriteByte         *ebpf.ProgramSpec `ebpf:"write_byte"`
-	WriteDword        *ebpf.ProgramSpec `ebpf:"write_dword"`
-	WriteWord         *ebpf.ProgramSpec `ebpf:"write_word"`
+	FeReadByte   *ebpf.ProgramSpec `ebpf:"fe_read_byte"`
+	FeReadDword  *ebpf.ProgramSpec `ebpf:"fe_read_dword"`
+	FeReadWord   *ebpf.ProgramSpec `ebpf:"fe_read_word"`
+	FeWriteByte  *ebpf.ProgramSpec `ebpf:"fe_write_byte"`
+	FeWriteDword *ebpf.ProgramSpec `ebpf:"fe_write_dword"`
+	FeWriteWord  *ebpf.ProgramSpec `ebpf:"fe_write_word"`
+	ReadByte     *ebpf.ProgramSpec `ebpf:"read_byte"`
+	ReadDword    *ebpf.ProgramSpec `ebpf:"read_dword"`
+	ReadWord     *ebpf.ProgramSpec `ebpf:"read_word"`
+	WriteByte    *ebpf.ProgramSpec `ebpf:"write_byte"`
+	WriteDword   *ebpf.ProgramSpec `ebpf:"write_dword"`
+	WriteWord    *ebpf.ProgramSpec `ebpf:"write_word"`
 }
 
 // cfgaccessMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type cfgaccessMapSpecs struct {
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	GuardCount *ebpf.MapSpec `ebpf:"guard_count"`
-	Guarded    *ebpf.MapSpec `ebpf:"guarded"`
-	Lost       *ebpf.MapSpec `ebpf:"lost"`
-	ThreadPath *ebpf.MapSpec `ebpf:"thread_path"`
+	CallerRanges *ebpf.MapSpec `ebpf:"caller_ranges"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	FpScratch    *ebpf.MapSpec `ebpf:"fp_scratch"`
+	FrameOff     *ebpf.MapSpec `ebpf:"frame_off"`
+	GuardCount   *ebpf.MapSpec `ebpf:"guard_count"`
+	Guarded      *ebpf.MapSpec `ebpf:"guarded"`
+	Lost         *ebpf.MapSpec `ebpf:"lost"`
 }
 
 // cfgaccessVariableSpecs contains global variables before they are loaded into the kernel.
@@ -174,20 +151,24 @@ func (o *cfgaccessObjects) Close() error {
 //
 // It can be passed to loadCfgaccessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type cfgaccessMaps struct {
-	Events     *ebpf.Map `ebpf:"events"`
-	GuardCount *ebpf.Map `ebpf:"guard_count"`
-	Guarded    *ebpf.Map `ebpf:"guarded"`
-	Lost       *ebpf.Map `ebpf:"lost"`
-	ThreadPath *ebpf.Map `ebpf:"thread_path"`
+	CallerRanges *ebpf.Map `ebpf:"caller_ranges"`
+	Events       *ebpf.Map `ebpf:"events"`
+	FpScratch    *ebpf.Map `ebpf:"fp_scratch"`
+	FrameOff     *ebpf.Map `ebpf:"frame_off"`
+	GuardCount   *ebpf.Map `ebpf:"guard_count"`
+	Guarded      *ebpf.Map `ebpf:"guarded"`
+	Lost         *ebpf.Map `ebpf:"lost"`
 }
 
 func (m *cfgaccessMaps) Close() error {
 	return _CfgaccessClose(
+		m.CallerRanges,
 		m.Events,
+		m.FpScratch,
+		m.FrameOff,
 		m.GuardCount,
 		m.Guarded,
 		m.Lost,
-		m.ThreadPath,
 	)
 }
 
@@ -201,34 +182,18 @@ type cfgaccessVariables struct {
 //
 // It can be passed to loadCfgaccessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type cfgaccessPrograms struct {
-	FeReadByte        *ebpf.Program `ebpf:"fe_read_byte"`
-	FeReadDword       *ebpf.Program `ebpf:"fe_read_dword"`
-	FeReadWord        *ebpf.Program `ebpf:"fe_read_word"`
-	FeTagProcRead     *ebpf.Program `ebpf:"fe_tag_proc_read"`
-	FeTagProcWrite    *ebpf.Program `ebpf:"fe_tag_proc_write"`
-	FeTagSysfsRead    *ebpf.Program `ebpf:"fe_tag_sysfs_read"`
-	FeTagSysfsWrite   *ebpf.Program `ebpf:"fe_tag_sysfs_write"`
-	FeTagVfio         *ebpf.Program `ebpf:"fe_tag_vfio"`
-	FeWriteByte       *ebpf.Program `ebpf:"fe_write_byte"`
-	FeWriteDword      *ebpf.Program `ebpf:"fe_write_dword"`
-	FeWriteWord       *ebpf.Program `ebpf:"fe_write_word"`
-	FxUntagProcRead   *ebpf.Program `ebpf:"fx_untag_proc_read"`
-	FxUntagProcWrite  *ebpf.Program `ebpf:"fx_untag_proc_write"`
-	FxUntagSysfsRead  *ebpf.Program `ebpf:"fx_untag_sysfs_read"`
-	FxUntagSysfsWrite *ebpf.Program `ebpf:"fx_untag_sysfs_write"`
-	FxUntagVfio       *ebpf.Program `ebpf:"fx_untag_vfio"`
-	ReadByte          *ebpf.Program `ebpf:"read_byte"`
-	ReadDword         *ebpf.Program `ebpf:"read_dword"`
-	ReadWord          *ebpf.Program `ebpf:"read_word"`
-	TagProcRead       *ebpf.Program `ebpf:"tag_proc_read"`
-	TagProcWrite      *ebpf.Program `ebpf:"tag_proc_write"`
-	TagSysfsRead      *ebpf.Program `ebpf:"tag_sysfs_read"`
-	TagSysfsWrite     *ebpf.Program `ebpf:"tag_sysfs_write"`
-	TagVfio           *ebpf.Program `ebpf:"tag_vfio"`
-	UntagRet          *ebpf.Program `ebpf:"untag_ret"`
-	WriteByte         *ebpf.Program `ebpf:"write_byte"`
-	WriteDword        *ebpf.Program `ebpf:"write_dword"`
-	WriteWord         *ebpf.Program `ebpf:"write_word"`
+	FeReadByte   *ebpf.Program `ebpf:"fe_read_byte"`
+	FeReadDword  *ebpf.Program `ebpf:"fe_read_dword"`
+	FeReadWord   *ebpf.Program `ebpf:"fe_read_word"`
+	FeWriteByte  *ebpf.Program `ebpf:"fe_write_byte"`
+	FeWriteDword *ebpf.Program `ebpf:"fe_write_dword"`
+	FeWriteWord  *ebpf.Program `ebpf:"fe_write_word"`
+	ReadByte     *ebpf.Program `ebpf:"read_byte"`
+	ReadDword    *ebpf.Program `ebpf:"read_dword"`
+	ReadWord     *ebpf.Program `ebpf:"read_word"`
+	WriteByte    *ebpf.Program `ebpf:"write_byte"`
+	WriteDword   *ebpf.Program `ebpf:"write_dword"`
+	WriteWord    *ebpf.Program `ebpf:"write_word"`
 }
 
 func (p *cfgaccessPrograms) Close() error {
@@ -236,28 +201,12 @@ func (p *cfgaccessPrograms) Close() error {
 		p.FeReadByte,
 		p.FeReadDword,
 		p.FeReadWord,
-		p.FeTagProcRead,
-		p.FeTagProcWrite,
-		p.FeTagSysfsRead,
-		p.FeTagSysfsWrite,
-		p.FeTagVfio,
 		p.FeWriteByte,
 		p.FeWriteDword,
 		p.FeWriteWord,
-		p.FxUntagProcRead,
-		p.FxUntagProcWrite,
-		p.FxUntagSysfsRead,
-		p.FxUntagSysfsWrite,
-		p.FxUntagVfio,
 		p.ReadByte,
 		p.ReadDword,
 		p.ReadWord,
-		p.TagProcRead,
-		p.TagProcWrite,
-		p.TagSysfsRead,
-		p.TagSysfsWrite,
-		p.TagVfio,
-		p.UntagRet,
 		p.WriteByte,
 		p.WriteDword,
 		p.WriteWord,

@@ -17,6 +17,6 @@ type Mode string
 
 const (
 	ModeAuto   Mode = ""       // fentry where the kernel allows, else kprobes
-	ModeFentry Mode = "fentry" // BPF trampolines (fentry/fexit)
+	ModeFentry Mode = "fentry" // BPF trampolines
 	ModeKprobe Mode = "kprobe" // kprobes and kretprobes
 )

@@ -129,7 +129,10 @@ func FuzzDecodeAccess(f *testing.F) {
 			t.Fatalf("a=%v err=%v", a, err)
 		}
 		// The reader's decoder, primed with another record, agrees.
-		d := decoder{comm: "x", dev: "0000:00:02.0"}
+		var d decoder
+		if _, err := d.decode(EncodeAccess(&Access{Op: "read", Size: 4, Path: "sysfs", Device: "0000:00:02.0", Comm: "x"})); err != nil {
+			t.Fatal(err)
+		}
 		if a2, err2 := d.decode(b); !reflect.DeepEqual(a, a2) || (err == nil) != (err2 == nil) {
 			t.Fatalf("stream decoder: %+v %v, DecodeAccess: %+v %v", a2, err2, a, err)
 		}

@@ -4,16 +4,18 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 )
 
@@ -25,22 +27,20 @@ type Monitor struct {
 	links []link.Link
 	mode  Mode // set by Attach
 
-	// The path taggers are attached only while a function is guarded
-	// (they only label events): tagAttach re-attaches the pairs that
-	// attached in Attach, tagLinks holds them while attached. Both under
-	// guardMu.
-	tagAttach []func() ([]link.Link, error)
-	tagLinks  []link.Link
-	tagGen    uint32 // tag generation (guard_state.gen): bumped when the taggers detach
-	want      Mode
-	log       *slog.Logger
-	boot      time.Time // wall-clock time at monotonic 0
+	// vfioText says whether the caller ranges cover vfio-pci-core (it may
+	// be loaded after Attach: the first Guard reads them again if that
+	// changed). Under guardMu.
+	vfioText bool
+	want     Mode
+	log      *slog.Logger
+	boot     time.Time // wall-clock time at monotonic 0
 
 	guardMu sync.Mutex
 	guarded map[string]bool
+	slots   [guardSlots]string // guard_state.slot: guarded names the probes compare directly ("" free)
 
 	syncMu  sync.Mutex
-	rd      *ringbuf.Reader // set while Run runs
+	rb      *ring // set while Run runs
 	syncs   []syncReq
 	started chan struct{} // closed once Run first reads
 	once    sync.Once
@@ -80,7 +80,7 @@ func New(o Options) (*Monitor, error) {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w: loading BPF maps: %v (run as root, or grant CAP_BPF and CAP_PERFMON)", ErrPermission, err)
 		}
-		if errors.Is(err, ebpf.ErrNotSupported) { // thread_path: task-local storage
+		if errors.Is(err, ebpf.ErrNotSupported) {
 			return nil, fmt.Errorf("%w: loading BPF maps: %v (the audit needs Linux >= 5.11)", ErrNotSupported, err)
 		}
 		return nil, fmt.Errorf("audit: loading BPF maps: %w", err)
@@ -97,10 +97,15 @@ func (m *Monitor) Guard(dev string) error {
 	if err := m.objs.Guarded.Put(nameKey(dev), one); err != nil {
 		return err
 	}
-	if len(m.guarded) == 0 {
-		m.attachTaggers() // before the count: the first access is labelled
+	if len(m.guarded) == 0 && m.mode != "" && m.vfioText != vfioLoaded() {
+		m.putCallers() // before the count: the first access is labelled
 	}
-	m.guarded[string(trimKey(nameKey(dev)))] = true
+	if name := string(trimKey(nameKey(dev))); !m.guarded[name] {
+		m.guarded[name] = true
+		if i := slices.Index(m.slots[:], ""); i >= 0 {
+			m.slots[i] = name
+		}
+	}
 	return m.putCount()
 }
 
@@ -108,15 +113,16 @@ func (m *Monitor) Guard(dev string) error {
 func (m *Monitor) Unguard(dev string) error {
 	m.guardMu.Lock()
 	defer m.guardMu.Unlock()
-	delete(m.guarded, string(trimKey(nameKey(dev))))
+	name := string(trimKey(nameKey(dev)))
+	delete(m.guarded, name)
+	if i := slices.Index(m.slots[:], name); i >= 0 {
+		m.slots[i] = ""
+	}
 	// The count only decides whether the probes look the name up at all:
 	// a probe between the two updates finds the map and the count
 	// disagreeing for one access, which changes nothing it reports.
 	if err := m.putCount(); err != nil {
 		return err
-	}
-	if len(m.guarded) == 0 {
-		m.detachTaggers()
 	}
 	err := m.objs.Guarded.Delete(nameKey(dev))
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -125,43 +131,63 @@ func (m *Monitor) Unguard(dev string) error {
 	return err
 }
 
-// attachTaggers attaches the path taggers that attached in Attach (a
-// failure now is logged: the events say "unknown" for that path). Called
-// with guardMu held.
-func (m *Monitor) attachTaggers() {
-	if len(m.tagLinks) > 0 {
-		return
-	}
-	for _, f := range m.tagAttach {
-		ls, err := f()
-		if err != nil {
-			m.log.Warn("path tagger not re-attached", "mode", m.mode, "err", err)
-			continue
+// putCallers reads /proc/kallsyms and stores the caller ranges the probes
+// label an access's path by (a failure is logged: the events say
+// "unknown"). It returns the functions found. Called with guardMu held or
+// before Run.
+func (m *Monitor) putCallers() []string {
+	m.vfioText = vfioLoaded()
+	var st cfgaccessCallers
+	defer func() {
+		if err := m.objs.CallerRanges.Put(uint32(0), st); err != nil {
+			m.log.Warn("storing the caller ranges", "err", err)
 		}
-		m.tagLinks = append(m.tagLinks, ls...)
+	}()
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		m.log.Warn("no caller ranges: paths will say unknown", "err", err)
+		return nil
 	}
+	defer f.Close()
+	ranges, found, err := readCallers(f)
+	if err != nil {
+		m.log.Warn("no caller ranges: paths will say unknown", "err", err)
+		return nil
+	}
+	if len(ranges) > len(st.R) {
+		m.log.Warn("too many caller ranges, some paths will say unknown", "ranges", len(ranges))
+		ranges = ranges[:len(st.R)]
+	}
+	for i, r := range ranges {
+		st.R[i].Start, st.R[i].End, st.R[i].Path = r.Start, r.End, uint32(r.Path)
+	}
+	return found
 }
 
-// detachTaggers detaches the path taggers and drops the tags of threads
-// that were inside a tagged function (their exit probe is gone). Called
-// with guardMu held.
-func (m *Monitor) detachTaggers() {
-	for _, l := range m.tagLinks {
-		if err := l.Close(); err != nil {
-			m.log.Warn("detaching a path tagger", "err", err)
-		}
-	}
-	m.tagLinks = nil
-	// Tags live in task-local storage, which cannot be listed from here:
-	// a new generation makes every tag set so far stale (putCount follows).
-	m.tagGen++
+// vfioLoaded says whether vfio-pci-core is loaded.
+func vfioLoaded() bool {
+	_, err := os.Stat("/sys/module/" + vfioModule)
+	return err == nil
 }
+
+// guardSlots is how many guarded names the probes compare directly
+// (GUARD_SLOTS in cfgaccess.c); more are looked up in the guarded map.
+const guardSlots = 8
 
 // putCount stores the number of guarded functions, which every probe
-// checks first (zero: return at once), and the tag generation. Called with
-// guardMu held.
+// checks first (zero: return at once), and the slots. Called with guardMu
+// held.
 func (m *Monitor) putCount() error {
-	return m.objs.GuardCount.Put(uint32(0), cfgaccessGuardState{Count: uint32(len(m.guarded)), Gen: m.tagGen})
+	st := cfgaccessGuardState{Count: uint32(len(m.guarded)), Overflow: uint32(len(m.guarded))}
+	for i, name := range m.slots {
+		if name == "" {
+			continue
+		}
+		k := nameKey(name)
+		st.Slot[i] = [2]uint64{binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])}
+		st.Overflow--
+	}
+	return m.objs.GuardCount.Put(uint32(0), st)
 }
 
 func trimKey(k [16]byte) []byte {
@@ -179,23 +205,23 @@ func nameKey(dev string) [16]byte {
 	return k
 }
 
-// Attach loads and attaches the access probes (all six are required) and
-// the path taggers (each optional: a static handler may be inlined, and
-// vfio_pci_config_rw exists only while vfio-pci-core is loaded), as fentry
-// and fexit programs (BPF trampolines) where the kernel allows, else as
-// kprobes (Options.Mode). It returns the names of the path taggers that
-// attached; Mode says which mode is in use.
+// Attach loads and attaches the access probes (all six are required) as
+// fentry programs (BPF trampolines) where the kernel allows, else as
+// kprobes (Options.Mode), and stores the caller ranges that label each
+// access's path. It returns the names of the path functions found
+// (pci_read_config, ...; vfio_pci_config_rw while vfio-pci-core is
+// loaded); Mode says which mode is in use.
 func (m *Monitor) Attach() ([]string, error) {
 	if m.mode != "" {
 		return nil, fmt.Errorf("audit: already attached (%s)", m.mode)
 	}
 	var fentryErr error
 	if m.want != ModeKprobe {
-		tagged, err := m.attachFentry()
+		err := m.attachFentry()
 		if err == nil {
 			m.mode = ModeFentry
+			tagged := m.callers()
 			m.log.Info("audit probes attached", "mode", ModeFentry, "path_taggers", tagged)
-			m.parkTaggers()
 			return tagged, nil
 		}
 		fentryErr = errors.Join(err, m.detach())
@@ -204,8 +230,7 @@ func (m *Monitor) Attach() ([]string, error) {
 		}
 		m.log.Info("fentry unavailable, falling back to kprobes", "err", fentryErr)
 	}
-	tagged, err := m.attachKprobes()
-	if err != nil {
+	if err := m.attachKprobes(); err != nil {
 		err = errors.Join(err, m.detach())
 		if fentryErr != nil {
 			return nil, fmt.Errorf("%w; and %w", err, fentryErr)
@@ -213,20 +238,15 @@ func (m *Monitor) Attach() ([]string, error) {
 		return nil, err
 	}
 	m.mode = ModeKprobe
+	tagged := m.callers()
 	m.log.Info("audit probes attached", "mode", ModeKprobe, "path_taggers", tagged)
-	m.parkTaggers()
 	return tagged, nil
 }
 
-// parkTaggers detaches the taggers Attach attached while nothing is
-// guarded yet: with no function guarded, a config access then hits only
-// the access probe, which returns at its guard_count check.
-func (m *Monitor) parkTaggers() {
+func (m *Monitor) callers() []string {
 	m.guardMu.Lock()
 	defer m.guardMu.Unlock()
-	if len(m.guarded) == 0 {
-		m.detachTaggers()
-	}
+	return m.putCallers()
 }
 
 // Mode returns the attach mode in use ("" before Attach succeeds).
@@ -243,17 +263,7 @@ var access = []struct{ sym, kprobe, fentry string }{
 	{"pci_user_write_config_dword", "write_dword", "fe_write_dword"},
 }
 
-// taggers lists the optional path taggers: kernel symbol, kprobe program
-// (its kretprobe is untag_ret), fentry and fexit programs.
-var taggers = []struct{ sym, kprobe, fentry, fexit string }{
-	{"pci_read_config", "tag_sysfs_read", "fe_tag_sysfs_read", "fx_untag_sysfs_read"},
-	{"pci_write_config", "tag_sysfs_write", "fe_tag_sysfs_write", "fx_untag_sysfs_write"},
-	{"proc_bus_pci_read", "tag_proc_read", "fe_tag_proc_read", "fx_untag_proc_read"},
-	{"proc_bus_pci_write", "tag_proc_write", "fe_tag_proc_write", "fx_untag_proc_write"},
-	{"vfio_pci_config_rw", "tag_vfio", "fe_tag_vfio", "fx_untag_vfio"},
-}
-
-// fentryTarget names the kernel function an fentry/fexit program for sym
+// fentryTarget names the kernel function an fentry program for sym
 // attaches to (sym itself; tests make it fail to prove the fallback).
 var fentryTarget = func(sym string) string { return sym }
 
@@ -275,7 +285,7 @@ func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, 
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"guarded": m.objs.Guarded, "thread_path": m.objs.ThreadPath, "events": m.objs.Events,
+		"guarded": m.objs.Guarded, "caller_ranges": m.objs.CallerRanges, "frame_off": m.objs.FrameOff, "fp_scratch": m.objs.FpScratch, "events": m.objs.Events,
 		"lost": m.objs.Lost, "guard_count": m.objs.GuardCount,
 	}})
 	if err != nil {
@@ -293,7 +303,7 @@ func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, 
 	return ps, nil
 }
 
-func (m *Monitor) attachFentry() ([]string, error) {
+func (m *Monitor) attachFentry() error {
 	names := make([]string, len(access))
 	to := map[string]string{}
 	for i, a := range access {
@@ -302,94 +312,35 @@ func (m *Monitor) attachFentry() ([]string, error) {
 	}
 	ps, err := m.load(to, names...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoFentry, err)
+		return fmt.Errorf("%w: %w", ErrNoFentry, err)
 	}
 	for i, p := range ps {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceFEntry})
 		if err != nil {
-			return nil, fmt.Errorf("%w: attaching fentry %s: %w", ErrNoFentry, access[i].sym, err)
+			return fmt.Errorf("%w: attaching fentry %s: %w", ErrNoFentry, access[i].sym, err)
 		}
 		m.links = append(m.links, l)
 	}
-	var tagged []string
-	for _, t := range taggers {
-		ps, err := m.load(map[string]string{t.fentry: fentryTarget(t.sym), t.fexit: fentryTarget(t.sym)}, t.fentry, t.fexit)
-		if err != nil {
-			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
-			continue
-		}
-		attach := func() ([]link.Link, error) {
-			entry, err := link.AttachTracing(link.TracingOptions{Program: ps[0], AttachType: ebpf.AttachTraceFEntry})
-			if err != nil {
-				return nil, fmt.Errorf("fentry %s: %w", t.sym, err)
-			}
-			exit, err := link.AttachTracing(link.TracingOptions{Program: ps[1], AttachType: ebpf.AttachTraceFExit})
-			if err != nil {
-				entry.Close()
-				return nil, fmt.Errorf("fexit %s: %w", t.sym, err)
-			}
-			return []link.Link{entry, exit}, nil
-		}
-		ls, err := attach()
-		if err != nil {
-			m.log.Info("path tagger not attached", "mode", ModeFentry, "sym", t.sym, "err", err)
-			continue
-		}
-		m.tagLinks = append(m.tagLinks, ls...)
-		m.tagAttach = append(m.tagAttach, attach)
-		tagged = append(tagged, t.sym)
-	}
-	return tagged, nil
+	return nil
 }
 
-func (m *Monitor) attachKprobes() ([]string, error) {
+func (m *Monitor) attachKprobes() error {
 	names := make([]string, len(access))
 	for i, a := range access {
 		names[i] = a.kprobe
 	}
 	ps, err := m.load(nil, names...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for i, p := range ps {
 		l, err := link.Kprobe(access[i].sym, p, nil)
 		if err != nil {
-			return nil, attachErr(access[i].sym, err)
+			return attachErr(access[i].sym, err)
 		}
 		m.links = append(m.links, l)
 	}
-	untag, err := m.load(nil, "untag_ret")
-	if err != nil {
-		return nil, err
-	}
-	var tagged []string
-	for _, t := range taggers {
-		ps, err := m.load(nil, t.kprobe)
-		if err != nil {
-			return nil, err
-		}
-		attach := func() ([]link.Link, error) {
-			entry, err := link.Kprobe(t.sym, ps[0], nil)
-			if err != nil {
-				return nil, fmt.Errorf("kprobe %s: %w", t.sym, err)
-			}
-			ret, err := link.Kretprobe(t.sym, untag[0], nil)
-			if err != nil {
-				entry.Close()
-				return nil, fmt.Errorf("kretprobe %s: %w", t.sym, err)
-			}
-			return []link.Link{entry, ret}, nil
-		}
-		ls, err := attach()
-		if err != nil {
-			m.log.Info("path tagger not attached", "mode", ModeKprobe, "sym", t.sym, "err", err)
-			continue
-		}
-		m.tagLinks = append(m.tagLinks, ls...)
-		m.tagAttach = append(m.tagAttach, attach)
-		tagged = append(tagged, t.sym)
-	}
-	return tagged, nil
+	return nil
 }
 
 func attachErr(sym string, err error) error {
@@ -413,12 +364,6 @@ func (m *Monitor) detach() error {
 	for _, l := range m.links {
 		errs = append(errs, l.Close())
 	}
-	m.guardMu.Lock()
-	for _, l := range m.tagLinks {
-		errs = append(errs, l.Close())
-	}
-	m.tagLinks, m.tagAttach = nil, nil
-	m.guardMu.Unlock()
 	for _, p := range m.progs {
 		errs = append(errs, p.Close())
 	}
@@ -431,77 +376,82 @@ func (m *Monitor) detach() error {
 // (one allocation fewer per event); a copy (*a) stays valid. Undecodable
 // records are logged and dropped. Only one Run may be active.
 func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
-	rd, err := ringbuf.NewReader(m.objs.Events)
+	rb, err := openRing(m.objs.Events)
 	if err != nil {
-		return fmt.Errorf("audit: ring buffer: %w", err)
+		return err
 	}
-	defer rd.Close()
+	defer rb.close()
 	m.syncMu.Lock()
-	if m.rd != nil {
+	if m.rb != nil {
 		m.syncMu.Unlock()
 		return errors.New("audit: Monitor.Run is already running")
 	}
-	m.rd = rd
+	m.rb = rb
 	m.syncMu.Unlock()
 	m.once.Do(func() { close(m.started) })
 	defer func() {
 		m.syncMu.Lock()
-		m.rd = nil
+		m.rb = nil
 		for _, s := range m.syncs {
-			close(s.done) // Sync sees rd gone and reports it
+			close(s.done) // Sync sees rb gone and reports it
 		}
 		m.syncs = nil
 		m.syncMu.Unlock()
 	}()
-	// The reader is used and closed by this goroutine only: closing it from
-	// another (on ctx) raced with AvailableBytes/SetDeadline on the closed
-	// ring (a nil dereference inside ringbuf, seen once in test/vm). Every
-	// read ends within readPoll, so ctx is checked here instead.
-	// The BPF side wakes the reader only once 64 KiB are pending, so the
-	// ring is also polled: every readPoll, every syncPoll while a Sync
-	// waits. The deadline only bounds a wait on an empty ring (ReadInto
-	// returns what is there without waiting), so it is set again only
-	// after a wait ended, not per record: per-record work is what the
-	// guarded benchmark measures.
-	setDeadline := func() {
+	// The ring is used and closed by this goroutine only. The BPF side
+	// wakes the reader only once 64 KiB are pending, so the ring is also
+	// polled: every readPoll, every syncPoll while a Sync waits (Sync also
+	// ends the wait at once). The deadline is set under syncMu, as Sync
+	// adds its request and wakes the reader, so neither is missed.
+	arm := func() {
 		m.syncMu.Lock()
-		pending := len(m.syncs) > 0
+		d := readPoll
+		if len(m.syncs) > 0 {
+			d = syncPoll
+		}
+		err := rb.setDeadline(time.Now().Add(d))
 		m.syncMu.Unlock()
-		if pending {
-			rd.SetDeadline(time.Now().Add(syncPoll))
-		} else {
-			rd.SetDeadline(time.Now().Add(readPoll))
+		if err != nil {
+			m.log.Debug("ring buffer deadline", "err", err)
 		}
 	}
-	setDeadline()
-	var rec ringbuf.Record
 	var dec decoder
 	var a Access
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		err := rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-		case errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded):
-			// ReadInto returns these only after reading up to the end of
-			// the ring: everything reserved before now has been handed to fn.
-			m.drained(rd)
-			setDeadline()
-			continue
-		case errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil:
-			return nil
-		default:
-			return fmt.Errorf("audit: reading events: %w", err)
-		}
-		if err := dec.decodeInto(rec.RawSample, &a); err != nil {
+	each := func(b []byte) {
+		if err := dec.decodeInto(b, &a); err != nil {
 			m.log.Warn("dropping undecodable event", "err", err)
-			continue
+			return
 		}
 		a.WallTime = m.boot.Add(a.Time)
 		a.Attach = m.mode
 		fn(&a)
+	}
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		_, busy, err := rb.read(each)
+		if err != nil {
+			return err
+		}
+		if busy { // a record is being written on another CPU
+			runtime.Gosched()
+			continue
+		}
+		// The ring was read up to the end: every record reserved before
+		// now has been handed to fn (or, with a Sync waiting, more came:
+		// read again).
+		if m.drained(rb) {
+			continue
+		}
+		arm()
+		switch err := rb.wait(); {
+		case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, os.ErrClosed) || ctx.Err() != nil:
+			return nil
+		default:
+			return fmt.Errorf("audit: reading events: %w", err)
+		}
 	}
 }
 
@@ -523,13 +473,18 @@ type syncReq struct {
 // drained completes the Syncs called before a moment at which the ring was
 // empty: the BPF side reserves a record before the access it reports, so
 // every access made before Sync was called has been passed to Run's fn.
-func (m *Monitor) drained(rd *ringbuf.Reader) {
-	now := monotonicNow()
-	if rd.AvailableBytes() != 0 {
-		return
-	}
+// It reports whether a Sync still waits with records pending (read again
+// before waiting).
+func (m *Monitor) drained(rb *ring) bool {
 	m.syncMu.Lock()
 	defer m.syncMu.Unlock()
+	if len(m.syncs) == 0 {
+		return false
+	}
+	now := monotonicNow()
+	if rb.available() != 0 {
+		return true
+	}
 	keep := m.syncs[:0]
 	for _, s := range m.syncs {
 		if s.at <= now {
@@ -539,6 +494,7 @@ func (m *Monitor) drained(rd *ringbuf.Reader) {
 		}
 	}
 	m.syncs = keep
+	return false
 }
 
 // Sync returns once every access made before the call has been passed to
@@ -548,20 +504,21 @@ func (m *Monitor) drained(rd *ringbuf.Reader) {
 func (m *Monitor) Sync(ctx context.Context) error {
 	s := syncReq{at: monotonicNow(), done: make(chan struct{})}
 	m.syncMu.Lock()
-	rd := m.rd
-	if rd == nil {
+	rb := m.rb
+	if rb == nil {
 		m.syncMu.Unlock()
 		return errors.New("audit: Sync: Monitor.Run is not running")
 	}
 	m.syncs = append(m.syncs, s)
+	err := rb.wake() // end the reader's wait now
 	m.syncMu.Unlock()
-	if err := rd.Flush(); err != nil { // wake a Read blocked without deadline
-		m.log.Debug("ring buffer flush", "err", err)
+	if err != nil {
+		m.log.Debug("ring buffer wake", "err", err)
 	}
 	select {
 	case <-s.done:
 		m.syncMu.Lock()
-		running := m.rd == rd
+		running := m.rb == rb
 		m.syncMu.Unlock()
 		if !running {
 			return errors.New("audit: Sync: Monitor.Run ended")

@@ -4,7 +4,9 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,23 +46,14 @@ func TestLoadAndGuard(t *testing.T) {
 		t.Fatalf("lost %d %v", n, err)
 	}
 	// guard_count, which every probe checks first, follows the guard set:
-	// repeated Guard and Unguard of one name count once. Its tag generation
-	// changes when the set empties (the taggers detach: the tags left in
-	// task storage must go stale) and only then.
-	state := func() cfgaccessGuardState {
+	// repeated Guard and Unguard of one name count once.
+	count := func() uint32 {
 		var g cfgaccessGuardState
 		if err := m.objs.GuardCount.Lookup(uint32(0), &g); err != nil {
 			t.Fatal(err)
 		}
-		return g
+		return g.Count
 	}
-	count := func() uint32 { return state().Count }
-	gen := state().Gen
-	defer func() {
-		if g := state().Gen; g != gen+1 {
-			t.Errorf("tag generation %d after the guard set emptied once, want %d", g, gen+1)
-		}
-	}()
 	for _, step := range []struct {
 		guard bool
 		dev   string
@@ -88,6 +81,79 @@ func TestLoadAndGuard(t *testing.T) {
 		if m.Mode() != "" {
 			t.Fatalf("Mode() = %q after a failed Attach", m.Mode())
 		}
+	}
+}
+
+// TestGuardSlots: the first eight guarded names sit in guard_state's
+// slots (the probes compare them there), further ones are counted as
+// overflow (the probes then also look in the guarded map); a slot freed by
+// Unguard is reused, and every guarded name stays in the guarded map.
+func TestGuardSlots(t *testing.T) {
+	testutil.Require(t, testutil.BPF)
+	m, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	state := func() cfgaccessGuardState {
+		var g cfgaccessGuardState
+		if err := m.objs.GuardCount.Lookup(uint32(0), &g); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	slotOf := func(g cfgaccessGuardState, name string) int {
+		k := nameKey(name)
+		w := [2]uint64{binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])}
+		for i, s := range g.Slot {
+			if s == w {
+				return i
+			}
+		}
+		return -1
+	}
+	name := func(i int) string { return fmt.Sprintf("0000:3b:%02x.0", i) }
+	for i := range 9 {
+		if err := m.Guard(name(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := state()
+	if g.Count != 9 || g.Overflow != 1 {
+		t.Fatalf("9 guarded: count %d overflow %d, want 9 and 1", g.Count, g.Overflow)
+	}
+	for i := range 8 {
+		if slotOf(g, name(i)) < 0 {
+			t.Fatalf("%s not in a slot: %x", name(i), g.Slot)
+		}
+	}
+	if slotOf(g, name(8)) >= 0 {
+		t.Fatalf("the ninth name is in a slot")
+	}
+	freed := slotOf(g, name(3))
+	if err := m.Unguard(name(3)); err != nil {
+		t.Fatal(err)
+	}
+	if g := state(); g.Count != 8 || g.Overflow != 1 || g.Slot[freed] != [2]uint64{} {
+		t.Fatalf("after Unguard: count %d overflow %d slot %x", g.Count, g.Overflow, g.Slot[freed])
+	}
+	if err := m.Guard(name(9)); err != nil {
+		t.Fatal(err)
+	}
+	if g := state(); g.Count != 9 || g.Overflow != 1 || slotOf(g, name(9)) != freed {
+		t.Fatalf("after Guard: count %d overflow %d, slot of %s %d, want %d", g.Count, g.Overflow, name(9), slotOf(g, name(9)), freed)
+	}
+	for _, i := range []int{0, 8, 9} {
+		var v uint8
+		if err := m.objs.Guarded.Lookup(nameKey(name(i)), &v); err != nil {
+			t.Fatalf("%s not in the guarded map: %v", name(i), err)
+		}
+	}
+	if err := m.Unguard(name(8)); err != nil {
+		t.Fatal(err)
+	}
+	if g := state(); g.Count != 8 || g.Overflow != 0 {
+		t.Fatalf("after the overflow name's Unguard: count %d overflow %d", g.Count, g.Overflow)
 	}
 }
 
@@ -158,16 +224,9 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
 	if m.Mode() != mode {
 		t.Fatalf("Mode() = %q after Attach with Options.Mode %q, want %q", m.Mode(), opt, mode)
 	}
-	t.Logf("%s: path taggers %v", mode, tagged)
-	// The taggers are attached only while something is guarded.
-	if len(m.tagLinks) != 0 {
-		t.Fatalf("%d tagger links attached with nothing guarded", len(m.tagLinks))
-	}
+	t.Logf("%s: path functions %v", mode, tagged)
 	if err := m.Guard(guarded); err != nil {
 		t.Fatal(err)
-	}
-	if len(m.tagLinks) != 2*len(tagged) {
-		t.Fatalf("%d tagger links attached after Guard, want %d (%v)", len(m.tagLinks), 2*len(tagged), tagged)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan *Access, 64)
@@ -198,9 +257,9 @@ loop:
 			break loop
 		}
 	}
-	cancel()
-	<-done
 	if len(events) != 1 {
+		cancel()
+		<-done
 		t.Fatalf("events = %+v, want exactly one", events)
 	}
 	a := events[0]
@@ -209,16 +268,44 @@ loop:
 	}
 	wantPath := "unknown"
 	if slices.Contains(tagged, "pci_read_config") {
-		wantPath = "sysfs" // attached by Guard
+		wantPath = "sysfs" // its range found at Attach
 	}
 	if a.Path != wantPath {
-		t.Fatalf("path %q, want %q (taggers %v)", a.Path, wantPath, tagged)
+		t.Fatalf("path %q, want %q (path functions %v)", a.Path, wantPath, tagged)
 	}
+	// The same function read through /proc/bus/pci: path procfs (the
+	// caller ranges tell the paths apart).
+	if slices.Contains(tagged, "proc_bus_pci_read") {
+		proc := "/proc/bus/pci/" + guarded[:7] + "/" + guarded[8:] // DDDD:BB/DD.F
+		if strings.HasPrefix(guarded, "0000:") {
+			proc = "/proc/bus/pci/" + guarded[5:7] + "/" + guarded[8:]
+		}
+		f, err := os.Open(proc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 4)
+		_, err = f.ReadAt(b, 0xc)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", proc, err)
+		}
+		if err := m.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case b := <-got:
+			if b.Offset != 0xc || b.Path != "procfs" {
+				t.Fatalf("read through %s: %+v, want offset 0xc and path procfs", proc, b)
+			}
+		default:
+			t.Fatalf("no event for the read through %s", proc)
+		}
+	}
+	cancel()
+	<-done
 	if err := m.Unguard(guarded); err != nil {
 		t.Fatal(err)
-	}
-	if len(m.tagLinks) != 0 {
-		t.Fatalf("%d tagger links still attached after the last Unguard", len(m.tagLinks))
 	}
 	t.Logf("event: %+v", a)
 }

@@ -3,13 +3,14 @@
 //
 // pci_user_{read,write}_config_{byte,word,dword} are the kernel functions
 // every user-initiated config access goes through: the sysfs "config" file
-// (pci-sysfs.c), /proc/bus/pci (proc.c) and VFIO (vfio_pci_config.c). Entry
-// probes on the path-specific callers tag the current thread so the event
-// can say which path it came by.
+// (pci-sysfs.c), /proc/bus/pci (proc.c) and VFIO (vfio_pci_config.c). The
+// probe reads its function's return address and looks it up in the caller
+// ranges (set by the Go side from /proc/kallsyms) to say which path the
+// access came by: no probe on the callers, no per-thread state.
 //
-// Each probe exists twice: as fentry/fexit (BPF trampolines: a direct call,
+// Each probe exists twice: as fentry (BPF trampolines: a direct call,
 // no trap; used where the kernel's BTF and trampolines allow) and as
-// kprobe/kretprobe (the fallback). The Go side loads one set only.
+// kprobe (the fallback). The Go side loads one set only.
 //
 // Per access, the first thing every probe does is the guard_count check: with
 // no function guarded it returns after one inlined array lookup.
@@ -65,22 +66,27 @@ struct {
 	__type(value, __u8);
 } guarded SEC(".maps");
 
-// A thread's path tag, in task-local storage: found from the task itself (no
-// hash, no insert or delete per access), freed with the task. gen is the
-// tag generation (guard_state.gen) it was set in: the Go side bumps it when
-// it detaches the taggers, which makes every tag left behind stale at once.
-struct tag {
-	__u8 path;
-	__u8 pad[3];
-	__u32 gen;
+// Where each path's callers of the access functions lie: [start, end) of
+// pci_read_config, proc_bus_pci_read, the vfio-pci-core module, ...;
+// unused ranges are zero. Kept by the Go side.
+#define CALLER_RANGES 8
+struct caller_range {
+	__u64 start;
+	__u64 end;
+	__u32 path;
+	__u32 pad;
+};
+
+struct callers {
+	struct caller_range r[CALLER_RANGES];
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct tag);
-} thread_path SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct callers);
+} caller_ranges SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -94,12 +100,20 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
-// Kept by the Go side: count is the number of entries in guarded, gen the
-// tag generation. An array lookup is inlined by the verifier: a few
-// instructions, no helper call.
+// Kept by the Go side: count is the number of entries in guarded; the first
+// GUARD_SLOTS of them are also in slot (name as two 8-byte words,
+// NUL-padded; a free slot is zero), overflow counts the others. An array
+// lookup is inlined by the verifier: a few instructions, no helper call,
+// and comparing the name with the slots costs less than the hash lookup.
+// A slot only ever changes between zero and one name (the Go side rewrites
+// the others with the bytes they hold), so a probe reading it while it is
+// written sees zero, the name, or half of it next to zeros, which matches
+// no function.
+#define GUARD_SLOTS 8
 struct guard_state {
 	__u32 count;
-	__u32 gen;
+	__u32 overflow;
+	__u64 slot[GUARD_SLOTS][2];
 };
 
 struct {
@@ -115,6 +129,88 @@ static __always_inline struct guard_state *guard(void)
 	__u32 zero = 0;
 	struct guard_state *g = bpf_map_lookup_elem(&guard_count, &zero);
 	return g && g->count ? g : 0;
+}
+
+// path_of names the path of a call that returns to ra.
+static __always_inline __u8 path_of(__u64 ra)
+{
+	__u32 zero = 0;
+	struct callers *c = bpf_map_lookup_elem(&caller_ranges, &zero);
+	if (!c || !ra)
+		return PATH_UNKNOWN;
+#pragma unroll
+	for (int i = 0; i < CALLER_RANGES; i++)
+		if (ra - c->r[i].start < c->r[i].end - c->r[i].start) // start <= ra < end
+			return c->r[i].path;
+	return PATH_UNKNOWN;
+}
+
+// kprobe_caller returns the probed function's return address: at its entry
+// the top of the stack (pt_regs sp).
+static __always_inline __u64 kprobe_caller(struct pt_regs *regs)
+{
+	__u64 ra = 0;
+	bpf_probe_read_kernel(&ra, sizeof(ra), (void *)PT_REGS_SP(regs));
+	return ra;
+}
+
+// frame_off holds, per fentry access program (key: size, + 4 for a write),
+// the distance from its frame pointer to the BPF trampoline's: the same for
+// every run of one program, so after the first event one read finds the
+// return address (checked every time as below; a failed check walks the
+// frames again).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 9);
+	__type(key, __u32);
+	__type(value, __u64);
+} frame_off SEC(".maps");
+
+// fp_scratch turns the frame pointer into a number: the verifier lets a
+// privileged program store a pointer into a map and read it back as a
+// scalar, on which the address arithmetic below is allowed (on the
+// pointer itself it is not).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} fp_scratch SEC(".maps");
+
+// fentry_caller returns the traced function's return address, or 0 when
+// the frames are not laid out as expected. The program's frame pointer
+// (r10, rbp in the x86-64 JIT, which starts every program with push rbp;
+// mov rbp, rsp) holds the BPF trampoline's frame pointer, which the
+// trampoline set up the same way on entry: above it are the return
+// address into the traced function (just after its patched call to the
+// trampoline, bpf_get_func_ip + 5, or + 9 after an endbr64) and then the
+// traced function's own return address.
+static __always_inline __u64 fentry_caller(void *ctx, __u32 prog)
+{
+	__u32 zero = 0;
+	__u64 *off = bpf_map_lookup_elem(&frame_off, &prog);
+	__u64 *scratch = bpf_map_lookup_elem(&fp_scratch, &zero);
+	if (!off || !scratch)
+		return 0;
+	__u64 fp, tramp_fp, ra[2], d;
+	asm volatile("%0 = r10" : "=r"(fp));
+	*(volatile __u64 *)scratch = fp;
+	fp = *(volatile __u64 *)scratch;
+	__u64 ip = bpf_get_func_ip(ctx);
+	__u64 o = *off;
+	if (o && bpf_probe_read_kernel(ra, sizeof(ra), (void *)(fp + o + 8)) == 0) {
+		d = ra[0] - ip;
+		if (d == 5 || d == 9)
+			return ra[1];
+	}
+	if (bpf_probe_read_kernel(&tramp_fp, sizeof(tramp_fp), (void *)fp) < 0 ||
+	    bpf_probe_read_kernel(ra, sizeof(ra), (void *)(tramp_fp + 8)) < 0)
+		return 0;
+	d = ra[0] - ip;
+	if (d != 5 && d != 9)
+		return 0;
+	*off = tramp_fp - fp;
+	return ra[1];
 }
 
 // read_name copies a device name (a kobject name: a short NUL-terminated
@@ -142,15 +238,25 @@ static __always_inline int read_name(__u64 w[2], const char *p)
 	return 0;
 }
 
+// is_guarded says whether the function named name (non-empty) is guarded.
+static __always_inline int is_guarded(struct guard_state *g, __u64 name[2])
+{
+#pragma unroll
+	for (int i = 0; i < GUARD_SLOTS; i++)
+		if (g->slot[i][0] == name[0] && g->slot[i][1] == name[1])
+			return 1;
+	return g->overflow && bpf_map_lookup_elem(&guarded, name);
+}
+
 // report is called when something is guarded (g); p is the device's name
-// (kobject).
-static __always_inline int report(struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
+// (kobject), ctx the program's context and fentry its kind (for the caller).
+static __always_inline int report(void *ctx, int fentry, struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
 				  __u8 has_value)
 {
 	__u64 name[2]; // NAME_LEN bytes, 8-aligned: copied with two stores
-	if (!p || read_name(name, p) < 0)
+	if (!p || read_name(name, p) < 0 || !name[0])
 		return 0;
-	if (!bpf_map_lookup_elem(&guarded, name))
+	if (!is_guarded(g, name))
 		return 0;
 
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -172,8 +278,7 @@ static __always_inline int report(struct guard_state *g, const char *p, int wher
 	e->op = op;
 	e->has_value = has_value;
 	e->reserved = 0;
-	struct tag *tg = bpf_task_storage_get(&thread_path, t, 0, 0);
-	e->path = tg && tg->gen == g->gen ? tg->path : PATH_UNKNOWN;
+	e->path = path_of(fentry ? fentry_caller(ctx, size + (op == OP_WRITE ? 4 : 0)) : kprobe_caller(ctx));
 	// comm as two 8-byte loads from the task (the verifier allows any load
 	// inside a char array of a BTF-typed struct), not a helper's string copy.
 	// It is NUL-padded in the task (set with strscpy_pad).
@@ -199,7 +304,7 @@ static __always_inline int report(struct guard_state *g, const char *p, int wher
 #define KP_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
 		struct guard_state *g = guard();                                                     \
-		g ? report(g, BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0;      \
+		g ? report(ctx, 0, g, BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0; \
 	})
 
 SEC("kprobe/pci_user_read_config_byte")
@@ -221,7 +326,7 @@ int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return 
 #define FE_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
 		struct guard_state *g = guard();                                                     \
-		g ? report(g, dev->dev.kobj.name, where, size, op, val, hv) : 0;                     \
+		g ? report(ctx, 1, g, dev->dev.kobj.name, where, size, op, val, hv) : 0;             \
 	})
 
 SEC("fentry/pci_user_read_config_byte")
@@ -236,66 +341,3 @@ SEC("fentry/pci_user_write_config_word")
 int BPF_PROG(fe_write_word, struct pci_dev *dev, int where, __u16 val) { return FE_REPORT(dev, where, 2, OP_WRITE, val, 1); }
 SEC("fentry/pci_user_write_config_dword")
 int BPF_PROG(fe_write_dword, struct pci_dev *dev, int where, __u32 val) { return FE_REPORT(dev, where, 4, OP_WRITE, val, 1); }
-// tag sets the current thread's path tag (created on its first tag, then
-// written in place); untag clears it in place, nothing to free.
-static __always_inline int tag(__u8 path)
-{
-	struct guard_state *g = guard();
-	if (!g)
-		return 0;
-	struct tag *tg = bpf_task_storage_get(&thread_path, bpf_get_current_task_btf(), 0,
-					      BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (tg) {
-		tg->gen = g->gen;
-		tg->path = path;
-	}
-	return 0;
-}
-
-static __always_inline int untag(void)
-{
-	struct tag *tg = bpf_task_storage_get(&thread_path, bpf_get_current_task_btf(), 0, 0);
-	if (tg)
-		tg->path = PATH_UNKNOWN;
-	return 0;
-}
-
-// Path tags. The Go side attaches each pair only if the symbol exists (the
-// sysfs and procfs handlers are static and may be inlined; vfio_pci_config_rw
-// exists only while vfio-pci-core is loaded). The untag side always runs (a
-// tag set just before the last Unguard must not stay behind).
-SEC("kprobe/pci_read_config")
-int BPF_KPROBE(tag_sysfs_read) { return tag(PATH_SYSFS); }
-SEC("kprobe/pci_write_config")
-int BPF_KPROBE(tag_sysfs_write) { return tag(PATH_SYSFS); }
-SEC("kprobe/proc_bus_pci_read")
-int BPF_KPROBE(tag_proc_read) { return tag(PATH_PROCFS); }
-SEC("kprobe/proc_bus_pci_write")
-int BPF_KPROBE(tag_proc_write) { return tag(PATH_PROCFS); }
-SEC("kprobe/vfio_pci_config_rw")
-int BPF_KPROBE(tag_vfio) { return tag(PATH_VFIO); }
-SEC("kretprobe/untag")
-int BPF_KRETPROBE(untag_ret) { return untag(); }
-
-// The same taggers as trampolines. An fexit program is bound to its one
-// target when it is loaded, hence one per tagged function.
-SEC("fentry/pci_read_config")
-int BPF_PROG(fe_tag_sysfs_read) { return tag(PATH_SYSFS); }
-SEC("fexit/pci_read_config")
-int BPF_PROG(fx_untag_sysfs_read) { return untag(); }
-SEC("fentry/pci_write_config")
-int BPF_PROG(fe_tag_sysfs_write) { return tag(PATH_SYSFS); }
-SEC("fexit/pci_write_config")
-int BPF_PROG(fx_untag_sysfs_write) { return untag(); }
-SEC("fentry/proc_bus_pci_read")
-int BPF_PROG(fe_tag_proc_read) { return tag(PATH_PROCFS); }
-SEC("fexit/proc_bus_pci_read")
-int BPF_PROG(fx_untag_proc_read) { return untag(); }
-SEC("fentry/proc_bus_pci_write")
-int BPF_PROG(fe_tag_proc_write) { return tag(PATH_PROCFS); }
-SEC("fexit/proc_bus_pci_write")
-int BPF_PROG(fx_untag_proc_write) { return untag(); }
-SEC("fentry/vfio_pci_config_rw")
-int BPF_PROG(fe_tag_vfio) { return tag(PATH_VFIO); }
-SEC("fexit/vfio_pci_config_rw")
-int BPF_PROG(fx_untag_vfio) { return untag(); }

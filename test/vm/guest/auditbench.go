@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/vfio-gate/vfio-gate/audit"
 )
 
@@ -46,7 +49,15 @@ type benchPhases struct {
 	reads, events        int64
 	lost                 uint64
 	taggers              []string
+	progs                map[string]progCost // per BPF program, over statsReads guarded reads
 }
+
+// progCost is one BPF program's run time and run count from the kernel's
+// statistics (kernel.bpf_stats_enabled): under -icount shift=0 one
+// nanosecond is one guest instruction, so ns/run is the program's
+// instruction count per run (the trampoline or kprobe dispatch around it
+// is not included).
+type progCost struct{ ns, runs int64 }
 
 // benchAudit (issue 9 "Benchmark", issue 18 item 5): a tight loop of 4-byte
 // sysfs preads of one function's config space. Each of benchRounds rounds
@@ -55,8 +66,9 @@ type benchPhases struct {
 // forced, so each must attach): probes attached with
 // no function guarded; the function guarded for noReaderReads reads before
 // the ring-buffer reader starts (the BPF side's cost alone; they fit in the
-// ring); guarded with the reader running (all in this process, on the
-// guest's one CPU). Overheads are against the mean of the two phases
+// ring); statsReads more, untimed, with the kernel's BPF statistics on (each
+// program's run time per run: prog_ns_per_run); guarded with the reader
+// running (all in this process, on the guest's one CPU). Overheads are against the mean of the two phases
 // without the monitor around the mode's phases; the BENCH lines give the medians over the rounds (the host
 // is shared: its load drifts by a factor of two within a run, so short
 // phases close together and medians say more than one long phase each).
@@ -117,7 +129,12 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 	for k, mode := range modes {
 		var probes, noReader, on, off, ovU, ovN, ovG []float64
 		var events int64
+		progs := map[string]progCost{}
 		for i, r := range got[mode] {
+			for name, v := range r.progs {
+				p := progs[name]
+				progs[name] = progCost{p.ns + v.ns, p.runs + v.runs}
+			}
 			o := (offs[i*len(modes)+k] + offs[i*len(modes)+k+1]) / 2
 			off = append(off, o)
 			probes, noReader, on = append(probes, r.probes), append(noReader, r.noReader), append(on, r.on)
@@ -126,9 +143,9 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 			ovG = append(ovG, 100*(o-r.on)/o)
 			events += r.events
 		}
-		fmt.Printf("BENCH audit mode=%s reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_guarded_no_reader=%.0f reads_per_s_on=%.0f overhead_unguarded_pct=%.1f overhead_guarded_no_reader_pct=%.1f overhead_pct=%.1f events=%d lost=0 rounds=%d window_s=%.1f off_all=%s overhead_unguarded_all=%s overhead_all=%s taggers=%s\n",
+		fmt.Printf("BENCH audit mode=%s reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_guarded_no_reader=%.0f reads_per_s_on=%.0f overhead_unguarded_pct=%.1f overhead_guarded_no_reader_pct=%.1f overhead_pct=%.1f events=%d lost=0 rounds=%d window_s=%.1f off_all=%s overhead_unguarded_all=%s overhead_all=%s taggers=%s prog_ns_per_run=%s\n",
 			mode, median(off), median(probes), median(noReader), median(on), median(ovU), median(ovN), median(ovG), events, rounds, benchWindow.Seconds(),
-			joinF(off, "%.0f"), joinF(ovU, "%.1f"), joinF(ovG, "%.1f"), strings.Join(got[mode][0].taggers, ","))
+			joinF(off, "%.0f"), joinF(ovU, "%.1f"), joinF(ovG, "%.1f"), strings.Join(got[mode][0].taggers, ","), fmtProgs(progs))
 		sum = append(sum, fmt.Sprintf("%s: unguarded %.0f/s (overhead %.1f %%, goal <= 10 %%), guarded %.0f/s (overhead %.1f %%, goal <= 25 %%; BPF side alone %.1f %%), %d events, 0 lost",
 			mode, median(probes), median(ovU), median(on), median(ovG), median(ovN), events))
 	}
@@ -155,9 +172,71 @@ func joinF(v []float64, f string) string {
 	return strings.Join(s, ",")
 }
 
-// noReaderReads is how many guarded reads run before the reader starts:
-// their 80-byte records (72 + ring header) stay below the 1 MiB ring.
-const noReaderReads = 8192
+// noReaderReads and statsReads are how many guarded reads run before the
+// reader starts: their 80-byte records (72 + ring header) stay below the
+// 1 MiB ring.
+const (
+	noReaderReads = 8192
+	statsReads    = 2048
+)
+
+// progCosts runs f with the kernel's BPF run-time statistics on and
+// returns what each program that ran during f cost (by program name).
+func progCosts(f func() error) (map[string]progCost, error) {
+	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		return nil, fmt.Errorf("enabling BPF statistics: %w", err)
+	}
+	defer stats.Close()
+	before := progSnapshot()
+	if err := f(); err != nil {
+		return nil, err
+	}
+	out := map[string]progCost{}
+	for name, a := range progSnapshot() {
+		b := before[name]
+		if d := (progCost{a.ns - b.ns, a.runs - b.runs}); d.runs > 0 {
+			out[name] = d
+		}
+	}
+	return out, nil
+}
+
+// progSnapshot reads the statistics of every loaded BPF program.
+func progSnapshot() map[string]progCost {
+	out := map[string]progCost{}
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return out
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		info, ierr := p.Info()
+		st, serr := p.Stats()
+		p.Close()
+		if ierr != nil || serr != nil {
+			continue
+		}
+		c := out[info.Name]
+		c.ns += int64(st.Runtime)
+		c.runs += int64(st.RunCount)
+		out[info.Name] = c
+	}
+}
+
+// fmtProgs formats summed program costs as name:ns_per_run.
+func fmtProgs(c map[string]progCost) string {
+	var s []string
+	for name, v := range c {
+		s = append(s, fmt.Sprintf("%s:%d", name, v.ns/v.runs))
+	}
+	slices.Sort(s)
+	return strings.Join(s, ",")
+}
 
 // benchOneMode loads and attaches the monitor in one mode (forced: failing
 // to attach in it is an error) and measures its three phases.
@@ -189,6 +268,18 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 		}
 	}
 	r.noReader = noReaderReads / time.Since(t0).Seconds()
+	// Per-program cost: statsReads more guarded reads (not timed: the
+	// statistics cost time themselves), still before the reader starts.
+	if r.progs, err = progCosts(func() error {
+		for range statsReads {
+			if _, err := c.read32(0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return r, err
+	}
 	var events, wrong atomic.Int64
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -211,7 +302,7 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 	if err != nil {
 		return r, err
 	}
-	r.on, r.reads = on, int64(nOn)+noReaderReads
+	r.on, r.reads = on, int64(nOn)+noReaderReads+statsReads
 	if err := m.Sync(ctx); err != nil {
 		cancel()
 		return r, fmt.Errorf("sync after %d reads, %d events: %w (Run: %v)", r.reads, events.Load(), err, <-done)
