@@ -121,10 +121,10 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 func newAttestCmd(e *env, g *globals) *cobra.Command {
 	f := &attestFlags{}
 	c := &cobra.Command{
-		Use:   "attest BDF | --socket HOST:PORT",
-		Short: "Attest one PCI function over DOE/SPDM (CMA) and print the evidence",
+		Use:     "attest BDF | --socket HOST:PORT",
+		Short:   "Attest one PCI function over DOE/SPDM (CMA) and print the evidence",
 		Example: helpText("attest.example"),
-		Long: helpText("attest.long"),
+		Long:    helpText("attest.long"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdf, err := f.target("attest", args)
 			if err != nil {

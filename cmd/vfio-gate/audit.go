@@ -17,11 +17,11 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 	var duration time.Duration
 	var attach string
 	c := &cobra.Command{
-		Use:   "audit --device BDF [--device BDF]... [--duration D] [--attach MODE]",
-		Short: "Watch config-space accesses to guarded functions with eBPF and report who touched what",
-		Long: helpText("audit.long"),
+		Use:     "audit --device BDF [--device BDF]... [--duration D] [--attach MODE]",
+		Short:   "Watch config-space accesses to guarded functions with eBPF and report who touched what",
+		Long:    helpText("audit.long"),
 		Example: helpText("audit.example"),
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(devices) == 0 {
 				return usageErrorf("audit: name at least one --device BDF")

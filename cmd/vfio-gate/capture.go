@@ -24,10 +24,10 @@ func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
 	f := &attestFlags{}
 	o := captureOpts{}
 	c := &cobra.Command{
-		Use:   "capture BDF | --socket HOST:PORT --trust-anchor FILE...",
-		Short: "Attest a device you trust now and print a policy rule that allows exactly it",
+		Use:     "capture BDF | --socket HOST:PORT --trust-anchor FILE...",
+		Short:   "Attest a device you trust now and print a policy rule that allows exactly it",
 		Example: helpText("policy-capture.example"),
-		Long: helpText("policy-capture.long"),
+		Long:    helpText("policy-capture.long"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdf, err := f.target("policy capture", args)
 			if err != nil {

@@ -194,10 +194,10 @@ func newCheckCmd(e *env, g *globals) *cobra.Command {
 	var confidential bool
 	var socket, pciID string
 	c := &cobra.Command{
-		Use:   "check BDF... | check --socket HOST:PORT [--pci-id VVVV:DDDD]",
-		Short: "Attest functions, evaluate the policy and record each decision in the TPM (no binding)",
+		Use:     "check BDF... | check --socket HOST:PORT [--pci-id VVVV:DDDD]",
+		Short:   "Attest functions, evaluate the policy and record each decision in the TPM (no binding)",
 		Example: helpText("check.example"),
-		Long: helpText("check.long", "eventLogName", eventLogName),
+		Long:    helpText("check.long", "eventLogName", eventLogName),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if socket != "" && len(args) > 0 {
 				return usageErrorf("check: give BDFs or --socket, not both")
@@ -310,8 +310,8 @@ func newBindCmd(e *env, g *globals) *cobra.Command {
 		Use:     "bind BDF...",
 		Short:   "Check the functions, then bind their IOMMU groups to vfio-pci on allow",
 		Example: helpText("bind.example"),
-		Long: helpText("bind.long"),
-		Args: cobra.MinimumNArgs(1),
+		Long:    helpText("bind.long"),
+		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdfs, s, err := openGateFor(e, g, &f, args)
 			if err != nil {
@@ -341,8 +341,8 @@ func newReleaseCmd(e *env, g *globals) *cobra.Command {
 		Use:     "release BDF...",
 		Short:   "Give functions bound by vfio-gate back: unbind vfio-pci, restore the original driver",
 		Example: helpText("release.example"),
-		Long: helpText("release.long"),
-		Args: cobra.MinimumNArgs(1),
+		Long:    helpText("release.long"),
+		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdfs, s, err := openGateFor(e, g, &f, args)
 			if err != nil {
@@ -391,8 +391,8 @@ func newExplainCmd(e *env, g *globals) *cobra.Command {
 		Use:     "explain BDF",
 		Short:   "Check one function and print every policy check: expected, got, pass or fail",
 		Example: helpText("explain.example"),
-		Long: helpText("explain.long"),
-		Args: cobra.ExactArgs(1),
+		Long:    helpText("explain.long"),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bdfs, s, err := openGateFor(e, g, &f, args)
 			if err != nil {

@@ -19,11 +19,11 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 	var poll, tpmWait time.Duration
 	var metricsListen string
 	c := &cobra.Command{
-		Use:   "daemon",
-		Short: "Run the vfio-gate daemon (the libvirt hook's and the CLI's server)",
-		Long: helpText("daemon.long", "StateFileName", daemon.StateFileName),
+		Use:     "daemon",
+		Short:   "Run the vfio-gate daemon (the libvirt hook's and the CLI's server)",
+		Long:    helpText("daemon.long", "StateFileName", daemon.StateFileName),
 		Example: helpText("daemon.example"),
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll,
 				tpmWait: tpmWait, metricsListen: metricsListen})

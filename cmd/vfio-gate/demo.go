@@ -30,12 +30,12 @@ type demoJSON struct {
 func newDemoCmd(e *env, g *globals) *cobra.Command {
 	var keep bool
 	c := &cobra.Command{
-		Use:   "demo",
-		Short: "Run the main job on three software devices: no root, no hardware",
+		Use:     "demo",
+		Short:   "Run the main job on three software devices: no root, no hardware",
 		Example: helpText("demo.example"),
-		Long: helpText("demo.long"),
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, e, g, keep) },
+		Long:    helpText("demo.long"),
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runDemo(cmd, e, g, keep) },
 	}
 	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory (sysfs tree, policy, state) and print its path")
 	return c

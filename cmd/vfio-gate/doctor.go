@@ -22,11 +22,11 @@ const DoctorSchema = doctor.Schema
 func newDoctorCmd(e *env, g *globals) *cobra.Command {
 	var libvirtDir string
 	c := &cobra.Command{
-		Use:   "doctor",
-		Short: "Check that this host is ready for vfio-gate, and say what to fix",
-		Long: helpText("doctor.long", "DoctorSchema", DoctorSchema),
+		Use:     "doctor",
+		Short:   "Check that this host is ready for vfio-gate, and say what to fix",
+		Long:    helpText("doctor.long", "DoctorSchema", DoctorSchema),
 		Example: helpText("doctor.example"),
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spec, tpmErr := recordingTPM(g)
 			h := &doctor.Host{Sysfs: g.sysfsRoot, LibvirtDir: libvirtDir, Policy: g.policy, StateDir: g.stateDir,

@@ -24,12 +24,12 @@ type doeFlags struct {
 func newDOECmd(e *env, g *globals) *cobra.Command {
 	f := &doeFlags{}
 	c := &cobra.Command{
-		Use:   "doe",
-		Short: "Low-level DOE mailbox commands (discovery, CXL CDAT)",
-		Long: helpText("doe.long"),
+		Use:     "doe",
+		Short:   "Low-level DOE mailbox commands (discovery, CXL CDAT)",
+		Long:    helpText("doe.long"),
 		Example: helpText("doe.example"),
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	c.PersistentFlags().StringVar(&f.lockDir, "lock-dir", pci.DefaultLockDir, "directory of the per-function lock files")
 	c.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on the whole command (lock wait included)")
@@ -65,8 +65,8 @@ func newDOEDiscoverCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
 		Use:     "discover BDF",
 		Short:   "List the data object protocols of every DOE mailbox of a function",
 		Example: "  sudo vfio-gate doe discover 0000:0d:00.0",
-		Long: helpText("doe-discover.long"),
-		Args: cobra.ExactArgs(1),
+		Long:    helpText("doe-discover.long"),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {
 				out := rpt.DOEDiscoverOf(mbs)
@@ -91,8 +91,8 @@ func newDOECDATCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
 		Use:     "cdat BDF",
 		Short:   "Read and check a CXL device's CDAT through DOE Table Access",
 		Example: "  sudo vfio-gate doe cdat --json 0000:0d:00.0",
-		Long: helpText("doe-cdat.long"),
-		Args: cobra.ExactArgs(1),
+		Long:    helpText("doe-cdat.long"),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {
 				var mb *doe.Mailbox

@@ -23,12 +23,12 @@ type emulateFlags struct {
 func newEmulateCmd(e *env, g *globals) *cobra.Command {
 	var o emulateFlags
 	cmd := &cobra.Command{
-		Use:   "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
-		Short: "Serve the software CMA/SPDM device over the spdm-socket protocol",
-		Long: helpText("emulate.long", "profiles", strings.ReplaceAll(emu.ProfileNames(), "|", ", ")),
+		Use:     "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
+		Short:   "Serve the software CMA/SPDM device over the spdm-socket protocol",
+		Long:    helpText("emulate.long", "profiles", strings.ReplaceAll(emu.ProfileNames(), "|", ", ")),
 		Example: helpText("emulate.example"),
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd, e, g) },
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd, e, g) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "", "TCP address to serve spdm-socket on, e.g. 127.0.0.1:2323 (port 0 picks one)")

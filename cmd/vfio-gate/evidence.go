@@ -20,15 +20,15 @@ func evidenceDir(g *globals) string { return filepath.Join(g.stateDir, evidenceD
 
 func newEvidenceCmd(e *env, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "evidence",
-		Short: "Show, re-verify offline, or export the stored evidence of decisions",
-		Long: helpText("evidence.long", "evidenceDirName", evidenceDirName),
+		Use:     "evidence",
+		Short:   "Show, re-verify offline, or export the stored evidence of decisions",
+		Long:    helpText("evidence.long", "evidenceDirName", evidenceDirName),
 		Example: helpText("evidence.example"),
 	}
 	show := &cobra.Command{
-		Use:   "show DIGEST|FILE",
-		Short: "Print a stored evidence bundle (JSON)",
-		Long: helpText("evidence-show.long"),
+		Use:     "show DIGEST|FILE",
+		Short:   "Print a stored evidence bundle (JSON)",
+		Long:    helpText("evidence-show.long"),
 		Example: "  vfio-gate evidence show 3f1c…",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,11 +41,11 @@ func newEvidenceCmd(e *env, g *globals) *cobra.Command {
 	}
 	var anchors []string
 	verify := &cobra.Command{
-		Use:   "verify DIGEST|FILE",
-		Short: "Re-verify a bundle's signatures and transcripts offline; re-evaluate a policy",
-		Long: helpText("evidence-verify.long"),
+		Use:     "verify DIGEST|FILE",
+		Short:   "Re-verify a bundle's signatures and transcripts offline; re-evaluate a policy",
+		Long:    helpText("evidence-verify.long"),
 		Example: helpText("evidence-verify.example"),
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := loadBundle(g, args[0])
 			if err != nil {

@@ -15,9 +15,9 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 	var nonceHex, outDir, bootSel string
 	var pcr int
 	cmd := &cobra.Command{
-		Use:   "export --nonce HEX --out DIR",
-		Short: "Export the current boot's log, a TPM quote and the bundles, for verifiers with tpm2-tools",
-		Long: helpText("evidence-export.long"),
+		Use:     "export --nonce HEX --out DIR",
+		Short:   "Export the current boot's log, a TPM quote and the bundles, for verifiers with tpm2-tools",
+		Long:    helpText("evidence-export.long"),
 		Example: "  sudo vfio-gate evidence export --nonce $(openssl rand -hex 16) --out /tmp/export",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -17,10 +17,10 @@ import (
 func newGenDocsCmd(e *env, g *globals) *cobra.Command {
 	var man, completions string
 	c := &cobra.Command{
-		Use:    "gen-docs",
-		Short:  "Write man pages and shell completions (for packaging)",
-		Hidden: true,
-		Long: helpText("gen-docs.long"),
+		Use:     "gen-docs",
+		Short:   "Write man pages and shell completions (for packaging)",
+		Hidden:  true,
+		Long:    helpText("gen-docs.long"),
 		Example: helpText("gen-docs.example"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

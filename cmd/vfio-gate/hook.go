@@ -14,10 +14,10 @@ import (
 
 func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "libvirt-hook DOMNAME OPERATION SUBOP EXTRA",
-		Short: "The libvirt qemu hook (domain XML on stdin); installed by install-hook",
-		Long: helpText("libvirt-hook.long"),
-		Example: helpText("libvirt-hook.example"),
+		Use:                   "libvirt-hook DOMNAME OPERATION SUBOP EXTRA",
+		Short:                 "The libvirt qemu hook (domain XML on stdin); installed by install-hook",
+		Long:                  helpText("libvirt-hook.long"),
+		Example:               helpText("libvirt-hook.example"),
 		Args:                  cobra.ArbitraryArgs,
 		DisableFlagsInUseLine: true,
 		// libvirt's arguments are not ours to parse: a domain may be named
@@ -55,11 +55,11 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 	var dir, binary string
 	var dispatcher, reload bool
 	c := &cobra.Command{
-		Use:   "install-hook",
-		Short: "Install the libvirt qemu hook drop-in (hooks/qemu.d/vfio-gate)",
-		Long: helpText("install-hook.long"),
+		Use:     "install-hook",
+		Short:   "Install the libvirt qemu hook drop-in (hooks/qemu.d/vfio-gate)",
+		Long:    helpText("install-hook.long"),
 		Example: helpText("install-hook.example"),
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if binary == "" {
 				exe, err := os.Executable()
@@ -98,9 +98,9 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 func newUninstallHookCmd(e *env, g *globals) *cobra.Command {
 	var dir string
 	c := &cobra.Command{
-		Use:   "uninstall-hook",
-		Short: "Remove exactly what install-hook installed",
-		Long: helpText("uninstall-hook.long"),
+		Use:     "uninstall-hook",
+		Short:   "Remove exactly what install-hook installed",
+		Long:    helpText("uninstall-hook.long"),
 		Example: helpText("uninstall-hook.example"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -18,9 +18,9 @@ import (
 
 func newLibvirtCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "libvirt",
-		Short: "libvirt integration commands (preflight)",
-		Long: helpText("libvirt.long"),
+		Use:     "libvirt",
+		Short:   "libvirt integration commands (preflight)",
+		Long:    helpText("libvirt.long"),
 		Example: helpText("libvirt.example"),
 	}
 	c.AddCommand(newPreflightCmd(e, g))
@@ -32,11 +32,11 @@ func newPreflightCmd(e *env, g *globals) *cobra.Command {
 	var uri, lvSocket string
 	var confidential bool
 	c := &cobra.Command{
-		Use:   "preflight DOMAIN",
-		Short: "Run the checks the libvirt hook would run for a defined domain, without starting it",
-		Long: helpText("preflight.long"),
+		Use:     "preflight DOMAIN",
+		Short:   "Run the checks the libvirt hook would run for a defined domain, without starting it",
+		Long:    helpText("preflight.long"),
 		Example: helpText("preflight.example"),
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dom, err := preflightDomain(e, uri, lvSocket, args[0])
 			if err != nil {

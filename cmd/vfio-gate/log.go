@@ -25,9 +25,9 @@ type logFlags struct {
 func newLogCmd(e *env, g *globals) *cobra.Command {
 	lf := &logFlags{}
 	cmd := &cobra.Command{
-		Use:   "log",
-		Short: "Show or verify the TPM event log (CEL-JSON) of gate decisions",
-		Long: helpText("log.long", "eventLogName", eventLogName),
+		Use:     "log",
+		Short:   "Show or verify the TPM event log (CEL-JSON) of gate decisions",
+		Long:    helpText("log.long", "eventLogName", eventLogName),
 		Example: helpText("log.example"),
 	}
 	cmd.PersistentFlags().IntVar(&lf.pcr, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
@@ -41,9 +41,9 @@ func newLogCmd(e *env, g *globals) *cobra.Command {
 
 func newLogShowCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "show",
-		Short: "Print the decoded event log (a table, or JSON with --json)",
-		Long: helpText("log-show.long"),
+		Use:     "show",
+		Short:   "Print the decoded event log (a table, or JSON with --json)",
+		Long:    helpText("log-show.long"),
 		Example: "  vfio-gate log show --state-dir /var/lib/vfio-gate",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -75,9 +75,9 @@ func newLogShowCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 
 func newLogVerifyCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "verify",
-		Short: "Replay the event log per bank and compare it with the TPM's PCR values",
-		Long: helpText("log-verify.long"),
+		Use:     "verify",
+		Short:   "Replay the event log per bank and compare it with the TPM's PCR values",
+		Long:    helpText("log-verify.long"),
 		Example: "  vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

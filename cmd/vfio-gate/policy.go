@@ -13,12 +13,12 @@ import (
 // newPolicyCmd is the `policy` parent: `check` here; `capture` is added by its own file.
 func newPolicyCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "policy",
-		Short: "Validate and explain policy files",
-		Long: helpText("policy.long"),
+		Use:     "policy",
+		Short:   "Validate and explain policy files",
+		Long:    helpText("policy.long"),
 		Example: helpText("policy.example"),
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	c.AddCommand(newPolicyCheckCmd(e, g), newPolicyCaptureCmd(e, g))
 	return c
@@ -27,11 +27,11 @@ func newPolicyCmd(e *env, g *globals) *cobra.Command {
 func newPolicyCheckCmd(e *env, g *globals) *cobra.Command {
 	var skipPerm bool
 	c := &cobra.Command{
-		Use:   "check [FILE]",
-		Short: "Validate a policy file and explain what it checks",
+		Use:     "check [FILE]",
+		Short:   "Validate a policy file and explain what it checks",
 		Example: helpText("policy-check.example"),
-		Long: helpText("policy-check.long"),
-		Args: cobra.MaximumNArgs(1),
+		Long:    helpText("policy-check.long"),
+		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := g.policy
 			if len(args) == 1 {

@@ -62,10 +62,10 @@ var exitCodesHelp = helpText("exit-codes")
 func newRootCmd(e *env) *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
-		Use:   "vfio-gate",
-		Short: "Attest a PCI function (DOE/SPDM/TDISP) before it is bound to vfio-pci",
-		Long: helpText("root.long", "configHelp", configHelp, "exitCodesHelp", exitCodesHelp),
-		Example: helpText("root.example"),
+		Use:           "vfio-gate",
+		Short:         "Attest a PCI function (DOE/SPDM/TDISP) before it is bound to vfio-pci",
+		Long:          helpText("root.long", "configHelp", configHelp, "exitCodesHelp", exitCodesHelp),
+		Example:       helpText("root.example"),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version(),
@@ -239,9 +239,9 @@ func version() string {
 
 func newVersionCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Long: helpText("version.long"),
+		Use:     "version",
+		Short:   "Print the version",
+		Long:    helpText("version.long"),
 		Example: "  vfio-gate version\n  vfio-gate --json version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

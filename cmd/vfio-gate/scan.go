@@ -22,10 +22,10 @@ type scanFlags struct {
 func newScanCmd(e *env, g *globals) *cobra.Command {
 	sf := &scanFlags{}
 	c := &cobra.Command{
-		Use:   "scan [BDF...]",
-		Short: "List PCI functions with IDs, driver, IOMMU group and DOE mailbox features",
+		Use:     "scan [BDF...]",
+		Short:   "List PCI functions with IDs, driver, IOMMU group and DOE mailbox features",
 		Example: helpText("scan.example"),
-		Long: helpText("scan.long"),
+		Long:    helpText("scan.long"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScan(cmd.Context(), e, g, sf, args)
 		},

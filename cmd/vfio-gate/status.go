@@ -9,11 +9,11 @@ import (
 
 func newStatusCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status",
-		Short: "Show what the vfio-gate daemon holds: domains, TDI states, sessions, last decisions",
-		Long: helpText("status.long"),
+		Use:     "status",
+		Short:   "Show what the vfio-gate daemon holds: domains, TDI states, sessions, last decisions",
+		Long:    helpText("status.long"),
 		Example: helpText("status.example"),
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := daemon.NewClient(g.daemonSocket).Status(cmd.Context())
 			if err != nil {

@@ -116,10 +116,10 @@ func tdiOpenErr(err error, socket bool) error {
 
 func newTDISPCmd(e *env, g *globals) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "tdisp",
-		Short: "Inspect a function's TEE device interface (TDISP) inside an SPDM secure session",
+		Use:     "tdisp",
+		Short:   "Inspect a function's TEE device interface (TDISP) inside an SPDM secure session",
 		Example: helpText("tdisp.example"),
-		Long: helpText("tdisp.long"),
+		Long:    helpText("tdisp.long"),
 	}
 	c.AddCommand(newTDISPStateCmd(e, g), newTDISPReportCmd(e, g), newTDISPCycleCmd(e, g))
 	c.AddCommand(newTDISPDaemonCmds(e, g)...)
@@ -156,9 +156,9 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 		return rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st)
 	})
 	c := &cobra.Command{
-		Use:   "state BDF | --socket HOST:PORT",
-		Short: "Print the TDI state (GET_DEVICE_INTERFACE_STATE)",
-		Long: helpText("tdisp-state.long"),
+		Use:     "state BDF | --socket HOST:PORT",
+		Short:   "Print the TDI state (GET_DEVICE_INTERFACE_STATE)",
+		Long:    helpText("tdisp-state.long"),
 		Example: helpText("tdisp-state.example"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !viaDaemon {
@@ -191,9 +191,9 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 	f := &tdispFlags{}
 	c := &cobra.Command{
-		Use:   "report BDF | --socket HOST:PORT",
-		Short: "Print the parsed DEVICE_INTERFACE_REPORT of a locked or running TDI",
-		Long: helpText("tdisp-report.long"),
+		Use:     "report BDF | --socket HOST:PORT",
+		Short:   "Print the parsed DEVICE_INTERFACE_REPORT of a locked or running TDI",
+		Long:    helpText("tdisp-report.long"),
 		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
 		RunE: withTDI(e, g, f, "report", func(ctx context.Context, conn *tdiConn) error {
 			st, err := conn.Client.State(ctx)
@@ -226,7 +226,7 @@ func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
 		Use:     "cycle BDF | --socket HOST:PORT",
 		Short:   "Run lock -> report -> start -> state -> stop in one session and print every step",
 		Example: "  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
-		Long: helpText("tdisp-cycle.long"),
+		Long:    helpText("tdisp-cycle.long"),
 		RunE: withTDI(e, g, f, "cycle", func(ctx context.Context, conn *tdiConn) error {
 			caps, err := conn.Client.GetCapabilities(ctx, 0)
 			if err != nil {
