@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -124,64 +123,33 @@ func parseBDFs(args []string) ([]pci.BDF, error) {
 	return out, nil
 }
 
-// checkJSON is the body of check/bind --json (rpt.Decisions; demo.go
-// embeds it).
+// checkJSON is the body of check/bind --json (rpt.Decisions).
 type checkJSON = rpt.Decisions
 
-// toJSON is rpt.DecisionsOf (demo.go).
-func toJSON(ds []gate.Decision, mode policy.Mode, withChecks bool) checkJSON {
-	return rpt.DecisionsOf(ds, mode, withChecks)
-}
-
-// decisionsExit is the exit code of check and bind, in this priority:
-// 5 when any decision could not be recorded in the TPM; 6 when any allowed
-// function failed to bind; then, over the reasons of the denied functions
-// (policy.ClassOf, the one table): 3 when any is a policy deny, 2 when any
-// is an attestation failure, 4 when all say the device or its transport was
-// unavailable; 0 when all are allowed (audit mode: would-be denies too).
+// decisionsExit is the exit code of check and bind (gate.Summarize), in
+// this priority: 5 when any decision could not be recorded in the TPM; 6
+// when any allowed function failed to bind; then the class of the denied
+// functions' reasons (3 policy deny, 2 attestation failure, 4 unavailable);
+// 0 when all are allowed (audit mode: would-be denies too).
 func decisionsExit(ds []gate.Decision) int {
-	tpmErr, bindErr := false, false
-	worst := policy.Class(0)
-	for _, d := range ds {
-		if d.Err != nil {
-			if errors.Is(d.Err, tpm.ErrTPM) || !d.Recorded {
-				tpmErr = true
-			} else {
-				bindErr = true
-			}
-		}
-		if d.Allowed() {
-			continue
-		}
-		if len(d.Verdict.Reasons) == 0 {
-			worst = policy.ClassDenied
-		}
-		for _, r := range d.Verdict.Reasons {
-			worst = worseClass(worst, policy.ClassOf(r.Code))
-		}
-	}
-	switch {
-	case tpmErr:
+	switch s := gate.Summarize(ds); {
+	case s.TPMFailed:
 		return exitTPM
-	case bindErr:
+	case s.BindFailed:
 		return exitBind
+	default:
+		return classExit(s.Class)
 	}
-	return classExit(worst)
-}
-
-// printDecisions is rpt.WriteDecisions (demo.go).
-func printDecisions(w io.Writer, ds []gate.Decision, mode policy.Mode, showBound bool) {
-	rpt.WriteDecisions(w, ds, mode, showBound)
 }
 
 // finishDecisions prints (table or JSON) and maps to the exit code.
 func finishDecisions(e *env, g *globals, ds []gate.Decision, mode policy.Mode, showBound, withChecks bool) error {
 	if g.json {
-		if err := writeJSON(e.out, "decision", toJSON(ds, mode, withChecks)); err != nil {
+		if err := writeJSON(e.out, "decision", rpt.DecisionsOf(ds, mode, withChecks)); err != nil {
 			return err
 		}
 	} else {
-		printDecisions(e.out, ds, mode, showBound)
+		rpt.WriteDecisions(e.out, ds, mode, showBound)
 	}
 	if code := decisionsExit(ds); code != exitOK {
 		return quietCode(code, fmt.Errorf("exit %d", code))
@@ -354,16 +322,11 @@ func newReleaseCmd(e *env, g *globals) *cobra.Command {
 				return lockErr(err)
 			}
 			code := exitOK
-			for _, r := range rs {
-				if r.Err == nil {
-					continue
-				}
-				var le *tpm.LogError
-				if errors.Is(r.Err, tpm.ErrTPM) || errors.As(r.Err, &le) {
-					code = exitTPM
-				} else if code == exitOK {
-					code = exitBind
-				}
+			switch sum := gate.SummarizeReleases(rs); {
+			case sum.TPMFailed:
+				code = exitTPM
+			case sum.BindFailed:
+				code = exitBind
 			}
 			out := rpt.ReleasesOf(rs)
 			if g.json {

@@ -76,7 +76,7 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 		return err
 	}
 	if human {
-		printDecisions(out, ds, s.pol.Mode, false)
+		rpt.WriteDecisions(out, ds, s.pol.Mode, false)
 	}
 	lc := demo.LibvirtConfig{World: w, System: s.sys, Recorder: s.rec,
 		EvidenceDir: filepath.Join(filepath.Dir(s.rec.Dir()), evidenceDirName)}
@@ -98,7 +98,7 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 	exps, ok := demo.Compare(w.Devices, ds)
 	ok = ok && demo.StepsOK(steps)
 	if g.json {
-		j := demoJSON{checkJSON: toJSON(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
+		j := demoJSON{checkJSON: rpt.DecisionsOf(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
 			Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.Sysfs, Policy: w.Policy, EventLog: eventLogDir(dg), TPM: dg.tpm}
 		if err := writeJSON(out, "demo", j); err != nil {
 			return err

@@ -80,7 +80,7 @@ func exitCode(err error) int {
 	if errors.Is(err, vfio.ErrNoDevice) {
 		return exitUnavailable
 	}
-	if isVFIOError(err) {
+	if vfio.BindFailed(err) {
 		return exitBind
 	}
 	return exitInternal
@@ -100,29 +100,6 @@ func classExit(c policy.Class) int {
 		return exitTPM
 	}
 	return exitDenied // ClassDenied and anything unknown: fail closed
-}
-
-// worseClass is the class that decides the exit code when a run has both:
-// a TPM failure, then a policy deny, then an attestation failure, then
-// unavailability.
-func worseClass(a, b policy.Class) policy.Class {
-	rank := func(c policy.Class) int {
-		switch c {
-		case 0:
-			return 0
-		case policy.ClassUnavailable:
-			return 1
-		case policy.ClassAttestation:
-			return 2
-		case policy.ClassTPM:
-			return 4
-		}
-		return 3 // ClassDenied, unknown
-	}
-	if rank(b) > rank(a) {
-		return b
-	}
-	return a
 }
 
 // failureExit is the exit code of a command that attests without a policy
@@ -148,16 +125,6 @@ func report(w io.Writer, err error) int {
 	}
 	fmt.Fprintln(w, msg)
 	return code
-}
-
-// isVFIOError reports whether err comes from binding or releasing (package vfio).
-func isVFIOError(err error) bool {
-	var be *vfio.BindError
-	var ge *vfio.GroupError
-	return errors.As(err, &be) || errors.As(err, &ge) || errors.Is(err, vfio.ErrNoIOMMU) ||
-		errors.Is(err, vfio.ErrGroupNotViable) || errors.Is(err, vfio.ErrAlreadyBound) ||
-		errors.Is(err, vfio.ErrNoVFIODriver) || errors.Is(err, vfio.ErrNotBound) ||
-		errors.Is(err, vfio.ErrStateChanged) || errors.Is(err, vfio.ErrTimeout)
 }
 
 // exitMeaning is the documented meaning of each exit code (exitCodesHelp),
