@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
@@ -67,7 +66,8 @@ type setupOptions struct {
 }
 
 // openGate opens the gate (gate.Open) from the flags: no valid policy is
-// exit 1, a TPM that cannot record 5, a tamper audit that cannot run 4.
+// exit 1, a TPM that cannot record 5, a tamper audit that cannot run 4
+// (exitCode).
 func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, error) {
 	if so.policyLoad == nil {
 		so.policyLoad = e.policyLoad
@@ -80,15 +80,8 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 		SysfsRoot: g.sysfsRoot, PCI: pci.Options{ConfigOpener: e.configOpener, Geteuid: so.geteuid}, Bind: e.vfioApply,
 		Audit: f.audit.on, LockDir: f.lockDir, StateDir: g.stateDir, Concurrency: f.concurrency, Timeout: f.timeout,
 		Observer: so.observer, Logger: g.log})
-	switch {
-	case errors.Is(err, gate.ErrThrowawayTPM):
-		return nil, usageErrorf("%v", err)
-	case errors.Is(err, gate.ErrTPM):
-		return nil, withCode(exitTPM, err)
-	case errors.Is(err, gate.ErrAuditUnavailable):
-		return nil, withCode(exitUnavailable, err)
-	case err != nil:
-		return nil, err
+	if err != nil {
+		return nil, err // exitCode: gate.ErrThrowawayTPM 1, gate.ErrTPM 5, gate.ErrAuditUnavailable 4
 	}
 	return &gateSetup{Host: h, gate: h.Gate, pol: h.Policy, tpm: h.TPM, sys: h.System, rec: h.Recorder}, nil
 }
@@ -257,17 +250,14 @@ func lockErr(err error) error {
 	return err
 }
 
+// parsePCIID parses --pci-id (pci.ParseID) into the identity of a
+// --socket device.
 func parsePCIID(s string) (attest.Identity, error) {
-	v, d, ok := strings.Cut(s, ":")
-	if !ok || len(v) != 4 || len(d) != 4 {
+	v, d, err := pci.ParseID(s)
+	if err != nil {
 		return attest.Identity{}, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
 	}
-	vv, err1 := pci.ParseHexAttr("0x"+v, 16)
-	dd, err2 := pci.ParseHexAttr("0x"+d, 16)
-	if err1 != nil || err2 != nil {
-		return attest.Identity{}, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
-	}
-	return attest.Identity{VendorID: uint16(vv), DeviceID: uint16(dd)}, nil
+	return attest.Identity{VendorID: v, DeviceID: d}, nil
 }
 
 func newBindCmd(e *env, g *globals) *cobra.Command {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/gate"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -61,8 +62,15 @@ func exitCode(err error) int {
 		return ce.code
 	}
 	var ue *usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || errors.Is(err, gate.ErrThrowawayTPM) {
 		return exitInternal
+	}
+	// gate.Open: a TPM that cannot record, a tamper audit that cannot run.
+	if errors.Is(err, gate.ErrTPM) {
+		return exitTPM
+	}
+	if errors.Is(err, gate.ErrAuditUnavailable) {
+		return exitUnavailable
 	}
 	for _, unavailable := range []error{pci.ErrNoDevice, pci.ErrDeviceRemoved, pci.ErrLockdown, pci.ErrNeedCapSysAdmin} {
 		if errors.Is(err, unavailable) {
