@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
@@ -48,12 +47,11 @@ func (f *gateFlags) addLock(c *cobra.Command) {
 }
 
 // gateSetup is an opened gate and what it holds (gate.Host, named as the
-// commands and the demo use it).
+// commands use it).
 type gateSetup struct {
 	*gate.Host
 	gate *gate.Gate
 	pol  *policy.Policy
-	tpm  transport.TPMCloser
 	sys  *pci.System
 	rec  *tpm.Recorder
 }
@@ -83,7 +81,7 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	if err != nil {
 		return nil, err // exitCode: gate.ErrThrowawayTPM 1, gate.ErrTPM 5, gate.ErrAuditUnavailable 4
 	}
-	return &gateSetup{Host: h, gate: h.Gate, pol: h.Policy, tpm: h.TPM, sys: h.System, rec: h.Recorder}, nil
+	return &gateSetup{Host: h, gate: h.Gate, pol: h.Policy, sys: h.System, rec: h.Recorder}, nil
 }
 
 // simThrowaway is the --tpm value that asks for the in-process simulator
@@ -92,14 +90,9 @@ const simThrowaway = gate.SimThrowaway
 
 // recordingTPM is the tpm.Open spec of a command that records decisions
 // (gate.RecordingTPM): --tpm sim is refused unless asked for as a
-// throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway).
-func recordingTPM(g *globals) (string, error) {
-	spec, err := gate.RecordingTPM(g.tpm, g.tpmThrowaway)
-	if err != nil {
-		return "", usageErrorf("%v", err)
-	}
-	return spec, nil
-}
+// throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway);
+// exitCode makes the refusal (gate.ErrThrowawayTPM) a usage error.
+func recordingTPM(g *globals) (string, error) { return gate.RecordingTPM(g.tpm, g.tpmThrowaway) }
 
 // tpmName says which TPM a command uses, for status and doctor.
 func tpmName(g *globals) string { return gate.TPMName(g.tpm, g.tpmThrowaway) }
@@ -176,29 +169,23 @@ func newCheckCmd(e *env, g *globals) *cobra.Command {
 					return err
 				}
 			}
-			bdfs, s, err := openGateFor(e, g, &f, args)
+			if socket == "" {
+				return gateDecide(e, g, &f, args, "checking", false, false, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
+					return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
+				})
+			}
+			s, err := openGate(e, g, &f, setupOptions{})
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			var ds []gate.Decision
-			if socket != "" {
-				done := rpt.Progress(e.errw, "checking", 1)
-				d, err := s.gate.CheckSocket(cmd.Context(), socket, id, confidential)
-				done()
-				if err != nil {
-					return err
-				}
-				ds = []gate.Decision{d}
-			} else {
-				ds, err = decide(e, "checking", bdfs, func() ([]gate.Decision, error) {
-					return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
-				})
-				if err != nil {
-					return err
-				}
+			done := rpt.Progress(e.errw, "checking", 1)
+			d, err := s.gate.CheckSocket(cmd.Context(), socket, id, confidential)
+			done()
+			if err != nil {
+				return err
 			}
-			return finishDecisions(e, g, ds, s.pol.Mode, false, false)
+			return finishDecisions(e, g, []gate.Decision{d}, s.pol.Mode, false, false)
 		},
 	}
 	f.add(c)
@@ -222,24 +209,27 @@ func openGateFor(e *env, g *globals, f *gateFlags, args []string) ([]pci.BDF, *g
 	return bdfs, s, nil
 }
 
-// decide runs a check or bind of bdfs under a progress line; a failure to
-// take the locks is classified by lockErr.
-func decide(e *env, verb string, bdfs []pci.BDF, run func() ([]gate.Decision, error)) ([]gate.Decision, error) {
-	done := rpt.Progress(e.errw, verb, len(normalizeCount(bdfs)))
-	ds, err := run()
+// gateDecide opens the gate for the BDF arguments, runs op on them under a
+// progress line (a failure to take the locks is classified by lockErr) and
+// prints the decisions with their exit code (finishDecisions); withChecks
+// (explain) prints every policy check first.
+func gateDecide(e *env, g *globals, f *gateFlags, args []string, verb string, showBound, withChecks bool,
+	op func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error)) error {
+	bdfs, s, err := openGateFor(e, g, f, args)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	done := rpt.Progress(e.errw, verb, len(pci.Normalize(bdfs)))
+	ds, err := op(s, bdfs)
 	done()
 	if err != nil {
-		return nil, lockErr(err)
+		return lockErr(err)
 	}
-	return ds, nil
-}
-
-func normalizeCount(b []pci.BDF) map[pci.BDF]bool {
-	m := map[pci.BDF]bool{}
-	for _, x := range b {
-		m[x] = true
+	if withChecks && !g.json {
+		rpt.WriteChecks(e.out, ds[0])
 	}
-	return m
+	return finishDecisions(e, g, ds, s.pol.Mode, showBound, withChecks)
 }
 
 // lockErr classifies a failure to take the locks: a context that ended is 4.
@@ -271,18 +261,9 @@ func newBindCmd(e *env, g *globals) *cobra.Command {
 		Long:    helpText("bind.long"),
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bdfs, s, err := openGateFor(e, g, &f, args)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ds, err := decide(e, "binding", bdfs, func() ([]gate.Decision, error) {
+			return gateDecide(e, g, &f, args, "binding", true, false, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
 				return s.gate.Bind(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential, Domain: domain})
 			})
-			if err != nil {
-				return err
-			}
-			return finishDecisions(e, g, ds, s.pol.Mode, true, false)
 		},
 	}
 	f.add(c)
@@ -347,21 +328,9 @@ func newExplainCmd(e *env, g *globals) *cobra.Command {
 		Long:    helpText("explain.long"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bdfs, s, err := openGateFor(e, g, &f, args)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ds, err := decide(e, "checking", bdfs, func() ([]gate.Decision, error) {
+			return gateDecide(e, g, &f, args, "checking", false, true, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
 				return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
 			})
-			if err != nil {
-				return err
-			}
-			if !g.json {
-				rpt.WriteChecks(e.out, ds[0])
-			}
-			return finishDecisions(e, g, ds, s.pol.Mode, false, true)
 		},
 	}
 	f.addOne(c)
