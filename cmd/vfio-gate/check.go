@@ -112,13 +112,16 @@ func parseBDFs(args []string) ([]pci.BDF, error) {
 // checkJSON is the body of check/bind --json (rpt.Decisions).
 type checkJSON = rpt.Decisions
 
-// decisionsExit is the exit code of check and bind (gate.Summarize), in
-// this priority: 5 when any decision could not be recorded in the TPM; 6
-// when any allowed function failed to bind; then the class of the denied
-// functions' reasons (3 policy deny, 2 attestation failure, 4 unavailable);
-// 0 when all are allowed (audit mode: would-be denies too).
-func decisionsExit(ds []gate.Decision) int {
-	switch s := gate.Summarize(ds); {
+// decisionsExit is the exit code of check and bind (gate.Summarize).
+func decisionsExit(ds []gate.Decision) int { return summaryExit(gate.Summarize(ds)) }
+
+// summaryExit is the exit code of a run's outcomes, in this priority: 5
+// when any could not be recorded in the TPM; 6 when any allowed function
+// failed to bind (or release); then the class of the denied functions'
+// reasons (3 policy deny, 2 attestation failure, 4 unavailable); 0 when all
+// are allowed (audit mode: would-be denies too).
+func summaryExit(s gate.Summary) int {
+	switch {
 	case s.TPMFailed:
 		return exitTPM
 	case s.BindFailed:
@@ -292,13 +295,7 @@ func newReleaseCmd(e *env, g *globals) *cobra.Command {
 			if rs == nil && err != nil {
 				return lockErr(err)
 			}
-			code := exitOK
-			switch sum := gate.SummarizeReleases(rs); {
-			case sum.TPMFailed:
-				code = exitTPM
-			case sum.BindFailed:
-				code = exitBind
-			}
+			code := summaryExit(gate.SummarizeReleases(rs))
 			out := rpt.ReleasesOf(rs)
 			if g.json {
 				if err := writeJSON(e.out, "release", out); err != nil {

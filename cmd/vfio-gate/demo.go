@@ -108,19 +108,13 @@ func openDemoGate(cmd *cobra.Command, e *env, g *globals, w *demo.World) (*gateS
 	return s, &dg, err
 }
 
-// demoResult is the demo's error (and so its exit code, from
-// demo.Result.Err): a TPM failure (5, already shown), a log that does not
-// verify (5), or an outcome not the expected one (1).
+// demoResult is the demo's error (and so its exit code): demo.Result.Err,
+// where a TPM failure (5) is already shown in the decisions, a log that does
+// not verify is a tpm.ErrTPM (5) and an unexpected outcome 1.
 func demoResult(r *demo.Result) error {
 	err := r.Err()
-	var le *demo.LogError
-	switch {
-	case errors.Is(err, demo.ErrTPMFailure):
+	if errors.Is(err, demo.ErrTPMFailure) {
 		return quietCode(exitTPM, err)
-	case errors.As(err, &le):
-		return withCode(exitTPM, err)
-	case errors.Is(err, demo.ErrUnexpected):
-		return withCode(exitInternal, err)
 	}
 	return err
 }

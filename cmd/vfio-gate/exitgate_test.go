@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/demo"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
 // gate.Open's failures keep their exit codes now that exitCode maps them:
@@ -36,6 +39,34 @@ func TestExitCodeGateOpen(t *testing.T) {
 		if code != exitInternal || !strings.HasPrefix(errs, "vfio-gate: --tpm sim is an in-process TPM") ||
 			(json != strings.Contains(out, `"meaning": "usage or internal error"`)) {
 			t.Errorf("check --tpm sim (json %v): exit %d, stdout %q, stderr %q", json, code, out, errs)
+		}
+	}
+}
+
+// The demo's failures keep their exit codes: a TPM failure 5 (quiet: the
+// decisions show it), a log that does not verify 5, an unexpected outcome 1.
+func TestDemoResultExit(t *testing.T) {
+	ok := func() *demo.Result {
+		return &demo.Result{Decisions: []gate.Decision{{Recorded: true, Verdict: policy.Verdict{Allow: true}}},
+			LogVerify: &tpm.VerifyResult{OK: true}, OK: true}
+	}
+	if err := demoResult(ok()); err != nil {
+		t.Fatalf("as expected: %v", err)
+	}
+	unexpected := ok()
+	unexpected.OK = false
+	bad := ok()
+	bad.LogVerify = &tpm.VerifyResult{Problems: []tpm.Problem{{Msg: "x"}}}
+	tpmFail := ok()
+	tpmFail.Decisions[0].Err, tpmFail.Decisions[0].Recorded = errors.New("extend"), false
+	for _, c := range []struct {
+		r     *demo.Result
+		code  int
+		quiet bool
+	}{{unexpected, exitInternal, false}, {bad, exitTPM, false}, {tpmFail, exitTPM, true}} {
+		var errw strings.Builder
+		if code := report(&errw, demoResult(c.r)); code != c.code || (errw.Len() == 0) != c.quiet {
+			t.Errorf("%+v: exit %d, stderr %q; want %d, quiet %v", c.r, code, errw.String(), c.code, c.quiet)
 		}
 	}
 }

@@ -79,10 +79,14 @@ var ErrUnexpected = errors.New("demo: the outcomes are not the expected allow / 
 	"and, for the confidential domains, TDI locked / running / unlocked and deny")
 
 // LogError is Result.Err when the event log does not verify against the
-// TPM; Msg is the first problem found.
+// TPM's PCR; Msg is the first problem found. It matches tpm.ErrTPM: like
+// `vfio-gate log verify`, a log the TPM contradicts is a TPM failure.
 type LogError struct{ Msg string }
 
 func (e *LogError) Error() string { return "demo: the event log does not verify: " + e.Msg }
+
+// Is makes errors.Is(err, tpm.ErrTPM) true.
+func (e *LogError) Is(target error) bool { return target == tpm.ErrTPM }
 
 // Err is the run's failure, in this order: ErrTPMFailure, VerifyErr (the
 // log could not be verified), a *LogError (it does not verify), then
