@@ -36,7 +36,7 @@ func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
 			if len(f.anchors) == 0 {
 				return usageErrorf("policy capture: need at least one --trust-anchor (a rule without anchors trusts nothing)")
 			}
-			anchors, err := policy.ReadAnchorFiles(f.anchors, maxAnchorFile)
+			anchors, err := policy.ReadAnchorFiles(f.anchors, policy.MaxCertFile)
 			var ae *policy.AnchorFileError
 			if errors.As(err, &ae) {
 				return usageErrorf("--trust-anchor %s: %v", ae.Path, ae.Err)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -64,10 +64,6 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 	if len(roots) == 0 {
 		return nil, nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
 	}
-	log := g.log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	var t target.Target
 	var bdf pci.BDF
 	c, closeSys := &tdiConn{}, func() {}
@@ -82,7 +78,7 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 			return nil, nil, usageErrorf("tdisp %s: %v", name, err)
 		}
 		c.name = bdf.String()
-		sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
+		sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: g.log})
 		if err != nil {
 			return nil, nil, withCode(exitUnavailable, err)
 		}
@@ -90,7 +86,7 @@ func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []stri
 		t = &target.PCI{System: sys, BDF: bdf, LockDir: f.lockDir}
 	}
 	slot := uint8(f.slot)
-	if c.TDI, err = attest.OpenTDI(ctx, t, bdf, &attest.Options{Roots: roots, Slot: &slot, Logger: log}); err != nil {
+	if c.TDI, err = attest.OpenTDI(ctx, t, bdf, &attest.Options{Roots: roots, Slot: &slot, Logger: g.log}); err != nil {
 		closeSys()
 		return nil, nil, tdiOpenErr(err, f.socket != "")
 	}
@@ -149,11 +145,8 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 		if err != nil {
 			return withCode(exitAttestation, err)
 		}
-		if g.json {
-			return writeJSON(e.out, "tdisp-state", rpt.TDISPState{BDF: conn.name, Interface: conn.Client.Interface(), State: st,
-				Session: rpt.TDISPSessionOf(conn.Session.Info())})
-		}
-		return rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st)
+		doc := rpt.TDISPState{BDF: conn.name, Interface: conn.Client.Interface(), State: st, Session: rpt.TDISPSessionOf(conn.Session.Info())}
+		return jsonOrText(e, g, "tdisp-state", doc, func(w io.Writer, d rpt.TDISPState) error { return rpt.WriteTDISPState(w, d.BDF, d.Interface, d.State) })
 	})
 	c := &cobra.Command{
 		Use:     "state BDF | --socket HOST:PORT",
@@ -167,20 +160,11 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 			if len(args) != 1 || f.socket != "" {
 				return usageErrorf("tdisp state --daemon takes one BDF (and no --socket)")
 			}
-			b, err := pci.ParseBDF(args[0])
+			st, err := askDaemonTDI(cmd.Context(), g, f.timeout, "state --daemon", daemon.PathTDISPState, args[0], "")
 			if err != nil {
-				return usageErrorf("%v", err)
+				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			st, err := daemon.NewClient(g.daemonSocket).TDISP(ctx, daemon.PathTDISPState, daemon.TDIRequest{BDF: b})
-			if err != nil {
-				return tdispDaemonErr("state --daemon", err)
-			}
-			if g.json {
-				return writeJSON(e.out, "tdi", st)
-			}
-			return rpt.WriteTDIState(e.out, st)
+			return jsonOrText(e, g, "tdi", st, rpt.WriteTDIState)
 		},
 	}
 	f.register(c)
@@ -207,13 +191,12 @@ func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
-			if g.json {
-				return writeJSON(e.out, "tdisp-report", rpt.TDISPReport{State: st, Report: rpt.TDISPInterfaceReportOf(rep)})
-			}
-			if err := rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st); err != nil {
-				return err
-			}
-			return rpt.WriteTDISPReport(e.out, rep)
+			return jsonOrText(e, g, "tdisp-report", rpt.TDISPReport{State: st, Report: rpt.TDISPInterfaceReportOf(rep)}, func(w io.Writer, _ rpt.TDISPReport) error {
+				if err := rpt.WriteTDISPState(w, conn.name, conn.Client.Interface(), st); err != nil {
+					return err
+				}
+				return rpt.WriteTDISPReport(w, rep)
+			})
 		}),
 	}
 	f.register(c)
@@ -234,11 +217,7 @@ func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
 			}
 			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
 			cr, cerr := conn.Client.Cycle(ctx, lp)
-			if g.json {
-				if err := writeJSON(e.out, "tdisp-cycle", rpt.TDISPCycleOf(cr)); err != nil {
-					return err
-				}
-			} else if err := rpt.WriteTDISPCycle(e.out, cr); err != nil {
+			if err := jsonOrText(e, g, "tdisp-cycle", rpt.TDISPCycleOf(cr), func(w io.Writer, _ *rpt.TDISPCycle) error { return rpt.WriteTDISPCycle(w, cr) }); err != nil {
 				return err
 			}
 			if cerr != nil {
