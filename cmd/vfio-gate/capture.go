@@ -3,10 +3,8 @@ package main
 import (
 	_ "crypto/sha3"
 	_ "crypto/sha512"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,11 +42,7 @@ func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var roots []*x509.Certificate
-			for _, a := range anchors {
-				roots = append(roots, a.Cert)
-			}
-			ev, err := runAttestation(cmd.Context(), e, g, f, bdf, roots)
+			ev, err := runAttestation(cmd.Context(), e, g, f, bdf, policy.AnchorCerts(anchors))
 			if err != nil {
 				return err
 			}
@@ -65,11 +59,7 @@ func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
 				return err
 			}
 			if !v.Allow {
-				var rs []string
-				for _, r := range v.Reasons {
-					rs = append(rs, string(r.Code)+": "+r.Message)
-				}
-				return withCode(exitDenied, fmt.Errorf("policy capture: the captured rule would deny this device: %s", strings.Join(rs, "; ")))
+				return withCode(exitDenied, fmt.Errorf("policy capture: the captured rule would deny this device: %s", v.ReasonsText()))
 			}
 			_, err = fmt.Fprint(e.out, doc)
 			return err
