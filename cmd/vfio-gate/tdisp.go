@@ -47,50 +47,41 @@ type tdiConn struct {
 }
 
 // openTDI checks the arguments, picks the target (BDF or --socket) and
-// opens an authenticated session with its TDI (attest.OpenTDI).
-func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, func(), error) {
+// opens an authenticated session with its TDI (attest.OpenTDIOf).
+func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, error) {
 	switch {
 	case f.socket != "" && len(args) > 0:
-		return nil, nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
+		return nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
 	case f.socket == "" && len(args) != 1:
-		return nil, nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
+		return nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
 	case f.slot < 0 || f.slot > 7:
-		return nil, nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
+		return nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
 	}
 	roots, err := loadAnchors(f.anchors)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(roots) == 0 {
-		return nil, nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
+		return nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
 	}
-	var t target.Target
-	var bdf pci.BDF
-	c, closeSys := &tdiConn{}, func() {}
+	req := attest.Request{Socket: f.socket, SysfsRoot: g.sysfsRoot, LockDir: f.lockDir,
+		PCI: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: g.log}}
+	c := &tdiConn{name: "socket:" + f.socket} // as check --socket names it in the TPM log (gate)
 	if f.socket != "" {
-		if bdf, err = pci.ParseBDF(f.iface); err != nil {
-			return nil, nil, usageErrorf("--interface: %v", err)
+		if req.BDF, err = pci.ParseBDF(f.iface); err != nil {
+			return nil, usageErrorf("--interface: %v", err)
 		}
-		c.name = "socket:" + f.socket // as check --socket names it in the TPM log (gate)
-		t = &target.Socket{Addr: f.socket}
 	} else {
-		if bdf, err = pci.ParseBDF(args[0]); err != nil {
-			return nil, nil, usageErrorf("tdisp %s: %v", name, err)
+		if req.BDF, err = pci.ParseBDF(args[0]); err != nil {
+			return nil, usageErrorf("tdisp %s: %v", name, err)
 		}
-		c.name = bdf.String()
-		sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: g.log})
-		if err != nil {
-			return nil, nil, withCode(exitUnavailable, err)
-		}
-		closeSys = func() { sys.Close() }
-		t = &target.PCI{System: sys, BDF: bdf, LockDir: f.lockDir}
+		c.name = req.BDF.String()
 	}
 	slot := uint8(f.slot)
-	if c.TDI, err = attest.OpenTDI(ctx, t, bdf, &attest.Options{Roots: roots, Slot: &slot, Logger: g.log}); err != nil {
-		closeSys()
-		return nil, nil, tdiOpenErr(err, f.socket != "")
+	if c.TDI, err = attest.OpenTDIOf(ctx, req, &attest.Options{Roots: roots, Slot: &slot, Logger: g.log}); err != nil {
+		return nil, tdiOpenErr(err, f.socket != "")
 	}
-	return c, func() { c.Close(ctx); closeSys() }, nil
+	return c, nil
 }
 
 // tdiOpenErr is the exit code of a session that did not open: the device
@@ -99,7 +90,10 @@ func tdiOpenErr(err error, socket bool) error {
 	var te *attest.TDISPError
 	var oe *target.OpenError
 	var ie *attest.InterfaceError
+	var se *attest.SysfsError
 	switch {
+	case errors.As(err, &se):
+		return withCode(exitUnavailable, err)
 	case errors.Is(err, spdm.ErrChainNotVerified), errors.Is(err, attest.ErrNoSecuredCMA), errors.As(err, &te):
 		return withCode(exitAttestation, err)
 	case socket && errors.As(err, &oe):
@@ -128,11 +122,11 @@ func withTDI(e *env, g *globals, f *tdispFlags, name string, do func(ctx context
 	return func(cmd *cobra.Command, args []string) error {
 		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 		defer cancel()
-		conn, closeConn, err := openTDI(ctx, e, g, f, args, name)
+		conn, err := openTDI(ctx, e, g, f, args, name)
 		if err != nil {
 			return err
 		}
-		defer closeConn()
+		defer conn.Close(ctx)
 		return do(ctx, conn)
 	}
 }
