@@ -174,14 +174,10 @@ func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 		Long:    helpText("tdisp-report.long"),
 		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
 		RunE: withTDI(e, g, f, "report", func(ctx context.Context, conn *tdiConn) error {
-			st, err := conn.Client.State(ctx)
-			if err != nil {
-				return withCode(exitAttestation, err)
+			st, rep, err := conn.Client.LockedReport(ctx)
+			if nl := (*tdisp.NotLockedError)(nil); errors.As(err, &nl) {
+				err = fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.name, nl.State)
 			}
-			if st != tdisp.StateConfigLocked && st != tdisp.StateRun {
-				return withCode(exitAttestation, fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.name, st))
-			}
-			rep, _, err := conn.Client.Report(ctx)
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
@@ -205,12 +201,10 @@ func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
 		Example: "  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
 		Long:    helpText("tdisp-cycle.long"),
 		RunE: withTDI(e, g, f, "cycle", func(ctx context.Context, conn *tdiConn) error {
-			caps, err := conn.Client.GetCapabilities(ctx, 0)
-			if err != nil {
-				return withCode(exitAttestation, err)
+			cr, cerr := conn.Client.CycleSupported(ctx, tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags), MMIOReportingOffset: f.mmioOff})
+			if cr == nil {
+				return withCode(exitAttestation, cerr)
 			}
-			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
-			cr, cerr := conn.Client.Cycle(ctx, lp)
 			if err := jsonOrText(e, g, "tdisp-cycle", rpt.TDISPCycleOf(cr), func(w io.Writer, _ *rpt.TDISPCycle) error { return rpt.WriteTDISPCycle(w, cr) }); err != nil {
 				return err
 			}

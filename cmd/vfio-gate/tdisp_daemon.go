@@ -76,18 +76,14 @@ func askDaemonTDI(ctx context.Context, g *globals, timeout time.Duration, op, pa
 // tdispDaemonErr maps a daemon answer to an exit code and says why the
 // daemon is needed when it is down.
 func tdispDaemonErr(op string, err error) error {
-	if errors.Is(err, daemon.ErrNotRunning) {
-		return withCode(exitUnavailable, fmt.Errorf("tdisp %s needs the vfio-gate daemon: it holds the SPDM session a locked TDI is bound to; %w", op, err))
-	}
 	var ae *daemon.APIError
-	if errors.As(err, &ae) {
-		switch ae.Code {
-		case "tdisp-failed":
-			return withCode(exitAttestation, err)
-		case "tdisp-unavailable":
-			return withCode(exitUnavailable, err)
-		}
-		return withCode(exitInternal, err)
+	switch {
+	case errors.Is(err, daemon.ErrNotRunning):
+		return withCode(exitUnavailable, fmt.Errorf("tdisp %s needs the vfio-gate daemon: it holds the SPDM session a locked TDI is bound to; %w", op, err))
+	case errors.Is(err, daemon.ErrTDISPFailed):
+		return withCode(exitAttestation, err)
+	case errors.Is(err, daemon.ErrTDISPUnavailable), !errors.As(err, &ae):
+		return withCode(exitUnavailable, err) // no session owner, or no answer
 	}
-	return withCode(exitUnavailable, err)
+	return withCode(exitInternal, err) // refused: not-checked, tdi-held, not-held, ...
 }
