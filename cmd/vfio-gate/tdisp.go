@@ -182,10 +182,7 @@ func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 				return withCode(exitAttestation, err)
 			}
 			return jsonOrText(e, g, "tdisp-report", rpt.TDISPReport{State: st, Report: rpt.TDISPInterfaceReportOf(rep)}, func(w io.Writer, _ rpt.TDISPReport) error {
-				if err := rpt.WriteTDISPState(w, conn.name, conn.Client.Interface(), st); err != nil {
-					return err
-				}
-				return rpt.WriteTDISPReport(w, rep)
+				return rpt.WriteTDISPStateReport(w, conn.name, conn.Client.Interface(), st, rep)
 			})
 		}),
 	}
