@@ -39,7 +39,7 @@ func Summarize(ds []Decision) Summary {
 			continue
 		}
 		if len(d.Verdict.Reasons) == 0 {
-			s.Class = policy.ClassDenied
+			s.Class = policy.Worse(s.Class, policy.ClassDenied) // a deny without a reason: denied, never less
 		}
 		for _, r := range d.Verdict.Reasons {
 			s.Class = policy.Worse(s.Class, policy.ClassOf(r.Code))

@@ -38,6 +38,7 @@ func TestSummarize(t *testing.T) {
 			gate.Summary{Class: policy.ClassAttestation}},
 		{"deny beats attestation", []gate.Decision{deny(policy.CodeSignatureInvalid, policy.CodeNoRule)}, gate.Summary{Class: policy.ClassDenied}},
 		{"tpm reason", []gate.Decision{deny(policy.CodeNoRule), deny(policy.CodeTPM)}, gate.Summary{Class: policy.ClassTPM}},
+		{"tpm reason, then a deny without reasons", []gate.Decision{deny(policy.CodeTPM), deny()}, gate.Summary{Class: policy.ClassTPM}},
 		{"unknown code is a deny", []gate.Decision{deny("no-such-code")}, gate.Summary{Class: policy.ClassDenied}},
 		{"tpm error", []gate.Decision{allow, tpmErr}, gate.Summary{TPMFailed: true}},
 		{"not recorded", []gate.Decision{notRecorded}, gate.Summary{TPMFailed: true}},
