@@ -428,6 +428,8 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 		}
 		r.c.tr = saved
 		return rsp, nil, nil
+	case RequestGetKeyPairInfo:
+		return r.getKeyPairInfo(req), nil, nil
 	case RequestHeartbeat:
 		if r.sessionFlags(r.c.version)&CapHBeat == 0 {
 			return r.errRsp(ErrorCodeUnsupportedRequest, uint8(code)), nil, nil
