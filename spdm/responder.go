@@ -263,6 +263,7 @@ func (r *Responder) Respond(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.expireSessions()
 	rsp, err := r.respond(ctx, req)
 	if err != nil {
 		return nil, err
