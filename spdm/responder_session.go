@@ -212,11 +212,6 @@ func (r *Responder) keyExchange(req []byte) []byte {
 		!r.usable(r.slot(m.Slot), RequestKeyExchange) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
 	}
-	if r.c.tr.ambiguousD(r.c.multiKey) {
-		// Which of several DIGESTS is message D could not be confirmed:
-		// refuse to sign a transcript the requester may compute otherwise.
-		return r.errRsp(ErrorCodeUnspecified, 0)
-	}
 	slot := r.slot(m.Slot)
 	limit := r.cfg.Session.MaxSessions
 	if limit == 0 {
