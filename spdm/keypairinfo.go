@@ -1,7 +1,7 @@
 package spdm
 
 // GET_KEY_PAIR_INFO / KEY_PAIR_INFO (SPDM 1.3, GET_KEY_PAIR_INFO_CAP):
-// what a responder tells about one of its key pairs. DSP0274 1.3.0 §10.25
+// what a responder tells about one of its key pairs. DSP0274 1.3
 // (request: KeyPairID; response: TotalKeyPairs, KeyPairID, Capabilities,
 // KeyUsageCapabilities, CurrentKeyUsage, AsymAlgoCapabilities,
 // CurrentAsymAlgo, PublicKeyInfoLen, AssocCertSlotMask, PublicKeyInfo).
@@ -206,7 +206,7 @@ func publicKeyInfoOf(pub crypto.PublicKey) []byte {
 }
 
 // GetKeyPairInfo sends GET_KEY_PAIR_INFO for keyPairID (1..TotalKeyPairs)
-// outside a session. DSP0274 1.3.0 §10.25. It needs SPDM 1.3 and the
+// outside a session. DSP0274 1.3 (GET_KEY_PAIR_INFO). It needs SPDM 1.3 and the
 // responder's GET_KEY_PAIR_INFO_CAP (else a *ProtocolError before
 // anything is sent). The response must answer the KeyPairID asked for,
 // must report Capabilities 0 unless the responder has
@@ -293,7 +293,7 @@ func (r *Responder) keyPairs() []*rspKeyPair {
 	return out
 }
 
-// getKeyPairInfo answers GET_KEY_PAIR_INFO (DSP0274 1.3.0 §10.25):
+// getKeyPairInfo answers GET_KEY_PAIR_INFO (DSP0274 1.3 (GET_KEY_PAIR_INFO)):
 // UnsupportedRequest without GET_KEY_PAIR_INFO_CAP (or before 1.3);
 // InvalidRequest for a malformed request or a KeyPairID of 0, above
 // TotalKeyPairs or naming no key. Capabilities is 0 (no

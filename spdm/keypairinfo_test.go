@@ -81,7 +81,7 @@ func keyPairInfoEqual(a, b KeyPairInfo) bool {
 }
 
 // TestResponderConformanceKeyPairInfo: GET_KEY_PAIR_INFO request → ERROR
-// code, per DSP0274 1.3.0 §10.25 and the ERROR table, as libspdm's
+// code, per DSP0274 1.3 (GET_KEY_PAIR_INFO) and the ERROR table, as libspdm's
 // responder (libspdm_rsp_key_pair_info.c) applies them.
 func TestResponderConformanceKeyPairInfo(t *testing.T) {
 	kpi := func(v Version, id uint8) []byte { return (&getKeyPairInfoReq{Version: v, KeyPairID: id}).marshal() }
@@ -94,9 +94,9 @@ func TestResponderConformanceKeyPairInfo(t *testing.T) {
 		want ErrorCode
 		rule string
 	}{
-		{"valid", MultiKeyNegotiated, Version13, kpi(Version13, 1), ok, "§10.25"},
-		{"KeyPairID 0", MultiKeyNegotiated, Version13, kpi(Version13, 0), ErrorCodeInvalidRequest, "§10.25 KeyPairID 1..TotalKeyPairs"},
-		{"KeyPairID above TotalKeyPairs", MultiKeyNegotiated, Version13, kpi(Version13, 3), ErrorCodeInvalidRequest, "§10.25 KeyPairID 1..TotalKeyPairs"},
+		{"valid", MultiKeyNegotiated, Version13, kpi(Version13, 1), ok, "GET_KEY_PAIR_INFO"},
+		{"KeyPairID 0", MultiKeyNegotiated, Version13, kpi(Version13, 0), ErrorCodeInvalidRequest, "KeyPairID 1..TotalKeyPairs"},
+		{"KeyPairID above TotalKeyPairs", MultiKeyNegotiated, Version13, kpi(Version13, 3), ErrorCodeInvalidRequest, "KeyPairID 1..TotalKeyPairs"},
 		{"header only", MultiKeyNegotiated, Version13, []byte{0x13, uint8(RequestGetKeyPairInfo), 0, 0}, ErrorCodeInvalidRequest, "request length"},
 		{"reserved Param1 set", MultiKeyNegotiated, Version13, []byte{0x13, uint8(RequestGetKeyPairInfo), 1, 0, 1}, ErrorCodeInvalidRequest, "reserved fields (this responder's rule for every request)"},
 		{"trailing byte", MultiKeyNegotiated, Version13, append(kpi(Version13, 1), 7), ErrorCodeInvalidRequest, "request length"},
