@@ -24,11 +24,17 @@ type cfgaccessCallers struct {
 	}
 }
 
+type cfgaccessGuardEntry struct {
+	_    structs.HostLayout
+	Id   uint64
+	Name [2]uint64
+}
+
 type cfgaccessGuardState struct {
 	_        structs.HostLayout
 	Count    uint32
 	Overflow uint32
-	Slot     [8][2]uint64
+	Slot     [8]cfgaccessGuardEntry
 }
 
 // Names of all BPF objects in the ELF.
@@ -42,6 +48,7 @@ const (
 	cfgaccessMapGuardCount    = "guard_count"
 	cfgaccessMapGuarded       = "guarded"
 	cfgaccessMapLost          = "lost"
+	cfgaccessMapRecords       = "records"
 	cfgaccessProgFeReadByte   = "fe_read_byte"
 	cfgaccessProgFeReadDword  = "fe_read_dword"
 	cfgaccessProgFeReadWord   = "fe_read_word"
@@ -123,6 +130,7 @@ type cfgaccessMapSpecs struct {
 	GuardCount   *ebpf.MapSpec `ebpf:"guard_count"`
 	Guarded      *ebpf.MapSpec `ebpf:"guarded"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
+	Records      *ebpf.MapSpec `ebpf:"records"`
 }
 
 // cfgaccessVariableSpecs contains global variables before they are loaded into the kernel.
@@ -158,6 +166,7 @@ type cfgaccessMaps struct {
 	GuardCount   *ebpf.Map `ebpf:"guard_count"`
 	Guarded      *ebpf.Map `ebpf:"guarded"`
 	Lost         *ebpf.Map `ebpf:"lost"`
+	Records      *ebpf.Map `ebpf:"records"`
 }
 
 func (m *cfgaccessMaps) Close() error {
@@ -169,6 +178,7 @@ func (m *cfgaccessMaps) Close() error {
 		m.GuardCount,
 		m.Guarded,
 		m.Lost,
+		m.Records,
 	)
 }
 

@@ -4,7 +4,6 @@ package audit
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +24,7 @@ import (
 // guard map. It needs root and BTF, not kprobes.
 func TestLoadAndGuard(t *testing.T) {
 	testutil.Require(t, testutil.BPF)
+	fakeDeviceIDs(t)
 	m, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,8 +33,8 @@ func TestLoadAndGuard(t *testing.T) {
 	if err := m.Guard("0000:3b:00.0"); err != nil {
 		t.Fatal(err)
 	}
-	var v uint8
-	if err := m.objs.Guarded.Lookup(nameKey("0000:3b:00.0"), &v); err != nil || v != 1 {
+	var v cfgaccessGuardEntry
+	if err := m.objs.Guarded.Lookup(fakeID("0000:3b:00.0"), &v); err != nil || v != (cfgaccessGuardEntry{Id: fakeID("0000:3b:00.0"), Name: nameWords("0000:3b:00.0")}) {
 		t.Fatalf("guarded lookup %v %v", v, err)
 	}
 	if err := m.Unguard("0000:3b:00.0"); err != nil {
@@ -90,6 +91,7 @@ func TestLoadAndGuard(t *testing.T) {
 // Unguard is reused, and every guarded name stays in the guarded map.
 func TestGuardSlots(t *testing.T) {
 	testutil.Require(t, testutil.BPF)
+	fakeDeviceIDs(t)
 	m, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +105,7 @@ func TestGuardSlots(t *testing.T) {
 		return g
 	}
 	slotOf := func(g cfgaccessGuardState, name string) int {
-		k := nameKey(name)
-		w := [2]uint64{binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])}
+		w := cfgaccessGuardEntry{Id: fakeID(name), Name: nameWords(name)}
 		for i, s := range g.Slot {
 			if s == w {
 				return i
@@ -134,7 +135,7 @@ func TestGuardSlots(t *testing.T) {
 	if err := m.Unguard(name(3)); err != nil {
 		t.Fatal(err)
 	}
-	if g := state(); g.Count != 8 || g.Overflow != 1 || g.Slot[freed] != [2]uint64{} {
+	if g := state(); g.Count != 8 || g.Overflow != 1 || g.Slot[freed] != (cfgaccessGuardEntry{}) {
 		t.Fatalf("after Unguard: count %d overflow %d slot %x", g.Count, g.Overflow, g.Slot[freed])
 	}
 	if err := m.Guard(name(9)); err != nil {
@@ -144,8 +145,8 @@ func TestGuardSlots(t *testing.T) {
 		t.Fatalf("after Guard: count %d overflow %d, slot of %s %d, want %d", g.Count, g.Overflow, name(9), slotOf(g, name(9)), freed)
 	}
 	for _, i := range []int{0, 8, 9} {
-		var v uint8
-		if err := m.objs.Guarded.Lookup(nameKey(name(i)), &v); err != nil {
+		var v cfgaccessGuardEntry
+		if err := m.objs.Guarded.Lookup(fakeID(name(i)), &v); err != nil || v.Id != fakeID(name(i)) || v.Name != nameWords(name(i)) {
 			t.Fatalf("%s not in the guarded map: %v", name(i), err)
 		}
 	}
@@ -154,6 +155,49 @@ func TestGuardSlots(t *testing.T) {
 	}
 	if g := state(); g.Count != 8 || g.Overflow != 0 {
 		t.Fatalf("after the overflow name's Unguard: count %d overflow %d", g.Count, g.Overflow)
+	}
+}
+
+// fakeID is the node id fakeDeviceIDs gives a name: the generation 1 in
+// the high half, as kernfs ids have, and a different low half per name.
+func fakeID(name string) uint64 {
+	var h uint32 = 2166136261
+	for i := range len(name) {
+		h = (h ^ uint32(name[i])) * 16777619
+	}
+	return 1<<32 | uint64(h|1)
+}
+
+// fakeDeviceIDs lets the test guard functions that do not exist.
+func fakeDeviceIDs(t *testing.T) {
+	old := deviceID
+	deviceID = func(dev string) (uint64, error) { return fakeID(dev), nil }
+	t.Cleanup(func() { deviceID = old })
+}
+
+// TestDeviceID: a function is known by its sysfs directory's inode
+// number; a name that is no function (or no name) is refused.
+func TestDeviceID(t *testing.T) {
+	for _, bad := range []string{"", ".", "..", "../devices", "0000:ff:1f.7", "a\x00b"} {
+		if id, err := deviceID(bad); err == nil {
+			t.Errorf("deviceID(%q) = %d, want an error", bad, id)
+		}
+	}
+	ents, err := os.ReadDir("/sys/bus/pci/devices")
+	if err != nil || len(ents) == 0 {
+		t.Skipf("no PCI functions in sysfs: %v", err)
+	}
+	dev := ents[0].Name()
+	id, err := deviceID(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join("/sys/bus/pci/devices", dev, "."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ino := fi.Sys().(*syscall.Stat_t).Ino; id != ino || id == 0 {
+		t.Fatalf("deviceID(%s) = %d, the directory's inode is %d", dev, id, ino)
 	}
 }
 
