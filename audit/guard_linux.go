@@ -13,6 +13,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/vfio-gate/vfio-gate/pci"
 )
 
 // deviceID returns the kernfs node id of function dev's sysfs directory
@@ -20,15 +22,15 @@ import (
 // the probes compare with dev->dev.kobj.sd->id. Tests replace it.
 var deviceID = func(dev string) (uint64, error) {
 	if dev == "" || strings.ContainsAny(dev, "/\x00") || dev == "." || dev == ".." {
-		return 0, fmt.Errorf("audit: guard %q: not a PCI function name", dev)
+		return 0, fmt.Errorf("audit: guard %q: not a PCI function name: %w", dev, pci.ErrNoDevice)
 	}
 	fi, err := os.Stat("/sys/bus/pci/devices/" + dev)
 	if err != nil {
-		return 0, fmt.Errorf("audit: guard %s: no such PCI function: %w", dev, err)
+		return 0, fmt.Errorf("audit: guard %s: %w (%v)", dev, pci.ErrNoDevice, err)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok || !fi.IsDir() || st.Ino == 0 {
-		return 0, fmt.Errorf("audit: guard %s: /sys/bus/pci/devices/%s is not a sysfs directory", dev, dev)
+		return 0, fmt.Errorf("audit: guard %s: %w (/sys/bus/pci/devices/%s is not a sysfs directory)", dev, pci.ErrNoDevice, dev)
 	}
 	return st.Ino, nil
 }

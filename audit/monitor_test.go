@@ -179,8 +179,8 @@ func fakeDeviceIDs(t *testing.T) {
 // number; a name that is no function (or no name) is refused.
 func TestDeviceID(t *testing.T) {
 	for _, bad := range []string{"", ".", "..", "../devices", "0000:ff:1f.7", "a\x00b"} {
-		if id, err := deviceID(bad); err == nil {
-			t.Errorf("deviceID(%q) = %d, want an error", bad, id)
+		if id, err := deviceID(bad); !errors.Is(err, pci.ErrNoDevice) {
+			t.Errorf("deviceID(%q) = %d, %v; want pci.ErrNoDevice", bad, id, err)
 		}
 	}
 	ents, err := os.ReadDir("/sys/bus/pci/devices")

@@ -106,7 +106,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 1 << 22); // 4 MiB: ~52,000 records, ~190 ms at 280 k events/s on one CPU
 } events SEC(".maps");
 
 struct {
