@@ -51,7 +51,7 @@ type benchPhases struct {
 	reads, events        int64
 	lost                 uint64
 	taggers              []string
-	flavour              string              // kprobe mode: "multi" (kprobe.multi links) or "classic"; fentry: "fentry"
+	flavour              string // kprobe mode: "multi" (kprobe.multi links) or "classic"; fentry: "fentry"
 	progs                map[string]progCost // per BPF program, over statsReads guarded reads
 }
 
