@@ -25,7 +25,6 @@ type Monitor struct {
 	progs []*ebpf.Program // loaded by Attach, for the mode in use
 	links []link.Link
 	mode  Mode // set by Attach
-	multi bool // kprobes attached as one kprobe.multi (fprobe) link each
 
 	// vfioText says whether the caller ranges cover vfio-pci-core (it may
 	// be loaded after Attach: the first Guard reads them again if that
@@ -247,7 +246,7 @@ func (m *Monitor) Attach() ([]string, error) {
 	}
 	m.mode = ModeKprobe
 	tagged := m.callers()
-	m.log.Info("audit probes attached", "mode", ModeKprobe, "kprobe_multi", m.multi, "path_taggers", tagged)
+	m.log.Info("audit probes attached", "mode", ModeKprobe, "path_taggers", tagged)
 	return tagged, nil
 }
 
@@ -279,7 +278,7 @@ var fentryTarget = func(sym string) string { return sym }
 // them for Close. Only these are loaded: a tracing program names its
 // target (set from to, by program name, when given), and a missing target
 // fails the load.
-func (m *Monitor) load(to map[string]string, attach ebpf.AttachType, names ...string) ([]*ebpf.Program, error) {
+func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, error) {
 	s := m.spec.Copy()
 	keep := map[string]bool{}
 	for _, n := range names {
@@ -288,13 +287,8 @@ func (m *Monitor) load(to map[string]string, attach ebpf.AttachType, names ...st
 	for n, p := range s.Programs {
 		if !keep[n] {
 			delete(s.Programs, n)
-			continue
-		}
-		if t, ok := to[n]; ok {
+		} else if t, ok := to[n]; ok {
 			p.AttachTo = t
-		}
-		if attach != ebpf.AttachNone {
-			p.AttachType = attach
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
@@ -323,7 +317,7 @@ func (m *Monitor) attachFentry() error {
 		names[i] = a.fentry
 		to[a.fentry] = fentryTarget(a.sym)
 	}
-	ps, err := m.load(to, ebpf.AttachNone, names...)
+	ps, err := m.load(to, names...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoFentry, err)
 	}
@@ -337,29 +331,12 @@ func (m *Monitor) attachFentry() error {
 	return nil
 }
 
-// kprobeMulti says whether attachKprobes tries kprobe.multi links first
-// (tests turn it off to prove the classic kprobes).
-var kprobeMulti = true
-
-// attachKprobes attaches the kprobe programs as kprobe.multi links (fprobe,
-// Linux >= 5.18 with CONFIG_FPROBE: the ftrace callback runs the program
-// directly, without the kprobe and perf-event dispatch around it) where
-// the kernel allows, else as classic kprobes.
 func (m *Monitor) attachKprobes() error {
 	names := make([]string, len(access))
 	for i, a := range access {
 		names[i] = a.kprobe
 	}
-	if kprobeMulti {
-		err := m.attachKprobeMulti(names)
-		if err == nil {
-			m.multi = true
-			return nil
-		}
-		err = errors.Join(err, m.detach())
-		m.log.Debug("kprobe.multi unavailable, attaching classic kprobes", "err", err)
-	}
-	ps, err := m.load(nil, ebpf.AttachNone, names...)
+	ps, err := m.load(nil, names...)
 	if err != nil {
 		return err
 	}
@@ -367,23 +344,6 @@ func (m *Monitor) attachKprobes() error {
 		l, err := link.Kprobe(access[i].sym, p, nil)
 		if err != nil {
 			return attachErr(access[i].sym, err)
-		}
-		m.links = append(m.links, l)
-	}
-	return nil
-}
-
-// attachKprobeMulti loads the kprobe programs for kprobe.multi links and
-// attaches each to its one function.
-func (m *Monitor) attachKprobeMulti(names []string) error {
-	ps, err := m.load(nil, ebpf.AttachTraceKprobeMulti, names...)
-	if err != nil {
-		return err
-	}
-	for i, p := range ps {
-		l, err := link.KprobeMulti(p, link.KprobeMultiOptions{Symbols: []string{access[i].sym}})
-		if err != nil {
-			return fmt.Errorf("audit: attaching kprobe.multi %s: %w", access[i].sym, err)
 		}
 		m.links = append(m.links, l)
 	}
@@ -414,7 +374,7 @@ func (m *Monitor) detach() error {
 	for _, p := range m.progs {
 		errs = append(errs, p.Close())
 	}
-	m.links, m.progs, m.mode, m.multi = nil, nil, "", false
+	m.links, m.progs, m.mode = nil, nil, ""
 	return errors.Join(errs...)
 }
 

@@ -225,14 +225,6 @@ func TestSysfsReadProducesOneEvent(t *testing.T) {
 	for _, mode := range []Mode{ModeFentry, ModeKprobe} {
 		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1])) })
 	}
-	// Kprobe mode attaches kprobe.multi links where the kernel has them;
-	// the classic kprobes must work too.
-	t.Run("kprobe-classic", func(t *testing.T) {
-		saved := kprobeMulti
-		t.Cleanup(func() { kprobeMulti = saved })
-		kprobeMulti = false
-		sysfsReadOneEvent(t, ModeKprobe, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]))
-	})
 }
 
 // TestAutoFallsBackToKprobes: with ModeAuto, when the fentry programs
@@ -276,10 +268,7 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
 	if m.Mode() != mode {
 		t.Fatalf("Mode() = %q after Attach with Options.Mode %q, want %q", m.Mode(), opt, mode)
 	}
-	t.Logf("%s: path functions %v, kprobe.multi %v", mode, tagged, m.multi)
-	if m.multi && (mode != ModeKprobe || !kprobeMulti) {
-		t.Fatalf("kprobe.multi attached in mode %s with kprobeMulti %v", mode, kprobeMulti)
-	}
+	t.Logf("%s: path functions %v", mode, tagged)
 	if err := m.Guard(guarded); err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -51,7 +49,6 @@ type benchPhases struct {
 	reads, events        int64
 	lost                 uint64
 	taggers              []string
-	flavour              string // kprobe mode: "multi" (kprobe.multi links) or "classic"; fentry: "fentry"
 	progs                map[string]progCost // per BPF program, over statsReads guarded reads
 }
 
@@ -146,9 +143,9 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 			ovG = append(ovG, 100*(o-r.on)/o)
 			events += r.events
 		}
-		fmt.Printf("BENCH audit mode=%s reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_guarded_no_reader=%.0f reads_per_s_on=%.0f overhead_unguarded_pct=%.1f overhead_guarded_no_reader_pct=%.1f overhead_pct=%.1f events=%d lost=0 rounds=%d window_s=%.1f off_all=%s overhead_unguarded_all=%s overhead_all=%s taggers=%s prog_ns_per_run=%s flavour=%s\n",
+		fmt.Printf("BENCH audit mode=%s reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_guarded_no_reader=%.0f reads_per_s_on=%.0f overhead_unguarded_pct=%.1f overhead_guarded_no_reader_pct=%.1f overhead_pct=%.1f events=%d lost=0 rounds=%d window_s=%.1f off_all=%s overhead_unguarded_all=%s overhead_all=%s taggers=%s prog_ns_per_run=%s\n",
 			mode, median(off), median(probes), median(noReader), median(on), median(ovU), median(ovN), median(ovG), events, rounds, benchWindow.Seconds(),
-			joinF(off, "%.0f"), joinF(ovU, "%.1f"), joinF(ovG, "%.1f"), strings.Join(got[mode][0].taggers, ","), fmtProgs(progs), got[mode][0].flavour)
+			joinF(off, "%.0f"), joinF(ovU, "%.1f"), joinF(ovG, "%.1f"), strings.Join(got[mode][0].taggers, ","), fmtProgs(progs))
 		sum = append(sum, fmt.Sprintf("%s: unguarded %.0f/s (overhead %.1f %%, goal <= 10 %%), guarded %.0f/s (overhead %.1f %%, goal <= 25 %%; BPF side alone %.1f %%), %d events, 0 lost",
 			mode, median(probes), median(ovU), median(on), median(ovG), median(ovN), events))
 	}
@@ -245,10 +242,7 @@ func fmtProgs(c map[string]progCost) string {
 // to attach in it is an error) and measures its three phases.
 func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mode) (benchPhases, error) {
 	var r benchPhases
-	// The monitor's attach log says whether kprobe mode got kprobe.multi
-	// links.
-	var logBuf bytes.Buffer
-	m, err := audit.New(audit.Options{Mode: mode, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	m, err := audit.New(audit.Options{Mode: mode})
 	if err != nil {
 		return r, fmt.Errorf("audit.New: %w", err)
 	}
@@ -258,14 +252,6 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 	}
 	if m.Mode() != mode {
 		return r, fmt.Errorf("attached as %q", m.Mode())
-	}
-	switch {
-	case mode == audit.ModeFentry:
-		r.flavour = "fentry"
-	case strings.Contains(logBuf.String(), "kprobe_multi=true"):
-		r.flavour = "multi"
-	default:
-		r.flavour = "classic"
 	}
 	// Probes attached, function not guarded: the cost of the probes alone.
 	if r.probes, _, err = readLoop(c, benchWindow); err != nil {
