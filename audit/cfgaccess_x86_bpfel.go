@@ -43,7 +43,6 @@ type cfgaccessGuardState struct {
 const (
 	cfgaccessMapCallerRanges  = "caller_ranges"
 	cfgaccessMapEvents        = "events"
-	cfgaccessMapFpScratch     = "fp_scratch"
 	cfgaccessMapFrameOff      = "frame_off"
 	cfgaccessMapGuardCount    = "guard_count"
 	cfgaccessMapGuarded       = "guarded"
@@ -125,7 +124,6 @@ type cfgaccessProgramSpecs struct {
 type cfgaccessMapSpecs struct {
 	CallerRanges *ebpf.MapSpec `ebpf:"caller_ranges"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
-	FpScratch    *ebpf.MapSpec `ebpf:"fp_scratch"`
 	FrameOff     *ebpf.MapSpec `ebpf:"frame_off"`
 	GuardCount   *ebpf.MapSpec `ebpf:"guard_count"`
 	Guarded      *ebpf.MapSpec `ebpf:"guarded"`
@@ -161,7 +159,6 @@ func (o *cfgaccessObjects) Close() error {
 type cfgaccessMaps struct {
 	CallerRanges *ebpf.Map `ebpf:"caller_ranges"`
 	Events       *ebpf.Map `ebpf:"events"`
-	FpScratch    *ebpf.Map `ebpf:"fp_scratch"`
 	FrameOff     *ebpf.Map `ebpf:"frame_off"`
 	GuardCount   *ebpf.Map `ebpf:"guard_count"`
 	Guarded      *ebpf.Map `ebpf:"guarded"`
@@ -173,7 +170,6 @@ func (m *cfgaccessMaps) Close() error {
 	return _CfgaccessClose(
 		m.CallerRanges,
 		m.Events,
-		m.FpScratch,
 		m.FrameOff,
 		m.GuardCount,
 		m.Guarded,

@@ -292,7 +292,7 @@ func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, 
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"guarded": m.objs.Guarded, "caller_ranges": m.objs.CallerRanges, "frame_off": m.objs.FrameOff, "fp_scratch": m.objs.FpScratch, "events": m.objs.Events,
+		"guarded": m.objs.Guarded, "caller_ranges": m.objs.CallerRanges, "frame_off": m.objs.FrameOff, "events": m.objs.Events,
 		"lost": m.objs.Lost, "guard_count": m.objs.GuardCount, "records": m.objs.Records,
 	}})
 	if err != nil {

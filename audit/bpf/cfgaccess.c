@@ -193,17 +193,6 @@ struct {
 	__type(value, __u64);
 } frame_off SEC(".maps");
 
-// fp_scratch turns the frame pointer into a number: the verifier lets a
-// privileged program store a pointer into a map and read it back as a
-// scalar, on which the address arithmetic below is allowed (on the
-// pointer itself it is not).
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} fp_scratch SEC(".maps");
-
 // fentry_caller returns the traced function's return address, or 0 when
 // the frames are not laid out as expected. The program's frame pointer
 // (r10, rbp in the x86-64 JIT, which starts every program with push rbp;
@@ -212,12 +201,16 @@ struct {
 // address into the traced function (just after its patched call to the
 // trampoline, bpf_get_func_ip + 5, or + 9 after an endbr64) and then the
 // traced function's own return address.
-static __always_inline __u64 fentry_caller(void *ctx, __u32 prog)
+//
+// scratch (8 bytes of the reserved ring record) turns the frame pointer
+// into a number: the verifier lets a privileged program store a pointer
+// into memory that is not the stack and read it back as a scalar, on which
+// the address arithmetic below is allowed (on the pointer itself it is
+// not). The record is this program's alone, so no other CPU writes it.
+static __always_inline __u64 fentry_caller(void *ctx, __u32 prog, __u64 *scratch)
 {
-	__u32 zero = 0;
 	__u64 *off = bpf_map_lookup_elem(&frame_off, &prog);
-	__u64 *scratch = bpf_map_lookup_elem(&fp_scratch, &zero);
-	if (!off || !scratch)
+	if (!off)
 		return 0;
 	__u64 fp, tramp_fp, ra[2], d;
 	asm volatile("%0 = r10" : "=r"(fp));
@@ -287,6 +280,8 @@ static __always_inline int report(void *ctx, int fentry, struct guard_state *g, 
 			__sync_fetch_and_add(n, 1);
 		return 0;
 	}
+	// The frame pointer goes through ts_ns, set right after: see fentry_caller.
+	e->path = path_of(fentry ? fentry_caller(ctx, size + (op == OP_WRITE ? 4 : 0), &e->ts_ns) : kprobe_caller(ctx));
 	struct task_struct *t = bpf_get_current_task_btf();
 	e->ts_ns = bpf_ktime_get_ns();
 	// bpf_get_current_cgroup_id as plain loads from the task: the default
@@ -300,7 +295,6 @@ static __always_inline int report(void *ctx, int fentry, struct guard_state *g, 
 	e->op = op;
 	e->has_value = has_value;
 	e->reserved = 0;
-	e->path = path_of(fentry ? fentry_caller(ctx, size + (op == OP_WRITE ? 4 : 0)) : kprobe_caller(ctx));
 	// comm as two 8-byte loads from the task (the verifier allows any load
 	// inside a char array of a BTF-typed struct), not a helper's string copy.
 	// It is NUL-padded in the task (set with strscpy_pad).
