@@ -406,7 +406,7 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		m.syncMu.Unlock()
 	}()
 	// The ring is used and closed by this goroutine only. The BPF side
-	// wakes the reader only once 64 KiB are pending, so the ring is also
+	// wakes the reader only every 1,024 records (80 KiB), so the ring is also
 	// polled: every readPoll, every syncPoll while a Sync waits (Sync also
 	// ends the wait at once). The deadline is set under syncMu, as Sync
 	// adds its request and wakes the reader, so neither is missed.
