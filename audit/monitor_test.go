@@ -223,7 +223,12 @@ func TestSysfsReadProducesOneEvent(t *testing.T) {
 		t.Skip("needs two PCI functions")
 	}
 	for _, mode := range []Mode{ModeFentry, ModeKprobe} {
-		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1])) })
+		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1]), 0) })
+		// With the eight slots taken, the function is found in the
+		// guarded hash map (its id, then its name copied from there).
+		t.Run(string(mode)+"-overflow", func(t *testing.T) {
+			sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1]), guardSlots)
+		})
 	}
 }
 
@@ -242,7 +247,7 @@ func TestAutoFallsBackToKprobes(t *testing.T) {
 	saved := fentryTarget
 	t.Cleanup(func() { fentryTarget = saved })
 	fentryTarget = func(sym string) string { return sym + "_vfio_gate_missing" }
-	sysfsReadOneEvent(t, ModeAuto, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]))
+	sysfsReadOneEvent(t, ModeAuto, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]), 0)
 
 	// Forced fentry does not fall back: it fails with ErrNoFentry.
 	m, err := New(Options{Mode: ModeFentry})
@@ -255,7 +260,19 @@ func TestAutoFallsBackToKprobes(t *testing.T) {
 	}
 }
 
-func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
+// sysfsReadOneEvent reads guarded and other through sysfs with guarded
+// guarded (after fill stand-in functions, which take the slots first).
+func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string, fill int) {
+	if fill > 0 {
+		real := deviceID
+		t.Cleanup(func() { deviceID = real })
+		deviceID = func(dev string) (uint64, error) {
+			if strings.HasPrefix(dev, "ffff:ff:") {
+				return fakeID(dev), nil
+			}
+			return real(dev)
+		}
+	}
 	m, err := New(Options{Mode: opt})
 	if err != nil {
 		t.Fatal(err)
@@ -269,8 +286,16 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
 		t.Fatalf("Mode() = %q after Attach with Options.Mode %q, want %q", m.Mode(), opt, mode)
 	}
 	t.Logf("%s: path functions %v", mode, tagged)
+	for i := range fill {
+		if err := m.Guard(fmt.Sprintf("ffff:ff:%02x.0", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := m.Guard(guarded); err != nil {
 		t.Fatal(err)
+	}
+	if g := m.gmem.st; fill >= guardSlots && (g.Overflow != 1 || g.Count != uint32(fill+1)) {
+		t.Fatalf("%d guarded: count %d overflow %d, want the last in the map", fill+1, g.Count, g.Overflow)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan *Access, 64)
