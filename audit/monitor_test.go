@@ -223,7 +223,9 @@ func TestSysfsReadProducesOneEvent(t *testing.T) {
 		t.Skip("needs two PCI functions")
 	}
 	for _, mode := range []Mode{ModeFentry, ModeKprobe} {
-		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1]), 0) })
+		t.Run(string(mode), func(t *testing.T) {
+			sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1]), 0)
+		})
 		// With the eight slots taken, the function is found in the
 		// guarded hash map (its id, then its name copied from there).
 		t.Run(string(mode)+"-overflow", func(t *testing.T) {
