@@ -201,6 +201,30 @@ func TestDeviceID(t *testing.T) {
 	}
 }
 
+// ownCgroupID returns the id of this process's cgroup v2 directory (its
+// inode number), if cgroup2 is mounted at /sys/fs/cgroup.
+func ownCgroupID(t *testing.T) (uint64, bool) {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		t.Logf("no cgroup2 at /sys/fs/cgroup: cgroup id not compared")
+		return 0, false
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			fi, err := os.Stat(filepath.Join("/sys/fs/cgroup", p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fi.Sys().(*syscall.Stat_t).Ino, true
+		}
+	}
+	t.Logf("no cgroup v2 line in /proc/self/cgroup: cgroup id not compared")
+	return 0, false
+}
+
 // TestUnknownMode: an attach mode other than fentry, kprobe or auto is
 // refused before anything is loaded.
 func TestUnknownMode(t *testing.T) {
@@ -336,6 +360,14 @@ loop:
 	a := events[0]
 	if a.Device != guarded || a.Op != "read" || a.Offset != 0x8 || a.Size != 4 || a.PID != uint32(os.Getpid()) || a.Comm == "" || a.Attach != mode {
 		t.Fatalf("event %+v", a)
+	}
+	// The cgroup id (loads from the task, not the helper) is the id of
+	// this process's cgroup v2 directory, its inode number, where cgroup2
+	// is mounted at /sys/fs/cgroup; 1 is the root cgroup's.
+	if cg, ok := ownCgroupID(t); ok && a.CgroupID != cg {
+		t.Fatalf("cgroup id %d, want %d (this process's cgroup v2 directory)", a.CgroupID, cg)
+	} else if a.CgroupID == 0 {
+		t.Fatalf("cgroup id 0")
 	}
 	wantPath := "unknown"
 	if slices.Contains(tagged, "pci_read_config") {
