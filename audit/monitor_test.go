@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
@@ -202,11 +204,17 @@ func TestDeviceID(t *testing.T) {
 }
 
 // ownCgroupID returns the id of this process's cgroup v2 directory (its
-// inode number), if cgroup2 is mounted at /sys/fs/cgroup.
+// inode number). cgroup2 is read at /sys/fs/cgroup, or mounted for the
+// test in a temporary directory.
 func ownCgroupID(t *testing.T) (uint64, bool) {
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
-		t.Logf("no cgroup2 at /sys/fs/cgroup: cgroup id not compared")
-		return 0, false
+	root := "/sys/fs/cgroup"
+	if _, err := os.Stat(root + "/cgroup.controllers"); err != nil {
+		root = t.TempDir()
+		if err := unix.Mount("cgroup2", root, "cgroup2", 0, ""); err != nil {
+			t.Logf("no cgroup2 (mount: %v): cgroup id not compared", err)
+			return 0, false
+		}
+		t.Cleanup(func() { _ = unix.Unmount(root, 0) })
 	}
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -214,7 +222,7 @@ func ownCgroupID(t *testing.T) (uint64, bool) {
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			fi, err := os.Stat(filepath.Join("/sys/fs/cgroup", p))
+			fi, err := os.Stat(filepath.Join(root, p))
 			if err != nil {
 				t.Fatal(err)
 			}
