@@ -215,6 +215,21 @@ func ownCgroupID(t *testing.T) (uint64, bool) {
 			return 0, false
 		}
 		t.Cleanup(func() { _ = unix.Unmount(root, 0) })
+		// Our own mount (the test/vm guest, everything in the root
+		// cgroup, id 1): move the process into a child cgroup, so the
+		// id compared is not the root's.
+		child := filepath.Join(root, "vfio-gate-audit-test")
+		if err := os.Mkdir(child, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pid := []byte(fmt.Sprint(os.Getpid()))
+		if err := os.WriteFile(filepath.Join(child, "cgroup.procs"), pid, 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = os.WriteFile(filepath.Join(root, "cgroup.procs"), pid, 0)
+			_ = os.Remove(child)
+		})
 	}
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -347,6 +362,7 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string, fill
 			t.Fatalf("read: %d %v", n, err)
 		}
 	}
+	cg, cgOK := ownCgroupID(t)
 	read(other, 0)     // unguarded: no event
 	read(guarded, 0x8) // guarded: one dword read at 0x8
 	var events []*Access
@@ -372,7 +388,7 @@ loop:
 	// The cgroup id (loads from the task, not the helper) is the id of
 	// this process's cgroup v2 directory, its inode number, where cgroup2
 	// is mounted at /sys/fs/cgroup; 1 is the root cgroup's.
-	if cg, ok := ownCgroupID(t); ok && a.CgroupID != cg {
+	if cgOK && a.CgroupID != cg {
 		t.Fatalf("cgroup id %d, want %d (this process's cgroup v2 directory)", a.CgroupID, cg)
 	} else if a.CgroupID == 0 {
 		t.Fatalf("cgroup id 0")
