@@ -24,11 +24,17 @@ type cfgaccessCallers struct {
 	}
 }
 
+type cfgaccessGuardEntry struct {
+	_    structs.HostLayout
+	Id   uint64
+	Name [2]uint64
+}
+
 type cfgaccessGuardState struct {
 	_        structs.HostLayout
 	Count    uint32
 	Overflow uint32
-	Slot     [8][2]uint64
+	Slot     [8]cfgaccessGuardEntry
 }
 
 // Names of all BPF objects in the ELF.
@@ -37,11 +43,11 @@ type cfgaccessGuardState struct {
 const (
 	cfgaccessMapCallerRanges  = "caller_ranges"
 	cfgaccessMapEvents        = "events"
-	cfgaccessMapFpScratch     = "fp_scratch"
 	cfgaccessMapFrameOff      = "frame_off"
 	cfgaccessMapGuardCount    = "guard_count"
 	cfgaccessMapGuarded       = "guarded"
 	cfgaccessMapLost          = "lost"
+	cfgaccessMapRecords       = "records"
 	cfgaccessProgFeReadByte   = "fe_read_byte"
 	cfgaccessProgFeReadDword  = "fe_read_dword"
 	cfgaccessProgFeReadWord   = "fe_read_word"
@@ -118,11 +124,11 @@ type cfgaccessProgramSpecs struct {
 type cfgaccessMapSpecs struct {
 	CallerRanges *ebpf.MapSpec `ebpf:"caller_ranges"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
-	FpScratch    *ebpf.MapSpec `ebpf:"fp_scratch"`
 	FrameOff     *ebpf.MapSpec `ebpf:"frame_off"`
 	GuardCount   *ebpf.MapSpec `ebpf:"guard_count"`
 	Guarded      *ebpf.MapSpec `ebpf:"guarded"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
+	Records      *ebpf.MapSpec `ebpf:"records"`
 }
 
 // cfgaccessVariableSpecs contains global variables before they are loaded into the kernel.
@@ -153,22 +159,22 @@ func (o *cfgaccessObjects) Close() error {
 type cfgaccessMaps struct {
 	CallerRanges *ebpf.Map `ebpf:"caller_ranges"`
 	Events       *ebpf.Map `ebpf:"events"`
-	FpScratch    *ebpf.Map `ebpf:"fp_scratch"`
 	FrameOff     *ebpf.Map `ebpf:"frame_off"`
 	GuardCount   *ebpf.Map `ebpf:"guard_count"`
 	Guarded      *ebpf.Map `ebpf:"guarded"`
 	Lost         *ebpf.Map `ebpf:"lost"`
+	Records      *ebpf.Map `ebpf:"records"`
 }
 
 func (m *cfgaccessMaps) Close() error {
 	return _CfgaccessClose(
 		m.CallerRanges,
 		m.Events,
-		m.FpScratch,
 		m.FrameOff,
 		m.GuardCount,
 		m.Guarded,
 		m.Lost,
+		m.Records,
 	)
 }
 

@@ -145,3 +145,17 @@ func FuzzDecodeAccess(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeStream is the reader's per-record decode (one reused
+// Access, repeating strings).
+func BenchmarkDecodeStream(b *testing.B) {
+	rec := EncodeAccess(&Access{Op: "read", Size: 4, Path: "sysfs", Comm: "vmguest", Device: "0000:00:03.0", PID: 7, TID: 7})
+	var d decoder
+	var a Access
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := d.decodeInto(rec, &a); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -4,7 +4,6 @@ package audit
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,8 +35,9 @@ type Monitor struct {
 	boot     time.Time // wall-clock time at monotonic 0
 
 	guardMu sync.Mutex
-	guarded map[string]bool
+	guarded map[string]uint64  // name → kernfs node id of its sysfs directory
 	slots   [guardSlots]string // guard_state.slot: guarded names the probes compare directly ("" free)
+	gmem    *guardMem          // guard_count's value, mmapped
 
 	syncMu  sync.Mutex
 	rb      *ring // set while Run runs
@@ -67,7 +67,7 @@ func New(o Options) (*Monitor, error) {
 		return nil, fmt.Errorf("%w: /sys/kernel/btf/vmlinux is missing (build the kernel with CONFIG_DEBUG_INFO_BTF=y)", ErrNoBTF)
 	}
 	_ = rlimit.RemoveMemlock() // needed only on kernels < 5.11
-	m := &Monitor{log: o.Logger, want: o.Mode, guarded: map[string]bool{}, started: make(chan struct{})}
+	m := &Monitor{log: o.Logger, want: o.Mode, guarded: map[string]uint64{}, started: make(chan struct{})}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -85,46 +85,71 @@ func New(o Options) (*Monitor, error) {
 		}
 		return nil, fmt.Errorf("audit: loading BPF maps: %w", err)
 	}
+	if m.gmem, err = mapGuard(m.objs.GuardCount); err != nil {
+		return nil, errors.Join(err, m.objs.Close())
+	}
 	m.boot = bootTime()
 	return m, nil
 }
 
 // Guard adds a function (sysfs name "0000:3b:00.0") to the guarded set.
+// The probes know it by its sysfs directory (kernfs node id), which Guard
+// looks up now: a function that does not exist cannot be guarded, and one
+// removed and added again must be guarded again.
 func (m *Monitor) Guard(dev string) error {
+	name := string(trimKey(nameKey(dev)))
+	id, err := deviceID(name)
+	if err != nil {
+		return err
+	}
 	m.guardMu.Lock()
 	defer m.guardMu.Unlock()
-	var one uint8 = 1
-	if err := m.objs.Guarded.Put(nameKey(dev), one); err != nil {
+	if old, ok := m.guarded[name]; ok && old == id {
+		return nil
+	} else if ok {
+		if err := m.unguard(name); err != nil {
+			return err
+		}
+	}
+	e := cfgaccessGuardEntry{Id: id, Name: nameWords(name)}
+	if err := m.objs.Guarded.Put(id, e); err != nil {
 		return err
 	}
 	if len(m.guarded) == 0 && m.mode != "" && m.vfioText != vfioLoaded() {
 		m.putCallers() // before the count: the first access is labelled
 	}
-	if name := string(trimKey(nameKey(dev))); !m.guarded[name] {
-		m.guarded[name] = true
-		if i := slices.Index(m.slots[:], ""); i >= 0 {
-			m.slots[i] = name
-		}
+	m.guarded[name] = id
+	if i := slices.Index(m.slots[:], ""); i >= 0 {
+		m.slots[i] = name
+		m.gmem.set(i, id, name)
 	}
-	return m.putCount()
+	m.putCount()
+	return nil
 }
 
 // Unguard removes a function from the guarded set.
 func (m *Monitor) Unguard(dev string) error {
 	m.guardMu.Lock()
 	defer m.guardMu.Unlock()
-	name := string(trimKey(nameKey(dev)))
+	return m.unguard(string(trimKey(nameKey(dev))))
+}
+
+// unguard is Unguard with guardMu held.
+func (m *Monitor) unguard(name string) error {
+	id, ok := m.guarded[name]
+	if !ok {
+		return nil
+	}
 	delete(m.guarded, name)
 	if i := slices.Index(m.slots[:], name); i >= 0 {
 		m.slots[i] = ""
+		m.gmem.clear(i)
 	}
-	// The count only decides whether the probes look the name up at all:
-	// a probe between the two updates finds the map and the count
-	// disagreeing for one access, which changes nothing it reports.
-	if err := m.putCount(); err != nil {
-		return err
-	}
-	err := m.objs.Guarded.Delete(nameKey(dev))
+	// The count only decides whether the probes look at all: a probe
+	// between the updates finds the map and the count disagreeing for one
+	// access, which changes nothing it reports.
+	m.putCount()
+	err := m.objs.Guarded.Delete(id)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return nil
 	}
@@ -175,34 +200,16 @@ func vfioLoaded() bool {
 const guardSlots = 8
 
 // putCount stores the number of guarded functions, which every probe
-// checks first (zero: return at once), and the slots. Called with guardMu
-// held.
-func (m *Monitor) putCount() error {
-	st := cfgaccessGuardState{Count: uint32(len(m.guarded)), Overflow: uint32(len(m.guarded))}
-	for i, name := range m.slots {
-		if name == "" {
-			continue
-		}
-		k := nameKey(name)
-		st.Slot[i] = [2]uint64{binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])}
-		st.Overflow--
-	}
-	return m.objs.GuardCount.Put(uint32(0), st)
-}
-
-func trimKey(k [16]byte) []byte {
-	for i, b := range k {
-		if b == 0 {
-			return k[:i]
+// checks first (zero: return at once), and how many are in no slot.
+// Called with guardMu held.
+func (m *Monitor) putCount() {
+	n := 0
+	for _, name := range m.slots {
+		if name != "" {
+			n++
 		}
 	}
-	return k[:]
-}
-
-func nameKey(dev string) [16]byte {
-	var k [16]byte
-	copy(k[:15], dev)
-	return k
+	m.gmem.counts(len(m.guarded), len(m.guarded)-n)
 }
 
 // Attach loads and attaches the access probes (all six are required) as
@@ -285,8 +292,8 @@ func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, 
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"guarded": m.objs.Guarded, "caller_ranges": m.objs.CallerRanges, "frame_off": m.objs.FrameOff, "fp_scratch": m.objs.FpScratch, "events": m.objs.Events,
-		"lost": m.objs.Lost, "guard_count": m.objs.GuardCount,
+		"guarded": m.objs.Guarded, "caller_ranges": m.objs.CallerRanges, "frame_off": m.objs.FrameOff, "events": m.objs.Events,
+		"lost": m.objs.Lost, "guard_count": m.objs.GuardCount, "records": m.objs.Records,
 	}})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
@@ -399,7 +406,7 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		m.syncMu.Unlock()
 	}()
 	// The ring is used and closed by this goroutine only. The BPF side
-	// wakes the reader only once 64 KiB are pending, so the ring is also
+	// wakes the reader only every 1,024 records (80 KiB), so the ring is also
 	// polled: every readPoll, every syncPoll while a Sync waits (Sync also
 	// ends the wait at once). The deadline is set under syncMu, as Sync
 	// adds its request and wakes the reader, so neither is missed.
@@ -415,17 +422,7 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 			m.log.Debug("ring buffer deadline", "err", err)
 		}
 	}
-	var dec decoder
-	var a Access
-	each := func(b []byte) {
-		if err := dec.decodeInto(b, &a); err != nil {
-			m.log.Warn("dropping undecodable event", "err", err)
-			return
-		}
-		a.WallTime = m.boot.Add(a.Time)
-		a.Attach = m.mode
-		fn(&a)
-	}
+	each := m.reader(fn)
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -452,6 +449,23 @@ func (m *Monitor) Run(ctx context.Context, fn func(*Access)) error {
 		default:
 			return fmt.Errorf("audit: reading events: %w", err)
 		}
+	}
+}
+
+// reader returns the function Run's ring walk calls with each record:
+// decode into one reused Access, add what the record does not hold, call
+// fn.
+func (m *Monitor) reader(fn func(*Access)) func([]byte) {
+	var dec decoder
+	var a Access
+	return func(b []byte) {
+		if err := dec.decodeInto(b, &a); err != nil {
+			m.log.Warn("dropping undecodable event", "err", err)
+			return
+		}
+		a.WallTime = m.boot.Add(a.Time)
+		a.Attach = m.mode
+		fn(&a)
 	}
 }
 
@@ -545,7 +559,7 @@ func (m *Monitor) Lost() (uint64, error) {
 }
 
 // Close detaches and unloads everything.
-func (m *Monitor) Close() error { return errors.Join(m.detach(), m.objs.Close()) }
+func (m *Monitor) Close() error { return errors.Join(m.detach(), m.gmem.close(), m.objs.Close()) }
 
 func bootTime() time.Time {
 	// time.Now has a monotonic reading but not its origin; estimate the wall

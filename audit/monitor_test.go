@@ -4,7 +4,6 @@ package audit
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -12,8 +11,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -24,6 +26,7 @@ import (
 // guard map. It needs root and BTF, not kprobes.
 func TestLoadAndGuard(t *testing.T) {
 	testutil.Require(t, testutil.BPF)
+	fakeDeviceIDs(t)
 	m, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,8 +35,8 @@ func TestLoadAndGuard(t *testing.T) {
 	if err := m.Guard("0000:3b:00.0"); err != nil {
 		t.Fatal(err)
 	}
-	var v uint8
-	if err := m.objs.Guarded.Lookup(nameKey("0000:3b:00.0"), &v); err != nil || v != 1 {
+	var v cfgaccessGuardEntry
+	if err := m.objs.Guarded.Lookup(fakeID("0000:3b:00.0"), &v); err != nil || v != (cfgaccessGuardEntry{Id: fakeID("0000:3b:00.0"), Name: nameWords("0000:3b:00.0")}) {
 		t.Fatalf("guarded lookup %v %v", v, err)
 	}
 	if err := m.Unguard("0000:3b:00.0"); err != nil {
@@ -90,6 +93,7 @@ func TestLoadAndGuard(t *testing.T) {
 // Unguard is reused, and every guarded name stays in the guarded map.
 func TestGuardSlots(t *testing.T) {
 	testutil.Require(t, testutil.BPF)
+	fakeDeviceIDs(t)
 	m, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +107,7 @@ func TestGuardSlots(t *testing.T) {
 		return g
 	}
 	slotOf := func(g cfgaccessGuardState, name string) int {
-		k := nameKey(name)
-		w := [2]uint64{binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])}
+		w := cfgaccessGuardEntry{Id: fakeID(name), Name: nameWords(name)}
 		for i, s := range g.Slot {
 			if s == w {
 				return i
@@ -134,7 +137,7 @@ func TestGuardSlots(t *testing.T) {
 	if err := m.Unguard(name(3)); err != nil {
 		t.Fatal(err)
 	}
-	if g := state(); g.Count != 8 || g.Overflow != 1 || g.Slot[freed] != [2]uint64{} {
+	if g := state(); g.Count != 8 || g.Overflow != 1 || g.Slot[freed] != (cfgaccessGuardEntry{}) {
 		t.Fatalf("after Unguard: count %d overflow %d slot %x", g.Count, g.Overflow, g.Slot[freed])
 	}
 	if err := m.Guard(name(9)); err != nil {
@@ -144,8 +147,8 @@ func TestGuardSlots(t *testing.T) {
 		t.Fatalf("after Guard: count %d overflow %d, slot of %s %d, want %d", g.Count, g.Overflow, name(9), slotOf(g, name(9)), freed)
 	}
 	for _, i := range []int{0, 8, 9} {
-		var v uint8
-		if err := m.objs.Guarded.Lookup(nameKey(name(i)), &v); err != nil {
+		var v cfgaccessGuardEntry
+		if err := m.objs.Guarded.Lookup(fakeID(name(i)), &v); err != nil || v.Id != fakeID(name(i)) || v.Name != nameWords(name(i)) {
 			t.Fatalf("%s not in the guarded map: %v", name(i), err)
 		}
 	}
@@ -155,6 +158,94 @@ func TestGuardSlots(t *testing.T) {
 	if g := state(); g.Count != 8 || g.Overflow != 0 {
 		t.Fatalf("after the overflow name's Unguard: count %d overflow %d", g.Count, g.Overflow)
 	}
+}
+
+// fakeID is the node id fakeDeviceIDs gives a name: the generation 1 in
+// the high half, as kernfs ids have, and a different low half per name.
+func fakeID(name string) uint64 {
+	var h uint32 = 2166136261
+	for i := range len(name) {
+		h = (h ^ uint32(name[i])) * 16777619
+	}
+	return 1<<32 | uint64(h|1)
+}
+
+// fakeDeviceIDs lets the test guard functions that do not exist.
+func fakeDeviceIDs(t *testing.T) {
+	old := deviceID
+	deviceID = func(dev string) (uint64, error) { return fakeID(dev), nil }
+	t.Cleanup(func() { deviceID = old })
+}
+
+// TestDeviceID: a function is known by its sysfs directory's inode
+// number; a name that is no function (or no name) is refused.
+func TestDeviceID(t *testing.T) {
+	for _, bad := range []string{"", ".", "..", "../devices", "0000:ff:1f.7", "a\x00b"} {
+		if id, err := deviceID(bad); !errors.Is(err, pci.ErrNoDevice) {
+			t.Errorf("deviceID(%q) = %d, %v; want pci.ErrNoDevice", bad, id, err)
+		}
+	}
+	ents, err := os.ReadDir("/sys/bus/pci/devices")
+	if err != nil || len(ents) == 0 {
+		t.Skipf("no PCI functions in sysfs: %v", err)
+	}
+	dev := ents[0].Name()
+	id, err := deviceID(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join("/sys/bus/pci/devices", dev, "."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ino := fi.Sys().(*syscall.Stat_t).Ino; id != ino || id == 0 {
+		t.Fatalf("deviceID(%s) = %d, the directory's inode is %d", dev, id, ino)
+	}
+}
+
+// ownCgroupID returns the id of this process's cgroup v2 directory (its
+// inode number). cgroup2 is read at /sys/fs/cgroup, or mounted for the
+// test in a temporary directory.
+func ownCgroupID(t *testing.T) (uint64, bool) {
+	root := "/sys/fs/cgroup"
+	if _, err := os.Stat(root + "/cgroup.controllers"); err != nil {
+		root = t.TempDir()
+		if err := unix.Mount("cgroup2", root, "cgroup2", 0, ""); err != nil {
+			t.Logf("no cgroup2 (mount: %v): cgroup id not compared", err)
+			return 0, false
+		}
+		t.Cleanup(func() { _ = unix.Unmount(root, 0) })
+		// Our own mount (the test/vm guest, everything in the root
+		// cgroup, id 1): move the process into a child cgroup, so the
+		// id compared is not the root's.
+		child := filepath.Join(root, "vfio-gate-audit-test")
+		if err := os.Mkdir(child, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pid := []byte(fmt.Sprint(os.Getpid()))
+		if err := os.WriteFile(filepath.Join(child, "cgroup.procs"), pid, 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = os.WriteFile(filepath.Join(root, "cgroup.procs"), pid, 0)
+			_ = os.Remove(child)
+		})
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			fi, err := os.Stat(filepath.Join(root, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fi.Sys().(*syscall.Stat_t).Ino, true
+		}
+	}
+	t.Logf("no cgroup v2 line in /proc/self/cgroup: cgroup id not compared")
+	return 0, false
 }
 
 // TestUnknownMode: an attach mode other than fentry, kprobe or auto is
@@ -179,7 +270,14 @@ func TestSysfsReadProducesOneEvent(t *testing.T) {
 		t.Skip("needs two PCI functions")
 	}
 	for _, mode := range []Mode{ModeFentry, ModeKprobe} {
-		t.Run(string(mode), func(t *testing.T) { sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1])) })
+		t.Run(string(mode), func(t *testing.T) {
+			sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1]), 0)
+		})
+		// With the eight slots taken, the function is found in the
+		// guarded hash map (its id, then its name copied from there).
+		t.Run(string(mode)+"-overflow", func(t *testing.T) {
+			sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1]), guardSlots)
+		})
 	}
 }
 
@@ -198,7 +296,7 @@ func TestAutoFallsBackToKprobes(t *testing.T) {
 	saved := fentryTarget
 	t.Cleanup(func() { fentryTarget = saved })
 	fentryTarget = func(sym string) string { return sym + "_vfio_gate_missing" }
-	sysfsReadOneEvent(t, ModeAuto, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]))
+	sysfsReadOneEvent(t, ModeAuto, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]), 0)
 
 	// Forced fentry does not fall back: it fails with ErrNoFentry.
 	m, err := New(Options{Mode: ModeFentry})
@@ -211,7 +309,19 @@ func TestAutoFallsBackToKprobes(t *testing.T) {
 	}
 }
 
-func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
+// sysfsReadOneEvent reads guarded and other through sysfs with guarded
+// guarded (after fill stand-in functions, which take the slots first).
+func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string, fill int) {
+	if fill > 0 {
+		real := deviceID
+		t.Cleanup(func() { deviceID = real })
+		deviceID = func(dev string) (uint64, error) {
+			if strings.HasPrefix(dev, "ffff:ff:") {
+				return fakeID(dev), nil
+			}
+			return real(dev)
+		}
+	}
 	m, err := New(Options{Mode: opt})
 	if err != nil {
 		t.Fatal(err)
@@ -225,8 +335,16 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
 		t.Fatalf("Mode() = %q after Attach with Options.Mode %q, want %q", m.Mode(), opt, mode)
 	}
 	t.Logf("%s: path functions %v", mode, tagged)
+	for i := range fill {
+		if err := m.Guard(fmt.Sprintf("ffff:ff:%02x.0", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := m.Guard(guarded); err != nil {
 		t.Fatal(err)
+	}
+	if g := m.gmem.st; fill >= guardSlots && (g.Overflow != 1 || g.Count != uint32(fill+1)) {
+		t.Fatalf("%d guarded: count %d overflow %d, want the last in the map", fill+1, g.Count, g.Overflow)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan *Access, 64)
@@ -244,6 +362,7 @@ func sysfsReadOneEvent(t *testing.T, opt, mode Mode, guarded, other string) {
 			t.Fatalf("read: %d %v", n, err)
 		}
 	}
+	cg, cgOK := ownCgroupID(t)
 	read(other, 0)     // unguarded: no event
 	read(guarded, 0x8) // guarded: one dword read at 0x8
 	var events []*Access
@@ -265,6 +384,14 @@ loop:
 	a := events[0]
 	if a.Device != guarded || a.Op != "read" || a.Offset != 0x8 || a.Size != 4 || a.PID != uint32(os.Getpid()) || a.Comm == "" || a.Attach != mode {
 		t.Fatalf("event %+v", a)
+	}
+	// The cgroup id (loads from the task, not the helper) is the id of
+	// this process's cgroup v2 directory, its inode number, where cgroup2
+	// is mounted at /sys/fs/cgroup; 1 is the root cgroup's.
+	if cgOK && a.CgroupID != cg {
+		t.Fatalf("cgroup id %d, want %d (this process's cgroup v2 directory)", a.CgroupID, cg)
+	} else if a.CgroupID == 0 {
+		t.Fatalf("cgroup id 0")
 	}
 	wantPath := "unknown"
 	if slices.Contains(tagged, "pci_read_config") {

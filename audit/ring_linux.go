@@ -23,7 +23,7 @@ import (
 // each record, and waits in a blocking epoll_wait whose level-triggered
 // readiness returns whenever a single record is pending; here the wait
 // parks the goroutine in Go's network poller (edge-triggered), so the
-// reader wakes only when the BPF side forces a wakeup (every 64 KiB), at
+// reader wakes only when the BPF side forces a wakeup (every 1,024 records), at
 // its deadline or when woken, and it holds no thread in a system call
 // meanwhile (on a one-CPU machine a blocked epoll_wait kept the
 // scheduler's P from the goroutine doing the work being audited).

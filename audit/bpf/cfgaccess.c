@@ -26,18 +26,24 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct kobject { const char *name; } __attribute__((preserve_access_index));
+struct kernfs_node { __u64 id; } __attribute__((preserve_access_index));
+struct kobject { struct kernfs_node *sd; } __attribute__((preserve_access_index));
 struct device { struct kobject kobj; } __attribute__((preserve_access_index));
 struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
+struct cgroup { struct kernfs_node *kn; } __attribute__((preserve_access_index));
+struct css_set { struct cgroup *dfl_cgrp; } __attribute__((preserve_access_index));
 struct task_struct {
 	int pid;
 	int tgid;
 	char comm[16];
+	struct css_set *cgroups;
 } __attribute__((preserve_access_index));
 
+#define barrier() asm volatile("" ::: "memory")
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+
 #define NAME_LEN 16
-#define WAKEUP_BYTES (64 * 1024)
-#define RECORD_BYTES (sizeof(struct event) + 8) // with the ring's header
+#define WAKEUP_RECORDS 1024 // a forced wakeup every this many records (80 KiB)
 
 enum access_op { OP_READ = 1, OP_WRITE = 2 };
 enum access_path { PATH_UNKNOWN = 0, PATH_SYSFS = 1, PATH_PROCFS = 2, PATH_VFIO = 3 };
@@ -59,11 +65,21 @@ struct event {
 	char dev[NAME_LEN];
 };
 
+// A guarded function: its device's sysfs directory (kernfs node id, the
+// directory's inode number) and its name (0000:3b:00.0, NUL-padded), which
+// the event carries: the probe compares the id and copies the name, it
+// never reads the kernel's name string.
+struct guard_entry {
+	__u64 id;
+	__u64 name[2];
+};
+
+// Every guarded function, keyed by its id (value: the entry, id included).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
-	__type(key, char[NAME_LEN]);
-	__type(value, __u8);
+	__type(key, __u64);
+	__type(value, struct guard_entry);
 } guarded SEC(".maps");
 
 // Where each path's callers of the access functions lie: [start, end) of
@@ -90,7 +106,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 1 << 22); // 4 MiB: ~52,000 records, ~190 ms at 280 k events/s on one CPU
 } events SEC(".maps");
 
 struct {
@@ -101,27 +117,38 @@ struct {
 } lost SEC(".maps");
 
 // Kept by the Go side: count is the number of entries in guarded; the first
-// GUARD_SLOTS of them are also in slot (name as two 8-byte words,
-// NUL-padded; a free slot is zero), overflow counts the others. An array
-// lookup is inlined by the verifier: a few instructions, no helper call,
-// and comparing the name with the slots costs less than the hash lookup.
-// A slot only ever changes between zero and one name (the Go side rewrites
-// the others with the bytes they hold), so a probe reading it while it is
-// written sees zero, the name, or half of it next to zeros, which matches
-// no function.
+// GUARD_SLOTS of them are also in slot (a free slot has id 0, which no
+// kernfs node has), overflow counts the others. An array lookup is inlined
+// by the verifier: a few instructions, no helper call, and comparing the id
+// with the slots costs less than the hash lookup. The map is mmapped by
+// the Go side, which writes it with atomic 8-byte stores in order: a slot
+// gets its name while its id is 0 and then the id; it is freed by zeroing
+// the id first. The probe reads the id, the name, and the id again, and
+// uses the name only if both reads found the function's id (a seqlock with
+// the id as the sequence).
 #define GUARD_SLOTS 8
 struct guard_state {
 	__u32 count;
 	__u32 overflow;
-	__u64 slot[GUARD_SLOTS][2];
+	struct guard_entry slot[GUARD_SLOTS];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct guard_state);
 } guard_count SEC(".maps");
+
+// records counts the records submitted (across CPUs, without atomics: it
+// only spaces the reader's wakeups).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} records SEC(".maps");
 
 // guard returns the guard state, or NULL when nothing is guarded.
 static __always_inline struct guard_state *guard(void)
@@ -166,17 +193,6 @@ struct {
 	__type(value, __u64);
 } frame_off SEC(".maps");
 
-// fp_scratch turns the frame pointer into a number: the verifier lets a
-// privileged program store a pointer into a map and read it back as a
-// scalar, on which the address arithmetic below is allowed (on the
-// pointer itself it is not).
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} fp_scratch SEC(".maps");
-
 // fentry_caller returns the traced function's return address, or 0 when
 // the frames are not laid out as expected. The program's frame pointer
 // (r10, rbp in the x86-64 JIT, which starts every program with push rbp;
@@ -185,12 +201,16 @@ struct {
 // address into the traced function (just after its patched call to the
 // trampoline, bpf_get_func_ip + 5, or + 9 after an endbr64) and then the
 // traced function's own return address.
-static __always_inline __u64 fentry_caller(void *ctx, __u32 prog)
+//
+// scratch (8 bytes of the reserved ring record) turns the frame pointer
+// into a number: the verifier lets a privileged program store a pointer
+// into memory that is not the stack and read it back as a scalar, on which
+// the address arithmetic below is allowed (on the pointer itself it is
+// not). The record is this program's alone, so no other CPU writes it.
+static __always_inline __u64 fentry_caller(void *ctx, __u32 prog, __u64 *scratch)
 {
-	__u32 zero = 0;
 	__u64 *off = bpf_map_lookup_elem(&frame_off, &prog);
-	__u64 *scratch = bpf_map_lookup_elem(&fp_scratch, &zero);
-	if (!off || !scratch)
+	if (!off)
 		return 0;
 	__u64 fp, tramp_fp, ra[2], d;
 	asm volatile("%0 = r10" : "=r"(fp));
@@ -213,50 +233,43 @@ static __always_inline __u64 fentry_caller(void *ctx, __u32 prog)
 	return ra[1];
 }
 
-// read_name copies a device name (a kobject name: a short NUL-terminated
-// string) into name, NUL-padded, at most NAME_LEN-1 characters. One fixed
-// 16-byte read, cut at the first NUL with the has-zero-byte bit trick; the
-// string helper (a byte loop) only if the fixed read faults (the name ends
-// just before an unmapped page).
-static __always_inline int read_name(__u64 w[2], const char *p)
+// copy_name copies e's name into name if e holds id before and after the
+// copy (see guard_state).
+static __always_inline int copy_name(struct guard_entry *e, __u64 id, __u64 name[2])
 {
-	if (bpf_probe_read_kernel(w, NAME_LEN, p) < 0) {
-		w[0] = w[1] = 0;
-		return bpf_probe_read_kernel_str(w, NAME_LEN, p);
-	}
-	const __u64 lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
-	__u64 z0 = (w[0] - lo) & ~w[0] & hi;
-	if (z0) {
-		w[0] &= (z0 & -z0) - 1; // the lowest flag is exact: keep the bytes below it
-		w[1] = 0;
-	} else {
-		__u64 z1 = (w[1] - lo) & ~w[1] & hi;
-		if (z1)
-			w[1] &= (z1 & -z1) - 1;
-		w[1] &= 0x00ffffffffffffffULL; // at most 15 characters, as the _str helper
-	}
-	return 0;
+	if (READ_ONCE(e->id) != id)
+		return 0;
+	barrier();
+	name[0] = READ_ONCE(e->name[0]);
+	name[1] = READ_ONCE(e->name[1]);
+	barrier();
+	return READ_ONCE(e->id) == id;
 }
 
-// is_guarded says whether the function named name (non-empty) is guarded.
-static __always_inline int is_guarded(struct guard_state *g, __u64 name[2])
+// guarded_name says whether the function whose sysfs directory is the
+// kernfs node id is guarded, and gives its name.
+static __always_inline int guarded_name(struct guard_state *g, __u64 id, __u64 name[2])
 {
+	if (!id)
+		return 0;
 #pragma unroll
 	for (int i = 0; i < GUARD_SLOTS; i++)
-		if (g->slot[i][0] == name[0] && g->slot[i][1] == name[1])
-			return 1;
-	return g->overflow && bpf_map_lookup_elem(&guarded, name);
+		if (READ_ONCE(g->slot[i].id) == id)
+			return copy_name(&g->slot[i], id, name);
+	if (!g->overflow)
+		return 0;
+	struct guard_entry *e = bpf_map_lookup_elem(&guarded, &id);
+	return e && copy_name(e, id, name);
 }
 
-// report is called when something is guarded (g); p is the device's name
-// (kobject), ctx the program's context and fentry its kind (for the caller).
-static __always_inline int report(void *ctx, int fentry, struct guard_state *g, const char *p, int where, __u8 size, __u8 op, __u32 value,
+// report is called when something is guarded (g); id is the device's
+// kernfs node id, ctx the program's context and fentry its kind (for the
+// caller).
+static __always_inline int report(void *ctx, int fentry, struct guard_state *g, __u64 id, int where, __u8 size, __u8 op, __u32 value,
 				  __u8 has_value)
 {
 	__u64 name[2]; // NAME_LEN bytes, 8-aligned: copied with two stores
-	if (!p || read_name(name, p) < 0 || !name[0])
-		return 0;
-	if (!is_guarded(g, name))
+	if (!guarded_name(g, id, name))
 		return 0;
 
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -267,9 +280,13 @@ static __always_inline int report(void *ctx, int fentry, struct guard_state *g, 
 			__sync_fetch_and_add(n, 1);
 		return 0;
 	}
+	// The frame pointer goes through ts_ns, set right after: see fentry_caller.
+	e->path = path_of(fentry ? fentry_caller(ctx, size + (op == OP_WRITE ? 4 : 0), &e->ts_ns) : kprobe_caller(ctx));
 	struct task_struct *t = bpf_get_current_task_btf();
 	e->ts_ns = bpf_ktime_get_ns();
-	e->cgroup_id = bpf_get_current_cgroup_id();
+	// bpf_get_current_cgroup_id as plain loads from the task: the default
+	// hierarchy's cgroup, its kernfs node id.
+	e->cgroup_id = t->cgroups->dfl_cgrp->kn->id;
 	e->tgid = t->tgid;
 	e->tid = t->pid;
 	e->offset = (__u32)where;
@@ -278,7 +295,6 @@ static __always_inline int report(void *ctx, int fentry, struct guard_state *g, 
 	e->op = op;
 	e->has_value = has_value;
 	e->reserved = 0;
-	e->path = path_of(fentry ? fentry_caller(ctx, size + (op == OP_WRITE ? 4 : 0)) : kprobe_caller(ctx));
 	// comm as two 8-byte loads from the task (the verifier allows any load
 	// inside a char array of a BTF-typed struct), not a helper's string copy.
 	// It is NUL-padded in the task (set with strscpy_pad).
@@ -288,23 +304,24 @@ static __always_inline int report(void *ctx, int fentry, struct guard_state *g, 
 	ec[1] = c[1];
 	ed[0] = name[0];
 	ed[1] = name[1];
-	// Wake the reader when the pending data crosses a multiple of
-	// WAKEUP_BYTES (this record is counted in avail): a wakeup per event
-	// costs more than the event, and so would one per event while the
-	// reader lags. The Go reader also polls the ring every few
-	// milliseconds, for what is below the threshold and for a crossing
-	// missed while another CPU reserved at the same time.
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(e, avail % WAKEUP_BYTES < RECORD_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	// Wake the reader every WAKEUP_RECORDS records: a wakeup per event
+	// costs more than the event. The Go reader also polls the ring every
+	// few milliseconds, for what is below the threshold and for a multiple
+	// skipped while another CPU counted at the same time.
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&records, &zero), seq = 0;
+	if (n)
+		*n = seq = *n + 1;
+	bpf_ringbuf_submit(e, seq % WAKEUP_RECORDS == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
-// kprobes (fallback). The pci_dev pointer is untrusted here: read through
-// bpf_probe_read_kernel (BPF_CORE_READ).
+// kprobes (fallback). The pci_dev pointer is untrusted here: its node id is
+// read through bpf_probe_read_kernel (BPF_CORE_READ).
 #define KP_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
 		struct guard_state *g = guard();                                                     \
-		g ? report(ctx, 0, g, BPF_CORE_READ(dev, dev.kobj.name), where, size, op, val, hv) : 0; \
+		g ? report(ctx, 0, g, BPF_CORE_READ(dev, dev.kobj.sd, id), where, size, op, val, hv) : 0; \
 	})
 
 SEC("kprobe/pci_user_read_config_byte")
@@ -321,12 +338,12 @@ SEC("kprobe/pci_user_write_config_dword")
 int BPF_KPROBE(write_dword, struct pci_dev *dev, int where, __u32 val) { return KP_REPORT(dev, where, 4, OP_WRITE, val, 1); }
 
 // fentry (preferred). The arguments are typed by the kernel's BTF: the
-// verifier lets the program follow dev to the name pointer with a plain
-// load (no helper call).
+// verifier lets the program follow dev to its sysfs node's id with plain
+// loads (no helper call).
 #define FE_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
 		struct guard_state *g = guard();                                                     \
-		g ? report(ctx, 1, g, dev->dev.kobj.name, where, size, op, val, hv) : 0;             \
+		g ? report(ctx, 1, g, dev->dev.kobj.sd->id, where, size, op, val, hv) : 0;           \
 	})
 
 SEC("fentry/pci_user_read_config_byte")

@@ -174,7 +174,7 @@ func joinF(v []float64, f string) string {
 
 // noReaderReads and statsReads are how many guarded reads run before the
 // reader starts: their 80-byte records (72 + ring header) stay below the
-// 1 MiB ring.
+// 4 MiB ring.
 const (
 	noReaderReads = 8192
 	statsReads    = 2048
