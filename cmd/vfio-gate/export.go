@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -24,9 +23,8 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 			if bootSel != "current" {
 				return withCode(exitInternal, fmt.Errorf("--boot %q: only the current boot can be quoted", bootSel))
 			}
-			nonce, err := hex.DecodeString(nonceHex)
-			if err != nil || len(nonce) == 0 || len(nonce) > 64 {
-				return withCode(exitInternal, fmt.Errorf("--nonce: want 1 to 64 bytes in hex"))
+			if _, err := evexport.ParseNonce(nonceHex); err != nil {
+				return withCode(exitInternal, fmt.Errorf("--nonce: %w", err))
 			}
 			t, err := tpm.Open(g.tpm)
 			if err != nil {

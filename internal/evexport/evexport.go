@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,12 +60,28 @@ type LogError struct{ msg string }
 
 func (e *LogError) Error() string { return e.msg }
 
+// ErrNothingRecorded is returned (wrapped, naming the directory) when
+// there is no event log to export: nothing was ever recorded there.
+var ErrNothingRecorded = errors.New("nothing recorded yet (run check or the daemon first)")
+
+// ParseNonce decodes a verifier's nonce: 1 to 64 bytes in hex.
+func ParseNonce(s string) ([]byte, error) {
+	nonce, err := hex.DecodeString(s)
+	if err != nil || len(nonce) == 0 || len(nonce) > 64 {
+		return nil, errors.New("want 1 to 64 bytes in hex")
+	}
+	return nonce, nil
+}
+
 // Write exports the TPM's current boot into o.Out, which must not exist
 // yet. It holds the log lock throughout, so the log and the quote agree.
 func Write(ctx context.Context, t transport.TPM, o Options) (*Manifest, error) {
-	nonce, err := hex.DecodeString(o.Nonce)
+	nonce, err := ParseNonce(o.Nonce)
 	if err != nil {
 		return nil, fmt.Errorf("nonce: %w", err)
+	}
+	if _, err := os.Stat(o.LogDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no event log under %s: %w", o.LogDir, ErrNothingRecorded)
 	}
 	unlock, err := tpm.LockLog(ctx, o.LogDir)
 	if err != nil {
