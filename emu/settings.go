@@ -17,6 +17,8 @@ import (
 // them (strings, not yet parsed). Config turns them into a Config; its
 // errors name the flag at fault, as the command prints them.
 type Settings struct {
+	Listen     string        // --listen: the TCP address to serve on
+	WriteCA    string        // --write-ca: where WriteFiles writes the anchors
 	Profile    string        // --profile
 	Algorithms string        // --algorithms: ParseAsymList
 	Versions   string        // --versions: ParseVersions
@@ -187,6 +189,24 @@ func (d *Device) KeyAsymNames(asym spdm.AsymAlgo) []string {
 		have |= KeyTypeAlgorithms(c.Type)
 	}
 	return AsymNames(have & asym)
+}
+
+// WriteFiles writes what a requester of d needs: its root CA certificates
+// (WriteAnchors to s.WriteCA) and, with PublicKeyOnly, its public keys (to
+// s.WritePublicKey, or a temporary file). It returns the paths written;
+// pubPath is "" without PublicKeyOnly.
+func (s Settings) WriteFiles(d *Device) (caPath, pubPath string, err error) {
+	if caPath, err = WriteAnchors(s.WriteCA, d.AnchorsPEM()); err != nil || !s.PublicKeyOnly {
+		return caPath, "", err
+	}
+	pems, err := d.PublicKeysPEM()
+	if err != nil {
+		return "", "", err
+	}
+	if pubPath, err = WritePEMFile(s.WritePublicKey, "vfio-gate-emu-key-*.pem", pems); err != nil {
+		return "", "", err
+	}
+	return caPath, pubPath, nil
 }
 
 // WriteAnchors writes the PEM anchors to path, or to a new temporary file
