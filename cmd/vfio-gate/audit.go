@@ -9,7 +9,6 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/audit"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
-	"github.com/vfio-gate/vfio-gate/pci"
 )
 
 func newAuditCmd(e *env, g *globals) *cobra.Command {
@@ -26,21 +25,13 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 			if len(devices) == 0 {
 				return usageErrorf("audit: name at least one --device BDF")
 			}
-			mode := audit.Mode(attach)
-			switch attach {
-			case "auto":
-				mode = audit.ModeAuto
-			case string(audit.ModeFentry), string(audit.ModeKprobe):
-			default:
+			mode, ok := audit.ParseMode(attach)
+			if !ok {
 				return usageErrorf("audit: --attach %q: want auto, fentry or kprobe", attach)
 			}
-			layouts := map[string]audit.Layout{}
-			for _, d := range devices {
-				b, err := pci.ParseBDF(d)
-				if err != nil {
-					return usageErrorf("%v", err)
-				}
-				layouts[b.String()] = audit.LayoutOf(g.sysfsRoot, b)
+			layouts, err := audit.Layouts(g.sysfsRoot, devices)
+			if err != nil {
+				return usageErrorf("%v", err)
 			}
 			m, err := audit.New(audit.Options{Logger: g.log, Mode: mode})
 			if err != nil {
