@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/spf13/cobra"
 	"github.com/vfio-gate/vfio-gate/internal/evexport"
@@ -20,18 +19,16 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 		Example: "  sudo vfio-gate evidence export --nonce $(openssl rand -hex 16) --out /tmp/export",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if bootSel != "current" {
-				return withCode(exitInternal, fmt.Errorf("--boot %q: only the current boot can be quoted", bootSel))
-			}
-			if _, err := evexport.ParseNonce(nonceHex); err != nil {
-				return withCode(exitInternal, fmt.Errorf("--nonce: %w", err))
+			o := evexport.Options{LogDir: eventLogDir(g), EvidenceDir: evidenceDir(g), Out: outDir, PCR: pcr, Nonce: nonceHex, Boot: bootSel}
+			if err := o.Check(); err != nil {
+				return err
 			}
 			t, err := tpm.Open(g.tpm)
 			if err != nil {
 				return err
 			}
 			defer t.Close()
-			m, err := evexport.Write(cmd.Context(), t, evexport.Options{LogDir: eventLogDir(g), EvidenceDir: evidenceDir(g), Out: outDir, PCR: pcr, Nonce: nonceHex})
+			m, err := evexport.Write(cmd.Context(), t, o)
 			var le *evexport.LogError
 			if errors.As(err, &le) {
 				return withCode(exitTPM, err)

@@ -52,6 +52,21 @@ type Options struct {
 	Out         string // the directory to create and write into
 	PCR         int
 	Nonce       string // the verifier's nonce in hex, as given: the quote's qualifyingData
+	Boot        string // the boot asked for: only "current" can be quoted (Check)
+}
+
+// Check refuses, before anything is opened, what no export can be: a boot
+// other than "current" (a quote speaks for today's PCR only), a nonce that
+// is not 1 to 64 bytes in hex. Its errors name the flags of
+// `vfio-gate evidence export`.
+func (o Options) Check() error {
+	if o.Boot != "current" {
+		return fmt.Errorf("--boot %q: only the current boot can be quoted", o.Boot)
+	}
+	if _, err := ParseNonce(o.Nonce); err != nil {
+		return fmt.Errorf("--nonce: %w", err)
+	}
+	return nil
 }
 
 // LogError says why the event log cannot be exported: it does not verify

@@ -3,6 +3,7 @@ package evexport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,23 @@ func TestParseNonce(t *testing.T) {
 	for s, ok := range map[string]bool{"01": true, strings.Repeat("ab", 64): true, "": false, "xyz": false, "012": false, strings.Repeat("ab", 65): false} {
 		if n, err := ParseNonce(s); (err == nil) != ok || ok && len(n) != len(s)/2 {
 			t.Errorf("ParseNonce(%q) = %x, %v; want ok %v", s, n, err, ok)
+		}
+	}
+}
+
+func TestOptionsCheck(t *testing.T) {
+	for _, c := range []struct {
+		boot, nonce, err string
+	}{
+		{"current", "0102", ""},
+		{"previous", "0102", `--boot "previous": only the current boot can be quoted`},
+		{"", "0102", `--boot "": only the current boot can be quoted`},
+		{"current", "", "--nonce: want 1 to 64 bytes in hex"},
+		{"current", "zz", "--nonce: want 1 to 64 bytes in hex"},
+	} {
+		err := Options{Boot: c.boot, Nonce: c.nonce}.Check()
+		if got := fmt.Sprint(err); c.err == "" && err != nil || c.err != "" && got != c.err {
+			t.Errorf("Check(%q, %q) = %v, want %q", c.boot, c.nonce, err, c.err)
 		}
 	}
 }
