@@ -65,30 +65,25 @@ func runPreflight(ctx context.Context, e *env, g *globals, f *gateFlags, name st
 		return g.write(e, "decision", rpt.Decisions{Decision: policy.DecisionAllow, Devices: []rpt.Device{}},
 			func(w io.Writer) { fmt.Fprintf(w, "domain %s has no host PCI functions: nothing to gate\n", name) })
 	}
-	fmt.Fprintf(e.errw, "vfio-gate: preflight of domain %s: %d host PCI function(s), confidential: %v\n", name, len(dom.BDFs()), conf)
-	ds, deferred, err := lvhook.PreflightDaemon(ctx, daemon.NewClient(g.daemonSocket), dom, conf)
-	switch {
-	case err == nil:
-		fmt.Fprintf(e.errw, "vfio-gate: decided by the daemon at %s\n", g.daemonSocket)
-		return finishPreflight(e, g, ds, policy.ModeEnforce, deferred)
-	case !errors.Is(err, daemon.ErrNotRunning):
-		return withCode(exitUnavailable, err)
+	open := func() (*gate.Host, error) {
+		s, err := openGate(e, g, f, setupOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return s.Host, nil
 	}
-	fmt.Fprintf(e.errw, "vfio-gate: daemon not running: checking in-process\n")
-	s, err := openGate(e, g, f, setupOptions{})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ds, deferred, err = lvhook.PreflightGate(ctx, s.Host, name, dom, conf)
+	ds, deferred, mode, err := lvhook.Preflight(ctx, daemon.NewClient(g.daemonSocket), g.daemonSocket, open, name, dom, conf, e.errw)
+	var de *lvhook.DaemonError
 	var lse *lvhook.LaunchSecurityError
 	switch {
+	case errors.As(err, &de):
+		return withCode(exitUnavailable, err)
 	case errors.As(err, &lse):
 		return withCode(exitDenied, err)
 	case err != nil:
-		return lockErr(err)
+		return lockErr(err) // the gate's locks; openGate's errors pass unchanged
 	}
-	return finishPreflight(e, g, ds, s.pol.Mode, deferred)
+	return finishPreflight(e, g, ds, mode, deferred)
 }
 
 // deferredFn is a function whose check the hook defers to start begin.
