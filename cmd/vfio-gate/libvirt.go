@@ -86,12 +86,9 @@ func runPreflight(ctx context.Context, e *env, g *globals, f *gateFlags, name st
 	return finishPreflight(e, g, ds, mode, deferred)
 }
 
-// deferredFn is a function whose check the hook defers to start begin.
-type deferredFn = phase.Deferred
-
 // finishPreflight prints the checked decisions and the deferred functions;
 // the exit code is check's over the checked ones (deferred is no deny).
-func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, deferred []deferredFn) error {
+func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, deferred []phase.Deferred) error {
 	if err := g.write(e, "decision", rpt.PreflightOf(ds, mode, deferred), func(w io.Writer) { rpt.WritePreflight(w, ds, mode, deferred) }); err != nil {
 		return err
 	}
