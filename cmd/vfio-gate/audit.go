@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,39 +33,22 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
-			m, err := audit.New(audit.Options{Logger: g.log, Mode: mode})
-			if err != nil {
-				return withCode(exitUnavailable, err)
-			}
-			defer m.Close()
-			for d := range layouts {
-				if err := m.Guard(d); err != nil {
-					return err
-				}
-			}
-			tagged, err := m.Attach()
-			if err != nil {
-				return withCode(exitUnavailable, err)
-			}
-			g.log.Info("audit attached", "mode", m.Mode(), "path_taggers", tagged)
-			ctx := cmd.Context()
-			if duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, duration)
-				defer cancel()
-			}
-			err = m.Run(ctx, func(a *audit.Access) {
-				a.Region = audit.Classify(a.Offset, a.Size, layouts[a.Device])
-				if g.json { // one compact document per line
-					if b, err := jsonDoc("audit-event", a); err == nil {
-						_, _ = e.out.Write(append(b, '\n'))
+			lost, err := audit.Watch(cmd.Context(), audit.WatchOptions{Options: audit.Options{Logger: g.log, Mode: mode}, Layouts: layouts, Duration: duration},
+				func(a *audit.Access) {
+					if g.json { // one compact document per line
+						if b, err := jsonDoc("audit-event", a); err == nil {
+							_, _ = e.out.Write(append(b, '\n'))
+						}
+						return
 					}
-					return
-				}
-				rpt.WriteAuditText(e.out, a)
-			})
-			if n, lerr := m.Lost(); lerr == nil && n > 0 {
-				fmt.Fprintf(e.errw, "vfio-gate: audit: %d events lost (ring buffer full)\n", n)
+					rpt.WriteAuditText(e.out, a)
+				})
+			var ue *audit.UnavailableError
+			if errors.As(err, &ue) {
+				return withCode(exitUnavailable, err)
+			}
+			if lost > 0 {
+				fmt.Fprintf(e.errw, "vfio-gate: audit: %d events lost (ring buffer full)\n", lost)
 			}
 			return err
 		},
