@@ -95,6 +95,20 @@ func (s Settings) Config() (Config, error) {
 		Session: sc, Logger: s.Logger, PKI: pki, PublicKeyOnly: s.PublicKeyOnly, MultiKey: mk}, nil
 }
 
+// Device builds the software device the settings describe (Config, then
+// New, whose errors are prefixed "emulate: "), with its configuration.
+func (s Settings) Device() (*Device, Config, error) {
+	cfg, err := s.Config()
+	if err != nil {
+		return nil, Config{}, err
+	}
+	dev, err := New(cfg)
+	if err != nil {
+		return nil, Config{}, fmt.Errorf("emulate: %w", err)
+	}
+	return dev, cfg, nil
+}
+
 // PKISource names where the operator's keys came from: the --pki
 // directory, or "KEY,CHAIN" for --key and --chain.
 func (s Settings) PKISource() string {

@@ -45,7 +45,7 @@ func newEmulateCmd(e *env, g *globals) *cobra.Command {
 	return cmd
 }
 
-// runEmulate builds the device (o.Config; every error is a usage error),
+// runEmulate builds the device (o.Device; every error is a usage error),
 // writes its anchors (or public keys), prints the start-up banner and serves
 // until interrupted.
 func runEmulate(cmd *cobra.Command, e *env, g *globals, o *emu.Settings) error {
@@ -53,13 +53,9 @@ func runEmulate(cmd *cobra.Command, e *env, g *globals, o *emu.Settings) error {
 		return usageErrorf("emulate: --listen HOST:PORT is required")
 	}
 	o.SlotsSet, o.Logger = cmd.Flags().Changed("slots"), g.log
-	cfg, err := o.Config()
+	dev, cfg, err := o.Device()
 	if err != nil {
 		return usageErrorf("%v", err)
-	}
-	dev, err := emu.New(cfg)
-	if err != nil {
-		return usageErrorf("emulate: %v", err)
 	}
 	caPath, pubPath, err := o.WriteFiles(dev)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,10 +242,7 @@ func globalFlagsOnce(root *cobra.Command) string {
 // holds -buildvcs=false or the tree is not a git checkout.
 var buildVersion, buildCommit string
 
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	return buildinfo.Version(buildVersion, buildCommit, bi, ok)
-}
+func version() string { return buildinfo.Current(buildVersion, buildCommit) }
 
 func newVersionCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{

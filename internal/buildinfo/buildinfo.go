@@ -43,6 +43,13 @@ func Version(stampV, stampC string, bi *debug.BuildInfo, ok bool) string {
 	return out
 }
 
+// Current is Version of the running binary: its build info
+// (debug.ReadBuildInfo) under the stamps stampV and stampC.
+func Current(stampV, stampC string) string {
+	bi, ok := debug.ReadBuildInfo()
+	return Version(stampV, stampC, bi, ok)
+}
+
 // SourceDate is the date a reproducible build stamps into what it
 // generates (man pages): epoch, the value of SOURCE_DATE_EPOCH (seconds
 // since 1970, reproducible-builds.org), when set, else now; in UTC. An

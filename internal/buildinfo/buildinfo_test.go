@@ -2,6 +2,7 @@ package buildinfo
 
 import (
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,5 +43,16 @@ func TestSourceDate(t *testing.T) {
 	}
 	if _, err := SourceDate("yesterday", now); err == nil || err.Error() != `strconv.ParseInt: parsing "yesterday": invalid syntax` {
 		t.Errorf("not a number: %v", err)
+	}
+}
+
+// TestCurrent: the running test binary's build info, stamps first.
+func TestCurrent(t *testing.T) {
+	bi, ok := debug.ReadBuildInfo()
+	if got, want := Current("", ""), Version("", "", bi, ok); got != want || got == "" {
+		t.Errorf("Current = %q, want %q", got, want)
+	}
+	if got := Current("v9.9.9", "0123456789abcdef"); !strings.HasPrefix(got, "v9.9.9 0123456789ab") {
+		t.Errorf("stamped: %q", got)
 	}
 }
