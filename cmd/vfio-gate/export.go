@@ -10,8 +10,7 @@ import (
 )
 
 func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
-	var nonceHex, outDir, bootSel string
-	var pcr int
+	var o evexport.Options
 	cmd := &cobra.Command{
 		Use:     "export --nonce HEX --out DIR",
 		Short:   "Export the current boot's log, a TPM quote and the bundles, for verifiers with tpm2-tools",
@@ -19,7 +18,7 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 		Example: "  sudo vfio-gate evidence export --nonce $(openssl rand -hex 16) --out /tmp/export",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o := evexport.Options{LogDir: eventLogDir(g), EvidenceDir: evidenceDir(g), Out: outDir, PCR: pcr, Nonce: nonceHex, Boot: bootSel}
+			o.LogDir, o.EvidenceDir = eventLogDir(g), evidenceDir(g)
 			if err := o.Check(); err != nil {
 				return err
 			}
@@ -39,14 +38,14 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 			if g.json {
 				return writeJSON(e.out, "evidence-export", m)
 			}
-			return rpt.WriteExport(e.out, outDir, m, pcr, nonceHex)
+			return rpt.WriteExport(e.out, o.Out, m, o.PCR, o.Nonce)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&nonceHex, "nonce", "", "the verifier's nonce, hex (1 to 64 bytes); the quote's qualifyingData")
-	fl.StringVar(&outDir, "out", "", "directory to create and write the export into")
-	fl.StringVar(&bootSel, "boot", "current", "boot to export (only \"current\": the quote is of today's PCR)")
-	fl.IntVar(&pcr, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
+	fl.StringVar(&o.Nonce, "nonce", "", "the verifier's nonce, hex (1 to 64 bytes); the quote's qualifyingData")
+	fl.StringVar(&o.Out, "out", "", "directory to create and write the export into")
+	fl.StringVar(&o.Boot, "boot", "current", "boot to export (only \"current\": the quote is of today's PCR)")
+	fl.IntVar(&o.PCR, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
 	cmd.MarkFlagRequired("nonce")
 	cmd.MarkFlagRequired("out")
 	return cmd

@@ -43,8 +43,7 @@ func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
 }
 
 func newInstallHookCmd(e *env, g *globals) *cobra.Command {
-	var dir, binary string
-	var dispatcher, reload bool
+	var o lvhook.InstallOptions
 	c := &cobra.Command{
 		Use:     "install-hook",
 		Short:   "Install the libvirt qemu hook drop-in (hooks/qemu.d/vfio-gate)",
@@ -52,8 +51,8 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 		Example: helpText("install-hook.example"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := lvhook.InstallHook(lvhook.InstallOptions{LibvirtDir: dir, Binary: binary, DaemonSocket: g.daemonSocket, Dispatcher: dispatcher,
-				LibvirtVersion: lvhook.InstalledVersion(cmd.Context()), Reload: reload})
+			o.DaemonSocket, o.LibvirtVersion = g.daemonSocket, lvhook.InstalledVersion(cmd.Context())
+			res, err := lvhook.InstallHook(o)
 			if err != nil {
 				return err
 			}
@@ -61,10 +60,10 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 			return g.write(e, "install-hook", doc, doc.WriteText)
 		},
 	}
-	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
-	c.Flags().StringVar(&binary, "binary", "", "absolute path of vfio-gate for the hook to run (default: this executable)")
-	c.Flags().BoolVar(&dispatcher, "dispatcher", false, "create hooks/qemu running qemu.d/* even when libvirt's version is >= 6.5 or unknown (only when none exists)")
-	c.Flags().BoolVar(&reload, "reload", false, "send SIGHUP to the libvirt daemon that runs (libvirtd, or virtqemud with modular daemons) so it sees the hook")
+	c.Flags().StringVar(&o.LibvirtDir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
+	c.Flags().StringVar(&o.Binary, "binary", "", "absolute path of vfio-gate for the hook to run (default: this executable)")
+	c.Flags().BoolVar(&o.Dispatcher, "dispatcher", false, "create hooks/qemu running qemu.d/* even when libvirt's version is >= 6.5 or unknown (only when none exists)")
+	c.Flags().BoolVar(&o.Reload, "reload", false, "send SIGHUP to the libvirt daemon that runs (libvirtd, or virtqemud with modular daemons) so it sees the hook")
 	return c
 }
 
