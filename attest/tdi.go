@@ -78,3 +78,35 @@ func (t *TDI) Close(ctx context.Context) {
 	}
 	t.release()
 }
+
+// SysfsError is a sysfs tree that did not open (pci.Open): no device was
+// reached.
+type SysfsError struct {
+	Err error
+}
+
+func (e *SysfsError) Error() string { return e.Err.Error() }
+func (e *SysfsError) Unwrap() error { return e.Err }
+
+// OpenTDIOf is OpenTDI for the device req names, as Run names it: the
+// spdm-socket peer req.Socket, addressing the TDI of the function req.BDF;
+// or the PCI function req.BDF of the sysfs tree req.SysfsRoot (opened with
+// req.PCI, and closed by Close), locked in req.LockDir for the session. A
+// tree that does not open is a *SysfsError; the other errors are OpenTDI's.
+func OpenTDIOf(ctx context.Context, req Request, o *Options) (*TDI, error) {
+	if req.Socket != "" {
+		return OpenTDI(ctx, &target.Socket{Addr: req.Socket}, req.BDF, o)
+	}
+	sys, err := pci.Open(req.SysfsRoot, req.PCI)
+	if err != nil {
+		return nil, &SysfsError{Err: err}
+	}
+	tdi, err := OpenTDI(ctx, &target.PCI{System: sys, BDF: req.BDF, LockDir: req.LockDir}, req.BDF, o)
+	if err != nil {
+		sys.Close()
+		return nil, err
+	}
+	release := tdi.release
+	tdi.release = func() { release(); sys.Close() }
+	return tdi, nil
+}

@@ -88,3 +88,43 @@ func TestOpenTDIErrors(t *testing.T) {
 		t.Errorf("no secured CMA: %v", err)
 	}
 }
+
+// OpenTDIOf reaches the device a Request names: a PCI function of a sysfs
+// tree (which Close closes, with the lock) or a socket peer; a tree that
+// does not open is a *SysfsError.
+func TestOpenTDIOf(t *testing.T) {
+	ctx := context.Background()
+	fx := newFixture(t)
+	d, b := fx.AddEmu(t, "0000:3a:00.1", emu.Config{})
+	locks := t.TempDir()
+	po := &pci.Options{Geteuid: func() int { return 0 }, ConfigOpener: fx.Open}
+	o := &attest.Options{Roots: d.Anchors()}
+	for name, req := range map[string]attest.Request{
+		"pci":    {BDF: b, SysfsRoot: fx.Tree.Dir, PCI: po, LockDir: locks},
+		"socket": {Socket: gatetest.ServeSocket(t, d), BDF: b},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tdi, err := attest.OpenTDIOf(ctx, req, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, err := tdi.Client.State(ctx); err != nil || st != tdisp.StateConfigUnlocked {
+				t.Fatalf("state %v, %v", st, err)
+			}
+			tdi.Close(ctx)
+			unlock, err := pci.LockFunction(ctx, locks, b)
+			if err != nil {
+				t.Fatalf("lock after Close: %v", err)
+			}
+			unlock()
+		})
+	}
+	var se *attest.SysfsError
+	if _, err := attest.OpenTDIOf(ctx, attest.Request{BDF: b, SysfsRoot: t.TempDir() + "/none", PCI: po}, o); !errors.As(err, &se) {
+		t.Errorf("no sysfs tree: %v", err)
+	}
+	if _, err := attest.OpenTDIOf(ctx, attest.Request{BDF: pci.BDF{Bus: 9}, SysfsRoot: fx.Tree.Dir, PCI: po}, o); err == nil || errors.As(err, &se) ||
+		!errors.Is(err, pci.ErrNoDevice) {
+		t.Errorf("no function: %v", err)
+	}
+}

@@ -33,9 +33,17 @@ type Error struct {
 
 func (e *Error) Error() string { return "vfio-gate daemon: " + e.Code + ": " + e.Message }
 
-// Is matches ErrTDISPUnavailable for CodeTDISPUnavailable.
-func (e *Error) Is(target error) bool {
-	return target == ErrTDISPUnavailable && e.Code == CodeTDISPUnavailable
+// Is matches ErrTDISPUnavailable for CodeTDISPUnavailable and
+// ErrTDISPFailed for CodeTDISPFailed.
+func (e *Error) Is(target error) bool { return codeIs(e.Code, target) }
+
+// Is matches as Error.Is does, so that a client tells the TDISP answers
+// apart with errors.Is.
+func (e *APIError) Is(target error) bool { return codeIs(e.Code, target) }
+
+func codeIs(code string, target error) bool {
+	return target == ErrTDISPUnavailable && code == CodeTDISPUnavailable ||
+		target == ErrTDISPFailed && code == CodeTDISPFailed
 }
 
 // As gives the API form of e (**APIError targets), status included.
@@ -56,6 +64,10 @@ func badRequest(format string, a ...any) *Error { return errorf(CodeBadRequest, 
 // ErrTDISPUnavailable matches the Error the TDISP endpoints return when the
 // backend has no session owner.
 var ErrTDISPUnavailable = errors.New("daemon: tdisp-unavailable")
+
+// ErrTDISPFailed matches the Error the TDISP endpoints return when the
+// device or its session failed the request.
+var ErrTDISPFailed = errors.New("daemon: tdisp-failed")
 
 func tdispUnavailable(op string) *Error {
 	return &Error{Code: CodeTDISPUnavailable, Message: "TDISP " + op + ": " + TDISPUnavailable}

@@ -55,3 +55,18 @@ func TestErrTDISPUnavailable(t *testing.T) {
 		t.Error("tdisp-failed matches ErrTDISPUnavailable")
 	}
 }
+
+// TestTDISPSentinels: ErrTDISPFailed and ErrTDISPUnavailable match their
+// codes only, on the backend's Error and on the client's APIError alike.
+func TestTDISPSentinels(t *testing.T) {
+	for _, c := range []struct {
+		code            string
+		failed, unavail bool
+	}{{CodeTDISPFailed, true, false}, {CodeTDISPUnavailable, false, true}, {CodeNotHeld, false, false}, {CodeInternal, false, false}} {
+		for _, err := range []error{errorf(c.code, "x"), fmt.Errorf("y: %w", &APIError{Code: c.code, Message: "x"})} {
+			if errors.Is(err, ErrTDISPFailed) != c.failed || errors.Is(err, ErrTDISPUnavailable) != c.unavail {
+				t.Errorf("%T %s: failed %v unavailable %v", err, c.code, errors.Is(err, ErrTDISPFailed), errors.Is(err, ErrTDISPUnavailable))
+			}
+		}
+	}
+}

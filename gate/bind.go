@@ -199,7 +199,7 @@ type Released struct {
 // function vfio-gate did not bind is refused (ErrNotBound) and left alone.
 // The error joins every per-function failure.
 func (g *Gate) Release(ctx context.Context, bdfs []pci.BDF, domain string) ([]Released, error) {
-	list := normalize(bdfs)
+	list := pci.Normalize(bdfs)
 	if len(list) == 0 {
 		return nil, ErrNoFunctions
 	}

@@ -205,17 +205,6 @@ type item struct {
 	keeper TDIKeeper // holds the TDI locked for this request (nil: none)
 }
 
-func normalize(bdfs []pci.BDF) []pci.BDF {
-	out := slices.Clone(bdfs)
-	slices.SortFunc(out, compareBDF)
-	return slices.Compact(out)
-}
-
-func compareBDF(a, b pci.BDF) int {
-	return cmp.Or(cmp.Compare(a.Domain, b.Domain), cmp.Compare(a.Bus, b.Bus),
-		cmp.Compare(a.Device, b.Device), cmp.Compare(a.Function, b.Function))
-}
-
 // lockAll takes the locks of bdfs in BDF order (a fixed order, so two
 // overlapping requests cannot deadlock). On failure it releases what it took.
 func (g *Gate) lockAll(ctx context.Context, bdfs []pci.BDF) ([]*item, error) {
@@ -299,7 +288,7 @@ func decisions(items []*item) []Decision {
 // decide runs lock → attest → evaluate (in parallel) → group rule (bind) →
 // record. The locks stay held; the caller releases them.
 func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, error) {
-	bdfs := normalize(req.BDFs)
+	bdfs := pci.Normalize(req.BDFs)
 	if len(bdfs) == 0 {
 		return nil, ErrNoFunctions
 	}
@@ -314,7 +303,7 @@ func (g *Gate) decide(ctx context.Context, req Request, bind bool) ([]*item, err
 // decideBind is decide for Bind: under the locks, functions on a host driver
 // first move to vfio-pci (detachForAttestation), so their mailbox can be used.
 func (g *Gate) decideBind(ctx context.Context, req Request) ([]*item, map[int]*preBound, error) {
-	bdfs := normalize(req.BDFs)
+	bdfs := pci.Normalize(req.BDFs)
 	if len(bdfs) == 0 {
 		return nil, nil, ErrNoFunctions
 	}

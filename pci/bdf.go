@@ -3,6 +3,7 @@ package pci
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // BDF is a PCI function address: segment (domain), bus, device, function.
@@ -51,6 +52,14 @@ func hexN(s string) (uint32, bool) {
 		v = v<<4 | uint32(d)
 	}
 	return v, true
+}
+
+// Normalize is bdfs sorted by domain, bus, device and function, without
+// duplicates; bdfs itself is not changed.
+func Normalize(bdfs []BDF) []BDF {
+	out := slices.Clone(bdfs)
+	slices.SortFunc(out, compareBDF)
+	return slices.Compact(out)
 }
 
 // String returns the canonical lower-case sysfs name.

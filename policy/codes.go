@@ -69,6 +69,31 @@ const (
 	ClassTPM
 )
 
+// Worse is the class of a and b that decides the outcome when a run has
+// both: a TPM failure, then a policy deny, then an attestation failure, then
+// unavailability; the zero Class (nothing failed) loses to every class. An
+// unknown class ranks as a policy deny (fail closed).
+func Worse(a, b Class) Class {
+	if b.rank() > a.rank() {
+		return b
+	}
+	return a
+}
+
+func (c Class) rank() int {
+	switch c {
+	case 0:
+		return 0
+	case ClassUnavailable:
+		return 1
+	case ClassAttestation:
+		return 2
+	case ClassTPM:
+		return 4
+	}
+	return 3 // ClassDenied, unknown
+}
+
 // codeRow is one reason code: its class, the attestation failure kinds that
 // map to it, whether those kinds mean the host could not look (the device is
 // then merely unattested), and the "what to do" sentence.

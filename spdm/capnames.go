@@ -14,7 +14,7 @@ var capNames = []struct {
 	{1 << 20, 1 << 20, "csr"}, {1 << 21, 1 << 21, "cert-install-reset"}, {CapEPInfoMask, 1 << 22, "ep-info-nosig"},
 	{CapEPInfoMask, 2 << 22, "ep-info-sig"}, {1 << 24, 1 << 24, "mel"}, {1 << 25, 1 << 25, "event"},
 	{CapMultiKeyMask, 1 << 26, "multi-key-only"}, {CapMultiKeyMask, 2 << 26, "multi-key-negotiated"},
-	{1 << 28, 1 << 28, "get-key-pair-info"}, {1 << 29, 1 << 29, "set-key-pair-info"},
+	{CapGetKeyPairInfo, CapGetKeyPairInfo, "get-key-pair-info"}, {CapSetKeyPairInfo, CapSetKeyPairInfo, "set-key-pair-info"},
 }
 
 // capNames is the one table of capability flag names (DSP0274

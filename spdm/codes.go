@@ -39,6 +39,8 @@ const (
 	RequestHeartbeat           RequestCode = 0xE8
 	RequestKeyUpdate           RequestCode = 0xE9
 	RequestEndSession          RequestCode = 0xEC
+	RequestGetKeyPairInfo      RequestCode = 0xFC // 1.3
+	RequestSetKeyPairInfo      RequestCode = 0xFD // 1.3
 	RequestVendorDefined       RequestCode = 0xFE
 	RequestRespondIfReady      RequestCode = 0xFF
 )
@@ -64,6 +66,7 @@ const (
 	ResponseHeartbeatAck   ResponseCode = 0x68
 	ResponseKeyUpdateAck   ResponseCode = 0x69
 	ResponseEndSessionAck  ResponseCode = 0x6C
+	ResponseKeyPairInfo    ResponseCode = 0x7C // 1.3
 	ResponseVendorDefined  ResponseCode = 0x7E
 	ResponseError          ResponseCode = 0x7F
 )
@@ -79,6 +82,7 @@ var requestNames = map[RequestCode]string{
 	RequestFinish: "FINISH", RequestPSKExchange: "PSK_EXCHANGE", RequestPSKFinish: "PSK_FINISH",
 	RequestHeartbeat: "HEARTBEAT", RequestKeyUpdate: "KEY_UPDATE", RequestEndSession: "END_SESSION",
 	RequestVendorDefined: "VENDOR_DEFINED_REQUEST", RequestRespondIfReady: "RESPOND_IF_READY",
+	RequestGetKeyPairInfo: "GET_KEY_PAIR_INFO", RequestSetKeyPairInfo: "SET_KEY_PAIR_INFO",
 }
 
 var responseNames = map[ResponseCode]string{
@@ -89,7 +93,7 @@ var responseNames = map[ResponseCode]string{
 	ResponsePSKExchangeRsp: "PSK_EXCHANGE_RSP", ResponsePSKFinishRsp: "PSK_FINISH_RSP",
 	ResponseHeartbeatAck: "HEARTBEAT_ACK", ResponseKeyUpdateAck: "KEY_UPDATE_ACK",
 	ResponseEndSessionAck: "END_SESSION_ACK", ResponseVendorDefined: "VENDOR_DEFINED_RESPONSE",
-	ResponseError: "ERROR",
+	ResponseKeyPairInfo: "KEY_PAIR_INFO", ResponseError: "ERROR",
 }
 
 func (r RequestCode) String() string {

@@ -42,6 +42,7 @@
 //	m, err := r.Measurements(ctx, spdm.MeasOpts{Index: spdm.MeasOpAll, Signed: true})
 //	blocks, last, err := r.MeasurementsOneByOne(ctx, spdm.MeasOpts{Signed: true}) // fallback
 //	p, err := r.VendorDefined(ctx, 3, []byte{1, 0}, payload)                     // outside a session
+//	kp, err := r.GetKeyPairInfo(ctx, 1)                                          // 1.3, GET_KEY_PAIR_INFO_CAP
 //	ok := rep.CMASAN.Matches(spdm.FunctionID{VendorID: 0x8086, ...})             // exact SAN for the real IDs
 //
 // AsymAlgos and HashAlgos are masked to what the package can verify, so
@@ -182,7 +183,16 @@
 // answers the secured-CMA feature (a record that does not open kills its
 // session and is answered with a plain ERROR DecryptError);
 // SessionIDFromContext(ctx) tells a VENDOR_DEFINED hook which session it
-// runs in.
+// runs in. A session whose requester sends nothing for more than twice the
+// HeartbeatPeriod announced in KEY_EXCHANGE_RSP is ended (libspdm's
+// watchdog factor; clock ResponderSessionConfig.Now); period 0 never
+// expires.
+//
+// Key pairs (1.3): a multi-key responder (ResponderConfig.MultiKey)
+// advertises GET_KEY_PAIR_INFO_CAP and answers GET_KEY_PAIR_INFO for each
+// distinct key (KeyPairIDs 1..n, the same IDs its DIGESTS report);
+// Requester.GetKeyPairInfo decodes KEY_PAIR_INFO strictly (keypairinfo.go).
+// SET_KEY_PAIR_INFO is not implemented (UnsupportedRequest).
 //
 // # Tests
 //
@@ -206,7 +216,7 @@
 // SPDM 1.1–1.3 × 3 AEADs × a clear or encrypted handshake, with four
 // concurrent sessions, and with each session fault.
 //
-// Every decoder has a fuzz target (scripts/fuzz-all), FuzzKeyExchangeMessages
-// and FuzzOpaqueData among them. go test ./spdm -run XXX -bench
+// Every decoder has a fuzz target (scripts/fuzz-all), FuzzKeyExchangeMessages,
+// FuzzOpaqueData and FuzzKeyPairInfoRsp among them. go test ./spdm -run XXX -bench
 // ReplayFullFlow measures the full flow.
 package spdm

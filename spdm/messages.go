@@ -101,6 +101,8 @@ const (
 	CapAliasCert        uint32 = 1 << 18
 	CapEPInfoMask       uint32 = 3 << 22
 	CapMultiKeyMask     uint32 = 3 << 26
+	CapGetKeyPairInfo   uint32 = 1 << 28 // 1.3
+	CapSetKeyPairInfo   uint32 = 1 << 29 // 1.3
 )
 
 type getCapabilitiesReq struct {

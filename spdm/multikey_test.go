@@ -1,6 +1,7 @@
 package spdm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -286,10 +287,13 @@ func TestMultiKeyKeyUsage(t *testing.T) {
 	}
 }
 
-// TestMultiKeyDigestsTwice: message D is one DIGESTS response; after two
-// in one connection which one the KEY_EXCHANGE transcript takes could not
-// be confirmed, so the requester refuses KEY_EXCHANGE (fail closed) until
-// it negotiates again.
+// TestMultiKeyDigestsTwice: message D is the FIRST DIGESTS response
+// outside a session since VCA; later DIGESTS leave it unchanged (DMTF
+// libspdm, libspdm_append_message_d: "Only the first message D after VCA
+// in connection counts", on the requester and the responder alike). The
+// transport hands the requester a second DIGESTS that differs from the
+// first (an extra KeyUsageMask bit) while the responder keeps the first:
+// KEY_EXCHANGE verifies only if the requester also keeps the first.
 func TestMultiKeyDigestsTwice(t *testing.T) {
 	ctx := context.Background()
 	r := rspTestResponder(t, AsymECDSAP384, func(c *ResponderConfig) {
@@ -298,23 +302,72 @@ func TestMultiKeyDigestsTwice(t *testing.T) {
 	})
 	o := &Options{MinVersion: Version13, MaxVersion: Version13}
 	EnableSessions(o, false)
-	req := NewRequester(loopPlain{r}, o)
+	tp := &digestsTamper{r: r}
+	req := NewRequester(tp, o)
 	if _, err := req.Negotiate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		if _, err := req.Digests(ctx); err != nil {
-			t.Fatal(err)
-		}
+	var first, second *Digests
+	var err error
+	if first, err = req.Digests(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if second, err = req.Digests(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if first.KeyUsageMask[0] == second.KeyUsageMask[0] {
+		t.Fatal("the two DIGESTS do not differ: the test proves nothing")
 	}
 	if _, err := req.Certificate(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := req.KeyExchange(ctx, KeyExchangeOpts{Slot: 0, SecuredTransport: loopSecured{r}}); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+	if _, err := req.KeyExchange(ctx, KeyExchangeOpts{Slot: 0, SecuredTransport: loopSecured{r}}); err != nil {
 		t.Fatalf("KEY_EXCHANGE after two DIGESTS: %v", err)
 	}
-	if r.c.tr.nD != 2 {
-		t.Fatalf("responder counted %d DIGESTS", r.c.tr.nD)
+	// A new VCA starts D again: the next DIGESTS is the new D.
+	if _, err := req.Negotiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if req.tr.d != nil || r.c.tr.d != nil {
+		t.Fatal("message D survives GET_VERSION")
+	}
+}
+
+// digestsTamper forwards to a responder and, from the second DIGESTS on,
+// sets KeyUsageMask bit 3 (ENDPOINT_INFO) of slot 0 in what the requester
+// receives.
+type digestsTamper struct {
+	r *Responder
+	n int
+}
+
+func (d *digestsTamper) Exchange(ctx context.Context, req []byte) ([]byte, error) {
+	rsp, err := d.r.Respond(ctx, req)
+	if err != nil || len(rsp) < 2 || ResponseCode(rsp[1]) != ResponseDigests {
+		return rsp, err
+	}
+	if d.n++; d.n > 1 {
+		rsp = bytes.Clone(rsp)
+		rsp[len(rsp)-2] |= uint8(KeyUsageEndpointInfo) // one slot: KeyUsageMask is the last 2 bytes
+	}
+	return rsp, nil
+}
+
+// TestTranscriptFirstDigestsIsD: the transcript type both sides use keeps
+// the first multi-key DIGESTS as D, and none outside multi-key connections.
+func TestTranscriptFirstDigestsIsD(t *testing.T) {
+	var tr transcript
+	tr.addVCA([]byte("A"), nil)
+	tr.addDigests([]byte("q"), []byte("D1"), true)
+	tr.addDigests([]byte("q"), []byte("D2"), true)
+	th := tr.keyExchange(HashSHA256, true, []byte("Ct"), []byte("K"), nil)
+	if string(th.th) != "AD1CtK" {
+		t.Fatalf("TH = %q, want A ‖ D1 ‖ Ct ‖ K", th.th)
+	}
+	var single transcript
+	single.addDigests([]byte("q"), []byte("D1"), false)
+	if single.d != nil {
+		t.Fatal("D recorded outside a multi-key connection")
 	}
 }
 

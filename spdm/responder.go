@@ -20,8 +20,9 @@ type ResponderKey struct {
 	Chain  [][]byte      // DER certificates, root first, leaf last
 	Signer crypto.Signer // the leaf's private key
 	// Multi-key connections (1.3, ResponderConfig.MultiKey): KeyPairID of
-	// the key (0 = 1 + the index of the first Keys entry with the same
-	// public key) and the messages it may sign (0 = KEY_EXCHANGE_RSP,
+	// the key (0 = the number of distinct public keys among the Keys up to
+	// and including the first entry with this public key, so the IDs of
+	// distinct keys are 1, 2, ...) and the messages it may sign (0 = KEY_EXCHANGE_RSP,
 	// CHALLENGE_AUTH and MEASUREMENTS). The certificate model is DeviceCert.
 	KeyPairID uint8
 	KeyUsage  uint16
@@ -262,6 +263,7 @@ func (r *Responder) Respond(ctx context.Context, req []byte) ([]byte, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.expireSessions()
 	rsp, err := r.respond(ctx, req)
 	if err != nil {
 		return nil, err
@@ -337,6 +339,8 @@ func (r *Responder) respond(ctx context.Context, req []byte) ([]byte, error) {
 		return r.keyExchange(req), nil
 	case RequestFinish:
 		return r.finishClear(req), nil
+	case RequestGetKeyPairInfo:
+		return r.getKeyPairInfo(req), nil
 	case RequestHeartbeat, RequestKeyUpdate, RequestEndSession:
 		return r.sessionOnly(code), nil
 	}

@@ -349,10 +349,28 @@ func (r *Responder) keyPairID(k *ResponderKey) uint8 {
 	if k.KeyPairID != 0 {
 		return k.KeyPairID
 	}
-	pub, ok := k.Signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	same := func(a, b *ResponderKey) bool {
+		if a == b {
+			return true
+		}
+		pub, ok := a.Signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+		return ok && pub.Equal(b.Signer.Public())
+	}
+	id := uint8(0)
 	for i := range r.cfg.Keys {
-		if &r.cfg.Keys[i] == k || (ok && pub.Equal(r.cfg.Keys[i].Signer.Public())) {
-			return uint8(i + 1)
+		ki := &r.cfg.Keys[i]
+		first := true // ki is the first entry with its public key
+		for j := range i {
+			if same(ki, &r.cfg.Keys[j]) {
+				first = false
+				break
+			}
+		}
+		if first {
+			id++
+		}
+		if same(k, ki) {
+			return id
 		}
 	}
 	return 1

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/vfio-gate/vfio-gate/spdm/secured"
 )
@@ -21,8 +22,13 @@ type ResponderSessionConfig struct {
 	// HandshakeInClear advertises HANDSHAKE_IN_THE_CLEAR_CAP.
 	HandshakeInClear bool
 	// HeartbeatPeriod in seconds, sent in KEY_EXCHANGE_RSP when both sides
-	// have HBEAT_CAP (0 = heartbeat not used).
+	// have HBEAT_CAP (0 = heartbeat not used). A session whose requester
+	// sends nothing for more than twice the period it was given is ended
+	// (DSP0274 HEARTBEAT; libspdm's responder arms its session watchdog
+	// with HeartbeatPeriod × 2): its next record gets ErrNoSession.
 	HeartbeatPeriod uint8
+	// Now is the clock of the heartbeat timeout; nil = time.Now.
+	Now func() time.Time
 	// NoHeartbeat withholds HBEAT_CAP; NoKeyUpdate withholds KEY_UPD_CAP.
 	// HEARTBEAT and KEY_UPDATE are then UnsupportedRequest.
 	NoHeartbeat, NoKeyUpdate bool
@@ -62,6 +68,10 @@ type rspSession struct {
 	inClear  bool
 	finished bool
 	l1       []byte // session GET_MEASUREMENTS log
+	// Heartbeat timeout: the HeartbeatPeriod sent in KEY_EXCHANGE_RSP (0 =
+	// none) and when the last record of the session arrived.
+	hbPeriod uint8
+	last     time.Time
 }
 
 // ErrNoSession is returned by RespondSecured for a record whose session ID
@@ -149,6 +159,36 @@ func (r *Responder) endSession(s *rspSession) {
 	}
 }
 
+// now reads the session clock (ResponderSessionConfig.Now).
+func (r *Responder) now() time.Time {
+	if r.cfg.Session.Now != nil {
+		return r.cfg.Session.Now()
+	}
+	return time.Now()
+}
+
+// expireSessions ends every session whose requester has been silent for
+// more than twice the HeartbeatPeriod it was given in KEY_EXCHANGE_RSP
+// (libspdm: libspdm_start_watchdog(session, heartbeat_period * 2), reset
+// by every message of the session). Sessions without a period never expire.
+func (r *Responder) expireSessions() {
+	if len(r.c.sessions) == 0 {
+		return
+	}
+	now := r.now()
+	ids := make([]uint32, 0, len(r.c.sessions))
+	for id, s := range r.c.sessions {
+		if s.hbPeriod > 0 && now.Sub(s.last) > 2*time.Duration(s.hbPeriod)*time.Second {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r.log.Debug("spdm responder: heartbeat timeout, session ended", "session", fmt.Sprintf("%#08x", id))
+		r.endSession(r.c.sessions[id])
+	}
+}
+
 // endAllSessions ends every session (GET_VERSION, Reset).
 func (r *Responder) endAllSessions() {
 	ids := make([]uint32, 0, len(r.c.sessions))
@@ -171,11 +211,6 @@ func (r *Responder) keyExchange(req []byte) []byte {
 	if !ok || (m.Slot >= maxSlots && m.Slot != 0xFF) || r.slot(m.Slot) == nil || (m.SummaryType != SummaryNone && r.cfg.Measurements == nil) ||
 		!r.usable(r.slot(m.Slot), RequestKeyExchange) {
 		return r.errRsp(ErrorCodeInvalidRequest, 0)
-	}
-	if r.c.tr.ambiguousD(r.c.multiKey) {
-		// Which of several DIGESTS is message D could not be confirmed:
-		// refuse to sign a transcript the requester may compute otherwise.
-		return r.errRsp(ErrorCodeUnspecified, 0)
 	}
 	slot := r.slot(m.Slot)
 	limit := r.cfg.Session.MaxSessions
@@ -279,7 +314,7 @@ func (r *Responder) keyExchange(req []byte) []byte {
 	if r.c.sessions == nil {
 		r.c.sessions = map[uint32]*rspSession{}
 	}
-	r.c.sessions[id] = &rspSession{id: id, sec: sec, hk: hk, th: th, inClear: inClear}
+	r.c.sessions[id] = &rspSession{id: id, sec: sec, hk: hk, th: th, inClear: inClear, hbPeriod: rsp.HeartbeatPeriod, last: r.now()}
 	return r.send(RequestKeyExchange, full)
 }
 
@@ -289,6 +324,7 @@ func (r *Responder) keyExchange(req []byte) []byte {
 func (r *Responder) finishClear(req []byte) []byte {
 	for _, s := range r.c.sessions {
 		if s.inClear && !s.finished {
+			s.last = r.now()
 			rsp, after := r.finish(s, req)
 			if after != nil {
 				after()
@@ -344,6 +380,7 @@ func (r *Responder) RespondSecured(ctx context.Context, rec []byte) ([]byte, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.expireSessions()
 	id, ok := secured.PeekSessionID(rec)
 	s := r.c.sessions[id]
 	if !ok || s == nil {
@@ -355,6 +392,7 @@ func (r *Responder) RespondSecured(ctx context.Context, rec []byte) ([]byte, err
 		r.endSession(s)
 		return r.errRsp(ErrorCodeDecryptError, 0), nil
 	}
+	s.last = r.now()
 	rsp, after, err := r.respondInSession(ctx, s, req)
 	if err != nil {
 		return nil, err
@@ -428,6 +466,8 @@ func (r *Responder) respondInSession(ctx context.Context, s *rspSession, req []b
 		}
 		r.c.tr = saved
 		return rsp, nil, nil
+	case RequestGetKeyPairInfo:
+		return r.getKeyPairInfo(req), nil, nil
 	case RequestHeartbeat:
 		if r.sessionFlags(r.c.version)&CapHBeat == 0 {
 			return r.errRsp(ErrorCodeUnsupportedRequest, uint8(code)), nil, nil

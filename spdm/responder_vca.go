@@ -66,6 +66,9 @@ func (r *Responder) rspFlags(v Version) uint32 {
 	if v >= Version13 && len(r.cfg.Keys) > 0 && !r.cfg.PublicKeyOnly && r.cfg.MultiKey <= MultiKeyNegotiated {
 		f |= uint32(r.cfg.MultiKey) << 26
 	}
+	if r.keyPairsAdvertised(v) {
+		f |= CapGetKeyPairInfo
+	}
 	return f | r.sessionFlags(v)
 }
 

@@ -242,11 +242,6 @@ func (r *Requester) keyExchange(ctx context.Context, o KeyExchangeOpts) (_ *Sess
 		return nil, err
 	}
 	n := r.neg
-	if r.tr.ambiguousD(n.MultiKey) {
-		// Message D is one DIGESTS response; which one counts after
-		// several could not be confirmed, so refuse rather than guess.
-		return nil, protoErr(RequestKeyExchange, "multi-key connection: %d DIGESTS since VCA, message D is ambiguous (negotiate again)", r.tr.nD)
-	}
 	pub, keyBuf, err := r.slotKey(RequestKeyExchange, "key-exchange-signature", o.Slot)
 	if err != nil {
 		return nil, err

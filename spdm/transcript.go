@@ -16,7 +16,8 @@ import "slices"
 // GET_CERTIFICATE/CERTIFICATE pairs since VCA or the last CHALLENGE; C the
 // CHALLENGE and CHALLENGE_AUTH without its signature; L the consecutive
 // GET_MEASUREMENTS/MEASUREMENTS pairs, the last without its signature; D
-// (1.3 multi-key connections) the last DIGESTS response outside a session;
+// (1.3 multi-key connections) the first DIGESTS response outside a session
+// since VCA;
 // Ct the hash of the slot's certificate chain buffer; K the KEY_EXCHANGE
 // pair, and F the FINISH pair. The requester and the responder both use
 // these types, so the order lives in this file only.
@@ -24,11 +25,10 @@ import "slices"
 // transcript is one connection's message log outside sessions: A, B, L and
 // D. The zero value is the state before GET_VERSION.
 type transcript struct {
-	a  []byte // message A: GET_VERSION … ALGORITHMS
-	b  []byte // message B: digests/certificates since VCA or the last CHALLENGE
-	l  []byte // L1/L2: GET_MEASUREMENTS/MEASUREMENTS since the last reset
-	d  []byte // message D (multi-key, 1.3): the last DIGESTS response outside a session
-	nD int    // DIGESTS responses outside sessions since VCA (multi-key)
+	a []byte // message A: GET_VERSION … ALGORITHMS
+	b []byte // message B: digests/certificates since VCA or the last CHALLENGE
+	l []byte // L1/L2: GET_MEASUREMENTS/MEASUREMENTS since the last reset
+	d []byte // message D (multi-key, 1.3): the first DIGESTS response outside a session since VCA
 }
 
 // addVCA appends one VCA request/response pair to message A.
@@ -38,11 +38,15 @@ func (t *transcript) addVCA(req, rsp []byte) { t.a = append(append(t.a, req...),
 func (t *transcript) vca() []byte { return t.a }
 
 // addDigests appends a GET_DIGESTS/DIGESTS pair to message B; in a
-// multi-key connection the DIGESTS response also becomes message D.
+// multi-key connection the first DIGESTS response since VCA also becomes
+// message D, and later ones leave D as it is. That is DMTF libspdm's rule
+// on both sides (library/spdm_common_lib/libspdm_com_context_data.c,
+// libspdm_append_message_d: "Only the first message D after VCA in
+// connection counts"; called by the requester's and the responder's
+// DIGESTS handlers outside sessions only, reset with VCA).
 func (t *transcript) addDigests(req, rsp []byte, multiKey bool) {
-	if multiKey {
+	if multiKey && t.d == nil {
 		t.d = slices.Clone(rsp)
-		t.nD++
 	}
 	t.b = append(append(t.b, req...), rsp...)
 }
@@ -75,11 +79,6 @@ func (t *transcript) takeL1(v Version) []byte {
 	}
 	return l
 }
-
-// ambiguousD reports whether message D cannot be told in a multi-key
-// connection: more than one DIGESTS since VCA, so the two sides may put
-// different ones into TH.
-func (t *transcript) ambiguousD(multiKey bool) bool { return multiKey && t.nD > 1 }
 
 // keyExchange starts a session's TH with A ‖ [D, multi-key] ‖ Ct ‖ K:
 // ct is the hash of the slot's chain buffer, req the KEY_EXCHANGE and rsp

@@ -86,3 +86,24 @@ func TestSysfsPCI(t *testing.T) {
 		t.Fatalf("no function: %v", err)
 	}
 }
+
+// ScanFunctions: a named function that is missing is reported in missing
+// and the others are still scanned; from a bus listing it is skipped.
+func TestScanFunctions(t *testing.T) {
+	ctx := context.Background()
+	d, sys := open(t)
+	_, b := d.AddEmu(t, "0000:01:00.0", emu.Config{})
+	gone := pci.BDF{Bus: 9}
+	o := &target.ScanOptions{NoDOE: true}
+	facts, missing, err := target.ScanFunctions(ctx, sys, []pci.BDF{gone, b}, false, o)
+	if err != nil || len(facts) != 1 || facts[0].Function.BDF != b || !errors.Is(missing, pci.ErrNoDevice) {
+		t.Fatalf("named: %v %v %+v", err, missing, facts)
+	}
+	facts, missing, err = target.ScanFunctions(ctx, sys, []pci.BDF{b, gone}, true, o)
+	if err != nil || missing != nil || len(facts) != 1 || facts[0].Function.BDF != b {
+		t.Fatalf("listed: %v %v %+v", err, missing, facts)
+	}
+	if facts, missing, err = target.ScanFunctions(ctx, sys, nil, false, o); err != nil || missing != nil || facts != nil {
+		t.Fatalf("none: %v %v %+v", err, missing, facts)
+	}
+}

@@ -57,6 +57,17 @@ func (c *Conn) Close() error {
 	return errors.Join(errs...)
 }
 
+// Offering is the first mailbox, in config-space order, whose discovery
+// succeeded and listed f; nil when none did.
+func (c *Conn) Offering(f doe.Feature) *doe.Mailbox {
+	for _, m := range c.Mailboxes {
+		if m.Err == nil && m.Supports(f) {
+			return m.Mailbox
+		}
+	}
+	return nil
+}
+
 // Step names where opening a target failed.
 type Step string
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vfio-gate/vfio-gate/doe"
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -119,5 +120,28 @@ func TestPCIOpenMissingLeavesNoLock(t *testing.T) {
 	}
 	if ents, err := os.ReadDir(locks); err != nil || len(ents) != 0 {
 		t.Fatalf("lock dir after a missing function: %v %v", ents, err)
+	}
+}
+
+// Offering picks the first mailbox whose discovery listed the feature and
+// passes over one whose discovery failed.
+func TestConnOffering(t *testing.T) {
+	ctx := context.Background()
+	d, sys := open(t)
+	_, b := d.AddEmu(t, "0000:01:00.0", emu.Config{})
+	c, err := (&target.PCI{System: sys, BDF: b}).Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if mb := c.Offering(doe.FeatureCMA); mb == nil || mb != c.Mailboxes[0].Mailbox {
+		t.Fatalf("CMA: %v", mb)
+	}
+	if mb := c.Offering(doe.FeatureCXLCDAT); mb != nil {
+		t.Fatalf("CDAT offered by %v", mb)
+	}
+	c.Mailboxes[0].Err = errors.New("discovery failed")
+	if mb := c.Offering(doe.FeatureCMA); mb != nil {
+		t.Fatalf("CMA from a failed discovery: %v", mb)
 	}
 }

@@ -35,6 +35,25 @@ var (
 	ErrBadDriverName  = errors.New("vfio: malformed driver name")
 )
 
+// BindFailed reports whether err says that binding or releasing failed
+// (cmd's exit 6): a *BindError, a *GroupError, or one of ErrNoIOMMU,
+// ErrGroupNotViable, ErrAlreadyBound, ErrNoVFIODriver, ErrNotBound,
+// ErrStateChanged, ErrTimeout. ErrNoDevice (the function is not there) and
+// ErrBadDriverName are not bind failures.
+func BindFailed(err error) bool {
+	var be *BindError
+	var ge *GroupError
+	if errors.As(err, &be) || errors.As(err, &ge) {
+		return true
+	}
+	for _, s := range []error{ErrNoIOMMU, ErrGroupNotViable, ErrAlreadyBound, ErrNoVFIODriver, ErrNotBound, ErrStateChanged, ErrTimeout} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // GroupError says which member makes a group not viable. It matches ErrGroupNotViable.
 type GroupError struct {
 	Group  int

@@ -5,7 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -80,11 +80,7 @@ func loadAnchors(paths []string) ([]*x509.Certificate, error) {
 // runAttestation attests the target of f (a BDF or --socket) and returns
 // the evidence, or an error when the target cannot be reached at all.
 func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf pci.BDF, roots []*x509.Certificate) (*attest.Evidence, error) {
-	log := g.log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	o := &attest.Options{Roots: roots, Timeout: f.timeout, Logger: log, Session: f.session || f.tdisp, TDISP: f.tdisp}
+	o := &attest.Options{Roots: roots, Timeout: f.timeout, Logger: g.log, Session: f.session || f.tdisp, TDISP: f.tdisp}
 	if f.pubKey != "" {
 		if f.slot >= 0 {
 			return nil, usageErrorf("--responder-public-key uses slot 0xFF: it excludes --slot")
@@ -103,7 +99,7 @@ func runAttestation(ctx context.Context, e *env, g *globals, f *attestFlags, bdf
 		o.Slot = &s
 	}
 	req := attest.Request{Socket: f.socket, BDF: bdf, SysfsRoot: g.sysfsRoot, LockDir: f.lockDir,
-		PCI: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log}}
+		PCI: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: g.log}}
 	if f.pciID != "" {
 		p, err := parsePCIID(f.pciID)
 		if err != nil {
@@ -138,11 +134,7 @@ func newAttestCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				if err := writeJSON(e.out, "attest", ev); err != nil {
-					return err
-				}
-			} else if err := rpt.WriteAttest(e.out, ev, len(roots)); err != nil {
+			if err := jsonOrText(e, g, "attest", ev, func(w io.Writer, ev *attest.Evidence) error { return rpt.WriteAttest(w, ev, len(roots)) }); err != nil {
 				return err
 			}
 			if ev.Failure != nil {
@@ -155,5 +147,11 @@ func newAttestCmd(e *env, g *globals) *cobra.Command {
 	return c
 }
 
-// maxAnchorFile caps a --trust-anchor file (capture reads them itself).
-const maxAnchorFile = policy.MaxCertFile
+// jsonOrText prints v as the JSON document kind with --json, else as text
+// through write.
+func jsonOrText[T any](e *env, g *globals, kind string, v T, write func(io.Writer, T) error) error {
+	if g.json {
+		return writeJSON(e.out, kind, v)
+	}
+	return write(e.out, v)
+}

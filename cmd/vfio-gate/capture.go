@@ -3,10 +3,8 @@ package main
 import (
 	_ "crypto/sha3"
 	_ "crypto/sha512"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,7 +34,7 @@ func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
 			if len(f.anchors) == 0 {
 				return usageErrorf("policy capture: need at least one --trust-anchor (a rule without anchors trusts nothing)")
 			}
-			anchors, err := policy.ReadAnchorFiles(f.anchors, maxAnchorFile)
+			anchors, err := policy.ReadAnchorFiles(f.anchors, policy.MaxCertFile)
 			var ae *policy.AnchorFileError
 			if errors.As(err, &ae) {
 				return usageErrorf("--trust-anchor %s: %v", ae.Path, ae.Err)
@@ -44,11 +42,7 @@ func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var roots []*x509.Certificate
-			for _, a := range anchors {
-				roots = append(roots, a.Cert)
-			}
-			ev, err := runAttestation(cmd.Context(), e, g, f, bdf, roots)
+			ev, err := runAttestation(cmd.Context(), e, g, f, bdf, policy.AnchorCerts(anchors))
 			if err != nil {
 				return err
 			}
@@ -65,11 +59,7 @@ func newPolicyCaptureCmd(e *env, g *globals) *cobra.Command {
 				return err
 			}
 			if !v.Allow {
-				var rs []string
-				for _, r := range v.Reasons {
-					rs = append(rs, string(r.Code)+": "+r.Message)
-				}
-				return withCode(exitDenied, fmt.Errorf("policy capture: the captured rule would deny this device: %s", strings.Join(rs, "; ")))
+				return withCode(exitDenied, fmt.Errorf("policy capture: the captured rule would deny this device: %s", v.ReasonsText()))
 			}
 			_, err = fmt.Fprint(e.out, doc)
 			return err

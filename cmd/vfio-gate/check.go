@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 	"time"
 
-	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/attest"
@@ -50,12 +47,11 @@ func (f *gateFlags) addLock(c *cobra.Command) {
 }
 
 // gateSetup is an opened gate and what it holds (gate.Host, named as the
-// commands and the demo use it).
+// commands use it).
 type gateSetup struct {
 	*gate.Host
 	gate *gate.Gate
 	pol  *policy.Policy
-	tpm  transport.TPMCloser
 	sys  *pci.System
 	rec  *tpm.Recorder
 }
@@ -68,7 +64,8 @@ type setupOptions struct {
 }
 
 // openGate opens the gate (gate.Open) from the flags: no valid policy is
-// exit 1, a TPM that cannot record 5, a tamper audit that cannot run 4.
+// exit 1, a TPM that cannot record 5, a tamper audit that cannot run 4
+// (exitCode).
 func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, error) {
 	if so.policyLoad == nil {
 		so.policyLoad = e.policyLoad
@@ -81,17 +78,10 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 		SysfsRoot: g.sysfsRoot, PCI: pci.Options{ConfigOpener: e.configOpener, Geteuid: so.geteuid}, Bind: e.vfioApply,
 		Audit: f.audit.on, LockDir: f.lockDir, StateDir: g.stateDir, Concurrency: f.concurrency, Timeout: f.timeout,
 		Observer: so.observer, Logger: g.log})
-	switch {
-	case errors.Is(err, gate.ErrThrowawayTPM):
-		return nil, usageErrorf("%v", err)
-	case errors.Is(err, gate.ErrTPM):
-		return nil, withCode(exitTPM, err)
-	case errors.Is(err, gate.ErrAuditUnavailable):
-		return nil, withCode(exitUnavailable, err)
-	case err != nil:
-		return nil, err
+	if err != nil {
+		return nil, err // exitCode: gate.ErrThrowawayTPM 1, gate.ErrTPM 5, gate.ErrAuditUnavailable 4
 	}
-	return &gateSetup{Host: h, gate: h.Gate, pol: h.Policy, tpm: h.TPM, sys: h.System, rec: h.Recorder}, nil
+	return &gateSetup{Host: h, gate: h.Gate, pol: h.Policy, sys: h.System, rec: h.Recorder}, nil
 }
 
 // simThrowaway is the --tpm value that asks for the in-process simulator
@@ -100,14 +90,9 @@ const simThrowaway = gate.SimThrowaway
 
 // recordingTPM is the tpm.Open spec of a command that records decisions
 // (gate.RecordingTPM): --tpm sim is refused unless asked for as a
-// throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway).
-func recordingTPM(g *globals) (string, error) {
-	spec, err := gate.RecordingTPM(g.tpm, g.tpmThrowaway)
-	if err != nil {
-		return "", usageErrorf("%v", err)
-	}
-	return spec, nil
-}
+// throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway);
+// exitCode makes the refusal (gate.ErrThrowawayTPM) a usage error.
+func recordingTPM(g *globals) (string, error) { return gate.RecordingTPM(g.tpm, g.tpmThrowaway) }
 
 // tpmName says which TPM a command uses, for status and doctor.
 func tpmName(g *globals) string { return gate.TPMName(g.tpm, g.tpmThrowaway) }
@@ -124,64 +109,36 @@ func parseBDFs(args []string) ([]pci.BDF, error) {
 	return out, nil
 }
 
-// checkJSON is the body of check/bind --json (rpt.Decisions; demo.go
-// embeds it).
+// checkJSON is the body of check/bind --json (rpt.Decisions).
 type checkJSON = rpt.Decisions
 
-// toJSON is rpt.DecisionsOf (demo.go).
-func toJSON(ds []gate.Decision, mode policy.Mode, withChecks bool) checkJSON {
-	return rpt.DecisionsOf(ds, mode, withChecks)
-}
+// decisionsExit is the exit code of check and bind (gate.Summarize).
+func decisionsExit(ds []gate.Decision) int { return summaryExit(gate.Summarize(ds)) }
 
-// decisionsExit is the exit code of check and bind, in this priority:
-// 5 when any decision could not be recorded in the TPM; 6 when any allowed
-// function failed to bind; then, over the reasons of the denied functions
-// (policy.ClassOf, the one table): 3 when any is a policy deny, 2 when any
-// is an attestation failure, 4 when all say the device or its transport was
-// unavailable; 0 when all are allowed (audit mode: would-be denies too).
-func decisionsExit(ds []gate.Decision) int {
-	tpmErr, bindErr := false, false
-	worst := policy.Class(0)
-	for _, d := range ds {
-		if d.Err != nil {
-			if errors.Is(d.Err, tpm.ErrTPM) || !d.Recorded {
-				tpmErr = true
-			} else {
-				bindErr = true
-			}
-		}
-		if d.Allowed() {
-			continue
-		}
-		if len(d.Verdict.Reasons) == 0 {
-			worst = policy.ClassDenied
-		}
-		for _, r := range d.Verdict.Reasons {
-			worst = worseClass(worst, policy.ClassOf(r.Code))
-		}
-	}
+// summaryExit is the exit code of a run's outcomes, in this priority: 5
+// when any could not be recorded in the TPM; 6 when any allowed function
+// failed to bind (or release); then the class of the denied functions'
+// reasons (3 policy deny, 2 attestation failure, 4 unavailable); 0 when all
+// are allowed (audit mode: would-be denies too).
+func summaryExit(s gate.Summary) int {
 	switch {
-	case tpmErr:
+	case s.TPMFailed:
 		return exitTPM
-	case bindErr:
+	case s.BindFailed:
 		return exitBind
+	default:
+		return classExit(s.Class)
 	}
-	return classExit(worst)
-}
-
-// printDecisions is rpt.WriteDecisions (demo.go).
-func printDecisions(w io.Writer, ds []gate.Decision, mode policy.Mode, showBound bool) {
-	rpt.WriteDecisions(w, ds, mode, showBound)
 }
 
 // finishDecisions prints (table or JSON) and maps to the exit code.
 func finishDecisions(e *env, g *globals, ds []gate.Decision, mode policy.Mode, showBound, withChecks bool) error {
 	if g.json {
-		if err := writeJSON(e.out, "decision", toJSON(ds, mode, withChecks)); err != nil {
+		if err := writeJSON(e.out, "decision", rpt.DecisionsOf(ds, mode, withChecks)); err != nil {
 			return err
 		}
 	} else {
-		printDecisions(e.out, ds, mode, showBound)
+		rpt.WriteDecisions(e.out, ds, mode, showBound)
 	}
 	if code := decisionsExit(ds); code != exitOK {
 		return quietCode(code, fmt.Errorf("exit %d", code))
@@ -215,29 +172,23 @@ func newCheckCmd(e *env, g *globals) *cobra.Command {
 					return err
 				}
 			}
-			bdfs, s, err := openGateFor(e, g, &f, args)
+			if socket == "" {
+				return gateDecide(e, g, &f, args, "checking", false, false, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
+					return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
+				})
+			}
+			s, err := openGate(e, g, &f, setupOptions{})
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			var ds []gate.Decision
-			if socket != "" {
-				done := rpt.Progress(e.errw, "checking", 1)
-				d, err := s.gate.CheckSocket(cmd.Context(), socket, id, confidential)
-				done()
-				if err != nil {
-					return err
-				}
-				ds = []gate.Decision{d}
-			} else {
-				ds, err = decide(e, "checking", bdfs, func() ([]gate.Decision, error) {
-					return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
-				})
-				if err != nil {
-					return err
-				}
+			done := rpt.Progress(e.errw, "checking", 1)
+			d, err := s.gate.CheckSocket(cmd.Context(), socket, id, confidential)
+			done()
+			if err != nil {
+				return err
 			}
-			return finishDecisions(e, g, ds, s.pol.Mode, false, false)
+			return finishDecisions(e, g, []gate.Decision{d}, s.pol.Mode, false, false)
 		},
 	}
 	f.add(c)
@@ -261,24 +212,27 @@ func openGateFor(e *env, g *globals, f *gateFlags, args []string) ([]pci.BDF, *g
 	return bdfs, s, nil
 }
 
-// decide runs a check or bind of bdfs under a progress line; a failure to
-// take the locks is classified by lockErr.
-func decide(e *env, verb string, bdfs []pci.BDF, run func() ([]gate.Decision, error)) ([]gate.Decision, error) {
-	done := rpt.Progress(e.errw, verb, len(normalizeCount(bdfs)))
-	ds, err := run()
+// gateDecide opens the gate for the BDF arguments, runs op on them under a
+// progress line (a failure to take the locks is classified by lockErr) and
+// prints the decisions with their exit code (finishDecisions); withChecks
+// (explain) prints every policy check first.
+func gateDecide(e *env, g *globals, f *gateFlags, args []string, verb string, showBound, withChecks bool,
+	op func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error)) error {
+	bdfs, s, err := openGateFor(e, g, f, args)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	done := rpt.Progress(e.errw, verb, len(pci.Normalize(bdfs)))
+	ds, err := op(s, bdfs)
 	done()
 	if err != nil {
-		return nil, lockErr(err)
+		return lockErr(err)
 	}
-	return ds, nil
-}
-
-func normalizeCount(b []pci.BDF) map[pci.BDF]bool {
-	m := map[pci.BDF]bool{}
-	for _, x := range b {
-		m[x] = true
+	if withChecks && !g.json {
+		rpt.WriteChecks(e.out, ds[0])
 	}
-	return m
+	return finishDecisions(e, g, ds, s.pol.Mode, showBound, withChecks)
 }
 
 // lockErr classifies a failure to take the locks: a context that ended is 4.
@@ -289,17 +243,14 @@ func lockErr(err error) error {
 	return err
 }
 
+// parsePCIID parses --pci-id (pci.ParseID) into the identity of a
+// --socket device.
 func parsePCIID(s string) (attest.Identity, error) {
-	v, d, ok := strings.Cut(s, ":")
-	if !ok || len(v) != 4 || len(d) != 4 {
+	v, d, err := pci.ParseID(s)
+	if err != nil {
 		return attest.Identity{}, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
 	}
-	vv, err1 := pci.ParseHexAttr("0x"+v, 16)
-	dd, err2 := pci.ParseHexAttr("0x"+d, 16)
-	if err1 != nil || err2 != nil {
-		return attest.Identity{}, usageErrorf("--pci-id %q: want VVVV:DDDD (hex)", s)
-	}
-	return attest.Identity{VendorID: uint16(vv), DeviceID: uint16(dd)}, nil
+	return attest.Identity{VendorID: v, DeviceID: d}, nil
 }
 
 func newBindCmd(e *env, g *globals) *cobra.Command {
@@ -313,18 +264,9 @@ func newBindCmd(e *env, g *globals) *cobra.Command {
 		Long:    helpText("bind.long"),
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bdfs, s, err := openGateFor(e, g, &f, args)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ds, err := decide(e, "binding", bdfs, func() ([]gate.Decision, error) {
+			return gateDecide(e, g, &f, args, "binding", true, false, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
 				return s.gate.Bind(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential, Domain: domain})
 			})
-			if err != nil {
-				return err
-			}
-			return finishDecisions(e, g, ds, s.pol.Mode, true, false)
 		},
 	}
 	f.add(c)
@@ -353,18 +295,7 @@ func newReleaseCmd(e *env, g *globals) *cobra.Command {
 			if rs == nil && err != nil {
 				return lockErr(err)
 			}
-			code := exitOK
-			for _, r := range rs {
-				if r.Err == nil {
-					continue
-				}
-				var le *tpm.LogError
-				if errors.Is(r.Err, tpm.ErrTPM) || errors.As(r.Err, &le) {
-					code = exitTPM
-				} else if code == exitOK {
-					code = exitBind
-				}
-			}
+			code := summaryExit(gate.SummarizeReleases(rs))
 			out := rpt.ReleasesOf(rs)
 			if g.json {
 				if err := writeJSON(e.out, "release", out); err != nil {
@@ -394,21 +325,9 @@ func newExplainCmd(e *env, g *globals) *cobra.Command {
 		Long:    helpText("explain.long"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bdfs, s, err := openGateFor(e, g, &f, args)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ds, err := decide(e, "checking", bdfs, func() ([]gate.Decision, error) {
+			return gateDecide(e, g, &f, args, "checking", false, true, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
 				return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
 			})
-			if err != nil {
-				return err
-			}
-			if !g.json {
-				rpt.WriteChecks(e.out, ds[0])
-			}
-			return finishDecisions(e, g, ds, s.pol.Mode, false, true)
 		},
 	}
 	f.addOne(c)

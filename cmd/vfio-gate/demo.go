@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -12,20 +11,10 @@ import (
 	"github.com/vfio-gate/vfio-gate/internal/demo"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/policy"
-	"github.com/vfio-gate/vfio-gate/tpm"
 )
 
-type demoJSON struct {
-	checkJSON
-	AsExpected bool               `json:"as_expected"`
-	Expected   []demo.Expectation `json:"expected"`
-	Libvirt    []demo.HookStep    `json:"libvirt"`
-	LogVerify  *tpm.VerifyResult  `json:"log_verify"`
-	SysfsRoot  string             `json:"sysfs_root"`
-	Policy     string             `json:"policy"`
-	EventLog   string             `json:"event_log"`
-	TPM        string             `json:"tpm"`
-}
+// demoJSON is the body of demo --json (rpt.Demo).
+type demoJSON = rpt.Demo
 
 func newDemoCmd(e *env, g *globals) *cobra.Command {
 	var keep bool
@@ -41,9 +30,9 @@ func newDemoCmd(e *env, g *globals) *cobra.Command {
 	return c
 }
 
-// runDemo builds the demo's world, checks its three functions, plays the
-// libvirt part, verifies the log and compares every outcome with the
-// expected one.
+// runDemo builds the demo's world, opens the gate over it and runs the
+// demo (demo.Run): its three functions checked, the libvirt part, the log
+// verified and every outcome compared with the expected one.
 func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 	dir, err := os.MkdirTemp("", "vfio-gate-demo-")
 	if err != nil {
@@ -62,54 +51,32 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 	}
 	defer s.Close()
 
-	out := e.out
-	human := !g.json
-	bdfs, err := w.BDFs()
-	if err != nil {
-		return err
-	}
+	out, human := e.out, !g.json
+	rc := demo.RunConfig{World: w, Host: s.Host, EventLog: eventLogDir(dg), EvidenceDir: evidenceDir(dg)}
 	if human {
 		rpt.WriteDemoWorld(out, w, dg.tpm, eventLogDir(dg))
+		rc.Out = out
+		rc.Checked = func(ds []gate.Decision) { rpt.WriteDecisions(out, ds, s.pol.Mode, false) }
 	}
-	ds, err := s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: true})
+	r, err := demo.Run(cmd.Context(), rc)
 	if err != nil {
 		return err
 	}
-	if human {
-		printDecisions(out, ds, s.pol.Mode, false)
-	}
-	lc := demo.LibvirtConfig{World: w, System: s.sys, Recorder: s.rec,
-		EvidenceDir: filepath.Join(filepath.Dir(s.rec.Dir()), evidenceDirName)}
-	if human {
-		lc.Out = out
-	}
-	steps, err := demo.Libvirt(cmd.Context(), lc)
-	if err != nil {
-		return fmt.Errorf("demo: libvirt part: %w", err)
-	}
-	if human {
-		fmt.Fprintf(out, "\n$ vfio-gate log verify\n")
-	}
-	res, verr := tpm.Verify(cmd.Context(), s.tpm, eventLogDir(dg), s.rec.PCR())
-	if verr == nil && human {
-		printVerify(&env{out: out}, res, eventLogDir(dg))
-	}
-
-	exps, ok := demo.Compare(w.Devices, ds)
-	ok = ok && demo.StepsOK(steps)
 	if g.json {
-		j := demoJSON{checkJSON: toJSON(ds, s.pol.Mode, false), AsExpected: ok && verr == nil && res.OK,
-			Expected: exps, Libvirt: steps, LogVerify: res, SysfsRoot: w.Sysfs, Policy: w.Policy, EventLog: eventLogDir(dg), TPM: dg.tpm}
-		if err := writeJSON(out, "demo", j); err != nil {
+		if err := writeJSON(out, "demo", rpt.DemoOf(r, w, s.pol.Mode, dg.tpm, eventLogDir(dg))); err != nil {
 			return err
 		}
 	} else {
-		rpt.WriteDemoOutcomes(out, exps, steps)
+		fmt.Fprintf(out, "\n$ vfio-gate log verify\n")
+		if r.VerifyErr == nil {
+			printVerify(&env{out: out}, r.LogVerify, eventLogDir(dg))
+		}
+		rpt.WriteDemoOutcomes(out, r.Expected, r.Libvirt)
 		if keep {
 			fmt.Fprintf(out, "kept %s\n", dir)
 		}
 	}
-	if err := demoResult(ds, res, verr, ok); err != nil {
+	if err := demoResult(r); err != nil {
 		return err
 	}
 	if human {
@@ -141,21 +108,13 @@ func openDemoGate(cmd *cobra.Command, e *env, g *globals, w *demo.World) (*gateS
 	return s, &dg, err
 }
 
-// demoResult is the demo's error (and so its exit code): a TPM failure,
-// a log that does not verify, or an outcome not the expected one.
-func demoResult(ds []gate.Decision, res *tpm.VerifyResult, verr error, ok bool) error {
-	if code := decisionsExit(ds); code == exitTPM {
-		return quietCode(exitTPM, errors.New("demo: TPM failure"))
+// demoResult is the demo's error (and so its exit code): demo.Result.Err,
+// where a TPM failure (5) is already shown in the decisions, a log that does
+// not verify is a tpm.ErrTPM (5) and an unexpected outcome 1.
+func demoResult(r *demo.Result) error {
+	err := r.Err()
+	if errors.Is(err, demo.ErrTPMFailure) {
+		return quietCode(exitTPM, err)
 	}
-	if verr != nil {
-		return verr
-	}
-	if !res.OK {
-		return withCode(exitTPM, fmt.Errorf("demo: the event log does not verify: %s", res.Problems[0].Msg))
-	}
-	if !ok {
-		return withCode(exitInternal, errors.New("demo: the outcomes are not the expected allow / deny(measurement-mismatch) / deny(no-cma) "+
-			"and, for the confidential domains, TDI locked / running / unlocked and deny"))
-	}
-	return nil
+	return err
 }

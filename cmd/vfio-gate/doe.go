@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,26 +37,22 @@ func newDOECmd(e *env, g *globals) *cobra.Command {
 }
 
 // withMailboxes opens bdf for raw DOE (target.PCI: the per-function lock,
-// MayDriveDOE, a writable config space, discovery) and calls fn with its
-// mailboxes.
-func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg string, fn func(context.Context, []target.Mailbox) error) error {
+// MayDriveDOE, a writable config space, discovery) and calls fn with the
+// open function (its mailboxes).
+func withMailboxes(ctx context.Context, e *env, g *globals, f *doeFlags, arg string, fn func(context.Context, *target.Conn) error) error {
 	bdf, err := pci.ParseBDF(arg)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	log := g.log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	conn, err := (&target.SysfsPCI{Root: g.sysfsRoot, Options: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log},
-		BDF: bdf, LockDir: f.lockDir, DOE: &doe.Options{Logger: log}}).Open(ctx)
+	conn, err := (&target.SysfsPCI{Root: g.sysfsRoot, Options: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: g.log},
+		BDF: bdf, LockDir: f.lockDir, DOE: &doe.Options{Logger: g.log}}).Open(ctx)
 	if err != nil {
 		return withCode(exitUnavailable, err)
 	}
 	defer conn.Close()
-	return fn(ctx, conn.Mailboxes)
+	return fn(ctx, conn)
 }
 
 func newDOEDiscoverCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
@@ -68,13 +63,9 @@ func newDOEDiscoverCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
 		Long:    helpText("doe-discover.long"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {
-				out := rpt.DOEDiscoverOf(mbs)
-				if g.json {
-					if err := writeJSON(e.out, "doe-discover", out); err != nil {
-						return err
-					}
-				} else if err := rpt.WriteDOEDiscover(e.out, out); err != nil {
+			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, conn *target.Conn) error {
+				out := rpt.DOEDiscoverOf(conn.Mailboxes)
+				if err := jsonOrText(e, g, "doe-discover", out, rpt.WriteDOEDiscover); err != nil {
 					return err
 				}
 				if failed := out.Failed(); failed > 0 {
@@ -94,39 +85,19 @@ func newDOECDATCmd(e *env, g *globals, f *doeFlags) *cobra.Command {
 		Long:    helpText("doe-cdat.long"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, mbs []target.Mailbox) error {
-				var mb *doe.Mailbox
-				for _, m := range mbs {
-					if m.Err == nil && m.Supports(doe.FeatureCXLCDAT) {
-						mb = m.Mailbox
-						break
-					}
-				}
+			return withMailboxes(cmd.Context(), e, g, f, args[0], func(ctx context.Context, conn *target.Conn) error {
+				mb := conn.Offering(doe.FeatureCXLCDAT)
 				if mb == nil {
 					return withCode(exitUnavailable, fmt.Errorf("%s: no DOE mailbox offers CXL Table Access (cxl-cdat)", args[0]))
 				}
-				raw, err := cdat.Read(ctx, mb)
-				if err != nil {
-					if isCDATMalformed(err) {
-						return withCode(exitAttestation, err)
-					}
+				raw, tab, err := cdat.ReadTable(ctx, mb)
+				if ce := (*cdat.Error)(nil); errors.As(err, &ce) {
+					return withCode(exitAttestation, err)
+				} else if err != nil {
 					return withCode(exitUnavailable, err)
 				}
-				tab, err := cdat.Parse(raw)
-				if err != nil {
-					return withCode(exitAttestation, err)
-				}
-				out := rpt.CDATOf(mb.Offset(), raw, tab)
-				if g.json {
-					return writeJSON(e.out, "doe-cdat", out)
-				}
-				return rpt.WriteCDAT(e.out, out)
+				return jsonOrText(e, g, "doe-cdat", rpt.CDATOf(mb.Offset(), raw, tab), rpt.WriteCDAT)
 			})
 		},
 	}
-}
-
-func isCDATMalformed(err error) bool {
-	var ce *cdat.Error
-	return errors.As(err, &ce)
 }

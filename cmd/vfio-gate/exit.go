@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/gate"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
@@ -62,8 +62,15 @@ func exitCode(err error) int {
 		return ce.code
 	}
 	var ue *usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || errors.Is(err, gate.ErrThrowawayTPM) {
 		return exitInternal
+	}
+	// gate.Open: a TPM that cannot record, a tamper audit that cannot run.
+	if errors.Is(err, gate.ErrTPM) {
+		return exitTPM
+	}
+	if errors.Is(err, gate.ErrAuditUnavailable) {
+		return exitUnavailable
 	}
 	for _, unavailable := range []error{pci.ErrNoDevice, pci.ErrDeviceRemoved, pci.ErrLockdown, pci.ErrNeedCapSysAdmin} {
 		if errors.Is(err, unavailable) {
@@ -81,7 +88,7 @@ func exitCode(err error) int {
 	if errors.Is(err, vfio.ErrNoDevice) {
 		return exitUnavailable
 	}
-	if isVFIOError(err) {
+	if vfio.BindFailed(err) {
 		return exitBind
 	}
 	return exitInternal
@@ -101,29 +108,6 @@ func classExit(c policy.Class) int {
 		return exitTPM
 	}
 	return exitDenied // ClassDenied and anything unknown: fail closed
-}
-
-// worseClass is the class that decides the exit code when a run has both:
-// a TPM failure, then a policy deny, then an attestation failure, then
-// unavailability.
-func worseClass(a, b policy.Class) policy.Class {
-	rank := func(c policy.Class) int {
-		switch c {
-		case 0:
-			return 0
-		case policy.ClassUnavailable:
-			return 1
-		case policy.ClassAttestation:
-			return 2
-		case policy.ClassTPM:
-			return 4
-		}
-		return 3 // ClassDenied, unknown
-	}
-	if rank(b) > rank(a) {
-		return b
-	}
-	return a
 }
 
 // failureExit is the exit code of a command that attests without a policy
@@ -151,16 +135,6 @@ func report(w io.Writer, err error) int {
 	return code
 }
 
-// isVFIOError reports whether err comes from binding or releasing (package vfio).
-func isVFIOError(err error) bool {
-	var be *vfio.BindError
-	var ge *vfio.GroupError
-	return errors.As(err, &be) || errors.As(err, &ge) || errors.Is(err, vfio.ErrNoIOMMU) ||
-		errors.Is(err, vfio.ErrGroupNotViable) || errors.Is(err, vfio.ErrAlreadyBound) ||
-		errors.Is(err, vfio.ErrNoVFIODriver) || errors.Is(err, vfio.ErrNotBound) ||
-		errors.Is(err, vfio.ErrStateChanged) || errors.Is(err, vfio.ErrTimeout)
-}
-
 // exitMeaning is the documented meaning of each exit code (exitCodesHelp),
 // as `--json` errors state it.
 var exitMeaning = map[int]string{
@@ -173,22 +147,11 @@ var exitMeaning = map[int]string{
 	exitBind:        "vfio-pci bind error",
 }
 
-// schemaPrefix and schemaVersion make the "schema" of every JSON document:
-// "vfio-gate/<kind>/v1" (docs/json.md; docs/schema/<kind>.v1.json).
-const (
-	schemaPrefix  = "vfio-gate/"
-	schemaVersion = "/v1"
-)
-
-func schemaName(kind string) string { return schemaPrefix + kind + schemaVersion }
+// schemaName is the "schema" of the document of kind (rpt.SchemaName).
+func schemaName(kind string) string { return rpt.SchemaName(kind) }
 
 // errorJSON is the `--json` form of a failed command (schema "error").
-type errorJSON struct {
-	Schema   string `json:"schema"`
-	ExitCode int    `json:"exit_code"`
-	Meaning  string `json:"meaning"`
-	Error    string `json:"error"`
-}
+type errorJSON = rpt.Error
 
 // reportErrorJSON writes err as the error document, unless the command already
 // printed its own answer (a quiet code: denied, attestation failed).
@@ -218,60 +181,9 @@ func jsonRequested(root interface{ PersistentFlags() *pflag.FlagSet }, args []st
 	return false
 }
 
-// countingWriter counts what a command wrote, so an error is added as a
-// JSON document only when stdout holds none yet.
-type countingWriter struct {
-	w io.Writer
-	n int
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += n
-	return n, err
-}
-
 // writeJSON prints v, which must encode as a JSON object, indented, as the
 // document of kind: "schema": "vfio-gate/<kind>/v1" comes first.
-func writeJSON(w io.Writer, kind string, v any) error {
-	b, err := jsonDoc(kind, v)
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, b, "", "  "); err != nil {
-		return err
-	}
-	buf.WriteByte('\n')
-	_, err = w.Write(buf.Bytes())
-	return err
-}
+func writeJSON(w io.Writer, kind string, v any) error { return rpt.WriteJSON(w, kind, v) }
 
-// jsonDoc is v encoded (compact) with "schema" as its first member. A v that
-// names its schema itself (doctor) must name the same one.
-func jsonDoc(kind string, v any) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
-		return nil, err
-	}
-	b := bytes.TrimSpace(buf.Bytes())
-	if len(b) < 2 || b[0] != '{' {
-		return nil, fmt.Errorf("vfio-gate: internal error: %s document is not a JSON object", kind)
-	}
-	head, err := json.Marshal(schemaName(kind))
-	if err != nil {
-		return nil, err
-	}
-	field := append([]byte(`"schema":`), head...)
-	switch {
-	case bytes.HasPrefix(b[1:], []byte(`"schema":`)):
-		if !bytes.HasPrefix(b[1:], field) {
-			return nil, fmt.Errorf("vfio-gate: internal error: %s document names another schema", kind)
-		}
-		return b, nil
-	case string(b) == "{}":
-		return append(append([]byte("{"), field...), '}'), nil
-	default:
-		return append(append(append([]byte("{"), field...), ','), b[1:]...), nil
-	}
-}
+// jsonDoc is v encoded (compact) as the document of kind (rpt.JSONDoc).
+func jsonDoc(kind string, v any) ([]byte, error) { return rpt.JSONDoc(kind, v) }

@@ -179,24 +179,29 @@ func TestPolicyCaptureBothHashes(t *testing.T) {
 	}
 }
 
-// TestConfigFIFORefusedAtOnce: a FIFO given as --config is refused, not
-// waited on.
+// TestConfigFIFORefusedAtOnce: a FIFO given as --config is refused with a
+// usage error, not waited on (internal/config's TestLoadFIFORefusedAtOnce
+// covers the loader; this is the whole command line).
 func TestConfigFIFORefusedAtOnce(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "config.yaml")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { _, err := loadConfig(fifo, true, 1000); done <- err }()
+	type result struct {
+		code int
+		errs string
+	}
+	done := make(chan result, 1)
+	go func() { code, _, errs := runCLI(t, "--config", fifo, "version"); done <- result{code, errs} }()
 	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
-			t.Fatalf("FIFO config: %v", err)
+	case r := <-done:
+		if r.code != exitInternal || !strings.Contains(r.errs, "not a regular file") {
+			t.Fatalf("FIFO --config: exit %d, stderr %q; want 1 naming a non-regular file", r.code, r.errs)
 		}
 	case <-time.After(5 * time.Second):
 		if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
 			f.Close()
 		}
-		t.Fatal("loading a FIFO config still waits after 5 s")
+		t.Fatal("a FIFO --config still waits after 5 s")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 )
 
 func main() {
@@ -48,7 +50,7 @@ func run(ctx context.Context, args []string, in io.Reader, out, errw io.Writer, 
 // returns the exit code.
 func execute(ctx context.Context, e *env, args []string) int {
 	out := e.out
-	cw := &countingWriter{w: out}
+	cw := &rpt.CountingWriter{W: out}
 	e.out = cw
 	root := newRootCmd(e)
 	root.SetArgs(args)
@@ -56,7 +58,7 @@ func execute(ctx context.Context, e *env, args []string) int {
 	root.SetOut(cw)
 	root.SetErr(e.errw)
 	err := root.ExecuteContext(ctx)
-	if err != nil && jsonRequested(root, args) && cw.n == 0 {
+	if err != nil && jsonRequested(root, args) && cw.N == 0 {
 		// --json: the error is the one JSON document on stdout (docs/json.md),
 		// and the message still goes to stderr for a human.
 		reportErrorJSON(out, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,10 +56,7 @@ func newPolicyCheckCmd(e *env, g *globals) *cobra.Command {
 				return quietCode(exitInternal, err)
 			}
 			x := p.Explain()
-			if g.json {
-				return writeJSON(e.out, "policy-check", rpt.PolicyCheck{Valid: true, Policy: &x})
-			}
-			return rpt.WritePolicy(e.out, x)
+			return jsonOrText(e, g, "policy-check", rpt.PolicyCheck{Valid: true, Policy: &x}, func(w io.Writer, _ rpt.PolicyCheck) error { return rpt.WritePolicy(w, x) })
 		},
 	}
 	c.Flags().BoolVar(&skipPerm, "insecure-skip-permission-check", false,

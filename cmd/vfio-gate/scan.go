@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"log/slog"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,11 +44,7 @@ func runScan(ctx context.Context, e *env, g *globals, sf *scanFlags, args []stri
 		}
 		named = append(named, b)
 	}
-	log := g.log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Logger: log})
+	sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Logger: g.log})
 	if err != nil {
 		return withCode(exitUnavailable, err)
 	}
@@ -61,30 +56,13 @@ func runScan(ctx context.Context, e *env, g *globals, sf *scanFlags, args []stri
 			return withCode(exitUnavailable, err)
 		}
 	}
-	entries := []rpt.ScanEntry{}
-	var missing []error
-	for _, b := range bdfs {
-		fc, err := target.Scan(ctx, sys, b, &target.ScanOptions{NoDOE: sf.noDOE, LockDir: sf.lockDir, Timeout: sf.timeout, Logger: log})
-		if err != nil {
-			gone := errors.Is(err, pci.ErrNoDevice) || errors.Is(err, pci.ErrDeviceRemoved)
-			if gone && len(named) == 0 {
-				log.Warn("function vanished during the scan", "bdf", b.String(), "err", err)
-				continue
-			}
-			if gone {
-				missing = append(missing, err)
-				continue
-			}
-			return err
-		}
-		entries = append(entries, rpt.ScanEntryOf(fc))
-	}
-	if g.json {
-		if err := writeJSON(e.out, "scan", rpt.Scan{Functions: entries}); err != nil {
-			return err
-		}
-	} else if err := rpt.WriteScan(e.out, entries); err != nil {
+	o := &target.ScanOptions{NoDOE: sf.noDOE, LockDir: sf.lockDir, Timeout: sf.timeout, Logger: g.log}
+	facts, missing, err := target.ScanFunctions(ctx, sys, bdfs, len(named) == 0, o)
+	if err != nil {
 		return err
 	}
-	return errors.Join(missing...)
+	if err := jsonOrText(e, g, "scan", rpt.ScanOf(facts), func(w io.Writer, s rpt.Scan) error { return rpt.WriteScan(w, s.Functions) }); err != nil {
+		return err
+	}
+	return missing
 }

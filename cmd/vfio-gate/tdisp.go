@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,54 +47,41 @@ type tdiConn struct {
 }
 
 // openTDI checks the arguments, picks the target (BDF or --socket) and
-// opens an authenticated session with its TDI (attest.OpenTDI).
-func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, func(), error) {
+// opens an authenticated session with its TDI (attest.OpenTDIOf).
+func openTDI(ctx context.Context, e *env, g *globals, f *tdispFlags, args []string, name string) (*tdiConn, error) {
 	switch {
 	case f.socket != "" && len(args) > 0:
-		return nil, nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
+		return nil, usageErrorf("tdisp %s: give either a BDF or --socket, not both", name)
 	case f.socket == "" && len(args) != 1:
-		return nil, nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
+		return nil, usageErrorf("tdisp %s: need exactly one BDF (or --socket HOST:PORT)", name)
 	case f.slot < 0 || f.slot > 7:
-		return nil, nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
+		return nil, usageErrorf("--slot %d: SPDM slots are 0-7", f.slot)
 	}
 	roots, err := loadAnchors(f.anchors)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(roots) == 0 {
-		return nil, nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
+		return nil, usageErrorf("tdisp %s: need --trust-anchor: a session with an unauthenticated device proves nothing", name)
 	}
-	log := g.log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	var t target.Target
-	var bdf pci.BDF
-	c, closeSys := &tdiConn{}, func() {}
+	req := attest.Request{Socket: f.socket, SysfsRoot: g.sysfsRoot, LockDir: f.lockDir,
+		PCI: &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: g.log}}
+	c := &tdiConn{name: "socket:" + f.socket} // as check --socket names it in the TPM log (gate)
 	if f.socket != "" {
-		if bdf, err = pci.ParseBDF(f.iface); err != nil {
-			return nil, nil, usageErrorf("--interface: %v", err)
+		if req.BDF, err = pci.ParseBDF(f.iface); err != nil {
+			return nil, usageErrorf("--interface: %v", err)
 		}
-		c.name = "socket:" + f.socket // as check --socket names it in the TPM log (gate)
-		t = &target.Socket{Addr: f.socket}
 	} else {
-		if bdf, err = pci.ParseBDF(args[0]); err != nil {
-			return nil, nil, usageErrorf("tdisp %s: %v", name, err)
+		if req.BDF, err = pci.ParseBDF(args[0]); err != nil {
+			return nil, usageErrorf("tdisp %s: %v", name, err)
 		}
-		c.name = bdf.String()
-		sys, err := pci.Open(g.sysfsRoot, &pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid, Logger: log})
-		if err != nil {
-			return nil, nil, withCode(exitUnavailable, err)
-		}
-		closeSys = func() { sys.Close() }
-		t = &target.PCI{System: sys, BDF: bdf, LockDir: f.lockDir}
+		c.name = req.BDF.String()
 	}
 	slot := uint8(f.slot)
-	if c.TDI, err = attest.OpenTDI(ctx, t, bdf, &attest.Options{Roots: roots, Slot: &slot, Logger: log}); err != nil {
-		closeSys()
-		return nil, nil, tdiOpenErr(err, f.socket != "")
+	if c.TDI, err = attest.OpenTDIOf(ctx, req, &attest.Options{Roots: roots, Slot: &slot, Logger: g.log}); err != nil {
+		return nil, tdiOpenErr(err, f.socket != "")
 	}
-	return c, func() { c.Close(ctx); closeSys() }, nil
+	return c, nil
 }
 
 // tdiOpenErr is the exit code of a session that did not open: the device
@@ -103,7 +90,10 @@ func tdiOpenErr(err error, socket bool) error {
 	var te *attest.TDISPError
 	var oe *target.OpenError
 	var ie *attest.InterfaceError
+	var se *attest.SysfsError
 	switch {
+	case errors.As(err, &se):
+		return withCode(exitUnavailable, err)
 	case errors.Is(err, spdm.ErrChainNotVerified), errors.Is(err, attest.ErrNoSecuredCMA), errors.As(err, &te):
 		return withCode(exitAttestation, err)
 	case socket && errors.As(err, &oe):
@@ -132,11 +122,11 @@ func withTDI(e *env, g *globals, f *tdispFlags, name string, do func(ctx context
 	return func(cmd *cobra.Command, args []string) error {
 		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 		defer cancel()
-		conn, closeConn, err := openTDI(ctx, e, g, f, args, name)
+		conn, err := openTDI(ctx, e, g, f, args, name)
 		if err != nil {
 			return err
 		}
-		defer closeConn()
+		defer conn.Close(ctx)
 		return do(ctx, conn)
 	}
 }
@@ -149,11 +139,8 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 		if err != nil {
 			return withCode(exitAttestation, err)
 		}
-		if g.json {
-			return writeJSON(e.out, "tdisp-state", rpt.TDISPState{BDF: conn.name, Interface: conn.Client.Interface(), State: st,
-				Session: rpt.TDISPSessionOf(conn.Session.Info())})
-		}
-		return rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st)
+		doc := rpt.TDISPState{BDF: conn.name, Interface: conn.Client.Interface(), State: st, Session: rpt.TDISPSessionOf(conn.Session.Info())}
+		return jsonOrText(e, g, "tdisp-state", doc, func(w io.Writer, d rpt.TDISPState) error { return rpt.WriteTDISPState(w, d.BDF, d.Interface, d.State) })
 	})
 	c := &cobra.Command{
 		Use:     "state BDF | --socket HOST:PORT",
@@ -167,20 +154,11 @@ func newTDISPStateCmd(e *env, g *globals) *cobra.Command {
 			if len(args) != 1 || f.socket != "" {
 				return usageErrorf("tdisp state --daemon takes one BDF (and no --socket)")
 			}
-			b, err := pci.ParseBDF(args[0])
+			st, err := askDaemonTDI(cmd.Context(), g, f.timeout, "state --daemon", daemon.PathTDISPState, args[0], "")
 			if err != nil {
-				return usageErrorf("%v", err)
+				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-			defer cancel()
-			st, err := daemon.NewClient(g.daemonSocket).TDISP(ctx, daemon.PathTDISPState, daemon.TDIRequest{BDF: b})
-			if err != nil {
-				return tdispDaemonErr("state --daemon", err)
-			}
-			if g.json {
-				return writeJSON(e.out, "tdi", st)
-			}
-			return rpt.WriteTDIState(e.out, st)
+			return jsonOrText(e, g, "tdi", st, rpt.WriteTDIState)
 		},
 	}
 	f.register(c)
@@ -196,24 +174,16 @@ func newTDISPReportCmd(e *env, g *globals) *cobra.Command {
 		Long:    helpText("tdisp-report.long"),
 		Example: "  sudo vfio-gate tdisp report 0000:3b:00.0 --trust-anchor /etc/vfio-gate/anchors/acme-root.pem",
 		RunE: withTDI(e, g, f, "report", func(ctx context.Context, conn *tdiConn) error {
-			st, err := conn.Client.State(ctx)
+			st, rep, err := conn.Client.LockedReport(ctx)
+			if nl := (*tdisp.NotLockedError)(nil); errors.As(err, &nl) {
+				err = fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.name, nl.State)
+			}
 			if err != nil {
 				return withCode(exitAttestation, err)
 			}
-			if st != tdisp.StateConfigLocked && st != tdisp.StateRun {
-				return withCode(exitAttestation, fmt.Errorf("%s: TDI is %v: a report exists only once it is locked (the daemon locks it for an assignment)", conn.name, st))
-			}
-			rep, _, err := conn.Client.Report(ctx)
-			if err != nil {
-				return withCode(exitAttestation, err)
-			}
-			if g.json {
-				return writeJSON(e.out, "tdisp-report", rpt.TDISPReport{State: st, Report: rpt.TDISPInterfaceReportOf(rep)})
-			}
-			if err := rpt.WriteTDISPState(e.out, conn.name, conn.Client.Interface(), st); err != nil {
-				return err
-			}
-			return rpt.WriteTDISPReport(e.out, rep)
+			return jsonOrText(e, g, "tdisp-report", rpt.TDISPReport{State: st, Report: rpt.TDISPInterfaceReportOf(rep)}, func(w io.Writer, _ rpt.TDISPReport) error {
+				return rpt.WriteTDISPStateReport(w, conn.name, conn.Client.Interface(), st, rep)
+			})
 		}),
 	}
 	f.register(c)
@@ -228,17 +198,11 @@ func newTDISPCycleCmd(e *env, g *globals) *cobra.Command {
 		Example: "  vfio-gate tdisp cycle --socket 127.0.0.1:2323 --trust-anchor /tmp/emu-ca.pem",
 		Long:    helpText("tdisp-cycle.long"),
 		RunE: withTDI(e, g, f, "cycle", func(ctx context.Context, conn *tdiConn) error {
-			caps, err := conn.Client.GetCapabilities(ctx, 0)
-			if err != nil {
-				return withCode(exitAttestation, err)
+			cr, cerr := conn.Client.CycleSupported(ctx, tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags), MMIOReportingOffset: f.mmioOff})
+			if cr == nil {
+				return withCode(exitAttestation, cerr)
 			}
-			lp := tdisp.LockParams{Flags: tdisp.LockFlags(f.lockFlags) & caps.LockFlagsSupported, MMIOReportingOffset: f.mmioOff}
-			cr, cerr := conn.Client.Cycle(ctx, lp)
-			if g.json {
-				if err := writeJSON(e.out, "tdisp-cycle", rpt.TDISPCycleOf(cr)); err != nil {
-					return err
-				}
-			} else if err := rpt.WriteTDISPCycle(e.out, cr); err != nil {
+			if err := jsonOrText(e, g, "tdisp-cycle", rpt.TDISPCycleOf(cr), func(w io.Writer, _ *rpt.TDISPCycle) error { return rpt.WriteTDISPCycle(w, cr) }); err != nil {
 				return err
 			}
 			if cerr != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,54 +17,34 @@ import (
 // The daemon-side TDISP commands: a TDI locked for an assignment is bound
 // to the SPDM session that locked it, and only the daemon outlives a
 // command, so lock/start/stop (and the state of a TDI it holds) go through
-// its API.
+// its API. Their long help is help/tdisp-<op>.long.txt and the shared
+// help/tdisp-daemon-cmds.txt.
 func newTDISPDaemonCmds(e *env, g *globals) []*cobra.Command {
 	type op struct {
-		name, path, short, long string
-		domain                  bool
+		name, path, short string
+		domain            bool
 	}
 	ops := []op{
-		{"lock", daemon.PathTDISPLock, "Lock a TDI for a domain through the daemon (which then holds its session)",
-			`Asks the daemon to open a secure SPDM session with the function (authenticated by the trust
-anchors of the policy rule that matches it), lock its TDI for --domain (CONFIG_LOCKED) and keep the
-session alive (heartbeat, key update) until "tdisp stop" or the domain's release. With --domain
-the domain must hold an allow decision for the function (check it first). A confidential libvirt
-domain whose rule has tdisp.require_lock needs none of this: the hook's check locks it.`, true},
-		{"start", daemon.PathTDISPStart, "Move a TDI the daemon holds locked to RUN",
-			`Asks the daemon to START_INTERFACE the TDI it holds CONFIG_LOCKED (RUN), in the session that locked it.`, false},
-		{"stop", daemon.PathTDISPStop, "Stop a TDI the daemon holds (CONFIG_UNLOCKED) and end its session",
-			`Asks the daemon to STOP_INTERFACE the TDI it holds (CONFIG_UNLOCKED), end its SPDM session and free the function.`, false},
+		{"lock", daemon.PathTDISPLock, "Lock a TDI for a domain through the daemon (which then holds its session)", true},
+		{"start", daemon.PathTDISPStart, "Move a TDI the daemon holds locked to RUN", false},
+		{"stop", daemon.PathTDISPStop, "Stop a TDI the daemon holds (CONFIG_UNLOCKED) and end its session", false},
 	}
 	var out []*cobra.Command
 	for _, o := range ops {
 		var domain string
 		var timeout time.Duration
 		c := &cobra.Command{
-			Use:   o.name + " BDF",
-			Short: o.short,
-			Long: o.long + `
-
-Needs the vfio-gate daemon (--daemon-socket): exit 4 with "needs the vfio-gate daemon" when
-none answers. Exit codes: 0 done; 1 usage, or the daemon refused (not-checked, tdi-held,
-not-held); 2 the device or its session failed (tdisp-failed); 4 no daemon, or it has no TDISP
-session owner (tdisp-unavailable).`,
+			Use:     o.name + " BDF",
+			Short:   o.short,
+			Long:    helpText("tdisp-"+o.name+".long") + "\n\n" + helpText("tdisp-daemon-cmds"),
 			Example: fmt.Sprintf("  sudo vfio-gate tdisp %s 0000:3b:00.0%s", o.name, map[bool]string{true: " --domain vm1"}[o.domain]),
 			Args:    cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				b, err := pci.ParseBDF(args[0])
+				st, err := askDaemonTDI(cmd.Context(), g, timeout, o.name, o.path, args[0], domain)
 				if err != nil {
-					return usageErrorf("%v", err)
+					return err
 				}
-				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-				defer cancel()
-				st, err := daemon.NewClient(g.daemonSocket).TDISP(ctx, o.path, daemon.TDIRequest{BDF: b, Domain: domain})
-				if err != nil {
-					return tdispDaemonErr(o.name, err)
-				}
-				if g.json {
-					return writeJSON(e.out, "tdi", st)
-				}
-				return rpt.WriteTDI(e.out, st, g.daemonSocket)
+				return jsonOrText(e, g, "tdi", st, func(w io.Writer, st *daemon.TDIStatus) error { return rpt.WriteTDI(w, st, g.daemonSocket) })
 			},
 		}
 		if o.domain {
@@ -75,21 +56,34 @@ session owner (tdisp-unavailable).`,
 	return out
 }
 
+// askDaemonTDI sends the daemon's TDISP endpoint path a request for the
+// TDI of the function bdf (and domain), within timeout; op names the
+// command in errors (tdispDaemonErr).
+func askDaemonTDI(ctx context.Context, g *globals, timeout time.Duration, op, path, bdf, domain string) (*daemon.TDIStatus, error) {
+	b, err := pci.ParseBDF(bdf)
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := daemon.NewClient(g.daemonSocket).TDISP(ctx, path, daemon.TDIRequest{BDF: b, Domain: domain})
+	if err != nil {
+		return nil, tdispDaemonErr(op, err)
+	}
+	return st, nil
+}
+
 // tdispDaemonErr maps a daemon answer to an exit code and says why the
 // daemon is needed when it is down.
 func tdispDaemonErr(op string, err error) error {
-	if errors.Is(err, daemon.ErrNotRunning) {
-		return withCode(exitUnavailable, fmt.Errorf("tdisp %s needs the vfio-gate daemon: it holds the SPDM session a locked TDI is bound to; %w", op, err))
-	}
 	var ae *daemon.APIError
-	if errors.As(err, &ae) {
-		switch ae.Code {
-		case "tdisp-failed":
-			return withCode(exitAttestation, err)
-		case "tdisp-unavailable":
-			return withCode(exitUnavailable, err)
-		}
-		return withCode(exitInternal, err)
+	switch {
+	case errors.Is(err, daemon.ErrNotRunning):
+		return withCode(exitUnavailable, fmt.Errorf("tdisp %s needs the vfio-gate daemon: it holds the SPDM session a locked TDI is bound to; %w", op, err))
+	case errors.Is(err, daemon.ErrTDISPFailed):
+		return withCode(exitAttestation, err)
+	case errors.Is(err, daemon.ErrTDISPUnavailable), !errors.As(err, &ae):
+		return withCode(exitUnavailable, err) // no session owner, or no answer
 	}
-	return withCode(exitUnavailable, err)
+	return withCode(exitInternal, err) // refused: not-checked, tdi-held, not-held, ...
 }

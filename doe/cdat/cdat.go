@@ -125,6 +125,21 @@ func Parse(b []byte) (*Table, error) {
 	return t, nil
 }
 
+// ReadTable is Read followed by Parse: the raw table and its parse. A
+// table the device got wrong, in how it answered or in what it holds, is
+// an *Error; any other error is the mailbox's (the device did not answer).
+func ReadTable(ctx context.Context, c doe.Conn) ([]byte, *Table, error) {
+	raw, err := Read(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	tab, err := Parse(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	return raw, tab, nil
+}
+
 // Read reads the CDAT through the CXL Table Access feature of c: entry 0 is
 // the CDAT header, each further entry one structure; the device names the
 // next handle in each response. The loop ends at LastHandle and is bounded

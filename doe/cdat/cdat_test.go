@@ -228,3 +228,30 @@ func (c fakeConn) Exchange(_ context.Context, f doe.Feature, req []byte) ([]byte
 	}
 	return r, nil
 }
+
+// ReadTable: a good table reads and parses; a table that does not parse
+// (bad checksum) and an answer that does not decode are *Error; a mailbox
+// that does not answer is not.
+func TestReadTable(t *testing.T) {
+	ctx := context.Background()
+	want := qemuLike()
+	raw, tab, err := ReadTable(ctx, serve(t, Handler(want)))
+	if err != nil || !bytes.Equal(raw, want) || len(tab.Structures) != 7 {
+		t.Fatalf("good table: %v %x %+v", err, raw, tab)
+	}
+	bad := bytes.Clone(want)
+	bad[len(bad)-1] ^= 0xff
+	var ce *Error
+	if _, _, err := ReadTable(ctx, serve(t, Handler(bad))); !errors.As(err, &ce) || !errors.Is(err, ErrChecksum) {
+		t.Fatalf("bad checksum: %v", err)
+	}
+	short := fakeConn(func(doe.Feature, []byte) ([]byte, error) { return []byte{1}, nil })
+	if _, _, err := ReadTable(ctx, short); !errors.As(err, &ce) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("short response: %v", err)
+	}
+	down := errors.New("no answer")
+	dead := fakeConn(func(doe.Feature, []byte) ([]byte, error) { return nil, down })
+	if raw, tab, err := ReadTable(ctx, dead); !errors.Is(err, down) || errors.As(err, &ce) || raw != nil || tab != nil {
+		t.Fatalf("dead mailbox: %v", err)
+	}
+}

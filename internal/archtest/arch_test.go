@@ -73,24 +73,7 @@ func table(t *testing.T, root string) map[string][]string {
 func imports(t *testing.T, root string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		name := d.Name()
-		if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "vendor") {
-			return filepath.SkipDir
-		}
-		rel, _ := filepath.Rel(root, path)
-		rel = filepath.ToSlash(rel)
-		for _, u := range unrestricted {
-			if strings.HasPrefix(rel+"/", u) {
-				return filepath.SkipDir
-			}
-		}
+	err := packageDirs(root, unrestricted, func(path, rel string) error {
 		pkg, err := build.ImportDir(path, 0)
 		if err != nil {
 			return nil // no Go files here
@@ -178,4 +161,30 @@ func TestNoLibraryImportsTestSupport(t *testing.T) {
 			}
 		}
 	}
+}
+
+// packageDirs calls fn for every directory under root (path, and rel: the
+// slash-separated path from root) except hidden ones, testdata, vendor and
+// those under a prefix of skip ("cmd/").
+func packageDirs(root string, skip []string, fn func(path, rel string) error) error {
+	return filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		name := d.Name()
+		if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "vendor") {
+			return filepath.SkipDir
+		}
+		rel, _ := filepath.Rel(root, path)
+		rel = filepath.ToSlash(rel)
+		for _, u := range skip {
+			if strings.HasPrefix(rel+"/", u) {
+				return filepath.SkipDir
+			}
+		}
+		return fn(path, rel)
+	})
 }

@@ -25,24 +25,7 @@ var docExempt = []string{"cmd/", "test/"}
 // (docs/internals.md keeps only what crosses packages).
 func docProblems(root string) ([]string, error) {
 	var out []string
-	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		name := d.Name()
-		if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "vendor") {
-			return filepath.SkipDir
-		}
-		rel, _ := filepath.Rel(root, path)
-		rel = filepath.ToSlash(rel)
-		for _, u := range docExempt {
-			if strings.HasPrefix(rel+"/", u) {
-				return filepath.SkipDir
-			}
-		}
+	err := packageDirs(root, docExempt, func(path, rel string) error {
 		pkg, err := build.ImportDir(path, build.ImportComment)
 		if err != nil || pkg.Name == "main" {
 			return nil // no Go files here, or a command

@@ -6,7 +6,30 @@ import (
 	"strings"
 
 	"github.com/vfio-gate/vfio-gate/internal/demo"
+	"github.com/vfio-gate/vfio-gate/policy"
+	"github.com/vfio-gate/vfio-gate/tpm"
 )
+
+// Demo is the body of the "demo" document (vfio-gate demo --json): the
+// check's decisions, then what the demo expected and found.
+type Demo struct {
+	Decisions
+	AsExpected bool               `json:"as_expected"`
+	Expected   []demo.Expectation `json:"expected"`
+	Libvirt    []demo.HookStep    `json:"libvirt"`
+	LogVerify  *tpm.VerifyResult  `json:"log_verify"`
+	SysfsRoot  string             `json:"sysfs_root"`
+	Policy     string             `json:"policy"`
+	EventLog   string             `json:"event_log"`
+	TPM        string             `json:"tpm"`
+}
+
+// DemoOf builds the document of the demo run r in world under mode, which
+// recorded into the TPM tpm and the event log eventLog.
+func DemoOf(r *demo.Result, world *demo.World, mode policy.Mode, tpm, eventLog string) Demo {
+	return Demo{Decisions: DecisionsOf(r.Decisions, mode, false), AsExpected: r.AsExpected(), Expected: r.Expected,
+		Libvirt: r.Libvirt, LogVerify: r.LogVerify, SysfsRoot: world.Sysfs, Policy: world.Policy, EventLog: eventLog, TPM: tpm}
+}
 
 // WriteDemoWorld writes what `vfio-gate demo` set up: the software
 // functions in their temporary sysfs tree, the policy, the TPM and event

@@ -134,3 +134,13 @@ func WriteScan(w io.Writer, entries []ScanEntry) error {
 	}
 	return nil
 }
+
+// ScanOf is the scan document of facts, in order; no facts is an empty
+// list, never null.
+func ScanOf(facts []*target.Facts) Scan {
+	s := Scan{Functions: []ScanEntry{}}
+	for _, fc := range facts {
+		s.Functions = append(s.Functions, ScanEntryOf(fc))
+	}
+	return s
+}

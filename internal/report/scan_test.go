@@ -55,3 +55,14 @@ func TestScanEntryOf(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+func TestScanOf(t *testing.T) {
+	if s := ScanOf(nil); s.Functions == nil || len(s.Functions) != 0 {
+		t.Errorf("no facts: %+v", s)
+	}
+	f := &pci.Function{BDF: pci.BDF{Bus: 1}}
+	s := ScanOf([]*target.Facts{{Function: f}, {Function: &pci.Function{BDF: pci.BDF{Bus: 2}}}})
+	if len(s.Functions) != 2 || s.Functions[0].BDF != "0000:01:00.0" || s.Functions[1].BDF != "0000:02:00.0" {
+		t.Errorf("two facts: %+v", s)
+	}
+}

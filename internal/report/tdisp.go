@@ -65,6 +65,15 @@ type TDISPReport struct {
 	Report *TDISPInterfaceReport `json:"report"`
 }
 
+// WriteTDISPStateReport is the text of `tdisp report`: the TDI's state
+// line (WriteTDISPState), then its interface report (WriteTDISPReport).
+func WriteTDISPStateReport(w io.Writer, name string, iface tdisp.InterfaceID, st tdisp.State, r *tdisp.InterfaceReport) error {
+	if err := WriteTDISPState(w, name, iface, st); err != nil {
+		return err
+	}
+	return WriteTDISPReport(w, r)
+}
+
 // WriteTDISPReport writes the interface info, each MMIO range and the
 // device-specific data of r.
 func WriteTDISPReport(w io.Writer, r *tdisp.InterfaceReport) error {

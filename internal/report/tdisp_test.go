@@ -67,3 +67,21 @@ final state: CONFIG_UNLOCKED
 		t.Errorf("tdi state %q %v", b.String(), err)
 	}
 }
+
+// `tdisp report`'s text: the state line, then the report.
+func TestWriteTDISPStateReport(t *testing.T) {
+	rep := &tdisp.InterfaceReport{InterfaceInfo: 3, DeviceSpecificInfo: []byte("dev")}
+	var b, want strings.Builder
+	if err := WriteTDISPStateReport(&b, "0000:3a:00.1", 0x3a01, tdisp.StateConfigLocked, rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteTDISPState(&want, "0000:3a:00.1", 0x3a01, tdisp.StateConfigLocked); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteTDISPReport(&want, rep); err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != want.String() || !strings.HasPrefix(b.String(), "0000:3a:00.1 (interface 0000:3a:00.1): CONFIG_LOCKED\ninterface info") {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want.String())
+	}
+}
