@@ -20,3 +20,25 @@ const (
 	ModeFentry Mode = "fentry" // BPF trampolines
 	ModeKprobe Mode = "kprobe" // kprobes and kretprobes
 )
+
+// ParseMode reads a mode as a person names it: auto, fentry or kprobe.
+func ParseMode(s string) (m Mode, ok bool) {
+	switch s {
+	case "auto":
+		return ModeAuto, true
+	case string(ModeFentry), string(ModeKprobe):
+		return Mode(s), true
+	}
+	return "", false
+}
+
+// Probe loads the monitor's BPF programs and unloads them again: nil when
+// audit can run here, else why not (New's error: ErrNotSupported,
+// ErrPermission, ...).
+func Probe() error {
+	m, err := New(Options{})
+	if err != nil {
+		return err
+	}
+	return m.Close()
+}

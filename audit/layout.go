@@ -31,3 +31,18 @@ func LayoutOf(sysfsRoot string, b pci.BDF) Layout {
 	}
 	return l
 }
+
+// Layouts are the layouts of the functions named (BDF strings), keyed by
+// canonical BDF, as LayoutOf finds them; an error names a BDF that does not
+// parse.
+func Layouts(sysfsRoot string, devices []string) (map[string]Layout, error) {
+	out := map[string]Layout{}
+	for _, d := range devices {
+		b, err := pci.ParseBDF(d)
+		if err != nil {
+			return nil, err
+		}
+		out[b.String()] = LayoutOf(sysfsRoot, b)
+	}
+	return out, nil
+}

@@ -38,3 +38,29 @@ func TestLayoutOf(t *testing.T) {
 		t.Fatalf("missing function: %+v", l)
 	}
 }
+
+// TestLayouts: each function named is keyed by its canonical BDF; a name
+// that is not a BDF is an error.
+func TestLayouts(t *testing.T) {
+	dir := t.TempDir()
+	ls, err := audit.Layouts(dir, []string{"0000:3B:00.0", "0000:02:00.1"})
+	if _, ok := ls["0000:3b:00.0"]; err != nil || len(ls) != 2 || !ok {
+		t.Fatalf("Layouts = %v, %v", ls, err)
+	}
+	if _, err := audit.Layouts(dir, []string{"0000:01:00.0", "nvme0"}); err == nil {
+		t.Fatal("a name that is not a BDF")
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for s, want := range map[string]audit.Mode{"auto": audit.ModeAuto, "fentry": audit.ModeFentry, "kprobe": audit.ModeKprobe} {
+		if m, ok := audit.ParseMode(s); !ok || m != want {
+			t.Errorf("ParseMode(%q) = %q, %v", s, m, ok)
+		}
+	}
+	for _, s := range []string{"", "Fentry", "kretprobe"} {
+		if _, ok := audit.ParseMode(s); ok {
+			t.Errorf("ParseMode(%q) ok", s)
+		}
+	}
+}

@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/vfio-gate/vfio-gate/doe"
+	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/spdm"
 )
@@ -463,6 +465,17 @@ func (d *Device) PublicKeysPEM() ([]byte, error) {
 		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
 	}
 	return b, nil
+}
+
+// Serve answers spdm-socket requesters on ln (socket.Server with d's
+// features and handler) until ctx ends, which is the normal way to stop:
+// nil. Any other end is an error.
+func (d *Device) Serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+	err := (&socket.Server{Features: d.Features(), Handler: d.Handler(), Logger: log}).Serve(ctx, ln)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
 }
 
 // AnchorsPEM is Anchors in PEM, one CERTIFICATE block per root.

@@ -17,6 +17,8 @@ import (
 // them (strings, not yet parsed). Config turns them into a Config; its
 // errors name the flag at fault, as the command prints them.
 type Settings struct {
+	Listen     string        // --listen: the TCP address to serve on
+	WriteCA    string        // --write-ca: where WriteFiles writes the anchors
 	Profile    string        // --profile
 	Algorithms string        // --algorithms: ParseAsymList
 	Versions   string        // --versions: ParseVersions
@@ -91,6 +93,20 @@ func (s Settings) Config() (Config, error) {
 	}
 	return Config{BDF: bdf, Identity: id, Profile: s.Profile, Algorithms: asym, Versions: vers, Latency: s.Latency, Slots: slots,
 		Session: sc, Logger: s.Logger, PKI: pki, PublicKeyOnly: s.PublicKeyOnly, MultiKey: mk}, nil
+}
+
+// Device builds the software device the settings describe (Config, then
+// New, whose errors are prefixed "emulate: "), with its configuration.
+func (s Settings) Device() (*Device, Config, error) {
+	cfg, err := s.Config()
+	if err != nil {
+		return nil, Config{}, err
+	}
+	dev, err := New(cfg)
+	if err != nil {
+		return nil, Config{}, fmt.Errorf("emulate: %w", err)
+	}
+	return dev, cfg, nil
 }
 
 // PKISource names where the operator's keys came from: the --pki
@@ -187,6 +203,24 @@ func (d *Device) KeyAsymNames(asym spdm.AsymAlgo) []string {
 		have |= KeyTypeAlgorithms(c.Type)
 	}
 	return AsymNames(have & asym)
+}
+
+// WriteFiles writes what a requester of d needs: its root CA certificates
+// (WriteAnchors to s.WriteCA) and, with PublicKeyOnly, its public keys (to
+// s.WritePublicKey, or a temporary file). It returns the paths written;
+// pubPath is "" without PublicKeyOnly.
+func (s Settings) WriteFiles(d *Device) (caPath, pubPath string, err error) {
+	if caPath, err = WriteAnchors(s.WriteCA, d.AnchorsPEM()); err != nil || !s.PublicKeyOnly {
+		return caPath, "", err
+	}
+	pems, err := d.PublicKeysPEM()
+	if err != nil {
+		return "", "", err
+	}
+	if pubPath, err = WritePEMFile(s.WritePublicKey, "vfio-gate-emu-key-*.pem", pems); err != nil {
+		return "", "", err
+	}
+	return caPath, pubPath, nil
 }
 
 // WriteAnchors writes the PEM anchors to path, or to a new temporary file

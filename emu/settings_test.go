@@ -136,3 +136,23 @@ func TestWritePEMFile(t *testing.T) {
 		t.Fatal("a path in a missing directory: no error")
 	}
 }
+
+// TestSettingsDevice: the settings' device and configuration; Config's
+// errors as they are, New's prefixed with the command.
+func TestSettingsDevice(t *testing.T) {
+	s := defaults()
+	s.Slots = 2
+	d, c, err := s.Device()
+	if err != nil || d == nil || c.Slots != 2 || len(d.Anchors()) == 0 {
+		t.Fatalf("Device() = %v, %+v, %v", d, c, err)
+	}
+	s.Versions = "9.9"
+	if _, _, err := s.Device(); err == nil || !strings.HasPrefix(err.Error(), "--versions: ") {
+		t.Fatalf("bad --versions: %v", err)
+	}
+	s = defaults()
+	s.Slots = 9
+	if _, _, err := s.Device(); err == nil || !strings.HasPrefix(err.Error(), "emulate: emu: ") {
+		t.Fatalf("9 slots: %v", err)
+	}
+}

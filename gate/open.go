@@ -109,6 +109,15 @@ func RecordingTPM(spec string, throwaway bool) (string, error) {
 	return spec, nil
 }
 
+// ReadingTPM is the tpm.Open spec of a TPM that is only read (log
+// verify): it records nothing, so SimThrowaway is plain "sim".
+func ReadingTPM(spec string) string {
+	if spec == SimThrowaway {
+		return "sim"
+	}
+	return spec
+}
+
 // TPMName says which TPM records (status, doctor): the spec, a refused
 // one, or the throwaway simulator.
 func TPMName(spec string, throwaway bool) string {

@@ -38,6 +38,15 @@ func TestRecordingTPM(t *testing.T) {
 	}
 }
 
+// TestReadingTPM: a TPM only read may be the simulator, asked for either way.
+func TestReadingTPM(t *testing.T) {
+	for spec, want := range map[string]string{"sim:throwaway": "sim", "sim": "sim", "/dev/tpmrm0": "/dev/tpmrm0", "tcp:127.0.0.1:2321": "tcp:127.0.0.1:2321"} {
+		if got := gate.ReadingTPM(spec); got != want {
+			t.Errorf("ReadingTPM(%q) = %q, want %q", spec, got, want)
+		}
+	}
+}
+
 // openSetup is a Setup over a fixture tree (no devices), the fixture policy
 // and the simulator (which Open opens: no world here holds it).
 func openSetup(t *testing.T) gate.Setup {

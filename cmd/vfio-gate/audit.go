@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,7 +9,6 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/audit"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
-	"github.com/vfio-gate/vfio-gate/pci"
 )
 
 func newAuditCmd(e *env, g *globals) *cobra.Command {
@@ -26,55 +25,30 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 			if len(devices) == 0 {
 				return usageErrorf("audit: name at least one --device BDF")
 			}
-			mode := audit.Mode(attach)
-			switch attach {
-			case "auto":
-				mode = audit.ModeAuto
-			case string(audit.ModeFentry), string(audit.ModeKprobe):
-			default:
+			mode, ok := audit.ParseMode(attach)
+			if !ok {
 				return usageErrorf("audit: --attach %q: want auto, fentry or kprobe", attach)
 			}
-			layouts := map[string]audit.Layout{}
-			for _, d := range devices {
-				b, err := pci.ParseBDF(d)
-				if err != nil {
-					return usageErrorf("%v", err)
-				}
-				layouts[b.String()] = audit.LayoutOf(g.sysfsRoot, b)
-			}
-			m, err := audit.New(audit.Options{Logger: g.log, Mode: mode})
+			layouts, err := audit.Layouts(g.sysfsRoot, devices)
 			if err != nil {
-				return withCode(exitUnavailable, err)
+				return usageErrorf("%v", err)
 			}
-			defer m.Close()
-			for d := range layouts {
-				if err := m.Guard(d); err != nil {
-					return err
-				}
-			}
-			tagged, err := m.Attach()
-			if err != nil {
-				return withCode(exitUnavailable, err)
-			}
-			g.log.Info("audit attached", "mode", m.Mode(), "path_taggers", tagged)
-			ctx := cmd.Context()
-			if duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, duration)
-				defer cancel()
-			}
-			err = m.Run(ctx, func(a *audit.Access) {
-				a.Region = audit.Classify(a.Offset, a.Size, layouts[a.Device])
-				if g.json { // one compact document per line
-					if b, err := jsonDoc("audit-event", a); err == nil {
-						_, _ = e.out.Write(append(b, '\n'))
+			lost, err := audit.Watch(cmd.Context(), audit.WatchOptions{Options: audit.Options{Logger: g.log, Mode: mode}, Layouts: layouts, Duration: duration},
+				func(a *audit.Access) {
+					if g.json { // one compact document per line
+						if b, err := jsonDoc("audit-event", a); err == nil {
+							_, _ = e.out.Write(append(b, '\n'))
+						}
+						return
 					}
-					return
-				}
-				rpt.WriteAuditText(e.out, a)
-			})
-			if n, lerr := m.Lost(); lerr == nil && n > 0 {
-				fmt.Fprintf(e.errw, "vfio-gate: audit: %d events lost (ring buffer full)\n", n)
+					rpt.WriteAuditText(e.out, a)
+				})
+			var ue *audit.UnavailableError
+			if errors.As(err, &ue) {
+				return withCode(exitUnavailable, err)
+			}
+			if lost > 0 {
+				fmt.Fprintf(e.errw, "vfio-gate: audit: %d events lost (ring buffer full)\n", lost)
 			}
 			return err
 		},

@@ -14,10 +14,7 @@ import (
 
 func newDaemonCmd(e *env, g *globals) *cobra.Command {
 	var f gateFlags
-	var uri, lvSocket string
-	var noLibvirt bool
-	var poll, tpmWait time.Duration
-	var metricsListen string
+	var o daemonOptions
 	c := &cobra.Command{
 		Use:     "daemon",
 		Short:   "Run the vfio-gate daemon (the libvirt hook's and the CLI's server)",
@@ -25,18 +22,17 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 		Example: helpText("daemon.example"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context(), e, g, &f, daemonOptions{uri: uri, socket: lvSocket, noLibvirt: noLibvirt, poll: poll,
-				tpmWait: tpmWait, metricsListen: metricsListen})
+			return runDaemon(cmd.Context(), e, g, &f, o)
 		},
 	}
 	f.add(c)
 	f.audit.add(c)
-	c.Flags().StringVar(&uri, "libvirt-uri", "qemu:///system", "libvirt URI to watch")
-	c.Flags().StringVar(&lvSocket, "libvirt-socket", conn.DefaultSocket, "libvirtd's read-write socket")
-	c.Flags().BoolVar(&noLibvirt, "no-libvirt", false, "do not watch libvirt (lifecycle, hot-plug)")
-	c.Flags().DurationVar(&poll, "poll-interval", 30*time.Second, "how often to re-read TDISP states and look for hot-plugged hostdevs")
-	c.Flags().DurationVar(&tpmWait, "tpm-wait", 30*time.Second, "how long to wait for a --tpm device node that does not exist yet (a TPM driver loaded late at boot)")
-	c.Flags().StringVar(&metricsListen, "metrics-listen", "", `also serve /metrics on this loopback TCP address (e.g. 127.0.0.1:9464); "" = only on the daemon socket`)
+	c.Flags().StringVar(&o.uri, "libvirt-uri", "qemu:///system", "libvirt URI to watch")
+	c.Flags().StringVar(&o.socket, "libvirt-socket", conn.DefaultSocket, "libvirtd's read-write socket")
+	c.Flags().BoolVar(&o.noLibvirt, "no-libvirt", false, "do not watch libvirt (lifecycle, hot-plug)")
+	c.Flags().DurationVar(&o.poll, "poll-interval", 30*time.Second, "how often to re-read TDISP states and look for hot-plugged hostdevs")
+	c.Flags().DurationVar(&o.tpmWait, "tpm-wait", 30*time.Second, "how long to wait for a --tpm device node that does not exist yet (a TPM driver loaded late at boot)")
+	c.Flags().StringVar(&o.metricsListen, "metrics-listen", "", `also serve /metrics on this loopback TCP address (e.g. 127.0.0.1:9464); "" = only on the daemon socket`)
 	return c
 }
 
@@ -52,9 +48,8 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	if o.poll <= 0 {
 		return usageErrorf("--poll-interval must be positive")
 	}
-	if err := waitForDevice(ctx, g, g.tpm, o.tpmWait); err != nil {
-		return err
-	}
+	// A node still missing after --tpm-wait is left for the TPM's open to report (exit 5).
+	daemon.WaitForDevice(ctx, g.tpm, o.tpmWait, g.log, nil)
 	metrics := daemon.NewMetrics(daemon.MetricsOptions{EventLog: eventLogDir(g)})
 	s, err := openGate(e, g, f, setupOptions{observer: metrics})
 	if err != nil {
@@ -71,12 +66,4 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 		OpenSession: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Socket: g.daemonSocket,
 		Metrics: metrics, MetricsListen: o.metricsListen, Watch: watch, Poll: o.poll, TPM: tpmName(g), Logger: g.log,
 		Signals: []os.Signal{syscall.SIGTERM, syscall.SIGINT}})
-}
-
-// waitForDevice waits up to d for a TPM given as a device path to appear
-// (daemon.WaitForDevice); a node still missing after d is left for the TPM's
-// open to report (exit 5).
-func waitForDevice(ctx context.Context, g *globals, path string, d time.Duration) error {
-	daemon.WaitForDevice(ctx, path, d, g.log, nil)
-	return nil
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"os"
-	"time"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -31,33 +29,14 @@ func newDoctorCmd(e *env, g *globals) *cobra.Command {
 			spec, tpmErr := recordingTPM(g)
 			h := &doctor.Host{Sysfs: g.sysfsRoot, LibvirtDir: libvirtDir, Policy: g.policy, StateDir: g.stateDir,
 				TPM: spec, TPMErr: tpmErr, TPMName: tpmName(g),
-				LibvirtVersion: lvhook.InstalledVersion, OpenTPM: tpm.Open,
-				DaemonStatus: func(ctx context.Context) (*daemon.Status, error) {
-					ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-					defer cancel()
-					return daemon.NewClient(g.daemonSocket).Status(ctx)
-				},
-				Geteuid: e.geteuid, PolicyLoad: e.policyLoad,
-				BPFProbe: func() error {
-					m, err := audit.New(audit.Options{})
-					if err != nil {
-						return err
-					}
-					return m.Close()
-				}}
-			if h.Geteuid == nil {
-				h.Geteuid = os.Geteuid
-			}
+				LibvirtVersion: lvhook.InstalledVersion, OpenTPM: tpm.Open, DaemonStatus: daemon.NewClient(g.daemonSocket).Status,
+				Geteuid: e.geteuid, PolicyLoad: e.policyLoad, BPFProbe: audit.Probe}
 			if e.doctor != nil {
 				e.doctor(h)
 			}
 			rep := doctor.Run(cmd.Context(), h)
-			if g.json {
-				if err := writeJSON(e.out, "doctor", rep); err != nil {
-					return err
-				}
-			} else {
-				rpt.WriteDoctorText(e.out, rep)
+			if err := g.write(e, "doctor", rep, func(w io.Writer) { rpt.WriteDoctorText(w, rep) }); err != nil {
+				return err
 			}
 			if !rep.OK {
 				return quietCode(exitInternal, errors.New("doctor: a check failed"))

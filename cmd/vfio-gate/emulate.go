@@ -1,39 +1,30 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/vfio-gate/vfio-gate/doe/socket"
 	"github.com/vfio-gate/vfio-gate/emu"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 )
 
-// emulateFlags are the flags of `vfio-gate emulate`.
-type emulateFlags struct {
-	listen, writeCA string
-	emu.Settings
-}
-
 func newEmulateCmd(e *env, g *globals) *cobra.Command {
-	var o emulateFlags
+	var o emu.Settings
 	cmd := &cobra.Command{
 		Use:     "emulate --listen HOST:PORT [--profile NAME] [--write-ca FILE]",
 		Short:   "Serve the software CMA/SPDM device over the spdm-socket protocol",
 		Long:    helpText("emulate.long", "profiles", strings.ReplaceAll(emu.ProfileNames(), "|", ", ")),
 		Example: helpText("emulate.example"),
 		Args:    cobra.NoArgs,
-		RunE:    func(cmd *cobra.Command, _ []string) error { return o.run(cmd, e, g) },
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runEmulate(cmd, e, g, &o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.listen, "listen", "", "TCP address to serve spdm-socket on, e.g. 127.0.0.1:2323 (port 0 picks one)")
+	f.StringVar(&o.Listen, "listen", "", "TCP address to serve spdm-socket on, e.g. 127.0.0.1:2323 (port 0 picks one)")
 	f.StringVar(&o.Profile, "profile", "good", "device personality: "+emu.ProfileNames())
-	f.StringVar(&o.writeCA, "write-ca", "", "write the root CA certificates (PEM) here instead of a temporary file")
+	f.StringVar(&o.WriteCA, "write-ca", "", "write the root CA certificates (PEM) here instead of a temporary file")
 	f.StringVar(&o.Algorithms, "algorithms", "", "comma-separated signature algorithms (e.g. ecdsa-p384,rsapss-3072); default all")
 	f.StringVar(&o.Versions, "versions", "", "comma-separated SPDM versions offered (e.g. 1.2,1.3); default 1.0-1.3")
 	f.DurationVar(&o.Latency, "latency", 0, "delay every response by this much")
@@ -54,62 +45,33 @@ func newEmulateCmd(e *env, g *globals) *cobra.Command {
 	return cmd
 }
 
-// config builds the software device's configuration from the flags
-// (emu.Settings.Config); every error is a usage error.
-func (o *emulateFlags) config(cmd *cobra.Command, g *globals) (emu.Config, error) {
-	if o.listen == "" {
-		return emu.Config{}, usageErrorf("emulate: --listen HOST:PORT is required")
+// runEmulate builds the device (o.Device; every error is a usage error),
+// writes its anchors (or public keys), prints the start-up banner and serves
+// until interrupted.
+func runEmulate(cmd *cobra.Command, e *env, g *globals, o *emu.Settings) error {
+	if o.Listen == "" {
+		return usageErrorf("emulate: --listen HOST:PORT is required")
 	}
 	o.SlotsSet, o.Logger = cmd.Flags().Changed("slots"), g.log
-	cfg, err := o.Config()
+	dev, cfg, err := o.Device()
 	if err != nil {
-		return emu.Config{}, usageErrorf("%v", err)
+		return usageErrorf("%v", err)
 	}
-	return cfg, nil
-}
-
-// run builds the device, writes its anchors (or public keys), prints the
-// start-up banner and serves until interrupted.
-func (o *emulateFlags) run(cmd *cobra.Command, e *env, g *globals) error {
-	cfg, err := o.config(cmd, g)
+	caPath, pubPath, err := o.WriteFiles(dev)
 	if err != nil {
 		return err
 	}
-	dev, err := emu.New(cfg)
-	if err != nil {
-		return usageErrorf("emulate: %v", err)
-	}
-	caPath, err := emu.WriteAnchors(o.writeCA, dev.AnchorsPEM())
-	if err != nil {
-		return err
-	}
-	var pubPath string
-	if o.PublicKeyOnly {
-		pems, err := dev.PublicKeysPEM()
-		if err != nil {
-			return err
-		}
-		if pubPath, err = emu.WritePEMFile(o.WritePublicKey, "vfio-gate-emu-key-*.pem", pems); err != nil {
-			return err
-		}
-	}
-	ln, err := (&net.ListenConfig{}).Listen(cmd.Context(), "tcp", o.listen)
+	ln, err := (&net.ListenConfig{}).Listen(cmd.Context(), "tcp", o.Listen)
 	if err != nil {
 		return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
 	}
-	banner := rpt.EmulateBanner(dev, cfg, o.Settings, ln.Addr().String(), caPath, pubPath)
-	if g.json {
-		if err := writeJSON(e.out, "emulate", banner); err != nil {
-			ln.Close()
-			return err
-		}
-	} else {
-		banner.WriteText(e.out)
+	banner := rpt.EmulateBanner(dev, cfg, *o, ln.Addr().String(), caPath, pubPath)
+	if err := g.write(e, "emulate", banner, banner.WriteText); err != nil {
+		ln.Close()
+		return err
 	}
-	srv := &socket.Server{Features: dev.Features(), Handler: dev.Handler(), Logger: g.log}
-	err = srv.Serve(cmd.Context(), ln)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return nil // interrupted: the normal way to stop
+	if err := dev.Serve(cmd.Context(), ln, g.log); err != nil {
+		return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
 	}
-	return withCode(exitUnavailable, fmt.Errorf("emulate: %w", err))
+	return nil
 }

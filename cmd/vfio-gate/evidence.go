@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/vfio-gate/vfio-gate/attest"
+	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/gate/evstore"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -32,7 +32,7 @@ func newEvidenceCmd(e *env, g *globals) *cobra.Command {
 		Example: "  vfio-gate evidence show 3f1c…",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := loadBundle(g, args[0])
+			b, err := evstore.Load(evidenceDir(g), args[0])
 			if err != nil {
 				return err
 			}
@@ -47,50 +47,33 @@ func newEvidenceCmd(e *env, g *globals) *cobra.Command {
 		Example: helpText("evidence-verify.example"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := loadBundle(g, args[0])
+			b, err := evstore.Load(evidenceDir(g), args[0])
 			if err != nil {
 				return err
-			}
-			var ev attest.Evidence
-			if err := json.Unmarshal(b.Evidence, &ev); err != nil {
-				return fmt.Errorf("bundle %s: evidence: %w", b.Digest, err)
 			}
 			roots, err := loadAnchors(anchors)
 			if err != nil {
 				return err
 			}
-			now := time.Now()
-			rep, checked := attest.VerifyOffline(&ev, roots, now)
-			var verdict *policy.Verdict
+			var p *policy.Policy
 			if cmd.Flags().Changed("policy") {
-				p, err := policy.Load(g.policy, nil)
-				if err != nil {
+				if p, err = policy.Load(g.policy, nil); err != nil {
 					return err
 				}
-				v := p.Evaluate(checked, policy.Input{Now: now, Confidential: b.Decision.Confidential})
-				verdict = &v
+			}
+			rep, verdict, err := gate.Reverify(b, roots, p, time.Now())
+			if err != nil {
+				return err
 			}
 			out := rpt.EvidenceVerifyOf(b, rep, verdict)
-			if g.json {
-				if err := writeJSON(e.out, "evidence-verify", out); err != nil {
-					return err
-				}
-			} else {
-				rpt.WriteEvidenceVerify(e.out, out, g.policy)
+			if err := g.write(e, "evidence-verify", out, func(w io.Writer) { rpt.WriteEvidenceVerify(w, out, g.policy) }); err != nil {
+				return err
 			}
-			code := 0
-			var err2 error
 			switch {
 			case !rep.OK:
-				code, err2 = exitAttestation, fmt.Errorf("bundle %s does not re-verify", b.Digest)
+				return g.fail(exitAttestation, fmt.Errorf("bundle %s does not re-verify", b.Digest))
 			case verdict != nil && !verdict.Allow:
-				code, err2 = exitDenied, fmt.Errorf("policy %s denies the evidence of bundle %s", g.policy, b.Digest)
-			}
-			if err2 != nil {
-				if g.json {
-					return quietCode(code, err2)
-				}
-				return withCode(code, err2)
+				return g.fail(exitDenied, fmt.Errorf("policy %s denies the evidence of bundle %s", g.policy, b.Digest))
 			}
 			return nil
 		},
@@ -98,9 +81,4 @@ func newEvidenceCmd(e *env, g *globals) *cobra.Command {
 	verify.Flags().StringArrayVar(&anchors, "trust-anchor", nil, "trust anchor certificate (PEM, may hold several, or DER); repeatable")
 	cmd.AddCommand(show, verify, newEvidenceExportCmd(e, g))
 	return cmd
-}
-
-// loadBundle reads a bundle by digest from the store, or from a file.
-func loadBundle(g *globals, arg string) (*evstore.Bundle, error) {
-	return evstore.Load(evidenceDir(g), arg)
 }

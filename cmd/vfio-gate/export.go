@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/hex"
 	"errors"
-	"fmt"
 
 	"github.com/spf13/cobra"
 	"github.com/vfio-gate/vfio-gate/internal/evexport"
@@ -12,8 +10,7 @@ import (
 )
 
 func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
-	var nonceHex, outDir, bootSel string
-	var pcr int
+	var o evexport.Options
 	cmd := &cobra.Command{
 		Use:     "export --nonce HEX --out DIR",
 		Short:   "Export the current boot's log, a TPM quote and the bundles, for verifiers with tpm2-tools",
@@ -21,19 +18,16 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 		Example: "  sudo vfio-gate evidence export --nonce $(openssl rand -hex 16) --out /tmp/export",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if bootSel != "current" {
-				return withCode(exitInternal, fmt.Errorf("--boot %q: only the current boot can be quoted", bootSel))
-			}
-			nonce, err := hex.DecodeString(nonceHex)
-			if err != nil || len(nonce) == 0 || len(nonce) > 64 {
-				return withCode(exitInternal, fmt.Errorf("--nonce: want 1 to 64 bytes in hex"))
+			o.LogDir, o.EvidenceDir = eventLogDir(g), evidenceDir(g)
+			if err := o.Check(); err != nil {
+				return err
 			}
 			t, err := tpm.Open(g.tpm)
 			if err != nil {
 				return err
 			}
 			defer t.Close()
-			m, err := evexport.Write(cmd.Context(), t, evexport.Options{LogDir: eventLogDir(g), EvidenceDir: evidenceDir(g), Out: outDir, PCR: pcr, Nonce: nonceHex})
+			m, err := evexport.Write(cmd.Context(), t, o)
 			var le *evexport.LogError
 			if errors.As(err, &le) {
 				return withCode(exitTPM, err)
@@ -44,14 +38,14 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 			if g.json {
 				return writeJSON(e.out, "evidence-export", m)
 			}
-			return rpt.WriteExport(e.out, outDir, m, pcr, nonceHex)
+			return rpt.WriteExport(e.out, o.Out, m, o.PCR, o.Nonce)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&nonceHex, "nonce", "", "the verifier's nonce, hex (1 to 64 bytes); the quote's qualifyingData")
-	fl.StringVar(&outDir, "out", "", "directory to create and write the export into")
-	fl.StringVar(&bootSel, "boot", "current", "boot to export (only \"current\": the quote is of today's PCR)")
-	fl.IntVar(&pcr, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
+	fl.StringVar(&o.Nonce, "nonce", "", "the verifier's nonce, hex (1 to 64 bytes); the quote's qualifyingData")
+	fl.StringVar(&o.Out, "out", "", "directory to create and write the export into")
+	fl.StringVar(&o.Boot, "boot", "current", "boot to export (only \"current\": the quote is of today's PCR)")
+	fl.IntVar(&o.PCR, "pcr", tpm.DefaultPCR, "PCR the events are extended into")
 	cmd.MarkFlagRequired("nonce")
 	cmd.MarkFlagRequired("out")
 	return cmd

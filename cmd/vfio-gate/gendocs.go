@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+
+	"github.com/vfio-gate/vfio-gate/internal/buildinfo"
 )
 
 // newGenDocsCmd writes the man pages (one per command, generated from the
@@ -26,13 +27,9 @@ func newGenDocsCmd(e *env, g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			root := cmd.Root()
 			if man != "" {
-				date := time.Now().UTC()
-				if s := e.getenv("SOURCE_DATE_EPOCH"); s != "" {
-					n, err := strconv.ParseInt(s, 10, 64)
-					if err != nil {
-						return usageErrorf("SOURCE_DATE_EPOCH %q: %v", s, err)
-					}
-					date = time.Unix(n, 0).UTC()
+				date, err := buildinfo.SourceDate(e.getenv("SOURCE_DATE_EPOCH"), time.Now())
+				if err != nil {
+					return usageErrorf("SOURCE_DATE_EPOCH %q: %v", e.getenv("SOURCE_DATE_EPOCH"), err)
 				}
 				if err := os.MkdirAll(man, 0o755); err != nil {
 					return err

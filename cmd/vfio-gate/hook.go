@@ -2,12 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
-	"github.com/vfio-gate/vfio-gate/daemon"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 )
@@ -33,13 +30,7 @@ func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ha, err := lvhook.ParseArgs(args, g.daemonSocket, budget)
-			if err != nil {
-				fmt.Fprintf(e.errw, "vfio-gate: %v: denying\n", err)
-				return quietCode(1, err)
-			}
-			h := &lvhook.Hook{Client: lvhook.DaemonClient{C: daemon.NewClient(ha.Socket)}, Budget: ha.Budget}
-			if code := h.Run(cmd.Context(), ha.Libvirt, e.in, e.errw); code != 0 {
+			if code := lvhook.Main(cmd.Context(), args, g.daemonSocket, budget, e.in, e.errw); code != 0 {
 				return quietCode(code, fmt.Errorf("hook exit %d", code))
 			}
 			return nil
@@ -52,8 +43,7 @@ func newLibvirtHookCmd(e *env, g *globals) *cobra.Command {
 }
 
 func newInstallHookCmd(e *env, g *globals) *cobra.Command {
-	var dir, binary string
-	var dispatcher, reload bool
+	var o lvhook.InstallOptions
 	c := &cobra.Command{
 		Use:     "install-hook",
 		Short:   "Install the libvirt qemu hook drop-in (hooks/qemu.d/vfio-gate)",
@@ -61,37 +51,19 @@ func newInstallHookCmd(e *env, g *globals) *cobra.Command {
 		Example: helpText("install-hook.example"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if binary == "" {
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				binary, _ = filepath.EvalSymlinks(exe)
-			}
-			res, err := lvhook.InstallHook(lvhook.InstallOptions{LibvirtDir: dir, Binary: binary, DaemonSocket: g.daemonSocket, Dispatcher: dispatcher,
-				LibvirtVersion: lvhook.InstalledVersion(cmd.Context())})
+			o.DaemonSocket, o.LibvirtVersion = g.daemonSocket, lvhook.InstalledVersion(cmd.Context())
+			res, err := lvhook.InstallHook(o)
 			if err != nil {
 				return err
 			}
-			if reload {
-				done, err := lvhook.SystemReloader().Reload()
-				res.Notes = append(res.Notes, done...)
-				if err != nil {
-					res.Notes = append(res.Notes, "reload failed: "+err.Error())
-				}
-			}
 			doc := rpt.NewInstallHook(res)
-			if g.json {
-				return writeJSON(e.out, "install-hook", doc)
-			}
-			doc.WriteText(e.out)
-			return nil
+			return g.write(e, "install-hook", doc, doc.WriteText)
 		},
 	}
-	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
-	c.Flags().StringVar(&binary, "binary", "", "absolute path of vfio-gate for the hook to run (default: this executable)")
-	c.Flags().BoolVar(&dispatcher, "dispatcher", false, "create hooks/qemu running qemu.d/* even when libvirt's version is >= 6.5 or unknown (only when none exists)")
-	c.Flags().BoolVar(&reload, "reload", false, "send SIGHUP to the libvirt daemon that runs (libvirtd, or virtqemud with modular daemons) so it sees the hook")
+	c.Flags().StringVar(&o.LibvirtDir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")
+	c.Flags().StringVar(&o.Binary, "binary", "", "absolute path of vfio-gate for the hook to run (default: this executable)")
+	c.Flags().BoolVar(&o.Dispatcher, "dispatcher", false, "create hooks/qemu running qemu.d/* even when libvirt's version is >= 6.5 or unknown (only when none exists)")
+	c.Flags().BoolVar(&o.Reload, "reload", false, "send SIGHUP to the libvirt daemon that runs (libvirtd, or virtqemud with modular daemons) so it sees the hook")
 	return c
 }
 
@@ -109,11 +81,7 @@ func newUninstallHookCmd(e *env, g *globals) *cobra.Command {
 				return err
 			}
 			doc := rpt.UninstallHook{Removed: removed}
-			if g.json {
-				return writeJSON(e.out, "uninstall-hook", doc)
-			}
-			doc.WriteText(e.out)
-			return nil
+			return g.write(e, "uninstall-hook", doc, doc.WriteText)
 		},
 	}
 	c.Flags().StringVar(&dir, "libvirt-dir", "/etc/libvirt", "libvirt configuration directory")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -38,9 +39,14 @@ func newPreflightCmd(e *env, g *globals) *cobra.Command {
 		Example: helpText("preflight.example"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dom, err := preflightDomain(e, uri, lvSocket, args[0])
+			dom, nets, err := conn.DefinedDomain(uri, lvSocket, args[0])
 			if err != nil {
 				return err
+			}
+			for _, n := range nets {
+				if w := n.Warning(); w != "" {
+					fmt.Fprintf(e.errw, "vfio-gate: warning: %s\n", w)
+				}
 			}
 			return runPreflight(cmd.Context(), e, g, &f, args[0], dom, confidential || dom.Confidential(nil))
 		},
@@ -52,72 +58,39 @@ func newPreflightCmd(e *env, g *globals) *cobra.Command {
 	return c
 }
 
-// preflightDomain fetches the domain's persistent definition from libvirt
-// and warns about network interfaces the hook cannot gate.
-func preflightDomain(e *env, uri, lvSocket, name string) (*lvhook.Domain, error) {
-	dom, nets, err := conn.DefinedDomain(uri, lvSocket, name)
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range nets {
-		switch {
-		case n.Err != nil:
-			fmt.Fprintf(e.errw, "vfio-gate: warning: network %s: %v: cannot tell whether it hands out PCI functions\n", n.Name, n.Err)
-		case n.ForwardMode == "hostdev":
-			fmt.Fprintf(e.errw, "vfio-gate: warning: <interface type='network'> uses network %s, a hostdev pool: libvirt picks the PCI function after prepare, so the hook cannot gate it; use <interface type='hostdev'> with a source address\n", n.Name)
-		}
-	}
-	return dom, nil
-}
-
 // runPreflight checks the domain's functions as the hook's prepare step
 // would: through the daemon when it runs, else in-process.
 func runPreflight(ctx context.Context, e *env, g *globals, f *gateFlags, name string, dom *lvhook.Domain, conf bool) error {
 	if len(dom.PCI) == 0 {
-		if g.json {
-			return writeJSON(e.out, "decision", rpt.Decisions{Decision: policy.DecisionAllow, Devices: []rpt.Device{}})
+		return g.write(e, "decision", rpt.Decisions{Decision: policy.DecisionAllow, Devices: []rpt.Device{}},
+			func(w io.Writer) { fmt.Fprintf(w, "domain %s has no host PCI functions: nothing to gate\n", name) })
+	}
+	open := func() (*gate.Host, error) {
+		s, err := openGate(e, g, f, setupOptions{})
+		if err != nil {
+			return nil, err
 		}
-		fmt.Fprintf(e.out, "domain %s has no host PCI functions: nothing to gate\n", name)
-		return nil
+		return s.Host, nil
 	}
-	fmt.Fprintf(e.errw, "vfio-gate: preflight of domain %s: %d host PCI function(s), confidential: %v\n", name, len(dom.BDFs()), conf)
-	ds, deferred, err := lvhook.PreflightDaemon(ctx, daemon.NewClient(g.daemonSocket), dom, conf)
-	switch {
-	case err == nil:
-		fmt.Fprintf(e.errw, "vfio-gate: decided by the daemon at %s\n", g.daemonSocket)
-		return finishPreflight(e, g, ds, policy.ModeEnforce, deferred)
-	case !errors.Is(err, daemon.ErrNotRunning):
-		return withCode(exitUnavailable, err)
-	}
-	fmt.Fprintf(e.errw, "vfio-gate: daemon not running: checking in-process\n")
-	s, err := openGate(e, g, f, setupOptions{})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	ds, deferred, err = lvhook.PreflightGate(ctx, s.Host, name, dom, conf)
+	ds, deferred, mode, err := lvhook.Preflight(ctx, daemon.NewClient(g.daemonSocket), g.daemonSocket, open, name, dom, conf, e.errw)
+	var de *lvhook.DaemonError
 	var lse *lvhook.LaunchSecurityError
 	switch {
+	case errors.As(err, &de):
+		return withCode(exitUnavailable, err)
 	case errors.As(err, &lse):
 		return withCode(exitDenied, err)
 	case err != nil:
-		return lockErr(err)
+		return lockErr(err) // the gate's locks; openGate's errors pass unchanged
 	}
-	return finishPreflight(e, g, ds, s.pol.Mode, deferred)
+	return finishPreflight(e, g, ds, mode, deferred)
 }
-
-// deferredFn is a function whose check the hook defers to start begin.
-type deferredFn = phase.Deferred
 
 // finishPreflight prints the checked decisions and the deferred functions;
 // the exit code is check's over the checked ones (deferred is no deny).
-func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, deferred []deferredFn) error {
-	if g.json {
-		if err := writeJSON(e.out, "decision", rpt.PreflightOf(ds, mode, deferred)); err != nil {
-			return err
-		}
-	} else {
-		rpt.WritePreflight(e.out, ds, mode, deferred)
+func finishPreflight(e *env, g *globals, ds []gate.Decision, mode policy.Mode, deferred []phase.Deferred) error {
+	if err := g.write(e, "decision", rpt.PreflightOf(ds, mode, deferred), func(w io.Writer) { rpt.WritePreflight(w, ds, mode, deferred) }); err != nil {
+		return err
 	}
 	if code := decisionsExit(ds); code != exitOK {
 		return quietCode(code, fmt.Errorf("exit %d", code))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/hooks/libvirt/phase"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
@@ -22,7 +23,7 @@ func TestFinishPreflight(t *testing.T) {
 		Verdict: policy.Verdict{Decision: policy.DecisionAllow, Allow: true}}
 	deny := gate.Decision{BDF: b1, Identity: attest.Identity{BDF: b1.String()}, Recorded: true,
 		Verdict: policy.Verdict{Decision: policy.DecisionDeny, Reasons: []policy.Reason{{Code: policy.CodeNoCMA, Message: "x"}}}}
-	def := []deferredFn{{BDF: b2, Message: "on host driver nvme; libvirt moves it to vfio-pci before start: checked at start begin"}}
+	def := []phase.Deferred{{BDF: b2, Message: "on host driver nvme; libvirt moves it to vfio-pci before start: checked at start begin"}}
 	for _, c := range []struct {
 		name     string
 		ds       []gate.Decision

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vfio-gate/vfio-gate/gate"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/tpm"
 )
@@ -47,30 +47,20 @@ func newLogShowCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 		Example: "  vfio-gate log show --state-dir /var/lib/vfio-gate",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			boots, err := tpm.SelectBoots(eventLogDir(g), lf.boot, lf.all)
+			var table *rpt.LogTable
+			if !g.json {
+				table = rpt.NewLogTable(e.out)
+			}
+			doc, err := rpt.ReadLogShow(eventLogDir(g), lf.boot, lf.all, table)
 			if err != nil {
 				return err
 			}
-			shown := []rpt.LogBoot{}
-			table := rpt.NewLogTable(e.out)
-			for _, b := range boots {
-				l, err := tpm.ReadBoot(eventLogDir(g), b.Seq)
-				if err != nil {
-					return err
-				}
-				lb := rpt.LogBootOf(b, l)
-				shown = append(shown, lb)
-				if !g.json {
-					table.Boot(lb)
-				}
-			}
 			if g.json {
-				return writeJSON(e.out, "log-show", map[string]any{"dir": eventLogDir(g), "boots": shown})
+				return writeJSON(e.out, "log-show", doc)
 			}
-			return table.Flush(eventLogDir(g), len(boots) == 0)
+			return table.Flush(eventLogDir(g), len(doc.Boots) == 0)
 		},
 	}
-
 }
 
 func newLogVerifyCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
@@ -81,60 +71,30 @@ func newLogVerifyCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 		Example: "  vfio-gate log verify --tpm tcp:127.0.0.1:2321 --state-dir /tmp/demo-state",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec := g.tpm
-			if spec == simThrowaway {
-				spec = "sim" // verifying records nothing: sim alone is fine here too
-			}
-			t, err := tpm.Open(spec)
+			t, err := tpm.Open(gate.ReadingTPM(g.tpm)) // verifying records nothing: sim alone is fine here too
 			if err != nil {
 				return err
 			}
 			defer t.Close()
-			seqs := []int{lf.boot}
-			if lf.all {
-				boots, err := tpm.ListBoots(eventLogDir(g))
-				if err != nil {
-					return err
-				}
-				seqs = nil
-				for _, b := range boots {
-					seqs = append(seqs, b.Seq)
-				}
-				if len(seqs) == 0 {
-					seqs = []int{0}
-				}
+			var each func(*tpm.VerifyResult)
+			if !g.json {
+				each = func(res *tpm.VerifyResult) { printVerify(e, res, eventLogDir(g)) }
 			}
-			var results []*tpm.VerifyResult
-			var failed error
-			for _, seq := range seqs {
-				res, err := tpm.VerifyBoot(cmd.Context(), t, eventLogDir(g), seq, lf.pcr)
-				if err != nil {
-					return err
-				}
-				results = append(results, res)
-				if !g.json {
-					printVerify(e, res, eventLogDir(g))
-				}
-				if !res.OK && failed == nil {
-					failed = fmt.Errorf("event log %s (boot %d) does not match PCR %d: %s", eventLogDir(g), res.Boot, lf.pcr, res.Problems[0].Msg)
-				}
+			results, err := tpm.VerifyBoots(cmd.Context(), t, eventLogDir(g), lf.boot, lf.all, lf.pcr, each)
+			if err != nil {
+				return err
 			}
-			if g.json {
-				var err error
-				if lf.all {
-					err = writeJSON(e.out, "log-verify-all", map[string]any{"boots": results})
-				} else {
-					err = writeJSON(e.out, "log-verify", results[0])
-				}
-				if err != nil {
-					return err
-				}
+			switch {
+			case g.json && lf.all:
+				err = writeJSON(e.out, "log-verify-all", map[string]any{"boots": results})
+			case g.json:
+				err = writeJSON(e.out, "log-verify", results[0])
 			}
-			if failed != nil {
-				if g.json {
-					return quietCode(exitTPM, failed)
-				}
-				return withCode(exitTPM, failed)
+			if err != nil {
+				return err
+			}
+			if err := tpm.Mismatch(eventLogDir(g), results); err != nil {
+				return g.fail(exitTPM, err)
 			}
 			return nil
 		},

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +56,25 @@ type globals struct {
 	log          *slog.Logger
 }
 
+// write prints doc on e.out: the JSON document of kind with --json, else
+// its text form.
+func (g *globals) write(e *env, kind string, doc any, text func(io.Writer)) error {
+	if g.json {
+		return writeJSON(e.out, kind, doc)
+	}
+	text(e.out)
+	return nil
+}
+
+// fail ends a command that printed its answer with code: quietly with
+// --json (the document is the answer), else with err's message.
+func (g *globals) fail(code int, err error) error {
+	if g.json {
+		return quietCode(code, err)
+	}
+	return withCode(code, err)
+}
+
 var exitCodesHelp = helpText("exit-codes")
 
 func newRootCmd(e *env) *cobra.Command {
@@ -83,9 +101,9 @@ func newRootCmd(e *env) *cobra.Command {
 					return err
 				}
 			}
-			lvl, err := parseLevel(g.logLevel)
-			if err != nil {
-				return err
+			lvl, ok := journal.ParseLevel(g.logLevel)
+			if !ok {
+				return usageErrorf("--log-level %q: want debug, info, warn or error", g.logLevel)
 			}
 			g.log = slog.New(journal.NewHandler(e.errw, e.getenv, lvl))
 			slog.SetDefault(g.log)
@@ -219,23 +237,12 @@ func globalFlagsOnce(root *cobra.Command) string {
 {{end}}Global flags: `+strings.Join(names, " ")+` (see "vfio-gate --help")`, 1)
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
-		return 0, usageErrorf("--log-level %q: want debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
 // Set at link time by scripts/package (-ldflags "-X main.buildVersion=...
 // -X main.buildCommit=..."): the build info has no VCS revision when GOFLAGS
 // holds -buildvcs=false or the tree is not a git checkout.
 var buildVersion, buildCommit string
 
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	return buildinfo.Version(buildVersion, buildCommit, bi, ok)
-}
+func version() string { return buildinfo.Current(buildVersion, buildCommit) }
 
 func newVersionCmd(e *env, g *globals) *cobra.Command {
 	return &cobra.Command{

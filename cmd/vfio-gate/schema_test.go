@@ -204,8 +204,8 @@ func TestSchemaFilesMatchKinds(t *testing.T) {
 		// Stored documents (gate.BoundSchema, daemon.StateSchema, tdisp.JournalSchema), checked in their packages.
 		"vfio-gate/bound/v1": true, "vfio-gate/daemon-state/v1": true, "vfio-gate/tdisp-journal/v1": true,
 	}
-	// writeJSON(w, "kind", ...), jsonDoc("kind", ...), jsonOrText(e, g, "kind", ...)
-	re := regexp.MustCompile(`(?:writeJSON\([^,()]+|jsonOrText\([^,()]+,[^,()]+|jsonDoc\()\s*,?\s*"([a-z][a-z0-9-]*)"`)
+	// writeJSON(w, "kind", ...), jsonDoc("kind", ...), jsonOrText(e, g, "kind", ...), g.write(e, "kind", ...)
+	re := regexp.MustCompile(`(?:writeJSON\([^,()]+|jsonOrText\([^,()]+,[^,()]+|g\.write\([^,()]+|jsonDoc\()\s*,?\s*"([a-z][a-z0-9-]*)"`)
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue

@@ -1,10 +1,14 @@
 package libvirt
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
+
+	"github.com/vfio-gate/vfio-gate/daemon"
 )
 
 // Args is a `vfio-gate libvirt-hook` command line taken apart.
@@ -62,4 +66,18 @@ func ParseArgs(args []string, socket string, budget time.Duration) (Args, error)
 		return p, fmt.Errorf("hook called with %d arguments after its flags, want DOMNAME OPERATION SUBOP EXTRA (reinstall the drop-in: vfio-gate install-hook)", len(p.Libvirt))
 	}
 	return p, nil
+}
+
+// Main is `vfio-gate libvirt-hook`: it takes args apart (ParseArgs; socket
+// and budget are the values in force without a flag) and runs the hook
+// against the daemon, returning the exit status libvirt acts on. Arguments
+// that do not parse deny (1), with the reason on stderr.
+func Main(ctx context.Context, args []string, socket string, budget time.Duration, stdin io.Reader, stderr io.Writer) int {
+	ha, err := ParseArgs(args, socket, budget)
+	if err != nil {
+		fmt.Fprintf(stderr, "vfio-gate: %v: denying\n", err)
+		return 1
+	}
+	h := &Hook{Client: DaemonClient{C: daemon.NewClient(ha.Socket)}, Budget: ha.Budget}
+	return h.Run(ctx, ha.Libvirt, stdin, stderr)
 }

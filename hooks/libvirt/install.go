@@ -27,6 +27,12 @@ type InstallOptions struct {
 	// LibvirtVersion is the installed libvirt's version ("9.0.0"; "" =
 	// unknown): below 6.5 the dispatcher is created without Dispatcher.
 	LibvirtVersion string
+	// Reload SIGHUPs the libvirt daemon that runs (SystemReloader) after
+	// installing, so it sees the hook; what it did, or why it failed, is
+	// added to the result's notes.
+	Reload bool
+
+	reloader func() ([]string, error) // tests; nil: SystemReloader().Reload
 }
 
 // NeedsDispatcher reports whether libvirt version v ("major.minor[.micro]")
@@ -48,10 +54,18 @@ type InstallResult struct {
 }
 
 // InstallHook writes hooks/qemu.d/vfio-gate. It never overwrites an existing
-// hooks/qemu, nor a drop-in it did not write itself.
+// hooks/qemu, nor a drop-in it did not write itself. An empty o.Binary is
+// this executable, symlinks resolved.
 func InstallHook(o InstallOptions) (*InstallResult, error) {
 	if o.LibvirtDir == "" {
 		o.LibvirtDir = "/etc/libvirt"
+	}
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		o.Binary, _ = filepath.EvalSymlinks(exe) // "" when it fails: refused below
 	}
 	if !filepath.IsAbs(o.Binary) {
 		return nil, fmt.Errorf("install-hook: binary path %q must be absolute", o.Binary)
@@ -94,6 +108,16 @@ func InstallHook(o InstallOptions) (*InstallResult, error) {
 		res.Notes = append(res.Notes, fmt.Sprintf("no %s dispatcher created: libvirt's version is unknown; libvirt < 6.5 needs one (--dispatcher)", main))
 	}
 	res.Notes = append(res.Notes, "libvirtd reads hooks only at start: reload it (systemctl reload libvirtd, or SIGHUP) or pass --reload")
+	if o.Reload {
+		if o.reloader == nil {
+			o.reloader = SystemReloader().Reload
+		}
+		done, err := o.reloader()
+		res.Notes = append(res.Notes, done...)
+		if err != nil {
+			res.Notes = append(res.Notes, "reload failed: "+err.Error())
+		}
+	}
 	return res, nil
 }
 

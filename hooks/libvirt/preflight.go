@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -131,4 +132,43 @@ func PreflightGate(ctx context.Context, h *gate.Host, name string, dom *Domain, 
 		return nil, nil, err
 	}
 	return ds, deferred, nil
+}
+
+// DaemonError is the failure of a daemon that runs (anything but
+// daemon.ErrNotRunning): Preflight does not check in this process then.
+type DaemonError struct{ Err error }
+
+func (e *DaemonError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the daemon's error.
+func (e *DaemonError) Unwrap() error { return e.Err }
+
+// Preflight is `vfio-gate libvirt preflight` of the defined domain name:
+// dom's functions checked as the hook's prepare step would, by the daemon
+// at socket through c when it runs (PreflightDaemon), else by the gate open
+// gives in this process (PreflightGate; the gate is closed again). Progress
+// lines go to w. mode is the deciding policy's (enforce for the daemon,
+// whose answer is final). A failing daemon is a *DaemonError; open's and
+// the gate's errors are returned as they come.
+func Preflight(ctx context.Context, c Checker, socket string, open func() (*gate.Host, error), name string, dom *Domain, conf bool,
+	w io.Writer) (ds []gate.Decision, deferred []phase.Deferred, mode policy.Mode, err error) {
+	fmt.Fprintf(w, "vfio-gate: preflight of domain %s: %d host PCI function(s), confidential: %v\n", name, len(dom.BDFs()), conf)
+	ds, deferred, err = PreflightDaemon(ctx, c, dom, conf)
+	switch {
+	case err == nil:
+		fmt.Fprintf(w, "vfio-gate: decided by the daemon at %s\n", socket)
+		return ds, deferred, policy.ModeEnforce, nil
+	case !errors.Is(err, daemon.ErrNotRunning):
+		return nil, nil, "", &DaemonError{Err: err}
+	}
+	fmt.Fprintf(w, "vfio-gate: daemon not running: checking in-process\n")
+	h, err := open()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer h.Close()
+	if ds, deferred, err = PreflightGate(ctx, h, name, dom, conf); err != nil {
+		return nil, nil, "", err
+	}
+	return ds, deferred, h.Policy.Mode, nil
 }

@@ -3,7 +3,9 @@ package libvirt_test
 import (
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
@@ -125,5 +127,49 @@ func TestPreflightGate(t *testing.T) {
 	var lse *lvhook.LaunchSecurityError
 	if !errors.As(err, &lse) || lse.Domain != "vm2" || lse.Type != "bogus" {
 		t.Fatalf("unknown launchSecurity: %v", err)
+	}
+}
+
+// Preflight: the daemon's answer when it runs (the gate is not opened), a
+// *DaemonError when it fails, and the in-process gate when none runs; the
+// progress lines say which.
+func TestPreflight(t *testing.T) {
+	w, err := demo.Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := mustBDF(t, w.Devices[0].BDF)
+	dom := &lvhook.Domain{PCI: []lvhook.HostPCI{{BDF: good}}}
+	opened := 0
+	open := func() (*gate.Host, error) {
+		opened++
+		st := filepath.Join(w.Dir, "state")
+		return gate.Open(gate.Setup{Policy: w.Policy, PolicyLoad: &policy.LoadOptions{SkipPermissionCheck: true}, TPM: gate.SimThrowaway,
+			EventLog: filepath.Join(st, "events"), Evidence: filepath.Join(st, "evidence"), SysfsRoot: w.Sysfs,
+			PCI: pci.Options{ConfigOpener: w.Opener, Geteuid: func() int { return 0 }}, LockDir: filepath.Join(w.Dir, "locks"), StateDir: st})
+	}
+	f := &fakeChecker{resp: &daemon.CheckResponse{Decision: "allow", Devices: []daemon.DeviceDecision{{BDF: good, Decision: "allow"}}}}
+	var out strings.Builder
+	ds, _, mode, err := lvhook.Preflight(t.Context(), f, "/run/d.sock", open, "vm1", dom, true, &out)
+	if err != nil || len(ds) != 1 || !ds[0].Allowed() || mode != policy.ModeEnforce || opened != 0 ||
+		out.String() != "vfio-gate: preflight of domain vm1: 1 host PCI function(s), confidential: true\nvfio-gate: decided by the daemon at /run/d.sock\n" {
+		t.Fatalf("daemon: %+v %q %v, opened %d, %q", ds, mode, err, opened, out.String())
+	}
+	f.err = errors.New("daemon: 500: internal")
+	_, _, _, err = lvhook.Preflight(t.Context(), f, "/run/d.sock", open, "vm1", dom, false, io.Discard)
+	var de *lvhook.DaemonError
+	if !errors.As(err, &de) || !errors.Is(err, f.err) || err.Error() != f.err.Error() || opened != 0 {
+		t.Fatalf("failing daemon: %v, opened %d", err, opened)
+	}
+	f.err = daemon.ErrNotRunning
+	out.Reset()
+	ds, _, mode, err = lvhook.Preflight(t.Context(), f, "/run/d.sock", open, "vm1", dom, false, &out)
+	if err != nil || len(ds) != 1 || ds[0].BDF != good || !ds[0].Allowed() || mode == "" || opened != 1 ||
+		!strings.HasSuffix(out.String(), "\nvfio-gate: daemon not running: checking in-process\n") {
+		t.Fatalf("in-process: %+v %q %v, opened %d, %q", ds, mode, err, opened, out.String())
+	}
+	openErr := errors.New("policy does not load")
+	if _, _, _, err := lvhook.Preflight(t.Context(), f, "/run/d.sock", func() (*gate.Host, error) { return nil, openErr }, "vm1", dom, false, io.Discard); err != openErr {
+		t.Fatalf("open failed: %v", err)
 	}
 }

@@ -1,6 +1,10 @@
 package buildinfo
 
-import "runtime/debug"
+import (
+	"runtime/debug"
+	"strconv"
+	"time"
+)
 
 // Version is "VERSION COMMIT GOVERSION": the stamped version and commit
 // when set (stampV, stampC), else the module version and the VCS revision
@@ -37,4 +41,26 @@ func Version(stampV, stampC string, bi *debug.BuildInfo, ok bool) string {
 		out += " " + bi.GoVersion
 	}
 	return out
+}
+
+// Current is Version of the running binary: its build info
+// (debug.ReadBuildInfo) under the stamps stampV and stampC.
+func Current(stampV, stampC string) string {
+	bi, ok := debug.ReadBuildInfo()
+	return Version(stampV, stampC, bi, ok)
+}
+
+// SourceDate is the date a reproducible build stamps into what it
+// generates (man pages): epoch, the value of SOURCE_DATE_EPOCH (seconds
+// since 1970, reproducible-builds.org), when set, else now; in UTC. An
+// epoch that is not a number is strconv's error.
+func SourceDate(epoch string, now time.Time) (time.Time, error) {
+	if epoch == "" {
+		return now.UTC(), nil
+	}
+	n, err := strconv.ParseInt(epoch, 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(n, 0).UTC(), nil
 }

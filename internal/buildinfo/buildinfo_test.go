@@ -2,7 +2,9 @@ package buildinfo
 
 import (
 	"runtime/debug"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestVersionStamp: a packaged build (-ldflags -X) shows its version and
@@ -28,5 +30,29 @@ func TestVersionStamp(t *testing.T) {
 		if got := Version(c.v, c.c, c.bi, c.ok); got != c.want {
 			t.Errorf("Version(%q, %q) = %q, want %q", c.v, c.c, got, c.want)
 		}
+	}
+}
+
+func TestSourceDate(t *testing.T) {
+	now := time.Date(2026, 12, 5, 3, 0, 0, 0, time.FixedZone("CET", 3600))
+	if d, err := SourceDate("", now); err != nil || !d.Equal(now) || d.Location() != time.UTC {
+		t.Errorf("unset: %v %v", d, err)
+	}
+	if d, err := SourceDate("1700000000", now); err != nil || d != time.Unix(1700000000, 0).UTC() {
+		t.Errorf("epoch: %v %v", d, err)
+	}
+	if _, err := SourceDate("yesterday", now); err == nil || err.Error() != `strconv.ParseInt: parsing "yesterday": invalid syntax` {
+		t.Errorf("not a number: %v", err)
+	}
+}
+
+// TestCurrent: the running test binary's build info, stamps first.
+func TestCurrent(t *testing.T) {
+	bi, ok := debug.ReadBuildInfo()
+	if got, want := Current("", ""), Version("", "", bi, ok); got != want || got == "" {
+		t.Errorf("Current = %q, want %q", got, want)
+	}
+	if got := Current("v9.9.9", "0123456789abcdef"); !strings.HasPrefix(got, "v9.9.9 0123456789ab") {
+		t.Errorf("stamped: %q", got)
 	}
 }

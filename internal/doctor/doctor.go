@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -60,10 +61,12 @@ type Host struct {
 
 	LibvirtVersion func(context.Context) string
 	OpenTPM        func(string) (transport.TPMCloser, error)
-	DaemonStatus   func(context.Context) (*daemon.Status, error)
-	Geteuid        func() int
-	BPFProbe       func() error
-	PolicyLoad     *policy.LoadOptions
+	// DaemonStatus asks the daemon, within DaemonTimeout (0: 5s).
+	DaemonStatus  func(context.Context) (*daemon.Status, error)
+	DaemonTimeout time.Duration
+	Geteuid       func() int // nil: os.Geteuid
+	BPFProbe      func() error
+	PolicyLoad    *policy.LoadOptions
 	// OwnerUID is who must own the state dir: root (tests: themselves).
 	OwnerUID uint32
 }
@@ -304,6 +307,12 @@ func (h *Host) checkLibvirt(ctx context.Context, add addFunc) {
 }
 
 func (h *Host) checkDaemon(ctx context.Context, add addFunc) {
+	d := h.DaemonTimeout
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
 	st, err := h.DaemonStatus(ctx)
 	switch {
 	case err != nil:
@@ -318,7 +327,11 @@ func (h *Host) checkDaemon(ctx context.Context, add addFunc) {
 }
 
 func (h *Host) checkBPF(add addFunc) {
-	if h.Geteuid() != 0 {
+	euid := os.Geteuid
+	if h.Geteuid != nil {
+		euid = h.Geteuid
+	}
+	if euid() != 0 {
 		add("bpf", Warn, "not checked: needs root", "sudo vfio-gate doctor")
 		return
 	}

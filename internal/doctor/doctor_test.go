@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vfio-gate/vfio-gate/daemon"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
@@ -93,5 +94,24 @@ func TestRunFailures(t *testing.T) {
 	}
 	if r.OK || !strings.Contains(by["lockdown"].Message, "confidentiality") || !strings.Contains(by["tpm"].Message, "refused") {
 		t.Errorf("report: %+v", r)
+	}
+}
+
+// TestDaemonTimeoutAndEUID: a daemon that does not answer is given up on
+// after DaemonTimeout; without Geteuid the process's own euid decides
+// whether BPF is probed.
+func TestDaemonTimeoutAndEUID(t *testing.T) {
+	h := host(t)
+	h.DaemonTimeout = 50 * time.Millisecond
+	h.DaemonStatus = func(ctx context.Context) (*daemon.Status, error) { <-ctx.Done(); return nil, ctx.Err() }
+	probed := false
+	h.Geteuid, h.BPFProbe = nil, func() error { probed = true; return nil }
+	start := time.Now()
+	by := byName(Run(context.Background(), h))
+	if d := by["daemon"]; d.Status != Warn || !strings.Contains(d.Message, "deadline exceeded") || time.Since(start) > 4*time.Second {
+		t.Errorf("daemon: %+v after %v", d, time.Since(start))
+	}
+	if root := os.Geteuid() == 0; probed != root || (by["bpf"].Status == OK) != root {
+		t.Errorf("euid %d: probed %v, bpf %+v", os.Geteuid(), probed, by["bpf"])
 	}
 }

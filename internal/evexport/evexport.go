@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,6 +52,21 @@ type Options struct {
 	Out         string // the directory to create and write into
 	PCR         int
 	Nonce       string // the verifier's nonce in hex, as given: the quote's qualifyingData
+	Boot        string // the boot asked for: only "current" can be quoted (Check)
+}
+
+// Check refuses, before anything is opened, what no export can be: a boot
+// other than "current" (a quote speaks for today's PCR only), a nonce that
+// is not 1 to 64 bytes in hex. Its errors name the flags of
+// `vfio-gate evidence export`.
+func (o Options) Check() error {
+	if o.Boot != "current" {
+		return fmt.Errorf("--boot %q: only the current boot can be quoted", o.Boot)
+	}
+	if _, err := ParseNonce(o.Nonce); err != nil {
+		return fmt.Errorf("--nonce: %w", err)
+	}
+	return nil
 }
 
 // LogError says why the event log cannot be exported: it does not verify
@@ -58,12 +75,28 @@ type LogError struct{ msg string }
 
 func (e *LogError) Error() string { return e.msg }
 
+// ErrNothingRecorded is returned (wrapped, naming the directory) when
+// there is no event log to export: nothing was ever recorded there.
+var ErrNothingRecorded = errors.New("nothing recorded yet (run check or the daemon first)")
+
+// ParseNonce decodes a verifier's nonce: 1 to 64 bytes in hex.
+func ParseNonce(s string) ([]byte, error) {
+	nonce, err := hex.DecodeString(s)
+	if err != nil || len(nonce) == 0 || len(nonce) > 64 {
+		return nil, errors.New("want 1 to 64 bytes in hex")
+	}
+	return nonce, nil
+}
+
 // Write exports the TPM's current boot into o.Out, which must not exist
 // yet. It holds the log lock throughout, so the log and the quote agree.
 func Write(ctx context.Context, t transport.TPM, o Options) (*Manifest, error) {
-	nonce, err := hex.DecodeString(o.Nonce)
+	nonce, err := ParseNonce(o.Nonce)
 	if err != nil {
 		return nil, fmt.Errorf("nonce: %w", err)
+	}
+	if _, err := os.Stat(o.LogDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no event log under %s: %w", o.LogDir, ErrNothingRecorded)
 	}
 	unlock, err := tpm.LockLog(ctx, o.LogDir)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -113,4 +114,10 @@ func NewHandler(w io.Writer, getenv func(string) string, lvl slog.Level) slog.Ha
 		return newJournalHandler(w, opts)
 	}
 	return slog.NewTextHandler(w, opts)
+}
+
+// ParseLevel parses a --log-level value (debug, info, warn, error; any
+// case, with slog's offsets such as "info+2"); ok is false for anything else.
+func ParseLevel(s string) (l slog.Level, ok bool) {
+	return l, l.UnmarshalText([]byte(strings.ToUpper(s))) == nil
 }

@@ -62,3 +62,19 @@ func TestJournalPriorities(t *testing.T) {
 		t.Fatal("journal detected without a matching JOURNAL_STREAM")
 	}
 }
+
+// TestParseLevel: the four --log-level names in any case (and slog's
+// offsets) parse; anything else does not.
+func TestParseLevel(t *testing.T) {
+	for s, want := range map[string]slog.Level{"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "Warn": slog.LevelWarn,
+		"error": slog.LevelError, "info+2": slog.LevelInfo + 2} {
+		if l, ok := ParseLevel(s); !ok || l != want {
+			t.Errorf("ParseLevel(%q) = %v, %v; want %v", s, l, ok, want)
+		}
+	}
+	for _, s := range []string{"", "verbose", "warning", "3"} {
+		if _, ok := ParseLevel(s); ok {
+			t.Errorf("ParseLevel(%q) ok; want refused", s)
+		}
+	}
+}

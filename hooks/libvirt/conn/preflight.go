@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"fmt"
 	"strings"
 
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
@@ -14,6 +15,20 @@ type Network struct {
 	Name        string
 	ForwardMode string
 	Err         error
+}
+
+// Warning is what a person checking the domain should know about n, "" when
+// nothing: a hostdev pool cannot be gated, and a network that could not be
+// looked up may be one.
+func (n Network) Warning() string {
+	switch {
+	case n.Err != nil:
+		return fmt.Sprintf("network %s: %v: cannot tell whether it hands out PCI functions", n.Name, n.Err)
+	case n.ForwardMode == "hostdev":
+		return fmt.Sprintf("<interface type='network'> uses network %s, a hostdev pool: libvirt picks the PCI function after prepare, "+
+			"so the hook cannot gate it; use <interface type='hostdev'> with a source address", n.Name)
+	}
+	return ""
 }
 
 // DefinedDomain fetches the persistent definition of the domain name from

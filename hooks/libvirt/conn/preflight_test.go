@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
@@ -24,5 +25,22 @@ func TestDefinedDomain(t *testing.T) {
 	}
 	if _, _, err := DefinedDomain("test:///default", "", "no-such-domain"); err == nil {
 		t.Fatal("a missing domain was fetched")
+	}
+}
+
+// TestNetworkWarning: a hostdev pool and a network that could not be looked
+// up are warned about; any other network is not.
+func TestNetworkWarning(t *testing.T) {
+	for _, c := range []struct {
+		n    Network
+		want string
+	}{
+		{Network{Name: "default", ForwardMode: "nat"}, ""},
+		{Network{Name: "pool", ForwardMode: "hostdev"}, "<interface type='network'> uses network pool, a hostdev pool: libvirt picks the PCI function after prepare, so the hook cannot gate it; use <interface type='hostdev'> with a source address"},
+		{Network{Name: "gone", Err: errors.New("no network")}, "network gone: no network: cannot tell whether it hands out PCI functions"},
+	} {
+		if got := c.n.Warning(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.n, got, c.want)
+		}
 	}
 }
