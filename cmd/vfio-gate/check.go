@@ -46,16 +46,6 @@ func (f *gateFlags) addLock(c *cobra.Command) {
 	c.Flags().DurationVar(&f.retainAge, "log-retain-age", 0, "remove event logs of earlier boots last written longer ago (0: no age limit)")
 }
 
-// gateSetup is an opened gate and what it holds (gate.Host, named as the
-// commands use it).
-type gateSetup struct {
-	*gate.Host
-	gate *gate.Gate
-	pol  *policy.Policy
-	sys  *pci.System
-	rec  *tpm.Recorder
-}
-
 // setupOptions let the demo and tests adjust what openGate builds.
 type setupOptions struct {
 	policyLoad *policy.LoadOptions
@@ -66,7 +56,7 @@ type setupOptions struct {
 // openGate opens the gate (gate.Open) from the flags: no valid policy is
 // exit 1, a TPM that cannot record 5, a tamper audit that cannot run 4
 // (exitCode).
-func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, error) {
+func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gate.Host, error) {
 	if so.policyLoad == nil {
 		so.policyLoad = e.policyLoad
 	}
@@ -81,12 +71,8 @@ func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gateSetup, er
 	if err != nil {
 		return nil, err // exitCode: gate.ErrThrowawayTPM 1, gate.ErrTPM 5, gate.ErrAuditUnavailable 4
 	}
-	return &gateSetup{Host: h, gate: h.Gate, pol: h.Policy, sys: h.System, rec: h.Recorder}, nil
+	return h, nil
 }
-
-// simThrowaway is the --tpm value that asks for the in-process simulator
-// knowingly, as --tpm sim --tpm-throwaway does.
-const simThrowaway = gate.SimThrowaway
 
 // recordingTPM is the tpm.Open spec of a command that records decisions
 // (gate.RecordingTPM): --tpm sim is refused unless asked for as a
@@ -108,9 +94,6 @@ func parseBDFs(args []string) ([]pci.BDF, error) {
 	}
 	return out, nil
 }
-
-// checkJSON is the body of check/bind --json (rpt.Decisions).
-type checkJSON = rpt.Decisions
 
 // decisionsExit is the exit code of check and bind (gate.Summarize).
 func decisionsExit(ds []gate.Decision) int { return summaryExit(gate.Summarize(ds)) }
@@ -173,8 +156,8 @@ func newCheckCmd(e *env, g *globals) *cobra.Command {
 				}
 			}
 			if socket == "" {
-				return gateDecide(e, g, &f, args, "checking", false, false, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
-					return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
+				return gateDecide(e, g, &f, args, "checking", false, false, func(s *gate.Host, bdfs []pci.BDF) ([]gate.Decision, error) {
+					return s.Gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
 				})
 			}
 			s, err := openGate(e, g, &f, setupOptions{})
@@ -183,12 +166,12 @@ func newCheckCmd(e *env, g *globals) *cobra.Command {
 			}
 			defer s.Close()
 			done := rpt.Progress(e.errw, "checking", 1)
-			d, err := s.gate.CheckSocket(cmd.Context(), socket, id, confidential)
+			d, err := s.Gate.CheckSocket(cmd.Context(), socket, id, confidential)
 			done()
 			if err != nil {
 				return err
 			}
-			return finishDecisions(e, g, []gate.Decision{d}, s.pol.Mode, false, false)
+			return finishDecisions(e, g, []gate.Decision{d}, s.Policy.Mode, false, false)
 		},
 	}
 	f.add(c)
@@ -200,7 +183,7 @@ func newCheckCmd(e *env, g *globals) *cobra.Command {
 }
 
 // openGateFor parses the BDF arguments and opens the gate.
-func openGateFor(e *env, g *globals, f *gateFlags, args []string) ([]pci.BDF, *gateSetup, error) {
+func openGateFor(e *env, g *globals, f *gateFlags, args []string) ([]pci.BDF, *gate.Host, error) {
 	bdfs, err := parseBDFs(args)
 	if err != nil {
 		return nil, nil, err
@@ -217,7 +200,7 @@ func openGateFor(e *env, g *globals, f *gateFlags, args []string) ([]pci.BDF, *g
 // prints the decisions with their exit code (finishDecisions); withChecks
 // (explain) prints every policy check first.
 func gateDecide(e *env, g *globals, f *gateFlags, args []string, verb string, showBound, withChecks bool,
-	op func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error)) error {
+	op func(s *gate.Host, bdfs []pci.BDF) ([]gate.Decision, error)) error {
 	bdfs, s, err := openGateFor(e, g, f, args)
 	if err != nil {
 		return err
@@ -232,7 +215,7 @@ func gateDecide(e *env, g *globals, f *gateFlags, args []string, verb string, sh
 	if withChecks && !g.json {
 		rpt.WriteChecks(e.out, ds[0])
 	}
-	return finishDecisions(e, g, ds, s.pol.Mode, showBound, withChecks)
+	return finishDecisions(e, g, ds, s.Policy.Mode, showBound, withChecks)
 }
 
 // lockErr classifies a failure to take the locks: a context that ended is 4.
@@ -264,8 +247,8 @@ func newBindCmd(e *env, g *globals) *cobra.Command {
 		Long:    helpText("bind.long"),
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return gateDecide(e, g, &f, args, "binding", true, false, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
-				return s.gate.Bind(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential, Domain: domain})
+			return gateDecide(e, g, &f, args, "binding", true, false, func(s *gate.Host, bdfs []pci.BDF) ([]gate.Decision, error) {
+				return s.Gate.Bind(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential, Domain: domain})
 			})
 		},
 	}
@@ -291,7 +274,7 @@ func newReleaseCmd(e *env, g *globals) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			rs, err := s.gate.Release(cmd.Context(), bdfs, domain)
+			rs, err := s.Gate.Release(cmd.Context(), bdfs, domain)
 			if rs == nil && err != nil {
 				return lockErr(err)
 			}
@@ -325,8 +308,8 @@ func newExplainCmd(e *env, g *globals) *cobra.Command {
 		Long:    helpText("explain.long"),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return gateDecide(e, g, &f, args, "checking", false, true, func(s *gateSetup, bdfs []pci.BDF) ([]gate.Decision, error) {
-				return s.gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
+			return gateDecide(e, g, &f, args, "checking", false, true, func(s *gate.Host, bdfs []pci.BDF) ([]gate.Decision, error) {
+				return s.Gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
 			})
 		},
 	}

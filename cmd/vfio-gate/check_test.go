@@ -17,6 +17,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/internal/demo"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/internal/testutil"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/spdm"
@@ -146,7 +147,7 @@ func TestExplainCLI(t *testing.T) {
 		}
 	}
 	code, out, _ = runEnv(t, e, append([]string{"explain", "--json", w.Devices[0].BDF}, flags...)...)
-	var j checkJSON
+	var j rpt.Decisions
 	if err := json.Unmarshal([]byte(out), &j); code != 0 || err != nil || len(j.Devices) != 1 || len(j.Devices[0].Checks) < 5 {
 		t.Fatalf("explain --json: exit %d %v\n%s", code, err, out)
 	}
@@ -201,7 +202,7 @@ func TestDemoCLI(t *testing.T) {
 		}
 	}
 	code, out, _ = runCLI(t, "demo", "--json")
-	var j demoJSON
+	var j rpt.Demo
 	if err := json.Unmarshal([]byte(out), &j); code != 0 || err != nil || !j.AsExpected || j.Decision != "deny" || len(j.Devices) != 3 || !j.LogVerify.OK {
 		t.Fatalf("demo --json: exit %d %v\n%s", code, err, out)
 	}
@@ -295,7 +296,7 @@ func TestCheckSocketCLI(t *testing.T) {
 		code, out, errs := runEnv(t, e, args...)
 		cancel()
 		ln.Close()
-		var j checkJSON
+		var j rpt.Decisions
 		if err := json.Unmarshal([]byte(out), &j); code != c.code || err != nil || len(j.Devices) != 1 || j.Devices[0].Socket != ln.Addr().String() || j.Devices[0].Rule != "demo-nvme" {
 			t.Fatalf("%s %v: exit %d %v\n%s\n%s", c.profile, c.args, code, err, out, errs)
 		}

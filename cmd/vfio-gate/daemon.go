@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/daemon"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/conn"
 )
@@ -60,10 +61,10 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	if o.noLibvirt {
 		g.log.Info("not watching libvirt (--no-libvirt)")
 	} else {
-		watch = conn.DaemonWatch(o.uri, o.socket, s.pol.Libvirt.Hotplug, g.log)
+		watch = conn.DaemonWatch(o.uri, o.socket, s.Policy.Libvirt.Hotplug, g.log)
 	}
-	return daemon.Run(ctx, daemon.Config{Gate: s.gate, Recorder: s.rec, System: s.sys, StateDir: g.stateDir,
-		OpenSession: doeSessionOpener(s.sys, s.pol, f.lockDir, f.timeout, g.log), Socket: g.daemonSocket,
+	return daemon.Run(ctx, daemon.Config{Gate: s.Gate, Recorder: s.Recorder, System: s.System, StateDir: g.stateDir,
+		OpenSession: attest.SessionOpenerFor(s.System, f.lockDir, &attest.Options{Timeout: f.timeout, Logger: g.log}, s.Policy.TrustAnchors), Socket: g.daemonSocket,
 		Metrics: metrics, MetricsListen: o.metricsListen, Watch: watch, Poll: o.poll, TPM: tpmName(g), Logger: g.log,
 		Signals: []os.Signal{syscall.SIGTERM, syscall.SIGINT}})
 }

@@ -13,9 +13,6 @@ import (
 	"github.com/vfio-gate/vfio-gate/policy"
 )
 
-// demoJSON is the body of demo --json (rpt.Demo).
-type demoJSON = rpt.Demo
-
 func newDemoCmd(e *env, g *globals) *cobra.Command {
 	var keep bool
 	c := &cobra.Command{
@@ -52,18 +49,18 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 	defer s.Close()
 
 	out, human := e.out, !g.json
-	rc := demo.RunConfig{World: w, Host: s.Host, EventLog: eventLogDir(dg), EvidenceDir: evidenceDir(dg)}
+	rc := demo.RunConfig{World: w, Host: s, EventLog: eventLogDir(dg), EvidenceDir: evidenceDir(dg)}
 	if human {
 		rpt.WriteDemoWorld(out, w, dg.tpm, eventLogDir(dg))
 		rc.Out = out
-		rc.Checked = func(ds []gate.Decision) { rpt.WriteDecisions(out, ds, s.pol.Mode, false) }
+		rc.Checked = func(ds []gate.Decision) { rpt.WriteDecisions(out, ds, s.Policy.Mode, false) }
 	}
 	r, err := demo.Run(cmd.Context(), rc)
 	if err != nil {
 		return err
 	}
 	if g.json {
-		if err := writeJSON(out, "demo", rpt.DemoOf(r, w, s.pol.Mode, dg.tpm, eventLogDir(dg))); err != nil {
+		if err := writeJSON(out, "demo", rpt.DemoOf(r, w, s.Policy.Mode, dg.tpm, eventLogDir(dg))); err != nil {
 			return err
 		}
 	} else {
@@ -89,11 +86,11 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 // (owner and mode not checked) and software config spaces, the simulator
 // and a state directory in the world unless --tpm and --state-dir say
 // otherwise. It returns the globals the demo runs with.
-func openDemoGate(cmd *cobra.Command, e *env, g *globals, w *demo.World) (*gateSetup, *globals, error) {
+func openDemoGate(cmd *cobra.Command, e *env, g *globals, w *demo.World) (*gate.Host, *globals, error) {
 	dg := *g
 	dg.sysfsRoot, dg.policy = w.Sysfs, w.Policy
 	if f := cmd.Flag("tpm"); f == nil || !f.Changed {
-		dg.tpm = simThrowaway
+		dg.tpm = gate.SimThrowaway
 	}
 	if f := cmd.Flag("state-dir"); f == nil || !f.Changed {
 		dg.stateDir = w.StateDir()

@@ -70,7 +70,7 @@ func runPreflight(ctx context.Context, e *env, g *globals, f *gateFlags, name st
 		if err != nil {
 			return nil, err
 		}
-		return s.Host, nil
+		return s, nil
 	}
 	ds, deferred, mode, err := lvhook.Preflight(ctx, daemon.NewClient(g.daemonSocket), g.daemonSocket, open, name, dom, conf, e.errw)
 	var de *lvhook.DaemonError

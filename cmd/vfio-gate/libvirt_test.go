@@ -10,6 +10,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/phase"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 )
@@ -48,7 +49,7 @@ func TestFinishPreflight(t *testing.T) {
 		}
 		got := out.String()
 		if c.json {
-			var v checkJSON
+			var v rpt.Decisions
 			if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.Decision != "deferred" || len(v.Devices) != 2 || v.Devices[1].Decision != "deferred" {
 				t.Errorf("%s: %v %s", c.name, err, got)
 			}
