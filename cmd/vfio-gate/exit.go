@@ -10,6 +10,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/internal/clitree"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
@@ -62,7 +63,8 @@ func exitCode(err error) int {
 		return ce.code
 	}
 	var ue *usageError
-	if errors.As(err, &ue) || errors.Is(err, gate.ErrThrowawayTPM) {
+	var ce2 *clitree.UsageError
+	if errors.As(err, &ue) || errors.As(err, &ce2) || errors.Is(err, gate.ErrThrowawayTPM) {
 		return exitInternal
 	}
 	// gate.Open: a TPM that cannot record, a tamper audit that cannot run.

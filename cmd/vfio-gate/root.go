@@ -5,14 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/vfio-gate/vfio-gate/internal/buildinfo"
+	"github.com/vfio-gate/vfio-gate/internal/clitree"
 	"github.com/vfio-gate/vfio-gate/internal/doctor"
 	"github.com/vfio-gate/vfio-gate/internal/journal"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -123,54 +120,12 @@ func newRootCmd(e *env) *cobra.Command {
 	pf.StringVar(&g.config, "config", DefaultConfig, "configuration file (flags it sets yield to the command line; read when it exists)")
 
 	root.SetHelpTemplate(root.HelpTemplate())
-	root.SetUsageTemplate(globalFlagsOnce(root))
+	root.SetUsageTemplate(clitree.GlobalFlagsOnce(root))
 	for _, c := range commands(e, g) {
 		root.AddCommand(c)
-		strictGroups(c)
+		clitree.StrictGroups(c)
 	}
 	return root
-}
-
-// strictGroups makes every command that only groups subcommands refuse an
-// unknown subcommand (usage error, exit 1) instead of printing its help and
-// exiting 0; with no arguments it prints its help.
-func strictGroups(c *cobra.Command) {
-	if !c.HasSubCommands() {
-		return
-	}
-	if c.RunE == nil && c.Run == nil {
-		c.Args = func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageErrorf("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
-			}
-			return nil
-		}
-		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
-	}
-	// cobra answers --help before it validates arguments, so
-	// "doe discovery --help" (a typo) would print doe's help and exit 0.
-	// This help flag reads as unset when the arguments left over fail the
-	// command's Args: the usage error is reported instead.
-	c.Flags().VarPF(&groupHelp{cmd: c}, "help", "h", "help for "+c.Name()).NoOptDefVal = "true"
-	for _, sub := range c.Commands() {
-		strictGroups(sub)
-	}
-}
-
-// groupHelp is the --help flag of a command that only groups subcommands.
-type groupHelp struct {
-	cmd *cobra.Command
-	set bool
-}
-
-func (h *groupHelp) Set(s string) (err error) { h.set, err = strconv.ParseBool(s); return err }
-func (h *groupHelp) Type() string             { return "bool" }
-func (h *groupHelp) IsBoolFlag() bool         { return true }
-
-// String is what cobra reads (GetBool) after parsing the flags.
-func (h *groupHelp) String() string {
-	args := h.cmd.Flags().Args()
-	return strconv.FormatBool(h.set && (len(args) == 0 || h.cmd.ValidateArgs(args) == nil))
 }
 
 // commands lists the subcommands; each lives in its own file.
@@ -200,41 +155,6 @@ func commands(e *env, g *globals) []*cobra.Command {
 		newLibvirtCmd(e, g),
 		newTDISPCmd(e, g),
 	}
-}
-
-// parentFlagUsagesOnce registers globalFlagsOnce's template function.
-var parentFlagUsagesOnce sync.Once
-
-// globalFlagsOnce returns the usage template with the subcommands' "Global
-// Flags" listing replaced by one line naming the root's flags: they are
-// documented once, in the root help. Flags a parent command passes down (log
-// --pcr, doe --lock-dir) are still listed in full.
-func globalFlagsOnce(root *cobra.Command) string {
-	var names []string
-	root.PersistentFlags().VisitAll(func(f *pflag.Flag) { names = append(names, "--"+f.Name) })
-	// cobra's template functions are process-wide: registered once (two
-	// commands built at once, as the tests run them, raced on its map), and
-	// the function asks each command for its own root.
-	parentFlagUsagesOnce.Do(func() {
-		cobra.AddTemplateFunc("parentFlagUsages", func(c *cobra.Command) string {
-			fs := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
-			c.InheritedFlags().VisitAll(func(f *pflag.Flag) {
-				if c.Root().PersistentFlags().Lookup(f.Name) == nil {
-					fs.AddFlag(f)
-				}
-			})
-			return strings.TrimRight(fs.FlagUsages(), " \n")
-		})
-	})
-	const block = "Global Flags:\n{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}"
-	t := root.UsageTemplate()
-	if !strings.Contains(t, block) {
-		return t // a cobra whose template changed: keep its own listing
-	}
-	return strings.Replace(t, block, `{{with parentFlagUsages .}}Flags of the parent command:
-{{.}}
-
-{{end}}Global flags: `+strings.Join(names, " ")+` (see "vfio-gate --help")`, 1)
 }
 
 // Set at link time by scripts/package (-ldflags "-X main.buildVersion=...
