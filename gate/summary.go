@@ -3,8 +3,10 @@ package gate
 import (
 	"errors"
 
+	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
+	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
 // Summary is what a run's outcomes say as a whole; cmd turns it into the
@@ -65,4 +67,31 @@ func SummarizeReleases(rs []Released) Summary {
 		}
 	}
 	return s
+}
+
+// SummarizeError is the Summary of an error that ended a run before its
+// decisions (opening the gate, the locks, a release, a bound function's
+// lookup), and whether the error is one the failure vocabulary knows:
+//   - a TPM that cannot record (ErrTPM, tpm.ErrTPM): TPMFailed;
+//   - no such device, a device removed, kernel lockdown, missing
+//     CAP_SYS_ADMIN, a tamper audit that cannot run, a lock wait that ended:
+//     ClassUnavailable;
+//   - a failure to bind or release (vfio.BindFailed): BindFailed.
+//
+// Everything else, including a policy that does not load and a refused
+// throwaway TPM, is not known (false): the caller fails closed.
+func SummarizeError(err error) (Summary, bool) {
+	var pe *policy.Error
+	switch {
+	case err == nil, errors.Is(err, ErrThrowawayTPM), errors.As(err, &pe):
+		return Summary{}, false
+	case errors.Is(err, ErrTPM), errors.Is(err, tpm.ErrTPM):
+		return Summary{TPMFailed: true}, true
+	case errors.Is(err, ErrAuditUnavailable), errors.Is(err, pci.ErrNoDevice), errors.Is(err, pci.ErrDeviceRemoved),
+		errors.Is(err, pci.ErrLockdown), errors.Is(err, pci.ErrNeedCapSysAdmin), errors.Is(err, vfio.ErrNoDevice):
+		return Summary{Class: policy.ClassUnavailable}, true
+	case vfio.BindFailed(err):
+		return Summary{BindFailed: true}, true
+	}
+	return Summary{}, false
 }

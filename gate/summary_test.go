@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vfio-gate/vfio-gate/gate"
+	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
 	"github.com/vfio-gate/vfio-gate/tpm"
 	"github.com/vfio-gate/vfio-gate/vfio"
@@ -70,6 +71,34 @@ func TestSummarizeReleases(t *testing.T) {
 	} {
 		if got := gate.SummarizeReleases(c.rs); got != c.want {
 			t.Errorf("%s: SummarizeReleases = %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestSummarizeError(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want gate.Summary
+		ok   bool
+	}{
+		{"nil", nil, gate.Summary{}, false},
+		{"unknown", errors.New("something"), gate.Summary{}, false},
+		{"policy", fmt.Errorf("load: %w", &policy.Error{File: "p.yaml", Msg: "bad"}), gate.Summary{}, false},
+		{"throwaway TPM refused", fmt.Errorf("open: %w", gate.ErrThrowawayTPM), gate.Summary{}, false},
+		{"gate TPM", fmt.Errorf("open: %w", gate.ErrTPM), gate.Summary{TPMFailed: true}, true},
+		{"tpm", fmt.Errorf("extend: %w", tpm.ErrTPM), gate.Summary{TPMFailed: true}, true},
+		{"audit", fmt.Errorf("x: %w", gate.ErrAuditUnavailable), gate.Summary{Class: policy.ClassUnavailable}, true},
+		{"no device", fmt.Errorf("x: %w", pci.ErrNoDevice), gate.Summary{Class: policy.ClassUnavailable}, true},
+		{"removed", pci.ErrDeviceRemoved, gate.Summary{Class: policy.ClassUnavailable}, true},
+		{"lockdown", pci.ErrLockdown, gate.Summary{Class: policy.ClassUnavailable}, true},
+		{"cap", pci.ErrNeedCapSysAdmin, gate.Summary{Class: policy.ClassUnavailable}, true},
+		{"vfio no device", vfio.ErrNoDevice, gate.Summary{Class: policy.ClassUnavailable}, true},
+		{"bind", fmt.Errorf("bind: %w", vfio.ErrNoVFIODriver), gate.Summary{BindFailed: true}, true},
+	} {
+		got, ok := gate.SummarizeError(c.err)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: SummarizeError = %+v, %v; want %+v, %v", c.name, got, ok, c.want, c.ok)
 		}
 	}
 }

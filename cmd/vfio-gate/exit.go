@@ -12,10 +12,7 @@ import (
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/internal/clitree"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
-	"github.com/vfio-gate/vfio-gate/pci"
 	"github.com/vfio-gate/vfio-gate/policy"
-	"github.com/vfio-gate/vfio-gate/tpm"
-	"github.com/vfio-gate/vfio-gate/vfio"
 )
 
 // Stable exit codes (documented in --help and README "Exit codes").
@@ -64,34 +61,13 @@ func exitCode(err error) int {
 	}
 	var ue *usageError
 	var ce2 *clitree.UsageError
-	if errors.As(err, &ue) || errors.As(err, &ce2) || errors.Is(err, gate.ErrThrowawayTPM) {
+	if errors.As(err, &ue) || errors.As(err, &ce2) {
 		return exitInternal
 	}
-	// gate.Open: a TPM that cannot record, a tamper audit that cannot run.
-	if errors.Is(err, gate.ErrTPM) {
-		return exitTPM
-	}
-	if errors.Is(err, gate.ErrAuditUnavailable) {
-		return exitUnavailable
-	}
-	for _, unavailable := range []error{pci.ErrNoDevice, pci.ErrDeviceRemoved, pci.ErrLockdown, pci.ErrNeedCapSysAdmin} {
-		if errors.Is(err, unavailable) {
-			return exitUnavailable
-		}
-	}
-	if errors.Is(err, tpm.ErrTPM) {
-		return exitTPM
-	}
-	// A policy that does not load: refuse to run (never default-allow).
-	var pe *policy.Error
-	if errors.As(err, &pe) {
-		return exitInternal
-	}
-	if errors.Is(err, vfio.ErrNoDevice) {
-		return exitUnavailable
-	}
-	if vfio.BindFailed(err) {
-		return exitBind
+	// The failure vocabulary (gate.SummarizeError): TPM 5, unavailable 4,
+	// bind 6; a policy that does not load, and anything unknown, 1.
+	if s, ok := gate.SummarizeError(err); ok {
+		return summaryExit(s)
 	}
 	return exitInternal
 }
