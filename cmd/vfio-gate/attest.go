@@ -151,7 +151,7 @@ func newAttestCmd(e *env, g *globals) *cobra.Command {
 // through write.
 func jsonOrText[T any](e *env, g *globals, kind string, v T, write func(io.Writer, T) error) error {
 	if g.json {
-		return writeJSON(e.out, kind, v)
+		return rpt.WriteJSON(e.out, kind, v)
 	}
 	return write(e.out, v)
 }

@@ -36,7 +36,7 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 			lost, err := audit.Watch(cmd.Context(), audit.WatchOptions{Options: audit.Options{Logger: g.log, Mode: mode}, Layouts: layouts, Duration: duration},
 				func(a *audit.Access) {
 					if g.json { // one compact document per line
-						if b, err := jsonDoc("audit-event", a); err == nil {
+						if b, err := rpt.JSONDoc("audit-event", a); err == nil {
 							_, _ = e.out.Write(append(b, '\n'))
 						}
 						return

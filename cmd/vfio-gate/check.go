@@ -117,7 +117,7 @@ func summaryExit(s gate.Summary) int {
 // finishDecisions prints (table or JSON) and maps to the exit code.
 func finishDecisions(e *env, g *globals, ds []gate.Decision, mode policy.Mode, showBound, withChecks bool) error {
 	if g.json {
-		if err := writeJSON(e.out, "decision", rpt.DecisionsOf(ds, mode, withChecks)); err != nil {
+		if err := rpt.WriteJSON(e.out, "decision", rpt.DecisionsOf(ds, mode, withChecks)); err != nil {
 			return err
 		}
 	} else {
@@ -281,7 +281,7 @@ func newReleaseCmd(e *env, g *globals) *cobra.Command {
 			code := summaryExit(gate.SummarizeReleases(rs))
 			out := rpt.ReleasesOf(rs)
 			if g.json {
-				if err := writeJSON(e.out, "release", out); err != nil {
+				if err := rpt.WriteJSON(e.out, "release", out); err != nil {
 					return err
 				}
 			} else {

@@ -60,7 +60,7 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 		return err
 	}
 	if g.json {
-		if err := writeJSON(out, "demo", rpt.DemoOf(r, w, s.Policy.Mode, dg.tpm, eventLogDir(dg))); err != nil {
+		if err := rpt.WriteJSON(out, "demo", rpt.DemoOf(r, w, s.Policy.Mode, dg.tpm, eventLogDir(dg))); err != nil {
 			return err
 		}
 	} else {

@@ -36,7 +36,7 @@ func newEvidenceCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return writeJSON(e.out, "evidence-show", rpt.EvidenceShowOf(b))
+			return rpt.WriteJSON(e.out, "evidence-show", rpt.EvidenceShowOf(b))
 		},
 	}
 	var anchors []string

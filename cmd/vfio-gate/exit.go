@@ -125,12 +125,6 @@ var exitMeaning = map[int]string{
 	exitBind:        "vfio-pci bind error",
 }
 
-// schemaName is the "schema" of the document of kind (rpt.SchemaName).
-func schemaName(kind string) string { return rpt.SchemaName(kind) }
-
-// errorJSON is the `--json` form of a failed command (schema "error").
-type errorJSON = rpt.Error
-
 // reportErrorJSON writes err as the error document, unless the command already
 // printed its own answer (a quiet code: denied, attestation failed).
 func reportErrorJSON(w io.Writer, err error) {
@@ -139,7 +133,7 @@ func reportErrorJSON(w io.Writer, err error) {
 		return
 	}
 	code := exitCode(err)
-	_ = writeJSON(w, "error", errorJSON{Schema: schemaName("error"), ExitCode: code, Meaning: exitMeaning[code], Error: err.Error()})
+	_ = rpt.WriteJSON(w, "error", rpt.Error{Schema: rpt.SchemaName("error"), ExitCode: code, Meaning: exitMeaning[code], Error: err.Error()})
 }
 
 // jsonRequested reports whether --json was given (also when flag parsing
@@ -158,10 +152,3 @@ func jsonRequested(root interface{ PersistentFlags() *pflag.FlagSet }, args []st
 	}
 	return false
 }
-
-// writeJSON prints v, which must encode as a JSON object, indented, as the
-// document of kind: "schema": "vfio-gate/<kind>/v1" comes first.
-func writeJSON(w io.Writer, kind string, v any) error { return rpt.WriteJSON(w, kind, v) }
-
-// jsonDoc is v encoded (compact) as the document of kind (rpt.JSONDoc).
-func jsonDoc(kind string, v any) ([]byte, error) { return rpt.JSONDoc(kind, v) }

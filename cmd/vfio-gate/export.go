@@ -36,7 +36,7 @@ func newEvidenceExportCmd(e *env, g *globals) *cobra.Command {
 				return err
 			}
 			if g.json {
-				return writeJSON(e.out, "evidence-export", m)
+				return rpt.WriteJSON(e.out, "evidence-export", m)
 			}
 			return rpt.WriteExport(e.out, o.Out, m, o.PCR, o.Nonce)
 		},

@@ -56,7 +56,7 @@ func newLogShowCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 				return err
 			}
 			if g.json {
-				return writeJSON(e.out, "log-show", doc)
+				return rpt.WriteJSON(e.out, "log-show", doc)
 			}
 			return table.Flush(eventLogDir(g), len(doc.Boots) == 0)
 		},
@@ -86,9 +86,9 @@ func newLogVerifyCmd(e *env, g *globals, lf *logFlags) *cobra.Command {
 			}
 			switch {
 			case g.json && lf.all:
-				err = writeJSON(e.out, "log-verify-all", map[string]any{"boots": results})
+				err = rpt.WriteJSON(e.out, "log-verify-all", map[string]any{"boots": results})
 			case g.json:
-				err = writeJSON(e.out, "log-verify", results[0])
+				err = rpt.WriteJSON(e.out, "log-verify", results[0])
 			}
 			if err != nil {
 				return err

@@ -45,7 +45,7 @@ func newPolicyCheckCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				errs := rpt.PolicyErrors(err)
 				if g.json {
-					if werr := writeJSON(e.out, "policy-check", rpt.PolicyCheck{Valid: false, Errors: errs}); werr != nil {
+					if werr := rpt.WriteJSON(e.out, "policy-check", rpt.PolicyCheck{Valid: false, Errors: errs}); werr != nil {
 						return werr
 					}
 				} else {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
+
 	"github.com/spf13/cobra"
 
 	"github.com/vfio-gate/vfio-gate/internal/buildinfo"
@@ -57,7 +59,7 @@ type globals struct {
 // its text form.
 func (g *globals) write(e *env, kind string, doc any, text func(io.Writer)) error {
 	if g.json {
-		return writeJSON(e.out, kind, doc)
+		return rpt.WriteJSON(e.out, kind, doc)
 	}
 	text(e.out)
 	return nil
@@ -173,7 +175,7 @@ func newVersionCmd(e *env, g *globals) *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if g.json {
-				return writeJSON(e.out, "version", map[string]string{"version": version()})
+				return rpt.WriteJSON(e.out, "version", map[string]string{"version": version()})
 			}
 			_, err := fmt.Fprintf(e.out, "vfio-gate %s\n", version())
 			return err

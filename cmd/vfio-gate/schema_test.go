@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
+
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/vfio-gate/vfio-gate/audit"
@@ -149,7 +151,7 @@ func TestJSONErrorDocument(t *testing.T) {
 		{[]string{"doe", "discover", "--json", "--sysfs-root", empty, "0000:99:00.0"}, exitUnavailable, "0000:99:00.0"},
 	} {
 		code, out, errs := runCLI(t, tc.args...)
-		var doc errorJSON
+		var doc rpt.Error
 		dec := json.NewDecoder(strings.NewReader(out))
 		if err := dec.Decode(&doc); err != nil || dec.More() {
 			t.Errorf("%v: stdout is not one JSON document (%v): %q", tc.args, err, out)
@@ -168,21 +170,21 @@ func TestJSONErrorDocument(t *testing.T) {
 
 func TestWriteJSONSchemaFirst(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeJSON(&b, "version", map[string]string{"version": "x"}); err != nil {
+	if err := rpt.WriteJSON(&b, "version", map[string]string{"version": "x"}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(b.String(), "{\n  \"schema\": \"vfio-gate/version/v1\",\n") {
 		t.Errorf("schema is not the first member:\n%s", b.String())
 	}
 	b.Reset()
-	if err := writeJSON(&b, "x", struct{}{}); err != nil || strings.TrimSpace(b.String()) != "{\n  \"schema\": \"vfio-gate/x/v1\"\n}" {
+	if err := rpt.WriteJSON(&b, "x", struct{}{}); err != nil || strings.TrimSpace(b.String()) != "{\n  \"schema\": \"vfio-gate/x/v1\"\n}" {
 		t.Errorf("empty object: %v %q", err, b.String())
 	}
 	for _, v := range []any{[]int{1}, "s", struct {
 		Schema string `json:"schema"`
 	}{"vfio-gate/other/v1"}} {
 		b.Reset()
-		if err := writeJSON(&b, "x", v); err == nil || b.Len() != 0 {
+		if err := rpt.WriteJSON(&b, "x", v); err == nil || b.Len() != 0 {
 			t.Errorf("%#v: accepted: %q", v, b.String())
 		}
 	}
@@ -204,8 +206,8 @@ func TestSchemaFilesMatchKinds(t *testing.T) {
 		// Stored documents (gate.BoundSchema, daemon.StateSchema, tdisp.JournalSchema), checked in their packages.
 		"vfio-gate/bound/v1": true, "vfio-gate/daemon-state/v1": true, "vfio-gate/tdisp-journal/v1": true,
 	}
-	// writeJSON(w, "kind", ...), jsonDoc("kind", ...), jsonOrText(e, g, "kind", ...), g.write(e, "kind", ...)
-	re := regexp.MustCompile(`(?:writeJSON\([^,()]+|jsonOrText\([^,()]+,[^,()]+|g\.write\([^,()]+|jsonDoc\()\s*,?\s*"([a-z][a-z0-9-]*)"`)
+	// rpt.WriteJSON(w, "kind", ...), rpt.JSONDoc("kind", ...), jsonOrText(e, g, "kind", ...), g.write(e, "kind", ...)
+	re := regexp.MustCompile(`(?:rpt\.WriteJSON\([^,()]+|jsonOrText\([^,()]+,[^,()]+|g\.write\([^,()]+|rpt\.JSONDoc\()\s*,?\s*"([a-z][a-z0-9-]*)"`)
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
@@ -215,7 +217,7 @@ func TestSchemaFilesMatchKinds(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
-			used[schemaName(m[1])] = true
+			used[rpt.SchemaName(m[1])] = true
 		}
 	}
 	if len(used) < 20 {
@@ -252,7 +254,7 @@ func TestAuditEventSchema(t *testing.T) {
 		{WallTime: time.Date(2026, 12, 4, 1, 2, 3, 4, time.UTC), PID: 42, TID: 42, Comm: "lspci", Device: "0000:3b:00.0",
 			Op: "read", Offset: 0, Size: 2, Path: "vfio"},
 	} {
-		b, err := jsonDoc("audit-event", &a)
+		b, err := rpt.JSONDoc("audit-event", &a)
 		if err != nil {
 			t.Fatal(err)
 		}

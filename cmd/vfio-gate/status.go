@@ -20,7 +20,7 @@ func newStatusCmd(e *env, g *globals) *cobra.Command {
 				return withCode(exitUnavailable, err)
 			}
 			if g.json {
-				return writeJSON(e.out, "status", st)
+				return rpt.WriteJSON(e.out, "status", st)
 			}
 			return rpt.WriteStatus(e.out, st)
 		},

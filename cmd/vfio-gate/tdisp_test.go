@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
+
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/gatetest"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -216,7 +218,7 @@ func TestTDISPSocketLabel(t *testing.T) {
 		}
 		// The same with --json: the error is a JSON document on stdout.
 		code, out, errs = fx.run(t, append([]string{"tdisp", "report", "--json", "--trust-anchor", anchor}, target...)...)
-		var ej errorJSON
+		var ej rpt.Error
 		if err := json.Unmarshal([]byte(out), &ej); err != nil || code != exitAttestation || ej.Schema != "vfio-gate/error/v1" ||
 			ej.ExitCode != exitAttestation || ej.Meaning != "attestation failed" || !strings.Contains(ej.Error, "TDI is CONFIG_UNLOCKED") {
 			t.Errorf("%v: report --json of an unlocked TDI: exit %d, stdout %q (%v), stderr %q", target, code, out, err, errs)
