@@ -46,42 +46,22 @@ func (f *gateFlags) addLock(c *cobra.Command) {
 	c.Flags().DurationVar(&f.retainAge, "log-retain-age", 0, "remove event logs of earlier boots last written longer ago (0: no age limit)")
 }
 
-// setupOptions let the demo and tests adjust what openGate builds.
-type setupOptions struct {
-	policyLoad *policy.LoadOptions
-	geteuid    func() int
-	observer   gate.Observer // the daemon's metrics
+// gateSetup is the gate.Setup the flags ask for; observer is the daemon's
+// metrics (nil elsewhere).
+func gateSetup(e *env, g *globals, f *gateFlags, observer gate.Observer) gate.Setup {
+	return gate.Setup{Policy: g.policy, PolicyLoad: e.policyLoad, TPM: g.tpm, TPMThrowaway: g.tpmThrowaway,
+		EventLog: eventLogDir(g), Retention: tpm.Retention{MaxBytes: f.retainBytes, MaxAge: f.retainAge}, Evidence: evidenceDir(g),
+		SysfsRoot: g.sysfsRoot, PCI: pci.Options{ConfigOpener: e.configOpener, Geteuid: e.geteuid}, Bind: e.vfioApply,
+		Audit: f.audit.on, LockDir: f.lockDir, StateDir: g.stateDir, Concurrency: f.concurrency, Timeout: f.timeout,
+		Observer: observer, Logger: g.log}
 }
 
-// openGate opens the gate (gate.Open) from the flags: no valid policy is
+// openGate opens the gate (gate.Open) the flags ask for: no valid policy is
 // exit 1, a TPM that cannot record 5, a tamper audit that cannot run 4
 // (exitCode).
-func openGate(e *env, g *globals, f *gateFlags, so setupOptions) (*gate.Host, error) {
-	if so.policyLoad == nil {
-		so.policyLoad = e.policyLoad
-	}
-	if so.geteuid == nil {
-		so.geteuid = e.geteuid
-	}
-	h, err := gate.Open(gate.Setup{Policy: g.policy, PolicyLoad: so.policyLoad, TPM: g.tpm, TPMThrowaway: g.tpmThrowaway,
-		EventLog: eventLogDir(g), Retention: tpm.Retention{MaxBytes: f.retainBytes, MaxAge: f.retainAge}, Evidence: evidenceDir(g),
-		SysfsRoot: g.sysfsRoot, PCI: pci.Options{ConfigOpener: e.configOpener, Geteuid: so.geteuid}, Bind: e.vfioApply,
-		Audit: f.audit.on, LockDir: f.lockDir, StateDir: g.stateDir, Concurrency: f.concurrency, Timeout: f.timeout,
-		Observer: so.observer, Logger: g.log})
-	if err != nil {
-		return nil, err // exitCode: gate.ErrThrowawayTPM 1, gate.ErrTPM 5, gate.ErrAuditUnavailable 4
-	}
-	return h, nil
+func openGate(e *env, g *globals, f *gateFlags, observer gate.Observer) (*gate.Host, error) {
+	return gate.Open(gateSetup(e, g, f, observer))
 }
-
-// recordingTPM is the tpm.Open spec of a command that records decisions
-// (gate.RecordingTPM): --tpm sim is refused unless asked for as a
-// throwaway TPM (--tpm sim:throwaway, or --tpm sim --tpm-throwaway);
-// exitCode makes the refusal (gate.ErrThrowawayTPM) a usage error.
-func recordingTPM(g *globals) (string, error) { return gate.RecordingTPM(g.tpm, g.tpmThrowaway) }
-
-// tpmName says which TPM a command uses, for status and doctor.
-func tpmName(g *globals) string { return gate.TPMName(g.tpm, g.tpmThrowaway) }
 
 func parseBDFs(args []string) ([]pci.BDF, error) {
 	var out []pci.BDF
@@ -160,7 +140,7 @@ func newCheckCmd(e *env, g *globals) *cobra.Command {
 					return s.Gate.Check(cmd.Context(), gate.Request{BDFs: bdfs, Confidential: confidential})
 				})
 			}
-			s, err := openGate(e, g, &f, setupOptions{})
+			s, err := openGate(e, g, &f, nil)
 			if err != nil {
 				return err
 			}
@@ -188,7 +168,7 @@ func openGateFor(e *env, g *globals, f *gateFlags, args []string) ([]pci.BDF, *g
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := openGate(e, g, f, setupOptions{})
+	s, err := openGate(e, g, f, nil)
 	if err != nil {
 		return nil, nil, err
 	}

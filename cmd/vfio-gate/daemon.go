@@ -10,6 +10,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/attest"
 	"github.com/vfio-gate/vfio-gate/daemon"
+	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/hooks/libvirt/conn"
 )
 
@@ -52,7 +53,7 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	// A node still missing after --tpm-wait is left for the TPM's open to report (exit 5).
 	daemon.WaitForDevice(ctx, g.tpm, o.tpmWait, g.log, nil)
 	metrics := daemon.NewMetrics(daemon.MetricsOptions{EventLog: eventLogDir(g)})
-	s, err := openGate(e, g, f, setupOptions{observer: metrics})
+	s, err := openGate(e, g, f, metrics)
 	if err != nil {
 		return err
 	}
@@ -65,6 +66,6 @@ func runDaemon(ctx context.Context, e *env, g *globals, f *gateFlags, o daemonOp
 	}
 	return daemon.Run(ctx, daemon.Config{Gate: s.Gate, Recorder: s.Recorder, System: s.System, StateDir: g.stateDir,
 		OpenSession: attest.SessionOpenerFor(s.System, f.lockDir, &attest.Options{Timeout: f.timeout, Logger: g.log}, s.Policy.TrustAnchors), Socket: g.daemonSocket,
-		Metrics: metrics, MetricsListen: o.metricsListen, Watch: watch, Poll: o.poll, TPM: tpmName(g), Logger: g.log,
+		Metrics: metrics, MetricsListen: o.metricsListen, Watch: watch, Poll: o.poll, TPM: gate.TPMName(g.tpm, g.tpmThrowaway), Logger: g.log,
 		Signals: []os.Signal{syscall.SIGTERM, syscall.SIGINT}})
 }

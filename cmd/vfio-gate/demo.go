@@ -10,7 +10,6 @@ import (
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/internal/demo"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
-	"github.com/vfio-gate/vfio-gate/policy"
 )
 
 func newDemoCmd(e *env, g *globals) *cobra.Command {
@@ -82,10 +81,9 @@ func runDemo(cmd *cobra.Command, e *env, g *globals, keep bool) error {
 	return nil
 }
 
-// openDemoGate opens the gate over the demo's world: its tree, policy
-// (owner and mode not checked) and software config spaces, the simulator
-// and a state directory in the world unless --tpm and --state-dir say
-// otherwise. It returns the globals the demo runs with.
+// openDemoGate opens the gate over the demo's world (demo.World.GateSetup),
+// with the simulator and a state directory in the world unless --tpm and
+// --state-dir say otherwise. It returns the globals the demo runs with.
 func openDemoGate(cmd *cobra.Command, e *env, g *globals, w *demo.World) (*gate.Host, *globals, error) {
 	dg := *g
 	dg.sysfsRoot, dg.policy = w.Sysfs, w.Policy
@@ -95,13 +93,7 @@ func openDemoGate(cmd *cobra.Command, e *env, g *globals, w *demo.World) (*gate.
 	if f := cmd.Flag("state-dir"); f == nil || !f.Changed {
 		dg.stateDir = w.StateDir()
 	}
-	de := *e
-	de.configOpener = w.Opener
-	gf := gateFlags{lockDir: w.LockDir(), timeout: 10e9, concurrency: gate.DefaultConcurrency}
-	s, err := openGate(&de, &dg, &gf, setupOptions{
-		policyLoad: &policy.LoadOptions{SkipPermissionCheck: true},
-		geteuid:    func() int { return 0 }, // software config spaces: no root needed
-	})
+	s, err := gate.Open(w.GateSetup(gateSetup(e, &dg, &gateFlags{}, nil)))
 	return s, &dg, err
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/audit"
 	"github.com/vfio-gate/vfio-gate/daemon"
+	"github.com/vfio-gate/vfio-gate/gate"
 	lvhook "github.com/vfio-gate/vfio-gate/hooks/libvirt"
 	"github.com/vfio-gate/vfio-gate/internal/doctor"
 	rpt "github.com/vfio-gate/vfio-gate/internal/report"
@@ -26,9 +27,9 @@ func newDoctorCmd(e *env, g *globals) *cobra.Command {
 		Example: helpText("doctor.example"),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, tpmErr := recordingTPM(g)
+			spec, tpmErr := gate.RecordingTPM(g.tpm, g.tpmThrowaway)
 			h := &doctor.Host{Sysfs: g.sysfsRoot, LibvirtDir: libvirtDir, Policy: g.policy, StateDir: g.stateDir,
-				TPM: spec, TPMErr: tpmErr, TPMName: tpmName(g),
+				TPM: spec, TPMErr: tpmErr, TPMName: gate.TPMName(g.tpm, g.tpmThrowaway),
 				LibvirtVersion: lvhook.InstalledVersion, OpenTPM: tpm.Open, DaemonStatus: daemon.NewClient(g.daemonSocket).Status,
 				Geteuid: e.geteuid, PolicyLoad: e.policyLoad, BPFProbe: audit.Probe}
 			if e.doctor != nil {

@@ -66,7 +66,7 @@ func runPreflight(ctx context.Context, e *env, g *globals, f *gateFlags, name st
 			func(w io.Writer) { fmt.Fprintf(w, "domain %s has no host PCI functions: nothing to gate\n", name) })
 	}
 	open := func() (*gate.Host, error) {
-		s, err := openGate(e, g, f, setupOptions{})
+		s, err := openGate(e, g, f, nil)
 		if err != nil {
 			return nil, err
 		}

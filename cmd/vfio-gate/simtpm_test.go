@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/vfio-gate/vfio-gate/gate"
 )
 
 // TestRecordingCommandsRefuseSim: check records every decision, so --tpm sim
@@ -36,8 +38,8 @@ func TestTPMName(t *testing.T) {
 		{globals{tpm: "sim", tpmThrowaway: true}, "sim (THROWAWAY in-process simulator: records are lost at exit)"},
 		{globals{tpm: "sim:throwaway"}, "sim (THROWAWAY in-process simulator: records are lost at exit)"},
 	} {
-		if got := tpmName(&c.g); got != c.want {
-			t.Errorf("tpmName(%+v) = %q, want %q", c.g, got, c.want)
+		if got := gate.TPMName(c.g.tpm, c.g.tpmThrowaway); got != c.want {
+			t.Errorf("gate.TPMName(%+v) = %q, want %q", c.g, got, c.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vfio-gate/vfio-gate/emu"
 	"github.com/vfio-gate/vfio-gate/gate"
@@ -227,6 +228,18 @@ func (w *World) StateDir() string { return filepath.Join(w.Dir, "state") }
 
 // LockDir: see StateDir.
 func (w *World) LockDir() string { return filepath.Join(w.Dir, "locks") }
+
+// GateSetup is s pointed at the world: its sysfs tree and lock directory,
+// its policy (owner and mode not checked: the file is the user's), its
+// software config spaces (which need no root), a 10 s budget per function
+// and the default concurrency. TPM, logs, state and logging stay s's.
+func (w *World) GateSetup(s gate.Setup) gate.Setup {
+	s.SysfsRoot, s.Policy, s.LockDir = w.Sysfs, w.Policy, w.LockDir()
+	s.PolicyLoad = &policy.LoadOptions{SkipPermissionCheck: true}
+	s.PCI.ConfigOpener, s.PCI.Geteuid = w.Opener, func() int { return 0 }
+	s.Timeout, s.Concurrency = 10*time.Second, gate.DefaultConcurrency
+	return s
+}
 
 // StepsOK reports whether every hook call of the libvirt part met its
 // expectation.

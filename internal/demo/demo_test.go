@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/pci"
@@ -99,5 +100,27 @@ func TestWorldPaths(t *testing.T) {
 func TestStepsOK(t *testing.T) {
 	if !StepsOK(nil) || !StepsOK([]HookStep{{OK: true}, {OK: true}}) || StepsOK([]HookStep{{OK: true}, {OK: false}}) {
 		t.Fatal("StepsOK")
+	}
+}
+
+func TestWorldGateSetup(t *testing.T) {
+	w, err := Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := gate.Setup{TPM: "tcp:127.0.0.1:2321", EventLog: "/x/events", StateDir: "/x", Timeout: time.Hour, Concurrency: 1,
+		SysfsRoot: "/sys", Policy: "/etc/vfio-gate/policy.yaml", LockDir: "/run/vfio-gate/locks"}
+	s := w.GateSetup(base)
+	if s.SysfsRoot != w.Sysfs || s.Policy != w.Policy || s.LockDir != w.LockDir() {
+		t.Errorf("paths: %q %q %q, want the world's", s.SysfsRoot, s.Policy, s.LockDir)
+	}
+	if s.PolicyLoad == nil || !s.PolicyLoad.SkipPermissionCheck || s.PCI.ConfigOpener == nil || s.PCI.Geteuid == nil || s.PCI.Geteuid() != 0 {
+		t.Errorf("the world's policy load, opener or euid not set: %+v", s)
+	}
+	if s.Timeout != 10*time.Second || s.Concurrency != gate.DefaultConcurrency {
+		t.Errorf("timeout %v, concurrency %d", s.Timeout, s.Concurrency)
+	}
+	if s.TPM != base.TPM || s.EventLog != base.EventLog || s.StateDir != base.StateDir {
+		t.Errorf("TPM, log or state changed: %+v", s)
 	}
 }
