@@ -400,34 +400,8 @@ loop:
 	if a.Path != wantPath {
 		t.Fatalf("path %q, want %q (path functions %v)", a.Path, wantPath, tagged)
 	}
-	// The same function read through /proc/bus/pci: path procfs (the
-	// caller ranges tell the paths apart).
 	if slices.Contains(tagged, "proc_bus_pci_read") {
-		proc := "/proc/bus/pci/" + guarded[:7] + "/" + guarded[8:] // DDDD:BB/DD.F
-		if strings.HasPrefix(guarded, "0000:") {
-			proc = "/proc/bus/pci/" + guarded[5:7] + "/" + guarded[8:]
-		}
-		f, err := os.Open(proc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 4)
-		_, err = f.ReadAt(b, 0xc)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", proc, err)
-		}
-		if err := m.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case b := <-got:
-			if b.Offset != 0xc || b.Path != "procfs" {
-				t.Fatalf("read through %s: %+v, want offset 0xc and path procfs", proc, b)
-			}
-		default:
-			t.Fatalf("no event for the read through %s", proc)
-		}
+		procfsReadOneEvent(t, ctx, m, got, guarded)
 	}
 	cancel()
 	<-done
@@ -435,6 +409,37 @@ loop:
 		t.Fatal(err)
 	}
 	t.Logf("event: %+v", a)
+}
+
+// procfsReadOneEvent reads guarded through /proc/bus/pci and checks its one
+// event says path procfs (the caller ranges tell the paths apart).
+func procfsReadOneEvent(t *testing.T, ctx context.Context, m *Monitor, got <-chan *Access, guarded string) {
+	t.Helper()
+	proc := "/proc/bus/pci/" + guarded[:7] + "/" + guarded[8:] // DDDD:BB/DD.F
+	if strings.HasPrefix(guarded, "0000:") {
+		proc = "/proc/bus/pci/" + guarded[5:7] + "/" + guarded[8:]
+	}
+	f, err := os.Open(proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	_, err = f.ReadAt(b, 0xc)
+	f.Close()
+	if err != nil {
+		t.Fatalf("%s: %v", proc, err)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if b.Offset != 0xc || b.Path != "procfs" {
+			t.Fatalf("read through %s: %+v, want offset 0xc and path procfs", proc, b)
+		}
+	default:
+		t.Fatalf("no event for the read through %s", proc)
+	}
 }
 
 // TestWatcherSync proves the Watcher's barrier on a real kernel: a watch of

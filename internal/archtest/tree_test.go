@@ -59,18 +59,8 @@ func buildOutputs(root string, paths []string) ([]string, error) {
 // TestNoBuildOutputsTracked fails when git tracks a build output outside
 // testdata (issue 14.13): CI runs it on every submission.
 func TestNoBuildOutputsTracked(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("git", "-C", root, "ls-files", "-z").Output()
-	if err != nil {
-		t.Skipf("needs a git checkout: %v", err)
-	}
-	paths := strings.Split(strings.TrimRight(string(out), "\x00"), "\x00")
-	if len(paths) < 50 {
-		t.Fatalf("git ls-files listed %d files; expected the whole tree", len(paths))
-	}
+	root := repoRoot(t)
+	paths := trackedFiles(t, root)
 	bad, err := buildOutputs(root, paths)
 	if err != nil {
 		t.Fatal(err)
@@ -112,4 +102,28 @@ func TestBuildOutputsDetects(t *testing.T) {
 	if len(bad) != 2 || !strings.Contains(got, "guest: an ELF binary") || !strings.Contains(got, "big.txt:") {
 		t.Fatalf("build outputs found:\n%s", got)
 	}
+}
+
+// repoRoot is the repository's root directory.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// trackedFiles lists what git tracks under root (skips without a checkout).
+func trackedFiles(t *testing.T, root string) []string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z").Output()
+	if err != nil {
+		t.Skipf("needs a git checkout: %v", err)
+	}
+	paths := strings.Split(strings.TrimRight(string(out), "\x00"), "\x00")
+	if len(paths) < 50 {
+		t.Fatalf("git ls-files listed %d files; expected the whole tree", len(paths))
+	}
+	return paths
 }

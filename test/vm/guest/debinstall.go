@@ -176,29 +176,42 @@ func libvirtDebInstall(ctx context.Context, h *Harness) (res Result) {
 
 	// virsh start under the packaged policy: refused by the packaged hook.
 	t = time.Now()
-	vout, verr := virsh(ctx, "start", lvDomain)
-	dur := time.Since(t)
-	fmt.Fprintf(h.Log, "vmguest: virsh start %s under the packaged install (%v): %v\n%s\n", lvDomain, dur.Round(time.Millisecond), verr, vout)
-	if verr == nil {
-		virsh(ctx, "destroy", lvDomain)
-		return failf("virsh start %s succeeded under the packaged default policy (deny by default): %s", lvDomain, vout)
-	}
-	deny := "vfio-gate: DENY " + nic.BDF + " no-cma"
-	if !strings.Contains(vout, "Hook script execution failed") || !strings.Contains(vout, deny) {
-		return failf("virsh start %s failed (%v) without %q from the hook: %s [daemon: %s]", lvDomain, verr, deny, clip(vout, 600), debTail(debDaemonLog))
+	denyLine, last, err := debRefusedStart(ctx, h, nic.BDF)
+	if err != nil {
+		return failf("%v", err)
 	}
 	step("virsh start", t)
-	if _, err := h.waitDriver(ctx, nic.BDF, "e1000e", 30*time.Second); err != nil {
-		return failf("after the refused start: %v", err)
+	fmt.Fprintf(h.Log, "vmguest: libvirt-deb-install: %s %s; doctor before: %v; after: %v; drop-in: %s; hook: %s\n", debBin, version, pre, post, execLine, denyLine)
+	return passf("packaged %s: %s, total %.1f s; doctor exit 0 (%s); drop-in execs %s; unit's ExecStart READY=1; virsh start refused: %s; daemon: %s; e1000e back",
+		version, strings.Join(steps, ", "), time.Since(t0).Seconds(), debWarns(pre), debBin, clip(denyLine, 45), last)
+}
+
+// debRefusedStart starts the test domain under the packaged install and
+// checks the packaged hook refused it (no-cma), the NIC went back to
+// e1000e and the daemon's last decision says so: the hook's DENY line and
+// that decision ("deny(no-cma)").
+func debRefusedStart(ctx context.Context, h *Harness, bdf string) (denyLine, last string, err error) {
+	t := time.Now()
+	vout, verr := virsh(ctx, "start", lvDomain)
+	fmt.Fprintf(h.Log, "vmguest: virsh start %s under the packaged install (%v): %v\n%s\n", lvDomain, time.Since(t).Round(time.Millisecond), verr, vout)
+	if verr == nil {
+		virsh(ctx, "destroy", lvDomain)
+		return "", "", fmt.Errorf("virsh start %s succeeded under the packaged default policy (deny by default): %s", lvDomain, vout)
+	}
+	deny := "vfio-gate: DENY " + bdf + " no-cma"
+	if !strings.Contains(vout, "Hook script execution failed") || !strings.Contains(vout, deny) {
+		return "", "", fmt.Errorf("virsh start %s failed (%v) without %q from the hook: %s [daemon: %s]", lvDomain, verr, deny, clip(vout, 600), debTail(debDaemonLog))
+	}
+	if _, err := h.waitDriver(ctx, bdf, "e1000e", 30*time.Second); err != nil {
+		return "", "", fmt.Errorf("after the refused start: %v", err)
 	}
 	sout, serr, scode := debRun(ctx, "status", "--json")
 	var st lvStatusJSON
 	if scode != 0 || json.Unmarshal([]byte(sout), &st) != nil {
-		return failf("packaged vfio-gate status --json: exit %d: %s %s", scode, clip(sout, 300), clip(serr, 300))
+		return "", "", fmt.Errorf("packaged vfio-gate status --json: exit %d: %s %s", scode, clip(sout, 300), clip(serr, 300))
 	}
-	var last string
 	for _, d := range st.Decisions {
-		if d.BDF == nic.BDF {
+		if d.BDF == bdf {
 			last = d.Decision
 			if len(d.Reasons) > 0 {
 				last += "(" + d.Reasons[0].Code + ")"
@@ -206,12 +219,9 @@ func libvirtDebInstall(ctx context.Context, h *Harness) (res Result) {
 		}
 	}
 	if last != "deny(no-cma)" {
-		return failf("the packaged daemon's last decision on %s is %q, want deny(no-cma): %s", nic.BDF, last, clip(sout, 500))
+		return "", "", fmt.Errorf("the packaged daemon's last decision on %s is %q, want deny(no-cma): %s", bdf, last, clip(sout, 500))
 	}
-	denyLine := firstLine(vout[strings.Index(vout, deny):])
-	fmt.Fprintf(h.Log, "vmguest: libvirt-deb-install: %s %s; doctor before: %v; after: %v; drop-in: %s; hook: %s\n", debBin, version, pre, post, execLine, denyLine)
-	return passf("packaged %s: %s, total %.1f s; doctor exit 0 (%s); drop-in execs %s; unit's ExecStart READY=1; virsh start refused: %s; daemon: %s; e1000e back",
-		version, strings.Join(steps, ", "), time.Since(t0).Seconds(), debWarns(pre), debBin, clip(denyLine, 45), last)
+	return firstLine(vout[strings.Index(vout, deny):]), last, nil
 }
 
 // debDoctorJSON runs the packaged doctor --json: status: message by check.
