@@ -5,20 +5,24 @@ import "errors"
 // Sentinels for what the kernel or the process lacks. Each error built on
 // them says what would fix it.
 var (
-	ErrNoBTF        = errors.New("audit: kernel has no BTF")
-	ErrNoKprobes    = errors.New("audit: kprobes unavailable")
-	ErrNoFentry     = errors.New("audit: fentry unavailable")
-	ErrPermission   = errors.New("audit: not permitted")
-	ErrNotSupported = errors.New("audit: not supported on this platform")
+	ErrNoBTF     = errors.New("audit: kernel has no BTF")
+	ErrNoKprobes = errors.New("audit: kprobes unavailable")
+	ErrNoFentry  = errors.New("audit: fentry unavailable")
+	// ErrNoKprobeMulti: kprobe.multi links (fprobe) did not load or
+	// attach; the kernel's reason follows.
+	ErrNoKprobeMulti = errors.New("audit: kprobe.multi unavailable")
+	ErrPermission    = errors.New("audit: not permitted")
+	ErrNotSupported  = errors.New("audit: not supported on this platform")
 )
 
 // Mode is how the probes attach.
 type Mode string
 
 const (
-	ModeAuto   Mode = ""       // fentry where the kernel allows, else kprobes
-	ModeFentry Mode = "fentry" // BPF trampolines
-	ModeKprobe Mode = "kprobe" // kprobes and kretprobes
+	ModeAuto        Mode = ""             // fentry where the kernel allows, else kprobe.multi, else kprobes
+	ModeFentry      Mode = "fentry"       // BPF trampolines
+	ModeKprobeMulti Mode = "kprobe-multi" // kprobe.multi links (fprobe: Linux >= 5.18, CONFIG_FPROBE)
+	ModeKprobe      Mode = "kprobe"       // classic kprobes (on ftrace at a function's entry)
 )
 
 // ParseMode reads a mode as a person names it: auto, fentry or kprobe.

@@ -59,9 +59,9 @@ type Options struct {
 // programs of the mode it uses.
 func New(o Options) (*Monitor, error) {
 	switch o.Mode {
-	case ModeAuto, ModeFentry, ModeKprobe:
+	case ModeAuto, ModeFentry, ModeKprobeMulti, ModeKprobe:
 	default:
-		return nil, fmt.Errorf("audit: unknown attach mode %q (want fentry, kprobe or auto)", o.Mode)
+		return nil, fmt.Errorf("audit: unknown attach mode %q (want fentry, kprobe-multi, kprobe or auto)", o.Mode)
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return nil, fmt.Errorf("%w: /sys/kernel/btf/vmlinux is missing (build the kernel with CONFIG_DEBUG_INFO_BTF=y)", ErrNoBTF)
@@ -214,40 +214,53 @@ func (m *Monitor) putCount() {
 
 // Attach loads and attaches the access probes (all six are required) as
 // fentry programs (BPF trampolines) where the kernel allows, else as
-// kprobes (Options.Mode), and stores the caller ranges that label each
-// access's path. It returns the names of the path functions found
-// (pci_read_config, ...; vfio_pci_config_rw while vfio-pci-core is
-// loaded); Mode says which mode is in use.
+// kprobe.multi links (fprobe), else as classic kprobes (Options.Mode), and
+// stores the caller ranges that label each access's path. It returns the
+// names of the path functions found (pci_read_config, ...;
+// vfio_pci_config_rw while vfio-pci-core is loaded); Mode says which mode
+// is in use.
 func (m *Monitor) Attach() ([]string, error) {
 	if m.mode != "" {
 		return nil, fmt.Errorf("audit: already attached (%s)", m.mode)
 	}
-	var fentryErr error
-	if m.want != ModeKprobe {
-		err := m.attachFentry()
+	var errs []error // why the modes tried before failed, in order
+	for _, mode := range []Mode{ModeFentry, ModeKprobeMulti, ModeKprobe} {
+		if m.want != ModeAuto && m.want != mode {
+			continue
+		}
+		err := m.attachMode(mode)
 		if err == nil {
-			m.mode = ModeFentry
+			m.mode = mode
 			tagged := m.callers()
-			m.log.Info("audit probes attached", "mode", ModeFentry, "path_taggers", tagged)
+			m.log.Info("audit probes attached", "mode", mode, "path_taggers", tagged)
 			return tagged, nil
 		}
-		fentryErr = errors.Join(err, m.detach())
-		if m.want == ModeFentry {
-			return nil, fentryErr
-		}
-		m.log.Info("fentry unavailable, falling back to kprobes", "err", fentryErr)
-	}
-	if err := m.attachKprobes(); err != nil {
 		err = errors.Join(err, m.detach())
-		if fentryErr != nil {
-			return nil, fmt.Errorf("%w; and %w", err, fentryErr)
+		if m.want == mode {
+			return nil, err
 		}
-		return nil, err
+		if mode != ModeKprobe {
+			m.log.Info("audit attach mode unavailable, falling back", "mode", mode, "err", err)
+		}
+		errs = append(errs, err)
 	}
-	m.mode = ModeKprobe
-	tagged := m.callers()
-	m.log.Info("audit probes attached", "mode", ModeKprobe, "path_taggers", tagged)
-	return tagged, nil
+	// With ModeAuto: the classic kprobes' reason first (the last resort),
+	// then fentry's and kprobe.multi's.
+	err := errs[len(errs)-1]
+	for _, e := range errs[:len(errs)-1] {
+		err = fmt.Errorf("%w; and %w", err, e)
+	}
+	return nil, err
+}
+
+func (m *Monitor) attachMode(mode Mode) error {
+	switch mode {
+	case ModeFentry:
+		return m.attachFentry()
+	case ModeKprobeMulti:
+		return m.attachKprobeMulti()
+	}
+	return m.attachKprobes()
 }
 
 func (m *Monitor) callers() []string {
@@ -278,7 +291,10 @@ var fentryTarget = func(sym string) string { return sym }
 // them for Close. Only these are loaded: a tracing program names its
 // target (set from to, by program name, when given), and a missing target
 // fails the load.
-func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, error) {
+//
+// attach, unless AttachNone, replaces the programs' attach type (a
+// kprobe program loaded for kprobe.multi links).
+func (m *Monitor) load(to map[string]string, attach ebpf.AttachType, names ...string) ([]*ebpf.Program, error) {
 	s := m.spec.Copy()
 	keep := map[string]bool{}
 	for _, n := range names {
@@ -287,8 +303,13 @@ func (m *Monitor) load(to map[string]string, names ...string) ([]*ebpf.Program, 
 	for n, p := range s.Programs {
 		if !keep[n] {
 			delete(s.Programs, n)
-		} else if t, ok := to[n]; ok {
+			continue
+		}
+		if t, ok := to[n]; ok {
 			p.AttachTo = t
+		}
+		if attach != ebpf.AttachNone {
+			p.AttachType = attach
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
@@ -317,7 +338,7 @@ func (m *Monitor) attachFentry() error {
 		names[i] = a.fentry
 		to[a.fentry] = fentryTarget(a.sym)
 	}
-	ps, err := m.load(to, names...)
+	ps, err := m.load(to, ebpf.AttachNone, names...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoFentry, err)
 	}
@@ -331,12 +352,43 @@ func (m *Monitor) attachFentry() error {
 	return nil
 }
 
-func (m *Monitor) attachKprobes() error {
+// kprobeMultiSymbol names the kernel function a kprobe.multi link for sym
+// attaches to (sym itself; tests make it fail to prove the fallback).
+var kprobeMultiSymbol = func(sym string) string { return sym }
+
+// attachKprobeMulti attaches the kprobe programs as kprobe.multi links, one
+// per function (fprobe, Linux >= 5.18 with CONFIG_FPROBE: the ftrace
+// callback runs the program directly, without the kprobe and perf-event
+// layers around a classic kprobe). The programs are the kprobe ones: the
+// context is the same pt_regs, sp at the return address.
+func (m *Monitor) attachKprobeMulti() error {
+	ps, err := m.load(nil, ebpf.AttachTraceKprobeMulti, kprobeNames()...)
+	if err != nil {
+		return fmt.Errorf("%w: %w (kprobe.multi needs Linux >= 5.18 with CONFIG_FPROBE)", ErrNoKprobeMulti, err)
+	}
+	for i, p := range ps {
+		l, err := link.KprobeMulti(p, link.KprobeMultiOptions{Symbols: []string{kprobeMultiSymbol(access[i].sym)}})
+		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				return fmt.Errorf("%w: attaching kprobe.multi %s: %v (needs CAP_BPF and CAP_PERFMON)", ErrPermission, access[i].sym, err)
+			}
+			return fmt.Errorf("%w: attaching kprobe.multi %s: %w (needs Linux >= 5.18 with CONFIG_FPROBE)", ErrNoKprobeMulti, access[i].sym, err)
+		}
+		m.links = append(m.links, l)
+	}
+	return nil
+}
+
+func kprobeNames() []string {
 	names := make([]string, len(access))
 	for i, a := range access {
 		names[i] = a.kprobe
 	}
-	ps, err := m.load(nil, names...)
+	return names
+}
+
+func (m *Monitor) attachKprobes() error {
+	ps, err := m.load(nil, ebpf.AttachNone, kprobeNames()...)
 	if err != nil {
 		return err
 	}

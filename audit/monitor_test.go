@@ -3,6 +3,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -260,8 +261,10 @@ func TestUnknownMode(t *testing.T) {
 // and reads its config space through sysfs (read-only): exactly one attributed
 // event per access. Runs where kprobes exist (the test/vm guest).
 //
-// It runs once per attach mode, forced (fentry, then kprobe): each must
-// attach there and say so in Mode and in every event.
+// It runs once per attach mode, forced (fentry, kprobe-multi, kprobe): each
+// must attach there and say so in Mode and in every event. kprobe-multi
+// runs where the kernel has fprobe (register_fprobe in /proc/kallsyms);
+// elsewhere forcing it must fail with ErrNoKprobeMulti.
 func TestSysfsReadProducesOneEvent(t *testing.T) {
 	testutil.Require(t, testutil.BPF, testutil.Kprobes)
 	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
@@ -269,7 +272,20 @@ func TestSysfsReadProducesOneEvent(t *testing.T) {
 	if len(devs) < 2 {
 		t.Skip("needs two PCI functions")
 	}
-	for _, mode := range []Mode{ModeFentry, ModeKprobe} {
+	for _, mode := range []Mode{ModeFentry, ModeKprobeMulti, ModeKprobe} {
+		if mode == ModeKprobeMulti && !fprobeBuilt(t) {
+			t.Run(string(mode)+"-refused", func(t *testing.T) {
+				m, err := New(Options{Mode: mode})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				if _, err := m.Attach(); !errors.Is(err, ErrNoKprobeMulti) || m.Mode() != "" {
+					t.Fatalf("forced kprobe-multi without fprobe: %v, mode %q; want ErrNoKprobeMulti, no mode", err, m.Mode())
+				}
+			})
+			continue
+		}
 		t.Run(string(mode), func(t *testing.T) {
 			sysfsReadOneEvent(t, mode, mode, filepath.Base(devs[0]), filepath.Base(devs[1]), 0)
 		})
@@ -293,10 +309,22 @@ func TestAutoFallsBackToKprobes(t *testing.T) {
 	if len(devs) < 2 {
 		t.Skip("needs two PCI functions")
 	}
-	saved := fentryTarget
-	t.Cleanup(func() { fentryTarget = saved })
+	saved, savedMulti := fentryTarget, kprobeMultiSymbol
+	t.Cleanup(func() { fentryTarget, kprobeMultiSymbol = saved, savedMulti })
 	fentryTarget = func(sym string) string { return sym + "_vfio_gate_missing" }
-	sysfsReadOneEvent(t, ModeAuto, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]), 0)
+	// fentry refused: kprobe.multi where the kernel has fprobe, else kprobes.
+	next := ModeKprobe
+	if fprobeBuilt(t) {
+		next = ModeKprobeMulti
+	}
+	t.Run("no-fentry", func(t *testing.T) {
+		sysfsReadOneEvent(t, ModeAuto, next, filepath.Base(devs[0]), filepath.Base(devs[1]), 0)
+	})
+	// fentry and kprobe.multi refused: kprobes.
+	kprobeMultiSymbol = func(sym string) string { return sym + "_vfio_gate_missing" }
+	t.Run("no-fentry-no-multi", func(t *testing.T) {
+		sysfsReadOneEvent(t, ModeAuto, ModeKprobe, filepath.Base(devs[0]), filepath.Base(devs[1]), 0)
+	})
 
 	// Forced fentry does not fall back: it fails with ErrNoFentry.
 	m, err := New(Options{Mode: ModeFentry})
@@ -558,4 +586,15 @@ func TestRunStopsOnCancel(t *testing.T) {
 		close(stop)
 		<-syncing
 	}
+}
+
+// fprobeBuilt says whether the running kernel has fprobe (CONFIG_FPROBE),
+// which kprobe.multi links need: register_fprobe is in /proc/kallsyms.
+func fprobeBuilt(t *testing.T) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/kallsyms")
+	if err != nil {
+		t.Fatalf("reading /proc/kallsyms: %v", err)
+	}
+	return bytes.Contains(b, []byte(" register_fprobe\n"))
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -49,6 +50,7 @@ type benchPhases struct {
 	reads, events        int64
 	lost                 uint64
 	taggers              []string
+	kprobes              string              // kprobe mode: the probes' lines of /sys/kernel/debug/kprobes/list
 	progs                map[string]progCost // per BPF program, over statsReads guarded reads
 }
 
@@ -88,7 +90,12 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 	if _, _, err := readLoop(c, 200*time.Millisecond); err != nil { // warm up
 		return failf("%v", err)
 	}
+	// kprobe-multi where the kernel has fprobe (Debian's 6.12; its 6.1
+	// has none).
 	modes := []audit.Mode{audit.ModeFentry, audit.ModeKprobe}
+	if ksym("register_fprobe") {
+		modes = []audit.Mode{audit.ModeFentry, audit.ModeKprobeMulti, audit.ModeKprobe}
+	}
 	var offs []float64 // in order: before fentry, before kprobe, before fentry, ..., at the end
 	got := map[audit.Mode][]benchPhases{}
 	rounds := 0
@@ -143,9 +150,9 @@ func benchAudit(ctx context.Context, h *Harness) Result {
 			ovG = append(ovG, 100*(o-r.on)/o)
 			events += r.events
 		}
-		fmt.Printf("BENCH audit mode=%s reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_guarded_no_reader=%.0f reads_per_s_on=%.0f overhead_unguarded_pct=%.1f overhead_guarded_no_reader_pct=%.1f overhead_pct=%.1f events=%d lost=0 rounds=%d window_s=%.1f off_all=%s overhead_unguarded_all=%s overhead_all=%s taggers=%s prog_ns_per_run=%s\n",
+		fmt.Printf("BENCH audit mode=%s reads_per_s_off=%.0f reads_per_s_probes_unguarded=%.0f reads_per_s_guarded_no_reader=%.0f reads_per_s_on=%.0f overhead_unguarded_pct=%.1f overhead_guarded_no_reader_pct=%.1f overhead_pct=%.1f events=%d lost=0 rounds=%d window_s=%.1f off_all=%s overhead_unguarded_all=%s overhead_all=%s taggers=%s prog_ns_per_run=%s kprobes_list=%s\n",
 			mode, median(off), median(probes), median(noReader), median(on), median(ovU), median(ovN), median(ovG), events, rounds, benchWindow.Seconds(),
-			joinF(off, "%.0f"), joinF(ovU, "%.1f"), joinF(ovG, "%.1f"), strings.Join(got[mode][0].taggers, ","), fmtProgs(progs))
+			joinF(off, "%.0f"), joinF(ovU, "%.1f"), joinF(ovG, "%.1f"), strings.Join(got[mode][0].taggers, ","), fmtProgs(progs), got[mode][0].kprobes)
 		sum = append(sum, fmt.Sprintf("%s: unguarded %.0f/s (overhead %.1f %%, goal <= 10 %%), guarded %.0f/s (overhead %.1f %%, goal <= 25 %%; BPF side alone %.1f %%), %d events, 0 lost",
 			mode, median(probes), median(ovU), median(on), median(ovG), median(ovN), events))
 	}
@@ -253,6 +260,13 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 	if m.Mode() != mode {
 		return r, fmt.Errorf("attached as %q", m.Mode())
 	}
+	if mode == audit.ModeKprobe {
+		// [FTRACE]: the kprobe sits on the function's ftrace call (no
+		// breakpoint trap); anything else takes the int3 path.
+		if r.kprobes, err = kprobesList("pci_user_"); err != nil {
+			return r, err
+		}
+	}
 	// Probes attached, function not guarded: the cost of the probes alone.
 	if r.probes, _, err = readLoop(c, benchWindow); err != nil {
 		return r, err
@@ -319,4 +333,26 @@ func benchOneMode(ctx context.Context, c *configFile, bdf string, mode audit.Mod
 		return r, fmt.Errorf("%d events for another device or attach mode", n)
 	}
 	return r, nil
+}
+
+// kprobesList returns the lines of /sys/kernel/debug/kprobes/list that name
+// a function starting with prefix, joined with "|" (spaces as "_").
+func kprobesList(prefix string) (string, error) {
+	b, err := os.ReadFile("/sys/kernel/debug/kprobes/list")
+	if err != nil {
+		return "", fmt.Errorf("kprobes list: %w", err)
+	}
+	var out []string
+	for l := range strings.Lines(string(b)) {
+		if f := strings.Fields(l); len(f) >= 3 && strings.HasPrefix(f[2], prefix) {
+			out = append(out, strings.Join(f[1:], "_"))
+		}
+	}
+	return strings.Join(out, "|"), nil
+}
+
+// ksym says whether the kernel has the function name (/proc/kallsyms).
+func ksym(name string) bool {
+	b, err := os.ReadFile("/proc/kallsyms")
+	return err == nil && strings.Contains(string(b), " "+name+"\n")
 }
