@@ -30,6 +30,7 @@ struct kernfs_node { __u64 id; } __attribute__((preserve_access_index));
 struct kobject { struct kernfs_node *sd; } __attribute__((preserve_access_index));
 struct device { struct kobject kobj; } __attribute__((preserve_access_index));
 struct pci_dev { struct device dev; } __attribute__((preserve_access_index));
+struct rb_node { unsigned long __rb_parent_color; } __attribute__((preserve_access_index));
 struct cgroup { struct kernfs_node *kn; } __attribute__((preserve_access_index));
 struct css_set { struct cgroup *dfl_cgrp; } __attribute__((preserve_access_index));
 struct task_struct {
@@ -172,13 +173,39 @@ static __always_inline __u8 path_of(__u64 ra)
 	return PATH_UNKNOWN;
 }
 
+// bpf_rdonly_cast (a kfunc, Linux >= 6.2) gives a kprobe's untyped pointer
+// a BTF type: the verifier then lets the program follow it with plain loads
+// (each JIT-compiled with a fault fixup, as fentry's), no helper call. It is
+// weak: where the kernel lacks it (Debian's 6.1) the loader leaves its
+// address 0 and the verifier drops the branch that uses it.
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#define have_rdonly_cast() (!!bpf_rdonly_cast)
+
 // kprobe_caller returns the probed function's return address: at its entry
-// the top of the stack (pt_regs sp).
+// the top of the stack (pt_regs sp). With bpf_rdonly_cast the stack word is
+// read as the first member (an unsigned long at offset 0) of a kernel
+// struct, rb_node: one plain load.
 static __always_inline __u64 kprobe_caller(struct pt_regs *regs)
 {
+	if (have_rdonly_cast()) {
+		struct rb_node *n = bpf_rdonly_cast((void *)PT_REGS_SP(regs), bpf_core_type_id_kernel(struct rb_node));
+		return n->__rb_parent_color;
+	}
 	__u64 ra = 0;
 	bpf_probe_read_kernel(&ra, sizeof(ra), (void *)PT_REGS_SP(regs));
 	return ra;
+}
+
+// kprobe_dev_id returns the kernfs node id of dev's sysfs directory: plain
+// loads through bpf_rdonly_cast where the kernel has it, else two
+// bpf_probe_read_kernel (BPF_CORE_READ).
+static __always_inline __u64 kprobe_dev_id(struct pci_dev *dev)
+{
+	if (have_rdonly_cast()) {
+		struct pci_dev *d = bpf_rdonly_cast(dev, bpf_core_type_id_kernel(struct pci_dev));
+		return d->dev.kobj.sd->id;
+	}
+	return BPF_CORE_READ(dev, dev.kobj.sd, id);
 }
 
 // frame_off holds, per fentry access program (key: size, + 4 for a write),
@@ -316,12 +343,12 @@ static __always_inline int report(void *ctx, int fentry, struct guard_state *g, 
 	return 0;
 }
 
-// kprobes (fallback). The pci_dev pointer is untrusted here: its node id is
-// read through bpf_probe_read_kernel (BPF_CORE_READ).
+// kprobes (fallback; also attached as kprobe.multi links). The pci_dev
+// pointer is untyped here: kprobe_dev_id reads its node id.
 #define KP_REPORT(dev, where, size, op, val, hv)                                                   \
 	({                                                                                           \
 		struct guard_state *g = guard();                                                     \
-		g ? report(ctx, 0, g, BPF_CORE_READ(dev, dev.kobj.sd, id), where, size, op, val, hv) : 0; \
+		g ? report(ctx, 0, g, kprobe_dev_id(dev), where, size, op, val, hv) : 0;                 \
 	})
 
 SEC("kprobe/pci_user_read_config_byte")
