@@ -25,12 +25,13 @@ const (
 	ModeKprobe      Mode = "kprobe"       // classic kprobes (on ftrace at a function's entry)
 )
 
-// ParseMode reads a mode as a person names it: auto, fentry or kprobe.
+// ParseMode reads a mode as a person names it: auto, fentry, kprobe-multi
+// or kprobe.
 func ParseMode(s string) (m Mode, ok bool) {
 	switch s {
 	case "auto":
 		return ModeAuto, true
-	case string(ModeFentry), string(ModeKprobe):
+	case string(ModeFentry), string(ModeKprobeMulti), string(ModeKprobe):
 		return Mode(s), true
 	}
 	return "", false

@@ -27,7 +27,7 @@ type Access struct {
 	Value    *uint32       `json:"value,omitempty"` // writes only
 	Path     string        `json:"path"`            // "sysfs", "procfs", "vfio", "unknown"
 	Region   string        `json:"region,omitempty"`
-	Attach   Mode          `json:"attach,omitempty"` // how the probes attached: "fentry" or "kprobe"
+	Attach   Mode          `json:"attach,omitempty"` // how the probes attached: "fentry", "kprobe-multi" or "kprobe"
 }
 
 // DecodeError reports a malformed ring-buffer record.

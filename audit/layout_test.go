@@ -53,12 +53,12 @@ func TestLayouts(t *testing.T) {
 }
 
 func TestParseMode(t *testing.T) {
-	for s, want := range map[string]audit.Mode{"auto": audit.ModeAuto, "fentry": audit.ModeFentry, "kprobe": audit.ModeKprobe} {
+	for s, want := range map[string]audit.Mode{"auto": audit.ModeAuto, "fentry": audit.ModeFentry, "kprobe": audit.ModeKprobe, "kprobe-multi": audit.ModeKprobeMulti} {
 		if m, ok := audit.ParseMode(s); !ok || m != want {
 			t.Errorf("ParseMode(%q) = %q, %v", s, m, ok)
 		}
 	}
-	for _, s := range []string{"", "Fentry", "kretprobe"} {
+	for _, s := range []string{"", "Fentry", "kretprobe", "kprobe.multi"} {
 		if _, ok := audit.ParseMode(s); ok {
 			t.Errorf("ParseMode(%q) ok", s)
 		}

@@ -27,7 +27,7 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 			}
 			mode, ok := audit.ParseMode(attach)
 			if !ok {
-				return usageErrorf("audit: --attach %q: want auto, fentry or kprobe", attach)
+				return usageErrorf("audit: --attach %q: want auto, fentry or kprobe (or kprobe-multi)", attach)
 			}
 			layouts, err := audit.Layouts(g.sysfsRoot, devices)
 			if err != nil {
@@ -55,6 +55,6 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 	}
 	c.Flags().StringArrayVar(&devices, "device", nil, "function to guard (repeatable)")
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until interrupted)")
-	c.Flags().StringVar(&attach, "attach", "auto", "probe mode: auto (fentry, else kprobes), fentry or kprobe")
+	c.Flags().StringVar(&attach, "attach", "auto", "probe mode: auto (fentry, else kprobe-multi, else kprobes), fentry, kprobe-multi (kprobe.multi links) or kprobe")
 	return c
 }
