@@ -149,15 +149,19 @@ func bpfAuditVFIO(ctx context.Context, h *Harness) Result {
 	}
 	defer v.Close()
 	var hows []string
-	for _, mode := range []string{"fentry", "kprobe"} {
+	modes := []string{"fentry", "kprobe"}
+	if ksym("register_fprobe") { // kprobe.multi links need fprobe (Debian's 6.12)
+		modes = []string{"fentry", "kprobe-multi", "kprobe"}
+	}
+	for _, mode := range modes {
 		how, err := h.auditVFIOOnce(ctx, v, nic.BDF, mode)
 		if err != nil {
 			return failf("--attach %s: %v", mode, err)
 		}
 		hows = append(hows, mode+": "+how)
 	}
-	return passf("%s via VFIO (config region @0x%x, %d bytes), under `audit --attach fentry` and `--attach kprobe`: read 0x04/4 and write 0x40/4 -> one event each, pid %d; %s",
-		nic.BDF, v.cfgOff, v.cfgSize, os.Getpid(), strings.Join(hows, "; "))
+	return passf("%s via VFIO (config region @0x%x, %d bytes), under `audit --attach` %s: read 0x04/4 and write 0x40/4 -> one event each, pid %d; %s",
+		nic.BDF, v.cfgOff, v.cfgSize, strings.Join(modes, ", "), os.Getpid(), strings.Join(hows, "; "))
 }
 
 // auditVFIOOnce runs `vfio-gate audit --attach mode` on bdf while this
