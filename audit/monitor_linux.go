@@ -61,7 +61,7 @@ func New(o Options) (*Monitor, error) {
 	switch o.Mode {
 	case ModeAuto, ModeFentry, ModeKprobeMulti, ModeKprobe:
 	default:
-		return nil, fmt.Errorf("audit: unknown attach mode %q (want fentry, kprobe or auto)", o.Mode)
+		return nil, fmt.Errorf("audit: unknown attach mode %q (want auto, fentry, kprobe-multi or kprobe)", o.Mode)
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return nil, fmt.Errorf("%w: /sys/kernel/btf/vmlinux is missing (build the kernel with CONFIG_DEBUG_INFO_BTF=y)", ErrNoBTF)

@@ -20,7 +20,7 @@ import (
 func TestWatchUnavailable(t *testing.T) {
 	_, err := audit.Watch(t.Context(), audit.WatchOptions{Options: audit.Options{Mode: "uprobe"}}, func(*audit.Access) { t.Error("an access") })
 	var ue *audit.UnavailableError
-	if !errors.As(err, &ue) || err.Error() != `audit: unknown attach mode "uprobe" (want fentry, kprobe or auto)` {
+	if !errors.As(err, &ue) || err.Error() != `audit: unknown attach mode "uprobe" (want auto, fentry, kprobe-multi or kprobe)` {
 		t.Fatalf("Watch with mode uprobe: %v", err)
 	}
 }

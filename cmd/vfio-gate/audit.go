@@ -27,7 +27,7 @@ func newAuditCmd(e *env, g *globals) *cobra.Command {
 			}
 			mode, ok := audit.ParseMode(attach)
 			if !ok {
-				return usageErrorf("audit: --attach %q: want auto, fentry or kprobe (or kprobe-multi)", attach)
+				return usageErrorf("audit: --attach %q: want auto, fentry, kprobe-multi or kprobe", attach)
 			}
 			layouts, err := audit.Layouts(g.sysfsRoot, devices)
 			if err != nil {

@@ -74,7 +74,7 @@ func TestAuditNeedsDevice(t *testing.T) {
 	}
 	// An unknown attach mode is a usage error, before anything is loaded.
 	code, _, errs = runCLI(t, "audit", "--device", "0000:00:03.0", "--attach", "uprobe")
-	if code != exitInternal || !strings.Contains(errs, "want auto, fentry or kprobe") {
+	if code != exitInternal || !strings.Contains(errs, "want auto, fentry, kprobe-multi or kprobe") {
 		t.Fatalf("exit %d %q", code, errs)
 	}
 }
