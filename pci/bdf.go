@@ -1,6 +1,7 @@
 package pci
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -54,11 +55,17 @@ func hexN(s string) (uint32, bool) {
 	return v, true
 }
 
+// CompareBDF orders functions by domain, bus, device and function (the
+// order of sysfs listings and of every vfio-gate report).
+func CompareBDF(a, b BDF) int {
+	return cmp.Or(cmp.Compare(a.Domain, b.Domain), cmp.Compare(a.Bus, b.Bus), cmp.Compare(a.Device, b.Device), cmp.Compare(a.Function, b.Function))
+}
+
 // Normalize is bdfs sorted by domain, bus, device and function, without
 // duplicates; bdfs itself is not changed.
 func Normalize(bdfs []BDF) []BDF {
 	out := slices.Clone(bdfs)
-	slices.SortFunc(out, compareBDF)
+	slices.SortFunc(out, CompareBDF)
 	return slices.Compact(out)
 }
 

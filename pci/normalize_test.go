@@ -16,3 +16,16 @@ func TestNormalize(t *testing.T) {
 		t.Errorf("Normalize(nil) = %v", got)
 	}
 }
+
+func TestCompareBDF(t *testing.T) {
+	// Each field outranks the ones after it; equal is 0.
+	order := []BDF{{}, {Function: 7}, {Device: 1}, {Device: 0x1f, Function: 7}, {Bus: 1}, {Bus: 0xff, Device: 0x1f, Function: 7}, {Domain: 1}, {Domain: 0xffff}}
+	for i := range order {
+		for j := range order {
+			got := CompareBDF(order[i], order[j])
+			if (i < j && got >= 0) || (i > j && got <= 0) || (i == j && got != 0) {
+				t.Errorf("CompareBDF(%v, %v) = %d", order[i], order[j], got)
+			}
+		}
+	}
+}

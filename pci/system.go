@@ -97,12 +97,8 @@ func (s *System) Functions() ([]BDF, error) {
 		}
 		out = append(out, b)
 	}
-	slices.SortFunc(out, compareBDF)
+	slices.SortFunc(out, CompareBDF)
 	return out, nil
-}
-
-func compareBDF(a, b BDF) int {
-	return int(int64(a.Domain)<<16|int64(a.RequesterID())) - int(int64(b.Domain)<<16|int64(b.RequesterID()))
 }
 
 // Function is a snapshot of one PCI function's sysfs attributes.
@@ -210,7 +206,7 @@ func (s *System) GroupMembers(n int) ([]BDF, error) {
 			out = append(out, b)
 		}
 	}
-	slices.SortFunc(out, compareBDF)
+	slices.SortFunc(out, CompareBDF)
 	return out, nil
 }
 

@@ -344,18 +344,8 @@ func (b *Broker) Held() []Held {
 		}
 		o.mu.Unlock()
 	}
-	slices.SortFunc(out, func(x, y Held) int { return pciCompare(x.BDF, y.BDF) })
+	slices.SortFunc(out, func(x, y Held) int { return pci.CompareBDF(x.BDF, y.BDF) })
 	return out
-}
-
-func pciCompare(a, b pci.BDF) int {
-	switch {
-	case a.String() < b.String():
-		return -1
-	case a.String() > b.String():
-		return 1
-	}
-	return 0
 }
 
 // keep is the per-TDI keeper: HEARTBEAT at half the negotiated period

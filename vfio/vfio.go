@@ -191,10 +191,6 @@ func (p *Plan) Groups() []int {
 
 func devPath(b pci.BDF, attr string) string { return "bus/pci/devices/" + b.String() + "/" + attr }
 
-func compareBDF(a, b pci.BDF) int {
-	return cmp.Or(cmp.Compare(a.Domain, b.Domain), cmp.Compare(a.Bus, b.Bus), cmp.Compare(a.Device, b.Device), cmp.Compare(a.Function, b.Function))
-}
-
 var driverName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$`)
 
 func checkDriverName(d string) error {
@@ -305,7 +301,7 @@ func PlanBind(root *pci.Root, bdfs []pci.BDF, opts PlanOptions) (*Plan, error) {
 			}
 			members = append(members, f)
 		}
-		slices.SortFunc(members, func(a, b Function) int { return compareBDF(a.BDF, b.BDF) })
+		slices.SortFunc(members, func(a, b Function) int { return pci.CompareBDF(a.BDF, b.BDF) })
 		for i := range members {
 			f := &members[i]
 			if !f.InSet {
@@ -565,7 +561,7 @@ var ErrForeignOverride = errors.New("vfio: driver_override set by someone else")
 // on after a failure and returns every failure joined.
 func ReleaseTo(ctx context.Context, root *pci.Root, before map[pci.BDF]Before, opts ApplyOptions) error {
 	a := newApplier(root, opts)
-	sorted := slices.SortedFunc(maps.Keys(before), compareBDF)
+	sorted := slices.SortedFunc(maps.Keys(before), pci.CompareBDF)
 	var errs []error
 	for _, b := range sorted {
 		if err := ctx.Err(); err != nil {
