@@ -32,28 +32,39 @@ func (w *Watcher) Run(ctx context.Context) error {
 		maxB = 10 * time.Second
 	}
 	backoff := 100 * time.Millisecond
+	wait := func() bool { // false when ctx ended
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxB)
+		return true
+	}
 	for ctx.Err() == nil {
 		c, err := Dial(w.URI, w.Socket)
 		if err != nil {
 			log.InfoContext(ctx, "libvirtd unreachable; retrying", "err", err, "in", backoff)
-			select {
-			case <-ctx.Done():
+			if !wait() {
 				return nil
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, maxB)
 			continue
 		}
-		backoff = 100 * time.Millisecond
 		if w.OnReconnect != nil {
 			w.OnReconnect(ctx, c)
 		}
 		evs, err := c.Lifecycle(ctx)
 		if err != nil {
-			log.WarnContext(ctx, "lifecycle subscription failed", "err", err)
+			// A daemon still starting or going away: back off as for a
+			// failed dial rather than reconnecting at once.
+			log.WarnContext(ctx, "lifecycle subscription failed; retrying", "err", err, "in", backoff)
 			c.Close()
+			if !wait() {
+				return nil
+			}
 			continue
 		}
+		backoff = 100 * time.Millisecond
 		for e := range evs {
 			if w.OnEvent != nil {
 				w.OnEvent(ctx, e)
