@@ -61,11 +61,7 @@ func docProblems(root string) ([]string, error) {
 // TestPackageDocs: every library package documents itself in doc.go, for
 // go doc.
 func TestPackageDocs(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := docProblems(root)
+	problems, err := docProblems(repoRoot(t))
 	if err != nil {
 		t.Fatal(err)
 	}
