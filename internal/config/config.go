@@ -9,6 +9,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
+
+	"github.com/vfio-gate/vfio-gate/internal/securepath"
 )
 
 // Default is the configuration file every command reads when it exists
@@ -37,8 +39,9 @@ type Value struct {
 
 // Load reads path; a missing file is (nil, nil) unless required. For root
 // (euid 0) the file must be owned by root and not writable by group or
-// others: it names the policy and the TPM. Only a regular file is read, and
-// at most MaxSize bytes of it.
+// others, and so must every directory on the way to it, from "/" and
+// through every symlink (checkPath): it names the policy and the TPM. Only
+// a regular file is read, and at most MaxSize bytes of it.
 func Load(path string, required bool, euid int) (*File, error) {
 	// Non-blocking: a FIFO given as the configuration must not hang the
 	// command (a blocking open waits for a writer); only a regular file is read.
@@ -55,6 +58,9 @@ func Load(path string, required bool, euid int) (*File, error) {
 	}
 	if euid == 0 {
 		if err := checkOwner(f, path); err != nil {
+			return nil, err
+		}
+		if err := checkPath(f, path); err != nil {
 			return nil, err
 		}
 	}
@@ -77,6 +83,30 @@ func checkOwner(f *os.File, path string) error {
 	if st.Uid != 0 || st.Mode&0o022 != 0 {
 		return fmt.Errorf("config %s: owned by uid %d with mode %#o: must be root's and not group/other writable (chown root: and chmod go-w)",
 			path, st.Uid, st.Mode&0o777)
+	}
+	return nil
+}
+
+// checkPath refuses path unless every directory on the way to it, from "/"
+// and through every symlink, is root's and not group/other writable
+// (securepath.Resolve, as the policy file's), and the file it resolves to
+// is the one f has open: a file in a directory others can write could be
+// swapped by them.
+func checkPath(f *os.File, path string) error {
+	real, err := securepath.Resolve(path)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	opened, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("config %s: %v", path, err)
+	}
+	resolved, err := os.Lstat(real)
+	if err != nil {
+		return fmt.Errorf("config %s: %v", path, err)
+	}
+	if !os.SameFile(opened, resolved) {
+		return fmt.Errorf("config %s: replaced while it was read (now %s); read it again", path, real)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vfio-gate/vfio-gate/internal/testutil"
 )
 
 func TestParse(t *testing.T) {
@@ -99,6 +102,115 @@ func TestLoadPermissions(t *testing.T) {
 	}
 	if os.Getuid() != 0 && (err == nil || !strings.Contains(err.Error(), "owned by uid")) {
 		t.Fatalf("a config owned by uid %d, for root: %v", os.Getuid(), err)
+	}
+}
+
+// TestLoadPathWalk: for root, every directory on the way to the file, from
+// "/" and through every symlink, must be root's and not group/other
+// writable, as the policy file's: a root-owned 0644 file in a directory
+// others can write could be swapped by them. A non-root run is unchanged.
+func TestLoadPathWalk(t *testing.T) {
+	testutil.Require(t, testutil.Root) // root-owned files; chown to another uid
+	mkdir := func(t *testing.T, path string, uid int, mode os.FileMode) string {
+		t.Helper()
+		if err := os.Mkdir(path, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(os.Chown(path, uid, uid), os.Chmod(path, mode)); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	write := func(t *testing.T, path string) string {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("version: 1\nlog-level: info\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	link := func(t *testing.T, target, path string) string {
+		t.Helper()
+		if err := os.Symlink(target, path); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, base, etc string) (path, want string) // want "" = loads
+	}{
+		{"root's file in root's directory", func(t *testing.T, base, etc string) (string, string) {
+			return write(t, filepath.Join(etc, "vfio-gate.yaml")), ""
+		}},
+		{"link to root's file in root's directory", func(t *testing.T, base, etc string) (string, string) {
+			write(t, filepath.Join(mkdir(t, filepath.Join(base, "safe"), 0, 0o755), "c.yaml"))
+			return link(t, "../safe/./c.yaml", filepath.Join(etc, "vfio-gate.yaml")), ""
+		}},
+		{"world-writable directory", func(t *testing.T, base, etc string) (string, string) {
+			ww := mkdir(t, filepath.Join(base, "ww"), 0, 0o777)
+			return write(t, filepath.Join(ww, "vfio-gate.yaml")),
+				"directory " + ww + " is writable by group or others (mode 0777): chmod go-w it"
+		}},
+		{"sticky world-writable directory", func(t *testing.T, base, etc string) (string, string) {
+			ww := mkdir(t, filepath.Join(base, "ww"), 0, 0o1777)
+			return write(t, filepath.Join(ww, "vfio-gate.yaml")), "directory " + ww + " is writable by group or others"
+		}},
+		{"world-writable directory two levels up", func(t *testing.T, base, etc string) (string, string) {
+			ww := mkdir(t, filepath.Join(base, "ww"), 0, 0o777)
+			deep := mkdir(t, filepath.Join(ww, "deep"), 0, 0o755)
+			return write(t, filepath.Join(deep, "vfio-gate.yaml")), "directory " + ww + " is writable by group or others"
+		}},
+		{"link into another user's directory", func(t *testing.T, base, etc string) (string, string) {
+			other := mkdir(t, filepath.Join(base, "other"), 65534, 0o755)
+			return link(t, write(t, filepath.Join(other, "c.yaml")), filepath.Join(etc, "vfio-gate.yaml")),
+				"directory " + other + " is owned by uid 65534, not root: chown root it"
+		}},
+		{"directory link to a world-writable directory", func(t *testing.T, base, etc string) (string, string) {
+			ww := mkdir(t, filepath.Join(base, "ww"), 0, 0o777)
+			write(t, filepath.Join(ww, "c.yaml"))
+			return filepath.Join(link(t, ww, filepath.Join(etc, "d")), "c.yaml"), "directory " + ww + " is writable"
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			base := t.TempDir()
+			etc := mkdir(t, filepath.Join(base, "etc"), 0, 0o755)
+			path, want := c.setup(t, base, etc)
+			if want == "" {
+				if f, err := Load(path, true, 0); err != nil || f.Path != path || len(f.Flags[""]) != 1 {
+					t.Fatalf("refused: %+v, %v", f, err)
+				}
+				return
+			}
+			f, err := Load(path, true, 0)
+			if f != nil || err == nil || !strings.HasPrefix(err.Error(), "config "+path+": ") || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Load as root = %+v, %v; want an error naming %q", f, err, want)
+			}
+			if f, err := Load(path, true, 1000); err != nil || f == nil {
+				t.Fatalf("a non-root run reads it as before: %v", err)
+			}
+		})
+	}
+}
+
+// TestCheckPathSameFile: the walk's file must be the one Load has open (a
+// file swapped between the open and the walk is refused).
+func TestCheckPathSameFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	if err := errors.Join(os.WriteFile(a, nil, 0o644), os.WriteFile(b, nil, 0o644)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := checkPath(f, a); err != nil {
+		t.Fatalf("the open file: %v", err)
+	}
+	if err := checkPath(f, b); err == nil || !strings.Contains(err.Error(), "replaced while it was read") {
+		t.Fatalf("another file: %v", err)
 	}
 }
 
