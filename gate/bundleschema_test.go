@@ -11,6 +11,7 @@ import (
 
 	"github.com/vfio-gate/vfio-gate/gate"
 	"github.com/vfio-gate/vfio-gate/gate/evstore"
+	rpt "github.com/vfio-gate/vfio-gate/internal/report"
 	"github.com/vfio-gate/vfio-gate/internal/testutil/schematest"
 	"github.com/vfio-gate/vfio-gate/pci"
 )
@@ -62,6 +63,12 @@ func TestEvidenceBundleSchema(t *testing.T) {
 	seen := map[string]bool{}
 	for name, data := range storedBundles(t, dir) {
 		schematest.Validate(t, "evidence-bundle", data)
+		// evidence show --json prints the bundle (docs/schema/evidence-show.v1.json refers to this schema).
+		b, err := evstore.Parse(data)
+		must(t, err)
+		show, err := rpt.JSONDoc("evidence-show", rpt.EvidenceShowOf(b))
+		must(t, err)
+		schematest.Validate(t, "evidence-show", show)
 		var doc struct {
 			Decision evstore.Decision `json:"decision"`
 			Evidence struct {
