@@ -203,8 +203,9 @@ func TestSchemaFilesMatchKinds(t *testing.T) {
 	}
 	used := map[string]bool{
 		"vfio-gate/error/v1": true, // reportErrorJSON
-		// Stored documents (gate.BoundSchema, daemon.StateSchema, tdisp.JournalSchema), checked in their packages.
+		// Stored documents (gate.BoundSchema, daemon.StateSchema, tdisp.JournalSchema, evstore.Schema), checked in their packages.
 		"vfio-gate/bound/v1": true, "vfio-gate/daemon-state/v1": true, "vfio-gate/tdisp-journal/v1": true,
+		"vfio-gate/evidence-bundle/v1": true,
 	}
 	// rpt.WriteJSON(w, "kind", ...), rpt.JSONDoc("kind", ...), jsonOrText(e, g, "kind", ...), g.write(e, "kind", ...)
 	re := regexp.MustCompile(`(?:rpt\.WriteJSON\([^,()]+|jsonOrText\([^,()]+,[^,()]+|g\.write\([^,()]+|rpt\.JSONDoc\()\s*,?\s*"([a-z][a-z0-9-]*)"`)
