@@ -5,7 +5,6 @@ import (
 	"go/build"
 	"go/parser"
 	"go/token"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,16 +74,7 @@ func TestPackageDocs(t *testing.T) {
 // package and a command.
 func TestDocProblems(t *testing.T) {
 	root := t.TempDir()
-	write := func(name, text string) {
-		t.Helper()
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, text string) { t.Helper(); writeTreeFile(t, root, name, text) }
 	const good = "// Package good is\n// documented\n// well.\npackage good\n"
 	write("good/doc.go", good)
 	write("good/good.go", "package good\n")

@@ -107,14 +107,7 @@ func TestSizeLimits(t *testing.T) {
 // TestSizeProblemsDetects proves each limit on a synthetic tree.
 func TestSizeProblemsDetects(t *testing.T) {
 	root := t.TempDir()
-	write := func(p, s string) {
-		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, p), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(p, s string) { t.Helper(); writeTreeFile(t, root, p, s) }
 	long := "package x\n\nfunc long() {\n" + strings.Repeat("\t_ = 1\n", maxFuncLines) + "}\n"
 	write("x/long.go", long)
 	write("x/lit.go", "package x\n\nvar f = func() {\n"+strings.Repeat("\t_ = 1\n", maxFuncLines)+"}\n")

@@ -127,3 +127,16 @@ func trackedFiles(t *testing.T, root string) []string {
 	}
 	return paths
 }
+
+// writeTreeFile writes text to root/name, making its directories: the
+// synthetic trees the checkers' own tests run on.
+func writeTreeFile(t *testing.T, root, name, text string) {
+	t.Helper()
+	p := filepath.Join(root, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
